@@ -1,1 +1,105 @@
-//! placeholder
+//! # client-credentials
+//!
+//! OAuth 2.0 *client credentials* tokens (RFC 6749 §4.4) for machine-to-machine
+//! calls: fetched, cached, refreshed ahead of expiry, retried with back-off,
+//! with OpenID Connect / RFC 8414 discovery.
+//!
+//! This crate is the **sans-IO core**. It will never open a socket, read a
+//! clock, read the environment, spawn a thread or need an async runtime. It
+//! emits `http::Request`s, consumes `http::Response`s and a `now` you pass in,
+//! and makes every decision: whether the cached token is fresh, when to
+//! refresh, what to retry and when, whether a response is acceptable. That
+//! makes it embeddable anywhere (it builds for `wasm32-unknown-unknown`) and
+//! testable with simulated time. Ready-made adapters do the I/O:
+//! `client-credentials-blocking` (threads, `ureq`) and
+//! `client-credentials-tokio` (async, `reqwest`).
+//!
+//! ## The loop an adapter runs
+//!
+//! ```
+//! use client_credentials::{Action, Config, Error, Timestamp, TokenSource};
+//!
+//! # fn perform(request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, client_credentials::TransportErrorKind> {
+//! #     Ok(http::Response::builder().status(200)
+//! #         .body(br#"{"access_token":"abc","token_type":"Bearer","expires_in":3600}"#.to_vec()).unwrap())
+//! # }
+//! # fn sleep_until(_: Timestamp) {}
+//! # fn now() -> Timestamp { Timestamp::from_unix_secs(1_700_000_000) }
+//! fn token(source: &mut TokenSource) -> Result<String, Error> {
+//!     loop {
+//!         match source.poll(now()) {
+//!             Action::Ready(token) => return Ok(token.secret().to_owned()),
+//!             Action::Send(outgoing) => {
+//!                 // Perform the request: no redirects, body capped at
+//!                 // `config().max_body_size()`. Then hand the result back.
+//!                 let result = match perform(outgoing.request) {
+//!                     Ok(response) => source.handle_response(now(), outgoing.id, response),
+//!                     Err(kind) => source.handle_transport_error(now(), outgoing.id, kind),
+//!                 };
+//!                 // `Err` is for the callers waiting: the round failed and no
+//!                 // unexpired token is cached. `Ok` events: persist, log, loop.
+//!                 result?;
+//!             }
+//!             Action::Wait { until } => {
+//!                 if let Some(error) = source.last_error() {
+//!                     return Err(error.clone()); // cooling down after a failed round
+//!                 }
+//!                 if let Some(until) = until {
+//!                     sleep_until(until); // back-off before a retry
+//!                 }
+//!                 // until == None: another caller's request is in flight; wait for it.
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! let config = Config::builder("my-client", "my-secret")
+//!     .token_endpoint("https://auth.example.com/oauth2/token")
+//!     .scope("api:read")
+//!     .build()?;
+//! let mut source = TokenSource::new(config);
+//! assert_eq!(token(&mut source)?, "abc");
+//! // Cached: the next poll is Ready without a request until the refresh time.
+//! assert!(matches!(source.poll(now()), Action::Ready(_)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Decisions, and where they are documented
+//! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`
+//!   ([`refresh_time`]); default margin 300 s. Between that time and expiry it is
+//!   still served while the refresh runs, and after a failed refresh.
+//! - Retries: [`RetryPolicy`]. Responses: [`parse_token_response`].
+//! - Requests: [`ClientAuth`] (RFC 6749 §2.3.1 Basic by default), the JSON body
+//!   variant, the refresh-token grant when a response carried a refresh token.
+//! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`], [`parse_discovery`].
+//!
+//! No message, error or `Debug` output contains the client secret or a token.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod discovery;
+mod error;
+mod machine;
+mod policy;
+mod request;
+mod response;
+mod secret;
+mod time;
+mod token;
+
+pub use config::{ClientAuth, Config, ConfigBuilder, ConfigError, DiscoveryOrder};
+pub use discovery::{
+    discovery_request, discovery_request_at, discovery_url, parse_discovery, DiscoveryError, DiscoveryLocation,
+    ProviderMetadata,
+};
+pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
+pub use machine::{Action, Event, Outgoing, RequestId, RequestKind, TokenSource};
+pub use policy::{parse_retry_after, refresh_time, RetryPolicy};
+pub use response::{jwt_lifetime, parse_token_response, MAX_LIFETIME, MIN_LIFETIME};
+pub use secret::Secret;
+pub use time::Timestamp;
+pub use token::{AccessToken, AccessTokenBuilder};
+
+/// Re-exported so users name the same `http` types the core uses.
+pub use http;

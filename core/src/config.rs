@@ -1,0 +1,803 @@
+//! Validated client configuration.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::policy::RetryPolicy;
+use crate::secret::Secret;
+
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// HTTP Basic (`client_secret_basic`), RFC 6749 §2.3.1: the id and the
+    /// secret are each `application/x-www-form-urlencoded` (a space written as
+    /// `%20`, never `+`, so servers that only percent-decode read it right),
+    /// joined by `:` and base64-encoded. The default, and what RFC 6749 says
+    /// servers must support.
+    #[default]
+    Basic,
+    /// HTTP Basic with the raw `id:secret` base64-encoded, not form-encoded
+    /// first: for servers that never form-decode (a known interop quirk). Use
+    /// only when a provider rejects [`ClientAuth::Basic`] for secrets with
+    /// reserved characters. The client id may not contain `:`.
+    BasicUnencoded,
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`).
+    Post,
+    /// A JSON body with `grant_type`, `client_id`, `client_secret`, `scope`
+    /// and a `resource` array, for APIs that require JSON instead of a form.
+    Json,
+}
+
+impl ClientAuth {
+    /// The RFC 8414 / OpenID Connect name of the method (`Json` has none and
+    /// reports `client_secret_post`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::Basic | ClientAuth::BasicUnencoded => "client_secret_basic",
+            ClientAuth::Post | ClientAuth::Json => "client_secret_post",
+        }
+    }
+}
+
+/// Which discovery location is tried first when the other answers 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DiscoveryOrder {
+    /// `{issuer}/.well-known/openid-configuration` first, then RFC 8414. The
+    /// default: the major providers are OpenID Connect providers and some serve
+    /// only this location.
+    #[default]
+    OpenIdFirst,
+    /// `/.well-known/oauth-authorization-server{path}` (RFC 8414) first.
+    Rfc8414First,
+    /// Only OpenID Connect Discovery.
+    OpenIdOnly,
+    /// Only RFC 8414.
+    Rfc8414Only,
+}
+
+/// Where the token endpoint comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// Configured directly.
+    Token(Url),
+    /// Discovered from this issuer (the string exactly as configured).
+    Issuer(String),
+}
+
+/// A validated configuration, cheap to clone (one `Arc`).
+///
+/// Built with [`Config::builder`]; see [`ConfigBuilder`] for every setting and
+/// its default.
+///
+/// ```
+/// use client_credentials::{ClientAuth, Config};
+///
+/// let config = Config::builder("my-client", "my-secret")
+///     .token_endpoint("https://auth.example.com/oauth2/token")
+///     .scope("api:read")
+///     .scope("api:write")
+///     .auth(ClientAuth::Post)
+///     .build()?;
+/// assert_eq!(config.scope().as_deref(), Some("api:read api:write"));
+/// // Secrets never print.
+/// assert!(!format!("{config:?}").contains("my-secret"));
+/// # Ok::<(), client_credentials::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    client_id: String,
+    client_secret: Secret,
+    endpoint: Endpoint,
+    revocation_endpoint: Option<Url>,
+    auth: Option<ClientAuth>,
+    scopes: Vec<String>,
+    resources: Vec<String>,
+    audience: Option<String>,
+    params: Vec<(String, String)>,
+    refresh_margin: Duration,
+    clock_skew: Duration,
+    default_lifetime: Duration,
+    retry: RetryPolicy,
+    max_body_size: usize,
+    allow_insecure_http: bool,
+    token_types: Vec<String>,
+    jitter_seed: Option<u64>,
+    discovery_ttl: Duration,
+    discovery_order: DiscoveryOrder,
+    use_refresh_tokens: bool,
+}
+
+impl Config {
+    /// Starts a configuration for a confidential client.
+    pub fn builder(client_id: impl Into<String>, client_secret: impl Into<String>) -> ConfigBuilder {
+        ConfigBuilder {
+            client_id: client_id.into(),
+            client_secret: Secret::new(client_secret),
+            token_endpoint: None,
+            issuer: None,
+            revocation_endpoint: None,
+            auth: None,
+            scopes: Vec::new(),
+            resources: Vec::new(),
+            audience: None,
+            params: Vec::new(),
+            refresh_margin: ConfigBuilder::DEFAULT_REFRESH_MARGIN,
+            clock_skew: Duration::ZERO,
+            default_lifetime: ConfigBuilder::DEFAULT_LIFETIME,
+            retry: RetryPolicy::default(),
+            max_body_size: ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
+            allow_insecure_http: false,
+            token_types: Vec::new(),
+            jitter_seed: None,
+            discovery_ttl: ConfigBuilder::DEFAULT_DISCOVERY_TTL,
+            discovery_order: DiscoveryOrder::default(),
+            use_refresh_tokens: true,
+        }
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// The client secret.
+    pub fn client_secret(&self) -> &Secret {
+        &self.inner.client_secret
+    }
+
+    /// The token endpoint, when configured directly (not discovered).
+    pub fn token_endpoint(&self) -> Option<&Url> {
+        match &self.inner.endpoint {
+            Endpoint::Token(url) => Some(url),
+            Endpoint::Issuer(_) => None,
+        }
+    }
+
+    /// The issuer, when the token endpoint is discovered.
+    pub fn issuer(&self) -> Option<&str> {
+        match &self.inner.endpoint {
+            Endpoint::Issuer(issuer) => Some(issuer),
+            Endpoint::Token(_) => None,
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// The configured revocation endpoint (a discovered one takes its place when present).
+    pub fn revocation_endpoint(&self) -> Option<&Url> {
+        self.inner.revocation_endpoint.as_ref()
+    }
+
+    /// The authentication method chosen by the user, if any (otherwise it is
+    /// negotiated from discovery metadata, falling back to [`ClientAuth::Basic`]).
+    pub fn auth(&self) -> Option<ClientAuth> {
+        self.inner.auth
+    }
+
+    /// The requested scopes, deduplicated, in the order first given.
+    pub fn scopes(&self) -> &[String] {
+        &self.inner.scopes
+    }
+
+    /// The `scope` parameter: the scopes joined by single spaces, or `None`.
+    pub fn scope(&self) -> Option<String> {
+        if self.inner.scopes.is_empty() {
+            None
+        } else {
+            Some(self.inner.scopes.join(" "))
+        }
+    }
+
+    /// The RFC 8707 resource indicators.
+    pub fn resources(&self) -> &[String] {
+        &self.inner.resources
+    }
+
+    /// The `audience` parameter, if any.
+    pub fn audience(&self) -> Option<&str> {
+        self.inner.audience.as_deref()
+    }
+
+    /// Extra parameters sent with every token request.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.inner.params
+    }
+
+    /// How long before expiry a token is refreshed (at most half its lifetime).
+    pub fn refresh_margin(&self) -> Duration {
+        self.inner.refresh_margin
+    }
+
+    /// How much earlier than the server says a token is treated as expired.
+    pub fn clock_skew(&self) -> Duration {
+        self.inner.clock_skew
+    }
+
+    /// Lifetime assumed when a response has no `expires_in` and the token carries no readable `exp`.
+    pub fn default_lifetime(&self) -> Duration {
+        self.inner.default_lifetime
+    }
+
+    /// The retry settings.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// The largest response body accepted, in bytes.
+    pub fn max_body_size(&self) -> usize {
+        self.inner.max_body_size
+    }
+
+    /// Whether plain `http:` is allowed to non-loopback hosts.
+    pub fn allows_insecure_http(&self) -> bool {
+        self.inner.allow_insecure_http
+    }
+
+    /// Token types accepted besides `Bearer` (lowercase).
+    pub fn accepted_token_types(&self) -> &[String] {
+        &self.inner.token_types
+    }
+
+    /// The explicit jitter seed, if one was set.
+    pub fn jitter_seed(&self) -> Option<u64> {
+        self.inner.jitter_seed
+    }
+
+    /// How long discovered metadata is reused before it is fetched again.
+    pub fn discovery_ttl(&self) -> Duration {
+        self.inner.discovery_ttl
+    }
+
+    /// Which discovery location is tried first.
+    pub fn discovery_order(&self) -> DiscoveryOrder {
+        self.inner.discovery_order
+    }
+
+    /// Whether a `refresh_token` in a response is used for the next refresh.
+    pub fn uses_refresh_tokens(&self) -> bool {
+        self.inner.use_refresh_tokens
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        let mut d = f.debug_struct("Config");
+        d.field("client_id", &i.client_id)
+            .field("client_secret", &i.client_secret);
+        match &i.endpoint {
+            Endpoint::Token(url) => d.field("token_endpoint", &url.as_str()),
+            Endpoint::Issuer(issuer) => d.field("issuer", issuer),
+        };
+        d.field("auth", &i.auth)
+            .field("scopes", &i.scopes)
+            .field("resources", &i.resources)
+            .field("audience", &i.audience)
+            .field("params", &ParamNames(&i.params))
+            .field("refresh_margin", &i.refresh_margin)
+            .field("clock_skew", &i.clock_skew)
+            .field("default_lifetime", &i.default_lifetime)
+            .field("retry", &i.retry)
+            .field("max_body_size", &i.max_body_size)
+            .field("allow_insecure_http", &i.allow_insecure_http)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prints extra parameter names only: their values may be sensitive.
+struct ParamNames<'a>(&'a [(String, String)]);
+
+impl fmt::Debug for ParamNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
+    }
+}
+
+/// Builds a [`Config`]; [`ConfigBuilder::build`] validates everything at once.
+///
+/// Defaults: [`ClientAuth::Basic`] (or negotiated from discovery), refresh
+/// margin 300 s, clock skew 0, default lifetime 3600 s, 3 attempts per round
+/// with back-off from 0.5 s doubling to at most 30 s, response bodies up to
+/// 64 KiB, discovery metadata reused for 24 h, HTTPS required except to
+/// loopback hosts.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConfigBuilder {
+    client_id: String,
+    client_secret: Secret,
+    token_endpoint: Option<String>,
+    issuer: Option<String>,
+    revocation_endpoint: Option<String>,
+    auth: Option<ClientAuth>,
+    scopes: Vec<String>,
+    resources: Vec<String>,
+    audience: Option<String>,
+    params: Vec<(String, String)>,
+    refresh_margin: Duration,
+    clock_skew: Duration,
+    default_lifetime: Duration,
+    retry: RetryPolicy,
+    max_body_size: usize,
+    allow_insecure_http: bool,
+    token_types: Vec<String>,
+    jitter_seed: Option<u64>,
+    discovery_ttl: Duration,
+    discovery_order: DiscoveryOrder,
+    use_refresh_tokens: bool,
+}
+
+/// Parameters the client sets itself and [`ConfigBuilder::param`] may not override.
+const RESERVED_PARAMS: &[&str] = &["grant_type", "client_id", "client_secret", "refresh_token"];
+
+impl ConfigBuilder {
+    /// Default refresh margin: a token is refreshed 300 s before it expires.
+    pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(300);
+    /// Default lifetime of a token whose response says nothing about expiry.
+    pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+    /// Default cap on response bodies: 64 KiB.
+    pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024;
+    /// Default reuse time of discovered metadata: 24 h.
+    pub const DEFAULT_DISCOVERY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+    /// The token endpoint URL (RFC 6749 §3.2). Exclusive with [`ConfigBuilder::issuer`].
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// The issuer URL: the token endpoint is discovered from its OpenID Connect
+    /// or RFC 8414 metadata. Exclusive with [`ConfigBuilder::token_endpoint`].
+    pub fn issuer(mut self, url: impl Into<String>) -> Self {
+        self.issuer = Some(url.into());
+        self
+    }
+
+    /// An RFC 7009 revocation endpoint used by sign-out (a discovered
+    /// `revocation_endpoint` is used when this is not set).
+    pub fn revocation_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.revocation_endpoint = Some(url.into());
+        self
+    }
+
+    /// How the client authenticates. Default: negotiated from discovery
+    /// metadata, else [`ClientAuth::Basic`].
+    pub fn auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Adds a scope (repeatable; the scopes are space-joined and deduplicated).
+    /// A value with spaces adds each of its words.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Adds an RFC 8707 resource indicator (repeatable): an absolute URI without fragment.
+    pub fn resource(mut self, uri: impl Into<String>) -> Self {
+        self.resources.push(uri.into());
+        self
+    }
+
+    /// Sets the `audience` parameter some providers (Auth0, for one) require.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Adds an extra parameter to every token request. It may not be one the
+    /// client sets itself (`grant_type`, `client_id`, `client_secret`, `refresh_token`).
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// How long before expiry a token is refreshed. Default 300 s. A token is
+    /// refreshed at `expires_at - min(margin, lifetime / 2)`, so a short-lived
+    /// token is not refreshed on every call.
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// Treat tokens as expiring this much earlier than the server says (for a
+    /// clock that runs behind the resource server's). Default 0.
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// Lifetime assumed when a response has no `expires_in` and the access
+    /// token is not a JWT with a readable `exp`. Default 3600 s.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = lifetime;
+        self
+    }
+
+    /// All retry settings at once.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Attempts per round, the first included. Default 3; 1 disables retries.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.retry.max_attempts = attempts;
+        self
+    }
+
+    /// The first back-off and its cap. Defaults 0.5 s and 30 s.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.retry.initial_backoff = initial;
+        self.retry.max_backoff = max;
+        self
+    }
+
+    /// The largest response body accepted, in bytes. Default 64 KiB.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// Allows plain `http:` endpoints on non-loopback hosts. Loopback hosts
+    /// (`localhost`, `127.0.0.0/8`, `::1`) never need this. Sends the client
+    /// secret in clear text: for test networks only.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
+    /// Accepts a token type besides `Bearer` (compared case-insensitively).
+    pub fn accept_token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.token_types.push(token_type.into().to_ascii_lowercase());
+        self
+    }
+
+    /// The seed of the retry jitter. Adapters draw a random one when this is
+    /// not set; set it for repeatable tests.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
+        self
+    }
+
+    /// How long discovered metadata is reused. Default 24 h.
+    pub fn discovery_ttl(mut self, ttl: Duration) -> Self {
+        self.discovery_ttl = ttl;
+        self
+    }
+
+    /// Which discovery location is tried first. Default [`DiscoveryOrder::OpenIdFirst`].
+    pub fn discovery_order(mut self, order: DiscoveryOrder) -> Self {
+        self.discovery_order = order;
+        self
+    }
+
+    /// Whether a `refresh_token` in a response is used for the next refresh
+    /// (RFC 6749 §6). Default true; an `invalid_grant` answer falls back to the
+    /// client credentials grant.
+    pub fn use_refresh_tokens(mut self, enabled: bool) -> Self {
+        self.use_refresh_tokens = enabled;
+        self
+    }
+
+    /// Validates the settings.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        if self.client_id.is_empty() {
+            return Err(ConfigError::EmptyClientId);
+        }
+        if self.client_id.chars().any(char::is_control) {
+            return Err(ConfigError::ControlCharacter { field: "client_id" });
+        }
+        if self.client_secret.expose_secret().chars().any(char::is_control) {
+            return Err(ConfigError::ControlCharacter { field: "client_secret" });
+        }
+        if self.auth == Some(ClientAuth::BasicUnencoded) && self.client_id.contains(':') {
+            return Err(ConfigError::ColonInClientId);
+        }
+        let insecure = self.allow_insecure_http;
+        let endpoint = match (self.token_endpoint, self.issuer) {
+            (Some(_), Some(_)) => return Err(ConfigError::ConflictingEndpoints),
+            (None, None) => return Err(ConfigError::MissingEndpoint),
+            (Some(url), None) => Endpoint::Token(check_endpoint("token_endpoint", &url, insecure)?),
+            (None, Some(issuer)) => {
+                check_endpoint("issuer", &issuer, insecure)?;
+                if issuer.contains('?') {
+                    return Err(ConfigError::InvalidUrl {
+                        field: "issuer",
+                        url: issuer,
+                        reason: "an issuer has no query component (RFC 8414 §2)".into(),
+                    });
+                }
+                Endpoint::Issuer(issuer)
+            }
+        };
+        let revocation_endpoint = self
+            .revocation_endpoint
+            .map(|url| check_endpoint("revocation_endpoint", &url, insecure))
+            .transpose()?;
+
+        let mut scopes: Vec<String> = Vec::new();
+        for given in &self.scopes {
+            if given.trim().is_empty() {
+                return Err(ConfigError::InvalidScope {
+                    scope: given.clone(),
+                    reason: "a scope may not be empty".into(),
+                });
+            }
+            for scope in given.split(' ').filter(|s| !s.is_empty()) {
+                // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+                if let Some(bad) = scope
+                    .chars()
+                    .find(|&c| !matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
+                {
+                    return Err(ConfigError::InvalidScope {
+                        scope: given.clone(),
+                        reason: format!(
+                            "{bad:?} is not allowed in a scope (RFC 6749 §3.3: printable ASCII except '\"' and '\\')"
+                        ),
+                    });
+                }
+                if !scopes.iter().any(|s| s == scope) {
+                    scopes.push(scope.to_owned());
+                }
+            }
+        }
+
+        let mut resources: Vec<String> = Vec::new();
+        for resource in self.resources {
+            let reason = match Url::parse(&resource) {
+                Err(url::ParseError::RelativeUrlWithoutBase) => Some("it is not an absolute URI".to_owned()),
+                Err(e) => Some(e.to_string()),
+                Ok(_) if resource.contains('#') => Some("it has a fragment (RFC 8707 §2)".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(reason) = reason {
+                return Err(ConfigError::InvalidResource { resource, reason });
+            }
+            if !resources.contains(&resource) {
+                resources.push(resource);
+            }
+        }
+
+        for (name, _) in &self.params {
+            if name.is_empty() {
+                return Err(ConfigError::EmptyParameterName);
+            }
+            if RESERVED_PARAMS.contains(&name.as_str()) {
+                return Err(ConfigError::ReservedParameter { name: name.clone() });
+            }
+        }
+
+        if self.default_lifetime.is_zero() {
+            return Err(ConfigError::InvalidDuration {
+                field: "default_lifetime",
+                reason: "must be positive",
+            });
+        }
+        self.retry.validate()?;
+        if self.max_body_size < 1024 {
+            return Err(ConfigError::BodyLimitTooSmall {
+                bytes: self.max_body_size,
+            });
+        }
+
+        Ok(Config {
+            inner: Arc::new(Inner {
+                client_id: self.client_id,
+                client_secret: self.client_secret,
+                endpoint,
+                revocation_endpoint,
+                auth: self.auth,
+                scopes,
+                resources,
+                audience: self.audience,
+                params: self.params,
+                refresh_margin: self.refresh_margin,
+                clock_skew: self.clock_skew,
+                default_lifetime: self.default_lifetime,
+                retry: self.retry,
+                max_body_size: self.max_body_size,
+                allow_insecure_http: self.allow_insecure_http,
+                token_types: self.token_types,
+                jitter_seed: self.jitter_seed,
+                discovery_ttl: self.discovery_ttl,
+                discovery_order: self.discovery_order,
+                use_refresh_tokens: self.use_refresh_tokens,
+            }),
+        })
+    }
+}
+
+/// Parses and checks an endpoint URL: absolute, no fragment, no credentials,
+/// `https` unless the host is loopback or insecure HTTP is allowed.
+pub(crate) fn check_endpoint(field: &'static str, url: &str, allow_insecure: bool) -> Result<Url, ConfigError> {
+    let parsed = match Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            return Err(ConfigError::RelativeUrl {
+                field,
+                url: url.to_owned(),
+            })
+        }
+        Err(e) => {
+            return Err(ConfigError::InvalidUrl {
+                field,
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    if parsed.fragment().is_some() {
+        return Err(ConfigError::UrlWithFragment {
+            field,
+            url: url.to_owned(),
+        });
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            url: redact_userinfo(&parsed),
+            reason: "credentials in the URL are not allowed; pass them to Config::builder".into(),
+        });
+    }
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_insecure || is_loopback(&parsed) => {}
+        "http" => {
+            return Err(ConfigError::InsecureUrl {
+                field,
+                url: url.to_owned(),
+            })
+        }
+        other => {
+            return Err(ConfigError::InvalidUrl {
+                field,
+                url: url.to_owned(),
+                reason: format!("scheme {other:?} is not http or https"),
+            })
+        }
+    }
+    if parsed.host().is_none() {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            url: url.to_owned(),
+            reason: "it has no host".into(),
+        });
+    }
+    Ok(parsed)
+}
+
+fn redact_userinfo(url: &Url) -> String {
+    let mut copy = url.clone();
+    let _ = copy.set_username("");
+    let _ = copy.set_password(None);
+    copy.to_string()
+}
+
+/// `localhost`, `*.localhost`, `127.0.0.0/8` and `::1`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The client id is empty.
+    #[error("the client id is empty")]
+    EmptyClientId,
+    /// A credential contains a control character (often a stray newline from a secret file).
+    #[error("the {field} contains a control character (a trailing newline from a file?)")]
+    ControlCharacter {
+        /// `client_id` or `client_secret`.
+        field: &'static str,
+    },
+    /// [`ClientAuth::BasicUnencoded`] cannot carry a client id with `:`.
+    #[error("the client id contains ':', which ClientAuth::BasicUnencoded cannot send; use ClientAuth::Basic")]
+    ColonInClientId,
+    /// Neither a token endpoint nor an issuer was given.
+    #[error("no endpoint: set .token_endpoint(url) or .issuer(url)")]
+    MissingEndpoint,
+    /// Both a token endpoint and an issuer were given.
+    #[error("both .token_endpoint(..) and .issuer(..) are set; choose one")]
+    ConflictingEndpoints,
+    /// A URL does not parse or is not usable.
+    #[error("{field} {url:?} is not a usable URL: {reason}")]
+    InvalidUrl {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A URL is relative.
+    #[error("{field} {url:?} is relative; give an absolute https:// URL")]
+    RelativeUrl {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        url: String,
+    },
+    /// A URL has a fragment (RFC 6749 §3.2 forbids it for endpoints).
+    #[error("{field} {url:?} has a fragment ('#…'), which endpoints may not have (RFC 6749 §3.2)")]
+    UrlWithFragment {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        url: String,
+    },
+    /// Plain `http:` to a host that is not loopback.
+    #[error("{field} {url:?} uses plain http to a non-loopback host, which would send the client secret in clear text; use https, or .allow_insecure_http() on a test network")]
+    InsecureUrl {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        url: String,
+    },
+    /// A scope is empty or has characters RFC 6749 §3.3 forbids.
+    #[error("invalid scope {scope:?}: {reason}")]
+    InvalidScope {
+        /// The value given.
+        scope: String,
+        /// Why.
+        reason: String,
+    },
+    /// A resource indicator is not an absolute URI without fragment (RFC 8707 §2).
+    #[error("invalid resource {resource:?}: {reason}")]
+    InvalidResource {
+        /// The value given.
+        resource: String,
+        /// Why.
+        reason: String,
+    },
+    /// An extra parameter would override one the client sets.
+    #[error("parameter {name:?} is set by the client itself and cannot be overridden with .param()")]
+    ReservedParameter {
+        /// The parameter name.
+        name: String,
+    },
+    /// An extra parameter has an empty name.
+    #[error("an extra parameter has an empty name")]
+    EmptyParameterName,
+    /// A duration setting is out of range.
+    #[error("{field} {reason}")]
+    InvalidDuration {
+        /// Which setting.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The retry settings are inconsistent.
+    #[error("invalid retry settings: {reason}")]
+    InvalidRetry {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The body limit is too small for any real token response.
+    #[error("max_body_size of {bytes} bytes is too small; use at least 1024")]
+    BodyLimitTooSmall {
+        /// The value given.
+        bytes: usize,
+    },
+}

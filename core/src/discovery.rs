@@ -1,0 +1,291 @@
+//! OpenID Connect Discovery 1.0 and RFC 8414 authorization server metadata.
+
+use std::borrow::Borrow;
+
+use http::{Request, Response, StatusCode};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::config::{check_endpoint, ClientAuth, ConfigError};
+use crate::error::{retryable_status, Error};
+use crate::request::get_json;
+use crate::response::{check_size, clean, excerpt, parse_json_object};
+
+/// Where a metadata document is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DiscoveryLocation {
+    /// OpenID Connect Discovery 1.0 §4: `{issuer}/.well-known/openid-configuration`.
+    OpenId,
+    /// RFC 8414 §3: `/.well-known/oauth-authorization-server` inserted between
+    /// the host and the issuer's path.
+    Rfc8414,
+}
+
+/// A provider's metadata, validated: the `issuer` equals the one configured,
+/// the `token_endpoint` is present and `https` (loopback aside).
+///
+/// The fields the client uses are typed; every other member of the document is
+/// kept in `additional` (so serialising gives the document back).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ProviderMetadata {
+    /// The issuer identifier.
+    pub issuer: String,
+    /// The token endpoint.
+    pub token_endpoint: String,
+    /// The RFC 7009 revocation endpoint, if advertised (dropped when not https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    /// The JWK Set document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Client authentication methods of the token endpoint; when absent RFC 8414
+    /// says the default is `client_secret_basic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// Scopes the provider supports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes_supported: Option<Vec<String>>,
+    /// Grant types the provider supports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_types_supported: Option<Vec<String>>,
+    /// Every other member of the document.
+    #[serde(flatten)]
+    pub additional: Map<String, Value>,
+}
+
+impl ProviderMetadata {
+    /// The client authentication method to use when the user chose none:
+    /// `client_secret_basic` if listed (or nothing is listed: RFC 8414's
+    /// default), else `client_secret_post` if listed, else Basic.
+    pub fn preferred_auth(&self) -> ClientAuth {
+        match &self.token_endpoint_auth_methods_supported {
+            Some(methods)
+                if !methods.iter().any(|m| m == "client_secret_basic")
+                    && methods.iter().any(|m| m == "client_secret_post") =>
+            {
+                ClientAuth::Post
+            }
+            _ => ClientAuth::Basic,
+        }
+    }
+
+    /// Any member of the document, typed or not.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        serde_json::to_value(self).ok()?.get(name).cloned()
+    }
+}
+
+/// Why discovery failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// The issuer cannot be used to build a metadata URL.
+    #[error("issuer {issuer:?} is not usable: {reason}")]
+    InvalidIssuer {
+        /// The issuer given.
+        issuer: String,
+        /// Why.
+        reason: String,
+    },
+    /// No metadata document at the location(s) tried.
+    #[error("no metadata document at {url} (HTTP 404); check the issuer URL")]
+    NotFound {
+        /// The last URL tried.
+        url: String,
+    },
+    /// A status other than 200 or 404.
+    #[error("discovery answered HTTP {}{}", .status.as_u16(), if .body_excerpt.is_empty() { String::new() } else { format!(": {}", .body_excerpt) })]
+    UnexpectedStatus {
+        /// The status.
+        status: StatusCode,
+        /// The start of the body.
+        body_excerpt: String,
+    },
+    /// The document is not a usable JSON object.
+    #[error("invalid metadata document: {reason}")]
+    InvalidDocument {
+        /// Why.
+        reason: String,
+    },
+    /// The document's `issuer` is not the configured issuer (OpenID Connect
+    /// Discovery §4.3, RFC 8414 §3.3): it is not used, and no request goes to its endpoints.
+    #[error("metadata issuer {found:?} does not match the configured issuer {expected:?}; the document was rejected")]
+    IssuerMismatch {
+        /// The configured issuer.
+        expected: String,
+        /// The document's issuer.
+        found: String,
+    },
+    /// The document has no `token_endpoint`.
+    #[error("the metadata document has no token_endpoint")]
+    MissingTokenEndpoint,
+    /// An endpoint in the document is not acceptable (not https, relative, …).
+    #[error("metadata {0}")]
+    InvalidEndpoint(ConfigError),
+}
+
+impl DiscoveryError {
+    /// Whether fetching again later can succeed (5xx, 429, 408).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DiscoveryError::UnexpectedStatus { status, .. } if retryable_status(*status))
+    }
+}
+
+/// The metadata URL for `issuer` at `location`.
+///
+/// ```
+/// use client_credentials::{discovery_url, DiscoveryLocation::*};
+///
+/// let url = |i, l| discovery_url(i, l).unwrap().to_string();
+/// assert_eq!(url("https://id.example", OpenId), "https://id.example/.well-known/openid-configuration");
+/// assert_eq!(url("https://id.example/", OpenId), "https://id.example/.well-known/openid-configuration");
+/// assert_eq!(url("https://id.example/tenant/a", OpenId), "https://id.example/tenant/a/.well-known/openid-configuration");
+/// assert_eq!(url("https://id.example/tenant/a", Rfc8414), "https://id.example/.well-known/oauth-authorization-server/tenant/a");
+/// assert!(discovery_url("http://id.example", OpenId).is_err()); // plain http, not loopback
+/// ```
+pub fn discovery_url(issuer: &str, location: DiscoveryLocation) -> Result<Url, DiscoveryError> {
+    discovery_url_with(issuer, location, false)
+}
+
+pub(crate) fn discovery_url_with(
+    issuer: &str,
+    location: DiscoveryLocation,
+    allow_insecure: bool,
+) -> Result<Url, DiscoveryError> {
+    let invalid = |reason: String| DiscoveryError::InvalidIssuer {
+        issuer: clean(issuer, 200),
+        reason,
+    };
+    let parsed = check_endpoint("issuer", issuer, allow_insecure).map_err(|e| invalid(e.to_string()))?;
+    if parsed.query().is_some() {
+        return Err(invalid("an issuer has no query component (RFC 8414 §2)".into()));
+    }
+    let path = parsed.path().trim_end_matches('/');
+    let new_path = match location {
+        DiscoveryLocation::OpenId => format!("{path}/.well-known/openid-configuration"),
+        DiscoveryLocation::Rfc8414 => format!("/.well-known/oauth-authorization-server{path}"),
+    };
+    let mut url = parsed.clone();
+    url.set_path(&new_path);
+    Ok(url)
+}
+
+/// The `GET` request for `issuer`'s OpenID Connect Discovery document, for
+/// standalone use (a [`crate::TokenSource`] configured with an issuer emits it itself).
+///
+/// ```
+/// let request = client_credentials::discovery_request("https://id.example/tenant")?;
+/// assert_eq!(request.uri(), "https://id.example/tenant/.well-known/openid-configuration");
+/// assert_eq!(request.method(), "GET");
+/// # Ok::<(), client_credentials::Error>(())
+/// ```
+pub fn discovery_request(issuer: impl AsRef<str>) -> Result<Request<Vec<u8>>, Error> {
+    discovery_request_at(issuer, DiscoveryLocation::OpenId)
+}
+
+/// The `GET` request for `issuer`'s metadata at `location`.
+pub fn discovery_request_at(issuer: impl AsRef<str>, location: DiscoveryLocation) -> Result<Request<Vec<u8>>, Error> {
+    Ok(get_json(&discovery_url(issuer.as_ref(), location)?))
+}
+
+/// Validates a metadata response for `issuer` (standalone use; HTTPS required
+/// except to loopback hosts; bodies up to 64 KiB).
+///
+/// ```
+/// use client_credentials::parse_discovery;
+///
+/// let body = br#"{"issuer":"https://id.example","token_endpoint":"https://id.example/token"}"#;
+/// let response = http::Response::builder().status(200).body(body.to_vec())?;
+/// let metadata = parse_discovery("https://id.example", &response)?;
+/// assert_eq!(metadata.token_endpoint, "https://id.example/token");
+///
+/// let response = http::Response::builder().status(200).body(body.to_vec())?;
+/// assert!(parse_discovery("https://other.example", response).is_err()); // issuer mismatch
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn parse_discovery(
+    issuer: impl AsRef<str>,
+    response: impl Borrow<Response<Vec<u8>>>,
+) -> Result<ProviderMetadata, Error> {
+    parse_discovery_with(
+        issuer.as_ref(),
+        response.borrow(),
+        false,
+        crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
+        "",
+        "",
+    )
+}
+
+pub(crate) fn parse_discovery_with(
+    issuer: &str,
+    response: &Response<Vec<u8>>,
+    allow_insecure: bool,
+    max_body: usize,
+    url: &str,
+    client_secret: &str,
+) -> Result<ProviderMetadata, Error> {
+    let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
+        reason: format!("the document exceeds the {max_body}-byte limit"),
+    })?;
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+        return Err(DiscoveryError::NotFound { url: url.to_owned() }.into());
+    }
+    if !status.is_success() {
+        return Err(DiscoveryError::UnexpectedStatus {
+            status,
+            body_excerpt: excerpt(body, client_secret),
+        }
+        .into());
+    }
+    let mut document = parse_json_object(body).map_err(|reason| DiscoveryError::InvalidDocument { reason })?;
+    let found = match document.remove("issuer") {
+        Some(Value::String(found)) => found,
+        _ => {
+            return Err(DiscoveryError::InvalidDocument {
+                reason: "the document has no issuer".into(),
+            }
+            .into())
+        }
+    };
+    if found != issuer {
+        return Err(DiscoveryError::IssuerMismatch {
+            expected: issuer.to_owned(),
+            found: clean(&found, 200),
+        }
+        .into());
+    }
+    let token_endpoint = match document.remove("token_endpoint") {
+        Some(Value::String(endpoint)) => endpoint,
+        _ => return Err(DiscoveryError::MissingTokenEndpoint.into()),
+    };
+    check_endpoint("token_endpoint", &token_endpoint, allow_insecure).map_err(DiscoveryError::InvalidEndpoint)?;
+    let mut string = |name: &str| match document.remove(name) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let revocation_endpoint =
+        string("revocation_endpoint").filter(|url| check_endpoint("revocation_endpoint", url, allow_insecure).is_ok());
+    let jwks_uri = string("jwks_uri");
+    let mut list = |name: &str| match document.remove(name) {
+        Some(Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    };
+    Ok(ProviderMetadata {
+        issuer: found,
+        token_endpoint,
+        revocation_endpoint,
+        jwks_uri,
+        token_endpoint_auth_methods_supported: list("token_endpoint_auth_methods_supported"),
+        scopes_supported: list("scopes_supported"),
+        grant_types_supported: list("grant_types_supported"),
+        additional: document,
+    })
+}

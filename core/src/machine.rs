@@ -1,0 +1,652 @@
+//! `TokenSource`: the token lifecycle as a state machine driven by the caller.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::header::RETRY_AFTER;
+use http::Response;
+use url::Url;
+
+use crate::config::{ClientAuth, Config, DiscoveryOrder, Endpoint};
+use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryError, DiscoveryLocation, ProviderMetadata};
+use crate::error::{Error, OAuthErrorCode, TransportError};
+use crate::policy::{parse_retry_after, refresh_time, Jitter};
+use crate::request::{get_json, revocation_request, token_request, Grant};
+use crate::response::{check_size, excerpt, oauth_error, parse_json_object, parse_token_response};
+use crate::secret::Secret;
+use crate::time::Timestamp;
+use crate::token::AccessToken;
+
+/// Identifies a request the core emitted; results are handed back with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u64);
+
+impl RequestId {
+    /// The number, for logs.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// Fetching the provider's metadata document.
+    Discovery,
+    /// Fetching a token (client credentials or refresh-token grant).
+    Token,
+    /// Revoking a token at sign-out (RFC 7009).
+    Revocation,
+}
+
+/// A request to perform now. It is in flight until its result is handed back
+/// with [`TokenSource::handle_response`] or
+/// [`TokenSource::handle_transport_error`], or it is [abandoned](TokenSource::abandon).
+///
+/// Do not follow redirects for it, and stop reading the body past
+/// [`Config::max_body_size`] bytes (hand over what was read: the core reports it).
+pub struct Outgoing {
+    /// Hand this back with the result.
+    pub id: RequestId,
+    /// What the request is for.
+    pub kind: RequestKind,
+    /// The request. Its body and `Authorization` header carry credentials.
+    pub request: http::Request<Vec<u8>>,
+}
+
+impl fmt::Debug for Outgoing {
+    /// Method and URI only: the body and headers carry credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("method", self.request.method())
+            .field("uri", self.request.uri())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the caller should do next, from [`TokenSource::poll`].
+///
+/// `Send` is larger than the others; boxing it would cost an allocation per
+/// request for no gain on the hot `Ready` path, which returns a reference.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Action<'a> {
+    /// Use this token. It is fresh, or a refresh is under way (in flight or
+    /// backing off) and this one has not expired yet.
+    Ready(&'a AccessToken),
+    /// Perform this request and hand the result back. It is now in flight.
+    Send(Outgoing),
+    /// Nothing to use yet: a request is in flight (`until: None`; wait for its
+    /// result), or a back-off runs until `until` (poll again then). During the
+    /// cool-down after a failed round, [`TokenSource::last_error`] holds the
+    /// error to give callers instead of waiting.
+    Wait {
+        /// When to poll again, if waiting for a time rather than for a result.
+        until: Option<Timestamp>,
+    },
+}
+
+/// What a handled result changed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A new token is cached (persist it, notify listeners).
+    TokenUpdated(AccessToken),
+    /// Provider metadata was fetched and validated.
+    DiscoveryUpdated(ProviderMetadata),
+    /// The attempt failed and will be retried at `at` (poll then).
+    RetryScheduled {
+        /// When the next attempt may be sent.
+        at: Timestamp,
+        /// Why the attempt failed.
+        error: Error,
+    },
+    /// The answer calls for a different request, to be sent now: the RFC 8414
+    /// location after a 404, the client credentials grant after a refresh token
+    /// was refused, discovery again after the token endpoint answered 404/410,
+    /// or the previous metadata kept after a failed re-discovery.
+    Fallback {
+        /// What prompted it.
+        error: Error,
+    },
+    /// The round failed, but the cached token has not expired and is still
+    /// served; the next round starts after a back-off.
+    RefreshFailed {
+        /// Why the round failed.
+        error: Error,
+    },
+    /// The token was revoked at sign-out.
+    Revoked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Discovery(DiscoveryLocation),
+    Token { refresh_grant: bool },
+    Revocation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    InFlight {
+        id: RequestId,
+        sent: Sent,
+        sent_at: Timestamp,
+    },
+    /// A retry within the round waits until then.
+    Backoff {
+        until: Timestamp,
+    },
+    /// The round failed; no request before then.
+    Cooldown {
+        until: Timestamp,
+    },
+}
+
+/// The token lifecycle: what to fetch, when, and what to serve meanwhile.
+///
+/// A plain struct without I/O, threads or clock reads: the caller passes `now`,
+/// performs the [`Outgoing`] requests it is given and hands back the results.
+/// At most one request is in flight; a result for any other id is rejected and
+/// changes nothing; a failed or malformed refresh never evicts a token that
+/// has not expired.
+///
+/// See the crate documentation for the whole loop.
+#[derive(Debug)]
+pub struct TokenSource {
+    config: Config,
+    token: Option<AccessToken>,
+    /// When the cached token stops being served from cache (`Timestamp::MAX`: never).
+    refresh_at: Timestamp,
+    /// When the cached token stops being usable at all (expiry minus clock skew).
+    usable_until: Timestamp,
+    refresh_token: Option<Secret>,
+    forced: bool,
+    metadata: Option<ProviderMetadata>,
+    token_url: Option<Url>,
+    metadata_fetched_at: Timestamp,
+    metadata_stale: bool,
+    location: usize,
+    rediscovered: bool,
+    phase: Phase,
+    failures: u32,
+    last_error: Option<Error>,
+    next_id: u64,
+    jitter: Jitter,
+}
+
+impl TokenSource {
+    /// A source with nothing cached.
+    pub fn new(config: Config) -> Self {
+        let seed = config.jitter_seed().unwrap_or(0x5EED_C11E_27C2_EDE5);
+        let token_url = config.token_endpoint().cloned();
+        TokenSource {
+            config,
+            token: None,
+            refresh_at: Timestamp::UNIX_EPOCH,
+            usable_until: Timestamp::UNIX_EPOCH,
+            refresh_token: None,
+            forced: false,
+            metadata: None,
+            token_url,
+            metadata_fetched_at: Timestamp::UNIX_EPOCH,
+            metadata_stale: false,
+            location: 0,
+            rediscovered: false,
+            phase: Phase::Idle,
+            failures: 0,
+            last_error: None,
+            next_id: 1,
+            jitter: Jitter::new(seed),
+        }
+    }
+
+    /// A source seeded with a token (from a store, a database, by hand). An
+    /// expired one is refreshed on the first poll, using its refresh token if it has one.
+    pub fn with_token(config: Config, token: AccessToken) -> Self {
+        let mut source = TokenSource::new(config);
+        source.insert_token(token);
+        source
+    }
+
+    /// Replaces the jitter seed (adapters draw a random one unless the config sets one).
+    pub fn set_jitter_seed(&mut self, seed: u64) {
+        self.jitter = Jitter::new(seed);
+    }
+
+    /// Caches a token obtained elsewhere (a custom provider, a store).
+    pub fn insert_token(&mut self, token: AccessToken) {
+        let expires = token
+            .expires_at()
+            .map_or(Timestamp::MAX, |at| at.saturating_sub(self.config.clock_skew()));
+        self.usable_until = expires;
+        self.refresh_at = if expires == Timestamp::MAX {
+            Timestamp::MAX
+        } else {
+            refresh_time(token.received_at(), expires, self.config.refresh_margin())
+        };
+        self.refresh_token = token.refresh_token().cloned();
+        self.forced = false;
+        self.token = Some(token);
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The discovered metadata, if any.
+    pub fn metadata(&self) -> Option<&ProviderMetadata> {
+        self.metadata.as_ref()
+    }
+
+    /// The cached token, fresh or not.
+    pub fn token(&self) -> Option<&AccessToken> {
+        self.token.as_ref()
+    }
+
+    /// The error of the last failed round while its cool-down runs and no
+    /// usable token exists: callers get it at once rather than waiting.
+    pub fn last_error(&self) -> Option<&Error> {
+        match self.phase {
+            Phase::Cooldown { .. } => self.last_error.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The request in flight, if any.
+    pub fn in_flight(&self) -> Option<(RequestId, RequestKind)> {
+        match self.phase {
+            Phase::InFlight { id, sent, .. } => Some((
+                id,
+                match sent {
+                    Sent::Discovery(_) => RequestKind::Discovery,
+                    Sent::Token { .. } => RequestKind::Token,
+                    Sent::Revocation => RequestKind::Revocation,
+                },
+            )),
+            _ => None,
+        }
+    }
+
+    /// The cached token if it has not expired at `now` (even inside the refresh margin).
+    pub fn usable(&self, now: Timestamp) -> Option<&AccessToken> {
+        self.token.as_ref().filter(|_| now < self.usable_until)
+    }
+
+    /// When the cached token stops being served from cache: `None` when there
+    /// is none (or a forced refresh is pending), [`Timestamp::MAX`] for a token
+    /// without expiry. Until then [`TokenSource::poll`] returns it as `Ready`,
+    /// so an adapter may publish `(token, refresh_at)` and serve reads without a lock.
+    pub fn refresh_at(&self) -> Option<Timestamp> {
+        match &self.token {
+            Some(_) if !self.forced => Some(self.refresh_at),
+            _ => None,
+        }
+    }
+
+    fn is_fresh(&self, now: Timestamp) -> bool {
+        self.token.is_some() && !self.forced && now < self.refresh_at
+    }
+
+    /// What to do at `now`.
+    pub fn poll(&mut self, now: Timestamp) -> Action<'_> {
+        let serve_usable = !self.forced && self.usable(now).is_some();
+        if self.is_fresh(now) || (serve_usable && self.busy(now)) {
+            return match &self.token {
+                Some(token) => Action::Ready(token),
+                None => Action::Wait { until: None },
+            };
+        }
+        match self.phase {
+            Phase::InFlight { .. } => return Action::Wait { until: None },
+            Phase::Backoff { until } | Phase::Cooldown { until } if now < until => {
+                return Action::Wait { until: Some(until) }
+            }
+            Phase::Cooldown { .. } => {
+                self.last_error = None;
+                self.failures = 0;
+            }
+            Phase::Backoff { .. } | Phase::Idle => {}
+        }
+        Action::Send(self.start(now))
+    }
+
+    /// Whether a request is in flight or a back-off runs at `now`.
+    fn busy(&self, now: Timestamp) -> bool {
+        match self.phase {
+            Phase::InFlight { .. } => true,
+            Phase::Backoff { until } | Phase::Cooldown { until } => now < until,
+            Phase::Idle => false,
+        }
+    }
+
+    fn next_id(&mut self) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn locations(&self) -> &'static [DiscoveryLocation] {
+        use DiscoveryLocation::{OpenId, Rfc8414};
+        match self.config.discovery_order() {
+            DiscoveryOrder::OpenIdFirst => &[OpenId, Rfc8414],
+            DiscoveryOrder::Rfc8414First => &[Rfc8414, OpenId],
+            DiscoveryOrder::OpenIdOnly => &[OpenId],
+            DiscoveryOrder::Rfc8414Only => &[Rfc8414],
+        }
+    }
+
+    fn auth(&self) -> ClientAuth {
+        self.config
+            .auth()
+            .or_else(|| self.metadata.as_ref().map(ProviderMetadata::preferred_auth))
+            .unwrap_or_default()
+    }
+
+    fn needs_discovery(&self, now: Timestamp) -> bool {
+        match self.config.endpoint() {
+            Endpoint::Token(_) => false,
+            Endpoint::Issuer(_) => {
+                self.token_url.is_none()
+                    || self.metadata_stale
+                    || now >= self.metadata_fetched_at.saturating_add(self.config.discovery_ttl())
+            }
+        }
+    }
+
+    /// Builds the next request of the round and marks it in flight.
+    fn start(&mut self, now: Timestamp) -> Outgoing {
+        let id = self.next_id();
+        let (sent, kind, request) = match (self.config.endpoint(), self.needs_discovery(now)) {
+            (Endpoint::Issuer(issuer), true) => {
+                let location = self.locations()[self.location.min(self.locations().len() - 1)];
+                // The issuer was validated by Config::build, so the URL builds.
+                let request = match discovery_url_with(issuer, location, self.config.allows_insecure_http()) {
+                    Ok(url) => get_json(&url),
+                    Err(_) => http::Request::new(Vec::new()),
+                };
+                (Sent::Discovery(location), RequestKind::Discovery, request)
+            }
+            _ => {
+                let refresh = self.refresh_token.clone().filter(|_| self.config.uses_refresh_tokens());
+                let grant = match &refresh {
+                    Some(token) => Grant::RefreshToken(token.expose_secret()),
+                    None => Grant::ClientCredentials,
+                };
+                let request = match &self.token_url {
+                    Some(url) => token_request(&self.config, url, self.auth(), grant),
+                    None => http::Request::new(Vec::new()),
+                };
+                (
+                    Sent::Token {
+                        refresh_grant: refresh.is_some(),
+                    },
+                    RequestKind::Token,
+                    request,
+                )
+            }
+        };
+        self.phase = Phase::InFlight { id, sent, sent_at: now };
+        Outgoing { id, kind, request }
+    }
+
+    fn take_in_flight(&mut self, id: RequestId) -> Result<(Sent, Timestamp), Error> {
+        match self.phase {
+            Phase::InFlight {
+                id: current,
+                sent,
+                sent_at,
+            } if current == id => {
+                self.phase = Phase::Idle;
+                Ok((sent, sent_at))
+            }
+            _ => Err(Error::UnknownRequest { id }),
+        }
+    }
+
+    /// Hands back the response to the request `id`.
+    ///
+    /// `Ok` says what changed; `Err` is the error for callers waiting for a
+    /// token (the round failed and no unexpired token is cached), or
+    /// [`Error::UnknownRequest`] when `id` is not in flight (nothing changed).
+    pub fn handle_response(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        response: Response<Vec<u8>>,
+    ) -> Result<Event, Error> {
+        let (sent, sent_at) = self.take_in_flight(id)?;
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, now));
+        match sent {
+            Sent::Token { refresh_grant } => match parse_token_response(&self.config, sent_at, &response) {
+                Ok(token) => {
+                    let token = if refresh_grant && token.refresh_token().is_none() {
+                        // RFC 6749 §6: without a new refresh token, the old one stays valid.
+                        token.with_refresh_token(self.refresh_token.clone())
+                    } else {
+                        token
+                    };
+                    self.insert_token(token.clone());
+                    self.end_round();
+                    Ok(Event::TokenUpdated(token))
+                }
+                Err(error) => {
+                    let refused = matches!(
+                        error.oauth_code(),
+                        Some(
+                            OAuthErrorCode::InvalidGrant
+                                | OAuthErrorCode::UnauthorizedClient
+                                | OAuthErrorCode::UnsupportedGrantType
+                        )
+                    );
+                    if refresh_grant && refused {
+                        self.refresh_token = None;
+                        return Ok(Event::Fallback { error });
+                    }
+                    let gone = matches!(response.status().as_u16(), 404 | 410);
+                    if gone && self.config.issuer().is_some() && !self.rediscovered {
+                        self.rediscovered = true;
+                        self.metadata_stale = true;
+                        return Ok(Event::Fallback { error });
+                    }
+                    self.fail(now, error, retry_after)
+                }
+            },
+            Sent::Discovery(location) => {
+                let issuer = self.config.issuer().unwrap_or_default().to_owned();
+                let url = discovery_url_with(&issuer, location, self.config.allows_insecure_http())
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
+                let parsed = parse_discovery_with(
+                    &issuer,
+                    &response,
+                    self.config.allows_insecure_http(),
+                    self.config.max_body_size(),
+                    &url,
+                    self.config.client_secret().expose_secret(),
+                );
+                match parsed {
+                    Ok(metadata) => {
+                        // Validated by parse_discovery_with.
+                        self.token_url = Url::parse(&metadata.token_endpoint).ok();
+                        self.metadata = Some(metadata.clone());
+                        self.metadata_fetched_at = now;
+                        self.metadata_stale = false;
+                        self.failures = 0;
+                        Ok(Event::DiscoveryUpdated(metadata))
+                    }
+                    Err(error @ Error::Discovery(DiscoveryError::NotFound { .. }))
+                        if self.location + 1 < self.locations().len() =>
+                    {
+                        self.location += 1;
+                        Ok(Event::Fallback { error })
+                    }
+                    Err(error) => self.discovery_failed(now, error, retry_after),
+                }
+            }
+            Sent::Revocation => revocation_result(&self.config, &response),
+        }
+    }
+
+    /// Hands back a failed exchange for the request `id` (connect error,
+    /// timeout, broken connection). Retried like a 5xx.
+    pub fn handle_transport_error(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        error: impl Into<TransportError>,
+    ) -> Result<Event, Error> {
+        let (sent, _) = self.take_in_flight(id)?;
+        let error = Error::Transport(error.into());
+        match sent {
+            Sent::Revocation => Err(error),
+            Sent::Discovery(_) => self.discovery_failed(now, error, None),
+            Sent::Token { .. } => self.fail(now, error, None),
+        }
+    }
+
+    /// The request `id` was cancelled (its result will never come). Nothing is
+    /// counted against the round; the next poll may send again. Returns whether
+    /// `id` was in flight.
+    pub fn abandon(&mut self, id: RequestId) -> bool {
+        self.take_in_flight(id).is_ok()
+    }
+
+    /// The resource server rejected `token`: stop serving it. Only evicts when
+    /// `token` is still the cached one, so a caller holding an older token
+    /// never evicts a newer one. Returns whether it evicted.
+    pub fn invalidate(&mut self, token: &AccessToken) -> bool {
+        match &self.token {
+            Some(current) if current.same_token(token) => {
+                self.token = None;
+                self.forced = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Fetch a new token on the next poll even though the cached one is fresh.
+    /// Until it arrives the cached one is not returned by `poll`; if the round
+    /// fails it is served again while unexpired.
+    pub fn force_refresh(&mut self) {
+        if self.token.is_some() {
+            self.forced = true;
+        } else if let Phase::Cooldown { .. } = self.phase {
+            // An explicit refresh is a new round.
+            self.phase = Phase::Idle;
+        }
+    }
+
+    /// Forgets the token and any request in flight (its result will be
+    /// rejected). Returns the RFC 7009 revocation request to send when a
+    /// revocation endpoint is configured or discovered and there was a token to revoke.
+    pub fn signout(&mut self) -> Option<Outgoing> {
+        let token = self.token.take();
+        let refresh = self.refresh_token.take();
+        self.forced = false;
+        self.phase = Phase::Idle;
+        self.last_error = None;
+        self.failures = 0;
+        let endpoint = self.config.revocation_endpoint().cloned().or_else(|| {
+            self.metadata
+                .as_ref()
+                .and_then(|m| m.revocation_endpoint.as_deref())
+                .and_then(|u| Url::parse(u).ok())
+        })?;
+        // RFC 7009 §2.1: revoking the refresh token revokes its access tokens too.
+        let (value, hint) = match (&refresh, &token) {
+            (Some(refresh), _) => (refresh.expose_secret().to_owned(), "refresh_token"),
+            (None, Some(token)) => (token.secret().to_owned(), "access_token"),
+            (None, None) => return None,
+        };
+        let id = self.next_id();
+        let request = revocation_request(&self.config, &endpoint, self.auth(), &value, hint);
+        self.phase = Phase::InFlight {
+            id,
+            sent: Sent::Revocation,
+            sent_at: Timestamp::UNIX_EPOCH,
+        };
+        Some(Outgoing {
+            id,
+            kind: RequestKind::Revocation,
+            request,
+        })
+    }
+
+    fn end_round(&mut self) {
+        self.failures = 0;
+        self.last_error = None;
+        self.rediscovered = false;
+        self.forced = false;
+    }
+
+    /// A discovery failure: with earlier metadata, keep using it; else fail the round.
+    fn discovery_failed(
+        &mut self,
+        now: Timestamp,
+        error: Error,
+        retry_after: Option<Duration>,
+    ) -> Result<Event, Error> {
+        if self.metadata.is_some() && self.token_url.is_some() && !error.is_retryable() {
+            self.metadata_stale = false;
+            self.metadata_fetched_at = now;
+            return Ok(Event::Fallback { error });
+        }
+        self.fail(now, error, retry_after)
+    }
+
+    /// Schedules a retry, or ends the round with `error`.
+    fn fail(&mut self, now: Timestamp, error: Error, retry_after: Option<Duration>) -> Result<Event, Error> {
+        self.failures += 1;
+        let policy = *self.config.retry();
+        let delay = self.jitter.backoff(&policy, self.failures, retry_after);
+        let until = now.saturating_add(delay);
+        let patient = retry_after.is_none_or(|wait| wait <= policy.max_backoff);
+        if error.is_retryable() && self.failures < policy.max_attempts && patient {
+            self.phase = Phase::Backoff { until };
+            return Ok(Event::RetryScheduled { at: until, error });
+        }
+        self.phase = Phase::Cooldown { until };
+        self.failures = 0;
+        self.location = 0;
+        self.rediscovered = false;
+        self.forced = false;
+        self.last_error = Some(error.clone());
+        if self.usable(now).is_some() {
+            Ok(Event::RefreshFailed { error })
+        } else {
+            Err(error)
+        }
+    }
+}
+
+fn revocation_result(config: &Config, response: &Response<Vec<u8>>) -> Result<Event, Error> {
+    let body = check_size(response.body(), config.max_body_size())?;
+    if response.status().is_success() {
+        return Ok(Event::Revoked);
+    }
+    if let Ok(object) = parse_json_object(body) {
+        if let Some(error) = oauth_error(response.status(), &object) {
+            return Err(error);
+        }
+    }
+    Err(Error::UnexpectedStatus {
+        status: response.status(),
+        body_excerpt: excerpt(body, config.client_secret().expose_secret()),
+    })
+}

@@ -1,0 +1,262 @@
+//! Timing decisions: when to refresh, how long to back off, what `Retry-After` means.
+
+use std::time::Duration;
+
+use crate::config::ConfigError;
+use crate::time::{duration_millis, Timestamp};
+
+/// Retry settings for one round of attempts.
+///
+/// A round starts when a token is needed. Transport errors, HTTP 5xx, 429 and
+/// 408 are retried after a back-off that starts at `initial_backoff` and
+/// doubles up to `max_backoff`, with "equal jitter" (a delay drawn uniformly
+/// from the upper half of the step, so clients started together spread out).
+/// A `Retry-After` header is a floor: the wait is at least what it says, plus
+/// at most 10 % jitter. After `max_attempts` the round ends with the error and
+/// the next round starts no sooner than one more back-off step, so a dead
+/// provider sees a bounded request rate however many callers keep asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts per round, the first included. Default 3.
+    pub max_attempts: u32,
+    /// The first back-off step. Default 0.5 s.
+    pub initial_backoff: Duration,
+    /// The largest back-off step. Default 30 s. A `Retry-After` longer than
+    /// this ends the round at once (callers get the error instead of waiting)
+    /// and the next round starts after the time the server asked for.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with these settings.
+    pub fn new(max_attempts: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
+        RetryPolicy {
+            max_attempts,
+            initial_backoff,
+            max_backoff,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_attempts == 0 {
+            return Err(ConfigError::InvalidRetry {
+                reason: "max_attempts must be at least 1",
+            });
+        }
+        if self.initial_backoff > self.max_backoff {
+            return Err(ConfigError::InvalidRetry {
+                reason: "the initial back-off exceeds the maximum back-off",
+            });
+        }
+        Ok(())
+    }
+
+    /// The un-jittered back-off step after `failures` failed attempts (1-based).
+    pub fn step(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(63);
+        let millis = duration_millis(self.initial_backoff).saturating_mul(1u64 << exponent);
+        Duration::from_millis(millis).min(self.max_backoff)
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for jitter. The seed is given
+/// at construction, so a test replays the same delays.
+#[derive(Debug, Clone)]
+pub(crate) struct Jitter {
+    state: u64,
+}
+
+impl Jitter {
+    pub(crate) fn new(seed: u64) -> Self {
+        Jitter { state: seed }
+    }
+
+    /// A value uniform in `[0, 1)`.
+    pub(crate) fn next_unit(&mut self) -> f64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The back-off after `failures` failed attempts: equal jitter over the
+    /// step, raised to `retry_after` (plus at most 10 %) when the server gave one.
+    pub(crate) fn backoff(&mut self, policy: &RetryPolicy, failures: u32, retry_after: Option<Duration>) -> Duration {
+        let step = duration_millis(policy.step(failures)) as f64;
+        let jittered = Duration::from_millis((step * (0.5 + 0.5 * self.next_unit())) as u64);
+        match retry_after {
+            Some(floor) => {
+                let extra = duration_millis(floor) as f64 * 0.1 * self.next_unit();
+                jittered.max(floor.saturating_add(Duration::from_millis(extra as u64)))
+            }
+            None => jittered,
+        }
+    }
+}
+
+/// When a token received with this lifetime should be refreshed:
+/// `expires_at - min(margin, lifetime / 2)`.
+///
+/// The `lifetime / 2` bound keeps a token whose lifetime is shorter than the
+/// margin from being refreshed on every call: it is used for at least half
+/// its life.
+///
+/// ```
+/// use client_credentials::{refresh_time, Timestamp};
+/// use std::time::Duration;
+///
+/// let received = Timestamp::from_unix_secs(1000);
+/// // A one-hour token with the default 300 s margin: refreshed at 55 minutes.
+/// let expires = Timestamp::from_unix_secs(1000 + 3600);
+/// assert_eq!(refresh_time(received, expires, Duration::from_secs(300)), Timestamp::from_unix_secs(1000 + 3300));
+/// // A 60 s token: refreshed at half-life, not immediately.
+/// let expires = Timestamp::from_unix_secs(1060);
+/// assert_eq!(refresh_time(received, expires, Duration::from_secs(300)), Timestamp::from_unix_secs(1030));
+/// ```
+pub fn refresh_time(received_at: Timestamp, expires_at: Timestamp, margin: Duration) -> Timestamp {
+    let lifetime = expires_at.saturating_duration_since(received_at);
+    expires_at.saturating_sub(margin.min(lifetime / 2))
+}
+
+/// Reads a `Retry-After` value (RFC 9110 §10.2.3): delay-seconds or an
+/// HTTP-date (IMF-fixdate, and the obsolete RFC 850 and asctime forms).
+/// Returns how long to wait from `now` (zero for a date in the past), or
+/// `None` when the value is neither.
+///
+/// ```
+/// use client_credentials::{parse_retry_after, Timestamp};
+/// use std::time::Duration;
+///
+/// let now = Timestamp::from_unix_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+/// assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+/// assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now), Some(Duration::from_secs(60)));
+/// assert_eq!(parse_retry_after("soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Saturate absurdly long delays rather than failing: the server meant "a long time".
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(value)?;
+    Some(Timestamp::from_unix_secs(at).saturating_duration_since(now))
+}
+
+/// Seconds since the epoch of an HTTP-date, or `None`.
+fn parse_http_date(value: &str) -> Option<u64> {
+    let parts: Vec<&str> = value.split_ascii_whitespace().collect();
+    let (day, month, year, time) = match parts.as_slice() {
+        // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
+        [_, day, month, year, time, "GMT"] => (*day, *month, year.parse::<u64>().ok()?, *time),
+        // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
+        [_, date, time, "GMT"] => {
+            let mut it = date.split('-');
+            let (day, month, year) = (it.next()?, it.next()?, it.next()?);
+            if it.next().is_some() || year.len() != 2 {
+                return None;
+            }
+            let yy = year.parse::<u64>().ok()?;
+            // RFC 9110 §5.6.7: a two-digit year more than 50 years ahead is in the past century.
+            (day, month, if yy < 70 { 2000 + yy } else { 1900 + yy }, *time)
+        }
+        // asctime: Sun Nov  6 08:49:37 1994
+        [_, month, day, time, year] => (*day, *month, year.parse::<u64>().ok()?, *time),
+        _ => return None,
+    };
+    if day.is_empty() || day.len() > 2 {
+        return None;
+    }
+    let day: u64 = day.parse().ok()?;
+    let month = 1 + [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month)? as u64;
+    let mut hms = time.split(':');
+    let (h, m, s) = (hms.next()?, hms.next()?, hms.next()?);
+    if hms.next().is_some() || h.len() != 2 || m.len() != 2 || s.len() != 2 {
+        return None;
+    }
+    let (h, m, s): (u64, u64, u64) = (h.parse().ok()?, m.parse().ok()?, s.parse().ok()?);
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || !(1970..=9999).contains(&year) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (year >= 1970).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_in_all_three_forms() {
+        let want = Some(784_111_777);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), want);
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), want);
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), want);
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("Mon, 29 Feb 2044 23:59:59 GMT"), Some(2_340_403_199));
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
+        assert_eq!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 8:49:37 GMT"), None);
+        assert_eq!(parse_http_date(""), None);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = Timestamp::from_unix_secs(784_111_777);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("1.5", now), None);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_equal_jitter() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.step(1), Duration::from_millis(500));
+        assert_eq!(policy.step(2), Duration::from_secs(1));
+        assert_eq!(policy.step(8), Duration::from_secs(30));
+        assert_eq!(policy.step(1000), Duration::from_secs(30));
+        let mut jitter = Jitter::new(7);
+        for failures in 1..10 {
+            let d = jitter.backoff(&policy, failures, None);
+            assert!(d <= policy.step(failures) && d >= policy.step(failures) / 2, "{d:?}");
+        }
+        let d = jitter.backoff(&policy, 1, Some(Duration::from_secs(10)));
+        assert!(d >= Duration::from_secs(10) && d <= Duration::from_secs(11), "{d:?}");
+    }
+}

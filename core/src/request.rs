@@ -1,0 +1,183 @@
+//! The HTTP requests the core emits.
+
+use base64::Engine as _;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderValue, Method, Request};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use url::Url;
+
+use crate::config::{ClientAuth, Config};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+const AGENT: &str = concat!("client-credentials/", env!("CARGO_PKG_VERSION"));
+
+/// Which grant a token request uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Grant<'a> {
+    /// RFC 6749 §4.4.
+    ClientCredentials,
+    /// RFC 6749 §6, with this refresh token.
+    RefreshToken(&'a str),
+}
+
+/// Everything but RFC 3986 unreserved characters is percent-encoded: the
+/// `application/x-www-form-urlencoded` encoding RFC 6749 §2.3.1 asks for, with a
+/// space written `%20` (never `+`), which form decoders and percent decoders
+/// read alike.
+const CREDENTIAL: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// The `Authorization: Basic` value of RFC 6749 §2.3.1.
+pub(crate) fn basic_credentials(client_id: &str, client_secret: &str, encode: bool) -> HeaderValue {
+    let pair = if encode {
+        format!(
+            "{}:{}",
+            utf8_percent_encode(client_id, CREDENTIAL),
+            utf8_percent_encode(client_secret, CREDENTIAL)
+        )
+    } else {
+        format!("{client_id}:{client_secret}")
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    // Base64 output is always a valid header value.
+    let mut value =
+        HeaderValue::try_from(format!("Basic {encoded}")).unwrap_or_else(|_| HeaderValue::from_static("Basic"));
+    value.set_sensitive(true);
+    value
+}
+
+/// A token request (RFC 6749 §4.4.2 or §6) to `endpoint`.
+pub(crate) fn token_request(config: &Config, endpoint: &Url, auth: ClientAuth, grant: Grant<'_>) -> Request<Vec<u8>> {
+    let (content_type, body) = match auth {
+        ClientAuth::Json => (JSON, json_body(config, grant)),
+        _ => (FORM, form_body(config, auth, grant)),
+    };
+    let mut builder = Request::builder()
+        .method(Method::POST)
+        .uri(endpoint.as_str())
+        .header(ACCEPT, JSON)
+        .header(CONTENT_TYPE, content_type)
+        .header(USER_AGENT, AGENT);
+    if let ClientAuth::Basic | ClientAuth::BasicUnencoded = auth {
+        builder = builder.header(
+            AUTHORIZATION,
+            basic_credentials(
+                config.client_id(),
+                config.client_secret().expose_secret(),
+                auth == ClientAuth::Basic,
+            ),
+        );
+    }
+    finish(builder, body)
+}
+
+/// An RFC 7009 revocation request for `token`.
+pub(crate) fn revocation_request(
+    config: &Config,
+    endpoint: &Url,
+    auth: ClientAuth,
+    token: &str,
+    hint: &str,
+) -> Request<Vec<u8>> {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("token", token).append_pair("token_type_hint", hint);
+    let mut builder = Request::builder()
+        .method(Method::POST)
+        .uri(endpoint.as_str())
+        .header(ACCEPT, JSON)
+        .header(CONTENT_TYPE, FORM)
+        .header(USER_AGENT, AGENT);
+    match auth {
+        ClientAuth::Basic | ClientAuth::BasicUnencoded => {
+            builder = builder.header(
+                AUTHORIZATION,
+                basic_credentials(
+                    config.client_id(),
+                    config.client_secret().expose_secret(),
+                    auth == ClientAuth::Basic,
+                ),
+            );
+        }
+        ClientAuth::Post | ClientAuth::Json => {
+            form.append_pair("client_id", config.client_id())
+                .append_pair("client_secret", config.client_secret().expose_secret());
+        }
+    }
+    finish(builder, form.finish().into_bytes())
+}
+
+/// A `GET` for a metadata document.
+pub(crate) fn get_json(url: &Url) -> Request<Vec<u8>> {
+    let builder = Request::builder()
+        .method(Method::GET)
+        .uri(url.as_str())
+        .header(ACCEPT, JSON)
+        .header(USER_AGENT, AGENT);
+    finish(builder, Vec::new())
+}
+
+fn finish(builder: http::request::Builder, body: Vec<u8>) -> Request<Vec<u8>> {
+    // Every part was validated when the Config was built (URLs parsed by `url`,
+    // header values are constants or base64), so this cannot fail; fall back to
+    // an empty request rather than panic if it ever did.
+    builder.body(body).unwrap_or_else(|_| Request::new(Vec::new()))
+}
+
+fn form_body(config: &Config, auth: ClientAuth, grant: Grant<'_>) -> Vec<u8> {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    match grant {
+        Grant::ClientCredentials => {
+            form.append_pair("grant_type", "client_credentials");
+            if let Some(scope) = config.scope() {
+                form.append_pair("scope", &scope);
+            }
+        }
+        // RFC 6749 §6: scope omitted means "as originally granted".
+        Grant::RefreshToken(token) => {
+            form.append_pair("grant_type", "refresh_token")
+                .append_pair("refresh_token", token);
+        }
+    }
+    for resource in config.resources() {
+        form.append_pair("resource", resource);
+    }
+    if let Some(audience) = config.audience() {
+        form.append_pair("audience", audience);
+    }
+    for (name, value) in config.params() {
+        form.append_pair(name, value);
+    }
+    if auth == ClientAuth::Post {
+        form.append_pair("client_id", config.client_id())
+            .append_pair("client_secret", config.client_secret().expose_secret());
+    }
+    form.finish().into_bytes()
+}
+
+fn json_body(config: &Config, grant: Grant<'_>) -> Vec<u8> {
+    let mut body = serde_json::Map::new();
+    match grant {
+        Grant::ClientCredentials => {
+            body.insert("grant_type".into(), "client_credentials".into());
+            if let Some(scope) = config.scope() {
+                body.insert("scope".into(), scope.into());
+            }
+        }
+        Grant::RefreshToken(token) => {
+            body.insert("grant_type".into(), "refresh_token".into());
+            body.insert("refresh_token".into(), token.into());
+        }
+    }
+    body.insert("client_id".into(), config.client_id().into());
+    body.insert("client_secret".into(), config.client_secret().expose_secret().into());
+    if !config.resources().is_empty() {
+        body.insert("resource".into(), config.resources().to_vec().into());
+    }
+    if let Some(audience) = config.audience() {
+        body.insert("audience".into(), audience.into());
+    }
+    for (name, value) in config.params() {
+        body.insert(name.clone(), value.clone().into());
+    }
+    serde_json::Value::Object(body).to_string().into_bytes()
+}

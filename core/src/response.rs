@@ -1,0 +1,242 @@
+//! Reading token responses (RFC 6749 §5.1 and §5.2).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::{Response, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::error::{Error, OAuthErrorCode};
+use crate::time::Timestamp;
+use crate::token::AccessToken;
+
+/// The shortest lifetime a token is given: an `expires_in` of zero or below
+/// (or an `exp` already past) counts as this, so a broken server cannot make
+/// the client refetch on every call: a token is reused for at least half of it.
+pub const MIN_LIFETIME: Duration = Duration::from_secs(1);
+/// The longest lifetime a token is given: larger values (up to `1e300`) are
+/// cut to one year, so every token is refreshed at least yearly and no
+/// arithmetic overflows.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+
+const EXCERPT_CHARS: usize = 200;
+
+/// Parses a token endpoint response into an [`AccessToken`] or an [`Error`].
+///
+/// `sent_at` is the time the request was sent: expiry is counted from there.
+/// Lifetime comes from `expires_in` (a number or a numeric string), else from
+/// the `exp` claim of a JWT access token (read, not verified: it only
+/// schedules refresh; `exp - iat` when both are present, which is immune to
+/// clock skew), else from [`Config::default_lifetime`]; it is then clamped to
+/// [`MIN_LIFETIME`]..=[`MAX_LIFETIME`].
+///
+/// ```
+/// use client_credentials::{parse_token_response, Config, Timestamp};
+///
+/// let config = Config::builder("id", "secret").token_endpoint("https://id.example/token").build()?;
+/// let response = http::Response::builder()
+///     .status(200)
+///     .body(br#"{"access_token":"abc","token_type":"bearer","expires_in":"3600"}"#.to_vec())?;
+/// let token = parse_token_response(&config, Timestamp::from_unix_secs(100), &response)?;
+/// assert_eq!(token.expires_at(), Some(Timestamp::from_unix_secs(3700)));
+/// assert_eq!(token.token_type(), "Bearer");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn parse_token_response(
+    config: &Config,
+    sent_at: Timestamp,
+    response: &Response<Vec<u8>>,
+) -> Result<AccessToken, Error> {
+    let body = check_size(response.body(), config.max_body_size())?;
+    let status = response.status();
+    let parsed = parse_json_object(body);
+    if !status.is_success() {
+        if let Ok(object) = &parsed {
+            if let Some(error) = oauth_error(status, object) {
+                return Err(error);
+            }
+        }
+        return Err(Error::UnexpectedStatus {
+            status,
+            body_excerpt: excerpt(body, config.client_secret().expose_secret()),
+        });
+    }
+    let object = parsed.map_err(|reason| Error::invalid(format!("{reason} (HTTP {})", status.as_u16())))?;
+    // Some servers answer 200 with an error body.
+    if let Some(error) = oauth_error(status, &object) {
+        return Err(error);
+    }
+    let secret = match object.get("access_token") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(_)) => return Err(Error::invalid("the access_token is empty")),
+        Some(_) => return Err(Error::invalid("the access_token is not a string")),
+        None => return Err(Error::invalid("the response has no access_token")),
+    };
+    let token_type = match object.get("token_type") {
+        Some(Value::String(t)) => t.clone(),
+        // Required by RFC 6749 §5.1, but some providers omit it; bearer is what they mean.
+        None | Some(Value::Null) => "Bearer".to_owned(),
+        Some(_) => return Err(Error::invalid("the token_type is not a string")),
+    };
+    if !token_type.eq_ignore_ascii_case("bearer")
+        && !config
+            .accepted_token_types()
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(&token_type))
+    {
+        return Err(Error::invalid(format!(
+            "token_type {:?} is not Bearer; accept it with ConfigBuilder::accept_token_type",
+            clean(&token_type, 40)
+        )));
+    }
+    let lifetime = match expires_in(&object)? {
+        Some(secs) => clamp_lifetime(secs),
+        None => match jwt_lifetime(&secret, sent_at) {
+            Some(secs) => clamp_lifetime(secs),
+            None => config.default_lifetime().clamp(MIN_LIFETIME, MAX_LIFETIME),
+        },
+    };
+    let scope = match object.get("scope") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => config.scope(),
+    };
+    let mut builder = AccessToken::builder(secret)
+        .token_type(token_type)
+        .received_at(sent_at)
+        .expires_at(sent_at.saturating_add(lifetime));
+    if let Some(scope) = scope {
+        builder = builder.scope(scope);
+    }
+    if let Some(Value::String(refresh)) = object.get("refresh_token") {
+        if !refresh.is_empty() {
+            builder = builder.refresh_token(refresh.clone());
+        }
+    }
+    builder.build()
+}
+
+/// Rejects a body over the cap (adapters also stop reading at the cap).
+pub(crate) fn check_size(body: &[u8], max: usize) -> Result<&[u8], Error> {
+    if body.len() > max {
+        return Err(Error::invalid(format!(
+            "the body exceeds the {max}-byte limit (raise it with ConfigBuilder::max_body_size)"
+        )));
+    }
+    Ok(body)
+}
+
+/// Parses a JSON object, with reasons a person can act on.
+pub(crate) fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, String> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("the body is empty".into());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err("the body is JSON but not an object".into()),
+        Err(e) if e.is_eof() => Err("the body is truncated JSON".into()),
+        Err(_) => Err("the body is not JSON".into()),
+    }
+}
+
+/// An RFC 6749 §5.2 error, when the object has a string `error` member.
+pub(crate) fn oauth_error(status: StatusCode, object: &Map<String, Value>) -> Option<Error> {
+    let code = object.get("error")?.as_str()?;
+    let text = |name: &str, max: usize| object.get(name).and_then(Value::as_str).map(|s| clean(s, max));
+    Some(Error::OAuth {
+        code: OAuthErrorCode::from_wire(&clean(code, 64)),
+        description: text("error_description", 300),
+        uri: text("error_uri", 300),
+        status,
+    })
+}
+
+/// `expires_in` in seconds: a JSON number or a numeric string; `None` when absent.
+fn expires_in(object: &Map<String, Value>) -> Result<Option<f64>, Error> {
+    let value = match object.get("expires_in") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64(),
+        // Seen in the wild: "expires_in": "3600".
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        Some(_) => None,
+    };
+    match value {
+        Some(v) if v.is_finite() => Ok(Some(v)),
+        _ => Err(Error::invalid("expires_in is not a number of seconds")),
+    }
+}
+
+fn clamp_lifetime(secs: f64) -> Duration {
+    let max = MAX_LIFETIME.as_secs_f64();
+    let min = MIN_LIFETIME.as_secs_f64();
+    if secs.is_nan() {
+        return MIN_LIFETIME;
+    }
+    Duration::from_secs_f64(secs.clamp(min, max))
+}
+
+/// The remaining lifetime, in seconds, that a JWT's `exp` claim implies:
+/// `exp - iat` when both are present and ordered, else `exp - now`.
+/// `None` when the token is not a JWT or has no numeric `exp`. The signature
+/// is not checked: the value only schedules a refresh.
+///
+/// ```
+/// use base64::Engine as _;
+/// use client_credentials::{jwt_lifetime, Timestamp};
+///
+/// let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+/// let jwt = format!("{}.{}.sig", b64(r#"{"alg":"none"}"#), b64(r#"{"iat":1000,"exp":1600}"#));
+/// assert_eq!(jwt_lifetime(&jwt, Timestamp::from_unix_secs(5000)), Some(600.0));
+/// assert_eq!(jwt_lifetime("opaque-token", Timestamp::from_unix_secs(5000)), None);
+/// ```
+pub fn jwt_lifetime(token: &str, now: Timestamp) -> Option<f64> {
+    let mut parts = token.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || payload.is_empty() {
+        return None;
+    }
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let decoded = engine.decode(payload).ok()?;
+    let claims = match serde_json::from_slice::<Value>(&decoded).ok()? {
+        Value::Object(claims) => claims,
+        _ => return None,
+    };
+    let exp = claims.get("exp")?.as_f64().filter(|v| v.is_finite())?;
+    match claims.get("iat").and_then(Value::as_f64).filter(|v| v.is_finite()) {
+        Some(iat) if exp > iat => Some(exp - iat),
+        _ => Some(exp - now.as_unix_millis() as f64 / 1000.0),
+    }
+}
+
+/// Keeps printable characters only, at most `max` of them.
+pub(crate) fn clean(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// The start of a body for an error message, with the client secret (raw or
+/// form-encoded) cut out.
+pub(crate) fn excerpt(body: &[u8], client_secret: &str) -> String {
+    let head = &body[..body.len().min(EXCERPT_CHARS * 4)];
+    let mut text = clean(String::from_utf8_lossy(head).trim(), EXCERPT_CHARS);
+    if client_secret.len() >= 4 {
+        let encoded: String = form_urlencoded::byte_serialize(client_secret.as_bytes()).collect();
+        for form in [client_secret, encoded.as_str()] {
+            text = text.replace(form, "[redacted]");
+        }
+    }
+    text
+}
