@@ -482,7 +482,8 @@ fn token_with_json_body_and_jwt() {
 fn client_authentication_failures() {
     let issuer = TestIssuer::start();
     let grant = [("grant_type", "client_credentials")];
-    let cases: Vec<(Option<String>, Vec<(&str, &str)>)> = vec![
+    type Case<'a> = (Option<String>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case<'_>> = vec![
         (Some(basic("test-client", "wrong")), grant.to_vec()),
         (Some(basic("nobody", DEFAULT_CLIENT_SECRET)), grant.to_vec()),
         (Some("Basic %%%not-base64".into()), grant.to_vec()),
