@@ -528,16 +528,14 @@ fn respond(shared: &Shared, kind: Kind, req: &RawRequest, body: &Body) -> Respon
         {
             discovery(shared, req)
         }
-        Kind::Jwks if req.method == "GET" || req.method == "HEAD" => {
-            Response::json(200, &json!({ "keys": [] }))
-        }
+        Kind::Jwks if req.method == "GET" => Response::json(200, &json!({ "keys": [] })),
         Kind::Jwks => method_not_allowed("GET"),
         _ => not_found(),
     }
 }
 
 fn discovery(shared: &Shared, req: &RawRequest) -> Response {
-    if req.method != "GET" && req.method != "HEAD" {
+    if req.method != "GET" {
         return method_not_allowed("GET");
     }
     let config = &shared.config;

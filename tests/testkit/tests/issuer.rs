@@ -972,3 +972,90 @@ fn recording() {
     assert!(issuer.requests().is_empty());
     assert_eq!(issuer.issued_tokens().len(), 1);
 }
+
+// ---------------------------------------------------------------------------
+// Robustness
+// ---------------------------------------------------------------------------
+
+/// Sends `request`, half-closes the connection and returns the response.
+fn raw_half_close(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn malformed_http_is_answered_with_400() {
+    let issuer = TestIssuer::start();
+    let mut huge_head = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    huge_head.resize(70 * 1024, b'a');
+    let cases: Vec<Vec<u8>> = vec![
+        b"\r\n\r\n".to_vec(),
+        b"GET\r\n\r\n".to_vec(),
+        b"GET token HTTP/1.1\r\n\r\n".to_vec(),
+        b"GET /token HTTP/9\r\n\r\n".to_vec(),
+        b"GET /token HTTP/1.1 extra\r\n\r\n".to_vec(),
+        b"\xff\xfe /token HTTP/1.1\r\n\r\n".to_vec(),
+        b"POST /token HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n".to_vec(),
+        b"POST /token HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc".to_vec(),
+        b"POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+        b"POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab".to_vec(),
+        b"POST /token HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
+        b"POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n"
+            .to_vec(),
+        b"POST /token HTTP/1.1\r\n: empty name\r\n\r\n".to_vec(),
+        b"POST /token HTTP/1.1\r\nHost: x".to_vec(),
+        huge_head,
+    ];
+    for case in &cases {
+        let out = raw_half_close(issuer.addr(), case);
+        let resp = parse(&out);
+        assert!(
+            resp.status == 400 || resp.status == 413,
+            "{:?} -> {}",
+            String::from_utf8_lossy(&case[..case.len().min(80)]),
+            resp.status
+        );
+    }
+    let size = raw_half_close(
+        issuer.addr(),
+        b"POST /token HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n",
+    );
+    assert_eq!(parse(&size).status, 413);
+    // An empty connection is not a request.
+    drop(TcpStream::connect(issuer.addr()).unwrap());
+    // Still alive and serving after all that.
+    assert_eq!(token_basic(&issuer, &[]).status, 200);
+    assert_eq!(issuer.requests().len(), cases.len() + 2);
+}
+
+#[test]
+fn expect_100_continue() {
+    let issuer = TestIssuer::start();
+    let auth = basic(&issuer.client_id(), &issuer.client_secret());
+    let body = "grant_type=client_credentials";
+    let mut stream = TcpStream::connect(issuer.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /token HTTP/1.1\r\nAuthorization: {auth}\r\nExpect: 100-continue\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    assert_eq!(parse(&out).status, 200);
+}
