@@ -14,6 +14,33 @@
 //! ([`TestIssuer::requests`]) and can be told to misbehave on the next request
 //! ([`TestIssuer::push_fault`] with a [`Fault`]).
 //!
+//! # Endpoints
+//!
+//! With `{issuer}` = [`TestIssuer::issuer_url`] and `{base}` =
+//! [`TestIssuer::base_url`]:
+//!
+//! | Request | Answer |
+//! |---|---|
+//! | `GET {issuer}/.well-known/openid-configuration` | discovery document ([`DiscoveryMode::Oidc`] or [`DiscoveryMode::Both`]) |
+//! | `GET {base}/.well-known/oauth-authorization-server{issuer_path}` | the same document ([`DiscoveryMode::Rfc8414`] or [`DiscoveryMode::Both`]) |
+//! | `POST {issuer}/token` | RFC 6749 §4.4 token response or §5.2 error |
+//! | `POST {issuer}/revoke` | RFC 7009 revocation (if [enabled](TestIssuerBuilder::revocation)) |
+//! | `GET {issuer}/jwks` | `{"keys":[]}` |
+//! | anything else | `404` |
+//!
+//! The token endpoint accepts `application/x-www-form-urlencoded` bodies and,
+//! as an extension, JSON object bodies. Clients authenticate with exactly one
+//! of HTTP Basic (id and secret form-urlencoded before base64, RFC 6749
+//! §2.3.1) or `client_id` + `client_secret` body parameters; failures are
+//! `401 invalid_client` with `WWW-Authenticate: Basic realm="test"`. Other
+//! errors: wrong method `405`; bad content type, duplicated parameters,
+//! missing `grant_type` `400 invalid_request`; unknown grant
+//! `unsupported_grant_type`; scope outside [`TestIssuerBuilder::scopes`]
+//! `invalid_scope`; a `resource` that is not an absolute URI without fragment
+//! `invalid_target`; an unknown, used or revoked refresh token
+//! `invalid_grant`. Malformed HTTP is answered with `400` (or `413` for
+//! bodies over 1 MiB); the issuer never panics on client input.
+//!
 //! # Example
 //!
 //! ```
