@@ -1,0 +1,193 @@
+// The real OpenID Connect peer of the client-credentials integration suite.
+//
+//   node server.mjs [PORT] [PARENT_PID]
+//
+// PORT defaults to env PORT, then 0 (any free port). PARENT_PID (or env
+// CC_PARENT_PID) is the pid of the process that owns this peer: the server
+// exits once that process is gone, and also when its stdin closes.
+//
+// When ready it prints exactly one line on stdout:
+//   listening http://127.0.0.1:PORT/oidc oidc-provider@VERSION
+// Everything else (oidc-provider notices included) goes to stderr.
+
+import { generateKeyPairSync } from 'node:crypto';
+import { fstatSync, readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+
+// oidc-provider prints its notices with console.info, which is stdout: keep
+// stdout for the single readiness line and send everything else to stderr.
+const writeLine = (line) => process.stdout.write(`${line}\n`);
+console.log = console.error;
+console.info = console.error;
+// Node 20 is not an LTS oidc-provider 9 favours; it still works for this use.
+const benign = [/Unsupported runtime/];
+const warn = console.warn;
+console.warn = (...args) => {
+  if (typeof args[0] === 'string' && benign.some((re) => re.test(args[0]))) return;
+  warn(...args);
+};
+
+const { default: Provider, errors } = await import('oidc-provider');
+const { createMemoryAdapter } = await import('oidc-provider/lib/adapters/memory_adapter.js');
+
+const require = createRequire(import.meta.url);
+const VERSION = JSON.parse(
+  readFileSync(path.join(path.dirname(require.resolve('oidc-provider')), '..', 'package.json'), 'utf8'),
+).version;
+
+export const MOUNT = '/oidc';
+export const RESOURCE = 'https://api.example.test/';
+export const SCOPES = ['api:read', 'api:write'];
+export const CLIENTS = {
+  basic: { id: 'basic-client', secret: 's3cr:et/+ &=%?#~' },
+  post: { id: 'post-client', secret: 'post-client-secret' },
+};
+
+const portArg = process.argv[2] ?? process.env.PORT ?? '0';
+const port = Number.parseInt(portArg, 10);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`invalid port ${JSON.stringify(portArg)}`);
+  process.exit(2);
+}
+const ttl = Number.parseInt(process.env.CC_TTL ?? '5', 10);
+if (!Number.isInteger(ttl) || ttl <= 0) {
+  console.error(`invalid CC_TTL ${JSON.stringify(process.env.CC_TTL)}`);
+  process.exit(2);
+}
+const parentPid = Number.parseInt(process.argv[3] ?? process.env.CC_PARENT_PID ?? '', 10);
+
+const scopeSet = new Set(SCOPES);
+// Only the token's own client may introspect or revoke it.
+const sameClient = async (ctx, client, token) => !token.clientId || token.clientId === client.clientId;
+
+function configuration() {
+  const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  return {
+    adapter: createMemoryAdapter(),
+    jwks: { keys: [{ ...signingKey, kid: 'peer-rs256', use: 'sig', alg: 'RS256' }] },
+    cookies: { keys: ['client-credentials-peer-cookie-key'] },
+    scopes: SCOPES,
+    clients: [
+      {
+        client_id: CLIENTS.basic.id,
+        client_secret: CLIENTS.basic.secret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: SCOPES.join(' '),
+      },
+      {
+        client_id: CLIENTS.post.id,
+        client_secret: CLIENTS.post.secret,
+        token_endpoint_auth_method: 'client_secret_post',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: SCOPES.join(' '),
+      },
+    ],
+    ttl: { ClientCredentials: ttl },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true, allowedPolicy: sameClient },
+      revocation: { enabled: true, allowedPolicy: sameClient },
+      resourceIndicators: {
+        enabled: true,
+        // No default resource: requests without `resource` get opaque tokens.
+        defaultResource: async (ctx, client, oneOf) => oneOf,
+        useGrantedResource: async () => false,
+        getResourceServerInfo: async (ctx, resourceIndicator) => {
+          if (resourceIndicator === RESOURCE) {
+            return {
+              scope: SCOPES.join(' '),
+              audience: RESOURCE,
+              accessTokenTTL: ttl,
+              accessTokenFormat: 'jwt',
+              jwt: { sign: { alg: 'RS256' } },
+            };
+          }
+          throw new errors.InvalidTarget();
+        },
+      },
+    },
+    // oidc-provider silently drops scopes it does not know for
+    // client_credentials (and those the resource server does not have when a
+    // resource is named); this peer answers invalid_scope instead, before the
+    // token is stored.
+    extraTokenClaims: async (ctx, token) => {
+      if (token.kind === 'ClientCredentials') {
+        // The raw body: without `resource`, oidc-provider has already
+        // filtered params.scope down to the scopes it knows.
+        const raw = ctx?.oidc?.body?.scope ?? ctx?.oidc?.params?.scope ?? '';
+        const requested = String(raw).split(' ').filter(Boolean);
+        const unknown = requested.filter((scope) => !scopeSet.has(scope));
+        if (unknown.length > 0) {
+          throw new errors.InvalidScope('requested scope is not supported', unknown.join(' '));
+        }
+      }
+      return undefined;
+    },
+    renderError: async (ctx, out) => {
+      ctx.type = 'json';
+      ctx.body = out;
+    },
+  };
+}
+
+const server = http.createServer();
+// The issuer's port is only known once listening.
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(port, '127.0.0.1', resolve);
+});
+const issuer = `http://127.0.0.1:${server.address().port}${MOUNT}`;
+const provider = new Provider(issuer, configuration());
+provider.on('server_error', (ctx, err) => console.error('server_error', err));
+const callback = provider.callback();
+
+server.on('request', (req, res) => {
+  const url = req.url ?? '/';
+  if (url === MOUNT || url.startsWith(`${MOUNT}/`) || url.startsWith(`${MOUNT}?`)) {
+    // Mount under /oidc: oidc-provider derives the mount path from
+    // originalUrl minus url, as behind express/connect's app.use('/oidc').
+    req.originalUrl = url;
+    req.url = url.slice(MOUNT.length) || '/';
+    if (req.url.startsWith('?')) req.url = `/${req.url}`;
+    callback(req, res);
+    return;
+  }
+  res.writeHead(404, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ error: 'not_found', error_description: `this peer lives under ${MOUNT}` }));
+});
+
+const shutdown = (code) => {
+  server.close();
+  process.exit(code);
+};
+process.on('SIGTERM', () => shutdown(0));
+process.on('SIGINT', () => shutdown(0));
+// Exit when whoever started us goes away: stdin closing, or the parent pid
+// disappearing (a test binary's shared peer is never dropped).
+// stdin is watched only when it is a pipe or socket, so that running the
+// peer by hand (terminal) or in the background (</dev/null) still works.
+const stdinStat = fstatSync(0, { throwIfNoEntry: false });
+if (stdinStat && (stdinStat.isFIFO() || stdinStat.isSocket())) {
+  process.stdin.on('end', () => shutdown(0));
+  process.stdin.on('error', () => shutdown(0));
+  process.stdin.resume();
+}
+if (Number.isInteger(parentPid) && parentPid > 0) {
+  setInterval(() => {
+    try {
+      process.kill(parentPid, 0);
+    } catch (err) {
+      if (err.code !== 'EPERM') shutdown(0);
+    }
+  }, 1000).unref();
+}
+
+writeLine(`listening ${issuer} oidc-provider@${VERSION}`);
