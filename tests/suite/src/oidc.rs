@@ -234,8 +234,7 @@ fn require_tool(tool: &str) {
 }
 
 fn installed(dir: &Path) -> bool {
-    dir.join("node_modules/oidc-provider/package.json")
-        .is_file()
+    dir.join("node_modules/oidc-provider/package.json").is_file()
 }
 
 /// Runs `npm ci` once when `node_modules` is missing, guarded against other
@@ -321,10 +320,7 @@ pub mod raw {
         /// The first value of header `name` (any case).
         pub fn header(&self, name: &str) -> Option<&str> {
             let name = name.to_ascii_lowercase();
-            self.headers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
+            self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
         }
 
         /// The body as text (lossy UTF-8).
@@ -338,13 +334,8 @@ pub mod raw {
         ///
         /// When the body is not JSON.
         pub fn json(&self) -> serde_json::Value {
-            serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-                panic!(
-                    "status {} body is not JSON ({e}): {}",
-                    self.status,
-                    self.body_text()
-                )
-            })
+            serde_json::from_slice(&self.body)
+                .unwrap_or_else(|e| panic!("status {} body is not JSON ({e}): {}", self.status, self.body_text()))
         }
     }
 
@@ -355,11 +346,7 @@ pub mod raw {
 
     /// `POST url` with an `application/x-www-form-urlencoded` body made of
     /// `form` and the extra header fields `headers`.
-    pub fn post_form(
-        url: &str,
-        headers: &[(&str, &str)],
-        form: &[(&str, &str)],
-    ) -> io::Result<Response> {
+    pub fn post_form(url: &str, headers: &[(&str, &str)], form: &[(&str, &str)]) -> io::Result<Response> {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -369,12 +356,7 @@ pub mod raw {
     }
 
     /// Sends one request and reads the whole response.
-    pub fn request(
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> io::Result<Response> {
+    pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> io::Result<Response> {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| invalid(format!("only http:// URLs are supported: {url}")))?;
@@ -393,8 +375,7 @@ pub mod raw {
             format!("{authority}:80")
         };
 
-        let mut head =
-            format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
         for (name, value) in headers {
             let _ = write!(head, "{name}: {value}\r\n");
         }
@@ -453,11 +434,7 @@ pub mod raw {
         } else {
             rest.to_vec()
         };
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(Response { status, headers, body })
     }
 
     fn dechunk(mut rest: &[u8]) -> io::Result<Vec<u8>> {
@@ -469,15 +446,13 @@ pub mod raw {
                 .ok_or_else(|| invalid("truncated chunk size".into()))?;
             let size_text = String::from_utf8_lossy(&rest[..eol]);
             let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .map_err(|_| invalid(format!("bad chunk size {size_text:?}")))?;
+            let size =
+                usize::from_str_radix(size_hex, 16).map_err(|_| invalid(format!("bad chunk size {size_text:?}")))?;
             rest = &rest[eol + 2..];
             if size == 0 {
                 return Ok(body);
             }
-            let chunk = rest
-                .get(..size)
-                .ok_or_else(|| invalid("truncated chunk".into()))?;
+            let chunk = rest.get(..size).ok_or_else(|| invalid("truncated chunk".into()))?;
             body.extend_from_slice(chunk);
             rest = rest.get(size + 2..).unwrap_or_default();
         }

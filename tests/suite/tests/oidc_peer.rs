@@ -10,10 +10,7 @@ use serde_json::Value;
 /// RFC 6749 §2.3.1: id and secret each application/x-www-form-urlencoded
 /// (space as `%20`), joined by `:`, then base64.
 fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
-    )
+    format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
 }
 
 /// Form-urlencoding with a space written `%20` rather than `+`: a literal `+`
@@ -41,12 +38,7 @@ fn token_endpoint(peer: &OidcPeer) -> String {
 fn basic_token(peer: &OidcPeer, authorization: &str, form: &[(&str, &str)]) -> raw::Response {
     let mut all = vec![("grant_type", "client_credentials")];
     all.extend_from_slice(form);
-    raw::post_form(
-        &token_endpoint(peer),
-        &[("Authorization", authorization)],
-        &all,
-    )
-    .expect("POST token")
+    raw::post_form(&token_endpoint(peer), &[("Authorization", authorization)], &all).expect("POST token")
 }
 
 fn assert_error(resp: &raw::Response, status: u16, error: &str) {
@@ -57,10 +49,7 @@ fn assert_error(resp: &raw::Response, status: u16, error: &str) {
 fn assert_bearer(resp: &raw::Response) -> Value {
     assert_eq!(resp.status, 200, "{}", resp.body_text());
     let json = resp.json();
-    assert!(
-        json["access_token"].as_str().is_some_and(|t| !t.is_empty()),
-        "{json}"
-    );
+    assert!(json["access_token"].as_str().is_some_and(|t| !t.is_empty()), "{json}");
     assert_eq!(json["token_type"], "Bearer", "{json}");
     assert!(json["expires_in"].as_u64().is_some_and(|e| e > 0), "{json}");
     json
@@ -132,19 +121,14 @@ fn unencoded_basic_secret_is_rejected() {
 fn resource_gets_a_jwt_for_that_audience() {
     let peer = OidcPeer::shared();
     let auth = basic(OidcPeer::BASIC_CLIENT_ID, OidcPeer::BASIC_CLIENT_SECRET);
-    let resp = basic_token(
-        peer,
-        &auth,
-        &[("resource", OidcPeer::RESOURCE), ("scope", "api:read")],
-    );
+    let resp = basic_token(peer, &auth, &[("resource", OidcPeer::RESOURCE), ("scope", "api:read")]);
     let json = assert_bearer(&resp);
     assert_eq!(json["scope"], "api:read", "{json}");
     let token = json["access_token"].as_str().unwrap_or_default();
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "JWT expected: {token}");
     let claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("base64url"))
-            .expect("JSON claims");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("base64url")).expect("JSON claims");
     assert_eq!(claims["aud"], OidcPeer::RESOURCE, "{claims}");
     assert_eq!(claims["iss"], peer.issuer(), "{claims}");
     assert_eq!(claims["client_id"], OidcPeer::BASIC_CLIENT_ID, "{claims}");

@@ -71,9 +71,7 @@ impl Conn<'_> {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                     ) => {}
                 Err(e) => return Err(e),
             }
@@ -110,10 +108,7 @@ impl Conn<'_> {
 }
 
 /// Reads one request. I/O errors (including shutdown) are returned as `Err`.
-pub(crate) fn read_request(
-    stream: &mut TcpStream,
-    shutdown: &AtomicBool,
-) -> io::Result<ReadOutcome> {
+pub(crate) fn read_request(stream: &mut TcpStream, shutdown: &AtomicBool) -> io::Result<ReadOutcome> {
     stream.set_read_timeout(Some(POLL))?;
     let mut conn = Conn {
         stream,
@@ -143,8 +138,7 @@ pub(crate) fn read_request(
     let Some((pos, sep)) = head_end else {
         let head = String::from_utf8_lossy(&conn.buf[..conn.buf.len().min(MAX_HEAD)]).into_owned();
         parse_head(&head, &mut req);
-        req.error
-            .get_or_insert((400, "incomplete or oversized request head"));
+        req.error.get_or_insert((400, "incomplete or oversized request head"));
         return Ok(ReadOutcome::Request(req));
     };
     let head_bytes = conn.take(pos + sep)?.unwrap_or_default();
@@ -161,11 +155,9 @@ pub(crate) fn read_request(
         let _ = conn.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
 
-    let chunked = req.header("transfer-encoding").map(|v| {
-        v.split(',')
-            .map(str::trim)
-            .any(|t| t.eq_ignore_ascii_case("chunked"))
-    });
+    let chunked = req
+        .header("transfer-encoding")
+        .map(|v| v.split(',').map(str::trim).any(|t| t.eq_ignore_ascii_case("chunked")));
     let content_length = req.header("content-length").map(str::to_owned);
     match (chunked, content_length) {
         (Some(_), Some(_)) => {
@@ -247,11 +239,8 @@ fn parse_head(head: &str, req: &mut RawRequest) {
     for line in lines {
         let line = line.trim_end_matches('\r');
         match line.split_once(':') {
-            Some((name, value))
-                if !name.is_empty() && !name.bytes().any(|b| b.is_ascii_whitespace()) =>
-            {
-                req.headers
-                    .push((name.to_ascii_lowercase(), value.trim().to_owned()));
+            Some((name, value)) if !name.is_empty() && !name.bytes().any(|b| b.is_ascii_whitespace()) => {
+                req.headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
             }
             _ => {
                 req.error.get_or_insert((400, "malformed header line"));
@@ -266,11 +255,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Writes all of `data`, polling the shutdown flag while the peer is not
 /// reading.
-pub(crate) fn write_all(
-    stream: &mut TcpStream,
-    mut data: &[u8],
-    shutdown: &AtomicBool,
-) -> io::Result<()> {
+pub(crate) fn write_all(stream: &mut TcpStream, mut data: &[u8], shutdown: &AtomicBool) -> io::Result<()> {
     stream.set_write_timeout(Some(POLL))?;
     while !data.is_empty() {
         if shutdown.load(Ordering::SeqCst) {
@@ -282,9 +267,7 @@ pub(crate) fn write_all(
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => return Err(e),
         }
@@ -326,8 +309,7 @@ impl Response {
 
     pub fn json(status: u16, value: &serde_json::Value) -> Response {
         let mut r = Response::new(status);
-        r.headers
-            .push(("Content-Type".into(), "application/json".into()));
+        r.headers.push(("Content-Type".into(), "application/json".into()));
         r.body = value.to_string().into_bytes();
         r
     }
@@ -343,9 +325,7 @@ impl Response {
     }
 
     fn has_header(&self, name: &str) -> bool {
-        self.headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
     /// Status line and headers, adding `Content-Length` (unless `chunked`

@@ -177,11 +177,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
     let stop = &shared.shutdown;
     let finished = match fault {
         None => send(&mut stream, &respond(), stop),
-        Some(Fault::Status {
-            status,
-            body,
-            headers,
-        }) => send(
+        Some(Fault::Status { status, body, headers }) => send(
             &mut stream,
             &Response {
                 status,
@@ -190,15 +186,12 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
             },
             stop,
         ),
-        Some(Fault::Delay(delay)) => {
-            http::sleep(delay, stop) && send(&mut stream, &respond(), stop)
-        }
+        Some(Fault::Delay(delay)) => http::sleep(delay, stop) && send(&mut stream, &respond(), stop),
         Some(Fault::Dribble { interval }) => {
             let response = respond();
             http::write_all(&mut stream, &response.head(false), stop).is_ok()
                 && response.body.iter().all(|b| {
-                    http::sleep(interval, stop)
-                        && http::write_all(&mut stream, std::slice::from_ref(b), stop).is_ok()
+                    http::sleep(interval, stop) && http::write_all(&mut stream, std::slice::from_ref(b), stop).is_ok()
                 })
         }
         Some(Fault::Oversized(size)) => send(
@@ -272,11 +265,7 @@ fn linger(stream: &mut TcpStream, stop: &AtomicBool) {
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(_) => break,
         }
     }
@@ -371,12 +360,7 @@ fn flatten(object: Map<String, Value>) -> Vec<(String, String)> {
     for (name, value) in object {
         match value {
             Value::Array(items) => {
-                params.extend(
-                    items
-                        .into_iter()
-                        .filter_map(text)
-                        .map(|v| (name.clone(), v)),
-                );
+                params.extend(items.into_iter().filter_map(text).map(|v| (name.clone(), v)));
             }
             other => params.extend(text(other).map(|v| (name, v))),
         }
@@ -386,10 +370,7 @@ fn flatten(object: Map<String, Value>) -> Vec<(String, String)> {
 
 impl Body {
     fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn params(&self, name: &str) -> Vec<&str> {
@@ -404,8 +385,7 @@ impl Body {
     /// once (RFC 6749 §3.2).
     fn duplicate(&self) -> Option<&str> {
         self.params.iter().enumerate().find_map(|(i, (name, _))| {
-            (name != "resource" && self.params[..i].iter().any(|(n, _)| n == name))
-                .then_some(name.as_str())
+            (name != "resource" && self.params[..i].iter().any(|(n, _)| n == name)).then_some(name.as_str())
         })
     }
 
@@ -487,11 +467,8 @@ fn record(req: &RawRequest, body: &Body) -> RecordedRequest {
 }
 
 fn oauth_error(status: u16, code: &str, description: &str) -> Response {
-    let mut response = Response::json(
-        status,
-        &json!({ "error": code, "error_description": description }),
-    )
-    .with_header("Cache-Control", "no-store");
+    let mut response = Response::json(status, &json!({ "error": code, "error_description": description }))
+        .with_header("Cache-Control", "no-store");
     if status == 401 {
         response = response.with_header("WWW-Authenticate", "Basic realm=\"test\"");
     }
@@ -503,8 +480,7 @@ fn not_found() -> Response {
 }
 
 fn method_not_allowed(allow: &str) -> Response {
-    oauth_error(405, "invalid_request", &format!("method must be {allow}"))
-        .with_header("Allow", allow)
+    oauth_error(405, "invalid_request", &format!("method must be {allow}")).with_header("Allow", allow)
 }
 
 fn respond(shared: &Shared, kind: Kind, req: &RawRequest, body: &Body) -> Response {
@@ -515,17 +491,10 @@ fn respond(shared: &Shared, kind: Kind, req: &RawRequest, body: &Body) -> Respon
     match kind {
         Kind::Token => token(shared, req, body).unwrap_or_else(|e| e),
         Kind::Revocation if config.revocation => revoke(shared, req, body).unwrap_or_else(|e| e),
-        Kind::OidcDiscovery
-            if matches!(config.discovery, DiscoveryMode::Oidc | DiscoveryMode::Both) =>
-        {
+        Kind::OidcDiscovery if matches!(config.discovery, DiscoveryMode::Oidc | DiscoveryMode::Both) => {
             discovery(shared, req)
         }
-        Kind::Rfc8414Discovery
-            if matches!(
-                config.discovery,
-                DiscoveryMode::Rfc8414 | DiscoveryMode::Both
-            ) =>
-        {
+        Kind::Rfc8414Discovery if matches!(config.discovery, DiscoveryMode::Rfc8414 | DiscoveryMode::Both) => {
             discovery(shared, req)
         }
         Kind::Jwks if req.method == "GET" => Response::json(200, &json!({ "keys": [] })),
@@ -543,18 +512,11 @@ fn discovery(shared: &Shared, req: &RawRequest) -> Response {
     let mut doc = Map::new();
     doc.insert(
         "issuer".into(),
-        config
-            .advertise_issuer
-            .clone()
-            .unwrap_or(issuer.clone())
-            .into(),
+        config.advertise_issuer.clone().unwrap_or(issuer.clone()).into(),
     );
     doc.insert("token_endpoint".into(), format!("{issuer}/token").into());
     if config.revocation {
-        doc.insert(
-            "revocation_endpoint".into(),
-            format!("{issuer}/revoke").into(),
-        );
+        doc.insert("revocation_endpoint".into(), format!("{issuer}/revoke").into());
         doc.insert(
             "revocation_endpoint_auth_methods_supported".into(),
             json!(config.auth_methods),
@@ -582,14 +544,11 @@ fn authenticate(shared: &Shared, req: &RawRequest, body: &Body) -> Result<String
     let invalid = |description: &str| oauth_error(401, "invalid_client", description);
     let (id, secret, method) = match (basic_credentials(req), body.has_credentials()) {
         (Basic::Invalid, _) => return Err(invalid("malformed HTTP Basic credentials")),
-        (Basic::Valid(..), true) => {
-            return Err(invalid("more than one client authentication method used"))
-        }
+        (Basic::Valid(..), true) => return Err(invalid("more than one client authentication method used")),
         (Basic::Absent, false) => return Err(invalid("client authentication required")),
         (Basic::Valid(id, secret), false) => (id, secret, AuthMethod::Basic),
         (Basic::Absent, true) => {
-            let (Some(id), Some(secret)) = (body.param("client_id"), body.param("client_secret"))
-            else {
+            let (Some(id), Some(secret)) = (body.param("client_id"), body.param("client_secret")) else {
                 return Err(invalid("client_id and client_secret are both required"));
             };
             (id.to_owned(), secret.to_owned(), body.auth_method())
@@ -602,11 +561,7 @@ fn authenticate(shared: &Shared, req: &RawRequest, body: &Body) -> Result<String
     if !shared.config.auth_methods.iter().any(|m| m == method_name) {
         return Err(invalid(&format!("{method_name} is not supported")));
     }
-    let known = shared
-        .config
-        .clients
-        .iter()
-        .any(|(i, s)| *i == id && *s == secret);
+    let known = shared.config.clients.iter().any(|(i, s)| *i == id && *s == secret);
     if !known {
         return Err(invalid("unknown client or wrong secret"));
     }
@@ -643,10 +598,7 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
         .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect());
     if let Some(scopes) = &requested_scope {
         if !config.scopes.is_empty() {
-            if let Some(unknown) = scopes
-                .iter()
-                .find(|s| !config.scopes.iter().any(|a| a == *s))
-            {
+            if let Some(unknown) = scopes.iter().find(|s| !config.scopes.iter().any(|a| a == *s)) {
                 return error("invalid_scope", &format!("scope {unknown} is not allowed"));
             }
         }
@@ -654,16 +606,11 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
     let mut resources: Vec<String> = Vec::new();
     for resource in body.params("resource") {
         if !is_absolute_uri(resource) {
-            return error(
-                "invalid_target",
-                "resource must be an absolute URI without a fragment",
-            );
+            return error("invalid_target", "resource must be an absolute URI without a fragment");
         }
         resources.push(resource.to_owned());
     }
-    let mut scope = requested_scope
-        .filter(|s| !s.is_empty())
-        .map(|s| s.join(" "));
+    let mut scope = requested_scope.filter(|s| !s.is_empty()).map(|s| s.join(" "));
 
     let mut state = shared.state();
     match body.param("grant_type") {
@@ -680,15 +627,11 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
             if !valid {
                 return error("invalid_grant", "refresh token is invalid, used or revoked");
             }
-            let grant = state
-                .refresh_tokens
-                .remove(refresh_token)
-                .expect("checked above");
+            let grant = state.refresh_tokens.remove(refresh_token).expect("checked above");
             match (&scope, &grant.scope) {
                 (None, original) => scope.clone_from(original),
                 (Some(requested), original) => {
-                    let original: Vec<&str> =
-                        original.as_deref().unwrap_or("").split(' ').collect();
+                    let original: Vec<&str> = original.as_deref().unwrap_or("").split(' ').collect();
                     if requested.split(' ').any(|s| !original.contains(&s)) {
                         // Put the grant back: a rejected request does not use it.
                         state.refresh_tokens.insert(refresh_token.to_owned(), grant);
@@ -713,14 +656,7 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
     let lifetime = state.lifetime;
     let access_token = match config.token_format {
         TokenFormat::Opaque => format!("tk-{n}-{:016x}", mix(shared.seed ^ n)),
-        TokenFormat::Jwt => jwt(
-            shared,
-            n,
-            &client_id,
-            scope.as_deref(),
-            &resources,
-            lifetime,
-        ),
+        TokenFormat::Jwt => jwt(shared, n, &client_id, scope.as_deref(), &resources, lifetime),
     };
     state.issued.push(access_token.clone());
 
@@ -753,14 +689,7 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
     Ok(Response::json(200, &Value::Object(response)).with_header("Cache-Control", "no-store"))
 }
 
-fn jwt(
-    shared: &Shared,
-    n: u64,
-    client_id: &str,
-    scope: Option<&str>,
-    resources: &[String],
-    lifetime: i64,
-) -> String {
+fn jwt(shared: &Shared, n: u64, client_id: &str, scope: Option<&str>, resources: &[String], lifetime: i64) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use client_credentials_testkit::{
-    AuthMethod, DiscoveryMode, Fault, TestIssuer, TokenFormat, DEFAULT_CLIENT_SECRET,
-};
+use client_credentials_testkit::{AuthMethod, DiscoveryMode, Fault, TestIssuer, TokenFormat, DEFAULT_CLIENT_SECRET};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------
@@ -60,14 +58,7 @@ fn parse(bytes: &[u8]) -> Resp {
         .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(bytes)));
     let head = String::from_utf8_lossy(&bytes[..pos]);
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers: Vec<(String, String)> = lines
         .map(|l| {
             let (n, v) = l.split_once(':').unwrap();
@@ -85,8 +76,7 @@ fn parse(bytes: &[u8]) -> Resp {
         let mut rest = rest;
         resp.complete = false;
         while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
             if size == 0 {
                 resp.complete = true;
                 break;
@@ -109,13 +99,7 @@ fn parse(bytes: &[u8]) -> Resp {
     resp
 }
 
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
@@ -147,10 +131,7 @@ fn enc(s: &str) -> String {
 
 /// RFC 6749 §2.3.1 Basic credentials.
 fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
-    )
+    format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
 }
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
@@ -160,13 +141,7 @@ fn post_form(issuer: &TestIssuer, path: &str, auth: Option<&str>, pairs: &[(&str
     if let Some(auth) = auth {
         headers.push(("Authorization", auth));
     }
-    request(
-        issuer.addr(),
-        "POST",
-        path,
-        &headers,
-        form(pairs).as_bytes(),
-    )
+    request(issuer.addr(), "POST", path, &headers, form(pairs).as_bytes())
 }
 
 /// A client_credentials request with Basic authentication.
@@ -174,12 +149,7 @@ fn token_basic(issuer: &TestIssuer, extra: &[(&str, &str)]) -> Resp {
     let auth = basic(&issuer.client_id(), &issuer.client_secret());
     let mut pairs = vec![("grant_type", "client_credentials")];
     pairs.extend_from_slice(extra);
-    post_form(
-        issuer,
-        &path_of(&issuer.token_endpoint()),
-        Some(&auth),
-        &pairs,
-    )
+    post_form(issuer, &path_of(&issuer.token_endpoint()), Some(&auth), &pairs)
 }
 
 fn path_of(url: &str) -> String {
@@ -196,19 +166,10 @@ fn start_urls_and_drop() {
     let issuer = TestIssuer::start();
     let addr = issuer.addr();
     assert!(addr.ip().is_loopback());
-    assert_eq!(
-        issuer.base_url(),
-        format!("http://127.0.0.1:{}", addr.port())
-    );
+    assert_eq!(issuer.base_url(), format!("http://127.0.0.1:{}", addr.port()));
     assert_eq!(issuer.issuer_url(), issuer.base_url());
-    assert_eq!(
-        issuer.token_endpoint(),
-        format!("{}/token", issuer.base_url())
-    );
-    assert_eq!(
-        issuer.revocation_endpoint(),
-        format!("{}/revoke", issuer.base_url())
-    );
+    assert_eq!(issuer.token_endpoint(), format!("{}/token", issuer.base_url()));
+    assert_eq!(issuer.revocation_endpoint(), format!("{}/revoke", issuer.base_url()));
     assert_eq!(issuer.client_id(), "test-client");
     assert_eq!(issuer.client_secret(), "p@ss:w/rd+ &=%");
     assert_eq!(get(&issuer, "/nope").status, 404);
@@ -235,30 +196,14 @@ fn discovery_both_locations() {
             doc["token_endpoint_auth_methods_supported"],
             serde_json::json!(["client_secret_basic", "client_secret_post"])
         );
-        assert_eq!(
-            doc["grant_types_supported"],
-            serde_json::json!(["client_credentials"])
-        );
-        assert_eq!(
-            doc["response_types_supported"],
-            serde_json::json!(["token"])
-        );
+        assert_eq!(doc["grant_types_supported"], serde_json::json!(["client_credentials"]));
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["token"]));
         assert!(doc.get("scopes_supported").is_none());
     }
-    assert_eq!(
-        get(&issuer, "/jwks").json(),
-        serde_json::json!({"keys": []})
-    );
+    assert_eq!(get(&issuer, "/jwks").json(), serde_json::json!({"keys": []}));
     assert_eq!(issuer.discovery_requests().len(), 2);
     assert_eq!(
-        request(
-            issuer.addr(),
-            "POST",
-            "/.well-known/openid-configuration",
-            &[],
-            b""
-        )
-        .status,
+        request(issuer.addr(), "POST", "/.well-known/openid-configuration", &[], b"").status,
         405
     );
 }
@@ -271,14 +216,8 @@ fn discovery_with_issuer_path() {
         .issue_refresh_tokens(true)
         .revocation(false)
         .start();
-    assert_eq!(
-        issuer.issuer_url(),
-        format!("{}/tenant/a", issuer.base_url())
-    );
-    assert_eq!(
-        issuer.token_endpoint(),
-        format!("{}/tenant/a/token", issuer.base_url())
-    );
+    assert_eq!(issuer.issuer_url(), format!("{}/tenant/a", issuer.base_url()));
+    assert_eq!(issuer.token_endpoint(), format!("{}/tenant/a/token", issuer.base_url()));
     for path in [
         "/tenant/a/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server/tenant/a",
@@ -286,10 +225,7 @@ fn discovery_with_issuer_path() {
         let doc = get(&issuer, path).json();
         assert_eq!(doc["issuer"], issuer.issuer_url());
         assert_eq!(doc["token_endpoint"], issuer.token_endpoint());
-        assert_eq!(
-            doc["scopes_supported"],
-            serde_json::json!(["read", "write"])
-        );
+        assert_eq!(doc["scopes_supported"], serde_json::json!(["read", "write"]));
         assert_eq!(
             doc["grant_types_supported"],
             serde_json::json!(["client_credentials", "refresh_token"])
@@ -315,10 +251,7 @@ fn discovery_with_issuer_path() {
 fn discovery_modes_and_advertised_issuer() {
     let oidc = TestIssuer::builder().discovery(DiscoveryMode::Oidc).start();
     assert_eq!(get(&oidc, "/.well-known/openid-configuration").status, 200);
-    assert_eq!(
-        get(&oidc, "/.well-known/oauth-authorization-server").status,
-        404
-    );
+    assert_eq!(get(&oidc, "/.well-known/oauth-authorization-server").status, 404);
 
     let rfc = TestIssuer::builder()
         .discovery(DiscoveryMode::Rfc8414)
@@ -336,10 +269,7 @@ fn discovery_modes_and_advertised_issuer() {
 
     let none = TestIssuer::builder().discovery(DiscoveryMode::None).start();
     assert_eq!(get(&none, "/.well-known/openid-configuration").status, 404);
-    assert_eq!(
-        get(&none, "/.well-known/oauth-authorization-server").status,
-        404
-    );
+    assert_eq!(get(&none, "/.well-known/oauth-authorization-server").status, 404);
     assert_eq!(none.discovery_requests().len(), 2);
 }
 
@@ -366,10 +296,7 @@ fn token_with_basic_reserved_characters() {
     let recorded = &issuer.token_requests()[0];
     assert_eq!(recorded.auth_method, Some(AuthMethod::Basic));
     assert_eq!(recorded.client_id.as_deref(), Some("test-client"));
-    assert_eq!(
-        recorded.client_secret.as_deref(),
-        Some(DEFAULT_CLIENT_SECRET)
-    );
+    assert_eq!(recorded.client_secret.as_deref(), Some(DEFAULT_CLIENT_SECRET));
     assert_eq!(recorded.grant_type.as_deref(), Some("client_credentials"));
 
     // Without the §2.3.1 form-encoding the secret does not round-trip.
@@ -446,8 +373,7 @@ fn token_with_json_body_and_jwt() {
     let token = resp.json()["access_token"].as_str().unwrap().to_owned();
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3);
-    let payload: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     assert_eq!(payload["iss"], issuer.issuer_url());
     assert_eq!(payload["sub"], "test-client");
     assert_eq!(payload["scope"], "a b");
@@ -467,10 +393,7 @@ fn token_with_json_body_and_jwt() {
         recorded.params("resource"),
         vec!["https://api.example/", "urn:example:other"]
     );
-    assert_eq!(
-        recorded.client_secret.as_deref(),
-        Some(DEFAULT_CLIENT_SECRET)
-    );
+    assert_eq!(recorded.client_secret.as_deref(), Some(DEFAULT_CLIENT_SECRET));
 
     let resp = token_basic(&issuer, &[("resource", "/relative")]);
     assert_eq!(resp.error(), "invalid_target");
@@ -499,27 +422,19 @@ fn client_authentication_failures() {
         ),
         (
             None,
-            vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", "test-client"),
-            ],
+            vec![("grant_type", "client_credentials"), ("client_id", "test-client")],
         ),
     ];
     for (auth, pairs) in cases {
         let resp = post_form(&issuer, "/token", auth.as_deref(), &pairs);
         assert_eq!(resp.status, 401, "{auth:?} {pairs:?}");
         assert_eq!(resp.error(), "invalid_client");
-        assert_eq!(
-            resp.header("www-authenticate"),
-            Some("Basic realm=\"test\"")
-        );
+        assert_eq!(resp.header("www-authenticate"), Some("Basic realm=\"test\""));
         assert_eq!(resp.header("cache-control"), Some("no-store"));
     }
     assert!(issuer.issued_tokens().is_empty());
 
-    let basic_only = TestIssuer::builder()
-        .auth_methods(["client_secret_basic"])
-        .start();
+    let basic_only = TestIssuer::builder().auth_methods(["client_secret_basic"]).start();
     let resp = post_form(
         &basic_only,
         "/token",
@@ -547,55 +462,26 @@ fn request_validation() {
         &[("Content-Type", "text/plain"), ("Authorization", &auth)],
         b"grant_type=client_credentials",
     );
-    assert_eq!(
-        (resp.status, resp.error().as_str()),
-        (400, "invalid_request")
-    );
+    assert_eq!((resp.status, resp.error().as_str()), (400, "invalid_request"));
     let resp = request(
         issuer.addr(),
         "POST",
         "/token",
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", &auth),
-        ],
+        &[("Content-Type", "application/json"), ("Authorization", &auth)],
         b"[1,2",
     );
-    assert_eq!(
-        (resp.status, resp.error().as_str()),
-        (400, "invalid_request")
-    );
+    assert_eq!((resp.status, resp.error().as_str()), (400, "invalid_request"));
     let resp = post_form(&issuer, "/token", Some(&auth), &[]);
-    assert_eq!(
-        (resp.status, resp.error().as_str()),
-        (400, "invalid_request")
-    );
-    let resp = post_form(
-        &issuer,
-        "/token",
-        Some(&auth),
-        &[("grant_type", "password")],
-    );
-    assert_eq!(
-        (resp.status, resp.error().as_str()),
-        (400, "unsupported_grant_type")
-    );
-    let resp = post_form(
-        &issuer,
-        "/token",
-        Some(&auth),
-        &[("grant_type", "refresh_token")],
-    );
+    assert_eq!((resp.status, resp.error().as_str()), (400, "invalid_request"));
+    let resp = post_form(&issuer, "/token", Some(&auth), &[("grant_type", "password")]);
+    assert_eq!((resp.status, resp.error().as_str()), (400, "unsupported_grant_type"));
+    let resp = post_form(&issuer, "/token", Some(&auth), &[("grant_type", "refresh_token")]);
     assert_eq!(resp.error(), "unsupported_grant_type");
     let resp = post_form(
         &issuer,
         "/token",
         Some(&auth),
-        &[
-            ("grant_type", "client_credentials"),
-            ("scope", "a"),
-            ("scope", "b"),
-        ],
+        &[("grant_type", "client_credentials"), ("scope", "a"), ("scope", "b")],
     );
     assert_eq!(resp.error(), "invalid_request");
 
@@ -643,10 +529,7 @@ fn chunked_request_body_is_accepted() {
 
 #[test]
 fn lifetime_and_response_quirks() {
-    let issuer = TestIssuer::builder()
-        .lifetime(60)
-        .token_type("bearer")
-        .start();
+    let issuer = TestIssuer::builder().lifetime(60).token_type("bearer").start();
     let body = token_basic(&issuer, &[]).json();
     assert_eq!(body["expires_in"], 60);
     assert_eq!(body["token_type"], "bearer");
@@ -677,10 +560,7 @@ fn refresh_token_grant_rotates() {
     // Another client cannot use it.
     assert_eq!(refresh("b", "pb", &rt1, &[]).error(), "invalid_grant");
     // Scope beyond the original grant is refused and does not consume it.
-    assert_eq!(
-        refresh("a", "pa", &rt1, &[("scope", "z")]).error(),
-        "invalid_scope"
-    );
+    assert_eq!(refresh("a", "pa", &rt1, &[("scope", "z")]).error(), "invalid_scope");
 
     let second = refresh("a", "pa", &rt1, &[]);
     assert_eq!(second.status, 200);
@@ -736,25 +616,11 @@ fn revocation_endpoint() {
     );
     assert_eq!(resp.error(), "invalid_grant");
 
-    let resp = post_form(
-        &issuer,
-        "/revoke",
-        Some(&basic("x", "y")),
-        &[("token", "t")],
-    );
-    assert_eq!(
-        (resp.status, resp.error().as_str()),
-        (401, "invalid_client")
-    );
+    let resp = post_form(&issuer, "/revoke", Some(&basic("x", "y")), &[("token", "t")]);
+    assert_eq!((resp.status, resp.error().as_str()), (401, "invalid_client"));
     let resp = post_form(&issuer, "/revoke", Some(&auth), &[]);
-    assert_eq!(
-        (resp.status, resp.error().as_str()),
-        (400, "invalid_request")
-    );
-    assert_eq!(
-        request(issuer.addr(), "GET", "/revoke", &[], b"").status,
-        405
-    );
+    assert_eq!((resp.status, resp.error().as_str()), (400, "invalid_request"));
+    assert_eq!(request(issuer.addr(), "GET", "/revoke", &[], b"").status, 405);
     let revocations = issuer.revocation_requests();
     assert_eq!(revocations.len(), 4);
     assert_eq!(revocations[0].param("token"), Some(rt.as_str()));
@@ -797,10 +663,7 @@ fn status_faults_are_fifo_and_one_per_request() {
     assert_eq!(issuer.issued_tokens().len(), 1);
     // Faults only apply to the token endpoint.
     issuer.push_fault(Fault::status(500, ""));
-    assert_eq!(
-        get(&issuer, "/.well-known/openid-configuration").status,
-        200
-    );
+    assert_eq!(get(&issuer, "/.well-known/openid-configuration").status, 200);
     assert_eq!(token_basic(&issuer, &[]).status, 500);
 }
 
@@ -812,14 +675,8 @@ fn discovery_faults() {
     assert_eq!(token_basic(&issuer, &[]).status, 200);
     let r = get(&issuer, "/.well-known/oauth-authorization-server");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"{not json"[..]));
-    assert_eq!(
-        get(&issuer, "/.well-known/openid-configuration").status,
-        503
-    );
-    assert_eq!(
-        get(&issuer, "/.well-known/openid-configuration").status,
-        200
-    );
+    assert_eq!(get(&issuer, "/.well-known/openid-configuration").status, 503);
+    assert_eq!(get(&issuer, "/.well-known/openid-configuration").status, 200);
     assert_eq!(issuer.discovery_requests().len(), 3);
 }
 
@@ -907,9 +764,7 @@ fn hang_fault_holds_until_drop() {
     );
     let mut stream = TcpStream::connect(issuer.addr()).unwrap();
     stream.write_all(req.as_bytes()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut buf = [0u8; 64];
     let err = stream.read(&mut buf).unwrap_err();
     assert!(matches!(
@@ -921,9 +776,7 @@ fn hang_fault_holds_until_drop() {
     let start = Instant::now();
     drop(issuer);
     assert!(start.elapsed() < Duration::from_secs(2));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     assert_eq!(stream.read(&mut buf).unwrap_or(0), 0);
 }
 
@@ -954,14 +807,8 @@ fn recording() {
     let token = &issuer.token_requests()[0];
     assert_eq!(token.method, "POST");
     assert_eq!(token.path, "/token");
-    assert_eq!(
-        token.header("Content-Type"),
-        Some("application/x-www-form-urlencoded")
-    );
-    assert!(token
-        .headers
-        .iter()
-        .all(|(n, _)| n == &n.to_ascii_lowercase()));
+    assert_eq!(token.header("Content-Type"), Some("application/x-www-form-urlencoded"));
+    assert!(token.headers.iter().all(|(n, _)| n == &n.to_ascii_lowercase()));
     assert_eq!(token.param("scope"), Some("s1 s2"));
     assert_eq!(token.params("resource"), vec!["https://r1/", "https://r2/"]);
     assert!(token.param("missing").is_none());
@@ -980,9 +827,7 @@ fn recording() {
 /// Sends `request`, half-closes the connection and returns the response.
 fn raw_half_close(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     stream.write_all(request).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     let mut out = Vec::new();
@@ -1007,8 +852,7 @@ fn malformed_http_is_answered_with_400() {
         b"POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
         b"POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab".to_vec(),
         b"POST /token HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
-        b"POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n"
-            .to_vec(),
+        b"POST /token HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n".to_vec(),
         b"POST /token HTTP/1.1\r\n: empty name\r\n\r\n".to_vec(),
         b"POST /token HTTP/1.1\r\nHost: x".to_vec(),
         huge_head,
@@ -1041,9 +885,7 @@ fn expect_100_continue() {
     let auth = basic(&issuer.client_id(), &issuer.client_secret());
     let body = "grant_type=client_credentials";
     let mut stream = TcpStream::connect(issuer.addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
         stream,
         "POST /token HTTP/1.1\r\nAuthorization: {auth}\r\nExpect: 100-continue\r\n\

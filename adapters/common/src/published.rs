@@ -1,0 +1,179 @@
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use client_credentials::{AccessToken, Timestamp};
+
+use crate::clock::coarse_now;
+
+struct Snapshot {
+    token: AccessToken,
+    refresh_at: u64,
+}
+
+/// The token an adapter publishes after each state change, read without a lock.
+///
+/// [`Published::fresh`] is the cached-read fast path: one coarse clock read,
+/// one atomic load of a generation counter, and a clone of this thread's own
+/// copy of the token. No lock, no syscall, no allocation once a thread has its
+/// copy. Each thread keeps a detached copy (its own reference count) checked
+/// against the generation, because every thread cloning one shared `Arc` makes
+/// its count bounce between cores.
+pub struct Published {
+    id: u64,
+    generation: AtomicU64,
+    current: ArcSwapOption<Snapshot>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Entry {
+    id: u64,
+    generation: u64,
+    refresh_at: u64,
+    token: AccessToken,
+}
+
+thread_local! {
+    static COPIES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Per-thread copies kept at most; the oldest is dropped beyond this.
+const MAX_COPIES: usize = 16;
+
+impl Default for Published {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Published")
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Published {
+    /// Nothing published.
+    pub fn new() -> Self {
+        Published {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
+            current: ArcSwapOption::empty(),
+        }
+    }
+
+    /// Publishes the core's cached token and its `refresh_at` (both from
+    /// `TokenSource::token()` / `refresh_at()`), or withdraws it with `None`.
+    pub fn publish(&self, token: Option<(&AccessToken, Timestamp)>) {
+        let snapshot = token.map(|(token, refresh_at)| {
+            Arc::new(Snapshot {
+                token: token.clone(),
+                refresh_at: refresh_at.as_unix_millis(),
+            })
+        });
+        self.current.store(snapshot);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The published token if it is fresh now (coarse clock), else `None`
+    /// (the caller takes the slow path through the core).
+    #[inline]
+    pub fn fresh(&self) -> Option<AccessToken> {
+        let now = coarse_now().as_unix_millis();
+        let generation = self.generation.load(Ordering::Acquire);
+        let hit = COPIES.with(|copies| {
+            let copies = copies.borrow();
+            copies
+                .iter()
+                .find(|e| e.id == self.id)
+                .filter(|e| e.generation == generation && now < e.refresh_at)
+                .map(|e| e.token.clone())
+        });
+        match hit {
+            Some(token) => Some(token),
+            None => self.refill(now, generation),
+        }
+    }
+
+    #[cold]
+    fn refill(&self, now: u64, generation: u64) -> Option<AccessToken> {
+        let guard = self.current.load();
+        let snapshot = guard.as_ref()?;
+        if now >= snapshot.refresh_at {
+            return None;
+        }
+        let copy = snapshot.token.detached_clone();
+        COPIES.with(|copies| {
+            let mut copies = copies.borrow_mut();
+            copies.retain(|e| e.id != self.id);
+            if copies.len() >= MAX_COPIES {
+                copies.remove(0);
+            }
+            copies.push(Entry {
+                id: self.id,
+                generation,
+                refresh_at: snapshot.refresh_at,
+                token: copy.clone(),
+            });
+        });
+        Some(copy)
+    }
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        // Free this thread's copy now; other threads' copies go with their
+        // thread or when evicted (they are only small tokens).
+        let _ = COPIES.try_with(|copies| {
+            if let Ok(mut copies) = copies.try_borrow_mut() {
+                copies.retain(|e| e.id != self.id);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(value: &str, refresh_at: Timestamp) -> (AccessToken, Timestamp) {
+        (AccessToken::builder(value).build().unwrap(), refresh_at)
+    }
+
+    #[test]
+    fn serves_until_refresh_at_and_follows_republish() {
+        let p = Published::new();
+        assert!(p.fresh().is_none());
+        let far = crate::now().saturating_add(std::time::Duration::from_secs(3600));
+        let (a, at) = token("a", far);
+        p.publish(Some((&a, at)));
+        assert_eq!(p.fresh().unwrap().secret(), "a");
+        assert_eq!(p.fresh().unwrap().secret(), "a");
+        let (b, at) = token("b", far);
+        p.publish(Some((&b, at)));
+        assert_eq!(p.fresh().unwrap().secret(), "b");
+        p.publish(None);
+        assert!(p.fresh().is_none());
+        let (c, at) = token("c", Timestamp::from_unix_secs(1));
+        p.publish(Some((&c, at)));
+        assert!(p.fresh().is_none(), "past refresh_at");
+    }
+
+    #[test]
+    fn two_clients_on_one_thread_stay_apart() {
+        let far = crate::now().saturating_add(std::time::Duration::from_secs(3600));
+        let (p, q) = (Published::new(), Published::new());
+        let (a, _) = token("a", far);
+        let (b, _) = token("b", far);
+        p.publish(Some((&a, far)));
+        q.publish(Some((&b, far)));
+        for _ in 0..3 {
+            assert_eq!(p.fresh().unwrap().secret(), "a");
+            assert_eq!(q.fresh().unwrap().secret(), "b");
+        }
+    }
+}
