@@ -595,14 +595,16 @@ impl TokenSource {
         self.forced = false;
     }
 
-    /// A discovery failure: with earlier metadata, keep using it; else fail the round.
+    /// A discovery failure: with earlier metadata, keep using it (its token
+    /// endpoint most likely still works, and re-discovery is tried again after
+    /// the TTL); else the failure counts like a token request's.
     fn discovery_failed(
         &mut self,
         now: Timestamp,
         error: Error,
         retry_after: Option<Duration>,
     ) -> Result<Event, Error> {
-        if self.metadata.is_some() && self.token_url.is_some() && !error.is_retryable() {
+        if self.metadata.is_some() && self.token_url.is_some() {
             self.metadata_stale = false;
             self.metadata_fetched_at = now;
             return Ok(Event::Fallback { error });
