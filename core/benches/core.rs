@@ -32,9 +32,8 @@ fn token_response() -> http::Response<Vec<u8>> {
     ));
     let signature = b64(&"s".repeat(256));
     let jwt = format!("{header}.{claims}.{signature}");
-    let body = format!(
-        r#"{{"access_token":"{jwt}","token_type":"Bearer","expires_in":3600,"scope":"api:read api:write"}}"#
-    );
+    let body =
+        format!(r#"{{"access_token":"{jwt}","token_type":"Bearer","expires_in":3600,"scope":"api:read api:write"}}"#);
     http::Response::builder()
         .status(200)
         .header("content-type", "application/json")
@@ -45,7 +44,9 @@ fn token_response() -> http::Response<Vec<u8>> {
 fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("core");
 
-    group.bench_function("baseline: SystemTime::now()", |b| b.iter(|| black_box(SystemTime::now())));
+    group.bench_function("baseline: SystemTime::now()", |b| {
+        b.iter(|| black_box(SystemTime::now()))
+    });
 
     let response = token_response();
     eprintln!("token response body: {} bytes", response.body().len());
@@ -55,7 +56,9 @@ fn benches(c: &mut Criterion) {
     let Action::Send(outgoing) = source.poll(now) else {
         panic!("expected a request")
     };
-    source.handle_response(now, outgoing.id, response.clone()).expect("a token");
+    source
+        .handle_response(now, outgoing.id, response.clone())
+        .expect("a token");
     let later = Timestamp::from_unix_secs(NOW + 60);
     group.bench_function("poll(now) on a fresh token", |b| {
         b.iter(|| match source.poll(black_box(later)) {

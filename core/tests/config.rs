@@ -17,7 +17,10 @@ fn error(builder: client_credentials::ConfigBuilder) -> ConfigError {
 
 #[test]
 fn a_minimal_config_has_the_documented_defaults() {
-    let config = Config::builder("id", "secret").token_endpoint(TOKEN_URL).build().unwrap();
+    let config = Config::builder("id", "secret")
+        .token_endpoint(TOKEN_URL)
+        .build()
+        .unwrap();
     assert_eq!(config.client_id(), "id");
     assert_eq!(config.client_secret().expose_secret(), "secret");
     assert_eq!(config.token_endpoint().map(|u| u.as_str()), Some(TOKEN_URL));
@@ -68,7 +71,11 @@ fn colon_in_client_id_only_matters_for_unencoded_basic() {
     assert_eq!(e, ConfigError::ColonInClientId);
     assert!(e.to_string().contains("ClientAuth::Basic"), "{e}");
     for auth in [ClientAuth::Basic, ClientAuth::Post, ClientAuth::Json] {
-        Config::builder("urn:client", "s").token_endpoint(TOKEN_URL).auth(auth).build().unwrap();
+        Config::builder("urn:client", "s")
+            .token_endpoint(TOKEN_URL)
+            .auth(auth)
+            .build()
+            .unwrap();
     }
 }
 
@@ -96,8 +103,21 @@ fn relative_and_unparsable_urls() {
     assert!(e.to_string().contains("is relative"), "{e}");
 
     let e = error(Config::builder("id", "s").token_endpoint("https://exa mple.com/token"));
-    assert!(matches!(e, ConfigError::InvalidUrl { field: "token_endpoint", .. }), "{e:?}");
-    assert!(e.to_string().starts_with("token_endpoint \"https://exa mple.com/token\" is not a usable URL"), "{e}");
+    assert!(
+        matches!(
+            e,
+            ConfigError::InvalidUrl {
+                field: "token_endpoint",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("token_endpoint \"https://exa mple.com/token\" is not a usable URL"),
+        "{e}"
+    );
 
     let e = error(Config::builder("id", "s").token_endpoint(""));
     assert!(matches!(e, ConfigError::RelativeUrl { .. }), "{e:?}");
@@ -141,7 +161,10 @@ fn fragments_are_refused() {
     );
     assert!(e.to_string().contains("RFC 6749 §3.2"), "{e}");
     let e = error(Config::builder("id", "s").issuer("https://id.example#"));
-    assert!(matches!(e, ConfigError::UrlWithFragment { field: "issuer", .. }), "{e:?}");
+    assert!(
+        matches!(e, ConfigError::UrlWithFragment { field: "issuer", .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -157,7 +180,10 @@ fn issuer_with_query_is_refused() {
         }
     }
     // A token endpoint may have a query.
-    Config::builder("id", "s").token_endpoint("https://auth.example/token?tenant=a").build().unwrap();
+    Config::builder("id", "s")
+        .token_endpoint("https://auth.example/token?tenant=a")
+        .build()
+        .unwrap();
 }
 
 #[test]
@@ -196,11 +222,27 @@ fn plain_http_is_allowed_to_loopback_only() {
         );
         assert!(e.to_string().contains("clear text"), "{e}");
         let e = error(Config::builder("id", "s").issuer(url));
-        assert!(matches!(e, ConfigError::InsecureUrl { field: "issuer", .. }), "{url}: {e:?}");
+        assert!(
+            matches!(e, ConfigError::InsecureUrl { field: "issuer", .. }),
+            "{url}: {e:?}"
+        );
         let e = error(builder().revocation_endpoint(url));
-        assert!(matches!(e, ConfigError::InsecureUrl { field: "revocation_endpoint", .. }), "{url}: {e:?}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::InsecureUrl {
+                    field: "revocation_endpoint",
+                    ..
+                }
+            ),
+            "{url}: {e:?}"
+        );
 
-        let config = Config::builder("id", "s").token_endpoint(url).allow_insecure_http().build().unwrap();
+        let config = Config::builder("id", "s")
+            .token_endpoint(url)
+            .allow_insecure_http()
+            .build()
+            .unwrap();
         assert!(config.allows_insecure_http());
     }
 }
@@ -298,7 +340,10 @@ fn reserved_and_empty_parameter_names() {
     let config = builder().param("organization", "acme").param("x", "").build().unwrap();
     assert_eq!(
         config.params(),
-        [("organization".to_owned(), "acme".to_owned()), ("x".to_owned(), String::new())]
+        [
+            ("organization".to_owned(), "acme".to_owned()),
+            ("x".to_owned(), String::new())
+        ]
     );
 }
 
@@ -344,7 +389,10 @@ fn durations_retry_and_body_limits() {
 #[test]
 fn every_error_converts_into_the_core_error() {
     let e: client_credentials::Error = ConfigError::MissingEndpoint.into();
-    assert!(matches!(e, client_credentials::Error::Config(ConfigError::MissingEndpoint)));
+    assert!(matches!(
+        e,
+        client_credentials::Error::Config(ConfigError::MissingEndpoint)
+    ));
     assert!(!e.is_retryable());
     assert_eq!(e.to_string(), ConfigError::MissingEndpoint.to_string());
 }
@@ -371,6 +419,10 @@ fn debug_never_prints_the_secret_or_parameter_values() {
 
 #[test]
 fn accepted_token_types_are_lowercased() {
-    let config = builder().accept_token_type("DPoP").accept_token_type("N_A").build().unwrap();
+    let config = builder()
+        .accept_token_type("DPoP")
+        .accept_token_type("N_A")
+        .build()
+        .unwrap();
     assert_eq!(config.accepted_token_types(), ["dpop", "n_a"]);
 }

@@ -76,7 +76,10 @@ fn unusable_issuers_are_clear_errors() {
             assert!(!e.to_string().contains("pw@"), "{e}");
         }
         let e = discovery_request(issuer).unwrap_err();
-        assert!(matches!(e, Error::Discovery(DiscoveryError::InvalidIssuer { .. })), "{e:?}");
+        assert!(
+            matches!(e, Error::Discovery(DiscoveryError::InvalidIssuer { .. })),
+            "{e:?}"
+        );
         assert!(!e.is_retryable());
     }
 }
@@ -89,11 +92,17 @@ fn requests_are_plain_gets_for_json() {
     assert_eq!(request.headers()[http::header::ACCEPT], "application/json");
     assert!(request.body().is_empty());
     let request = discovery_request_at("https://id.example/t", Rfc8414).unwrap();
-    assert_eq!(request.uri(), "https://id.example/.well-known/oauth-authorization-server/t");
+    assert_eq!(
+        request.uri(),
+        "https://id.example/.well-known/oauth-authorization-server/t"
+    );
 }
 
 fn doc(status: u16, body: &str) -> http::Response<Vec<u8>> {
-    http::Response::builder().status(status).body(body.as_bytes().to_vec()).unwrap()
+    http::Response::builder()
+        .status(status)
+        .body(body.as_bytes().to_vec())
+        .unwrap()
 }
 
 const ISSUER: &str = "https://id.example";
@@ -123,7 +132,10 @@ fn a_full_document_is_typed_and_the_rest_kept() {
     assert_eq!(m.token_endpoint, "https://id.example/token");
     assert_eq!(m.revocation_endpoint.as_deref(), Some("https://id.example/revoke"));
     assert_eq!(m.jwks_uri.as_deref(), Some("https://id.example/jwks"));
-    assert_eq!(m.token_endpoint_auth_methods_supported, Some(vec!["client_secret_post".to_owned()]));
+    assert_eq!(
+        m.token_endpoint_auth_methods_supported,
+        Some(vec!["client_secret_post".to_owned()])
+    );
     assert_eq!(m.scopes_supported, Some(vec!["openid".to_owned(), "api".to_owned()]));
     assert_eq!(m.grant_types_supported, Some(vec!["client_credentials".to_owned()]));
     assert_eq!(m.preferred_auth(), ClientAuth::Post);
@@ -131,7 +143,10 @@ fn a_full_document_is_typed_and_the_rest_kept() {
         m.get("introspection_endpoint"),
         Some(serde_json::json!("https://id.example/introspect"))
     );
-    assert_eq!(m.get("token_endpoint"), Some(serde_json::json!("https://id.example/token")));
+    assert_eq!(
+        m.get("token_endpoint"),
+        Some(serde_json::json!("https://id.example/token"))
+    );
     assert_eq!(m.get("nope"), None);
     // Serialising gives the document back (round trip).
     let json = serde_json::to_string(&m).unwrap();
@@ -144,7 +159,9 @@ fn parse_discovery_errors() {
     assert!(matches!(parse(404, ""), Err(DiscoveryError::NotFound { .. })));
     assert!(matches!(parse(410, ""), Err(DiscoveryError::NotFound { .. })));
     let e = parse(503, "<html>down</html>").unwrap_err();
-    assert!(matches!(&e, DiscoveryError::UnexpectedStatus { status, body_excerpt } if status.as_u16() == 503 && body_excerpt.contains("down")));
+    assert!(
+        matches!(&e, DiscoveryError::UnexpectedStatus { status, body_excerpt } if status.as_u16() == 503 && body_excerpt.contains("down"))
+    );
     assert!(e.is_retryable());
     assert_eq!(e.to_string(), "discovery answered HTTP 503: <html>down</html>");
     let e = parse(403, "").unwrap_err();
@@ -159,7 +176,10 @@ fn parse_discovery_errors() {
         ("[]", "not an object"),
         (r#"{"issuer":"https://id.exa"#, "truncated"),
         (r#"{"token_endpoint":"https://id.example/token"}"#, "no issuer"),
-        (r#"{"issuer":7,"token_endpoint":"https://id.example/token"}"#, "no issuer"),
+        (
+            r#"{"issuer":7,"token_endpoint":"https://id.example/token"}"#,
+            "no issuer",
+        ),
     ] {
         match parse(200, body) {
             Err(DiscoveryError::InvalidDocument { reason }) => assert!(reason.contains(want), "{body}: {reason}"),
@@ -171,7 +191,11 @@ fn parse_discovery_errors() {
     let e = parse(200, r#"{"issuer":"https://id.example","token_endpoint":null}"#).unwrap_err();
     assert_eq!(e, DiscoveryError::MissingTokenEndpoint);
 
-    let e = parse(200, r#"{"issuer":"https://other.example","token_endpoint":"https://other.example/t"}"#).unwrap_err();
+    let e = parse(
+        200,
+        r#"{"issuer":"https://other.example","token_endpoint":"https://other.example/t"}"#,
+    )
+    .unwrap_err();
     assert_eq!(
         e,
         DiscoveryError::IssuerMismatch {
@@ -182,7 +206,12 @@ fn parse_discovery_errors() {
     assert!(e.to_string().contains("does not match"), "{e}");
     assert!(!e.is_retryable());
 
-    for endpoint in ["http://id.example/token", "/token", "https://id.example/token#f", "ftp://id.example/t"] {
+    for endpoint in [
+        "http://id.example/token",
+        "/token",
+        "https://id.example/token#f",
+        "ftp://id.example/t",
+    ] {
         let body = format!(r#"{{"issuer":"https://id.example","token_endpoint":"{endpoint}"}}"#);
         let e = parse(200, &body).unwrap_err();
         assert!(matches!(e, DiscoveryError::InvalidEndpoint(_)), "{endpoint}: {e:?}");
@@ -196,19 +225,26 @@ fn parse_discovery_errors() {
 #[test]
 fn auth_negotiation() {
     let with = |methods: &str| {
-        let body = format!(
-            r#"{{"issuer":"https://id.example","token_endpoint":"https://id.example/t"{methods}}}"#
-        );
+        let body = format!(r#"{{"issuer":"https://id.example","token_endpoint":"https://id.example/t"{methods}}}"#);
         parse(200, &body).unwrap().preferred_auth()
     };
     assert_eq!(with(""), ClientAuth::Basic);
-    assert_eq!(with(r#","token_endpoint_auth_methods_supported":[]"#), ClientAuth::Basic);
-    assert_eq!(with(r#","token_endpoint_auth_methods_supported":["client_secret_basic"]"#), ClientAuth::Basic);
+    assert_eq!(
+        with(r#","token_endpoint_auth_methods_supported":[]"#),
+        ClientAuth::Basic
+    );
+    assert_eq!(
+        with(r#","token_endpoint_auth_methods_supported":["client_secret_basic"]"#),
+        ClientAuth::Basic
+    );
     assert_eq!(
         with(r#","token_endpoint_auth_methods_supported":["client_secret_post","client_secret_basic"]"#),
         ClientAuth::Basic
     );
-    assert_eq!(with(r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#), ClientAuth::Post);
+    assert_eq!(
+        with(r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#),
+        ClientAuth::Post
+    );
     assert_eq!(
         with(r#","token_endpoint_auth_methods_supported":["private_key_jwt","tls_client_auth"]"#),
         ClientAuth::Basic

@@ -28,7 +28,9 @@ fn a_fresh_token_is_served_from_cache_without_requests() {
     // A second caller waits for the one request in flight.
     assert_eq!(wait(&mut source, at(0)), None);
     let event = source.handle_response(at(1), out.id, token_ok("t1", 3600)).unwrap();
-    let Event::TokenUpdated(token) = event else { panic!("{event:?}") };
+    let Event::TokenUpdated(token) = event else {
+        panic!("{event:?}")
+    };
     assert_eq!(token.secret(), "t1");
     // Expiry is anchored at the poll that sent the request.
     assert_eq!(token.expires_at(), Some(at(3600)));
@@ -87,7 +89,10 @@ fn a_token_without_expiry_is_served_until_invalidated() {
     let token = AccessToken::builder("forever").build().unwrap();
     let mut source = TokenSource::with_token(config(), token.clone());
     assert_eq!(source.refresh_at(), Some(Timestamp::MAX));
-    assert_eq!(ready(&mut source, Timestamp::from_unix_secs(u64::MAX / 1000)).secret(), "forever");
+    assert_eq!(
+        ready(&mut source, Timestamp::from_unix_secs(u64::MAX / 1000)).secret(),
+        "forever"
+    );
     assert!(source.invalidate(&token));
     send(&mut source, at(0));
 }
@@ -130,7 +135,9 @@ fn results_for_unknown_or_stale_ids_are_rejected_and_change_nothing() {
         send(&mut other, at(0)).id
     };
     assert_ne!(bogus, first.id);
-    let e = source.handle_response(at(1), bogus, token_ok("forged", 3600)).unwrap_err();
+    let e = source
+        .handle_response(at(1), bogus, token_ok("forged", 3600))
+        .unwrap_err();
     assert_eq!(e, Error::UnknownRequest { id: bogus });
     assert!(!e.is_retryable());
     assert!(e.to_string().contains("not the request in flight"), "{e}");
@@ -146,7 +153,9 @@ fn results_for_unknown_or_stale_ids_are_rejected_and_change_nothing() {
 
     source.handle_response(at(1), first.id, token_ok("real", 3600)).unwrap();
     // A duplicate delivery of the same result is rejected too.
-    let e = source.handle_response(at(2), first.id, token_ok("again", 3600)).unwrap_err();
+    let e = source
+        .handle_response(at(2), first.id, token_ok("again", 3600))
+        .unwrap_err();
     assert_eq!(e, Error::UnknownRequest { id: first.id });
     assert_eq!(ready(&mut source, at(2)).secret(), "real");
 }
@@ -168,7 +177,9 @@ fn abandon_frees_the_slot_without_counting_an_attempt() {
     // Not counted: with one attempt per round, the next request still goes out.
     let second = send(&mut source, at(0));
     assert_ne!(second.id, first.id);
-    let e = source.handle_response(at(1), first.id, token_ok("late", 3600)).unwrap_err();
+    let e = source
+        .handle_response(at(1), first.id, token_ok("late", 3600))
+        .unwrap_err();
     assert_eq!(e, Error::UnknownRequest { id: first.id });
     source.handle_response(at(1), second.id, token_ok("t", 3600)).unwrap();
     assert_eq!(ready(&mut source, at(1)).secret(), "t");
@@ -193,7 +204,9 @@ fn a_failed_or_malformed_refresh_never_evicts_a_usable_token() {
         fetch(&mut source, at(0), "good", 3600);
         let out = send(&mut source, at(3300));
         let event = source.handle_response(at(3301), out.id, answer).unwrap();
-        let Event::RefreshFailed { error } = event else { panic!("{status}: {event:?}") };
+        let Event::RefreshFailed { error } = event else {
+            panic!("{status}: {event:?}")
+        };
         assert!(!error.to_string().is_empty());
         assert_eq!(ready(&mut source, at(3301)).secret(), "good", "{status}");
         assert!(source.usable(at(3599)).is_some(), "{status}");
@@ -204,7 +217,15 @@ fn a_failed_or_malformed_refresh_never_evicts_a_usable_token() {
     fetch(&mut source, at(0), "good", 3600);
     let out = send(&mut source, at(3300));
     let event = source.handle_transport_error(at(3301), out.id, TransportErrorKind::Timeout);
-    assert!(matches!(event, Ok(Event::RefreshFailed { error: Error::Transport(_) })), "{event:?}");
+    assert!(
+        matches!(
+            event,
+            Ok(Event::RefreshFailed {
+                error: Error::Transport(_)
+            })
+        ),
+        "{event:?}"
+    );
     // Served during the cool-down (at least half the first back-off step).
     assert_eq!(ready(&mut source, at_ms(3_301_200)).secret(), "good");
 }
@@ -242,14 +263,19 @@ fn retryable_failures_back_off_exponentially_then_fail_the_round_and_cool_down()
                 previous_step = step;
                 // Nothing to serve: wait until the retry time, then send.
                 assert_eq!(wait(&mut source, now), Some(retry_at));
-                assert_eq!(wait(&mut source, retry_at.saturating_sub(Duration::from_millis(1))), Some(retry_at));
+                assert_eq!(
+                    wait(&mut source, retry_at.saturating_sub(Duration::from_millis(1))),
+                    Some(retry_at)
+                );
                 assert!(source.last_error().is_none());
                 now = retry_at;
             } else {
                 let error = result.unwrap_err();
                 assert!(error.is_retryable(), "{error:?}");
                 // Cool-down: callers get the error at once, no request goes out.
-                let Some(until) = wait(&mut source, now) else { panic!("no cool-down") };
+                let Some(until) = wait(&mut source, now) else {
+                    panic!("no cool-down")
+                };
                 assert!(until > now);
                 assert_eq!(source.last_error(), Some(&error));
                 for _ in 0..100 {
@@ -272,7 +298,12 @@ enum Failure {
 }
 
 impl Failure {
-    fn deliver(self, source: &mut TokenSource, now: Timestamp, id: client_credentials::RequestId) -> Result<Event, Error> {
+    fn deliver(
+        self,
+        source: &mut TokenSource,
+        now: Timestamp,
+        id: client_credentials::RequestId,
+    ) -> Result<Event, Error> {
         match self {
             Failure::Status(status) => source.handle_response(now, id, response(status, "")),
             Failure::Transport(kind) => {
@@ -294,10 +325,12 @@ fn oauth_client_errors_are_not_retried() {
     ] {
         let mut source = source();
         let out = send(&mut source, at(0));
-        let error = source.handle_response(at(0), out.id, oauth_error(status, code)).unwrap_err();
+        let error = source
+            .handle_response(at(0), out.id, oauth_error(status, code))
+            .unwrap_err();
         assert_eq!(error.oauth_code().map(|c| c.as_str()), Some(code));
         assert!(error.to_string().starts_with(code), "{error}");
-        assert!(matches!(wait(&mut source, at(0)), Some(_)));
+        assert!(wait(&mut source, at(0)).is_some());
         assert_eq!(source.last_error(), Some(&error));
     }
 }
@@ -313,8 +346,14 @@ fn retry_after_seconds_is_a_floor_with_at_most_ten_percent_on_top() {
         };
         let floor = at(6).saturating_add(Duration::from_secs(seconds));
         let ceiling = at(6).saturating_add(Duration::from_millis(seconds * 1100).max(Duration::from_millis(500)));
-        assert!(retry_at >= floor && retry_at <= ceiling, "{retry_at:?} not in [{floor:?}, {ceiling:?}]");
-        assert_eq!(wait(&mut source, floor.saturating_sub(Duration::from_millis(1))), Some(retry_at));
+        assert!(
+            retry_at >= floor && retry_at <= ceiling,
+            "{retry_at:?} not in [{floor:?}, {ceiling:?}]"
+        );
+        assert_eq!(
+            wait(&mut source, floor.saturating_sub(Duration::from_millis(1))),
+            Some(retry_at)
+        );
         send(&mut source, retry_at);
     }
 }
@@ -381,7 +420,10 @@ fn a_usable_token_is_served_through_back_off_and_cool_down() {
     }
     // Served during the cool-down; the next round starts after it.
     assert_eq!(ready(&mut source, now).secret(), "good");
-    assert_eq!(ready(&mut source, now.saturating_add(Duration::from_secs(4))).secret(), "good");
+    assert_eq!(
+        ready(&mut source, now.saturating_add(Duration::from_secs(4))).secret(),
+        "good"
+    );
     send(&mut source, now.saturating_add(Duration::from_secs(6)));
 }
 
@@ -461,10 +503,15 @@ fn signout_revokes_the_token_and_rejects_results_in_flight() {
         form(&revoke.request),
         [("token", "tok-1"), ("token_type_hint", "access_token")].map(|(k, v)| (k.to_owned(), v.to_owned()))
     );
-    assert_eq!(basic_decoded(&revoke.request), (CLIENT_ID.to_owned(), SECRET.to_owned()));
+    assert_eq!(
+        basic_decoded(&revoke.request),
+        (CLIENT_ID.to_owned(), SECRET.to_owned())
+    );
     assert!(source.token().is_none());
     // The token request from before the sign-out is rejected.
-    let e = source.handle_response(at(11), in_flight.id, token_ok("late", 3600)).unwrap_err();
+    let e = source
+        .handle_response(at(11), in_flight.id, token_ok("late", 3600))
+        .unwrap_err();
     assert_eq!(e, Error::UnknownRequest { id: in_flight.id });
     assert!(source.token().is_none());
     let event = source.handle_response(at(11), revoke.id, response(200, ""));
@@ -487,7 +534,10 @@ fn signout_revokes_the_refresh_token_when_there_is_one() {
     let revoke = source.signout().unwrap();
     let pairs = form(&revoke.request);
     assert!(pairs.contains(&("token".into(), "rt".into())), "{pairs:?}");
-    assert!(pairs.contains(&("token_type_hint".into(), "refresh_token".into())), "{pairs:?}");
+    assert!(
+        pairs.contains(&("token_type_hint".into(), "refresh_token".into())),
+        "{pairs:?}"
+    );
     assert!(pairs.contains(&("client_secret".into(), SECRET.into())), "{pairs:?}");
     // A failed revocation is reported.
     let e = source
@@ -504,7 +554,10 @@ fn signout_without_a_revocation_endpoint_or_token_sends_nothing() {
     assert!(source.token().is_none());
     send(&mut source, at(1));
 
-    let config = builder().revocation_endpoint("https://auth.example/revoke").build().unwrap();
+    let config = builder()
+        .revocation_endpoint("https://auth.example/revoke")
+        .build()
+        .unwrap();
     let mut source = TokenSource::new(config);
     assert!(source.signout().is_none());
     send(&mut source, at(0));
@@ -512,7 +565,10 @@ fn signout_without_a_revocation_endpoint_or_token_sends_nothing() {
 
 #[test]
 fn a_revocation_transport_error_is_returned() {
-    let config = builder().revocation_endpoint("https://auth.example/revoke").build().unwrap();
+    let config = builder()
+        .revocation_endpoint("https://auth.example/revoke")
+        .build()
+        .unwrap();
     let mut source = TokenSource::new(config);
     fetch(&mut source, at(0), "t", 3600);
     let revoke = source.signout().unwrap();
@@ -548,19 +604,34 @@ fn discovery_tries_openid_then_rfc8414_then_requests_a_token() {
     let out = send(&mut source, at(0));
     assert_eq!(out.kind, RequestKind::Discovery);
     assert_eq!(out.request.method(), http::Method::GET);
-    assert_eq!(out.request.uri(), "https://id.example/tenant/.well-known/openid-configuration");
+    assert_eq!(
+        out.request.uri(),
+        "https://id.example/tenant/.well-known/openid-configuration"
+    );
     assert!(out.request.headers().get(http::header::AUTHORIZATION).is_none());
-    let event = source.handle_response(at(0), out.id, response(404, "not found")).unwrap();
-    let Event::Fallback { error } = event else { panic!("{event:?}") };
-    assert!(matches!(error, Error::Discovery(DiscoveryError::NotFound { .. })), "{error:?}");
+    let event = source
+        .handle_response(at(0), out.id, response(404, "not found"))
+        .unwrap();
+    let Event::Fallback { error } = event else {
+        panic!("{event:?}")
+    };
+    assert!(
+        matches!(error, Error::Discovery(DiscoveryError::NotFound { .. })),
+        "{error:?}"
+    );
 
     let out = send(&mut source, at(0));
     assert_eq!(out.kind, RequestKind::Discovery);
-    assert_eq!(out.request.uri(), "https://id.example/.well-known/oauth-authorization-server/tenant");
+    assert_eq!(
+        out.request.uri(),
+        "https://id.example/.well-known/oauth-authorization-server/tenant"
+    );
     let event = source
         .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
         .unwrap();
-    let Event::DiscoveryUpdated(meta) = event else { panic!("{event:?}") };
+    let Event::DiscoveryUpdated(meta) = event else {
+        panic!("{event:?}")
+    };
     assert_eq!(meta.token_endpoint, DISCOVERED_TOKEN_URL);
     assert_eq!(source.metadata().map(|m| m.issuer.as_str()), Some(ISSUER));
 
@@ -578,7 +649,10 @@ fn both_locations_missing_fails_the_round() {
     source.handle_response(at(0), out.id, response(404, "")).unwrap();
     let out = send(&mut source, at(0));
     let e = source.handle_response(at(0), out.id, response(410, "")).unwrap_err();
-    assert!(matches!(&e, Error::Discovery(DiscoveryError::NotFound { url }) if url.contains("oauth-authorization-server")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Discovery(DiscoveryError::NotFound { url }) if url.contains("oauth-authorization-server")),
+        "{e:?}"
+    );
     assert!(!e.is_retryable());
     assert!(source.last_error().is_some());
     // The next round starts over at the OpenID location.
@@ -591,7 +665,11 @@ fn both_locations_missing_fails_the_round() {
 fn discovery_order_settings() {
     let mut source = discovering(Some(DiscoveryOrder::Rfc8414First));
     let out = send(&mut source, at(0));
-    assert!(out.request.uri().path().starts_with("/.well-known/oauth-authorization-server"));
+    assert!(out
+        .request
+        .uri()
+        .path()
+        .starts_with("/.well-known/oauth-authorization-server"));
     source.handle_response(at(0), out.id, response(404, "")).unwrap();
     let out = send(&mut source, at(0));
     assert!(out.request.uri().path().ends_with("/.well-known/openid-configuration"));
@@ -602,7 +680,11 @@ fn discovery_order_settings() {
 
     let mut source = discovering(Some(DiscoveryOrder::Rfc8414Only));
     let out = send(&mut source, at(0));
-    assert!(out.request.uri().path().starts_with("/.well-known/oauth-authorization-server"));
+    assert!(out
+        .request
+        .uri()
+        .path()
+        .starts_with("/.well-known/oauth-authorization-server"));
     assert!(source.handle_response(at(0), out.id, response(404, "")).is_err());
 }
 
@@ -635,7 +717,10 @@ fn an_issuer_mismatch_is_refused_and_its_endpoint_never_used() {
     let e = source
         .handle_response(at(0), out.id, metadata(&format!("{ISSUER}/"), DISCOVERED_TOKEN_URL, ""))
         .unwrap_err();
-    assert!(matches!(e, Error::Discovery(DiscoveryError::IssuerMismatch { .. })), "{e:?}");
+    assert!(
+        matches!(e, Error::Discovery(DiscoveryError::IssuerMismatch { .. })),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -645,7 +730,10 @@ fn a_plain_http_token_endpoint_to_a_remote_host_is_refused() {
     let e = source
         .handle_response(at(0), out.id, metadata(ISSUER, "http://id.example/token", ""))
         .unwrap_err();
-    assert!(matches!(e, Error::Discovery(DiscoveryError::InvalidEndpoint(_))), "{e:?}");
+    assert!(
+        matches!(e, Error::Discovery(DiscoveryError::InvalidEndpoint(_))),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("clear text"), "{e}");
     let until = wait(&mut source, at(0)).unwrap();
     assert_eq!(send(&mut source, until).kind, RequestKind::Discovery);
@@ -660,7 +748,9 @@ fn metadata_is_reused_across_refreshes_and_refetched_after_its_ttl() {
         .unwrap();
     let mut source = TokenSource::new(config);
     let out = send(&mut source, at(0));
-    source.handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, "")).unwrap();
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
+        .unwrap();
     let out = send(&mut source, at(0));
     source.handle_response(at(0), out.id, token_ok("t1", 1200)).unwrap();
     // Refreshes within the TTL go straight to the token endpoint.
@@ -675,7 +765,11 @@ fn metadata_is_reused_across_refreshes_and_refetched_after_its_ttl() {
     assert_eq!(out.kind, RequestKind::Discovery);
     assert_eq!(ready(&mut source, at(2700)).secret(), "t3");
     source
-        .handle_response(at(2700), out.id, metadata(ISSUER, "https://id.example/tenant/v2/token", ""))
+        .handle_response(
+            at(2700),
+            out.id,
+            metadata(ISSUER, "https://id.example/tenant/v2/token", ""),
+        )
         .unwrap();
     let out = send(&mut source, at(2700));
     assert_eq!(out.request.uri(), "https://id.example/tenant/v2/token");
@@ -690,13 +784,19 @@ fn a_failed_rediscovery_keeps_the_previous_metadata() {
         .unwrap();
     let mut source = TokenSource::new(config);
     let out = send(&mut source, at(0));
-    source.handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, "")).unwrap();
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
+        .unwrap();
     let out = send(&mut source, at(0));
     source.handle_response(at(0), out.id, token_ok("t1", 600)).unwrap();
     let out = send(&mut source, at(300));
     assert_eq!(out.kind, RequestKind::Discovery);
     let event = source
-        .handle_response(at(300), out.id, metadata("https://evil.example", "https://evil.example/t", ""))
+        .handle_response(
+            at(300),
+            out.id,
+            metadata("https://evil.example", "https://evil.example/t", ""),
+        )
         .unwrap();
     assert!(matches!(event, Event::Fallback { .. }), "{event:?}");
     let out = send(&mut source, at(300));
@@ -707,13 +807,17 @@ fn a_failed_rediscovery_keeps_the_previous_metadata() {
 fn a_404_from_the_token_endpoint_rediscovers_once_per_round() {
     let mut source = discovering(None);
     let out = send(&mut source, at(0));
-    source.handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, "")).unwrap();
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
+        .unwrap();
     fetch(&mut source, at(0), "t1", 600);
 
     for gone in [404, 410] {
         let mut source = discovering(None);
         let out = send(&mut source, at(0));
-        source.handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, "")).unwrap();
+        source
+            .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
+            .unwrap();
         let out = send(&mut source, at(0));
         let event = source.handle_response(at(0), out.id, response(gone, "")).unwrap();
         assert!(matches!(event, Event::Fallback { .. }), "{event:?}");
@@ -734,15 +838,23 @@ fn a_404_from_the_token_endpoint_rediscovers_once_per_round() {
 #[test]
 fn client_authentication_is_negotiated_from_metadata() {
     let cases = [
-        (r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#, false),
-        (r#","token_endpoint_auth_methods_supported":["client_secret_post","client_secret_basic"]"#, true),
+        (
+            r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#,
+            false,
+        ),
+        (
+            r#","token_endpoint_auth_methods_supported":["client_secret_post","client_secret_basic"]"#,
+            true,
+        ),
         (r#","token_endpoint_auth_methods_supported":["private_key_jwt"]"#, true),
         ("", true),
     ];
     for (extra, basic) in cases {
         let mut source = discovering(None);
         let out = send(&mut source, at(0));
-        source.handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra)).unwrap();
+        source
+            .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
+            .unwrap();
         let out = send(&mut source, at(0));
         let has_basic = out.request.headers().contains_key(http::header::AUTHORIZATION);
         assert_eq!(has_basic, basic, "{extra}");
@@ -757,7 +869,9 @@ fn client_authentication_is_negotiated_from_metadata() {
     let mut source = TokenSource::new(config);
     let out = send(&mut source, at(0));
     let extra = r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#;
-    source.handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra)).unwrap();
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
+        .unwrap();
     let out = send(&mut source, at(0));
     assert!(out.request.headers().contains_key(http::header::AUTHORIZATION));
 }
@@ -767,7 +881,9 @@ fn a_discovered_revocation_endpoint_is_used_at_signout() {
     let mut source = discovering(None);
     let out = send(&mut source, at(0));
     let extra = r#","revocation_endpoint":"https://id.example/tenant/revoke""#;
-    source.handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra)).unwrap();
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
+        .unwrap();
     fetch(&mut source, at(0), "t", 600);
     let revoke = source.signout().unwrap();
     assert_eq!(revoke.request.uri(), "https://id.example/tenant/revoke");
@@ -776,7 +892,9 @@ fn a_discovered_revocation_endpoint_is_used_at_signout() {
     let mut source = discovering(None);
     let out = send(&mut source, at(0));
     let extra = r#","revocation_endpoint":"http://id.example/revoke""#;
-    source.handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra)).unwrap();
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
+        .unwrap();
     fetch(&mut source, at(0), "t", 600);
     assert!(source.signout().is_none());
 }
@@ -786,11 +904,18 @@ fn discovery_failures_are_retried_like_token_failures() {
     let mut source = discovering(None);
     let out = send(&mut source, at(0));
     let event = source.handle_response(at(0), out.id, response(503, "down")).unwrap();
-    let Event::RetryScheduled { at: retry_at, error } = event else { panic!("{event:?}") };
-    assert!(matches!(error, Error::Discovery(DiscoveryError::UnexpectedStatus { .. })));
+    let Event::RetryScheduled { at: retry_at, error } = event else {
+        panic!("{event:?}")
+    };
+    assert!(matches!(
+        error,
+        Error::Discovery(DiscoveryError::UnexpectedStatus { .. })
+    ));
     let out = send(&mut source, retry_at);
     assert_eq!(out.kind, RequestKind::Discovery);
-    let event = source.handle_transport_error(retry_at, out.id, TransportErrorKind::Timeout).unwrap();
+    let event = source
+        .handle_transport_error(retry_at, out.id, TransportErrorKind::Timeout)
+        .unwrap();
     assert!(matches!(event, Event::RetryScheduled { .. }), "{event:?}");
 }
 
@@ -800,7 +925,10 @@ fn loopback_issuers_work_over_plain_http() {
     let config = Config::builder(CLIENT_ID, SECRET).issuer(issuer).build().unwrap();
     let mut source = TokenSource::new(config);
     let out = send(&mut source, at(0));
-    assert_eq!(out.request.uri(), "http://127.0.0.1:8080/.well-known/openid-configuration");
+    assert_eq!(
+        out.request.uri(),
+        "http://127.0.0.1:8080/.well-known/openid-configuration"
+    );
     source
         .handle_response(at(0), out.id, metadata(issuer, "http://127.0.0.1:8080/token", ""))
         .unwrap();
@@ -821,7 +949,10 @@ fn oversized_discovery_documents_are_refused() {
     let e = source
         .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, &extra))
         .unwrap_err();
-    assert!(matches!(e, Error::Discovery(DiscoveryError::InvalidDocument { .. })), "{e:?}");
+    assert!(
+        matches!(e, Error::Discovery(DiscoveryError::InvalidDocument { .. })),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -24,11 +24,23 @@ enum RetryAfter {
 /// The answer to the request in flight.
 #[derive(Debug, Clone)]
 enum Answer {
-    Token { expires_in: i64, refresh_token: bool },
+    Token {
+        expires_in: i64,
+        refresh_token: bool,
+    },
     /// A retryable status, optionally with `Retry-After`.
-    Status { status: u16, retry_after: Option<RetryAfter> },
-    OAuth { status: u16, code: &'static str },
-    Body { status: u16, body: Vec<u8> },
+    Status {
+        status: u16,
+        retry_after: Option<RetryAfter>,
+    },
+    OAuth {
+        status: u16,
+        code: &'static str,
+    },
+    Body {
+        status: u16,
+        body: Vec<u8>,
+    },
     Transport(TransportErrorKind),
     Abandon,
 }
@@ -123,10 +135,16 @@ impl Schedule {
 /// What happened in a run, for the properties to check.
 #[derive(Debug)]
 enum Record {
-    Send { now: Timestamp },
+    Send {
+        now: Timestamp,
+    },
     /// A `Retry-After` floor: no request before `not_before`.
-    Floor { not_before: Timestamp },
-    Token { token: AccessToken },
+    Floor {
+        not_before: Timestamp,
+    },
+    Token {
+        token: AccessToken,
+    },
     /// A request in flight ended (answered, failed or abandoned).
     Ended,
 }
@@ -147,7 +165,9 @@ fn http_date(at: Timestamp) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
         months[(month - 1) as usize],
@@ -157,13 +177,7 @@ fn http_date(at: Timestamp) -> String {
     )
 }
 
-fn respond(
-    source: &mut TokenSource,
-    now: Timestamp,
-    id: RequestId,
-    answer: &Answer,
-    records: &mut Vec<Record>,
-) {
+fn respond(source: &mut TokenSource, now: Timestamp, id: RequestId, answer: &Answer, records: &mut Vec<Record>) {
     let result = match answer {
         Answer::Abandon => {
             assert!(source.abandon(id));
@@ -176,7 +190,10 @@ fn respond(
             refresh_token,
         } => {
             let refresh = if *refresh_token { r#","refresh_token":"rt""# } else { "" };
-            let body = format!(r#"{{"access_token":"tok-{}","expires_in":{expires_in}{refresh}}}"#, now.as_unix_millis());
+            let body = format!(
+                r#"{{"access_token":"tok-{}","expires_in":{expires_in}{refresh}}}"#,
+                now.as_unix_millis()
+            );
             source.handle_response(now, id, common::response(200, body))
         }
         Answer::Status { status, retry_after } => {
@@ -209,7 +226,10 @@ fn respond(
     match result {
         Ok(Event::TokenUpdated(token)) => records.push(Record::Token { token }),
         Ok(Event::RefreshFailed { error }) => {
-            assert!(source.usable(now).is_some(), "RefreshFailed without a usable token: {error}");
+            assert!(
+                source.usable(now).is_some(),
+                "RefreshFailed without a usable token: {error}"
+            );
         }
         Ok(_) => {}
         Err(error) => {
@@ -351,7 +371,8 @@ fn json_body() -> impl Strategy<Value = Vec<u8>> {
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number)),
         ".{0,40}".prop_map(serde_json::Value::from),
         Just(serde_json::Value::from("3600")),
         Just(serde_json::Value::from("1e300")),
@@ -360,15 +381,29 @@ fn json_body() -> impl Strategy<Value = Vec<u8>> {
         Just(serde_json::Value::from("https://id.example/token")),
         Just(serde_json::Value::from(common::jwt(r#"{"exp":1e308,"iat":-1e308}"#))),
     ];
-    let value = leaf.prop_recursive(2, 8, 4, |inner| prop_oneof![
-        prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
-        prop::collection::btree_map(".{0,8}", inner, 0..4)
-            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-    ]);
+    let value = leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+            prop::collection::btree_map(".{0,8}", inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    });
     let names = prop::sample::select(vec![
-        "access_token", "token_type", "expires_in", "scope", "refresh_token", "error",
-        "error_description", "error_uri", "issuer", "token_endpoint", "revocation_endpoint",
-        "token_endpoint_auth_methods_supported", "expires_at", "received_at", "other",
+        "access_token",
+        "token_type",
+        "expires_in",
+        "scope",
+        "refresh_token",
+        "error",
+        "error_description",
+        "error_uri",
+        "issuer",
+        "token_endpoint",
+        "revocation_endpoint",
+        "token_endpoint_auth_methods_supported",
+        "expires_at",
+        "received_at",
+        "other",
     ]);
     prop::collection::vec((names, value), 0..8).prop_map(|members| {
         let object: serde_json::Map<String, serde_json::Value> =

@@ -28,7 +28,10 @@ fn basic_auth_form_encodes_then_base64_and_round_trips_any_secret() {
     assert!(!raw.contains('+'));
     assert_eq!(basic_decoded(&request), (CLIENT_ID.to_owned(), SECRET.to_owned()));
     // The secret is not in the body.
-    assert_eq!(form(&request), [("grant_type".to_owned(), "client_credentials".to_owned())]);
+    assert_eq!(
+        form(&request),
+        [("grant_type".to_owned(), "client_credentials".to_owned())]
+    );
     let body = String::from_utf8(request.body().clone()).unwrap();
     assert!(!body.contains("client_secret"));
 
@@ -48,7 +51,11 @@ fn basic_auth_round_trips_colons_and_unicode_in_the_client_id() {
     ] {
         let config = Config::builder(id, secret).token_endpoint(TOKEN_URL).build().unwrap();
         let request = first_request(config);
-        assert_eq!(basic_decoded(&request), (id.to_owned(), secret.to_owned()), "{id:?} {secret:?}");
+        assert_eq!(
+            basic_decoded(&request),
+            (id.to_owned(), secret.to_owned()),
+            "{id:?} {secret:?}"
+        );
     }
 }
 
@@ -234,7 +241,10 @@ fn refresh_tokens_can_be_disabled() {
     let body = r#"{"access_token":"a","expires_in":600,"refresh_token":"rt"}"#;
     source.handle_response(at(0), out.id, response(200, body)).unwrap();
     let out = send(&mut source, at(300));
-    assert_eq!(form_value(&out.request, "grant_type").as_deref(), Some("client_credentials"));
+    assert_eq!(
+        form_value(&out.request, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
     assert_eq!(form_value(&out.request, "refresh_token"), None);
 }
 

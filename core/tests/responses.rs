@@ -30,7 +30,10 @@ fn ok(body: &str) -> AccessToken {
 }
 
 fn lifetime(token: &AccessToken) -> Duration {
-    token.expires_at().unwrap().saturating_duration_since(token.received_at())
+    token
+        .expires_at()
+        .unwrap()
+        .saturating_duration_since(token.received_at())
 }
 
 fn invalid(status: u16, body: &str) -> String {
@@ -75,7 +78,16 @@ fn expires_in_forms() {
         let body = format!(r#"{{"access_token":"abc","token_type":"bearer","expires_in":{value}}}"#);
         assert_eq!(lifetime(&ok(&body)), *want, "expires_in {value}");
     }
-    for value in ["\"soon\"", "\"\"", "true", "[3600]", "{}", "\"NaN\"", "\"inf\"", "\"1e400\""] {
+    for value in [
+        "\"soon\"",
+        "\"\"",
+        "true",
+        "[3600]",
+        "{}",
+        "\"NaN\"",
+        "\"inf\"",
+        "\"1e400\"",
+    ] {
         let body = format!(r#"{{"access_token":"abc","expires_in":{value}}}"#);
         let reason = invalid(200, &body);
         assert!(reason.contains("expires_in"), "{value}: {reason}");
@@ -129,7 +141,10 @@ fn without_expires_in_or_a_readable_exp_the_default_lifetime_applies() {
     let config = builder().default_lifetime(Duration::from_secs(90)).build().unwrap();
     let t = parse_with(&config, 200, r#"{"access_token":"opaque"}"#).unwrap();
     assert_eq!(lifetime(&t), Duration::from_secs(90));
-    let config = builder().default_lifetime(Duration::from_secs(10 * 366 * 86400)).build().unwrap();
+    let config = builder()
+        .default_lifetime(Duration::from_secs(10 * 366 * 86400))
+        .build()
+        .unwrap();
     let t = parse_with(&config, 200, r#"{"access_token":"opaque"}"#).unwrap();
     assert_eq!(lifetime(&t), MAX_LIFETIME);
 }
@@ -178,8 +193,12 @@ fn unknown_fields_are_ignored_and_refresh_tokens_kept() {
     assert_eq!(token.refresh_token().map(|s| s.expose_secret()), Some("rt"));
     assert_eq!(lifetime(&token), Duration::from_secs(60));
     // An empty or non-string refresh token is ignored.
-    assert!(ok(r#"{"access_token":"a","refresh_token":""}"#).refresh_token().is_none());
-    assert!(ok(r#"{"access_token":"a","refresh_token":7}"#).refresh_token().is_none());
+    assert!(ok(r#"{"access_token":"a","refresh_token":""}"#)
+        .refresh_token()
+        .is_none());
+    assert!(ok(r#"{"access_token":"a","refresh_token":7}"#)
+        .refresh_token()
+        .is_none());
 }
 
 #[test]
@@ -311,16 +330,29 @@ fn error_responses_with_an_rfc6749_body() {
     }
     // Description and URI are optional; an empty description adds nothing.
     let e = parse(400, r#"{"error":"invalid_scope"}"#).unwrap_err();
-    assert_eq!(e.to_string(), "invalid_scope: the authorization server refused the token request (HTTP 400)");
+    assert_eq!(
+        e.to_string(),
+        "invalid_scope: the authorization server refused the token request (HTTP 400)"
+    );
     let e = parse(400, r#"{"error":"invalid_scope","error_description":""}"#).unwrap_err();
     assert!(e.to_string().starts_with("invalid_scope: the authorization"), "{e}");
     // A 5xx with an OAuth body is an OAuth error, and retryable.
     let e = parse(503, r#"{"error":"temporarily_unavailable"}"#).unwrap_err();
-    assert!(matches!(e, Error::OAuth { status: StatusCode::SERVICE_UNAVAILABLE, .. }));
+    assert!(matches!(
+        e,
+        Error::OAuth {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            ..
+        }
+    ));
     assert!(e.is_retryable());
     // Long descriptions are shortened.
     let long = "d".repeat(5000);
-    let e = parse(400, &format!(r#"{{"error":"invalid_request","error_description":"{long}"}}"#)).unwrap_err();
+    let e = parse(
+        400,
+        &format!(r#"{{"error":"invalid_request","error_description":"{long}"}}"#),
+    )
+    .unwrap_err();
     assert!(e.to_string().len() < 500, "{}", e.to_string().len());
 }
 
@@ -347,7 +379,16 @@ fn error_statuses_without_an_oauth_body_are_unexpected_status() {
     assert_eq!(e.to_string(), "unexpected HTTP status 500 from the server");
     // Redirects are never followed: a 3xx is an error.
     let e = parse(302, "").unwrap_err();
-    assert!(matches!(e, Error::UnexpectedStatus { status: StatusCode::FOUND, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::UnexpectedStatus {
+                status: StatusCode::FOUND,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(!e.is_retryable());
 }
 
@@ -372,9 +413,14 @@ fn excerpts_are_short_printable_and_never_contain_the_client_secret() {
             let body = format!("{}{form} tail", "-".repeat(offset));
             let e = parse(500, &body).unwrap_err();
             let message = e.to_string();
-            let Error::UnexpectedStatus { body_excerpt, .. } = e else { panic!() };
+            let Error::UnexpectedStatus { body_excerpt, .. } = e else {
+                panic!()
+            };
             for leak in [SECRET, "p@ss", "p%40ss", "w/rd", "w%2Frd"] {
-                assert!(!body_excerpt.contains(leak), "offset {offset}, {form}: {body_excerpt:?}");
+                assert!(
+                    !body_excerpt.contains(leak),
+                    "offset {offset}, {form}: {body_excerpt:?}"
+                );
                 assert!(!message.contains(leak), "offset {offset}: {message}");
             }
         }
@@ -424,7 +470,10 @@ fn is_retryable_table() {
         (oauth("invalid_request", 503), true),
         (oauth("slow_down", 429), true),
         (Error::InvalidResponse { reason: "x".into() }, false),
-        (Error::Transport(TransportError::new(TransportErrorKind::Connect, "refused")), true),
+        (
+            Error::Transport(TransportError::new(TransportErrorKind::Connect, "refused")),
+            true,
+        ),
         (Error::Transport(TransportErrorKind::Timeout.into()), true),
         (Error::Transport(TransportErrorKind::Io.into()), true),
         (Error::Transport(TransportErrorKind::Other.into()), true),
@@ -462,7 +511,10 @@ fn is_retryable_table() {
 fn transport_error_messages() {
     let e = Error::Transport(TransportError::new(TransportErrorKind::Connect, "connection refused"));
     assert_eq!(e.to_string(), "could not connect: connection refused");
-    assert_eq!(Error::Transport(TransportErrorKind::Timeout.into()).to_string(), "timed out");
+    assert_eq!(
+        Error::Transport(TransportErrorKind::Timeout.into()).to_string(),
+        "timed out"
+    );
     let t = TransportError::new(TransportErrorKind::Io, "reset");
     assert_eq!(t.kind(), TransportErrorKind::Io);
     assert_eq!(t.message(), "reset");

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use base64::Engine as _;
-use client_credentials::{Action, AccessToken, Config, ConfigBuilder, Outgoing, Timestamp, TokenSource};
+use client_credentials::{AccessToken, Action, Config, ConfigBuilder, Outgoing, Timestamp, TokenSource};
 
 /// The client secret every scenario uses: it has every character that
 /// needs care in Basic and form encodings.
@@ -26,7 +26,9 @@ pub fn at_ms(millis: u64) -> Timestamp {
 }
 
 pub fn builder() -> ConfigBuilder {
-    Config::builder(CLIENT_ID, SECRET).token_endpoint(TOKEN_URL).jitter_seed(7)
+    Config::builder(CLIENT_ID, SECRET)
+        .token_endpoint(TOKEN_URL)
+        .jitter_seed(7)
 }
 
 pub fn config() -> Config {
@@ -140,5 +142,9 @@ pub fn b64url(data: &str) -> String {
 
 /// An unsigned JWT with these claims.
 pub fn jwt(claims: &str) -> String {
-    format!("{}.{}.c2lnbmF0dXJl", b64url(r#"{"alg":"RS256","typ":"at+jwt"}"#), b64url(claims))
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64url(r#"{"alg":"RS256","typ":"at+jwt"}"#),
+        b64url(claims)
+    )
 }
