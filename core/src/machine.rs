@@ -643,7 +643,7 @@ fn revocation_result(config: &Config, response: &Response<Vec<u8>>) -> Result<Ev
         return Ok(Event::Revoked);
     }
     if let Ok(object) = parse_json_object(body) {
-        if let Some(error) = oauth_error(response.status(), &object) {
+        if let Some(error) = oauth_error(response.status(), &object, config.client_secret().expose_secret()) {
             return Err(error);
         }
     }
