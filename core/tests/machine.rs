@@ -963,3 +963,30 @@ fn action_is_a_plain_enum() {
         Action::Send(out) => assert!(format!("{out:?}").contains("Token")),
     }
 }
+
+// ---------------------------------------------------------------- review fixes
+
+#[test]
+fn a_clock_skew_longer_than_the_lifetime_does_not_refetch_on_every_poll() {
+    let config = builder().clock_skew(Duration::from_secs(600)).build().unwrap();
+    let mut source = TokenSource::new(config);
+    let token = fetch(&mut source, at(0), "t1", 60);
+    // Skew is capped at half the lifetime: usable until 30 s, refreshed at 15 s.
+    assert_eq!(ready(&mut source, at(14)).secret(), token.secret());
+    assert!(source.usable(at(29)).is_some());
+    assert!(source.usable(at(30)).is_none());
+    assert_eq!(send(&mut source, at(15)).kind, RequestKind::Token);
+}
+
+#[test]
+fn an_explicit_refresh_does_not_lift_the_cool_down() {
+    let mut source = TokenSource::new(one_attempt());
+    let out = send(&mut source, at(0));
+    assert!(source
+        .handle_response(at(0), out.id, oauth_error(401, "invalid_client"))
+        .is_err());
+    source.force_refresh();
+    let until = wait(&mut source, at(0)).expect("cool-down");
+    assert!(source.last_error().is_some());
+    assert_eq!(send(&mut source, until).kind, RequestKind::Token);
+}
