@@ -109,7 +109,8 @@ impl ClientBuilder {
 
     /// Called once for each new token fetched from the provider (not for
     /// tokens loaded from the store or returned by a token provider), after it
-    /// is saved and before waiting callers get it. Keep it short: it runs on a runtime thread.
+    /// is saved and before the callers waiting for it are woken. Keep it
+    /// short: it runs on a runtime thread.
     pub fn on_token_update(mut self, callback: impl Fn(&AccessToken) + Send + Sync + 'static) -> Self {
         self.on_token_update = Some(Arc::new(callback));
         self

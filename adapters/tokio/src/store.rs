@@ -28,6 +28,20 @@ pub trait TokenStore: Send + Sync + 'static {
     fn delete(&self) -> BoxFuture<'_, io::Result<()>>;
 }
 
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn load(&self) -> BoxFuture<'_, io::Result<Option<AccessToken>>> {
+        (**self).load()
+    }
+
+    fn save<'a>(&'a self, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        (**self).save(token)
+    }
+
+    fn delete(&self) -> BoxFuture<'_, io::Result<()>> {
+        (**self).delete()
+    }
+}
+
 /// A store in memory: share one between clients (it is cheap to clone and
 /// clones share the token), or inspect what a client saved.
 #[derive(Clone, Default)]

@@ -41,12 +41,20 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>>;
 }
 
+impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
+        (**self).send(request)
+    }
+}
+
 /// The default [`Transport`]: a [`reqwest::Client`] over rustls, redirects off,
 /// a connect and an overall timeout, and the body read chunk by chunk up to
 /// the cap (plus one byte, so the core can tell an oversized body).
 #[derive(Clone, Debug)]
 pub struct ReqwestTransport {
-    client: reqwest::Client,
+    /// `Err` when the TLS backend could not be set up: every request then
+    /// fails with that message instead of the constructor panicking.
+    client: Result<reqwest::Client, String>,
     timeout: Duration,
     max_body: usize,
 }
@@ -65,9 +73,7 @@ impl ReqwestTransport {
             .connect_timeout(Self::DEFAULT_CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
             .build()
-            // Building fails only when the TLS backend cannot initialise; the
-            // requests then fail with a transport error instead of panicking.
-            .unwrap_or_else(|_| reqwest::Client::new());
+            .map_err(|e| format!("could not set up the HTTP client: {e}"));
         ReqwestTransport {
             client,
             timeout,
@@ -82,17 +88,21 @@ impl ReqwestTransport {
     /// anyway is reported as a transport error rather than trusted.
     pub fn with_client(client: reqwest::Client, timeout: Duration, max_body: usize) -> Self {
         ReqwestTransport {
-            client,
+            client: Ok(client),
             timeout,
             max_body,
         }
     }
 
     async fn exchange(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TransportError> {
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|message| TransportError::new(TransportErrorKind::Other, message.clone()))?;
         let mut request = reqwest::Request::try_from(request).map_err(transport_error)?;
         *request.timeout_mut() = Some(self.timeout);
         let url = request.url().clone();
-        let mut response = self.client.execute(request).await.map_err(transport_error)?;
+        let mut response = client.execute(request).await.map_err(transport_error)?;
         if response.url() != &url {
             return Err(TransportError::new(
                 TransportErrorKind::Other,

@@ -14,7 +14,13 @@ struct Canned(Arc<AtomicUsize>);
 
 impl Transport for Canned {
     fn send(&self, _: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
-        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        answer(&self.0)
+    }
+}
+
+fn answer(counter: &AtomicUsize) -> BoxFuture<'static, Result<http::Response<Vec<u8>>, TransportError>> {
+    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+    {
         Box::pin(async move {
             let body = format!(r#"{{"access_token":"t{n}","token_type":"Bearer","expires_in":600}}"#);
             http::Response::builder()
@@ -74,4 +80,44 @@ async fn refreshes_ahead_of_expiry_in_real_time() {
     let second = client.token().await.unwrap();
     assert_ne!(first.secret(), second.secret());
     assert_eq!(issuer.token_requests().len(), 2, "the caller did not wait for a fetch");
+}
+
+/// Panics inside the request future on its first use, then answers like [`Canned`].
+struct PanicsOnce(Arc<AtomicUsize>);
+
+impl Transport for PanicsOnce {
+    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
+        let first = self.0.load(Ordering::SeqCst) == 0;
+        let _ = request;
+        let canned = answer(&self.0);
+        Box::pin(async move {
+            let response = canned.await;
+            assert!(!first, "transport bug (expected by the test)");
+            response
+        })
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panicking_request_task_wakes_the_waiters() {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let config = Config::builder("id", "secret")
+        .token_endpoint("https://id.example/token")
+        .build()
+        .unwrap();
+    let client = Client::builder(config).transport(PanicsOnce(requests.clone())).build();
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.token().await })
+        })
+        .collect();
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap().unwrap().secret(), "t2");
+    }
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        2,
+        "the abandoned request was sent again, once"
+    );
 }

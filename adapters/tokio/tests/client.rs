@@ -103,10 +103,38 @@ async fn retries_honour_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_reqwest_client_is_capped_and_its_redirects_refused() {
+    let issuer = TestIssuer::start();
+    // Redirects left on by mistake: the transport reports each followed
+    // redirect as a (retryable) transport error.
+    for _ in 0..3 {
+        issuer.push_fault(Fault::Redirect(format!("{}/elsewhere", issuer.base_url())));
+    }
+    let client = Client::builder(config(&issuer))
+        .reqwest_client(reqwest::Client::new())
+        .build();
+    let error = client.token().await.unwrap_err();
+    assert!(matches!(error, Error::Transport(_)), "{error:?}");
+    let issuer = TestIssuer::start();
+    issuer.push_fault(Fault::OversizedChunked(64 << 20));
+    let client = Client::builder(config(&issuer))
+        .reqwest_client(reqwest::Client::new())
+        .build();
+    assert!(matches!(client.token().await, Err(Error::InvalidResponse { .. })));
+    assert_eq!(issuer.token_requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_oauth_errors_are_not_retried() {
     let issuer = TestIssuer::start();
     issuer.push_fault(Fault::oauth_error(400, "invalid_scope", "no such scope"));
-    let client = Client::new(config(&issuer));
+    // A cool-down long enough that the second call surely falls inside it.
+    let client = Client::new(
+        builder(&issuer)
+            .backoff(Duration::from_secs(5), Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    );
     let error = client.token().await.unwrap_err();
     assert_eq!(error.oauth_code(), Some(&OAuthErrorCode::InvalidScope));
     assert!(error.to_string().starts_with("invalid_scope"), "{error}");
