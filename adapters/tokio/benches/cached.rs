@@ -1,0 +1,2 @@
+//! Benchmarks of the tokio adapter (written next).
+fn main() {}

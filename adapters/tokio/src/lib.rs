@@ -1,0 +1,83 @@
+//! # client-credentials-tokio
+//!
+//! OAuth 2.0 client credentials tokens (RFC 6749 §4.4) for async Rust: fetched
+//! once, cached, refreshed ahead of expiry, retried with back-off. A thin
+//! tokio + `reqwest` (rustls) shell around the sans-IO core,
+//! [`client_credentials`], which makes every decision; this crate performs
+//! the requests it asks for. The blocking adapter, `client-credentials-blocking`,
+//! has the same surface: switching is a change of `use` line and `.await`s.
+//!
+//! ```no_run
+//! use client_credentials::Config;
+//! use client_credentials_tokio::{Client, FileStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::builder("my-client", "my-secret")
+//!     .issuer("https://id.example.com") // discovery; or .token_endpoint(url)
+//!     .scope("api:read")
+//!     .build()?;
+//! let client = Client::builder(config)
+//!     .store(FileStore::new("/var/lib/my-app/token.json"))
+//!     .on_token_update(|_token| tracing::info!("new token"))
+//!     .background_refresh(true)
+//!     .build();
+//!
+//! let header = client.authorization_header().await?;
+//! let response = reqwest::Client::new()
+//!     .get("https://api.example.com/things")
+//!     .header(http::header::AUTHORIZATION, header)
+//!     .send()
+//!     .await?;
+//! if response.status() == http::StatusCode::UNAUTHORIZED {
+//!     // Revoked early: drop it so the next call fetches a new one.
+//!     client.invalidate(&client.token().await?);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it behaves
+//! - **Cached reads** ([`Client::token`]) take no lock and allocate nothing
+//!   while the token is fresh: a published snapshot checked against a coarse
+//!   wall clock (shared with the blocking adapter, `client-credentials-common`).
+//! - **Single flight**: however many tasks ask at once, one request is sent
+//!   and they all get its result (token or error). Waiters sleep on a
+//!   `tokio::sync::Notify`; the lock around the core is a `std::sync::Mutex`
+//!   never held across an `.await`.
+//! - **Cancellation safe**: the request runs in its own spawned task. Dropping
+//!   the `token()` future that started it (a timeout, a lost `select!`) does
+//!   not cancel it; the next caller gets its result without a second request.
+//!   Should that task panic, the request is given back to the core and the
+//!   waiters are woken (the next caller starts a new one).
+//! - **Background refresh** (opt-in, [`ClientBuilder::background_refresh`]):
+//!   a task sleeps until the core's refresh time and refreshes, so callers
+//!   never wait; it ends when the last [`Client`] clone is dropped.
+//! - **Transport**: [`ReqwestTransport`] by default — rustls, redirects off,
+//!   30 s per exchange and 10 s to connect ([`ClientBuilder::timeout`]),
+//!   bodies read chunk by chunk and capped at the config's `max_body_size`.
+//!   Bring your own `reqwest::Client` ([`ClientBuilder::reqwest_client`]) or
+//!   any HTTP stack ([`Transport`]).
+//! - **Stores** ([`TokenStore`]: [`MemoryStore`], [`FileStore`]) are loaded
+//!   lazily by the first call that misses the cache; a failing store is
+//!   logged and never fails a token request.
+//! - **Time**: the wall clock by default; [`ClientBuilder::tokio_clock`]
+//!   follows tokio's clock instead, for tests on a paused runtime.
+//! - Works on the current-thread and the multi-thread runtime.
+//!
+//! Errors are the core's [`Error`] (I/O failures as `Error::Transport`), the
+//! same whichever adapter is used. No error, log line or `Debug` output
+//! contains the client secret or a token.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod clock;
+mod discovery;
+mod store;
+mod transport;
+
+pub use client::{Client, ClientBuilder};
+pub use discovery::{discover, discover_with};
+pub use store::{FileStore, MemoryStore, TokenStore};
+pub use transport::{BoxFuture, ReqwestTransport, Transport};
+
+pub use client_credentials::{AccessToken, Config, Error, ProviderMetadata};

@@ -1,0 +1,77 @@
+//! Background refresh: on tokio's paused clock with an in-memory transport
+//! (exact timing, no sockets), and in real time against the test issuer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use client_credentials::{Config, TransportError, TransportErrorKind};
+use client_credentials_testkit::TestIssuer;
+use client_credentials_tokio::{BoxFuture, Client, Transport};
+
+/// Answers every token request at once with `t<n>`, valid for 600 s.
+struct Canned(Arc<AtomicUsize>);
+
+impl Transport for Canned {
+    fn send(&self, _: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        Box::pin(async move {
+            let body = format!(r#"{{"access_token":"t{n}","token_type":"Bearer","expires_in":600}}"#);
+            http::Response::builder()
+                .status(200)
+                .body(body.into_bytes())
+                .map_err(|e| TransportError::new(TransportErrorKind::Other, e.to_string()))
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn refreshes_at_the_refresh_time_on_a_paused_clock() {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let config = Config::builder("id", "secret")
+        .token_endpoint("https://id.example/token")
+        .clock_skew(Duration::ZERO)
+        .refresh_margin(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let client = Client::builder(config)
+        .transport(Canned(requests.clone()))
+        .background_refresh(true)
+        .tokio_clock(true)
+        .build();
+    assert_eq!(client.token().await.unwrap().secret(), "t1");
+    // Refresh time: 600 s lifetime - 300 s margin.
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    assert_eq!(client.token().await.unwrap().secret(), "t1");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "refreshed in the background");
+    assert_eq!(client.token().await.unwrap().secret(), "t2");
+    // And again 300 s after that one.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    assert_eq!(client.token().await.unwrap().secret(), "t3");
+    assert_eq!(requests.load(Ordering::SeqCst), 3, "callers never fetched");
+    // The task ends with the last clone: no refresh after the drop.
+    drop(client);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_ahead_of_expiry_in_real_time() {
+    let issuer = TestIssuer::builder().lifetime(2).start();
+    let config = Config::builder(issuer.client_id(), issuer.client_secret())
+        .token_endpoint(issuer.token_endpoint())
+        .clock_skew(Duration::ZERO)
+        .build()
+        .unwrap();
+    let client = Client::builder(config).background_refresh(true).build();
+    let first = client.token().await.unwrap();
+    // Lifetime 2 s: refreshed at 1 s (half the lifetime, below the margin).
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(issuer.token_requests().len(), 2);
+    let second = client.token().await.unwrap();
+    assert_ne!(first.secret(), second.secret());
+    assert_eq!(issuer.token_requests().len(), 2, "the caller did not wait for a fetch");
+}
