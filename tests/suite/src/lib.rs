@@ -15,3 +15,8 @@ pub mod scenarios;
 
 pub use adapter::{Adapter, Blocking, Options, StoreChoice, Tokio};
 pub use oidc::OidcPeer;
+
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
