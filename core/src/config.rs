@@ -679,7 +679,7 @@ pub(crate) fn check_endpoint(field: &'static str, url: &str, allow_insecure: boo
     Ok(parsed)
 }
 
-fn redact_userinfo(url: &Url) -> String {
+pub(crate) fn redact_userinfo(url: &Url) -> String {
     let mut copy = url.clone();
     let _ = copy.set_username("");
     let _ = copy.set_password(None);

@@ -6,7 +6,7 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{check_endpoint, ClientAuth, ConfigError};
+use crate::config::{check_endpoint, redact_userinfo, ClientAuth, ConfigError};
 use crate::error::{retryable_status, Error};
 use crate::request::get_json;
 use crate::response::{check_size, clean, excerpt, parse_json_object};
@@ -153,8 +153,13 @@ pub(crate) fn discovery_url_with(
     location: DiscoveryLocation,
     allow_insecure: bool,
 ) -> Result<Url, DiscoveryError> {
+    // Never echo a password given in the issuer URL.
+    let shown = match Url::parse(issuer) {
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => redact_userinfo(&url),
+        _ => issuer.to_owned(),
+    };
     let invalid = |reason: String| DiscoveryError::InvalidIssuer {
-        issuer: clean(issuer, 200),
+        issuer: clean(&shown, 200),
         reason,
     };
     let parsed = check_endpoint("issuer", issuer, allow_insecure).map_err(|e| invalid(e.to_string()))?;

@@ -17,7 +17,7 @@ use crate::machine::RequestId;
 #[non_exhaustive]
 pub enum Error {
     /// The server answered with an RFC 6749 §5.2 error response.
-    #[error("{code}{}: the authorization server refused the token request (HTTP {})", describe(.description), .status.as_u16())]
+    #[error("{code}{} (HTTP {} from the authorization server)", describe(.description), .status.as_u16())]
     OAuth {
         /// The `error` code, as on the wire.
         code: OAuthErrorCode,

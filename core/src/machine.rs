@@ -225,14 +225,18 @@ impl TokenSource {
 
     /// Caches a token obtained elsewhere (a custom provider, a store).
     pub fn insert_token(&mut self, token: AccessToken) {
-        let expires = token
-            .expires_at()
-            .map_or(Timestamp::MAX, |at| at.saturating_sub(self.config.clock_skew()));
-        self.usable_until = expires;
-        self.refresh_at = if expires == Timestamp::MAX {
-            Timestamp::MAX
-        } else {
-            refresh_time(token.received_at(), expires, self.config.refresh_margin())
+        (self.refresh_at, self.usable_until) = match token.expires_at() {
+            None => (Timestamp::MAX, Timestamp::MAX),
+            Some(expires_at) => {
+                // The skew may shorten a token's use by at most half its
+                // lifetime: a larger one would make every poll refetch.
+                let lifetime = expires_at.saturating_duration_since(token.received_at());
+                let usable_until = expires_at.saturating_sub(self.config.clock_skew().min(lifetime / 2));
+                (
+                    refresh_time(token.received_at(), usable_until, self.config.refresh_margin()),
+                    usable_until,
+                )
+            }
         };
         self.refresh_token = token.refresh_token().cloned();
         self.forced = false;
@@ -254,8 +258,9 @@ impl TokenSource {
         self.token.as_ref()
     }
 
-    /// The error of the last failed round while its cool-down runs and no
-    /// usable token exists: callers get it at once rather than waiting.
+    /// The error of the last failed round while its cool-down runs. When
+    /// [`TokenSource::poll`] says `Wait` (so no usable token exists), callers
+    /// get this error at once rather than waiting out the cool-down.
     pub fn last_error(&self) -> Option<&Error> {
         match self.phase {
             Phase::Cooldown { .. } => self.last_error.as_ref(),
@@ -544,11 +549,10 @@ impl TokenSource {
     /// Until it arrives the cached one is not returned by `poll`; if the round
     /// fails it is served again while unexpired.
     pub fn force_refresh(&mut self) {
+        // Without a token there is nothing to bypass: the next poll fetches,
+        // after any cool-down (an explicit refresh does not lift the rate limit).
         if self.token.is_some() {
             self.forced = true;
-        } else if let Phase::Cooldown { .. } = self.phase {
-            // An explicit refresh is a new round.
-            self.phase = Phase::Idle;
         }
     }
 
@@ -643,7 +647,7 @@ fn revocation_result(config: &Config, response: &Response<Vec<u8>>) -> Result<Ev
         return Ok(Event::Revoked);
     }
     if let Ok(object) = parse_json_object(body) {
-        if let Some(error) = oauth_error(response.status(), &object) {
+        if let Some(error) = oauth_error(response.status(), &object, config.client_secret().expose_secret()) {
             return Err(error);
         }
     }

@@ -25,7 +25,7 @@ pub(crate) enum Grant<'a> {
 /// `application/x-www-form-urlencoded` encoding RFC 6749 §2.3.1 asks for, with a
 /// space written `%20` (never `+`), which form decoders and percent decoders
 /// read alike.
-const CREDENTIAL: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+pub(crate) const CREDENTIAL: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The `Authorization: Basic` value of RFC 6749 §2.3.1.
 pub(crate) fn basic_credentials(client_id: &str, client_secret: &str, encode: bool) -> HeaderValue {

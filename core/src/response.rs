@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::{Error, OAuthErrorCode};
+use crate::request::CREDENTIAL;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
 
@@ -53,7 +54,7 @@ pub fn parse_token_response(
     let parsed = parse_json_object(body);
     if !status.is_success() {
         if let Ok(object) = &parsed {
-            if let Some(error) = oauth_error(status, object) {
+            if let Some(error) = oauth_error(status, object, config.client_secret().expose_secret()) {
                 return Err(error);
             }
         }
@@ -64,7 +65,7 @@ pub fn parse_token_response(
     }
     let object = parsed.map_err(|reason| Error::invalid(format!("{reason} (HTTP {})", status.as_u16())))?;
     // Some servers answer 200 with an error body.
-    if let Some(error) = oauth_error(status, &object) {
+    if let Some(error) = oauth_error(status, &object, config.client_secret().expose_secret()) {
         return Err(error);
     }
     let secret = match object.get("access_token") {
@@ -140,10 +141,16 @@ pub(crate) fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, Strin
     }
 }
 
-/// An RFC 6749 §5.2 error, when the object has a string `error` member.
-pub(crate) fn oauth_error(status: StatusCode, object: &Map<String, Value>) -> Option<Error> {
+/// An RFC 6749 §5.2 error, when the object has a string `error` member. A
+/// description or URI that echoes the client secret has it cut out.
+pub(crate) fn oauth_error(status: StatusCode, object: &Map<String, Value>, client_secret: &str) -> Option<Error> {
     let code = object.get("error")?.as_str()?;
-    let text = |name: &str, max: usize| object.get(name).and_then(Value::as_str).map(|s| clean(s, max));
+    let text = |name: &str, max: usize| {
+        object
+            .get(name)
+            .and_then(Value::as_str)
+            .map(|s| clean(&redact(s, client_secret), max))
+    };
     Some(Error::OAuth {
         code: OAuthErrorCode::from_wire(&clean(code, 64)),
         description: text("error_description", 300),
@@ -227,14 +234,30 @@ pub(crate) fn clean(text: &str, max: usize) -> String {
     out
 }
 
-/// The start of a body for an error message, with the client secret (raw or
-/// form-encoded) cut out.
+/// The start of a body for an error message, with the client secret cut out.
+///
+/// The secret is cut from the whole body before it is shortened, so a secret
+/// straddling the cut cannot leave its first characters behind.
 pub(crate) fn excerpt(body: &[u8], client_secret: &str) -> String {
-    let head = &body[..body.len().min(EXCERPT_CHARS * 4)];
-    let mut text = clean(String::from_utf8_lossy(head).trim(), EXCERPT_CHARS);
-    if client_secret.len() >= 4 {
-        let encoded: String = form_urlencoded::byte_serialize(client_secret.as_bytes()).collect();
-        for form in [client_secret, encoded.as_str()] {
+    let text = redact(&String::from_utf8_lossy(body), client_secret);
+    clean(text.trim(), EXCERPT_CHARS)
+}
+
+/// `text` with the client secret cut out in every form a server may echo it
+/// in: raw, form-encoded (space as `+`), percent-encoded as the core sends it
+/// in Basic credentials (space as `%20`), and JSON-escaped. Secrets under 4
+/// bytes are left alone: cutting them would garble ordinary text.
+pub(crate) fn redact(text: &str, client_secret: &str) -> String {
+    if client_secret.len() < 4 {
+        return text.to_owned();
+    }
+    let form: String = form_urlencoded::byte_serialize(client_secret.as_bytes()).collect();
+    let percent = percent_encoding::utf8_percent_encode(client_secret, CREDENTIAL).to_string();
+    let json = serde_json::to_string(client_secret).unwrap_or_default();
+    let json = json.trim_matches('"');
+    let mut text = text.to_owned();
+    for form in [client_secret, form.as_str(), percent.as_str(), json] {
+        if !form.is_empty() && text.contains(form) {
             text = text.replace(form, "[redacted]");
         }
     }

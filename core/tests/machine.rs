@@ -1,0 +1,992 @@
+//! `TokenSource` scenarios: a simulated clock, canned responses, and the
+//! actions the machine asks for.
+
+mod common;
+
+use std::time::Duration;
+
+use client_credentials::{
+    AccessToken, Action, ClientAuth, Config, DiscoveryError, DiscoveryOrder, Error, Event, RequestKind, Timestamp,
+    TokenSource, TransportError, TransportErrorKind,
+};
+use common::*;
+
+fn one_attempt() -> Config {
+    builder().max_attempts(1).build().unwrap()
+}
+
+// ---------------------------------------------------------------- caching
+
+#[test]
+fn a_fresh_token_is_served_from_cache_without_requests() {
+    let mut source = source();
+    assert!(source.token().is_none());
+    assert_eq!(source.refresh_at(), None);
+    let out = send(&mut source, at(0));
+    assert_eq!(out.kind, RequestKind::Token);
+    assert_eq!(source.in_flight(), Some((out.id, RequestKind::Token)));
+    // A second caller waits for the one request in flight.
+    assert_eq!(wait(&mut source, at(0)), None);
+    let event = source.handle_response(at(1), out.id, token_ok("t1", 3600)).unwrap();
+    let Event::TokenUpdated(token) = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(token.secret(), "t1");
+    // Expiry is anchored at the poll that sent the request.
+    assert_eq!(token.expires_at(), Some(at(3600)));
+    assert_eq!(source.in_flight(), None);
+    for secs in [1, 2, 60, 1800, 3299] {
+        assert_eq!(ready(&mut source, at(secs)).secret(), "t1");
+    }
+    assert_eq!(source.refresh_at(), Some(at(3300)));
+    assert_eq!(source.token().map(AccessToken::secret), Some("t1"));
+    assert_eq!(source.usable(at(3599)).map(AccessToken::secret), Some("t1"));
+    assert!(source.usable(at(3600)).is_none());
+}
+
+#[test]
+fn refresh_happens_at_expiry_minus_the_margin_or_half_the_lifetime() {
+    // (lifetime, margin, refresh after)
+    let cases = [
+        (3600, 300, 3300),
+        (60, 300, 30),
+        (600, 300, 300),
+        (601, 300, 301),
+        (2, 300, 1),
+        (3600, 0, 3600),
+        (100, 10, 90),
+    ];
+    for (lifetime, margin, due) in cases {
+        let config = builder().refresh_margin(Duration::from_secs(margin)).build().unwrap();
+        let mut source = TokenSource::new(config);
+        fetch(&mut source, at(0), "t", lifetime);
+        if due > 0 {
+            ready(&mut source, at_ms(due * 1000 - 1));
+        }
+        let out = send(&mut source, at(due));
+        assert_eq!(out.kind, RequestKind::Token, "lifetime {lifetime}, margin {margin}");
+    }
+}
+
+#[test]
+fn a_due_token_is_served_while_its_refresh_is_in_flight_then_replaced() {
+    let mut source = source();
+    fetch(&mut source, at(0), "old", 3600);
+    let out = send(&mut source, at(3300));
+    // Other callers keep getting the old token, without a second request.
+    for secs in [3300, 3400, 3599] {
+        assert_eq!(ready(&mut source, at(secs)).secret(), "old");
+    }
+    // Past its expiry it is no longer served: wait for the request.
+    assert_eq!(wait(&mut source, at(3600)), None);
+    source.handle_response(at(3601), out.id, token_ok("new", 3600)).unwrap();
+    assert_eq!(ready(&mut source, at(3601)).secret(), "new");
+    assert_eq!(source.refresh_at(), Some(at(3300 + 3300)));
+}
+
+#[test]
+fn a_token_without_expiry_is_served_until_invalidated() {
+    let token = AccessToken::builder("forever").build().unwrap();
+    let mut source = TokenSource::with_token(config(), token.clone());
+    assert_eq!(source.refresh_at(), Some(Timestamp::MAX));
+    assert_eq!(
+        ready(&mut source, Timestamp::from_unix_secs(u64::MAX / 1000)).secret(),
+        "forever"
+    );
+    assert!(source.invalidate(&token));
+    send(&mut source, at(0));
+}
+
+#[test]
+fn a_seeded_token_is_used_until_due_and_an_expired_one_refreshed_at_once() {
+    let token = AccessToken::builder("stored")
+        .received_at(at(0))
+        .expires_at(at(3600))
+        .build()
+        .unwrap();
+    let mut source = TokenSource::with_token(config(), token.clone());
+    assert_eq!(ready(&mut source, at(10)).secret(), "stored");
+    send(&mut source, at(3300));
+
+    let mut source = TokenSource::with_token(config(), token);
+    send(&mut source, at(4000));
+}
+
+#[test]
+fn clock_skew_moves_expiry_earlier() {
+    let config = builder().clock_skew(Duration::from_secs(60)).build().unwrap();
+    let mut source = TokenSource::new(config);
+    fetch(&mut source, at(0), "t", 3600);
+    assert!(source.usable(at(3539)).is_some());
+    assert!(source.usable(at(3540)).is_none());
+    ready(&mut source, at(3239));
+    send(&mut source, at(3240));
+}
+
+// ------------------------------------------------------------ request ids
+
+#[test]
+fn results_for_unknown_or_stale_ids_are_rejected_and_change_nothing() {
+    let mut source = source();
+    let first = send(&mut source, at(0));
+    let bogus = {
+        // An id from another source is not this source's request.
+        let mut other = source_with_ids_ahead();
+        send(&mut other, at(0)).id
+    };
+    assert_ne!(bogus, first.id);
+    let e = source
+        .handle_response(at(1), bogus, token_ok("forged", 3600))
+        .unwrap_err();
+    assert_eq!(e, Error::UnknownRequest { id: bogus });
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("not the request in flight"), "{e}");
+    let e = source
+        .handle_transport_error(at(1), bogus, TransportErrorKind::Io)
+        .unwrap_err();
+    assert_eq!(e, Error::UnknownRequest { id: bogus });
+    assert!(!source.abandon(bogus));
+    // Still in flight, nothing cached.
+    assert_eq!(source.in_flight(), Some((first.id, RequestKind::Token)));
+    assert!(source.token().is_none());
+    assert_eq!(wait(&mut source, at(1)), None);
+
+    source.handle_response(at(1), first.id, token_ok("real", 3600)).unwrap();
+    // A duplicate delivery of the same result is rejected too.
+    let e = source
+        .handle_response(at(2), first.id, token_ok("again", 3600))
+        .unwrap_err();
+    assert_eq!(e, Error::UnknownRequest { id: first.id });
+    assert_eq!(ready(&mut source, at(2)).secret(), "real");
+}
+
+fn source_with_ids_ahead() -> TokenSource {
+    let mut other = source();
+    let out = send(&mut other, at(0));
+    other.abandon(out.id);
+    other
+}
+
+#[test]
+fn abandon_frees_the_slot_without_counting_an_attempt() {
+    let mut source = TokenSource::new(one_attempt());
+    let first = send(&mut source, at(0));
+    assert!(source.abandon(first.id));
+    assert!(!source.abandon(first.id));
+    assert_eq!(source.in_flight(), None);
+    // Not counted: with one attempt per round, the next request still goes out.
+    let second = send(&mut source, at(0));
+    assert_ne!(second.id, first.id);
+    let e = source
+        .handle_response(at(1), first.id, token_ok("late", 3600))
+        .unwrap_err();
+    assert_eq!(e, Error::UnknownRequest { id: first.id });
+    source.handle_response(at(1), second.id, token_ok("t", 3600)).unwrap();
+    assert_eq!(ready(&mut source, at(1)).secret(), "t");
+}
+
+// ------------------------------------------------------ failures and retry
+
+#[test]
+fn a_failed_or_malformed_refresh_never_evicts_a_usable_token() {
+    let bad_answers = [
+        response(200, "<html>maintenance</html>"),
+        response(200, r#"{"token_type":"Bearer"}"#),
+        response(200, r#"{"access_token":"a b"}"#),
+        response(400, r#"{"error":"invalid_scope"}"#),
+        response(401, r#"{"error":"invalid_client"}"#),
+        response(503, ""),
+        response(200, r#"{"access_token":"x","#),
+    ];
+    for answer in bad_answers {
+        let status = answer.status();
+        let mut source = TokenSource::new(one_attempt());
+        fetch(&mut source, at(0), "good", 3600);
+        let out = send(&mut source, at(3300));
+        let event = source.handle_response(at(3301), out.id, answer).unwrap();
+        let Event::RefreshFailed { error } = event else {
+            panic!("{status}: {event:?}")
+        };
+        assert!(!error.to_string().is_empty());
+        assert_eq!(ready(&mut source, at(3301)).secret(), "good", "{status}");
+        assert!(source.usable(at(3599)).is_some(), "{status}");
+        assert_eq!(source.token().map(AccessToken::secret), Some("good"));
+    }
+    // A transport failure likewise.
+    let mut source = TokenSource::new(one_attempt());
+    fetch(&mut source, at(0), "good", 3600);
+    let out = send(&mut source, at(3300));
+    let event = source.handle_transport_error(at(3301), out.id, TransportErrorKind::Timeout);
+    assert!(
+        matches!(
+            event,
+            Ok(Event::RefreshFailed {
+                error: Error::Transport(_)
+            })
+        ),
+        "{event:?}"
+    );
+    // Served during the cool-down (at least half the first back-off step).
+    assert_eq!(ready(&mut source, at_ms(3_301_200)).secret(), "good");
+}
+
+#[test]
+fn retryable_failures_back_off_exponentially_then_fail_the_round_and_cool_down() {
+    for first_failure in [
+        Failure::Status(500),
+        Failure::Status(502),
+        Failure::Status(503),
+        Failure::Status(504),
+        Failure::Status(429),
+        Failure::Status(408),
+        Failure::Transport(TransportErrorKind::Connect),
+        Failure::Transport(TransportErrorKind::Timeout),
+        Failure::Transport(TransportErrorKind::Io),
+        Failure::Transport(TransportErrorKind::Other),
+    ] {
+        let mut source = source();
+        let mut now = at(0);
+        let mut previous_step = Duration::ZERO;
+        for attempt in 1..=3u32 {
+            let out = send(&mut source, now);
+            let result = first_failure.deliver(&mut source, now, out.id);
+            if attempt < 3 {
+                let Ok(Event::RetryScheduled { at: retry_at, error }) = result else {
+                    panic!("{first_failure:?} attempt {attempt}: {result:?}")
+                };
+                assert!(error.is_retryable());
+                // Equal jitter over 0.5 s, 1 s, ...: in [step/2, step].
+                let step = Duration::from_millis(500) * 2u32.pow(attempt - 1);
+                let delay = retry_at.saturating_duration_since(now);
+                assert!(delay >= step / 2 && delay <= step, "attempt {attempt}: {delay:?}");
+                assert!(step > previous_step);
+                previous_step = step;
+                // Nothing to serve: wait until the retry time, then send.
+                assert_eq!(wait(&mut source, now), Some(retry_at));
+                assert_eq!(
+                    wait(&mut source, retry_at.saturating_sub(Duration::from_millis(1))),
+                    Some(retry_at)
+                );
+                assert!(source.last_error().is_none());
+                now = retry_at;
+            } else {
+                let error = result.unwrap_err();
+                assert!(error.is_retryable(), "{error:?}");
+                // Cool-down: callers get the error at once, no request goes out.
+                let Some(until) = wait(&mut source, now) else {
+                    panic!("no cool-down")
+                };
+                assert!(until > now);
+                assert_eq!(source.last_error(), Some(&error));
+                for _ in 0..100 {
+                    assert_eq!(wait(&mut source, now), Some(until));
+                }
+                // After the cool-down a new round starts.
+                let out = send(&mut source, until);
+                assert!(source.last_error().is_none());
+                source.handle_response(until, out.id, token_ok("t", 3600)).unwrap();
+                assert_eq!(ready(&mut source, until).secret(), "t");
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Status(u16),
+    Transport(TransportErrorKind),
+}
+
+impl Failure {
+    fn deliver(
+        self,
+        source: &mut TokenSource,
+        now: Timestamp,
+        id: client_credentials::RequestId,
+    ) -> Result<Event, Error> {
+        match self {
+            Failure::Status(status) => source.handle_response(now, id, response(status, "")),
+            Failure::Transport(kind) => {
+                source.handle_transport_error(now, id, TransportError::new(kind, "simulated failure"))
+            }
+        }
+    }
+}
+
+#[test]
+fn oauth_client_errors_are_not_retried() {
+    for (status, code) in [
+        (401, "invalid_client"),
+        (400, "invalid_scope"),
+        (400, "invalid_request"),
+        (400, "unauthorized_client"),
+        (400, "invalid_target"),
+        (400, "unsupported_grant_type"),
+    ] {
+        let mut source = source();
+        let out = send(&mut source, at(0));
+        let error = source
+            .handle_response(at(0), out.id, oauth_error(status, code))
+            .unwrap_err();
+        assert_eq!(error.oauth_code().map(|c| c.as_str()), Some(code));
+        assert!(error.to_string().starts_with(code), "{error}");
+        assert!(wait(&mut source, at(0)).is_some());
+        assert_eq!(source.last_error(), Some(&error));
+    }
+}
+
+#[test]
+fn retry_after_seconds_is_a_floor_with_at_most_ten_percent_on_top() {
+    for (status, seconds) in [(503, 10u64), (429, 3), (503, 0), (429, 30)] {
+        let mut source = source();
+        let out = send(&mut source, at(5));
+        let answer = with_header(response(status, ""), "retry-after", &seconds.to_string());
+        let Ok(Event::RetryScheduled { at: retry_at, .. }) = source.handle_response(at(6), out.id, answer) else {
+            panic!("{status} {seconds}")
+        };
+        let floor = at(6).saturating_add(Duration::from_secs(seconds));
+        let ceiling = at(6).saturating_add(Duration::from_millis(seconds * 1100).max(Duration::from_millis(500)));
+        assert!(
+            retry_at >= floor && retry_at <= ceiling,
+            "{retry_at:?} not in [{floor:?}, {ceiling:?}]"
+        );
+        assert_eq!(
+            wait(&mut source, floor.saturating_sub(Duration::from_millis(1))),
+            Some(retry_at)
+        );
+        send(&mut source, retry_at);
+    }
+}
+
+#[test]
+fn retry_after_http_date_is_a_floor() {
+    // START is Tue, 14 Nov 2023 22:13:20 GMT.
+    let mut source = source();
+    let out = send(&mut source, at(0));
+    let answer = with_header(response(503, ""), "retry-after", "Tue, 14 Nov 2023 22:13:40 GMT");
+    let Ok(Event::RetryScheduled { at: retry_at, .. }) = source.handle_response(at(0), out.id, answer) else {
+        panic!()
+    };
+    assert!(retry_at >= at(20) && retry_at <= at(22), "{retry_at:?}");
+    // A date in the past or garbage falls back to the back-off.
+    for value in ["Tue, 14 Nov 2023 22:00:00 GMT", "soon", "-1"] {
+        let mut source = source_fresh();
+        let out = send(&mut source, at(0));
+        let answer = with_header(response(503, ""), "retry-after", value);
+        let Ok(Event::RetryScheduled { at: retry_at, .. }) = source.handle_response(at(0), out.id, answer) else {
+            panic!()
+        };
+        assert!(retry_at <= at_ms(500), "{value}: {retry_at:?}");
+    }
+}
+
+fn source_fresh() -> TokenSource {
+    source()
+}
+
+#[test]
+fn a_retry_after_beyond_the_back_off_cap_ends_the_round_and_is_still_honoured() {
+    let mut source = source();
+    let out = send(&mut source, at(0));
+    let answer = with_header(response(503, ""), "retry-after", "120");
+    let error = source.handle_response(at(0), out.id, answer).unwrap_err();
+    assert_eq!(error.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    let until = wait(&mut source, at(0)).unwrap();
+    assert!(until >= at(120) && until <= at(132), "{until:?}");
+    assert!(source.last_error().is_some());
+    assert_eq!(wait(&mut source, at(119)), Some(until));
+    send(&mut source, until);
+}
+
+#[test]
+fn a_usable_token_is_served_through_back_off_and_cool_down() {
+    let mut source = source();
+    fetch(&mut source, at(0), "good", 3600);
+    let mut now = at(3300);
+    for attempt in 1..=3 {
+        let out = send(&mut source, now);
+        let answer = with_header(response(503, ""), "retry-after", "5");
+        match source.handle_response(now, out.id, answer) {
+            Ok(Event::RetryScheduled { at: retry_at, .. }) if attempt < 3 => {
+                assert_eq!(ready(&mut source, now).secret(), "good");
+                assert!(retry_at >= now.saturating_add(Duration::from_secs(5)));
+                now = retry_at;
+            }
+            Ok(Event::RefreshFailed { error }) if attempt == 3 => {
+                assert_eq!(error.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+            }
+            other => panic!("attempt {attempt}: {other:?}"),
+        }
+    }
+    // Served during the cool-down; the next round starts after it.
+    assert_eq!(ready(&mut source, now).secret(), "good");
+    assert_eq!(
+        ready(&mut source, now.saturating_add(Duration::from_secs(4))).secret(),
+        "good"
+    );
+    send(&mut source, now.saturating_add(Duration::from_secs(6)));
+}
+
+#[test]
+fn when_the_token_expires_during_a_failing_round_callers_get_the_error() {
+    let mut source = TokenSource::new(one_attempt());
+    fetch(&mut source, at(0), "good", 60);
+    let out = send(&mut source, at(30));
+    let error = source.handle_response(at(61), out.id, response(500, "")).unwrap_err();
+    assert!(error.is_retryable());
+    assert!(wait(&mut source, at(61)).is_some());
+    assert_eq!(source.last_error(), Some(&error));
+}
+
+// ------------------------------------------- invalidate, force, sign-out
+
+#[test]
+fn invalidate_only_evicts_the_current_token() {
+    let mut source = source();
+    let old = fetch(&mut source, at(0), "old", 600);
+    let out = send(&mut source, at(300));
+    source.handle_response(at(300), out.id, token_ok("new", 600)).unwrap();
+    // A caller still holding the old token does not evict the new one.
+    assert!(!source.invalidate(&old));
+    assert_eq!(ready(&mut source, at(301)).secret(), "new");
+    let current = ready(&mut source, at(301));
+    assert!(source.invalidate(&current));
+    assert!(source.token().is_none());
+    assert_eq!(source.refresh_at(), None);
+    assert!(!source.invalidate(&current));
+    let out = send(&mut source, at(301));
+    assert_eq!(out.kind, RequestKind::Token);
+}
+
+#[test]
+fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
+    let mut source = TokenSource::new(one_attempt());
+    fetch(&mut source, at(0), "old", 3600);
+    source.force_refresh();
+    assert_eq!(source.refresh_at(), None);
+    let out = send(&mut source, at(10));
+    // The forced-out token is not handed out while the new one is fetched.
+    assert_eq!(wait(&mut source, at(10)), None);
+    let event = source.handle_response(at(11), out.id, response(500, "")).unwrap();
+    assert!(matches!(event, Event::RefreshFailed { .. }), "{event:?}");
+    assert_eq!(ready(&mut source, at(11)).secret(), "old");
+
+    source.force_refresh();
+    // Forcing again during the cool-down waits for it; then fetches.
+    let until = wait(&mut source, at(11)).unwrap();
+    let out = send(&mut source, until);
+    source.handle_response(until, out.id, token_ok("new", 3600)).unwrap();
+    assert_eq!(ready(&mut source, until).secret(), "new");
+    // Without a token, force_refresh is harmless.
+    let mut empty = source_fresh();
+    empty.force_refresh();
+    send(&mut empty, at(0));
+}
+
+#[test]
+fn signout_revokes_the_token_and_rejects_results_in_flight() {
+    let config = builder()
+        .revocation_endpoint("https://auth.example/oauth2/revoke")
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    fetch(&mut source, at(0), "tok-1", 3600);
+    let in_flight = {
+        source.force_refresh();
+        send(&mut source, at(10))
+    };
+    let revoke = source.signout().expect("a revocation request");
+    assert_eq!(revoke.kind, RequestKind::Revocation);
+    assert_eq!(revoke.request.method(), http::Method::POST);
+    assert_eq!(revoke.request.uri(), "https://auth.example/oauth2/revoke");
+    assert_eq!(
+        form(&revoke.request),
+        [("token", "tok-1"), ("token_type_hint", "access_token")].map(|(k, v)| (k.to_owned(), v.to_owned()))
+    );
+    assert_eq!(
+        basic_decoded(&revoke.request),
+        (CLIENT_ID.to_owned(), SECRET.to_owned())
+    );
+    assert!(source.token().is_none());
+    // The token request from before the sign-out is rejected.
+    let e = source
+        .handle_response(at(11), in_flight.id, token_ok("late", 3600))
+        .unwrap_err();
+    assert_eq!(e, Error::UnknownRequest { id: in_flight.id });
+    assert!(source.token().is_none());
+    let event = source.handle_response(at(11), revoke.id, response(200, ""));
+    assert!(matches!(event, Ok(Event::Revoked)), "{event:?}");
+    // A new token is fetched on demand.
+    send(&mut source, at(12));
+}
+
+#[test]
+fn signout_revokes_the_refresh_token_when_there_is_one() {
+    let config = builder()
+        .auth(ClientAuth::Post)
+        .revocation_endpoint("https://auth.example/revoke")
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    let out = send(&mut source, at(0));
+    let body = r#"{"access_token":"at","expires_in":60,"refresh_token":"rt"}"#;
+    source.handle_response(at(0), out.id, response(200, body)).unwrap();
+    let revoke = source.signout().unwrap();
+    let pairs = form(&revoke.request);
+    assert!(pairs.contains(&("token".into(), "rt".into())), "{pairs:?}");
+    assert!(
+        pairs.contains(&("token_type_hint".into(), "refresh_token".into())),
+        "{pairs:?}"
+    );
+    assert!(pairs.contains(&("client_secret".into(), SECRET.into())), "{pairs:?}");
+    // A failed revocation is reported.
+    let e = source
+        .handle_response(at(1), revoke.id, oauth_error(400, "unsupported_token_type"))
+        .unwrap_err();
+    assert_eq!(e.oauth_code().map(|c| c.as_str()), Some("unsupported_token_type"));
+}
+
+#[test]
+fn signout_without_a_revocation_endpoint_or_token_sends_nothing() {
+    let mut source = source();
+    fetch(&mut source, at(0), "t", 3600);
+    assert!(source.signout().is_none());
+    assert!(source.token().is_none());
+    send(&mut source, at(1));
+
+    let config = builder()
+        .revocation_endpoint("https://auth.example/revoke")
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    assert!(source.signout().is_none());
+    send(&mut source, at(0));
+}
+
+#[test]
+fn a_revocation_transport_error_is_returned() {
+    let config = builder()
+        .revocation_endpoint("https://auth.example/revoke")
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    fetch(&mut source, at(0), "t", 3600);
+    let revoke = source.signout().unwrap();
+    let e = source
+        .handle_transport_error(at(1), revoke.id, TransportErrorKind::Connect)
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport(_)));
+    send(&mut source, at(2));
+}
+
+// -------------------------------------------------------------- discovery
+
+fn metadata(issuer: &str, token_endpoint: &str, extra: &str) -> http::Response<Vec<u8>> {
+    response(
+        200,
+        format!(r#"{{"issuer":"{issuer}","token_endpoint":"{token_endpoint}"{extra}}}"#),
+    )
+}
+
+fn discovering(order: Option<DiscoveryOrder>) -> TokenSource {
+    let mut b = Config::builder(CLIENT_ID, SECRET).issuer(ISSUER).jitter_seed(3);
+    if let Some(order) = order {
+        b = b.discovery_order(order);
+    }
+    TokenSource::new(b.build().unwrap())
+}
+
+const DISCOVERED_TOKEN_URL: &str = "https://id.example/tenant/oauth/token";
+
+#[test]
+fn discovery_tries_openid_then_rfc8414_then_requests_a_token() {
+    let mut source = discovering(None);
+    let out = send(&mut source, at(0));
+    assert_eq!(out.kind, RequestKind::Discovery);
+    assert_eq!(out.request.method(), http::Method::GET);
+    assert_eq!(
+        out.request.uri(),
+        "https://id.example/tenant/.well-known/openid-configuration"
+    );
+    assert!(out.request.headers().get(http::header::AUTHORIZATION).is_none());
+    let event = source
+        .handle_response(at(0), out.id, response(404, "not found"))
+        .unwrap();
+    let Event::Fallback { error } = event else {
+        panic!("{event:?}")
+    };
+    assert!(
+        matches!(error, Error::Discovery(DiscoveryError::NotFound { .. })),
+        "{error:?}"
+    );
+
+    let out = send(&mut source, at(0));
+    assert_eq!(out.kind, RequestKind::Discovery);
+    assert_eq!(
+        out.request.uri(),
+        "https://id.example/.well-known/oauth-authorization-server/tenant"
+    );
+    let event = source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
+        .unwrap();
+    let Event::DiscoveryUpdated(meta) = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(meta.token_endpoint, DISCOVERED_TOKEN_URL);
+    assert_eq!(source.metadata().map(|m| m.issuer.as_str()), Some(ISSUER));
+
+    let out = send(&mut source, at(0));
+    assert_eq!(out.kind, RequestKind::Token);
+    assert_eq!(out.request.uri(), DISCOVERED_TOKEN_URL);
+    source.handle_response(at(1), out.id, token_ok("t", 600)).unwrap();
+    assert_eq!(ready(&mut source, at(1)).secret(), "t");
+}
+
+#[test]
+fn both_locations_missing_fails_the_round() {
+    let mut source = discovering(None);
+    let out = send(&mut source, at(0));
+    source.handle_response(at(0), out.id, response(404, "")).unwrap();
+    let out = send(&mut source, at(0));
+    let e = source.handle_response(at(0), out.id, response(410, "")).unwrap_err();
+    assert!(
+        matches!(&e, Error::Discovery(DiscoveryError::NotFound { url }) if url.contains("oauth-authorization-server")),
+        "{e:?}"
+    );
+    assert!(!e.is_retryable());
+    assert!(source.last_error().is_some());
+    // The next round starts over at the OpenID location.
+    let until = wait(&mut source, at(0)).unwrap();
+    let out = send(&mut source, until);
+    assert!(out.request.uri().path().ends_with("openid-configuration"));
+}
+
+#[test]
+fn discovery_order_settings() {
+    let mut source = discovering(Some(DiscoveryOrder::Rfc8414First));
+    let out = send(&mut source, at(0));
+    assert!(out
+        .request
+        .uri()
+        .path()
+        .starts_with("/.well-known/oauth-authorization-server"));
+    source.handle_response(at(0), out.id, response(404, "")).unwrap();
+    let out = send(&mut source, at(0));
+    assert!(out.request.uri().path().ends_with("/.well-known/openid-configuration"));
+
+    let mut source = discovering(Some(DiscoveryOrder::OpenIdOnly));
+    let out = send(&mut source, at(0));
+    assert!(source.handle_response(at(0), out.id, response(404, "")).is_err());
+
+    let mut source = discovering(Some(DiscoveryOrder::Rfc8414Only));
+    let out = send(&mut source, at(0));
+    assert!(out
+        .request
+        .uri()
+        .path()
+        .starts_with("/.well-known/oauth-authorization-server"));
+    assert!(source.handle_response(at(0), out.id, response(404, "")).is_err());
+}
+
+#[test]
+fn an_issuer_mismatch_is_refused_and_its_endpoint_never_used() {
+    let mut source = discovering(None);
+    let evil = "https://evil.example/token";
+    let mut now = at(0);
+    for _ in 0..5 {
+        let out = send(&mut source, now);
+        assert_eq!(out.kind, RequestKind::Discovery, "{out:?}");
+        assert_ne!(out.request.uri(), evil);
+        let e = source
+            .handle_response(now, out.id, metadata("https://evil.example", evil, ""))
+            .unwrap_err();
+        match &e {
+            Error::Discovery(DiscoveryError::IssuerMismatch { expected, found }) => {
+                assert_eq!(expected, ISSUER);
+                assert_eq!(found, "https://evil.example");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!e.is_retryable());
+        assert!(source.metadata().is_none());
+        now = wait(&mut source, now).unwrap();
+    }
+    // A trailing-slash difference is a mismatch too (exact comparison).
+    let mut source = discovering(None);
+    let out = send(&mut source, at(0));
+    let e = source
+        .handle_response(at(0), out.id, metadata(&format!("{ISSUER}/"), DISCOVERED_TOKEN_URL, ""))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Discovery(DiscoveryError::IssuerMismatch { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_plain_http_token_endpoint_to_a_remote_host_is_refused() {
+    let mut source = discovering(None);
+    let out = send(&mut source, at(0));
+    let e = source
+        .handle_response(at(0), out.id, metadata(ISSUER, "http://id.example/token", ""))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Discovery(DiscoveryError::InvalidEndpoint(_))),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("clear text"), "{e}");
+    let until = wait(&mut source, at(0)).unwrap();
+    assert_eq!(send(&mut source, until).kind, RequestKind::Discovery);
+}
+
+#[test]
+fn metadata_is_reused_across_refreshes_and_refetched_after_its_ttl() {
+    let config = Config::builder(CLIENT_ID, SECRET)
+        .issuer(ISSUER)
+        .discovery_ttl(Duration::from_secs(2000))
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    let out = send(&mut source, at(0));
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
+        .unwrap();
+    let out = send(&mut source, at(0));
+    source.handle_response(at(0), out.id, token_ok("t1", 1200)).unwrap();
+    // Refreshes within the TTL go straight to the token endpoint.
+    let out = send(&mut source, at(900));
+    assert_eq!(out.kind, RequestKind::Token);
+    source.handle_response(at(900), out.id, token_ok("t2", 1200)).unwrap();
+    let out = send(&mut source, at(1800));
+    assert_eq!(out.kind, RequestKind::Token);
+    source.handle_response(at(1800), out.id, token_ok("t3", 1200)).unwrap();
+    // After the TTL, the metadata is fetched again first; the token is served meanwhile.
+    let out = send(&mut source, at(2700));
+    assert_eq!(out.kind, RequestKind::Discovery);
+    assert_eq!(ready(&mut source, at(2700)).secret(), "t3");
+    source
+        .handle_response(
+            at(2700),
+            out.id,
+            metadata(ISSUER, "https://id.example/tenant/v2/token", ""),
+        )
+        .unwrap();
+    let out = send(&mut source, at(2700));
+    assert_eq!(out.request.uri(), "https://id.example/tenant/v2/token");
+}
+
+#[test]
+fn a_failed_rediscovery_keeps_the_previous_metadata() {
+    let config = Config::builder(CLIENT_ID, SECRET)
+        .issuer(ISSUER)
+        .discovery_ttl(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    let out = send(&mut source, at(0));
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
+        .unwrap();
+    let out = send(&mut source, at(0));
+    source.handle_response(at(0), out.id, token_ok("t1", 600)).unwrap();
+    let out = send(&mut source, at(300));
+    assert_eq!(out.kind, RequestKind::Discovery);
+    let event = source
+        .handle_response(
+            at(300),
+            out.id,
+            metadata("https://evil.example", "https://evil.example/t", ""),
+        )
+        .unwrap();
+    assert!(matches!(event, Event::Fallback { .. }), "{event:?}");
+    let out = send(&mut source, at(300));
+    assert_eq!(out.request.uri(), DISCOVERED_TOKEN_URL);
+}
+
+#[test]
+fn a_404_from_the_token_endpoint_rediscovers_once_per_round() {
+    let mut source = discovering(None);
+    let out = send(&mut source, at(0));
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
+        .unwrap();
+    fetch(&mut source, at(0), "t1", 600);
+
+    for gone in [404, 410] {
+        let mut source = discovering(None);
+        let out = send(&mut source, at(0));
+        source
+            .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
+            .unwrap();
+        let out = send(&mut source, at(0));
+        let event = source.handle_response(at(0), out.id, response(gone, "")).unwrap();
+        assert!(matches!(event, Event::Fallback { .. }), "{event:?}");
+        let out = send(&mut source, at(0));
+        assert_eq!(out.kind, RequestKind::Discovery);
+        source
+            .handle_response(at(0), out.id, metadata(ISSUER, "https://id.example/tenant/moved", ""))
+            .unwrap();
+        let out = send(&mut source, at(0));
+        assert_eq!(out.request.uri(), "https://id.example/tenant/moved");
+        // Gone again: no second rediscovery in this round.
+        let e = source.handle_response(at(0), out.id, response(gone, "")).unwrap_err();
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(gone));
+        assert!(source.last_error().is_some());
+    }
+}
+
+#[test]
+fn client_authentication_is_negotiated_from_metadata() {
+    let cases = [
+        (
+            r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#,
+            false,
+        ),
+        (
+            r#","token_endpoint_auth_methods_supported":["client_secret_post","client_secret_basic"]"#,
+            true,
+        ),
+        (r#","token_endpoint_auth_methods_supported":["private_key_jwt"]"#, true),
+        ("", true),
+    ];
+    for (extra, basic) in cases {
+        let mut source = discovering(None);
+        let out = send(&mut source, at(0));
+        source
+            .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
+            .unwrap();
+        let out = send(&mut source, at(0));
+        let has_basic = out.request.headers().contains_key(http::header::AUTHORIZATION);
+        assert_eq!(has_basic, basic, "{extra}");
+        assert_eq!(form_value(&out.request, "client_secret").is_some(), !basic, "{extra}");
+    }
+    // An explicit choice wins.
+    let config = Config::builder(CLIENT_ID, SECRET)
+        .issuer(ISSUER)
+        .auth(ClientAuth::Basic)
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    let out = send(&mut source, at(0));
+    let extra = r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#;
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
+        .unwrap();
+    let out = send(&mut source, at(0));
+    assert!(out.request.headers().contains_key(http::header::AUTHORIZATION));
+}
+
+#[test]
+fn a_discovered_revocation_endpoint_is_used_at_signout() {
+    let mut source = discovering(None);
+    let out = send(&mut source, at(0));
+    let extra = r#","revocation_endpoint":"https://id.example/tenant/revoke""#;
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
+        .unwrap();
+    fetch(&mut source, at(0), "t", 600);
+    let revoke = source.signout().unwrap();
+    assert_eq!(revoke.request.uri(), "https://id.example/tenant/revoke");
+
+    // An http revocation endpoint to a remote host is dropped.
+    let mut source = discovering(None);
+    let out = send(&mut source, at(0));
+    let extra = r#","revocation_endpoint":"http://id.example/revoke""#;
+    source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
+        .unwrap();
+    fetch(&mut source, at(0), "t", 600);
+    assert!(source.signout().is_none());
+}
+
+#[test]
+fn discovery_failures_are_retried_like_token_failures() {
+    let mut source = discovering(None);
+    let out = send(&mut source, at(0));
+    let event = source.handle_response(at(0), out.id, response(503, "down")).unwrap();
+    let Event::RetryScheduled { at: retry_at, error } = event else {
+        panic!("{event:?}")
+    };
+    assert!(matches!(
+        error,
+        Error::Discovery(DiscoveryError::UnexpectedStatus { .. })
+    ));
+    let out = send(&mut source, retry_at);
+    assert_eq!(out.kind, RequestKind::Discovery);
+    let event = source
+        .handle_transport_error(retry_at, out.id, TransportErrorKind::Timeout)
+        .unwrap();
+    assert!(matches!(event, Event::RetryScheduled { .. }), "{event:?}");
+}
+
+#[test]
+fn loopback_issuers_work_over_plain_http() {
+    let issuer = "http://127.0.0.1:8080";
+    let config = Config::builder(CLIENT_ID, SECRET).issuer(issuer).build().unwrap();
+    let mut source = TokenSource::new(config);
+    let out = send(&mut source, at(0));
+    assert_eq!(
+        out.request.uri(),
+        "http://127.0.0.1:8080/.well-known/openid-configuration"
+    );
+    source
+        .handle_response(at(0), out.id, metadata(issuer, "http://127.0.0.1:8080/token", ""))
+        .unwrap();
+    let out = send(&mut source, at(0));
+    assert_eq!(out.request.uri(), "http://127.0.0.1:8080/token");
+}
+
+#[test]
+fn oversized_discovery_documents_are_refused() {
+    let config = Config::builder(CLIENT_ID, SECRET)
+        .issuer(ISSUER)
+        .max_body_size(1024)
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    let out = send(&mut source, at(0));
+    let extra = format!(r#","padding":"{}""#, "x".repeat(2000));
+    let e = source
+        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, &extra))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Discovery(DiscoveryError::InvalidDocument { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn action_is_a_plain_enum() {
+    let mut source = source();
+    match source.poll(at(0)) {
+        Action::Ready(_) | Action::Wait { .. } => panic!("nothing cached"),
+        Action::Send(out) => assert!(format!("{out:?}").contains("Token")),
+    }
+}
+
+// ---------------------------------------------------------------- review fixes
+
+#[test]
+fn a_clock_skew_longer_than_the_lifetime_does_not_refetch_on_every_poll() {
+    let config = builder().clock_skew(Duration::from_secs(600)).build().unwrap();
+    let mut source = TokenSource::new(config);
+    let token = fetch(&mut source, at(0), "t1", 60);
+    // Skew is capped at half the lifetime: usable until 30 s, refreshed at 15 s.
+    assert_eq!(ready(&mut source, at(14)).secret(), token.secret());
+    assert!(source.usable(at(29)).is_some());
+    assert!(source.usable(at(30)).is_none());
+    assert_eq!(send(&mut source, at(15)).kind, RequestKind::Token);
+}
+
+#[test]
+fn an_explicit_refresh_does_not_lift_the_cool_down() {
+    let mut source = TokenSource::new(one_attempt());
+    let out = send(&mut source, at(0));
+    assert!(source
+        .handle_response(at(0), out.id, oauth_error(401, "invalid_client"))
+        .is_err());
+    source.force_refresh();
+    let until = wait(&mut source, at(0)).expect("cool-down");
+    assert!(source.last_error().is_some());
+    assert_eq!(send(&mut source, until).kind, RequestKind::Token);
+}
