@@ -1,11 +1,22 @@
 //! Integration suite of the `client-credentials` workspace.
 //!
-//! The library part holds what the integration tests share: [`oidc::OidcPeer`]
-//! starts a real OpenID Connect provider (`tests/oidc-provider`, the npm
-//! package `oidc-provider`) to talk to, and [`oidc::raw`] is a tiny HTTP/1.1
-//! client over [`std::net::TcpStream`] used to check that peer without any
-//! HTTP crate.
+//! Every scenario in [`scenarios`] is written once, generic over [`Adapter`],
+//! and run against both adapters ([`Blocking`], [`Tokio`]) by the test files
+//! in `tests/` (one per concern) through the [`scenarios!`] macro. They run
+//! against the in-process test issuer (`client-credentials-testkit`) with
+//! scripted faults, and against a real OpenID Connect provider:
+//! [`oidc::OidcPeer`] starts `tests/oidc-provider` (the npm package
+//! `oidc-provider`) on loopback. [`oidc::raw`] is a tiny HTTP/1.1 client used
+//! to check that peer without any HTTP crate.
 
+pub mod adapter;
 pub mod oidc;
+pub mod scenarios;
 
+pub use adapter::{Adapter, Blocking, Options, StoreChoice, Tokio};
 pub use oidc::OidcPeer;
+
+/// The README's code blocks, compiled and run as doctests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,163 @@
+//! One blocking view over both adapters, so every scenario is written once.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use client_credentials::{AccessToken, Config, Error, ProviderMetadata};
+
+/// Which token store a scenario wants.
+#[derive(Debug, Clone, Default)]
+pub enum StoreChoice {
+    /// None.
+    #[default]
+    None,
+    /// The adapter's `FileStore` at this path.
+    File(PathBuf),
+}
+
+/// Callback type for token updates.
+pub type OnUpdate = Arc<dyn Fn(&AccessToken) + Send + Sync>;
+
+/// How to build a client for a scenario.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// `.timeout(..)`.
+    pub timeout: Option<Duration>,
+    /// `.store(..)`.
+    pub store: StoreChoice,
+    /// `.on_token_update(..)`.
+    pub on_update: Option<OnUpdate>,
+}
+
+/// A client of either adapter, driven through blocking calls.
+pub trait Adapter: 'static {
+    /// Name for messages.
+    const NAME: &'static str;
+    /// The adapter's client.
+    type Client: Clone + Send + Sync + 'static;
+    /// Builds a client.
+    fn build(config: Config, options: Options) -> Self::Client;
+    /// `token()`.
+    fn token(client: &Self::Client) -> Result<AccessToken, Error>;
+    /// `refresh()`.
+    fn refresh(client: &Self::Client) -> Result<AccessToken, Error>;
+    /// `authorization_header()`.
+    fn authorization_header(client: &Self::Client) -> Result<http::HeaderValue, Error>;
+    /// `invalidate(..)`.
+    fn invalidate(client: &Self::Client, token: &AccessToken);
+    /// `signout()`.
+    fn signout(client: &Self::Client) -> Result<(), Error>;
+    /// The free function `discover(issuer)`.
+    fn discover(issuer: &str) -> Result<ProviderMetadata, Error>;
+}
+
+/// `client-credentials-blocking`.
+#[derive(Debug)]
+pub enum Blocking {}
+
+impl Adapter for Blocking {
+    const NAME: &'static str = "blocking";
+    type Client = client_credentials_blocking::Client;
+
+    fn build(config: Config, options: Options) -> Self::Client {
+        let mut builder = client_credentials_blocking::Client::builder(config);
+        if let Some(timeout) = options.timeout {
+            builder = builder.timeout(timeout);
+        }
+        if let StoreChoice::File(path) = options.store {
+            builder = builder.store(client_credentials_blocking::FileStore::new(path));
+        }
+        if let Some(on_update) = options.on_update {
+            builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
+        }
+        builder.build()
+    }
+    fn token(client: &Self::Client) -> Result<AccessToken, Error> {
+        client.token()
+    }
+    fn refresh(client: &Self::Client) -> Result<AccessToken, Error> {
+        client.refresh()
+    }
+    fn authorization_header(client: &Self::Client) -> Result<http::HeaderValue, Error> {
+        client.authorization_header()
+    }
+    fn invalidate(client: &Self::Client, token: &AccessToken) {
+        client.invalidate(token);
+    }
+    fn signout(client: &Self::Client) -> Result<(), Error> {
+        client.signout()
+    }
+    fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
+        client_credentials_blocking::discover(issuer)
+    }
+}
+
+/// `client-credentials-tokio`, each call run to completion on a shared
+/// multi-thread runtime (so scenarios with many threads work as they do with
+/// the blocking adapter).
+#[derive(Debug)]
+pub enum Tokio {}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+impl Adapter for Tokio {
+    const NAME: &'static str = "tokio";
+    type Client = client_credentials_tokio::Client;
+
+    fn build(config: Config, options: Options) -> Self::Client {
+        let _guard = runtime().enter();
+        let mut builder = client_credentials_tokio::Client::builder(config);
+        if let Some(timeout) = options.timeout {
+            builder = builder.timeout(timeout);
+        }
+        if let StoreChoice::File(path) = options.store {
+            builder = builder.store(client_credentials_tokio::FileStore::new(path));
+        }
+        if let Some(on_update) = options.on_update {
+            builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
+        }
+        builder.build()
+    }
+    fn token(client: &Self::Client) -> Result<AccessToken, Error> {
+        runtime().block_on(client.token())
+    }
+    fn refresh(client: &Self::Client) -> Result<AccessToken, Error> {
+        runtime().block_on(client.refresh())
+    }
+    fn authorization_header(client: &Self::Client) -> Result<http::HeaderValue, Error> {
+        runtime().block_on(client.authorization_header())
+    }
+    fn invalidate(client: &Self::Client, token: &AccessToken) {
+        client.invalidate(token);
+    }
+    fn signout(client: &Self::Client) -> Result<(), Error> {
+        runtime().block_on(client.signout())
+    }
+    fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
+        runtime().block_on(client_credentials_tokio::discover(issuer))
+    }
+}
+
+/// Declares one `#[test]` per scenario per adapter: the scenario list is
+/// written once and run against both.
+#[macro_export]
+macro_rules! scenarios {
+    ($module:ident: $($name:ident),* $(,)?) => {
+        mod blocking {
+            $(#[test] fn $name() { $crate::scenarios::$module::$name::<$crate::Blocking>() })*
+        }
+        mod tokio {
+            $(#[test] fn $name() { $crate::scenarios::$module::$name::<$crate::Tokio>() })*
+        }
+    };
+}

@@ -1,0 +1,72 @@
+//! Token stores, the update callback and sign-out.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use client_credentials_testkit::TestIssuer;
+
+use super::{config, discovering};
+use crate::{Adapter, Options, StoreChoice};
+
+/// Two clients sharing a file store: the second makes no request.
+pub fn file_store_is_shared_between_runs<A: Adapter>() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    let issuer = TestIssuer::start();
+    let options = Options {
+        store: StoreChoice::File(path.clone()),
+        ..Options::default()
+    };
+    let first = A::token(&A::build(config(&issuer).build().unwrap(), options.clone())).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let second = A::token(&A::build(config(&issuer).build().unwrap(), options)).unwrap();
+    assert_eq!(first.secret(), second.secret());
+    assert_eq!(issuer.token_requests().len(), 1);
+}
+
+/// The callback fires once per new token, not per read.
+pub fn update_callback_fires_once_per_token<A: Adapter>() {
+    let issuer = TestIssuer::start();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let options = Options {
+        on_update: Some(Arc::new(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })),
+        ..Options::default()
+    };
+    let client = A::build(config(&issuer).build().unwrap(), options);
+    for _ in 0..5 {
+        A::token(&client).unwrap();
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    A::refresh(&client).unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+/// Sign-out revokes at the discovered endpoint, clears the store, and the next call fetches anew.
+pub fn signout_revokes_and_clears<A: Adapter>() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    let issuer = TestIssuer::start();
+    let options = Options {
+        store: StoreChoice::File(path.clone()),
+        ..Options::default()
+    };
+    let client = A::build(discovering(&issuer).build().unwrap(), options);
+    let token = A::token(&client).unwrap();
+    assert!(path.exists());
+    A::signout(&client).unwrap();
+    assert!(!path.exists(), "sign-out deletes the stored token");
+    let revocations = issuer.revocation_requests();
+    assert_eq!(revocations.len(), 1);
+    assert_eq!(revocations[0].param("token"), Some(token.secret()));
+    let next = A::token(&client).unwrap();
+    assert_ne!(next.secret(), token.secret());
+    assert_eq!(issuer.token_requests().len(), 2);
+}

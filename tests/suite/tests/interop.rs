@@ -1,0 +1,11 @@
+//! Interoperability with a real OpenID Connect provider (`oidc-provider`,
+//! started on loopback; Node.js required), against both adapters.
+client_credentials_suite::scenarios!(interop:
+    discovery,
+    basic_auth_with_reserved_characters,
+    post_auth,
+    resource_indicator_gives_a_jwt,
+    refresh_after_expiry,
+    wrong_secret_is_invalid_client,
+    unknown_scope_is_invalid_scope,
+);

@@ -1,0 +1,6 @@
+//! Stores, the update callback and sign-out, against both adapters.
+client_credentials_suite::scenarios!(stores:
+    file_store_is_shared_between_runs,
+    update_callback_fires_once_per_token,
+    signout_revokes_and_clears,
+);
