@@ -80,7 +80,10 @@ pub fn refresh_forces_a_new_token<A: Adapter>() {
 
 /// `ClientAuth::Post` and `ClientAuth::Json` put the credentials in the body.
 pub fn post_and_json_authentication<A: Adapter>() {
-    for (auth, method) in [(ClientAuth::Post, AuthMethod::Post), (ClientAuth::Json, AuthMethod::Json)] {
+    for (auth, method) in [
+        (ClientAuth::Post, AuthMethod::Post),
+        (ClientAuth::Json, AuthMethod::Json),
+    ] {
         let issuer = TestIssuer::start();
         let config = config(&issuer)
             .auth(auth)
@@ -116,7 +119,10 @@ pub fn parameters_reach_the_server<A: Adapter>() {
     assert_eq!(token.scope(), Some("read write"));
     let request = &issuer.token_requests()[0];
     assert_eq!(request.param("scope"), Some("read write"));
-    assert_eq!(request.params("resource"), vec!["https://a.example/", "https://b.example/"]);
+    assert_eq!(
+        request.params("resource"),
+        vec!["https://a.example/", "https://b.example/"]
+    );
     assert_eq!(request.param("audience"), Some("orders"));
     assert_eq!(request.param("tenant"), Some("t 1"));
 }
@@ -129,6 +135,10 @@ pub fn refresh_token_grant_is_used<A: Adapter>() {
     assert!(first.refresh_token().is_some());
     let second = A::refresh(&client).unwrap();
     assert_ne!(first.secret(), second.secret());
-    let grants: Vec<_> = issuer.token_requests().iter().map(|r| r.grant_type.clone().unwrap_or_default()).collect();
+    let grants: Vec<_> = issuer
+        .token_requests()
+        .iter()
+        .map(|r| r.grant_type.clone().unwrap_or_default())
+        .collect();
     assert_eq!(grants, ["client_credentials", "refresh_token"]);
 }

@@ -22,13 +22,19 @@ pub fn openid_discovery_then_tokens<A: Adapter>() {
 
 /// An issuer with a path that serves only RFC 8414 metadata.
 pub fn rfc8414_fallback_with_an_issuer_path<A: Adapter>() {
-    let issuer = TestIssuer::builder().issuer_path("/tenant/a").discovery(DiscoveryMode::Rfc8414).start();
+    let issuer = TestIssuer::builder()
+        .issuer_path("/tenant/a")
+        .discovery(DiscoveryMode::Rfc8414)
+        .start();
     let client = A::build(discovering(&issuer).build().unwrap(), Options::default());
     A::token(&client).unwrap();
     let paths: Vec<_> = issuer.discovery_requests().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths,
-        ["/tenant/a/.well-known/openid-configuration", "/.well-known/oauth-authorization-server/tenant/a"]
+        [
+            "/tenant/a/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server/tenant/a"
+        ]
     );
     assert_eq!(issuer.token_requests().len(), 1);
 }
@@ -53,6 +59,9 @@ pub fn discover_function<A: Adapter>() {
     let metadata = A::discover(&issuer.issuer_url()).unwrap();
     assert_eq!(metadata.issuer, issuer.issuer_url());
     assert_eq!(metadata.token_endpoint, issuer.token_endpoint());
-    assert_eq!(metadata.revocation_endpoint.as_deref(), Some(issuer.revocation_endpoint().as_str()));
+    assert_eq!(
+        metadata.revocation_endpoint.as_deref(),
+        Some(issuer.revocation_endpoint().as_str())
+    );
     assert!(issuer.token_requests().is_empty());
 }

@@ -107,7 +107,10 @@ pub fn redirects_are_not_followed<A: Adapter>() {
         other => panic!("{other:?}"),
     }
     assert_eq!(issuer.token_requests().len(), 1);
-    assert!(target.requests().is_empty(), "credentials were sent to the redirect target");
+    assert!(
+        target.requests().is_empty(),
+        "credentials were sent to the redirect target"
+    );
 }
 
 /// A malformed refresh never evicts a token that has not expired.

@@ -50,8 +50,14 @@ pub fn basic_auth_with_reserved_characters<A: Adapter>() {
     let token = A::token(&client).unwrap();
     assert_eq!(token.token_type(), "Bearer");
     assert_eq!(token.scope(), Some("api:read"));
-    let lifetime = token.expires_at().unwrap().saturating_duration_since(token.received_at());
-    assert!(lifetime <= Duration::from_secs(OidcPeer::DEFAULT_TTL_SECS + 1), "{lifetime:?}");
+    let lifetime = token
+        .expires_at()
+        .unwrap()
+        .saturating_duration_since(token.received_at());
+    assert!(
+        lifetime <= Duration::from_secs(OidcPeer::DEFAULT_TTL_SECS + 1),
+        "{lifetime:?}"
+    );
     assert_eq!(A::token(&client).unwrap().secret(), token.secret(), "cached");
     assert_eq!(updates.load(Ordering::SeqCst), 1, "one token request");
 }
@@ -72,12 +78,19 @@ pub fn post_auth<A: Adapter>() {
 /// A resource indicator (RFC 8707) yields a JWT access token whose `exp` the client can read.
 pub fn resource_indicator_gives_a_jwt<A: Adapter>() {
     let peer = peer();
-    let config = basic_client(peer).resource(OidcPeer::RESOURCE).scope("api:read").build().unwrap();
+    let config = basic_client(peer)
+        .resource(OidcPeer::RESOURCE)
+        .scope("api:read")
+        .build()
+        .unwrap();
     let client = A::build(config, Options::default());
     let token = A::token(&client).unwrap();
     assert_eq!(token.secret().split('.').count(), 3, "a JWT");
     let lifetime = jwt_lifetime(token.secret(), Timestamp::from(std::time::SystemTime::now())).unwrap();
-    assert!(lifetime > 0.0 && lifetime <= OidcPeer::DEFAULT_TTL_SECS as f64 + 1.0, "{lifetime}");
+    assert!(
+        lifetime > 0.0 && lifetime <= OidcPeer::DEFAULT_TTL_SECS as f64 + 1.0,
+        "{lifetime}"
+    );
 }
 
 /// Short-lived tokens are refreshed at half-life; the provider issues a new one.
@@ -95,9 +108,21 @@ pub fn refresh_after_expiry<A: Adapter>() {
 /// A wrong secret is a typed, final `invalid_client`.
 pub fn wrong_secret_is_invalid_client<A: Adapter>() {
     let peer = peer();
-    let config = Config::builder(OidcPeer::BASIC_CLIENT_ID, "not-the-secret").issuer(peer.issuer()).build().unwrap();
+    let config = Config::builder(OidcPeer::BASIC_CLIENT_ID, "not-the-secret")
+        .issuer(peer.issuer())
+        .build()
+        .unwrap();
     let error = A::token(&A::build(config, Options::default())).unwrap_err();
-    assert!(matches!(&error, Error::OAuth { code: OAuthErrorCode::InvalidClient, .. }), "{error:?}");
+    assert!(
+        matches!(
+            &error,
+            Error::OAuth {
+                code: OAuthErrorCode::InvalidClient,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert!(!error.is_retryable());
     assert!(!error.to_string().contains("not-the-secret"));
 }

@@ -51,7 +51,11 @@ pub fn sixty_four_threads_one_error<A: Adapter>() {
     let results = all_at_once::<A>(&client);
     for result in &results {
         match result {
-            Err(Error::OAuth { code: OAuthErrorCode::InvalidClient, status, .. }) => assert_eq!(status.as_u16(), 401),
+            Err(Error::OAuth {
+                code: OAuthErrorCode::InvalidClient,
+                status,
+                ..
+            }) => assert_eq!(status.as_u16(), 401),
             other => panic!("{}: {other:?}", A::NAME),
         }
     }
