@@ -16,11 +16,15 @@ pub fn token(args: TokenArgs) -> Result<(), Failure> {
     let secret = read_secret(&args)?;
     let config = token_config(&args, secret)?;
     let transport = LoggingTransport::ureq(args.http.timeout, config.max_body_size());
+    let last_request = transport.last_request();
     let mut builder = Client::builder(config).transport(transport);
     if let Some(path) = &args.cache {
         builder = builder.store(FileStore::new(path));
     }
-    let token = builder.build().token()?;
+    let token = builder
+        .build()
+        .token()
+        .map_err(|e| Failure::from(e).after(last_request.get()))?;
     let output = if args.header {
         let header = token.authorization_header();
         let value = header
@@ -138,7 +142,8 @@ pub fn discover(args: DiscoverArgs) -> Result<(), Failure> {
     )
     .build()?;
     let transport = LoggingTransport::ureq(args.http.timeout, config.max_body_size());
-    let metadata = discover_with(TokenSource::new(config), &transport)?;
+    let metadata =
+        discover_with(TokenSource::new(config), &transport).map_err(|e| e.after(transport.last_request().get()))?;
     let json = serde_json::to_string_pretty(&metadata)
         .map_err(|e| Failure::from(invalid(&format!("cannot print the metadata: {e}"))))?;
     print_line(&json)

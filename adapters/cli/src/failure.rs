@@ -38,6 +38,17 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// For network and server errors, names the request that failed last
+    /// (`POST https://…/token`): a refused connection says nothing of where.
+    pub fn after(mut self, last_request: Option<String>) -> Self {
+        if let (TRANSPORT, Some(request)) = (self.code, last_request) {
+            self.message = format!("{} (last request: {request})", self.message);
+        }
+        self
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
