@@ -1,0 +1,99 @@
+//! Cached `token()` against the clocks it reads, on one and two threads, and
+//! the first token against a bare `ureq` POST of the same request.
+//!
+//! `cargo bench -p client-credentials-blocking --bench cached -- --warm-up-time 1 --measurement-time 3`
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::io::Read;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use client_credentials::{Action, Config, TokenSource};
+use client_credentials_blocking::Client;
+use client_credentials_testkit::TestIssuer;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn config(issuer: &TestIssuer) -> Config {
+    Config::builder(issuer.client_id(), issuer.client_secret())
+        .token_endpoint(issuer.token_endpoint())
+        .build()
+        .unwrap()
+}
+
+fn cached(c: &mut Criterion) {
+    let issuer = TestIssuer::start();
+    let client = Client::new(config(&issuer));
+    client.token().unwrap();
+
+    let mut group = c.benchmark_group("cached");
+    group.bench_function("SystemTime::now", |b| b.iter(|| black_box(SystemTime::now())));
+    group.bench_function("coarse_now", |b| {
+        b.iter(|| black_box(client_credentials_common::coarse_now()))
+    });
+    group.bench_function("token/1 thread", |b| b.iter(|| black_box(client.token().unwrap())));
+    group.bench_function("token/2 threads", |b| {
+        b.iter_custom(|iters| {
+            let barrier = Arc::new(Barrier::new(3));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (client, barrier) = (client.clone(), Arc::clone(&barrier));
+                    thread::spawn(move || {
+                        client.token().unwrap(); // this thread's copy
+                        barrier.wait();
+                        for _ in 0..iters {
+                            black_box(client.token().unwrap());
+                        }
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let started = Instant::now();
+            for t in threads {
+                t.join().unwrap();
+            }
+            started.elapsed()
+        })
+    });
+    group.finish();
+}
+
+fn first_token(c: &mut Criterion) {
+    let issuer = TestIssuer::start();
+    let config = config(&issuer);
+    // The exact request the client sends (same form body, same Basic header).
+    let request = match TokenSource::new(config.clone()).poll(client_credentials_common::now()) {
+        Action::Send(outgoing) => outgoing.request,
+        other => panic!("expected a request, got {other:?}"),
+    };
+
+    let mut group = c.benchmark_group("first token");
+    group.bench_function("bare ureq POST", |b| {
+        b.iter(|| {
+            // A new agent each time, as a new client has: a new connection.
+            let agent = ureq::Agent::config_builder()
+                .max_redirects(0)
+                .http_status_as_error(false)
+                .build()
+                .new_agent();
+            let mut response = agent.run(request.clone()).unwrap();
+            let mut body = Vec::new();
+            response.body_mut().as_reader().read_to_end(&mut body).unwrap();
+            assert!(response.status().is_success());
+            black_box(body)
+        })
+    });
+    group.bench_function("Client::token", |b| {
+        b.iter(|| black_box(Client::new(config.clone()).token().unwrap()))
+    });
+    group.finish();
+    issuer.clear_requests();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = cached, first_token
+}
+criterion_main!(benches);

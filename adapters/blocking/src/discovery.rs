@@ -1,0 +1,37 @@
+//! Standalone discovery of a provider's metadata.
+
+use client_credentials::{
+    discovery_request_at, parse_discovery, DiscoveryError, DiscoveryLocation, Error, ProviderMetadata,
+};
+
+use crate::transport::{Transport, UreqTransport};
+
+/// Fetches and validates `issuer`'s metadata: OpenID Connect discovery
+/// (`{issuer}/.well-known/openid-configuration`), then RFC 8414
+/// (`/.well-known/oauth-authorization-server{path}`) if that is not found.
+/// Uses the default transport (30 s timeout, no redirects).
+///
+/// A client built with `Config::builder(..).issuer(..)` discovers by itself;
+/// this is for looking at a provider's endpoints, e.g. to pick an
+/// authentication method.
+///
+/// ```no_run
+/// let metadata = client_credentials_blocking::discover("https://login.example.com")?;
+/// println!("token endpoint: {}", metadata.token_endpoint);
+/// # Ok::<(), client_credentials::Error>(())
+/// ```
+pub fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
+    discover_with(&UreqTransport::default(), issuer)
+}
+
+/// [`discover`] over your own transport.
+pub fn discover_with(transport: &impl Transport, issuer: &str) -> Result<ProviderMetadata, Error> {
+    let request = discovery_request_at(issuer, DiscoveryLocation::OpenId)?;
+    match parse_discovery(issuer, transport.send(request)?) {
+        Err(Error::Discovery(DiscoveryError::NotFound { .. })) => {
+            let request = discovery_request_at(issuer, DiscoveryLocation::Rfc8414)?;
+            parse_discovery(issuer, transport.send(request)?)
+        }
+        result => result,
+    }
+}

@@ -1,0 +1,56 @@
+//! # client-credentials-blocking
+//!
+//! OAuth 2.0 client credentials tokens (RFC 6749 §4.4) for threaded programs:
+//! fetched with [`ureq`], cached, refreshed ahead of expiry, shared by every
+//! thread. The decisions (freshness, retries and back-off, discovery, what a
+//! response means) are made by the sans-IO core, [`client_credentials`];
+//! this crate only performs the requests it asks for, sleeps while it waits,
+//! and hands the results back.
+//!
+//! ```no_run
+//! use client_credentials::Config;
+//! use client_credentials_blocking::Client;
+//!
+//! let config = Config::builder("my-client", "my-secret")
+//!     .token_endpoint("https://auth.example.com/oauth2/token") // or .issuer(..) to discover it
+//!     .scope("api:read")
+//!     .build()?;
+//! let client = Client::new(config);
+//!
+//! // From any thread, as often as needed: cached reads take no lock.
+//! let header = client.authorization_header()?;
+//! # let _ = header;
+//!
+//! // The API said 401 for this token: drop it, the next call fetches anew.
+//! let token = client.token()?;
+//! client.invalidate(&token);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Contents
+//! - [`Client`], [`ClientBuilder`]: the client; single flight on a `Condvar`,
+//!   lock-free cached reads, callbacks ([`ClientBuilder::on_token_update`],
+//!   [`ClientBuilder::on_error`]) and a custom [provider](ClientBuilder::token_provider).
+//! - [`Transport`], [`UreqTransport`]: the HTTP exchange (no redirects, body
+//!   capped while reading, 30 s overall and 10 s connect timeouts by default).
+//! - [`TokenStore`], [`MemoryStore`], [`FileStore`]: tokens that outlive the client.
+//! - [`discover`], [`discover_with`]: a provider's metadata, standalone.
+//!
+//! Errors are the core's [`Error`] (I/O failures as [`Error::Transport`]).
+//! Requests are logged with `tracing::debug!` (method and URI only); refresh
+//! and store failures with `tracing::warn!`. No log, error or `Debug` output
+//! contains the client secret or a token.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod discovery;
+mod store;
+mod transport;
+
+pub use client::{Client, ClientBuilder};
+pub use discovery::{discover, discover_with};
+pub use store::{FileStore, MemoryStore, TokenStore};
+pub use transport::{Transport, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+
+pub use client_credentials::{AccessToken, Config, Error};
