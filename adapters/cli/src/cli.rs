@@ -36,7 +36,7 @@ Examples:
 
 /// OAuth 2.0 client-credentials tokens from the command line.
 #[derive(Debug, Parser)]
-#[command(name = "client-credentials", version, about, after_help = AFTER_HELP)]
+#[command(name = "client-credentials", version, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Show the HTTP requests made (method, URL, status; never credentials) on stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
