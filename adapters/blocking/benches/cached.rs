@@ -35,28 +35,40 @@ fn cached(c: &mut Criterion) {
     group.bench_function("token/1 thread", |b| b.iter(|| black_box(client.token().unwrap())));
     group.bench_function("token/2 threads", |b| {
         b.iter_custom(|iters| {
-            let barrier = Arc::new(Barrier::new(3));
-            let threads: Vec<_> = (0..2)
-                .map(|_| {
-                    let (client, barrier) = (client.clone(), Arc::clone(&barrier));
-                    thread::spawn(move || {
-                        client.token().unwrap(); // this thread's copy
-                        barrier.wait();
-                        for _ in 0..iters {
-                            black_box(client.token().unwrap());
-                        }
-                    })
-                })
-                .collect();
-            barrier.wait();
-            let started = Instant::now();
-            for t in threads {
-                t.join().unwrap();
-            }
-            started.elapsed()
+            let client = client.clone();
+            on_two_threads(iters, move || black_box(client.token().unwrap()))
         })
     });
+    // The control: the clock alone on two threads, which shares nothing
+    // between them, shows what running two threads at once costs here.
+    group.bench_function("coarse_now/2 threads", |b| {
+        b.iter_custom(|iters| on_two_threads(iters, || black_box(client_credentials_common::coarse_now())))
+    });
     group.finish();
+}
+
+/// Wall time for each of two threads to make `iters` calls, started together
+/// after one warm-up call each (which makes the thread's copy of the token).
+fn on_two_threads<T>(iters: u64, call: impl Fn() -> T + Clone + Send + 'static) -> Duration {
+    let barrier = Arc::new(Barrier::new(3));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (call, barrier) = (call.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                call();
+                barrier.wait();
+                for _ in 0..iters {
+                    call();
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for t in threads {
+        t.join().unwrap();
+    }
+    started.elapsed()
 }
 
 fn first_token(c: &mut Criterion) {
@@ -71,10 +83,13 @@ fn first_token(c: &mut Criterion) {
     let mut group = c.benchmark_group("first token");
     group.bench_function("bare ureq POST", |b| {
         b.iter(|| {
-            // A new agent each time, as a new client has: a new connection.
+            // A new agent each time, as a new client has (a new connection),
+            // configured as the client's default agent.
             let agent = ureq::Agent::config_builder()
                 .max_redirects(0)
                 .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .timeout_connect(Some(Duration::from_secs(10)))
                 .build()
                 .new_agent();
             let mut response = agent.run(request.clone()).unwrap();

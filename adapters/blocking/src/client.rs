@@ -232,17 +232,34 @@ impl Client {
         if let Some(token) = self.inner.published.fresh() {
             return Ok(token);
         }
-        self.inner.obtain(self.inner.lock(), Mode::Token)
+        self.inner.obtain(self.inner.lock(), Mode::Token, None)
     }
 
     /// Fetches a new token even if the cached one is fresh. Calls made while
     /// such a request is under way share it. If the request fails, the error
     /// is returned (and the old token, if still valid, stays cached).
+    ///
+    /// During the cool-down after a failed round, the error of that round is
+    /// returned without a request (the provider sees a bounded request rate)
+    /// and a still-valid cached token keeps being served to `token()`.
     pub fn refresh(&self) -> Result<AccessToken, Error> {
         let mut state = self.inner.lock();
         state.source.force_refresh();
+        let outgoing = match state.source.poll(common::now()) {
+            Action::Send(outgoing) => Some(outgoing),
+            Action::Ready(_) | Action::Wait { .. } => None,
+        };
+        if let Some(error) = state.source.last_error().cloned() {
+            // The cool-down after a failed round still runs: nothing is sent
+            // before it ends. Re-inserting the cached token withdraws the
+            // force, so `token()` keeps serving it while it is valid.
+            if let Some(token) = state.source.token().cloned() {
+                state.source.insert_token(token);
+            }
+            return Err(error);
+        }
         self.inner.publish(&state.source);
-        self.inner.obtain(state, Mode::Refresh)
+        self.inner.obtain(state, Mode::Refresh, outgoing)
     }
 
     /// `Authorization: Bearer …` for [`Client::token`], marked sensitive.
@@ -314,11 +331,21 @@ impl Inner {
         self.published.publish(source.token().zip(source.refresh_at()));
     }
 
-    /// The core's loop: serve, wait, or perform the request it emits.
-    fn obtain<'a>(&'a self, mut state: MutexGuard<'a, State>, mode: Mode) -> Result<AccessToken, Error> {
+    /// The core's loop: serve, wait, or perform the request it emits
+    /// (starting with `pending`, a request already taken from `poll`).
+    fn obtain<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        mode: Mode,
+        mut pending: Option<Outgoing>,
+    ) -> Result<AccessToken, Error> {
         let failures_before = state.refresh_failures;
         let mut provider_asked = mode == Mode::Refresh;
         loop {
+            if let Some(outgoing) = pending.take() {
+                self.send(state, outgoing, &mut provider_asked)?;
+                state = self.lock();
+            }
             let now = common::now();
             let State {
                 source,
@@ -339,8 +366,7 @@ impl Inner {
                     None => until.map_or(RECHECK, |until| millis_until(now, until)),
                 },
                 Action::Send(outgoing) => {
-                    self.send(state, outgoing, &mut provider_asked)?;
-                    state = self.lock();
+                    pending = Some(outgoing);
                     continue;
                 }
             };

@@ -171,7 +171,18 @@ fn a_failed_refresh_keeps_serving_the_cached_token_and_reports_it() {
     assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
     assert_eq!(error_count(), 1);
     assert_eq!(client.token().unwrap().secret(), token.secret());
+    // Refreshing again during the cool-down: its error, no request, and the
+    // token is still served.
+    assert_eq!(client.refresh().unwrap_err(), error);
+    assert_eq!(client.token().unwrap().secret(), token.secret());
     assert_eq!(issuer.token_requests().len(), 2);
+    // Once it is over, refresh() fetches.
+    thread::sleep(Duration::from_millis(1200));
+    let fresh = client.refresh().unwrap();
+    assert_ne!(fresh.secret(), token.secret());
+    assert_eq!(client.token().unwrap().secret(), fresh.secret());
+    assert_eq!(issuer.token_requests().len(), 3);
+    assert_eq!(error_count(), 1);
 }
 
 #[test]
