@@ -1,0 +1,237 @@
+//! The command line: subcommands, flags, help text.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The exit codes, as listed in `--help` (and the README); a macro so it can be
+/// `concat!`ed into the help texts.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
+  0  success
+  1  the output could not be written
+  2  usage or configuration error (bad flags, missing secret, invalid URL)
+  3  the provider refused the request with an OAuth error (invalid_client, invalid_scope, ...)
+  4  network, transport or server error (connect, timeout, 5xx, invalid response)
+  5  discovery failed (no metadata document, issuer mismatch, invalid document)"
+    };
+}
+
+const AFTER_HELP: &str = concat!(
+    "\
+Examples:
+  client-credentials demo
+  export CLIENT_SECRET=...   # or --client-secret-file /run/secrets/client
+  curl -H \"Authorization: $(client-credentials token --header \\
+           --issuer https://auth.example.com --client-id my-client \\
+           --scope orders:read --cache ~/.cache/orders-token.json)\" \\
+       https://api.example.com/orders
+  client-credentials discover https://auth.example.com
+
+",
+    exit_codes!()
+);
+
+/// OAuth 2.0 client-credentials tokens from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "client-credentials", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Show the HTTP requests made (method, URL, status; never credentials) on stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an offline tour against an in-process test issuer: fetch, cached reads,
+    /// refresh, single flight, retry, errors, discovery.
+    Demo,
+    /// Fetch an access token and print it (bare, as a header value, or as JSON).
+    #[command(after_help = TOKEN_AFTER_HELP)]
+    Token(TokenArgs),
+    /// Fetch and validate a provider's metadata (OpenID Connect, then RFC 8414)
+    /// and print it as JSON.
+    Discover(DiscoverArgs),
+}
+
+const TOKEN_AFTER_HELP: &str = concat!(
+    "\
+The client secret is read from the environment variable named by --client-secret-env
+(default CLIENT_SECRET) or from --client-secret-file. It is never accepted as an
+argument: arguments are visible to every user in `ps` and are kept in shell history.
+
+Examples:
+  CLIENT_SECRET=... client-credentials token --token-url https://auth.example.com/oauth2/token --client-id my-client
+  curl -H \"Authorization: $(client-credentials token --header --issuer https://auth.example.com \\
+           --client-id my-client --client-secret-file /run/secrets/client --cache /tmp/my-token.json)\" \\
+       https://api.example.com/orders
+  client-credentials token --json --issuer https://auth.example.com --client-id my-client --scope a --scope b
+
+With --cache, separate runs share one token file (mode 0600): a script calling this
+1,000 times asks the provider once per token lifetime. Use one file per client and scope.
+
+",
+    exit_codes!()
+);
+
+/// Flags of `token`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("endpoint").required(true).args(["issuer", "token_url"]))]
+pub struct TokenArgs {
+    /// The issuer: the token endpoint is discovered from its metadata.
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+
+    /// The token endpoint, used as given (no discovery).
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+
+    /// The client id.
+    #[arg(long, value_name = "ID")]
+    pub client_id: String,
+
+    /// The environment variable holding the client secret.
+    #[arg(long, value_name = "VAR", default_value = "CLIENT_SECRET")]
+    pub client_secret_env: String,
+
+    /// A file holding the client secret (a trailing newline is ignored).
+    #[arg(long, value_name = "PATH", conflicts_with = "client_secret_env")]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// A scope to request (repeatable).
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Vec<String>,
+
+    /// An RFC 8707 resource indicator (repeatable).
+    #[arg(long, value_name = "URI")]
+    pub resource: Vec<String>,
+
+    /// The `audience` parameter some providers require.
+    #[arg(long, value_name = "AUDIENCE")]
+    pub audience: Option<String>,
+
+    /// How to send the client credentials (default: basic, or what discovery lists).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub auth: Option<AuthArg>,
+
+    /// Print `Bearer <token>`, for an Authorization header.
+    #[arg(long, conflicts_with = "json")]
+    pub header: bool,
+
+    /// Print {"access_token", "token_type", "expires_at" (unix seconds), "scope"}.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Keep the token in this file and reuse it while it is fresh.
+    #[arg(long, value_name = "PATH")]
+    pub cache: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// Flags of `discover`.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The issuer identifier, e.g. https://auth.example.com
+    #[arg(value_name = "ISSUER")]
+    pub issuer: String,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// HTTP settings shared by `token` and `discover`.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// The time limit of each HTTP exchange, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+
+    /// Allow plain http:// to hosts other than loopback (sends the secret in clear text).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+}
+
+/// `--auth` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    /// HTTP Basic (client_secret_basic, RFC 6749 §2.3.1).
+    Basic,
+    /// Credentials in the form body (client_secret_post).
+    Post,
+    /// A JSON request body.
+    Json,
+}
+
+fn parse_timeout(value: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("the timeout must be more than 0 seconds".into());
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// Whether the arguments try to pass the client secret itself (`--client-secret VALUE`
+/// or `--client-secret=VALUE`). Checked before parsing so the refusal wins over any
+/// other usage error, and the value is never echoed.
+pub fn passes_secret_as_argument(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|arg| *arg != "--")
+        .filter_map(|arg| arg.to_str())
+        .any(|arg| arg == "--client-secret" || arg.starts_with("--client-secret="))
+}
+
+/// Why a secret on the command line is refused, and what to use instead.
+pub const SECRET_ARGUMENT_REFUSED: &str = "--client-secret is refused: a secret given as an argument is visible to \
+every user in `ps` and stays in shell history; put it in an environment variable (CLIENT_SECRET, or name \
+another with --client-secret-env VAR) or in a file (--client-secret-file PATH)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_secret_argument_is_detected_in_both_forms_but_not_after_double_dash() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(passes_secret_as_argument(&args(&[
+            "cc",
+            "token",
+            "--client-secret",
+            "x"
+        ])));
+        assert!(passes_secret_as_argument(&args(&["cc", "token", "--client-secret=x"])));
+        assert!(!passes_secret_as_argument(&args(&[
+            "cc",
+            "token",
+            "--client-secret-env",
+            "X"
+        ])));
+        assert!(!passes_secret_as_argument(&args(&["cc", "--", "--client-secret"])));
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        assert_eq!(parse_timeout("1.5"), Ok(std::time::Duration::from_millis(1500)));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("-1").is_err());
+        assert!(parse_timeout("NaN").is_err());
+        assert!(parse_timeout("soon").is_err());
+    }
+}

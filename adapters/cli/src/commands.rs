@@ -1,0 +1,190 @@
+//! `token` and `discover`.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use client_credentials::{Action, ClientAuth, Config, ConfigBuilder, Event, ProviderMetadata, Timestamp, TokenSource};
+use client_credentials_blocking::{Client, FileStore, Transport};
+
+use crate::cli::{AuthArg, DiscoverArgs, TokenArgs};
+use crate::failure::Failure;
+use crate::transport::LoggingTransport;
+
+/// `client-credentials token`: fetch (or reuse from `--cache`) a token and print it.
+pub fn token(args: TokenArgs) -> Result<(), Failure> {
+    let secret = read_secret(&args)?;
+    let config = token_config(&args, secret)?;
+    let transport = LoggingTransport::ureq(args.http.timeout, config.max_body_size());
+    let last_request = transport.last_request();
+    let mut builder = Client::builder(config).transport(transport);
+    if let Some(path) = &args.cache {
+        builder = builder.store(FileStore::new(path));
+    }
+    let token = builder
+        .build()
+        .token()
+        .map_err(|e| Failure::from(e).after(last_request.get()))?;
+    let output = if args.header {
+        let header = token.authorization_header();
+        let value = header
+            .to_str()
+            .map_err(|_| Failure::from(invalid("the token has characters that cannot go in a header")))?;
+        value.to_owned()
+    } else if args.json {
+        serde_json::json!({
+            "access_token": token.secret(),
+            "token_type": token.token_type(),
+            "expires_at": token.expires_at().map(Timestamp::as_unix_secs),
+            "scope": token.scope(),
+        })
+        .to_string()
+    } else {
+        token.secret().to_owned()
+    };
+    print_line(&output)
+}
+
+fn invalid(reason: &str) -> client_credentials::Error {
+    client_credentials::Error::InvalidResponse { reason: reason.into() }
+}
+
+fn token_config(args: &TokenArgs, secret: String) -> Result<Config, Failure> {
+    let mut builder = Config::builder(&args.client_id, secret);
+    builder = match (&args.issuer, &args.token_url) {
+        (Some(issuer), None) => builder.issuer(issuer),
+        (None, Some(url)) => builder.token_endpoint(url),
+        // clap's "endpoint" group makes these unreachable; say so if they are reached anyway.
+        _ => return Err(Failure::usage("give exactly one of --issuer URL or --token-url URL")),
+    };
+    for scope in &args.scope {
+        builder = builder.scope(scope);
+    }
+    for resource in &args.resource {
+        builder = builder.resource(resource);
+    }
+    if let Some(audience) = &args.audience {
+        builder = builder.audience(audience);
+    }
+    if let Some(auth) = args.auth {
+        builder = builder.auth(match auth {
+            AuthArg::Basic => ClientAuth::Basic,
+            AuthArg::Post => ClientAuth::Post,
+            AuthArg::Json => ClientAuth::Json,
+        });
+    }
+    Ok(insecure(builder, args.http.allow_insecure_http).build()?)
+}
+
+fn insecure(builder: ConfigBuilder, allow: bool) -> ConfigBuilder {
+    if allow {
+        builder.allow_insecure_http()
+    } else {
+        builder
+    }
+}
+
+/// The secret, from `--client-secret-file` (one trailing line break dropped) or
+/// the environment variable `--client-secret-env` names.
+fn read_secret(args: &TokenArgs) -> Result<String, Failure> {
+    let secret = match &args.client_secret_file {
+        Some(path) => read_secret_file(path)?,
+        None => {
+            let name = &args.client_secret_env;
+            match std::env::var(name) {
+                Ok(value) => value,
+                Err(std::env::VarError::NotPresent) => {
+                    return Err(Failure::usage(format!(
+                        "no client secret: the environment variable {name} is not set; \
+                         set it, name another with --client-secret-env VAR, or use --client-secret-file PATH"
+                    )))
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(Failure::usage(format!(
+                        "the environment variable {name} is not valid UTF-8"
+                    )))
+                }
+            }
+        }
+    };
+    if secret.is_empty() {
+        let source = match &args.client_secret_file {
+            Some(path) => format!("the file {}", path.display()),
+            None => format!("the environment variable {}", args.client_secret_env),
+        };
+        return Err(Failure::usage(format!("no client secret: {source} is empty")));
+    }
+    Ok(secret)
+}
+
+fn read_secret_file(path: &Path) -> Result<String, Failure> {
+    let mut secret = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read the client secret file {}: {e}", path.display())))?;
+    // Editors and `echo` end files with a line break; it is never part of a secret.
+    if secret.ends_with('\n') {
+        secret.pop();
+        if secret.ends_with('\r') {
+            secret.pop();
+        }
+    }
+    Ok(secret)
+}
+
+/// `client-credentials discover`: fetch and validate the metadata, print it as JSON.
+pub fn discover(args: DiscoverArgs) -> Result<(), Failure> {
+    // The core's own discovery round (OpenID Connect, then RFC 8414 on 404,
+    // retries, issuer and endpoint validation), driven here so that
+    // `--timeout`, `--allow-insecure-http` and `-v` apply to it. No token is requested:
+    // the loop stops at the first discovered document, and the credentials are placeholders.
+    let config = insecure(
+        Config::builder("discover", "unused").issuer(&args.issuer),
+        args.http.allow_insecure_http,
+    )
+    .build()?;
+    let transport = LoggingTransport::ureq(args.http.timeout, config.max_body_size());
+    let metadata =
+        discover_with(TokenSource::new(config), &transport).map_err(|e| e.after(transport.last_request().get()))?;
+    let json = serde_json::to_string_pretty(&metadata)
+        .map_err(|e| Failure::from(invalid(&format!("cannot print the metadata: {e}"))))?;
+    print_line(&json)
+}
+
+fn discover_with(mut source: TokenSource, transport: &impl Transport) -> Result<ProviderMetadata, Failure> {
+    loop {
+        let now = Timestamp::from(SystemTime::now());
+        let outgoing = match source.poll(now) {
+            Action::Send(outgoing) => outgoing,
+            Action::Wait { until } => {
+                if let Some(error) = source.last_error() {
+                    return Err(error.clone().into());
+                }
+                let pause = until.map_or(Duration::from_millis(10), |u| u.saturating_duration_since(now));
+                std::thread::sleep(pause);
+                continue;
+            }
+            // A source configured with an issuer fetches its metadata before any token.
+            Action::Ready(_) => return Err(Failure::from(invalid("no metadata was fetched"))),
+        };
+        if outgoing.kind != client_credentials::RequestKind::Discovery {
+            return Err(Failure::from(invalid("no metadata was fetched")));
+        }
+        let result = match transport.send(outgoing.request) {
+            Ok(response) => source.handle_response(Timestamp::from(SystemTime::now()), outgoing.id, response),
+            Err(error) => source.handle_transport_error(Timestamp::from(SystemTime::now()), outgoing.id, error),
+        };
+        if let Event::DiscoveryUpdated(metadata) = result? {
+            return Ok(metadata);
+        }
+    }
+}
+
+/// Prints one line on stdout; a closed stdout (`| head`) is an error, not a panic.
+fn print_line(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure {
+            code: crate::failure::OUTPUT,
+            message: format!("cannot write the output: {e}"),
+        })
+}
