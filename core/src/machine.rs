@@ -225,9 +225,13 @@ impl TokenSource {
 
     /// Caches a token obtained elsewhere (a custom provider, a store).
     pub fn insert_token(&mut self, token: AccessToken) {
-        let expires = token
-            .expires_at()
-            .map_or(Timestamp::MAX, |at| at.saturating_sub(self.config.clock_skew()));
+        // The skew takes at most half the lifetime, like the refresh margin: a
+        // skew longer than the token's life would make it unusable on arrival,
+        // and every poll would fetch another one.
+        let expires = token.expires_at().map_or(Timestamp::MAX, |at| {
+            let lifetime = at.saturating_duration_since(token.received_at());
+            at.saturating_sub(self.config.clock_skew().min(lifetime / 2))
+        });
         self.usable_until = expires;
         self.refresh_at = if expires == Timestamp::MAX {
             Timestamp::MAX
