@@ -47,10 +47,16 @@ fn response(status: u16, body: &[u8]) -> Response<Vec<u8>> {
 
 /// Checks what every error promises: no client secret in its message.
 fn check_error(error: &Error) {
+    check_error_with(error, true);
+}
+
+/// `secret_known`: whether the code that made `error` had the client secret
+/// to redact (standalone `parse_discovery` has none).
+fn check_error_with(error: &Error, secret_known: bool) {
     let message = error.to_string();
     // Provider-supplied OAuth texts are quoted as sent; everything the core
     // excerpts itself must be redacted.
-    if !matches!(error, Error::OAuth { .. }) {
+    if secret_known && !matches!(error, Error::OAuth { .. }) {
         assert!(!message.contains(CLIENT_SECRET), "client secret in error: {message}");
     }
     let _ = error.is_retryable();
@@ -181,8 +187,33 @@ pub fn discovery_document(data: &[u8]) {
                     };
                     assert_eq!(back, metadata);
                 }
-                Err(error) => check_error(&error),
+                Err(error) => check_error_with(&error, false),
             }
+        }
+    }
+    // The same document met by a source configured with the issuer.
+    let config = Config::builder("fuzz-client", CLIENT_SECRET)
+        .issuer(ISSUER)
+        .build()
+        .expect("fixed fuzz config is valid");
+    for status in [200, 503] {
+        let mut source = TokenSource::new(config.clone());
+        let Action::Send(outgoing) = source.poll(NOW) else {
+            panic!("an empty source must send");
+        };
+        assert_eq!(outgoing.kind, RequestKind::Discovery);
+        match source.handle_response(NOW, outgoing.id, response(status, data)) {
+            Ok(Event::DiscoveryUpdated(metadata)) => {
+                let Action::Send(next) = source.poll(NOW) else {
+                    panic!("discovery must be followed by a token request");
+                };
+                assert_eq!(next.kind, RequestKind::Token);
+                let sent = url::Url::parse(&next.request.uri().to_string()).expect("an emitted URI parses");
+                let advertised = url::Url::parse(&metadata.token_endpoint).expect("validated");
+                assert_eq!(sent, advertised, "the token request goes elsewhere than advertised");
+            }
+            Ok(_) => {}
+            Err(error) => check_error(&error),
         }
     }
 }
