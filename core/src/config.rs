@@ -413,7 +413,8 @@ impl ConfigBuilder {
     }
 
     /// Treat tokens as expiring this much earlier than the server says (for a
-    /// clock that runs behind the resource server's). Default 0.
+    /// clock that runs behind the resource server's), by at most half a
+    /// token's lifetime. Default 0.
     pub fn clock_skew(mut self, skew: Duration) -> Self {
         self.clock_skew = skew;
         self

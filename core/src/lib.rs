@@ -80,6 +80,8 @@
 mod config;
 mod discovery;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod machine;
 mod policy;
 mod request;

@@ -1,0 +1,666 @@
+//! Fuzz targets for every input the core parses from the network or a store.
+//!
+//! Each function takes raw bytes, runs the core on them and `assert!`s its
+//! invariants: a panic is a bug. They live here, not in `fuzz/`, so that
+//! `core/tests/corpus_replay.rs` replays the checked-in corpus on stable Rust
+//! and the `cargo fuzz` targets stay one line each. Not part of the API.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::{HeaderValue, Response};
+use serde_json::Value;
+
+use crate::{
+    discovery_url, jwt_lifetime, parse_discovery, parse_retry_after, parse_token_response, AccessToken, Action, Config,
+    DiscoveryLocation, Error, Event, RequestId, RequestKind, Timestamp, TokenSource, TransportErrorKind, MAX_LIFETIME,
+    MIN_LIFETIME,
+};
+
+/// The client secret of every fuzzed config: no error message may contain it.
+const CLIENT_SECRET: &str = "fuzz-client-secret-7Qx";
+const ISSUER: &str = "https://id.example";
+/// When requests are "sent": 2023-11-14, a realistic wall clock.
+const NOW: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
+
+/// A config for the token endpoint; the builder input is fixed and valid, so
+/// a failure here is a bug in `Config::build` worth a panic.
+fn token_config(small: bool) -> Config {
+    let builder = Config::builder("fuzz-client", CLIENT_SECRET).token_endpoint("https://id.example/token");
+    let builder = if small {
+        builder
+            .max_body_size(1024)
+            .accept_token_type("DPoP")
+            .default_lifetime(Duration::from_secs(60))
+    } else {
+        builder.scope("api:read")
+    };
+    builder.build().expect("fixed fuzz config is valid")
+}
+
+fn response(status: u16, body: &[u8]) -> Response<Vec<u8>> {
+    let mut response = Response::new(body.to_vec());
+    // `status` comes from fixed tables of valid codes below.
+    *response.status_mut() = http::StatusCode::from_u16(status).expect("valid status code");
+    response
+}
+
+/// Checks what every error promises: no client secret in its message.
+fn check_error(error: &Error) {
+    check_error_with(error, true);
+}
+
+/// `secret_known`: whether the code that made `error` had the client secret
+/// to redact (standalone `parse_discovery` has none).
+fn check_error_with(error: &Error, secret_known: bool) {
+    let message = error.to_string();
+    // Provider-supplied OAuth texts are quoted as sent; everything the core
+    // excerpts itself must be redacted.
+    if secret_known && !matches!(error, Error::OAuth { .. }) {
+        assert!(!message.contains(CLIENT_SECRET), "client secret in error: {message}");
+    }
+    let _ = error.is_retryable();
+    let _ = format!("{error:?}");
+}
+
+/// Checks a parsed token: sendable, lifetime clamped, secret-free `Debug`,
+/// and a store round trip that gives the same token back.
+fn check_token(token: &AccessToken, sent_at: Timestamp) {
+    let secret = token.secret();
+    assert!(!secret.is_empty() && secret.bytes().all(|b| b.is_ascii_graphic()));
+    let header = token.authorization_header();
+    assert!(header.is_sensitive());
+    assert_eq!(
+        header.as_bytes(),
+        format!("{} {}", token.token_type(), secret).as_bytes()
+    );
+    assert_eq!(token.received_at(), sent_at);
+    if let Some(expires_at) = token.expires_at() {
+        let lifetime = expires_at.saturating_duration_since(sent_at);
+        assert!(
+            (MIN_LIFETIME..=MAX_LIFETIME).contains(&lifetime),
+            "lifetime {lifetime:?} not clamped"
+        );
+    }
+    // `Debug` must not depend on the secret: a twin with another secret prints the same.
+    let mut twin = AccessToken::builder("twin")
+        .token_type(token.token_type())
+        .received_at(token.received_at());
+    if let Some(at) = token.expires_at() {
+        twin = twin.expires_at(at);
+    }
+    if let Some(scope) = token.scope() {
+        twin = twin.scope(scope);
+    }
+    if token.refresh_token().is_some() {
+        twin = twin.refresh_token("twin-refresh");
+    }
+    let twin = twin.build().expect("the twin of a valid token is valid");
+    assert_eq!(format!("{token:?}"), format!("{twin:?}"), "Debug depends on the token");
+    check_stored_round_trip(token);
+}
+
+fn check_stored_round_trip(token: &AccessToken) {
+    let stored = serde_json::to_vec(token).expect("a token always serialises");
+    let back: AccessToken = match serde_json::from_slice(&stored) {
+        Ok(back) => back,
+        Err(e) => panic!("a stored token does not load back: {e}"),
+    };
+    assert_eq!(&back, token);
+    assert_eq!(back.received_at(), token.received_at());
+    assert_eq!(back.scope(), token.scope());
+    assert_eq!(
+        back.refresh_token().map(|s| s.expose_secret().to_owned()),
+        token.refresh_token().map(|s| s.expose_secret().to_owned())
+    );
+}
+
+/// A token endpoint response body, read as a success (200) with two configs.
+pub fn token_response(data: &[u8]) {
+    for small in [false, true] {
+        let config = token_config(small);
+        match parse_token_response(&config, NOW, &response(200, data)) {
+            Ok(token) => {
+                assert!(data.len() <= config.max_body_size());
+                check_token(&token, NOW);
+            }
+            Err(error) => check_error(&error),
+        }
+    }
+}
+
+/// A token endpoint response body under every error status: never a token.
+pub fn error_response(data: &[u8]) {
+    let config = token_config(false);
+    for status in [400, 401, 403, 404, 405, 408, 429, 500, 502, 503] {
+        let error = match parse_token_response(&config, NOW, &response(status, data)) {
+            Ok(_) => panic!("HTTP {status} gave a token"),
+            Err(error) => error,
+        };
+        check_error(&error);
+        assert_eq!(
+            error.status().map(|s| s.as_u16()),
+            Some(status).filter(|_| data.len() <= config.max_body_size())
+        );
+        if let Error::OAuth { description, .. } = &error {
+            assert!(description.as_ref().is_none_or(|d| d.chars().count() <= 301));
+        }
+        let retryable = matches!(status, 408 | 429 | 500..=599);
+        if retryable && data.len() <= config.max_body_size() {
+            assert!(error.is_retryable(), "HTTP {status} not retryable: {error}");
+        }
+    }
+}
+
+/// A discovery document, checked against a fixed issuer and against the
+/// issuer it names itself (so validation past the issuer check is reached).
+pub fn discovery_document(data: &[u8]) {
+    let named = serde_json::from_slice::<Value>(data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data))
+        .ok()
+        .and_then(|v| v.get("issuer")?.as_str().map(str::to_owned));
+    let mut issuers = vec![ISSUER.to_owned()];
+    issuers.extend(named);
+    for issuer in &issuers {
+        for location in [DiscoveryLocation::OpenId, DiscoveryLocation::Rfc8414] {
+            if let Ok(url) = discovery_url(issuer, location) {
+                assert!(is_https_or_loopback(&url), "discovery URL {url}");
+                assert!(url.query().is_none() && url.fragment().is_none());
+            }
+        }
+        for status in [200, 404, 500] {
+            match parse_discovery(issuer, response(status, data)) {
+                Ok(metadata) => {
+                    assert_eq!(status, 200);
+                    assert_eq!(&metadata.issuer, issuer);
+                    let endpoint = url::Url::parse(&metadata.token_endpoint).expect("token_endpoint was validated");
+                    assert!(is_https_or_loopback(&endpoint), "token endpoint {endpoint}");
+                    if let Some(revocation) = &metadata.revocation_endpoint {
+                        let revocation = url::Url::parse(revocation).expect("revocation_endpoint was validated");
+                        assert!(is_https_or_loopback(&revocation), "revocation endpoint {revocation}");
+                    }
+                    let _ = metadata.preferred_auth();
+                    assert_eq!(metadata.get("issuer"), Some(Value::String(issuer.clone())));
+                    let stored = serde_json::to_string(&metadata).expect("metadata serialises");
+                    let back: crate::ProviderMetadata = match serde_json::from_str(&stored) {
+                        Ok(back) => back,
+                        Err(e) => panic!("stored metadata does not load back: {e}"),
+                    };
+                    assert_eq!(back, metadata);
+                }
+                Err(error) => check_error_with(&error, false),
+            }
+        }
+    }
+    // The same document met by a source configured with the issuer.
+    let config = Config::builder("fuzz-client", CLIENT_SECRET)
+        .issuer(ISSUER)
+        .build()
+        .expect("fixed fuzz config is valid");
+    for status in [200, 503] {
+        let mut source = TokenSource::new(config.clone());
+        let Action::Send(outgoing) = source.poll(NOW) else {
+            panic!("an empty source must send");
+        };
+        assert_eq!(outgoing.kind, RequestKind::Discovery);
+        match source.handle_response(NOW, outgoing.id, response(status, data)) {
+            Ok(Event::DiscoveryUpdated(metadata)) => {
+                let Action::Send(next) = source.poll(NOW) else {
+                    panic!("discovery must be followed by a token request");
+                };
+                assert_eq!(next.kind, RequestKind::Token);
+                let sent = url::Url::parse(&next.request.uri().to_string()).expect("an emitted URI parses");
+                let advertised = url::Url::parse(&metadata.token_endpoint).expect("validated");
+                assert_eq!(sent, advertised, "the token request goes elsewhere than advertised");
+            }
+            Ok(_) => {}
+            Err(error) => check_error(&error),
+        }
+    }
+}
+
+/// Whether a URL is one the core may send credentials to (without `allow_insecure_http`).
+fn is_https_or_loopback(url: &url::Url) -> bool {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(domain)) => {
+            // RFC 6761 §6.3: localhost and its subdomains are loopback.
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            domain == "localhost" || domain.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    url.scheme() == "https" || (url.scheme() == "http" && loopback)
+}
+
+/// A JWT access token: the bytes as a whole token, and as the claims of one.
+pub fn jwt_exp(data: &[u8]) {
+    let now = NOW;
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(secs) = jwt_lifetime(text, now) {
+            assert!(secs.is_finite());
+        }
+    }
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwt = format!("{}.{}.c2ln", b64(br#"{"alg":"RS256","typ":"JWT"}"#), b64(data));
+    let lifetime = jwt_lifetime(&jwt, now);
+    let claims = serde_json::from_slice::<Value>(data).ok();
+    let number = |name: &str| {
+        claims
+            .as_ref()?
+            .as_object()?
+            .get(name)?
+            .as_f64()
+            .filter(|v| v.is_finite())
+    };
+    match (number("exp"), number("iat")) {
+        (Some(exp), Some(iat)) if exp > iat => assert_eq!(lifetime, Some(exp - iat)),
+        (Some(exp), _) => assert_eq!(lifetime, Some(exp - 1_700_000_000.0)),
+        (None, _) => assert_eq!(lifetime, None),
+    }
+    // Without expires_in the token's lifetime comes from the claims, clamped.
+    let body = serde_json::json!({ "access_token": jwt, "token_type": "Bearer" }).to_string();
+    let config = token_config(false);
+    match parse_token_response(&config, now, &response(200, body.as_bytes())) {
+        Ok(token) => check_token(&token, now),
+        Err(error) if body.len() > config.max_body_size() => check_error(&error),
+        Err(error) => panic!("a well-formed JWT response was rejected: {error}"),
+    }
+}
+
+/// A `Retry-After` header value, parsed and fed to a source as a 503.
+pub fn retry_after(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let trimmed = text.trim();
+        let digits = !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit());
+        for now in [Timestamp::UNIX_EPOCH, NOW, Timestamp::MAX] {
+            let parsed = parse_retry_after(text, now);
+            if digits && trimmed.len() <= 20 {
+                let secs = trimmed.parse::<u64>().unwrap_or(u64::MAX);
+                assert_eq!(parsed, Some(Duration::from_secs(secs)));
+            }
+        }
+        if !digits {
+            // An HTTP-date: the wait counts down to zero at the date itself.
+            if let Some(wait) = parse_retry_after(text, Timestamp::UNIX_EPOCH) {
+                let at = Timestamp::UNIX_EPOCH.saturating_add(wait);
+                assert_eq!(parse_retry_after(text, at), Some(Duration::ZERO));
+                if let Some(before) = at.as_unix_secs().checked_sub(10) {
+                    assert_eq!(
+                        parse_retry_after(text, Timestamp::from_unix_secs(before)),
+                        Some(Duration::from_secs(10))
+                    );
+                }
+            }
+        }
+    }
+    let Ok(value) = HeaderValue::from_bytes(data) else {
+        return;
+    };
+    let mut source = TokenSource::new(token_config(false));
+    let Action::Send(outgoing) = source.poll(NOW) else {
+        panic!("an empty source must send");
+    };
+    let mut reply = response(503, b"busy");
+    reply.headers_mut().insert(http::header::RETRY_AFTER, value);
+    let after = NOW.saturating_add(Duration::from_secs(1));
+    match source.handle_response(after, outgoing.id, reply) {
+        Ok(Event::RetryScheduled { at, .. }) => {
+            assert!(at >= after);
+            assert!(matches!(source.poll(after), Action::Wait { until: Some(_) }) || at == after);
+        }
+        Ok(event) => panic!("unexpected event {event:?}"),
+        Err(error) => {
+            check_error(&error);
+            assert!(source.last_error().is_some());
+        }
+    }
+}
+
+/// A stored token (the JSON a token store writes), loaded and served.
+pub fn stored_token(data: &[u8]) {
+    let Ok(token) = serde_json::from_slice::<AccessToken>(data) else {
+        return;
+    };
+    let secret = token.secret();
+    assert!(!secret.is_empty() && secret.bytes().all(|b| b.is_ascii_graphic()));
+    check_stored_round_trip(&token);
+    let mut source = TokenSource::with_token(token_config(false), token.clone());
+    for now in [Timestamp::UNIX_EPOCH, token.received_at(), NOW, Timestamp::MAX] {
+        if let Some(refresh_at) = source.refresh_at() {
+            if now < refresh_at {
+                match source.poll(now) {
+                    Action::Ready(served) => assert!(served.same_token(&token)),
+                    other => panic!("fresh stored token not served: {other:?}"),
+                }
+                continue;
+            }
+        }
+        let usable = source.usable(now).is_some();
+        match source.poll(now) {
+            Action::Send(outgoing) => {
+                let result = source.handle_response(now, outgoing.id, response(500, b"<html>oops</html>"));
+                if usable {
+                    assert!(source.usable(now).is_some(), "a usable stored token was lost");
+                    assert!(result.is_ok());
+                }
+                source = TokenSource::with_token(token_config(false), token.clone());
+            }
+            Action::Ready(served) => assert!(served.same_token(&token)),
+            Action::Wait { .. } => panic!("nothing in flight, no back-off, yet Wait"),
+        }
+    }
+}
+
+/// Reads a schedule from the fuzzer's bytes; every read past the end is 0.
+struct Schedule<'a> {
+    data: &'a [u8],
+}
+
+impl Schedule<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((first, rest)) => {
+                self.data = rest;
+                *first
+            }
+            None => 0,
+        }
+    }
+
+    fn pick<T: Copy>(&mut self, table: &[T]) -> T {
+        table[usize::from(self.byte()) % table.len()]
+    }
+
+    fn slice(&mut self, len: usize) -> &[u8] {
+        let (head, rest) = self.data.split_at(len.min(self.data.len()));
+        self.data = rest;
+        head
+    }
+}
+
+const STEPS_MS: &[u64] = &[
+    0,
+    1,
+    250,
+    1_000,
+    5_000,
+    30_000,
+    150_000,
+    300_000,
+    1_800_000,
+    3_300_000,
+    3_600_000,
+    86_400_000,
+    400 * 86_400_000,
+];
+const STATUSES: &[u16] = &[
+    200, 200, 200, 201, 204, 302, 400, 401, 403, 404, 408, 410, 429, 500, 502, 503,
+];
+const RETRY_AFTER: &[&str] = &[
+    "0",
+    "1",
+    "5",
+    "120",
+    "3600",
+    "99999999999999999999",
+    "Sun, 06 Nov 1994 08:49:37 GMT",
+    "Wed, 21 Oct 2099 07:28:00 GMT",
+    "Tue, 14 Nov 2023 22:14:00 GMT",
+    "soon",
+    "",
+];
+const CONTENT_TYPES: &[&str] = &["application/json", "application/json;charset=UTF-8", "text/html"];
+const BODIES: &[&str] = &[
+    r#"{"access_token":"tok-a","token_type":"Bearer","expires_in":3600}"#,
+    r#"{"access_token":"tok-b","token_type":"bearer","expires_in":"60","refresh_token":"rt-1","scope":"api:read"}"#,
+    r#"{"access_token":"tok-c","expires_in":1}"#,
+    r#"{"access_token":"tok-d","token_type":"Bearer","expires_in":0}"#,
+    r#"{"access_token":"tok-e","token_type":"Bearer"}"#,
+    r#"{"error":"invalid_client","error_description":"bad secret"}"#,
+    r#"{"error":"invalid_grant"}"#,
+    r#"{"error":"temporarily_unavailable"}"#,
+    r#"{"issuer":"https://id.example","token_endpoint":"https://id.example/token","revocation_endpoint":"https://id.example/revoke","token_endpoint_auth_methods_supported":["client_secret_post"]}"#,
+    r#"{"issuer":"https://id.example","token_endpoint":"https://id.example/oauth2/v2/token"}"#,
+    r#"{"issuer":"https://evil.example","token_endpoint":"https://evil.example/token"}"#,
+    r#"{"issuer":"https://id.example","token_endpoint":"http://id.example/token"}"#,
+    "<html><body>502 Bad Gateway</body></html>",
+    r#"{"access_token":"tok-f","token_type":"Bearer","expires_in":36"#,
+    "",
+];
+
+/// Drives a whole [`TokenSource`] through a schedule of (time step, status,
+/// headers, body) and asserts its invariants: no panic; at most one request
+/// in flight (no second `Send` before the first one's result, transport
+/// error or abandonment); a token usable before a response or transport
+/// error is still usable after it; `Ready` only while a token is unexpired;
+/// `refresh_at` agrees with `poll` (the adapters' lock-free fast path).
+pub fn token_source(data: &[u8]) {
+    let mut schedule = Schedule { data };
+    let flags = schedule.byte();
+    let mut builder = Config::builder("fuzz-client", CLIENT_SECRET).jitter_seed(u64::from(flags));
+    builder = if flags & 1 == 0 {
+        builder.token_endpoint("https://id.example/token")
+    } else {
+        builder.issuer(ISSUER)
+    };
+    if flags & 2 != 0 {
+        builder = builder.max_attempts(1);
+    }
+    if flags & 4 != 0 {
+        builder = builder.revocation_endpoint("https://id.example/revoke");
+    }
+    if flags & 8 != 0 {
+        builder = builder.clock_skew(Duration::from_secs(30));
+    }
+    if flags & 16 != 0 {
+        builder = builder.use_refresh_tokens(false);
+    }
+    let config = builder.build().expect("fixed fuzz config is valid");
+    let mut source = TokenSource::new(config);
+    let mut now = NOW;
+    let mut in_flight: Option<RequestId> = None;
+    let mut stale: Option<RequestId> = None;
+    let mut ops = 0;
+    while !schedule.data.is_empty() && ops < 256 {
+        ops += 1;
+        assert_eq!(source.in_flight().map(|(id, _)| id), in_flight);
+        match schedule.byte() % 8 {
+            0 => now = now.saturating_add(Duration::from_millis(schedule.pick(STEPS_MS))),
+            1 => now = now.saturating_sub(Duration::from_millis(u64::from(schedule.byte()) * 100)),
+            2 | 3 => {
+                let fresh = source.refresh_at().filter(|at| now < *at).is_some();
+                let cached = source.token().cloned();
+                match source.poll(now) {
+                    Action::Ready(token) => {
+                        assert!(!token.is_expired(now), "an expired token was served");
+                        assert!(cached.is_some_and(|c| c.same_token(token)));
+                    }
+                    Action::Send(outgoing) => {
+                        assert!(!fresh, "refresh_at says fresh but poll sent");
+                        assert!(in_flight.is_none(), "a second request while one is in flight");
+                        in_flight = Some(outgoing.id);
+                    }
+                    Action::Wait { until } => {
+                        assert!(!fresh, "refresh_at says fresh but poll waits");
+                        match until {
+                            Some(until) => assert!(until > now),
+                            None => assert!(in_flight.is_some()),
+                        }
+                    }
+                }
+            }
+            4 | 5 => {
+                let status = schedule.pick(STATUSES);
+                let headers = schedule.byte();
+                let body = match schedule.byte() {
+                    b if usize::from(b) < BODIES.len() * 8 => BODIES[usize::from(b) % BODIES.len()].as_bytes().to_vec(),
+                    _ => {
+                        let len = usize::from(schedule.byte());
+                        schedule.slice(len).to_vec()
+                    }
+                };
+                let mut reply = response(status, &body);
+                if headers & 1 != 0 {
+                    let value = RETRY_AFTER[usize::from(headers >> 4) % RETRY_AFTER.len()];
+                    reply
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static(value));
+                }
+                if headers & 2 != 0 {
+                    let value = CONTENT_TYPES[usize::from(headers >> 2) % CONTENT_TYPES.len()];
+                    reply
+                        .headers_mut()
+                        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(value));
+                }
+                let id = match (in_flight, stale, headers & 8 != 0) {
+                    (_, Some(old), true) | (None, Some(old), _) => old,
+                    (Some(id), _, _) => id,
+                    (None, None, _) => continue,
+                };
+                let before = Before::of(&source, now);
+                let result = source.handle_response(now, id, reply);
+                after_result(&source, now, id, &mut in_flight, &mut stale, before, result);
+            }
+            6 => {
+                let kind = schedule.pick(&[
+                    TransportErrorKind::Connect,
+                    TransportErrorKind::Timeout,
+                    TransportErrorKind::Io,
+                    TransportErrorKind::Other,
+                ]);
+                let Some(id) = in_flight.or(stale) else { continue };
+                let before = Before::of(&source, now);
+                let result = source.handle_transport_error(now, id, kind);
+                after_result(&source, now, id, &mut in_flight, &mut stale, before, result);
+            }
+            _ => match schedule.byte() % 5 {
+                0 => {
+                    if let Some(id) = in_flight.take() {
+                        assert!(source.abandon(id));
+                        stale = Some(id);
+                    }
+                }
+                1 => {
+                    if let Some(token) = source.token().cloned() {
+                        assert!(source.invalidate(&token));
+                        assert!(source.token().is_none());
+                    }
+                }
+                2 => source.force_refresh(),
+                3 => {
+                    if let Some(outgoing) = source.signout() {
+                        stale = in_flight.or(stale);
+                        in_flight = Some(outgoing.id);
+                    } else if in_flight.is_some() {
+                        stale = in_flight.take();
+                    }
+                    assert!(source.token().is_none());
+                }
+                _ => {
+                    let token = AccessToken::builder("inserted-token")
+                        .received_at(now)
+                        .expires_at(now.saturating_add(Duration::from_secs(600)))
+                        .build()
+                        .expect("a fixed token is valid");
+                    source.insert_token(token);
+                }
+            },
+        }
+    }
+}
+
+/// What `after_result` compares against.
+struct Before {
+    usable: bool,
+    revocation: bool,
+}
+
+impl Before {
+    fn of(source: &TokenSource, now: Timestamp) -> Before {
+        Before {
+            usable: source.usable(now).is_some(),
+            revocation: matches!(source.in_flight(), Some((_, RequestKind::Revocation))),
+        }
+    }
+}
+
+/// The invariants after a response or transport error was handed back.
+fn after_result(
+    source: &TokenSource,
+    now: Timestamp,
+    id: RequestId,
+    in_flight: &mut Option<RequestId>,
+    stale: &mut Option<RequestId>,
+    before: Before,
+    result: Result<Event, Error>,
+) {
+    if Some(id) != *in_flight {
+        assert!(
+            matches!(result, Err(Error::UnknownRequest { .. })),
+            "a result for a request not in flight was accepted"
+        );
+        return;
+    }
+    *in_flight = None;
+    *stale = Some(id);
+    match &result {
+        Err(Error::UnknownRequest { .. }) => panic!("the request in flight was not recognised"),
+        Err(error) => {
+            check_error(error);
+            if !before.revocation {
+                assert!(
+                    source.usable(now).is_none(),
+                    "Err returned while a usable token is cached"
+                );
+                assert!(source.last_error().is_some(), "Err returned without a cool-down error");
+            }
+        }
+        Ok(Event::RefreshFailed { .. }) => assert!(source.usable(now).is_some()),
+        Ok(Event::TokenUpdated(token)) => {
+            assert!(source.token().is_some_and(|t| t.same_token(token)));
+            // Clock skew must not eat a new token's whole lifetime: at the
+            // moment it was requested it is usable, else every poll refetches.
+            assert!(
+                source.usable(token.received_at()).is_some(),
+                "a new token is unusable from the start"
+            );
+            check_token(token, token.received_at());
+        }
+        Ok(_) => {}
+    }
+    // A token response replaces the cached token; nothing else may lose it.
+    if before.usable && !matches!(result, Ok(Event::TokenUpdated(_))) {
+        assert!(
+            source.usable(now).is_some(),
+            "a usable token was lost to a bad response"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `token_source`: with a 30 s clock skew, a token that lives
+    /// 1 s was unusable on arrival, so every poll fetched another one.
+    #[test]
+    fn a_skew_longer_than_the_lifetime_does_not_refetch_on_every_poll() {
+        let config = Config::builder("id", "secret")
+            .token_endpoint("https://id.example/token")
+            .clock_skew(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut source = TokenSource::new(config);
+        let Action::Send(outgoing) = source.poll(NOW) else {
+            panic!("expected a request")
+        };
+        let body = br#"{"access_token":"tok","expires_in":1}"#;
+        assert!(matches!(
+            source.handle_response(NOW, outgoing.id, response(200, body)),
+            Ok(Event::TokenUpdated(_))
+        ));
+        assert!(matches!(source.poll(NOW), Action::Ready(_)));
+        token_source(&[8, 2, 4, 0, 171, 2]);
+    }
+}
