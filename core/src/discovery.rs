@@ -176,20 +176,37 @@ pub(crate) fn discovery_url_with(
     Ok(url)
 }
 
-/// The `GET` request for `issuer`'s OpenID Connect Discovery document, for
-/// standalone use (a [`crate::TokenSource`] configured with an issuer emits it itself).
+/// The `GET` request for `issuer`'s OpenID Connect Discovery document
+/// (`{issuer}/.well-known/openid-configuration`), for standalone use (a
+/// [`crate::TokenSource`] configured with an issuer emits its own).
+///
+/// Infallible by design, so it composes with any HTTP client: an issuer that
+/// is not a usable URL (relative, plain `http:` to a non-loopback host, with a
+/// query or fragment) yields a request with the bare URI `/`, which no HTTP
+/// client can send. Use [`discovery_request_at`] or [`discovery_url`] to get
+/// the reason as an error instead.
 ///
 /// ```
-/// let request = client_credentials::discovery_request("https://id.example/tenant")?;
+/// let request = client_credentials::discovery_request("https://id.example/tenant");
 /// assert_eq!(request.uri(), "https://id.example/tenant/.well-known/openid-configuration");
 /// assert_eq!(request.method(), "GET");
-/// # Ok::<(), client_credentials::Error>(())
+/// assert_eq!(client_credentials::discovery_request("not a url").uri(), "/");
 /// ```
-pub fn discovery_request(issuer: impl AsRef<str>) -> Result<Request<Vec<u8>>, Error> {
-    discovery_request_at(issuer, DiscoveryLocation::OpenId)
+pub fn discovery_request(issuer: impl AsRef<str>) -> Request<Vec<u8>> {
+    discovery_request_at(issuer, DiscoveryLocation::OpenId).unwrap_or_else(|_| Request::new(Vec::new()))
 }
 
-/// The `GET` request for `issuer`'s metadata at `location`.
+/// The `GET` request for `issuer`'s metadata at `location`, or why the
+/// issuer cannot be used.
+///
+/// ```
+/// use client_credentials::{discovery_request_at, DiscoveryLocation};
+///
+/// let request = discovery_request_at("https://id.example/tenant", DiscoveryLocation::Rfc8414)?;
+/// assert_eq!(request.uri(), "https://id.example/.well-known/oauth-authorization-server/tenant");
+/// assert!(discovery_request_at("http://id.example", DiscoveryLocation::OpenId).is_err());
+/// # Ok::<(), client_credentials::Error>(())
+/// ```
 pub fn discovery_request_at(issuer: impl AsRef<str>, location: DiscoveryLocation) -> Result<Request<Vec<u8>>, Error> {
     Ok(get_json(&discovery_url(issuer.as_ref(), location)?))
 }

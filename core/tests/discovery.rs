@@ -75,7 +75,12 @@ fn unusable_issuers_are_clear_errors() {
             assert!(e.to_string().starts_with("issuer "), "{e}");
             assert!(!e.to_string().contains("pw@"), "{e}");
         }
-        let e = discovery_request(issuer).unwrap_err();
+        assert_eq!(
+            discovery_request(issuer).uri(),
+            "/",
+            "{issuer}: a request no client can send"
+        );
+        let e = discovery_request_at(issuer, OpenId).unwrap_err();
         assert!(
             matches!(e, Error::Discovery(DiscoveryError::InvalidIssuer { .. })),
             "{e:?}"
@@ -86,7 +91,7 @@ fn unusable_issuers_are_clear_errors() {
 
 #[test]
 fn requests_are_plain_gets_for_json() {
-    let request = discovery_request("https://id.example/t").unwrap();
+    let request = discovery_request("https://id.example/t");
     assert_eq!(request.method(), http::Method::GET);
     assert_eq!(request.uri(), "https://id.example/t/.well-known/openid-configuration");
     assert_eq!(request.headers()[http::header::ACCEPT], "application/json");
