@@ -52,23 +52,29 @@ pub(crate) fn token_request(config: &Config, endpoint: &Url, auth: ClientAuth, g
         ClientAuth::Json => (JSON, json_body(config, grant)),
         _ => (FORM, form_body(config, auth, grant)),
     };
-    let mut builder = Request::builder()
+    finish(post(config, endpoint, auth, content_type), body)
+}
+
+/// A `POST` to `endpoint` with the common headers and, for the Basic
+/// methods, the `Authorization` header.
+fn post(config: &Config, endpoint: &Url, auth: ClientAuth, content_type: &'static str) -> http::request::Builder {
+    let builder = Request::builder()
         .method(Method::POST)
         .uri(endpoint.as_str())
         .header(ACCEPT, JSON)
         .header(CONTENT_TYPE, content_type)
         .header(USER_AGENT, AGENT);
-    if let ClientAuth::Basic | ClientAuth::BasicUnencoded = auth {
-        builder = builder.header(
+    match auth {
+        ClientAuth::Basic | ClientAuth::BasicUnencoded => builder.header(
             AUTHORIZATION,
             basic_credentials(
                 config.client_id(),
                 config.client_secret().expose_secret(),
                 auth == ClientAuth::Basic,
             ),
-        );
+        ),
+        ClientAuth::Post | ClientAuth::Json => builder,
     }
-    finish(builder, body)
 }
 
 /// An RFC 7009 revocation request for `token`.
@@ -81,29 +87,13 @@ pub(crate) fn revocation_request(
 ) -> Request<Vec<u8>> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("token", token).append_pair("token_type_hint", hint);
-    let mut builder = Request::builder()
-        .method(Method::POST)
-        .uri(endpoint.as_str())
-        .header(ACCEPT, JSON)
-        .header(CONTENT_TYPE, FORM)
-        .header(USER_AGENT, AGENT);
-    match auth {
-        ClientAuth::Basic | ClientAuth::BasicUnencoded => {
-            builder = builder.header(
-                AUTHORIZATION,
-                basic_credentials(
-                    config.client_id(),
-                    config.client_secret().expose_secret(),
-                    auth == ClientAuth::Basic,
-                ),
-            );
-        }
-        ClientAuth::Post | ClientAuth::Json => {
-            form.append_pair("client_id", config.client_id())
-                .append_pair("client_secret", config.client_secret().expose_secret());
-        }
+    // RFC 7009 §2.1: the client authenticates as at the token endpoint (a
+    // revocation endpoint takes a form, so the JSON variant posts its credentials).
+    if let ClientAuth::Post | ClientAuth::Json = auth {
+        form.append_pair("client_id", config.client_id())
+            .append_pair("client_secret", config.client_secret().expose_secret());
     }
-    finish(builder, form.finish().into_bytes())
+    finish(post(config, endpoint, auth, FORM), form.finish().into_bytes())
 }
 
 /// A `GET` for a metadata document.
