@@ -699,6 +699,25 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
     }
 }
 
+impl ConfigError {
+    /// The same error with `secret` cut out of the URL it quotes (for URLs
+    /// that came from a server, which could echo anything).
+    pub(crate) fn redacted(self, secret: &str) -> Self {
+        let cut = |url: String| crate::response::redact(&url, secret);
+        match self {
+            ConfigError::InvalidUrl { field, url, reason } => ConfigError::InvalidUrl {
+                field,
+                url: cut(url),
+                reason,
+            },
+            ConfigError::RelativeUrl { field, url } => ConfigError::RelativeUrl { field, url: cut(url) },
+            ConfigError::UrlWithFragment { field, url } => ConfigError::UrlWithFragment { field, url: cut(url) },
+            ConfigError::InsecureUrl { field, url } => ConfigError::InsecureUrl { field, url: cut(url) },
+            other => other,
+        }
+    }
+}
+
 /// What is wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

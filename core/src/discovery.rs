@@ -9,7 +9,7 @@ use url::Url;
 use crate::config::{check_endpoint, redact_userinfo, ClientAuth, ConfigError};
 use crate::error::{retryable_status, Error};
 use crate::request::get_json;
-use crate::response::{check_size, clean, excerpt, parse_json_object};
+use crate::response::{check_size, clean, excerpt, parse_json_object, redact};
 
 /// Where a metadata document is looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -275,7 +275,7 @@ pub(crate) fn parse_discovery_with(
     if found != issuer {
         return Err(DiscoveryError::IssuerMismatch {
             expected: issuer.to_owned(),
-            found: clean(&found, 200),
+            found: clean(&redact(&found, client_secret), 200),
         }
         .into());
     }
@@ -283,7 +283,8 @@ pub(crate) fn parse_discovery_with(
         Some(Value::String(endpoint)) => endpoint,
         _ => return Err(DiscoveryError::MissingTokenEndpoint.into()),
     };
-    check_endpoint("token_endpoint", &token_endpoint, allow_insecure).map_err(DiscoveryError::InvalidEndpoint)?;
+    check_endpoint("token_endpoint", &token_endpoint, allow_insecure)
+        .map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(client_secret)))?;
     let mut string = |name: &str| match document.remove(name) {
         Some(Value::String(s)) => Some(s),
         _ => None,

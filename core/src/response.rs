@@ -88,7 +88,7 @@ pub fn parse_token_response(
     {
         return Err(Error::invalid(format!(
             "token_type {:?} is not Bearer; accept it with ConfigBuilder::accept_token_type",
-            clean(&token_type, 40)
+            clean(&redact(&token_type, config.client_secret().expose_secret()), 40)
         )));
     }
     let lifetime = match expires_in(&object)? {
