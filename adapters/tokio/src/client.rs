@@ -107,8 +107,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Called once for each new token fetched from the provider (not for
-    /// tokens loaded from the store or returned by a token provider), after it
+    /// Called once for each new token, fetched from the token endpoint or supplied
+    /// by the [token provider](ClientBuilder::token_provider) (not for the
+    /// token loaded from the store at start), after it
     /// is saved and before the callers waiting for it are woken. Keep it
     /// short: it runs on a runtime thread.
     pub fn on_token_update(mut self, callback: impl Fn(&AccessToken) + Send + Sync + 'static) -> Self {
@@ -370,9 +371,18 @@ impl Shared {
             };
             if let Some(last) = last {
                 if let Some(token) = provider(last).await {
-                    let mut source = this.lock();
-                    source.insert_token(token);
-                    this.publish(&source);
+                    let new = {
+                        let mut source = this.lock();
+                        let new = !source.token().is_some_and(|current| current.same_token(&token));
+                        source.insert_token(token.clone());
+                        this.publish(&source);
+                        new
+                    };
+                    // A token the provider supplies is a new token like a
+                    // fetched one: stored and announced (as in the blocking adapter).
+                    if new {
+                        this.report(&Ok(Event::TokenUpdated(token))).await;
+                    }
                 }
             }
         }

@@ -19,9 +19,14 @@ pub enum StoreChoice {
 /// Callback type for token updates.
 pub type OnUpdate = Arc<dyn Fn(&AccessToken) + Send + Sync>;
 
+/// A custom token provider: `None` lets the client fetch.
+pub type Provider = Arc<dyn Fn() -> Option<AccessToken> + Send + Sync>;
+
 /// How to build a client for a scenario.
 #[derive(Clone, Default)]
 pub struct Options {
+    /// `.token_provider(..)`.
+    pub provider: Option<Provider>,
     /// `.timeout(..)`.
     pub timeout: Option<Duration>,
     /// `.store(..)`.
@@ -70,6 +75,9 @@ impl Adapter for Blocking {
         }
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
+        }
+        if let Some(provider) = options.provider {
+            builder = builder.token_provider(move |_last: Option<&AccessToken>| provider());
         }
         builder.build()
     }
@@ -125,6 +133,12 @@ impl Adapter for Tokio {
         }
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
+        }
+        if let Some(provider) = options.provider {
+            builder = builder.token_provider(move |_last: Option<AccessToken>| {
+                let token = provider();
+                Box::pin(async move { token })
+            });
         }
         builder.build()
     }

@@ -3,4 +3,5 @@ client_credentials_suite::scenarios!(stores:
     file_store_is_shared_between_runs,
     update_callback_fires_once_per_token,
     signout_revokes_and_clears,
+    token_provider_first_then_fetching,
 );

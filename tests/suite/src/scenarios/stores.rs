@@ -70,3 +70,40 @@ pub fn signout_revokes_and_clears<A: Adapter>() {
     assert_ne!(next.secret(), token.secret());
     assert_eq!(issuer.token_requests().len(), 2);
 }
+
+/// A custom provider's token is used (no request) and announced once; a
+/// provider without a token lets the client fetch.
+pub fn token_provider_first_then_fetching<A: Adapter>() {
+    use client_credentials::{AccessToken, Timestamp};
+    use std::time::{Duration, SystemTime};
+
+    let issuer = TestIssuer::start();
+    let expires = Timestamp::from(SystemTime::now()).saturating_add(Duration::from_secs(3600));
+    let stored = AccessToken::builder("from-the-database")
+        .expires_at(expires)
+        .build()
+        .unwrap();
+    let updates = Arc::new(AtomicUsize::new(0));
+    let seen = updates.clone();
+    let options = Options {
+        provider: Some(Arc::new(move || Some(stored.clone()))),
+        on_update: Some(Arc::new(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })),
+        ..Options::default()
+    };
+    let client = A::build(config(&issuer).build().unwrap(), options);
+    for _ in 0..3 {
+        assert_eq!(A::token(&client).unwrap().secret(), "from-the-database");
+    }
+    assert_eq!(updates.load(Ordering::SeqCst), 1);
+    assert!(issuer.token_requests().is_empty());
+
+    let options = Options {
+        provider: Some(Arc::new(|| None)),
+        ..Options::default()
+    };
+    let client = A::build(config(&issuer).build().unwrap(), options);
+    assert!(A::token(&client).unwrap().secret().starts_with("tk-"));
+    assert_eq!(issuer.token_requests().len(), 1);
+}
