@@ -268,6 +268,15 @@ impl TokenSource {
         }
     }
 
+    /// The error of the last failed round if its cool-down still runs at
+    /// `now`: what a forced refresh should report instead of waiting.
+    pub fn cooldown_error(&self, now: Timestamp) -> Option<&Error> {
+        match self.phase {
+            Phase::Cooldown { until } if now < until => self.last_error.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The request in flight, if any.
     pub fn in_flight(&self) -> Option<(RequestId, RequestKind)> {
         match self.phase {
@@ -305,7 +314,11 @@ impl TokenSource {
 
     /// What to do at `now`.
     pub fn poll(&mut self, now: Timestamp) -> Action<'_> {
-        let serve_usable = !self.forced && self.usable(now).is_some();
+        // A forced refresh withholds the cached token until the new one
+        // arrives, except while a cool-down blocks the request: then callers
+        // keep the unexpired token rather than the last round's error.
+        let cooling_down = matches!(self.phase, Phase::Cooldown { until } if now < until);
+        let serve_usable = (!self.forced || cooling_down) && self.usable(now).is_some();
         if self.is_fresh(now) || (serve_usable && self.busy(now)) {
             return match &self.token {
                 Some(token) => Action::Ready(token),

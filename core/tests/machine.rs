@@ -472,8 +472,10 @@ fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
     assert_eq!(ready(&mut source, at(11)).secret(), "old");
 
     source.force_refresh();
-    // Forcing again during the cool-down waits for it; then fetches.
-    let until = wait(&mut source, at(11)).unwrap();
+    // Forcing again during the cool-down keeps serving the unexpired token;
+    // the forced fetch goes out when the cool-down ends.
+    assert_eq!(ready(&mut source, at(11)).secret(), "old");
+    let until = at(60);
     let out = send(&mut source, until);
     source.handle_response(until, out.id, token_ok("new", 3600)).unwrap();
     assert_eq!(ready(&mut source, until).secret(), "new");
@@ -989,4 +991,23 @@ fn an_explicit_refresh_does_not_lift_the_cool_down() {
     let until = wait(&mut source, at(0)).expect("cool-down");
     assert!(source.last_error().is_some());
     assert_eq!(send(&mut source, until).kind, RequestKind::Token);
+}
+
+#[test]
+fn a_forced_refresh_during_a_cool_down_keeps_serving_the_unexpired_token() {
+    let mut source = TokenSource::new(one_attempt());
+    let token = fetch(&mut source, at(0), "t1", 3600);
+    source.force_refresh();
+    let out = send(&mut source, at(10));
+    assert!(matches!(
+        source.handle_response(at(10), out.id, token_ok("x", 1).map(|_| b"oops".to_vec())),
+        Ok(Event::RefreshFailed { .. })
+    ));
+    source.force_refresh();
+    // Cooling down: the refresh must wait, the unexpired token is still served.
+    assert_eq!(ready(&mut source, at(10)).secret(), token.secret());
+    assert!(source.cooldown_error(at(10)).is_some());
+    assert!(source.cooldown_error(at(60)).is_none(), "over by then");
+    // After the cool-down the forced refresh goes out.
+    assert_eq!(send(&mut source, at(60)).kind, RequestKind::Token);
 }

@@ -282,6 +282,12 @@ impl Client {
             let mut source = self.shared.lock();
             source.force_refresh();
             self.shared.publish(&source);
+            // During the cool-down after a failed round nothing may be sent:
+            // report that round's error (the refresh happens once it ends,
+            // and token() keeps serving the unexpired token meanwhile).
+            if let Some(error) = source.cooldown_error(self.shared.clock.now()) {
+                return Err(error.clone());
+            }
         }
         Shared::token_slow(&self.shared).await
     }
