@@ -663,4 +663,18 @@ mod tests {
         assert!(matches!(source.poll(NOW), Action::Ready(_)));
         token_source(&[8, 2, 4, 0, 171, 2]);
     }
+
+    /// Found by `discovery_document`: `url` accepts a backtick in a host,
+    /// `http::Uri` does not, so a discovered token endpoint like this one was
+    /// accepted and the token request silently became an empty `GET /`.
+    #[test]
+    fn an_endpoint_that_is_no_http_uri_is_rejected() {
+        let body = br#"{"issuer":"https://id.example","token_endpoint":"https://id.exa`le/token"}"#;
+        assert!(parse_discovery(ISSUER, response(200, body)).is_err());
+        let config = Config::builder("id", "secret")
+            .token_endpoint("https://id.exa`le/token")
+            .build();
+        assert!(config.is_err());
+        discovery_document(body);
+    }
 }
