@@ -676,6 +676,15 @@ pub(crate) fn check_endpoint(field: &'static str, url: &str, allow_insecure: boo
             reason: "it has no host".into(),
         });
     }
+    // `url` accepts some host characters (a backtick, braces) that `http::Uri`
+    // rejects; such a URL could never be requested (found by fuzzing discovery).
+    if http::Uri::try_from(parsed.as_str()).is_err() {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            url: url.to_owned(),
+            reason: "it is not a valid HTTP request URI".into(),
+        });
+    }
     Ok(parsed)
 }
 

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::{
     discovery_url, jwt_lifetime, parse_discovery, parse_retry_after, parse_token_response, AccessToken, Action, Config,
-    DiscoveryLocation, Error, Event, RequestId, RequestKind, Timestamp, TokenSource, TransportErrorKind, MAX_LIFETIME,
-    MIN_LIFETIME,
+    DiscoveryError, DiscoveryLocation, Error, Event, RequestId, RequestKind, Timestamp, TokenSource,
+    TransportErrorKind, MAX_LIFETIME, MIN_LIFETIME,
 };
 
 /// The client secret of every fuzzed config: no error message may contain it.
@@ -54,9 +54,17 @@ fn check_error(error: &Error) {
 /// to redact (standalone `parse_discovery` has none).
 fn check_error_with(error: &Error, secret_known: bool) {
     let message = error.to_string();
-    // Provider-supplied OAuth texts are quoted as sent; everything the core
-    // excerpts itself must be redacted.
-    if secret_known && !matches!(error, Error::OAuth { .. }) {
+    // Raw-body excerpts and the core's own reasons must be redacted. Named
+    // fields the provider sent (an OAuth description, a mismatched issuer, a
+    // rejected endpoint) are quoted as sent, shortened.
+    let excerpted = matches!(
+        error,
+        Error::UnexpectedStatus { .. }
+            | Error::InvalidResponse { .. }
+            | Error::Transport(_)
+            | Error::Discovery(DiscoveryError::UnexpectedStatus { .. } | DiscoveryError::InvalidDocument { .. })
+    );
+    if secret_known && excerpted {
         assert!(!message.contains(CLIENT_SECRET), "client secret in error: {message}");
     }
     let _ = error.is_retryable();
@@ -662,5 +670,19 @@ mod tests {
         ));
         assert!(matches!(source.poll(NOW), Action::Ready(_)));
         token_source(&[8, 2, 4, 0, 171, 2]);
+    }
+
+    /// Found by `discovery_document`: `url` accepts a backtick in a host,
+    /// `http::Uri` does not, so a discovered token endpoint like this one was
+    /// accepted and the token request silently became an empty `GET /`.
+    #[test]
+    fn an_endpoint_that_is_no_http_uri_is_rejected() {
+        let body = br#"{"issuer":"https://id.example","token_endpoint":"https://id.exa`le/token"}"#;
+        assert!(parse_discovery(ISSUER, response(200, body)).is_err());
+        let config = Config::builder("id", "secret")
+            .token_endpoint("https://id.exa`le/token")
+            .build();
+        assert!(config.is_err());
+        discovery_document(body);
     }
 }
