@@ -54,17 +54,9 @@ fn check_error(error: &Error) {
 /// to redact (standalone `parse_discovery` has none).
 fn check_error_with(error: &Error, secret_known: bool) {
     let message = error.to_string();
-    // Raw-body excerpts and the core's own reasons must be redacted. Named
-    // fields the provider sent (an OAuth description, a mismatched issuer, a
-    // rejected endpoint) are quoted as sent, shortened.
-    let excerpted = matches!(
-        error,
-        Error::UnexpectedStatus { .. }
-            | Error::InvalidResponse { .. }
-            | Error::Transport(_)
-            | Error::Discovery(DiscoveryError::UnexpectedStatus { .. } | DiscoveryError::InvalidDocument { .. })
-    );
-    if secret_known && excerpted {
+    // Whatever the server sent (a body, an OAuth description or code, a
+    // mismatched issuer, a rejected endpoint) is quoted with the secret cut out.
+    if secret_known {
         assert!(!message.contains(CLIENT_SECRET), "client secret in error: {message}");
     }
     let _ = error.is_retryable();

@@ -152,7 +152,7 @@ pub(crate) fn oauth_error(status: StatusCode, object: &Map<String, Value>, clien
             .map(|s| clean(&redact(s, client_secret), max))
     };
     Some(Error::OAuth {
-        code: OAuthErrorCode::from_wire(&clean(code, 64)),
+        code: OAuthErrorCode::from_wire(&clean(&redact(code, client_secret), 64)),
         description: text("error_description", 300),
         uri: text("error_uri", 300),
         status,
