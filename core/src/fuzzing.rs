@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::{
     discovery_url, jwt_lifetime, parse_discovery, parse_retry_after, parse_token_response, AccessToken, Action, Config,
-    DiscoveryError, DiscoveryLocation, Error, Event, RequestId, RequestKind, Timestamp, TokenSource,
-    TransportErrorKind, MAX_LIFETIME, MIN_LIFETIME,
+    DiscoveryLocation, Error, Event, RequestId, RequestKind, Timestamp, TokenSource, TransportErrorKind, MAX_LIFETIME,
+    MIN_LIFETIME,
 };
 
 /// The client secret of every fuzzed config: no error message may contain it.
