@@ -1,9 +1,11 @@
 //! The client: a `TokenSource` behind a short lock, requests run in spawned tasks, waiters woken by `Notify`.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use client_credentials::{
@@ -266,13 +268,18 @@ impl Client {
     ///
     /// Dropping the returned future (a timeout, a lost `select!`) does not
     /// cancel the request: it runs in its own task and the next call gets its result.
-    pub async fn token(&self) -> Result<AccessToken, Error> {
-        if let Clock::System = self.shared.clock {
-            if let Some(token) = self.shared.published.fresh() {
-                return Ok(token);
-            }
+    #[inline]
+    pub fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
+        // The fresh check runs before any future exists, so the cached read
+        // awaits a ready value: no state machine, no lock, no allocation.
+        let fresh = match self.shared.clock {
+            Clock::System => self.shared.published.fresh(),
+            _ => None,
+        };
+        match fresh {
+            Some(token) => TokenFuture::Ready(Some(token)),
+            None => TokenFuture::Slow(Box::pin(Shared::token_slow(&self.shared))),
         }
-        Shared::token_slow(&self.shared).await
     }
 
     /// Fetches a new token now even if the cached one is fresh (the cached one
@@ -577,6 +584,28 @@ async fn background(client: Weak<Shared>, changed: Arc<Notify>) {
                 let _ = tokio::time::timeout_at(deadline, changed.notified()).await;
             }
             Err(None) => changed.notified().await,
+        }
+    }
+}
+
+/// What [`Client::token`] returns: a value already there, or the slow path
+/// (boxed: it only runs when the cache misses, once per refresh).
+enum TokenFuture<'a> {
+    Ready(Option<AccessToken>),
+    Slow(BoxFuture<'a, Result<AccessToken, Error>>),
+}
+
+impl Future for TokenFuture<'_> {
+    type Output = Result<AccessToken, Error>;
+
+    #[inline]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            TokenFuture::Ready(token) => match token.take() {
+                Some(token) => Poll::Ready(Ok(token)),
+                None => Poll::Ready(Err(no_token())),
+            },
+            TokenFuture::Slow(future) => future.as_mut().poll(cx),
         }
     }
 }
