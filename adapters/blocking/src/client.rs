@@ -244,20 +244,18 @@ impl Client {
     /// and a still-valid cached token keeps being served to `token()`.
     pub fn refresh(&self) -> Result<AccessToken, Error> {
         let mut state = self.inner.lock();
+        let now = common::now();
+        // During the cool-down after a failed round nothing may be sent: report
+        // that round's error (the core keeps serving an unexpired token to
+        // `token()` meanwhile).
+        if let Some(error) = state.source.cooldown_error(now) {
+            return Err(error.clone());
+        }
         state.source.force_refresh();
-        let outgoing = match state.source.poll(common::now()) {
+        let outgoing = match state.source.poll(now) {
             Action::Send(outgoing) => Some(outgoing),
             Action::Ready(_) | Action::Wait { .. } => None,
         };
-        if let Some(error) = state.source.last_error().cloned() {
-            // The cool-down after a failed round still runs: nothing is sent
-            // before it ends. Re-inserting the cached token withdraws the
-            // force, so `token()` keeps serving it while it is valid.
-            if let Some(token) = state.source.token().cloned() {
-                state.source.insert_token(token);
-            }
-            return Err(error);
-        }
         self.inner.publish(&state.source);
         self.inner.obtain(state, Mode::Refresh, outgoing)
     }
