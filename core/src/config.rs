@@ -283,6 +283,88 @@ impl Config {
     pub fn uses_refresh_tokens(&self) -> bool {
         self.inner.use_refresh_tokens
     }
+
+    /// A stable identity of what a token from this configuration is good for:
+    /// lowercase hex SHA-256 over the token endpoint (or the issuer when it is
+    /// discovered), the client id, the scopes (sorted, deduplicated), the
+    /// resources (in order), the audience and the authentication method.
+    ///
+    /// Token stores keep it with a token and ignore a token saved under another
+    /// fingerprint, so a token fetched for one client, issuer or scope set is
+    /// never served to another. The client secret is not part of it (rotating
+    /// the secret keeps cached tokens valid, and the fingerprint reveals
+    /// nothing about it); neither are timing or retry settings.
+    ///
+    /// ```
+    /// use client_credentials::Config;
+    ///
+    /// let a = Config::builder("id", "secret").token_endpoint("https://a.example/token").build()?;
+    /// let b = Config::builder("id", "other").token_endpoint("https://a.example/token").build()?;
+    /// let c = Config::builder("id", "secret").token_endpoint("https://b.example/token").build()?;
+    /// assert_eq!(a.fingerprint(), b.fingerprint());
+    /// assert_ne!(a.fingerprint(), c.fingerprint());
+    /// assert_eq!(a.fingerprint().len(), 64);
+    /// # Ok::<(), client_credentials::ConfigError>(())
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+
+        // Every field is length-prefixed (and optional ones tagged), so no two
+        // different configurations encode to the same bytes.
+        fn field(hash: &mut Sha256, bytes: &[u8]) {
+            hash.update((bytes.len() as u64).to_be_bytes());
+            hash.update(bytes);
+        }
+        fn list<'a>(hash: &mut Sha256, items: impl ExactSizeIterator<Item = &'a str>) {
+            hash.update((items.len() as u64).to_be_bytes());
+            for item in items {
+                field(hash, item.as_bytes());
+            }
+        }
+
+        let i = &self.inner;
+        let mut hash = Sha256::new();
+        field(&mut hash, b"client-credentials fingerprint v1");
+        match &i.endpoint {
+            Endpoint::Token(url) => {
+                field(&mut hash, b"token_endpoint");
+                field(&mut hash, url.as_str().as_bytes());
+            }
+            Endpoint::Issuer(issuer) => {
+                field(&mut hash, b"issuer");
+                field(&mut hash, issuer.as_bytes());
+            }
+        }
+        field(&mut hash, i.client_id.as_bytes());
+        let mut scopes: Vec<&str> = i.scopes.iter().map(String::as_str).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        list(&mut hash, scopes.into_iter());
+        list(&mut hash, i.resources.iter().map(String::as_str));
+        match &i.audience {
+            Some(audience) => {
+                field(&mut hash, b"audience");
+                field(&mut hash, audience.as_bytes());
+            }
+            None => field(&mut hash, b"no audience"),
+        }
+        let auth: &[u8] = match i.auth {
+            None => b"negotiated",
+            Some(ClientAuth::Basic) => b"client_secret_basic",
+            Some(ClientAuth::BasicUnencoded) => b"client_secret_basic unencoded",
+            Some(ClientAuth::Post) => b"client_secret_post",
+            Some(ClientAuth::Json) => b"client_secret_post json",
+        };
+        field(&mut hash, auth);
+
+        let digest = hash.finalize();
+        let mut hex = String::with_capacity(64);
+        for byte in digest {
+            hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+            hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+        }
+        hex
+    }
 }
 
 impl fmt::Debug for Config {
