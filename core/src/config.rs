@@ -334,6 +334,11 @@ impl Config {
                 field(&mut hash, b"issuer");
                 field(&mut hash, issuer.as_bytes());
             }
+            // The issuer is learned from the resource: the resource names it.
+            Endpoint::ResourceServer(resource) => {
+                field(&mut hash, b"resource_server");
+                field(&mut hash, resource.as_bytes());
+            }
         }
         field(&mut hash, i.client_id.as_bytes());
         let mut scopes: Vec<&str> = i.scopes.iter().map(String::as_str).collect();

@@ -257,3 +257,14 @@ fn errors_never_quote_the_client_secret() {
     let error = source.handle_response(at(0), out.id, echo).unwrap_err();
     assert!(!error.to_string().contains(SECRET), "{error}");
 }
+
+#[test]
+fn the_fingerprint_names_the_resource_server() {
+    let a = resource_config();
+    let b = Config::builder(CLIENT_ID, SECRET)
+        .resource_server("https://api.example/other")
+        .build()
+        .unwrap();
+    assert_ne!(a.fingerprint(), b.fingerprint());
+    assert_eq!(a.fingerprint(), resource_config().fingerprint());
+}
