@@ -35,6 +35,15 @@
 //!   capped while reading, 30 s overall and 10 s connect timeouts by default).
 //! - [`TokenStore`], [`MemoryStore`], [`FileStore`]: tokens that outlive the client.
 //! - [`discover`], [`discover_with`]: a provider's metadata, standalone.
+//! - [`Client::authorize`]: sets `Authorization` on your `http::Request`.
+//!
+//! ## Features
+//! - `middleware` (off by default): authorised HTTP clients on `ureq` —
+//!   `AuthMiddleware` (a `ureq` middleware: the header, and invalidation on a
+//!   `401`) and `AuthorizedAgent` (the header and one retry with a new token).
+//!   Only allowed origins ever get the token: by default the config's
+//!   resource server and resources, else `.allow_origin(url)` (repeatable);
+//!   `.allow_any_origin()` is the explicit opt-out.
 //!
 //! Errors are the core's [`Error`] (I/O failures as [`Error::Transport`]).
 //! Requests are logged with `tracing::debug!` (method and URI only); refresh
@@ -43,13 +52,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authorize;
 mod client;
 mod discovery;
+#[cfg(feature = "middleware")]
+mod middleware;
 mod store;
 mod transport;
 
 pub use client::{Client, ClientBuilder};
 pub use discovery::{discover, discover_with};
+#[cfg(feature = "middleware")]
+pub use middleware::{AuthMiddleware, AuthorizedAgent};
 pub use store::{FileStore, MemoryStore, TokenStore};
 pub use transport::{Transport, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 

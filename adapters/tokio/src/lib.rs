@@ -63,20 +63,44 @@
 //!   follows tokio's clock instead, for tests on a paused runtime.
 //! - Works on the current-thread and the multi-thread runtime.
 //!
+//! ## Authorised HTTP clients
+//! [`Client::authorize`] sets `Authorization` on an `http::Request` and
+//! returns the token it used. Two optional features build on it: the header
+//! on every request, and on a `401` that rejects the token one retry with a
+//! new one (concurrent rejections cause one refresh; a body that cannot be
+//! cloned is never re-sent; never a second retry):
+//! - `reqwest-middleware`: `AuthMiddleware::new(client)`, a
+//!   `reqwest_middleware::Middleware`;
+//! - `tower`: `AuthLayer::new(client)`, a `tower` `Layer` whose service
+//!   retries bodies that implement `ReplayBody`.
+//!
+//! Only allowed origins ever get the token: by default the config's resource
+//! server and resources, else those given with `.allow_origin(url)`
+//! (repeatable); `.allow_any_origin()` is the explicit opt-out.
+//!
 //! Errors are the core's [`Error`] (I/O failures as `Error::Transport`), the
 //! same whichever adapter is used. No error, log line or `Debug` output
 //! contains the client secret or a token.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authorize;
 mod client;
 mod clock;
 mod discovery;
+#[cfg(feature = "tower")]
+mod layer;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 mod store;
 mod transport;
 
 pub use client::{Client, ClientBuilder};
 pub use discovery::{discover, discover_with};
+#[cfg(feature = "tower")]
+pub use layer::{AuthLayer, AuthService, BoxError, ReplayBody};
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::AuthMiddleware;
 pub use store::{FileStore, MemoryStore, TokenStore};
 pub use transport::{BoxFuture, ReqwestTransport, Transport};
 
