@@ -12,7 +12,9 @@
 //! - [`FleetTurn`], [`MemoryStore`], [`StoreOp`]: what the adapters' token
 //!   stores share;
 //! - [`file`]: loading and atomically saving a token file with owner-only permissions;
-//! - [`random_seed`]: a per-client jitter seed.
+//! - [`random_seed`]: a per-client jitter seed;
+//! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
+//!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping).
 //!
 //! This crate is an implementation detail of `client-credentials-blocking` and
 //! `client-credentials-tokio` (which re-export what users name); its API may
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authorize;
 mod clock;
 pub mod discovery;
 mod driver;
