@@ -1,10 +1,9 @@
 //! Where tokens outlive the client: the [`TokenStore`] trait, [`MemoryStore`], [`FileStore`].
 
 use std::io;
-use std::path::{Path, PathBuf};
 
 use client_credentials::{AccessToken, Config, Timestamp};
-use client_credentials_common::{file, FleetTurn, MemoryStore};
+use client_credentials_common::{file, FileStore, FleetTurn, MemoryStore};
 
 /// Keeps the current token somewhere (memory shared between clients, a file,
 /// a database), so a restarted program reuses it instead of fetching a new one.
@@ -64,49 +63,16 @@ impl TokenStore for MemoryStore {
     }
 }
 
-/// A token file: JSON, written atomically (temporary file and rename) with
-/// mode `0600` on Unix, so separate runs of a program share one token and a
-/// reader never sees half a token. A file that is not a token reads as empty
-/// (with a warning).
-///
-/// ```no_run
-/// use client_credentials_blocking::{Client, FileStore};
-///
-/// let config = client_credentials::Config::builder("id", "secret")
-///     .token_endpoint("https://auth.example.com/token")
-///     .build()?;
-/// let client = Client::builder(config)
-///     .store(FileStore::new("/var/lib/myapp/token.json"))
-///     .build();
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct FileStore {
-    path: PathBuf,
-}
-
-impl FileStore {
-    /// A store at `path` (its directory is created on the first save).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileStore { path: path.into() }
-    }
-
-    /// Where the token is kept.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 impl TokenStore for FileStore {
     fn load(&self, _: &Config) -> io::Result<Option<AccessToken>> {
-        file::load(&self.path)
+        file::load(self.path())
     }
 
     fn save(&self, _: &Config, token: &AccessToken) -> io::Result<()> {
-        file::save(&self.path, token)
+        file::save(self.path(), token)
     }
 
     fn delete(&self, _: &Config) -> io::Result<()> {
-        file::delete(&self.path)
+        file::delete(self.path())
     }
 }

@@ -8,7 +8,9 @@
 //! core, so both adapters behave the same.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -19,18 +21,35 @@ use client_credentials::{
 
 use crate::clock::TimeSource;
 use crate::published::Published;
-use crate::store::{store_failed, FleetTurn, StoreChange, StoreOp};
+use crate::store::{store_failed, FleetTurn, StoreChange};
 
 /// `on_token_update`: called once for each new token.
 pub type TokenCallback = Box<dyn Fn(&AccessToken) + Send + Sync>;
 /// `on_error`: called when a refresh fails while the cached token is still served.
 pub type ErrorCallback = Box<dyn Fn(&Error) + Send + Sync>;
 
+/// A boxed, `Send` future, as [`Io`] methods return (the tokio adapter's
+/// `BoxFuture` is the same type).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// How the driver wakes the callers an adapter has waiting.
 pub trait Wake: Send + Sync + 'static {
     /// The state changed (a result arrived, a round ended, the token was
     /// dropped): wake every caller waiting, so it steps again.
     fn wake(&self);
+}
+
+/// An adapter's I/O, as futures: the tokio adapter's are real ones; the
+/// blocking adapter does its I/O on the calling thread and returns futures
+/// that are ready at once. The flight logic around them ([`Driver::fly`],
+/// [`Driver::signout`], [`Driver::save_changes`]) is written once, here.
+pub trait Io: Wake {
+    /// Performs `task` for a client of `config`.
+    fn perform<'a>(&'a self, config: &'a Config, task: Task) -> BoxFuture<'a, Outcome>;
+    /// Applies `change` to the store (there is one when this is called).
+    fn store<'a>(&'a self, config: &'a Config, change: &'a StoreChange) -> BoxFuture<'a, io::Result<()>>;
+    /// Calls the store's `end_fetch(config)`.
+    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()>;
 }
 
 /// What a client is built from, besides its I/O.
@@ -83,8 +102,11 @@ struct State {
     /// returns once a round that it waited for has ended.
     rounds: u64,
     outcome: Option<Result<AccessToken, Error>>,
-    /// The number of the last [`StoreOp`] handed out.
-    store_seq: u64,
+    /// The store change not yet applied (only the latest matters: changes
+    /// are recorded under this lock in the order they happen), and whether a
+    /// caller is applying changes now ([`Driver::save_changes`]).
+    store_pending: Option<StoreChange>,
+    store_busy: bool,
     /// Numbers flights; `current` is the one running (0: none), so the
     /// result of a flight cut short by `signout()` is dropped.
     flights: u64,
@@ -197,11 +219,9 @@ pub enum Next<W: Wake> {
     Done(Done<W>),
 }
 
-/// The end of a flight: store effects to apply (in this order), then
-/// [`Done::announce`] runs the callbacks; dropping it wakes the waiters.
+/// The end of a flight: save the store's changes, call `end_fetch` if due,
+/// then [`Done::announce`] runs the callbacks; dropping it wakes the waiters.
 pub struct Done<W: Wake> {
-    /// A store change to apply (under the store lock, if admitted).
-    pub store: Option<StoreOp>,
     /// Whether to call the store's `end_fetch(config)` (after the save).
     pub end_fetch: bool,
     announce: Announce,
@@ -231,7 +251,8 @@ impl<W: Wake> Driver<W> {
                 fleet: false,
                 rounds: 0,
                 outcome: None,
-                store_seq: 0,
+                store_pending: None,
+                store_busy: false,
                 flights: 0,
                 current: 0,
             }),
@@ -304,14 +325,13 @@ impl<W: Wake> Driver<W> {
         }
     }
 
-    fn store_op(&self, state: &mut State, change: StoreChange) -> Option<StoreOp> {
-        self.settings.store.then(|| {
-            state.store_seq += 1;
-            StoreOp {
-                seq: state.store_seq,
-                change,
-            }
-        })
+    /// Records a store change, in the order of the state changes (this runs
+    /// under the lock that made them); it replaces any change not yet applied.
+    fn record(&self, state: &mut State, change: StoreChange) -> bool {
+        if self.settings.store {
+            state.store_pending = Some(change);
+        }
+        self.settings.store
     }
 
     /// What the caller in `mode` does next.
@@ -382,40 +402,19 @@ impl<W: Wake> Driver<W> {
         Ok(Mode::Refresh { after: state.rounds })
     }
 
-    /// The resource server rejected `token`: stop serving it. Returns the
-    /// store deletion to apply when it was the cached token.
-    pub fn invalidate(&self, token: &AccessToken) -> Option<StoreOp> {
+    /// The resource server rejected `token`: stop serving it. Returns
+    /// whether it was the cached token and its deletion from the store is
+    /// due ([`Driver::save_changes`]).
+    pub fn invalidate(&self, token: &AccessToken) -> bool {
         let mut state = self.lock();
         if !state.source.invalidate(token) {
-            return None;
+            return false;
         }
         self.publish(&state.source);
-        let op = self.store_op(&mut state, StoreChange::Delete);
+        let delete = self.record(&mut state, StoreChange::Delete);
         drop(state);
         self.io.wake();
-        op
-    }
-
-    /// Forgets the token and any flight under way: the store deletion to
-    /// apply, and the revocation request to perform (with
-    /// [`Flight::revoked`]) when the provider has a revocation endpoint.
-    pub fn signout(self: &Arc<Self>) -> (Option<StoreOp>, Option<Work<W>>) {
-        let mut state = self.lock();
-        let outgoing = state.source.signout();
-        state.current = 0;
-        state.loading = false;
-        state.loaded = true;
-        state.asked = false;
-        state.fleet = false;
-        self.publish(&state.source);
-        let op = self.store_op(&mut state, StoreChange::Delete);
-        let work = outgoing.map(|outgoing| Work {
-            flight: self.flight(&mut state, Job::Revoke(outgoing.id)),
-            task: Task::Send(outgoing.request),
-        });
-        drop(state);
-        self.io.wake();
-        (op, work)
+        delete
     }
 
     /// A round ended: count it, remember its outcome for `refresh()`, start
@@ -452,7 +451,6 @@ impl<W: Wake> Flight<W> {
         let job = std::mem::replace(&mut self.job, Job::None);
         let current = state.current == self.number;
         let mut done = Done {
-            store: None,
             end_fetch: false,
             announce: Announce::Nothing,
             flight: self,
@@ -472,7 +470,7 @@ impl<W: Wake> Flight<W> {
                     Some(token) => {
                         state.source.abandon(outgoing.id);
                         done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
-                        done.store = driver.store_op(&mut state, StoreChange::Save(token.clone()));
+                        driver.record(&mut state, StoreChange::Save(token.clone()));
                         done.announce = Announce::Token(token);
                     }
                     None => return done.continue_with(&mut state, now, outgoing),
@@ -505,7 +503,7 @@ impl<W: Wake> Flight<W> {
                 match handled {
                     Ok(Event::TokenUpdated(token)) => {
                         done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
-                        done.store = driver.store_op(&mut state, StoreChange::Save(token.clone()));
+                        driver.record(&mut state, StoreChange::Save(token.clone()));
                         done.announce = Announce::Token(token);
                     }
                     Ok(Event::RefreshFailed { error }) => {
@@ -694,4 +692,95 @@ macro_rules! builder_methods {
             self
         }
     };
+}
+
+impl<W: Io> Driver<W> {
+    /// Runs a flight to its end: its tasks, then the store's changes, the
+    /// fleet's `end_fetch`, the callbacks, and the wake-up.
+    pub async fn fly(self: Arc<Self>, work: Work<W>) {
+        let Work { mut task, mut flight } = work;
+        let done = loop {
+            let outcome = self.io.perform(self.config(), task).await;
+            match flight.finish(outcome) {
+                Next::Work(next) => (task, flight) = (next.task, next.flight),
+                Next::Done(done) => break done,
+            }
+        };
+        self.save_changes().await;
+        if done.end_fetch {
+            self.io.end_fetch(self.config()).await;
+        }
+        done.announce();
+    }
+
+    /// Applies the store's pending changes in order: unless another caller
+    /// is applying them already (it then applies this one too, after its
+    /// own), so a save never lands after the sign-out or invalidation that
+    /// dropped its token, and two quick saves land in order.
+    pub async fn save_changes(&self) {
+        let mut turn = StoreTurn {
+            driver: self,
+            held: false,
+        };
+        while let Some(change) = turn.next() {
+            if let Err(error) = self.io.store(self.config(), &change).await {
+                store_failed(change.verb(), &error);
+            }
+        }
+    }
+
+    /// Forgets the token (in memory and in the store) and any flight under
+    /// way, and revokes the token (RFC 7009) when the provider has a
+    /// revocation endpoint: the revocation's error, if any.
+    pub async fn signout(self: &Arc<Self>) -> Result<(), Error> {
+        let revocation = {
+            let mut state = self.lock();
+            let outgoing = state.source.signout();
+            state.current = 0;
+            state.loading = false;
+            state.loaded = true;
+            state.asked = false;
+            state.fleet = false;
+            self.publish(&state.source);
+            self.record(&mut state, StoreChange::Delete);
+            outgoing.map(|outgoing| (outgoing.request, self.flight(&mut state, Job::Revoke(outgoing.id))))
+        };
+        self.io.wake();
+        self.save_changes().await;
+        let Some((request, flight)) = revocation else {
+            return Ok(());
+        };
+        match self.io.perform(self.config(), Task::Send(request)).await {
+            Outcome::Response(result) => flight.revoked(result),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The right to apply store changes, given back when dropped (even by a
+/// panicking store).
+struct StoreTurn<'a, W: Wake> {
+    driver: &'a Driver<W>,
+    held: bool,
+}
+
+impl<W: Wake> StoreTurn<'_, W> {
+    fn next(&mut self) -> Option<StoreChange> {
+        let mut state = self.driver.lock();
+        if state.store_busy && !self.held {
+            return None;
+        }
+        let change = state.store_pending.take();
+        state.store_busy = change.is_some();
+        self.held = state.store_busy;
+        change
+    }
+}
+
+impl<W: Wake> Drop for StoreTurn<'_, W> {
+    fn drop(&mut self) {
+        if self.held {
+            self.driver.lock().store_busy = false;
+        }
+    }
 }

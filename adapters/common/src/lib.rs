@@ -9,8 +9,8 @@
 //! - [`coarse_now`] / [`now`], [`Clock`], [`ManualClock`]: the clocks the
 //!   adapters read (the core reads none);
 //! - [`discovery`]: standalone discovery, OpenID Connect then RFC 8414;
-//! - [`FleetTurn`], [`MemoryStore`], [`StoreOp`]: what the adapters' token
-//!   stores share;
+//! - [`FleetTurn`], [`MemoryStore`], [`FileStore`], [`StoreChange`]: what the
+//!   adapters' token stores share;
 //! - [`file`]: loading and atomically saving a token file with owner-only permissions;
 //! - [`random_seed`]: a per-client jitter seed;
 //! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
@@ -32,10 +32,11 @@ mod store;
 
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
 pub use driver::{
-    Done, Driver, ErrorCallback, Flight, Mode, Next, Outcome, Settings, Step, Task, TokenCallback, Wake, Work,
+    BoxFuture, Done, Driver, ErrorCallback, Flight, Io, Mode, Next, Outcome, Settings, Step, Task, TokenCallback, Wake,
+    Work,
 };
 pub use published::Published;
-pub use store::{store_failed, FleetTurn, MemoryStore, StoreChange, StoreOp, StoreOrder};
+pub use store::{store_failed, FileStore, FleetTurn, MemoryStore, StoreChange};
 
 /// A jitter seed that differs per client and per process, so clients started
 /// together do not retry in lockstep.

@@ -23,19 +23,7 @@ pub enum FleetTurn {
     Use(AccessToken),
 }
 
-/// A change to the stored token, numbered in the order of the state changes
-/// that caused it. Handed out by the driver under its lock; an adapter applies
-/// it under its store lock only if it is newer than the last one applied
-/// ([`StoreOrder::admit`]), so a save never lands after the sign-out or
-/// invalidation that dropped its token, and two quick saves land in order.
-#[derive(Debug, Clone)]
-pub struct StoreOp {
-    pub(crate) seq: u64,
-    /// What to do.
-    pub change: StoreChange,
-}
-
-/// The store call a [`StoreOp`] stands for.
+/// A change to the stored token, applied by [`Driver::save_changes`](crate::Driver::save_changes).
 #[derive(Debug, Clone)]
 pub enum StoreChange {
     /// `save(token)`.
@@ -44,21 +32,13 @@ pub enum StoreChange {
     Delete,
 }
 
-/// The number of the last [`StoreOp`] applied; keep it inside the lock that
-/// serialises store calls.
-#[derive(Debug, Default)]
-pub struct StoreOrder(u64);
-
-impl StoreOrder {
-    /// Whether `op` is to be applied: it is newer than every operation
-    /// applied so far (it is then recorded as applied). An older one was
-    /// overtaken by a later state change and is dropped.
-    pub fn admit(&mut self, op: &StoreOp) -> bool {
-        let newer = op.seq > self.0;
-        if newer {
-            self.0 = op.seq;
+impl StoreChange {
+    /// The store call, for messages.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            StoreChange::Save(_) => "save",
+            StoreChange::Delete => "delete",
         }
-        newer
     }
 }
 
@@ -107,4 +87,30 @@ impl fmt::Debug for MemoryStore {
 /// a token request.
 pub fn store_failed(what: &str, error: &std::io::Error) {
     tracing::warn!(%error, "client-credentials: could not {what} the stored token");
+}
+
+/// Where a `FileStore` keeps its token (the adapters implement their
+/// `TokenStore` traits for it with [`crate::file`]).
+///
+/// The file holds the token's JSON, written atomically (a temporary file
+/// renamed over the target) with mode `0600` on Unix, so separate runs of a
+/// program share one token and a reader never sees half a token. A file that
+/// is not a token reads as empty (with a warning).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: Arc<std::path::Path>,
+}
+
+impl FileStore {
+    /// A store at `path` (its directory is created on the first save).
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        FileStore {
+            path: path.into().into(),
+        }
+    }
+
+    /// Where the token is kept.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -11,8 +12,7 @@ use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Error, ProviderMetadata, Timestamp, TransportError, TransportErrorKind};
 use client_credentials_common::{
-    store_failed, Driver, FleetTurn, Mode, Next, Outcome, Settings, Step, StoreChange, StoreOp, StoreOrder, Task,
-    TimeSource, Wake, Work,
+    self as common, Driver, FleetTurn, Mode, Outcome, Settings, Step, StoreChange, Task, TimeSource, Wake,
 };
 use tokio::sync::Notify;
 
@@ -44,7 +44,7 @@ pub struct Client {
 /// What this adapter does itself: the I/O, and waking the waiters.
 struct Io {
     transport: Arc<dyn Transport>,
-    store: Option<(Box<dyn TokenStore>, tokio::sync::Mutex<StoreOrder>)>,
+    store: Option<Box<dyn TokenStore>>,
     provider: Option<Provider>,
     /// Wakes callers waiting for a flight (`notify_waiters`).
     done: Notify,
@@ -167,7 +167,7 @@ impl ClientBuilder {
         };
         let io = Io {
             transport,
-            store: self.store.map(|store| (store, Default::default())),
+            store: self.store,
             provider: self.provider,
             done: Notify::new(),
             changed: Arc::new(Notify::new()),
@@ -241,9 +241,10 @@ impl Client {
     /// token older than the cached one evicts nothing. The stored token is
     /// deleted (in a task) when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
-        if let Some(op) = self.driver.invalidate(token) {
+        if self.driver.invalidate(token) {
+            let driver = self.driver.clone();
             match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn(apply(self.driver.clone(), Some(op)))),
+                Ok(runtime) => drop(runtime.spawn(async move { driver.save_changes().await })),
                 Err(_) => tracing::warn!("client-credentials: no tokio runtime to delete the stored token"),
             }
         }
@@ -253,17 +254,7 @@ impl Client {
     /// has a revocation endpoint (configured or discovered), revokes it
     /// (RFC 7009). Errors come from the revocation; a store failure is logged.
     pub async fn signout(&self) -> Result<(), Error> {
-        let (op, revocation) = self.driver.signout();
-        apply(self.driver.clone(), op).await;
-        let Some(Work {
-            task: Task::Send(request),
-            flight,
-        }) = revocation
-        else {
-            return Ok(());
-        };
-        // The flight gives the request back to the core if this future is dropped.
-        flight.revoked(self.driver.io.transport.send(request).await)
+        self.driver.signout().await
     }
 
     /// The configuration.
@@ -300,7 +291,7 @@ impl Client {
                 Step::Wait(wait) => wait,
                 Step::Work(work) => {
                     let runtime = tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
-                    runtime.spawn(perform(self.driver.clone(), work));
+                    runtime.spawn(self.driver.clone().fly(work));
                     None
                 }
             };
@@ -328,50 +319,37 @@ fn no_runtime() -> Error {
     ))
 }
 
-/// Performs a flight's tasks until it is done; then the store effects, the
-/// callbacks, and the wake-up (when the flight is dropped).
-async fn perform(driver: Arc<Driver<Io>>, mut work: Work<Io>) {
-    let (io, config) = (&driver.io, driver.config());
-    let store = io.store.as_ref().map(|(store, _)| store);
-    let done = loop {
-        let outcome = match (work.task, store) {
-            (Task::Send(request), _) => Outcome::Response(io.transport.send(request).await),
-            (Task::Provide(last), _) => Outcome::Provided(match &io.provider {
-                Some(ask) => ask(last).await,
-                None => None,
-            }),
-            (Task::Load, Some(store)) => Outcome::Loaded(store.load(config).await),
-            (Task::Load, None) => Outcome::Loaded(Ok(None)),
-            (Task::BeginFetch(now), Some(store)) => Outcome::Turn(store.begin_fetch(config, now).await),
-            (Task::BeginFetch(_), None) => Outcome::Turn(Ok(FleetTurn::Fetch)),
-        };
-        match work.flight.finish(outcome) {
-            Next::Work(next) => work = next,
-            Next::Done(done) => break done,
-        }
-    };
-    let mut done = done;
-    apply(driver.clone(), done.store.take()).await;
-    if let (true, Some(store)) = (done.end_fetch, store) {
-        store.end_fetch(config).await;
+impl common::Io for Io {
+    fn perform<'a>(&'a self, config: &'a Config, task: Task) -> BoxFuture<'a, Outcome> {
+        let store = self.store.as_deref();
+        Box::pin(async move {
+            match (task, store) {
+                (Task::Send(request), _) => Outcome::Response(self.transport.send(request).await),
+                (Task::Provide(last), _) => Outcome::Provided(match &self.provider {
+                    Some(ask) => ask(last).await,
+                    None => None,
+                }),
+                (Task::Load, Some(store)) => Outcome::Loaded(store.load(config).await),
+                (Task::BeginFetch(now), Some(store)) => Outcome::Turn(store.begin_fetch(config, now).await),
+                (Task::Load, None) => Outcome::Loaded(Ok(None)),
+                (Task::BeginFetch(_), None) => Outcome::Turn(Ok(FleetTurn::Fetch)),
+            }
+        })
     }
-    done.announce();
-}
 
-/// Applies a store change unless a later one was applied first.
-async fn apply(driver: Arc<Driver<Io>>, op: Option<StoreOp>) {
-    let (Some((store, order)), Some(op)) = (&driver.io.store, op) else {
-        return;
-    };
-    let mut order = order.lock().await;
-    let config = driver.config();
-    let (result, what) = match &op.change {
-        _ if !order.admit(&op) => return,
-        StoreChange::Save(token) => (store.save(config, token).await, "save"),
-        StoreChange::Delete => (store.delete(config).await, "delete"),
-    };
-    if let Err(error) = result {
-        store_failed(what, &error);
+    fn store<'a>(&'a self, config: &'a Config, change: &'a StoreChange) -> BoxFuture<'a, io::Result<()>> {
+        match (&self.store, change) {
+            (Some(store), StoreChange::Save(token)) => store.save(config, token),
+            (Some(store), StoreChange::Delete) => store.delete(config),
+            (None, _) => Box::pin(async { Ok(()) }),
+        }
+    }
+
+    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
+        match &self.store {
+            Some(store) => store.end_fetch(config),
+            None => Box::pin(async {}),
+        }
     }
 }
 

@@ -79,9 +79,9 @@ mod store;
 mod transport;
 
 pub use client::{Client, ClientBuilder};
-pub use client_credentials_common::{Clock, FleetTurn, ManualClock, MemoryStore};
+pub use client_credentials_common::{Clock, FileStore, FleetTurn, ManualClock, MemoryStore};
 pub use discovery::{discover, discover_with};
-pub use store::{FileStore, TokenStore};
+pub use store::TokenStore;
 pub use transport::{BoxFuture, ReqwestTransport, Transport};
 
 pub use client_credentials::{AccessToken, Config, Error, ProviderMetadata};

@@ -1,11 +1,10 @@
 //! Where tokens outlive the process: the async [`TokenStore`] trait, [`MemoryStore`], [`FileStore`].
 
 use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use client_credentials::{AccessToken, Config, Timestamp};
-use client_credentials_common::{file, FleetTurn, MemoryStore};
+use client_credentials_common::{file, FileStore, FleetTurn, MemoryStore};
 
 use crate::transport::BoxFuture;
 
@@ -94,48 +93,23 @@ impl TokenStore for MemoryStore {
     }
 }
 
-/// A token file, shared by every client and process pointing at it.
-///
-/// Writes are atomic (a temporary file renamed over the target) and the file
-/// is created with mode `0600` on Unix; it holds the token's JSON, secret
-/// included, so keep it somewhere private. File I/O runs on tokio's blocking
-/// pool (`spawn_blocking`). A file that is not a token reads as empty.
-#[derive(Clone, Debug)]
-pub struct FileStore {
-    path: Arc<Path>,
-}
-
-impl FileStore {
-    /// A store at `path` (created on the first save, directories included).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileStore {
-            path: path.into().into(),
-        }
-    }
-
-    /// Where the token is kept.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     tokio::task::spawn_blocking(job).await.map_err(io::Error::other)?
 }
 
 impl TokenStore for FileStore {
     fn load<'a>(&'a self, _: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
-        let path = self.path.clone();
+        let path = self.path().to_owned();
         Box::pin(blocking(move || file::load(&path)))
     }
 
     fn save<'a>(&'a self, _: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
-        let (path, token) = (self.path.clone(), token.clone());
+        let (path, token) = (self.path().to_owned(), token.clone());
         Box::pin(blocking(move || file::save(&path, &token)))
     }
 
     fn delete<'a>(&'a self, _: &'a Config) -> BoxFuture<'a, io::Result<()>> {
-        let path = self.path.clone();
+        let path = self.path().to_owned();
         Box::pin(blocking(move || file::delete(&path)))
     }
 }
