@@ -3,21 +3,15 @@
 
 use std::fmt;
 use std::future::{ready, Future};
-use std::io;
 use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, ProviderMetadata};
-use client_credentials_common::{
-    self as common, BoxFuture, Driver, FleetTurn, Mode, Outcome, Settings, Step, StoreChange, Task, Wake,
-};
+use client_credentials::{AccessToken, Config, Error, ProviderMetadata, TransportError};
+use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, Wake};
 
-use crate::store::TokenStore;
 use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
-
-type Provider = Box<dyn Fn(Option<&AccessToken>) -> Option<AccessToken> + Send + Sync>;
 
 /// How long a caller waiting for another caller's request sleeps before it
 /// looks again, should a wake-up be missed.
@@ -43,8 +37,6 @@ pub struct Client {
 /// What this adapter does itself: the I/O, and waking the waiters.
 struct Io {
     transport: Box<dyn Transport>,
-    store: Option<Box<dyn TokenStore>>,
-    provider: Option<Provider>,
     /// Bumped on every state change; waiters park on `changed` until it moves.
     epoch: Mutex<u64>,
     changed: Condvar,
@@ -63,21 +55,17 @@ pub struct ClientBuilder {
     transport: Option<Box<dyn Transport>>,
     agent: Option<ureq::Agent>,
     timeout: Option<Duration>,
-    store: Option<Box<dyn TokenStore>>,
-    provider: Option<Provider>,
 }
 
 impl fmt::Debug for ClientBuilder {
+    /// The settings (the configuration with its secret redacted); never a token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("config", &self.settings.config)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        self.settings.fmt(f)
     }
 }
 
 impl ClientBuilder {
-    client_credentials_common::builder_methods!(TokenStore);
+    client_credentials_common::builder_methods!(blocking);
 
     /// Uses your own HTTP client (see [`Transport`] for the contract).
     /// [`ClientBuilder::agent`] and [`ClientBuilder::timeout`] then do not apply.
@@ -124,8 +112,7 @@ impl ClientBuilder {
         mut self,
         provider: impl Fn(Option<&AccessToken>) -> Option<AccessToken> + Send + Sync + 'static,
     ) -> Self {
-        self.provider = Some(Box::new(provider));
-        self.settings.provider = true;
+        self.settings.blocking_provider(provider);
         self
     }
 
@@ -143,8 +130,6 @@ impl ClientBuilder {
         });
         let io = Io {
             transport,
-            store: self.store,
-            provider: self.provider,
             epoch: Mutex::new(0),
             changed: Condvar::new(),
         };
@@ -174,8 +159,6 @@ impl Client {
             transport: None,
             agent: None,
             timeout: None,
-            store: None,
-            provider: None,
         }
     }
 
@@ -254,32 +237,8 @@ impl Client {
 }
 
 impl common::Io for Io {
-    fn perform<'a>(&'a self, config: &'a Config, task: Task) -> BoxFuture<'a, Outcome> {
-        let store = self.store.as_deref();
-        let outcome = match task {
-            Task::Send(request) => Outcome::Response(self.transport.send(request)),
-            Task::Provide(last) => Outcome::Provided(self.provider.as_ref().and_then(|ask| ask(last.as_ref()))),
-            Task::Load => Outcome::Loaded(store.map_or(Ok(None), |store| store.load(config))),
-            Task::BeginFetch(now) => {
-                Outcome::Turn(store.map_or(Ok(FleetTurn::Fetch), |store| store.begin_fetch(config, now)))
-            }
-        };
-        Box::pin(ready(outcome))
-    }
-
-    fn store<'a>(&'a self, config: &'a Config, change: &'a StoreChange) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(ready(match (&self.store, change) {
-            (Some(store), StoreChange::Save(token)) => store.save(config, token),
-            (Some(store), StoreChange::Delete) => store.delete(config),
-            (None, _) => Ok(()),
-        }))
-    }
-
-    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
-        if let Some(store) = &self.store {
-            store.end_fetch(config);
-        }
-        Box::pin(ready(()))
+    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
+        Box::pin(ready(self.transport.send(request)))
     }
 }
 

@@ -21,7 +21,7 @@ use client_credentials::{
 
 use crate::clock::TimeSource;
 use crate::published::Published;
-use crate::store::{store_failed, FleetTurn, StoreChange};
+use crate::store::{store_failed, AsyncTokenStore, Blocking, FleetTurn, StoreChange, TokenStore};
 
 /// `on_token_update`: called once for each new token.
 pub type TokenCallback = Box<dyn Fn(&AccessToken) + Send + Sync>;
@@ -39,18 +39,17 @@ pub trait Wake: Send + Sync + 'static {
     fn wake(&self);
 }
 
-/// An adapter's I/O, as futures: the tokio adapter's are real ones; the
-/// blocking adapter does its I/O on the calling thread and returns futures
-/// that are ready at once. The flight logic around them ([`Driver::fly`],
+/// An adapter's transport, as a future: the tokio adapter's is a real one;
+/// the blocking adapter sends on the calling thread and returns a future
+/// that is ready at once. The flight logic around it ([`Driver::fly`],
 /// [`Driver::signout`], [`Driver::save_changes`]) is written once, here.
 pub trait Io: Wake {
-    /// Performs `task` for a client of `config`.
-    fn perform<'a>(&'a self, config: &'a Config, task: Task) -> BoxFuture<'a, Outcome>;
-    /// Applies `change` to the store (there is one when this is called).
-    fn store<'a>(&'a self, config: &'a Config, change: &'a StoreChange) -> BoxFuture<'a, io::Result<()>>;
-    /// Calls the store's `end_fetch(config)`.
-    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()>;
+    /// Performs one HTTP exchange (no redirects, body capped).
+    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>>;
 }
+
+/// A custom token provider, as a future (see `ClientBuilder::token_provider`).
+pub type Provider = Box<dyn Fn(Option<AccessToken>) -> BoxFuture<'static, Option<AccessToken>> + Send + Sync>;
 
 /// What a client is built from, besides its I/O.
 pub struct Settings {
@@ -63,19 +62,19 @@ pub struct Settings {
     pub on_token_update: Option<TokenCallback>,
     /// Called when a refresh fails while the cached token is still served.
     pub on_error: Option<ErrorCallback>,
-    /// Whether the client has a store (load it first, fleet hooks, saves).
-    pub store: bool,
-    /// Whether the client has a custom token provider.
-    pub provider: bool,
+    /// The store, if any (loaded first, fleet hooks, ordered writes).
+    pub store: Option<Box<dyn AsyncTokenStore>>,
+    /// The custom token provider, if any.
+    pub provider: Option<Provider>,
 }
 
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("ClientBuilder")
             .field("config", &self.config)
             .field("clock", &self.clock)
-            .field("store", &self.store)
-            .field("provider", &self.provider)
+            .field("store", &self.store.is_some())
+            .field("provider", &self.provider.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -144,15 +143,13 @@ pub enum Step<W: Wake> {
 /// A task for the caller holding the single flight, with the guard that
 /// gives the flight back if the caller panics or is cancelled.
 pub struct Work<W: Wake> {
-    /// What to perform.
-    pub task: Task,
-    /// Hand the result back through it.
-    pub flight: Flight<W>,
+    task: Task,
+    flight: Flight<W>,
 }
 
 /// The I/O the driver asks an adapter to perform.
 #[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
-pub enum Task {
+enum Task {
     /// Read the store (`load(config)`): the first call that needs the core
     /// does, inside the single flight.
     Load,
@@ -178,7 +175,7 @@ impl fmt::Debug for Task {
 }
 
 /// The result of a [`Task`].
-pub enum Outcome {
+enum Outcome {
     /// What `load` returned.
     Loaded(io::Result<Option<AccessToken>>),
     /// What the provider returned.
@@ -204,14 +201,14 @@ enum Job {
 /// without [`Flight::finish`] (a panic, a cancelled future), it gives the
 /// flight back to the core and wakes every waiter, so one caller's failure
 /// never leaves the others waiting for a result that will not come.
-pub struct Flight<W: Wake> {
+struct Flight<W: Wake> {
     driver: Arc<Driver<W>>,
     number: u64,
     job: Job,
 }
 
 /// What [`Flight::finish`] leads to.
-pub enum Next<W: Wake> {
+enum Next<W: Wake> {
     /// The flight goes on with another task (e.g. the token request after
     /// discovery, the request after the provider had nothing).
     Work(Work<W>),
@@ -221,9 +218,9 @@ pub enum Next<W: Wake> {
 
 /// The end of a flight: save the store's changes, call `end_fetch` if due,
 /// then [`Done::announce`] runs the callbacks; dropping it wakes the waiters.
-pub struct Done<W: Wake> {
+struct Done<W: Wake> {
     /// Whether to call the store's `end_fetch(config)` (after the save).
-    pub end_fetch: bool,
+    end_fetch: bool,
     announce: Announce,
     flight: Flight<W>,
 }
@@ -241,7 +238,7 @@ impl<W: Wake> Driver<W> {
         if settings.config.jitter_seed().is_none() {
             source.set_jitter_seed(crate::random_seed());
         }
-        let loaded = !settings.store;
+        let loaded = settings.store.is_none();
         Driver {
             state: Mutex::new(State {
                 source,
@@ -309,6 +306,19 @@ impl<W: Wake> Driver<W> {
         self.lock().source.refresh_at()
     }
 
+    /// For a background refresh task: `Ok(pause)` when a refresh is due now
+    /// (and how long to pause should it fail while the token is still
+    /// served), else how long to wait before asking again (`None`: until
+    /// the state changes).
+    pub fn refresh_due(&self) -> Result<Duration, Option<Duration>> {
+        match self.refresh_at() {
+            Some(at) if at == Timestamp::MAX => Err(None),
+            Some(at) if at <= self.now() => Ok(self.config().retry().initial_backoff),
+            Some(at) => Err(self.settings.clock.wait_for(Some(at))),
+            None => Err(None),
+        }
+    }
+
     fn publish(&self, source: &TokenSource) {
         self.published.publish(source.token().zip(source.refresh_at()));
     }
@@ -328,10 +338,10 @@ impl<W: Wake> Driver<W> {
     /// Records a store change, in the order of the state changes (this runs
     /// under the lock that made them); it replaces any change not yet applied.
     fn record(&self, state: &mut State, change: StoreChange) -> bool {
-        if self.settings.store {
+        if self.settings.store.is_some() {
             state.store_pending = Some(change);
         }
-        self.settings.store
+        self.settings.store.is_some()
     }
 
     /// What the caller in `mode` does next.
@@ -375,10 +385,10 @@ impl<W: Wake> Driver<W> {
     /// The next task of a round for `outgoing`: ask the provider (once per
     /// round), then the fleet (before a token request), then send.
     fn start(&self, state: &mut State, now: Timestamp, outgoing: Outgoing) -> (Task, Job) {
-        if self.settings.provider && !state.asked {
+        if self.settings.provider.is_some() && !state.asked {
             state.asked = true;
             (Task::Provide(state.source.token().cloned()), Job::Held(outgoing))
-        } else if self.settings.store && !state.fleet && outgoing.kind == RequestKind::Token {
+        } else if self.settings.store.is_some() && !state.fleet && outgoing.kind == RequestKind::Token {
             state.fleet = true;
             (Task::BeginFetch(now), Job::Held(outgoing))
         } else {
@@ -444,7 +454,7 @@ impl<W: Wake> Driver<W> {
 
 impl<W: Wake> Flight<W> {
     /// Hands back the result of the task: the flight goes on, or is done.
-    pub fn finish(mut self, outcome: Outcome) -> Next<W> {
+    fn finish(mut self, outcome: Outcome) -> Next<W> {
         let driver = Arc::clone(&self.driver);
         let now = driver.now();
         let mut state = driver.lock();
@@ -537,7 +547,7 @@ impl<W: Wake> Flight<W> {
 
     /// Hands back the revocation's result: `Ok` when revoked, or when
     /// nothing was left to revoke.
-    pub fn revoked(mut self, result: Result<http::Response<Vec<u8>>, TransportError>) -> Result<(), Error> {
+    fn revoked(mut self, result: Result<http::Response<Vec<u8>>, TransportError>) -> Result<(), Error> {
         let Job::Revoke(id) = std::mem::replace(&mut self.job, Job::None) else {
             return Ok(());
         };
@@ -571,7 +581,7 @@ impl<W: Wake> Done<W> {
     /// Runs the callbacks for the flight's outcome (`on_token_update` for a
     /// new token, `on_error` and a warning for a failed refresh); dropping
     /// `self` then wakes the waiters.
-    pub fn announce(self) {
+    fn announce(self) {
         let settings = &self.flight.driver.settings;
         match &self.announce {
             Announce::Token(token) => {
@@ -628,9 +638,24 @@ impl Settings {
             clock: TimeSource::System,
             on_token_update: None,
             on_error: None,
-            store: false,
-            provider: false,
+            store: None,
+            provider: None,
         }
+    }
+
+    /// Uses a blocking store (its futures are ready at once).
+    pub fn blocking_store(&mut self, store: impl TokenStore) {
+        self.store = Some(Box::new(Blocking(Box::new(store))));
+    }
+
+    /// Uses a blocking provider (its futures are ready at once).
+    pub fn blocking_provider(
+        &mut self,
+        provider: impl Fn(Option<&AccessToken>) -> Option<AccessToken> + Send + Sync + 'static,
+    ) {
+        self.provider = Some(Box::new(move |last| {
+            Box::pin(std::future::ready(provider(last.as_ref())))
+        }));
     }
 }
 
@@ -646,11 +671,33 @@ impl<W: Wake> fmt::Debug for Driver<W> {
 }
 
 /// The `ClientBuilder` methods both adapters share, written once: the
-/// builder has a `settings: Settings` field and a `store` field holding
-/// `Option<Box<dyn $store>>`.
+/// builder has a `settings: Settings` field. `blocking` or `async` says which
+/// store trait `.store(..)` takes.
 #[macro_export]
 macro_rules! builder_methods {
-    ($store:path) => {
+    (blocking) => {
+        $crate::builder_methods!(@shared);
+
+        /// Keeps the token in `store`: loaded by the first call that needs a
+        /// token, saved on each new one, deleted at sign-out and
+        /// invalidation, writes applied in order (see [`TokenStore`](crate::TokenStore)).
+        pub fn store(mut self, store: impl $crate::TokenStore) -> Self {
+            self.settings.blocking_store(store);
+            self
+        }
+    };
+    (async) => {
+        $crate::builder_methods!(@shared);
+
+        /// Keeps the token in `store`: loaded by the first call that needs a
+        /// token, saved on each new one, deleted at sign-out and
+        /// invalidation, writes applied in order (see [`TokenStore`](crate::TokenStore)).
+        pub fn store(mut self, store: impl $crate::AsyncTokenStore) -> Self {
+            self.settings.store = Some(Box::new(store));
+            self
+        }
+    };
+    (@shared) => {
         /// Called once for each new token (fetched, given by the
         /// [provider](ClientBuilder::token_provider), or by a fleet store;
         /// not for the token loaded from the store), outside the client's
@@ -674,15 +721,6 @@ macro_rules! builder_methods {
             self
         }
 
-        /// Keeps the token in `store`: loaded by the first call that needs a
-        /// token, saved on each new one, deleted at sign-out and
-        /// invalidation, writes applied in order (see the `TokenStore` trait).
-        pub fn store(mut self, store: impl $store) -> Self {
-            self.store = Some(Box::new(store));
-            self.settings.store = true;
-            self
-        }
-
         /// Reads time from `clock` instead of the wall clock: a
         /// [`ManualClock`](crate::ManualClock) lets tests step through expiry
         /// and back-off without sleeping. Cached reads then go through the
@@ -700,17 +738,37 @@ impl<W: Io> Driver<W> {
     pub async fn fly(self: Arc<Self>, work: Work<W>) {
         let Work { mut task, mut flight } = work;
         let done = loop {
-            let outcome = self.io.perform(self.config(), task).await;
+            let outcome = self.perform(task).await;
             match flight.finish(outcome) {
                 Next::Work(next) => (task, flight) = (next.task, next.flight),
                 Next::Done(done) => break done,
             }
         };
         self.save_changes().await;
-        if done.end_fetch {
-            self.io.end_fetch(self.config()).await;
+        if let (true, Some(store)) = (done.end_fetch, &self.settings.store) {
+            store.end_fetch(self.config()).await;
         }
         done.announce();
+    }
+
+    /// Performs a flight's task with the adapter's transport, the store, the provider.
+    async fn perform(&self, task: Task) -> Outcome {
+        let (config, store) = (self.config(), self.settings.store.as_deref());
+        match task {
+            Task::Send(request) => Outcome::Response(self.io.send(request).await),
+            Task::Provide(last) => Outcome::Provided(match &self.settings.provider {
+                Some(provide) => provide(last).await,
+                None => None,
+            }),
+            Task::Load => Outcome::Loaded(match store {
+                Some(store) => store.load(config).await,
+                None => Ok(None),
+            }),
+            Task::BeginFetch(now) => Outcome::Turn(match store {
+                Some(store) => store.begin_fetch(config, now).await,
+                None => Ok(FleetTurn::Fetch),
+            }),
+        }
     }
 
     /// Applies the store's pending changes in order: unless another caller
@@ -722,8 +780,13 @@ impl<W: Io> Driver<W> {
             driver: self,
             held: false,
         };
+        let Some(store) = &self.settings.store else { return };
         while let Some(change) = turn.next() {
-            if let Err(error) = self.io.store(self.config(), &change).await {
+            let result = match &change {
+                StoreChange::Save(token) => store.save(self.config(), token).await,
+                StoreChange::Delete => store.delete(self.config()).await,
+            };
+            if let Err(error) = result {
                 store_failed(change.verb(), &error);
             }
         }
@@ -750,10 +813,7 @@ impl<W: Io> Driver<W> {
         let Some((request, flight)) = revocation else {
             return Ok(());
         };
-        match self.io.perform(self.config(), Task::Send(request)).await {
-            Outcome::Response(result) => flight.revoked(result),
-            _ => Ok(()),
-        }
+        flight.revoked(self.io.send(request).await)
     }
 }
 

@@ -3,23 +3,17 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, ProviderMetadata, Timestamp, TransportError, TransportErrorKind};
-use client_credentials_common::{
-    self as common, Driver, FleetTurn, Mode, Outcome, Settings, Step, StoreChange, Task, TimeSource, Wake,
-};
+use client_credentials::{AccessToken, Config, Error, ProviderMetadata, TransportError, TransportErrorKind};
+use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, TimeSource, Wake};
 use tokio::sync::Notify;
 
-use crate::store::TokenStore;
-use crate::transport::{BoxFuture, ReqwestTransport, Transport};
-
-type Provider = Box<dyn Fn(Option<AccessToken>) -> BoxFuture<'static, Option<AccessToken>> + Send + Sync>;
+use crate::transport::{ReqwestTransport, Transport};
 
 /// Gets, caches and refreshes tokens for one [`Config`]; cheap to clone
 /// (clones share the cache), `Send + Sync`, usable from any tokio runtime.
@@ -44,8 +38,6 @@ pub struct Client {
 /// What this adapter does itself: the I/O, and waking the waiters.
 struct Io {
     transport: Arc<dyn Transport>,
-    store: Option<Box<dyn TokenStore>>,
-    provider: Option<Provider>,
     /// Wakes callers waiting for a flight (`notify_waiters`).
     done: Notify,
     /// Wakes the background refresh task: the state changed or the client is gone.
@@ -74,13 +66,11 @@ pub struct ClientBuilder {
     transport: Option<Arc<dyn Transport>>,
     reqwest: Option<reqwest::Client>,
     timeout: Duration,
-    provider: Option<Provider>,
-    store: Option<Box<dyn TokenStore>>,
     background: bool,
 }
 
 impl ClientBuilder {
-    client_credentials_common::builder_methods!(TokenStore);
+    client_credentials_common::builder_methods!(async);
 
     /// Sends requests through `transport` instead of the default
     /// [`ReqwestTransport`] (then [`timeout`](Self::timeout) is the transport's business).
@@ -126,8 +116,7 @@ impl ClientBuilder {
         mut self,
         provider: impl Fn(Option<AccessToken>) -> BoxFuture<'static, Option<AccessToken>> + Send + Sync + 'static,
     ) -> Self {
-        self.provider = Some(Box::new(provider));
-        self.settings.provider = true;
+        self.settings.provider = Some(Box::new(provider));
         self
     }
 
@@ -167,8 +156,6 @@ impl ClientBuilder {
         };
         let io = Io {
             transport,
-            store: self.store,
-            provider: self.provider,
             done: Notify::new(),
             changed: Arc::new(Notify::new()),
             background: AtomicBool::new(self.background),
@@ -180,12 +167,9 @@ impl ClientBuilder {
 }
 
 impl fmt::Debug for ClientBuilder {
+    /// The settings (the configuration with its secret redacted); never a token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("config", &self.settings.config)
-            .field("timeout", &self.timeout)
-            .field("background_refresh", &self.background)
-            .finish_non_exhaustive()
+        self.settings.fmt(f)
     }
 }
 
@@ -197,8 +181,6 @@ impl Client {
             timeout: ReqwestTransport::DEFAULT_TIMEOUT,
             transport: None,
             reqwest: None,
-            provider: None,
-            store: None,
             background: false,
         }
     }
@@ -272,36 +254,39 @@ impl Client {
     /// (Boxed with its `Send` bound spelled out: the background task it may
     /// spawn runs it too.)
     fn run(&self, mode: Mode) -> BoxFuture<'_, Result<AccessToken, Error>> {
-        Box::pin(self.run_inner(mode))
-    }
-
-    async fn run_inner(&self, mode: Mode) -> Result<AccessToken, Error> {
-        if self.driver.io.background.swap(false, Ordering::AcqRel) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(background(Arc::downgrade(&self.driver)));
-            }
-        }
-        loop {
-            // Register for the wake-up before stepping, so none is missed.
-            let mut notified = pin!(self.driver.io.done.notified());
-            notified.as_mut().enable();
-            let wait = match self.driver.step(mode) {
-                Step::Ready(token) => return Ok(token),
-                Step::Failed(error) => return Err(error),
-                Step::Wait(wait) => wait,
-                Step::Work(work) => {
-                    let runtime = tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
-                    runtime.spawn(self.driver.clone().fly(work));
-                    None
+        Box::pin(async move {
+            if self.driver.io.background.swap(false, Ordering::AcqRel) {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(background(Arc::downgrade(&self.driver)));
                 }
-            };
-            match wait {
-                // Far-future waits are capped: tokio timers cover about two
-                // years, and waking early only means stepping again.
-                Some(wait) => drop(tokio::time::timeout(wait.min(Duration::from_secs(86_400)), notified).await),
-                None => notified.await,
             }
-        }
+            loop {
+                // Register for the wake-up before stepping, so none is missed.
+                let mut notified = pin!(self.driver.io.done.notified());
+                notified.as_mut().enable();
+                let wait = match self.driver.step(mode) {
+                    Step::Ready(token) => return Ok(token),
+                    Step::Failed(error) => return Err(error),
+                    Step::Wait(wait) => wait,
+                    Step::Work(work) => {
+                        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                            TransportError::new(
+                                TransportErrorKind::Other,
+                                "client-credentials-tokio needs a tokio runtime",
+                            )
+                        })?;
+                        runtime.spawn(self.driver.clone().fly(work));
+                        None
+                    }
+                };
+                match wait {
+                    // Far-future waits are capped: tokio timers cover about two
+                    // years, and waking early only means stepping again.
+                    Some(wait) => drop(tokio::time::timeout(wait.min(Duration::from_secs(86_400)), notified).await),
+                    None => notified.await,
+                }
+            }
+        })
     }
 }
 
@@ -312,64 +297,21 @@ impl fmt::Debug for Client {
     }
 }
 
-fn no_runtime() -> Error {
-    Error::Transport(TransportError::new(
-        TransportErrorKind::Other,
-        "client-credentials-tokio needs a tokio runtime",
-    ))
-}
-
 impl common::Io for Io {
-    fn perform<'a>(&'a self, config: &'a Config, task: Task) -> BoxFuture<'a, Outcome> {
-        let store = self.store.as_deref();
-        Box::pin(async move {
-            match (task, store) {
-                (Task::Send(request), _) => Outcome::Response(self.transport.send(request).await),
-                (Task::Provide(last), _) => Outcome::Provided(match &self.provider {
-                    Some(ask) => ask(last).await,
-                    None => None,
-                }),
-                (Task::Load, Some(store)) => Outcome::Loaded(store.load(config).await),
-                (Task::BeginFetch(now), Some(store)) => Outcome::Turn(store.begin_fetch(config, now).await),
-                (Task::Load, None) => Outcome::Loaded(Ok(None)),
-                (Task::BeginFetch(_), None) => Outcome::Turn(Ok(FleetTurn::Fetch)),
-            }
-        })
-    }
-
-    fn store<'a>(&'a self, config: &'a Config, change: &'a StoreChange) -> BoxFuture<'a, io::Result<()>> {
-        match (&self.store, change) {
-            (Some(store), StoreChange::Save(token)) => store.save(config, token),
-            (Some(store), StoreChange::Delete) => store.delete(config),
-            (None, _) => Box::pin(async { Ok(()) }),
-        }
-    }
-
-    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
-        match &self.store {
-            Some(store) => store.end_fetch(config),
-            None => Box::pin(async {}),
-        }
+    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
+        self.transport.send(request)
     }
 }
 
 /// Sleeps until the refresh time, refreshes, repeats; holds the client only
 /// while refreshing, and ends once the last clone is dropped.
 async fn background(client: Weak<Driver<Io>>) {
-    loop {
-        let Some(driver) = client.upgrade() else { return };
+    while let Some(driver) = client.upgrade() {
         let changed = driver.io.changed.clone();
-        let wait = match driver.refresh_at() {
-            Some(at) if at != Timestamp::MAX && at <= driver.now() => {
-                let _ = Client { driver: driver.clone() }.run(Mode::Token).await;
-                // A failed round keeps the token served: the core's
-                // cool-down decides when the next round may start.
-                Some(driver.config().retry().initial_backoff)
-            }
-            Some(at) if at != Timestamp::MAX => driver.clock().wait_for(Some(at)),
-            _ => None,
+        let wait = match driver.refresh_due() {
+            Ok(pause) => Client { driver }.run(Mode::Token).await.map_or(Some(pause), |_| None),
+            Err(wait) => wait,
         };
-        drop(driver);
         let notified = changed.notified();
         match wait {
             Some(wait) => drop(tokio::time::timeout(wait.min(Duration::from_secs(86_400)), notified).await),
