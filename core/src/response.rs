@@ -28,8 +28,8 @@ const EXCERPT_CHARS: usize = 200;
 /// `sent_at` is the time the request was sent: expiry is counted from there.
 /// Lifetime comes from `expires_in` (a number or a numeric string), else from
 /// the `exp` claim of a JWT access token (read, not verified: it only
-/// schedules refresh; `exp - iat` when both are present, which is immune to
-/// clock skew), else from [`Config::default_lifetime`]; it is then clamped to
+/// schedules refresh; see [`jwt_lifetime`]), else from
+/// [`Config::default_lifetime`]; it is then clamped to
 /// [`MIN_LIFETIME`]..=[`MAX_LIFETIME`].
 ///
 /// ```
@@ -183,18 +183,26 @@ fn clamp_lifetime(secs: f64) -> Duration {
     Duration::from_secs_f64(secs.clamp(min, max))
 }
 
-/// The remaining lifetime, in seconds, that a JWT's `exp` claim implies:
-/// `exp - iat` when both are present and ordered, else `exp - now`.
-/// `None` when the token is not a JWT or has no numeric `exp`. The signature
-/// is not checked: the value only schedules a refresh.
+/// The remaining lifetime, in seconds, that a JWT's `exp` claim implies at
+/// `now` (the time the token was received): `exp - now`, but never more than
+/// `exp - iat` when both are present and ordered. `None` when the token is not
+/// a JWT or has no numeric `exp`. The signature is not checked: the value only
+/// schedules a refresh.
+///
+/// Counting from `now` matters: a provider that hands out a cached JWT issued
+/// 50 minutes ago with a 1 h life has 10 minutes left, not 60. The `exp - iat`
+/// bound keeps a clock running behind the issuer's from stretching a lifetime.
 ///
 /// ```
 /// use base64::Engine as _;
 /// use client_credentials::{jwt_lifetime, Timestamp};
 ///
 /// let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-/// let jwt = format!("{}.{}.sig", b64(r#"{"alg":"none"}"#), b64(r#"{"iat":1000,"exp":1600}"#));
-/// assert_eq!(jwt_lifetime(&jwt, Timestamp::from_unix_secs(5000)), Some(600.0));
+/// let jwt = format!("{}.{}.sig", b64(r#"{"alg":"none"}"#), b64(r#"{"iat":1000,"exp":4600}"#));
+/// // Issued 50 minutes before it was received: 10 minutes left.
+/// assert_eq!(jwt_lifetime(&jwt, Timestamp::from_unix_secs(4000)), Some(600.0));
+/// // A receiving clock behind the issuer's: still at most exp - iat.
+/// assert_eq!(jwt_lifetime(&jwt, Timestamp::from_unix_secs(0)), Some(3600.0));
 /// assert_eq!(jwt_lifetime("opaque-token", Timestamp::from_unix_secs(5000)), None);
 /// ```
 pub fn jwt_lifetime(token: &str, now: Timestamp) -> Option<f64> {
@@ -215,9 +223,10 @@ pub fn jwt_lifetime(token: &str, now: Timestamp) -> Option<f64> {
         _ => return None,
     };
     let exp = claims.get("exp")?.as_f64().filter(|v| v.is_finite())?;
+    let remaining = exp - now.as_unix_millis() as f64 / 1000.0;
     match claims.get("iat").and_then(Value::as_f64).filter(|v| v.is_finite()) {
-        Some(iat) if exp > iat => Some(exp - iat),
-        _ => Some(exp - now.as_unix_millis() as f64 / 1000.0),
+        Some(iat) if exp > iat => Some(remaining.min(exp - iat)),
+        _ => Some(remaining),
     }
 }
 
