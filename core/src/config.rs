@@ -566,7 +566,8 @@ impl ConfigBuilder {
     }
 
     /// Allows plain `http:` endpoints on non-loopback hosts. Loopback hosts
-    /// (`localhost`, `127.0.0.0/8`, `::1`) never need this. Sends the client
+    /// (`localhost`, `127.0.0.0/8`, `::1`; not `*.localhost`, which a resolver
+    /// or proxy may send elsewhere) never need this. Sends the client
     /// secret in clear text: for test networks only.
     pub fn allow_insecure_http(mut self) -> Self {
         self.allow_insecure_http = true;
@@ -822,13 +823,15 @@ pub(crate) fn redact_userinfo(url: &Url) -> String {
     copy.to_string()
 }
 
-/// `localhost`, `*.localhost`, `127.0.0.0/8` and `::1`.
+/// `localhost`, `127.0.0.0/8` and `::1`.
+///
+/// Not `*.localhost`: RFC 6761 asks resolvers to map those names to loopback,
+/// but the HTTP client's resolver, `/etc/hosts` or a proxy need not, so plain
+/// http to them could leave the machine. They need
+/// [`ConfigBuilder::allow_insecure_http`] like any other host.
 pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
+        Some(url::Host::Domain(d)) => d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,

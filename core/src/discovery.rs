@@ -283,14 +283,27 @@ pub(crate) fn parse_discovery_with(
         Some(Value::String(endpoint)) => endpoint,
         _ => return Err(DiscoveryError::MissingTokenEndpoint.into()),
     };
-    check_endpoint("token_endpoint", &token_endpoint, allow_insecure)
-        .map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(client_secret)))?;
+    // A document fetched over https may not move the client secret to plain
+    // http, not even to loopback (a local proxy or another user's listener
+    // could be there), whatever `allow_insecure_http` says.
+    let https_issuer = Url::parse(issuer).is_ok_and(|url| url.scheme() == "https");
+    let check = |field: &'static str, endpoint: &str| {
+        let url = check_endpoint(field, endpoint, allow_insecure)?;
+        if https_issuer && url.scheme() != "https" {
+            return Err(ConfigError::InvalidUrl {
+                field,
+                url: url.to_string(),
+                reason: "the issuer uses https, so its endpoints must too".into(),
+            });
+        }
+        Ok(url)
+    };
+    check("token_endpoint", &token_endpoint).map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(client_secret)))?;
     let mut string = |name: &str| match document.remove(name) {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
-    let revocation_endpoint =
-        string("revocation_endpoint").filter(|url| check_endpoint("revocation_endpoint", url, allow_insecure).is_ok());
+    let revocation_endpoint = string("revocation_endpoint").filter(|url| check("revocation_endpoint", url).is_ok());
     let jwks_uri = string("jwks_uri");
     let mut list = |name: &str| match document.remove(name) {
         Some(Value::Array(items)) => Some(

@@ -174,9 +174,16 @@ pub fn discovery_document(data: &[u8]) {
                     assert_eq!(&metadata.issuer, issuer);
                     let endpoint = url::Url::parse(&metadata.token_endpoint).expect("token_endpoint was validated");
                     assert!(is_https_or_loopback(&endpoint), "token endpoint {endpoint}");
+                    // An https issuer never downgrades an endpoint to http.
+                    let https = issuer.starts_with("https:");
+                    assert!(!https || endpoint.scheme() == "https", "token endpoint {endpoint}");
                     if let Some(revocation) = &metadata.revocation_endpoint {
                         let revocation = url::Url::parse(revocation).expect("revocation_endpoint was validated");
                         assert!(is_https_or_loopback(&revocation), "revocation endpoint {revocation}");
+                        assert!(
+                            !https || revocation.scheme() == "https",
+                            "revocation endpoint {revocation}"
+                        );
                     }
                     let _ = metadata.preferred_auth();
                     assert_eq!(metadata.get("issuer"), Some(Value::String(issuer.clone())));
@@ -221,11 +228,8 @@ pub fn discovery_document(data: &[u8]) {
 /// Whether a URL is one the core may send credentials to (without `allow_insecure_http`).
 fn is_https_or_loopback(url: &url::Url) -> bool {
     let loopback = match url.host() {
-        Some(url::Host::Domain(domain)) => {
-            // RFC 6761 §6.3: localhost and its subdomains are loopback.
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            domain == "localhost" || domain.ends_with(".localhost")
-        }
+        // Not `*.localhost`: a resolver or proxy may send those elsewhere.
+        Some(url::Host::Domain(domain)) => domain.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,

@@ -192,7 +192,6 @@ fn plain_http_is_allowed_to_loopback_only() {
         "http://localhost:8080/token",
         "http://LOCALHOST/token",
         "http://localhost./token",
-        "http://auth.localhost/token",
         "http://127.0.0.1/token",
         "http://127.9.8.7:1234/token",
         "http://[::1]:8080/token",
@@ -598,4 +597,23 @@ fn config_builder_debug_hides_param_values() {
     assert!(debug.contains("api_key"), "{debug}");
     assert!(debug.contains("read"), "{debug}");
     assert!(!debug.contains(SECRET), "{debug}");
+}
+
+/// Issue 13, defect 4: `*.localhost` names resolve through whatever resolver
+/// (or proxy) the HTTP client uses, which need not map them to loopback, so
+/// they do not count as loopback: plain http to them needs
+/// `.allow_insecure_http()` like any other host.
+#[test]
+fn subdomains_of_localhost_are_not_loopback() {
+    for url in ["http://auth.localhost/token", "http://a.b.LOCALHOST./token"] {
+        let e = error(Config::builder("id", "s").token_endpoint(url));
+        assert!(matches!(e, ConfigError::InsecureUrl { .. }), "{url}: {e:?}");
+        let e = error(Config::builder("id", "s").issuer(url));
+        assert!(matches!(e, ConfigError::InsecureUrl { .. }), "{url}: {e:?}");
+        let config = Config::builder("id", "s")
+            .token_endpoint(url)
+            .allow_insecure_http()
+            .build();
+        assert!(config.is_ok(), "{url}: {config:?}");
+    }
 }
