@@ -839,10 +839,10 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
 }
 
 impl ConfigError {
-    /// The same error with `secret` cut out of the URL it quotes (for URLs
-    /// that came from a server, which could echo anything).
-    pub(crate) fn redacted(self, secret: &str) -> Self {
-        let cut = |url: String| crate::response::redact(&url, secret);
+    /// The same error with `credentials` cut out of the URL it quotes (for
+    /// URLs that came from a server, which could echo anything).
+    pub(crate) fn redacted(self, credentials: &crate::redact::Credentials) -> Self {
+        let cut = |url: String| credentials.redact(&url);
         match self {
             ConfigError::InvalidUrl { field, url, reason } => ConfigError::InvalidUrl {
                 field,

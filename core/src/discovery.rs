@@ -8,8 +8,9 @@ use url::Url;
 
 use crate::config::{check_endpoint, redact_userinfo, ClientAuth, ConfigError};
 use crate::error::{retryable_status, Error};
+use crate::redact::Credentials;
 use crate::request::get_json;
-use crate::response::{check_size, clean, excerpt, parse_json_object, redact};
+use crate::response::{check_size, clean, excerpt, parse_json_object};
 
 /// Where a metadata document is looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -236,7 +237,7 @@ pub fn parse_discovery(
         false,
         crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
         "",
-        "",
+        &Credentials::default(),
     )
 }
 
@@ -246,7 +247,7 @@ pub(crate) fn parse_discovery_with(
     allow_insecure: bool,
     max_body: usize,
     url: &str,
-    client_secret: &str,
+    credentials: &Credentials,
 ) -> Result<ProviderMetadata, Error> {
     let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
         reason: format!("the document exceeds the {max_body}-byte limit"),
@@ -258,7 +259,7 @@ pub(crate) fn parse_discovery_with(
     if !status.is_success() {
         return Err(DiscoveryError::UnexpectedStatus {
             status,
-            body_excerpt: excerpt(body, client_secret),
+            body_excerpt: excerpt(body, credentials),
         }
         .into());
     }
@@ -275,7 +276,7 @@ pub(crate) fn parse_discovery_with(
     if found != issuer {
         return Err(DiscoveryError::IssuerMismatch {
             expected: issuer.to_owned(),
-            found: clean(&redact(&found, client_secret), 200),
+            found: clean(&credentials.redact(&found), 200),
         }
         .into());
     }
@@ -298,7 +299,7 @@ pub(crate) fn parse_discovery_with(
         }
         Ok(url)
     };
-    check("token_endpoint", &token_endpoint).map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(client_secret)))?;
+    check("token_endpoint", &token_endpoint).map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(credentials)))?;
     let mut string = |name: &str| match document.remove(name) {
         Some(Value::String(s)) => Some(s),
         _ => None,

@@ -84,6 +84,7 @@ mod error;
 pub mod fuzzing;
 mod machine;
 mod policy;
+mod redact;
 mod request;
 mod response;
 mod secret;
