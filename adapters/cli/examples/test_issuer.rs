@@ -23,6 +23,8 @@
 //! cargo run -p client-credentials-cli --example test_issuer
 //! ```
 
+// ci: skip (a server that runs until killed; CI runs it through recipes.sh)
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
