@@ -77,25 +77,35 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assertion;
 mod config;
 mod discovery;
+mod dpop;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod jose;
 mod machine;
 mod policy;
 mod request;
 mod response;
 mod secret;
+#[cfg(feature = "signing")]
+mod sign;
 mod time;
 mod token;
 
-pub use config::{ClientAuth, Config, ConfigBuilder, ConfigError, DiscoveryOrder};
+pub use assertion::{
+    AssertionSource, ClientAuthError, CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE,
+};
+pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, ConfigError, DiscoveryOrder};
 pub use discovery::{
     discovery_request, discovery_request_at, discovery_url, parse_discovery, DiscoveryError, DiscoveryLocation,
     ProviderMetadata,
 };
+pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
 pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
+pub use jose::{JwsAlgorithm, JwtKey, SignError, Signer};
 pub use machine::{Action, Event, Outgoing, RequestId, RequestKind, TokenSource};
 pub use policy::{parse_retry_after, refresh_time, RetryPolicy};
 pub use response::{jwt_lifetime, parse_token_response, MAX_LIFETIME, MIN_LIFETIME};
