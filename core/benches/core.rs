@@ -106,18 +106,27 @@ fn signed_requests(c: &mut Criterion) {
             .auth(auth)
     };
     build("baseline: client_secret_basic", config());
-    build("client_secret_jwt (HS256)", with(ClientAuth::ClientSecretJwt).build().expect("valid"));
+    build(
+        "client_secret_jwt (HS256)",
+        with(ClientAuth::ClientSecretJwt).build().expect("valid"),
+    );
     build(
         "private_key_jwt RS256",
-        with(ClientAuth::PrivateKeyJwt(key(rsa, JwsAlgorithm::Rs256))).build().expect("valid"),
+        with(ClientAuth::PrivateKeyJwt(key(rsa, JwsAlgorithm::Rs256)))
+            .build()
+            .expect("valid"),
     );
     build(
         "private_key_jwt ES256",
-        with(ClientAuth::PrivateKeyJwt(key(ec, JwsAlgorithm::Es256))).build().expect("valid"),
+        with(ClientAuth::PrivateKeyJwt(key(ec, JwsAlgorithm::Es256)))
+            .build()
+            .expect("valid"),
     );
     build(
         "private_key_jwt EdDSA",
-        with(ClientAuth::PrivateKeyJwt(key(ed, JwsAlgorithm::Ed25519))).build().expect("valid"),
+        with(ClientAuth::PrivateKeyJwt(key(ed, JwsAlgorithm::Ed25519)))
+            .build()
+            .expect("valid"),
     );
     build(
         "private_key_jwt EdDSA + DPoP EdDSA",

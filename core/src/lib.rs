@@ -71,7 +71,20 @@
 //! - Retries: [`RetryPolicy`]. Responses: [`parse_token_response`].
 //! - Requests: [`ClientAuth`] (RFC 6749 §2.3.1 Basic by default), the JSON body
 //!   variant, the refresh-token grant when a response carried a refresh token.
-//! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`], [`parse_discovery`].
+//! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`], [`parse_discovery`];
+//!   from the resource (RFC 9728): [`ConfigBuilder::resource_server`],
+//!   [`resource_metadata_request`], [`parse_resource_metadata`].
+//!
+//! - Client authentication beyond secrets: [`ClientAuth::PrivateKeyJwt`] /
+//!   [`ClientAuth::ClientSecretJwt`] (RFC 7523 assertions built per attempt,
+//!   `aud` = the issuer), [`ClientAuth::Assertion`] ([`AssertionSource`]:
+//!   workload identity files, SPIFFE), mutual TLS ([`ClientAuth::TlsClientAuth`]),
+//!   DPoP ([`ConfigBuilder::dpop`], [`TokenSource::dpop_proof`]).
+//!
+//! ## Features
+//! - `signing` (default): [`JwtKey::from_pem`] for RS256, PS256, ES256 and
+//!   Ed25519 keys, on the RustCrypto crates (pure Rust, no random source
+//!   needed, builds for wasm32). Without it, implement [`Signer`].
 //!
 //! No message, error or `Debug` output contains the client secret or a token.
 #![forbid(unsafe_code)]
@@ -88,6 +101,7 @@ mod jose;
 mod machine;
 mod policy;
 mod request;
+mod resource;
 mod response;
 mod secret;
 #[cfg(feature = "signing")]
@@ -108,6 +122,7 @@ pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
 pub use jose::{JwsAlgorithm, JwtKey, SignError, Signer};
 pub use machine::{Action, Event, Outgoing, RequestId, RequestKind, TokenSource};
 pub use policy::{parse_retry_after, refresh_time, RetryPolicy};
+pub use resource::{parse_resource_metadata, resource_metadata_request, resource_metadata_url, ResourceMetadata};
 pub use response::{jwt_lifetime, parse_token_response, MAX_LIFETIME, MIN_LIFETIME};
 pub use secret::Secret;
 pub use time::Timestamp;

@@ -36,7 +36,8 @@ pub(crate) fn from_pem(pem: &str, alg: JwsAlgorithm) -> Result<Arc<dyn Signer>, 
 
 struct RsaSigner {
     alg: JwsAlgorithm,
-    key: rsa::RsaPrivateKey,
+    pkcs1v15: rsa::pkcs1v15::SigningKey<Sha256>,
+    pss: rsa::pss::SigningKey<Sha256>,
     /// Keys the per-message generator; derived from the private exponent.
     nonce_key: [u8; 32],
     jwk: Map<String, Value>,
@@ -76,7 +77,8 @@ impl RsaSigner {
         jwk.insert("e".into(), b64(&key.e().to_bytes_be()).into());
         Ok(RsaSigner {
             alg,
-            key,
+            pkcs1v15: rsa::pkcs1v15::SigningKey::new(key.clone()),
+            pss: rsa::pss::SigningKey::new(key),
             nonce_key,
             jwk,
         })
@@ -96,12 +98,8 @@ impl Signer for RsaSigner {
         use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _};
         let mut rng = MessageRng::new(&self.nonce_key, message);
         let signature = match self.alg {
-            JwsAlgorithm::Ps256 => rsa::pss::SigningKey::<Sha256>::new(self.key.clone())
-                .try_sign_with_rng(&mut rng, message)
-                .map(|s| s.to_vec()),
-            _ => rsa::pkcs1v15::SigningKey::<Sha256>::new(self.key.clone())
-                .try_sign_with_rng(&mut rng, message)
-                .map(|s| s.to_vec()),
+            JwsAlgorithm::Ps256 => self.pss.try_sign_with_rng(&mut rng, message).map(|s| s.to_vec()),
+            _ => self.pkcs1v15.try_sign_with_rng(&mut rng, message).map(|s| s.to_vec()),
         };
         signature.map_err(|_| SignError::new("the RSA signature could not be computed"))
     }

@@ -32,9 +32,8 @@ pub(crate) fn decode(jws: &str) -> Option<Decoded> {
     let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return None;
     };
-    let object = |part: &str| -> Option<Map<String, Value>> {
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
-    };
+    let object =
+        |part: &str| -> Option<Map<String, Value>> { serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok() };
     Some(Decoded {
         header: object(h)?,
         claims: object(c)?,
@@ -78,7 +77,8 @@ pub(crate) fn verify(
     if client_id.is_some_and(|id| id != iss) {
         return Err("client_assertion iss does not match client_id".into());
     }
-    let audience_ok = |aud: &str| aud == expect.issuer || (expect.accept_endpoint_audience && aud == expect.token_endpoint);
+    let audience_ok =
+        |aud: &str| aud == expect.issuer || (expect.accept_endpoint_audience && aud == expect.token_endpoint);
     let aud_ok = match jws.claims.get("aud") {
         Some(Value::String(aud)) => audience_ok(aud),
         Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(audience_ok),
@@ -87,7 +87,11 @@ pub(crate) fn verify(
     if !aud_ok {
         return Err("client_assertion aud is not this issuer".into());
     }
-    let exp = jws.claims.get("exp").and_then(Value::as_u64).ok_or("client_assertion has no exp")?;
+    let exp = jws
+        .claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or("client_assertion has no exp")?;
     if exp <= expect.now {
         return Err("client_assertion has expired".into());
     }
@@ -135,8 +139,13 @@ fn verify_hs256(secret: &str, jws: &Decoded) -> Result<(), String> {
 pub(crate) fn verify_signature(jwk: &Value, alg: &str, jws: &Decoded) -> Result<(), String> {
     let invalid = || "client_assertion signature is invalid".to_owned();
     let field = |name: &str| -> Result<Vec<u8>, String> {
-        let text = jwk.get(name).and_then(Value::as_str).ok_or_else(|| format!("jwk has no {name}"))?;
-        URL_SAFE_NO_PAD.decode(text).map_err(|_| format!("jwk {name} is not base64url"))
+        let text = jwk
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("jwk has no {name}"))?;
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| format!("jwk {name} is not base64url"))
     };
     let input = jws.input.as_bytes();
     match alg {

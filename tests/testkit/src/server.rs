@@ -577,7 +577,10 @@ fn authenticate(shared: &Shared, req: &RawRequest, body: &Body) -> Result<String
             accept_endpoint_audience: config.accept_endpoint_audience,
             clients: &config.clients,
             jwks: &config.jwks,
-            now: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            now: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         };
         let mut state = shared.state();
         let verified = crate::assertion::verify(
