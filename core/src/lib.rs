@@ -100,6 +100,7 @@ pub mod fuzzing;
 mod jose;
 mod machine;
 mod policy;
+mod redact;
 mod request;
 mod resource;
 mod response;
