@@ -15,9 +15,9 @@ const MAX_ASSERTION_BYTES: u64 = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct AssertionFile {
     path: PathBuf,
-    /// Modification time and length at the last read (`None`: not read, or
+    /// What identified the content at the last read (`None`: not read, or
     /// the last read failed, so the next request reads again).
-    seen: Option<(SystemTime, u64)>,
+    seen: Option<Stamp>,
 }
 
 impl AssertionFile {
@@ -33,16 +33,14 @@ impl AssertionFile {
     /// rotated file (written in place, renamed over, or a symlink swapped as
     /// the kubelet does) has a new modification time or length.
     pub(crate) fn refresh(&mut self, source: &mut TokenSource) {
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        let stamp = std::fs::metadata(&self.path).ok().map(|m| Stamp::of(&m));
         if stamp.is_some() && stamp == self.seen {
             return;
         }
         self.seen = None;
         let shown = self.path.display();
         let content = match stamp {
-            Some((_, len)) if len > MAX_ASSERTION_BYTES => {
+            Some(Stamp { len, .. }) if len > MAX_ASSERTION_BYTES => {
                 Err(format!("{shown} is {len} bytes, more than an assertion can be"))
             }
             _ => std::fs::read_to_string(&self.path).map_err(|e| format!("cannot read {shown}: {}", e.kind())),
@@ -51,5 +49,28 @@ impl AssertionFile {
             self.seen = stamp;
         }
         source.provide_assertion(content);
+    }
+}
+
+/// Modification time, length and (on Unix) inode: a file renamed over the
+/// old one is noticed even within one tick of the file system's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: SystemTime,
+    len: u64,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(metadata: &std::fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(metadata);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Stamp {
+            modified: metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            len: metadata.len(),
+            inode,
+        }
     }
 }
