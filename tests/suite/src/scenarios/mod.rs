@@ -7,6 +7,7 @@ pub mod caching;
 pub mod discovery;
 pub mod faults;
 pub mod interop;
+pub mod parity;
 pub mod quirks;
 pub mod resource_server;
 pub mod single_flight;
