@@ -5,6 +5,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Error, ProviderMetadata};
+use client_credentials_blocking::ManualClock;
+
+pub use crate::store::RecordingStore;
 
 use crate::authorized::{Authorized, Origins};
 
@@ -16,6 +19,8 @@ pub enum StoreChoice {
     None,
     /// The adapter's `FileStore` at this path.
     File(PathBuf),
+    /// A [`RecordingStore`] shared with the scenario.
+    Recording(Arc<RecordingStore>),
 }
 
 /// Callback type for token updates.
@@ -35,6 +40,8 @@ pub struct Options {
     pub store: StoreChoice,
     /// `.on_token_update(..)`.
     pub on_update: Option<OnUpdate>,
+    /// `.clock(..)`: simulated time.
+    pub clock: Option<ManualClock>,
 }
 
 /// A client of either adapter, driven through blocking calls.
@@ -74,8 +81,13 @@ impl Adapter for Blocking {
         if let Some(timeout) = options.timeout {
             builder = builder.timeout(timeout);
         }
-        if let StoreChoice::File(path) = options.store {
-            builder = builder.store(client_credentials_blocking::FileStore::new(path));
+        match options.store {
+            StoreChoice::None => {}
+            StoreChoice::File(path) => builder = builder.store(client_credentials_blocking::FileStore::new(path)),
+            StoreChoice::Recording(store) => builder = builder.store(store),
+        }
+        if let Some(clock) = options.clock {
+            builder = builder.clock(clock);
         }
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
@@ -135,8 +147,13 @@ impl Adapter for Tokio {
         if let Some(timeout) = options.timeout {
             builder = builder.timeout(timeout);
         }
-        if let StoreChoice::File(path) = options.store {
-            builder = builder.store(client_credentials_tokio::FileStore::new(path));
+        match options.store {
+            StoreChoice::None => {}
+            StoreChoice::File(path) => builder = builder.store(client_credentials_tokio::FileStore::new(path)),
+            StoreChoice::Recording(store) => builder = builder.store(store),
+        }
+        if let Some(clock) = options.clock {
+            builder = builder.clock(clock);
         }
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
