@@ -248,13 +248,10 @@ impl Client {
         // During the cool-down after a failed round nothing may be sent: report
         // that round's error (the core keeps serving an unexpired token to
         // `token()` meanwhile).
-        if let Some(error) = state.source.cooldown_error(now) {
-            return Err(error.clone());
-        }
-        state.source.force_refresh();
+        state.source.force_refresh(now)?;
         let outgoing = match state.source.poll(now) {
             Action::Send(outgoing) => Some(outgoing),
-            Action::Ready(_) | Action::Wait { .. } => None,
+            Action::Ready(_) | Action::Wait { .. } | Action::Failed(_) => None,
         };
         self.inner.publish(&state.source);
         self.inner.obtain(state, Mode::Refresh, outgoing)
@@ -359,10 +356,8 @@ impl Inner {
                         _ => Ok(token.clone()),
                     };
                 }
-                Action::Wait { until } => match source.last_error() {
-                    Some(error) => return Err(error.clone()),
-                    None => until.map_or(RECHECK, |until| millis_until(now, until)),
-                },
+                Action::Failed(error) => return Err(error.clone()),
+                Action::Wait { until } => until.map_or(RECHECK, |until| millis_until(now, until)),
                 Action::Send(outgoing) => {
                     pending = Some(outgoing);
                     continue;
@@ -415,7 +410,7 @@ impl Inner {
             Err(error) => state.source.handle_transport_error(now, id, error),
         };
         guard.disarm();
-        if let Ok(Event::RefreshFailed { error }) = &handled {
+        if let Ok(Event::RefreshFailed { error, .. }) = &handled {
             state.refresh_failures += 1;
             state.refresh_error = Some(error.clone());
         }
@@ -424,7 +419,7 @@ impl Inner {
         self.changed.notify_all();
         match &handled {
             Ok(Event::TokenUpdated(token)) => self.token_updated(token),
-            Ok(Event::RefreshFailed { error }) => {
+            Ok(Event::RefreshFailed { error, .. }) => {
                 tracing::warn!(%error, "token refresh failed; the cached token is served until it expires");
                 if let Some(on_error) = &self.on_error {
                     on_error(error);

@@ -154,10 +154,8 @@ fn discover_with(mut source: TokenSource, transport: &impl Transport) -> Result<
         let now = Timestamp::from(SystemTime::now());
         let outgoing = match source.poll(now) {
             Action::Send(outgoing) => outgoing,
+            Action::Failed(error) => return Err(error.clone().into()),
             Action::Wait { until } => {
-                if let Some(error) = source.last_error() {
-                    return Err(error.clone().into());
-                }
                 let pause = until.map_or(Duration::from_millis(10), |u| u.saturating_duration_since(now));
                 std::thread::sleep(pause);
                 continue;

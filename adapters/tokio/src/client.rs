@@ -287,14 +287,11 @@ impl Client {
     pub async fn refresh(&self) -> Result<AccessToken, Error> {
         {
             let mut source = self.shared.lock();
-            source.force_refresh();
-            self.shared.publish(&source);
             // During the cool-down after a failed round nothing may be sent:
-            // report that round's error (the refresh happens once it ends,
-            // and token() keeps serving the unexpired token meanwhile).
-            if let Some(error) = source.cooldown_error(self.shared.clock.now()) {
-                return Err(error.clone());
-            }
+            // the core reports that round's error (and token() keeps serving
+            // the unexpired token meanwhile).
+            source.force_refresh(self.shared.clock.now())?;
+            self.shared.publish(&source);
         }
         Shared::token_slow(&self.shared).await
     }
@@ -409,10 +406,8 @@ impl Shared {
                 match source.poll(this.clock.now()) {
                     Action::Ready(token) => return Ok(token.clone()),
                     Action::Send(outgoing) => Step::Spawn(outgoing),
-                    Action::Wait { until } => match source.last_error() {
-                        Some(error) => return Err(error.clone()),
-                        None => Step::Wait(until),
-                    },
+                    Action::Failed(error) => return Err(error.clone()),
+                    Action::Wait { until } => Step::Wait(until),
                 }
             };
             match step {
@@ -462,7 +457,7 @@ impl Shared {
                     callback(token);
                 }
             }
-            Ok(Event::RefreshFailed { error }) => {
+            Ok(Event::RefreshFailed { error, .. }) => {
                 tracing::warn!(%error, "client-credentials: refresh failed; serving the cached token until it expires");
                 if let Some(callback) = &self.on_error {
                     callback(error);
@@ -543,7 +538,7 @@ async fn drive(mut flight: Flight, mut outgoing: Outgoing) {
                 outgoing = next;
             }
             // A caller started the retry first, or a usable token is served.
-            Action::Ready(_) | Action::Wait { .. } => return,
+            Action::Ready(_) | Action::Wait { .. } | Action::Failed(_) => return,
         }
     }
 }
