@@ -66,6 +66,10 @@ pub(crate) enum Endpoint {
     Token(Url),
     /// Discovered from this issuer (the string exactly as configured).
     Issuer(String),
+    /// Discovered from this protected resource (RFC 9728): its metadata names
+    /// the issuer, whose metadata names the token endpoint (the string exactly
+    /// as configured).
+    ResourceServer(String),
 }
 
 /// A validated configuration, cheap to clone (one `Arc`).
@@ -124,6 +128,7 @@ impl Config {
             client_secret: Secret::new(client_secret),
             token_endpoint: None,
             issuer: None,
+            resource_server: None,
             revocation_endpoint: None,
             auth: None,
             scopes: Vec::new(),
@@ -158,15 +163,25 @@ impl Config {
     pub fn token_endpoint(&self) -> Option<&Url> {
         match &self.inner.endpoint {
             Endpoint::Token(url) => Some(url),
-            Endpoint::Issuer(_) => None,
+            Endpoint::Issuer(_) | Endpoint::ResourceServer(_) => None,
         }
     }
 
-    /// The issuer, when the token endpoint is discovered.
+    /// The issuer, when the token endpoint is discovered from a configured
+    /// issuer (not for [`Config::resource_server`], whose issuer is learned).
     pub fn issuer(&self) -> Option<&str> {
         match &self.inner.endpoint {
             Endpoint::Issuer(issuer) => Some(issuer),
-            Endpoint::Token(_) => None,
+            Endpoint::Token(_) | Endpoint::ResourceServer(_) => None,
+        }
+    }
+
+    /// The protected resource whose RFC 9728 metadata names the issuer, when
+    /// configured with [`ConfigBuilder::resource_server`].
+    pub fn resource_server(&self) -> Option<&str> {
+        match &self.inner.endpoint {
+            Endpoint::ResourceServer(resource) => Some(resource),
+            Endpoint::Token(_) | Endpoint::Issuer(_) => None,
         }
     }
 
@@ -268,6 +283,93 @@ impl Config {
     pub fn uses_refresh_tokens(&self) -> bool {
         self.inner.use_refresh_tokens
     }
+
+    /// A stable identity of what a token from this configuration is good for:
+    /// lowercase hex SHA-256 over the token endpoint (or the issuer when it is
+    /// discovered), the client id, the scopes (sorted, deduplicated), the
+    /// resources (in order), the audience and the authentication method.
+    ///
+    /// Token stores keep it with a token and ignore a token saved under another
+    /// fingerprint, so a token fetched for one client, issuer or scope set is
+    /// never served to another. The client secret is not part of it (rotating
+    /// the secret keeps cached tokens valid, and the fingerprint reveals
+    /// nothing about it); neither are timing or retry settings.
+    ///
+    /// ```
+    /// use client_credentials::Config;
+    ///
+    /// let a = Config::builder("id", "secret").token_endpoint("https://a.example/token").build()?;
+    /// let b = Config::builder("id", "other").token_endpoint("https://a.example/token").build()?;
+    /// let c = Config::builder("id", "secret").token_endpoint("https://b.example/token").build()?;
+    /// assert_eq!(a.fingerprint(), b.fingerprint());
+    /// assert_ne!(a.fingerprint(), c.fingerprint());
+    /// assert_eq!(a.fingerprint().len(), 64);
+    /// # Ok::<(), client_credentials::ConfigError>(())
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+
+        // Every field is length-prefixed (and optional ones tagged), so no two
+        // different configurations encode to the same bytes.
+        fn field(hash: &mut Sha256, bytes: &[u8]) {
+            hash.update((bytes.len() as u64).to_be_bytes());
+            hash.update(bytes);
+        }
+        fn list<'a>(hash: &mut Sha256, items: impl ExactSizeIterator<Item = &'a str>) {
+            hash.update((items.len() as u64).to_be_bytes());
+            for item in items {
+                field(hash, item.as_bytes());
+            }
+        }
+
+        let i = &self.inner;
+        let mut hash = Sha256::new();
+        field(&mut hash, b"client-credentials fingerprint v1");
+        match &i.endpoint {
+            Endpoint::Token(url) => {
+                field(&mut hash, b"token_endpoint");
+                field(&mut hash, url.as_str().as_bytes());
+            }
+            Endpoint::Issuer(issuer) => {
+                field(&mut hash, b"issuer");
+                field(&mut hash, issuer.as_bytes());
+            }
+            // The issuer is learned from the resource: the resource names it.
+            Endpoint::ResourceServer(resource) => {
+                field(&mut hash, b"resource_server");
+                field(&mut hash, resource.as_bytes());
+            }
+        }
+        field(&mut hash, i.client_id.as_bytes());
+        let mut scopes: Vec<&str> = i.scopes.iter().map(String::as_str).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        list(&mut hash, scopes.into_iter());
+        list(&mut hash, i.resources.iter().map(String::as_str));
+        match &i.audience {
+            Some(audience) => {
+                field(&mut hash, b"audience");
+                field(&mut hash, audience.as_bytes());
+            }
+            None => field(&mut hash, b"no audience"),
+        }
+        let auth: &[u8] = match i.auth {
+            None => b"negotiated",
+            Some(ClientAuth::Basic) => b"client_secret_basic",
+            Some(ClientAuth::BasicUnencoded) => b"client_secret_basic unencoded",
+            Some(ClientAuth::Post) => b"client_secret_post",
+            Some(ClientAuth::Json) => b"client_secret_post json",
+        };
+        field(&mut hash, auth);
+
+        let digest = hash.finalize();
+        let mut hex = String::with_capacity(64);
+        for byte in digest {
+            hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+            hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+        }
+        hex
+    }
 }
 
 impl fmt::Debug for Config {
@@ -279,6 +381,7 @@ impl fmt::Debug for Config {
         match &i.endpoint {
             Endpoint::Token(url) => d.field("token_endpoint", &url.as_str()),
             Endpoint::Issuer(issuer) => d.field("issuer", issuer),
+            Endpoint::ResourceServer(resource) => d.field("resource_server", resource),
         };
         d.field("auth", &i.auth)
             .field("scopes", &i.scopes)
@@ -318,6 +421,7 @@ pub struct ConfigBuilder {
     client_secret: Secret,
     token_endpoint: Option<String>,
     issuer: Option<String>,
+    resource_server: Option<String>,
     revocation_endpoint: Option<String>,
     auth: Option<ClientAuth>,
     scopes: Vec<String>,
@@ -360,6 +464,31 @@ impl ConfigBuilder {
     /// or RFC 8414 metadata. Exclusive with [`ConfigBuilder::token_endpoint`].
     pub fn issuer(mut self, url: impl Into<String>) -> Self {
         self.issuer = Some(url.into());
+        self
+    }
+
+    /// The protected resource the tokens are for (RFC 9728): the client reads
+    /// its metadata (`/.well-known/oauth-protected-resource` inserted before
+    /// the path, or the `resource_metadata` URL of a 401 challenge, see
+    /// [`TokenSource::follow_resource_metadata`](crate::TokenSource::follow_resource_metadata)),
+    /// checks that the document's `resource` equals this URL exactly, takes
+    /// the first authorization server it names, discovers that issuer as
+    /// [`ConfigBuilder::issuer`] does, and asks for tokens with `resource` set
+    /// to this URL (RFC 8707; it is added to the [resources](ConfigBuilder::resource)).
+    /// Same rules as issuer discovery: https (loopback aside), no redirects,
+    /// exact matches. Exclusive with [`ConfigBuilder::token_endpoint`] and
+    /// [`ConfigBuilder::issuer`].
+    ///
+    /// ```
+    /// let config = client_credentials::Config::builder("my-client", "my-secret")
+    ///     .resource_server("https://mcp.example.com/mcp")
+    ///     .build()?;
+    /// assert_eq!(config.resource_server(), Some("https://mcp.example.com/mcp"));
+    /// assert_eq!(config.resources(), ["https://mcp.example.com/mcp"]);
+    /// # Ok::<(), client_credentials::ConfigError>(())
+    /// ```
+    pub fn resource_server(mut self, url: impl Into<String>) -> Self {
+        self.resource_server = Some(url.into());
         self
     }
 
@@ -514,11 +643,17 @@ impl ConfigBuilder {
             return Err(ConfigError::ColonInClientId);
         }
         let insecure = self.allow_insecure_http;
-        let endpoint = match (self.token_endpoint, self.issuer) {
-            (Some(_), Some(_)) => return Err(ConfigError::ConflictingEndpoints),
-            (None, None) => return Err(ConfigError::MissingEndpoint),
-            (Some(url), None) => Endpoint::Token(check_endpoint("token_endpoint", &url, insecure)?),
-            (None, Some(issuer)) => {
+        let mut given_resources = self.resources;
+        let endpoint = match (self.token_endpoint, self.issuer, self.resource_server) {
+            (None, None, None) => return Err(ConfigError::MissingEndpoint),
+            (Some(url), None, None) => Endpoint::Token(check_endpoint("token_endpoint", &url, insecure)?),
+            (None, None, Some(resource)) => {
+                check_endpoint("resource_server", &resource, insecure)?;
+                // RFC 8707: the token is asked for this resource.
+                given_resources.insert(0, resource.clone());
+                Endpoint::ResourceServer(resource)
+            }
+            (None, Some(issuer), None) => {
                 check_endpoint("issuer", &issuer, insecure)?;
                 if issuer.contains('?') {
                     return Err(ConfigError::InvalidUrl {
@@ -529,6 +664,7 @@ impl ConfigBuilder {
                 }
                 Endpoint::Issuer(issuer)
             }
+            _ => return Err(ConfigError::ConflictingEndpoints),
         };
         let revocation_endpoint = self
             .revocation_endpoint
@@ -563,7 +699,7 @@ impl ConfigBuilder {
         }
 
         let mut resources: Vec<String> = Vec::new();
-        for resource in self.resources {
+        for resource in given_resources {
             let reason = match Url::parse(&resource) {
                 Err(url::ParseError::RelativeUrlWithoutBase) => Some("it is not an absolute URI".to_owned()),
                 Err(e) => Some(e.to_string()),
@@ -751,10 +887,10 @@ pub enum ConfigError {
     #[error("the client id contains ':', which ClientAuth::BasicUnencoded cannot send; use ClientAuth::Basic")]
     ColonInClientId,
     /// Neither a token endpoint nor an issuer was given.
-    #[error("no endpoint: set .token_endpoint(url) or .issuer(url)")]
+    #[error("no endpoint: set .token_endpoint(url) or .issuer(url) (or .resource_server(url) to find the issuer from the resource)")]
     MissingEndpoint,
-    /// Both a token endpoint and an issuer were given.
-    #[error("both .token_endpoint(..) and .issuer(..) are set; choose one")]
+    /// More than one of a token endpoint, an issuer and a resource server was given.
+    #[error("more than one of .token_endpoint(..), .issuer(..) and .resource_server(..) is set; choose one")]
     ConflictingEndpoints,
     /// A URL does not parse or is not usable.
     #[error("{field} {url:?} is not a usable URL: {reason}")]

@@ -123,6 +123,28 @@ pub enum DiscoveryError {
     /// An endpoint in the document is not acceptable (not https, relative, …).
     #[error("metadata {0}")]
     InvalidEndpoint(ConfigError),
+    /// A resource identifier cannot be used to build its metadata URL (RFC 9728 §3.1).
+    #[error("resource {resource:?} is not usable: {reason}")]
+    InvalidResource {
+        /// The resource identifier given.
+        resource: String,
+        /// Why.
+        reason: String,
+    },
+    /// The protected resource metadata's `resource` is not the configured
+    /// resource (RFC 9728 §3.3): the document was rejected, and its
+    /// authorization servers are not contacted.
+    #[error("resource metadata names resource {found:?}, not the configured {expected:?}; the document was rejected")]
+    ResourceMismatch {
+        /// The configured resource identifier.
+        expected: String,
+        /// The document's `resource`.
+        found: String,
+    },
+    /// The protected resource metadata names no usable authorization server
+    /// (none listed, or none https with loopback aside).
+    #[error("the resource metadata names no usable authorization server (authorization_servers)")]
+    NoAuthorizationServer,
 }
 
 impl DiscoveryError {

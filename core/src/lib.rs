@@ -100,7 +100,9 @@
 //! - Responses: [`parse_token_response`].
 //! - Requests: [`ClientAuth`] (RFC 6749 §2.3.1 Basic by default), the JSON body
 //!   variant, the refresh-token grant when a response carried a refresh token.
-//! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`], [`parse_discovery`].
+//! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`], [`parse_discovery`];
+//!   from the resource (RFC 9728): [`ConfigBuilder::resource_server`],
+//!   [`resource_metadata_request`], [`parse_resource_metadata`].
 //!
 //! No message, error or `Debug` output contains the client secret or a token.
 #![forbid(unsafe_code)]
@@ -114,6 +116,7 @@ pub mod fuzzing;
 mod machine;
 mod policy;
 mod request;
+mod resource;
 mod response;
 mod secret;
 mod time;
@@ -127,6 +130,7 @@ pub use discovery::{
 pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestId, RequestKind, TokenSource};
 pub use policy::{parse_retry_after, refresh_time, RetryPolicy};
+pub use resource::{parse_resource_metadata, resource_metadata_request, resource_metadata_url, ResourceMetadata};
 pub use response::{jwt_lifetime, parse_token_response, MAX_LIFETIME, MIN_LIFETIME};
 pub use secret::Secret;
 pub use time::Timestamp;

@@ -12,6 +12,7 @@ use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryError,
 use crate::error::{Error, OAuthErrorCode, TransportError};
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
 use crate::request::{get_json, revocation_request, token_request, Grant};
+use crate::resource::{check_resource, parse_resource_metadata_with, resource_metadata_url_with, ResourceMetadata};
 use crate::response::{check_size, excerpt, oauth_error, parse_json_object, parse_token_response};
 use crate::secret::Secret;
 use crate::time::Timestamp;
@@ -37,7 +38,8 @@ impl fmt::Display for RequestId {
 /// What a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestKind {
-    /// Fetching the provider's metadata document.
+    /// Fetching the provider's metadata document, or the protected
+    /// resource's (RFC 9728) that names the provider.
     Discovery,
     /// Fetching a token (client credentials or refresh-token grant).
     Token,
@@ -116,6 +118,9 @@ pub enum Event {
     TokenUpdated(AccessToken),
     /// Provider metadata was fetched and validated.
     DiscoveryUpdated(ProviderMetadata),
+    /// The protected resource's metadata (RFC 9728) was fetched and
+    /// validated; the provider it names is discovered next.
+    ResourceMetadataUpdated(ResourceMetadata),
     /// The attempt failed and will be retried at `at` (poll then).
     RetryScheduled {
         /// When the next attempt may be sent.
@@ -157,6 +162,7 @@ pub enum Event {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sent {
+    ResourceMetadata,
     Discovery(DiscoveryLocation),
     Token { refresh_grant: bool },
     Revocation,
@@ -208,6 +214,13 @@ pub struct TokenSource {
     metadata_stale: bool,
     location: usize,
     rediscovered: bool,
+    /// RFC 9728: the resource's metadata, the issuer it names, where it is
+    /// read (a 401 challenge may name another URL), and whether it was read
+    /// in the discovery round under way (then the issuer is discovered next).
+    resource_metadata: Option<ResourceMetadata>,
+    authorization_server: Option<String>,
+    resource_metadata_url: Option<Url>,
+    resource_read: bool,
     phase: Phase,
     round: Round,
     /// No token or discovery request goes out before this (back-off, cool-down).
@@ -243,6 +256,10 @@ impl TokenSource {
             metadata_stale: false,
             location: 0,
             rediscovered: false,
+            resource_metadata: None,
+            authorization_server: None,
+            resource_metadata_url: None,
+            resource_read: false,
             phase: Phase::Idle,
             round: Round::Done,
             not_before: Timestamp::UNIX_EPOCH,
@@ -306,6 +323,49 @@ impl TokenSource {
         self.metadata.as_ref()
     }
 
+    /// The protected resource's metadata (RFC 9728), once read, with
+    /// [`ConfigBuilder::resource_server`](crate::ConfigBuilder::resource_server).
+    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
+        self.resource_metadata.as_ref()
+    }
+
+    /// The issuer whose metadata names the token endpoint: the configured
+    /// one, or the one the resource's metadata named.
+    pub fn discovery_issuer(&self) -> Option<&str> {
+        self.config.issuer().or(self.authorization_server.as_deref())
+    }
+
+    /// A 401 from the resource server named where its metadata is
+    /// (`WWW-Authenticate: Bearer resource_metadata="…"`, RFC 9728 §5.1):
+    /// read it there in the next discovery round, which starts with the next
+    /// token request. Only with
+    /// [`ConfigBuilder::resource_server`](crate::ConfigBuilder::resource_server),
+    /// and only an https URL (loopback aside); the document must still name
+    /// the configured resource exactly. Returns whether anything changed
+    /// (`false` for the URL already in use, or one that is not acceptable).
+    pub fn follow_resource_metadata(&mut self, url: &str) -> bool {
+        if self.config.resource_server().is_none() {
+            return false;
+        }
+        let Ok(url) = check_resource(url, self.config.allows_insecure_http()) else {
+            return false;
+        };
+        if self.resource_metadata_url.as_ref() == Some(&url) {
+            return false;
+        }
+        self.resource_metadata_url = Some(url);
+        self.resource_read = false;
+        self.metadata_stale = true;
+        true
+    }
+
+    fn resource_metadata_location(&self, resource: &str) -> Option<Url> {
+        match &self.resource_metadata_url {
+            Some(url) => Some(url.clone()),
+            None => resource_metadata_url_with(resource, self.config.allows_insecure_http()).ok(),
+        }
+    }
+
     /// The cached token, fresh or not.
     pub fn token(&self) -> Option<&AccessToken> {
         self.token.as_ref()
@@ -319,7 +379,7 @@ impl TokenSource {
             Phase::InFlight { id, sent, .. } => Some((
                 id,
                 match sent {
-                    Sent::Discovery(_) => RequestKind::Discovery,
+                    Sent::Discovery(_) | Sent::ResourceMetadata => RequestKind::Discovery,
                     Sent::Token { .. } => RequestKind::Token,
                     Sent::Revocation => RequestKind::Revocation,
                 },
@@ -450,7 +510,7 @@ impl TokenSource {
     fn needs_discovery(&self, now: Timestamp) -> bool {
         match self.config.endpoint() {
             Endpoint::Token(_) => false,
-            Endpoint::Issuer(_) => {
+            Endpoint::Issuer(_) | Endpoint::ResourceServer(_) => {
                 self.token_url.is_none()
                     || self.metadata_stale
                     || now >= self.metadata_fetched_at.saturating_add(self.config.discovery_ttl())
@@ -462,9 +522,19 @@ impl TokenSource {
     fn start(&mut self, now: Timestamp) -> Outgoing {
         let id = self.next_id();
         let (sent, kind, request) = match (self.config.endpoint(), self.needs_discovery(now)) {
-            (Endpoint::Issuer(issuer), true) => {
+            (Endpoint::ResourceServer(resource), true) if !self.resource_read => {
+                // The resource was validated by Config::build, so the URL builds.
+                let request = match self.resource_metadata_location(resource) {
+                    Some(url) => get_json(&url),
+                    None => http::Request::new(Vec::new()),
+                };
+                (Sent::ResourceMetadata, RequestKind::Discovery, request)
+            }
+            (Endpoint::Issuer(_) | Endpoint::ResourceServer(_), true) => {
+                let issuer = self.discovery_issuer().unwrap_or_default();
                 let location = self.locations()[self.location.min(self.locations().len() - 1)];
-                // The issuer was validated by Config::build, so the URL builds.
+                // The issuer was validated by Config::build (or, learned from
+                // the resource's metadata, by parse_resource_metadata), so the URL builds.
                 let request = match discovery_url_with(issuer, location, self.config.allows_insecure_http()) {
                     Ok(url) => get_json(&url),
                     Err(_) => http::Request::new(Vec::new()),
@@ -562,8 +632,34 @@ impl TokenSource {
                     self.fail(now, error, retry_after)
                 }
             },
+            Sent::ResourceMetadata => {
+                let resource = self.config.resource_server().unwrap_or_default().to_owned();
+                let url = self
+                    .resource_metadata_location(&resource)
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
+                let parsed = parse_resource_metadata_with(
+                    &resource,
+                    &response,
+                    self.config.allows_insecure_http(),
+                    self.config.max_body_size(),
+                    &url,
+                    self.config.client_secret().expose_secret(),
+                );
+                match parsed {
+                    Ok(metadata) => {
+                        self.authorization_server = Some(metadata.authorization_server().to_owned());
+                        self.resource_metadata = Some(metadata.clone());
+                        self.resource_read = true;
+                        self.location = 0;
+                        self.pace(now);
+                        Ok(Event::ResourceMetadataUpdated(metadata))
+                    }
+                    Err(error) => self.discovery_failed(now, error, retry_after),
+                }
+            }
             Sent::Discovery(location) => {
-                let issuer = self.config.issuer().unwrap_or_default().to_owned();
+                let issuer = self.discovery_issuer().unwrap_or_default().to_owned();
                 let url = discovery_url_with(&issuer, location, self.config.allows_insecure_http())
                     .map(|u| u.to_string())
                     .unwrap_or_default();
@@ -585,6 +681,8 @@ impl TokenSource {
                         // Only a token ends the escalation; until then the
                         // token request waits a back-off step like any other.
                         self.pace(now);
+                        // The next discovery round reads the resource's metadata again.
+                        self.resource_read = false;
                         Ok(Event::DiscoveryUpdated(metadata))
                     }
                     Err(error @ Error::Discovery(DiscoveryError::NotFound { .. }))
@@ -612,7 +710,7 @@ impl TokenSource {
         let error = Error::Transport(error.into());
         match sent {
             Sent::Revocation => Err(error),
-            Sent::Discovery(_) => self.discovery_failed(now, error, None),
+            Sent::Discovery(_) | Sent::ResourceMetadata => self.discovery_failed(now, error, None),
             Sent::Token { .. } => self.fail(now, error, None),
         }
     }
@@ -764,6 +862,7 @@ impl TokenSource {
         retry_after: Option<Duration>,
     ) -> Result<Event, Error> {
         if self.metadata.is_some() && self.token_url.is_some() {
+            self.resource_read = false;
             self.metadata_stale = false;
             self.metadata_fetched_at = now;
             return Ok(self.fallback(now, error));
@@ -798,6 +897,7 @@ impl TokenSource {
         }
         self.round = Round::Failed;
         self.last_failed_round = self.rounds_started;
+        self.resource_read = false;
         self.rediscovered = false;
         self.forced = false;
         self.last_error = Some(error.clone());

@@ -426,3 +426,125 @@ fn accepted_token_types_are_lowercased() {
         .unwrap();
     assert_eq!(config.accepted_token_types(), ["dpop", "n_a"]);
 }
+
+#[test]
+fn fingerprint_is_stable_and_changes_with_each_field_but_not_with_the_secret() {
+    let base = || {
+        Config::builder("id", "secret")
+            .token_endpoint(TOKEN_URL)
+            .scope("b")
+            .scope("a")
+            .resource("https://api.example.com/one")
+            .resource("https://api.example.com/two")
+            .audience("aud")
+            .auth(ClientAuth::Post)
+    };
+    let fingerprint = base().build().unwrap().fingerprint();
+    assert_eq!(fingerprint.len(), 64);
+    assert!(fingerprint.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+    // Stable: across builds, clones, and (pinned, computed independently)
+    // across releases, so files written by one version are read by the next.
+    assert_eq!(base().build().unwrap().fingerprint(), fingerprint);
+    assert_eq!(base().build().unwrap().clone().fingerprint(), fingerprint);
+    assert_eq!(
+        fingerprint, "b22d8c32e75cd1c2eb31a69d7b3b9dc3b5a824c0798f3ee2887cd648f067807d",
+        "the fingerprint encoding changed: cached tokens of every user would be refetched"
+    );
+
+    // Not the secret, nor settings that do not change what a token is good for.
+    let same = [
+        Config::builder("id", "another secret")
+            .token_endpoint(TOKEN_URL)
+            .scope("b")
+            .scope("a")
+            .resource("https://api.example.com/one")
+            .resource("https://api.example.com/two")
+            .audience("aud")
+            .auth(ClientAuth::Post),
+        base().scope("a b").scope("a"), // scopes are a set
+        base().refresh_margin(Duration::from_secs(10)).max_attempts(1),
+        base().param("extra", "value"),
+    ];
+    for builder in same {
+        assert_eq!(builder.build().unwrap().fingerprint(), fingerprint);
+    }
+
+    let differ = [
+        ("client id", Config::builder("id2", "secret")),
+        (
+            "token endpoint",
+            base().token_endpoint("https://auth.example.com/other"),
+        ),
+        ("scopes", base().scope("c")),
+        ("resources", base().resource("https://api.example.com/three")),
+        ("audience", base().audience("other")),
+        ("auth method", base().auth(ClientAuth::Json)),
+        ("auth method", base().auth(ClientAuth::Basic)),
+    ];
+    let mut seen = vec![fingerprint.clone()];
+    for (what, builder) in differ {
+        let builder = if what == "client id" {
+            builder
+                .token_endpoint(TOKEN_URL)
+                .scope("b")
+                .scope("a")
+                .resource("https://api.example.com/one")
+                .resource("https://api.example.com/two")
+                .audience("aud")
+                .auth(ClientAuth::Post)
+        } else {
+            builder
+        };
+        let other = builder.build().unwrap().fingerprint();
+        assert!(
+            !seen.contains(&other),
+            "changing the {what} must change the fingerprint"
+        );
+        seen.push(other);
+    }
+
+    // Resource order matters (it is the order sent); an issuer differs from
+    // the same URL as a token endpoint; no audience differs from an empty one.
+    let reordered = Config::builder("id", "secret")
+        .token_endpoint(TOKEN_URL)
+        .scope("a b")
+        .resource("https://api.example.com/two")
+        .resource("https://api.example.com/one")
+        .audience("aud")
+        .auth(ClientAuth::Post)
+        .build()
+        .unwrap();
+    assert_ne!(reordered.fingerprint(), fingerprint);
+    let issuer = Config::builder("id", "secret")
+        .issuer("https://auth.example.com")
+        .build()
+        .unwrap();
+    let endpoint = Config::builder("id", "secret")
+        .token_endpoint("https://auth.example.com/")
+        .build()
+        .unwrap();
+    assert_ne!(issuer.fingerprint(), endpoint.fingerprint());
+    let no_audience = Config::builder("id", "secret")
+        .token_endpoint(TOKEN_URL)
+        .build()
+        .unwrap();
+    let empty_audience = Config::builder("id", "secret")
+        .token_endpoint(TOKEN_URL)
+        .audience("")
+        .build()
+        .unwrap();
+    assert_ne!(no_audience.fingerprint(), empty_audience.fingerprint());
+    // Length prefixes: moving a boundary between fields changes the hash.
+    let ab = Config::builder("id", "s")
+        .token_endpoint(TOKEN_URL)
+        .scope("ab")
+        .build()
+        .unwrap();
+    let a_b = Config::builder("id", "s")
+        .token_endpoint(TOKEN_URL)
+        .scope("a")
+        .scope("b")
+        .build()
+        .unwrap();
+    assert_ne!(ab.fingerprint(), a_b.fingerprint());
+}

@@ -4,13 +4,16 @@
 //!   detached copy per thread so concurrent readers do not contend;
 //! - [`coarse_now`] / [`now`]: the clocks the adapters read (the core reads none);
 //! - [`file`]: loading and atomically saving a token file with owner-only permissions;
-//! - [`random_seed`]: a per-client jitter seed.
+//! - [`random_seed`]: a per-client jitter seed;
+//! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
+//!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping).
 //!
 //! This crate is an implementation detail of `client-credentials-blocking` and
 //! `client-credentials-tokio`; its API may change between releases.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authorize;
 mod clock;
 pub mod file;
 mod published;

@@ -14,6 +14,12 @@
 //! ([`TestIssuer::requests`]) and can be told to misbehave on the next request
 //! ([`TestIssuer::push_fault`] with a [`Fault`]).
 //!
+//! [`TestResourceServer`] is the other side: a protected resource (an API)
+//! that serves its RFC 9728 metadata naming the issuer, accepts the tokens
+//! the issuer issued, can reject a token (`401` with
+//! `WWW-Authenticate: Bearer error="invalid_token"`) or every token, redirects
+//! to another origin, and counts what it accepted and rejected.
+//!
 //! # Endpoints
 //!
 //! With `{issuer}` = [`TestIssuer::issuer_url`] and `{base}` =
@@ -85,7 +91,10 @@
 #![warn(missing_docs)]
 
 mod http;
+mod resource;
 mod server;
+
+pub use resource::{TestResourceServer, TestResourceServerBuilder};
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
