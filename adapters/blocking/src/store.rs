@@ -1,77 +1,65 @@
-//! Where tokens outlive the client: a store loaded at build time and saved on each new token.
+//! Where tokens outlive the client: the [`TokenStore`] trait, [`MemoryStore`], [`FileStore`].
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 
-use client_credentials::AccessToken;
-use client_credentials_common::file;
+use client_credentials::{AccessToken, Config, Timestamp};
+use client_credentials_common::{file, FleetTurn, MemoryStore};
 
 /// Keeps the current token somewhere (memory shared between clients, a file,
 /// a database), so a restarted program reuses it instead of fetching a new one.
 ///
-/// The client loads it once when built, saves every new token, and deletes it
-/// at sign-out or when the token is invalidated. Failures are logged with
-/// `tracing::warn!` and never fail a `token()` call: a store is a cache. A
-/// loaded token that has expired is fine: the client refreshes it (with its
-/// refresh token, if it has one). Calls happen outside the client's lock, on
-/// the thread that caused them.
+/// Each call gets the [`Config`] the client serves (a store shared by
+/// several configurations keys its entries by it). The client loads the
+/// store lazily, inside the single flight of the first call that needs a
+/// token; saves every new token before waking the callers waiting for it;
+/// and deletes it at sign-out and when the cached token is invalidated.
+/// Writes apply in the order of the changes that caused them: a save never
+/// lands after the sign-out or invalidation that dropped its token.
+/// Failures are logged with `tracing::warn!` and never fail a `token()`
+/// call: a store is a cache. A loaded token that has expired is fine: the
+/// client refreshes it (with its refresh token, if it has one).
+///
+/// A store shared by a fleet of processes can make one of them fetch and the
+/// others wait for its token: see [`TokenStore::begin_fetch`].
 pub trait TokenStore: Send + Sync + 'static {
     /// The stored token, if any.
-    fn load(&self) -> io::Result<Option<AccessToken>>;
+    fn load(&self, config: &Config) -> io::Result<Option<AccessToken>>;
     /// Replaces the stored token.
-    fn save(&self, token: &AccessToken) -> io::Result<()>;
+    fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()>;
     /// Removes the stored token (nothing stored is not an error).
-    fn delete(&self) -> io::Result<()>;
-}
+    fn delete(&self, config: &Config) -> io::Result<()>;
 
-/// A token kept in memory; clones share it, so two clients built with clones
-/// of one `MemoryStore` share a token across their lifetimes.
-///
-/// ```
-/// use client_credentials_blocking::{MemoryStore, TokenStore};
-///
-/// let store = MemoryStore::new();
-/// let token = client_credentials::AccessToken::builder("abc").build()?;
-/// store.clone().save(&token)?;
-/// assert_eq!(store.load()?.map(|t| t.secret().to_owned()).as_deref(), Some("abc"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Default)]
-pub struct MemoryStore(Arc<Mutex<Option<AccessToken>>>);
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
+    /// Called inside the single flight right before this process sends a
+    /// token request: [`FleetTurn::Fetch`] lets it send (the default);
+    /// [`FleetTurn::Use`] hands it a token another process stored meanwhile
+    /// (used if it is usable now and expires later than the cached one), and
+    /// nothing is sent. Bound any waiting here yourself; an error is logged
+    /// and the client fetches.
+    fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
+        let _ = (config, now);
+        Ok(FleetTurn::Fetch)
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Option<AccessToken>) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("token", &self.with(|t| t.clone()))
-            .finish()
+    /// Called when the round that [`TokenStore::begin_fetch`] began ends:
+    /// after the new token is saved, or after the round failed.
+    fn end_fetch(&self, config: &Config) {
+        let _ = config;
     }
 }
 
 impl TokenStore for MemoryStore {
-    fn load(&self) -> io::Result<Option<AccessToken>> {
-        Ok(self.with(|t| t.clone()))
+    fn load(&self, _: &Config) -> io::Result<Option<AccessToken>> {
+        Ok(self.get())
     }
 
-    fn save(&self, token: &AccessToken) -> io::Result<()> {
-        self.with(|t| *t = Some(token.clone()));
+    fn save(&self, _: &Config, token: &AccessToken) -> io::Result<()> {
+        self.set(Some(token.clone()));
         Ok(())
     }
 
-    fn delete(&self) -> io::Result<()> {
-        self.with(|t| *t = None);
+    fn delete(&self, _: &Config) -> io::Result<()> {
+        self.set(None);
         Ok(())
     }
 }
@@ -110,15 +98,15 @@ impl FileStore {
 }
 
 impl TokenStore for FileStore {
-    fn load(&self) -> io::Result<Option<AccessToken>> {
+    fn load(&self, _: &Config) -> io::Result<Option<AccessToken>> {
         file::load(&self.path)
     }
 
-    fn save(&self, token: &AccessToken) -> io::Result<()> {
+    fn save(&self, _: &Config, token: &AccessToken) -> io::Result<()> {
         file::save(&self.path, token)
     }
 
-    fn delete(&self) -> io::Result<()> {
+    fn delete(&self, _: &Config) -> io::Result<()> {
         file::delete(&self.path)
     }
 }

@@ -2,18 +2,24 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use client_credentials::AccessToken;
+use client_credentials::{AccessToken, Config, Timestamp};
+use client_credentials_common::{file, FleetTurn, MemoryStore};
 
 use crate::transport::BoxFuture;
 
 /// Keeps the current token somewhere (a file, a database, a secret manager)
 /// so that other processes and later runs reuse it instead of fetching.
 ///
-/// The client loads it once, lazily, on the first call that misses the cache,
-/// saves every new token before handing it to the callers waiting for it, and
-/// deletes it at [`signout`](crate::Client::signout). A failing store never
+/// Each call gets the [`Config`] the client serves (a store shared by
+/// several configurations keys its entries by it). The client loads the
+/// store lazily, inside the single flight of the first call that needs a
+/// token; saves every new token before waking the callers waiting for it;
+/// and deletes it at [`signout`](crate::Client::signout) and when the cached
+/// token is [invalidated](crate::Client::invalidate). Writes apply in the
+/// order of the changes that caused them: a save never lands after the
+/// sign-out or invalidation that dropped its token. A failing store never
 /// fails a token request: the error is logged (`tracing::warn!`) and the
 /// client carries on without it.
 ///
@@ -21,71 +27,66 @@ use crate::transport::BoxFuture;
 /// body as `Box::pin(async move { .. })`.
 pub trait TokenStore: Send + Sync + 'static {
     /// The stored token, `Ok(None)` when there is none.
-    fn load(&self) -> BoxFuture<'_, io::Result<Option<AccessToken>>>;
+    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>>;
     /// Replaces the stored token.
-    fn save<'a>(&'a self, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>>;
+    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>>;
     /// Removes the stored token (nothing stored is not an error).
-    fn delete(&self) -> BoxFuture<'_, io::Result<()>>;
+    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>>;
+
+    /// Called inside the single flight right before this process sends a
+    /// token request: [`FleetTurn::Fetch`] lets it send (the default);
+    /// [`FleetTurn::Use`] hands it a token another process stored meanwhile
+    /// (used if it is usable now and expires later than the cached one), and
+    /// nothing is sent. Bound any waiting here yourself; an error is logged
+    /// and the client fetches.
+    fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
+        let _ = (config, now);
+        Box::pin(async { Ok(FleetTurn::Fetch) })
+    }
+
+    /// Called when the round that [`TokenStore::begin_fetch`] began ends:
+    /// after the new token is saved, or after the round failed.
+    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
+        let _ = config;
+        Box::pin(async {})
+    }
 }
 
 impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
-    fn load(&self) -> BoxFuture<'_, io::Result<Option<AccessToken>>> {
-        (**self).load()
+    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
+        (**self).load(config)
     }
 
-    fn save<'a>(&'a self, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
-        (**self).save(token)
+    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        (**self).save(config, token)
     }
 
-    fn delete(&self) -> BoxFuture<'_, io::Result<()>> {
-        (**self).delete()
-    }
-}
-
-/// A store in memory: share one between clients (it is cheap to clone and
-/// clones share the token), or inspect what a client saved.
-#[derive(Clone, Default)]
-pub struct MemoryStore {
-    token: Arc<Mutex<Option<AccessToken>>>,
-}
-
-impl std::fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("has_token", &self.get().is_some())
-            .finish()
-    }
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
+    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
+        (**self).delete(config)
     }
 
-    /// The token stored now.
-    pub fn get(&self) -> Option<AccessToken> {
-        self.token.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
+        (**self).begin_fetch(config, now)
     }
 
-    fn set(&self, token: Option<AccessToken>) {
-        *self.token.lock().unwrap_or_else(PoisonError::into_inner) = token;
+    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
+        (**self).end_fetch(config)
     }
 }
 
 impl TokenStore for MemoryStore {
-    fn load(&self) -> BoxFuture<'_, io::Result<Option<AccessToken>>> {
+    fn load<'a>(&'a self, _: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
         Box::pin(async move { Ok(self.get()) })
     }
 
-    fn save<'a>(&'a self, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+    fn save<'a>(&'a self, _: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             self.set(Some(token.clone()));
             Ok(())
         })
     }
 
-    fn delete(&self) -> BoxFuture<'_, io::Result<()>> {
+    fn delete<'a>(&'a self, _: &'a Config) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(async move {
             self.set(None);
             Ok(())
@@ -123,18 +124,18 @@ async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send 
 }
 
 impl TokenStore for FileStore {
-    fn load(&self) -> BoxFuture<'_, io::Result<Option<AccessToken>>> {
+    fn load<'a>(&'a self, _: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
         let path = self.path.clone();
-        Box::pin(blocking(move || client_credentials_common::file::load(&path)))
+        Box::pin(blocking(move || file::load(&path)))
     }
 
-    fn save<'a>(&'a self, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+    fn save<'a>(&'a self, _: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
         let (path, token) = (self.path.clone(), token.clone());
-        Box::pin(blocking(move || client_credentials_common::file::save(&path, &token)))
+        Box::pin(blocking(move || file::save(&path, &token)))
     }
 
-    fn delete(&self) -> BoxFuture<'_, io::Result<()>> {
+    fn delete<'a>(&'a self, _: &'a Config) -> BoxFuture<'a, io::Result<()>> {
         let path = self.path.clone();
-        Box::pin(blocking(move || client_credentials_common::file::delete(&path)))
+        Box::pin(blocking(move || file::delete(&path)))
     }
 }

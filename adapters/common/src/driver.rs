@@ -1,0 +1,692 @@
+//! The client driver both adapters loop around: the core behind a lock, the
+//! published snapshot, single-flight bookkeeping with its panic-safe guard,
+//! the custom provider, the store's load and fleet turn, store sequencing,
+//! callbacks. An adapter asks [`Driver::step`] what to do, performs the
+//! [`Task`] it is handed (an HTTP exchange, a store call, the provider) with
+//! its own I/O, hands the result back with [`Flight::finish`], and waits
+//! (`Condvar` / `Notify`) when told to. Every decision is made here or in the
+//! core, so both adapters behave the same.
+
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use client_credentials::{
+    AccessToken, Action, Config, Error, Event, Outgoing, ProviderMetadata, RequestId, RequestKind, Timestamp,
+    TokenSource, TransportError,
+};
+
+use crate::clock::TimeSource;
+use crate::published::Published;
+use crate::store::{store_failed, FleetTurn, StoreChange, StoreOp};
+
+/// `on_token_update`: called once for each new token.
+pub type TokenCallback = Box<dyn Fn(&AccessToken) + Send + Sync>;
+/// `on_error`: called when a refresh fails while the cached token is still served.
+pub type ErrorCallback = Box<dyn Fn(&Error) + Send + Sync>;
+
+/// How the driver wakes the callers an adapter has waiting.
+pub trait Wake: Send + Sync + 'static {
+    /// The state changed (a result arrived, a round ended, the token was
+    /// dropped): wake every caller waiting, so it steps again.
+    fn wake(&self);
+}
+
+/// What a client is built from, besides its I/O.
+pub struct Settings {
+    /// The validated configuration.
+    pub config: Config,
+    /// Where `now` comes from.
+    pub clock: TimeSource,
+    /// Called once per new token (fetched, provided, or from the fleet), after
+    /// it is saved and before the callers waiting for it are woken.
+    pub on_token_update: Option<TokenCallback>,
+    /// Called when a refresh fails while the cached token is still served.
+    pub on_error: Option<ErrorCallback>,
+    /// Whether the client has a store (load it first, fleet hooks, saves).
+    pub store: bool,
+    /// Whether the client has a custom token provider.
+    pub provider: bool,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("config", &self.config)
+            .field("clock", &self.clock)
+            .field("store", &self.store)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shared state of one client (all its clones): see the module docs.
+pub struct Driver<W> {
+    state: Mutex<State>,
+    published: Published,
+    settings: Settings,
+    /// The adapter's I/O: its transport, store, provider and waiters.
+    pub io: W,
+}
+
+struct State {
+    source: TokenSource,
+    /// The store was read (or there is none); `loading`: a caller reads it now.
+    loaded: bool,
+    loading: bool,
+    /// This round asked the provider already / began a fleet turn (so
+    /// `end_fetch` is due when it ends).
+    asked: bool,
+    fleet: bool,
+    /// Rounds ended so far and how the last one ended: what `refresh()`
+    /// returns once a round that it waited for has ended.
+    rounds: u64,
+    outcome: Option<Result<AccessToken, Error>>,
+    /// The number of the last [`StoreOp`] handed out.
+    store_seq: u64,
+    /// Numbers flights; `current` is the one running (0: none), so the
+    /// result of a flight cut short by `signout()` is dropped.
+    flights: u64,
+    current: u64,
+}
+
+/// Which result a caller is after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A usable token (`token()`).
+    Token,
+    /// The outcome of a round that ends after this many rounds had ended
+    /// (`refresh()`): its new token, or its error.
+    Refresh {
+        /// Rounds ended when the refresh was asked for.
+        after: u64,
+    },
+}
+
+/// What a caller does next, from [`Driver::step`].
+#[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
+pub enum Step<W: Wake> {
+    /// Return this token.
+    Ready(AccessToken),
+    /// Return this error.
+    Failed(Error),
+    /// Wait until woken ([`Wake::wake`]) or for this long (`None`: until
+    /// woken), then step again.
+    Wait(Option<Duration>),
+    /// This caller holds the single flight: perform the task and hand its
+    /// result to [`Flight::finish`].
+    Work(Work<W>),
+}
+
+/// A task for the caller holding the single flight, with the guard that
+/// gives the flight back if the caller panics or is cancelled.
+pub struct Work<W: Wake> {
+    /// What to perform.
+    pub task: Task,
+    /// Hand the result back through it.
+    pub flight: Flight<W>,
+}
+
+/// The I/O the driver asks an adapter to perform.
+#[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
+pub enum Task {
+    /// Read the store (`load(config)`): the first call that needs the core
+    /// does, inside the single flight.
+    Load,
+    /// Ask the custom provider, passing the cached token (if any). Once per
+    /// round, before the round's first request.
+    Provide(Option<AccessToken>),
+    /// Call the store's `begin_fetch(config, now)` hook, right before the
+    /// round's token request.
+    BeginFetch(Timestamp),
+    /// Perform this HTTP exchange.
+    Send(http::Request<Vec<u8>>),
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Task::Load => f.write_str("Load"),
+            Task::Provide(_) => f.write_str("Provide"),
+            Task::BeginFetch(_) => f.write_str("BeginFetch"),
+            Task::Send(request) => write!(f, "Send({} {})", request.method(), request.uri()),
+        }
+    }
+}
+
+/// The result of a [`Task`].
+pub enum Outcome {
+    /// What `load` returned.
+    Loaded(io::Result<Option<AccessToken>>),
+    /// What the provider returned.
+    Provided(Option<AccessToken>),
+    /// What `begin_fetch` returned.
+    Turn(io::Result<FleetTurn>),
+    /// What the transport returned.
+    Response(Result<http::Response<Vec<u8>>, TransportError>),
+}
+
+#[allow(clippy::large_enum_variant)] // one per flight
+enum Job {
+    None,
+    Load,
+    /// The round's first request, held while the provider or the fleet hook
+    /// is asked (it stays in flight, so other callers wait or are served).
+    Held(Outgoing),
+    Sent(RequestId),
+    Revoke(RequestId),
+}
+
+/// The single flight, held by the caller performing its task. Dropped
+/// without [`Flight::finish`] (a panic, a cancelled future), it gives the
+/// flight back to the core and wakes every waiter, so one caller's failure
+/// never leaves the others waiting for a result that will not come.
+pub struct Flight<W: Wake> {
+    driver: Arc<Driver<W>>,
+    number: u64,
+    job: Job,
+}
+
+/// What [`Flight::finish`] leads to.
+pub enum Next<W: Wake> {
+    /// The flight goes on with another task (e.g. the token request after
+    /// discovery, the request after the provider had nothing).
+    Work(Work<W>),
+    /// The flight is over: apply the store effects, then [`Done::announce`].
+    Done(Done<W>),
+}
+
+/// The end of a flight: store effects to apply (in this order), then
+/// [`Done::announce`] runs the callbacks; dropping it wakes the waiters.
+pub struct Done<W: Wake> {
+    /// A store change to apply (under the store lock, if admitted).
+    pub store: Option<StoreOp>,
+    /// Whether to call the store's `end_fetch(config)` (after the save).
+    pub end_fetch: bool,
+    announce: Announce,
+    flight: Flight<W>,
+}
+
+enum Announce {
+    Nothing,
+    Token(AccessToken),
+    RefreshFailed(Error),
+}
+
+impl<W: Wake> Driver<W> {
+    /// A driver for `settings`, doing its I/O and waking through `io`.
+    pub fn new(settings: Settings, io: W) -> Self {
+        let mut source = TokenSource::new(settings.config.clone());
+        if settings.config.jitter_seed().is_none() {
+            source.set_jitter_seed(crate::random_seed());
+        }
+        let loaded = !settings.store;
+        Driver {
+            state: Mutex::new(State {
+                source,
+                loaded,
+                loading: false,
+                asked: false,
+                fleet: false,
+                rounds: 0,
+                outcome: None,
+                store_seq: 0,
+                flights: 0,
+                current: 0,
+            }),
+            published: Published::new(),
+            settings,
+            io,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation is complete at each unlock (one core call, then
+        // bookkeeping that cannot panic): a panic elsewhere while the lock
+        // was held leaves a consistent state. Carry on with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.settings.config
+    }
+
+    /// The time now, on this client's clock.
+    pub fn now(&self) -> Timestamp {
+        self.settings.clock.now()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &TimeSource {
+        &self.settings.clock
+    }
+
+    /// The cached token if it is fresh: the lock-free path, for clients on
+    /// the wall clock (others step through the lock, whose clock may differ).
+    #[inline]
+    pub fn fresh(&self) -> Option<AccessToken> {
+        match self.settings.clock {
+            TimeSource::System => self.published.fresh(),
+            _ => None,
+        }
+    }
+
+    /// The discovered provider metadata, if any.
+    pub fn metadata(&self) -> Option<ProviderMetadata> {
+        self.lock().source.metadata().cloned()
+    }
+
+    /// Whether a token is cached (fresh or not), for `Debug`.
+    pub fn has_token(&self) -> bool {
+        self.lock().source.token().is_some()
+    }
+
+    /// When the cached token is due for refresh (`None`: nothing cached).
+    pub fn refresh_at(&self) -> Option<Timestamp> {
+        self.lock().source.refresh_at()
+    }
+
+    fn publish(&self, source: &TokenSource) {
+        self.published.publish(source.token().zip(source.refresh_at()));
+    }
+
+    fn flight(self: &Arc<Self>, state: &mut State, job: Job) -> Flight<W> {
+        if state.current == 0 {
+            state.flights += 1;
+            state.current = state.flights;
+        }
+        Flight {
+            driver: Arc::clone(self),
+            number: state.current,
+            job,
+        }
+    }
+
+    fn store_op(&self, state: &mut State, change: StoreChange) -> Option<StoreOp> {
+        self.settings.store.then(|| {
+            state.store_seq += 1;
+            StoreOp {
+                seq: state.store_seq,
+                change,
+            }
+        })
+    }
+
+    /// What the caller in `mode` does next.
+    pub fn step(self: &Arc<Self>, mode: Mode) -> Step<W> {
+        let now = self.now();
+        let mut state = self.lock();
+        if !state.loaded {
+            if state.loading {
+                return Step::Wait(self.settings.clock.wait_for(None));
+            }
+            state.loading = true;
+            let flight = self.flight(&mut state, Job::Load);
+            return Step::Work(Work {
+                task: Task::Load,
+                flight,
+            });
+        }
+        if let Mode::Refresh { after } = mode {
+            if state.rounds > after {
+                if let Some(outcome) = &state.outcome {
+                    return match outcome {
+                        Ok(token) => Step::Ready(token.clone()),
+                        Err(error) => Step::Failed(error.clone()),
+                    };
+                }
+            }
+        }
+        let outgoing = match state.source.poll(now) {
+            Action::Ready(token) => return Step::Ready(token.clone()),
+            Action::Failed(error) => return Step::Failed(error.clone()),
+            Action::Wait { until } => return Step::Wait(self.settings.clock.wait_for(until)),
+            Action::Send(outgoing) => outgoing,
+        };
+        let (task, job) = self.start(&mut state, now, outgoing);
+        let flight = self.flight(&mut state, job);
+        Step::Work(Work { task, flight })
+    }
+
+    /// The next task of a round for `outgoing`: ask the provider (once per
+    /// round), then the fleet (before a token request), then send.
+    fn start(&self, state: &mut State, now: Timestamp, outgoing: Outgoing) -> (Task, Job) {
+        if self.settings.provider && !state.asked {
+            state.asked = true;
+            (Task::Provide(state.source.token().cloned()), Job::Held(outgoing))
+        } else if self.settings.store && !state.fleet && outgoing.kind == RequestKind::Token {
+            state.fleet = true;
+            (Task::BeginFetch(now), Job::Held(outgoing))
+        } else {
+            let Outgoing { id, kind, request } = outgoing;
+            tracing::debug!(request = %id, ?kind, method = %request.method(), uri = %request.uri(), "client-credentials: sending");
+            (Task::Send(request), Job::Sent(id))
+        }
+    }
+
+    /// Forces a refresh: the mode to step in for its outcome, or the error of
+    /// the failed round whose cool-down still runs (nothing is sent then, and
+    /// `token()` keeps serving the unexpired token).
+    pub fn refresh(&self) -> Result<Mode, Error> {
+        let now = self.now();
+        let mut state = self.lock();
+        state.source.force_refresh(now)?;
+        self.publish(&state.source);
+        Ok(Mode::Refresh { after: state.rounds })
+    }
+
+    /// The resource server rejected `token`: stop serving it. Returns the
+    /// store deletion to apply when it was the cached token.
+    pub fn invalidate(&self, token: &AccessToken) -> Option<StoreOp> {
+        let mut state = self.lock();
+        if !state.source.invalidate(token) {
+            return None;
+        }
+        self.publish(&state.source);
+        let op = self.store_op(&mut state, StoreChange::Delete);
+        drop(state);
+        self.io.wake();
+        op
+    }
+
+    /// Forgets the token and any flight under way: the store deletion to
+    /// apply, and the revocation request to perform (with
+    /// [`Flight::revoked`]) when the provider has a revocation endpoint.
+    pub fn signout(self: &Arc<Self>) -> (Option<StoreOp>, Option<Work<W>>) {
+        let mut state = self.lock();
+        let outgoing = state.source.signout();
+        state.current = 0;
+        state.loading = false;
+        state.loaded = true;
+        state.asked = false;
+        state.fleet = false;
+        self.publish(&state.source);
+        let op = self.store_op(&mut state, StoreChange::Delete);
+        let work = outgoing.map(|outgoing| Work {
+            flight: self.flight(&mut state, Job::Revoke(outgoing.id)),
+            task: Task::Send(outgoing.request),
+        });
+        drop(state);
+        self.io.wake();
+        (op, work)
+    }
+
+    /// A round ended: count it, remember its outcome for `refresh()`, start
+    /// the next one afresh (provider and fleet asked again).
+    fn end_round(state: &mut State, outcome: Result<AccessToken, Error>) -> bool {
+        state.rounds += 1;
+        state.outcome = Some(outcome);
+        state.asked = false;
+        std::mem::take(&mut state.fleet)
+    }
+
+    /// Caches `token` from the provider or the fleet if it is usable now
+    /// and expires later than the cached one (a provided token never
+    /// downgrades the cache).
+    fn offer(source: &mut TokenSource, now: Timestamp, token: &AccessToken) -> bool {
+        let expires = |t: &AccessToken| t.expires_at().unwrap_or(Timestamp::MAX);
+        let usable = expires(token) > now;
+        let later = source
+            .usable(now)
+            .is_none_or(|current| expires(token) > expires(current) && !current.same_token(token));
+        if usable && later {
+            source.insert_token(token.clone());
+        }
+        usable && later
+    }
+}
+
+impl<W: Wake> Flight<W> {
+    /// Hands back the result of the task: the flight goes on, or is done.
+    pub fn finish(mut self, outcome: Outcome) -> Next<W> {
+        let driver = Arc::clone(&self.driver);
+        let now = driver.now();
+        let mut state = driver.lock();
+        let job = std::mem::replace(&mut self.job, Job::None);
+        let current = state.current == self.number;
+        let mut done = Done {
+            store: None,
+            end_fetch: false,
+            announce: Announce::Nothing,
+            flight: self,
+        };
+        match (job, outcome) {
+            (Job::Load, Outcome::Loaded(result)) if current => {
+                state.loading = false;
+                state.loaded = true;
+                match result {
+                    Ok(Some(token)) if state.source.token().is_none() => state.source.insert_token(token),
+                    Ok(_) => {}
+                    Err(error) => store_failed("load", &error),
+                }
+            }
+            (Job::Held(outgoing), Outcome::Provided(token)) if current => {
+                match token.filter(|token| Driver::<W>::offer(&mut state.source, now, token)) {
+                    Some(token) => {
+                        state.source.abandon(outgoing.id);
+                        done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
+                        done.store = driver.store_op(&mut state, StoreChange::Save(token.clone()));
+                        done.announce = Announce::Token(token);
+                    }
+                    None => return done.continue_with(&mut state, now, outgoing),
+                }
+            }
+            (Job::Held(outgoing), Outcome::Turn(turn)) if current => {
+                let token = match turn {
+                    Ok(FleetTurn::Use(token)) => Some(token),
+                    Ok(FleetTurn::Fetch) => None,
+                    Err(error) => {
+                        tracing::warn!(%error, "client-credentials: the store's fleet hook failed; fetching");
+                        None
+                    }
+                };
+                match token.filter(|token| Driver::<W>::offer(&mut state.source, now, token)) {
+                    // The fleet's token is in the store already: not saved again.
+                    Some(token) => {
+                        state.source.abandon(outgoing.id);
+                        done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
+                        done.announce = Announce::Token(token);
+                    }
+                    None => return done.continue_with(&mut state, now, outgoing),
+                }
+            }
+            (Job::Sent(id), Outcome::Response(result)) => {
+                let handled = match result {
+                    Ok(response) => state.source.handle_response(now, id, response),
+                    Err(error) => state.source.handle_transport_error(now, id, error),
+                };
+                match handled {
+                    Ok(Event::TokenUpdated(token)) => {
+                        done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
+                        done.store = driver.store_op(&mut state, StoreChange::Save(token.clone()));
+                        done.announce = Announce::Token(token);
+                    }
+                    Ok(Event::RefreshFailed { error, .. }) => {
+                        done.end_fetch = Driver::<W>::end_round(&mut state, Err(error.clone()));
+                        done.announce = Announce::RefreshFailed(error);
+                    }
+                    Ok(Event::DiscoveryUpdated(_) | Event::Fallback { .. }) => {
+                        // The round goes on at once (the token request after
+                        // discovery, the next location, the other grant).
+                        if let Action::Send(outgoing) = state.source.poll(now) {
+                            return done.continue_with(&mut state, now, outgoing);
+                        }
+                    }
+                    Ok(event) => tracing::debug!(request = %id, ?event, "client-credentials: handled"),
+                    Err(Error::UnknownRequest { .. }) => {}
+                    Err(error) => {
+                        tracing::debug!(request = %id, %error, "client-credentials: round failed");
+                        done.end_fetch = Driver::<W>::end_round(&mut state, Err(error));
+                    }
+                }
+            }
+            // A flight cut short by `signout()`: its result changes nothing.
+            _ => {}
+        }
+        if current {
+            state.current = 0;
+        }
+        driver.publish(&state.source);
+        Next::Done(done)
+    }
+
+    /// Hands back the revocation's result: `Ok` when revoked, or when
+    /// nothing was left to revoke.
+    pub fn revoked(mut self, result: Result<http::Response<Vec<u8>>, TransportError>) -> Result<(), Error> {
+        let Job::Revoke(id) = std::mem::replace(&mut self.job, Job::None) else {
+            return Ok(());
+        };
+        let driver = Arc::clone(&self.driver);
+        let now = driver.now();
+        let mut state = driver.lock();
+        let handled = match result {
+            Ok(response) => state.source.handle_response(now, id, response),
+            Err(error) => state.source.handle_transport_error(now, id, error),
+        };
+        if state.current == self.number {
+            state.current = 0;
+        }
+        match handled {
+            Ok(_) | Err(Error::UnknownRequest { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+impl<W: Wake> Done<W> {
+    /// The same flight goes on with the next task for `outgoing`.
+    fn continue_with(self, state: &mut State, now: Timestamp, outgoing: Outgoing) -> Next<W> {
+        let mut flight = self.flight;
+        let (task, job) = flight.driver.start(state, now, outgoing);
+        flight.job = job;
+        flight.driver.publish(&state.source);
+        Next::Work(Work { task, flight })
+    }
+
+    /// Runs the callbacks for the flight's outcome (`on_token_update` for a
+    /// new token, `on_error` and a warning for a failed refresh); dropping
+    /// `self` then wakes the waiters.
+    pub fn announce(self) {
+        let settings = &self.flight.driver.settings;
+        match &self.announce {
+            Announce::Token(token) => {
+                if let Some(callback) = &settings.on_token_update {
+                    callback(token);
+                }
+            }
+            Announce::RefreshFailed(error) => {
+                tracing::warn!(%error, "client-credentials: refresh failed; the cached token is served until it expires");
+                if let Some(callback) = &settings.on_error {
+                    callback(error);
+                }
+            }
+            Announce::Nothing => {}
+        }
+    }
+}
+
+impl<W: Wake> Drop for Flight<W> {
+    fn drop(&mut self) {
+        let job = std::mem::replace(&mut self.job, Job::None);
+        if !matches!(job, Job::None) {
+            // Unfinished: the caller panicked or its future was dropped.
+            let mut state = self.driver.lock();
+            let current = state.current == self.number;
+            match job {
+                // Start without the store rather than fail again.
+                Job::Load if current => {
+                    state.loading = false;
+                    state.loaded = true;
+                }
+                Job::Held(outgoing) if current => {
+                    state.source.abandon(outgoing.id);
+                }
+                Job::Sent(id) | Job::Revoke(id) => {
+                    state.source.abandon(id);
+                }
+                _ => {}
+            }
+            if current {
+                state.current = 0;
+            }
+            self.driver.publish(&state.source);
+        }
+        self.driver.io.wake();
+    }
+}
+
+impl Settings {
+    /// Settings for `config`: the wall clock, no callbacks, no store, no provider.
+    pub fn new(config: Config) -> Self {
+        Settings {
+            config,
+            clock: TimeSource::System,
+            on_token_update: None,
+            on_error: None,
+            store: false,
+            provider: false,
+        }
+    }
+}
+
+impl<W: Wake> fmt::Debug for Driver<W> {
+    /// What a `Client`'s `Debug` shows: the configuration (secret redacted)
+    /// and whether a token is cached; never the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("config", self.config())
+            .field("has_token", &self.has_token())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `ClientBuilder` methods both adapters share, written once: the
+/// builder has a `settings: Settings` field and a `store` field holding
+/// `Option<Box<dyn $store>>`.
+#[macro_export]
+macro_rules! builder_methods {
+    ($store:path) => {
+        /// Called once for each new token (fetched, given by the
+        /// [provider](ClientBuilder::token_provider), or by a fleet store;
+        /// not for the token loaded from the store), outside the client's
+        /// lock, by the caller or task that obtained it: after the token is
+        /// saved to the store and before the callers waiting for it are
+        /// woken. Keep it short.
+        pub fn on_token_update(
+            mut self,
+            callback: impl Fn(&client_credentials::AccessToken) + Send + Sync + 'static,
+        ) -> Self {
+            self.settings.on_token_update = Some(Box::new(callback));
+            self
+        }
+
+        /// Called when a refresh fails while the cached token is still valid
+        /// and keeps being served (the failure is also logged with
+        /// `tracing::warn!`). Failures without a usable token are returned
+        /// by `token()` instead.
+        pub fn on_error(mut self, callback: impl Fn(&client_credentials::Error) + Send + Sync + 'static) -> Self {
+            self.settings.on_error = Some(Box::new(callback));
+            self
+        }
+
+        /// Keeps the token in `store`: loaded by the first call that needs a
+        /// token, saved on each new one, deleted at sign-out and
+        /// invalidation, writes applied in order (see the `TokenStore` trait).
+        pub fn store(mut self, store: impl $store) -> Self {
+            self.store = Some(Box::new(store));
+            self.settings.store = true;
+            self
+        }
+
+        /// Reads time from `clock` instead of the wall clock: a
+        /// [`ManualClock`](crate::ManualClock) lets tests step through expiry
+        /// and back-off without sleeping. Cached reads then go through the
+        /// client's lock (the lock-free path reads the wall clock).
+        pub fn clock(mut self, clock: impl $crate::Clock) -> Self {
+            self.settings.clock = $crate::TimeSource::Manual(std::sync::Arc::new(clock));
+            self
+        }
+    };
+}
