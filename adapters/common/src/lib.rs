@@ -12,6 +12,7 @@
 //! - [`FleetTurn`], [`MemoryStore`], [`StoreOp`]: what the adapters' token
 //!   stores share;
 //! - [`file`]: loading and atomically saving a token file with owner-only permissions;
+//! - [`proxy`]: which requests bypass proxies (plain http to loopback);
 //! - [`random_seed`]: a per-client jitter seed;
 //! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
 //!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping).
@@ -27,6 +28,7 @@ mod clock;
 pub mod discovery;
 mod driver;
 pub mod file;
+pub mod proxy;
 mod published;
 mod store;
 
