@@ -2,19 +2,16 @@
 //! on the calling thread, waiters parked on a `Condvar`.
 
 use std::fmt;
+use std::future::{ready, Future};
+use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, ProviderMetadata};
-use client_credentials_common::{
-    store_failed, Driver, FleetTurn, Mode, Next, Outcome, Settings, Step, StoreChange, StoreOp, StoreOrder, Task, Wake,
-    Work,
-};
+use client_credentials::{AccessToken, Config, Error, ProviderMetadata, TransportError};
+use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, Wake};
 
-use crate::store::TokenStore;
 use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
-
-type Provider = Box<dyn Fn(Option<&AccessToken>) -> Option<AccessToken> + Send + Sync>;
 
 /// How long a caller waiting for another caller's request sleeps before it
 /// looks again, should a wake-up be missed.
@@ -40,8 +37,6 @@ pub struct Client {
 /// What this adapter does itself: the I/O, and waking the waiters.
 struct Io {
     transport: Box<dyn Transport>,
-    store: Option<(Box<dyn TokenStore>, Mutex<StoreOrder>)>,
-    provider: Option<Provider>,
     /// Bumped on every state change; waiters park on `changed` until it moves.
     epoch: Mutex<u64>,
     changed: Condvar,
@@ -60,21 +55,17 @@ pub struct ClientBuilder {
     transport: Option<Box<dyn Transport>>,
     agent: Option<ureq::Agent>,
     timeout: Option<Duration>,
-    store: Option<Box<dyn TokenStore>>,
-    provider: Option<Provider>,
 }
 
 impl fmt::Debug for ClientBuilder {
+    /// The settings (the configuration with its secret redacted); never a token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("config", &self.settings.config)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        self.settings.fmt(f)
     }
 }
 
 impl ClientBuilder {
-    client_credentials_common::builder_methods!(TokenStore);
+    client_credentials_common::builder_methods!(blocking);
 
     /// Uses your own HTTP client (see [`Transport`] for the contract).
     /// [`ClientBuilder::agent`] and [`ClientBuilder::timeout`] then do not apply.
@@ -121,8 +112,7 @@ impl ClientBuilder {
         mut self,
         provider: impl Fn(Option<&AccessToken>) -> Option<AccessToken> + Send + Sync + 'static,
     ) -> Self {
-        self.provider = Some(Box::new(provider));
-        self.settings.provider = true;
+        self.settings.blocking_provider(provider);
         self
     }
 
@@ -140,8 +130,6 @@ impl ClientBuilder {
         });
         let io = Io {
             transport,
-            store: self.store.map(|store| (store, Mutex::default())),
-            provider: self.provider,
             epoch: Mutex::new(0),
             changed: Condvar::new(),
         };
@@ -171,8 +159,6 @@ impl Client {
             transport: None,
             agent: None,
             timeout: None,
-            store: None,
-            provider: None,
         }
     }
 
@@ -208,23 +194,16 @@ impl Client {
     /// `token()` fetches a new one. A token older than the cached one evicts
     /// nothing. The stored token is deleted when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
-        let op = self.driver.invalidate(token);
-        self.apply(op);
+        if self.driver.invalidate(token) {
+            block_on(self.driver.save_changes());
+        }
     }
 
     /// Forgets the token (in memory and in the store) and, when the provider
     /// has a revocation endpoint (configured or discovered), revokes it
     /// (RFC 7009). The error is the revocation's; the state is cleared anyway.
     pub fn signout(&self) -> Result<(), Error> {
-        let (op, revocation) = self.driver.signout();
-        self.apply(op);
-        match revocation {
-            Some(Work {
-                task: Task::Send(request),
-                flight,
-            }) => flight.revoked(self.driver.io.transport.send(request)),
-            _ => Ok(()),
-        }
+        block_on(self.driver.signout())
     }
 
     /// The configuration.
@@ -237,8 +216,8 @@ impl Client {
         self.driver.metadata()
     }
 
-    /// Steps the driver until it yields a result, performing the flight's
-    /// tasks when this caller holds it and parking on the condvar otherwise.
+    /// Steps the driver until it yields a result, flying the flight on
+    /// this thread when this caller holds it and parking on the condvar otherwise.
     fn run(&self, mode: Mode) -> Result<AccessToken, Error> {
         let io = &self.driver.io;
         loop {
@@ -246,7 +225,7 @@ impl Client {
             match self.driver.step(mode) {
                 Step::Ready(token) => return Ok(token),
                 Step::Failed(error) => return Err(error),
-                Step::Work(work) => self.perform(work),
+                Step::Work(work) => block_on(self.driver.clone().fly(work)),
                 Step::Wait(wait) => {
                     let epoch = io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
                     let timeout = wait.unwrap_or(RECHECK).max(Duration::from_millis(1));
@@ -255,48 +234,23 @@ impl Client {
             }
         }
     }
+}
 
-    /// Performs the flight's tasks on this thread, outside the lock, until
-    /// it is done; then the store effects, the callbacks, and the wake-up.
-    fn perform(&self, mut work: Work<Io>) {
-        let (io, config) = (&self.driver.io, self.driver.config());
-        let store = io.store.as_ref().map(|(store, _)| store);
-        loop {
-            let outcome = match work.task {
-                Task::Send(request) => Outcome::Response(io.transport.send(request)),
-                Task::Provide(last) => Outcome::Provided(io.provider.as_ref().and_then(|ask| ask(last.as_ref()))),
-                Task::Load => Outcome::Loaded(store.map_or(Ok(None), |store| store.load(config))),
-                Task::BeginFetch(now) => {
-                    Outcome::Turn(store.map_or(Ok(FleetTurn::Fetch), |store| store.begin_fetch(config, now)))
-                }
-            };
-            match work.flight.finish(outcome) {
-                Next::Work(next) => work = next,
-                Next::Done(mut done) => {
-                    self.apply(done.store.take());
-                    if let (true, Some(store)) = (done.end_fetch, store) {
-                        store.end_fetch(config);
-                    }
-                    return done.announce();
-                }
-            }
-        }
+impl common::Io for Io {
+    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
+        Box::pin(ready(self.transport.send(request)))
     }
+}
 
-    /// Applies a store change unless a later one was applied first.
-    fn apply(&self, op: Option<StoreOp>) {
-        let (Some((store, order)), Some(op)) = (&self.driver.io.store, op) else {
-            return;
-        };
-        let mut order = order.lock().unwrap_or_else(PoisonError::into_inner);
-        let config = self.driver.config();
-        let (result, what) = match &op.change {
-            _ if !order.admit(&op) => return,
-            StoreChange::Save(token) => (store.save(config, token), "save"),
-            StoreChange::Delete => (store.delete(config), "delete"),
-        };
-        if let Err(error) = result {
-            store_failed(what, &error);
+/// Runs one of the driver's flights on this thread. Its I/O is done by the
+/// futures' first poll (this adapter's are ready at once), so it never waits.
+fn block_on<T>(future: impl Future<Output = T>) -> T {
+    let mut future = pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut context) {
+            return value;
         }
+        std::thread::yield_now();
     }
 }

@@ -52,13 +52,11 @@
 
 mod client;
 mod discovery;
-mod store;
 mod transport;
 
 pub use client_credentials::{AccessToken, Config, Error};
-pub use client_credentials_common::{Clock, FleetTurn, ManualClock, MemoryStore};
+pub use client_credentials_common::{Clock, FileStore, FleetTurn, ManualClock, MemoryStore, TokenStore};
 
 pub use client::{Client, ClientBuilder};
 pub use discovery::{discover, discover_with};
-pub use store::{FileStore, TokenStore};
 pub use transport::{Transport, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};

@@ -8,7 +8,9 @@
 //! core, so both adapters behave the same.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -19,12 +21,16 @@ use client_credentials::{
 
 use crate::clock::TimeSource;
 use crate::published::Published;
-use crate::store::{store_failed, FleetTurn, StoreChange, StoreOp};
+use crate::store::{store_failed, AsyncTokenStore, Blocking, FleetTurn, StoreChange, TokenStore};
 
 /// `on_token_update`: called once for each new token.
 pub type TokenCallback = Box<dyn Fn(&AccessToken) + Send + Sync>;
 /// `on_error`: called when a refresh fails while the cached token is still served.
 pub type ErrorCallback = Box<dyn Fn(&Error) + Send + Sync>;
+
+/// A boxed, `Send` future, as [`Io`] methods return (the tokio adapter's
+/// `BoxFuture` is the same type).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How the driver wakes the callers an adapter has waiting.
 pub trait Wake: Send + Sync + 'static {
@@ -32,6 +38,18 @@ pub trait Wake: Send + Sync + 'static {
     /// dropped): wake every caller waiting, so it steps again.
     fn wake(&self);
 }
+
+/// An adapter's transport, as a future: the tokio adapter's is a real one;
+/// the blocking adapter sends on the calling thread and returns a future
+/// that is ready at once. The flight logic around it ([`Driver::fly`],
+/// [`Driver::signout`], [`Driver::save_changes`]) is written once, here.
+pub trait Io: Wake {
+    /// Performs one HTTP exchange (no redirects, body capped).
+    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>>;
+}
+
+/// A custom token provider, as a future (see `ClientBuilder::token_provider`).
+pub type Provider = Box<dyn Fn(Option<AccessToken>) -> BoxFuture<'static, Option<AccessToken>> + Send + Sync>;
 
 /// What a client is built from, besides its I/O.
 pub struct Settings {
@@ -44,19 +62,19 @@ pub struct Settings {
     pub on_token_update: Option<TokenCallback>,
     /// Called when a refresh fails while the cached token is still served.
     pub on_error: Option<ErrorCallback>,
-    /// Whether the client has a store (load it first, fleet hooks, saves).
-    pub store: bool,
-    /// Whether the client has a custom token provider.
-    pub provider: bool,
+    /// The store, if any (loaded first, fleet hooks, ordered writes).
+    pub store: Option<Box<dyn AsyncTokenStore>>,
+    /// The custom token provider, if any.
+    pub provider: Option<Provider>,
 }
 
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("ClientBuilder")
             .field("config", &self.config)
             .field("clock", &self.clock)
-            .field("store", &self.store)
-            .field("provider", &self.provider)
+            .field("store", &self.store.is_some())
+            .field("provider", &self.provider.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -83,8 +101,11 @@ struct State {
     /// returns once a round that it waited for has ended.
     rounds: u64,
     outcome: Option<Result<AccessToken, Error>>,
-    /// The number of the last [`StoreOp`] handed out.
-    store_seq: u64,
+    /// The store change not yet applied (only the latest matters: changes
+    /// are recorded under this lock in the order they happen), and whether a
+    /// caller is applying changes now ([`Driver::save_changes`]).
+    store_pending: Option<StoreChange>,
+    store_busy: bool,
     /// Numbers flights; `current` is the one running (0: none), so the
     /// result of a flight cut short by `signout()` is dropped.
     flights: u64,
@@ -122,15 +143,13 @@ pub enum Step<W: Wake> {
 /// A task for the caller holding the single flight, with the guard that
 /// gives the flight back if the caller panics or is cancelled.
 pub struct Work<W: Wake> {
-    /// What to perform.
-    pub task: Task,
-    /// Hand the result back through it.
-    pub flight: Flight<W>,
+    task: Task,
+    flight: Flight<W>,
 }
 
 /// The I/O the driver asks an adapter to perform.
 #[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
-pub enum Task {
+enum Task {
     /// Read the store (`load(config)`): the first call that needs the core
     /// does, inside the single flight.
     Load,
@@ -156,7 +175,7 @@ impl fmt::Debug for Task {
 }
 
 /// The result of a [`Task`].
-pub enum Outcome {
+enum Outcome {
     /// What `load` returned.
     Loaded(io::Result<Option<AccessToken>>),
     /// What the provider returned.
@@ -182,14 +201,14 @@ enum Job {
 /// without [`Flight::finish`] (a panic, a cancelled future), it gives the
 /// flight back to the core and wakes every waiter, so one caller's failure
 /// never leaves the others waiting for a result that will not come.
-pub struct Flight<W: Wake> {
+struct Flight<W: Wake> {
     driver: Arc<Driver<W>>,
     number: u64,
     job: Job,
 }
 
 /// What [`Flight::finish`] leads to.
-pub enum Next<W: Wake> {
+enum Next<W: Wake> {
     /// The flight goes on with another task (e.g. the token request after
     /// discovery, the request after the provider had nothing).
     Work(Work<W>),
@@ -197,13 +216,11 @@ pub enum Next<W: Wake> {
     Done(Done<W>),
 }
 
-/// The end of a flight: store effects to apply (in this order), then
-/// [`Done::announce`] runs the callbacks; dropping it wakes the waiters.
-pub struct Done<W: Wake> {
-    /// A store change to apply (under the store lock, if admitted).
-    pub store: Option<StoreOp>,
+/// The end of a flight: save the store's changes, call `end_fetch` if due,
+/// then [`Done::announce`] runs the callbacks; dropping it wakes the waiters.
+struct Done<W: Wake> {
     /// Whether to call the store's `end_fetch(config)` (after the save).
-    pub end_fetch: bool,
+    end_fetch: bool,
     announce: Announce,
     flight: Flight<W>,
 }
@@ -221,7 +238,7 @@ impl<W: Wake> Driver<W> {
         if settings.config.jitter_seed().is_none() {
             source.set_jitter_seed(crate::random_seed());
         }
-        let loaded = !settings.store;
+        let loaded = settings.store.is_none();
         Driver {
             state: Mutex::new(State {
                 source,
@@ -231,7 +248,8 @@ impl<W: Wake> Driver<W> {
                 fleet: false,
                 rounds: 0,
                 outcome: None,
-                store_seq: 0,
+                store_pending: None,
+                store_busy: false,
                 flights: 0,
                 current: 0,
             }),
@@ -288,6 +306,19 @@ impl<W: Wake> Driver<W> {
         self.lock().source.refresh_at()
     }
 
+    /// For a background refresh task: `Ok(pause)` when a refresh is due now
+    /// (and how long to pause should it fail while the token is still
+    /// served), else how long to wait before asking again (`None`: until
+    /// the state changes).
+    pub fn refresh_due(&self) -> Result<Duration, Option<Duration>> {
+        match self.refresh_at() {
+            Some(at) if at == Timestamp::MAX => Err(None),
+            Some(at) if at <= self.now() => Ok(self.config().retry().initial_backoff),
+            Some(at) => Err(self.settings.clock.wait_for(Some(at))),
+            None => Err(None),
+        }
+    }
+
     fn publish(&self, source: &TokenSource) {
         self.published.publish(source.token().zip(source.refresh_at()));
     }
@@ -304,14 +335,13 @@ impl<W: Wake> Driver<W> {
         }
     }
 
-    fn store_op(&self, state: &mut State, change: StoreChange) -> Option<StoreOp> {
-        self.settings.store.then(|| {
-            state.store_seq += 1;
-            StoreOp {
-                seq: state.store_seq,
-                change,
-            }
-        })
+    /// Records a store change, in the order of the state changes (this runs
+    /// under the lock that made them); it replaces any change not yet applied.
+    fn record(&self, state: &mut State, change: StoreChange) -> bool {
+        if self.settings.store.is_some() {
+            state.store_pending = Some(change);
+        }
+        self.settings.store.is_some()
     }
 
     /// What the caller in `mode` does next.
@@ -355,10 +385,10 @@ impl<W: Wake> Driver<W> {
     /// The next task of a round for `outgoing`: ask the provider (once per
     /// round), then the fleet (before a token request), then send.
     fn start(&self, state: &mut State, now: Timestamp, outgoing: Outgoing) -> (Task, Job) {
-        if self.settings.provider && !state.asked {
+        if self.settings.provider.is_some() && !state.asked {
             state.asked = true;
             (Task::Provide(state.source.token().cloned()), Job::Held(outgoing))
-        } else if self.settings.store && !state.fleet && outgoing.kind == RequestKind::Token {
+        } else if self.settings.store.is_some() && !state.fleet && outgoing.kind == RequestKind::Token {
             state.fleet = true;
             (Task::BeginFetch(now), Job::Held(outgoing))
         } else {
@@ -382,40 +412,19 @@ impl<W: Wake> Driver<W> {
         Ok(Mode::Refresh { after: state.rounds })
     }
 
-    /// The resource server rejected `token`: stop serving it. Returns the
-    /// store deletion to apply when it was the cached token.
-    pub fn invalidate(&self, token: &AccessToken) -> Option<StoreOp> {
+    /// The resource server rejected `token`: stop serving it. Returns
+    /// whether it was the cached token and its deletion from the store is
+    /// due ([`Driver::save_changes`]).
+    pub fn invalidate(&self, token: &AccessToken) -> bool {
         let mut state = self.lock();
         if !state.source.invalidate(token) {
-            return None;
+            return false;
         }
         self.publish(&state.source);
-        let op = self.store_op(&mut state, StoreChange::Delete);
+        let delete = self.record(&mut state, StoreChange::Delete);
         drop(state);
         self.io.wake();
-        op
-    }
-
-    /// Forgets the token and any flight under way: the store deletion to
-    /// apply, and the revocation request to perform (with
-    /// [`Flight::revoked`]) when the provider has a revocation endpoint.
-    pub fn signout(self: &Arc<Self>) -> (Option<StoreOp>, Option<Work<W>>) {
-        let mut state = self.lock();
-        let outgoing = state.source.signout();
-        state.current = 0;
-        state.loading = false;
-        state.loaded = true;
-        state.asked = false;
-        state.fleet = false;
-        self.publish(&state.source);
-        let op = self.store_op(&mut state, StoreChange::Delete);
-        let work = outgoing.map(|outgoing| Work {
-            flight: self.flight(&mut state, Job::Revoke(outgoing.id)),
-            task: Task::Send(outgoing.request),
-        });
-        drop(state);
-        self.io.wake();
-        (op, work)
+        delete
     }
 
     /// A round ended: count it, remember its outcome for `refresh()`, start
@@ -445,14 +454,13 @@ impl<W: Wake> Driver<W> {
 
 impl<W: Wake> Flight<W> {
     /// Hands back the result of the task: the flight goes on, or is done.
-    pub fn finish(mut self, outcome: Outcome) -> Next<W> {
+    fn finish(mut self, outcome: Outcome) -> Next<W> {
         let driver = Arc::clone(&self.driver);
         let now = driver.now();
         let mut state = driver.lock();
         let job = std::mem::replace(&mut self.job, Job::None);
         let current = state.current == self.number;
         let mut done = Done {
-            store: None,
             end_fetch: false,
             announce: Announce::Nothing,
             flight: self,
@@ -472,7 +480,7 @@ impl<W: Wake> Flight<W> {
                     Some(token) => {
                         state.source.abandon(outgoing.id);
                         done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
-                        done.store = driver.store_op(&mut state, StoreChange::Save(token.clone()));
+                        driver.record(&mut state, StoreChange::Save(token.clone()));
                         done.announce = Announce::Token(token);
                     }
                     None => return done.continue_with(&mut state, now, outgoing),
@@ -505,7 +513,7 @@ impl<W: Wake> Flight<W> {
                 match handled {
                     Ok(Event::TokenUpdated(token)) => {
                         done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
-                        done.store = driver.store_op(&mut state, StoreChange::Save(token.clone()));
+                        driver.record(&mut state, StoreChange::Save(token.clone()));
                         done.announce = Announce::Token(token);
                     }
                     Ok(Event::RefreshFailed { error }) => {
@@ -539,7 +547,7 @@ impl<W: Wake> Flight<W> {
 
     /// Hands back the revocation's result: `Ok` when revoked, or when
     /// nothing was left to revoke.
-    pub fn revoked(mut self, result: Result<http::Response<Vec<u8>>, TransportError>) -> Result<(), Error> {
+    fn revoked(mut self, result: Result<http::Response<Vec<u8>>, TransportError>) -> Result<(), Error> {
         let Job::Revoke(id) = std::mem::replace(&mut self.job, Job::None) else {
             return Ok(());
         };
@@ -573,7 +581,7 @@ impl<W: Wake> Done<W> {
     /// Runs the callbacks for the flight's outcome (`on_token_update` for a
     /// new token, `on_error` and a warning for a failed refresh); dropping
     /// `self` then wakes the waiters.
-    pub fn announce(self) {
+    fn announce(self) {
         let settings = &self.flight.driver.settings;
         match &self.announce {
             Announce::Token(token) => {
@@ -630,9 +638,24 @@ impl Settings {
             clock: TimeSource::System,
             on_token_update: None,
             on_error: None,
-            store: false,
-            provider: false,
+            store: None,
+            provider: None,
         }
+    }
+
+    /// Uses a blocking store (its futures are ready at once).
+    pub fn blocking_store(&mut self, store: impl TokenStore) {
+        self.store = Some(Box::new(Blocking(Box::new(store))));
+    }
+
+    /// Uses a blocking provider (its futures are ready at once).
+    pub fn blocking_provider(
+        &mut self,
+        provider: impl Fn(Option<&AccessToken>) -> Option<AccessToken> + Send + Sync + 'static,
+    ) {
+        self.provider = Some(Box::new(move |last| {
+            Box::pin(std::future::ready(provider(last.as_ref())))
+        }));
     }
 }
 
@@ -648,11 +671,33 @@ impl<W: Wake> fmt::Debug for Driver<W> {
 }
 
 /// The `ClientBuilder` methods both adapters share, written once: the
-/// builder has a `settings: Settings` field and a `store` field holding
-/// `Option<Box<dyn $store>>`.
+/// builder has a `settings: Settings` field. `blocking` or `async` says which
+/// store trait `.store(..)` takes.
 #[macro_export]
 macro_rules! builder_methods {
-    ($store:path) => {
+    (blocking) => {
+        $crate::builder_methods!(@shared);
+
+        /// Keeps the token in `store`: loaded by the first call that needs a
+        /// token, saved on each new one, deleted at sign-out and
+        /// invalidation, writes applied in order (see [`TokenStore`](crate::TokenStore)).
+        pub fn store(mut self, store: impl $crate::TokenStore) -> Self {
+            self.settings.blocking_store(store);
+            self
+        }
+    };
+    (async) => {
+        $crate::builder_methods!(@shared);
+
+        /// Keeps the token in `store`: loaded by the first call that needs a
+        /// token, saved on each new one, deleted at sign-out and
+        /// invalidation, writes applied in order (see [`TokenStore`](crate::TokenStore)).
+        pub fn store(mut self, store: impl $crate::AsyncTokenStore) -> Self {
+            self.settings.store = Some(Box::new(store));
+            self
+        }
+    };
+    (@shared) => {
         /// Called once for each new token (fetched, given by the
         /// [provider](ClientBuilder::token_provider), or by a fleet store;
         /// not for the token loaded from the store), outside the client's
@@ -676,15 +721,6 @@ macro_rules! builder_methods {
             self
         }
 
-        /// Keeps the token in `store`: loaded by the first call that needs a
-        /// token, saved on each new one, deleted at sign-out and
-        /// invalidation, writes applied in order (see the `TokenStore` trait).
-        pub fn store(mut self, store: impl $store) -> Self {
-            self.store = Some(Box::new(store));
-            self.settings.store = true;
-            self
-        }
-
         /// Reads time from `clock` instead of the wall clock: a
         /// [`ManualClock`](crate::ManualClock) lets tests step through expiry
         /// and back-off without sleeping. Cached reads then go through the
@@ -694,4 +730,117 @@ macro_rules! builder_methods {
             self
         }
     };
+}
+
+impl<W: Io> Driver<W> {
+    /// Runs a flight to its end: its tasks, then the store's changes, the
+    /// fleet's `end_fetch`, the callbacks, and the wake-up.
+    pub async fn fly(self: Arc<Self>, work: Work<W>) {
+        let Work { mut task, mut flight } = work;
+        let done = loop {
+            let outcome = self.perform(task).await;
+            match flight.finish(outcome) {
+                Next::Work(next) => (task, flight) = (next.task, next.flight),
+                Next::Done(done) => break done,
+            }
+        };
+        self.save_changes().await;
+        if let (true, Some(store)) = (done.end_fetch, &self.settings.store) {
+            store.end_fetch(self.config()).await;
+        }
+        done.announce();
+    }
+
+    /// Performs a flight's task with the adapter's transport, the store, the provider.
+    async fn perform(&self, task: Task) -> Outcome {
+        let (config, store) = (self.config(), self.settings.store.as_deref());
+        match task {
+            Task::Send(request) => Outcome::Response(self.io.send(request).await),
+            Task::Provide(last) => Outcome::Provided(match &self.settings.provider {
+                Some(provide) => provide(last).await,
+                None => None,
+            }),
+            Task::Load => Outcome::Loaded(match store {
+                Some(store) => store.load(config).await,
+                None => Ok(None),
+            }),
+            Task::BeginFetch(now) => Outcome::Turn(match store {
+                Some(store) => store.begin_fetch(config, now).await,
+                None => Ok(FleetTurn::Fetch),
+            }),
+        }
+    }
+
+    /// Applies the store's pending changes in order: unless another caller
+    /// is applying them already (it then applies this one too, after its
+    /// own), so a save never lands after the sign-out or invalidation that
+    /// dropped its token, and two quick saves land in order.
+    pub async fn save_changes(&self) {
+        let mut turn = StoreTurn {
+            driver: self,
+            held: false,
+        };
+        let Some(store) = &self.settings.store else { return };
+        while let Some(change) = turn.next() {
+            let result = match &change {
+                StoreChange::Save(token) => store.save(self.config(), token).await,
+                StoreChange::Delete => store.delete(self.config()).await,
+            };
+            if let Err(error) = result {
+                store_failed(change.verb(), &error);
+            }
+        }
+    }
+
+    /// Forgets the token (in memory and in the store) and any flight under
+    /// way, and revokes the token (RFC 7009) when the provider has a
+    /// revocation endpoint: the revocation's error, if any.
+    pub async fn signout(self: &Arc<Self>) -> Result<(), Error> {
+        let revocation = {
+            let mut state = self.lock();
+            let outgoing = state.source.signout();
+            state.current = 0;
+            state.loading = false;
+            state.loaded = true;
+            state.asked = false;
+            state.fleet = false;
+            self.publish(&state.source);
+            self.record(&mut state, StoreChange::Delete);
+            outgoing.map(|outgoing| (outgoing.request, self.flight(&mut state, Job::Revoke(outgoing.id))))
+        };
+        self.io.wake();
+        self.save_changes().await;
+        let Some((request, flight)) = revocation else {
+            return Ok(());
+        };
+        flight.revoked(self.io.send(request).await)
+    }
+}
+
+/// The right to apply store changes, given back when dropped (even by a
+/// panicking store).
+struct StoreTurn<'a, W: Wake> {
+    driver: &'a Driver<W>,
+    held: bool,
+}
+
+impl<W: Wake> StoreTurn<'_, W> {
+    fn next(&mut self) -> Option<StoreChange> {
+        let mut state = self.driver.lock();
+        if state.store_busy && !self.held {
+            return None;
+        }
+        let change = state.store_pending.take();
+        state.store_busy = change.is_some();
+        self.held = state.store_busy;
+        change
+    }
+}
+
+impl<W: Wake> Drop for StoreTurn<'_, W> {
+    fn drop(&mut self) {
+        if self.held {
+            self.driver.lock().store_busy = false;
+        }
+    }
 }

@@ -9,8 +9,8 @@
 //! - [`coarse_now`] / [`now`], [`Clock`], [`ManualClock`]: the clocks the
 //!   adapters read (the core reads none);
 //! - [`discovery`]: standalone discovery, OpenID Connect then RFC 8414;
-//! - [`FleetTurn`], [`MemoryStore`], [`StoreOp`]: what the adapters' token
-//!   stores share;
+//! - [`TokenStore`] / [`AsyncTokenStore`] (the adapters' store traits),
+//!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
 //! - [`file`]: loading and atomically saving a token file with owner-only permissions;
 //! - [`proxy`]: which requests bypass proxies (plain http to loopback);
 //! - [`random_seed`]: a per-client jitter seed;
@@ -33,11 +33,9 @@ mod published;
 mod store;
 
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
-pub use driver::{
-    Done, Driver, ErrorCallback, Flight, Mode, Next, Outcome, Settings, Step, Task, TokenCallback, Wake, Work,
-};
+pub use driver::{BoxFuture, Driver, ErrorCallback, Io, Mode, Provider, Settings, Step, TokenCallback, Wake, Work};
 pub use published::Published;
-pub use store::{store_failed, FleetTurn, MemoryStore, StoreChange, StoreOp, StoreOrder};
+pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
 
 /// A jitter seed that differs per client and per process, so clients started
 /// together do not retry in lockstep.

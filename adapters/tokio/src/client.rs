@@ -9,17 +9,11 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, ProviderMetadata, Timestamp, TransportError, TransportErrorKind};
-use client_credentials_common::{
-    store_failed, Driver, FleetTurn, Mode, Next, Outcome, Settings, Step, StoreChange, StoreOp, StoreOrder, Task,
-    TimeSource, Wake, Work,
-};
+use client_credentials::{AccessToken, Config, Error, ProviderMetadata, TransportError, TransportErrorKind};
+use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, TimeSource, Wake};
 use tokio::sync::Notify;
 
-use crate::store::TokenStore;
-use crate::transport::{BoxFuture, ReqwestTransport, Transport};
-
-type Provider = Box<dyn Fn(Option<AccessToken>) -> BoxFuture<'static, Option<AccessToken>> + Send + Sync>;
+use crate::transport::{ReqwestTransport, Transport};
 
 /// Gets, caches and refreshes tokens for one [`Config`]; cheap to clone
 /// (clones share the cache), `Send + Sync`, usable from any tokio runtime.
@@ -44,8 +38,6 @@ pub struct Client {
 /// What this adapter does itself: the I/O, and waking the waiters.
 struct Io {
     transport: Arc<dyn Transport>,
-    store: Option<(Box<dyn TokenStore>, tokio::sync::Mutex<StoreOrder>)>,
-    provider: Option<Provider>,
     /// Wakes callers waiting for a flight (`notify_waiters`).
     done: Notify,
     /// Wakes the background refresh task: the state changed or the client is gone.
@@ -74,13 +66,11 @@ pub struct ClientBuilder {
     transport: Option<Arc<dyn Transport>>,
     reqwest: Option<reqwest::Client>,
     timeout: Duration,
-    provider: Option<Provider>,
-    store: Option<Box<dyn TokenStore>>,
     background: bool,
 }
 
 impl ClientBuilder {
-    client_credentials_common::builder_methods!(TokenStore);
+    client_credentials_common::builder_methods!(async);
 
     /// Sends requests through `transport` instead of the default
     /// [`ReqwestTransport`] (then [`timeout`](Self::timeout) is the transport's business).
@@ -126,8 +116,7 @@ impl ClientBuilder {
         mut self,
         provider: impl Fn(Option<AccessToken>) -> BoxFuture<'static, Option<AccessToken>> + Send + Sync + 'static,
     ) -> Self {
-        self.provider = Some(Box::new(provider));
-        self.settings.provider = true;
+        self.settings.provider = Some(Box::new(provider));
         self
     }
 
@@ -167,8 +156,6 @@ impl ClientBuilder {
         };
         let io = Io {
             transport,
-            store: self.store.map(|store| (store, Default::default())),
-            provider: self.provider,
             done: Notify::new(),
             changed: Arc::new(Notify::new()),
             background: AtomicBool::new(self.background),
@@ -180,12 +167,9 @@ impl ClientBuilder {
 }
 
 impl fmt::Debug for ClientBuilder {
+    /// The settings (the configuration with its secret redacted); never a token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("config", &self.settings.config)
-            .field("timeout", &self.timeout)
-            .field("background_refresh", &self.background)
-            .finish_non_exhaustive()
+        self.settings.fmt(f)
     }
 }
 
@@ -197,8 +181,6 @@ impl Client {
             timeout: ReqwestTransport::DEFAULT_TIMEOUT,
             transport: None,
             reqwest: None,
-            provider: None,
-            store: None,
             background: false,
         }
     }
@@ -241,9 +223,10 @@ impl Client {
     /// token older than the cached one evicts nothing. The stored token is
     /// deleted (in a task) when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
-        if let Some(op) = self.driver.invalidate(token) {
+        if self.driver.invalidate(token) {
+            let driver = self.driver.clone();
             match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn(apply(self.driver.clone(), Some(op)))),
+                Ok(runtime) => drop(runtime.spawn(async move { driver.save_changes().await })),
                 Err(_) => tracing::warn!("client-credentials: no tokio runtime to delete the stored token"),
             }
         }
@@ -253,17 +236,7 @@ impl Client {
     /// has a revocation endpoint (configured or discovered), revokes it
     /// (RFC 7009). Errors come from the revocation; a store failure is logged.
     pub async fn signout(&self) -> Result<(), Error> {
-        let (op, revocation) = self.driver.signout();
-        apply(self.driver.clone(), op).await;
-        let Some(Work {
-            task: Task::Send(request),
-            flight,
-        }) = revocation
-        else {
-            return Ok(());
-        };
-        // The flight gives the request back to the core if this future is dropped.
-        flight.revoked(self.driver.io.transport.send(request).await)
+        self.driver.signout().await
     }
 
     /// The configuration.
@@ -281,36 +254,39 @@ impl Client {
     /// (Boxed with its `Send` bound spelled out: the background task it may
     /// spawn runs it too.)
     fn run(&self, mode: Mode) -> BoxFuture<'_, Result<AccessToken, Error>> {
-        Box::pin(self.run_inner(mode))
-    }
-
-    async fn run_inner(&self, mode: Mode) -> Result<AccessToken, Error> {
-        if self.driver.io.background.swap(false, Ordering::AcqRel) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(background(Arc::downgrade(&self.driver)));
-            }
-        }
-        loop {
-            // Register for the wake-up before stepping, so none is missed.
-            let mut notified = pin!(self.driver.io.done.notified());
-            notified.as_mut().enable();
-            let wait = match self.driver.step(mode) {
-                Step::Ready(token) => return Ok(token),
-                Step::Failed(error) => return Err(error),
-                Step::Wait(wait) => wait,
-                Step::Work(work) => {
-                    let runtime = tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
-                    runtime.spawn(perform(self.driver.clone(), work));
-                    None
+        Box::pin(async move {
+            if self.driver.io.background.swap(false, Ordering::AcqRel) {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(background(Arc::downgrade(&self.driver)));
                 }
-            };
-            match wait {
-                // Far-future waits are capped: tokio timers cover about two
-                // years, and waking early only means stepping again.
-                Some(wait) => drop(tokio::time::timeout(wait.min(Duration::from_secs(86_400)), notified).await),
-                None => notified.await,
             }
-        }
+            loop {
+                // Register for the wake-up before stepping, so none is missed.
+                let mut notified = pin!(self.driver.io.done.notified());
+                notified.as_mut().enable();
+                let wait = match self.driver.step(mode) {
+                    Step::Ready(token) => return Ok(token),
+                    Step::Failed(error) => return Err(error),
+                    Step::Wait(wait) => wait,
+                    Step::Work(work) => {
+                        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                            TransportError::new(
+                                TransportErrorKind::Other,
+                                "client-credentials-tokio needs a tokio runtime",
+                            )
+                        })?;
+                        runtime.spawn(self.driver.clone().fly(work));
+                        None
+                    }
+                };
+                match wait {
+                    // Far-future waits are capped: tokio timers cover about two
+                    // years, and waking early only means stepping again.
+                    Some(wait) => drop(tokio::time::timeout(wait.min(Duration::from_secs(86_400)), notified).await),
+                    None => notified.await,
+                }
+            }
+        })
     }
 }
 
@@ -321,77 +297,21 @@ impl fmt::Debug for Client {
     }
 }
 
-fn no_runtime() -> Error {
-    Error::Transport(TransportError::new(
-        TransportErrorKind::Other,
-        "client-credentials-tokio needs a tokio runtime",
-    ))
-}
-
-/// Performs a flight's tasks until it is done; then the store effects, the
-/// callbacks, and the wake-up (when the flight is dropped).
-async fn perform(driver: Arc<Driver<Io>>, mut work: Work<Io>) {
-    let (io, config) = (&driver.io, driver.config());
-    let store = io.store.as_ref().map(|(store, _)| store);
-    let done = loop {
-        let outcome = match (work.task, store) {
-            (Task::Send(request), _) => Outcome::Response(io.transport.send(request).await),
-            (Task::Provide(last), _) => Outcome::Provided(match &io.provider {
-                Some(ask) => ask(last).await,
-                None => None,
-            }),
-            (Task::Load, Some(store)) => Outcome::Loaded(store.load(config).await),
-            (Task::Load, None) => Outcome::Loaded(Ok(None)),
-            (Task::BeginFetch(now), Some(store)) => Outcome::Turn(store.begin_fetch(config, now).await),
-            (Task::BeginFetch(_), None) => Outcome::Turn(Ok(FleetTurn::Fetch)),
-        };
-        match work.flight.finish(outcome) {
-            Next::Work(next) => work = next,
-            Next::Done(done) => break done,
-        }
-    };
-    let mut done = done;
-    apply(driver.clone(), done.store.take()).await;
-    if let (true, Some(store)) = (done.end_fetch, store) {
-        store.end_fetch(config).await;
-    }
-    done.announce();
-}
-
-/// Applies a store change unless a later one was applied first.
-async fn apply(driver: Arc<Driver<Io>>, op: Option<StoreOp>) {
-    let (Some((store, order)), Some(op)) = (&driver.io.store, op) else {
-        return;
-    };
-    let mut order = order.lock().await;
-    let config = driver.config();
-    let (result, what) = match &op.change {
-        _ if !order.admit(&op) => return,
-        StoreChange::Save(token) => (store.save(config, token).await, "save"),
-        StoreChange::Delete => (store.delete(config).await, "delete"),
-    };
-    if let Err(error) = result {
-        store_failed(what, &error);
+impl common::Io for Io {
+    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
+        self.transport.send(request)
     }
 }
 
 /// Sleeps until the refresh time, refreshes, repeats; holds the client only
 /// while refreshing, and ends once the last clone is dropped.
 async fn background(client: Weak<Driver<Io>>) {
-    loop {
-        let Some(driver) = client.upgrade() else { return };
+    while let Some(driver) = client.upgrade() {
         let changed = driver.io.changed.clone();
-        let wait = match driver.refresh_at() {
-            Some(at) if at != Timestamp::MAX && at <= driver.now() => {
-                let _ = Client { driver: driver.clone() }.run(Mode::Token).await;
-                // A failed round keeps the token served: the core's
-                // cool-down decides when the next round may start.
-                Some(driver.config().retry().initial_backoff)
-            }
-            Some(at) if at != Timestamp::MAX => driver.clock().wait_for(Some(at)),
-            _ => None,
+        let wait = match driver.refresh_due() {
+            Ok(pause) => Client { driver }.run(Mode::Token).await.map_or(Some(pause), |_| None),
+            Err(wait) => wait,
         };
-        drop(driver);
         let notified = changed.notified();
         match wait {
             Some(wait) => drop(tokio::time::timeout(wait.min(Duration::from_secs(86_400)), notified).await),

@@ -75,13 +75,13 @@
 
 mod client;
 mod discovery;
-mod store;
 mod transport;
 
 pub use client::{Client, ClientBuilder};
-pub use client_credentials_common::{Clock, FleetTurn, ManualClock, MemoryStore};
+pub use client_credentials_common::{
+    AsyncTokenStore as TokenStore, Clock, FileStore, FleetTurn, ManualClock, MemoryStore,
+};
 pub use discovery::{discover, discover_with};
-pub use store::{FileStore, TokenStore};
 pub use transport::{BoxFuture, ReqwestTransport, Transport};
 
 pub use client_credentials::{AccessToken, Config, Error, ProviderMetadata};
