@@ -13,7 +13,7 @@ async fn a_user_client_that_follows_redirects_does_not_resend_credentials() {
         issuer.push_fault(Fault::Redirect(elsewhere.token_endpoint()));
         let config = Config::builder(issuer.client_id(), issuer.client_secret())
             .token_endpoint(issuer.token_endpoint())
-            .auth(auth)
+            .auth(auth.clone())
             .max_attempts(1)
             .build()
             .unwrap();
