@@ -557,6 +557,90 @@ fn bad_keys_are_typed_errors_that_never_quote_the_key() {
     assert!(!format!("{config:?}").contains("MII"));
 }
 
+#[test]
+fn signout_revokes_with_a_fresh_assertion_at_the_mtls_or_plain_endpoint() {
+    let key = key(JwsAlgorithm::Es256);
+    let mut source = TokenSource::new(
+        Config::builder(CLIENT_ID, "")
+            .issuer(ISSUER)
+            .auth(ClientAuth::PrivateKeyJwt(key))
+            .jitter_seed(7)
+            .build()
+            .unwrap(),
+    );
+    let out = discover(
+        &mut source,
+        json!({"revocation_endpoint": "https://id.example/tenant/revoke"}),
+    );
+    let token_jti = assertion_of(&out.request).claims["jti"].clone();
+    source.handle_response(at(0), out.id, token_ok("t1", 600)).unwrap();
+    ready(&mut source, at(30));
+    let revoke = source.signout().expect("a revocation request");
+    assert_eq!(revoke.request.uri(), "https://id.example/tenant/revoke");
+    assert_eq!(form_value(&revoke.request, "token").unwrap(), "t1");
+    let jws = assertion_of(&revoke.request);
+    assert_ne!(jws.claims["jti"], token_jti);
+    assert_eq!(jws.claims["iat"], START + 30, "dated at the latest poll");
+
+    // With a client certificate, the revocation alias; only the client id in the body.
+    let mut source = TokenSource::new(
+        Config::builder(CLIENT_ID, "")
+            .issuer(ISSUER)
+            .auth(ClientAuth::SelfSignedTlsClientAuth)
+            .build()
+            .unwrap(),
+    );
+    let aliases = json!({
+        "revocation_endpoint": "https://id.example/tenant/revoke",
+        "mtls_endpoint_aliases": {
+            "token_endpoint": "https://mtls.id.example/token",
+            "revocation_endpoint": "https://mtls.id.example/revoke"
+        }
+    });
+    let out = discover(&mut source, aliases);
+    assert_eq!(out.request.uri(), "https://mtls.id.example/token");
+    source.handle_response(at(0), out.id, token_ok("t2", 600)).unwrap();
+    let revoke = source.signout().unwrap();
+    assert_eq!(revoke.request.uri(), "https://mtls.id.example/revoke");
+    assert_eq!(form_value(&revoke.request, "client_id").unwrap(), CLIENT_ID);
+    assert_eq!(form_value(&revoke.request, "client_secret"), None);
+}
+
+#[test]
+fn an_mtls_alias_that_is_not_https_is_ignored() {
+    let mut source = TokenSource::new(
+        Config::builder(CLIENT_ID, "")
+            .issuer(ISSUER)
+            .auth(ClientAuth::TlsClientAuth)
+            .build()
+            .unwrap(),
+    );
+    let out = discover(
+        &mut source,
+        json!({"mtls_endpoint_aliases": {"token_endpoint": "http://mtls.id.example/token"}}),
+    );
+    assert_eq!(out.request.uri(), "https://id.example/tenant/oauth/token");
+}
+
+#[test]
+fn the_refresh_token_grant_authenticates_with_a_new_assertion_too() {
+    let config = builder()
+        .auth(ClientAuth::PrivateKeyJwt(key(JwsAlgorithm::Ed25519)))
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    let out = send(&mut source, at(0));
+    let first = assertion_of(&out.request).claims["jti"].clone();
+    let answer = response(
+        200,
+        r#"{"access_token":"t1","token_type":"Bearer","expires_in":60,"refresh_token":"r1"}"#,
+    );
+    source.handle_response(at(0), out.id, answer).unwrap();
+    let out = send(&mut source, at(50));
+    assert_eq!(form_value(&out.request, "grant_type").unwrap(), "refresh_token");
+    assert_ne!(assertion_of(&out.request).claims["jti"], first);
+}
+
 // ---- DPoP ----
 
 fn dpop_config() -> Config {
