@@ -85,6 +85,7 @@
 #![warn(missing_docs)]
 
 mod http;
+pub mod redis;
 mod server;
 
 use std::fmt;

@@ -1,0 +1,129 @@
+//! The store on an async multiplexed connection, for `client-credentials-tokio`.
+
+use std::io;
+use std::sync::PoisonError;
+
+use client_credentials::{AccessToken, Config, Timestamp};
+use redis::{Cmd, RedisError, RedisResult, Value};
+use tokio::time::Instant;
+
+use crate::fleet::{self, Next, Round};
+use crate::store::{io_error, Shared, Target};
+
+/// A multiplexed connection (cheap to clone: clones share it).
+#[derive(Clone)]
+pub(crate) enum AsyncConnection {
+    Single(redis::aio::MultiplexedConnection),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+async fn connect(shared: &Shared) -> RedisResult<AsyncConnection> {
+    let half = shared.timeout / 2;
+    match &shared.target {
+        Target::Single(client) => {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(half))
+                .set_response_timeout(Some(half));
+            Ok(AsyncConnection::Single(
+                client.get_multiplexed_async_connection_with_config(&config).await?,
+            ))
+        }
+        #[cfg(feature = "cluster")]
+        Target::Cluster(client) => Ok(AsyncConnection::Cluster(client.get_async_connection().await?)),
+    }
+}
+
+fn slot(shared: &Shared) -> std::sync::MutexGuard<'_, Option<AsyncConnection>> {
+    shared.async_conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sends `cmd` within the store's timeout, connecting first if needed; drops
+/// the connection and leaves Redis alone for a while after a failure to
+/// reach it.
+async fn query(shared: &Shared, cmd: &Cmd) -> RedisResult<Value> {
+    shared.check_available()?;
+    let existing = slot(shared).clone();
+    let attempt = async {
+        let mut connection = match existing {
+            Some(connection) => connection,
+            None => {
+                let connection = connect(shared).await?;
+                *slot(shared) = Some(connection.clone());
+                connection
+            }
+        };
+        match &mut connection {
+            AsyncConnection::Single(connection) => cmd.query_async::<Value>(connection).await,
+            #[cfg(feature = "cluster")]
+            AsyncConnection::Cluster(connection) => cmd.query_async::<Value>(connection).await,
+        }
+    };
+    let result = match tokio::time::timeout(shared.timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(RedisError::from(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "Redis did not answer in time",
+        ))),
+    };
+    if shared.record(&result) {
+        *slot(shared) = None;
+    }
+    result
+}
+
+pub(crate) async fn load(shared: &Shared, config: &Config) -> io::Result<Option<AccessToken>> {
+    let keys = shared.keys(config);
+    match query(shared, &fleet::get(&keys)).await {
+        Ok(reply) => Ok(fleet::open_reply(&shared.sealer(config), &keys, reply)),
+        Err(error) if fleet::is_foreign(&error) => Ok(None),
+        Err(error) => Err(io_error(error)),
+    }
+}
+
+pub(crate) async fn save(shared: &Shared, config: &Config, token: &AccessToken) -> io::Result<()> {
+    let keys = shared.keys(config);
+    let value = shared.sealer(config).seal(&keys.token, token)?;
+    match fleet::set(&keys, value, token, fleet::wall_now()) {
+        Some(cmd) => query(shared, &cmd).await.map(drop).map_err(io_error),
+        None => Ok(()),
+    }
+}
+
+pub(crate) async fn delete(shared: &Shared, config: &Config) -> io::Result<()> {
+    query(shared, &fleet::delete(&shared.keys(config)))
+        .await
+        .map(drop)
+        .map_err(io_error)
+}
+
+/// `Some(token)`: another process wrote a fresh one; `None`: fetch.
+pub(crate) async fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> Option<AccessToken> {
+    let keys = shared.keys(config);
+    let mut round = Round::new(config, shared.sealer(config), &keys, shared.settings, now);
+    let started = Instant::now();
+    loop {
+        let reply = match query(shared, &round.command()).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::debug!(%error, "no fleet coordination for this token request");
+                return None;
+            }
+        };
+        match round.on_reply(reply, started.elapsed()) {
+            Next::Send => {}
+            Next::Sleep(pause) => tokio::time::sleep(pause).await,
+            Next::Done(turn) => return shared.finish(&keys, turn),
+        }
+    }
+}
+
+pub(crate) async fn end_fetch(shared: &Shared, config: &Config) {
+    let keys = shared.keys(config);
+    if let Some(owner) = shared.take_owner(&keys) {
+        if let Err(error) = query(shared, &fleet::release(&keys, &owner)).await {
+            // The lock expires by itself after its TTL.
+            tracing::debug!(%error, "could not release the fleet lock");
+        }
+    }
+}
