@@ -1,20 +1,13 @@
 //! A Redis token store for `client-credentials`: one token request per token
 //! lifetime for a whole fleet of processes.
 //!
-//! ```no_run
-//! # #[cfg(feature = "blocking")] {
-//! use client_credentials::Config;
+//! ```
 //! use client_credentials_redis::RedisStore;
 //!
-//! let config = Config::builder("my-service", "secret")
-//!     .token_endpoint("https://auth.example.com/oauth/token")
-//!     .build()?;
 //! let store = RedisStore::builder("rediss://my-service:acl-password@redis.internal:6380")
 //!     .key_prefix("my-service:")
-//!     .build()?;
-//! let client = client_credentials_blocking::Client::builder(config).store(store).build();
-//! let token = client.token()?; // one process of the fleet fetches; the others reuse
-//! # }
+//!     .build()?; // connects on first use
+//! // client_credentials_blocking::Client::builder(config).store(store).build()
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

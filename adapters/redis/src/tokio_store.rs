@@ -127,3 +127,122 @@ pub(crate) async fn end_fetch(shared: &Shared, config: &Config) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use client_credentials_testkit::redis::{RedisCluster, RedisServer};
+
+    use super::*;
+    use crate::RedisStore;
+
+    fn config() -> Config {
+        Config::builder("fleet-client", "fleet-secret")
+            .token_endpoint("https://auth.example.com/token")
+            .build()
+            .unwrap()
+    }
+
+    fn token(name: &str) -> AccessToken {
+        let now = fleet::wall_now();
+        AccessToken::builder(name)
+            .received_at(now)
+            .expires_at(now.saturating_add(Duration::from_secs(600)))
+            .build()
+            .unwrap()
+    }
+
+    async fn one_fetches_the_others_use(stores: Vec<RedisStore>) {
+        let config = config();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(stores.len()));
+        let tasks: Vec<_> = stores
+            .into_iter()
+            .map(|store| {
+                let (config, barrier) = (config.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    match begin_fetch(&store.shared, &config, fleet::wall_now()).await {
+                        Some(token) => token.secret().to_owned(),
+                        None => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            save(&store.shared, &config, &token("the-one")).await.unwrap();
+                            end_fetch(&store.shared, &config).await;
+                            "fetched".to_owned()
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        assert_eq!(results.iter().filter(|r| *r == "fetched").count(), 1, "{results:?}");
+        assert!(results.iter().all(|r| r == "fetched" || r == "the-one"), "{results:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_connections_share_one_fetch_and_round_trip_tokens() {
+        let server = RedisServer::start();
+        let stores: Vec<RedisStore> = (0..8)
+            .map(|_| RedisStore::builder(server.url()).build().unwrap())
+            .collect();
+        let probe = stores[0].clone();
+        one_fetches_the_others_use(stores).await;
+        let config = config();
+        assert_eq!(load(&probe.shared, &config).await.unwrap().unwrap().secret(), "the-one");
+        delete(&probe.shared, &config).await.unwrap();
+        assert!(load(&probe.shared, &config).await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cluster_shares_one_fetch_with_both_keys_in_one_slot() {
+        let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.unwrap();
+        let urls = cluster.urls();
+        let stores: Vec<RedisStore> = (0..8)
+            .map(|i| {
+                // Each process knows a different seed node.
+                RedisStore::builder(urls[i % 3].clone()).cluster().build().unwrap()
+            })
+            .collect();
+        let key = stores[0].key(&config());
+        one_fetches_the_others_use(stores).await;
+        let blocking_store = RedisStore::builder(urls[1].clone()).cluster().build().unwrap();
+        #[cfg(feature = "blocking")]
+        assert_eq!(
+            crate::blocking::load(&blocking_store.shared, &config())
+                .unwrap()
+                .unwrap()
+                .secret(),
+            "the-one"
+        );
+        drop(blocking_store);
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(cluster.cli(&["exists", &key]), "1");
+            assert_eq!(
+                cluster.cli(&["cluster", "keyslot", &key]),
+                cluster.cli(&["cluster", "keyslot", &format!("{key}:lock")])
+            );
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frozen_redis_delays_an_async_fetch_by_at_most_the_timeout() {
+        let server = RedisServer::start();
+        let store = RedisStore::builder(server.url()).build().unwrap();
+        let config = config();
+        save(&store.shared, &config, &token("before")).await.unwrap();
+        server.pause();
+        let started = Instant::now();
+        assert!(begin_fetch(&store.shared, &config, fleet::wall_now()).await.is_none());
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
+        server.resume();
+    }
+}
