@@ -293,7 +293,7 @@ fn cluster_target(infos: Vec<redis::ConnectionInfo>, timeout: Duration) -> Resul
         .map_err(|_| RedisStoreError::InvalidUrl {
             reason: "the cluster nodes disagree on credentials, TLS or protocol",
         })?;
-    Ok(Target::Cluster(client))
+    Ok(Target::Cluster(Box::new(client)))
 }
 
 #[cfg(not(feature = "cluster"))]
@@ -335,7 +335,7 @@ pub enum RedisStoreError {
 pub(crate) enum Target {
     Single(redis::Client),
     #[cfg(feature = "cluster")]
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 impl Target {
