@@ -6,10 +6,11 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{check_endpoint, redact_userinfo, ClientAuth, ConfigError};
+use crate::config::{check_endpoint, redact_userinfo, ClientAuth, Config, ConfigError};
 use crate::error::{retryable_status, Error};
+use crate::redact::Credentials;
 use crate::request::get_json;
-use crate::response::{check_size, clean, excerpt, parse_json_object, redact};
+use crate::response::{check_size, clean, excerpt, parse_json_object};
 
 /// Where a metadata document is looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +71,56 @@ impl ProviderMetadata {
         }
     }
 
+    /// The method to use when the configuration leaves it open, from
+    /// `token_endpoint_auth_methods_supported`: `private_key_jwt` when a key
+    /// is offered ([`crate::ConfigBuilder::client_assertion_key`]) and listed
+    /// (or when the key is the only credential), then `tls_client_auth` /
+    /// `self_signed_tls_client_auth` when the HTTP client presents a
+    /// certificate ([`crate::ConfigBuilder::mutual_tls`]) and they are listed,
+    /// then the secret methods as in [`ProviderMetadata::preferred_auth`]
+    /// (`client_secret_jwt` when it is the only secret method listed).
+    pub fn negotiate_auth(&self, config: &Config) -> ClientAuth {
+        let listed = |name: &str| {
+            self.token_endpoint_auth_methods_supported
+                .as_ref()
+                .is_some_and(|methods| methods.iter().any(|m| m == name))
+        };
+        let no_secret = config.client_secret().expose_secret().is_empty();
+        if let Some(key) = config.client_assertion_key() {
+            if listed("private_key_jwt") || no_secret {
+                return ClientAuth::PrivateKeyJwt(key.clone());
+            }
+        }
+        if config.uses_mutual_tls() {
+            if listed("tls_client_auth") {
+                return ClientAuth::TlsClientAuth;
+            }
+            if listed("self_signed_tls_client_auth") {
+                return ClientAuth::SelfSignedTlsClientAuth;
+            }
+        }
+        if !no_secret && listed("client_secret_jwt") && !listed("client_secret_basic") && !listed("client_secret_post")
+        {
+            return ClientAuth::ClientSecretJwt;
+        }
+        self.preferred_auth()
+    }
+
+    /// A member that is a list of strings (`None` when absent or not such a list).
+    pub fn string_list(&self, name: &str) -> Option<Vec<String>> {
+        let list = self.additional.get(name)?.as_array()?;
+        list.iter().map(|v| v.as_str().map(str::to_owned)).collect()
+    }
+
+    /// The RFC 8705 §5 `mtls_endpoint_aliases` entry for `endpoint` (e.g.
+    /// `token_endpoint`), when present and a usable https URL.
+    pub fn mtls_alias(&self, endpoint: &str) -> Option<&str> {
+        let alias = self.additional.get("mtls_endpoint_aliases")?.get(endpoint)?.as_str()?;
+        check_endpoint("mtls_endpoint_aliases", alias, false)
+            .ok()
+            .map(|_| alias)
+    }
+
     /// Any member of the document, typed or not.
     pub fn get(&self, name: &str) -> Option<Value> {
         serde_json::to_value(self).ok()?.get(name).cloned()
@@ -123,6 +174,28 @@ pub enum DiscoveryError {
     /// An endpoint in the document is not acceptable (not https, relative, …).
     #[error("metadata {0}")]
     InvalidEndpoint(ConfigError),
+    /// A resource identifier cannot be used to build its metadata URL (RFC 9728 §3.1).
+    #[error("resource {resource:?} is not usable: {reason}")]
+    InvalidResource {
+        /// The resource identifier given.
+        resource: String,
+        /// Why.
+        reason: String,
+    },
+    /// The protected resource metadata's `resource` is not the configured
+    /// resource (RFC 9728 §3.3): the document was rejected, and its
+    /// authorization servers are not contacted.
+    #[error("resource metadata names resource {found:?}, not the configured {expected:?}; the document was rejected")]
+    ResourceMismatch {
+        /// The configured resource identifier.
+        expected: String,
+        /// The document's `resource`.
+        found: String,
+    },
+    /// The protected resource metadata names no usable authorization server
+    /// (none listed, or none https with loopback aside).
+    #[error("the resource metadata names no usable authorization server (authorization_servers)")]
+    NoAuthorizationServer,
 }
 
 impl DiscoveryError {
@@ -236,7 +309,7 @@ pub fn parse_discovery(
         false,
         crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
         "",
-        "",
+        &Credentials::default(),
     )
 }
 
@@ -246,7 +319,7 @@ pub(crate) fn parse_discovery_with(
     allow_insecure: bool,
     max_body: usize,
     url: &str,
-    client_secret: &str,
+    credentials: &Credentials,
 ) -> Result<ProviderMetadata, Error> {
     let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
         reason: format!("the document exceeds the {max_body}-byte limit"),
@@ -258,7 +331,7 @@ pub(crate) fn parse_discovery_with(
     if !status.is_success() {
         return Err(DiscoveryError::UnexpectedStatus {
             status,
-            body_excerpt: excerpt(body, client_secret),
+            body_excerpt: excerpt(body, credentials),
         }
         .into());
     }
@@ -275,7 +348,7 @@ pub(crate) fn parse_discovery_with(
     if found != issuer {
         return Err(DiscoveryError::IssuerMismatch {
             expected: issuer.to_owned(),
-            found: clean(&redact(&found, client_secret), 200),
+            found: clean(&credentials.redact(&found), 200),
         }
         .into());
     }
@@ -283,14 +356,27 @@ pub(crate) fn parse_discovery_with(
         Some(Value::String(endpoint)) => endpoint,
         _ => return Err(DiscoveryError::MissingTokenEndpoint.into()),
     };
-    check_endpoint("token_endpoint", &token_endpoint, allow_insecure)
-        .map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(client_secret)))?;
+    // A document fetched over https may not move the client secret to plain
+    // http, not even to loopback (a local proxy or another user's listener
+    // could be there), whatever `allow_insecure_http` says.
+    let https_issuer = Url::parse(issuer).is_ok_and(|url| url.scheme() == "https");
+    let check = |field: &'static str, endpoint: &str| {
+        let url = check_endpoint(field, endpoint, allow_insecure)?;
+        if https_issuer && url.scheme() != "https" {
+            return Err(ConfigError::InvalidUrl {
+                field,
+                url: url.to_string(),
+                reason: "the issuer uses https, so its endpoints must too".into(),
+            });
+        }
+        Ok(url)
+    };
+    check("token_endpoint", &token_endpoint).map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(credentials)))?;
     let mut string = |name: &str| match document.remove(name) {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
-    let revocation_endpoint =
-        string("revocation_endpoint").filter(|url| check_endpoint("revocation_endpoint", url, allow_insecure).is_ok());
+    let revocation_endpoint = string("revocation_endpoint").filter(|url| check("revocation_endpoint", url).is_ok());
     let jwks_uri = string("jwks_uri");
     let mut list = |name: &str| match document.remove(name) {
         Some(Value::Array(items)) => Some(

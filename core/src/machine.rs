@@ -7,12 +7,19 @@ use http::header::RETRY_AFTER;
 use http::Response;
 use url::Url;
 
-use crate::config::{ClientAuth, Config, DiscoveryOrder, Endpoint};
+use crate::assertion::{
+    build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, ClientAuthError, JtiSource,
+    CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE,
+};
+use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint};
 use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryError, DiscoveryLocation, ProviderMetadata};
+use crate::dpop::{dpop_proof, DpopClaims, USE_DPOP_NONCE};
 use crate::error::{Error, OAuthErrorCode, TransportError};
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
-use crate::request::{get_json, revocation_request, token_request, Grant};
-use crate::response::{check_size, excerpt, oauth_error, parse_json_object, parse_token_response};
+use crate::redact::Credentials;
+use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
+use crate::resource::{check_resource, parse_resource_metadata_with, resource_metadata_url_with, ResourceMetadata};
+use crate::response::{check_size, excerpt, oauth_error, parse_json_object, parse_token_response_with};
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
@@ -37,7 +44,8 @@ impl fmt::Display for RequestId {
 /// What a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestKind {
-    /// Fetching the provider's metadata document.
+    /// Fetching the provider's metadata document, or the protected
+    /// resource's (RFC 9728) that names the provider.
     Discovery,
     /// Fetching a token (client credentials or refresh-token grant).
     Token,
@@ -102,6 +110,9 @@ pub enum Event {
     TokenUpdated(AccessToken),
     /// Provider metadata was fetched and validated.
     DiscoveryUpdated(ProviderMetadata),
+    /// The protected resource's metadata (RFC 9728) was fetched and
+    /// validated; the provider it names is discovered next.
+    ResourceMetadataUpdated(ResourceMetadata),
     /// The attempt failed and will be retried at `at` (poll then).
     RetryScheduled {
         /// When the next attempt may be sent.
@@ -129,6 +140,7 @@ pub enum Event {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sent {
+    ResourceMetadata,
     Discovery(DiscoveryLocation),
     Token { refresh_grant: bool },
     Revocation,
@@ -177,11 +189,30 @@ pub struct TokenSource {
     metadata_stale: bool,
     location: usize,
     rediscovered: bool,
+    /// RFC 9728: the resource's metadata, the issuer it names, where it is
+    /// read (a 401 challenge may name another URL), and whether it was read
+    /// in the discovery round under way (then the issuer is discovered next).
+    resource_metadata: Option<ResourceMetadata>,
+    authorization_server: Option<String>,
+    resource_metadata_url: Option<Url>,
+    resource_read: bool,
     phase: Phase,
     failures: u32,
     last_error: Option<Error>,
     next_id: u64,
     jitter: Jitter,
+    jti: JtiSource,
+    /// The latest assertion handed over for an [`crate::AssertionSource::file`].
+    provided_assertion: Option<Result<String, String>>,
+    /// The token endpoint's latest `DPoP-Nonce` (RFC 9449 §8).
+    dpop_nonce: Option<String>,
+    /// The request in flight (or the last one) retried a `use_dpop_nonce` answer.
+    nonce_retried: bool,
+    /// The latest `now` handed in: the time of a revocation request's assertion.
+    last_now: Timestamp,
+    /// Every credential the request in flight carries: cut out of any server
+    /// text its result quotes (errors, events).
+    sent_credentials: Credentials,
 }
 
 impl TokenSource {
@@ -202,11 +233,21 @@ impl TokenSource {
             metadata_stale: false,
             location: 0,
             rediscovered: false,
+            resource_metadata: None,
+            authorization_server: None,
+            resource_metadata_url: None,
+            resource_read: false,
             phase: Phase::Idle,
             failures: 0,
             last_error: None,
             next_id: 1,
             jitter: Jitter::new(seed),
+            jti: JtiSource::from_u64(seed),
+            provided_assertion: None,
+            dpop_nonce: None,
+            nonce_retried: false,
+            last_now: Timestamp::UNIX_EPOCH,
+            sent_credentials: Credentials::default(),
         }
     }
 
@@ -221,6 +262,69 @@ impl TokenSource {
     /// Replaces the jitter seed (adapters draw a random one unless the config sets one).
     pub fn set_jitter_seed(&mut self, seed: u64) {
         self.jitter = Jitter::new(seed);
+    }
+
+    /// Replaces the seed of the `jti` values of client assertions and DPoP
+    /// proofs. Without it they derive from the jitter seed (repeatable in
+    /// tests) mixed with the time; adapters always set a random one, so
+    /// processes sharing a client never repeat each other's `jti`.
+    pub fn set_jti_seed(&mut self, seed: [u8; 32]) {
+        self.jti = JtiSource::new(seed);
+    }
+
+    /// Hands over the content of an [`crate::AssertionSource::file`] (or why
+    /// it could not be read), for the next token requests. Adapters read the
+    /// file before polling whenever it changed; the core never reads files.
+    /// The assertion's `exp` is checked before each use.
+    pub fn provide_assertion(&mut self, assertion: Result<String, String>) {
+        self.provided_assertion = Some(assertion);
+    }
+
+    /// The token endpoint's latest DPoP nonce, if it sent one.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.dpop_nonce.as_deref()
+    }
+
+    /// A DPoP proof (RFC 9449 §7) for a request to a resource: `htm` =
+    /// `method`, `htu` = `uri` without query and fragment, `ath` = the hash of
+    /// `access_token`, a fresh `jti`, `iat` = `now`. Send it as the `DPoP`
+    /// header next to `Authorization: DPoP <token>`. `Ok(None)` when DPoP is
+    /// not configured; `nonce` is the resource server's, if it asked for one.
+    pub fn dpop_proof(
+        &self,
+        now: Timestamp,
+        method: &http::Method,
+        uri: &str,
+        access_token: Option<&AccessToken>,
+        nonce: Option<&str>,
+    ) -> Result<Option<http::HeaderValue>, Error> {
+        let Some(key) = self.config.dpop_key() else {
+            return Ok(None);
+        };
+        let alg = self.dpop_alg(key)?;
+        let jti = self.jti.next(now);
+        let claims = DpopClaims {
+            method,
+            uri,
+            now,
+            jti: &jti,
+            nonce,
+            access_token: access_token.map(AccessToken::secret),
+        };
+        dpop_proof(key, alg, claims)
+            .map(Some)
+            .map_err(|e| Error::ClientAuth(ClientAuthError::Signing(e)))
+    }
+
+    /// The `alg` of DPoP proofs, checked against `dpop_signing_alg_values_supported`.
+    fn dpop_alg(&self, key: &crate::JwtKey) -> Result<&'static str, Error> {
+        let listed = self
+            .metadata
+            .as_ref()
+            .and_then(|m| m.string_list("dpop_signing_alg_values_supported"));
+        key.algorithm()
+            .negotiate(listed.as_deref())
+            .map_err(|()| unsupported("DPoP proofs", key.algorithm(), listed))
     }
 
     /// Caches a token obtained elsewhere (a custom provider, a store).
@@ -253,6 +357,49 @@ impl TokenSource {
         self.metadata.as_ref()
     }
 
+    /// The protected resource's metadata (RFC 9728), once read, with
+    /// [`ConfigBuilder::resource_server`](crate::ConfigBuilder::resource_server).
+    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
+        self.resource_metadata.as_ref()
+    }
+
+    /// The issuer whose metadata names the token endpoint: the configured
+    /// one, or the one the resource's metadata named.
+    pub fn discovery_issuer(&self) -> Option<&str> {
+        self.config.issuer().or(self.authorization_server.as_deref())
+    }
+
+    /// A 401 from the resource server named where its metadata is
+    /// (`WWW-Authenticate: Bearer resource_metadata="…"`, RFC 9728 §5.1):
+    /// read it there in the next discovery round, which starts with the next
+    /// token request. Only with
+    /// [`ConfigBuilder::resource_server`](crate::ConfigBuilder::resource_server),
+    /// and only an https URL (loopback aside); the document must still name
+    /// the configured resource exactly. Returns whether anything changed
+    /// (`false` for the URL already in use, or one that is not acceptable).
+    pub fn follow_resource_metadata(&mut self, url: &str) -> bool {
+        if self.config.resource_server().is_none() {
+            return false;
+        }
+        let Ok(url) = check_resource(url, self.config.allows_insecure_http()) else {
+            return false;
+        };
+        if self.resource_metadata_url.as_ref() == Some(&url) {
+            return false;
+        }
+        self.resource_metadata_url = Some(url);
+        self.resource_read = false;
+        self.metadata_stale = true;
+        true
+    }
+
+    fn resource_metadata_location(&self, resource: &str) -> Option<Url> {
+        match &self.resource_metadata_url {
+            Some(url) => Some(url.clone()),
+            None => resource_metadata_url_with(resource, self.config.allows_insecure_http()).ok(),
+        }
+    }
+
     /// The cached token, fresh or not.
     pub fn token(&self) -> Option<&AccessToken> {
         self.token.as_ref()
@@ -283,7 +430,7 @@ impl TokenSource {
             Phase::InFlight { id, sent, .. } => Some((
                 id,
                 match sent {
-                    Sent::Discovery(_) => RequestKind::Discovery,
+                    Sent::Discovery(_) | Sent::ResourceMetadata => RequestKind::Discovery,
                     Sent::Token { .. } => RequestKind::Token,
                     Sent::Revocation => RequestKind::Revocation,
                 },
@@ -314,6 +461,7 @@ impl TokenSource {
 
     /// What to do at `now`.
     pub fn poll(&mut self, now: Timestamp) -> Action<'_> {
+        self.last_now = self.last_now.max(now);
         // A forced refresh withholds the cached token until the new one
         // arrives, except while a cool-down blocks the request: then callers
         // keep the unexpired token rather than the last round's error.
@@ -336,7 +484,22 @@ impl TokenSource {
             }
             Phase::Backoff { .. } | Phase::Idle => {}
         }
-        Action::Send(self.start(now))
+        match self.start(now) {
+            Ok(outgoing) => Action::Send(outgoing),
+            Err(error) => {
+                // Nothing could be sent (an expired assertion, a key the
+                // provider does not accept): the round fails without a request.
+                let _ = self.fail(now, error, None);
+                let until = match self.phase {
+                    Phase::Backoff { until } | Phase::Cooldown { until } => Some(until),
+                    _ => None,
+                };
+                match &self.token {
+                    Some(token) if now < self.usable_until => Action::Ready(token),
+                    _ => Action::Wait { until },
+                }
+            }
+        }
     }
 
     /// Whether a request is in flight or a back-off runs at `now`.
@@ -365,16 +528,120 @@ impl TokenSource {
     }
 
     fn auth(&self) -> ClientAuth {
-        self.config
-            .auth()
-            .or_else(|| self.metadata.as_ref().map(ProviderMetadata::preferred_auth))
-            .unwrap_or_default()
+        if let Some(auth) = self.config.auth() {
+            return auth;
+        }
+        match &self.metadata {
+            Some(metadata) => metadata.negotiate_auth(&self.config),
+            // No metadata to negotiate with: a key given for assertions is used.
+            None => match self.config.client_assertion_key() {
+                Some(key) => ClientAuth::PrivateKeyJwt(key.clone()),
+                None => ClientAuth::default(),
+            },
+        }
+    }
+
+    /// Makes the per-attempt credentials of a request to `url`: a fresh client
+    /// assertion for the JWT methods, a fresh DPoP proof for token requests.
+    fn prepare(&self, now: Timestamp, auth: &ClientAuth, url: &Url, dpop: bool) -> Result<Prepared, Error> {
+        let mut prepared = Prepared::default();
+        let failed = |e: ClientAuthError| Error::ClientAuth(e);
+        let listed = || {
+            self.metadata
+                .as_ref()
+                .and_then(|m| m.string_list("token_endpoint_auth_signing_alg_values_supported"))
+        };
+        let claims = |jti| AssertionClaims {
+            client_id: self.config.client_id(),
+            audience: self.assertion_audience(url),
+            jti,
+            now,
+            lifetime: self.config.assertion_lifetime(),
+            typ: self.config.assertion_typ().then_some(CLIENT_ASSERTION_TYP),
+        };
+        let assertion = match auth {
+            ClientAuth::PrivateKeyJwt(key) => {
+                let listed = listed();
+                let alg = key
+                    .algorithm()
+                    .negotiate(listed.as_deref())
+                    .map_err(|()| unsupported("client assertions", key.algorithm(), listed))?;
+                let jwt = build_assertion(AssertionKey::Private(key, alg), claims(self.jti.next(now)))
+                    .map_err(|e| failed(e.into()))?;
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
+            }
+            ClientAuth::ClientSecretJwt => {
+                if let Some(listed) = listed().filter(|l| !l.iter().any(|a| a == "HS256")) {
+                    return Err(failed(ClientAuthError::UnsupportedAlgorithm {
+                        purpose: "client_secret_jwt assertions (HS256)",
+                        alg: crate::JwsAlgorithm::Rs256,
+                        supported: listed,
+                    }));
+                }
+                let secret = self.config.client_secret().expose_secret();
+                let jwt = build_assertion(AssertionKey::Secret(secret), claims(self.jti.next(now)))
+                    .map_err(|e| failed(e.into()))?;
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
+            }
+            ClientAuth::Assertion(source) => {
+                let got = match source.call() {
+                    Some(result) => result,
+                    None => self.provided_assertion.clone().unwrap_or_else(|| {
+                        Err("the assertion file has not been read (the adapter hands it over with TokenSource::provide_assertion)".into())
+                    }),
+                };
+                let jwt = got.map_err(|reason| failed(unavailable(&reason)))?;
+                let jwt = jwt.trim().to_owned();
+                check_external(&jwt, now).map_err(failed)?;
+                Some((source.assertion_type().to_owned(), jwt))
+            }
+            _ => None,
+        };
+        prepared.assertion = assertion;
+        if let (true, Some(key)) = (dpop, self.config.dpop_key()) {
+            let alg = self.dpop_alg(key)?;
+            let jti = self.jti.next(now);
+            let claims = DpopClaims {
+                method: &http::Method::POST,
+                uri: url.as_str(),
+                now,
+                jti: &jti,
+                nonce: self.dpop_nonce.as_deref(),
+                access_token: None,
+            };
+            prepared.dpop = Some(dpop_proof(key, alg, claims).map_err(|e| failed(e.into()))?);
+        }
+        Ok(prepared)
+    }
+
+    /// The `aud` of built assertions: the issuer identifier unless the token
+    /// endpoint is asked for (or no issuer is known).
+    fn assertion_audience<'a>(&'a self, token_url: &'a Url) -> &'a str {
+        let issuer = self
+            .config
+            .assertion_issuer()
+            .or_else(|| self.metadata.as_ref().map(|m| m.issuer.as_str()))
+            .or_else(|| self.config.issuer());
+        match (self.config.assertion_audience(), issuer) {
+            (AssertionAudience::Issuer, Some(issuer)) => issuer,
+            _ => self.token_endpoint_for_audience(token_url),
+        }
+    }
+
+    /// The token endpoint as an audience: the one in the metadata (not its
+    /// mTLS alias, which names the same endpoint), else the URL requested.
+    fn token_endpoint_for_audience<'a>(&'a self, token_url: &'a Url) -> &'a str {
+        match (&self.metadata, self.config.token_endpoint()) {
+            (_, Some(url)) => url.as_str(),
+            (Some(metadata), None) => &metadata.token_endpoint,
+            (None, None) => token_url.as_str(),
+        }
     }
 
     fn needs_discovery(&self, now: Timestamp) -> bool {
         match self.config.endpoint() {
             Endpoint::Token(_) => false,
-            Endpoint::Issuer(_) => {
+            Endpoint::Issuer(_) | Endpoint::ResourceServer(_) => {
                 self.token_url.is_none()
                     || self.metadata_stale
                     || now >= self.metadata_fetched_at.saturating_add(self.config.discovery_ttl())
@@ -383,12 +650,22 @@ impl TokenSource {
     }
 
     /// Builds the next request of the round and marks it in flight.
-    fn start(&mut self, now: Timestamp) -> Outgoing {
+    fn start(&mut self, now: Timestamp) -> Result<Outgoing, Error> {
         let id = self.next_id();
         let (sent, kind, request) = match (self.config.endpoint(), self.needs_discovery(now)) {
-            (Endpoint::Issuer(issuer), true) => {
+            (Endpoint::ResourceServer(resource), true) if !self.resource_read => {
+                // The resource was validated by Config::build, so the URL builds.
+                let request = match self.resource_metadata_location(resource) {
+                    Some(url) => get_json(&url),
+                    None => http::Request::new(Vec::new()),
+                };
+                (Sent::ResourceMetadata, RequestKind::Discovery, request)
+            }
+            (Endpoint::Issuer(_) | Endpoint::ResourceServer(_), true) => {
+                let issuer = self.discovery_issuer().unwrap_or_default();
                 let location = self.locations()[self.location.min(self.locations().len() - 1)];
-                // The issuer was validated by Config::build, so the URL builds.
+                // The issuer was validated by Config::build (or, learned from
+                // the resource's metadata, by parse_resource_metadata), so the URL builds.
                 let request = match discovery_url_with(issuer, location, self.config.allows_insecure_http()) {
                     Ok(url) => get_json(&url),
                     Err(_) => http::Request::new(Vec::new()),
@@ -402,7 +679,11 @@ impl TokenSource {
                     None => Grant::ClientCredentials,
                 };
                 let request = match &self.token_url {
-                    Some(url) => token_request(&self.config, url, self.auth(), grant),
+                    Some(url) => {
+                        let auth = self.auth();
+                        let prepared = self.prepare(now, &auth, url, true)?;
+                        token_request(&self.config, url, &auth, grant, &prepared)
+                    }
                     None => http::Request::new(Vec::new()),
                 };
                 (
@@ -415,7 +696,8 @@ impl TokenSource {
             }
         };
         self.phase = Phase::InFlight { id, sent, sent_at: now };
-        Outgoing { id, kind, request }
+        self.sent_credentials = carried_credentials(&self.config, &request);
+        Ok(Outgoing { id, kind, request })
     }
 
     fn take_in_flight(&mut self, id: RequestId) -> Result<(Sent, Timestamp), Error> {
@@ -449,43 +731,86 @@ impl TokenSource {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
+        let nonce_retried = std::mem::take(&mut self.nonce_retried);
+        if let (Sent::Token { .. }, Some(_)) = (sent, self.config.dpop_key()) {
+            // RFC 9449 §8: the latest nonce is used until the server sends another.
+            if let Some(nonce) = response.headers().get("dpop-nonce").and_then(|v| v.to_str().ok()) {
+                self.dpop_nonce = Some(nonce.to_owned());
+            }
+        }
         match sent {
-            Sent::Token { refresh_grant } => match parse_token_response(&self.config, sent_at, &response) {
-                Ok(token) => {
-                    let token = if refresh_grant && token.refresh_token().is_none() {
-                        // RFC 6749 §6: without a new refresh token, the old one stays valid.
-                        token.with_refresh_token(self.refresh_token.clone())
-                    } else {
-                        token
-                    };
-                    self.insert_token(token.clone());
-                    self.end_round();
-                    Ok(Event::TokenUpdated(token))
-                }
-                Err(error) => {
-                    let refused = matches!(
-                        error.oauth_code(),
-                        Some(
-                            OAuthErrorCode::InvalidGrant
-                                | OAuthErrorCode::UnauthorizedClient
-                                | OAuthErrorCode::UnsupportedGrantType
-                        )
-                    );
-                    if refresh_grant && refused {
-                        self.refresh_token = None;
-                        return Ok(Event::Fallback { error });
+            Sent::Token { refresh_grant } => {
+                match parse_token_response_with(&self.config, sent_at, &response, &self.sent_credentials) {
+                    Ok(token) => {
+                        let token = if refresh_grant && token.refresh_token().is_none() {
+                            // RFC 6749 §6: without a new refresh token, the old one stays valid.
+                            token.with_refresh_token(self.refresh_token.clone())
+                        } else {
+                            token
+                        };
+                        self.insert_token(token.clone());
+                        self.end_round();
+                        Ok(Event::TokenUpdated(token))
                     }
-                    let gone = matches!(response.status().as_u16(), 404 | 410);
-                    if gone && self.config.issuer().is_some() && !self.rediscovered {
-                        self.rediscovered = true;
-                        self.metadata_stale = true;
-                        return Ok(Event::Fallback { error });
+                    Err(error) if is_nonce_request(&error) && self.config.dpop_key().is_some() => {
+                        if nonce_retried || !response.headers().contains_key("dpop-nonce") {
+                            // A second use_dpop_nonce in a row: the nonce is not what is wrong.
+                            return self.fail(now, Error::ClientAuth(ClientAuthError::DpopNonceLoop), None);
+                        }
+                        // Answered by one immediate retry with the nonce, not counted as a failure.
+                        self.nonce_retried = true;
+                        Ok(Event::Fallback { error })
                     }
-                    self.fail(now, error, retry_after)
+                    Err(error) => {
+                        let refused = matches!(
+                            error.oauth_code(),
+                            Some(
+                                OAuthErrorCode::InvalidGrant
+                                    | OAuthErrorCode::UnauthorizedClient
+                                    | OAuthErrorCode::UnsupportedGrantType
+                            )
+                        );
+                        if refresh_grant && refused {
+                            self.refresh_token = None;
+                            return Ok(Event::Fallback { error });
+                        }
+                        let gone = matches!(response.status().as_u16(), 404 | 410);
+                        if gone && self.config.issuer().is_some() && !self.rediscovered {
+                            self.rediscovered = true;
+                            self.metadata_stale = true;
+                            return Ok(Event::Fallback { error });
+                        }
+                        self.fail(now, error, retry_after)
+                    }
                 }
-            },
+            }
+            Sent::ResourceMetadata => {
+                let resource = self.config.resource_server().unwrap_or_default().to_owned();
+                let url = self
+                    .resource_metadata_location(&resource)
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
+                let parsed = parse_resource_metadata_with(
+                    &resource,
+                    &response,
+                    self.config.allows_insecure_http(),
+                    self.config.max_body_size(),
+                    &url,
+                    &self.sent_credentials,
+                );
+                match parsed {
+                    Ok(metadata) => {
+                        self.authorization_server = Some(metadata.authorization_server().to_owned());
+                        self.resource_metadata = Some(metadata.clone());
+                        self.resource_read = true;
+                        self.location = 0;
+                        Ok(Event::ResourceMetadataUpdated(metadata))
+                    }
+                    Err(error) => self.discovery_failed(now, error, retry_after),
+                }
+            }
             Sent::Discovery(location) => {
-                let issuer = self.config.issuer().unwrap_or_default().to_owned();
+                let issuer = self.discovery_issuer().unwrap_or_default().to_owned();
                 let url = discovery_url_with(&issuer, location, self.config.allows_insecure_http())
                     .map(|u| u.to_string())
                     .unwrap_or_default();
@@ -495,16 +820,25 @@ impl TokenSource {
                     self.config.allows_insecure_http(),
                     self.config.max_body_size(),
                     &url,
-                    self.config.client_secret().expose_secret(),
+                    &self.sent_credentials,
                 );
                 match parsed {
                     Ok(metadata) => {
-                        // Validated by parse_discovery_with.
-                        self.token_url = Url::parse(&metadata.token_endpoint).ok();
+                        // Validated by parse_discovery_with; RFC 8705 §5: with
+                        // a client certificate, the mTLS alias when there is one.
+                        let endpoint = match self.config.uses_mutual_tls() {
+                            true => metadata
+                                .mtls_alias("token_endpoint")
+                                .unwrap_or(&metadata.token_endpoint),
+                            false => &metadata.token_endpoint,
+                        };
+                        self.token_url = Url::parse(endpoint).ok();
                         self.metadata = Some(metadata.clone());
                         self.metadata_fetched_at = now;
                         self.metadata_stale = false;
                         self.failures = 0;
+                        // The next discovery round reads the resource's metadata again.
+                        self.resource_read = false;
                         Ok(Event::DiscoveryUpdated(metadata))
                     }
                     Err(error @ Error::Discovery(DiscoveryError::NotFound { .. }))
@@ -516,7 +850,7 @@ impl TokenSource {
                     Err(error) => self.discovery_failed(now, error, retry_after),
                 }
             }
-            Sent::Revocation => revocation_result(&self.config, &response),
+            Sent::Revocation => revocation_result(&self.config, &response, &self.sent_credentials),
         }
     }
 
@@ -529,10 +863,13 @@ impl TokenSource {
         error: impl Into<TransportError>,
     ) -> Result<Event, Error> {
         let (sent, _) = self.take_in_flight(id)?;
-        let error = Error::Transport(error.into());
+        // The HTTP client's text should never hold a credential; make sure.
+        let error: TransportError = error.into();
+        let message = self.sent_credentials.redact(error.message());
+        let error = Error::Transport(TransportError::new(error.kind(), message));
         match sent {
             Sent::Revocation => Err(error),
-            Sent::Discovery(_) => self.discovery_failed(now, error, None),
+            Sent::Discovery(_) | Sent::ResourceMetadata => self.discovery_failed(now, error, None),
             Sent::Token { .. } => self.fail(now, error, None),
         }
     }
@@ -580,9 +917,12 @@ impl TokenSource {
         self.last_error = None;
         self.failures = 0;
         let endpoint = self.config.revocation_endpoint().cloned().or_else(|| {
-            self.metadata
-                .as_ref()
-                .and_then(|m| m.revocation_endpoint.as_deref())
+            let metadata = self.metadata.as_ref()?;
+            let alias = metadata
+                .mtls_alias("revocation_endpoint")
+                .filter(|_| self.config.uses_mutual_tls());
+            alias
+                .or(metadata.revocation_endpoint.as_deref())
                 .and_then(|u| Url::parse(u).ok())
         })?;
         // RFC 7009 §2.1: revoking the refresh token revokes its access tokens too.
@@ -591,8 +931,13 @@ impl TokenSource {
             (None, Some(token)) => (token.secret().to_owned(), "access_token"),
             (None, None) => return None,
         };
+        let auth = self.auth();
+        // Revocation is best effort: without a fresh assertion it is not sent.
+        let prepared = self.prepare(self.last_now, &auth, &endpoint, false);
+        let prepared = prepared.ok()?;
         let id = self.next_id();
-        let request = revocation_request(&self.config, &endpoint, self.auth(), &value, hint);
+        let request = revocation_request(&self.config, &endpoint, &auth, &value, hint, &prepared);
+        self.sent_credentials = carried_credentials(&self.config, &request);
         self.phase = Phase::InFlight {
             id,
             sent: Sent::Revocation,
@@ -622,6 +967,7 @@ impl TokenSource {
         retry_after: Option<Duration>,
     ) -> Result<Event, Error> {
         if self.metadata.is_some() && self.token_url.is_some() {
+            self.resource_read = false;
             self.metadata_stale = false;
             self.metadata_fetched_at = now;
             return Ok(Event::Fallback { error });
@@ -643,6 +989,7 @@ impl TokenSource {
         self.phase = Phase::Cooldown { until };
         self.failures = 0;
         self.location = 0;
+        self.resource_read = false;
         self.rediscovered = false;
         self.forced = false;
         self.last_error = Some(error.clone());
@@ -654,18 +1001,31 @@ impl TokenSource {
     }
 }
 
-fn revocation_result(config: &Config, response: &Response<Vec<u8>>) -> Result<Event, Error> {
+/// A token endpoint's "send a DPoP nonce" answer (RFC 9449 §8).
+fn is_nonce_request(error: &Error) -> bool {
+    matches!(error.oauth_code(), Some(OAuthErrorCode::Other(code)) if code == USE_DPOP_NONCE)
+}
+
+fn unsupported(purpose: &'static str, alg: crate::JwsAlgorithm, listed: Option<Vec<String>>) -> Error {
+    Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm {
+        purpose,
+        alg,
+        supported: listed.unwrap_or_default(),
+    })
+}
+
+fn revocation_result(config: &Config, response: &Response<Vec<u8>>, credentials: &Credentials) -> Result<Event, Error> {
     let body = check_size(response.body(), config.max_body_size())?;
     if response.status().is_success() {
         return Ok(Event::Revoked);
     }
     if let Ok(object) = parse_json_object(body) {
-        if let Some(error) = oauth_error(response.status(), &object, config.client_secret().expose_secret()) {
+        if let Some(error) = oauth_error(response.status(), &object, credentials) {
             return Err(error);
         }
     }
     Err(Error::UnexpectedStatus {
         status: response.status(),
-        body_excerpt: excerpt(body, config.client_secret().expose_secret()),
+        body_excerpt: excerpt(body, credentials),
     })
 }

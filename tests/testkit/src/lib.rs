@@ -14,6 +14,12 @@
 //! ([`TestIssuer::requests`]) and can be told to misbehave on the next request
 //! ([`TestIssuer::push_fault`] with a [`Fault`]).
 //!
+//! [`TestResourceServer`] is the other side: a protected resource (an API)
+//! that serves its RFC 9728 metadata naming the issuer, accepts the tokens
+//! the issuer issued, can reject a token (`401` with
+//! `WWW-Authenticate: Bearer error="invalid_token"`) or every token, redirects
+//! to another origin, and counts what it accepted and rejected.
+//!
 //! # Endpoints
 //!
 //! With `{issuer}` = [`TestIssuer::issuer_url`] and `{base}` =
@@ -84,9 +90,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assertion;
 mod http;
 pub mod redis;
+mod resource;
 mod server;
+
+pub use resource::{TestResourceServer, TestResourceServerBuilder};
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -290,6 +300,10 @@ pub enum AuthMethod {
     Post,
     /// `client_id` and `client_secret` members of a JSON body.
     Json,
+    /// A `client_assertion` signed HS256 with the client secret (`client_secret_jwt`).
+    ClientSecretJwt,
+    /// A `client_assertion` signed with a registered key (`private_key_jwt`).
+    PrivateKeyJwt,
 }
 
 /// A misbehaviour to apply to one request instead of answering it normally
@@ -433,6 +447,8 @@ pub struct TestIssuerBuilder {
     scopes: Vec<String>,
     issue_refresh_tokens: bool,
     token_type: String,
+    jwks: Vec<(String, serde_json::Value)>,
+    accept_endpoint_audience: bool,
 }
 
 impl Default for TestIssuerBuilder {
@@ -451,6 +467,8 @@ impl Default for TestIssuerBuilder {
             scopes: Vec::new(),
             issue_refresh_tokens: false,
             token_type: "Bearer".into(),
+            jwks: Vec::new(),
+            accept_endpoint_audience: false,
         }
     }
 }
@@ -555,6 +573,25 @@ impl TestIssuerBuilder {
         self
     }
 
+    /// Registers a public JWK for `private_key_jwt` of `client_id`
+    /// (repeatable). Client assertions (RFC 7523) are verified whenever a
+    /// request carries one: the signature (HS256 over the client secret for
+    /// `client_secret_jwt`), `iss` = `sub` = the client, `aud` = the issuer
+    /// identifier, `exp` in the future, and a `jti` never seen before (a
+    /// replay is `401 invalid_client`). The method must be listed in
+    /// [`TestIssuerBuilder::auth_methods`].
+    pub fn client_jwk(mut self, client_id: impl Into<String>, jwk: serde_json::Value) -> Self {
+        self.jwks.push((client_id.into(), jwk));
+        self
+    }
+
+    /// Also accept the token endpoint URL as a client assertion's `aud`
+    /// (default: only the issuer identifier).
+    pub fn accept_token_endpoint_audience(mut self, accept: bool) -> Self {
+        self.accept_endpoint_audience = accept;
+        self
+    }
+
     /// The `token_type` value sent (default `"Bearer"`).
     pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
         self.token_type = token_type.into();
@@ -587,6 +624,8 @@ impl TestIssuerBuilder {
             scopes: self.scopes,
             issue_refresh_tokens: self.issue_refresh_tokens,
             token_type: self.token_type,
+            jwks: self.jwks,
+            accept_endpoint_audience: self.accept_endpoint_audience,
         };
         let shared = Arc::new(Shared::new(addr, config, self.lifetime));
         let accept_shared = Arc::clone(&shared);

@@ -6,6 +6,8 @@ pub mod caching;
 pub mod discovery;
 pub mod faults;
 pub mod interop;
+pub mod quirks;
+pub mod resource_server;
 pub mod single_flight;
 pub mod stores;
 

@@ -1,0 +1,604 @@
+//! What the authorised HTTP clients of both adapters decide, written once:
+//! which origins may receive the token, what a `401`'s `WWW-Authenticate`
+//! challenge says (RFC 9110 §11.6.1, RFC 6750 §3, RFC 9449 §7.1 and §9,
+//! RFC 9728 §5.1), whether to retry, and which headers a redirect must lose.
+//!
+//! The adapters only move requests: they ask [`AllowedOrigins::allows`]
+//! before setting the header, [`assess`] on each response and [`next_step`]
+//! for the retry, and strip with [`strip_credentials`] where they follow
+//! redirects themselves.
+
+use client_credentials::Config;
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+
+/// The `DPoP` request header (RFC 9449 §4.1) carrying the proof.
+pub const DPOP: HeaderName = HeaderName::from_static("dpop");
+/// The `DPoP-Nonce` response header (RFC 9449 §8, §9) carrying a server nonce.
+pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+
+/// An origin (RFC 6454): scheme, host and port, compared as lowercase with
+/// the scheme's default port filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute `http`/`https` URL, `None` for anything else.
+    pub fn parse(url: &str) -> Option<Origin> {
+        Origin::of(&url.parse::<Uri>().ok()?)
+    }
+
+    /// The origin of an absolute `http`/`https` URI, `None` for anything else
+    /// (a relative URI has no origin: it never gets the header).
+    pub fn of(uri: &Uri) -> Option<Origin> {
+        Origin::from_parts(uri.scheme_str()?, uri.host()?, uri.port_u16())
+    }
+
+    /// From a URL's parts (for HTTP libraries with their own URL type).
+    pub fn from_parts(scheme: &str, host: &str, port: Option<u16>) -> Option<Origin> {
+        let scheme = scheme.to_ascii_lowercase();
+        let default = match scheme.as_str() {
+            "https" => 443,
+            "http" => 80,
+            _ => return None,
+        };
+        if host.is_empty() {
+            return None;
+        }
+        Some(Origin {
+            host: host.trim_end_matches('.').to_ascii_lowercase(),
+            port: port.unwrap_or(default),
+            scheme,
+        })
+    }
+}
+
+/// The origins that may receive the token: only those ever get the header.
+///
+/// By default (no [`allow`](AllowedOrigins::allow) call) the origins of the
+/// config's resource server and RFC 8707 resources: the token was asked for
+/// them. [`allow`](AllowedOrigins::allow) replaces that default with an
+/// explicit list; [`allow_any`](AllowedOrigins::allow_any) is the explicit
+/// opt-out. A URL that does not parse adds nothing (fail closed).
+#[derive(Debug, Clone, Default)]
+pub struct AllowedOrigins {
+    any: bool,
+    explicit: bool,
+    origins: Vec<Origin>,
+}
+
+impl AllowedOrigins {
+    /// The default for `config`: its resource server's and resources' origins.
+    pub fn for_config(config: &Config) -> AllowedOrigins {
+        let origins = config.resources().iter().filter_map(|r| Origin::parse(r)).collect();
+        AllowedOrigins {
+            any: false,
+            explicit: false,
+            origins,
+        }
+    }
+
+    /// Adds `url`'s origin; the first call replaces the config's default.
+    /// Returns whether `url` had an origin (an unusable URL allows nothing).
+    pub fn allow(&mut self, url: &str) -> bool {
+        if !self.explicit {
+            self.explicit = true;
+            self.origins.clear();
+        }
+        match Origin::parse(url) {
+            Some(origin) => {
+                if !self.origins.contains(&origin) {
+                    self.origins.push(origin);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every origin gets the header (the explicit opt-out of the allow-list).
+    pub fn allow_any(&mut self) {
+        self.any = true;
+    }
+
+    /// Whether no origin at all is allowed (nothing configured, nothing given).
+    pub fn is_empty(&self) -> bool {
+        !self.any && self.origins.is_empty()
+    }
+
+    /// Whether a request to `uri` may carry the token.
+    pub fn allows(&self, uri: &Uri) -> bool {
+        self.any || Origin::of(uri).is_some_and(|o| self.origins.contains(&o))
+    }
+
+    /// [`allows`](Self::allows) for an origin already split up.
+    pub fn allows_origin(&self, origin: Option<&Origin>) -> bool {
+        self.any || origin.is_some_and(|o| self.origins.contains(o))
+    }
+}
+
+/// Whether `a` and `b` have the same origin (both absolute `http`/`https`).
+pub fn same_origin(a: &Uri, b: &Uri) -> bool {
+    match (Origin::of(a), Origin::of(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Removes what carries the token (`Authorization`, `DPoP`) from a request
+/// about to follow a redirect to an origin that may not have it.
+pub fn strip_credentials(headers: &mut HeaderMap) {
+    headers.remove(AUTHORIZATION);
+    headers.remove(DPOP);
+}
+
+/// One challenge of a `WWW-Authenticate` header (RFC 9110 §11.6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    scheme: String,
+    token68: Option<String>,
+    params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    /// The auth scheme as sent (compare case-insensitively).
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// Whether the scheme is `scheme`, ignoring case.
+    pub fn is(&self, scheme: &str) -> bool {
+        self.scheme.eq_ignore_ascii_case(scheme)
+    }
+
+    /// An auth-param's value (names compare case-insensitively; quotes removed).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The token68 form (`Negotiate abc==`), if the challenge has one.
+    pub fn token68(&self) -> Option<&str> {
+        self.token68.as_deref()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    Token(String),
+    Quoted(String),
+    Equals,
+    Comma,
+    /// Whitespace: it tells `Scheme token68` from `Scheme, Other`.
+    Space,
+}
+
+/// `tchar` (RFC 9110 §5.6.2) plus `/`, which token68 also allows.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b)
+}
+
+fn lex(input: &[u8], items: &mut Vec<Item>) {
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b' ' | b'\t' => {
+                while i < input.len() && matches!(input[i], b' ' | b'\t') {
+                    i += 1;
+                }
+                items.push(Item::Space);
+            }
+            b',' => {
+                items.push(Item::Comma);
+                i += 1;
+            }
+            b'=' => {
+                items.push(Item::Equals);
+                i += 1;
+            }
+            b'"' => {
+                let mut value = Vec::new();
+                i += 1;
+                while i < input.len() && input[i] != b'"' {
+                    if input[i] == b'\\' && i + 1 < input.len() {
+                        i += 1;
+                    }
+                    value.push(input[i]);
+                    i += 1;
+                }
+                i += 1; // the closing quote (or past the end when unterminated)
+                items.push(Item::Quoted(String::from_utf8_lossy(&value).into_owned()));
+            }
+            b if is_token_char(b) => {
+                let start = i;
+                while i < input.len() && is_token_char(input[i]) {
+                    i += 1;
+                }
+                items.push(Item::Token(String::from_utf8_lossy(&input[start..i]).into_owned()));
+            }
+            _ => i += 1, // not allowed here: skipped
+        }
+    }
+}
+
+/// Parses every challenge in `values` (several headers, several challenges
+/// per header). Tolerant: what does not parse is skipped; never panics.
+///
+/// ```
+/// use client_credentials_common::authorize::parse_challenges;
+///
+/// let value = http::HeaderValue::from_static(
+///     r#"Basic realm="x", Bearer realm="api", error="invalid_token", error_description="expired""#,
+/// );
+/// let challenges = parse_challenges([&value]);
+/// assert_eq!(challenges.len(), 2);
+/// assert!(challenges[1].is("bearer"));
+/// assert_eq!(challenges[1].param("error"), Some("invalid_token"));
+/// ```
+pub fn parse_challenges<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Vec<Challenge> {
+    let mut challenges = Vec::new();
+    let mut items = Vec::new();
+    for value in values {
+        items.clear();
+        lex(value.as_bytes(), &mut items);
+        parse_items(&items, &mut challenges);
+    }
+    challenges
+}
+
+fn parse_items(all: &[Item], challenges: &mut Vec<Challenge>) {
+    // Spaces matter only between a scheme and a token68; drop the rest.
+    let mut i = 0;
+    let skip_space = |i: &mut usize| {
+        while matches!(all.get(*i), Some(Item::Space)) {
+            *i += 1;
+        }
+    };
+    // `name = value` at `i` (spaces allowed around `=`): the length consumed.
+    let param_at = |i: usize| -> Option<(String, String, usize)> {
+        let mut j = i;
+        let Some(Item::Token(name)) = all.get(j) else {
+            return None;
+        };
+        j += 1;
+        skip_space(&mut j);
+        if all.get(j) != Some(&Item::Equals) {
+            return None;
+        }
+        j += 1;
+        skip_space(&mut j);
+        match all.get(j) {
+            Some(Item::Token(v) | Item::Quoted(v)) => Some((name.clone(), v.clone(), j + 1 - i)),
+            _ => None,
+        }
+    };
+    while i < all.len() {
+        let Item::Token(scheme) = &all[i] else {
+            i += 1; // a separator, or garbage where a scheme should be
+            continue;
+        };
+        let mut challenge = Challenge {
+            scheme: scheme.clone(),
+            token68: None,
+            params: Vec::new(),
+        };
+        i += 1;
+        if matches!(all.get(i), Some(Item::Space)) {
+            skip_space(&mut i);
+            if param_at(i).is_none() {
+                if let Some(Item::Token(t)) = all.get(i) {
+                    // token68: the token and its `=` padding, up to a comma or the end.
+                    let mut token = t.clone();
+                    let mut j = i + 1;
+                    while all.get(j) == Some(&Item::Equals) {
+                        token.push('=');
+                        j += 1;
+                    }
+                    skip_space(&mut j);
+                    if matches!(all.get(j), None | Some(Item::Comma)) {
+                        challenge.token68 = Some(token);
+                        i = j;
+                    }
+                }
+            }
+            while challenge.token68.is_none() {
+                let Some((name, value, used)) = param_at(i) else { break };
+                challenge.params.push((name, value));
+                i += used;
+                skip_space(&mut i);
+                // A comma, then either the next param or the next challenge.
+                let mut j = i;
+                while matches!(all.get(j), Some(Item::Comma | Item::Space)) {
+                    j += 1;
+                }
+                if j > i && param_at(j).is_some() {
+                    i = j;
+                } else {
+                    break;
+                }
+            }
+        }
+        challenges.push(challenge);
+    }
+}
+
+/// What a response says about the token the request carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assessment {
+    /// The token was rejected: a `401` whose Bearer/DPoP challenge says
+    /// `invalid_token`, or has no error code, or carries no challenge at all
+    /// (RFC 6750 §3.1). Invalidate it: the next request gets a new one.
+    pub invalid_token: bool,
+    /// A `401` with `error="use_dpop_nonce"` and a `DPoP-Nonce` header
+    /// (RFC 9449 §9): send again with a proof carrying this nonce.
+    pub dpop_nonce: Option<HeaderValue>,
+    /// The `resource_metadata` URL of a Bearer/DPoP challenge (RFC 9728 §5.1).
+    pub resource_metadata: Option<String>,
+}
+
+impl Assessment {
+    /// Whether the response calls for another attempt (token or nonce).
+    pub fn wants_retry(&self) -> bool {
+        self.invalid_token || self.dpop_nonce.is_some()
+    }
+}
+
+/// Reads a response's status and challenges. Anything but a `401` is left alone.
+///
+/// ```
+/// use client_credentials_common::authorize::assess;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("www-authenticate", r#"Bearer error="invalid_token""#.parse().unwrap());
+/// assert!(assess(http::StatusCode::UNAUTHORIZED, &headers).invalid_token);
+/// assert!(!assess(http::StatusCode::FORBIDDEN, &headers).invalid_token);
+/// ```
+pub fn assess(status: StatusCode, headers: &HeaderMap) -> Assessment {
+    if status != StatusCode::UNAUTHORIZED {
+        return Assessment::default();
+    }
+    let challenges = parse_challenges(headers.get_all(WWW_AUTHENTICATE));
+    let ours: Vec<&Challenge> = challenges.iter().filter(|c| c.is("Bearer") || c.is("DPoP")).collect();
+    let resource_metadata = ours
+        .iter()
+        .find_map(|c| c.param("resource_metadata"))
+        .map(str::to_owned);
+    let nonce = headers.get(DPOP_NONCE).filter(|v| !v.is_empty());
+    if let Some(nonce) = nonce {
+        if ours.iter().any(|c| c.param("error") == Some("use_dpop_nonce")) {
+            return Assessment {
+                invalid_token: false,
+                dpop_nonce: Some(nonce.clone()),
+                resource_metadata,
+            };
+        }
+    }
+    // Only an explicit other error (insufficient_scope, invalid_request, or
+    // use_dpop_nonce without a nonce) says the token itself is fine.
+    let other_error = ours
+        .iter()
+        .any(|c| c.param("error").is_some_and(|e| e != "invalid_token"));
+    let invalid_token = ours.iter().any(|c| c.param("error") == Some("invalid_token")) || !other_error;
+    Assessment {
+        invalid_token,
+        dpop_nonce: None,
+        resource_metadata,
+    }
+}
+
+/// What to do after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Hand the response to the caller.
+    Return,
+    /// Send the request again (with a new token, or the server's DPoP nonce).
+    Retry,
+}
+
+/// The retry rule, the same for every adapter: at most one retry per request
+/// (never a second, whatever the second response says), and only when the
+/// request can be sent again as it was — a body that was streamed cannot be,
+/// and is never re-sent half-consumed.
+///
+/// ```
+/// use client_credentials_common::authorize::{next_step, Assessment, Next};
+///
+/// let rejected = Assessment { invalid_token: true, ..Assessment::default() };
+/// assert_eq!(next_step(&rejected, 0, true), Next::Retry);
+/// assert_eq!(next_step(&rejected, 1, true), Next::Return); // never a second retry
+/// assert_eq!(next_step(&rejected, 0, false), Next::Return); // streamed body
+/// ```
+pub fn next_step(assessment: &Assessment, retries_so_far: u32, replayable: bool) -> Next {
+    if retries_so_far == 0 && replayable && assessment.wants_retry() {
+        Next::Retry
+    } else {
+        Next::Return
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenges(value: &str) -> Vec<Challenge> {
+        parse_challenges([&HeaderValue::from_str(value).unwrap()])
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn challenges_with_params_token68_and_several_schemes() {
+        let parsed = challenges(
+            r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple", Negotiate abc+/== , Bearer"#,
+        );
+        let schemes: Vec<_> = parsed.iter().map(Challenge::scheme).collect();
+        assert_eq!(schemes, ["Newauth", "Basic", "Negotiate", "Bearer"]);
+        assert_eq!(parsed[0].param("TYPE"), Some("1"));
+        assert_eq!(parsed[0].param("title"), Some(r#"Login to "apps""#));
+        assert_eq!(parsed[1].param("realm"), Some("simple"));
+        assert_eq!(parsed[2].token68(), Some("abc+/=="));
+        assert_eq!(parsed[3].param("realm"), None);
+    }
+
+    #[test]
+    fn bearer_and_dpop_challenges() {
+        let parsed = challenges(
+            r#"DPoP algs="ES256 PS256", error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+        );
+        assert!(parsed[0].is("dpop"));
+        assert_eq!(parsed[0].param("algs"), Some("ES256 PS256"));
+        assert_eq!(parsed[0].param("error"), Some("use_dpop_nonce"));
+        let parsed = challenges(
+            r#"Bearer resource_metadata="https://api.example/.well-known/oauth-protected-resource", error=invalid_token"#,
+        );
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].param("error"), Some("invalid_token"));
+    }
+
+    #[test]
+    fn garbage_never_panics_and_parses_to_something_or_nothing() {
+        for value in [
+            "",
+            ",",
+            "=",
+            "\"",
+            "\"unterminated",
+            "Bearer =",
+            "Bearer a=",
+            "Bearer ,,, a=b",
+            "= = =",
+            "Bearer \"x\"",
+            "Bearer a = \"b\\\"",
+            "\\",
+            "a=b=c",
+            "Bearer realm=\"x\"error=\"y\"",
+        ] {
+            let _ = challenges(value);
+        }
+        let parsed = challenges("Bearer ,,, a=b");
+        assert_eq!(parsed[0].param("a"), None, "a comma ends the scheme's params");
+    }
+
+    #[test]
+    fn a_401_without_error_code_or_without_challenge_rejects_the_token() {
+        let unauthorized = StatusCode::UNAUTHORIZED;
+        assert!(assess(unauthorized, &HeaderMap::new()).invalid_token);
+        assert!(assess(unauthorized, &headers(&[("www-authenticate", r#"Bearer realm="api""#)])).invalid_token);
+        assert!(
+            assess(
+                unauthorized,
+                &headers(&[("www-authenticate", r#"Bearer error="invalid_token""#)])
+            )
+            .invalid_token
+        );
+        // Another error code: the token is fine; retrying would not help.
+        let scope = headers(&[("www-authenticate", r#"Bearer error="insufficient_scope", scope="a""#)]);
+        assert!(!assess(unauthorized, &scope).wants_retry());
+        // Not a 401: nothing.
+        let rejected = headers(&[("www-authenticate", r#"Bearer error="invalid_token""#)]);
+        assert_eq!(assess(StatusCode::FORBIDDEN, &rejected), Assessment::default());
+    }
+
+    #[test]
+    fn a_dpop_nonce_challenge_asks_for_the_nonce_not_a_new_token() {
+        let response = headers(&[
+            ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+            ("dpop-nonce", "eyJ7S_zG.eyJH0-Z.HX4w-7v"),
+        ]);
+        let assessment = assess(StatusCode::UNAUTHORIZED, &response);
+        assert!(!assessment.invalid_token);
+        assert_eq!(assessment.dpop_nonce.unwrap(), "eyJ7S_zG.eyJH0-Z.HX4w-7v");
+        // Without the nonce header there is nothing to answer with.
+        let response = headers(&[("www-authenticate", r#"DPoP error="use_dpop_nonce""#)]);
+        assert!(!assess(StatusCode::UNAUTHORIZED, &response).wants_retry());
+    }
+
+    #[test]
+    fn the_resource_metadata_url_is_read_from_the_challenge() {
+        let response = headers(&[
+            ("www-authenticate", r#"Basic realm="x""#),
+            (
+                "www-authenticate",
+                r#"Bearer error="invalid_token", resource_metadata="https://api.example/.well-known/oauth-protected-resource""#,
+            ),
+        ]);
+        let assessment = assess(StatusCode::UNAUTHORIZED, &response);
+        assert!(assessment.invalid_token);
+        assert_eq!(
+            assessment.resource_metadata.as_deref(),
+            Some("https://api.example/.well-known/oauth-protected-resource")
+        );
+    }
+
+    #[test]
+    fn one_retry_at_most_and_only_for_a_replayable_request() {
+        let rejected = Assessment {
+            invalid_token: true,
+            ..Assessment::default()
+        };
+        assert_eq!(next_step(&rejected, 0, true), Next::Retry);
+        assert_eq!(next_step(&rejected, 1, true), Next::Return);
+        assert_eq!(next_step(&rejected, 0, false), Next::Return);
+        assert_eq!(next_step(&Assessment::default(), 0, true), Next::Return);
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let mut allowed = AllowedOrigins::default();
+        assert!(allowed.is_empty());
+        assert!(allowed.allow("https://API.example/some/path?q=1"));
+        assert!(!allowed.allow("not a url"));
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        assert!(allowed.allows(&uri("https://api.example/other")));
+        assert!(allowed.allows(&uri("https://api.example:443/x")));
+        assert!(!allowed.allows(&uri("http://api.example/x")));
+        assert!(!allowed.allows(&uri("https://api.example:8443/x")));
+        assert!(!allowed.allows(&uri("https://api.example.evil.example/x")));
+        assert!(!allowed.allows(&uri("/relative")));
+        allowed.allow_any();
+        assert!(allowed.allows(&uri("https://anything.example/")));
+        assert!(same_origin(&uri("http://127.0.0.1:80/a"), &uri("http://127.0.0.1/b")));
+        assert!(!same_origin(
+            &uri("http://127.0.0.1:8080/a"),
+            &uri("http://127.0.0.1:8081/a")
+        ));
+    }
+
+    #[test]
+    fn the_default_is_the_configs_resources_and_an_explicit_list_replaces_it() {
+        let config = Config::builder("id", "secret")
+            .resource_server("http://127.0.0.1:8080/mcp")
+            .resource("https://api.example/v1")
+            .build()
+            .unwrap();
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        let mut allowed = AllowedOrigins::for_config(&config);
+        assert!(allowed.allows(&uri("http://127.0.0.1:8080/other")));
+        assert!(allowed.allows(&uri("https://api.example/v2")));
+        allowed.allow("https://only.example");
+        assert!(!allowed.allows(&uri("https://api.example/v2")));
+        assert!(allowed.allows(&uri("https://only.example/v2")));
+    }
+
+    #[test]
+    fn stripping_removes_the_token_headers() {
+        let mut map = headers(&[("authorization", "Bearer x"), ("dpop", "proof"), ("accept", "*/*")]);
+        strip_credentials(&mut map);
+        assert_eq!(map.len(), 1);
+    }
+}

@@ -1,0 +1,229 @@
+//! RFC 9728 OAuth 2.0 Protected Resource Metadata: finding the authorization
+//! server from the resource (the way MCP servers and other APIs advertise it).
+
+use std::borrow::Borrow;
+
+use http::{Request, Response, StatusCode};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::config::{check_endpoint, redact_userinfo, without_userinfo};
+use crate::discovery::DiscoveryError;
+use crate::error::Error;
+use crate::redact::Credentials;
+use crate::request::get_json;
+use crate::response::{check_size, clean, excerpt, parse_json_object};
+
+/// A protected resource's metadata (RFC 9728 §2), validated: its `resource`
+/// equals the resource identifier it was fetched for, and it names at least
+/// one usable authorization server.
+///
+/// The fields the client uses are typed; every other member of the document
+/// is kept in `additional`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ResourceMetadata {
+    /// The resource identifier (RFC 9728 §1.2), identical to the one configured.
+    pub resource: String,
+    /// The issuer identifiers of the authorization servers that issue tokens
+    /// for this resource; only those usable as issuers (https, loopback aside,
+    /// no query or fragment) are kept, in the document's order.
+    pub authorization_servers: Vec<String>,
+    /// Scopes the resource uses, if listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes_supported: Option<Vec<String>>,
+    /// How the resource accepts a bearer token (`header`, `body`, `query`), if listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_methods_supported: Option<Vec<String>>,
+    /// Whether the resource always requires DPoP-bound tokens (RFC 9728 §2).
+    #[serde(default)]
+    pub dpop_bound_access_tokens_required: bool,
+    /// Every other member of the document.
+    #[serde(flatten)]
+    pub additional: Map<String, Value>,
+}
+
+impl ResourceMetadata {
+    /// The authorization server the client uses: the first one listed.
+    pub fn authorization_server(&self) -> &str {
+        // Never empty: parse_resource_metadata rejects a document without one.
+        self.authorization_servers.first().map_or("", String::as_str)
+    }
+}
+
+/// The metadata URL of `resource` (RFC 9728 §3.1):
+/// `/.well-known/oauth-protected-resource` inserted between the host and the
+/// resource's path (a terminating slash dropped), its query kept.
+///
+/// ```
+/// use client_credentials::resource_metadata_url;
+///
+/// let url = |r| resource_metadata_url(r).unwrap().to_string();
+/// assert_eq!(url("https://api.example"), "https://api.example/.well-known/oauth-protected-resource");
+/// assert_eq!(url("https://api.example/"), "https://api.example/.well-known/oauth-protected-resource");
+/// assert_eq!(url("https://api.example/v1/"), "https://api.example/.well-known/oauth-protected-resource/v1");
+/// assert_eq!(url("https://api.example/v1?t=a"), "https://api.example/.well-known/oauth-protected-resource/v1?t=a");
+/// assert!(resource_metadata_url("http://api.example").is_err()); // plain http, not loopback
+/// ```
+pub fn resource_metadata_url(resource: &str) -> Result<Url, DiscoveryError> {
+    resource_metadata_url_with(resource, false)
+}
+
+pub(crate) fn resource_metadata_url_with(resource: &str, allow_insecure: bool) -> Result<Url, DiscoveryError> {
+    let parsed = check_resource(resource, allow_insecure)?;
+    let path = parsed.path().trim_end_matches('/');
+    let mut url = parsed.clone();
+    url.set_path(&format!("/.well-known/oauth-protected-resource{path}"));
+    Ok(url)
+}
+
+/// Checks a resource identifier: an `https` URL (loopback aside) without
+/// fragment or credentials (RFC 9728 §1.2).
+pub(crate) fn check_resource(resource: &str, allow_insecure: bool) -> Result<Url, DiscoveryError> {
+    check_endpoint("resource_server", resource, allow_insecure).map_err(|e| {
+        let shown = match Url::parse(resource) {
+            Ok(url) => redact_userinfo(&url),
+            Err(_) => without_userinfo(resource),
+        };
+        DiscoveryError::InvalidResource {
+            resource: clean(&shown, 200),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// The `GET` request for `resource`'s metadata at its well-known location, or
+/// why the resource identifier cannot be used. For standalone use: a
+/// [`crate::TokenSource`] configured with
+/// [`ConfigBuilder::resource_server`](crate::ConfigBuilder::resource_server)
+/// emits its own.
+///
+/// ```
+/// let request = client_credentials::resource_metadata_request("https://api.example/v1")?;
+/// assert_eq!(request.uri(), "https://api.example/.well-known/oauth-protected-resource/v1");
+/// assert_eq!(request.method(), "GET");
+/// # Ok::<(), client_credentials::Error>(())
+/// ```
+pub fn resource_metadata_request(resource: impl AsRef<str>) -> Result<Request<Vec<u8>>, Error> {
+    Ok(get_json(&resource_metadata_url(resource.as_ref())?))
+}
+
+/// Validates a resource metadata response for `resource` (standalone use;
+/// HTTPS required except to loopback hosts; bodies up to 64 KiB).
+///
+/// The document's `resource` must equal `resource` exactly (RFC 9728 §3.3),
+/// otherwise it is rejected: an attacker's metadata cannot send the client's
+/// credentials to another authorization server.
+///
+/// ```
+/// use client_credentials::parse_resource_metadata;
+///
+/// let body = br#"{"resource":"https://api.example","authorization_servers":["https://id.example"]}"#;
+/// let response = http::Response::builder().status(200).body(body.to_vec())?;
+/// let metadata = parse_resource_metadata("https://api.example", &response)?;
+/// assert_eq!(metadata.authorization_server(), "https://id.example");
+///
+/// let response = http::Response::builder().status(200).body(body.to_vec())?;
+/// assert!(parse_resource_metadata("https://other.example", response).is_err()); // resource mismatch
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn parse_resource_metadata(
+    resource: impl AsRef<str>,
+    response: impl Borrow<Response<Vec<u8>>>,
+) -> Result<ResourceMetadata, Error> {
+    parse_resource_metadata_with(
+        resource.as_ref(),
+        response.borrow(),
+        false,
+        crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
+        "",
+        &Credentials::default(),
+    )
+}
+
+pub(crate) fn parse_resource_metadata_with(
+    resource: &str,
+    response: &Response<Vec<u8>>,
+    allow_insecure: bool,
+    max_body: usize,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<ResourceMetadata, Error> {
+    let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
+        reason: format!("the resource metadata exceeds the {max_body}-byte limit"),
+    })?;
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+        return Err(DiscoveryError::NotFound { url: url.to_owned() }.into());
+    }
+    if !status.is_success() {
+        return Err(DiscoveryError::UnexpectedStatus {
+            status,
+            body_excerpt: excerpt(body, credentials),
+        }
+        .into());
+    }
+    let mut document = parse_json_object(body).map_err(|reason| DiscoveryError::InvalidDocument { reason })?;
+    let found = match document.remove("resource") {
+        Some(Value::String(found)) => found,
+        _ => {
+            return Err(DiscoveryError::InvalidDocument {
+                reason: "the resource metadata has no resource".into(),
+            }
+            .into())
+        }
+    };
+    if found != resource {
+        return Err(DiscoveryError::ResourceMismatch {
+            expected: resource.to_owned(),
+            found: clean(&credentials.redact(&found), 200),
+        }
+        .into());
+    }
+    // An issuer identifier is an https URL without query or fragment (RFC 8414 §2).
+    // Metadata fetched over https may not send the client to plain http, not
+    // even on loopback (as for discovered endpoints).
+    let https_resource = Url::parse(resource).is_ok_and(|url| url.scheme() == "https");
+    let usable = |issuer: &String| {
+        !issuer.contains('?')
+            && check_endpoint("authorization_server", issuer, allow_insecure)
+                .is_ok_and(|url| !https_resource || url.scheme() == "https")
+    };
+    let authorization_servers: Vec<String> = match document.remove("authorization_servers") {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .filter(usable)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if authorization_servers.is_empty() {
+        return Err(DiscoveryError::NoAuthorizationServer.into());
+    }
+    let mut list = |name: &str| match document.remove(name) {
+        Some(Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    };
+    let scopes_supported = list("scopes_supported");
+    let bearer_methods_supported = list("bearer_methods_supported");
+    let dpop_bound_access_tokens_required = matches!(
+        document.remove("dpop_bound_access_tokens_required"),
+        Some(Value::Bool(true))
+    );
+    Ok(ResourceMetadata {
+        resource: found,
+        authorization_servers,
+        scopes_supported,
+        bearer_methods_supported,
+        dpop_bound_access_tokens_required,
+        additional: document,
+    })
+}

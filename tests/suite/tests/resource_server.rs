@@ -1,0 +1,5 @@
+//! Discovery from the resource (RFC 9728), against both adapters.
+client_credentials_suite::scenarios!(resource_server:
+    the_resource_names_the_issuer_and_tokens_are_for_the_resource,
+    metadata_for_another_resource_is_rejected,
+);

@@ -1,0 +1,369 @@
+//! A small protected resource (an API) for tests of authorised HTTP clients.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::http::{self, RawRequest, ReadOutcome, Response};
+use crate::{lock, server, RecordedRequest, TestIssuer};
+
+/// A protected resource on `127.0.0.1:0`, real HTTP/1.1 with keep-alive, on
+/// its own std threads (usable from blocking and async tests); stops when dropped.
+///
+/// | Request | Answer |
+/// |---|---|
+/// | `GET /.well-known/oauth-protected-resource{path}` | its RFC 9728 metadata (`resource` = [`resource`](Self::resource)) |
+/// | `/redirect/{rest}` | `307` to [`redirect_to`](TestResourceServerBuilder::redirect_to)`{rest}` |
+/// | anything else | `200` with `{"ok":true,"method":…,"path":…,"body":…}` for an accepted token, else `401` |
+///
+/// A token is accepted when it comes as `Authorization: Bearer …` (or
+/// `DPoP …`), was not [rejected](Self::reject_token) and, with
+/// [`accept_tokens_of`](TestResourceServerBuilder::accept_tokens_of), was
+/// issued by that issuer. A rejected token gets `401` with
+/// `WWW-Authenticate: Bearer error="invalid_token", resource_metadata="…"`;
+/// a request without a token gets the challenge without an error code
+/// (RFC 6750 §3.1). Every request is recorded ([`requests`](Self::requests)).
+///
+/// ```
+/// use client_credentials_testkit::{TestIssuer, TestResourceServer};
+///
+/// let issuer = TestIssuer::start();
+/// let api = TestResourceServer::builder().authorization_server(&issuer).start();
+/// assert_eq!(api.metadata_url(), format!("{}/.well-known/oauth-protected-resource/api", api.base_url()));
+/// api.reject_token("old-token");
+/// assert_eq!(api.requests().len(), 0);
+/// ```
+pub struct TestResourceServer {
+    shared: Arc<Shared>,
+    accept_thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    addr: SocketAddr,
+    path: String,
+    authorization_servers: Vec<String>,
+    redirect_to: Option<String>,
+    issuer: Option<Arc<server::Shared>>,
+    shutdown: AtomicBool,
+    state: Mutex<State>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct State {
+    rejected: HashSet<String>,
+    reject_all: bool,
+    /// Each request with what became of it (`accepted`, `rejected`, …).
+    requests: Vec<(RecordedRequest, &'static str)>,
+}
+
+impl fmt::Debug for TestResourceServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestResourceServer")
+            .field("resource", &self.resource())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`TestResourceServer`].
+#[derive(Default)]
+pub struct TestResourceServerBuilder {
+    path: Option<String>,
+    authorization_servers: Vec<String>,
+    redirect_to: Option<String>,
+    issuer: Option<Arc<server::Shared>>,
+}
+
+impl fmt::Debug for TestResourceServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestResourceServerBuilder")
+            .field("path", &self.path)
+            .field("authorization_servers", &self.authorization_servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestResourceServerBuilder {
+    /// The resource identifier's path (default `/api`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Names `issuer` in the metadata's `authorization_servers` and accepts
+    /// only tokens it issued.
+    pub fn authorization_server(mut self, issuer: &TestIssuer) -> Self {
+        self.authorization_servers.push(issuer.issuer_url());
+        self.issuer = Some(Arc::clone(&issuer.shared));
+        self
+    }
+
+    /// Names `issuer` (any string) in `authorization_servers` without checking tokens against it.
+    pub fn advertise_authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.authorization_servers.push(issuer.into());
+        self
+    }
+
+    /// Accepts only tokens `issuer` issued (without naming it in the metadata).
+    pub fn accept_tokens_of(mut self, issuer: &TestIssuer) -> Self {
+        self.issuer = Some(Arc::clone(&issuer.shared));
+        self
+    }
+
+    /// Where `/redirect/{rest}` sends clients: `{url}{rest}` with a `307`.
+    pub fn redirect_to(mut self, url: impl Into<String>) -> Self {
+        self.redirect_to = Some(url.into());
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the listener cannot be bound or its thread cannot be spawned.
+    pub fn start(self) -> TestResourceServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address of listener");
+        let shared = Arc::new(Shared {
+            addr,
+            path: self.path.unwrap_or_else(|| "/api".into()),
+            authorization_servers: self.authorization_servers,
+            redirect_to: self.redirect_to,
+            issuer: self.issuer,
+            shutdown: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+            threads: Mutex::new(Vec::new()),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let accept_thread = std::thread::Builder::new()
+            .name(format!("test-resource-{}", addr.port()))
+            .spawn(move || accept_loop(listener, accept_shared))
+            .expect("spawn resource server thread");
+        TestResourceServer {
+            shared,
+            accept_thread: Some(accept_thread),
+        }
+    }
+}
+
+impl TestResourceServer {
+    /// Starts a resource server that names no authorization server and accepts any token.
+    pub fn start() -> TestResourceServer {
+        TestResourceServer::builder().start()
+    }
+
+    /// Configures one before starting it.
+    pub fn builder() -> TestResourceServerBuilder {
+        TestResourceServerBuilder::default()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    /// The resource identifier: [`base_url`](Self::base_url) + the path (`/api` by default).
+    pub fn resource(&self) -> String {
+        format!("{}{}", self.base_url(), self.shared.path)
+    }
+
+    /// The RFC 9728 metadata URL of [`resource`](Self::resource).
+    pub fn metadata_url(&self) -> String {
+        self.shared.metadata_url()
+    }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Rejects `token` from now on: `401` with `error="invalid_token"`.
+    pub fn reject_token(&self, token: &str) {
+        lock(&self.shared.state).rejected.insert(token.to_owned());
+    }
+
+    /// Rejects every token (`true`) or none beyond [`reject_token`](Self::reject_token)'s (`false`).
+    pub fn reject_all(&self, reject: bool) {
+        lock(&self.shared.state).reject_all = reject;
+    }
+
+    /// Every request received, in order of arrival.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.state)
+            .requests
+            .iter()
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
+    /// How many requests were answered `200` (their token was accepted).
+    pub fn accepted(&self) -> usize {
+        self.count("accepted")
+    }
+
+    /// How many requests were answered `401` (no token, or a rejected one).
+    pub fn rejected(&self) -> usize {
+        self.count("rejected")
+    }
+
+    fn count(&self, outcome: &str) -> usize {
+        lock(&self.shared.state)
+            .requests
+            .iter()
+            .filter(|(_, o)| *o == outcome)
+            .count()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.shared.state).requests.clear();
+    }
+}
+
+impl Drop for TestResourceServer {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.shared.addr, Duration::from_secs(1));
+        if let Some(handle) = self.accept_thread.take() {
+            let _ = handle.join();
+        }
+        let handles = std::mem::take(&mut *lock(&self.shared.threads));
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Shared {
+    fn metadata_url(&self) -> String {
+        let path = self.path.trim_end_matches('/');
+        format!("http://{}/.well-known/oauth-protected-resource{path}", self.addr)
+    }
+
+    fn challenge(&self, error: Option<&str>) -> String {
+        match error {
+            Some(error) => format!(
+                r#"Bearer realm="test", error="{error}", resource_metadata="{}""#,
+                self.metadata_url()
+            ),
+            None => format!(r#"Bearer realm="test", resource_metadata="{}""#, self.metadata_url()),
+        }
+    }
+
+    /// The answer, and what it says about the token (recorded with the request).
+    fn respond(&self, req: &RawRequest) -> (Response, &'static str) {
+        let path = req.target.split('?').next().unwrap_or("");
+        if path
+            == format!(
+                "/.well-known/oauth-protected-resource{}",
+                self.path.trim_end_matches('/')
+            )
+        {
+            let metadata = json!({
+                "resource": format!("http://{}{}", self.addr, self.path),
+                "authorization_servers": self.authorization_servers,
+                "bearer_methods_supported": ["header"],
+            });
+            return (Response::json(200, &metadata), "metadata");
+        }
+        if let (Some(rest), Some(target)) = (path.strip_prefix("/redirect"), &self.redirect_to) {
+            return (
+                Response::new(307).with_header("Location", &format!("{target}{rest}")),
+                "redirected",
+            );
+        }
+        let token = req.header("authorization").and_then(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop")).then(|| token.trim())
+        });
+        let Some(token) = token else {
+            let response = Response::json(401, &json!({"error": "no token"}))
+                .with_header("WWW-Authenticate", &self.challenge(None));
+            return (response, "rejected");
+        };
+        let rejected = {
+            let state = lock(&self.state);
+            state.reject_all || state.rejected.contains(token)
+        };
+        let unknown = self
+            .issuer
+            .as_ref()
+            .is_some_and(|issuer| !issuer.state().issued.iter().any(|t| t == token));
+        if rejected || unknown {
+            let response = Response::json(401, &json!({"error": "invalid_token"}))
+                .with_header("WWW-Authenticate", &self.challenge(Some("invalid_token")));
+            return (response, "rejected");
+        }
+        let body = json!({
+            "ok": true,
+            "method": req.method,
+            "path": req.target,
+            "body": String::from_utf8_lossy(&req.body),
+        });
+        (Response::json(200, &body), "accepted")
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let conn_shared = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("test-resource-conn".into())
+            .spawn(move || serve(stream, &conn_shared));
+        let mut threads = lock(&shared.threads);
+        threads.retain(|h| !h.is_finished());
+        if let Ok(handle) = spawned {
+            threads.push(handle);
+        }
+    }
+}
+
+/// Serves requests on one connection until the peer closes it (keep-alive,
+/// so a benchmark measures requests rather than connection set-up).
+fn serve(mut stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    loop {
+        let req = match http::read_request(&mut stream, &shared.shutdown) {
+            Ok(ReadOutcome::Request(req)) => req,
+            Ok(ReadOutcome::Nothing) | Err(_) => return,
+        };
+        let (response, outcome) = match req.error {
+            Some((status, message)) => (
+                Response::new(status).with_body(message.as_bytes().to_vec()),
+                "malformed",
+            ),
+            None => shared.respond(&req),
+        };
+        let recorded = RecordedRequest {
+            method: req.method.clone(),
+            path: req.target.clone(),
+            headers: req.headers.clone(),
+            body: req.body.clone(),
+            ..RecordedRequest::default()
+        };
+        lock(&shared.state).requests.push((recorded, outcome));
+        let keep_alive = req.error.is_none()
+            && !req
+                .header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let response = response.with_header("Connection", if keep_alive { "keep-alive" } else { "close" });
+        let mut bytes = response.head(false);
+        bytes.extend_from_slice(&response.body);
+        if http::write_all(&mut stream, &bytes, &shared.shutdown).is_err() || !keep_alive {
+            return;
+        }
+    }
+}
