@@ -4,6 +4,7 @@ use std::io;
 use std::time::Instant;
 
 use client_credentials::{AccessToken, Config, Timestamp};
+use client_credentials_common::FleetTurn;
 use redis::{Cmd, RedisResult, Value};
 
 use crate::fleet::{self, Next, Round};
@@ -96,6 +97,31 @@ pub(crate) fn end_fetch(shared: &Shared, config: &Config) {
             // The lock expires by itself after its TTL.
             tracing::debug!(%error, "could not release the fleet lock");
         }
+    }
+}
+
+impl client_credentials_common::TokenStore for crate::RedisStore {
+    fn load(&self, config: &Config) -> io::Result<Option<AccessToken>> {
+        load(&self.shared, config)
+    }
+
+    fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
+        save(&self.shared, config, token)
+    }
+
+    fn delete(&self, config: &Config) -> io::Result<()> {
+        delete(&self.shared, config)
+    }
+
+    fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
+        Ok(match begin_fetch(&self.shared, config, now) {
+            Some(token) => FleetTurn::Use(token),
+            None => FleetTurn::Fetch,
+        })
+    }
+
+    fn end_fetch(&self, config: &Config) {
+        end_fetch(&self.shared, config);
     }
 }
 

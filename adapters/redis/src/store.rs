@@ -293,7 +293,7 @@ fn cluster_target(infos: Vec<redis::ConnectionInfo>, timeout: Duration) -> Resul
         .map_err(|_| RedisStoreError::InvalidUrl {
             reason: "the cluster nodes disagree on credentials, TLS or protocol",
         })?;
-    Ok(Target::Cluster(Box::new(client)))
+    Ok(Target::Cluster(client))
 }
 
 #[cfg(not(feature = "cluster"))]
@@ -331,11 +331,12 @@ pub enum RedisStoreError {
     },
 }
 
-/// Where the store connects.
+/// Where the store connects. One per store, built once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Target {
     Single(redis::Client),
     #[cfg(feature = "cluster")]
-    Cluster(Box<redis::cluster::ClusterClient>),
+    Cluster(redis::cluster::ClusterClient),
 }
 
 impl Target {

@@ -4,6 +4,7 @@ use std::io;
 use std::sync::PoisonError;
 
 use client_credentials::{AccessToken, Config, Timestamp};
+use client_credentials_common::{BoxFuture, FleetTurn};
 use redis::{Cmd, RedisError, RedisResult, Value};
 use tokio::time::Instant;
 
@@ -125,6 +126,33 @@ pub(crate) async fn end_fetch(shared: &Shared, config: &Config) {
             // The lock expires by itself after its TTL.
             tracing::debug!(%error, "could not release the fleet lock");
         }
+    }
+}
+
+impl client_credentials_common::AsyncTokenStore for crate::RedisStore {
+    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
+        Box::pin(load(&self.shared, config))
+    }
+
+    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(save(&self.shared, config, token))
+    }
+
+    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(delete(&self.shared, config))
+    }
+
+    fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
+        Box::pin(async move {
+            Ok(match begin_fetch(&self.shared, config, now).await {
+                Some(token) => FleetTurn::Use(token),
+                None => FleetTurn::Fetch,
+            })
+        })
+    }
+
+    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
+        Box::pin(end_fetch(&self.shared, config))
     }
 }
 

@@ -14,6 +14,8 @@ pub enum StoreChoice {
     None,
     /// The adapter's `FileStore` at this path.
     File(PathBuf),
+    /// A Redis fleet store (both adapters take the same `RedisStore`).
+    Redis(client_credentials_redis::RedisStore),
 }
 
 /// Callback type for token updates.
@@ -70,8 +72,10 @@ impl Adapter for Blocking {
         if let Some(timeout) = options.timeout {
             builder = builder.timeout(timeout);
         }
-        if let StoreChoice::File(path) = options.store {
-            builder = builder.store(client_credentials_blocking::FileStore::new(path));
+        match options.store {
+            StoreChoice::None => {}
+            StoreChoice::File(path) => builder = builder.store(client_credentials_blocking::FileStore::new(path)),
+            StoreChoice::Redis(store) => builder = builder.store(store),
         }
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
@@ -128,8 +132,10 @@ impl Adapter for Tokio {
         if let Some(timeout) = options.timeout {
             builder = builder.timeout(timeout);
         }
-        if let StoreChoice::File(path) = options.store {
-            builder = builder.store(client_credentials_tokio::FileStore::new(path));
+        match options.store {
+            StoreChoice::None => {}
+            StoreChoice::File(path) => builder = builder.store(client_credentials_tokio::FileStore::new(path)),
+            StoreChoice::Redis(store) => builder = builder.store(store),
         }
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
@@ -152,6 +158,8 @@ impl Adapter for Tokio {
         runtime().block_on(client.authorization_header())
     }
     fn invalidate(client: &Self::Client, token: &AccessToken) {
+        // Inside the runtime, as in a tokio program: the store delete runs in a task.
+        let _guard = runtime().enter();
         client.invalidate(token);
     }
     fn signout(client: &Self::Client) -> Result<(), Error> {

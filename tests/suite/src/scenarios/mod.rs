@@ -5,6 +5,7 @@
 pub mod caching;
 pub mod discovery;
 pub mod faults;
+pub mod fleet;
 pub mod interop;
 pub mod quirks;
 pub mod resource_server;
