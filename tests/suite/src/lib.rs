@@ -13,9 +13,12 @@ pub mod adapter;
 pub mod fleet;
 pub mod oidc;
 pub mod scenarios;
+pub mod store;
+pub mod tls;
 
-pub use adapter::{Adapter, Blocking, Options, StoreChoice, Tokio};
+pub use adapter::{Adapter, Blocking, ClientTls, Options, StoreChoice, Tokio};
 pub use oidc::OidcPeer;
+pub use store::RecordingStore;
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[doc = include_str!("../../../README.md")]
