@@ -976,11 +976,12 @@ mod properties {
                     prop_assert!(exp_offset.is_none_or(|offset| offset > 0));
                     prop_assert_eq!(form_value(&out.request, "client_assertion"), Some(assertion.trim().to_owned()));
                 }
-                _ => {
-                    let failed = matches!(source.last_error(), Some(Error::ClientAuth(_)));
+                client_credentials::Action::Failed(error) => {
+                    let failed = matches!(error, Error::ClientAuth(_));
                     prop_assert!(failed);
                     prop_assert!(!as_jwt || exp_offset.is_some_and(|offset| offset <= 0));
                 }
+                other => prop_assert!(false, "neither sent nor failed: {other:?}"),
             }
         }
 

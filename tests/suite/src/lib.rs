@@ -11,6 +11,7 @@
 
 pub mod adapter;
 pub mod authorized;
+pub mod fleet;
 pub mod oidc;
 pub mod scenarios;
 pub mod store;
