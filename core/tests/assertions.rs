@@ -332,15 +332,15 @@ fn a_callback_assertion_is_sent_as_made_and_an_expired_one_is_never_sent() {
 
     // The token is due for refresh, and the assertion expired meanwhile: no request.
     let now = at(400);
-    let until = wait(&mut source, now);
-    assert!(until.is_some());
     assert!(matches!(
-        source.last_error(),
-        Some(Error::ClientAuth(ClientAuthError::AssertionExpired { .. }))
+        failed(&mut source, now),
+        Error::ClientAuth(ClientAuthError::AssertionExpired { .. })
     ));
+    assert!(source.retry_at().is_some());
 
     // Renewed: the next round sends it.
     *current.lock().unwrap() = unsigned_assertion(START + 900);
+    let until = source.retry_at();
     let out = send(&mut source, until.unwrap());
     assert_eq!(
         form_value(&out.request, "client_assertion").unwrap(),
@@ -353,8 +353,7 @@ fn a_failing_callback_is_a_clear_error() {
     let source_fn = AssertionSource::callback(|| Err::<String, _>("token file missing"));
     let config = builder().auth(ClientAuth::Assertion(source_fn)).build().unwrap();
     let mut source = TokenSource::new(config);
-    wait(&mut source, at(0));
-    let error = source.last_error().unwrap();
+    let error = failed(&mut source, at(0));
     assert!(matches!(
         error,
         Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. })
@@ -379,10 +378,9 @@ fn a_file_assertion_is_what_the_adapter_provides_with_its_assertion_type() {
         .unwrap();
 
     // Nothing provided yet: a clear error, no request.
-    wait(&mut source, at(0));
     assert!(matches!(
-        source.last_error(),
-        Some(Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. }))
+        failed(&mut source, at(0)),
+        Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. })
     ));
 
     source.provide_assertion(Ok(format!("{}\n", unsigned_assertion(START + 3600))));
@@ -411,8 +409,7 @@ fn an_unreadable_or_malformed_file_assertion_is_a_clear_error() {
             .unwrap();
         let mut source = TokenSource::new(config);
         source.provide_assertion(provided);
-        wait(&mut source, at(0));
-        let error = source.last_error().unwrap();
+        let error = failed(&mut source, at(0));
         match error {
             Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. }) => assert!(expect_unavailable),
             Error::ClientAuth(ClientAuthError::InvalidAssertion { .. }) => assert!(!expect_unavailable),
@@ -500,10 +497,9 @@ fn an_algorithm_the_provider_does_not_list_is_a_typed_error_and_eddsa_is_spoken_
     source
         .handle_response(at(0), out.id, metadata_response(listed))
         .unwrap();
-    wait(&mut source, at(0));
-    match source.last_error() {
-        Some(Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm { alg, supported, .. })) => {
-            assert_eq!(*alg, JwsAlgorithm::Es256);
+    match failed(&mut source, at(0)) {
+        Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm { alg, supported, .. }) => {
+            assert_eq!(alg, JwsAlgorithm::Es256);
             assert_eq!(supported, &["RS256", "PS256"]);
         }
         other => panic!("unexpected {other:?}"),
@@ -724,7 +720,7 @@ fn a_second_use_dpop_nonce_in_a_row_is_a_typed_error() {
     let error = source.handle_response(at(0), out.id, nonce("n-2")).unwrap_err();
     assert_eq!(error, Error::ClientAuth(ClientAuthError::DpopNonceLoop));
     assert!(!error.is_retryable());
-    wait(&mut source, at(0));
+    assert_eq!(failed(&mut source, at(0)), error);
 }
 
 #[test]
@@ -786,13 +782,12 @@ fn a_dpop_algorithm_the_provider_does_not_list_is_a_typed_error() {
     source
         .handle_response(at(0), out.id, metadata_response(listed))
         .unwrap();
-    wait(&mut source, at(0));
     assert!(matches!(
-        source.last_error(),
-        Some(Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm {
+        failed(&mut source, at(0)),
+        Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm {
             purpose: "DPoP proofs",
             ..
-        }))
+        })
     ));
 }
 
@@ -981,11 +976,12 @@ mod properties {
                     prop_assert!(exp_offset.is_none_or(|offset| offset > 0));
                     prop_assert_eq!(form_value(&out.request, "client_assertion"), Some(assertion.trim().to_owned()));
                 }
-                _ => {
-                    let failed = matches!(source.last_error(), Some(Error::ClientAuth(_)));
+                client_credentials::Action::Failed(error) => {
+                    let failed = matches!(error, Error::ClientAuth(_));
                     prop_assert!(failed);
                     prop_assert!(!as_jwt || exp_offset.is_some_and(|offset| offset <= 0));
                 }
+                other => prop_assert!(false, "neither sent nor failed: {other:?}"),
             }
         }
 
