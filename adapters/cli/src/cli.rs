@@ -72,12 +72,16 @@ argument: arguments are visible to every user in `ps` and are kept in shell hist
 Examples:
   CLIENT_SECRET=... client-credentials token --token-url https://auth.example.com/oauth2/token --client-id my-client
   curl -H \"Authorization: $(client-credentials token --header --issuer https://auth.example.com \\
-           --client-id my-client --client-secret-file /run/secrets/client --cache /tmp/my-token.json)\" \\
+           --client-id my-client --client-secret-file /run/secrets/client --cache ~/.cache/my-token.json)\" \\
        https://api.example.com/orders
   client-credentials token --json --issuer https://auth.example.com --client-id my-client --scope a --scope b
 
 With --cache, separate runs share one token file (mode 0600): a script calling this
-1,000 times asks the provider once per token lifetime. Use one file per client and scope.
+1,000 times asks the provider once per token lifetime. The file records which
+provider, client, scopes, resources, audience and authentication it was fetched for,
+and is used only by the same configuration. Keep it in a directory only you can write
+to, not a shared temporary one: a file another user owns, or that group or others may
+read, is refused with a warning (and a new token is fetched).
 
 With --store redis://host:6379 (or rediss://), runs on many machines share one token
 in Redis, encrypted with a key derived from the client credentials; one run fetches
