@@ -31,11 +31,11 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// `Debug` shows the configuration with the secret redacted.
 #[derive(Clone)]
 pub struct Client {
-    driver: Arc<Driver<Io>>,
+    pub(crate) driver: Arc<Driver<Io>>,
 }
 
 /// What this adapter does itself: the I/O, and waking the waiters.
-struct Io {
+pub(crate) struct Io {
     transport: Box<dyn Transport>,
     /// Bumped on every state change; waiters park on `changed` until it moves.
     epoch: Mutex<u64>,

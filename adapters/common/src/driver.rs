@@ -428,6 +428,12 @@ impl<W: Wake> Driver<W> {
         self.lock().source.dpop_proof(now, method, uri, Some(token), nonce)
     }
 
+    /// A resource server's 401 named where its RFC 9728 metadata is: read it
+    /// there at the next discovery (with `Config::builder(..).resource_server(..)`).
+    pub fn follow_resource_metadata(&self, url: &str) -> bool {
+        self.lock().source.follow_resource_metadata(url)
+    }
+
     /// Forces a refresh: the mode to step in for its outcome, or the error of
     /// the failed round whose cool-down still runs (nothing is sent then, and
     /// `token()` keeps serving the unexpired token).

@@ -33,11 +33,11 @@ use crate::transport::{ReqwestTransport, Transport};
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    driver: Arc<Driver<Io>>,
+    pub(crate) driver: Arc<Driver<Io>>,
 }
 
 /// What this adapter does itself: the I/O, and waking the waiters.
-struct Io {
+pub(crate) struct Io {
     transport: Arc<dyn Transport>,
     /// Wakes callers waiting for a flight (`notify_waiters`).
     done: Notify,
