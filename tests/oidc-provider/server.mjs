@@ -10,7 +10,7 @@
 //   listening http://127.0.0.1:PORT/oidc oidc-provider@VERSION
 // Everything else (oidc-provider notices included) goes to stderr.
 
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { fstatSync, readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { createRequire } from 'node:module';
@@ -43,7 +43,22 @@ export const SCOPES = ['api:read', 'api:write'];
 export const CLIENTS = {
   basic: { id: 'basic-client', secret: 's3cr:et/+ &=%?#~' },
   post: { id: 'post-client', secret: 'post-client-secret' },
+  // RFC 7523: signed client assertions. HS256 wants a secret of 32 bytes or more.
+  privateKeyJwt: { id: 'private-key-jwt-client' },
+  clientSecretJwt: { id: 'client-secret-jwt-client', secret: 'client-secret-jwt-secret-of-32-bytes+' },
+  // RFC 9449: DPoP-bound tokens, nonces required.
+  dpop: { id: 'dpop-client', secret: 'dpop-client-secret' },
 };
+
+// The public halves of the suite's test keys (core/tests/keys), registered
+// as the private_key_jwt client's JWKS.
+const here = path.dirname(new URL(import.meta.url).pathname);
+const publicJwk = (file, alg, kid) => ({
+  ...createPublicKey(readFileSync(path.join(here, '..', '..', 'core', 'tests', 'keys', file))).export({ format: 'jwk' }),
+  alg,
+  kid,
+  use: 'sig',
+});
 
 const portArg = process.argv[2] ?? process.env.PORT ?? '0';
 const port = Number.parseInt(portArg, 10);
@@ -80,6 +95,40 @@ function configuration() {
         scope: SCOPES.join(' '),
       },
       {
+        client_id: CLIENTS.privateKeyJwt.id,
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: {
+          keys: [
+            publicJwk('ec.pem', 'ES256', 'suite-es256'),
+            publicJwk('ed25519.pem', 'Ed25519', 'suite-ed25519'),
+            publicJwk('rsa.pem', 'PS256', 'suite-ps256'),
+          ],
+        },
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: SCOPES.join(' '),
+      },
+      {
+        client_id: CLIENTS.clientSecretJwt.id,
+        client_secret: CLIENTS.clientSecretJwt.secret,
+        token_endpoint_auth_method: 'client_secret_jwt',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: SCOPES.join(' '),
+      },
+      {
+        client_id: CLIENTS.dpop.id,
+        client_secret: CLIENTS.dpop.secret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        dpop_bound_access_tokens: true,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: SCOPES.join(' '),
+      },
+      {
         client_id: CLIENTS.post.id,
         client_secret: CLIENTS.post.secret,
         token_endpoint_auth_method: 'client_secret_post',
@@ -93,6 +142,9 @@ function configuration() {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // Every DPoP proof must carry a server nonce: the client's first token
+      // request is answered 400 use_dpop_nonce with a DPoP-Nonce header.
+      dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
       introspection: { enabled: true, allowedPolicy: sameClient },
       revocation: { enabled: true, allowedPolicy: sameClient },
       resourceIndicators: {

@@ -51,6 +51,19 @@ impl OidcPeer {
     pub const POST_CLIENT_ID: &str = "post-client";
     /// Secret of [`Self::POST_CLIENT_ID`].
     pub const POST_CLIENT_SECRET: &str = "post-client-secret";
+    /// The client that authenticates with `private_key_jwt` (RFC 7523); its
+    /// JWKS holds the public halves of `core/tests/keys/{ec,ed25519,rsa}.pem`
+    /// (as ES256, Ed25519 and PS256 keys).
+    pub const PRIVATE_KEY_JWT_CLIENT_ID: &str = "private-key-jwt-client";
+    /// The client that authenticates with `client_secret_jwt`.
+    pub const CLIENT_SECRET_JWT_CLIENT_ID: &str = "client-secret-jwt-client";
+    /// Secret of [`Self::CLIENT_SECRET_JWT_CLIENT_ID`] (HS256 wants 32 bytes or more).
+    pub const CLIENT_SECRET_JWT_SECRET: &str = "client-secret-jwt-secret-of-32-bytes+";
+    /// A `client_secret_basic` client whose tokens are DPoP-bound
+    /// (RFC 9449); the peer requires a server nonce in every DPoP proof.
+    pub const DPOP_CLIENT_ID: &str = "dpop-client";
+    /// Secret of [`Self::DPOP_CLIENT_ID`].
+    pub const DPOP_CLIENT_SECRET: &str = "dpop-client-secret";
     /// The one resource indicator the peer knows: it issues JWT access tokens
     /// with this audience for it, and answers `invalid_target` for any other.
     pub const RESOURCE: &str = "https://api.example.test/";

@@ -2,6 +2,7 @@
 //! list runs against both adapters. Every scenario asserts the outcome *and*
 //! what reached the server (request count, credentials, parameters).
 
+pub mod assertions;
 pub mod caching;
 pub mod discovery;
 pub mod faults;
