@@ -13,4 +13,6 @@ client_credentials_suite::scenarios!(interop:
     client_secret_jwt,
     private_key_jwt_with_an_unregistered_key_is_invalid_client,
     dpop_bound_token_with_nonce,
+    mtls_tls_client_auth_negotiated,
+    mtls_self_signed,
 );

@@ -254,3 +254,63 @@ pub fn dpop_bound_token_with_nonce<A: Adapter>() {
         assert_ne!(again.secret(), token.secret());
     }
 }
+
+fn mtls_options(pki: &crate::tls::TestPki, identity: Option<&crate::tls::Identity>) -> Options {
+    Options {
+        tls: Some(crate::ClientTls {
+            ca_pem: pki.ca_pem.clone(),
+            identity: identity.cloned(),
+        }),
+        ..Options::default()
+    }
+}
+
+/// `tls_client_auth` (RFC 8705 §2.1) through each adapter's own HTTP client
+/// (a `ureq::Agent` / `reqwest::Client` with the test CA and a client
+/// certificate): only `client_id` is sent, the token endpoint is the
+/// discovered `mtls_endpoint_aliases` one on TLS, and the token is
+/// certificate-bound. The method is negotiated: the config only says the
+/// HTTP client presents a certificate. Without the certificate the same
+/// client is `invalid_client`.
+pub fn mtls_tls_client_auth_negotiated<A: Adapter>() {
+    let (peer, pki) = OidcPeer::shared_mtls();
+    let config = || {
+        Config::builder(OidcPeer::MTLS_CLIENT_ID, "")
+            .issuer(peer.issuer())
+            .mutual_tls()
+            .scope("api:read")
+            .build()
+            .unwrap()
+    };
+    let client = A::build(config(), mtls_options(pki, Some(&pki.client)));
+    let token = A::token(&client).unwrap_or_else(|e| panic!("{}: {e}", A::NAME));
+    assert_eq!(token.scope(), Some("api:read"));
+    let again = A::refresh(&client).unwrap();
+    assert_ne!(again.secret(), token.secret());
+
+    let without = A::build(config(), mtls_options(pki, None));
+    let error = A::token(&without).unwrap_err();
+    assert_eq!(error.oauth_code(), Some(&OAuthErrorCode::InvalidClient), "{error:?}");
+}
+
+/// `self_signed_tls_client_auth` (RFC 8705 §2.2): the registered
+/// self-signed certificate authenticates; the CA-issued one does not.
+pub fn mtls_self_signed<A: Adapter>() {
+    let (peer, pki) = OidcPeer::shared_mtls();
+    let config = Config::builder(OidcPeer::SELF_SIGNED_MTLS_CLIENT_ID, "")
+        .issuer(peer.issuer())
+        .auth(ClientAuth::SelfSignedTlsClientAuth)
+        .build()
+        .unwrap();
+    let client = A::build(config, mtls_options(pki, Some(&pki.self_signed)));
+    A::token(&client).unwrap_or_else(|e| panic!("{}: {e}", A::NAME));
+
+    // The CA-issued certificate is not the one registered for this client.
+    let config = Config::builder(OidcPeer::SELF_SIGNED_MTLS_CLIENT_ID, "")
+        .issuer(peer.issuer())
+        .auth(ClientAuth::SelfSignedTlsClientAuth)
+        .build()
+        .unwrap();
+    let error = A::token(&A::build(config, mtls_options(pki, Some(&pki.client)))).unwrap_err();
+    assert_eq!(error.oauth_code(), Some(&OAuthErrorCode::InvalidClient), "{error:?}");
+}
