@@ -47,7 +47,9 @@ fn cached(c: &mut Criterion) {
         b.iter_custom(|iters| on_two_threads(iters, || black_box(client_credentials_common::coarse_now())))
     });
     let own = Arc::new(0u64);
-    group.bench_function("own Arc clone+drop/1 thread", |b| b.iter(|| black_box(Arc::clone(&own))));
+    group.bench_function("own Arc clone+drop/1 thread", |b| {
+        b.iter(|| black_box(Arc::clone(&own)))
+    });
     group.bench_function("own Arc clone+drop/2 threads", |b| {
         b.iter_custom(|iters| {
             on_two_threads(iters, || {
