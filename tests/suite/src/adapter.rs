@@ -17,6 +17,8 @@ pub enum StoreChoice {
     None,
     /// The adapter's `FileStore` at this path.
     File(PathBuf),
+    /// A Redis fleet store (both adapters take the same `RedisStore`).
+    Redis(client_credentials_redis::RedisStore),
     /// A [`RecordingStore`] shared with the scenario.
     Recording(Arc<RecordingStore>),
 }
@@ -126,6 +128,7 @@ impl Adapter for Blocking {
         match options.store {
             StoreChoice::None => {}
             StoreChoice::File(path) => builder = builder.store(client_credentials_blocking::FileStore::new(path)),
+            StoreChoice::Redis(store) => builder = builder.store(store),
             StoreChoice::Recording(store) => builder = builder.store(store),
         }
         if let Some(clock) = options.clock {
@@ -192,6 +195,7 @@ impl Adapter for Tokio {
         match options.store {
             StoreChoice::None => {}
             StoreChoice::File(path) => builder = builder.store(client_credentials_tokio::FileStore::new(path)),
+            StoreChoice::Redis(store) => builder = builder.store(store),
             StoreChoice::Recording(store) => builder = builder.store(store),
         }
         if let Some(clock) = options.clock {
@@ -218,6 +222,8 @@ impl Adapter for Tokio {
         runtime().block_on(client.authorization_header())
     }
     fn invalidate(client: &Self::Client, token: &AccessToken) {
+        // Inside the runtime, as in a tokio program: the store delete runs in a task.
+        let _guard = runtime().enter();
         client.invalidate(token);
     }
     fn signout(client: &Self::Client) -> Result<(), Error> {
