@@ -154,6 +154,10 @@ pub struct TokenArgs {
     #[arg(long, value_name = "VAR", default_value = "REDIS_PASSWORD", requires = "store")]
     pub store_password_env: String,
 
+    /// Trust this certificate authority (PEM file) for a rediss:// --store.
+    #[arg(long, value_name = "PATH", requires = "store")]
+    pub store_ca_file: Option<PathBuf>,
+
     /// The --store URL is a node of a Redis Cluster.
     #[arg(long, requires = "store")]
     pub store_cluster: bool,

@@ -68,6 +68,11 @@ fn redis_store(args: &TokenArgs, url: &str) -> Result<RedisStore, Failure> {
     if let Some(prefix) = &args.store_prefix {
         builder = builder.key_prefix(prefix);
     }
+    if let Some(path) = &args.store_ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|error| Failure::usage(format!("--store-ca-file {}: {error}", path.display())))?;
+        builder = builder.tls_root_certificate(pem);
+    }
     builder
         .build()
         .map_err(|error| Failure::usage(format!("--store: {error}")))

@@ -427,3 +427,22 @@ fn an_unreachable_redis_store_still_prints_a_token() {
     assert_eq!(out, format!("{}\n", issuer.issued_tokens()[0]));
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
+
+#[test]
+fn the_redis_store_works_over_tls_with_a_private_ca() {
+    let issuer = TestIssuer::start();
+    let redis = client_credentials_testkit::redis::RedisServer::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, redis.ca_certificate()).unwrap();
+    let run = || {
+        stdout(
+            token(&issuer)
+                .args(["--store", &redis.url()])
+                .arg("--store-ca-file")
+                .arg(&ca),
+        )
+    };
+    assert_eq!(run(), run());
+    assert_eq!(issuer.token_requests().len(), 1);
+}

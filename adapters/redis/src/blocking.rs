@@ -314,4 +314,26 @@ mod tests {
             "sharing resumed"
         );
     }
+
+    #[test]
+    fn rediss_with_a_private_ca_round_trips_and_an_untrusted_server_is_only_a_delay() {
+        let server = RedisServer::start_tls();
+        let config = config();
+        let trusting = RedisStore::builder(server.url())
+            .tls_root_certificate(server.ca_certificate())
+            .build()
+            .unwrap();
+        let saved = token("over-tls", Duration::from_secs(600));
+        save(&trusting.shared, &config, &saved).unwrap();
+        assert_eq!(load(&trusting.shared, &config).unwrap(), Some(saved));
+        assert!(server.cli(&["exists", &trusting.key(&config)]) == "1");
+
+        // The system roots do not know this CA: the handshake fails, and
+        // the client fetches on its own at once.
+        let untrusting = RedisStore::builder(server.url()).build().unwrap();
+        assert!(load(&untrusting.shared, &config).is_err());
+        let started = Instant::now();
+        assert!(begin_fetch(&untrusting.shared, &config, fleet::wall_now()).is_none());
+        assert!(started.elapsed() < Duration::from_millis(600));
+    }
 }

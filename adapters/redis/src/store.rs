@@ -85,6 +85,7 @@ impl RedisStore {
             timeout: DEFAULT_TIMEOUT,
             poll_interval: DEFAULT_POLL_INTERVAL,
             encryption_key: None,
+            tls: Tls::default(),
         }
     }
 
@@ -122,6 +123,31 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     poll_interval: Duration,
     encryption_key: Option<Vec<u8>>,
+    tls: Tls,
+}
+
+/// Certificates for `rediss://` beyond the system's roots.
+#[derive(Default)]
+struct Tls {
+    root: Option<Vec<u8>>,
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tls {
+    fn is_set(&self) -> bool {
+        self.root.is_some() || self.client.is_some()
+    }
+
+    #[cfg(feature = "tls")]
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            root_cert: self.root.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -194,6 +220,20 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Trusts this certificate authority (PEM) for `rediss://` instead of
+    /// the system's roots: for a Redis behind a private CA. Feature `tls`.
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM) on `rediss://`
+    /// connections, for servers that require mutual TLS. Feature `tls`.
+    pub fn tls_client_certificate(mut self, certificate: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.tls.client = Some((certificate.into(), key.into()));
+        self
+    }
+
     /// Checks the settings and parses the URLs. Does not connect: the store
     /// connects on first use and reconnects after failures, so a Redis that
     /// is down when the program starts only delays sharing.
@@ -217,16 +257,19 @@ impl RedisStoreBuilder {
             servers.push(server);
             infos.push(info);
         }
+        if self.tls.is_set() && !servers.iter().all(|server| server.starts_with("rediss://")) {
+            return Err(RedisStoreError::InvalidUrl {
+                reason: "TLS certificates are set but the URL is not rediss://",
+            });
+        }
         let target = if self.cluster {
-            cluster_target(infos, self.timeout)?
+            cluster_target(infos, self.timeout, &self.tls)?
         } else {
             // `urls` holds exactly the builder's URL when not a cluster.
             let info = infos
                 .pop()
                 .ok_or(RedisStoreError::InvalidUrl { reason: "no URL given" })?;
-            Target::Single(redis::Client::open(info).map_err(|_| RedisStoreError::InvalidUrl {
-                reason: "the redis crate refused it",
-            })?)
+            Target::Single(single_target(info, &self.tls)?)
         };
         Ok(RedisStore {
             shared: Arc::new(Shared {
@@ -282,22 +325,38 @@ fn parse_url(url: &str) -> Result<(redis::ConnectionInfo, String), RedisStoreErr
     Ok((info, server))
 }
 
+fn single_target(info: redis::ConnectionInfo, tls: &Tls) -> Result<redis::Client, RedisStoreError> {
+    #[cfg(feature = "tls")]
+    if tls.is_set() {
+        return redis::Client::build_with_tls(info, tls.certificates())
+            .map_err(|_| RedisStoreError::InvalidCertificate);
+    }
+    let _ = tls;
+    redis::Client::open(info).map_err(|_| RedisStoreError::InvalidUrl {
+        reason: "the redis crate refused it",
+    })
+}
+
 #[cfg(feature = "cluster")]
-fn cluster_target(infos: Vec<redis::ConnectionInfo>, timeout: Duration) -> Result<Target, RedisStoreError> {
+fn cluster_target(infos: Vec<redis::ConnectionInfo>, timeout: Duration, tls: &Tls) -> Result<Target, RedisStoreError> {
     let half = timeout / 2;
-    let client = redis::cluster::ClusterClient::builder(infos)
+    let mut builder = redis::cluster::ClusterClient::builder(infos)
         .connection_timeout(half)
         .response_timeout(half)
-        .retries(0)
-        .build()
-        .map_err(|_| RedisStoreError::InvalidUrl {
-            reason: "the cluster nodes disagree on credentials, TLS or protocol",
-        })?;
+        .retries(0);
+    #[cfg(feature = "tls")]
+    if tls.is_set() {
+        builder = builder.certs(tls.certificates());
+    }
+    let _ = tls;
+    let client = builder.build().map_err(|_| RedisStoreError::InvalidUrl {
+        reason: "the cluster nodes disagree on credentials, TLS or protocol",
+    })?;
     Ok(Target::Cluster(client))
 }
 
 #[cfg(not(feature = "cluster"))]
-fn cluster_target(_: Vec<redis::ConnectionInfo>, _: Duration) -> Result<Target, RedisStoreError> {
+fn cluster_target(_: Vec<redis::ConnectionInfo>, _: Duration, _: &Tls) -> Result<Target, RedisStoreError> {
     Err(RedisStoreError::ClusterNotEnabled)
 }
 
@@ -323,6 +382,11 @@ pub enum RedisStoreError {
     /// away from the fingerprint (the token and its lock must share a slot).
     #[error("the Redis key prefix must not contain '{{' or '}}'")]
     InvalidKeyPrefix,
+    /// The redis crate refused the TLS certificates given to the builder.
+    /// (PEM it cannot read is not always caught here: then every connection
+    /// fails, and the client fetches without the fleet.)
+    #[error("a TLS certificate or key for Redis is not valid PEM")]
+    InvalidCertificate,
     /// A duration setting is below one millisecond.
     #[error("the Redis store setting `{name}` must be at least 1 ms")]
     InvalidDuration {
@@ -466,6 +530,10 @@ mod tests {
             RedisStore::builder("redis://h").key_prefix("a{b}:").build().err(),
             Some(RedisStoreError::InvalidKeyPrefix)
         );
+        assert!(matches!(
+            RedisStore::builder("redis://h").tls_root_certificate("x").build(),
+            Err(RedisStoreError::InvalidUrl { .. })
+        ));
         assert_eq!(
             RedisStore::builder("redis://h").lock_ttl(Duration::ZERO).build().err(),
             Some(RedisStoreError::InvalidDuration { name: "lock_ttl" })

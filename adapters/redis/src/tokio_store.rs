@@ -273,4 +273,20 @@ mod tests {
         );
         server.resume();
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rediss_with_a_private_ca_round_trips_on_the_async_connection() {
+        let server = tokio::task::spawn_blocking(RedisServer::start_tls).await.unwrap();
+        let store = RedisStore::builder(server.url())
+            .tls_root_certificate(server.ca_certificate())
+            .build()
+            .unwrap();
+        let config = config();
+        save(&store.shared, &config, &token("over-tls")).await.unwrap();
+        assert_eq!(
+            load(&store.shared, &config).await.unwrap().unwrap().secret(),
+            "over-tls"
+        );
+        tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
+    }
 }

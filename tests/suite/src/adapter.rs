@@ -9,6 +9,8 @@ use client_credentials_blocking::ManualClock;
 
 pub use crate::store::RecordingStore;
 
+use crate::authorized::{Authorized, Origins};
+
 /// Which token store a scenario wants.
 #[derive(Debug, Clone, Default)]
 pub enum StoreChoice {
@@ -107,6 +109,8 @@ pub trait Adapter: 'static {
     fn signout(client: &Self::Client) -> Result<(), Error>;
     /// The free function `discover(issuer)`.
     fn discover(issuer: &str) -> Result<ProviderMetadata, Error>;
+    /// The adapter's authorised HTTP clients around `client`.
+    fn authorized(client: &Self::Client, origins: &Origins) -> Vec<Box<dyn Authorized>>;
 }
 
 /// `client-credentials-blocking`.
@@ -160,6 +164,9 @@ impl Adapter for Blocking {
     fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
         client_credentials_blocking::discover(issuer)
     }
+    fn authorized(client: &Self::Client, origins: &Origins) -> Vec<Box<dyn Authorized>> {
+        crate::authorized::blocking(client, origins)
+    }
 }
 
 /// `client-credentials-tokio`, each call run to completion on a shared
@@ -168,7 +175,7 @@ impl Adapter for Blocking {
 #[derive(Debug)]
 pub enum Tokio {}
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -231,6 +238,9 @@ impl Adapter for Tokio {
     }
     fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
         runtime().block_on(client_credentials_tokio::discover(issuer))
+    }
+    fn authorized(client: &Self::Client, origins: &Origins) -> Vec<Box<dyn Authorized>> {
+        crate::authorized::tokio(client, origins)
     }
 }
 

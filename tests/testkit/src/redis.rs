@@ -20,6 +20,7 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -46,14 +47,58 @@ impl RedisServer {
             port,
             dir,
             extra,
+            tls: false,
         };
         server.spawn();
         server
     }
 
+    /// Starts a server that speaks only TLS (`rediss://`), with a fresh
+    /// certificate authority and a server certificate for `127.0.0.1` made
+    /// by the `openssl` command; [`RedisServer::ca_certificate`] is the CA to
+    /// trust. Clients need no certificate of their own.
+    ///
+    /// # Panics
+    /// When `openssl` or a TLS-enabled `redis-server` is missing.
+    pub fn start_tls() -> RedisServer {
+        let port = free_port(false);
+        let dir = scratch_dir(port);
+        make_certificates(&dir);
+        let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        let extra = vec![
+            "--tls-port".to_owned(),
+            port.to_string(),
+            "--tls-cert-file".to_owned(),
+            file("server.crt"),
+            "--tls-key-file".to_owned(),
+            file("server.key"),
+            "--tls-ca-cert-file".to_owned(),
+            file("ca.crt"),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+            extra,
+            tls: true,
+        };
+        server.spawn();
+        server
+    }
+
+    /// The PEM certificate of the authority that signed a
+    /// [`start_tls`](RedisServer::start_tls) server's certificate.
+    pub fn ca_certificate(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("ca.crt")).unwrap_or_default()
+    }
+
     fn spawn(&mut self) {
+        // A TLS server listens on its TLS port only.
+        let plain_port = if self.tls { 0 } else { self.port };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &plain_port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -63,7 +108,19 @@ impl RedisServer {
             .spawn()
             .expect("redis-server is needed for these tests (Debian: apt-get install redis-server)");
         self.child = Some(child);
-        wait_for_pong(self.port);
+        if self.tls {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.cli(&["ping"]) != "PONG" {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server (TLS) did not start on port {}",
+                    self.port
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            wait_for_pong(self.port);
+        }
     }
 
     /// The port it listens on.
@@ -71,14 +128,22 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:{port}`.
+    /// `redis://127.0.0.1:{port}` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Runs `redis-cli -p {port} args…` and returns its trimmed output.
     pub fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args)
+        if self.tls {
+            let ca = self.dir.join("ca.crt").to_string_lossy().into_owned();
+            let mut all = vec!["--tls", "--cacert", &ca];
+            all.extend_from_slice(args);
+            cli(self.port, &all)
+        } else {
+            cli(self.port, args)
+        }
     }
 
     /// Kills the server (`SIGKILL`): clients see the connection drop and new
@@ -231,6 +296,68 @@ fn free_port(with_bus: bool) -> u16 {
             return port;
         }
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 (P-256 keys, valid a day) in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is needed for the TLS tests");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=client-credentials test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &key,
+            &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write san.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 fn scratch_dir(port: u16) -> PathBuf {

@@ -3,6 +3,7 @@
 //! what reached the server (request count, credentials, parameters).
 
 pub mod assertions;
+pub mod authorized;
 pub mod caching;
 pub mod discovery;
 pub mod faults;
