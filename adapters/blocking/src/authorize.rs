@@ -33,7 +33,7 @@ impl Client {
         nonce: Option<&str>,
     ) -> Result<AccessToken, Error> {
         let token = self.token()?;
-        let proof = self.driver.dpop_proof(method, uri, &token, nonce)?;
+        let proof = self.resource_proof(method, uri, &token, nonce)?;
         set_authorization(headers, &token, proof);
         Ok(token)
     }
