@@ -414,7 +414,10 @@ impl fmt::Debug for ParamNames<'_> {
 /// with back-off from 0.5 s doubling to at most 30 s, response bodies up to
 /// 64 KiB, discovery metadata reused for 24 h, HTTPS required except to
 /// loopback hosts.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output, like [`Config`]'s, shows neither the secret nor
+/// [`ConfigBuilder::param`] values, nor credentials written into a URL.
+#[derive(Clone)]
 #[must_use]
 pub struct ConfigBuilder {
     client_id: String,
@@ -439,6 +442,35 @@ pub struct ConfigBuilder {
     discovery_ttl: Duration,
     discovery_order: DiscoveryOrder,
     use_refresh_tokens: bool,
+}
+
+impl fmt::Debug for ConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = |u: &Option<String>| u.as_deref().map(without_userinfo);
+        f.debug_struct("ConfigBuilder")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("token_endpoint", &url(&self.token_endpoint))
+            .field("issuer", &url(&self.issuer))
+            .field("revocation_endpoint", &url(&self.revocation_endpoint))
+            .field("auth", &self.auth)
+            .field("scopes", &self.scopes)
+            .field("resources", &self.resources)
+            .field("audience", &self.audience)
+            .field("params", &ParamNames(&self.params))
+            .field("refresh_margin", &self.refresh_margin)
+            .field("clock_skew", &self.clock_skew)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("retry", &self.retry)
+            .field("max_body_size", &self.max_body_size)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("token_types", &self.token_types)
+            .field("jitter_seed", &self.jitter_seed)
+            .field("discovery_ttl", &self.discovery_ttl)
+            .field("discovery_order", &self.discovery_order)
+            .field("use_refresh_tokens", &self.use_refresh_tokens)
+            .finish()
+    }
 }
 
 /// Parameters the client sets itself and [`ConfigBuilder::param`] may not override.
@@ -581,7 +613,8 @@ impl ConfigBuilder {
     }
 
     /// Allows plain `http:` endpoints on non-loopback hosts. Loopback hosts
-    /// (`localhost`, `127.0.0.0/8`, `::1`) never need this. Sends the client
+    /// (`localhost`, `127.0.0.0/8`, `::1`; not `*.localhost`, which a resolver
+    /// or proxy may send elsewhere) never need this. Sends the client
     /// secret in clear text: for test networks only.
     pub fn allow_insecure_http(mut self) -> Self {
         self.allow_insecure_http = true;
@@ -758,29 +791,21 @@ impl ConfigBuilder {
 
 /// Parses and checks an endpoint URL: absolute, no fragment, no credentials,
 /// `https` unless the host is loopback or insecure HTTP is allowed.
-pub(crate) fn check_endpoint(field: &'static str, url: &str, allow_insecure: bool) -> Result<Url, ConfigError> {
-    let parsed = match Url::parse(url) {
+pub(crate) fn check_endpoint(field: &'static str, raw: &str, allow_insecure: bool) -> Result<Url, ConfigError> {
+    // Every error below quotes the URL: never with what could be a password.
+    let url = without_userinfo(raw);
+    let parsed = match Url::parse(raw) {
         Ok(parsed) => parsed,
-        Err(url::ParseError::RelativeUrlWithoutBase) => {
-            return Err(ConfigError::RelativeUrl {
-                field,
-                url: url.to_owned(),
-            })
-        }
+        Err(url::ParseError::RelativeUrlWithoutBase) => return Err(ConfigError::RelativeUrl { field, url }),
         Err(e) => {
             return Err(ConfigError::InvalidUrl {
                 field,
-                url: url.to_owned(),
+                url,
                 reason: e.to_string(),
             })
         }
     };
-    if parsed.fragment().is_some() {
-        return Err(ConfigError::UrlWithFragment {
-            field,
-            url: url.to_owned(),
-        });
-    }
+    // Before any other check, so the error names the credentials first.
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(ConfigError::InvalidUrl {
             field,
@@ -788,19 +813,22 @@ pub(crate) fn check_endpoint(field: &'static str, url: &str, allow_insecure: boo
             reason: "credentials in the URL are not allowed; pass them to Config::builder".into(),
         });
     }
+    if parsed.fragment().is_some() {
+        return Err(ConfigError::UrlWithFragment { field, url });
+    }
     match parsed.scheme() {
         "https" => {}
         "http" if allow_insecure || is_loopback(&parsed) => {}
         "http" => {
             return Err(ConfigError::InsecureUrl {
                 field,
-                url: url.to_owned(),
+                url: url.clone(),
             })
         }
         other => {
             return Err(ConfigError::InvalidUrl {
                 field,
-                url: url.to_owned(),
+                url: url.clone(),
                 reason: format!("scheme {other:?} is not http or https"),
             })
         }
@@ -808,7 +836,7 @@ pub(crate) fn check_endpoint(field: &'static str, url: &str, allow_insecure: boo
     if parsed.host().is_none() {
         return Err(ConfigError::InvalidUrl {
             field,
-            url: url.to_owned(),
+            url: url.clone(),
             reason: "it has no host".into(),
         });
     }
@@ -817,11 +845,29 @@ pub(crate) fn check_endpoint(field: &'static str, url: &str, allow_insecure: boo
     if http::Uri::try_from(parsed.as_str()).is_err() {
         return Err(ConfigError::InvalidUrl {
             field,
-            url: url.to_owned(),
+            url: url.clone(),
             reason: "it is not a valid HTTP request URI".into(),
         });
     }
     Ok(parsed)
+}
+
+/// `raw` with everything between the scheme and the last `@` cut out, when it
+/// has an `@`: a URL that does not parse may still carry `user:password@`,
+/// and where its authority ends is unknowable (a password may hold `/` or
+/// `#`). Cuts too much from URLs with an `@` in the path, never too little.
+pub(crate) fn without_userinfo(raw: &str) -> String {
+    let Some(at) = raw.rfind('@') else {
+        return raw.to_owned();
+    };
+    let start = match raw.find("//") {
+        Some(slashes) if slashes < at => slashes + 2,
+        _ => raw
+            .find(':')
+            .filter(|&colon| colon < at && raw[..colon].chars().all(|c| c.is_ascii_alphabetic()))
+            .map_or(0, |colon| colon + 1),
+    };
+    format!("{}[redacted]{}", &raw[..start], &raw[at..])
 }
 
 pub(crate) fn redact_userinfo(url: &Url) -> String {
@@ -831,13 +877,15 @@ pub(crate) fn redact_userinfo(url: &Url) -> String {
     copy.to_string()
 }
 
-/// `localhost`, `*.localhost`, `127.0.0.0/8` and `::1`.
+/// `localhost`, `127.0.0.0/8` and `::1`.
+///
+/// Not `*.localhost`: RFC 6761 asks resolvers to map those names to loopback,
+/// but the HTTP client's resolver, `/etc/hosts` or a proxy need not, so plain
+/// http to them could leave the machine. They need
+/// [`ConfigBuilder::allow_insecure_http`] like any other host.
 pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
+        Some(url::Host::Domain(d)) => d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -845,10 +893,10 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
 }
 
 impl ConfigError {
-    /// The same error with `secret` cut out of the URL it quotes (for URLs
-    /// that came from a server, which could echo anything).
-    pub(crate) fn redacted(self, secret: &str) -> Self {
-        let cut = |url: String| crate::response::redact(&url, secret);
+    /// The same error with `credentials` cut out of the URL it quotes (for
+    /// URLs that came from a server, which could echo anything).
+    pub(crate) fn redacted(self, credentials: &crate::redact::Credentials) -> Self {
+        let cut = |url: String| credentials.redact(&url);
         match self {
             ConfigError::InvalidUrl { field, url, reason } => ConfigError::InvalidUrl {
                 field,

@@ -8,8 +8,9 @@ use url::Url;
 
 use crate::config::{check_endpoint, redact_userinfo, ClientAuth, ConfigError};
 use crate::error::{retryable_status, Error};
+use crate::redact::Credentials;
 use crate::request::get_json;
-use crate::response::{check_size, clean, excerpt, parse_json_object, redact};
+use crate::response::{check_size, clean, excerpt, parse_json_object};
 
 /// Where a metadata document is looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -258,7 +259,7 @@ pub fn parse_discovery(
         false,
         crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
         "",
-        "",
+        &Credentials::default(),
     )
 }
 
@@ -268,7 +269,7 @@ pub(crate) fn parse_discovery_with(
     allow_insecure: bool,
     max_body: usize,
     url: &str,
-    client_secret: &str,
+    credentials: &Credentials,
 ) -> Result<ProviderMetadata, Error> {
     let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
         reason: format!("the document exceeds the {max_body}-byte limit"),
@@ -280,7 +281,7 @@ pub(crate) fn parse_discovery_with(
     if !status.is_success() {
         return Err(DiscoveryError::UnexpectedStatus {
             status,
-            body_excerpt: excerpt(body, client_secret),
+            body_excerpt: excerpt(body, credentials),
         }
         .into());
     }
@@ -297,7 +298,7 @@ pub(crate) fn parse_discovery_with(
     if found != issuer {
         return Err(DiscoveryError::IssuerMismatch {
             expected: issuer.to_owned(),
-            found: clean(&redact(&found, client_secret), 200),
+            found: clean(&credentials.redact(&found), 200),
         }
         .into());
     }
@@ -305,14 +306,27 @@ pub(crate) fn parse_discovery_with(
         Some(Value::String(endpoint)) => endpoint,
         _ => return Err(DiscoveryError::MissingTokenEndpoint.into()),
     };
-    check_endpoint("token_endpoint", &token_endpoint, allow_insecure)
-        .map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(client_secret)))?;
+    // A document fetched over https may not move the client secret to plain
+    // http, not even to loopback (a local proxy or another user's listener
+    // could be there), whatever `allow_insecure_http` says.
+    let https_issuer = Url::parse(issuer).is_ok_and(|url| url.scheme() == "https");
+    let check = |field: &'static str, endpoint: &str| {
+        let url = check_endpoint(field, endpoint, allow_insecure)?;
+        if https_issuer && url.scheme() != "https" {
+            return Err(ConfigError::InvalidUrl {
+                field,
+                url: url.to_string(),
+                reason: "the issuer uses https, so its endpoints must too".into(),
+            });
+        }
+        Ok(url)
+    };
+    check("token_endpoint", &token_endpoint).map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(credentials)))?;
     let mut string = |name: &str| match document.remove(name) {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
-    let revocation_endpoint =
-        string("revocation_endpoint").filter(|url| check_endpoint("revocation_endpoint", url, allow_insecure).is_ok());
+    let revocation_endpoint = string("revocation_endpoint").filter(|url| check("revocation_endpoint", url).is_ok());
     let jwks_uri = string("jwks_uri");
     let mut list = |name: &str| match document.remove(name) {
         Some(Value::Array(items)) => Some(

@@ -63,6 +63,96 @@ fn check_error_with(error: &Error, secret_known: bool) {
     let _ = format!("{error:?}");
 }
 
+/// The credentials `request` carries, read independently of the core's own
+/// redaction: the `Authorization` credential and the credential members of a
+/// form or JSON body, plus the client secret (always known to the core).
+fn carried(request: &http::Request<Vec<u8>>) -> Vec<String> {
+    let mut values = vec![CLIENT_SECRET.to_owned()];
+    if let Some(header) = request.headers().get(http::header::AUTHORIZATION) {
+        let header = header.to_str().expect("the core sends ASCII headers");
+        values.push(header.split_once(' ').map_or(header, |(_, v)| v).to_owned());
+    }
+    let names = ["client_secret", "refresh_token", "token", "client_assertion"];
+    if let Ok(Value::Object(members)) = serde_json::from_slice::<Value>(request.body()) {
+        values.extend(
+            names
+                .iter()
+                .filter_map(|n| members.get(*n)?.as_str().map(str::to_owned)),
+        );
+    } else {
+        values.extend(
+            form_urlencoded::parse(request.body())
+                .filter(|(name, _)| names.contains(&name.as_ref()))
+                .map(|(_, value)| value.into_owned()),
+        );
+    }
+    values.retain(|v| v.len() >= 4);
+    values
+}
+
+/// The forms a server may echo `value` in: raw, form-encoded, lower-case
+/// hex, every byte percent-encoded, JSON with `\/`, JSON with `\uXXXX` for
+/// every non-alphanumeric, HTML character references.
+fn echoed_forms(value: &str) -> Vec<String> {
+    let form: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    let mut lower = String::new();
+    let mut hex_left = 0u8;
+    for c in form.chars() {
+        lower.push(if hex_left > 0 { c.to_ascii_lowercase() } else { c });
+        hex_left = if c == '%' { 2 } else { hex_left.saturating_sub(1) };
+    }
+    let every_byte: String = value.bytes().map(|b| format!("%{b:02x}")).collect();
+    let json = serde_json::to_string(value).expect("a string serialises");
+    let json = json.trim_matches('"').replace('/', "\\/");
+    let unicode: String = value
+        .encode_utf16()
+        .map(|unit| match char::from_u32(u32::from(unit)) {
+            Some(c) if c.is_ascii_alphanumeric() => c.to_string(),
+            _ => format!("\\u{unit:04x}"),
+        })
+        .collect();
+    let html: String = value
+        .chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            c if c.is_ascii_alphanumeric() => c.to_string(),
+            c => format!("&#{};", u32::from(c)),
+        })
+        .collect();
+    vec![value.to_owned(), form, lower, every_byte, json, unicode, html]
+}
+
+/// `text` quotes none of `credentials` in any echoed form.
+fn assert_no_credential(text: &str, credentials: &[String]) {
+    for credential in credentials {
+        for form in echoed_forms(credential) {
+            assert!(
+                !text.contains(&form),
+                "credential {credential:?} as {form:?} in: {text}"
+            );
+        }
+    }
+}
+
+/// A reply that echoes one of `credentials` in one of its forms, chosen by `pick`.
+fn echo_body(credentials: &[String], pick: u8) -> Vec<u8> {
+    if credentials.is_empty() {
+        return Vec::new();
+    }
+    let credential = &credentials[usize::from(pick) % credentials.len()];
+    let forms = echoed_forms(credential);
+    let form = &forms[usize::from(pick / 8) % forms.len()];
+    match pick % 3 {
+        0 => format!("<html><pre>Authorization: Basic {form}</pre></html>"),
+        1 => format!(
+            r#"{{"error":"invalid_grant","error_description":"refresh token {} expired"}}"#,
+            form.replace('\\', "\\\\").replace('"', "\\\"")
+        ),
+        _ => format!(r#"{{"error":"{}"}}"#, form.replace('\\', "\\\\").replace('"', "\\\"")),
+    }
+    .into_bytes()
+}
+
 /// Checks a parsed token: sendable, lifetime clamped, secret-free `Debug`,
 /// and a store round trip that gives the same token back.
 fn check_token(token: &AccessToken, sent_at: Timestamp) {
@@ -130,8 +220,21 @@ pub fn token_response(data: &[u8]) {
 }
 
 /// A token endpoint response body under every error status: never a token.
+/// Also the same body after an echo of a credential the client sends (the
+/// secret, the Basic value) in some escaped form: never quoted.
 pub fn error_response(data: &[u8]) {
     let config = token_config(false);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("fuzz-client:{CLIENT_SECRET}"));
+    let credentials = [CLIENT_SECRET.to_owned(), basic];
+    if let Some((&pick, rest)) = data.split_first() {
+        let mut echoed = echo_body(&credentials, pick);
+        echoed.extend_from_slice(rest);
+        for status in [200, 400, 401, 500] {
+            if let Err(error) = parse_token_response(&config, NOW, &response(status, &echoed)) {
+                assert_no_credential(&format!("{error} {error:?}"), &credentials);
+            }
+        }
+    }
     for status in [400, 401, 403, 404, 405, 408, 429, 500, 502, 503] {
         let error = match parse_token_response(&config, NOW, &response(status, data)) {
             Ok(_) => panic!("HTTP {status} gave a token"),
@@ -174,9 +277,16 @@ pub fn discovery_document(data: &[u8]) {
                     assert_eq!(&metadata.issuer, issuer);
                     let endpoint = url::Url::parse(&metadata.token_endpoint).expect("token_endpoint was validated");
                     assert!(is_https_or_loopback(&endpoint), "token endpoint {endpoint}");
+                    // An https issuer never downgrades an endpoint to http.
+                    let https = issuer.starts_with("https:");
+                    assert!(!https || endpoint.scheme() == "https", "token endpoint {endpoint}");
                     if let Some(revocation) = &metadata.revocation_endpoint {
                         let revocation = url::Url::parse(revocation).expect("revocation_endpoint was validated");
                         assert!(is_https_or_loopback(&revocation), "revocation endpoint {revocation}");
+                        assert!(
+                            !https || revocation.scheme() == "https",
+                            "revocation endpoint {revocation}"
+                        );
                     }
                     let _ = metadata.preferred_auth();
                     assert_eq!(metadata.get("issuer"), Some(Value::String(issuer.clone())));
@@ -221,11 +331,8 @@ pub fn discovery_document(data: &[u8]) {
 /// Whether a URL is one the core may send credentials to (without `allow_insecure_http`).
 fn is_https_or_loopback(url: &url::Url) -> bool {
     let loopback = match url.host() {
-        Some(url::Host::Domain(domain)) => {
-            // RFC 6761 §6.3: localhost and its subdomains are loopback.
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            domain == "localhost" || domain.ends_with(".localhost")
-        }
+        // Not `*.localhost`: a resolver or proxy may send those elsewhere.
+        Some(url::Host::Domain(domain)) => domain.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -254,7 +361,7 @@ pub fn jwt_exp(data: &[u8]) {
             .filter(|v| v.is_finite())
     };
     match (number("exp"), number("iat")) {
-        (Some(exp), Some(iat)) if exp > iat => assert_eq!(lifetime, Some(exp - iat)),
+        (Some(exp), Some(iat)) if exp > iat => assert_eq!(lifetime, Some((exp - 1_700_000_000.0).min(exp - iat))),
         (Some(exp), _) => assert_eq!(lifetime, Some(exp - 1_700_000_000.0)),
         (None, _) => assert_eq!(lifetime, None),
     }
@@ -425,6 +532,7 @@ const BODIES: &[&str] = &[
     r#"{"issuer":"https://evil.example","token_endpoint":"https://evil.example/token"}"#,
     r#"{"issuer":"https://id.example","token_endpoint":"http://id.example/token"}"#,
     "<html><body>502 Bad Gateway</body></html>",
+    r#"{"access_token":"tok-g/+=&","token_type":"Bearer","expires_in":60,"refresh_token":"rt/+=&\"<é x"}"#,
     r#"{"access_token":"tok-f","token_type":"Bearer","expires_in":36"#,
     "",
 ];
@@ -434,7 +542,9 @@ const BODIES: &[&str] = &[
 /// in flight (no second `Send` before the first one's result, transport
 /// error or abandonment); a token usable before a response or transport
 /// error is still usable after it; `Ready` only while a token is unexpired;
-/// `refresh_at` agrees with `poll` (the adapters' lock-free fast path).
+/// `refresh_at` agrees with `poll` (the adapters' lock-free fast path); no
+/// error or event quotes a credential the request carried, in any form, even
+/// when the reply echoes one.
 pub fn token_source(data: &[u8]) {
     let mut schedule = Schedule { data };
     let flags = schedule.byte();
@@ -461,6 +571,7 @@ pub fn token_source(data: &[u8]) {
     let mut now = NOW;
     let mut in_flight: Option<RequestId> = None;
     let mut stale: Option<RequestId> = None;
+    let mut sent: Vec<String> = Vec::new();
     let mut ops = 0;
     while !schedule.data.is_empty() && ops < 256 {
         ops += 1;
@@ -480,6 +591,7 @@ pub fn token_source(data: &[u8]) {
                         assert!(!fresh, "refresh_at says fresh but poll sent");
                         assert!(in_flight.is_none(), "a second request while one is in flight");
                         in_flight = Some(outgoing.id);
+                        sent = carried(&outgoing.request);
                     }
                     Action::Wait { until } => {
                         assert!(!fresh, "refresh_at says fresh but poll waits");
@@ -495,6 +607,7 @@ pub fn token_source(data: &[u8]) {
                 let headers = schedule.byte();
                 let body = match schedule.byte() {
                     b if usize::from(b) < BODIES.len() * 8 => BODIES[usize::from(b) % BODIES.len()].as_bytes().to_vec(),
+                    b if b >= 0xF0 => echo_body(&sent, schedule.byte()),
                     _ => {
                         let len = usize::from(schedule.byte());
                         schedule.slice(len).to_vec()
@@ -520,6 +633,7 @@ pub fn token_source(data: &[u8]) {
                 };
                 let before = Before::of(&source, now);
                 let result = source.handle_response(now, id, reply);
+                check_quoted(&result, &sent);
                 after_result(&source, now, id, &mut in_flight, &mut stale, before, result);
             }
             6 => {
@@ -552,6 +666,7 @@ pub fn token_source(data: &[u8]) {
                     if let Some(outgoing) = source.signout() {
                         stale = in_flight.or(stale);
                         in_flight = Some(outgoing.id);
+                        sent = carried(&outgoing.request);
                     } else if in_flight.is_some() {
                         stale = in_flight.take();
                     }
@@ -568,6 +683,17 @@ pub fn token_source(data: &[u8]) {
             },
         }
     }
+}
+
+/// Neither the error nor the event (as printed or debugged) quotes a credential.
+fn check_quoted(result: &Result<Event, Error>, sent: &[String]) {
+    let text = match result {
+        // A new token or document is what the server sent, not a quote.
+        Ok(Event::TokenUpdated(_) | Event::DiscoveryUpdated(_)) => return,
+        Ok(event) => format!("{event:?}"),
+        Err(error) => format!("{error} {error:?}"),
+    };
+    assert_no_credential(&text, sent);
 }
 
 /// What `after_result` compares against.

@@ -86,6 +86,7 @@ mod error;
 pub mod fuzzing;
 mod machine;
 mod policy;
+mod redact;
 mod request;
 mod resource;
 mod response;

@@ -11,9 +11,10 @@ use crate::config::{ClientAuth, Config, DiscoveryOrder, Endpoint};
 use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryError, DiscoveryLocation, ProviderMetadata};
 use crate::error::{Error, OAuthErrorCode, TransportError};
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
-use crate::request::{get_json, revocation_request, token_request, Grant};
+use crate::redact::Credentials;
+use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant};
 use crate::resource::{check_resource, parse_resource_metadata_with, resource_metadata_url_with, ResourceMetadata};
-use crate::response::{check_size, excerpt, oauth_error, parse_json_object, parse_token_response};
+use crate::response::{check_size, excerpt, oauth_error, parse_json_object, parse_token_response_with};
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
@@ -195,6 +196,9 @@ pub struct TokenSource {
     last_error: Option<Error>,
     next_id: u64,
     jitter: Jitter,
+    /// Every credential the request in flight carries: cut out of any server
+    /// text its result quotes (errors, events).
+    sent_credentials: Credentials,
 }
 
 impl TokenSource {
@@ -224,6 +228,7 @@ impl TokenSource {
             last_error: None,
             next_id: 1,
             jitter: Jitter::new(seed),
+            sent_credentials: Credentials::default(),
         }
     }
 
@@ -485,6 +490,7 @@ impl TokenSource {
             }
         };
         self.phase = Phase::InFlight { id, sent, sent_at: now };
+        self.sent_credentials = carried_credentials(&self.config, &request);
         Outgoing { id, kind, request }
     }
 
@@ -520,40 +526,42 @@ impl TokenSource {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
         match sent {
-            Sent::Token { refresh_grant } => match parse_token_response(&self.config, sent_at, &response) {
-                Ok(token) => {
-                    let token = if refresh_grant && token.refresh_token().is_none() {
-                        // RFC 6749 §6: without a new refresh token, the old one stays valid.
-                        token.with_refresh_token(self.refresh_token.clone())
-                    } else {
-                        token
-                    };
-                    self.insert_token(token.clone());
-                    self.end_round();
-                    Ok(Event::TokenUpdated(token))
-                }
-                Err(error) => {
-                    let refused = matches!(
-                        error.oauth_code(),
-                        Some(
-                            OAuthErrorCode::InvalidGrant
-                                | OAuthErrorCode::UnauthorizedClient
-                                | OAuthErrorCode::UnsupportedGrantType
-                        )
-                    );
-                    if refresh_grant && refused {
-                        self.refresh_token = None;
-                        return Ok(Event::Fallback { error });
+            Sent::Token { refresh_grant } => {
+                match parse_token_response_with(&self.config, sent_at, &response, &self.sent_credentials) {
+                    Ok(token) => {
+                        let token = if refresh_grant && token.refresh_token().is_none() {
+                            // RFC 6749 §6: without a new refresh token, the old one stays valid.
+                            token.with_refresh_token(self.refresh_token.clone())
+                        } else {
+                            token
+                        };
+                        self.insert_token(token.clone());
+                        self.end_round();
+                        Ok(Event::TokenUpdated(token))
                     }
-                    let gone = matches!(response.status().as_u16(), 404 | 410);
-                    if gone && self.config.issuer().is_some() && !self.rediscovered {
-                        self.rediscovered = true;
-                        self.metadata_stale = true;
-                        return Ok(Event::Fallback { error });
+                    Err(error) => {
+                        let refused = matches!(
+                            error.oauth_code(),
+                            Some(
+                                OAuthErrorCode::InvalidGrant
+                                    | OAuthErrorCode::UnauthorizedClient
+                                    | OAuthErrorCode::UnsupportedGrantType
+                            )
+                        );
+                        if refresh_grant && refused {
+                            self.refresh_token = None;
+                            return Ok(Event::Fallback { error });
+                        }
+                        let gone = matches!(response.status().as_u16(), 404 | 410);
+                        if gone && self.config.issuer().is_some() && !self.rediscovered {
+                            self.rediscovered = true;
+                            self.metadata_stale = true;
+                            return Ok(Event::Fallback { error });
+                        }
+                        self.fail(now, error, retry_after)
                     }
-                    self.fail(now, error, retry_after)
                 }
-            },
+            }
             Sent::ResourceMetadata => {
                 let resource = self.config.resource_server().unwrap_or_default().to_owned();
                 let url = self
@@ -566,7 +574,7 @@ impl TokenSource {
                     self.config.allows_insecure_http(),
                     self.config.max_body_size(),
                     &url,
-                    self.config.client_secret().expose_secret(),
+                    &self.sent_credentials,
                 );
                 match parsed {
                     Ok(metadata) => {
@@ -590,7 +598,7 @@ impl TokenSource {
                     self.config.allows_insecure_http(),
                     self.config.max_body_size(),
                     &url,
-                    self.config.client_secret().expose_secret(),
+                    &self.sent_credentials,
                 );
                 match parsed {
                     Ok(metadata) => {
@@ -613,7 +621,7 @@ impl TokenSource {
                     Err(error) => self.discovery_failed(now, error, retry_after),
                 }
             }
-            Sent::Revocation => revocation_result(&self.config, &response),
+            Sent::Revocation => revocation_result(&self.config, &response, &self.sent_credentials),
         }
     }
 
@@ -626,7 +634,10 @@ impl TokenSource {
         error: impl Into<TransportError>,
     ) -> Result<Event, Error> {
         let (sent, _) = self.take_in_flight(id)?;
-        let error = Error::Transport(error.into());
+        // The HTTP client's text should never hold a credential; make sure.
+        let error: TransportError = error.into();
+        let message = self.sent_credentials.redact(error.message());
+        let error = Error::Transport(TransportError::new(error.kind(), message));
         match sent {
             Sent::Revocation => Err(error),
             Sent::Discovery(_) | Sent::ResourceMetadata => self.discovery_failed(now, error, None),
@@ -690,6 +701,7 @@ impl TokenSource {
         };
         let id = self.next_id();
         let request = revocation_request(&self.config, &endpoint, self.auth(), &value, hint);
+        self.sent_credentials = carried_credentials(&self.config, &request);
         self.phase = Phase::InFlight {
             id,
             sent: Sent::Revocation,
@@ -753,18 +765,18 @@ impl TokenSource {
     }
 }
 
-fn revocation_result(config: &Config, response: &Response<Vec<u8>>) -> Result<Event, Error> {
+fn revocation_result(config: &Config, response: &Response<Vec<u8>>, credentials: &Credentials) -> Result<Event, Error> {
     let body = check_size(response.body(), config.max_body_size())?;
     if response.status().is_success() {
         return Ok(Event::Revoked);
     }
     if let Ok(object) = parse_json_object(body) {
-        if let Some(error) = oauth_error(response.status(), &object, config.client_secret().expose_secret()) {
+        if let Some(error) = oauth_error(response.status(), &object, credentials) {
             return Err(error);
         }
     }
     Err(Error::UnexpectedStatus {
         status: response.status(),
-        body_excerpt: excerpt(body, config.client_secret().expose_secret()),
+        body_excerpt: excerpt(body, credentials),
     })
 }

@@ -7,6 +7,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
 use crate::config::{ClientAuth, Config};
+use crate::redact::Credentials;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
@@ -44,6 +45,59 @@ pub(crate) fn basic_credentials(client_id: &str, client_secret: &str, encode: bo
         HeaderValue::try_from(format!("Basic {encoded}")).unwrap_or_else(|_| HeaderValue::from_static("Basic"));
     value.set_sensitive(true);
     value
+}
+
+/// The credentials of a configuration: the client secret and both Basic
+/// header values it can produce (text from a server is cut with these even
+/// when no request says what was sent).
+pub(crate) fn config_credentials(config: &Config) -> Credentials {
+    let secret = config.client_secret().expose_secret();
+    let mut credentials = Credentials::default();
+    credentials.add(secret);
+    for encode in [true, false] {
+        let value = basic_credentials(config.client_id(), secret, encode);
+        credentials.add(token68(value.to_str().unwrap_or_default()));
+    }
+    credentials
+}
+
+/// The body members that carry a credential, in any request the core builds.
+const CREDENTIAL_PARAMS: &[&str] = &["client_secret", "refresh_token", "token", "client_assertion"];
+
+/// Every credential `request` carries, read from the request itself so that
+/// nothing added to requests later is missed: the configuration's, every
+/// sensitive header's value (`Authorization`, DPoP proofs), and the body
+/// members in [`CREDENTIAL_PARAMS`] (form or JSON).
+pub(crate) fn carried_credentials(config: &Config, request: &Request<Vec<u8>>) -> Credentials {
+    let mut credentials = config_credentials(config);
+    for value in request.headers().values().filter(|v| v.is_sensitive()) {
+        if let Ok(value) = value.to_str() {
+            credentials.add(value);
+            credentials.add(token68(value));
+        }
+    }
+    let body = request.body();
+    if body.first() == Some(&b'{') {
+        if let Ok(serde_json::Value::Object(members)) = serde_json::from_slice(body) {
+            for name in CREDENTIAL_PARAMS {
+                if let Some(serde_json::Value::String(value)) = members.get(*name) {
+                    credentials.add(value);
+                }
+            }
+        }
+    } else {
+        for (name, value) in form_urlencoded::parse(body) {
+            if CREDENTIAL_PARAMS.contains(&name.as_ref()) {
+                credentials.add(&value);
+            }
+        }
+    }
+    credentials
+}
+
+/// The credential of an `Authorization`-style value: what follows the scheme.
+fn token68(value: &str) -> &str {
+    value.split_once(' ').map_or(value, |(_, credential)| credential.trim())
 }
 
 /// A token request (RFC 6749 §4.4.2 or §6) to `endpoint`.

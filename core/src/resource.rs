@@ -7,11 +7,12 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{check_endpoint, redact_userinfo};
+use crate::config::{check_endpoint, redact_userinfo, without_userinfo};
 use crate::discovery::DiscoveryError;
 use crate::error::Error;
+use crate::redact::Credentials;
 use crate::request::get_json;
-use crate::response::{check_size, clean, excerpt, parse_json_object, redact};
+use crate::response::{check_size, clean, excerpt, parse_json_object};
 
 /// A protected resource's metadata (RFC 9728 §2), validated: its `resource`
 /// equals the resource identifier it was fetched for, and it names at least
@@ -82,7 +83,7 @@ pub(crate) fn check_resource(resource: &str, allow_insecure: bool) -> Result<Url
     check_endpoint("resource_server", resource, allow_insecure).map_err(|e| {
         let shown = match Url::parse(resource) {
             Ok(url) => redact_userinfo(&url),
-            Err(_) => resource.to_owned(),
+            Err(_) => without_userinfo(resource),
         };
         DiscoveryError::InvalidResource {
             resource: clean(&shown, 200),
@@ -136,7 +137,7 @@ pub fn parse_resource_metadata(
         false,
         crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
         "",
-        "",
+        &Credentials::default(),
     )
 }
 
@@ -146,7 +147,7 @@ pub(crate) fn parse_resource_metadata_with(
     allow_insecure: bool,
     max_body: usize,
     url: &str,
-    client_secret: &str,
+    credentials: &Credentials,
 ) -> Result<ResourceMetadata, Error> {
     let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
         reason: format!("the resource metadata exceeds the {max_body}-byte limit"),
@@ -158,7 +159,7 @@ pub(crate) fn parse_resource_metadata_with(
     if !status.is_success() {
         return Err(DiscoveryError::UnexpectedStatus {
             status,
-            body_excerpt: excerpt(body, client_secret),
+            body_excerpt: excerpt(body, credentials),
         }
         .into());
     }
@@ -175,13 +176,18 @@ pub(crate) fn parse_resource_metadata_with(
     if found != resource {
         return Err(DiscoveryError::ResourceMismatch {
             expected: resource.to_owned(),
-            found: clean(&redact(&found, client_secret), 200),
+            found: clean(&credentials.redact(&found), 200),
         }
         .into());
     }
     // An issuer identifier is an https URL without query or fragment (RFC 8414 §2).
+    // Metadata fetched over https may not send the client to plain http, not
+    // even on loopback (as for discovered endpoints).
+    let https_resource = Url::parse(resource).is_ok_and(|url| url.scheme() == "https");
     let usable = |issuer: &String| {
-        !issuer.contains('?') && check_endpoint("authorization_server", issuer, allow_insecure).is_ok()
+        !issuer.contains('?')
+            && check_endpoint("authorization_server", issuer, allow_insecure)
+                .is_ok_and(|url| !https_resource || url.scheme() == "https")
     };
     let authorization_servers: Vec<String> = match document.remove("authorization_servers") {
         Some(Value::Array(items)) => items

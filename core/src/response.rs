@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::{Error, OAuthErrorCode};
-use crate::request::CREDENTIAL;
+use crate::redact::Credentials;
+use crate::request::config_credentials;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
 
@@ -28,8 +29,8 @@ const EXCERPT_CHARS: usize = 200;
 /// `sent_at` is the time the request was sent: expiry is counted from there.
 /// Lifetime comes from `expires_in` (a number or a numeric string), else from
 /// the `exp` claim of a JWT access token (read, not verified: it only
-/// schedules refresh; `exp - iat` when both are present, which is immune to
-/// clock skew), else from [`Config::default_lifetime`]; it is then clamped to
+/// schedules refresh; see [`jwt_lifetime`]), else from
+/// [`Config::default_lifetime`]; it is then clamped to
 /// [`MIN_LIFETIME`]..=[`MAX_LIFETIME`].
 ///
 /// ```
@@ -49,23 +50,34 @@ pub fn parse_token_response(
     sent_at: Timestamp,
     response: &Response<Vec<u8>>,
 ) -> Result<AccessToken, Error> {
+    parse_token_response_with(config, sent_at, response, &config_credentials(config))
+}
+
+/// [`parse_token_response`], cutting `credentials` (those the request
+/// carried) out of any server text an error quotes.
+pub(crate) fn parse_token_response_with(
+    config: &Config,
+    sent_at: Timestamp,
+    response: &Response<Vec<u8>>,
+    credentials: &Credentials,
+) -> Result<AccessToken, Error> {
     let body = check_size(response.body(), config.max_body_size())?;
     let status = response.status();
     let parsed = parse_json_object(body);
     if !status.is_success() {
         if let Ok(object) = &parsed {
-            if let Some(error) = oauth_error(status, object, config.client_secret().expose_secret()) {
+            if let Some(error) = oauth_error(status, object, credentials) {
                 return Err(error);
             }
         }
         return Err(Error::UnexpectedStatus {
             status,
-            body_excerpt: excerpt(body, config.client_secret().expose_secret()),
+            body_excerpt: excerpt(body, credentials),
         });
     }
     let object = parsed.map_err(|reason| Error::invalid(format!("{reason} (HTTP {})", status.as_u16())))?;
     // Some servers answer 200 with an error body.
-    if let Some(error) = oauth_error(status, &object, config.client_secret().expose_secret()) {
+    if let Some(error) = oauth_error(status, &object, credentials) {
         return Err(error);
     }
     let secret = match object.get("access_token") {
@@ -88,7 +100,7 @@ pub fn parse_token_response(
     {
         return Err(Error::invalid(format!(
             "token_type {:?} is not Bearer; accept it with ConfigBuilder::accept_token_type",
-            clean(&redact(&token_type, config.client_secret().expose_secret()), 40)
+            clean(&credentials.redact(&token_type), 40)
         )));
     }
     let lifetime = match expires_in(&object)? {
@@ -142,17 +154,17 @@ pub(crate) fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, Strin
 }
 
 /// An RFC 6749 §5.2 error, when the object has a string `error` member. A
-/// description or URI that echoes the client secret has it cut out.
-pub(crate) fn oauth_error(status: StatusCode, object: &Map<String, Value>, client_secret: &str) -> Option<Error> {
+/// code, description or URI that echoes a credential has it cut out.
+pub(crate) fn oauth_error(status: StatusCode, object: &Map<String, Value>, credentials: &Credentials) -> Option<Error> {
     let code = object.get("error")?.as_str()?;
     let text = |name: &str, max: usize| {
         object
             .get(name)
             .and_then(Value::as_str)
-            .map(|s| clean(&redact(s, client_secret), max))
+            .map(|s| clean(&credentials.redact(s), max))
     };
     Some(Error::OAuth {
-        code: OAuthErrorCode::from_wire(&clean(&redact(code, client_secret), 64)),
+        code: OAuthErrorCode::from_wire(&clean(&credentials.redact(code), 64)),
         description: text("error_description", 300),
         uri: text("error_uri", 300),
         status,
@@ -183,18 +195,26 @@ fn clamp_lifetime(secs: f64) -> Duration {
     Duration::from_secs_f64(secs.clamp(min, max))
 }
 
-/// The remaining lifetime, in seconds, that a JWT's `exp` claim implies:
-/// `exp - iat` when both are present and ordered, else `exp - now`.
-/// `None` when the token is not a JWT or has no numeric `exp`. The signature
-/// is not checked: the value only schedules a refresh.
+/// The remaining lifetime, in seconds, that a JWT's `exp` claim implies at
+/// `now` (the time the token was received): `exp - now`, but never more than
+/// `exp - iat` when both are present and ordered. `None` when the token is not
+/// a JWT or has no numeric `exp`. The signature is not checked: the value only
+/// schedules a refresh.
+///
+/// Counting from `now` matters: a provider that hands out a cached JWT issued
+/// 50 minutes ago with a 1 h life has 10 minutes left, not 60. The `exp - iat`
+/// bound keeps a clock running behind the issuer's from stretching a lifetime.
 ///
 /// ```
 /// use base64::Engine as _;
 /// use client_credentials::{jwt_lifetime, Timestamp};
 ///
 /// let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-/// let jwt = format!("{}.{}.sig", b64(r#"{"alg":"none"}"#), b64(r#"{"iat":1000,"exp":1600}"#));
-/// assert_eq!(jwt_lifetime(&jwt, Timestamp::from_unix_secs(5000)), Some(600.0));
+/// let jwt = format!("{}.{}.sig", b64(r#"{"alg":"none"}"#), b64(r#"{"iat":1000,"exp":4600}"#));
+/// // Issued 50 minutes before it was received: 10 minutes left.
+/// assert_eq!(jwt_lifetime(&jwt, Timestamp::from_unix_secs(4000)), Some(600.0));
+/// // A receiving clock behind the issuer's: still at most exp - iat.
+/// assert_eq!(jwt_lifetime(&jwt, Timestamp::from_unix_secs(0)), Some(3600.0));
 /// assert_eq!(jwt_lifetime("opaque-token", Timestamp::from_unix_secs(5000)), None);
 /// ```
 pub fn jwt_lifetime(token: &str, now: Timestamp) -> Option<f64> {
@@ -215,9 +235,10 @@ pub fn jwt_lifetime(token: &str, now: Timestamp) -> Option<f64> {
         _ => return None,
     };
     let exp = claims.get("exp")?.as_f64().filter(|v| v.is_finite())?;
+    let remaining = exp - now.as_unix_millis() as f64 / 1000.0;
     match claims.get("iat").and_then(Value::as_f64).filter(|v| v.is_finite()) {
-        Some(iat) if exp > iat => Some(exp - iat),
-        _ => Some(exp - now.as_unix_millis() as f64 / 1000.0),
+        Some(iat) if exp > iat => Some(remaining.min(exp - iat)),
+        _ => Some(remaining),
     }
 }
 
@@ -234,32 +255,11 @@ pub(crate) fn clean(text: &str, max: usize) -> String {
     out
 }
 
-/// The start of a body for an error message, with the client secret cut out.
+/// The start of a body for an error message, with the credentials cut out.
 ///
-/// The secret is cut from the whole body before it is shortened, so a secret
+/// They are cut from the whole body before it is shortened, so a credential
 /// straddling the cut cannot leave its first characters behind.
-pub(crate) fn excerpt(body: &[u8], client_secret: &str) -> String {
-    let text = redact(&String::from_utf8_lossy(body), client_secret);
+pub(crate) fn excerpt(body: &[u8], credentials: &Credentials) -> String {
+    let text = credentials.redact(&String::from_utf8_lossy(body));
     clean(text.trim(), EXCERPT_CHARS)
-}
-
-/// `text` with the client secret cut out in every form a server may echo it
-/// in: raw, form-encoded (space as `+`), percent-encoded as the core sends it
-/// in Basic credentials (space as `%20`), and JSON-escaped. Secrets under 4
-/// bytes are left alone: cutting them would garble ordinary text.
-pub(crate) fn redact(text: &str, client_secret: &str) -> String {
-    if client_secret.len() < 4 {
-        return text.to_owned();
-    }
-    let form: String = form_urlencoded::byte_serialize(client_secret.as_bytes()).collect();
-    let percent = percent_encoding::utf8_percent_encode(client_secret, CREDENTIAL).to_string();
-    let json = serde_json::to_string(client_secret).unwrap_or_default();
-    let json = json.trim_matches('"');
-    let mut text = text.to_owned();
-    for form in [client_secret, form.as_str(), percent.as_str(), json] {
-        if !form.is_empty() && text.contains(form) {
-            text = text.replace(form, "[redacted]");
-        }
-    }
-    text
 }

@@ -192,7 +192,6 @@ fn plain_http_is_allowed_to_loopback_only() {
         "http://localhost:8080/token",
         "http://LOCALHOST/token",
         "http://localhost./token",
-        "http://auth.localhost/token",
         "http://127.0.0.1/token",
         "http://127.9.8.7:1234/token",
         "http://[::1]:8080/token",
@@ -547,4 +546,74 @@ fn fingerprint_is_stable_and_changes_with_each_field_but_not_with_the_secret() {
         .build()
         .unwrap();
     assert_ne!(ab.fingerprint(), a_b.fingerprint());
+}
+
+/// Issue 13, defect 6: whichever check fails first, and whether or not the
+/// URL parses, no configuration error quotes the password in a URL's userinfo.
+#[test]
+fn config_errors_never_quote_url_userinfo() {
+    let urls = [
+        "https://id:pw-5ec2e7@auth.example/token#x",
+        "https://id:pw-5ec2e7@auth.example/token?x#",
+        "http://id:pw-5ec2e7@auth.example/token",
+        "https://id:pw-5ec2e7@auth example/token",
+        "https://id:pw-5ec2e7@[::1/token",
+        "https://id:pw-5ec2e7@auth.example:99999/token",
+        "https://id:p/w-5ec2e7@auth.example/token",
+        "https://id:p#w-5ec2e7@auth.example/token",
+        "ftp://id:pw-5ec2e7@auth.example/token",
+        "id:pw-5ec2e7@auth.example/token",
+        "//id:pw-5ec2e7@auth.example/token",
+        "http:id:pw-5ec2e7@auth.example/token",
+    ];
+    for url in urls {
+        for builder in [
+            Config::builder("id", "s").token_endpoint(url),
+            Config::builder("id", "s").issuer(url),
+            Config::builder("id", "s")
+                .token_endpoint(TOKEN_URL)
+                .revocation_endpoint(url),
+        ] {
+            let builder_debug = format!("{builder:?}");
+            assert!(!builder_debug.contains("5ec2e7"), "{url}: {builder_debug}");
+            let e = error(builder);
+            assert!(!e.to_string().contains("5ec2e7"), "{url}: {e}");
+            assert!(!format!("{e:?}").contains("5ec2e7"), "{url}: {e:?}");
+        }
+    }
+    // The credentials check runs before the fragment check, so the error says
+    // what to fix first.
+    let e = error(Config::builder("id", "s").token_endpoint("https://id:pw-5ec2e7@auth.example/token#x"));
+    assert!(e.to_string().contains("credentials in the URL"), "{e}");
+}
+
+/// Issue 13, defect 6: `ConfigBuilder`'s `Debug` hides `.param()` values as
+/// `Config`'s does (they are often API keys).
+#[test]
+fn config_builder_debug_hides_param_values() {
+    let builder = builder().param("api_key", "param-value-9f8e").scope("read");
+    let debug = format!("{builder:?}");
+    assert!(!debug.contains("param-value-9f8e"), "{debug}");
+    assert!(debug.contains("api_key"), "{debug}");
+    assert!(debug.contains("read"), "{debug}");
+    assert!(!debug.contains(SECRET), "{debug}");
+}
+
+/// Issue 13, defect 4: `*.localhost` names resolve through whatever resolver
+/// (or proxy) the HTTP client uses, which need not map them to loopback, so
+/// they do not count as loopback: plain http to them needs
+/// `.allow_insecure_http()` like any other host.
+#[test]
+fn subdomains_of_localhost_are_not_loopback() {
+    for url in ["http://auth.localhost/token", "http://a.b.LOCALHOST./token"] {
+        let e = error(Config::builder("id", "s").token_endpoint(url));
+        assert!(matches!(e, ConfigError::InsecureUrl { .. }), "{url}: {e:?}");
+        let e = error(Config::builder("id", "s").issuer(url));
+        assert!(matches!(e, ConfigError::InsecureUrl { .. }), "{url}: {e:?}");
+        let config = Config::builder("id", "s")
+            .token_endpoint(url)
+            .allow_insecure_http()
+            .build();
+        assert!(config.is_ok(), "{url}: {config:?}");
+    }
 }

@@ -255,3 +255,51 @@ fn auth_negotiation() {
         ClientAuth::Basic
     );
 }
+
+/// Issue 13, defect 4: a document fetched over https must not move the client
+/// secret to plain http, not even to a loopback address (where a local proxy
+/// or another user's listener could read it).
+#[test]
+fn an_https_issuer_cannot_switch_the_token_or_revocation_endpoint_to_http() {
+    for endpoint in [
+        "http://localhost/token",
+        "http://127.0.0.1:8080/token",
+        "http://[::1]/token",
+        "HTTP://localhost/token",
+    ] {
+        let body = format!(r#"{{"issuer":"https://id.example","token_endpoint":"{endpoint}"}}"#);
+        let e = parse(200, &body).unwrap_err();
+        assert!(matches!(e, DiscoveryError::InvalidEndpoint(_)), "{endpoint}: {e:?}");
+        assert!(e.to_string().contains("https"), "{e}");
+
+        let body = format!(
+            r#"{{"issuer":"https://id.example","token_endpoint":"https://id.example/token","revocation_endpoint":"{endpoint}"}}"#
+        );
+        let metadata = parse(200, &body).unwrap();
+        assert_eq!(metadata.revocation_endpoint, None, "{endpoint}");
+    }
+
+    // Through a TokenSource, even with .allow_insecure_http().
+    let config = client_credentials::Config::builder("id", "secret")
+        .issuer(ISSUER)
+        .allow_insecure_http()
+        .build()
+        .unwrap();
+    let mut source = client_credentials::TokenSource::new(config);
+    let now = client_credentials::Timestamp::from_unix_secs(1_700_000_000);
+    let client_credentials::Action::Send(outgoing) = source.poll(now) else {
+        panic!("expected discovery");
+    };
+    let body = r#"{"issuer":"https://id.example","token_endpoint":"http://127.0.0.1/token"}"#;
+    let result = source.handle_response(now, outgoing.id, doc(200, body));
+    assert!(
+        matches!(result, Err(Error::Discovery(DiscoveryError::InvalidEndpoint(_)))),
+        "{result:?}"
+    );
+
+    // A plain-http (loopback) issuer may name plain-http loopback endpoints.
+    let body = r#"{"issuer":"http://localhost:8080","token_endpoint":"http://localhost:8080/token","revocation_endpoint":"http://localhost:8080/revoke"}"#;
+    let metadata = parse_discovery("http://localhost:8080", doc(200, body)).unwrap();
+    assert_eq!(metadata.token_endpoint, "http://localhost:8080/token");
+    assert!(metadata.revocation_endpoint.is_some());
+}

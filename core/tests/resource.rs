@@ -268,3 +268,16 @@ fn the_fingerprint_names_the_resource_server() {
     assert_ne!(a.fingerprint(), b.fingerprint());
     assert_eq!(a.fingerprint(), resource_config().fingerprint());
 }
+
+/// Issue 13, defect 4: metadata from an https resource cannot send the client
+/// to a plain-http authorization server, not even on loopback.
+#[test]
+fn an_https_resource_cannot_name_a_plain_http_loopback_authorization_server() {
+    let mut source = TokenSource::new(resource_config());
+    let out = send(&mut source, at(0));
+    let servers = r#"["http://localhost:8080", "http://127.0.0.1", "https://id2.example"]"#;
+    source
+        .handle_response(at(0), out.id, resource_document(RESOURCE, servers))
+        .expect("one usable server");
+    assert_eq!(source.discovery_issuer(), Some("https://id2.example"));
+}

@@ -96,8 +96,8 @@ fn expires_in_forms() {
 
 #[test]
 fn without_expires_in_a_jwt_exp_sets_the_lifetime() {
-    // exp - iat when both are there (immune to clock differences).
-    let token = jwt(r#"{"iss":"x","iat":1000,"exp":1900}"#);
+    // exp - iat bounds it when the receiving clock runs behind the issuer's.
+    let token = jwt(&format!(r#"{{"iss":"x","iat":{},"exp":{}}}"#, SENT + 100, SENT + 1000));
     let t = ok(&format!(r#"{{"access_token":"{token}","token_type":"Bearer"}}"#));
     assert_eq!(lifetime(&t), Duration::from_secs(900));
     // exp - sent without iat.
@@ -120,6 +120,21 @@ fn without_expires_in_a_jwt_exp_sets_the_lifetime() {
     let token = jwt(r#"{"iat":1000,"exp":1900}"#);
     let t = ok(&format!(r#"{{"access_token":"{token}","expires_in":60}}"#));
     assert_eq!(lifetime(&t), Duration::from_secs(60));
+}
+
+/// Issue 13, defect 5: a provider handing out a cached JWT issued 50 minutes
+/// ago with a 1 h life (and no `expires_in`) has 10 minutes left, not 60.
+#[test]
+fn jwt_lifetime_counts_exp_from_the_receive_time_bounded_by_exp_minus_iat() {
+    let token = jwt(&format!(r#"{{"iat":{},"exp":{}}}"#, SENT - 3000, SENT + 600));
+    let t = ok(&format!(r#"{{"access_token":"{token}","token_type":"Bearer"}}"#));
+    assert_eq!(t.expires_at(), Some(Timestamp::from_unix_secs(SENT + 600)));
+    // Already expired when received: the minimum lifetime, not exp - iat.
+    let token = jwt(&format!(r#"{{"iat":{},"exp":{}}}"#, SENT - 7200, SENT - 3600));
+    let t = ok(&format!(r#"{{"access_token":"{token}"}}"#));
+    assert_eq!(lifetime(&t), MIN_LIFETIME);
+    // The public helper says the same.
+    assert_eq!(client_credentials::jwt_lifetime(&token, sent()), Some(-3600.0));
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! Standalone discovery of a provider's metadata.
 
-use client_credentials::{
-    discovery_request_at, parse_discovery, DiscoveryError, DiscoveryLocation, Error, ProviderMetadata,
-};
+use client_credentials::{Error, ProviderMetadata};
+use client_credentials_common::discovery::Discovery;
 
 use crate::transport::{Transport, UreqTransport};
 
@@ -26,12 +25,10 @@ pub fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
 
 /// [`discover`] over your own transport.
 pub fn discover_with(transport: &impl Transport, issuer: &str) -> Result<ProviderMetadata, Error> {
-    let request = discovery_request_at(issuer, DiscoveryLocation::OpenId)?;
-    match parse_discovery(issuer, transport.send(request)?) {
-        Err(Error::Discovery(DiscoveryError::NotFound { .. })) => {
-            let request = discovery_request_at(issuer, DiscoveryLocation::Rfc8414)?;
-            parse_discovery(issuer, transport.send(request)?)
+    let mut discovery = Discovery::new(issuer);
+    loop {
+        if let Some(result) = discovery.handle(transport.send(discovery.request()?)?) {
+            return result;
         }
-        result => result,
     }
 }

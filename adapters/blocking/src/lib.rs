@@ -33,7 +33,14 @@
 //!   [`ClientBuilder::on_error`]) and a custom [provider](ClientBuilder::token_provider).
 //! - [`Transport`], [`UreqTransport`]: the HTTP exchange (no redirects, body
 //!   capped while reading, 30 s overall and 10 s connect timeouts by default).
-//! - [`TokenStore`], [`MemoryStore`], [`FileStore`]: tokens that outlive the client.
+//! - [`TokenStore`], [`MemoryStore`], [`FileStore`]: tokens that outlive the
+//!   client. The store is read lazily, inside the single flight of the first
+//!   call that needs a token; each new token is saved before the callers
+//!   waiting for it are woken; `signout()` and `invalidate()` delete it. Store
+//!   writes apply in the order of the changes that caused them. A fleet store
+//!   can let one process fetch for all ([`TokenStore::begin_fetch`], [`FleetTurn`]).
+//! - [`Clock`], [`ManualClock`]: time for tests, stepped by hand
+//!   ([`ClientBuilder::clock`]).
 //! - [`discover`], [`discover_with`]: a provider's metadata, standalone.
 //!
 //! Errors are the core's [`Error`] (I/O failures as [`Error::Transport`]).
@@ -45,12 +52,11 @@
 
 mod client;
 mod discovery;
-mod store;
 mod transport;
+
+pub use client_credentials::{AccessToken, Config, Error};
+pub use client_credentials_common::{Clock, FileStore, FleetTurn, ManualClock, MemoryStore, TokenStore};
 
 pub use client::{Client, ClientBuilder};
 pub use discovery::{discover, discover_with};
-pub use store::{FileStore, MemoryStore, TokenStore};
 pub use transport::{Transport, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
-
-pub use client_credentials::{AccessToken, Config, Error};

@@ -227,7 +227,7 @@ fn stores_carry_the_token_to_the_next_client() {
         .store(memory.clone())
         .build();
     let token = first.token().unwrap();
-    assert_eq!(memory.load().unwrap().unwrap().secret(), token.secret());
+    assert_eq!(memory.get().unwrap().secret(), token.secret());
     let second = Client::builder(config(&issuer).build().unwrap())
         .store(memory.clone())
         .build();
@@ -257,13 +257,17 @@ fn stores_carry_the_token_to_the_next_client() {
         .expires_at(Timestamp::from_unix_secs(1_000))
         .build()
         .unwrap();
-    FileStore::new(&path).save(&expired).unwrap();
+    let cfg = config(&issuer).build().unwrap();
+    FileStore::new(&path).save(&cfg, &expired).unwrap();
     let third = Client::builder(config(&issuer).build().unwrap())
         .store(FileStore::new(&path))
         .build();
     let fresh = third.token().unwrap();
     assert_ne!(fresh.secret(), "old");
-    assert_eq!(FileStore::new(&path).load().unwrap().unwrap().secret(), fresh.secret());
+    assert_eq!(
+        FileStore::new(&path).load(&cfg).unwrap().unwrap().secret(),
+        fresh.secret()
+    );
 
     // A file that is not a token is an empty store, not an error.
     std::fs::write(&path, b"garbage").unwrap();
@@ -347,9 +351,9 @@ fn signout_clears_the_store_and_revokes_at_the_discovered_endpoint() {
         .unwrap();
     let client = Client::builder(config).store(store.clone()).build();
     let token = client.token().unwrap();
-    assert!(store.load().unwrap().is_some());
+    assert!(store.get().is_some());
     client.signout().unwrap();
-    assert!(store.load().unwrap().is_none());
+    assert!(store.get().is_none());
     let revoked = issuer.revocation_requests();
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].param("token"), Some(token.secret()));

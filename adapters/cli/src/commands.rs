@@ -2,10 +2,9 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
-use client_credentials::{Action, ClientAuth, Config, ConfigBuilder, Event, ProviderMetadata, Timestamp, TokenSource};
-use client_credentials_blocking::{Client, FileStore, Transport};
+use client_credentials::{ClientAuth, Config, ConfigBuilder, Timestamp};
+use client_credentials_blocking::{Client, FileStore};
 
 use crate::cli::{AuthArg, DiscoverArgs, TokenArgs};
 use crate::failure::Failure;
@@ -132,50 +131,15 @@ fn read_secret_file(path: &Path) -> Result<String, Failure> {
 
 /// `client-credentials discover`: fetch and validate the metadata, print it as JSON.
 pub fn discover(args: DiscoverArgs) -> Result<(), Failure> {
-    // The core's own discovery round (OpenID Connect, then RFC 8414 on 404,
-    // retries, issuer and endpoint validation), driven here so that
-    // `--timeout`, `--allow-insecure-http` and `-v` apply to it. No token is requested:
-    // the loop stops at the first discovered document, and the credentials are placeholders.
-    let config = insecure(
-        Config::builder("discover", "unused").issuer(&args.issuer),
-        args.http.allow_insecure_http,
-    )
-    .build()?;
-    let transport = LoggingTransport::ureq(args.http.timeout, config.max_body_size());
-    let metadata =
-        discover_with(TokenSource::new(config), &transport).map_err(|e| e.after(transport.last_request().get()))?;
+    // The adapters' own standalone discovery (OpenID Connect, then RFC 8414
+    // on 404; issuer and endpoint validation), through the logging transport
+    // so that `--timeout` and `-v` apply. No credentials are involved.
+    let transport = LoggingTransport::ureq(args.http.timeout, ConfigBuilder::DEFAULT_MAX_BODY_SIZE);
+    let metadata = client_credentials_blocking::discover_with(&transport, &args.issuer)
+        .map_err(|e| Failure::from(e).after(transport.last_request().get()))?;
     let json = serde_json::to_string_pretty(&metadata)
         .map_err(|e| Failure::from(invalid(&format!("cannot print the metadata: {e}"))))?;
     print_line(&json)
-}
-
-fn discover_with(mut source: TokenSource, transport: &impl Transport) -> Result<ProviderMetadata, Failure> {
-    loop {
-        let now = Timestamp::from(SystemTime::now());
-        let outgoing = match source.poll(now) {
-            Action::Send(outgoing) => outgoing,
-            Action::Wait { until } => {
-                if let Some(error) = source.last_error() {
-                    return Err(error.clone().into());
-                }
-                let pause = until.map_or(Duration::from_millis(10), |u| u.saturating_duration_since(now));
-                std::thread::sleep(pause);
-                continue;
-            }
-            // A source configured with an issuer fetches its metadata before any token.
-            Action::Ready(_) => return Err(Failure::from(invalid("no metadata was fetched"))),
-        };
-        if outgoing.kind != client_credentials::RequestKind::Discovery {
-            return Err(Failure::from(invalid("no metadata was fetched")));
-        }
-        let result = match transport.send(outgoing.request) {
-            Ok(response) => source.handle_response(Timestamp::from(SystemTime::now()), outgoing.id, response),
-            Err(error) => source.handle_transport_error(Timestamp::from(SystemTime::now()), outgoing.id, error),
-        };
-        if let Event::DiscoveryUpdated(metadata) = result? {
-            return Ok(metadata);
-        }
-    }
 }
 
 /// Prints one line on stdout; a closed stdout (`| head`) is an error, not a panic.

@@ -1,25 +1,39 @@
 //! Plumbing shared by the `client-credentials` adapters, written once:
 //!
+//! - [`Driver`]: the client both adapters loop around — the core behind a
+//!   lock, single flight with a panic-safe guard, the custom provider, the
+//!   store's load, fleet turn and ordered writes, callbacks. An adapter keeps
+//!   only its I/O: sending a request, calling its store, waiting, its clock;
 //! - [`Published`]: the token published for lock-free cached reads, with one
 //!   detached copy per thread so concurrent readers do not contend;
-//! - [`coarse_now`] / [`now`]: the clocks the adapters read (the core reads none);
+//! - [`coarse_now`] / [`now`], [`Clock`], [`ManualClock`]: the clocks the
+//!   adapters read (the core reads none);
+//! - [`discovery`]: standalone discovery, OpenID Connect then RFC 8414;
+//! - [`TokenStore`] / [`AsyncTokenStore`] (the adapters' store traits),
+//!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
 //! - [`file`]: loading and atomically saving a token file with owner-only permissions;
 //! - [`random_seed`]: a per-client jitter seed;
 //! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
 //!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping).
 //!
 //! This crate is an implementation detail of `client-credentials-blocking` and
-//! `client-credentials-tokio`; its API may change between releases.
+//! `client-credentials-tokio` (which re-export what users name); its API may
+//! change between releases.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod authorize;
 mod clock;
+pub mod discovery;
+mod driver;
 pub mod file;
 mod published;
+mod store;
 
-pub use clock::{coarse_now, now};
+pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
+pub use driver::{BoxFuture, Driver, ErrorCallback, Io, Mode, Provider, Settings, Step, TokenCallback, Wake, Work};
 pub use published::Published;
+pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
 
 /// A jitter seed that differs per client and per process, so clients started
 /// together do not retry in lockstep.

@@ -1,8 +1,7 @@
 //! Standalone discovery: fetch and validate a provider's metadata document.
 
-use client_credentials::{
-    discovery_request_at, parse_discovery, ConfigBuilder, DiscoveryError, DiscoveryLocation, Error, ProviderMetadata,
-};
+use client_credentials::{ConfigBuilder, Error, ProviderMetadata};
+use client_credentials_common::discovery::Discovery;
 
 use crate::transport::{ReqwestTransport, Transport};
 
@@ -26,14 +25,11 @@ pub async fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
 
 /// [`discover`] through your own [`Transport`].
 pub async fn discover_with(transport: &dyn Transport, issuer: &str) -> Result<ProviderMetadata, Error> {
-    let mut result = Err(Error::Discovery(DiscoveryError::MissingTokenEndpoint));
-    for location in [DiscoveryLocation::OpenId, DiscoveryLocation::Rfc8414] {
-        let request = discovery_request_at(issuer, location)?;
-        let response = transport.send(request).await?;
-        result = parse_discovery(issuer, response);
-        if !matches!(result, Err(Error::Discovery(DiscoveryError::NotFound { .. }))) {
-            break;
+    let mut discovery = Discovery::new(issuer);
+    loop {
+        let response = transport.send(discovery.request()?).await?;
+        if let Some(result) = discovery.handle(response) {
+            return result;
         }
     }
-    result
 }

@@ -57,7 +57,11 @@
 //!   Bring your own `reqwest::Client` ([`ClientBuilder::reqwest_client`]) or
 //!   any HTTP stack ([`Transport`]).
 //! - **Stores** ([`TokenStore`]: [`MemoryStore`], [`FileStore`]) are loaded
-//!   lazily by the first call that misses the cache; a failing store is
+//!   lazily, inside the single flight of the first call that needs a token;
+//!   each new token is saved before the callers waiting for it are woken;
+//!   `signout()` and `invalidate()` delete it; writes apply in the order of
+//!   the changes that caused them. A fleet store can let one process fetch
+//!   for all ([`TokenStore::begin_fetch`], [`FleetTurn`]). A failing store is
 //!   logged and never fails a token request.
 //! - **Time**: the wall clock by default; [`ClientBuilder::tokio_clock`]
 //!   follows tokio's clock instead, for tests on a paused runtime.
@@ -70,14 +74,14 @@
 #![warn(missing_docs)]
 
 mod client;
-mod clock;
 mod discovery;
-mod store;
 mod transport;
 
 pub use client::{Client, ClientBuilder};
+pub use client_credentials_common::{
+    AsyncTokenStore as TokenStore, Clock, FileStore, FleetTurn, ManualClock, MemoryStore,
+};
 pub use discovery::{discover, discover_with};
-pub use store::{FileStore, MemoryStore, TokenStore};
 pub use transport::{BoxFuture, ReqwestTransport, Transport};
 
 pub use client_credentials::{AccessToken, Config, Error, ProviderMetadata};

@@ -1,0 +1,318 @@
+//! The token stores both adapters use: the store traits (the blocking
+//! adapter's `TokenStore` is [`TokenStore`], the tokio adapter's is
+//! [`AsyncTokenStore`]), the fleet hook's answer, [`MemoryStore`] and
+//! [`FileStore`].
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use client_credentials::{AccessToken, Config, Timestamp};
+
+use crate::driver::BoxFuture;
+use crate::file;
+
+/// Keeps the current token somewhere (memory shared between clients, a file,
+/// a database), so a restarted program reuses it instead of fetching a new
+/// one. The blocking adapter's store (`client_credentials_blocking::TokenStore`);
+/// the tokio adapter's, [`AsyncTokenStore`], is the same with futures.
+///
+/// Each call gets the [`Config`] the client serves (a store shared by
+/// several configurations keys its entries by it, e.g. by
+/// `Config::fingerprint`). The client loads the store lazily, inside the
+/// single flight of the first call that needs a token; saves every new token
+/// before waking the callers waiting for it; and deletes it at sign-out and
+/// when the cached token is invalidated. Writes apply in the order of the
+/// changes that caused them: a save never lands after the sign-out or
+/// invalidation that dropped its token, and of two quick saves the later one
+/// lands last. Failures are logged with `tracing::warn!` and never fail a
+/// token request: a store is a cache. A loaded token that has expired is
+/// fine: the client refreshes it (with its refresh token, if it has one).
+///
+/// A store shared by a fleet of processes can make one of them fetch and the
+/// others use its token: see [`TokenStore::begin_fetch`].
+pub trait TokenStore: Send + Sync + 'static {
+    /// The stored token, if any.
+    fn load(&self, config: &Config) -> io::Result<Option<AccessToken>>;
+    /// Replaces the stored token.
+    fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()>;
+    /// Removes the stored token (nothing stored is not an error).
+    fn delete(&self, config: &Config) -> io::Result<()>;
+
+    /// Called inside the single flight right before this process sends a
+    /// token request: [`FleetTurn::Fetch`] lets it send (the default);
+    /// [`FleetTurn::Use`] hands it a token another process stored meanwhile
+    /// (used if it is usable now and expires later than the cached one), and
+    /// nothing is sent. Bound any waiting here yourself; an error is logged
+    /// and the client fetches.
+    fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
+        let _ = (config, now);
+        Ok(FleetTurn::Fetch)
+    }
+
+    /// Called when the round that [`TokenStore::begin_fetch`] began ends:
+    /// after the new token is saved, or after the round failed.
+    fn end_fetch(&self, config: &Config) {
+        let _ = config;
+    }
+}
+
+/// [`TokenStore`] with futures: the tokio adapter's store
+/// (`client_credentials_tokio::TokenStore`), with the same contract.
+///
+/// Methods return [`BoxFuture`]s so `Box<dyn AsyncTokenStore>` works; write
+/// the body as `Box::pin(async move { .. })`.
+pub trait AsyncTokenStore: Send + Sync + 'static {
+    /// The stored token, `Ok(None)` when there is none.
+    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>>;
+    /// Replaces the stored token.
+    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>>;
+    /// Removes the stored token (nothing stored is not an error).
+    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>>;
+
+    /// As [`TokenStore::begin_fetch`]: `Fetch` (the default) or `Use(token)`.
+    fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
+        let _ = (config, now);
+        Box::pin(async { Ok(FleetTurn::Fetch) })
+    }
+
+    /// As [`TokenStore::end_fetch`].
+    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
+        let _ = config;
+        Box::pin(async {})
+    }
+}
+
+/// A blocking store seen through futures that are ready at once (the
+/// blocking adapter runs the shared flight code on the calling thread).
+pub(crate) struct Blocking(pub(crate) Box<dyn TokenStore>);
+
+impl AsyncTokenStore for Blocking {
+    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
+        Box::pin(std::future::ready(self.0.load(config)))
+    }
+    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(std::future::ready(self.0.save(config, token)))
+    }
+    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(std::future::ready(self.0.delete(config)))
+    }
+    fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
+        Box::pin(std::future::ready(self.0.begin_fetch(config, now)))
+    }
+    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
+        self.0.end_fetch(config);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn load(&self, config: &Config) -> io::Result<Option<AccessToken>> {
+        (**self).load(config)
+    }
+    fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
+        (**self).save(config, token)
+    }
+    fn delete(&self, config: &Config) -> io::Result<()> {
+        (**self).delete(config)
+    }
+    fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
+        (**self).begin_fetch(config, now)
+    }
+    fn end_fetch(&self, config: &Config) {
+        (**self).end_fetch(config)
+    }
+}
+
+impl<T: AsyncTokenStore + ?Sized> AsyncTokenStore for Arc<T> {
+    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
+        (**self).load(config)
+    }
+    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        (**self).save(config, token)
+    }
+    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
+        (**self).delete(config)
+    }
+    fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
+        (**self).begin_fetch(config, now)
+    }
+    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
+        (**self).end_fetch(config)
+    }
+}
+
+/// What a store's `begin_fetch` hook tells a client about to request a token.
+///
+/// A store shared by a fleet of processes (Redis, a database) uses it so that
+/// one process fetches and the others pick the token up: it answers `Fetch`
+/// to the process that won the turn and, to the others, `Use(token)` once the
+/// winner has saved a fresh token (bounding any waiting itself). Stores with
+/// no fleet keep the default, `Fetch`.
+#[derive(Debug, Clone)]
+pub enum FleetTurn {
+    /// Send the token request.
+    Fetch,
+    /// Another process has just stored this token: use it and send nothing.
+    /// It replaces the cached token only if it is usable now and expires
+    /// later (as a provided token does); otherwise the client fetches.
+    Use(AccessToken),
+}
+
+/// A change to the stored token, applied in order by the driver.
+#[derive(Debug, Clone)]
+pub enum StoreChange {
+    /// `save(token)`.
+    Save(AccessToken),
+    /// `delete()`.
+    Delete,
+}
+
+impl StoreChange {
+    /// The store call, for messages.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            StoreChange::Save(_) => "save",
+            StoreChange::Delete => "delete",
+        }
+    }
+}
+
+/// A token kept in memory; clones share it, so two clients built with clones
+/// of one `MemoryStore` share a token across their lifetimes. It keeps one
+/// token whatever the configuration (share it only between clients of one
+/// configuration).
+///
+/// ```
+/// let store = client_credentials_common::MemoryStore::new();
+/// let token = client_credentials::AccessToken::builder("abc").build()?;
+/// store.clone().set(Some(token));
+/// assert_eq!(store.get().map(|t| t.secret().to_owned()).as_deref(), Some("abc"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore(Arc<Mutex<Option<AccessToken>>>);
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The token stored now.
+    pub fn get(&self) -> Option<AccessToken> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replaces (or with `None`, removes) the stored token.
+    pub fn set(&self, token: Option<AccessToken>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = token;
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    /// Whether a token is stored; never the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("has_token", &self.get().is_some())
+            .finish()
+    }
+}
+
+/// Logs a failed store call: a store is a cache, so its failure never fails
+/// a token request.
+pub fn store_failed(what: &str, error: &std::io::Error) {
+    tracing::warn!(%error, "client-credentials: could not {what} the stored token");
+}
+
+/// A token file: JSON, written atomically (a temporary file renamed over
+/// the target) with mode `0600` on Unix, so separate runs of a program share
+/// one token and a reader never sees half a token. It holds the token's
+/// secret: keep it somewhere private. A file that is not a token reads as
+/// empty (with a warning). The tokio adapter does its file I/O on tokio's
+/// blocking pool.
+///
+/// ```no_run
+/// # let config = client_credentials::Config::builder("id", "secret").token_endpoint("https://auth.example.com/token").build()?;
+/// let store = client_credentials_common::FileStore::new("/var/lib/myapp/token.json");
+/// # let _ = (store, config);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: Arc<Path>,
+}
+
+impl FileStore {
+    /// A store at `path` (its directory is created on the first save).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileStore {
+            path: path.into().into(),
+        }
+    }
+
+    /// Where the token is kept.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl TokenStore for FileStore {
+    fn load(&self, _: &Config) -> io::Result<Option<AccessToken>> {
+        file::load(&self.path)
+    }
+    fn save(&self, _: &Config, token: &AccessToken) -> io::Result<()> {
+        file::save(&self.path, token)
+    }
+    fn delete(&self, _: &Config) -> io::Result<()> {
+        file::delete(&self.path)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncTokenStore for FileStore {
+    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
+        let (store, config) = (self.clone(), config.clone());
+        Box::pin(on_blocking_pool(move || TokenStore::load(&store, &config)))
+    }
+    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        let (store, config, token) = (self.clone(), config.clone(), token.clone());
+        Box::pin(on_blocking_pool(move || TokenStore::save(&store, &config, &token)))
+    }
+    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
+        let (store, config) = (self.clone(), config.clone());
+        Box::pin(on_blocking_pool(move || TokenStore::delete(&store, &config)))
+    }
+}
+
+#[cfg(feature = "tokio")]
+async fn on_blocking_pool<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(job).await.map_err(io::Error::other)?
+}
+
+impl TokenStore for MemoryStore {
+    fn load(&self, _: &Config) -> io::Result<Option<AccessToken>> {
+        Ok(self.get())
+    }
+    fn save(&self, _: &Config, token: &AccessToken) -> io::Result<()> {
+        self.set(Some(token.clone()));
+        Ok(())
+    }
+    fn delete(&self, _: &Config) -> io::Result<()> {
+        self.set(None);
+        Ok(())
+    }
+}
+
+impl AsyncTokenStore for MemoryStore {
+    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
+        Box::pin(std::future::ready(TokenStore::load(self, config)))
+    }
+    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(std::future::ready(TokenStore::save(self, config, token)))
+    }
+    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(std::future::ready(TokenStore::delete(self, config)))
+    }
+}
