@@ -8,7 +8,9 @@ use std::hint::black_box;
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use client_credentials::{parse_token_response, Action, Config, Timestamp, TokenSource};
+use client_credentials::{
+    parse_token_response, Action, ClientAuth, Config, JwsAlgorithm, JwtKey, Timestamp, TokenSource,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const NOW: u64 = 1_700_000_000;
@@ -75,5 +77,66 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(core, benches);
+/// The cost of building one token request: a plain Basic one against the
+/// same request authenticated with a freshly signed client assertion
+/// (`private_key_jwt`), per algorithm, and with a DPoP proof on top.
+fn signed_requests(c: &mut Criterion) {
+    let mut group = c.benchmark_group("token request");
+    let now = Timestamp::from_unix_secs(NOW);
+    let mut build = |name: &str, config: Config| {
+        let mut source = TokenSource::new(config);
+        group.bench_function(name, |b| {
+            b.iter(|| match source.poll(black_box(now)) {
+                Action::Send(outgoing) => {
+                    source.abandon(outgoing.id);
+                    black_box(outgoing);
+                }
+                _ => unreachable!("nothing is cached or in flight"),
+            })
+        });
+    };
+    let rsa = include_str!("../tests/keys/rsa.pem");
+    let ec = include_str!("../tests/keys/ec.pem");
+    let ed = include_str!("../tests/keys/ed25519.pem");
+    let key = |pem, alg| JwtKey::from_pem(pem, alg).expect("test key");
+    let with = |auth: ClientAuth| {
+        Config::builder("bench-client", "bench-secret")
+            .token_endpoint("https://auth.example/oauth2/token")
+            .scope("api:read api:write")
+            .auth(auth)
+    };
+    build("baseline: client_secret_basic", config());
+    build(
+        "client_secret_jwt (HS256)",
+        with(ClientAuth::ClientSecretJwt).build().expect("valid"),
+    );
+    build(
+        "private_key_jwt RS256",
+        with(ClientAuth::PrivateKeyJwt(key(rsa, JwsAlgorithm::Rs256)))
+            .build()
+            .expect("valid"),
+    );
+    build(
+        "private_key_jwt ES256",
+        with(ClientAuth::PrivateKeyJwt(key(ec, JwsAlgorithm::Es256)))
+            .build()
+            .expect("valid"),
+    );
+    build(
+        "private_key_jwt EdDSA",
+        with(ClientAuth::PrivateKeyJwt(key(ed, JwsAlgorithm::Ed25519)))
+            .build()
+            .expect("valid"),
+    );
+    build(
+        "private_key_jwt EdDSA + DPoP EdDSA",
+        with(ClientAuth::PrivateKeyJwt(key(ed, JwsAlgorithm::Ed25519)))
+            .dpop(key(ed, JwsAlgorithm::Ed25519))
+            .build()
+            .expect("valid"),
+    );
+    group.finish();
+}
+
+criterion_group!(core, benches, signed_requests);
 criterion_main!(core);

@@ -6,11 +6,16 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::assertion::AssertionSource;
+use crate::jose::{JwsAlgorithm, JwtKey};
 use crate::policy::RetryPolicy;
 use crate::secret::Secret;
 
 /// How the client authenticates to the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+///
+/// The secret-based methods are cheap to copy; the others hold a key or an
+/// assertion source behind an `Arc`, so cloning is cheap too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum ClientAuth {
     /// HTTP Basic (`client_secret_basic`), RFC 6749 §2.3.1: the id and the
@@ -30,17 +35,78 @@ pub enum ClientAuth {
     /// A JSON body with `grant_type`, `client_id`, `client_secret`, `scope`
     /// and a `resource` array, for APIs that require JSON instead of a form.
     Json,
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT
+    /// signed with this key, built fresh for every attempt: `iss` = `sub` =
+    /// client id, `aud` = the issuer identifier (see
+    /// [`ConfigBuilder::assertion_audience_token_endpoint`]), a unique `jti`,
+    /// `iat`/`exp` from `now` ([`ConfigBuilder::assertion_lifetime`], default
+    /// 60 s). The client secret may be empty.
+    PrivateKeyJwt(JwtKey),
+    /// `client_secret_jwt`: the same assertion, signed HS256 with the client
+    /// secret, which itself is never sent.
+    ClientSecretJwt,
+    /// A client assertion made elsewhere (workload identity, SPIFFE): see
+    /// [`AssertionSource`]. The client secret may be empty.
+    Assertion(AssertionSource),
+    /// `tls_client_auth` (RFC 8705 §2.1): the HTTP client presents a
+    /// certificate issued by a CA the provider trusts; only `client_id` goes in
+    /// the body. Configure the certificate on the adapter's transport (a
+    /// `reqwest::Client` with an `Identity`, a `ureq::Agent` with a client
+    /// certificate). Discovery's `mtls_endpoint_aliases` are used when present.
+    TlsClientAuth,
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): as [`ClientAuth::TlsClientAuth`]
+    /// with a self-signed certificate registered with the provider.
+    SelfSignedTlsClientAuth,
 }
 
 impl ClientAuth {
     /// The RFC 8414 / OpenID Connect name of the method (`Json` has none and
-    /// reports `client_secret_post`).
-    pub fn as_str(self) -> &'static str {
+    /// reports `client_secret_post`; an [`AssertionSource`] reports `private_key_jwt`).
+    pub fn as_str(&self) -> &'static str {
         match self {
             ClientAuth::Basic | ClientAuth::BasicUnencoded => "client_secret_basic",
             ClientAuth::Post | ClientAuth::Json => "client_secret_post",
+            ClientAuth::PrivateKeyJwt(_) | ClientAuth::Assertion(_) => "private_key_jwt",
+            ClientAuth::ClientSecretJwt => "client_secret_jwt",
+            ClientAuth::TlsClientAuth => "tls_client_auth",
+            ClientAuth::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
+
+    /// Whether the client secret is sent or used (the Basic, Post, Json and
+    /// `client_secret_jwt` methods).
+    pub fn uses_secret(&self) -> bool {
+        matches!(
+            self,
+            ClientAuth::Basic
+                | ClientAuth::BasicUnencoded
+                | ClientAuth::Post
+                | ClientAuth::Json
+                | ClientAuth::ClientSecretJwt
+        )
+    }
+
+    /// Whether the method authenticates with the TLS client certificate (RFC 8705).
+    pub fn is_mutual_tls(&self) -> bool {
+        matches!(self, ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth)
+    }
+}
+
+/// The `aud` of the client assertions this client builds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum AssertionAudience {
+    /// The issuer identifier: the configured (and discovered) issuer, or the
+    /// one set with [`ConfigBuilder::assertion_audience`]. With a token
+    /// endpoint configured directly and no issuer known, the token endpoint
+    /// URL is the only identifier there is, and is used. The default: the
+    /// 2025 audience-injection findings (CVE-2025-27370/27371) moved the
+    /// OpenID specifications to the issuer, and RFC 10070 makes it the only
+    /// valid `aud`.
+    #[default]
+    Issuer,
+    /// The token endpoint URL, for providers that still demand it.
+    TokenEndpoint,
 }
 
 /// Which discovery location is tried first when the other answers 404.
@@ -118,6 +184,13 @@ struct Inner {
     discovery_ttl: Duration,
     discovery_order: DiscoveryOrder,
     use_refresh_tokens: bool,
+    client_assertion_key: Option<JwtKey>,
+    assertion_audience: AssertionAudience,
+    assertion_issuer: Option<String>,
+    assertion_lifetime: Duration,
+    assertion_typ: bool,
+    dpop: Option<JwtKey>,
+    mutual_tls: bool,
 }
 
 impl Config {
@@ -146,6 +219,13 @@ impl Config {
             discovery_ttl: ConfigBuilder::DEFAULT_DISCOVERY_TTL,
             discovery_order: DiscoveryOrder::default(),
             use_refresh_tokens: true,
+            client_assertion_key: None,
+            assertion_audience: AssertionAudience::Issuer,
+            assertion_issuer: None,
+            assertion_lifetime: ConfigBuilder::DEFAULT_ASSERTION_LIFETIME,
+            assertion_typ: false,
+            dpop: None,
+            mutual_tls: false,
         }
     }
 
@@ -197,7 +277,53 @@ impl Config {
     /// The authentication method chosen by the user, if any (otherwise it is
     /// negotiated from discovery metadata, falling back to [`ClientAuth::Basic`]).
     pub fn auth(&self) -> Option<ClientAuth> {
-        self.inner.auth
+        self.inner.auth.clone()
+    }
+
+    /// The key offered for `private_key_jwt` when the method is negotiated
+    /// ([`ConfigBuilder::client_assertion_key`]).
+    pub fn client_assertion_key(&self) -> Option<&JwtKey> {
+        self.inner.client_assertion_key.as_ref()
+    }
+
+    /// The `aud` rule of built client assertions.
+    pub fn assertion_audience(&self) -> &AssertionAudience {
+        &self.inner.assertion_audience
+    }
+
+    /// The issuer identifier set with [`ConfigBuilder::assertion_audience`], if any.
+    pub fn assertion_issuer(&self) -> Option<&str> {
+        self.inner.assertion_issuer.as_deref()
+    }
+
+    /// How long a built client assertion is valid (`exp - iat`).
+    pub fn assertion_lifetime(&self) -> Duration {
+        self.inner.assertion_lifetime
+    }
+
+    /// Whether built client assertions carry `typ: client-authentication+jwt`.
+    pub fn assertion_typ(&self) -> bool {
+        self.inner.assertion_typ
+    }
+
+    /// The file an [`AssertionSource::file`] reads, for the adapter to read
+    /// and hand over with [`crate::TokenSource::provide_assertion`].
+    pub fn assertion_file(&self) -> Option<&std::path::Path> {
+        match &self.inner.auth {
+            Some(ClientAuth::Assertion(source)) => source.path(),
+            _ => None,
+        }
+    }
+
+    /// The DPoP key (RFC 9449), when tokens are to be sender-constrained.
+    pub fn dpop_key(&self) -> Option<&JwtKey> {
+        self.inner.dpop.as_ref()
+    }
+
+    /// Whether the HTTP client presents a TLS client certificate (RFC 8705):
+    /// set by [`ConfigBuilder::mutual_tls`] or an mTLS [`ClientAuth`].
+    pub fn uses_mutual_tls(&self) -> bool {
+        self.inner.mutual_tls
     }
 
     /// The requested scopes, deduplicated, in the order first given.
@@ -353,14 +479,25 @@ impl Config {
             }
             None => field(&mut hash, b"no audience"),
         }
-        let auth: &[u8] = match i.auth {
+        let auth: &[u8] = match &i.auth {
             None => b"negotiated",
             Some(ClientAuth::Basic) => b"client_secret_basic",
             Some(ClientAuth::BasicUnencoded) => b"client_secret_basic unencoded",
             Some(ClientAuth::Post) => b"client_secret_post",
             Some(ClientAuth::Json) => b"client_secret_post json",
+            Some(ClientAuth::PrivateKeyJwt(_)) => b"private_key_jwt",
+            Some(ClientAuth::ClientSecretJwt) => b"client_secret_jwt",
+            Some(ClientAuth::Assertion(_)) => b"private_key_jwt external",
+            Some(ClientAuth::TlsClientAuth) => b"tls_client_auth",
+            Some(ClientAuth::SelfSignedTlsClientAuth) => b"self_signed_tls_client_auth",
         };
         field(&mut hash, auth);
+        // A DPoP-bound token is useless with another key (RFC 9449 §6), so
+        // the key is part of what the token is for; absent, nothing is added.
+        if let Some(key) = &i.dpop {
+            field(&mut hash, b"dpop");
+            field(&mut hash, key.thumbprint().as_bytes());
+        }
 
         let digest = hash.finalize();
         let mut hex = String::with_capacity(64);
@@ -394,6 +531,9 @@ impl fmt::Debug for Config {
             .field("retry", &i.retry)
             .field("max_body_size", &i.max_body_size)
             .field("allow_insecure_http", &i.allow_insecure_http)
+            .field("client_assertion_key", &i.client_assertion_key)
+            .field("dpop", &i.dpop)
+            .field("mutual_tls", &i.mutual_tls)
             .finish_non_exhaustive()
     }
 }
@@ -442,6 +582,13 @@ pub struct ConfigBuilder {
     discovery_ttl: Duration,
     discovery_order: DiscoveryOrder,
     use_refresh_tokens: bool,
+    client_assertion_key: Option<JwtKey>,
+    assertion_audience: AssertionAudience,
+    assertion_issuer: Option<String>,
+    assertion_lifetime: Duration,
+    assertion_typ: bool,
+    dpop: Option<JwtKey>,
+    mutual_tls: bool,
 }
 
 impl fmt::Debug for ConfigBuilder {
@@ -474,7 +621,14 @@ impl fmt::Debug for ConfigBuilder {
 }
 
 /// Parameters the client sets itself and [`ConfigBuilder::param`] may not override.
-const RESERVED_PARAMS: &[&str] = &["grant_type", "client_id", "client_secret", "refresh_token"];
+const RESERVED_PARAMS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "client_assertion",
+    "client_assertion_type",
+];
 
 impl ConfigBuilder {
     /// Default refresh margin: a token is refreshed 300 s before it expires.
@@ -485,6 +639,8 @@ impl ConfigBuilder {
     pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024;
     /// Default reuse time of discovered metadata: 24 h.
     pub const DEFAULT_DISCOVERY_TTL: Duration = Duration::from_secs(24 * 3600);
+    /// Default lifetime of a built client assertion: 60 s.
+    pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 
     /// The token endpoint URL (RFC 6749 §3.2). Exclusive with [`ConfigBuilder::issuer`].
     pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
@@ -654,6 +810,67 @@ impl ConfigBuilder {
         self
     }
 
+    /// Offers `private_key_jwt` with this key when the method is negotiated
+    /// from discovery (no [`ConfigBuilder::auth`] given): it is chosen when the
+    /// provider lists `private_key_jwt`, or when there is no discovery.
+    pub fn client_assertion_key(mut self, key: JwtKey) -> Self {
+        self.client_assertion_key = Some(key);
+        self
+    }
+
+    /// Client assertions get the token endpoint URL as `aud` instead of the
+    /// issuer identifier, for providers that still demand it. Not allowed
+    /// with [`ConfigBuilder::assertion_typ`] (RFC 10070 makes the issuer the
+    /// only valid audience of a typed assertion).
+    pub fn assertion_audience_token_endpoint(mut self) -> Self {
+        self.assertion_audience = AssertionAudience::TokenEndpoint;
+        self
+    }
+
+    /// The issuer identifier to use as the assertions' `aud` when the token
+    /// endpoint is configured directly (with [`ConfigBuilder::issuer`] the
+    /// issuer is known and this is not needed).
+    pub fn assertion_audience(mut self, issuer: impl Into<String>) -> Self {
+        self.assertion_issuer = Some(issuer.into());
+        self
+    }
+
+    /// How long a built client assertion is valid (`exp - iat`). Default
+    /// 60 s; at most 10 minutes.
+    pub fn assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.assertion_lifetime = lifetime;
+        self
+    }
+
+    /// Built client assertions carry the header `typ: client-authentication+jwt`
+    /// (RFC 10070's explicit typing). Off by default: providers that check
+    /// `typ` against the older RFC 7523 profile reject an unknown value, and no
+    /// discovery member announces support yet, so turn it on where the
+    /// provider accepts (or requires) it.
+    pub fn assertion_typ(mut self, enabled: bool) -> Self {
+        self.assertion_typ = enabled;
+        self
+    }
+
+    /// Sender-constrains tokens with DPoP (RFC 9449): every token request
+    /// carries a proof signed by `key`, a `use_dpop_nonce` answer is retried
+    /// once with the server's nonce, and `token_type: DPoP` is accepted. Use
+    /// [`crate::TokenSource::dpop_proof`] (or the adapters' `authorize`) for
+    /// the proofs of resource requests.
+    pub fn dpop(mut self, key: JwtKey) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
+    /// The HTTP client presents a TLS client certificate (RFC 8705): the
+    /// discovered `mtls_endpoint_aliases` are used, and `tls_client_auth` /
+    /// `self_signed_tls_client_auth` may be negotiated. Implied by those
+    /// [`ClientAuth`] methods.
+    pub fn mutual_tls(mut self) -> Self {
+        self.mutual_tls = true;
+        self
+    }
+
     /// Validates the settings.
     pub fn build(self) -> Result<Config, ConfigError> {
         if self.client_id.is_empty() {
@@ -749,6 +966,21 @@ impl ConfigBuilder {
             }
         }
 
+        if self.auth == Some(ClientAuth::ClientSecretJwt) && self.client_secret.expose_secret().is_empty() {
+            return Err(ConfigError::MissingSecret {
+                method: "client_secret_jwt",
+            });
+        }
+        if self.assertion_lifetime.is_zero() || self.assertion_lifetime > Duration::from_secs(600) {
+            return Err(ConfigError::InvalidDuration {
+                field: "assertion_lifetime",
+                reason: "must be between 1 second and 10 minutes",
+            });
+        }
+        if self.assertion_typ && self.assertion_audience == AssertionAudience::TokenEndpoint {
+            return Err(ConfigError::TypedAssertionAudience);
+        }
+        let mutual_tls = self.mutual_tls || self.auth.as_ref().is_some_and(ClientAuth::is_mutual_tls);
         if self.default_lifetime.is_zero() {
             return Err(ConfigError::InvalidDuration {
                 field: "default_lifetime",
@@ -784,6 +1016,13 @@ impl ConfigBuilder {
                 discovery_ttl: self.discovery_ttl,
                 discovery_order: self.discovery_order,
                 use_refresh_tokens: self.use_refresh_tokens,
+                client_assertion_key: self.client_assertion_key,
+                assertion_audience: self.assertion_audience,
+                assertion_issuer: self.assertion_issuer,
+                assertion_lifetime: self.assertion_lifetime,
+                assertion_typ: self.assertion_typ,
+                dpop: self.dpop,
+                mutual_tls,
             }),
         })
     }
@@ -1006,6 +1245,23 @@ pub enum ConfigError {
         /// Why.
         reason: &'static str,
     },
+    /// A private key does not parse or does not fit the algorithm. The key is never quoted.
+    #[error("the {alg} private key cannot be used: {reason}")]
+    InvalidKey {
+        /// The algorithm it was loaded for.
+        alg: JwsAlgorithm,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A method that needs the client secret was chosen with an empty one.
+    #[error("{method} needs a client secret, and the one given is empty")]
+    MissingSecret {
+        /// The method.
+        method: &'static str,
+    },
+    /// `.assertion_typ(true)` with `.assertion_audience_token_endpoint()`.
+    #[error("typed client assertions (assertion_typ) must have the issuer as audience (RFC 10070); drop assertion_audience_token_endpoint()")]
+    TypedAssertionAudience,
     /// The body limit is too small for any real token response.
     #[error("max_body_size of {bytes} bytes is too small; use at least 1024")]
     BodyLimitTooSmall {

@@ -6,7 +6,7 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{check_endpoint, redact_userinfo, ClientAuth, ConfigError};
+use crate::config::{check_endpoint, redact_userinfo, ClientAuth, Config, ConfigError};
 use crate::error::{retryable_status, Error};
 use crate::redact::Credentials;
 use crate::request::get_json;
@@ -69,6 +69,56 @@ impl ProviderMetadata {
             }
             _ => ClientAuth::Basic,
         }
+    }
+
+    /// The method to use when the configuration leaves it open, from
+    /// `token_endpoint_auth_methods_supported`: `private_key_jwt` when a key
+    /// is offered ([`crate::ConfigBuilder::client_assertion_key`]) and listed
+    /// (or when the key is the only credential), then `tls_client_auth` /
+    /// `self_signed_tls_client_auth` when the HTTP client presents a
+    /// certificate ([`crate::ConfigBuilder::mutual_tls`]) and they are listed,
+    /// then the secret methods as in [`ProviderMetadata::preferred_auth`]
+    /// (`client_secret_jwt` when it is the only secret method listed).
+    pub fn negotiate_auth(&self, config: &Config) -> ClientAuth {
+        let listed = |name: &str| {
+            self.token_endpoint_auth_methods_supported
+                .as_ref()
+                .is_some_and(|methods| methods.iter().any(|m| m == name))
+        };
+        let no_secret = config.client_secret().expose_secret().is_empty();
+        if let Some(key) = config.client_assertion_key() {
+            if listed("private_key_jwt") || no_secret {
+                return ClientAuth::PrivateKeyJwt(key.clone());
+            }
+        }
+        if config.uses_mutual_tls() {
+            if listed("tls_client_auth") {
+                return ClientAuth::TlsClientAuth;
+            }
+            if listed("self_signed_tls_client_auth") {
+                return ClientAuth::SelfSignedTlsClientAuth;
+            }
+        }
+        if !no_secret && listed("client_secret_jwt") && !listed("client_secret_basic") && !listed("client_secret_post")
+        {
+            return ClientAuth::ClientSecretJwt;
+        }
+        self.preferred_auth()
+    }
+
+    /// A member that is a list of strings (`None` when absent or not such a list).
+    pub fn string_list(&self, name: &str) -> Option<Vec<String>> {
+        let list = self.additional.get(name)?.as_array()?;
+        list.iter().map(|v| v.as_str().map(str::to_owned)).collect()
+    }
+
+    /// The RFC 8705 §5 `mtls_endpoint_aliases` entry for `endpoint` (e.g.
+    /// `token_endpoint`), when present and a usable https URL.
+    pub fn mtls_alias(&self, endpoint: &str) -> Option<&str> {
+        let alias = self.additional.get("mtls_endpoint_aliases")?.get(endpoint)?.as_str()?;
+        check_endpoint("mtls_endpoint_aliases", alias, false)
+            .ok()
+            .map(|_| alias)
     }
 
     /// Any member of the document, typed or not.

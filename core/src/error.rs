@@ -4,6 +4,7 @@ use std::fmt;
 
 use http::StatusCode;
 
+use crate::assertion::ClientAuthError;
 use crate::config::ConfigError;
 use crate::discovery::DiscoveryError;
 use crate::machine::RequestId;
@@ -53,6 +54,11 @@ pub enum Error {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// No client assertion or DPoP proof could be made or used (an expired
+    /// or unreadable assertion, an algorithm the provider does not list, a
+    /// failed signer, a DPoP nonce loop). Nothing was sent.
+    #[error(transparent)]
+    ClientAuth(#[from] ClientAuthError),
     /// A response or transport result was handed in for a request that is not
     /// the one in flight (stale, abandoned, or from before a sign-out). It was
     /// ignored and nothing changed.
@@ -94,7 +100,9 @@ impl Error {
             Error::UnexpectedStatus { status, .. } => retryable_status(*status),
             Error::Transport(_) => true,
             Error::Discovery(d) => d.is_retryable(),
-            Error::InvalidResponse { .. } | Error::Config(_) | Error::UnknownRequest { .. } => false,
+            Error::InvalidResponse { .. } | Error::Config(_) | Error::ClientAuth(_) | Error::UnknownRequest { .. } => {
+                false
+            }
         }
     }
 

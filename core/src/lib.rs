@@ -75,15 +75,29 @@
 //!   from the resource (RFC 9728): [`ConfigBuilder::resource_server`],
 //!   [`resource_metadata_request`], [`parse_resource_metadata`].
 //!
+//! - Client authentication beyond secrets: [`ClientAuth::PrivateKeyJwt`] /
+//!   [`ClientAuth::ClientSecretJwt`] (RFC 7523 assertions built per attempt,
+//!   `aud` = the issuer), [`ClientAuth::Assertion`] ([`AssertionSource`]:
+//!   workload identity files, SPIFFE), mutual TLS ([`ClientAuth::TlsClientAuth`]),
+//!   DPoP ([`ConfigBuilder::dpop`], [`TokenSource::dpop_proof`]).
+//!
+//! ## Features
+//! - `signing` (default): [`JwtKey::from_pem`] for RS256, PS256, ES256 and
+//!   Ed25519 keys, on the RustCrypto crates (pure Rust, no random source
+//!   needed, builds for wasm32). Without it, implement [`Signer`].
+//!
 //! No message, error or `Debug` output contains the client secret or a token.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assertion;
 mod config;
 mod discovery;
+mod dpop;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod jose;
 mod machine;
 mod policy;
 mod redact;
@@ -91,15 +105,22 @@ mod request;
 mod resource;
 mod response;
 mod secret;
+#[cfg(feature = "signing")]
+mod sign;
 mod time;
 mod token;
 
-pub use config::{ClientAuth, Config, ConfigBuilder, ConfigError, DiscoveryOrder};
+pub use assertion::{
+    AssertionSource, ClientAuthError, CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE,
+};
+pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, ConfigError, DiscoveryOrder};
 pub use discovery::{
     discovery_request, discovery_request_at, discovery_url, parse_discovery, DiscoveryError, DiscoveryLocation,
     ProviderMetadata,
 };
+pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
 pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
+pub use jose::{JwsAlgorithm, JwtKey, SignError, Signer};
 pub use machine::{Action, Event, Outgoing, RequestId, RequestKind, TokenSource};
 pub use policy::{parse_retry_after, refresh_time, RetryPolicy};
 pub use resource::{parse_resource_metadata, resource_metadata_request, resource_metadata_url, ResourceMetadata};

@@ -7,12 +7,17 @@ use http::header::RETRY_AFTER;
 use http::Response;
 use url::Url;
 
-use crate::config::{ClientAuth, Config, DiscoveryOrder, Endpoint};
+use crate::assertion::{
+    build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, ClientAuthError, JtiSource,
+    CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE,
+};
+use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint};
 use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryError, DiscoveryLocation, ProviderMetadata};
+use crate::dpop::{dpop_proof, DpopClaims, USE_DPOP_NONCE};
 use crate::error::{Error, OAuthErrorCode, TransportError};
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
 use crate::redact::Credentials;
-use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant};
+use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
 use crate::resource::{check_resource, parse_resource_metadata_with, resource_metadata_url_with, ResourceMetadata};
 use crate::response::{check_size, excerpt, oauth_error, parse_json_object, parse_token_response_with};
 use crate::secret::Secret;
@@ -196,6 +201,15 @@ pub struct TokenSource {
     last_error: Option<Error>,
     next_id: u64,
     jitter: Jitter,
+    jti: JtiSource,
+    /// The latest assertion handed over for an [`crate::AssertionSource::file`].
+    provided_assertion: Option<Result<String, String>>,
+    /// The token endpoint's latest `DPoP-Nonce` (RFC 9449 §8).
+    dpop_nonce: Option<String>,
+    /// The request in flight (or the last one) retried a `use_dpop_nonce` answer.
+    nonce_retried: bool,
+    /// The latest `now` handed in: the time of a revocation request's assertion.
+    last_now: Timestamp,
     /// Every credential the request in flight carries: cut out of any server
     /// text its result quotes (errors, events).
     sent_credentials: Credentials,
@@ -228,6 +242,11 @@ impl TokenSource {
             last_error: None,
             next_id: 1,
             jitter: Jitter::new(seed),
+            jti: JtiSource::from_u64(seed),
+            provided_assertion: None,
+            dpop_nonce: None,
+            nonce_retried: false,
+            last_now: Timestamp::UNIX_EPOCH,
             sent_credentials: Credentials::default(),
         }
     }
@@ -243,6 +262,69 @@ impl TokenSource {
     /// Replaces the jitter seed (adapters draw a random one unless the config sets one).
     pub fn set_jitter_seed(&mut self, seed: u64) {
         self.jitter = Jitter::new(seed);
+    }
+
+    /// Replaces the seed of the `jti` values of client assertions and DPoP
+    /// proofs. Without it they derive from the jitter seed (repeatable in
+    /// tests) mixed with the time; adapters always set a random one, so
+    /// processes sharing a client never repeat each other's `jti`.
+    pub fn set_jti_seed(&mut self, seed: [u8; 32]) {
+        self.jti = JtiSource::new(seed);
+    }
+
+    /// Hands over the content of an [`crate::AssertionSource::file`] (or why
+    /// it could not be read), for the next token requests. Adapters read the
+    /// file before polling whenever it changed; the core never reads files.
+    /// The assertion's `exp` is checked before each use.
+    pub fn provide_assertion(&mut self, assertion: Result<String, String>) {
+        self.provided_assertion = Some(assertion);
+    }
+
+    /// The token endpoint's latest DPoP nonce, if it sent one.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.dpop_nonce.as_deref()
+    }
+
+    /// A DPoP proof (RFC 9449 §7) for a request to a resource: `htm` =
+    /// `method`, `htu` = `uri` without query and fragment, `ath` = the hash of
+    /// `access_token`, a fresh `jti`, `iat` = `now`. Send it as the `DPoP`
+    /// header next to `Authorization: DPoP <token>`. `Ok(None)` when DPoP is
+    /// not configured; `nonce` is the resource server's, if it asked for one.
+    pub fn dpop_proof(
+        &self,
+        now: Timestamp,
+        method: &http::Method,
+        uri: &str,
+        access_token: Option<&AccessToken>,
+        nonce: Option<&str>,
+    ) -> Result<Option<http::HeaderValue>, Error> {
+        let Some(key) = self.config.dpop_key() else {
+            return Ok(None);
+        };
+        let alg = self.dpop_alg(key)?;
+        let jti = self.jti.next(now);
+        let claims = DpopClaims {
+            method,
+            uri,
+            now,
+            jti: &jti,
+            nonce,
+            access_token: access_token.map(AccessToken::secret),
+        };
+        dpop_proof(key, alg, claims)
+            .map(Some)
+            .map_err(|e| Error::ClientAuth(ClientAuthError::Signing(e)))
+    }
+
+    /// The `alg` of DPoP proofs, checked against `dpop_signing_alg_values_supported`.
+    fn dpop_alg(&self, key: &crate::JwtKey) -> Result<&'static str, Error> {
+        let listed = self
+            .metadata
+            .as_ref()
+            .and_then(|m| m.string_list("dpop_signing_alg_values_supported"));
+        key.algorithm()
+            .negotiate(listed.as_deref())
+            .map_err(|()| unsupported("DPoP proofs", key.algorithm(), listed))
     }
 
     /// Caches a token obtained elsewhere (a custom provider, a store).
@@ -379,6 +461,7 @@ impl TokenSource {
 
     /// What to do at `now`.
     pub fn poll(&mut self, now: Timestamp) -> Action<'_> {
+        self.last_now = self.last_now.max(now);
         // A forced refresh withholds the cached token until the new one
         // arrives, except while a cool-down blocks the request: then callers
         // keep the unexpired token rather than the last round's error.
@@ -401,7 +484,22 @@ impl TokenSource {
             }
             Phase::Backoff { .. } | Phase::Idle => {}
         }
-        Action::Send(self.start(now))
+        match self.start(now) {
+            Ok(outgoing) => Action::Send(outgoing),
+            Err(error) => {
+                // Nothing could be sent (an expired assertion, a key the
+                // provider does not accept): the round fails without a request.
+                let _ = self.fail(now, error, None);
+                let until = match self.phase {
+                    Phase::Backoff { until } | Phase::Cooldown { until } => Some(until),
+                    _ => None,
+                };
+                match &self.token {
+                    Some(token) if now < self.usable_until => Action::Ready(token),
+                    _ => Action::Wait { until },
+                }
+            }
+        }
     }
 
     /// Whether a request is in flight or a back-off runs at `now`.
@@ -430,10 +528,114 @@ impl TokenSource {
     }
 
     fn auth(&self) -> ClientAuth {
-        self.config
-            .auth()
-            .or_else(|| self.metadata.as_ref().map(ProviderMetadata::preferred_auth))
-            .unwrap_or_default()
+        if let Some(auth) = self.config.auth() {
+            return auth;
+        }
+        match &self.metadata {
+            Some(metadata) => metadata.negotiate_auth(&self.config),
+            // No metadata to negotiate with: a key given for assertions is used.
+            None => match self.config.client_assertion_key() {
+                Some(key) => ClientAuth::PrivateKeyJwt(key.clone()),
+                None => ClientAuth::default(),
+            },
+        }
+    }
+
+    /// Makes the per-attempt credentials of a request to `url`: a fresh client
+    /// assertion for the JWT methods, a fresh DPoP proof for token requests.
+    fn prepare(&self, now: Timestamp, auth: &ClientAuth, url: &Url, dpop: bool) -> Result<Prepared, Error> {
+        let mut prepared = Prepared::default();
+        let failed = |e: ClientAuthError| Error::ClientAuth(e);
+        let listed = || {
+            self.metadata
+                .as_ref()
+                .and_then(|m| m.string_list("token_endpoint_auth_signing_alg_values_supported"))
+        };
+        let claims = |jti| AssertionClaims {
+            client_id: self.config.client_id(),
+            audience: self.assertion_audience(url),
+            jti,
+            now,
+            lifetime: self.config.assertion_lifetime(),
+            typ: self.config.assertion_typ().then_some(CLIENT_ASSERTION_TYP),
+        };
+        let assertion = match auth {
+            ClientAuth::PrivateKeyJwt(key) => {
+                let listed = listed();
+                let alg = key
+                    .algorithm()
+                    .negotiate(listed.as_deref())
+                    .map_err(|()| unsupported("client assertions", key.algorithm(), listed))?;
+                let jwt = build_assertion(AssertionKey::Private(key, alg), claims(self.jti.next(now)))
+                    .map_err(|e| failed(e.into()))?;
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
+            }
+            ClientAuth::ClientSecretJwt => {
+                if let Some(listed) = listed().filter(|l| !l.iter().any(|a| a == "HS256")) {
+                    return Err(failed(ClientAuthError::UnsupportedAlgorithm {
+                        purpose: "client_secret_jwt assertions (HS256)",
+                        alg: crate::JwsAlgorithm::Rs256,
+                        supported: listed,
+                    }));
+                }
+                let secret = self.config.client_secret().expose_secret();
+                let jwt = build_assertion(AssertionKey::Secret(secret), claims(self.jti.next(now)))
+                    .map_err(|e| failed(e.into()))?;
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
+            }
+            ClientAuth::Assertion(source) => {
+                let got = match source.call() {
+                    Some(result) => result,
+                    None => self.provided_assertion.clone().unwrap_or_else(|| {
+                        Err("the assertion file has not been read (the adapter hands it over with TokenSource::provide_assertion)".into())
+                    }),
+                };
+                let jwt = got.map_err(|reason| failed(unavailable(&reason)))?;
+                let jwt = jwt.trim().to_owned();
+                check_external(&jwt, now).map_err(failed)?;
+                Some((source.assertion_type().to_owned(), jwt))
+            }
+            _ => None,
+        };
+        prepared.assertion = assertion;
+        if let (true, Some(key)) = (dpop, self.config.dpop_key()) {
+            let alg = self.dpop_alg(key)?;
+            let jti = self.jti.next(now);
+            let claims = DpopClaims {
+                method: &http::Method::POST,
+                uri: url.as_str(),
+                now,
+                jti: &jti,
+                nonce: self.dpop_nonce.as_deref(),
+                access_token: None,
+            };
+            prepared.dpop = Some(dpop_proof(key, alg, claims).map_err(|e| failed(e.into()))?);
+        }
+        Ok(prepared)
+    }
+
+    /// The `aud` of built assertions: the issuer identifier unless the token
+    /// endpoint is asked for (or no issuer is known).
+    fn assertion_audience<'a>(&'a self, token_url: &'a Url) -> &'a str {
+        let issuer = self
+            .config
+            .assertion_issuer()
+            .or_else(|| self.metadata.as_ref().map(|m| m.issuer.as_str()))
+            .or_else(|| self.config.issuer());
+        match (self.config.assertion_audience(), issuer) {
+            (AssertionAudience::Issuer, Some(issuer)) => issuer,
+            _ => self.token_endpoint_for_audience(token_url),
+        }
+    }
+
+    /// The token endpoint as an audience: the one in the metadata (not its
+    /// mTLS alias, which names the same endpoint), else the URL requested.
+    fn token_endpoint_for_audience<'a>(&'a self, token_url: &'a Url) -> &'a str {
+        match (&self.metadata, self.config.token_endpoint()) {
+            (_, Some(url)) => url.as_str(),
+            (Some(metadata), None) => &metadata.token_endpoint,
+            (None, None) => token_url.as_str(),
+        }
     }
 
     fn needs_discovery(&self, now: Timestamp) -> bool {
@@ -448,7 +650,7 @@ impl TokenSource {
     }
 
     /// Builds the next request of the round and marks it in flight.
-    fn start(&mut self, now: Timestamp) -> Outgoing {
+    fn start(&mut self, now: Timestamp) -> Result<Outgoing, Error> {
         let id = self.next_id();
         let (sent, kind, request) = match (self.config.endpoint(), self.needs_discovery(now)) {
             (Endpoint::ResourceServer(resource), true) if !self.resource_read => {
@@ -477,7 +679,11 @@ impl TokenSource {
                     None => Grant::ClientCredentials,
                 };
                 let request = match &self.token_url {
-                    Some(url) => token_request(&self.config, url, self.auth(), grant),
+                    Some(url) => {
+                        let auth = self.auth();
+                        let prepared = self.prepare(now, &auth, url, true)?;
+                        token_request(&self.config, url, &auth, grant, &prepared)
+                    }
                     None => http::Request::new(Vec::new()),
                 };
                 (
@@ -491,7 +697,7 @@ impl TokenSource {
         };
         self.phase = Phase::InFlight { id, sent, sent_at: now };
         self.sent_credentials = carried_credentials(&self.config, &request);
-        Outgoing { id, kind, request }
+        Ok(Outgoing { id, kind, request })
     }
 
     fn take_in_flight(&mut self, id: RequestId) -> Result<(Sent, Timestamp), Error> {
@@ -525,6 +731,13 @@ impl TokenSource {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
+        let nonce_retried = std::mem::take(&mut self.nonce_retried);
+        if let (Sent::Token { .. }, Some(_)) = (sent, self.config.dpop_key()) {
+            // RFC 9449 §8: the latest nonce is used until the server sends another.
+            if let Some(nonce) = response.headers().get("dpop-nonce").and_then(|v| v.to_str().ok()) {
+                self.dpop_nonce = Some(nonce.to_owned());
+            }
+        }
         match sent {
             Sent::Token { refresh_grant } => {
                 match parse_token_response_with(&self.config, sent_at, &response, &self.sent_credentials) {
@@ -538,6 +751,15 @@ impl TokenSource {
                         self.insert_token(token.clone());
                         self.end_round();
                         Ok(Event::TokenUpdated(token))
+                    }
+                    Err(error) if is_nonce_request(&error) && self.config.dpop_key().is_some() => {
+                        if nonce_retried || !response.headers().contains_key("dpop-nonce") {
+                            // A second use_dpop_nonce in a row: the nonce is not what is wrong.
+                            return self.fail(now, Error::ClientAuth(ClientAuthError::DpopNonceLoop), None);
+                        }
+                        // Answered by one immediate retry with the nonce, not counted as a failure.
+                        self.nonce_retried = true;
+                        Ok(Event::Fallback { error })
                     }
                     Err(error) => {
                         let refused = matches!(
@@ -602,8 +824,15 @@ impl TokenSource {
                 );
                 match parsed {
                     Ok(metadata) => {
-                        // Validated by parse_discovery_with.
-                        self.token_url = Url::parse(&metadata.token_endpoint).ok();
+                        // Validated by parse_discovery_with; RFC 8705 §5: with
+                        // a client certificate, the mTLS alias when there is one.
+                        let endpoint = match self.config.uses_mutual_tls() {
+                            true => metadata
+                                .mtls_alias("token_endpoint")
+                                .unwrap_or(&metadata.token_endpoint),
+                            false => &metadata.token_endpoint,
+                        };
+                        self.token_url = Url::parse(endpoint).ok();
                         self.metadata = Some(metadata.clone());
                         self.metadata_fetched_at = now;
                         self.metadata_stale = false;
@@ -688,9 +917,12 @@ impl TokenSource {
         self.last_error = None;
         self.failures = 0;
         let endpoint = self.config.revocation_endpoint().cloned().or_else(|| {
-            self.metadata
-                .as_ref()
-                .and_then(|m| m.revocation_endpoint.as_deref())
+            let metadata = self.metadata.as_ref()?;
+            let alias = metadata
+                .mtls_alias("revocation_endpoint")
+                .filter(|_| self.config.uses_mutual_tls());
+            alias
+                .or(metadata.revocation_endpoint.as_deref())
                 .and_then(|u| Url::parse(u).ok())
         })?;
         // RFC 7009 §2.1: revoking the refresh token revokes its access tokens too.
@@ -699,8 +931,12 @@ impl TokenSource {
             (None, Some(token)) => (token.secret().to_owned(), "access_token"),
             (None, None) => return None,
         };
+        let auth = self.auth();
+        // Revocation is best effort: without a fresh assertion it is not sent.
+        let prepared = self.prepare(self.last_now, &auth, &endpoint, false);
+        let prepared = prepared.ok()?;
         let id = self.next_id();
-        let request = revocation_request(&self.config, &endpoint, self.auth(), &value, hint);
+        let request = revocation_request(&self.config, &endpoint, &auth, &value, hint, &prepared);
         self.sent_credentials = carried_credentials(&self.config, &request);
         self.phase = Phase::InFlight {
             id,
@@ -763,6 +999,19 @@ impl TokenSource {
             Err(error)
         }
     }
+}
+
+/// A token endpoint's "send a DPoP nonce" answer (RFC 9449 §8).
+fn is_nonce_request(error: &Error) -> bool {
+    matches!(error.oauth_code(), Some(OAuthErrorCode::Other(code)) if code == USE_DPOP_NONCE)
+}
+
+fn unsupported(purpose: &'static str, alg: crate::JwsAlgorithm, listed: Option<Vec<String>>) -> Error {
+    Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm {
+        purpose,
+        alg,
+        supported: listed.unwrap_or_default(),
+    })
 }
 
 fn revocation_result(config: &Config, response: &Response<Vec<u8>>, credentials: &Credentials) -> Result<Event, Error> {

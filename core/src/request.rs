@@ -100,18 +100,41 @@ fn token68(value: &str) -> &str {
     value.split_once(' ').map_or(value, |(_, credential)| credential.trim())
 }
 
+/// What the machine prepared for one request: a fresh client assertion and
+/// DPoP proof, each made for this attempt only.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    /// `client_assertion_type` and `client_assertion` (RFC 7521 §4.2).
+    pub assertion: Option<(String, String)>,
+    /// The `DPoP` header (RFC 9449 §4).
+    pub dpop: Option<HeaderValue>,
+}
+
 /// A token request (RFC 6749 §4.4.2 or §6) to `endpoint`.
-pub(crate) fn token_request(config: &Config, endpoint: &Url, auth: ClientAuth, grant: Grant<'_>) -> Request<Vec<u8>> {
+pub(crate) fn token_request(
+    config: &Config,
+    endpoint: &Url,
+    auth: &ClientAuth,
+    grant: Grant<'_>,
+    prepared: &Prepared,
+) -> Request<Vec<u8>> {
     let (content_type, body) = match auth {
         ClientAuth::Json => (JSON, json_body(config, grant)),
-        _ => (FORM, form_body(config, auth, grant)),
+        _ => (FORM, form_body(config, auth, grant, prepared)),
     };
-    finish(post(config, endpoint, auth, content_type), body)
+    let mut builder = post(config, endpoint, auth, content_type);
+    if let Some(proof) = &prepared.dpop {
+        // Not a secret (it is bound to this request), but no log needs it.
+        let mut proof = proof.clone();
+        proof.set_sensitive(true);
+        builder = builder.header("DPoP", proof);
+    }
+    finish(builder, body)
 }
 
 /// A `POST` to `endpoint` with the common headers and, for the Basic
 /// methods, the `Authorization` header.
-fn post(config: &Config, endpoint: &Url, auth: ClientAuth, content_type: &'static str) -> http::request::Builder {
+fn post(config: &Config, endpoint: &Url, auth: &ClientAuth, content_type: &'static str) -> http::request::Builder {
     let builder = Request::builder()
         .method(Method::POST)
         .uri(endpoint.as_str())
@@ -124,10 +147,10 @@ fn post(config: &Config, endpoint: &Url, auth: ClientAuth, content_type: &'stati
             basic_credentials(
                 config.client_id(),
                 config.client_secret().expose_secret(),
-                auth == ClientAuth::Basic,
+                *auth == ClientAuth::Basic,
             ),
         ),
-        ClientAuth::Post | ClientAuth::Json => builder,
+        _ => builder,
     }
 }
 
@@ -135,18 +158,21 @@ fn post(config: &Config, endpoint: &Url, auth: ClientAuth, content_type: &'stati
 pub(crate) fn revocation_request(
     config: &Config,
     endpoint: &Url,
-    auth: ClientAuth,
+    auth: &ClientAuth,
     token: &str,
     hint: &str,
+    prepared: &Prepared,
 ) -> Request<Vec<u8>> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("token", token).append_pair("token_type_hint", hint);
     // RFC 7009 §2.1: the client authenticates as at the token endpoint (a
     // revocation endpoint takes a form, so the JSON variant posts its credentials).
-    if let ClientAuth::Post | ClientAuth::Json = auth {
-        form.append_pair("client_id", config.client_id())
-            .append_pair("client_secret", config.client_secret().expose_secret());
-    }
+    let auth_in_form = if *auth == ClientAuth::Json {
+        &ClientAuth::Post
+    } else {
+        auth
+    };
+    append_client_auth(&mut form, config, auth_in_form, prepared);
     finish(post(config, endpoint, auth, FORM), form.finish().into_bytes())
 }
 
@@ -167,7 +193,36 @@ fn finish(builder: http::request::Builder, body: Vec<u8>) -> Request<Vec<u8>> {
     builder.body(body).unwrap_or_else(|_| Request::new(Vec::new()))
 }
 
-fn form_body(config: &Config, auth: ClientAuth, grant: Grant<'_>) -> Vec<u8> {
+/// The client authentication members of a form body, by method.
+fn append_client_auth(
+    form: &mut form_urlencoded::Serializer<'_, String>,
+    config: &Config,
+    auth: &ClientAuth,
+    prepared: &Prepared,
+) {
+    match auth {
+        ClientAuth::Post => {
+            form.append_pair("client_id", config.client_id())
+                .append_pair("client_secret", config.client_secret().expose_secret());
+        }
+        // RFC 7521 §4.2: client_id is optional next to an assertion; sending it
+        // helps providers that look the client up before reading the assertion.
+        ClientAuth::PrivateKeyJwt(_) | ClientAuth::ClientSecretJwt | ClientAuth::Assertion(_) => {
+            form.append_pair("client_id", config.client_id());
+            if let Some((assertion_type, assertion)) = &prepared.assertion {
+                form.append_pair("client_assertion_type", assertion_type)
+                    .append_pair("client_assertion", assertion);
+            }
+        }
+        // RFC 8705 §2: the certificate authenticates; client_id names the client.
+        ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth => {
+            form.append_pair("client_id", config.client_id());
+        }
+        ClientAuth::Basic | ClientAuth::BasicUnencoded | ClientAuth::Json => {}
+    }
+}
+
+fn form_body(config: &Config, auth: &ClientAuth, grant: Grant<'_>, prepared: &Prepared) -> Vec<u8> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     match grant {
         Grant::ClientCredentials => {
@@ -191,10 +246,7 @@ fn form_body(config: &Config, auth: ClientAuth, grant: Grant<'_>) -> Vec<u8> {
     for (name, value) in config.params() {
         form.append_pair(name, value);
     }
-    if auth == ClientAuth::Post {
-        form.append_pair("client_id", config.client_id())
-            .append_pair("client_secret", config.client_secret().expose_secret());
-    }
+    append_client_auth(&mut form, config, auth, prepared);
     form.finish().into_bytes()
 }
 

@@ -92,7 +92,10 @@ pub(crate) fn parse_token_response_with(
         None | Some(Value::Null) => "Bearer".to_owned(),
         Some(_) => return Err(Error::invalid("the token_type is not a string")),
     };
+    // RFC 9449 §5: a DPoP-bound token only when DPoP was asked for.
+    let dpop = config.dpop_key().is_some() && token_type.eq_ignore_ascii_case("dpop");
     if !token_type.eq_ignore_ascii_case("bearer")
+        && !dpop
         && !config
             .accepted_token_types()
             .iter()

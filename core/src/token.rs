@@ -216,6 +216,9 @@ impl AccessTokenBuilder {
         }
         let token_type = if self.token_type.eq_ignore_ascii_case("bearer") {
             "Bearer".to_owned()
+        } else if self.token_type.eq_ignore_ascii_case("dpop") {
+            // RFC 9449 §7.1: the scheme's registered spelling.
+            "DPoP".to_owned()
         } else {
             self.token_type
         };

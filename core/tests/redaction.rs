@@ -74,12 +74,12 @@ fn oauth_echo(status: u16, code: &str, echoed: &str) -> http::Response<Vec<u8>> 
 #[test]
 fn the_basic_header_value_is_redacted_in_every_form() {
     for auth in [ClientAuth::Basic, ClientAuth::BasicUnencoded] {
-        let mut source = client_credentials::TokenSource::new(builder().auth(auth).build().unwrap());
+        let mut source = client_credentials::TokenSource::new(builder().auth(auth.clone()).build().unwrap());
         let out = send(&mut source, at(0));
         let header = out.request.headers()["authorization"].to_str().unwrap().to_owned();
         let value = header.strip_prefix("Basic ").unwrap().to_owned();
         for form in echoed_forms(&value) {
-            let mut source = client_credentials::TokenSource::new(builder().auth(auth).build().unwrap());
+            let mut source = client_credentials::TokenSource::new(builder().auth(auth.clone()).build().unwrap());
             let out = send(&mut source, at(0));
             let echo = format!("Authorization: Basic {form}");
             let error = source

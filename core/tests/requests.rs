@@ -222,7 +222,7 @@ fn a_refresh_token_is_used_for_the_next_refresh_then_dropped_on_invalid_grant() 
 #[test]
 fn refresh_grant_with_json_and_post_auth() {
     for auth in [ClientAuth::Json, ClientAuth::Post] {
-        let mut source = TokenSource::new(builder().auth(auth).build().unwrap());
+        let mut source = TokenSource::new(builder().auth(auth.clone()).build().unwrap());
         let out = send(&mut source, at(0));
         let body = r#"{"access_token":"a","expires_in":600,"refresh_token":"rt"}"#;
         source.handle_response(at(0), out.id, response(200, body)).unwrap();

@@ -19,6 +19,7 @@ use client_credentials::{
     TokenSource, TransportError,
 };
 
+use crate::assertion_file::AssertionFile;
 use crate::clock::TimeSource;
 use crate::published::Published;
 use crate::store::{store_failed, AsyncTokenStore, Blocking, FleetTurn, StoreChange, TokenStore};
@@ -110,6 +111,8 @@ struct State {
     /// result of a flight cut short by `signout()` is dropped.
     flights: u64,
     current: u64,
+    /// The client assertion file to read for the core, if the config names one.
+    assertion_file: Option<AssertionFile>,
 }
 
 /// Which result a caller is after.
@@ -238,6 +241,9 @@ impl<W: Wake> Driver<W> {
         if settings.config.jitter_seed().is_none() {
             source.set_jitter_seed(crate::random_seed());
         }
+        // Always random: processes sharing a client must never repeat a jti.
+        source.set_jti_seed(crate::random_bytes());
+        let assertion_file = settings.config.assertion_file().map(AssertionFile::new);
         let loaded = settings.store.is_none();
         Driver {
             state: Mutex::new(State {
@@ -252,6 +258,7 @@ impl<W: Wake> Driver<W> {
                 store_busy: false,
                 flights: 0,
                 current: 0,
+                assertion_file,
             }),
             published: Published::new(),
             settings,
@@ -369,6 +376,13 @@ impl<W: Wake> Driver<W> {
                 }
             }
         }
+        let state = &mut *state;
+        if let Some(file) = &mut state.assertion_file {
+            // Only when a request may be built: a fresh token needs no assertion.
+            if state.source.refresh_at().is_none_or(|at| now >= at) {
+                file.refresh(&mut state.source);
+            }
+        }
         let outgoing = match state.source.poll(now) {
             Action::Ready(token) => return Step::Ready(token.clone()),
             Action::Wait { until } => match state.source.last_error() {
@@ -377,8 +391,8 @@ impl<W: Wake> Driver<W> {
             },
             Action::Send(outgoing) => outgoing,
         };
-        let (task, job) = self.start(&mut state, now, outgoing);
-        let flight = self.flight(&mut state, job);
+        let (task, job) = self.start(state, now, outgoing);
+        let flight = self.flight(state, job);
         Step::Work(Work { task, flight })
     }
 
@@ -396,6 +410,24 @@ impl<W: Wake> Driver<W> {
             tracing::debug!(request = %id, ?kind, method = %request.method(), uri = %request.uri(), "client-credentials: sending");
             (Task::Send(request), Job::Sent(id))
         }
+    }
+
+    /// A DPoP proof (RFC 9449 §7) for a request to a resource with `token`:
+    /// `htm` = `method`, `htu` = `uri` without query and fragment, `ath` =
+    /// the token's hash, a fresh `jti`; `nonce` is the resource server's, if
+    /// it asked for one. `Ok(None)` when the config has no DPoP key.
+    pub fn dpop_proof(
+        &self,
+        method: &http::Method,
+        uri: &str,
+        token: &AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<Option<http::HeaderValue>, Error> {
+        if self.settings.config.dpop_key().is_none() {
+            return Ok(None);
+        }
+        let now = self.now();
+        self.lock().source.dpop_proof(now, method, uri, Some(token), nonce)
     }
 
     /// Forces a refresh: the mode to step in for its outcome, or the error of

@@ -12,7 +12,8 @@
 //! - [`TokenStore`] / [`AsyncTokenStore`] (the adapters' store traits),
 //!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
 //! - [`file`]: loading and atomically saving a token file with owner-only permissions;
-//! - [`random_seed`]: a per-client jitter seed;
+//! - [`random_seed`], [`random_bytes`]: a per-client jitter seed and `jti` seed;
+//! - reading a client assertion file for the core (`AssertionSource::file`);
 //! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
 //!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping).
 //!
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assertion_file;
 pub mod authorize;
 mod clock;
 pub mod discovery;
@@ -34,6 +36,23 @@ pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
 pub use driver::{BoxFuture, Driver, ErrorCallback, Io, Mode, Provider, Settings, Step, TokenCallback, Wake, Work};
 pub use published::Published;
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
+
+/// 32 random bytes per client and process: the seed of the `jti` values of
+/// client assertions and DPoP proofs, which must not repeat across the
+/// processes that share a client (a provider rejects a reused `jti`).
+pub fn random_bytes() -> [u8; 32] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut seed = [0u8; 32];
+    for (i, chunk) in seed.chunks_mut(8).enumerate() {
+        // Each RandomState has fresh keys drawn from the OS's random source.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_usize(i);
+        hasher.write_u64(now().as_unix_millis());
+        hasher.write_u32(std::process::id());
+        chunk.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    seed
+}
 
 /// A jitter seed that differs per client and per process, so clients started
 /// together do not retry in lockstep.

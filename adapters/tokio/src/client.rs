@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Error, ProviderMetadata, TransportError, TransportErrorKind};
 use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, TimeSource, Wake};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use crate::transport::{ReqwestTransport, Transport};
@@ -43,6 +44,14 @@ struct Io {
     /// Wakes the background refresh task: the state changed or the client is gone.
     changed: Arc<Notify>,
     background: AtomicBool,
+    runtime: Option<Handle>,
+}
+
+impl Io {
+    /// The runtime to spawn on: the current one, else the one the client was built in.
+    fn runtime(&self) -> Option<Handle> {
+        Handle::try_current().ok().or_else(|| self.runtime.clone())
+    }
 }
 
 impl Wake for Io {
@@ -159,6 +168,7 @@ impl ClientBuilder {
             done: Notify::new(),
             changed: Arc::new(Notify::new()),
             background: AtomicBool::new(self.background),
+            runtime: Handle::try_current().ok(),
         };
         Client {
             driver: Arc::new(Driver::new(self.settings, io)),
@@ -225,9 +235,9 @@ impl Client {
     pub fn invalidate(&self, token: &AccessToken) {
         if self.driver.invalidate(token) {
             let driver = self.driver.clone();
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn(async move { driver.save_changes().await })),
-                Err(_) => tracing::warn!("client-credentials: no tokio runtime to delete the stored token"),
+            match self.driver.io.runtime() {
+                Some(runtime) => drop(runtime.spawn(async move { driver.save_changes().await })),
+                None => tracing::warn!("client-credentials: no tokio runtime to delete the stored token"),
             }
         }
     }
@@ -256,7 +266,7 @@ impl Client {
     fn run(&self, mode: Mode) -> BoxFuture<'_, Result<AccessToken, Error>> {
         Box::pin(async move {
             if self.driver.io.background.swap(false, Ordering::AcqRel) {
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                if let Some(runtime) = self.driver.io.runtime() {
                     runtime.spawn(background(Arc::downgrade(&self.driver)));
                 }
             }
@@ -269,7 +279,7 @@ impl Client {
                     Step::Failed(error) => return Err(error),
                     Step::Wait(wait) => wait,
                     Step::Work(work) => {
-                        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                        let runtime = self.driver.io.runtime().ok_or_else(|| {
                             TransportError::new(
                                 TransportErrorKind::Other,
                                 "client-credentials-tokio needs a tokio runtime",

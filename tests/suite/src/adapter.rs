@@ -5,6 +5,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Error, ProviderMetadata};
+use client_credentials_blocking::ManualClock;
+
+pub use crate::store::RecordingStore;
 
 /// Which token store a scenario wants.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +17,8 @@ pub enum StoreChoice {
     None,
     /// The adapter's `FileStore` at this path.
     File(PathBuf),
+    /// A [`RecordingStore`] shared with the scenario.
+    Recording(Arc<RecordingStore>),
 }
 
 /// Callback type for token updates.
@@ -33,6 +38,8 @@ pub struct Options {
     pub store: StoreChoice,
     /// `.on_token_update(..)`.
     pub on_update: Option<OnUpdate>,
+    /// `.clock(..)`: simulated time.
+    pub clock: Option<ManualClock>,
 }
 
 /// A client of either adapter, driven through blocking calls.
@@ -70,8 +77,13 @@ impl Adapter for Blocking {
         if let Some(timeout) = options.timeout {
             builder = builder.timeout(timeout);
         }
-        if let StoreChoice::File(path) = options.store {
-            builder = builder.store(client_credentials_blocking::FileStore::new(path));
+        match options.store {
+            StoreChoice::None => {}
+            StoreChoice::File(path) => builder = builder.store(client_credentials_blocking::FileStore::new(path)),
+            StoreChoice::Recording(store) => builder = builder.store(store),
+        }
+        if let Some(clock) = options.clock {
+            builder = builder.clock(clock);
         }
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
@@ -128,8 +140,13 @@ impl Adapter for Tokio {
         if let Some(timeout) = options.timeout {
             builder = builder.timeout(timeout);
         }
-        if let StoreChoice::File(path) = options.store {
-            builder = builder.store(client_credentials_tokio::FileStore::new(path));
+        match options.store {
+            StoreChoice::None => {}
+            StoreChoice::File(path) => builder = builder.store(client_credentials_tokio::FileStore::new(path)),
+            StoreChoice::Recording(store) => builder = builder.store(store),
+        }
+        if let Some(clock) = options.clock {
+            builder = builder.clock(clock);
         }
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));

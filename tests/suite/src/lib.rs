@@ -12,9 +12,11 @@
 pub mod adapter;
 pub mod oidc;
 pub mod scenarios;
+pub mod store;
 
 pub use adapter::{Adapter, Blocking, Options, StoreChoice, Tokio};
 pub use oidc::OidcPeer;
+pub use store::RecordingStore;
 
 /// The README's code blocks, compiled and run as doctests so they stay true.
 #[doc = include_str!("../../../README.md")]

@@ -90,6 +90,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assertion;
 mod http;
 mod resource;
 mod server;
@@ -298,6 +299,10 @@ pub enum AuthMethod {
     Post,
     /// `client_id` and `client_secret` members of a JSON body.
     Json,
+    /// A `client_assertion` signed HS256 with the client secret (`client_secret_jwt`).
+    ClientSecretJwt,
+    /// A `client_assertion` signed with a registered key (`private_key_jwt`).
+    PrivateKeyJwt,
 }
 
 /// A misbehaviour to apply to one request instead of answering it normally
@@ -441,6 +446,8 @@ pub struct TestIssuerBuilder {
     scopes: Vec<String>,
     issue_refresh_tokens: bool,
     token_type: String,
+    jwks: Vec<(String, serde_json::Value)>,
+    accept_endpoint_audience: bool,
 }
 
 impl Default for TestIssuerBuilder {
@@ -459,6 +466,8 @@ impl Default for TestIssuerBuilder {
             scopes: Vec::new(),
             issue_refresh_tokens: false,
             token_type: "Bearer".into(),
+            jwks: Vec::new(),
+            accept_endpoint_audience: false,
         }
     }
 }
@@ -563,6 +572,25 @@ impl TestIssuerBuilder {
         self
     }
 
+    /// Registers a public JWK for `private_key_jwt` of `client_id`
+    /// (repeatable). Client assertions (RFC 7523) are verified whenever a
+    /// request carries one: the signature (HS256 over the client secret for
+    /// `client_secret_jwt`), `iss` = `sub` = the client, `aud` = the issuer
+    /// identifier, `exp` in the future, and a `jti` never seen before (a
+    /// replay is `401 invalid_client`). The method must be listed in
+    /// [`TestIssuerBuilder::auth_methods`].
+    pub fn client_jwk(mut self, client_id: impl Into<String>, jwk: serde_json::Value) -> Self {
+        self.jwks.push((client_id.into(), jwk));
+        self
+    }
+
+    /// Also accept the token endpoint URL as a client assertion's `aud`
+    /// (default: only the issuer identifier).
+    pub fn accept_token_endpoint_audience(mut self, accept: bool) -> Self {
+        self.accept_endpoint_audience = accept;
+        self
+    }
+
     /// The `token_type` value sent (default `"Bearer"`).
     pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
         self.token_type = token_type.into();
@@ -595,6 +623,8 @@ impl TestIssuerBuilder {
             scopes: self.scopes,
             issue_refresh_tokens: self.issue_refresh_tokens,
             token_type: self.token_type,
+            jwks: self.jwks,
+            accept_endpoint_audience: self.accept_endpoint_audience,
         };
         let shared = Arc::new(Shared::new(addr, config, self.lifetime));
         let accept_shared = Arc::clone(&shared);

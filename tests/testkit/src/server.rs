@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub scopes: Vec<String>,
     pub issue_refresh_tokens: bool,
     pub token_type: String,
+    pub jwks: Vec<(String, Value)>,
+    pub accept_endpoint_audience: bool,
 }
 
 /// What a request was addressed to.
@@ -69,6 +71,8 @@ pub(crate) struct State {
     pub issued: Vec<String>,
     refresh_tokens: HashMap<String, RefreshGrant>,
     counter: u64,
+    /// Client assertion `jti`s already used, per client.
+    seen_jtis: std::collections::HashSet<(String, String)>,
 }
 
 /// State shared between the [`crate::TestIssuer`] handle and its threads.
@@ -400,6 +404,10 @@ impl Body {
     fn has_credentials(&self) -> bool {
         self.param("client_id").is_some() || self.param("client_secret").is_some()
     }
+
+    fn has_assertion(&self) -> bool {
+        self.param("client_assertion").is_some() || self.param("client_assertion_type").is_some()
+    }
 }
 
 /// HTTP Basic client credentials (RFC 6749 §2.3.1).
@@ -446,6 +454,21 @@ fn form_decode(s: &str) -> Option<String> {
 fn record(req: &RawRequest, body: &Body) -> RecordedRequest {
     let (client_id, client_secret, auth_method) = match basic_credentials(req) {
         Basic::Valid(id, secret) => (Some(id), Some(secret), Some(AuthMethod::Basic)),
+        _ if body.has_assertion() => {
+            let decoded = body.param("client_assertion").and_then(crate::assertion::decode);
+            let iss = decoded
+                .as_ref()
+                .and_then(|d| d.claims.get("iss").and_then(Value::as_str).map(str::to_owned));
+            let hs256 = decoded
+                .as_ref()
+                .is_some_and(|d| d.header.get("alg").and_then(Value::as_str) == Some("HS256"));
+            let method = if hs256 {
+                AuthMethod::ClientSecretJwt
+            } else {
+                AuthMethod::PrivateKeyJwt
+            };
+            (body.param("client_id").map(str::to_owned).or(iss), None, Some(method))
+        }
         _ if body.has_credentials() => (
             body.param("client_id").map(str::to_owned),
             body.param("client_secret").map(str::to_owned),
@@ -542,6 +565,37 @@ fn discovery(shared: &Shared, req: &RawRequest) -> Response {
 /// Validates client authentication; returns the authenticated client id.
 fn authenticate(shared: &Shared, req: &RawRequest, body: &Body) -> Result<String, Response> {
     let invalid = |description: &str| oauth_error(401, "invalid_client", description);
+    if body.has_assertion() {
+        if body.param("client_secret").is_some() || !matches!(basic_credentials(req), Basic::Absent) {
+            return Err(invalid("more than one client authentication method used"));
+        }
+        let issuer = shared.issuer_url();
+        let config = &shared.config;
+        let expect = crate::assertion::Expect {
+            issuer: &issuer,
+            token_endpoint: &format!("{issuer}/token"),
+            accept_endpoint_audience: config.accept_endpoint_audience,
+            clients: &config.clients,
+            jwks: &config.jwks,
+            now: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        let mut state = shared.state();
+        let verified = crate::assertion::verify(
+            &expect,
+            body.param("client_assertion_type"),
+            body.param("client_assertion").unwrap_or_default(),
+            body.param("client_id"),
+            &mut state.seen_jtis,
+        )
+        .map_err(|reason| invalid(&reason))?;
+        if !config.auth_methods.iter().any(|m| m == verified.method) {
+            return Err(invalid(&format!("{} is not supported", verified.method)));
+        }
+        return Ok(verified.client_id);
+    }
     let (id, secret, method) = match (basic_credentials(req), body.has_credentials()) {
         (Basic::Invalid, _) => return Err(invalid("malformed HTTP Basic credentials")),
         (Basic::Valid(..), true) => return Err(invalid("more than one client authentication method used")),
@@ -557,6 +611,8 @@ fn authenticate(shared: &Shared, req: &RawRequest, body: &Body) -> Result<String
     let method_name = match method {
         AuthMethod::Basic => "client_secret_basic",
         AuthMethod::Post | AuthMethod::Json => "client_secret_post",
+        AuthMethod::ClientSecretJwt => "client_secret_jwt",
+        AuthMethod::PrivateKeyJwt => "private_key_jwt",
     };
     if !shared.config.auth_methods.iter().any(|m| m == method_name) {
         return Err(invalid(&format!("{method_name} is not supported")));

@@ -86,7 +86,7 @@ pub fn post_and_json_authentication<A: Adapter>() {
     ] {
         let issuer = TestIssuer::start();
         let config = config(&issuer)
-            .auth(auth)
+            .auth(auth.clone())
             .scope("read")
             .resource("https://api.example.test/")
             .build()

@@ -2,10 +2,12 @@
 //! list runs against both adapters. Every scenario asserts the outcome *and*
 //! what reached the server (request count, credentials, parameters).
 
+pub mod assertions;
 pub mod caching;
 pub mod discovery;
 pub mod faults;
 pub mod interop;
+pub mod parity;
 pub mod quirks;
 pub mod resource_server;
 pub mod single_flight;

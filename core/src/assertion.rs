@@ -1,0 +1,317 @@
+//! Client assertions (RFC 7521, RFC 7523; OpenID Connect `private_key_jwt` and
+//! `client_secret_jwt`): building them, and taking ones made elsewhere.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::jose::{b64, hs256, signing_input, JwsAlgorithm, JwtKey, SignError};
+use crate::response::clean;
+use crate::time::Timestamp;
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// `client_assertion_type` of a SPIFFE JWT-SVID (draft-ietf-oauth-spiffe-client-auth).
+pub const SPIFFE_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";
+/// The `typ` header of an explicitly typed client assertion (RFC 10070).
+pub const CLIENT_ASSERTION_TYP: &str = "client-authentication+jwt";
+
+/// A client assertion made outside this client: by your code (a callback) or
+/// by the platform (a file: a Kubernetes projected service-account token, a
+/// cloud's federated token file, a SPIFFE JWT-SVID).
+///
+/// Sent as `client_assertion` with no client secret. Before each token
+/// request the assertion's `exp` is checked against `now`: an expired or
+/// unreadable assertion is an [`Error::ClientAuth`](crate::Error::ClientAuth),
+/// never a request with a stale assertion.
+///
+/// The core never reads files: for [`AssertionSource::file`] the adapter reads
+/// the file (again whenever it changes) and hands the content over with
+/// [`TokenSource::provide_assertion`](crate::TokenSource::provide_assertion).
+/// A callback is called by the core while it builds the request, so it must
+/// not block: return a value your own code keeps up to date.
+///
+/// ```
+/// use client_credentials::{AssertionSource, ClientAuth, Config};
+///
+/// let svid = AssertionSource::file("/run/spiffe/jwt-svid").spiffe();
+/// let config = Config::builder("spiffe://example.org/worker", "")
+///     .issuer("https://id.example")
+///     .auth(ClientAuth::Assertion(svid))
+///     .build()?;
+/// assert_eq!(config.assertion_file().unwrap().to_str(), Some("/run/spiffe/jwt-svid"));
+/// # Ok::<(), client_credentials::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct AssertionSource {
+    origin: Origin,
+    assertion_type: String,
+}
+
+#[derive(Clone)]
+enum Origin {
+    Callback(Arc<dyn Fn() -> Result<String, String> + Send + Sync>),
+    File(PathBuf),
+}
+
+impl AssertionSource {
+    /// Assertions returned by `callback`, called before every token request.
+    /// Its error is shown in [`ClientAuthError::AssertionUnavailable`].
+    pub fn callback<F, E>(callback: F) -> Self
+    where
+        F: Fn() -> Result<String, E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        AssertionSource {
+            origin: Origin::Callback(Arc::new(move || callback().map_err(|e| e.to_string()))),
+            assertion_type: JWT_BEARER_ASSERTION_TYPE.into(),
+        }
+    }
+
+    /// Assertions read from the file at `path` by the adapter, again whenever
+    /// it changes (rotated tokens are picked up without a restart).
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        AssertionSource {
+            origin: Origin::File(path.into()),
+            assertion_type: JWT_BEARER_ASSERTION_TYPE.into(),
+        }
+    }
+
+    /// Sends the assertion as a SPIFFE JWT-SVID ([`SPIFFE_ASSERTION_TYPE`]).
+    pub fn spiffe(self) -> Self {
+        self.with_assertion_type(SPIFFE_ASSERTION_TYPE)
+    }
+
+    /// Sends another `client_assertion_type` (default [`JWT_BEARER_ASSERTION_TYPE`]).
+    pub fn with_assertion_type(mut self, assertion_type: impl Into<String>) -> Self {
+        self.assertion_type = assertion_type.into();
+        self
+    }
+
+    /// The `client_assertion_type` sent.
+    pub fn assertion_type(&self) -> &str {
+        &self.assertion_type
+    }
+
+    /// The file the adapter reads, for a file source.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.origin {
+            Origin::File(path) => Some(path),
+            Origin::Callback(_) => None,
+        }
+    }
+
+    /// Calls the callback (`None` for a file source).
+    pub(crate) fn call(&self) -> Option<Result<String, String>> {
+        match &self.origin {
+            Origin::Callback(callback) => Some(callback()),
+            Origin::File(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for AssertionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("AssertionSource");
+        match &self.origin {
+            Origin::Callback(_) => d.field("callback", &".."),
+            Origin::File(path) => d.field("file", path),
+        };
+        d.field("assertion_type", &self.assertion_type).finish()
+    }
+}
+
+/// Equal when both are the same callback, or files at the same path, with the same type.
+impl PartialEq for AssertionSource {
+    fn eq(&self, other: &Self) -> bool {
+        let same = match (&self.origin, &other.origin) {
+            (Origin::Callback(a), Origin::Callback(b)) => Arc::ptr_eq(a, b),
+            (Origin::File(a), Origin::File(b)) => a == b,
+            _ => false,
+        };
+        same && self.assertion_type == other.assertion_type
+    }
+}
+
+impl Eq for AssertionSource {}
+
+impl std::hash::Hash for AssertionSource {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.path().hash(state);
+        self.assertion_type.hash(state);
+    }
+}
+
+/// Why a client assertion or a DPoP proof could not be made or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientAuthError {
+    /// The provider's metadata lists signing algorithms, and not this key's.
+    #[error("the provider does not accept {alg} for {purpose} (it lists {}); use a key of a listed algorithm", .supported.join(", "))]
+    UnsupportedAlgorithm {
+        /// `client assertions` or `DPoP proofs`.
+        purpose: &'static str,
+        /// The key's algorithm.
+        alg: JwsAlgorithm,
+        /// What the provider lists.
+        supported: Vec<String>,
+    },
+    /// The signer failed.
+    #[error(transparent)]
+    Signing(#[from] SignError),
+    /// An assertion made elsewhere could not be had (unreadable file, a
+    /// callback's error, nothing provided yet).
+    #[error("no client assertion available: {reason}")]
+    AssertionUnavailable {
+        /// Why (the file's read error, the callback's error).
+        reason: String,
+    },
+    /// An assertion made elsewhere has expired: nothing was sent. Whatever
+    /// writes it (the kubelet, the SPIFFE agent) has not renewed it.
+    #[error("the client assertion expired at {expired_at:?} (unix seconds {}); it was not sent", .expired_at.as_unix_millis() / 1000)]
+    AssertionExpired {
+        /// Its `exp`.
+        expired_at: Timestamp,
+    },
+    /// An assertion made elsewhere is not a JWT whose claims can be read.
+    #[error("the client assertion is not a usable JWT: {reason}")]
+    InvalidAssertion {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The token endpoint asked for a new DPoP nonce twice in a row (RFC 9449 §8).
+    #[error(
+        "the token endpoint asked for a new DPoP nonce again after a retry with one (use_dpop_nonce twice in a row)"
+    )]
+    DpopNonceLoop,
+}
+
+/// Unique `jti` values from a seed: SHA-256 over the seed, a counter and the
+/// time, cut to 128 bits. Repeatable in tests; adapters seed it randomly.
+/// The time is mixed in so that two processes that were given the same seed
+/// still do not repeat each other's values across restarts.
+#[derive(Debug)]
+pub(crate) struct JtiSource {
+    seed: [u8; 32],
+    counter: AtomicU64,
+}
+
+impl JtiSource {
+    pub(crate) fn new(seed: [u8; 32]) -> Self {
+        JtiSource {
+            seed,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A seed from a number (the configured jitter seed, in tests).
+    pub(crate) fn from_u64(seed: u64) -> Self {
+        JtiSource::new(
+            Sha256::new()
+                .chain_update(b"jti")
+                .chain_update(seed.to_le_bytes())
+                .finalize()
+                .into(),
+        )
+    }
+
+    pub(crate) fn next(&self, now: Timestamp) -> String {
+        let count = self.counter.fetch_add(1, Ordering::Relaxed);
+        let digest = Sha256::new()
+            .chain_update(self.seed)
+            .chain_update(count.to_le_bytes())
+            .chain_update(now.as_unix_millis().to_le_bytes())
+            .finalize();
+        b64(&digest[..16])
+    }
+}
+
+/// Which key signs a built assertion.
+pub(crate) enum AssertionKey<'a> {
+    /// `private_key_jwt`, with the `alg` name to write.
+    Private(&'a JwtKey, &'a str),
+    /// `client_secret_jwt`: HS256 over the secret.
+    Secret(&'a str),
+}
+
+/// The claims and settings of one assertion.
+pub(crate) struct AssertionClaims<'a> {
+    pub client_id: &'a str,
+    pub audience: &'a str,
+    pub jti: String,
+    pub now: Timestamp,
+    pub lifetime: Duration,
+    pub typ: Option<&'static str>,
+}
+
+/// Builds and signs a client assertion (RFC 7523 §3).
+pub(crate) fn build_assertion(key: AssertionKey<'_>, claims: AssertionClaims<'_>) -> Result<String, SignError> {
+    let iat = claims.now.as_unix_millis() / 1000;
+    let mut body = Map::new();
+    body.insert("iss".into(), claims.client_id.into());
+    body.insert("sub".into(), claims.client_id.into());
+    body.insert("aud".into(), claims.audience.into());
+    body.insert("jti".into(), claims.jti.into());
+    body.insert("iat".into(), iat.into());
+    body.insert("exp".into(), (iat + claims.lifetime.as_secs().max(1)).into());
+    match key {
+        AssertionKey::Private(key, alg) => key.sign_jwt(alg, claims.typ, None, true, &body),
+        AssertionKey::Secret(secret) => {
+            let mut header = Map::new();
+            header.insert("alg".into(), "HS256".into());
+            if let Some(typ) = claims.typ {
+                header.insert("typ".into(), typ.into());
+            }
+            let input = signing_input(&header, &body);
+            let mac = hs256(secret.as_bytes(), &input);
+            Ok(format!("{input}.{}", b64(&mac)))
+        }
+    }
+}
+
+/// Checks an assertion made elsewhere before it is sent: a JWT (three
+/// segments) whose claims parse, and whose `exp`, if any, is after `now`.
+pub(crate) fn check_external(assertion: &str, now: Timestamp) -> Result<(), ClientAuthError> {
+    let assertion = assertion.trim();
+    let invalid = |reason| ClientAuthError::InvalidAssertion { reason };
+    if assertion.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    let mut parts = assertion.split('.');
+    let (Some(_), Some(claims), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid("it does not have the three parts of a signed JWT"));
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .map_err(|_| invalid("its claims are not base64url"))?;
+    let claims: Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|_| invalid("its claims are not a JSON object"))?;
+    match claims.get("exp") {
+        None => Ok(()),
+        Some(exp) => {
+            let exp = exp
+                .as_f64()
+                .filter(|e| e.is_finite() && *e >= 0.0)
+                .ok_or(invalid("its exp is not a number"))?;
+            let expired_at = Timestamp::from_unix_millis((exp.min(1e13) * 1000.0) as u64);
+            if expired_at <= now {
+                Err(ClientAuthError::AssertionExpired { expired_at })
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A callback's or a file's error text, made safe to show.
+pub(crate) fn unavailable(reason: &str) -> ClientAuthError {
+    ClientAuthError::AssertionUnavailable {
+        reason: clean(reason, 200),
+    }
+}

@@ -1,0 +1,177 @@
+//! Client authentication beyond secrets (RFC 7523) against the test issuer,
+//! which verifies every assertion and rejects a reused `jti`.
+
+use std::path::Path;
+
+use client_credentials::{
+    Action, AssertionSource, ClientAuth, ClientAuthError, Config, Error, JwsAlgorithm, JwtKey, Timestamp, TokenSource,
+};
+use client_credentials_testkit::{AuthMethod, TestIssuer};
+
+use crate::{Adapter, Options};
+
+/// The test keys of `core/tests/keys` (test only).
+pub const EC_PEM: &str = include_str!("../../../../core/tests/keys/ec.pem");
+/// An Ed25519 test key.
+pub const ED_PEM: &str = include_str!("../../../../core/tests/keys/ed25519.pem");
+/// An RSA 2048 test key.
+pub const RSA_PEM: &str = include_str!("../../../../core/tests/keys/rsa.pem");
+
+fn verifying_issuer(key: &JwtKey) -> TestIssuer {
+    TestIssuer::builder()
+        .client("jwt-client", "a-client-secret-of-32-bytes-or-more")
+        .client_jwk("jwt-client", key.public_jwk())
+        .auth_methods(["private_key_jwt", "client_secret_jwt"])
+        .start()
+}
+
+/// `private_key_jwt` negotiated from discovery with no secret configured:
+/// every refresh carries a new assertion the issuer accepts (a repeated
+/// `jti` would be rejected as a replay).
+pub fn private_key_jwt_negotiated_and_every_refresh_has_a_fresh_assertion<A: Adapter>() {
+    let key = JwtKey::from_pem(EC_PEM, JwsAlgorithm::Es256)
+        .unwrap()
+        .with_key_id("ec-1");
+    let issuer = verifying_issuer(&key);
+    let config = Config::builder("jwt-client", "")
+        .issuer(issuer.issuer_url())
+        .client_assertion_key(key)
+        .build()
+        .unwrap();
+    let client = A::build(config, Options::default());
+    let first = A::token(&client).unwrap();
+    let second = A::refresh(&client).unwrap();
+    let third = A::refresh(&client).unwrap();
+    assert_ne!(first.secret(), second.secret());
+    assert_ne!(second.secret(), third.secret());
+    let requests = issuer.token_requests();
+    assert_eq!(requests.len(), 3, "{}", A::NAME);
+    for request in &requests {
+        assert_eq!(request.auth_method, Some(AuthMethod::PrivateKeyJwt));
+        assert_eq!(request.client_secret, None);
+        assert_eq!(request.header("authorization"), None);
+    }
+}
+
+/// `client_secret_jwt`: HS256 over the secret, which never leaves the client.
+pub fn client_secret_jwt_is_accepted<A: Adapter>() {
+    let key = JwtKey::from_pem(ED_PEM, JwsAlgorithm::Ed25519).unwrap();
+    let issuer = verifying_issuer(&key);
+    let config = Config::builder("jwt-client", "a-client-secret-of-32-bytes-or-more")
+        .issuer(issuer.issuer_url())
+        .auth(ClientAuth::ClientSecretJwt)
+        .build()
+        .unwrap();
+    let client = A::build(config, Options::default());
+    A::token(&client).unwrap();
+    let requests = issuer.token_requests();
+    assert_eq!(requests[0].auth_method, Some(AuthMethod::ClientSecretJwt));
+    assert!(!String::from_utf8_lossy(&requests[0].body).contains("a-client-secret"));
+}
+
+/// A signed assertion as a workload identity system would write it: made by
+/// the core for `issuer`, valid for `lifetime` seconds.
+fn external_assertion(issuer: &TestIssuer, key: &JwtKey, lifetime: u64) -> String {
+    let config = Config::builder("jwt-client", "")
+        .token_endpoint(issuer.token_endpoint())
+        .assertion_audience(issuer.issuer_url())
+        .assertion_lifetime(std::time::Duration::from_secs(lifetime))
+        .auth(ClientAuth::PrivateKeyJwt(key.clone()))
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    source.set_jti_seed(rand_seed(lifetime));
+    let Action::Send(outgoing) = source.poll(Timestamp::from(std::time::SystemTime::now())) else {
+        panic!("a request")
+    };
+    form_urlencoded::parse(outgoing.request.body())
+        .find(|(name, _)| name == "client_assertion")
+        .map(|(_, value)| value.into_owned())
+        .unwrap()
+}
+
+fn rand_seed(salt: u64) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&salt.to_le_bytes());
+    seed[8..16].copy_from_slice(
+        &Timestamp::from(std::time::SystemTime::now())
+            .as_unix_millis()
+            .to_le_bytes(),
+    );
+    seed
+}
+
+fn write(path: &Path, content: &str) {
+    // Replaced by a rename, as the kubelet and SPIFFE helpers do.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// An assertion file (workload identity) is read by the adapter, sent with
+/// no secret, and re-read when it is rotated.
+pub fn an_assertion_file_is_read_and_reread_when_rotated<A: Adapter>() {
+    let key = JwtKey::from_pem(ED_PEM, JwsAlgorithm::Ed25519).unwrap();
+    let issuer = verifying_issuer(&key);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    write(&path, &format!("{}\n", external_assertion(&issuer, &key, 300)));
+    let config = Config::builder("jwt-client", "")
+        .token_endpoint(issuer.token_endpoint())
+        .auth(ClientAuth::Assertion(AssertionSource::file(&path)))
+        .build()
+        .unwrap();
+    let client = A::build(config, Options::default());
+    A::token(&client).unwrap();
+
+    // The same assertion again would be a replay: rotate the file first.
+    write(&path, &external_assertion(&issuer, &key, 301));
+    A::refresh(&client).unwrap();
+    let requests = issuer.token_requests();
+    assert_eq!(requests.len(), 2, "{}", A::NAME);
+    assert!(requests
+        .iter()
+        .all(|r| r.auth_method == Some(AuthMethod::PrivateKeyJwt)));
+    assert_ne!(
+        requests[0].param("client_assertion"),
+        requests[1].param("client_assertion")
+    );
+}
+
+/// An expired or missing assertion file is a clear error, and nothing is sent.
+pub fn an_expired_or_missing_assertion_file_sends_nothing<A: Adapter>() {
+    let key = JwtKey::from_pem(ED_PEM, JwsAlgorithm::Ed25519).unwrap();
+    let issuer = verifying_issuer(&key);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let expired = format!(
+        "{}.{}.c2ln",
+        b64(r#"{"alg":"EdDSA"}"#),
+        b64(r#"{"iss":"jwt-client","exp":1000}"#)
+    );
+    write(&path, &expired);
+    let config = Config::builder("jwt-client", "")
+        .token_endpoint(issuer.token_endpoint())
+        .auth(ClientAuth::Assertion(AssertionSource::file(&path)))
+        .build()
+        .unwrap();
+    let client = A::build(config.clone(), Options::default());
+    match A::token(&client) {
+        Err(Error::ClientAuth(ClientAuthError::AssertionExpired { .. })) => {}
+        other => panic!("{}: expected AssertionExpired, got {other:?}", A::NAME),
+    }
+
+    std::fs::remove_file(&path).unwrap();
+    let client = A::build(config, Options::default());
+    match A::token(&client) {
+        Err(error @ Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. })) => {
+            assert!(error.to_string().contains("token"), "{error}");
+        }
+        other => panic!("{}: expected AssertionUnavailable, got {other:?}", A::NAME),
+    }
+    assert!(issuer.token_requests().is_empty(), "nothing was sent");
+}

@@ -1,0 +1,8 @@
+//! Signed client assertions (RFC 7523) and workload identity files against
+//! the verifying test issuer, against both adapters.
+client_credentials_suite::scenarios!(assertions:
+    private_key_jwt_negotiated_and_every_refresh_has_a_fresh_assertion,
+    client_secret_jwt_is_accepted,
+    an_assertion_file_is_read_and_reread_when_rotated,
+    an_expired_or_missing_assertion_file_sends_nothing,
+);

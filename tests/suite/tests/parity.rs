@@ -1,0 +1,9 @@
+//! Behaviours both adapters must share exactly, against both adapters.
+client_credentials_suite::scenarios!(parity:
+    refresh_after_a_failed_round_returns_its_error,
+    refresh_during_and_after_a_cool_down,
+    invalidate_deletes_the_stored_token,
+    a_slow_provider_is_asked_once_per_flight,
+    a_provider_never_downgrades_the_cache,
+    signout_racing_a_save,
+);
