@@ -783,6 +783,13 @@ impl ConfigBuilder {
         self
     }
 
+    /// The longest `Retry-After` honoured (default 5 minutes). A server asking
+    /// for longer is waited for this long; the event reports the cap.
+    pub fn max_retry_after(mut self, cap: Duration) -> Self {
+        self.retry.max_retry_after = cap;
+        self
+    }
+
     /// The seed of the retry jitter. Adapters draw a random one when this is
     /// not set; set it for repeatable tests.
     pub fn jitter_seed(mut self, seed: u64) -> Self {

@@ -419,7 +419,7 @@ pub fn retry_after(data: &[u8]) {
         Ok(event) => panic!("unexpected event {event:?}"),
         Err(error) => {
             check_error(&error);
-            assert!(source.last_error().is_some());
+            assert!(matches!(source.poll(after), Action::Failed(_)));
         }
     }
 }
@@ -454,7 +454,9 @@ pub fn stored_token(data: &[u8]) {
                 source = TokenSource::with_token(token_config(false), token.clone());
             }
             Action::Ready(served) => assert!(served.same_token(&token)),
-            Action::Wait { .. } => panic!("nothing in flight, no back-off, yet Wait"),
+            Action::Wait { .. } | Action::Failed(_) => {
+                panic!("nothing in flight, no back-off, yet {:?}", source.poll(now))
+            }
         }
     }
 }
@@ -571,11 +573,11 @@ pub fn token_source(data: &[u8]) {
     let mut now = NOW;
     let mut in_flight: Option<RequestId> = None;
     let mut stale: Option<RequestId> = None;
+    let mut revoking: Option<RequestId> = None;
     let mut sent: Vec<String> = Vec::new();
     let mut ops = 0;
     while !schedule.data.is_empty() && ops < 256 {
         ops += 1;
-        assert_eq!(source.in_flight().map(|(id, _)| id), in_flight);
         match schedule.byte() % 8 {
             0 => now = now.saturating_add(Duration::from_millis(schedule.pick(STEPS_MS))),
             1 => now = now.saturating_sub(Duration::from_millis(u64::from(schedule.byte()) * 100)),
@@ -599,6 +601,11 @@ pub fn token_source(data: &[u8]) {
                             Some(until) => assert!(until > now),
                             None => assert!(in_flight.is_some()),
                         }
+                    }
+                    Action::Failed(error) => {
+                        assert!(!fresh, "refresh_at says fresh but poll failed");
+                        assert!(in_flight.is_none(), "failed while a request is in flight");
+                        check_error(error);
                     }
                 }
             }
@@ -631,10 +638,10 @@ pub fn token_source(data: &[u8]) {
                     (Some(id), _, _) => id,
                     (None, None, _) => continue,
                 };
-                let before = Before::of(&source, now);
+                let before = Before::of(&source, now, id, revoking);
                 let result = source.handle_response(now, id, reply);
                 check_quoted(&result, &sent);
-                after_result(&source, now, id, &mut in_flight, &mut stale, before, result);
+                after_result(&mut source, now, id, &mut in_flight, &mut stale, before, result);
             }
             6 => {
                 let kind = schedule.pick(&[
@@ -644,9 +651,9 @@ pub fn token_source(data: &[u8]) {
                     TransportErrorKind::Other,
                 ]);
                 let Some(id) = in_flight.or(stale) else { continue };
-                let before = Before::of(&source, now);
+                let before = Before::of(&source, now, id, revoking);
                 let result = source.handle_transport_error(now, id, kind);
-                after_result(&source, now, id, &mut in_flight, &mut stale, before, result);
+                after_result(&mut source, now, id, &mut in_flight, &mut stale, before, result);
             }
             _ => match schedule.byte() % 5 {
                 0 => {
@@ -661,11 +668,14 @@ pub fn token_source(data: &[u8]) {
                         assert!(source.token().is_none());
                     }
                 }
-                2 => source.force_refresh(),
+                2 => {
+                    let _ = source.force_refresh(now);
+                }
                 3 => {
                     if let Some(outgoing) = source.signout() {
                         stale = in_flight.or(stale);
                         in_flight = Some(outgoing.id);
+                        revoking = Some(outgoing.id);
                         sent = carried(&outgoing.request);
                     } else if in_flight.is_some() {
                         stale = in_flight.take();
@@ -703,17 +713,17 @@ struct Before {
 }
 
 impl Before {
-    fn of(source: &TokenSource, now: Timestamp) -> Before {
+    fn of(source: &TokenSource, now: Timestamp, id: RequestId, revoking: Option<RequestId>) -> Before {
         Before {
             usable: source.usable(now).is_some(),
-            revocation: matches!(source.in_flight(), Some((_, RequestKind::Revocation))),
+            revocation: revoking == Some(id),
         }
     }
 }
 
 /// The invariants after a response or transport error was handed back.
 fn after_result(
-    source: &TokenSource,
+    source: &mut TokenSource,
     now: Timestamp,
     id: RequestId,
     in_flight: &mut Option<RequestId>,
@@ -739,7 +749,10 @@ fn after_result(
                     source.usable(now).is_none(),
                     "Err returned while a usable token is cached"
                 );
-                assert!(source.last_error().is_some(), "Err returned without a cool-down error");
+                assert!(
+                    matches!(source.poll(now), Action::Failed(_)),
+                    "Err returned without a cool-down error"
+                );
             }
         }
         Ok(Event::RefreshFailed { .. }) => assert!(source.usable(now).is_some()),

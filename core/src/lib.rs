@@ -40,15 +40,11 @@
 //!                 // unexpired token is cached. `Ok` events: persist, log, loop.
 //!                 result?;
 //!             }
-//!             Action::Wait { until } => {
-//!                 if let Some(error) = source.last_error() {
-//!                     return Err(error.clone()); // cooling down after a failed round
-//!                 }
-//!                 if let Some(until) = until {
-//!                     sleep_until(until); // back-off before a retry
-//!                 }
-//!                 // until == None: another caller's request is in flight; wait for it.
-//!             }
+//!             // Another caller's request is in flight (`None`: wait for its
+//!             // result), or a retry waits for its back-off.
+//!             Action::Wait { until } => sleep_until(until.unwrap_or_else(now)),
+//!             // The last round failed and its cool-down runs: no waiting.
+//!             Action::Failed(error) => return Err(error.clone()),
 //!         }
 //!     }
 //! }
@@ -64,11 +60,44 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A forced refresh (an adapter's `refresh()`) is the same loop with
+//! [`TokenSource::force_refresh`], which returns the cool-down error at once
+//! during a cool-down, and [`TokenSource::poll_refresh`], which ends with
+//! `Failed` when that round fails even though other callers keep being served
+//! the unexpired token:
+//!
+//! ```
+//! # use client_credentials::{AccessToken, Action, Error, Timestamp, TokenSource};
+//! # fn perform(_: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> { unimplemented!() }
+//! fn refresh(source: &mut TokenSource, now: Timestamp) -> Result<AccessToken, Error> {
+//!     let ticket = source.force_refresh(now)?;
+//!     loop {
+//!         match source.poll_refresh(now, ticket) {
+//!             Action::Ready(token) => return Ok(token.clone()),
+//!             Action::Send(outgoing) => {
+//!                 let _ = source.handle_response(now, outgoing.id, perform(outgoing.request));
+//!             }
+//!             Action::Wait { .. } => { /* wait for the result or the time, then loop */ }
+//!             Action::Failed(error) => return Err(error.clone()),
+//!         }
+//!     }
+//! }
+//! ```
+//!
 //! ## Decisions, and where they are documented
 //! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`
 //!   ([`refresh_time`]); default margin 300 s. Between that time and expiry it is
 //!   still served while the refresh runs, and after a failed refresh.
-//! - Retries: [`RetryPolicy`]. Responses: [`parse_token_response`].
+//! - Retries and back-off of a failing provider: [`RetryPolicy`]. The failure
+//!   count persists across rounds until a token arrives, so a provider that
+//!   fails everything gets at most 10 requests in the first minute and 2 a
+//!   minute after, however many callers poll; `Retry-After` is a floor capped
+//!   by [`ConfigBuilder::max_retry_after`]. Nothing happens because time
+//!   passes: a request only goes out from a poll, never before
+//!   [`TokenSource::retry_at`].
+//! - Provided tokens: [`TokenSource::offer_token`] takes a token from a custom
+//!   provider or a fleet store only if it is usable and expires later.
+//! - Responses: [`parse_token_response`].
 //! - Requests: [`ClientAuth`] (RFC 6749 §2.3.1 Basic by default), the JSON body
 //!   variant, the refresh-token grant when a response carried a refresh token.
 //! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`], [`parse_discovery`];
@@ -121,7 +150,7 @@ pub use discovery::{
 pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
 pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
 pub use jose::{JwsAlgorithm, JwtKey, SignError, Signer};
-pub use machine::{Action, Event, Outgoing, RequestId, RequestKind, TokenSource};
+pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestId, RequestKind, TokenSource};
 pub use policy::{parse_retry_after, refresh_time, RetryPolicy};
 pub use resource::{parse_resource_metadata, resource_metadata_request, resource_metadata_url, ResourceMetadata};
 pub use response::{jwt_lifetime, parse_token_response, MAX_LIFETIME, MIN_LIFETIME};

@@ -80,27 +80,41 @@ impl fmt::Debug for Outgoing {
     }
 }
 
-/// What the caller should do next, from [`TokenSource::poll`].
+/// What the caller should do next, from [`TokenSource::poll`] (or
+/// [`TokenSource::poll_refresh`]).
+///
+/// This is all an adapter needs to decide: it matches the four variants and
+/// calls no other query.
 ///
 /// `Send` is larger than the others; boxing it would cost an allocation per
 /// request for no gain on the hot `Ready` path, which returns a reference.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Action<'a> {
-    /// Use this token. It is fresh, or a refresh is under way (in flight or
-    /// backing off) and this one has not expired yet.
+    /// Use this token. It is fresh, or a refresh is under way (in flight,
+    /// backing off, or cooling down after a failed round) and this one has not
+    /// expired yet.
     Ready(&'a AccessToken),
     /// Perform this request and hand the result back. It is now in flight.
     Send(Outgoing),
     /// Nothing to use yet: a request is in flight (`until: None`; wait for its
-    /// result), or a back-off runs until `until` (poll again then). During the
-    /// cool-down after a failed round, [`TokenSource::last_error`] holds the
-    /// error to give callers instead of waiting.
+    /// result), or a retry within the current round waits until `until` (poll
+    /// again then).
     Wait {
         /// When to poll again, if waiting for a time rather than for a result.
         until: Option<Timestamp>,
     },
+    /// No usable token, and the last round failed with this error: give it to
+    /// callers now, do not wait. No request goes out before
+    /// [`TokenSource::retry_at`] (the end of the cool-down); the first poll
+    /// after that starts a new round.
+    Failed(&'a Error),
 }
+
+/// Names the round a [`TokenSource::force_refresh`] waits for; hand it to
+/// [`TokenSource::poll_refresh`] to learn that round's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RefreshTicket(u64);
 
 /// What a handled result changed.
 #[derive(Debug, Clone)]
@@ -119,20 +133,34 @@ pub enum Event {
         at: Timestamp,
         /// Why the attempt failed.
         error: Error,
+        /// The server's `Retry-After`, when it asked for longer than
+        /// [`RetryPolicy::max_retry_after`](crate::RetryPolicy::max_retry_after)
+        /// and the wait was capped to that.
+        retry_after_capped: Option<Duration>,
     },
-    /// The answer calls for a different request, to be sent now: the RFC 8414
-    /// location after a 404, the client credentials grant after a refresh token
-    /// was refused, discovery again after the token endpoint answered 404/410,
-    /// or the previous metadata kept after a failed re-discovery.
+    /// The answer calls for a different request: the RFC 8414 location after
+    /// a 404, the client credentials grant after a refresh token was refused,
+    /// discovery again after the token endpoint answered 404/410, or the
+    /// previous metadata kept after a failed re-discovery. It goes out on the
+    /// next poll, at once while no round has failed since the last success,
+    /// else after a back-off step like any retry (see
+    /// [`TokenSource::retry_at`]).
     Fallback {
         /// What prompted it.
         error: Error,
     },
     /// The round failed, but the cached token has not expired and is still
-    /// served; the next round starts after a back-off.
+    /// served; the next round starts no sooner than `retry_at`. (Without a
+    /// usable token the round's end is the `Err` of the call instead.)
     RefreshFailed {
         /// Why the round failed.
         error: Error,
+        /// When the next round may start (the end of the cool-down).
+        retry_at: Timestamp,
+        /// The server's `Retry-After`, when it asked for longer than
+        /// [`RetryPolicy::max_retry_after`](crate::RetryPolicy::max_retry_after)
+        /// and the wait was capped to that.
+        retry_after_capped: Option<Duration>,
     },
     /// The token was revoked at sign-out.
     Revoked,
@@ -154,14 +182,17 @@ enum Phase {
         sent: Sent,
         sent_at: Timestamp,
     },
-    /// A retry within the round waits until then.
-    Backoff {
-        until: Timestamp,
-    },
-    /// The round failed; no request before then.
-    Cooldown {
-        until: Timestamp,
-    },
+}
+
+/// Where the rounds of attempts stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// No round runs; the last one succeeded (or none ran yet).
+    Done,
+    /// A round runs; `attempts` of its requests have failed.
+    Running { attempts: u32 },
+    /// The last round failed (its error is `last_error`).
+    Failed,
 }
 
 /// The token lifecycle: what to fetch, when, and what to serve meanwhile.
@@ -197,8 +228,18 @@ pub struct TokenSource {
     resource_metadata_url: Option<Url>,
     resource_read: bool,
     phase: Phase,
+    round: Round,
+    /// No token or discovery request goes out before this (back-off, cool-down).
+    not_before: Timestamp,
+    /// Failed attempts since the last success, across rounds: the back-off
+    /// keeps doubling until a token arrives.
     failures: u32,
+    /// The error of the last failed round, until a round succeeds.
     last_error: Option<Error>,
+    /// Numbers of the last round started, and of the last that failed / succeeded.
+    rounds_started: u64,
+    last_failed_round: u64,
+    last_good_round: u64,
     next_id: u64,
     jitter: Jitter,
     jti: JtiSource,
@@ -238,8 +279,13 @@ impl TokenSource {
             resource_metadata_url: None,
             resource_read: false,
             phase: Phase::Idle,
+            round: Round::Done,
+            not_before: Timestamp::UNIX_EPOCH,
             failures: 0,
             last_error: None,
+            rounds_started: 0,
+            last_failed_round: 0,
+            last_good_round: 0,
             next_id: 1,
             jitter: Jitter::new(seed),
             jti: JtiSource::from_u64(seed),
@@ -327,9 +373,19 @@ impl TokenSource {
             .map_err(|()| unsupported("DPoP proofs", key.algorithm(), listed))
     }
 
-    /// Caches a token obtained elsewhere (a custom provider, a store).
+    /// Caches a token obtained elsewhere unconditionally (seeding by hand).
+    /// A provider or a fleet store should use [`TokenSource::offer_token`],
+    /// which never replaces a token with an older one.
     pub fn insert_token(&mut self, token: AccessToken) {
-        (self.refresh_at, self.usable_until) = match token.expires_at() {
+        (self.refresh_at, self.usable_until) = self.validity(&token);
+        self.refresh_token = token.refresh_token().cloned();
+        self.forced = false;
+        self.token = Some(token);
+    }
+
+    /// When `token` is due for refresh, and when it stops being usable.
+    fn validity(&self, token: &AccessToken) -> (Timestamp, Timestamp) {
+        match token.expires_at() {
             None => (Timestamp::MAX, Timestamp::MAX),
             Some(expires_at) => {
                 // The skew may shorten a token's use by at most half its
@@ -341,10 +397,7 @@ impl TokenSource {
                     usable_until,
                 )
             }
-        };
-        self.refresh_token = token.refresh_token().cloned();
-        self.forced = false;
-        self.token = Some(token);
+        }
     }
 
     /// The configuration.
@@ -405,41 +458,9 @@ impl TokenSource {
         self.token.as_ref()
     }
 
-    /// The error of the last failed round while its cool-down runs. When
-    /// [`TokenSource::poll`] says `Wait` (so no usable token exists), callers
-    /// get this error at once rather than waiting out the cool-down.
-    pub fn last_error(&self) -> Option<&Error> {
-        match self.phase {
-            Phase::Cooldown { .. } => self.last_error.as_ref(),
-            _ => None,
-        }
-    }
-
-    /// The error of the last failed round if its cool-down still runs at
-    /// `now`: what a forced refresh should report instead of waiting.
-    pub fn cooldown_error(&self, now: Timestamp) -> Option<&Error> {
-        match self.phase {
-            Phase::Cooldown { until } if now < until => self.last_error.as_ref(),
-            _ => None,
-        }
-    }
-
-    /// The request in flight, if any.
-    pub fn in_flight(&self) -> Option<(RequestId, RequestKind)> {
-        match self.phase {
-            Phase::InFlight { id, sent, .. } => Some((
-                id,
-                match sent {
-                    Sent::Discovery(_) | Sent::ResourceMetadata => RequestKind::Discovery,
-                    Sent::Token { .. } => RequestKind::Token,
-                    Sent::Revocation => RequestKind::Revocation,
-                },
-            )),
-            _ => None,
-        }
-    }
-
-    /// The cached token if it has not expired at `now` (even inside the refresh margin).
+    /// The cached token if it has not expired at `now` (even inside the
+    /// refresh margin, during a forced refresh, or during a cool-down). A
+    /// read-only view: [`TokenSource::poll`] decides what callers get.
     pub fn usable(&self, now: Timestamp) -> Option<&AccessToken> {
         self.token.as_ref().filter(|_| now < self.usable_until)
     }
@@ -455,6 +476,18 @@ impl TokenSource {
         }
     }
 
+    /// When the next request may go out, while a retry back-off or the
+    /// cool-down after a failed round holds it back: poll again then (a
+    /// background refresher sleeps until the later of this and
+    /// [`TokenSource::refresh_at`]). `None` when nothing holds a request back.
+    /// Time passing starts nothing: only a poll at or after this time does.
+    pub fn retry_at(&self) -> Option<Timestamp> {
+        match (self.phase, self.round) {
+            (Phase::Idle, Round::Running { .. } | Round::Failed) => Some(self.not_before),
+            _ => None,
+        }
+    }
+
     fn is_fresh(&self, now: Timestamp) -> bool {
         self.token.is_some() && !self.forced && now < self.refresh_at
     }
@@ -462,53 +495,76 @@ impl TokenSource {
     /// What to do at `now`.
     pub fn poll(&mut self, now: Timestamp) -> Action<'_> {
         self.last_now = self.last_now.max(now);
-        // A forced refresh withholds the cached token until the new one
-        // arrives, except while a cool-down blocks the request: then callers
-        // keep the unexpired token rather than the last round's error.
-        let cooling_down = matches!(self.phase, Phase::Cooldown { until } if now < until);
-        let serve_usable = (!self.forced || cooling_down) && self.usable(now).is_some();
-        if self.is_fresh(now) || (serve_usable && self.busy(now)) {
-            return match &self.token {
-                Some(token) => Action::Ready(token),
-                None => Action::Wait { until: None },
-            };
+        if self.is_fresh(now) {
+            return self.ready();
         }
-        match self.phase {
-            Phase::InFlight { .. } => return Action::Wait { until: None },
-            Phase::Backoff { until } | Phase::Cooldown { until } if now < until => {
-                return Action::Wait { until: Some(until) }
-            }
-            Phase::Cooldown { .. } => {
-                self.last_error = None;
-                self.failures = 0;
-            }
-            Phase::Backoff { .. } | Phase::Idle => {}
+        let in_flight = matches!(self.phase, Phase::InFlight { .. });
+        if in_flight || now < self.not_before {
+            return self.held(now, in_flight);
+        }
+        if !matches!(self.round, Round::Running { .. }) {
+            self.start_round();
         }
         match self.start(now) {
             Ok(outgoing) => Action::Send(outgoing),
             Err(error) => {
                 // Nothing could be sent (an expired assertion, a key the
-                // provider does not accept): the round fails without a request.
+                // provider does not accept): the attempt fails without a request.
                 let _ = self.fail(now, error, None);
-                let until = match self.phase {
-                    Phase::Backoff { until } | Phase::Cooldown { until } => Some(until),
-                    _ => None,
-                };
-                match &self.token {
-                    Some(token) if now < self.usable_until => Action::Ready(token),
-                    _ => Action::Wait { until },
-                }
+                self.held(now, false)
             }
         }
     }
 
-    /// Whether a request is in flight or a back-off runs at `now`.
-    fn busy(&self, now: Timestamp) -> bool {
-        match self.phase {
-            Phase::InFlight { .. } => true,
-            Phase::Backoff { until } | Phase::Cooldown { until } => now < until,
-            Phase::Idle => false,
+    /// What callers get while a refresh is under way (in flight, backing off
+    /// or cooling down): the unexpired token, unless a forced refresh withholds
+    /// it (a failed round clears the force, so a cool-down always serves it);
+    /// else the failed round's error, or a wait.
+    fn held(&self, now: Timestamp, in_flight: bool) -> Action<'_> {
+        if !self.forced && self.usable(now).is_some() {
+            return self.ready();
         }
+        match (in_flight, self.round, &self.last_error) {
+            (true, _, _) => Action::Wait { until: None },
+            (false, Round::Failed, Some(error)) => Action::Failed(error),
+            _ => Action::Wait {
+                until: Some(self.not_before),
+            },
+        }
+    }
+
+    /// Like [`TokenSource::poll`], for the caller of the forced refresh that
+    /// returned `ticket`: once that round has failed it returns
+    /// [`Action::Failed`] with the round's error, even though other callers
+    /// keep getting the unexpired token as `Ready`. So a `refresh()` whose
+    /// round fails reports that failure, whoever performed the request.
+    pub fn poll_refresh(&mut self, now: Timestamp, ticket: RefreshTicket) -> Action<'_> {
+        let failed = self.last_failed_round >= ticket.0 && self.last_good_round < ticket.0;
+        if failed && self.last_error.is_some() {
+            match &self.last_error {
+                Some(error) => Action::Failed(error),
+                None => Action::Wait { until: None },
+            }
+        } else {
+            self.poll(now)
+        }
+    }
+
+    fn ready(&self) -> Action<'_> {
+        match &self.token {
+            Some(token) => Action::Ready(token),
+            None => Action::Wait { until: None },
+        }
+    }
+
+    fn start_round(&mut self) {
+        if self.round == Round::Failed {
+            // Try the discovery locations in order again.
+            self.location = 0;
+        }
+        self.rounds_started += 1;
+        self.round = Round::Running { attempts: 0 };
+        self.rediscovered = false;
     }
 
     fn next_id(&mut self) -> RequestId {
@@ -716,8 +772,10 @@ impl TokenSource {
 
     /// Hands back the response to the request `id`.
     ///
-    /// `Ok` says what changed; `Err` is the error for callers waiting for a
-    /// token (the round failed and no unexpired token is cached), or
+    /// `Ok` says what changed. `Err` is the round's error when the round failed
+    /// and no unexpired token is cached (give it to the callers waiting; until
+    /// [`TokenSource::retry_at`] later polls return it as [`Action::Failed`]),
+    /// the revocation's error for a revocation request, or
     /// [`Error::UnknownRequest`] when `id` is not in flight (nothing changed).
     pub fn handle_response(
         &mut self,
@@ -749,7 +807,7 @@ impl TokenSource {
                             token
                         };
                         self.insert_token(token.clone());
-                        self.end_round();
+                        self.end_round(now);
                         Ok(Event::TokenUpdated(token))
                     }
                     Err(error) if is_nonce_request(&error) && self.config.dpop_key().is_some() => {
@@ -759,7 +817,7 @@ impl TokenSource {
                         }
                         // Answered by one immediate retry with the nonce, not counted as a failure.
                         self.nonce_retried = true;
-                        Ok(Event::Fallback { error })
+                        Ok(self.fallback(now, error))
                     }
                     Err(error) => {
                         let refused = matches!(
@@ -772,13 +830,13 @@ impl TokenSource {
                         );
                         if refresh_grant && refused {
                             self.refresh_token = None;
-                            return Ok(Event::Fallback { error });
+                            return Ok(self.fallback(now, error));
                         }
                         let gone = matches!(response.status().as_u16(), 404 | 410);
                         if gone && self.config.issuer().is_some() && !self.rediscovered {
                             self.rediscovered = true;
                             self.metadata_stale = true;
-                            return Ok(Event::Fallback { error });
+                            return Ok(self.fallback(now, error));
                         }
                         self.fail(now, error, retry_after)
                     }
@@ -804,6 +862,7 @@ impl TokenSource {
                         self.resource_metadata = Some(metadata.clone());
                         self.resource_read = true;
                         self.location = 0;
+                        self.pace(now);
                         Ok(Event::ResourceMetadataUpdated(metadata))
                     }
                     Err(error) => self.discovery_failed(now, error, retry_after),
@@ -836,7 +895,9 @@ impl TokenSource {
                         self.metadata = Some(metadata.clone());
                         self.metadata_fetched_at = now;
                         self.metadata_stale = false;
-                        self.failures = 0;
+                        // Only a token ends the escalation; until then the
+                        // token request waits a back-off step like any other.
+                        self.pace(now);
                         // The next discovery round reads the resource's metadata again.
                         self.resource_read = false;
                         Ok(Event::DiscoveryUpdated(metadata))
@@ -845,7 +906,7 @@ impl TokenSource {
                         if self.location + 1 < self.locations().len() =>
                     {
                         self.location += 1;
-                        Ok(Event::Fallback { error })
+                        Ok(self.fallback(now, error))
                     }
                     Err(error) => self.discovery_failed(now, error, retry_after),
                 }
@@ -895,27 +956,71 @@ impl TokenSource {
         }
     }
 
-    /// Fetch a new token on the next poll even though the cached one is fresh.
-    /// Until it arrives the cached one is not returned by `poll`; if the round
-    /// fails it is served again while unexpired.
-    pub fn force_refresh(&mut self) {
-        // Without a token there is nothing to bypass: the next poll fetches,
-        // after any cool-down (an explicit refresh does not lift the rate limit).
+    /// Asks for a new token even though the cached one is fresh (an adapter's
+    /// `refresh()`).
+    ///
+    /// One defined outcome:
+    /// - during the cool-down after a failed round it returns that round's
+    ///   error and changes nothing: the unexpired token keeps being served, and
+    ///   no request goes out before [`TokenSource::retry_at`] (an explicit
+    ///   refresh does not lift the rate limit);
+    /// - otherwise the next poll sends at once (or joins the round already
+    ///   running), and until the new token arrives `poll` does not return the
+    ///   forced-out one. Drive the round with
+    ///   [`TokenSource::poll_refresh`]`(now, ticket)`: it ends with `Ready`
+    ///   (the new token) or `Failed` (this round's error, while other callers
+    ///   are served the unexpired token again).
+    pub fn force_refresh(&mut self, now: Timestamp) -> Result<RefreshTicket, Error> {
+        let running = matches!(self.round, Round::Running { .. });
+        if let (Round::Failed, Some(error)) = (self.round, &self.last_error) {
+            if now < self.not_before {
+                return Err(error.clone());
+            }
+        }
         if self.token.is_some() {
             self.forced = true;
         }
+        Ok(RefreshTicket(if running {
+            self.rounds_started
+        } else {
+            self.rounds_started + 1
+        }))
+    }
+
+    /// Caches a token offered from elsewhere (a custom provider, a fleet
+    /// store) if it is better than the cached one: usable at `now`, and
+    /// expiring later than the cached token (a token without expiry counts as
+    /// the latest). Returns whether it was taken. A provider answering with an
+    /// older or already expired token never replaces a fresher one.
+    pub fn offer_token(&mut self, now: Timestamp, token: AccessToken) -> bool {
+        let (_, usable_until) = self.validity(&token);
+        if now >= usable_until {
+            return false;
+        }
+        let newer = match &self.token {
+            None => true,
+            Some(current) => match (current.expires_at(), token.expires_at()) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(old), Some(new)) => new > old,
+            },
+        };
+        if newer {
+            self.insert_token(token);
+        }
+        newer
     }
 
     /// Forgets the token and any request in flight (its result will be
     /// rejected). Returns the RFC 7009 revocation request to send when a
     /// revocation endpoint is configured or discovered and there was a token to revoke.
+    ///
+    /// The back-off state stays: a sign-out does not lift a cool-down.
     pub fn signout(&mut self) -> Option<Outgoing> {
         let token = self.token.take();
         let refresh = self.refresh_token.take();
         self.forced = false;
         self.phase = Phase::Idle;
-        self.last_error = None;
-        self.failures = 0;
         let endpoint = self.config.revocation_endpoint().cloned().or_else(|| {
             let metadata = self.metadata.as_ref()?;
             let alias = metadata
@@ -950,11 +1055,29 @@ impl TokenSource {
         })
     }
 
-    fn end_round(&mut self) {
+    /// A token arrived: the escalation ends.
+    fn end_round(&mut self, now: Timestamp) {
         self.failures = 0;
         self.last_error = None;
         self.rediscovered = false;
         self.forced = false;
+        self.round = Round::Done;
+        self.last_good_round = self.rounds_started;
+        self.not_before = now;
+    }
+
+    /// While failures are counted, every request waits a back-off step after
+    /// the previous answer, so fallbacks cannot add bursts to a failing provider.
+    fn pace(&mut self, now: Timestamp) {
+        if self.failures > 0 {
+            let delay = self.jitter.backoff(self.config.retry(), self.failures, None);
+            self.not_before = self.not_before.max(now.saturating_add(delay));
+        }
+    }
+
+    fn fallback(&mut self, now: Timestamp, error: Error) -> Event {
+        self.pace(now);
+        Event::Fallback { error }
     }
 
     /// A discovery failure: with earlier metadata, keep using it (its token
@@ -970,31 +1093,48 @@ impl TokenSource {
             self.resource_read = false;
             self.metadata_stale = false;
             self.metadata_fetched_at = now;
-            return Ok(Event::Fallback { error });
+            return Ok(self.fallback(now, error));
         }
         self.fail(now, error, retry_after)
     }
 
     /// Schedules a retry, or ends the round with `error`.
+    ///
+    /// The failure count persists across rounds until a token arrives, so the
+    /// wait before each attempt keeps doubling up to the maximum back-off,
+    /// whether the next attempt is a retry within the round or a new round.
     fn fail(&mut self, now: Timestamp, error: Error, retry_after: Option<Duration>) -> Result<Event, Error> {
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
+        let attempts = match self.round {
+            Round::Running { attempts } => attempts.saturating_add(1),
+            Round::Done | Round::Failed => 1,
+        };
         let policy = *self.config.retry();
+        let retry_after_capped = retry_after.filter(|wait| *wait > policy.max_retry_after);
+        let retry_after = retry_after.map(|wait| wait.min(policy.max_retry_after));
         let delay = self.jitter.backoff(&policy, self.failures, retry_after);
-        let until = now.saturating_add(delay);
+        self.not_before = now.saturating_add(delay);
         let patient = retry_after.is_none_or(|wait| wait <= policy.max_backoff);
-        if error.is_retryable() && self.failures < policy.max_attempts && patient {
-            self.phase = Phase::Backoff { until };
-            return Ok(Event::RetryScheduled { at: until, error });
+        if error.is_retryable() && attempts < policy.max_attempts && patient {
+            self.round = Round::Running { attempts };
+            return Ok(Event::RetryScheduled {
+                at: self.not_before,
+                error,
+                retry_after_capped,
+            });
         }
-        self.phase = Phase::Cooldown { until };
-        self.failures = 0;
-        self.location = 0;
+        self.round = Round::Failed;
+        self.last_failed_round = self.rounds_started;
         self.resource_read = false;
         self.rediscovered = false;
         self.forced = false;
         self.last_error = Some(error.clone());
         if self.usable(now).is_some() {
-            Ok(Event::RefreshFailed { error })
+            Ok(Event::RefreshFailed {
+                error,
+                retry_at: self.not_before,
+                retry_after_capped,
+            })
         } else {
             Err(error)
         }

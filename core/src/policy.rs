@@ -5,20 +5,26 @@ use std::time::Duration;
 use crate::config::ConfigError;
 use crate::time::{duration_millis, Timestamp};
 
-/// Retry settings for one round of attempts.
+/// How a failing provider is retried and backed off.
 ///
 /// A round starts when a token is needed. Transport errors, HTTP 5xx, 429 and
-/// 408 are retried after a back-off that starts at `initial_backoff` and
-/// doubles up to `max_backoff`, with "equal jitter" (a delay drawn uniformly
-/// from the upper half of the step, so clients started together spread out).
-/// A `Retry-After` header is a floor: the wait is at least what it says, plus
-/// at most 10 % jitter. After `max_attempts` the round ends with the error and
-/// the next round starts no sooner than one more back-off step, so a dead
-/// provider sees a bounded request rate however many callers keep asking.
+/// 408 are retried within the round, up to `max_attempts` requests; OAuth
+/// errors such as `invalid_client` end the round at once. Each failed request
+/// adds one to a failure count that persists across rounds until a token
+/// arrives, and the wait before the next request (a retry, a fallback, or a
+/// new round after the cool-down) is the back-off step for that count:
+/// `initial_backoff` doubling up to `max_backoff`, plus up to 10 % jitter on
+/// top (never less, so clients started together spread out and the step is a
+/// floor). A `Retry-After` header is a floor too, capped at `max_retry_after`.
+///
+/// With the defaults a provider that fails everything gets at most 7
+/// requests in the first minute (10 with discovery and refresh-token
+/// fallbacks) and at most 2 in any later minute, however many callers poll;
+/// a success resets the count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
-    /// Attempts per round, the first included. Default 3.
+    /// Requests per round, the first included. Default 3.
     pub max_attempts: u32,
     /// The first back-off step. Default 0.5 s.
     pub initial_backoff: Duration,
@@ -26,7 +32,14 @@ pub struct RetryPolicy {
     /// this ends the round at once (callers get the error instead of waiting)
     /// and the next round starts after the time the server asked for.
     pub max_backoff: Duration,
+    /// The longest `Retry-After` honoured. Default 5 minutes: one response
+    /// cannot lock the client out for longer, whatever it says; longer values
+    /// are capped and reported in the event (`retry_after_capped`).
+    pub max_retry_after: Duration,
 }
+
+/// The default cap on `Retry-After`.
+const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -34,18 +47,26 @@ impl Default for RetryPolicy {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     }
 }
 
 impl RetryPolicy {
-    /// A policy with these settings.
+    /// A policy with these settings (and the default `Retry-After` cap).
     pub fn new(max_attempts: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
         RetryPolicy {
             max_attempts,
             initial_backoff,
             max_backoff,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
+    }
+
+    /// The same policy with another cap on `Retry-After`.
+    pub fn with_max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = cap;
+        self
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
@@ -92,18 +113,14 @@ impl Jitter {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// The back-off after `failures` failed attempts: equal jitter over the
-    /// step, raised to `retry_after` (plus at most 10 %) when the server gave one.
+    /// The back-off after `failures` failed attempts: the step, or
+    /// `retry_after` when the server asked for longer, plus up to 10 % on top.
+    /// Jitter only ever adds, so the step is a floor and the rate bounds of
+    /// [`RetryPolicy`] hold for every seed.
     pub(crate) fn backoff(&mut self, policy: &RetryPolicy, failures: u32, retry_after: Option<Duration>) -> Duration {
-        let step = duration_millis(policy.step(failures)) as f64;
-        let jittered = Duration::from_millis((step * (0.5 + 0.5 * self.next_unit())) as u64);
-        match retry_after {
-            Some(floor) => {
-                let extra = duration_millis(floor) as f64 * 0.1 * self.next_unit();
-                jittered.max(floor.saturating_add(Duration::from_millis(extra as u64)))
-            }
-            None => jittered,
-        }
+        let base = policy.step(failures).max(retry_after.unwrap_or(Duration::ZERO));
+        let extra = duration_millis(base) as f64 * 0.1 * self.next_unit();
+        base.saturating_add(Duration::from_millis(extra as u64))
     }
 }
 
@@ -245,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_to_the_cap_with_equal_jitter() {
+    fn backoff_doubles_to_the_cap_with_jitter_on_top() {
         let policy = RetryPolicy::default();
         assert_eq!(policy.step(1), Duration::from_millis(500));
         assert_eq!(policy.step(2), Duration::from_secs(1));
@@ -254,7 +271,10 @@ mod tests {
         let mut jitter = Jitter::new(7);
         for failures in 1..10 {
             let d = jitter.backoff(&policy, failures, None);
-            assert!(d <= policy.step(failures) && d >= policy.step(failures) / 2, "{d:?}");
+            assert!(
+                d >= policy.step(failures) && d <= policy.step(failures) * 11 / 10,
+                "{d:?}"
+            );
         }
         let d = jitter.backoff(&policy, 1, Some(Duration::from_secs(10)));
         assert!(d >= Duration::from_secs(10) && d <= Duration::from_secs(11), "{d:?}");

@@ -332,15 +332,15 @@ fn a_callback_assertion_is_sent_as_made_and_an_expired_one_is_never_sent() {
 
     // The token is due for refresh, and the assertion expired meanwhile: no request.
     let now = at(400);
-    let until = wait(&mut source, now);
-    assert!(until.is_some());
     assert!(matches!(
-        source.last_error(),
-        Some(Error::ClientAuth(ClientAuthError::AssertionExpired { .. }))
+        failed(&mut source, now),
+        Error::ClientAuth(ClientAuthError::AssertionExpired { .. })
     ));
+    assert!(source.retry_at().is_some());
 
     // Renewed: the next round sends it.
     *current.lock().unwrap() = unsigned_assertion(START + 900);
+    let until = source.retry_at();
     let out = send(&mut source, until.unwrap());
     assert_eq!(
         form_value(&out.request, "client_assertion").unwrap(),
@@ -353,8 +353,7 @@ fn a_failing_callback_is_a_clear_error() {
     let source_fn = AssertionSource::callback(|| Err::<String, _>("token file missing"));
     let config = builder().auth(ClientAuth::Assertion(source_fn)).build().unwrap();
     let mut source = TokenSource::new(config);
-    wait(&mut source, at(0));
-    let error = source.last_error().unwrap();
+    let error = failed(&mut source, at(0));
     assert!(matches!(
         error,
         Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. })
@@ -379,10 +378,9 @@ fn a_file_assertion_is_what_the_adapter_provides_with_its_assertion_type() {
         .unwrap();
 
     // Nothing provided yet: a clear error, no request.
-    wait(&mut source, at(0));
     assert!(matches!(
-        source.last_error(),
-        Some(Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. }))
+        failed(&mut source, at(0)),
+        Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. })
     ));
 
     source.provide_assertion(Ok(format!("{}\n", unsigned_assertion(START + 3600))));
@@ -411,8 +409,7 @@ fn an_unreadable_or_malformed_file_assertion_is_a_clear_error() {
             .unwrap();
         let mut source = TokenSource::new(config);
         source.provide_assertion(provided);
-        wait(&mut source, at(0));
-        let error = source.last_error().unwrap();
+        let error = failed(&mut source, at(0));
         match error {
             Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. }) => assert!(expect_unavailable),
             Error::ClientAuth(ClientAuthError::InvalidAssertion { .. }) => assert!(!expect_unavailable),
@@ -500,10 +497,9 @@ fn an_algorithm_the_provider_does_not_list_is_a_typed_error_and_eddsa_is_spoken_
     source
         .handle_response(at(0), out.id, metadata_response(listed))
         .unwrap();
-    wait(&mut source, at(0));
-    match source.last_error() {
-        Some(Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm { alg, supported, .. })) => {
-            assert_eq!(*alg, JwsAlgorithm::Es256);
+    match failed(&mut source, at(0)) {
+        Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm { alg, supported, .. }) => {
+            assert_eq!(alg, JwsAlgorithm::Es256);
             assert_eq!(supported, &["RS256", "PS256"]);
         }
         other => panic!("unexpected {other:?}"),
@@ -559,6 +555,90 @@ fn bad_keys_are_typed_errors_that_never_quote_the_key() {
         .build()
         .unwrap();
     assert!(!format!("{config:?}").contains("MII"));
+}
+
+#[test]
+fn signout_revokes_with_a_fresh_assertion_at_the_mtls_or_plain_endpoint() {
+    let key = key(JwsAlgorithm::Es256);
+    let mut source = TokenSource::new(
+        Config::builder(CLIENT_ID, "")
+            .issuer(ISSUER)
+            .auth(ClientAuth::PrivateKeyJwt(key))
+            .jitter_seed(7)
+            .build()
+            .unwrap(),
+    );
+    let out = discover(
+        &mut source,
+        json!({"revocation_endpoint": "https://id.example/tenant/revoke"}),
+    );
+    let token_jti = assertion_of(&out.request).claims["jti"].clone();
+    source.handle_response(at(0), out.id, token_ok("t1", 600)).unwrap();
+    ready(&mut source, at(30));
+    let revoke = source.signout().expect("a revocation request");
+    assert_eq!(revoke.request.uri(), "https://id.example/tenant/revoke");
+    assert_eq!(form_value(&revoke.request, "token").unwrap(), "t1");
+    let jws = assertion_of(&revoke.request);
+    assert_ne!(jws.claims["jti"], token_jti);
+    assert_eq!(jws.claims["iat"], START + 30, "dated at the latest poll");
+
+    // With a client certificate, the revocation alias; only the client id in the body.
+    let mut source = TokenSource::new(
+        Config::builder(CLIENT_ID, "")
+            .issuer(ISSUER)
+            .auth(ClientAuth::SelfSignedTlsClientAuth)
+            .build()
+            .unwrap(),
+    );
+    let aliases = json!({
+        "revocation_endpoint": "https://id.example/tenant/revoke",
+        "mtls_endpoint_aliases": {
+            "token_endpoint": "https://mtls.id.example/token",
+            "revocation_endpoint": "https://mtls.id.example/revoke"
+        }
+    });
+    let out = discover(&mut source, aliases);
+    assert_eq!(out.request.uri(), "https://mtls.id.example/token");
+    source.handle_response(at(0), out.id, token_ok("t2", 600)).unwrap();
+    let revoke = source.signout().unwrap();
+    assert_eq!(revoke.request.uri(), "https://mtls.id.example/revoke");
+    assert_eq!(form_value(&revoke.request, "client_id").unwrap(), CLIENT_ID);
+    assert_eq!(form_value(&revoke.request, "client_secret"), None);
+}
+
+#[test]
+fn an_mtls_alias_that_is_not_https_is_ignored() {
+    let mut source = TokenSource::new(
+        Config::builder(CLIENT_ID, "")
+            .issuer(ISSUER)
+            .auth(ClientAuth::TlsClientAuth)
+            .build()
+            .unwrap(),
+    );
+    let out = discover(
+        &mut source,
+        json!({"mtls_endpoint_aliases": {"token_endpoint": "http://mtls.id.example/token"}}),
+    );
+    assert_eq!(out.request.uri(), "https://id.example/tenant/oauth/token");
+}
+
+#[test]
+fn the_refresh_token_grant_authenticates_with_a_new_assertion_too() {
+    let config = builder()
+        .auth(ClientAuth::PrivateKeyJwt(key(JwsAlgorithm::Ed25519)))
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config);
+    let out = send(&mut source, at(0));
+    let first = assertion_of(&out.request).claims["jti"].clone();
+    let answer = response(
+        200,
+        r#"{"access_token":"t1","token_type":"Bearer","expires_in":60,"refresh_token":"r1"}"#,
+    );
+    source.handle_response(at(0), out.id, answer).unwrap();
+    let out = send(&mut source, at(50));
+    assert_eq!(form_value(&out.request, "grant_type").unwrap(), "refresh_token");
+    assert_ne!(assertion_of(&out.request).claims["jti"], first);
 }
 
 // ---- DPoP ----
@@ -640,7 +720,7 @@ fn a_second_use_dpop_nonce_in_a_row_is_a_typed_error() {
     let error = source.handle_response(at(0), out.id, nonce("n-2")).unwrap_err();
     assert_eq!(error, Error::ClientAuth(ClientAuthError::DpopNonceLoop));
     assert!(!error.is_retryable());
-    wait(&mut source, at(0));
+    assert_eq!(failed(&mut source, at(0)), error);
 }
 
 #[test]
@@ -702,13 +782,12 @@ fn a_dpop_algorithm_the_provider_does_not_list_is_a_typed_error() {
     source
         .handle_response(at(0), out.id, metadata_response(listed))
         .unwrap();
-    wait(&mut source, at(0));
     assert!(matches!(
-        source.last_error(),
-        Some(Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm {
+        failed(&mut source, at(0)),
+        Error::ClientAuth(ClientAuthError::UnsupportedAlgorithm {
             purpose: "DPoP proofs",
             ..
-        }))
+        })
     ));
 }
 
@@ -785,6 +864,125 @@ mod properties {
             jtis.sort();
             jtis.dedup();
             prop_assert_eq!(jtis.len(), count);
+        }
+
+        /// Resource proofs: for any method, URL (with or without query and
+        /// fragment), token and nonce, `htm`, `htu`, `ath` and `nonce` are
+        /// what RFC 9449 §4.2 says, and the signature verifies.
+        #[test]
+        fn resource_proof_claims_hold_for_any_request(
+            method in prop_oneof![Just("GET"), Just("POST"), Just("DELETE"), Just("PATCH")],
+            path in "[a-z0-9/]{0,20}",
+            query in proptest::option::of("[a-z0-9=&]{0,12}"),
+            fragment in proptest::option::of("[a-z0-9]{0,8}"),
+            token in "[A-Za-z0-9._~+/-]{1,64}",
+            nonce in proptest::option::of("[A-Za-z0-9_-]{1,32}"),
+            secs in 0u64..4_000_000_000,
+        ) {
+            let key = key(JwsAlgorithm::Ed25519);
+            let source = TokenSource::new(builder().dpop(key.clone()).build().unwrap());
+            let base = format!("https://api.example/{path}");
+            let mut url = base.clone();
+            if let Some(q) = &query { url = format!("{url}?{q}"); }
+            if let Some(f) = &fragment { url = format!("{url}#{f}"); }
+            let access = client_credentials::AccessToken::builder(token.clone()).build().unwrap();
+            let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+            let now = client_credentials::Timestamp::from_unix_secs(secs);
+            let proof = source.dpop_proof(now, &method, &url, Some(&access), nonce.as_deref()).unwrap().unwrap();
+            let proof = decode(proof.to_str().unwrap());
+            prop_assert_eq!(&proof.claims["htm"], method.as_str());
+            prop_assert_eq!(&proof.claims["htu"], base.as_str());
+            let ath = client_credentials::dpop_ath(&token);
+            prop_assert_eq!(&proof.claims["ath"], ath.as_str());
+            prop_assert_eq!(proof.claims["iat"].as_u64(), Some(secs));
+            prop_assert_eq!(proof.claims.get("nonce").and_then(Value::as_str), nonce.as_deref());
+            verify(&key.public_jwk(), "Ed25519", &proof);
+        }
+
+        /// Over any schedule of answers (a nonce request with a new nonce, a
+        /// 503, a token with or without a new nonce): every proof carries
+        /// the latest nonce the server sent, a nonce request is retried at
+        /// once unless it follows another, and the form body always carries
+        /// the assertion, never the secret.
+        #[test]
+        fn the_latest_nonce_is_always_sent_and_nonce_loops_end_the_round(
+            answers in proptest::collection::vec((0u8..4, "[A-Za-z0-9]{4,12}"), 1..12),
+        ) {
+            let config = builder()
+                .auth(ClientAuth::ClientSecretJwt)
+                .dpop(key(JwsAlgorithm::Es256))
+                .max_attempts(20)
+                .build()
+                .unwrap();
+            let mut source = TokenSource::new(config);
+            let mut now = at(0);
+            let mut latest: Option<String> = None;
+            let mut previous_was_nonce = false;
+            for (kind, nonce) in answers {
+                let out = match source.poll(now) {
+                    client_credentials::Action::Send(out) => out,
+                    _ => { now = now.saturating_add(Duration::from_secs(3600)); continue; }
+                };
+                if out.kind != RequestKind::Token { break; }
+                let proof = proof_of(&out.request);
+                prop_assert_eq!(proof.claims.get("nonce").and_then(Value::as_str), latest.as_deref());
+                let assertion_type = form_value(&out.request, "client_assertion_type");
+                prop_assert_eq!(assertion_type.as_deref(), Some(JWT_BEARER_ASSERTION_TYPE));
+                prop_assert!(form_value(&out.request, "client_secret").is_none());
+                let answer = match kind {
+                    0 => with_header(oauth_error(400, "use_dpop_nonce"), "dpop-nonce", &nonce),
+                    1 => response(503, ""),
+                    2 => with_header(token_ok("t", 60), "dpop-nonce", &nonce),
+                    _ => token_ok("t", 60),
+                };
+                if kind == 0 || kind == 2 { latest = Some(nonce.clone()); }
+                let result = source.handle_response(now, out.id, answer);
+                if kind == 0 {
+                    if previous_was_nonce {
+                        prop_assert_eq!(result.unwrap_err(), Error::ClientAuth(ClientAuthError::DpopNonceLoop));
+                    } else {
+                        let is_fallback = matches!(result, Ok(Event::Fallback { .. }));
+                        prop_assert!(is_fallback);
+                    }
+                }
+                previous_was_nonce = kind == 0 && !previous_was_nonce;
+                now = now.saturating_add(Duration::from_secs(3600));
+            }
+        }
+
+        /// Whatever an assertion source returns, nothing panics, and a
+        /// request goes out only with an unexpired JWT, exactly as given.
+        #[test]
+        fn external_assertions_are_sent_only_when_usable(
+            junk in "\\PC{0,80}",
+            exp_offset in proptest::option::of(-600i64..600),
+            as_jwt in any::<bool>(),
+        ) {
+            let assertion = if as_jwt {
+                match exp_offset {
+                    Some(offset) => jwt(&format!(r#"{{"iss":"w","exp":{}}}"#, START as i64 + offset)),
+                    None => jwt(r#"{"iss":"w"}"#),
+                }
+            } else {
+                junk.clone()
+            };
+            let given = assertion.clone();
+            let source_fn = AssertionSource::callback(move || Ok::<_, String>(given.clone()));
+            let config = builder().auth(ClientAuth::Assertion(source_fn)).build().unwrap();
+            let mut source = TokenSource::new(config);
+            match source.poll(at(0)) {
+                client_credentials::Action::Send(out) => {
+                    prop_assert!(as_jwt || assertion.trim().split('.').count() == 3);
+                    prop_assert!(exp_offset.is_none_or(|offset| offset > 0));
+                    prop_assert_eq!(form_value(&out.request, "client_assertion"), Some(assertion.trim().to_owned()));
+                }
+                client_credentials::Action::Failed(error) => {
+                    let failed = matches!(error, Error::ClientAuth(_));
+                    prop_assert!(failed);
+                    prop_assert!(!as_jwt || exp_offset.is_some_and(|offset| offset <= 0));
+                }
+                other => prop_assert!(false, "neither sent nor failed: {other:?}"),
+            }
         }
 
         /// No input to the PEM loader panics or echoes itself.

@@ -24,7 +24,6 @@ fn a_fresh_token_is_served_from_cache_without_requests() {
     assert_eq!(source.refresh_at(), None);
     let out = send(&mut source, at(0));
     assert_eq!(out.kind, RequestKind::Token);
-    assert_eq!(source.in_flight(), Some((out.id, RequestKind::Token)));
     // A second caller waits for the one request in flight.
     assert_eq!(wait(&mut source, at(0)), None);
     let event = source.handle_response(at(1), out.id, token_ok("t1", 3600)).unwrap();
@@ -34,7 +33,6 @@ fn a_fresh_token_is_served_from_cache_without_requests() {
     assert_eq!(token.secret(), "t1");
     // Expiry is anchored at the poll that sent the request.
     assert_eq!(token.expires_at(), Some(at(3600)));
-    assert_eq!(source.in_flight(), None);
     for secs in [1, 2, 60, 1800, 3299] {
         assert_eq!(ready(&mut source, at(secs)).secret(), "t1");
     }
@@ -147,7 +145,6 @@ fn results_for_unknown_or_stale_ids_are_rejected_and_change_nothing() {
     assert_eq!(e, Error::UnknownRequest { id: bogus });
     assert!(!source.abandon(bogus));
     // Still in flight, nothing cached.
-    assert_eq!(source.in_flight(), Some((first.id, RequestKind::Token)));
     assert!(source.token().is_none());
     assert_eq!(wait(&mut source, at(1)), None);
 
@@ -173,7 +170,6 @@ fn abandon_frees_the_slot_without_counting_an_attempt() {
     let first = send(&mut source, at(0));
     assert!(source.abandon(first.id));
     assert!(!source.abandon(first.id));
-    assert_eq!(source.in_flight(), None);
     // Not counted: with one attempt per round, the next request still goes out.
     let second = send(&mut source, at(0));
     assert_ne!(second.id, first.id);
@@ -204,7 +200,7 @@ fn a_failed_or_malformed_refresh_never_evicts_a_usable_token() {
         fetch(&mut source, at(0), "good", 3600);
         let out = send(&mut source, at(3300));
         let event = source.handle_response(at(3301), out.id, answer).unwrap();
-        let Event::RefreshFailed { error } = event else {
+        let Event::RefreshFailed { error, .. } = event else {
             panic!("{status}: {event:?}")
         };
         assert!(!error.to_string().is_empty());
@@ -221,12 +217,13 @@ fn a_failed_or_malformed_refresh_never_evicts_a_usable_token() {
         matches!(
             event,
             Ok(Event::RefreshFailed {
-                error: Error::Transport(_)
+                error: Error::Transport(_),
+                ..
             })
         ),
         "{event:?}"
     );
-    // Served during the cool-down (at least half the first back-off step).
+    // Served during the cool-down (at least the first back-off step).
     assert_eq!(ready(&mut source, at_ms(3_301_200)).secret(), "good");
 }
 
@@ -251,14 +248,18 @@ fn retryable_failures_back_off_exponentially_then_fail_the_round_and_cool_down()
             let out = send(&mut source, now);
             let result = first_failure.deliver(&mut source, now, out.id);
             if attempt < 3 {
-                let Ok(Event::RetryScheduled { at: retry_at, error }) = result else {
+                let Ok(Event::RetryScheduled {
+                    at: retry_at, error, ..
+                }) = result
+                else {
                     panic!("{first_failure:?} attempt {attempt}: {result:?}")
                 };
                 assert!(error.is_retryable());
-                // Equal jitter over 0.5 s, 1 s, ...: in [step/2, step].
+                // 0.5 s, 1 s, ... with up to 10 % jitter on top: in [step, 1.1 step].
                 let step = Duration::from_millis(500) * 2u32.pow(attempt - 1);
                 let delay = retry_at.saturating_duration_since(now);
-                assert!(delay >= step / 2 && delay <= step, "attempt {attempt}: {delay:?}");
+                assert!(delay >= step && delay <= step * 11 / 10, "attempt {attempt}: {delay:?}");
+                assert_eq!(source.retry_at(), Some(retry_at));
                 assert!(step > previous_step);
                 previous_step = step;
                 // Nothing to serve: wait until the retry time, then send.
@@ -267,23 +268,24 @@ fn retryable_failures_back_off_exponentially_then_fail_the_round_and_cool_down()
                     wait(&mut source, retry_at.saturating_sub(Duration::from_millis(1))),
                     Some(retry_at)
                 );
-                assert!(source.last_error().is_none());
                 now = retry_at;
             } else {
                 let error = result.unwrap_err();
                 assert!(error.is_retryable(), "{error:?}");
                 // Cool-down: callers get the error at once, no request goes out.
-                let Some(until) = wait(&mut source, now) else {
-                    panic!("no cool-down")
-                };
-                assert!(until > now);
-                assert_eq!(source.last_error(), Some(&error));
+                let until = source.retry_at().expect("a cool-down");
+                // The failure count carried on: the third step, 2 s.
+                assert!(until >= now.saturating_add(Duration::from_secs(2)), "{until:?}");
                 for _ in 0..100 {
-                    assert_eq!(wait(&mut source, now), Some(until));
+                    assert_eq!(failed(&mut source, now), error);
                 }
-                // After the cool-down a new round starts.
+                assert_eq!(
+                    failed(&mut source, until.saturating_sub(Duration::from_millis(1))),
+                    error
+                );
+                // After the cool-down the next poll starts a new round.
                 let out = send(&mut source, until);
-                assert!(source.last_error().is_none());
+                assert_eq!(source.retry_at(), None);
                 source.handle_response(until, out.id, token_ok("t", 3600)).unwrap();
                 assert_eq!(ready(&mut source, until).secret(), "t");
             }
@@ -330,8 +332,8 @@ fn oauth_client_errors_are_not_retried() {
             .unwrap_err();
         assert_eq!(error.oauth_code().map(|c| c.as_str()), Some(code));
         assert!(error.to_string().starts_with(code), "{error}");
-        assert!(wait(&mut source, at(0)).is_some());
-        assert_eq!(source.last_error(), Some(&error));
+        assert_eq!(failed(&mut source, at(0)), error);
+        assert!(source.retry_at().is_some());
     }
 }
 
@@ -345,7 +347,8 @@ fn retry_after_seconds_is_a_floor_with_at_most_ten_percent_on_top() {
             panic!("{status} {seconds}")
         };
         let floor = at(6).saturating_add(Duration::from_secs(seconds));
-        let ceiling = at(6).saturating_add(Duration::from_millis(seconds * 1100).max(Duration::from_millis(500)));
+        // The first back-off step (0.5 s) is a floor too; jitter adds at most 10 %.
+        let ceiling = at(6).saturating_add(Duration::from_millis((seconds * 1000).max(500) * 11 / 10));
         assert!(
             retry_at >= floor && retry_at <= ceiling,
             "{retry_at:?} not in [{floor:?}, {ceiling:?}]"
@@ -376,7 +379,10 @@ fn retry_after_http_date_is_a_floor() {
         let Ok(Event::RetryScheduled { at: retry_at, .. }) = source.handle_response(at(0), out.id, answer) else {
             panic!()
         };
-        assert!(retry_at <= at_ms(500), "{value}: {retry_at:?}");
+        assert!(
+            retry_at >= at_ms(500) && retry_at <= at_ms(550),
+            "{value}: {retry_at:?}"
+        );
     }
 }
 
@@ -391,10 +397,9 @@ fn a_retry_after_beyond_the_back_off_cap_ends_the_round_and_is_still_honoured() 
     let answer = with_header(response(503, ""), "retry-after", "120");
     let error = source.handle_response(at(0), out.id, answer).unwrap_err();
     assert_eq!(error.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
-    let until = wait(&mut source, at(0)).unwrap();
+    let until = source.retry_at().unwrap();
     assert!(until >= at(120) && until <= at(132), "{until:?}");
-    assert!(source.last_error().is_some());
-    assert_eq!(wait(&mut source, at(119)), Some(until));
+    assert_eq!(failed(&mut source, at(119)), error);
     send(&mut source, until);
 }
 
@@ -412,7 +417,7 @@ fn a_usable_token_is_served_through_back_off_and_cool_down() {
                 assert!(retry_at >= now.saturating_add(Duration::from_secs(5)));
                 now = retry_at;
             }
-            Ok(Event::RefreshFailed { error }) if attempt == 3 => {
+            Ok(Event::RefreshFailed { error, .. }) if attempt == 3 => {
                 assert_eq!(error.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
             }
             other => panic!("attempt {attempt}: {other:?}"),
@@ -434,8 +439,7 @@ fn when_the_token_expires_during_a_failing_round_callers_get_the_error() {
     let out = send(&mut source, at(30));
     let error = source.handle_response(at(61), out.id, response(500, "")).unwrap_err();
     assert!(error.is_retryable());
-    assert!(wait(&mut source, at(61)).is_some());
-    assert_eq!(source.last_error(), Some(&error));
+    assert_eq!(failed(&mut source, at(61)), error);
 }
 
 // ------------------------------------------- invalidate, force, sign-out
@@ -462,27 +466,111 @@ fn invalidate_only_evicts_the_current_token() {
 fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
     let mut source = TokenSource::new(one_attempt());
     fetch(&mut source, at(0), "old", 3600);
-    source.force_refresh();
+    let ticket = source.force_refresh(at(10)).unwrap();
     assert_eq!(source.refresh_at(), None);
-    let out = send(&mut source, at(10));
+    let out = match source.poll_refresh(at(10), ticket) {
+        Action::Send(out) => out,
+        other => panic!("{other:?}"),
+    };
     // The forced-out token is not handed out while the new one is fetched.
     assert_eq!(wait(&mut source, at(10)), None);
     let event = source.handle_response(at(11), out.id, response(500, "")).unwrap();
     assert!(matches!(event, Event::RefreshFailed { .. }), "{event:?}");
+    // Other callers get the old token again; the refresh learns its round failed.
     assert_eq!(ready(&mut source, at(11)).secret(), "old");
+    match source.poll_refresh(at(11), ticket) {
+        Action::Failed(error) => assert_eq!(error.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR)),
+        other => panic!("{other:?}"),
+    }
+    // Still so after the cool-down: that refresh is over.
+    let until = source.retry_at().unwrap();
+    assert!(matches!(source.poll_refresh(until, ticket), Action::Failed(_)));
 
-    source.force_refresh();
-    // Forcing again during the cool-down keeps serving the unexpired token;
-    // the forced fetch goes out when the cool-down ends.
-    assert_eq!(ready(&mut source, at(11)).secret(), "old");
-    let until = at(60);
-    let out = send(&mut source, until);
+    // A new refresh after the cool-down sends at once and ends with the new token.
+    let ticket = source.force_refresh(until).unwrap();
+    let out = match source.poll_refresh(until, ticket) {
+        Action::Send(out) => out,
+        other => panic!("{other:?}"),
+    };
     source.handle_response(until, out.id, token_ok("new", 3600)).unwrap();
+    match source.poll_refresh(until, ticket) {
+        Action::Ready(token) => assert_eq!(token.secret(), "new"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(ready(&mut source, until).secret(), "new");
-    // Without a token, force_refresh is harmless.
+    // Without a token, force_refresh is harmless: the next poll fetches.
     let mut empty = source_fresh();
-    empty.force_refresh();
-    send(&mut empty, at(0));
+    let ticket = empty.force_refresh(at(0)).unwrap();
+    assert!(matches!(empty.poll_refresh(at(0), ticket), Action::Send(_)));
+}
+
+#[test]
+fn a_refresh_learns_the_outcome_of_a_round_another_caller_performed() {
+    let mut source = source();
+    fetch(&mut source, at(0), "old", 3600);
+    // A caller's refresh starts; another caller performs the request.
+    let ticket = source.force_refresh(at(10)).unwrap();
+    let out = send(&mut source, at(10));
+    assert!(matches!(
+        source.poll_refresh(at(10), ticket),
+        Action::Wait { until: None }
+    ));
+    // A retry within the round: still waiting, old token withheld from both.
+    let event = source.handle_response(at(10), out.id, response(503, "")).unwrap();
+    let Event::RetryScheduled { at: retry_at, .. } = event else {
+        panic!("{event:?}")
+    };
+    assert!(matches!(source.poll_refresh(at(10), ticket), Action::Wait { until: Some(t) } if t == retry_at));
+    let out = send(&mut source, retry_at);
+    source
+        .handle_response(retry_at, out.id, oauth_error(401, "invalid_client"))
+        .unwrap();
+    assert_eq!(ready(&mut source, retry_at).secret(), "old");
+    match source.poll_refresh(retry_at, ticket) {
+        Action::Failed(error) => assert_eq!(error.oauth_code().map(|c| c.as_str()), Some("invalid_client")),
+        other => panic!("{other:?}"),
+    }
+    // A refresh joining a round already running waits for that round.
+    let mut source = source_fresh();
+    fetch(&mut source, at(0), "old", 3600);
+    let out = send(&mut source, at(3300));
+    let ticket = source.force_refresh(at(3300)).unwrap();
+    assert!(matches!(
+        source.poll_refresh(at(3300), ticket),
+        Action::Wait { until: None }
+    ));
+    source.handle_response(at(3301), out.id, token_ok("new", 3600)).unwrap();
+    assert!(matches!(source.poll_refresh(at(3301), ticket), Action::Ready(t) if t.secret() == "new"));
+}
+
+#[test]
+fn without_a_usable_token_a_failed_round_is_reported_at_once_until_the_cool_down_ends() {
+    let mut source = TokenSource::new(one_attempt());
+    let out = send(&mut source, at(0));
+    let error = source.handle_response(at(0), out.id, response(503, "")).unwrap_err();
+    let until = source.retry_at().unwrap();
+    // Every caller, however many, gets the error without a request.
+    for ms in (0..until.as_unix_millis() - at(0).as_unix_millis()).step_by(7) {
+        assert_eq!(failed(&mut source, at_ms(ms)), error);
+    }
+    // Time passing starts nothing; the first poll after the cool-down does.
+    assert_eq!(source.retry_at(), Some(until));
+    send(&mut source, until.saturating_add(Duration::from_secs(3600)));
+    assert_eq!(source.retry_at(), None);
+}
+
+#[test]
+fn invalidate_during_a_cool_down_does_not_lift_it() {
+    let mut source = TokenSource::new(one_attempt());
+    let token = fetch(&mut source, at(0), "old", 3600);
+    let out = send(&mut source, at(3300));
+    source.handle_response(at(3300), out.id, response(500, "")).unwrap();
+    assert!(source.invalidate(&token));
+    let error = failed(&mut source, at(3300));
+    assert_eq!(error.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(source.force_refresh(at(3300)), Err(error));
+    let until = source.retry_at().unwrap();
+    send(&mut source, until);
 }
 
 #[test]
@@ -494,7 +582,7 @@ fn signout_revokes_the_token_and_rejects_results_in_flight() {
     let mut source = TokenSource::new(config);
     fetch(&mut source, at(0), "tok-1", 3600);
     let in_flight = {
-        source.force_refresh();
+        source.force_refresh(at(10)).unwrap();
         send(&mut source, at(10))
     };
     let revoke = source.signout().expect("a revocation request");
@@ -656,9 +744,9 @@ fn both_locations_missing_fails_the_round() {
         "{e:?}"
     );
     assert!(!e.is_retryable());
-    assert!(source.last_error().is_some());
+    assert_eq!(failed(&mut source, at(0)), e);
     // The next round starts over at the OpenID location.
-    let until = wait(&mut source, at(0)).unwrap();
+    let until = source.retry_at().unwrap();
     let out = send(&mut source, until);
     assert!(out.request.uri().path().ends_with("openid-configuration"));
 }
@@ -711,7 +799,8 @@ fn an_issuer_mismatch_is_refused_and_its_endpoint_never_used() {
         }
         assert!(!e.is_retryable());
         assert!(source.metadata().is_none());
-        now = wait(&mut source, now).unwrap();
+        assert_eq!(failed(&mut source, now), e);
+        now = source.retry_at().unwrap();
     }
     // A trailing-slash difference is a mismatch too (exact comparison).
     let mut source = discovering(None);
@@ -737,7 +826,8 @@ fn a_plain_http_token_endpoint_to_a_remote_host_is_refused() {
         "{e:?}"
     );
     assert!(e.to_string().contains("clear text"), "{e}");
-    let until = wait(&mut source, at(0)).unwrap();
+    assert_eq!(failed(&mut source, at(0)), e);
+    let until = source.retry_at().unwrap();
     assert_eq!(send(&mut source, until).kind, RequestKind::Discovery);
 }
 
@@ -833,7 +923,7 @@ fn a_404_from_the_token_endpoint_rediscovers_once_per_round() {
         // Gone again: no second rediscovery in this round.
         let e = source.handle_response(at(0), out.id, response(gone, "")).unwrap_err();
         assert_eq!(e.status().map(|s| s.as_u16()), Some(gone));
-        assert!(source.last_error().is_some());
+        assert_eq!(failed(&mut source, at(0)), e);
     }
 }
 
@@ -906,7 +996,10 @@ fn discovery_failures_are_retried_like_token_failures() {
     let mut source = discovering(None);
     let out = send(&mut source, at(0));
     let event = source.handle_response(at(0), out.id, response(503, "down")).unwrap();
-    let Event::RetryScheduled { at: retry_at, error } = event else {
+    let Event::RetryScheduled {
+        at: retry_at, error, ..
+    } = event
+    else {
         panic!("{event:?}")
     };
     assert!(matches!(
@@ -961,7 +1054,7 @@ fn oversized_discovery_documents_are_refused() {
 fn action_is_a_plain_enum() {
     let mut source = source();
     match source.poll(at(0)) {
-        Action::Ready(_) | Action::Wait { .. } => panic!("nothing cached"),
+        Action::Ready(_) | Action::Wait { .. } | Action::Failed(_) => panic!("nothing cached"),
         Action::Send(out) => assert!(format!("{out:?}").contains("Token")),
     }
 }
@@ -984,12 +1077,13 @@ fn a_clock_skew_longer_than_the_lifetime_does_not_refetch_on_every_poll() {
 fn an_explicit_refresh_does_not_lift_the_cool_down() {
     let mut source = TokenSource::new(one_attempt());
     let out = send(&mut source, at(0));
-    assert!(source
+    let error = source
         .handle_response(at(0), out.id, oauth_error(401, "invalid_client"))
-        .is_err());
-    source.force_refresh();
-    let until = wait(&mut source, at(0)).expect("cool-down");
-    assert!(source.last_error().is_some());
+        .unwrap_err();
+    // The forced refresh reports the cool-down error and changes nothing.
+    assert_eq!(source.force_refresh(at(0)), Err(error.clone()));
+    let until = source.retry_at().expect("cool-down");
+    assert_eq!(failed(&mut source, at(0)), error);
     assert_eq!(send(&mut source, until).kind, RequestKind::Token);
 }
 
@@ -997,17 +1091,185 @@ fn an_explicit_refresh_does_not_lift_the_cool_down() {
 fn a_forced_refresh_during_a_cool_down_keeps_serving_the_unexpired_token() {
     let mut source = TokenSource::new(one_attempt());
     let token = fetch(&mut source, at(0), "t1", 3600);
-    source.force_refresh();
+    source.force_refresh(at(10)).unwrap();
     let out = send(&mut source, at(10));
     assert!(matches!(
         source.handle_response(at(10), out.id, token_ok("x", 1).map(|_| b"oops".to_vec())),
         Ok(Event::RefreshFailed { .. })
     ));
-    source.force_refresh();
-    // Cooling down: the refresh must wait, the unexpired token is still served.
+    // Cooling down: the refresh reports the error, the unexpired token is
+    // still served, and nothing is left forced for later.
+    let error = source.force_refresh(at(10)).unwrap_err();
+    assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
     assert_eq!(ready(&mut source, at(10)).secret(), token.secret());
-    assert!(source.cooldown_error(at(10)).is_some());
-    assert!(source.cooldown_error(at(60)).is_none(), "over by then");
-    // After the cool-down the forced refresh goes out.
-    assert_eq!(send(&mut source, at(60)).kind, RequestKind::Token);
+    assert_eq!(source.refresh_at(), Some(at(3300)));
+    let until = source.retry_at().unwrap();
+    assert_eq!(
+        ready(&mut source, until).secret(),
+        token.secret(),
+        "not forced any more"
+    );
+    // After the cool-down a forced refresh goes out at once.
+    source.force_refresh(until).unwrap();
+    assert_eq!(send(&mut source, until).kind, RequestKind::Token);
+}
+
+// ------------------------------------------------- a failing provider
+
+/// Serves every request with `answer` for `seconds`, polling every `step_ms`
+/// like a crowd of callers would; returns the send times in milliseconds.
+fn hammer(
+    source: &mut TokenSource,
+    seconds: u64,
+    step_ms: u64,
+    answer: impl Fn() -> http::Response<Vec<u8>>,
+) -> Vec<u64> {
+    let mut sent = Vec::new();
+    let mut ms = 0;
+    while ms < seconds * 1000 {
+        if let Action::Send(out) = source.poll(at_ms(ms)) {
+            sent.push(ms);
+            let _ = source.handle_response(at_ms(ms), out.id, answer());
+        }
+        ms += step_ms;
+    }
+    sent
+}
+
+#[test]
+fn failed_rounds_escalate_until_a_success() {
+    let mut source = source();
+    let sent = hammer(&mut source, 600, 10, || response(503, ""));
+    // 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s (plus jitter): seven in the first minute.
+    let first_minute = sent.iter().filter(|ms| **ms < 60_000).count();
+    assert!(first_minute <= 7, "{sent:?}");
+    // Then the step is capped at 30 s: at most two in any later minute.
+    for window in sent.windows(3) {
+        if window[0] >= 60_000 {
+            assert!(window[2] - window[0] >= 60_000, "{sent:?}");
+        }
+    }
+    for pair in sent.windows(2).skip(6) {
+        assert!(pair[1] - pair[0] >= 30_000 && pair[1] - pair[0] <= 33_010, "{sent:?}");
+    }
+    // A success ends the escalation: the next failure waits the first step again.
+    let now = at_ms(600_000 + 40_000);
+    let out = send(&mut source, now);
+    source.handle_response(now, out.id, token_ok("t", 60)).unwrap();
+    let now = now.saturating_add(Duration::from_secs(30));
+    let out = send(&mut source, now);
+    let event = source.handle_response(now, out.id, response(503, "")).unwrap();
+    let (Event::RefreshFailed { .. } | Event::RetryScheduled { .. }) = event else {
+        panic!("{event:?}")
+    };
+    let wait = source.retry_at().unwrap().saturating_duration_since(now);
+    assert!(wait <= Duration::from_millis(550), "{wait:?}");
+}
+
+#[test]
+fn final_oauth_errors_escalate_like_any_failed_round() {
+    let mut source = source();
+    let sent = hammer(&mut source, 300, 10, || oauth_error(401, "invalid_client"));
+    assert!(sent.iter().filter(|ms| **ms < 60_000).count() <= 7, "{sent:?}");
+    assert!(
+        sent.len() <= 7 + 2 * 4 + 1,
+        "{} requests in 5 minutes: {sent:?}",
+        sent.len()
+    );
+    // Each answer ended its round at once: callers got the error.
+    assert!(failed(&mut source, at(300)).oauth_code().is_some());
+}
+
+#[test]
+fn a_huge_retry_after_is_capped_and_reported() {
+    for value in ["315360000", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+        let mut source = source();
+        let out = send(&mut source, at(0));
+        let answer = with_header(response(503, ""), "retry-after", value);
+        let error = source.handle_response(at(0), out.id, answer).unwrap_err();
+        // Five minutes (plus at most 10 %), not ten years.
+        let until = source.retry_at().unwrap();
+        assert!(until >= at(300) && until <= at(330), "{value}: {until:?}");
+        assert_eq!(failed(&mut source, at(299)), error);
+        send(&mut source, until);
+        // With a usable token the event says the wait was capped.
+        let mut source = source_fresh();
+        fetch(&mut source, at(0), "t", 3600);
+        let out = send(&mut source, at(3300));
+        let answer = with_header(response(429, ""), "retry-after", value);
+        match source.handle_response(at(3300), out.id, answer) {
+            Ok(Event::RefreshFailed {
+                retry_after_capped: Some(asked),
+                retry_at,
+                ..
+            }) => {
+                assert!(asked > Duration::from_secs(300 * 1000), "{asked:?}");
+                assert!(retry_at <= at(3300 + 330));
+            }
+            other => panic!("{value}: {other:?}"),
+        }
+    }
+    // The cap is configurable.
+    let config = builder().max_retry_after(Duration::from_secs(60)).build().unwrap();
+    let mut source = TokenSource::new(config);
+    let out = send(&mut source, at(0));
+    let answer = with_header(response(503, ""), "retry-after", "3600");
+    source.handle_response(at(0), out.id, answer).unwrap_err();
+    assert!(source.retry_at().unwrap() <= at(66));
+}
+
+#[test]
+fn fallbacks_wait_a_back_off_step_once_a_round_has_failed() {
+    let mut source = discovering(None);
+    let out = send(&mut source, at(0));
+    // First round: the RFC 8414 fallback goes out at once.
+    source.handle_response(at(0), out.id, response(404, "")).unwrap();
+    let out = send(&mut source, at(0));
+    source.handle_response(at(0), out.id, response(404, "")).unwrap_err();
+    let until = source.retry_at().unwrap();
+    let out = send(&mut source, until);
+    assert!(out.request.uri().path().ends_with("openid-configuration"));
+    // Now failures are counted: the fallback waits its own step.
+    let event = source.handle_response(until, out.id, response(404, "")).unwrap();
+    assert!(matches!(event, Event::Fallback { .. }), "{event:?}");
+    let next = source.retry_at().expect("paced");
+    assert!(next > until);
+    assert_eq!(wait(&mut source, until), Some(next));
+    send(&mut source, next);
+}
+
+// ------------------------------------------------------- offered tokens
+
+fn token_expiring(value: &str, received: u64, expires: u64) -> AccessToken {
+    AccessToken::builder(value)
+        .received_at(at(received))
+        .expires_at(at(expires))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn an_offered_token_replaces_the_cached_one_only_if_usable_and_later() {
+    let mut source = source();
+    // Nothing cached: any usable token is taken, an expired one is not.
+    assert!(!source.offer_token(at(100), token_expiring("expired", 0, 50)));
+    assert!(source.token().is_none());
+    assert!(source.offer_token(at(100), token_expiring("a", 0, 1000)));
+    assert_eq!(ready(&mut source, at(100)).secret(), "a");
+    // Older or equally old: refused, the cached one stays.
+    assert!(!source.offer_token(at(100), token_expiring("older", 0, 900)));
+    assert!(!source.offer_token(at(100), token_expiring("same", 0, 1000)));
+    assert_eq!(ready(&mut source, at(100)).secret(), "a");
+    // Later: taken.
+    assert!(source.offer_token(at(100), token_expiring("b", 100, 2000)));
+    assert_eq!(ready(&mut source, at(100)).secret(), "b");
+    // A token without expiry beats any expiring one; nothing beats it.
+    let forever = AccessToken::builder("forever").build().unwrap();
+    assert!(source.offer_token(at(100), forever.clone()));
+    assert!(!source.offer_token(at(100), token_expiring("c", 100, 9000)));
+    assert!(!source.offer_token(at(100), forever));
+    // After an invalidation anything usable is welcome again.
+    let current = ready(&mut source, at(100));
+    assert!(source.invalidate(&current));
+    assert!(source.offer_token(at(100), token_expiring("d", 100, 200)));
 }

@@ -225,7 +225,7 @@ fn respond(source: &mut TokenSource, now: Timestamp, id: RequestId, answer: &Ans
     records.push(Record::Ended);
     match result {
         Ok(Event::TokenUpdated(token)) => records.push(Record::Token { token }),
-        Ok(Event::RefreshFailed { error }) => {
+        Ok(Event::RefreshFailed { error, .. }) => {
             assert!(
                 source.usable(now).is_some(),
                 "RefreshFailed without a usable token: {error}"
@@ -234,7 +234,9 @@ fn respond(source: &mut TokenSource, now: Timestamp, id: RequestId, answer: &Ans
         Ok(_) => {}
         Err(error) => {
             assert!(source.usable(now).is_none(), "Err({error}) while a usable token exists");
-            assert_eq!(source.last_error(), Some(&error));
+            if source.retry_at().is_some_and(|at| now < at) {
+                assert!(matches!(source.poll(now), Action::Failed(e) if *e == error));
+            }
         }
     }
 }
@@ -259,7 +261,7 @@ fn run(schedule: &Schedule, steps: usize) -> (TokenSource, Timestamp, Vec<Record
                 records.push(Record::Send { now });
                 in_flight = Some(outgoing.id);
             }
-            Action::Wait { .. } => {}
+            Action::Wait { .. } | Action::Failed(_) => {}
         }
     }
     (source, now, records)

@@ -88,8 +88,11 @@ fn a_document_for_another_resource_is_rejected_and_no_issuer_is_contacted() {
     );
     assert_eq!(source.discovery_issuer(), None);
     // Not retryable: the cool-down hands the error to callers.
-    assert!(matches!(source.poll(at(0)), Action::Wait { until: Some(_) }));
-    assert!(source.last_error().is_some());
+    assert!(matches!(
+        source.poll(at(0)),
+        Action::Failed(Error::Discovery(DiscoveryError::ResourceMismatch { .. }))
+    ));
+    assert!(source.retry_at().is_some());
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use client_credentials::{ConfigBuilder, TransportError, TransportErrorKind};
+use client_credentials_common::proxy::bypasses_proxy;
 use http::{Request, Response};
 
 /// Performs one HTTP exchange for the client.
@@ -51,8 +52,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// ([`DEFAULT_TIMEOUT`]), connect timeout 10 s ([`DEFAULT_CONNECT_TIMEOUT`]),
 /// proxy from the environment (`HTTPS_PROXY`, `ALL_PROXY`, … as ureq reads them).
 /// [`UreqTransport::with_agent`] uses yours: its settings are kept, except that
-/// redirects and status errors are switched off on each request, and the body
-/// cap applies.
+/// redirects and status errors are switched off on each request, the body
+/// cap applies, and an agent with neither a global nor a per-call timeout
+/// gets the 30 s and 10 s defaults (ureq's own defaults are no timeouts at
+/// all, which would let a silent server hold every caller forever).
+///
+/// Plain `http` requests to a loopback host (`localhost`, `127.0.0.0/8`,
+/// `::1`) never use a proxy, whichever agent sends them: the proxy would see
+/// the client secret in clear text.
 #[derive(Clone)]
 pub struct UreqTransport {
     agent: ureq::Agent,
@@ -97,12 +104,17 @@ impl UreqTransport {
         }
     }
 
-    /// Uses your agent (its proxy, TLS, timeouts, connection pool).
+    /// Uses your agent (its proxy, TLS, timeouts, connection pool). If it
+    /// has neither a global nor a per-call timeout, each exchange gets
+    /// [`DEFAULT_TIMEOUT`] (and [`DEFAULT_CONNECT_TIMEOUT`] to connect, unless
+    /// it sets one); [`UreqTransport::timeout`] overrides either.
     pub fn with_agent(agent: ureq::Agent) -> Self {
+        let timeouts = agent.config().timeouts();
+        let unbounded = timeouts.global.is_none() && timeouts.per_call.is_none();
         UreqTransport {
             agent,
             per_request: true,
-            timeout: None,
+            timeout: unbounded.then_some(DEFAULT_TIMEOUT),
             max_body_size: ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
         }
     }
@@ -122,7 +134,8 @@ impl UreqTransport {
     }
 
     fn run<S: ureq::AsSendBody>(&self, request: Request<S>) -> Result<Response<ureq::Body>, ureq::Error> {
-        if !self.per_request {
+        let direct = bypasses_proxy(request.uri());
+        if !self.per_request && !direct {
             return self.agent.run(request);
         }
         let mut config = self
@@ -132,6 +145,12 @@ impl UreqTransport {
             .http_status_as_error(false);
         if let Some(timeout) = self.timeout {
             config = config.timeout_global(Some(timeout));
+            if self.agent.config().timeouts().connect.is_none() {
+                config = config.timeout_connect(Some(timeout.min(DEFAULT_CONNECT_TIMEOUT)));
+            }
+        }
+        if direct {
+            config = config.proxy(None);
         }
         self.agent.run(config.build())
     }
@@ -148,8 +167,9 @@ impl Transport for UreqTransport {
         .map_err(map_error)?;
         let (parts, body) = response.into_parts();
         let limit = self.max_body_size.saturating_add(1);
-        let expected = body.content_length().unwrap_or(0).min(limit as u64) as usize;
-        let mut bytes = Vec::with_capacity(expected);
+        // The buffer grows as bytes arrive: sized from `Content-Length`, a
+        // hostile value under a large cap would allocate before a byte came.
+        let mut bytes = Vec::new();
         // Never buffer more than the cap, whatever the server announces or sends.
         body.into_reader()
             .take(limit as u64)

@@ -385,10 +385,8 @@ impl<W: Wake> Driver<W> {
         }
         let outgoing = match state.source.poll(now) {
             Action::Ready(token) => return Step::Ready(token.clone()),
-            Action::Wait { until } => match state.source.last_error() {
-                Some(error) => return Step::Failed(error.clone()),
-                None => return Step::Wait(self.settings.clock.wait_for(until)),
-            },
+            Action::Failed(error) => return Step::Failed(error.clone()),
+            Action::Wait { until } => return Step::Wait(self.settings.clock.wait_for(until)),
             Action::Send(outgoing) => outgoing,
         };
         let (task, job) = self.start(state, now, outgoing);
@@ -436,10 +434,7 @@ impl<W: Wake> Driver<W> {
     pub fn refresh(&self) -> Result<Mode, Error> {
         let now = self.now();
         let mut state = self.lock();
-        if let Some(error) = state.source.cooldown_error(now) {
-            return Err(error.clone());
-        }
-        state.source.force_refresh();
+        state.source.force_refresh(now)?;
         self.publish(&state.source);
         Ok(Mode::Refresh { after: state.rounds })
     }
@@ -548,7 +543,7 @@ impl<W: Wake> Flight<W> {
                         driver.record(&mut state, StoreChange::Save(token.clone()));
                         done.announce = Announce::Token(token);
                     }
-                    Ok(Event::RefreshFailed { error }) => {
+                    Ok(Event::RefreshFailed { error, .. }) => {
                         done.end_fetch = Driver::<W>::end_round(&mut state, Err(error.clone()));
                         done.announce = Announce::RefreshFailed(error);
                     }

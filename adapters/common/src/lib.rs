@@ -12,6 +12,7 @@
 //! - [`TokenStore`] / [`AsyncTokenStore`] (the adapters' store traits),
 //!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
 //! - [`file`]: loading and atomically saving a token file with owner-only permissions;
+//! - [`proxy`]: which requests bypass proxies (plain http to loopback);
 //! - [`random_seed`], [`random_bytes`]: a per-client jitter seed and `jti` seed;
 //! - reading a client assertion file for the core (`AssertionSource::file`);
 //! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
@@ -29,6 +30,7 @@ mod clock;
 pub mod discovery;
 mod driver;
 pub mod file;
+pub mod proxy;
 mod published;
 mod store;
 

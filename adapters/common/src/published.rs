@@ -85,14 +85,19 @@ impl Published {
     pub fn fresh(&self) -> Option<AccessToken> {
         let now = coarse_now().as_unix_millis();
         let generation = self.generation.load(Ordering::Acquire);
-        let hit = COPIES.with(|copies| {
-            let copies = copies.borrow();
-            copies
-                .iter()
-                .find(|e| e.id == self.id)
-                .filter(|e| e.generation == generation && now < e.refresh_at)
-                .map(|e| e.token.clone())
-        });
+        // `try_with`: in another thread-local's destructor this thread's
+        // copies may be gone already; the slow path then serves the read.
+        let hit = COPIES
+            .try_with(|copies| {
+                let copies = copies.try_borrow().ok()?;
+                copies
+                    .iter()
+                    .find(|e| e.id == self.id)
+                    .filter(|e| e.generation == generation && now < e.refresh_at)
+                    .map(|e| e.token.clone())
+            })
+            .ok()
+            .flatten();
         match hit {
             Some(token) => Some(token),
             None => self.refill(now, generation),
@@ -107,8 +112,11 @@ impl Published {
             return None;
         }
         let copy = snapshot.token.detached_clone();
-        COPIES.with(|copies| {
-            let mut copies = copies.borrow_mut();
+        // Without this thread's copies (destroyed, or busy), serve uncached.
+        let _ = COPIES.try_with(|copies| {
+            let Ok(mut copies) = copies.try_borrow_mut() else {
+                return;
+            };
             copies.retain(|e| e.id != self.id);
             if copies.len() >= MAX_COPIES {
                 copies.remove(0);
@@ -161,6 +169,41 @@ mod tests {
         let (c, at) = token("c", Timestamp::from_unix_secs(1));
         p.publish(Some((&c, at)));
         assert!(p.fresh().is_none(), "past refresh_at");
+    }
+
+    /// Issue 13, defect 7c: `fresh()` called from another thread-local's
+    /// destructor, after this thread's copies were destroyed, serves the
+    /// token (it panicked, and a panic in a TLS destructor aborts).
+    #[test]
+    fn fresh_works_in_another_thread_locals_destructor() {
+        use std::sync::atomic::AtomicBool;
+
+        struct ReadsOnDrop(Arc<Published>, Arc<AtomicBool>);
+        impl Drop for ReadsOnDrop {
+            fn drop(&mut self) {
+                let served = self.0.fresh().is_some_and(|t| t.secret() == "a");
+                self.1.store(served, Ordering::SeqCst);
+            }
+        }
+        thread_local! {
+            static GUARD: RefCell<Option<ReadsOnDrop>> = const { RefCell::new(None) };
+        }
+
+        let far = crate::now().saturating_add(std::time::Duration::from_secs(3600));
+        let published = Arc::new(Published::new());
+        let (a, at) = token("a", far);
+        published.publish(Some((&a, at)));
+        let served = Arc::new(AtomicBool::new(false));
+        let (p, s) = (Arc::clone(&published), Arc::clone(&served));
+        std::thread::spawn(move || {
+            // Registered before COPIES, so destroyed after it (destructors
+            // run in reverse order of registration).
+            GUARD.with(|guard| *guard.borrow_mut() = Some(ReadsOnDrop(Arc::clone(&p), s)));
+            assert!(p.fresh().is_some());
+        })
+        .join()
+        .unwrap();
+        assert!(served.load(Ordering::SeqCst), "the destructor's read was not served");
     }
 
     #[test]

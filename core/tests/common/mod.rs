@@ -87,6 +87,14 @@ pub fn wait(source: &mut TokenSource, now: Timestamp) -> Option<Timestamp> {
     }
 }
 
+/// The error `poll` gives callers during a cool-down.
+pub fn failed(source: &mut TokenSource, now: Timestamp) -> client_credentials::Error {
+    match source.poll(now) {
+        Action::Failed(error) => error.clone(),
+        other => panic!("expected Failed at {now:?}, got {other:?}"),
+    }
+}
+
 /// Fetches a first token with `lifetime` seconds at `now`, returning it.
 pub fn fetch(source: &mut TokenSource, now: Timestamp, token: &str, lifetime: u64) -> AccessToken {
     let out = send(source, now);

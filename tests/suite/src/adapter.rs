@@ -40,6 +40,49 @@ pub struct Options {
     pub on_update: Option<OnUpdate>,
     /// `.clock(..)`: simulated time.
     pub clock: Option<ManualClock>,
+    /// An HTTP client of the adapter's own kind (a `ureq::Agent`, a
+    /// `reqwest::Client`) that trusts this CA and, when given, presents
+    /// this client certificate: the mutual TLS path (RFC 8705).
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS settings for the user-supplied HTTP client of [`Options::tls`].
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The CA certificate the peer's server certificate chains to (PEM).
+    pub ca_pem: String,
+    /// The client certificate and key to present, if any.
+    pub identity: Option<crate::tls::Identity>,
+}
+
+/// A `ureq::Agent` as a user configures one for mutual TLS.
+fn ureq_agent(tls: &ClientTls) -> ureq::Agent {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+    let ca = Certificate::from_pem(tls.ca_pem.as_bytes()).expect("the CA certificate");
+    let mut config = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&[ca]));
+    if let Some(identity) = &tls.identity {
+        let cert = Certificate::from_pem(identity.cert_pem.as_bytes()).expect("the client certificate");
+        let key = PrivateKey::from_pem(identity.key_pem.as_bytes()).expect("the client key");
+        config = config.client_cert(Some(ClientCert::new_with_certs(&[cert], key)));
+    }
+    ureq::Agent::config_builder()
+        .tls_config(config.build())
+        .build()
+        .new_agent()
+}
+
+/// A `reqwest::Client` as a user configures one for mutual TLS.
+fn reqwest_client(tls: &ClientTls) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).expect("the CA certificate");
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca);
+    if let Some(identity) = &tls.identity {
+        let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("the client identity"));
+    }
+    builder.build().expect("a reqwest client")
 }
 
 /// A client of either adapter, driven through blocking calls.
@@ -74,6 +117,9 @@ impl Adapter for Blocking {
 
     fn build(config: Config, options: Options) -> Self::Client {
         let mut builder = client_credentials_blocking::Client::builder(config);
+        if let Some(tls) = &options.tls {
+            builder = builder.agent(ureq_agent(tls));
+        }
         if let Some(timeout) = options.timeout {
             builder = builder.timeout(timeout);
         }
@@ -137,6 +183,9 @@ impl Adapter for Tokio {
     fn build(config: Config, options: Options) -> Self::Client {
         let _guard = runtime().enter();
         let mut builder = client_credentials_tokio::Client::builder(config);
+        if let Some(tls) = &options.tls {
+            builder = builder.reqwest_client(reqwest_client(tls));
+        }
         if let Some(timeout) = options.timeout {
             builder = builder.timeout(timeout);
         }

@@ -13,8 +13,9 @@ pub mod adapter;
 pub mod oidc;
 pub mod scenarios;
 pub mod store;
+pub mod tls;
 
-pub use adapter::{Adapter, Blocking, Options, StoreChoice, Tokio};
+pub use adapter::{Adapter, Blocking, ClientTls, Options, StoreChoice, Tokio};
 pub use oidc::OidcPeer;
 pub use store::RecordingStore;
 

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::tls::TestPki;
+
 /// How long the peer may take to print its `listening` line.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long discovery may take to answer 200 once the peer listens.
@@ -26,6 +28,7 @@ const STDERR_KEEP: usize = 64 * 1024;
 /// processes (test binaries run in parallel).
 static INSTALL: Mutex<()> = Mutex::new(());
 static SHARED: OnceLock<OidcPeer> = OnceLock::new();
+static SHARED_MTLS: OnceLock<(OidcPeer, TestPki)> = OnceLock::new();
 
 /// A running `oidc-provider` peer. Dropping it kills the node process.
 #[derive(Debug)]
@@ -36,6 +39,7 @@ pub struct OidcPeer {
     issuer: String,
     version: String,
     stderr: Arc<Mutex<String>>,
+    mtls: Option<String>,
 }
 
 impl OidcPeer {
@@ -51,6 +55,19 @@ impl OidcPeer {
     pub const POST_CLIENT_ID: &str = "post-client";
     /// Secret of [`Self::POST_CLIENT_ID`].
     pub const POST_CLIENT_SECRET: &str = "post-client-secret";
+    /// The client that authenticates with `private_key_jwt` (RFC 7523); its
+    /// JWKS holds the public halves of `core/tests/keys/{ec,ed25519,rsa}.pem`
+    /// (as ES256, Ed25519 and PS256 keys).
+    pub const PRIVATE_KEY_JWT_CLIENT_ID: &str = "private-key-jwt-client";
+    /// The client that authenticates with `client_secret_jwt`.
+    pub const CLIENT_SECRET_JWT_CLIENT_ID: &str = "client-secret-jwt-client";
+    /// Secret of [`Self::CLIENT_SECRET_JWT_CLIENT_ID`] (HS256 wants 32 bytes or more).
+    pub const CLIENT_SECRET_JWT_SECRET: &str = "client-secret-jwt-secret-of-32-bytes+";
+    /// A `client_secret_basic` client whose tokens are DPoP-bound
+    /// (RFC 9449); the peer requires a server nonce in every DPoP proof.
+    pub const DPOP_CLIENT_ID: &str = "dpop-client";
+    /// Secret of [`Self::DPOP_CLIENT_ID`].
+    pub const DPOP_CLIENT_SECRET: &str = "dpop-client-secret";
     /// The one resource indicator the peer knows: it issues JWT access tokens
     /// with this audience for it, and answers `invalid_target` for any other.
     pub const RESOURCE: &str = "https://api.example.test/";
@@ -66,6 +83,33 @@ impl OidcPeer {
         SHARED.get_or_init(OidcPeer::start)
     }
 
+    /// The client certificate of [`Self::MTLS_CLIENT_ID`] must have this subject.
+    pub const MTLS_CLIENT_ID: &str = "mtls-client";
+    /// The `self_signed_tls_client_auth` client, registered with the
+    /// self-signed certificate of the PKI its peer was started with.
+    pub const SELF_SIGNED_MTLS_CLIENT_ID: &str = "self-signed-mtls-client";
+
+    /// A peer shared by this test binary that also serves its token
+    /// endpoint over TLS with client certificates requested (RFC 8705),
+    /// advertised as `mtls_endpoint_aliases`; with the PKI it trusts.
+    pub fn shared_mtls() -> &'static (OidcPeer, TestPki) {
+        SHARED_MTLS.get_or_init(|| {
+            let pki = TestPki::generate();
+            let peer = OidcPeer::start_with(&[("CC_MTLS_DIR", pki.dir.to_str().expect("a UTF-8 path"))]);
+            assert!(
+                peer.mtls_endpoint().is_some(),
+                "the peer did not start its TLS endpoint"
+            );
+            (peer, pki)
+        })
+    }
+
+    /// The TLS base URL (`https://127.0.0.1:PORT/oidc`) of a peer started
+    /// with a PKI, whose `/token` is the mTLS token endpoint alias.
+    pub fn mtls_endpoint(&self) -> Option<&str> {
+        self.mtls.as_deref()
+    }
+
     /// Starts a new peer on a free port of 127.0.0.1, installing its npm
     /// dependencies first (`npm ci`) when `node_modules` is missing, and
     /// returns once its discovery document answers.
@@ -75,6 +119,11 @@ impl OidcPeer {
     /// When Node.js or npm is missing, the install fails, or the peer does not
     /// come up in time; the message carries the peer's stderr.
     pub fn start() -> OidcPeer {
+        OidcPeer::start_with(&[])
+    }
+
+    /// [`OidcPeer::start`] with extra environment variables for the peer.
+    pub fn start_with(env: &[(&str, &str)]) -> OidcPeer {
         let dir = peer_dir();
         require_tool("node");
         ensure_installed(&dir);
@@ -84,6 +133,7 @@ impl OidcPeer {
             .arg("0")
             .arg(std::process::id().to_string())
             .env("CC_PARENT_PID", std::process::id().to_string())
+            .envs(env.iter().copied())
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -114,6 +164,7 @@ impl OidcPeer {
             issuer: String::new(),
             version: String::new(),
             stderr,
+            mtls: None,
         };
 
         let deadline = Instant::now() + LISTEN_TIMEOUT;
@@ -139,6 +190,9 @@ impl OidcPeer {
         };
         peer.issuer = issuer.to_owned();
         peer.version = version.to_owned();
+        if let (Some("mtls"), Some(url)) = (words.next(), words.next()) {
+            peer.mtls = Some(url.to_owned());
+        }
 
         let url = format!("{}/.well-known/openid-configuration", peer.issuer);
         let deadline = Instant::now() + DISCOVERY_TIMEOUT;

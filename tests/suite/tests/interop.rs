@@ -8,4 +8,11 @@ client_credentials_suite::scenarios!(interop:
     refresh_after_expiry,
     wrong_secret_is_invalid_client,
     unknown_scope_is_invalid_scope,
+    private_key_jwt,
+    private_key_jwt_negotiated,
+    client_secret_jwt,
+    private_key_jwt_with_an_unregistered_key_is_invalid_client,
+    dpop_bound_token_with_nonce,
+    mtls_tls_client_auth_negotiated,
+    mtls_self_signed,
 );

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::Duration;
 
-use client_credentials::{jwt_lifetime, ClientAuth, Config, ConfigBuilder, Error, OAuthErrorCode, Timestamp};
+use client_credentials::{
+    jwt_lifetime, ClientAuth, Config, ConfigBuilder, Error, JwsAlgorithm, JwtKey, OAuthErrorCode, Timestamp,
+};
 
 use crate::{Adapter, OidcPeer, Options};
 
@@ -134,4 +136,181 @@ pub fn unknown_scope_is_invalid_scope<A: Adapter>() {
     let error = A::token(&A::build(config, Options::default())).unwrap_err();
     assert_eq!(error.oauth_code(), Some(&OAuthErrorCode::InvalidScope), "{error:?}");
     assert!(error.to_string().starts_with("invalid_scope"), "{error}");
+}
+
+/// `private_key_jwt` with each key the peer has registered (ES256, Ed25519
+/// under its RFC 9864 name, which the peer lists, PS256): the peer verifies
+/// the signature, `aud` = its issuer identifier, and the `jti`; refreshes
+/// carry fresh assertions.
+pub fn private_key_jwt<A: Adapter>() {
+    use crate::scenarios::assertions::{EC_PEM, ED_PEM, RSA_PEM};
+    let peer = peer();
+    for (pem, alg, kid) in [
+        (EC_PEM, JwsAlgorithm::Es256, "suite-es256"),
+        (ED_PEM, JwsAlgorithm::Ed25519, "suite-ed25519"),
+        (RSA_PEM, JwsAlgorithm::Ps256, "suite-ps256"),
+    ] {
+        let key = JwtKey::from_pem(pem, alg).unwrap().with_key_id(kid);
+        let config = Config::builder(OidcPeer::PRIVATE_KEY_JWT_CLIENT_ID, "")
+            .issuer(peer.issuer())
+            .auth(ClientAuth::PrivateKeyJwt(key))
+            .scope("api:read")
+            .build()
+            .unwrap();
+        let client = A::build(config, Options::default());
+        let first = A::token(&client).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(first.scope(), Some("api:read"));
+        let second = A::refresh(&client).unwrap_or_else(|e| panic!("{alg} refresh: {e}"));
+        assert_ne!(first.secret(), second.secret());
+    }
+}
+
+/// `private_key_jwt` negotiated from discovery: the key is offered, the
+/// peer lists the method, no secret is configured.
+pub fn private_key_jwt_negotiated<A: Adapter>() {
+    let peer = peer();
+    let key = JwtKey::from_pem(crate::scenarios::assertions::EC_PEM, JwsAlgorithm::Es256)
+        .unwrap()
+        .with_key_id("suite-es256");
+    let config = Config::builder(OidcPeer::PRIVATE_KEY_JWT_CLIENT_ID, "")
+        .issuer(peer.issuer())
+        .client_assertion_key(key)
+        .build()
+        .unwrap();
+    A::token(&A::build(config, Options::default())).unwrap();
+}
+
+/// `client_secret_jwt`: HS256 over the secret.
+pub fn client_secret_jwt<A: Adapter>() {
+    let peer = peer();
+    let config = Config::builder(
+        OidcPeer::CLIENT_SECRET_JWT_CLIENT_ID,
+        OidcPeer::CLIENT_SECRET_JWT_SECRET,
+    )
+    .issuer(peer.issuer())
+    .auth(ClientAuth::ClientSecretJwt)
+    .build()
+    .unwrap();
+    let client = A::build(config, Options::default());
+    A::token(&client).unwrap();
+    A::refresh(&client).unwrap();
+}
+
+/// A key the peer has not registered for the client is `invalid_client`.
+pub fn private_key_jwt_with_an_unregistered_key_is_invalid_client<A: Adapter>() {
+    let peer = peer();
+    let key = JwtKey::from_pem(crate::scenarios::assertions::EC_PEM, JwsAlgorithm::Es256).unwrap();
+    let config = Config::builder(OidcPeer::CLIENT_SECRET_JWT_CLIENT_ID, "")
+        .issuer(peer.issuer())
+        .auth(ClientAuth::PrivateKeyJwt(key))
+        .build()
+        .unwrap();
+    let error = A::token(&A::build(config, Options::default())).unwrap_err();
+    assert_eq!(error.oauth_code(), Some(&OAuthErrorCode::InvalidClient), "{error:?}");
+}
+
+/// DPoP (RFC 9449) with nonces required: the first token request is
+/// answered `use_dpop_nonce`, retried once with the nonce, and the token is
+/// DPoP-bound to the key (its `cnf.jkt`, read by introspection, is the key's
+/// thumbprint). The refresh uses the kept nonce.
+pub fn dpop_bound_token_with_nonce<A: Adapter>() {
+    let peer = peer();
+    for (pem, alg) in [
+        (crate::scenarios::assertions::EC_PEM, JwsAlgorithm::Es256),
+        (crate::scenarios::assertions::ED_PEM, JwsAlgorithm::Ed25519),
+    ] {
+        let key = JwtKey::from_pem(pem, alg).unwrap();
+        let config = Config::builder(OidcPeer::DPOP_CLIENT_ID, OidcPeer::DPOP_CLIENT_SECRET)
+            .issuer(peer.issuer())
+            .dpop(key.clone())
+            .build()
+            .unwrap();
+        let client = A::build(config, Options::default());
+        let token = A::token(&client).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(token.token_type(), "DPoP");
+        assert!(A::authorization_header(&client)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("DPoP "));
+
+        let introspection = format!("{}/token/introspection", peer.issuer());
+        let basic = {
+            use base64::Engine as _;
+            let pair = format!("{}:{}", OidcPeer::DPOP_CLIENT_ID, OidcPeer::DPOP_CLIENT_SECRET);
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        };
+        let answer = crate::oidc::raw::post_form(
+            &introspection,
+            &[("authorization", &basic)],
+            &[("token", token.secret())],
+        )
+        .unwrap()
+        .json();
+        assert_eq!(answer["active"], true, "{answer}");
+        assert_eq!(answer["cnf"]["jkt"], key.thumbprint(), "{answer}");
+
+        let again = A::refresh(&client).unwrap_or_else(|e| panic!("{alg} refresh: {e}"));
+        assert_ne!(again.secret(), token.secret());
+    }
+}
+
+fn mtls_options(pki: &crate::tls::TestPki, identity: Option<&crate::tls::Identity>) -> Options {
+    Options {
+        tls: Some(crate::ClientTls {
+            ca_pem: pki.ca_pem.clone(),
+            identity: identity.cloned(),
+        }),
+        ..Options::default()
+    }
+}
+
+/// `tls_client_auth` (RFC 8705 §2.1) through each adapter's own HTTP client
+/// (a `ureq::Agent` / `reqwest::Client` with the test CA and a client
+/// certificate): only `client_id` is sent, the token endpoint is the
+/// discovered `mtls_endpoint_aliases` one on TLS, and the token is
+/// certificate-bound. The method is negotiated: the config only says the
+/// HTTP client presents a certificate. Without the certificate the same
+/// client is `invalid_client`.
+pub fn mtls_tls_client_auth_negotiated<A: Adapter>() {
+    let (peer, pki) = OidcPeer::shared_mtls();
+    let config = || {
+        Config::builder(OidcPeer::MTLS_CLIENT_ID, "")
+            .issuer(peer.issuer())
+            .mutual_tls()
+            .scope("api:read")
+            .build()
+            .unwrap()
+    };
+    let client = A::build(config(), mtls_options(pki, Some(&pki.client)));
+    let token = A::token(&client).unwrap_or_else(|e| panic!("{}: {e}", A::NAME));
+    assert_eq!(token.scope(), Some("api:read"));
+    let again = A::refresh(&client).unwrap();
+    assert_ne!(again.secret(), token.secret());
+
+    let without = A::build(config(), mtls_options(pki, None));
+    let error = A::token(&without).unwrap_err();
+    assert_eq!(error.oauth_code(), Some(&OAuthErrorCode::InvalidClient), "{error:?}");
+}
+
+/// `self_signed_tls_client_auth` (RFC 8705 §2.2): the registered
+/// self-signed certificate authenticates; the CA-issued one does not.
+pub fn mtls_self_signed<A: Adapter>() {
+    let (peer, pki) = OidcPeer::shared_mtls();
+    let config = Config::builder(OidcPeer::SELF_SIGNED_MTLS_CLIENT_ID, "")
+        .issuer(peer.issuer())
+        .auth(ClientAuth::SelfSignedTlsClientAuth)
+        .build()
+        .unwrap();
+    let client = A::build(config, mtls_options(pki, Some(&pki.self_signed)));
+    A::token(&client).unwrap_or_else(|e| panic!("{}: {e}", A::NAME));
+
+    // The CA-issued certificate is not the one registered for this client.
+    let config = Config::builder(OidcPeer::SELF_SIGNED_MTLS_CLIENT_ID, "")
+        .issuer(peer.issuer())
+        .auth(ClientAuth::SelfSignedTlsClientAuth)
+        .build()
+        .unwrap();
+    let error = A::token(&A::build(config, mtls_options(pki, Some(&pki.client)))).unwrap_err();
+    assert_eq!(error.oauth_code(), Some(&OAuthErrorCode::InvalidClient), "{error:?}");
 }

@@ -6,6 +6,7 @@ pub mod assertions;
 pub mod caching;
 pub mod discovery;
 pub mod faults;
+pub mod hardening;
 pub mod interop;
 pub mod parity;
 pub mod quirks;
