@@ -42,6 +42,15 @@
 //! - [`Clock`], [`ManualClock`]: time for tests, stepped by hand
 //!   ([`ClientBuilder::clock`]).
 //! - [`discover`], [`discover_with`]: a provider's metadata, standalone.
+//! - [`Client::authorize`]: sets `Authorization` on your `http::Request`.
+//!
+//! ## Features
+//! - `middleware` (off by default): authorised HTTP clients on `ureq` —
+//!   `AuthMiddleware` (a `ureq` middleware: the header, and invalidation on a
+//!   `401`) and `AuthorizedAgent` (the header and one retry with a new token).
+//!   Only allowed origins ever get the token: by default the config's
+//!   resource server and resources, else `.allow_origin(url)` (repeatable);
+//!   `.allow_any_origin()` is the explicit opt-out.
 //!
 //! Errors are the core's [`Error`] (I/O failures as [`Error::Transport`]).
 //! Requests are logged with `tracing::debug!` (method and URI only); refresh
@@ -50,8 +59,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authorize;
 mod client;
 mod discovery;
+#[cfg(feature = "middleware")]
+mod middleware;
 mod transport;
 
 pub use client_credentials::{AccessToken, Config, Error};
@@ -59,4 +71,6 @@ pub use client_credentials_common::{Clock, FileStore, FleetTurn, ManualClock, Me
 
 pub use client::{Client, ClientBuilder};
 pub use discovery::{discover, discover_with};
+#[cfg(feature = "middleware")]
+pub use middleware::{AuthMiddleware, AuthorizedAgent};
 pub use transport::{Transport, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};

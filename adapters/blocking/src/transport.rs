@@ -181,7 +181,7 @@ impl Transport for UreqTransport {
 
 /// Maps ureq's error onto the core's kinds. ureq's messages name hosts and
 /// causes, never request headers or bodies.
-fn map_error(error: ureq::Error) -> TransportError {
+pub(crate) fn map_error(error: ureq::Error) -> TransportError {
     use std::io::ErrorKind as Io;
     use TransportErrorKind::{Connect, Io as Broken, Other, Timeout};
     let kind = match &error {

@@ -48,6 +48,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an offline tour against an in-process test issuer: fetch, cached reads,
@@ -70,12 +72,22 @@ argument: arguments are visible to every user in `ps` and are kept in shell hist
 Examples:
   CLIENT_SECRET=... client-credentials token --token-url https://auth.example.com/oauth2/token --client-id my-client
   curl -H \"Authorization: $(client-credentials token --header --issuer https://auth.example.com \\
-           --client-id my-client --client-secret-file /run/secrets/client --cache /tmp/my-token.json)\" \\
+           --client-id my-client --client-secret-file /run/secrets/client --cache ~/.cache/my-token.json)\" \\
        https://api.example.com/orders
   client-credentials token --json --issuer https://auth.example.com --client-id my-client --scope a --scope b
 
 With --cache, separate runs share one token file (mode 0600): a script calling this
-1,000 times asks the provider once per token lifetime. Use one file per client and scope.
+1,000 times asks the provider once per token lifetime. The file records which
+provider, client, scopes, resources, audience and authentication it was fetched for,
+and is used only by the same configuration. Keep it in a directory only you can write
+to, not a shared temporary one: a file another user owns, or that group or others may
+read, is refused with a warning (and a new token is fetched).
+
+With --store redis://host:6379 (or rediss://), runs on many machines share one token
+in Redis, encrypted with a key derived from the client credentials; one run fetches
+when it expires and the others reuse it. Put the Redis password in REDIS_PASSWORD
+(or the variable named by --store-password-env), not in the URL: arguments are
+visible in `ps`. Redis being down only costs a run up to half a second.
 
 ",
     exit_codes!()
@@ -132,6 +144,28 @@ pub struct TokenArgs {
     /// Keep the token in this file and reuse it while it is fresh.
     #[arg(long, value_name = "PATH")]
     pub cache: Option<PathBuf>,
+
+    /// Share the token through Redis (redis:// or rediss:// URL, user name allowed,
+    /// password from --store-password-env): one fetch per lifetime for all machines.
+    #[arg(long, value_name = "URL", conflicts_with = "cache")]
+    pub store: Option<String>,
+
+    /// The environment variable holding the Redis password (if it is set).
+    #[arg(long, value_name = "VAR", default_value = "REDIS_PASSWORD", requires = "store")]
+    pub store_password_env: String,
+
+    /// Trust this certificate authority (PEM file) for a rediss:// --store.
+    #[arg(long, value_name = "PATH", requires = "store")]
+    pub store_ca_file: Option<PathBuf>,
+
+    /// The --store URL is a node of a Redis Cluster.
+    #[arg(long, requires = "store")]
+    pub store_cluster: bool,
+
+    /// The prefix of the Redis key (default client-credentials:); one per application
+    /// on a shared Redis.
+    #[arg(long, value_name = "PREFIX", requires = "store")]
+    pub store_prefix: Option<String>,
 
     #[command(flatten)]
     pub http: HttpArgs,

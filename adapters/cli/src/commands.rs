@@ -5,6 +5,7 @@ use std::path::Path;
 
 use client_credentials::{ClientAuth, Config, ConfigBuilder, Timestamp};
 use client_credentials_blocking::{Client, FileStore};
+use client_credentials_redis::RedisStore;
 
 use crate::cli::{AuthArg, DiscoverArgs, TokenArgs};
 use crate::failure::Failure;
@@ -19,6 +20,9 @@ pub fn token(args: TokenArgs) -> Result<(), Failure> {
     let mut builder = Client::builder(config).transport(transport);
     if let Some(path) = &args.cache {
         builder = builder.store(FileStore::new(path));
+    }
+    if let Some(url) = &args.store {
+        builder = builder.store(redis_store(&args, url)?);
     }
     let token = builder
         .build()
@@ -42,6 +46,36 @@ pub fn token(args: TokenArgs) -> Result<(), Failure> {
         token.secret().to_owned()
     };
     print_line(&output)
+}
+
+/// The `--store` Redis store, with the password from the environment.
+fn redis_store(args: &TokenArgs, url: &str) -> Result<RedisStore, Failure> {
+    let mut url = url::Url::parse(url).map_err(|_| Failure::usage("--store must be a redis:// or rediss:// URL"))?;
+    if url.password().is_some() {
+        return Err(Failure::usage(format!(
+            "--store: put the Redis password in ${} instead of the URL (arguments are visible in `ps`)",
+            args.store_password_env
+        )));
+    }
+    if let Ok(password) = std::env::var(&args.store_password_env) {
+        url.set_password(Some(password.trim_end_matches(['\r', '\n'])))
+            .map_err(|()| Failure::usage("--store: this URL cannot carry a password"))?;
+    }
+    let mut builder = RedisStore::builder(url.as_str());
+    if args.store_cluster {
+        builder = builder.cluster();
+    }
+    if let Some(prefix) = &args.store_prefix {
+        builder = builder.key_prefix(prefix);
+    }
+    if let Some(path) = &args.store_ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|error| Failure::usage(format!("--store-ca-file {}: {error}", path.display())))?;
+        builder = builder.tls_root_certificate(pem);
+    }
+    builder
+        .build()
+        .map_err(|error| Failure::usage(format!("--store: {error}")))
 }
 
 fn invalid(reason: &str) -> client_credentials::Error {

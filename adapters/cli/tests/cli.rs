@@ -362,3 +362,87 @@ fn demo_runs_every_section_and_exits_0() {
     let lines = out.lines().count();
     assert!((10..=25).contains(&lines), "{lines} lines:\n{out}");
 }
+
+/// `redis-server` on loopback with only an ACL user `fleet` (password `s3cret`)
+/// limited to the default key prefix and the four commands the store sends.
+fn acl_redis() -> client_credentials_testkit::redis::RedisServer {
+    client_credentials_testkit::redis::RedisServer::start_with(&[
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "fleet",
+        "on",
+        ">s3cret",
+        "~client-credentials:*",
+        "+get",
+        "+set",
+        "+del",
+        "+eval",
+    ])
+}
+
+#[test]
+fn the_redis_store_makes_the_second_run_network_free_with_an_acl_user() {
+    let issuer = TestIssuer::start();
+    let redis = acl_redis();
+    let url = format!("redis://fleet@127.0.0.1:{}", redis.port());
+    let run = |extra: &[&str]| {
+        stdout(
+            token(&issuer)
+                .args(["--store", &url])
+                .args(extra)
+                .env("REDIS_PASSWORD", "s3cret"),
+        )
+    };
+    let first = run(&[]);
+    let second = run(&["--header"]);
+    assert_eq!(issuer.token_requests().len(), 1);
+    assert_eq!(second, format!("Bearer {first}"));
+}
+
+#[test]
+fn a_redis_password_in_the_store_url_is_refused() {
+    let issuer = TestIssuer::start();
+    let stderr = stderr_of(token(&issuer).args(["--store", "redis://fleet:s3cret@127.0.0.1:1"]), 2);
+    assert_one_clean_line(&stderr, &issuer);
+    assert!(
+        stderr.contains("REDIS_PASSWORD") && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+    assert!(issuer.token_requests().is_empty());
+}
+
+#[test]
+fn an_unreachable_redis_store_still_prints_a_token() {
+    let issuer = TestIssuer::start();
+    // A port nothing listens on: connections are refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let out = stdout(token(&issuer).args(["--store", &format!("redis://127.0.0.1:{port}")]));
+    assert_eq!(out, format!("{}\n", issuer.issued_tokens()[0]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+#[test]
+fn the_redis_store_works_over_tls_with_a_private_ca() {
+    let issuer = TestIssuer::start();
+    let redis = client_credentials_testkit::redis::RedisServer::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, redis.ca_certificate()).unwrap();
+    let run = || {
+        stdout(
+            token(&issuer)
+                .args(["--store", &redis.url()])
+                .arg("--store-ca-file")
+                .arg(&ca),
+        )
+    };
+    assert_eq!(run(), run());
+    assert_eq!(issuer.token_requests().len(), 1);
+}

@@ -8,7 +8,7 @@
 //! for the retry, and strip with [`strip_credentials`] where they follow
 //! redirects themselves.
 
-use client_credentials::Config;
+use client_credentials::{AccessToken, Config};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 
@@ -119,6 +119,27 @@ impl AllowedOrigins {
     pub fn allows_origin(&self, origin: Option<&Origin>) -> bool {
         self.any || origin.is_some_and(|o| self.origins.contains(o))
     }
+}
+
+/// The `allow_origin` / `allow_any_origin` builder methods of the
+/// adapters' authorised clients (each has an `origins: AllowedOrigins` field).
+#[macro_export]
+macro_rules! origin_methods {
+    () => {
+        /// Allows `url`'s origin (repeatable): only allowed origins ever get
+        /// the token. The first call replaces the default (the config's
+        /// resource server and resources); an unusable URL allows nothing.
+        pub fn allow_origin(mut self, url: impl AsRef<str>) -> Self {
+            self.origins.allow(url.as_ref());
+            self
+        }
+
+        /// Sends the token to every origin: the explicit opt-out of the allow-list.
+        pub fn allow_any_origin(mut self) -> Self {
+            self.origins.allow_any();
+            self
+        }
+    };
 }
 
 /// Whether `a` and `b` have the same origin (both absolute `http`/`https`).
@@ -422,6 +443,129 @@ pub fn next_step(assessment: &Assessment, retries_so_far: u32, replayable: bool)
     }
 }
 
+/// Sets `Authorization` (marked sensitive) for `token`: `DPoP <token>` with
+/// the `DPoP` proof header when there is a proof, else the token's own
+/// `Bearer <token>`.
+pub fn set_authorization(headers: &mut HeaderMap, token: &AccessToken, proof: Option<HeaderValue>) {
+    match proof {
+        Some(proof) => {
+            // The token passed HeaderValue checks when it was parsed.
+            if let Ok(mut value) = HeaderValue::try_from(format!("DPoP {}", token.secret())) {
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+            }
+            headers.insert(DPOP, proof);
+        }
+        None => {
+            headers.insert(AUTHORIZATION, token.authorization_header());
+            headers.remove(DPOP);
+        }
+    }
+}
+
+/// A copy of `request` with `body` (method, URI, version, headers,
+/// extensions), to send again after a `401`.
+pub fn copy_request<B>(request: &http::Request<B>, body: B) -> http::Request<B> {
+    let mut copy = http::Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    copy
+}
+
+/// One request through an authorised client, from the first send to the
+/// response handed back: whether it gets the token at all, the token and
+/// nonce of each attempt, what a response means, whether to send again.
+/// The adapters' middleware only moves the request; every decision is here.
+#[derive(Debug)]
+pub struct Exchange {
+    origin: Option<Origin>,
+    allowed: bool,
+    retries: u32,
+    token: Option<AccessToken>,
+    nonce: Option<HeaderValue>,
+}
+
+/// What an [`Exchange`] decided about a response.
+#[derive(Debug)]
+pub struct Verdict {
+    /// Evict this token (`Client::invalidate`): the resource server rejected it.
+    pub invalidate: Option<AccessToken>,
+    /// The RFC 9728 metadata URL the challenge named, to read at the next discovery.
+    pub resource_metadata: Option<String>,
+    /// Send the request again (authorised anew) rather than return this response.
+    pub retry: bool,
+}
+
+impl Exchange {
+    /// A request to `uri`: it carries the token only if `origins` allow it.
+    pub fn new(origins: &AllowedOrigins, uri: &Uri) -> Exchange {
+        Exchange::for_origin(origins, Origin::of(uri).as_ref())
+    }
+
+    /// The same for an origin already split up (for HTTP libraries with their own URL type).
+    pub fn for_origin(origins: &AllowedOrigins, origin: Option<&Origin>) -> Exchange {
+        Exchange {
+            origin: origin.cloned(),
+            allowed: origins.allows_origin(origin),
+            retries: 0,
+            token: None,
+            nonce: None,
+        }
+    }
+
+    /// Whether this request may carry the token (else: send it untouched, and
+    /// hand its response back as it is).
+    pub fn authorizes(&self) -> bool {
+        self.allowed
+    }
+
+    /// The resource server's DPoP nonce to put in the next proof, if it sent one.
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_ref().and_then(|n| n.to_str().ok())
+    }
+
+    /// The attempt about to go out carries `token`.
+    pub fn sending(&mut self, token: AccessToken) {
+        self.token = Some(token);
+    }
+
+    /// The response to the last attempt came from `from` (the HTTP client
+    /// followed redirects): a response from another origin says nothing
+    /// about the token, which that origin never saw.
+    pub fn answered_by(&mut self, from: Option<&Origin>) {
+        if from.is_some_and(|from| self.origin.as_ref() != Some(from)) {
+            self.token = None;
+        }
+    }
+
+    /// The response to the last attempt: `replayable` says whether the
+    /// request could be sent again as it was (a copy of its body was kept).
+    pub fn received(&mut self, status: StatusCode, headers: &HeaderMap, replayable: bool) -> Verdict {
+        let sent = self.token.take();
+        if !self.allowed || sent.is_none() {
+            return Verdict {
+                invalidate: None,
+                resource_metadata: None,
+                retry: false,
+            };
+        }
+        let assessment = assess(status, headers);
+        let retry = next_step(&assessment, self.retries, replayable) == Next::Retry;
+        if retry {
+            self.retries += 1;
+            self.nonce = assessment.dpop_nonce.clone();
+        }
+        Verdict {
+            invalidate: sent.filter(|_| assessment.invalid_token),
+            resource_metadata: assessment.resource_metadata,
+            retry,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,6 +737,76 @@ mod tests {
         allowed.allow("https://only.example");
         assert!(!allowed.allows(&uri("https://api.example/v2")));
         assert!(allowed.allows(&uri("https://only.example/v2")));
+    }
+
+    #[test]
+    fn an_exchange_retries_once_and_invalidates_the_token_it_sent() {
+        let mut origins = AllowedOrigins::default();
+        origins.allow("https://api.example");
+        let uri: Uri = "https://api.example/things".parse().unwrap();
+        let rejected = headers(&[("www-authenticate", r#"Bearer error="invalid_token""#)]);
+        let token = |s: &str| AccessToken::builder(s).build().unwrap();
+
+        let mut exchange = Exchange::new(&origins, &uri);
+        assert!(exchange.authorizes());
+        exchange.sending(token("one"));
+        let verdict = exchange.received(StatusCode::UNAUTHORIZED, &rejected, true);
+        assert!(verdict.retry);
+        assert_eq!(verdict.invalidate.unwrap().secret(), "one");
+        exchange.sending(token("two"));
+        let verdict = exchange.received(StatusCode::UNAUTHORIZED, &rejected, true);
+        assert!(!verdict.retry, "never a second retry");
+        assert_eq!(verdict.invalidate.unwrap().secret(), "two");
+
+        let mut streamed = Exchange::new(&origins, &uri);
+        streamed.sending(token("one"));
+        let verdict = streamed.received(StatusCode::UNAUTHORIZED, &rejected, false);
+        assert!(!verdict.retry && verdict.invalidate.is_some());
+
+        let mut redirected = Exchange::new(&origins, &uri);
+        redirected.sending(token("one"));
+        redirected.answered_by(Origin::parse("https://other.example/landing").as_ref());
+        let verdict = redirected.received(StatusCode::UNAUTHORIZED, &rejected, true);
+        assert!(!verdict.retry && verdict.invalidate.is_none(), "another origin's 401");
+
+        let other: Uri = "https://other.example/".parse().unwrap();
+        let mut elsewhere = Exchange::new(&origins, &other);
+        assert!(!elsewhere.authorizes());
+        let verdict = elsewhere.received(StatusCode::UNAUTHORIZED, &rejected, true);
+        assert!(!verdict.retry && verdict.invalidate.is_none());
+    }
+
+    #[test]
+    fn a_nonce_challenge_is_answered_once_with_its_nonce() {
+        let origins = {
+            let mut o = AllowedOrigins::default();
+            o.allow_any();
+            o
+        };
+        let uri: Uri = "https://api.example/".parse().unwrap();
+        let nonce = headers(&[
+            ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+            ("dpop-nonce", "n-1"),
+        ]);
+        let mut exchange = Exchange::new(&origins, &uri);
+        exchange.sending(AccessToken::builder("t").build().unwrap());
+        let verdict = exchange.received(StatusCode::UNAUTHORIZED, &nonce, true);
+        assert!(verdict.retry && verdict.invalidate.is_none());
+        assert_eq!(exchange.nonce(), Some("n-1"));
+    }
+
+    #[test]
+    fn the_header_is_bearer_or_dpop_with_its_proof_and_sensitive() {
+        let token = AccessToken::builder("tok").build().unwrap();
+        let mut map = HeaderMap::new();
+        set_authorization(&mut map, &token, Some(HeaderValue::from_static("proof")));
+        assert_eq!(map[AUTHORIZATION], "DPoP tok");
+        assert!(map[AUTHORIZATION].is_sensitive());
+        assert_eq!(map[DPOP], "proof");
+        set_authorization(&mut map, &token, None);
+        assert_eq!(map[AUTHORIZATION], "Bearer tok");
+        assert!(map[AUTHORIZATION].is_sensitive());
+        assert!(map.get(DPOP).is_none());
     }
 
     #[test]

@@ -227,11 +227,19 @@ pub fn store_failed(what: &str, error: &std::io::Error) {
 }
 
 /// A token file: JSON, written atomically (a temporary file renamed over
-/// the target) with mode `0600` on Unix, so separate runs of a program share
-/// one token and a reader never sees half a token. It holds the token's
-/// secret: keep it somewhere private. A file that is not a token reads as
-/// empty (with a warning). The tokio adapter does its file I/O on tokio's
-/// blocking pool.
+/// the target, then the directory flushed) with mode `0600` on Unix, so
+/// separate runs of a program share one token and a reader never sees half a
+/// token. It holds the token's secret: keep it somewhere private. The tokio
+/// adapter does its file I/O on tokio's blocking pool.
+///
+/// The token is saved with the [`Config::fingerprint`] of the configuration
+/// it was fetched for, and served only to a client with the same one: a file
+/// shared by mistake between a production and a staging client, or between
+/// clients with different scopes, is never served to the wrong one. On Unix
+/// a file owned by another user, or open to group or others, is refused
+/// with a warning and a token is fetched instead (another local user could
+/// have planted it); a file that is not a token reads as empty, with a
+/// warning too.
 ///
 /// ```no_run
 /// # let config = client_credentials::Config::builder("id", "secret").token_endpoint("https://auth.example.com/token").build()?;
@@ -259,11 +267,11 @@ impl FileStore {
 }
 
 impl TokenStore for FileStore {
-    fn load(&self, _: &Config) -> io::Result<Option<AccessToken>> {
-        file::load(&self.path)
+    fn load(&self, config: &Config) -> io::Result<Option<AccessToken>> {
+        file::load(&self.path, &config.fingerprint())
     }
-    fn save(&self, _: &Config, token: &AccessToken) -> io::Result<()> {
-        file::save(&self.path, token)
+    fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
+        file::save(&self.path, &config.fingerprint(), token)
     }
     fn delete(&self, _: &Config) -> io::Result<()> {
         file::delete(&self.path)

@@ -67,14 +67,34 @@
 //!   follows tokio's clock instead, for tests on a paused runtime.
 //! - Works on the current-thread and the multi-thread runtime.
 //!
+//! ## Authorised HTTP clients
+//! [`Client::authorize`] sets `Authorization` on an `http::Request` and
+//! returns the token it used. Two optional features build on it: the header
+//! on every request, and on a `401` that rejects the token one retry with a
+//! new one (concurrent rejections cause one refresh; a body that cannot be
+//! cloned is never re-sent; never a second retry):
+//! - `reqwest-middleware`: `AuthMiddleware::new(client)`, a
+//!   `reqwest_middleware::Middleware`;
+//! - `tower`: `AuthLayer::new(client)`, a `tower` `Layer` whose service
+//!   retries bodies that implement `ReplayBody`.
+//!
+//! Only allowed origins ever get the token: by default the config's resource
+//! server and resources, else those given with `.allow_origin(url)`
+//! (repeatable); `.allow_any_origin()` is the explicit opt-out.
+//!
 //! Errors are the core's [`Error`] (I/O failures as `Error::Transport`), the
 //! same whichever adapter is used. No error, log line or `Debug` output
 //! contains the client secret or a token.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authorize;
 mod client;
 mod discovery;
+#[cfg(feature = "tower")]
+mod layer;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 mod transport;
 
 pub use client::{Client, ClientBuilder};
@@ -82,6 +102,10 @@ pub use client_credentials_common::{
     AsyncTokenStore as TokenStore, Clock, FileStore, FleetTurn, ManualClock, MemoryStore,
 };
 pub use discovery::{discover, discover_with};
+#[cfg(feature = "tower")]
+pub use layer::{AuthLayer, AuthService, BoxError, ReplayBody};
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::AuthMiddleware;
 pub use transport::{BoxFuture, ReqwestTransport, Transport};
 
 pub use client_credentials::{AccessToken, Config, Error, ProviderMetadata};

@@ -9,6 +9,8 @@ use client_credentials_blocking::ManualClock;
 
 pub use crate::store::RecordingStore;
 
+use crate::authorized::{Authorized, Origins};
+
 /// Which token store a scenario wants.
 #[derive(Debug, Clone, Default)]
 pub enum StoreChoice {
@@ -17,6 +19,8 @@ pub enum StoreChoice {
     None,
     /// The adapter's `FileStore` at this path.
     File(PathBuf),
+    /// A Redis fleet store (both adapters take the same `RedisStore`).
+    Redis(client_credentials_redis::RedisStore),
     /// A [`RecordingStore`] shared with the scenario.
     Recording(Arc<RecordingStore>),
 }
@@ -105,6 +109,8 @@ pub trait Adapter: 'static {
     fn signout(client: &Self::Client) -> Result<(), Error>;
     /// The free function `discover(issuer)`.
     fn discover(issuer: &str) -> Result<ProviderMetadata, Error>;
+    /// The adapter's authorised HTTP clients around `client`.
+    fn authorized(client: &Self::Client, origins: &Origins) -> Vec<Box<dyn Authorized>>;
 }
 
 /// `client-credentials-blocking`.
@@ -126,6 +132,7 @@ impl Adapter for Blocking {
         match options.store {
             StoreChoice::None => {}
             StoreChoice::File(path) => builder = builder.store(client_credentials_blocking::FileStore::new(path)),
+            StoreChoice::Redis(store) => builder = builder.store(store),
             StoreChoice::Recording(store) => builder = builder.store(store),
         }
         if let Some(clock) = options.clock {
@@ -157,6 +164,9 @@ impl Adapter for Blocking {
     fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
         client_credentials_blocking::discover(issuer)
     }
+    fn authorized(client: &Self::Client, origins: &Origins) -> Vec<Box<dyn Authorized>> {
+        crate::authorized::blocking(client, origins)
+    }
 }
 
 /// `client-credentials-tokio`, each call run to completion on a shared
@@ -165,7 +175,7 @@ impl Adapter for Blocking {
 #[derive(Debug)]
 pub enum Tokio {}
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -192,6 +202,7 @@ impl Adapter for Tokio {
         match options.store {
             StoreChoice::None => {}
             StoreChoice::File(path) => builder = builder.store(client_credentials_tokio::FileStore::new(path)),
+            StoreChoice::Redis(store) => builder = builder.store(store),
             StoreChoice::Recording(store) => builder = builder.store(store),
         }
         if let Some(clock) = options.clock {
@@ -218,6 +229,8 @@ impl Adapter for Tokio {
         runtime().block_on(client.authorization_header())
     }
     fn invalidate(client: &Self::Client, token: &AccessToken) {
+        // Inside the runtime, as in a tokio program: the store delete runs in a task.
+        let _guard = runtime().enter();
         client.invalidate(token);
     }
     fn signout(client: &Self::Client) -> Result<(), Error> {
@@ -225,6 +238,9 @@ impl Adapter for Tokio {
     }
     fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
         runtime().block_on(client_credentials_tokio::discover(issuer))
+    }
+    fn authorized(client: &Self::Client, origins: &Origins) -> Vec<Box<dyn Authorized>> {
+        crate::authorized::tokio(client, origins)
     }
 }
 

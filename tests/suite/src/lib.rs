@@ -10,6 +10,8 @@
 //! to check that peer without any HTTP crate.
 
 pub mod adapter;
+pub mod authorized;
+pub mod fleet;
 pub mod oidc;
 pub mod scenarios;
 pub mod store;

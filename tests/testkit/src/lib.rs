@@ -92,6 +92,7 @@
 
 mod assertion;
 mod http;
+pub mod redis;
 mod resource;
 mod server;
 

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -52,6 +52,8 @@ struct Shared {
     issuer: Option<Arc<server::Shared>>,
     shutdown: AtomicBool,
     state: Mutex<State>,
+    /// Wakes the requests held by [`TestResourceServer::gather`].
+    gathered: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -59,6 +61,8 @@ struct Shared {
 struct State {
     rejected: HashSet<String>,
     reject_all: bool,
+    /// `(expected, arrived)`: requests are held until `expected` have arrived.
+    gate: Option<(usize, usize)>,
     /// Each request with what became of it (`accepted`, `rejected`, …).
     requests: Vec<(RecordedRequest, &'static str)>,
 }
@@ -138,6 +142,7 @@ impl TestResourceServerBuilder {
             issuer: self.issuer,
             shutdown: AtomicBool::new(false),
             state: Mutex::new(State::default()),
+            gathered: Condvar::new(),
             threads: Mutex::new(Vec::new()),
         });
         let accept_shared = Arc::clone(&shared);
@@ -191,6 +196,13 @@ impl TestResourceServer {
     /// Rejects every token (`true`) or none beyond [`reject_token`](Self::reject_token)'s (`false`).
     pub fn reject_all(&self, reject: bool) {
         lock(&self.shared.state).reject_all = reject;
+    }
+
+    /// Holds the next `count` API requests (not metadata) until all of them
+    /// have arrived, then answers them together (at most 10 s of waiting):
+    /// a wave of concurrent requests that all carry the same token.
+    pub fn gather(&self, count: usize) {
+        lock(&self.shared.state).gate = Some((count, 0));
     }
 
     /// Every request received, in order of arrival.
@@ -278,6 +290,7 @@ impl Shared {
                 "redirected",
             );
         }
+        self.wait_for_the_wave();
         let token = req.header("authorization").and_then(|value| {
             let (scheme, token) = value.split_once(' ')?;
             (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop")).then(|| token.trim())
@@ -307,6 +320,29 @@ impl Shared {
             "body": String::from_utf8_lossy(&req.body),
         });
         (Response::json(200, &body), "accepted")
+    }
+}
+
+impl Shared {
+    fn wait_for_the_wave(&self) {
+        let mut state = lock(&self.state);
+        let Some((expected, arrived)) = state.gate.as_mut() else {
+            return;
+        };
+        *arrived += 1;
+        if *arrived >= *expected {
+            state.gate = None;
+            self.gathered.notify_all();
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while state.gate.is_some() && std::time::Instant::now() < deadline {
+            state = self
+                .gathered
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 }
 

@@ -173,3 +173,65 @@ pub fn credentials_echoed_by_the_server_are_redacted<A: Adapter>() {
         Ok(()) => panic!("the revocation fault was not met"),
     }
 }
+
+fn file_options(path: &std::path::Path) -> Options {
+    Options {
+        store: crate::StoreChoice::File(path.to_owned()),
+        ..Options::default()
+    }
+}
+
+/// Defect 3: a token file is tied to the configuration that wrote it. A
+/// client configured otherwise (here: the same provider through discovery
+/// rather than a direct endpoint) fetches its own token instead of serving
+/// the file's.
+pub fn a_token_file_for_another_configuration_is_not_served<A: Adapter>() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    let issuer = TestIssuer::start();
+    let first = A::token(&A::build(config(&issuer).build().unwrap(), file_options(&path))).unwrap();
+    let other = super::discovering(&issuer).build().unwrap();
+    let second = A::token(&A::build(other, file_options(&path))).unwrap();
+    assert_ne!(
+        first.secret(),
+        second.secret(),
+        "the other configuration's token was served"
+    );
+    assert_eq!(issuer.token_requests().len(), 2);
+    // The same configuration as the last writer is served from the file.
+    let third = A::token(&A::build(
+        super::discovering(&issuer).build().unwrap(),
+        file_options(&path),
+    ))
+    .unwrap();
+    assert_eq!(third.secret(), second.secret());
+    assert_eq!(issuer.token_requests().len(), 2);
+}
+
+/// Defect 3: a token file group or others can read, or (when the test runs
+/// as root, which can give it away) one another user owns, is not trusted:
+/// the client fetches and saves a private file of its own.
+pub fn an_untrusted_token_file_is_refused_and_a_token_fetched<A: Adapter>() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        let issuer = TestIssuer::start();
+        let build = || A::build(config(&issuer).build().unwrap(), file_options(&path));
+        let planted = A::token(&build()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let fetched = A::token(&build()).unwrap();
+        assert_ne!(fetched.secret(), planted.secret(), "a world-readable file was served");
+        assert_eq!(issuer.token_requests().len(), 2);
+        let metadata = std::fs::metadata(&path).unwrap();
+        assert_eq!(metadata.mode() & 0o777, 0o600, "the fetched token was saved privately");
+
+        let owner = metadata.uid();
+        if std::os::unix::fs::chown(&path, Some(owner.wrapping_add(4242)), None).is_ok() {
+            let again = A::token(&build()).unwrap();
+            assert_ne!(again.secret(), fetched.secret(), "another user's file was served");
+            assert_eq!(issuer.token_requests().len(), 3);
+        }
+    }
+}

@@ -3,9 +3,11 @@
 //! what reached the server (request count, credentials, parameters).
 
 pub mod assertions;
+pub mod authorized;
 pub mod caching;
 pub mod discovery;
 pub mod faults;
+pub mod fleet;
 pub mod hardening;
 pub mod interop;
 pub mod parity;

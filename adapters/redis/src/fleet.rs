@@ -1,0 +1,411 @@
+//! The fleet single flight, written once for both connection kinds: which
+//! Redis command to send next, and what its reply means.
+//!
+//! A round ([`Round`]) starts when this process is about to send a token
+//! request. Each step sends one script ([`Round::command`]) that, atomically
+//! on the server, either returns the stored value (when it differs from the
+//! one this round has already judged stale) or tries to take the lock
+//! (`SET lock owner NX PX ttl`). The reply ([`Round::on_reply`]) decides:
+//! a fresh token → use it; the lock taken → fetch (this process owns the
+//! lock until `end_fetch`); the lock held by another process → poll again
+//! after [`Settings::poll_interval`], until the lock TTL has passed, then
+//! fetch regardless. A Redis error at any step → fetch (the drivers bound
+//! every call with a timeout). The drivers (`blocking`, `tokio`) only send
+//! commands and sleep.
+
+use std::time::Duration;
+
+use client_credentials::{AccessToken, Config, Timestamp, TokenSource};
+use redis::{Cmd, Value};
+
+use crate::keys::Keys;
+use crate::seal::Sealer;
+
+/// `KEYS[1]` the token, `KEYS[2]` the lock; `ARGV[1]` owner, `ARGV[2]` lock
+/// TTL in ms, `ARGV[3]` the value already judged stale (empty for none).
+/// Returns `{1, value}`, `{2, ""}` (lock taken) or `{3, ""}` (lock held).
+/// Both keys share a hash tag, so in a cluster the script runs on one slot.
+/// A key of another type (not ours) reads as an empty, stale value, so the
+/// round takes the lock and the token written later replaces it.
+const ACQUIRE: &str = r"
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' then value = '' end
+if value and value ~= ARGV[3] then return {1, value} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
+return {3, ''}
+";
+
+/// Deletes the lock only if `ARGV[1]` still owns it: a holder whose lock
+/// expired and was taken by another process must not release that one.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// The timing knobs of the fleet protocol.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// How long a lock holder may fetch before others take over.
+    pub(crate) lock_ttl: Duration,
+    /// How often a waiting process looks for the holder's token.
+    pub(crate) poll_interval: Duration,
+}
+
+/// What a round ended with.
+#[derive(Debug)]
+pub(crate) enum Turn {
+    /// Use this token, written by another process; send nothing.
+    Use(AccessToken),
+    /// Send the token request; `Some(owner)` when this process holds the lock.
+    Fetch(Option<String>),
+}
+
+/// What the driver does next.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// Send [`Round::command`] now.
+    Send,
+    /// Sleep this long, then send [`Round::command`].
+    Sleep(Duration),
+    /// The round is over.
+    Done(Turn),
+}
+
+/// One round of the fleet single flight (see the module docs).
+pub(crate) struct Round<'a> {
+    config: &'a Config,
+    sealer: Sealer,
+    keys: &'a Keys,
+    settings: Settings,
+    owner: String,
+    started: Timestamp,
+    stale: Vec<u8>,
+}
+
+impl<'a> Round<'a> {
+    /// A round for `config` starting at `now` (wall clock).
+    pub(crate) fn new(config: &'a Config, sealer: Sealer, keys: &'a Keys, settings: Settings, now: Timestamp) -> Self {
+        Round {
+            config,
+            sealer,
+            keys,
+            settings,
+            owner: random_owner(),
+            started: now,
+            stale: Vec::new(),
+        }
+    }
+
+    /// The script to send for the next step.
+    pub(crate) fn command(&self) -> Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ACQUIRE)
+            .arg(2)
+            .arg(&self.keys.token)
+            .arg(&self.keys.lock)
+            .arg(&self.owner)
+            .arg(millis(self.settings.lock_ttl))
+            .arg(&self.stale[..]);
+        cmd
+    }
+
+    /// What the reply to [`Round::command`] means, `elapsed` after the round
+    /// started (a monotonic measure: the wall clock may jump).
+    pub(crate) fn on_reply(&mut self, reply: Value, elapsed: Duration) -> Next {
+        let now = self.started.saturating_add(elapsed);
+        match parse_acquire(reply) {
+            Some(Acquired::Value(value)) => {
+                if let Some(token) = self.sealer.open(&self.keys.token, &value) {
+                    if is_fresh(self.config, &token, now) {
+                        return Next::Done(Turn::Use(token));
+                    }
+                } else {
+                    tracing::debug!("the stored value is not a token sealed for this client; it will be replaced");
+                }
+                // Stale, corrupt or foreign: ask again for the lock, unless a
+                // newer value has replaced this one meanwhile.
+                self.stale = value;
+                self.after_wait(elapsed, Duration::ZERO)
+            }
+            Some(Acquired::Locked) => Next::Done(Turn::Fetch(Some(std::mem::take(&mut self.owner)))),
+            Some(Acquired::Held) => self.after_wait(elapsed, self.settings.poll_interval),
+            None => {
+                tracing::warn!("unexpected reply from Redis to the lock script; fetching without the fleet");
+                Next::Done(Turn::Fetch(None))
+            }
+        }
+    }
+
+    fn after_wait(&self, elapsed: Duration, pause: Duration) -> Next {
+        // The lock cannot outlive its TTL: by then the holder has written,
+        // released or died and its lock has expired, and this round takes it.
+        // Past that (Redis's clock stalled, a holder re-taking it in a loop)
+        // this process stops waiting and fetches on its own.
+        if elapsed + pause > self.settings.lock_ttl + 4 * self.settings.poll_interval {
+            tracing::debug!("waited a lock TTL for another process's token; fetching");
+            return Next::Done(Turn::Fetch(None));
+        }
+        if pause.is_zero() {
+            Next::Send
+        } else {
+            Next::Sleep(pause)
+        }
+    }
+}
+
+enum Acquired {
+    Value(Vec<u8>),
+    Locked,
+    Held,
+}
+
+fn parse_acquire(reply: Value) -> Option<Acquired> {
+    let Value::Array(items) = reply else { return None };
+    let mut items = items.into_iter();
+    let (Some(Value::Int(code)), Some(value), None) = (items.next(), items.next(), items.next()) else {
+        return None;
+    };
+    match (code, value) {
+        (1, Value::BulkString(bytes)) => Some(Acquired::Value(bytes)),
+        (2, _) => Some(Acquired::Locked),
+        (3, _) => Some(Acquired::Held),
+        _ => None,
+    }
+}
+
+/// Whether `token` needs no refresh at `now` under `config`: the core's own
+/// rule (refresh margin, clock skew), asked of the core rather than copied.
+pub(crate) fn is_fresh(config: &Config, token: &AccessToken, now: Timestamp) -> bool {
+    let source = TokenSource::with_token(config.clone(), token.clone());
+    source.refresh_at().is_some_and(|at| now < at)
+}
+
+/// `GET token`.
+pub(crate) fn get(keys: &Keys) -> Cmd {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(&keys.token);
+    cmd
+}
+
+/// `SET token value [PX ttl]`, the TTL being the token's remaining life;
+/// `None` when the token has expired at `now` (nothing to share).
+pub(crate) fn set(keys: &Keys, value: Vec<u8>, token: &AccessToken, now: Timestamp) -> Option<Cmd> {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(&keys.token).arg(value);
+    if let Some(expires_at) = token.expires_at() {
+        let remaining = expires_at.saturating_duration_since(now);
+        if remaining.is_zero() {
+            return None;
+        }
+        cmd.arg("PX").arg(millis(remaining).max(1));
+    }
+    Some(cmd)
+}
+
+/// `DEL token`.
+pub(crate) fn delete(keys: &Keys) -> Cmd {
+    let mut cmd = redis::cmd("DEL");
+    cmd.arg(&keys.token);
+    cmd
+}
+
+/// The owner-checked release of the lock.
+pub(crate) fn release(keys: &Keys, owner: &str) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(RELEASE).arg(1).arg(&keys.lock).arg(owner);
+    cmd
+}
+
+/// The token in a `GET` reply, if it is one sealed for this client.
+pub(crate) fn open_reply(sealer: &Sealer, keys: &Keys, reply: Value) -> Option<AccessToken> {
+    match reply {
+        Value::BulkString(bytes) => {
+            let token = sealer.open(&keys.token, &bytes);
+            if token.is_none() {
+                tracing::debug!("the stored value is not a token sealed for this client; ignoring it");
+            }
+            token
+        }
+        _ => None,
+    }
+}
+
+/// Whether `error` says the key holds something that is not a string (so
+/// not ours): read as no token; the next save replaces it.
+pub(crate) fn is_foreign(error: &redis::RedisError) -> bool {
+    error.code() == Some("WRONGTYPE")
+}
+
+/// The wall clock, for TTLs.
+pub(crate) fn wall_now() -> Timestamp {
+    Timestamp::from(std::time::SystemTime::now())
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// 128 random bits, hex: a lock owner no other process will pick.
+fn random_owner() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // No OS randomness: fall back to what differs between processes and
+        // calls. Ownership only needs uniqueness, not secrecy.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos ^ (u128::from(std::process::id()) << 96)).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::builder("id", "secret")
+            .token_endpoint("https://auth.example.com/token")
+            .build()
+            .unwrap()
+    }
+
+    fn keys() -> Keys {
+        Keys::new("p:", "f")
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            lock_ttl: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(5),
+        }
+    }
+
+    fn token(received: u64, expires: u64) -> AccessToken {
+        AccessToken::builder(format!("t{received}"))
+            .received_at(Timestamp::from_unix_secs(received))
+            .expires_at(Timestamp::from_unix_secs(expires))
+            .build()
+            .unwrap()
+    }
+
+    fn value(token: &AccessToken) -> Value {
+        let sealed = Sealer::new(&config(), None).seal(&keys().token, token).unwrap();
+        Value::Array(vec![Value::Int(1), Value::BulkString(sealed)])
+    }
+
+    fn code(code: i64) -> Value {
+        Value::Array(vec![Value::Int(code), Value::BulkString(Vec::new())])
+    }
+
+    fn round<'a>(config: &'a Config, keys: &'a Keys) -> Round<'a> {
+        Round::new(
+            config,
+            Sealer::new(config, None),
+            keys,
+            settings(),
+            Timestamp::from_unix_secs(10_000),
+        )
+    }
+
+    #[test]
+    fn a_fresh_stored_token_is_used() {
+        let (config, keys) = (config(), keys());
+        let mut round = round(&config, &keys);
+        let fresh = token(9_000, 13_600);
+        assert!(matches!(round.on_reply(value(&fresh), Duration::ZERO), Next::Done(Turn::Use(t)) if t == fresh));
+    }
+
+    #[test]
+    fn a_stale_token_is_remembered_and_the_lock_asked_for_next() {
+        let (config, keys) = (config(), keys());
+        let mut round = round(&config, &keys);
+        // Inside its refresh window (refresh at 13 300, now 13 400).
+        let mut late = round_at(&config, &keys, 13_400);
+        let stale = token(9_700, 13_600);
+        assert!(matches!(late.on_reply(value(&stale), Duration::ZERO), Next::Send));
+        assert!(!late.stale.is_empty());
+        let args = late.command().get_packed_command();
+        assert!(args.windows(late.stale.len()).any(|w| w == late.stale));
+        assert!(matches!(
+            round.on_reply(code(2), Duration::ZERO),
+            Next::Done(Turn::Fetch(Some(_)))
+        ));
+    }
+
+    fn round_at<'a>(config: &'a Config, keys: &'a Keys, secs: u64) -> Round<'a> {
+        Round::new(
+            config,
+            Sealer::new(config, None),
+            keys,
+            settings(),
+            Timestamp::from_unix_secs(secs),
+        )
+    }
+
+    #[test]
+    fn a_held_lock_is_polled_until_the_lock_ttl_has_passed() {
+        let (config, keys) = (config(), keys());
+        let mut round = round(&config, &keys);
+        assert!(
+            matches!(round.on_reply(code(3), Duration::from_millis(10)), Next::Sleep(d) if d == Duration::from_millis(5))
+        );
+        assert!(matches!(
+            round.on_reply(code(3), Duration::from_millis(1_010)),
+            Next::Sleep(_)
+        ));
+        assert!(matches!(
+            round.on_reply(code(3), Duration::from_millis(1_030)),
+            Next::Done(Turn::Fetch(None))
+        ));
+    }
+
+    #[test]
+    fn the_token_written_while_waiting_is_judged_at_the_time_it_arrives() {
+        let (config, keys) = (config(), keys());
+        let mut round = round(&config, &keys);
+        // Refresh time 10 000.5 s: fresh at the start, not 600 ms later.
+        let short = token(9_999, 10_002);
+        assert!(matches!(
+            round.on_reply(value(&short), Duration::from_millis(600)),
+            Next::Send
+        ));
+    }
+
+    #[test]
+    fn corrupt_foreign_and_unexpected_replies_lead_to_a_fetch() {
+        let (config, keys) = (config(), keys());
+        let mut round = round(&config, &keys);
+        let corrupt = Value::Array(vec![Value::Int(1), Value::BulkString(b"garbage".to_vec())]);
+        assert!(matches!(round.on_reply(corrupt, Duration::ZERO), Next::Send));
+        let other = Config::builder("id", "other")
+            .token_endpoint("https://auth.example.com/token")
+            .build()
+            .unwrap();
+        let foreign = Sealer::new(&other, None)
+            .seal(&keys.token, &token(9_000, 13_600))
+            .unwrap();
+        let reply = Value::Array(vec![Value::Int(1), Value::BulkString(foreign)]);
+        assert!(matches!(round.on_reply(reply, Duration::ZERO), Next::Send));
+        for reply in [Value::Nil, Value::Int(2), code(9), Value::Array(vec![])] {
+            assert!(matches!(
+                round.on_reply(reply, Duration::ZERO),
+                Next::Done(Turn::Fetch(None))
+            ));
+        }
+    }
+
+    #[test]
+    fn owners_are_random() {
+        assert_ne!(random_owner(), random_owner());
+        assert_eq!(random_owner().len(), 32);
+    }
+
+    #[test]
+    fn an_expired_token_is_not_written() {
+        let t = token(1_000, 2_000);
+        assert!(set(&keys(), vec![1], &t, Timestamp::from_unix_secs(2_000)).is_none());
+        let cmd = set(&keys(), vec![1], &t, Timestamp::from_unix_secs(1_500)).unwrap();
+        assert!(cmd.get_packed_command().windows(6).any(|w| w == b"500000"));
+    }
+}

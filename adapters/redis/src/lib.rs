@@ -1,0 +1,52 @@
+//! A Redis token store for `client-credentials`: one token request per token
+//! lifetime for a whole fleet of processes.
+//!
+//! ```no_run
+//! # #[cfg(feature = "blocking")] {
+//! use client_credentials::Config;
+//! use client_credentials_redis::RedisStore;
+//!
+//! let config = Config::builder("my-service", "secret")
+//!     .token_endpoint("https://auth.example.com/oauth/token")
+//!     .build()?;
+//! let store = RedisStore::builder("rediss://my-service:acl-password@redis.internal:6380")
+//!     .key_prefix("my-service:")
+//!     .build()?; // connects on first use
+//! let client = client_credentials_blocking::Client::builder(config).store(store).build();
+//! let token = client.token()?; // one process of the fleet fetches; the others reuse it
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See [`RedisStore`] for what is stored where and how the fleet shares one
+//! request, and the README's fleet-store section for ACLs, TLS and key
+//! prefixes on shared instances.
+//!
+//! # Features
+//! - `blocking`: implements `client_credentials_blocking::TokenStore` on a
+//!   synchronous connection.
+//! - `tokio`: implements `client_credentials_tokio::TokenStore` on an async
+//!   multiplexed connection (use the store inside a tokio runtime).
+//!
+//! Both traits are `client-credentials-common`'s (`TokenStore`,
+//! `AsyncTokenStore`), which the adapters re-export; the fleet logic itself
+//! is written once (a sans-IO round in `fleet.rs`) and only sent over the
+//! two kinds of connection.
+//! - `tls` (default): `rediss://` URLs, with rustls and the system's roots.
+//! - `cluster` (default): Redis Cluster, [`RedisStoreBuilder::cluster`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "blocking")]
+mod blocking;
+mod fleet;
+mod keys;
+mod seal;
+mod store;
+#[cfg(feature = "tokio")]
+mod tokio_store;
+
+pub use store::{
+    RedisStore, RedisStoreBuilder, RedisStoreError, DEFAULT_KEY_PREFIX, DEFAULT_LOCK_TTL, DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+};

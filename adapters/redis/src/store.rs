@@ -1,0 +1,566 @@
+//! [`RedisStore`], its builder and errors, and what both drivers share:
+//! the target, the key names, the health of the connection, lock ownership.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use client_credentials::Config;
+use redis::{ErrorKind, RedisError};
+
+use crate::fleet::{Settings, Turn};
+use crate::keys::Keys;
+use crate::seal::Sealer;
+
+/// The key prefix unless [`RedisStoreBuilder::key_prefix`] sets another.
+pub const DEFAULT_KEY_PREFIX: &str = "client-credentials:";
+/// How long a process may hold the fleet lock unless
+/// [`RedisStoreBuilder::lock_ttl`] says otherwise.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(5);
+/// The longest Redis may delay a token request unless
+/// [`RedisStoreBuilder::timeout`] says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often a waiting process looks for the lock holder's token unless
+/// [`RedisStoreBuilder::poll_interval`] says otherwise.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(5);
+/// After a failed Redis call, the store leaves Redis alone this long (every
+/// call fetches or reads locally at once), then tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A token store on Redis (or a Redis Cluster, or any server speaking its
+/// protocol) that lets a whole fleet of processes share one token and one
+/// token request per token lifetime.
+///
+/// Give it to a client with `.store(store)` (features `blocking` and
+/// `tokio`). Clones share one connection; one store may serve clients of
+/// different configurations (each has its own key).
+///
+/// - **Key**: `{prefix}{fingerprint}` (see [`Config::fingerprint`]); the
+///   secret never appears in it. The value is the token and its expiry,
+///   sealed with XChaCha20-Poly1305 under a key derived from the client
+///   credentials; its TTL is the token's remaining lifetime.
+/// - **Fleet single flight**: when a process's token reaches its refresh
+///   time it asks Redis first; if another process already wrote a fresh
+///   token, it uses that one. Otherwise one process takes a short lock
+///   (`SET NX PX`, random owner), fetches and writes the token; the others
+///   poll every few milliseconds and pick it up. If the holder dies, its
+///   lock expires after [`lock_ttl`](RedisStoreBuilder::lock_ttl) and
+///   another process takes over.
+/// - **Redis trouble never fails a token request**: each call is bounded by
+///   [`timeout`](RedisStoreBuilder::timeout) (500 ms by default); on an error
+///   the process fetches on its own, leaves Redis alone for a second, and
+///   shares again once Redis answers.
+/// - The cached read (`token()` while fresh) never touches Redis.
+///
+/// `Debug` shows the servers without credentials.
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl RedisStore {
+    /// Starts configuring a store on the Redis server at `url`:
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS,
+    /// feature `tls`). With [`RedisStoreBuilder::cluster`], `url` is one
+    /// node of a Redis Cluster.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use client_credentials_redis::RedisStore;
+    ///
+    /// let store = RedisStore::builder("redis://fleet:s3cret@127.0.0.1:6379/0")
+    ///     .key_prefix("billing-api:")
+    ///     .lock_ttl(Duration::from_secs(10))
+    ///     .build()?; // parses the URL; connects on first use
+    /// assert!(!format!("{store:?}").contains("s3cret"));
+    /// # Ok::<(), client_credentials_redis::RedisStoreError>(())
+    /// ```
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            urls: vec![url.into()],
+            cluster: false,
+            prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            lock_ttl: DEFAULT_LOCK_TTL,
+            timeout: DEFAULT_TIMEOUT,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            encryption_key: None,
+            tls: Tls::default(),
+        }
+    }
+
+    /// The key prefix.
+    pub fn key_prefix(&self) -> &str {
+        &self.shared.prefix
+    }
+
+    /// The Redis key holding the token of `config` (for inspection and
+    /// tests; the lock is this name followed by `:lock`).
+    pub fn key(&self, config: &Config) -> String {
+        self.shared.keys(config).token
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("servers", &self.shared.servers)
+            .field("cluster", &self.shared.target.is_cluster())
+            .field("key_prefix", &self.shared.prefix)
+            .field("lock_ttl", &self.shared.settings.lock_ttl)
+            .field("timeout", &self.shared.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`RedisStore`]; from [`RedisStore::builder`].
+#[must_use]
+pub struct RedisStoreBuilder {
+    urls: Vec<String>,
+    cluster: bool,
+    prefix: String,
+    lock_ttl: Duration,
+    timeout: Duration,
+    poll_interval: Duration,
+    encryption_key: Option<Vec<u8>>,
+    tls: Tls,
+}
+
+/// Certificates for `rediss://` beyond the system's roots.
+#[derive(Default)]
+struct Tls {
+    root: Option<Vec<u8>>,
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tls {
+    fn is_set(&self) -> bool {
+        self.root.is_some() || self.client.is_some()
+    }
+
+    #[cfg(feature = "tls")]
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            root_cert: self.root.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("cluster", &self.cluster)
+            .field("key_prefix", &self.prefix)
+            .field("lock_ttl", &self.lock_ttl)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// Prepended to every key (default `client-credentials:`). Give each
+    /// application sharing a Redis instance its own prefix, and grant its
+    /// Redis user only `~prefix*` keys (see the README on ACLs). Must not
+    /// contain `{` or `}`: the key's hash tag is the fingerprint.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long the process fetching for the fleet holds the lock at most
+    /// (default 5 s): if it dies, the others take over after this long. Make
+    /// it longer than a token request usually takes; a request that outlasts
+    /// it costs one more request, never a failure.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// The longest Redis may hold up a token request when it is down or
+    /// slow (default 500 ms): connecting and each command get half of it;
+    /// on a timeout the client fetches on its own.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How often a process waiting for the lock holder's token looks for it
+    /// (default 5 ms): the delay between the holder's write and the others
+    /// seeing it is at most about this long.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// `url` is a node of a Redis Cluster (feature `cluster`); the others are
+    /// discovered from it. Add more seed nodes with
+    /// [`cluster_node`](Self::cluster_node).
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
+        self
+    }
+
+    /// Another seed node of the Redis Cluster (implies [`cluster`](Self::cluster)).
+    pub fn cluster_node(mut self, url: impl Into<String>) -> Self {
+        self.cluster = true;
+        self.urls.push(url.into());
+        self
+    }
+
+    /// Seals values with a key derived from `key` instead of from the client
+    /// id and secret: for clients without a secret (private-key JWT
+    /// authentication), or to keep sharing across a secret rotation. Every
+    /// process of the fleet must use the same key.
+    pub fn encryption_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.encryption_key = Some(key.into());
+        self
+    }
+
+    /// Trusts this certificate authority (PEM) for `rediss://` instead of
+    /// the system's roots: for a Redis behind a private CA. Feature `tls`.
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM) on `rediss://`
+    /// connections, for servers that require mutual TLS. Feature `tls`.
+    pub fn tls_client_certificate(mut self, certificate: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.tls.client = Some((certificate.into(), key.into()));
+        self
+    }
+
+    /// Checks the settings and parses the URLs. Does not connect: the store
+    /// connects on first use and reconnects after failures, so a Redis that
+    /// is down when the program starts only delays sharing.
+    pub fn build(self) -> Result<RedisStore, RedisStoreError> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(RedisStoreError::InvalidKeyPrefix);
+        }
+        for (name, value) in [
+            ("lock_ttl", self.lock_ttl),
+            ("timeout", self.timeout),
+            ("poll_interval", self.poll_interval),
+        ] {
+            if value < Duration::from_millis(1) {
+                return Err(RedisStoreError::InvalidDuration { name });
+            }
+        }
+        let mut servers = Vec::new();
+        let mut infos = Vec::new();
+        for url in &self.urls {
+            let (info, server) = parse_url(url)?;
+            servers.push(server);
+            infos.push(info);
+        }
+        if self.tls.is_set() && !servers.iter().all(|server| server.starts_with("rediss://")) {
+            return Err(RedisStoreError::InvalidUrl {
+                reason: "TLS certificates are set but the URL is not rediss://",
+            });
+        }
+        let target = if self.cluster {
+            cluster_target(infos, self.timeout, &self.tls)?
+        } else {
+            // `urls` holds exactly the builder's URL when not a cluster.
+            let info = infos
+                .pop()
+                .ok_or(RedisStoreError::InvalidUrl { reason: "no URL given" })?;
+            Target::Single(single_target(info, &self.tls)?)
+        };
+        Ok(RedisStore {
+            shared: Arc::new(Shared {
+                target,
+                servers,
+                prefix: self.prefix,
+                settings: Settings {
+                    lock_ttl: self.lock_ttl,
+                    poll_interval: self.poll_interval,
+                },
+                timeout: self.timeout,
+                encryption_key: self.encryption_key,
+                down_until: Mutex::new(None),
+                owners: Mutex::new(HashMap::new()),
+                #[cfg(feature = "blocking")]
+                sync_conn: Mutex::new(None),
+                #[cfg(feature = "tokio")]
+                async_conn: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+fn parse_url(url: &str) -> Result<(redis::ConnectionInfo, String), RedisStoreError> {
+    let parsed = url::Url::parse(url).map_err(|_| RedisStoreError::InvalidUrl { reason: "not a URL" })?;
+    match parsed.scheme() {
+        "redis" => {}
+        "rediss" if cfg!(feature = "tls") => {
+            #[cfg(feature = "tls")]
+            {
+                // rustls needs one process-wide crypto provider; this crate
+                // brings only ring. Keeps any provider the program installed.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+            }
+        }
+        "rediss" => return Err(RedisStoreError::TlsNotEnabled),
+        _ => {
+            return Err(RedisStoreError::InvalidUrl {
+                reason: "the scheme must be redis:// or rediss://",
+            })
+        }
+    }
+    let host = parsed
+        .host_str()
+        .ok_or(RedisStoreError::InvalidUrl { reason: "no host" })?;
+    let server = match parsed.port() {
+        Some(port) => format!("{}://{host}:{port}{}", parsed.scheme(), parsed.path()),
+        None => format!("{}://{host}{}", parsed.scheme(), parsed.path()),
+    };
+    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|_| RedisStoreError::InvalidUrl {
+        reason: "the redis crate refused it",
+    })?;
+    Ok((info, server))
+}
+
+fn single_target(info: redis::ConnectionInfo, tls: &Tls) -> Result<redis::Client, RedisStoreError> {
+    #[cfg(feature = "tls")]
+    if tls.is_set() {
+        return redis::Client::build_with_tls(info, tls.certificates())
+            .map_err(|_| RedisStoreError::InvalidCertificate);
+    }
+    let _ = tls;
+    redis::Client::open(info).map_err(|_| RedisStoreError::InvalidUrl {
+        reason: "the redis crate refused it",
+    })
+}
+
+#[cfg(feature = "cluster")]
+fn cluster_target(infos: Vec<redis::ConnectionInfo>, timeout: Duration, tls: &Tls) -> Result<Target, RedisStoreError> {
+    let half = timeout / 2;
+    let mut builder = redis::cluster::ClusterClient::builder(infos)
+        .connection_timeout(half)
+        .response_timeout(half)
+        .retries(0);
+    #[cfg(feature = "tls")]
+    if tls.is_set() {
+        builder = builder.certs(tls.certificates());
+    }
+    let _ = tls;
+    let client = builder.build().map_err(|_| RedisStoreError::InvalidUrl {
+        reason: "the cluster nodes disagree on credentials, TLS or protocol",
+    })?;
+    Ok(Target::Cluster(client))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster_target(_: Vec<redis::ConnectionInfo>, _: Duration, _: &Tls) -> Result<Target, RedisStoreError> {
+    Err(RedisStoreError::ClusterNotEnabled)
+}
+
+/// Why [`RedisStoreBuilder::build`] refused the settings. Never contains a
+/// password from the URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisStoreError {
+    /// The URL is not a `redis://` or `rediss://` URL the client can use.
+    #[error("invalid Redis URL: {reason}")]
+    InvalidUrl {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A `rediss://` URL, but the crate was built without the `tls` feature.
+    #[error("rediss:// needs the `tls` feature of client-credentials-redis")]
+    TlsNotEnabled,
+    /// [`RedisStoreBuilder::cluster`], but the crate was built without the
+    /// `cluster` feature.
+    #[error("Redis Cluster needs the `cluster` feature of client-credentials-redis")]
+    ClusterNotEnabled,
+    /// The key prefix contains `{` or `}`, which would move the key's hash tag
+    /// away from the fingerprint (the token and its lock must share a slot).
+    #[error("the Redis key prefix must not contain '{{' or '}}'")]
+    InvalidKeyPrefix,
+    /// The redis crate refused the TLS certificates given to the builder.
+    /// (PEM it cannot read is not always caught here: then every connection
+    /// fails, and the client fetches without the fleet.)
+    #[error("a TLS certificate or key for Redis is not valid PEM")]
+    InvalidCertificate,
+    /// A duration setting is below one millisecond.
+    #[error("the Redis store setting `{name}` must be at least 1 ms")]
+    InvalidDuration {
+        /// Which setting.
+        name: &'static str,
+    },
+}
+
+/// Where the store connects. One per store, built once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Target {
+    Single(redis::Client),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster::ClusterClient),
+}
+
+impl Target {
+    fn is_cluster(&self) -> bool {
+        !matches!(self, Target::Single(_))
+    }
+}
+
+/// Everything clones of one store share.
+pub(crate) struct Shared {
+    pub(crate) target: Target,
+    servers: Vec<String>,
+    prefix: String,
+    pub(crate) settings: Settings,
+    pub(crate) timeout: Duration,
+    encryption_key: Option<Vec<u8>>,
+    /// Set after a failed call: until then, Redis is left alone.
+    down_until: Mutex<Option<Instant>>,
+    /// The lock this process holds, by token key, between `begin_fetch` and
+    /// `end_fetch`.
+    owners: Mutex<HashMap<String, String>>,
+    #[cfg(feature = "blocking")]
+    pub(crate) sync_conn: Mutex<Option<crate::blocking::SyncConnection>>,
+    #[cfg(feature = "tokio")]
+    pub(crate) async_conn: Mutex<Option<crate::tokio_store::AsyncConnection>>,
+}
+
+impl Shared {
+    pub(crate) fn keys(&self, config: &Config) -> Keys {
+        Keys::new(&self.prefix, &config.fingerprint())
+    }
+
+    pub(crate) fn sealer(&self, config: &Config) -> Sealer {
+        Sealer::new(config, self.encryption_key.as_deref())
+    }
+
+    /// `Err` while Redis is being left alone after a failure.
+    pub(crate) fn check_available(&self) -> Result<(), RedisError> {
+        let down_until = *self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        match down_until {
+            Some(until) if Instant::now() < until => Err(RedisError::from((
+                ErrorKind::Io,
+                "Redis failed recently; not asking it again yet",
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records how a call went. Returns whether the connection should be
+    /// dropped (the error was about reaching Redis, not an answer from it).
+    pub(crate) fn record<T>(&self, result: &Result<T, RedisError>) -> bool {
+        let mut down_until = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(_) => {
+                if down_until.take().is_some() {
+                    tracing::info!("Redis answers again; sharing tokens with the fleet");
+                }
+                false
+            }
+            // An error reply (it has a code): Redis is up and answering.
+            Err(error) if error.code().is_some() => false,
+            Err(error) => {
+                if down_until.is_none() {
+                    tracing::warn!(%error, "Redis is unavailable; fetching tokens without the fleet until it answers");
+                }
+                *down_until = Some(Instant::now() + RETRY_AFTER);
+                true
+            }
+        }
+    }
+
+    /// What a finished round means for this process: remembers the lock it
+    /// took, so `end_fetch` releases it.
+    pub(crate) fn finish(&self, keys: &Keys, turn: Turn) -> Option<client_credentials::AccessToken> {
+        match turn {
+            Turn::Use(token) => Some(token),
+            Turn::Fetch(owner) => {
+                if let Some(owner) = owner {
+                    self.owners
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(keys.token.clone(), owner);
+                }
+                None
+            }
+        }
+    }
+
+    /// The owner id of the lock this process took for `keys`, if it did.
+    pub(crate) fn take_owner(&self, keys: &Keys) -> Option<String> {
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&keys.token)
+    }
+}
+
+/// The `io::Error` the store traits return for a Redis failure (its message
+/// names no credentials: the redis crate does not echo URLs).
+pub(crate) fn io_error(error: RedisError) -> std::io::Error {
+    let kind = if error.is_timeout() {
+        std::io::ErrorKind::TimedOut
+    } else if error.is_connection_refusal() {
+        std::io::ErrorKind::ConnectionRefused
+    } else {
+        std::io::ErrorKind::Other
+    };
+    std::io::Error::new(kind, format!("Redis: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_checks_urls_prefixes_and_durations() {
+        assert!(RedisStore::builder("redis://127.0.0.1:6379").build().is_ok());
+        assert!(matches!(
+            RedisStore::builder("http://127.0.0.1").build(),
+            Err(RedisStoreError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            RedisStore::builder("not a url").build(),
+            Err(RedisStoreError::InvalidUrl { .. })
+        ));
+        assert_eq!(
+            RedisStore::builder("redis://h").key_prefix("a{b}:").build().err(),
+            Some(RedisStoreError::InvalidKeyPrefix)
+        );
+        assert!(matches!(
+            RedisStore::builder("redis://h").tls_root_certificate("x").build(),
+            Err(RedisStoreError::InvalidUrl { .. })
+        ));
+        assert_eq!(
+            RedisStore::builder("redis://h").lock_ttl(Duration::ZERO).build().err(),
+            Some(RedisStoreError::InvalidDuration { name: "lock_ttl" })
+        );
+    }
+
+    #[test]
+    fn passwords_stay_out_of_debug_and_errors() {
+        let store = RedisStore::builder("redis://user:hunter2@127.0.0.1:6390/2")
+            .build()
+            .unwrap();
+        let debug = format!("{store:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("127.0.0.1:6390/2"), "{debug}");
+        let error = RedisStore::builder("redis://user:hunter2@").build().unwrap_err();
+        assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn the_key_is_prefix_and_fingerprint_never_the_secret() {
+        let store = RedisStore::builder("redis://h").key_prefix("svc:").build().unwrap();
+        let config = Config::builder("id", "very-secret")
+            .token_endpoint("https://auth.example.com/token")
+            .build()
+            .unwrap();
+        let key = store.key(&config);
+        assert_eq!(key, format!("svc:{{{}}}", config.fingerprint()));
+        assert!(!key.contains("very-secret"));
+    }
+}

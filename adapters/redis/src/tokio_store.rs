@@ -1,0 +1,292 @@
+//! The store on an async multiplexed connection, for `client-credentials-tokio`.
+
+use std::io;
+use std::sync::PoisonError;
+
+use client_credentials::{AccessToken, Config, Timestamp};
+use client_credentials_common::{BoxFuture, FleetTurn};
+use redis::{Cmd, RedisError, RedisResult, Value};
+use tokio::time::Instant;
+
+use crate::fleet::{self, Next, Round};
+use crate::store::{io_error, Shared, Target};
+
+/// A multiplexed connection (cheap to clone: clones share it).
+#[derive(Clone)]
+pub(crate) enum AsyncConnection {
+    Single(redis::aio::MultiplexedConnection),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+async fn connect(shared: &Shared) -> RedisResult<AsyncConnection> {
+    let half = shared.timeout / 2;
+    match &shared.target {
+        Target::Single(client) => {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(half))
+                .set_response_timeout(Some(half));
+            Ok(AsyncConnection::Single(
+                client.get_multiplexed_async_connection_with_config(&config).await?,
+            ))
+        }
+        #[cfg(feature = "cluster")]
+        Target::Cluster(client) => Ok(AsyncConnection::Cluster(client.get_async_connection().await?)),
+    }
+}
+
+fn slot(shared: &Shared) -> std::sync::MutexGuard<'_, Option<AsyncConnection>> {
+    shared.async_conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sends `cmd` within the store's timeout, connecting first if needed; drops
+/// the connection and leaves Redis alone for a while after a failure to
+/// reach it.
+async fn query(shared: &Shared, cmd: &Cmd) -> RedisResult<Value> {
+    shared.check_available()?;
+    let existing = slot(shared).clone();
+    let attempt = async {
+        let mut connection = match existing {
+            Some(connection) => connection,
+            None => {
+                let connection = connect(shared).await?;
+                *slot(shared) = Some(connection.clone());
+                connection
+            }
+        };
+        match &mut connection {
+            AsyncConnection::Single(connection) => cmd.query_async::<Value>(connection).await,
+            #[cfg(feature = "cluster")]
+            AsyncConnection::Cluster(connection) => cmd.query_async::<Value>(connection).await,
+        }
+    };
+    let result = match tokio::time::timeout(shared.timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(RedisError::from(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "Redis did not answer in time",
+        ))),
+    };
+    if shared.record(&result) {
+        *slot(shared) = None;
+    }
+    result
+}
+
+pub(crate) async fn load(shared: &Shared, config: &Config) -> io::Result<Option<AccessToken>> {
+    let keys = shared.keys(config);
+    match query(shared, &fleet::get(&keys)).await {
+        Ok(reply) => Ok(fleet::open_reply(&shared.sealer(config), &keys, reply)),
+        Err(error) if fleet::is_foreign(&error) => Ok(None),
+        Err(error) => Err(io_error(error)),
+    }
+}
+
+pub(crate) async fn save(shared: &Shared, config: &Config, token: &AccessToken) -> io::Result<()> {
+    let keys = shared.keys(config);
+    let value = shared.sealer(config).seal(&keys.token, token)?;
+    match fleet::set(&keys, value, token, fleet::wall_now()) {
+        Some(cmd) => query(shared, &cmd).await.map(drop).map_err(io_error),
+        None => Ok(()),
+    }
+}
+
+pub(crate) async fn delete(shared: &Shared, config: &Config) -> io::Result<()> {
+    query(shared, &fleet::delete(&shared.keys(config)))
+        .await
+        .map(drop)
+        .map_err(io_error)
+}
+
+/// `Some(token)`: another process wrote a fresh one; `None`: fetch.
+pub(crate) async fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> Option<AccessToken> {
+    let keys = shared.keys(config);
+    let mut round = Round::new(config, shared.sealer(config), &keys, shared.settings, now);
+    let started = Instant::now();
+    loop {
+        let reply = match query(shared, &round.command()).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::debug!(%error, "no fleet coordination for this token request");
+                return None;
+            }
+        };
+        match round.on_reply(reply, started.elapsed()) {
+            Next::Send => {}
+            Next::Sleep(pause) => tokio::time::sleep(pause).await,
+            Next::Done(turn) => return shared.finish(&keys, turn),
+        }
+    }
+}
+
+pub(crate) async fn end_fetch(shared: &Shared, config: &Config) {
+    let keys = shared.keys(config);
+    if let Some(owner) = shared.take_owner(&keys) {
+        if let Err(error) = query(shared, &fleet::release(&keys, &owner)).await {
+            // The lock expires by itself after its TTL.
+            tracing::debug!(%error, "could not release the fleet lock");
+        }
+    }
+}
+
+impl client_credentials_common::AsyncTokenStore for crate::RedisStore {
+    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
+        Box::pin(load(&self.shared, config))
+    }
+
+    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(save(&self.shared, config, token))
+    }
+
+    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(delete(&self.shared, config))
+    }
+
+    fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
+        Box::pin(async move {
+            Ok(match begin_fetch(&self.shared, config, now).await {
+                Some(token) => FleetTurn::Use(token),
+                None => FleetTurn::Fetch,
+            })
+        })
+    }
+
+    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
+        Box::pin(end_fetch(&self.shared, config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use client_credentials_testkit::redis::{RedisCluster, RedisServer};
+
+    use super::*;
+    use crate::RedisStore;
+
+    fn config() -> Config {
+        Config::builder("fleet-client", "fleet-secret")
+            .token_endpoint("https://auth.example.com/token")
+            .build()
+            .unwrap()
+    }
+
+    fn token(name: &str) -> AccessToken {
+        let now = fleet::wall_now();
+        AccessToken::builder(name)
+            .received_at(now)
+            .expires_at(now.saturating_add(Duration::from_secs(600)))
+            .build()
+            .unwrap()
+    }
+
+    async fn one_fetches_the_others_use(stores: Vec<RedisStore>) {
+        let config = config();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(stores.len()));
+        let tasks: Vec<_> = stores
+            .into_iter()
+            .map(|store| {
+                let (config, barrier) = (config.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    match begin_fetch(&store.shared, &config, fleet::wall_now()).await {
+                        Some(token) => token.secret().to_owned(),
+                        None => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            save(&store.shared, &config, &token("the-one")).await.unwrap();
+                            end_fetch(&store.shared, &config).await;
+                            "fetched".to_owned()
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        assert_eq!(results.iter().filter(|r| *r == "fetched").count(), 1, "{results:?}");
+        assert!(results.iter().all(|r| r == "fetched" || r == "the-one"), "{results:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_connections_share_one_fetch_and_round_trip_tokens() {
+        let server = RedisServer::start();
+        let stores: Vec<RedisStore> = (0..8)
+            .map(|_| RedisStore::builder(server.url()).build().unwrap())
+            .collect();
+        let probe = stores[0].clone();
+        one_fetches_the_others_use(stores).await;
+        let config = config();
+        assert_eq!(load(&probe.shared, &config).await.unwrap().unwrap().secret(), "the-one");
+        delete(&probe.shared, &config).await.unwrap();
+        assert!(load(&probe.shared, &config).await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cluster_shares_one_fetch_with_both_keys_in_one_slot() {
+        let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.unwrap();
+        let urls = cluster.urls();
+        let stores: Vec<RedisStore> = (0..8)
+            .map(|i| {
+                // Each process knows a different seed node.
+                RedisStore::builder(urls[i % 3].clone()).cluster().build().unwrap()
+            })
+            .collect();
+        let key = stores[0].key(&config());
+        one_fetches_the_others_use(stores).await;
+        let blocking_store = RedisStore::builder(urls[1].clone()).cluster().build().unwrap();
+        #[cfg(feature = "blocking")]
+        assert_eq!(
+            crate::blocking::load(&blocking_store.shared, &config())
+                .unwrap()
+                .unwrap()
+                .secret(),
+            "the-one"
+        );
+        drop(blocking_store);
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(cluster.cli(&["exists", &key]), "1");
+            assert_eq!(
+                cluster.cli(&["cluster", "keyslot", &key]),
+                cluster.cli(&["cluster", "keyslot", &format!("{key}:lock")])
+            );
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frozen_redis_delays_an_async_fetch_by_at_most_the_timeout() {
+        let server = RedisServer::start();
+        let store = RedisStore::builder(server.url()).build().unwrap();
+        let config = config();
+        save(&store.shared, &config, &token("before")).await.unwrap();
+        server.pause();
+        let started = Instant::now();
+        assert!(begin_fetch(&store.shared, &config, fleet::wall_now()).await.is_none());
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
+        server.resume();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rediss_with_a_private_ca_round_trips_on_the_async_connection() {
+        let server = tokio::task::spawn_blocking(RedisServer::start_tls).await.unwrap();
+        let store = RedisStore::builder(server.url())
+            .tls_root_certificate(server.ca_certificate())
+            .build()
+            .unwrap();
+        let config = config();
+        save(&store.shared, &config, &token("over-tls")).await.unwrap();
+        assert_eq!(
+            load(&store.shared, &config).await.unwrap().unwrap().secret(),
+            "over-tls"
+        );
+        tokio::task::spawn_blocking(move || drop(server)).await.unwrap();
+    }
+}

@@ -1,0 +1,253 @@
+//! A fleet of processes on one Redis store (`client-credentials-redis`):
+//! one token request per token lifetime for the whole fleet, and every
+//! caller still gets a token when Redis or the lock holder dies. Each
+//! worker is a separate OS process (see [`crate::fleet`]) with
+//! [`THREADS`](crate::fleet::THREADS) threads calling `token()` at once.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use client_credentials_testkit::redis::{RedisCluster, RedisServer};
+use client_credentials_testkit::{Fault, TestIssuer};
+
+use crate::fleet::{Burst, Fleet, THREADS};
+use crate::Adapter;
+
+const PROCESSES: usize = 8;
+
+fn fleet(issuer: &TestIssuer, redis: Vec<String>, cluster: bool, lock_ttl: Duration) -> Fleet {
+    Fleet {
+        redis,
+        cluster,
+        lock_ttl,
+        endpoint: issuer.token_endpoint(),
+        client_id: issuer.client_id(),
+        client_secret: issuer.client_secret(),
+        binary: std::env::current_exe().expect("the test binary"),
+    }
+}
+
+fn sleep_until(at: SystemTime) {
+    if let Ok(wait) = at.duration_since(SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
+}
+
+fn assert_all_served<A: Adapter>(bursts: &[Burst]) {
+    for burst in bursts {
+        assert_eq!(burst.ok, THREADS, "{}: {:?}", A::NAME, burst.errors);
+    }
+}
+
+/// 8 processes × 16 threads start together with no token, then again once
+/// the shared token has expired: one token request each time, and every
+/// caller of a round gets the same token.
+fn one_request_per_lifetime<A: Adapter>(redis: Vec<String>, cluster: bool) {
+    // Three seconds: refreshed after 1.5 s, so a worker starting late
+    // still finds the shared token fresh.
+    let issuer = TestIssuer::builder().lifetime(3).start();
+    let fleet = fleet(&issuer, redis, cluster, Duration::from_secs(2));
+    let first = SystemTime::now() + Duration::from_millis(1_200);
+    let expired = first + Duration::from_millis(3_300);
+    let workers: Vec<_> = (0..PROCESSES).map(|_| fleet.spawn::<A>(&[first, expired])).collect();
+    sleep_until(first + Duration::from_millis(1_000));
+    assert_eq!(issuer.token_requests().len(), 1, "{}: cold start", A::NAME);
+    let results: Vec<Vec<Burst>> = workers.into_iter().map(|w| w.wait()).collect();
+    assert_eq!(issuer.token_requests().len(), 2, "{}: after expiry", A::NAME);
+    for round in 0..2 {
+        let bursts: Vec<Burst> = results.iter().map(|r| r[round].clone()).collect();
+        assert_all_served::<A>(&bursts);
+        let tokens: BTreeSet<&String> = bursts.iter().flat_map(|b| &b.tokens).collect();
+        assert_eq!(tokens.len(), 1, "{}: round {round}: {tokens:?}", A::NAME);
+    }
+}
+
+/// The fleet on one `redis-server`.
+pub fn one_request_for_a_fleet_on_one_server<A: Adapter>() {
+    let server = RedisServer::start();
+    one_request_per_lifetime::<A>(vec![server.url()], false);
+}
+
+/// The fleet on a three-master Redis Cluster, each process given one node.
+pub fn one_request_for_a_fleet_on_a_cluster<A: Adapter>() {
+    let cluster = RedisCluster::start();
+    one_request_per_lifetime::<A>(cluster.urls(), true);
+}
+
+/// Redis is killed while one process fetches for the fleet and the others
+/// wait: every caller still gets a token, promptly.
+pub fn every_caller_gets_a_token_when_redis_dies_mid_run<A: Adapter>() {
+    let mut server = RedisServer::start();
+    let issuer = TestIssuer::start();
+    // The fleet's request takes a second: the others are waiting when Redis dies.
+    issuer.push_fault(Fault::Delay(Duration::from_millis(1_000)));
+    let fleet = fleet(&issuer, vec![server.url()], false, Duration::from_secs(5));
+    let start = SystemTime::now() + Duration::from_millis(1_200);
+    let workers: Vec<_> = (0..PROCESSES).map(|_| fleet.spawn::<A>(&[start])).collect();
+    sleep_until(start + Duration::from_millis(300));
+    server.kill();
+    for worker in workers {
+        let bursts = worker.wait();
+        assert_all_served::<A>(&bursts);
+        // Not the lock TTL (5 s): the waiters fetch as soon as Redis fails.
+        assert!(
+            bursts[0].slowest < Duration::from_secs(3),
+            "{}: {:?}",
+            A::NAME,
+            bursts[0].slowest
+        );
+    }
+    let requests = issuer.token_requests().len();
+    assert!((2..=PROCESSES).contains(&requests), "{}: {requests}", A::NAME);
+}
+
+/// The process holding the fleet lock is killed mid-request: the others
+/// take over once the lock expires and all get one new token.
+pub fn others_recover_within_the_lock_ttl_when_the_lock_owner_dies<A: Adapter>() {
+    let server = RedisServer::start();
+    let issuer = TestIssuer::start();
+    issuer.push_fault(Fault::Hang);
+    let lock_ttl = Duration::from_millis(1_500);
+    let fleet = fleet(&issuer, vec![server.url()], false, lock_ttl);
+    let lock = format!("{}:lock", fleet.store().key(&fleet.config()));
+    let owner = fleet.spawn::<A>(&[SystemTime::now()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Killed once its request is at the issuer (which never answers it).
+    while issuer.token_requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{}: the first worker never sent its request",
+            A::NAME
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        server.cli(&["exists", &lock]),
+        "1",
+        "{}: the first worker holds the lock",
+        A::NAME
+    );
+    let locked_at = Instant::now();
+    owner.kill();
+    let start = SystemTime::now() + Duration::from_millis(300);
+    let workers: Vec<_> = (1..PROCESSES).map(|_| fleet.spawn::<A>(&[start])).collect();
+    let results: Vec<Vec<Burst>> = workers.into_iter().map(|w| w.wait()).collect();
+    let recovered = locked_at.elapsed();
+    assert!(
+        recovered < lock_ttl + Duration::from_secs(2),
+        "{}: {recovered:?}",
+        A::NAME
+    );
+    let bursts: Vec<Burst> = results.into_iter().map(|mut r| r.remove(0)).collect();
+    assert_all_served::<A>(&bursts);
+    let tokens: BTreeSet<&String> = bursts.iter().flat_map(|b| &b.tokens).collect();
+    assert_eq!(tokens.len(), 1, "{}: {tokens:?}", A::NAME);
+    // The dead owner's request and the one that replaced it.
+    assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
+}
+
+fn redis_options(server: &RedisServer, issuer: &TestIssuer) -> (crate::Options, String) {
+    let fleet = fleet(issuer, vec![server.url()], false, Duration::from_secs(2));
+    let key = fleet.store().key(&fleet.config());
+    let options = crate::Options {
+        store: crate::StoreChoice::Redis(fleet.store()),
+        ..crate::Options::default()
+    };
+    (options, key)
+}
+
+fn client<A: Adapter>(issuer: &TestIssuer, options: &crate::Options) -> A::Client {
+    A::build(super::config(issuer).build().unwrap(), options.clone())
+}
+
+/// A token the resource server rejected is removed from Redis by
+/// `invalidate`, so no process picks it up again; the next one is shared.
+pub fn a_rejected_token_is_invalidated_fleet_wide<A: Adapter>() {
+    let server = RedisServer::start();
+    let issuer = TestIssuer::start();
+    let (options, key) = redis_options(&server, &issuer);
+    let (one, two) = (client::<A>(&issuer, &options), client::<A>(&issuer, &options));
+    let first = A::token(&one).unwrap();
+    assert_eq!(A::token(&two).unwrap().secret(), first.secret(), "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 1, "{}", A::NAME);
+    assert!(
+        !server.cli(&["get", &key]).contains(first.secret()),
+        "{}: sealed",
+        A::NAME
+    );
+
+    A::invalidate(&one, &first);
+    // The tokio client deletes in a task of its own: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while server.cli(&["exists", &key]) != "0" {
+        assert!(Instant::now() < deadline, "{}: not deleted fleet-wide", A::NAME);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    A::invalidate(&two, &first);
+    let second = A::token(&two).unwrap();
+    assert_ne!(second.secret(), first.secret(), "{}", A::NAME);
+    assert_eq!(A::token(&one).unwrap().secret(), second.secret(), "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
+}
+
+/// Something else under the key (garbage, another type) is ignored and
+/// replaced by the next token, which the fleet then shares.
+pub fn a_corrupt_or_foreign_value_is_replaced<A: Adapter>() {
+    let server = RedisServer::start();
+    let issuer = TestIssuer::start();
+    let (options, key) = redis_options(&server, &issuer);
+    for (round, setup) in [vec!["set", &key, "not a token"], vec!["rpush", &key, "x"]]
+        .into_iter()
+        .enumerate()
+    {
+        server.cli(&["del", &key]);
+        server.cli(&setup);
+        let token = A::token(&client::<A>(&issuer, &options)).unwrap();
+        assert_eq!(issuer.token_requests().len(), round + 1, "{}", A::NAME);
+        assert_eq!(server.cli(&["type", &key]), "string", "{}", A::NAME);
+        let again = A::token(&client::<A>(&issuer, &options)).unwrap();
+        assert_eq!(again.secret(), token.secret(), "{}: shared", A::NAME);
+        assert_eq!(issuer.token_requests().len(), round + 1, "{}", A::NAME);
+    }
+}
+
+/// A frozen Redis (connections open, no answers) delays a token request by
+/// at most the store's timeout (500 ms); sharing resumes when it answers.
+pub fn a_frozen_redis_delays_a_request_by_at_most_the_timeout<A: Adapter>() {
+    let server = RedisServer::start();
+    let issuer = TestIssuer::start();
+    let (options, _) = redis_options(&server, &issuer);
+    server.pause();
+    let started = Instant::now();
+    let token = A::token(&client::<A>(&issuer, &options));
+    let took = started.elapsed();
+    server.resume();
+    assert!(token.is_ok(), "{}: {token:?}", A::NAME);
+    // load and begin_fetch: the first times out, the second is skipped.
+    assert!(took < Duration::from_millis(1_500), "{}: {took:?}", A::NAME);
+    std::thread::sleep(Duration::from_millis(1_100));
+    let shared = A::token(&client::<A>(&issuer, &options)).unwrap();
+    let again = A::token(&client::<A>(&issuer, &options)).unwrap();
+    assert_eq!(shared.secret(), again.secret(), "{}: sharing again", A::NAME);
+}
+
+/// For BENCHMARKS.md: token requests a fleet of `processes` processes (16
+/// threads each) sends per token lifetime, with the Redis store or without
+/// any store: the cold start, then the refresh after expiry. Returns
+/// `(cold, refresh)`.
+pub fn requests_per_lifetime<A: Adapter>(processes: usize, with_store: bool) -> (usize, usize) {
+    let server = RedisServer::start();
+    let issuer = TestIssuer::builder().lifetime(4).start();
+    let redis = if with_store { vec![server.url()] } else { Vec::new() };
+    let fleet = fleet(&issuer, redis, false, Duration::from_secs(2));
+    // Room for many processes to start before the first burst.
+    let first = SystemTime::now() + Duration::from_millis(500 + 100 * processes as u64);
+    let expired = first + Duration::from_millis(4_300);
+    let workers: Vec<_> = (0..processes).map(|_| fleet.spawn::<A>(&[first, expired])).collect();
+    sleep_until(first + Duration::from_millis(2_000));
+    let cold = issuer.token_requests().len();
+    for worker in workers {
+        assert_all_served::<A>(&worker.wait());
+    }
+    (cold, issuer.token_requests().len() - cold)
+}

@@ -1,0 +1,9 @@
+//! Authorised HTTP clients (ureq middleware and agent; reqwest middleware and
+//! tower layer), against both adapters.
+client_credentials_suite::scenarios!(authorized:
+    a_wave_of_rejections_causes_one_refresh_and_one_retry_each,
+    no_retry_after_a_second_401,
+    streamed_bodies_are_not_retried,
+    the_token_never_reaches_another_origin,
+    the_default_origins_are_the_configs_resources,
+);
