@@ -132,7 +132,7 @@ pub enum Step<W: Wake> {
     /// woken), then step again.
     Wait(Option<Duration>),
     /// This caller holds the single flight: perform the task and hand its
-    /// result to [`Flight::finish`].
+    /// result to `Flight::finish`.
     Work(Work<W>),
 }
 

@@ -2,7 +2,7 @@
 //! one token request per token lifetime for the whole fleet, and every
 //! caller still gets a token when Redis or the lock holder dies. Each
 //! worker is a separate OS process (see [`crate::fleet`]) with
-//! [`THREADS`](crate::fleet::THREADS) threads calling `token()` at once.
+//! [`THREADS`] threads calling `token()` at once.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
