@@ -231,9 +231,12 @@ pub struct TokenSource {
     round: Round,
     /// No token or discovery request goes out before this (back-off, cool-down).
     not_before: Timestamp,
-    /// Failed attempts since the last success, across rounds: the back-off
-    /// keeps doubling until a token arrives.
+    /// Requests answered without a token since the last token, across
+    /// rounds: once one has failed, the back-off keeps doubling with this
+    /// count until a token arrives.
     failures: u32,
+    /// When the first of those requests failed.
+    failing_since: Option<Timestamp>,
     /// The error of the last failed round, until a round succeeds.
     last_error: Option<Error>,
     /// Numbers of the last round started, and of the last that failed / succeeded.
@@ -282,6 +285,7 @@ impl TokenSource {
             round: Round::Done,
             not_before: Timestamp::UNIX_EPOCH,
             failures: 0,
+            failing_since: None,
             last_error: None,
             rounds_started: 0,
             last_failed_round: 0,
@@ -1016,6 +1020,11 @@ impl TokenSource {
     /// revocation endpoint is configured or discovered and there was a token to revoke.
     ///
     /// The back-off state stays: a sign-out does not lift a cool-down.
+    ///
+    /// With a JWT client authentication the revocation request carries a
+    /// fresh assertion dated at the latest `now` handed to [`TokenSource::poll`]
+    /// (sign-out takes no time of its own); none is sent when no assertion can
+    /// be made (an expired assertion file, a failing signer).
     pub fn signout(&mut self) -> Option<Outgoing> {
         let token = self.token.take();
         let refresh = self.refresh_token.take();
@@ -1058,6 +1067,7 @@ impl TokenSource {
     /// A token arrived: the escalation ends.
     fn end_round(&mut self, now: Timestamp) {
         self.failures = 0;
+        self.failing_since = None;
         self.last_error = None;
         self.rediscovered = false;
         self.forced = false;
@@ -1066,13 +1076,31 @@ impl TokenSource {
         self.not_before = now;
     }
 
-    /// While failures are counted, every request waits a back-off step after
-    /// the previous answer, so fallbacks cannot add bursts to a failing provider.
+    /// An answer without a token that is no failure (a fallback, metadata):
+    /// it counts, and once a request has failed the next one waits its step
+    /// like any retry, so fallbacks add no bursts to a failing provider.
     fn pace(&mut self, now: Timestamp) {
-        if self.failures > 0 {
-            let delay = self.jitter.backoff(self.config.retry(), self.failures, None);
+        self.failures = self.failures.saturating_add(1);
+        if self.failing_since.is_some() {
+            let delay = self.delay(now, None);
             self.not_before = self.not_before.max(now.saturating_add(delay));
         }
+    }
+
+    /// The wait after the latest request without a token: the back-off step
+    /// for their count, at least `retry_after` (capped), and at least the time
+    /// the failures have lasted (up to the maximum back-off). The last rule
+    /// keeps the rate bound when callers come late: a streak that began a
+    /// minute ago waits the maximum however few requests it has made.
+    fn delay(&mut self, now: Timestamp, retry_after: Option<Duration>) -> Duration {
+        let policy = *self.config.retry();
+        let lasted = self
+            .failing_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        let floor = lasted
+            .min(policy.max_backoff)
+            .max(retry_after.unwrap_or(Duration::ZERO));
+        self.jitter.backoff(&policy, self.failures, Some(floor))
     }
 
     fn fallback(&mut self, now: Timestamp, error: Error) -> Event {
@@ -1105,6 +1133,7 @@ impl TokenSource {
     /// whether the next attempt is a retry within the round or a new round.
     fn fail(&mut self, now: Timestamp, error: Error, retry_after: Option<Duration>) -> Result<Event, Error> {
         self.failures = self.failures.saturating_add(1);
+        self.failing_since.get_or_insert(now);
         let attempts = match self.round {
             Round::Running { attempts } => attempts.saturating_add(1),
             Round::Done | Round::Failed => 1,
@@ -1112,7 +1141,7 @@ impl TokenSource {
         let policy = *self.config.retry();
         let retry_after_capped = retry_after.filter(|wait| *wait > policy.max_retry_after);
         let retry_after = retry_after.map(|wait| wait.min(policy.max_retry_after));
-        let delay = self.jitter.backoff(&policy, self.failures, retry_after);
+        let delay = self.delay(now, retry_after);
         self.not_before = now.saturating_add(delay);
         let patient = retry_after.is_none_or(|wait| wait <= policy.max_backoff);
         if error.is_retryable() && attempts < policy.max_attempts && patient {

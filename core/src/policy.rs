@@ -9,18 +9,23 @@ use crate::time::{duration_millis, Timestamp};
 ///
 /// A round starts when a token is needed. Transport errors, HTTP 5xx, 429 and
 /// 408 are retried within the round, up to `max_attempts` requests; OAuth
-/// errors such as `invalid_client` end the round at once. Each failed request
-/// adds one to a failure count that persists across rounds until a token
-/// arrives, and the wait before the next request (a retry, a fallback, or a
-/// new round after the cool-down) is the back-off step for that count:
-/// `initial_backoff` doubling up to `max_backoff`, plus up to 10 % jitter on
-/// top (never less, so clients started together spread out and the step is a
-/// floor). A `Retry-After` header is a floor too, capped at `max_retry_after`.
+/// errors such as `invalid_client` end the round at once. Every request
+/// answered without a token counts, across rounds, until a token arrives.
+/// Once one of them has failed, the wait before the next request (a retry, a
+/// fallback such as the RFC 8414 location, or a new round after the
+/// cool-down) is the back-off step for that count — `initial_backoff`
+/// doubling up to `max_backoff` — and at least as long as the failures have
+/// lasted so far (up to `max_backoff`), plus up to 10 % jitter on top (never
+/// less, so the step is a floor and clients started together spread out). A
+/// `Retry-After` header is a floor too, capped at `max_retry_after`.
 ///
-/// With the defaults a provider that fails everything gets at most 7
-/// requests in the first minute (10 with discovery and refresh-token
-/// fallbacks) and at most 2 in any later minute, however many callers poll;
-/// a success resets the count.
+/// Nothing happens because time passes: a request only goes out when a
+/// caller (or a background refresher) polls after the wait. With the defaults
+/// a provider that fails everything gets at most 10 requests in the minute
+/// after the first (7 with continuous callers: 0, 0.5, 1.5, 3.5, 7.5, 15.5,
+/// 31.5 s) and at most 2 in any later minute, however many callers poll and
+/// however late they come; the property tests in `core/tests/properties.rs`
+/// check both bounds over arbitrary failure sequences and poll schedules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {

@@ -423,13 +423,16 @@ fn a_usable_token_is_served_through_back_off_and_cool_down() {
             other => panic!("attempt {attempt}: {other:?}"),
         }
     }
-    // Served during the cool-down; the next round starts after it.
+    // Served during the cool-down (at least Retry-After, and at least as
+    // long as the failures have lasted); the next round starts after it.
+    let until = source.retry_at().unwrap();
+    assert!(until >= now.saturating_add(Duration::from_secs(10)), "{until:?}");
     assert_eq!(ready(&mut source, now).secret(), "good");
     assert_eq!(
-        ready(&mut source, now.saturating_add(Duration::from_secs(4))).secret(),
+        ready(&mut source, until.saturating_sub(Duration::from_millis(1))).secret(),
         "good"
     );
-    send(&mut source, now.saturating_add(Duration::from_secs(6)));
+    send(&mut source, until);
 }
 
 #[test]

@@ -497,3 +497,218 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------- a provider failing everything
+
+/// How the provider fails a request.
+#[derive(Debug, Clone)]
+enum Failing {
+    Status { status: u16, retry_after: Option<String> },
+    OAuth { status: u16, code: &'static str },
+    Body { status: u16, body: Vec<u8> },
+    Transport(TransportErrorKind),
+}
+
+impl Failing {
+    fn deliver(
+        &self,
+        source: &mut TokenSource,
+        now: Timestamp,
+        id: RequestId,
+    ) -> Result<Event, client_credentials::Error> {
+        match self {
+            Failing::Status { status, retry_after } => {
+                let mut response = common::response(*status, "");
+                if let Some(value) = retry_after {
+                    response = common::with_header(response, "retry-after", value);
+                }
+                source.handle_response(now, id, response)
+            }
+            Failing::OAuth { status, code } => source.handle_response(now, id, common::oauth_error(*status, code)),
+            Failing::Body { status, body } => source.handle_response(now, id, common::response(*status, body.clone())),
+            Failing::Transport(kind) => source.handle_transport_error(now, id, *kind),
+        }
+    }
+}
+
+fn failing() -> impl Strategy<Value = Failing> {
+    let retry_after = prop_oneof![
+        (0u64..120).prop_map(|s| s.to_string()),
+        (120u64..100_000_000_000).prop_map(|s| s.to_string()),
+        Just("99999999999999999999".to_owned()),
+        Just("Fri, 31 Dec 9999 23:59:59 GMT".to_owned()),
+        Just("Tue, 14 Nov 2023 22:13:50 GMT".to_owned()),
+        Just("soon".to_owned()),
+    ];
+    prop_oneof![
+        3 => (prop::sample::select(vec![500u16, 502, 503, 504, 429, 408]), prop::option::of(retry_after))
+            .prop_map(|(status, retry_after)| Failing::Status { status, retry_after }),
+        2 => (prop::sample::select(vec![400u16, 401, 403]),
+              prop::sample::select(vec!["invalid_client", "invalid_scope", "invalid_grant", "unauthorized_client", "temporarily_unavailable"]))
+            .prop_map(|(status, code)| Failing::OAuth { status, code }),
+        1 => (prop::sample::select(vec![200u16, 302, 404, 410, 500]), prop::collection::vec(any::<u8>(), 0..32))
+            .prop_map(|(status, body)| Failing::Body { status, body }),
+        1 => prop::sample::select(vec![TransportErrorKind::Connect, TransportErrorKind::Timeout, TransportErrorKind::Io, TransportErrorKind::Other])
+            .prop_map(Failing::Transport),
+    ]
+}
+
+/// Something a caller does besides asking for a token.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Token,
+    Refresh,
+    Invalidate,
+}
+
+#[derive(Debug, Clone)]
+struct Crowd {
+    issuer: bool,
+    /// A stored token to start from: (lifetime left in seconds, with a refresh token).
+    seeded: Option<(u64, bool)>,
+    /// A background refresher also polls whenever the core says a request may go out.
+    refresher: bool,
+    seed: u64,
+    /// Milliseconds between polls, cycled (several callers a second).
+    gaps: Vec<u64>,
+    /// How long each request takes, cycled.
+    latencies: Vec<u64>,
+    answers: Vec<Failing>,
+    calls: Vec<Call>,
+}
+
+fn crowd() -> impl Strategy<Value = Crowd> {
+    (
+        any::<bool>(),
+        prop::option::of((0u64..900, any::<bool>())),
+        any::<bool>(),
+        any::<u64>(),
+        prop::collection::vec(prop_oneof![4 => 1u64..400, 1 => 400u64..20_000], 1..16),
+        prop::collection::vec(prop_oneof![4 => 0u64..2_000, 1 => 2_000u64..30_000], 1..8),
+        prop::collection::vec(failing(), 1..24),
+        prop::collection::vec(
+            prop_oneof![8 => Just(Call::Token), 1 => Just(Call::Refresh), 1 => Just(Call::Invalidate)],
+            1..16,
+        ),
+    )
+        .prop_map(
+            |(issuer, seeded, refresher, seed, gaps, latencies, answers, calls)| Crowd {
+                issuer,
+                seeded,
+                refresher,
+                seed,
+                gaps,
+                latencies,
+                answers,
+                calls,
+            },
+        )
+}
+
+/// Ten simulated minutes of callers against a provider that fails every
+/// request; returns the send times in milliseconds since the start.
+fn besiege(crowd: &Crowd) -> Result<Vec<u64>, TestCaseError> {
+    let builder = Config::builder(common::CLIENT_ID, common::SECRET).jitter_seed(crowd.seed);
+    let builder = if crowd.issuer {
+        builder.issuer(common::ISSUER)
+    } else {
+        builder.token_endpoint(common::TOKEN_URL)
+    };
+    let config = builder.build().expect("valid config");
+    let start = common::at(0);
+    let mut source = match crowd.seeded {
+        Some((left, refresh)) => {
+            let mut token = AccessToken::builder("stored")
+                .received_at(start.saturating_sub(Duration::from_secs(3600)))
+                .expires_at(start.saturating_add(Duration::from_secs(left)));
+            if refresh {
+                token = token.refresh_token("stored-refresh");
+            }
+            TokenSource::with_token(config, token.build().expect("valid token"))
+        }
+        None => TokenSource::new(config),
+    };
+    let ms = |t: Timestamp| t.as_unix_millis() - start.as_unix_millis();
+    let end = start.saturating_add(Duration::from_secs(600));
+    let (mut now, mut step) = (start, 0usize);
+    let mut in_flight: Option<(RequestId, Timestamp)> = None;
+    let mut sent = Vec::new();
+    while now < end {
+        if let Some((id, due)) = in_flight {
+            if now >= due {
+                let answer = &crowd.answers[sent.len() % crowd.answers.len()];
+                let result = answer.deliver(&mut source, now, id);
+                prop_assert!(
+                    !matches!(result, Ok(Event::TokenUpdated(_))),
+                    "a failing provider issued a token"
+                );
+                in_flight = None;
+            }
+        }
+        match crowd.calls[step % crowd.calls.len()] {
+            Call::Token => {}
+            Call::Refresh => {
+                let _ = source.force_refresh(now);
+            }
+            Call::Invalidate => {
+                if let Some(token) = source.token().cloned() {
+                    source.invalidate(&token);
+                }
+            }
+        }
+        let unforced_usable = source.usable(now).is_some() && source.refresh_at().is_some();
+        match source.poll(now) {
+            Action::Send(outgoing) => {
+                prop_assert!(in_flight.is_none(), "a second request while one is in flight");
+                let latency = crowd.latencies[sent.len() % crowd.latencies.len()];
+                in_flight = Some((outgoing.id, now.saturating_add(Duration::from_millis(latency))));
+                sent.push(ms(now));
+            }
+            Action::Ready(token) => prop_assert!(!token.is_expired(now)),
+            Action::Wait { .. } | Action::Failed(_) => {
+                prop_assert!(!unforced_usable, "a usable token was not served at {}", ms(now));
+            }
+        }
+        let mut next = now.saturating_add(Duration::from_millis(crowd.gaps[step % crowd.gaps.len()]));
+        if let Some((_, due)) = in_flight {
+            next = next.min(due);
+        }
+        if crowd.refresher {
+            // It wakes exactly when a request may go out again, or at the refresh time.
+            let wake = source
+                .retry_at()
+                .into_iter()
+                .chain(source.refresh_at())
+                .filter(|at| *at > now)
+                .min();
+            if let Some(wake) = wake {
+                next = next.min(wake);
+            }
+        }
+        now = next.max(now.saturating_add(Duration::from_millis(1)));
+        step += 1;
+    }
+    Ok(sent)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    /// A provider that fails everything gets at most 10 requests in the
+    /// minute after the first and at most 2 in any later minute, however many
+    /// callers poll, refresh or invalidate, with or without a background
+    /// refresher; never two at once; and a usable token is always served
+    /// (checked inside `besiege`).
+    #[test]
+    fn a_failing_provider_is_backed_off(crowd in crowd()) {
+        let sent = besiege(&crowd)?;
+        let Some(&first) = sent.first() else { return Ok(()) };
+        let early = sent.iter().filter(|t| **t < first + 60_000).count();
+        prop_assert!(early <= 10, "{} requests in the first minute: {:?}", early, sent);
+        for window in sent.windows(3) {
+            if window[0] >= first + 60_000 {
+                prop_assert!(window[2] - window[0] >= 60_000, "three requests within a minute: {:?} in {:?}", window, sent);
+            }
+        }
+    }
+}

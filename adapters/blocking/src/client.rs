@@ -254,3 +254,17 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
         std::thread::yield_now();
     }
 }
+
+impl Client {
+    /// The DPoP proof (RFC 9449 §7) of a request to a resource with `token`,
+    /// with `ath` and a fresh `jti`: `None` without `.dpop(key)` in the config.
+    pub(crate) fn resource_proof(
+        &self,
+        method: &http::Method,
+        uri: &str,
+        token: &client_credentials::AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<Option<http::HeaderValue>, client_credentials::Error> {
+        self.driver.dpop_proof(method, uri, token, nonce)
+    }
+}

@@ -42,12 +42,12 @@ impl Client {
     /// The DPoP proof for a resource request, `None` without DPoP.
     fn dpop_proof(
         &self,
-        _method: &Method,
-        _uri: &str,
-        _token: &AccessToken,
-        _nonce: Option<&str>,
+        method: &Method,
+        uri: &str,
+        token: &AccessToken,
+        nonce: Option<&str>,
     ) -> Result<Option<HeaderValue>, Error> {
-        Ok(None)
+        self.resource_proof(method, uri, token, nonce)
     }
 
     /// Acts on what a response said about the token it carried.
