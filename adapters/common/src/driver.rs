@@ -132,7 +132,7 @@ pub enum Step<W: Wake> {
     /// woken), then step again.
     Wait(Option<Duration>),
     /// This caller holds the single flight: perform the task and hand its
-    /// result to [`Flight::finish`].
+    /// result to `Flight::finish`.
     Work(Work<W>),
 }
 
@@ -413,6 +413,12 @@ impl<W: Wake> Driver<W> {
         }
         let now = self.now();
         self.lock().source.dpop_proof(now, method, uri, Some(token), nonce)
+    }
+
+    /// A resource server's 401 named where its RFC 9728 metadata is: read it
+    /// there at the next discovery (with `Config::builder(..).resource_server(..)`).
+    pub fn follow_resource_metadata(&self, url: &str) -> bool {
+        self.lock().source.follow_resource_metadata(url)
     }
 
     /// Forces a refresh: the mode to step in for its outcome, or the error of

@@ -33,11 +33,11 @@ use crate::transport::{ReqwestTransport, Transport};
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    driver: Arc<Driver<Io>>,
+    pub(crate) driver: Arc<Driver<Io>>,
 }
 
 /// What this adapter does itself: the I/O, and waking the waiters.
-struct Io {
+pub(crate) struct Io {
     transport: Arc<dyn Transport>,
     /// Wakes callers waiting for a flight (`notify_waiters`).
     done: Notify,
@@ -352,5 +352,19 @@ impl Future for TokenFuture<'_> {
             },
         };
         slow.as_mut().poll(cx)
+    }
+}
+
+impl Client {
+    /// The DPoP proof (RFC 9449 §7) of a request to a resource with `token`,
+    /// with `ath` and a fresh `jti`: `None` without `.dpop(key)` in the config.
+    pub(crate) fn resource_proof(
+        &self,
+        method: &http::Method,
+        uri: &str,
+        token: &client_credentials::AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<Option<http::HeaderValue>, client_credentials::Error> {
+        self.driver.dpop_proof(method, uri, token, nonce)
     }
 }
