@@ -13,14 +13,17 @@
 //! 3. once the provider is healthy again, the service is calling its API
 //!    within 40 s (the back-off is capped at 30 s).
 //!
-//! Schedules mix tokens of 1 min to 2 h, 503s, 429s and `Retry-After`,
-//! `invalid_client`, an error inside a 200, garbage bodies and timeouts, with
-//! steps of up to 5 s and clock jumps of up to 2 h (a suspended VM). There is
-//! no network and no real clock: a schedule of hours runs in microseconds.
+//! Schedules mix tokens of 1 min to 2 h with runs (outages) of 503s, 429s and
+//! `Retry-After`, `invalid_client`, an error inside a 200, garbage bodies and
+//! timeouts, with jobs up to 5 s apart and clock jumps of up to 2 h (a
+//! suspended VM), then an hour of a healthy provider. There is no network and
+//! no real clock: 512 schedules of hours each run in well under a second.
 //!
 //! `main` runs the properties with proptest's `TestRunner` and exits non-zero
 //! with the smallest failing schedule if one fails. To see that happen,
-//! uncomment the line marked `BREAKS PROPERTY 1` in `handle_job`.
+//! uncomment the line marked `BREAKS PROPERTY 1` in `handle_job`: the core
+//! keeps serving a token while its refresh fails, up to its expiry, so a
+//! service that trusts any unexpired token sends ones about to expire.
 //!
 //! ```sh
 //! cargo run -p client-credentials --example property_test
@@ -65,8 +68,9 @@ fn handle_job(source: &mut TokenSource, now: Timestamp, provider: &mut Provider)
                     Err(kind) => source.handle_transport_error(now, outgoing.id, kind),
                 };
             }
-            // Backing off, or cooling down after a failed round: no token now.
-            _ => return None,
+            // Backing off before a retry, or the last round failed and no
+            // usable token is left: no token for this job.
+            Action::Wait { .. } | Action::Failed(_) => return None,
         }
     }
     None
@@ -97,11 +101,12 @@ fn answer() -> impl Strategy<Value = Answer> {
     ]
 }
 
-/// One generated run: the provider's answers in order (healthy once they
-/// run out), the time between jobs, and the seed of the core's jitter.
+/// One generated run: the provider's answers in order, each repeated for
+/// that many requests (outages come in runs; healthy once they run out), the
+/// time between jobs, and the seed of the core's jitter.
 #[derive(Debug, Clone)]
 struct Schedule {
-    answers: Vec<Answer>,
+    answers: Vec<(Answer, usize)>,
     steps: Vec<Duration>,
     jitter_seed: u64,
 }
@@ -111,10 +116,12 @@ fn schedule() -> impl Strategy<Value = Schedule> {
         20 => (0u64..=5_000).prop_map(Duration::from_millis),
         1 => (60u64..=7_200).prop_map(Duration::from_secs), // clock jump: suspend and resume
     ];
-    (vec(answer(), 0..16), vec(step, 1..120), any::<u64>()).prop_map(|(answers, steps, jitter_seed)| Schedule {
-        answers,
-        steps,
-        jitter_seed,
+    (vec((answer(), 1usize..=12), 0..8), vec(step, 1..120), any::<u64>()).prop_map(|(answers, steps, jitter_seed)| {
+        Schedule {
+            answers,
+            steps,
+            jitter_seed,
+        }
     })
 }
 
@@ -125,14 +132,17 @@ struct Provider {
     issued: Vec<(String, Timestamp)>,
     /// When each token request arrived.
     requests: Vec<Timestamp>,
-    /// When the last scripted answer was given (healthy from then on).
+    /// When the last scripted answer was given: healthy from then on.
     healthy_since: Option<Timestamp>,
 }
 
 impl Provider {
-    fn new(answers: &[Answer]) -> Provider {
+    fn new(answers: &[(Answer, usize)]) -> Provider {
         Provider {
-            answers: answers.iter().cloned().collect(),
+            answers: answers
+                .iter()
+                .flat_map(|(answer, times)| std::iter::repeat_n(answer.clone(), *times))
+                .collect(),
             issued: Vec::new(),
             requests: Vec::new(),
             healthy_since: None,
@@ -146,11 +156,13 @@ impl Provider {
     ) -> Result<http::Response<Vec<u8>>, TransportErrorKind> {
         self.requests.push(now);
         let answer = match self.answers.pop_front() {
-            Some(answer) => answer,
-            None => {
-                self.healthy_since.get_or_insert(now);
-                Answer::Token { lifetime_secs: 3600 }
+            Some(answer) => {
+                if self.answers.is_empty() {
+                    self.healthy_since = Some(now); // the last scripted answer
+                }
+                answer
             }
+            None => Answer::Token { lifetime_secs: 3600 },
         };
         let (status, retry_after, body) = match answer {
             Answer::Token { lifetime_secs } => {
@@ -182,8 +194,8 @@ impl Provider {
     }
 }
 
-/// Runs the service through one schedule (plus five healthy minutes at one
-/// job per second) and checks the three properties.
+/// Runs the service through one schedule (then a job every 2 s for an hour,
+/// long enough for any scripted outage to end) and checks the three properties.
 fn check(schedule: &Schedule) -> Result<(), TestCaseError> {
     let config = Config::builder("my-service", "my-secret")
         .token_endpoint("https://auth.example/token")
@@ -194,8 +206,8 @@ fn check(schedule: &Schedule) -> Result<(), TestCaseError> {
     let mut provider = Provider::new(&schedule.answers);
     let mut now = Timestamp::from_unix_secs(1_700_000_000);
 
-    let healthy_tail = std::iter::repeat_n(Duration::from_secs(1), 300);
-    for step in schedule.steps.iter().copied().chain(healthy_tail) {
+    let tail = std::iter::repeat_n(Duration::from_secs(2), 1800);
+    for step in schedule.steps.iter().copied().chain(tail) {
         now = now.saturating_add(step);
         let used = handle_job(&mut source, now, &mut provider);
 

@@ -1020,6 +1020,11 @@ impl TokenSource {
     /// revocation endpoint is configured or discovered and there was a token to revoke.
     ///
     /// The back-off state stays: a sign-out does not lift a cool-down.
+    ///
+    /// With a JWT client authentication the revocation request carries a
+    /// fresh assertion dated at the latest `now` handed to [`TokenSource::poll`]
+    /// (sign-out takes no time of its own); none is sent when no assertion can
+    /// be made (an expired assertion file, a failing signer).
     pub fn signout(&mut self) -> Option<Outgoing> {
         let token = self.token.take();
         let refresh = self.refresh_token.take();

@@ -641,6 +641,71 @@ fn the_refresh_token_grant_authenticates_with_a_new_assertion_too() {
     assert_ne!(assertion_of(&out.request).claims["jti"], first);
 }
 
+/// An HSM/KMS stand-in: signs with a key it keeps to itself, counting calls.
+struct CountingSigner {
+    inner: JwtKey,
+    calls: Arc<Mutex<u32>>,
+    fail: bool,
+}
+
+impl client_credentials::Signer for CountingSigner {
+    fn algorithm(&self) -> JwsAlgorithm {
+        self.inner.algorithm()
+    }
+    fn key_id(&self) -> Option<&str> {
+        Some("hsm-key-7")
+    }
+    fn public_jwk(&self) -> serde_json::Map<String, Value> {
+        let mut jwk = self.inner.public_jwk().as_object().unwrap().clone();
+        jwk.remove("alg");
+        jwk
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, client_credentials::SignError> {
+        *self.calls.lock().unwrap() += 1;
+        if self.fail {
+            return Err(client_credentials::SignError::new("the HSM is offline"));
+        }
+        // The key inside the "HSM": the Ed25519 test key.
+        use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+        use ed25519_dalek::Signer as _;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(ED_PEM).unwrap();
+        Ok(key.sign(message).to_bytes().to_vec())
+    }
+}
+
+#[test]
+fn a_signer_of_your_own_signs_assertions_and_its_failure_is_typed() {
+    let calls = Arc::new(Mutex::new(0));
+    let signer = CountingSigner {
+        inner: key(JwsAlgorithm::Ed25519),
+        calls: calls.clone(),
+        fail: false,
+    };
+    let key = JwtKey::from_signer(signer);
+    assert_eq!(key.key_id(), Some("hsm-key-7"), "the signer's key id");
+    let config = builder().auth(ClientAuth::PrivateKeyJwt(key.clone())).build().unwrap();
+    let out = send(&mut TokenSource::new(config), at(0));
+    let jws = assertion_of(&out.request);
+    assert_eq!(jws.header["kid"], "hsm-key-7");
+    assert_eq!(jws.header["alg"], "Ed25519");
+    verify(&key.public_jwk(), "Ed25519", &jws);
+    assert_eq!(*calls.lock().unwrap(), 1);
+
+    let failing = JwtKey::from_signer(CountingSigner {
+        inner: self::key(JwsAlgorithm::Ed25519),
+        calls,
+        fail: true,
+    });
+    let config = builder().auth(ClientAuth::PrivateKeyJwt(failing)).build().unwrap();
+    let mut source = TokenSource::new(config);
+    match source.poll(at(0)) {
+        client_credentials::Action::Failed(Error::ClientAuth(ClientAuthError::Signing(error))) => {
+            assert_eq!(error.reason(), "the HSM is offline");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 // ---- DPoP ----
 
 fn dpop_config() -> Config {

@@ -39,10 +39,24 @@ fn cached(c: &mut Criterion) {
             on_two_threads(iters, move || black_box(client.token().unwrap()))
         })
     });
-    // The control: the clock alone on two threads, which shares nothing
-    // between them, shows what running two threads at once costs here.
+    // The controls: the clock alone on two threads, and cloning then
+    // dropping an `Arc` of each thread's own (two uncontended atomic
+    // read-modify-writes, as handing out an owned token costs), share nothing
+    // between the threads: they show what running two threads at once costs here.
     group.bench_function("coarse_now/2 threads", |b| {
         b.iter_custom(|iters| on_two_threads(iters, || black_box(client_credentials_common::coarse_now())))
+    });
+    let own = Arc::new(0u64);
+    group.bench_function("own Arc clone+drop/1 thread", |b| {
+        b.iter(|| black_box(Arc::clone(&own)))
+    });
+    group.bench_function("own Arc clone+drop/2 threads", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, || {
+                thread_local!(static OWN: Arc<u64> = Arc::new(0));
+                OWN.with(|own| black_box(Arc::clone(own)))
+            })
+        })
     });
     group.finish();
 }

@@ -11,23 +11,23 @@
 //!   due (2 s tokens here, refreshed at half-life), the workers that ask at
 //!   that moment share one request.
 //! - **`on_token_update`**: called once per new token, e.g. to log or export it.
-//! - **A 401**: the API revokes the current token once; every worker that sees
-//!   the 401 calls `invalidate(&token)`, and only the first of them evicts it
-//!   (a caller holding an older token never evicts a newer one), so one new
-//!   token is fetched.
+//! - **A 401**: each job is a real HTTP call (`ureq`) to a protected API (the
+//!   testkit's resource server). The API rejects the current token once;
+//!   every worker that gets the 401 calls `invalidate(&token)`, only the first
+//!   of them evicts it (a caller holding an older token never evicts a newer
+//!   one), so one new token is fetched.
 //!
 //! ```sh
 //! cargo run -p client-credentials-blocking --example service
 //! ```
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client_credentials::{AccessToken, Config};
 use client_credentials_blocking::{Client, FileStore};
-use client_credentials_testkit::TestIssuer;
+use client_credentials_testkit::{TestIssuer, TestResourceServer};
 
 const WORKERS: usize = 8;
 const RUN_FOR: Duration = Duration::from_millis(2500);
@@ -35,7 +35,10 @@ const RUN_FOR: Duration = Duration::from_millis(2500);
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Tokens live 2 s, so the run sees refreshes (at half-life: 1 s).
     let issuer = TestIssuer::builder().lifetime(2).start();
-    let api = Api::new(&issuer);
+    let api = TestResourceServer::builder().accept_tokens_of(&issuer).start();
+    let orders = format!("{}/orders", api.resource());
+    // The service's HTTP client for its API; a 401 is an answer, not an error.
+    let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let config = Config::builder(issuer.client_id(), issuer.client_secret())
         .token_endpoint(issuer.token_endpoint())
         .scope("orders:read")
@@ -59,11 +62,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             move |token: &AccessToken| {
                 updates.fetch_add(1, Ordering::Relaxed);
                 // Log what a token is for and how long it lives; never the token itself.
-                let lifetime = token
-                    .expires_at()
-                    .map(|at| at.saturating_duration_since(token.received_at()));
+                let lifetime = token.expires_at().map_or("without expiry".to_owned(), |at| {
+                    format!("valid for {:?}", at.saturating_duration_since(token.received_at()))
+                });
                 println!(
-                    "[{:>5} ms] new token for scope {:?}, valid for {lifetime:?}",
+                    "[{:>5} ms] new token for scope {:?}, {lifetime}",
                     started.elapsed().as_millis(),
                     token.scope().unwrap_or("")
                 );
@@ -80,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::thread::scope(|scope| {
         for _ in 0..WORKERS {
             let client = client.clone(); // cheap: clones share one cache and one flight
-            let (api, jobs, rejected) = (&api, &jobs, &rejected);
+            let (http, orders, jobs, rejected) = (&http, &orders, &jobs, &rejected);
             scope.spawn(move || {
                 while started.elapsed() < RUN_FOR {
                     let token = match client.token() {
@@ -94,23 +97,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             continue;
                         }
                     };
-                    match api.get_orders(&token.authorization_header()) {
-                        Ok(()) => {
+                    let response = http
+                        .get(orders)
+                        .header(http::header::AUTHORIZATION, token.authorization_header())
+                        .call();
+                    match response.map(|r| r.status()) {
+                        Ok(http::StatusCode::OK) => {
                             jobs.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(Unauthorized) => {
+                        Ok(http::StatusCode::UNAUTHORIZED) => {
+                            // This token is no good any more: drop it, unless a
+                            // newer one has replaced it already.
                             rejected.fetch_add(1, Ordering::Relaxed);
                             client.invalidate(&token);
                         }
+                        other => eprintln!("job failed: {other:?}"),
                     }
-                    std::thread::sleep(Duration::from_millis(2)); // the rest of the job
+                    std::thread::sleep(Duration::from_millis(5)); // the rest of the job
                 }
             });
         }
         // Halfway through, the API stops accepting the current token.
         std::thread::sleep(RUN_FOR / 2);
         if let Ok(current) = client.token() {
-            api.revoke(&current);
+            api.reject_token(current.secret());
         }
         println!(
             "[{:>5} ms] the API revoked the token in use",
@@ -129,40 +139,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Every new token was announced once; the workers never stampeded the issuer:
     // about one request per second of 2 s tokens, plus one for the revocation.
     assert_eq!(updates, requests);
+    assert_eq!(api.accepted(), jobs.load(Ordering::Relaxed));
+    assert!(api.rejected() >= 1);
     assert!((2..=6).contains(&requests), "{requests} token requests");
     std::fs::remove_file(&token_file)?;
     Ok(())
-}
-
-/// A protected API, in process: it accepts the tokens the issuer issued,
-/// except those it was told to revoke.
-struct Api<'a> {
-    issuer: &'a TestIssuer,
-    revoked: Mutex<HashSet<String>>,
-}
-
-/// The API answered `401 Unauthorized`.
-struct Unauthorized;
-
-impl<'a> Api<'a> {
-    fn new(issuer: &'a TestIssuer) -> Self {
-        Api {
-            issuer,
-            revoked: Mutex::new(HashSet::new()),
-        }
-    }
-
-    fn get_orders(&self, authorization: &http::HeaderValue) -> Result<(), Unauthorized> {
-        let token = authorization.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
-        let token = token.ok_or(Unauthorized)?;
-        let revoked = self.revoked.lock().unwrap().contains(token);
-        if revoked || !self.issuer.issued_tokens().iter().any(|t| t == token) {
-            return Err(Unauthorized);
-        }
-        Ok(())
-    }
-
-    fn revoke(&self, token: &AccessToken) {
-        self.revoked.lock().unwrap().insert(token.secret().to_owned());
-    }
 }

@@ -3,7 +3,7 @@
 
 use client_credentials::{AccessToken, Error};
 use client_credentials_common::authorize::{set_authorization, Verdict};
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 
 use crate::Client;
 
@@ -33,25 +33,17 @@ impl Client {
         nonce: Option<&str>,
     ) -> Result<AccessToken, Error> {
         let token = self.token()?;
-        let proof = self.dpop_proof(method, uri, &token, nonce)?;
+        let proof = self.resource_proof(method, uri, &token, nonce)?;
         set_authorization(headers, &token, proof);
         Ok(token)
-    }
-
-    /// The DPoP proof for a resource request, `None` without DPoP.
-    fn dpop_proof(
-        &self,
-        _method: &Method,
-        _uri: &str,
-        _token: &AccessToken,
-        _nonce: Option<&str>,
-    ) -> Result<Option<HeaderValue>, Error> {
-        Ok(None)
     }
 
     /// Acts on what a response said about the token it carried.
     #[cfg_attr(not(feature = "middleware"), allow(dead_code))]
     pub(crate) fn rejected(&self, verdict: &Verdict) {
+        if let Some(url) = &verdict.resource_metadata {
+            self.driver.follow_resource_metadata(url);
+        }
         if let Some(token) = &verdict.invalidate {
             self.invalidate(token);
         }

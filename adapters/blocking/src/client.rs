@@ -31,11 +31,11 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// `Debug` shows the configuration with the secret redacted.
 #[derive(Clone)]
 pub struct Client {
-    driver: Arc<Driver<Io>>,
+    pub(crate) driver: Arc<Driver<Io>>,
 }
 
 /// What this adapter does itself: the I/O, and waking the waiters.
-struct Io {
+pub(crate) struct Io {
     transport: Box<dyn Transport>,
     /// Bumped on every state change; waiters park on `changed` until it moves.
     epoch: Mutex<u64>,
@@ -252,5 +252,19 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
             return value;
         }
         std::thread::yield_now();
+    }
+}
+
+impl Client {
+    /// The DPoP proof (RFC 9449 §7) of a request to a resource with `token`,
+    /// with `ath` and a fresh `jti`: `None` without `.dpop(key)` in the config.
+    pub(crate) fn resource_proof(
+        &self,
+        method: &http::Method,
+        uri: &str,
+        token: &client_credentials::AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<Option<http::HeaderValue>, client_credentials::Error> {
+        self.driver.dpop_proof(method, uri, token, nonce)
     }
 }

@@ -55,7 +55,23 @@
 //! Errors are the core's [`Error`] (I/O failures as [`Error::Transport`]).
 //! Requests are logged with `tracing::debug!` (method and URI only); refresh
 //! and store failures with `tracing::warn!`. No log, error or `Debug` output
-//! contains the client secret or a token.
+//! of this crate contains the client secret or a token.
+//!
+//! ## ureq's own logging: never `TRACE` for `ureq_proto`
+//!
+//! ureq logs through the `log` crate, outside this crate's control. At
+//! `TRACE` level its HTTP layer (log target `ureq_proto`) hex-dumps every
+//! request it writes, headers and body: the `Authorization: Basic` value,
+//! the client secret of `ClientAuth::Post`, refresh tokens, and the tokens it
+//! reads back. If your program forwards `log` records (`env_logger`,
+//! `tracing-log`, …) keep that target off, whatever the global level:
+//!
+//! ```text
+//! RUST_LOG=debug,ureq_proto=off      # env_logger, or tracing-subscriber's EnvFilter
+//! ```
+//!
+//! or in code, `env_logger::Builder::new().filter_module("ureq_proto", log::LevelFilter::Off)`.
+//! The `client-credentials` CLI installs no `log` bridge, so it never prints them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

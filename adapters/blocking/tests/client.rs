@@ -10,7 +10,7 @@ use client_credentials::{
     http, AccessToken, Config, ConfigBuilder, Error, OAuthErrorCode, Timestamp, TransportError, TransportErrorKind,
 };
 use client_credentials_blocking::{
-    discover, discover_with, Client, FileStore, MemoryStore, TokenStore, Transport, UreqTransport,
+    discover, discover_with, Client, FileStore, ManualClock, MemoryStore, TokenStore, Transport, UreqTransport,
 };
 use client_credentials_testkit::{DiscoveryMode, Fault, TestIssuer};
 
@@ -160,10 +160,12 @@ fn redirects_are_not_followed() {
 fn a_failed_refresh_keeps_serving_the_cached_token_and_reports_it() {
     let issuer = TestIssuer::start();
     let (errors, error_count) = counter();
+    let clock = ManualClock::starting_now();
     let client = Client::builder(config(&issuer).build().unwrap())
         .on_error(move |_| {
             errors.fetch_add(1, Ordering::SeqCst);
         })
+        .clock(clock.clone())
         .build();
     let token = client.token().unwrap();
     issuer.push_fault(Fault::Malformed("{not json".into()));
@@ -177,7 +179,7 @@ fn a_failed_refresh_keeps_serving_the_cached_token_and_reports_it() {
     assert_eq!(client.token().unwrap().secret(), token.secret());
     assert_eq!(issuer.token_requests().len(), 2);
     // Once it is over, refresh() fetches.
-    thread::sleep(Duration::from_millis(1200));
+    clock.advance(Duration::from_secs(60));
     let fresh = client.refresh().unwrap();
     assert_ne!(fresh.secret(), token.secret());
     assert_eq!(client.token().unwrap().secret(), fresh.secret());
@@ -187,15 +189,17 @@ fn a_failed_refresh_keeps_serving_the_cached_token_and_reports_it() {
 
 #[test]
 fn inside_the_refresh_window_one_thread_refreshes_while_others_are_served() {
-    let issuer = TestIssuer::builder().lifetime(4).start();
+    let issuer = TestIssuer::builder().lifetime(40).start();
     let (errors, error_count) = counter();
+    let clock = ManualClock::starting_now();
     let client = Client::builder(config(&issuer).build().unwrap())
         .on_error(move |_| {
             errors.fetch_add(1, Ordering::SeqCst);
         })
+        .clock(clock.clone())
         .build();
     let old = client.token().unwrap();
-    thread::sleep(Duration::from_millis(2100)); // refresh at half the lifetime
+    clock.advance(Duration::from_secs(21)); // refresh at half the lifetime
 
     // A malformed answer while the token is usable: served anyway, reported.
     issuer.push_fault(Fault::Malformed("<html>".into()));
@@ -204,7 +208,7 @@ fn inside_the_refresh_window_one_thread_refreshes_while_others_are_served() {
     assert_eq!(issuer.token_requests().len(), 2);
 
     // After the cool-down a slow refresh: the others are served meanwhile.
-    thread::sleep(Duration::from_millis(700));
+    clock.advance(Duration::from_secs(5));
     issuer.push_fault(Fault::Delay(Duration::from_millis(500)));
     let refresher = {
         let client = client.clone();

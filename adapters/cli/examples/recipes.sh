@@ -30,8 +30,8 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "recipes.sh: FAILED: $*" >&2; exit 1; }
 
-# The test issuer: client `my-client` with this secret; it prints ISSUER,
-# TOKEN_URL and API_URL as shell assignments.
+# The test issuer and a protected API: client `my-client` with this secret; it
+# prints ISSUER, TOKEN_URL and API_URL as shell assignments.
 export CLIENT_SECRET=my-secret
 "$TEST_ISSUER" --serve-secs 120 >"$work/issuer.env" &
 issuer_pid=$!
@@ -42,7 +42,6 @@ done
 grep -q '^API_URL=' "$work/issuer.env" || fail "the test issuer did not start"
 # shellcheck source=/dev/null
 . "$work/issuer.env"
-token_requests() { curl -fsS "$API_URL/stats" | sed -n 's/^token_requests=//p'; }
 
 echo "== 1. curl with --header (issuer $ISSUER)"
 # As in the README: the token endpoint is discovered from the issuer.
@@ -51,13 +50,18 @@ orders=$(curl -fsS -H "Authorization: $(client-credentials token --header \
            --scope orders:read --cache "$work/orders-token.json")" \
      "$API_URL/orders")
 echo "$orders"
-[ "$orders" = '{"orders":[]}' ] || fail "the API did not accept the token"
-[ "$(token_requests)" = 1 ] || fail "expected 1 token request, got $(token_requests)"
+case $orders in *'"ok":true'*) ;; *) fail "the API did not accept the token" ;; esac
 
 echo "== 2. a cron job with --cache"
 # In a crontab (every minute; the cache file is reused across runs):
 #   * * * * *  curl -fsS -H "Authorization: $(client-credentials token --header --issuer https://auth.example.com --client-id my-client --client-secret-file /run/secrets/client --scope orders:read --cache ~/.cache/orders-token.json)" https://api.example.com/orders
-# Here: five runs of the same job, back to back, with the cache of recipe 1.
+# Here: five runs of the same job, back to back, with the cache of recipe 1;
+# every run uses the token recipe 1 fetched (tokens are random: equal means reused).
+cached_token() {
+  client-credentials token --issuer "$ISSUER" --client-id my-client \
+    --scope orders:read --cache "$work/orders-token.json"
+}
+first=$(cached_token)
 cron_job() {
   curl -fsS -H "Authorization: $(client-credentials token --header \
          --issuer "$ISSUER" --client-id my-client \
@@ -65,8 +69,8 @@ cron_job() {
        "$API_URL/orders" >/dev/null
 }
 for run in 1 2 3 4 5; do cron_job || fail "cron run $run"; done
-echo "5 runs, token requests so far: $(token_requests)"
-[ "$(token_requests)" = 1 ] || fail "the cache was not reused: $(token_requests) token requests"
+[ "$(cached_token)" = "$first" ] || fail "the cache was not reused"
+echo "5 runs, one token"
 [ "$(stat -c %a "$work/orders-token.json")" = 600 ] || fail "the cache file is not mode 0600"
 # The same secret from a file instead of the environment (trailing newline ignored).
 printf '%s\n' "$CLIENT_SECRET" >"$work/secret"

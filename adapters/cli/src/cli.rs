@@ -12,7 +12,7 @@ macro_rules! exit_codes {
         "Exit codes:
   0  success
   1  the output could not be written
-  2  usage or configuration error (bad flags, missing secret, invalid URL)
+  2  usage or configuration error (bad flags, missing secret, invalid URL, unusable key or assertion)
   3  the provider refused the request with an OAuth error (invalid_client, invalid_scope, ...)
   4  network, transport or server error (connect, timeout, 5xx, invalid response)
   5  discovery failed (no metadata document, issuer mismatch, invalid document)"
@@ -57,7 +57,7 @@ pub enum Command {
     Demo,
     /// Fetch an access token and print it (bare, as a header value, or as JSON).
     #[command(after_help = TOKEN_AFTER_HELP)]
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
     /// Fetch and validate a provider's metadata (OpenID Connect, then RFC 8414)
     /// and print it as JSON.
     Discover(DiscoverArgs),
@@ -68,6 +68,8 @@ const TOKEN_AFTER_HELP: &str = concat!(
 The client secret is read from the environment variable named by --client-secret-env
 (default CLIENT_SECRET) or from --client-secret-file. It is never accepted as an
 argument: arguments are visible to every user in `ps` and are kept in shell history.
+With --private-key (private_key_jwt) or --assertion-file (workload identity) no secret
+is needed.
 
 Examples:
   CLIENT_SECRET=... client-credentials token --token-url https://auth.example.com/oauth2/token --client-id my-client
@@ -130,8 +132,37 @@ pub struct TokenArgs {
     pub audience: Option<String>,
 
     /// How to send the client credentials (default: basic, or what discovery lists).
-    #[arg(long, value_enum, value_name = "METHOD")]
+    #[arg(long, value_enum, value_name = "METHOD", conflicts_with_all = ["private_key", "assertion_file"])]
     pub auth: Option<AuthArg>,
+
+    /// A private key (PEM) to authenticate with a signed assertion instead of
+    /// a secret (private_key_jwt, RFC 7523); no client secret is needed.
+    #[arg(long, value_name = "PATH", conflicts_with = "assertion_file")]
+    pub private_key: Option<PathBuf>,
+
+    /// The algorithm of --private-key.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ALG",
+        default_value = "es256",
+        requires = "private_key"
+    )]
+    pub key_alg: KeyAlg,
+
+    /// The key id (kid) the provider knows --private-key by.
+    #[arg(long, value_name = "KID", requires = "private_key")]
+    pub key_id: Option<String>,
+
+    /// A client assertion made elsewhere (a Kubernetes projected token, a
+    /// cloud's federated token file, a SPIFFE JWT-SVID), sent instead of a
+    /// secret; an expired one is an error, never sent.
+    #[arg(long, value_name = "PATH")]
+    pub assertion_file: Option<PathBuf>,
+
+    /// Send --assertion-file as a SPIFFE JWT-SVID (client_assertion_type jwt-spiffe).
+    #[arg(long, requires = "assertion_file")]
+    pub spiffe: bool,
 
     /// Print `Bearer <token>`, for an Authorization header.
     #[arg(long, conflicts_with = "json")]
@@ -203,6 +234,21 @@ pub enum AuthArg {
     Post,
     /// A JSON request body.
     Json,
+    /// An HS256 assertion signed with the secret (client_secret_jwt, RFC 7523).
+    ClientSecretJwt,
+}
+
+/// `--key-alg` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RSA key).
+    Rs256,
+    /// RSASSA-PSS with SHA-256 (RSA key).
+    Ps256,
+    /// ECDSA P-256 with SHA-256 (EC key).
+    Es256,
+    /// EdDSA with an Ed25519 key.
+    Ed25519,
 }
 
 fn parse_timeout(value: &str) -> Result<std::time::Duration, String> {

@@ -3,11 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use client_credentials::{ClientAuth, Config, ConfigBuilder, Timestamp};
+use client_credentials::{AssertionSource, ClientAuth, Config, ConfigBuilder, JwsAlgorithm, JwtKey, Timestamp};
 use client_credentials_blocking::{Client, FileStore};
 use client_credentials_redis::RedisStore;
 
-use crate::cli::{AuthArg, DiscoverArgs, TokenArgs};
+use crate::cli::{AuthArg, DiscoverArgs, KeyAlg, TokenArgs};
 use crate::failure::Failure;
 use crate::transport::LoggingTransport;
 
@@ -104,7 +104,31 @@ fn token_config(args: &TokenArgs, secret: String) -> Result<Config, Failure> {
             AuthArg::Basic => ClientAuth::Basic,
             AuthArg::Post => ClientAuth::Post,
             AuthArg::Json => ClientAuth::Json,
+            AuthArg::ClientSecretJwt => ClientAuth::ClientSecretJwt,
         });
+    }
+    if let Some(path) = &args.private_key {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("cannot read the private key file {}: {e}", path.display())))?;
+        let alg = match args.key_alg {
+            KeyAlg::Rs256 => JwsAlgorithm::Rs256,
+            KeyAlg::Ps256 => JwsAlgorithm::Ps256,
+            KeyAlg::Es256 => JwsAlgorithm::Es256,
+            KeyAlg::Ed25519 => JwsAlgorithm::Ed25519,
+        };
+        let mut key = JwtKey::from_pem(&pem, alg)?;
+        if let Some(kid) = &args.key_id {
+            key = key.with_key_id(kid);
+        }
+        builder = builder.auth(ClientAuth::PrivateKeyJwt(key));
+    }
+    if let Some(path) = &args.assertion_file {
+        let source = AssertionSource::file(path);
+        builder = builder.auth(ClientAuth::Assertion(if args.spiffe {
+            source.spiffe()
+        } else {
+            source
+        }));
     }
     Ok(insecure(builder, args.http.allow_insecure_http).build()?)
 }
@@ -120,6 +144,11 @@ fn insecure(builder: ConfigBuilder, allow: bool) -> ConfigBuilder {
 /// The secret, from `--client-secret-file` (one trailing line break dropped) or
 /// the environment variable `--client-secret-env` names.
 fn read_secret(args: &TokenArgs) -> Result<String, Failure> {
+    // A signed or external assertion replaces the secret.
+    let secretless = args.private_key.is_some() || args.assertion_file.is_some();
+    if secretless && args.client_secret_file.is_none() {
+        return Ok(String::new());
+    }
     let secret = match &args.client_secret_file {
         Some(path) => read_secret_file(path)?,
         None => {

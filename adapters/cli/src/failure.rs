@@ -8,7 +8,8 @@ use client_credentials::{Error, OAuthErrorCode};
 pub const OK: u8 = 0;
 /// The output could not be written (stdout closed).
 pub const OUTPUT: u8 = 1;
-/// Usage or configuration error (clap's own usage errors exit with 2 too).
+/// Usage or configuration error, including a key or client assertion that
+/// cannot be used (clap's own usage errors exit with 2 too).
 pub const USAGE: u8 = 2;
 /// The provider answered with an OAuth error (`invalid_client`, `invalid_scope`, …).
 pub const OAUTH: u8 = 3;
@@ -73,7 +74,8 @@ impl From<client_credentials::ConfigError> for Failure {
 /// The exit code for a core error.
 pub fn exit_code(error: &Error) -> u8 {
     match error {
-        Error::Config(_) => USAGE,
+        // A key, an assertion or a DPoP setting that cannot be used: ours to fix.
+        Error::Config(_) | Error::ClientAuth(_) => USAGE,
         // `temporarily_unavailable` and friends sent with a 5xx are server trouble.
         Error::OAuth { status, .. } if status.is_server_error() => TRANSPORT,
         Error::OAuth { .. } => OAUTH,

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     transport::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Demo => demo::run(),
-        Command::Token(args) => commands::token(args),
+        Command::Token(args) => commands::token(*args),
         Command::Discover(args) => commands::discover(args),
     };
     match result {

@@ -446,3 +446,46 @@ fn the_redis_store_works_over_tls_with_a_private_ca() {
     assert_eq!(run(), run());
     assert_eq!(issuer.token_requests().len(), 1);
 }
+
+const EC_PEM_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../core/tests/keys/ec.pem");
+
+#[test]
+fn a_private_key_replaces_the_secret() {
+    let pem = std::fs::read_to_string(EC_PEM_PATH).unwrap();
+    let key = client_credentials::JwtKey::from_pem(&pem, client_credentials::JwsAlgorithm::Es256).unwrap();
+    let issuer = TestIssuer::builder()
+        .client("jwt-client", "unused")
+        .client_jwk("jwt-client", key.public_jwk())
+        .auth_methods(["private_key_jwt"])
+        .start();
+    let mut command = cli();
+    command
+        .args(["token", "--issuer", &issuer.issuer_url(), "--client-id", "jwt-client"])
+        .args(["--private-key", EC_PEM_PATH, "--key-alg", "es256", "--key-id", "k1"]);
+    let out = stdout(&mut command);
+    assert_eq!(out, format!("{}\n", issuer.issued_tokens()[0]));
+    let request = &issuer.token_requests()[0];
+    assert_eq!(request.auth_method, Some(AuthMethod::PrivateKeyJwt));
+    assert_eq!(request.client_secret, None);
+}
+
+#[test]
+fn an_expired_assertion_file_is_an_error_and_nothing_is_sent() {
+    use base64::Engine as _;
+    let issuer = TestIssuer::builder().auth_methods(["private_key_jwt"]).start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("svid");
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    std::fs::write(
+        &path,
+        format!("{}.{}.c2ln", b64(r#"{"alg":"ES256"}"#), b64(r#"{"exp":1000}"#)),
+    )
+    .unwrap();
+    let mut command = cli();
+    command
+        .args(["token", "--token-url", &issuer.token_endpoint(), "--client-id", "w"])
+        .args(["--assertion-file", path.to_str().unwrap(), "--spiffe"]);
+    let stderr = stderr_of(&mut command, 2);
+    assert!(stderr.starts_with("error: ") && stderr.contains("expired"), "{stderr}");
+    assert!(issuer.token_requests().is_empty());
+}

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use client_credentials::{
-    AccessToken, Action, Config, Error, Event, Outgoing, ProviderMetadata, RequestId, RequestKind, Timestamp,
-    TokenSource, TransportError,
+    AccessToken, Action, Config, Error, Event, Outgoing, ProviderMetadata, RefreshTicket, RequestId, RequestKind,
+    Timestamp, TokenSource, TransportError,
 };
 
 use crate::assertion_file::AssertionFile;
@@ -98,10 +98,6 @@ struct State {
     /// `end_fetch` is due when it ends).
     asked: bool,
     fleet: bool,
-    /// Rounds ended so far and how the last one ended: what `refresh()`
-    /// returns once a round that it waited for has ended.
-    rounds: u64,
-    outcome: Option<Result<AccessToken, Error>>,
     /// The store change not yet applied (only the latest matters: changes
     /// are recorded under this lock in the order they happen), and whether a
     /// caller is applying changes now ([`Driver::save_changes`]).
@@ -120,12 +116,9 @@ struct State {
 pub enum Mode {
     /// A usable token (`token()`).
     Token,
-    /// The outcome of a round that ends after this many rounds had ended
-    /// (`refresh()`): its new token, or its error.
-    Refresh {
-        /// Rounds ended when the refresh was asked for.
-        after: u64,
-    },
+    /// The outcome of the forced refresh that returned this ticket
+    /// (`refresh()`): its new token, or its round's error.
+    Refresh(RefreshTicket),
 }
 
 /// What a caller does next, from [`Driver::step`].
@@ -139,7 +132,7 @@ pub enum Step<W: Wake> {
     /// woken), then step again.
     Wait(Option<Duration>),
     /// This caller holds the single flight: perform the task and hand its
-    /// result to [`Flight::finish`].
+    /// result to `Flight::finish`.
     Work(Work<W>),
 }
 
@@ -252,8 +245,6 @@ impl<W: Wake> Driver<W> {
                 loading: false,
                 asked: false,
                 fleet: false,
-                rounds: 0,
-                outcome: None,
                 store_pending: None,
                 store_busy: false,
                 flights: 0,
@@ -313,17 +304,19 @@ impl<W: Wake> Driver<W> {
         self.lock().source.refresh_at()
     }
 
-    /// For a background refresh task: `Ok(pause)` when a refresh is due now
-    /// (and how long to pause should it fail while the token is still
-    /// served), else how long to wait before asking again (`None`: until
-    /// the state changes).
-    pub fn refresh_due(&self) -> Result<Duration, Option<Duration>> {
-        match self.refresh_at() {
-            Some(at) if at == Timestamp::MAX => Err(None),
-            Some(at) if at <= self.now() => Ok(self.config().retry().initial_backoff),
-            Some(at) => Err(self.settings.clock.wait_for(Some(at))),
-            None => Err(None),
-        }
+    /// For a background refresh task: `None` when a refresh is due now,
+    /// else how long to wait before asking again (`Some(None)`: until the
+    /// state changes). Not due while a flight runs, nor before the core lets
+    /// the next request go ([`TokenSource::retry_at`]: the back-off and
+    /// cool-down after failures apply with no caller at all).
+    pub fn refresh_due(&self) -> Option<Option<Duration>> {
+        let state = self.lock();
+        let at = match state.source.refresh_at() {
+            _ if state.current != 0 => return Some(None),
+            Some(at) if at != Timestamp::MAX => at.max(state.source.retry_at().unwrap_or(at)),
+            _ => return Some(None),
+        };
+        (at > self.now()).then(|| self.settings.clock.wait_for(Some(at)))
     }
 
     fn publish(&self, source: &TokenSource) {
@@ -366,16 +359,6 @@ impl<W: Wake> Driver<W> {
                 flight,
             });
         }
-        if let Mode::Refresh { after } = mode {
-            if state.rounds > after {
-                if let Some(outcome) = &state.outcome {
-                    return match outcome {
-                        Ok(token) => Step::Ready(token.clone()),
-                        Err(error) => Step::Failed(error.clone()),
-                    };
-                }
-            }
-        }
         let state = &mut *state;
         if let Some(file) = &mut state.assertion_file {
             // Only when a request may be built: a fresh token needs no assertion.
@@ -383,7 +366,11 @@ impl<W: Wake> Driver<W> {
                 file.refresh(&mut state.source);
             }
         }
-        let outgoing = match state.source.poll(now) {
+        let action = match mode {
+            Mode::Token => state.source.poll(now),
+            Mode::Refresh(ticket) => state.source.poll_refresh(now, ticket),
+        };
+        let outgoing = match action {
             Action::Ready(token) => return Step::Ready(token.clone()),
             Action::Failed(error) => return Step::Failed(error.clone()),
             Action::Wait { until } => return Step::Wait(self.settings.clock.wait_for(until)),
@@ -428,15 +415,21 @@ impl<W: Wake> Driver<W> {
         self.lock().source.dpop_proof(now, method, uri, Some(token), nonce)
     }
 
+    /// A resource server's 401 named where its RFC 9728 metadata is: read it
+    /// there at the next discovery (with `Config::builder(..).resource_server(..)`).
+    pub fn follow_resource_metadata(&self, url: &str) -> bool {
+        self.lock().source.follow_resource_metadata(url)
+    }
+
     /// Forces a refresh: the mode to step in for its outcome, or the error of
     /// the failed round whose cool-down still runs (nothing is sent then, and
     /// `token()` keeps serving the unexpired token).
     pub fn refresh(&self) -> Result<Mode, Error> {
         let now = self.now();
         let mut state = self.lock();
-        state.source.force_refresh(now)?;
+        let ticket = state.source.force_refresh(now)?;
         self.publish(&state.source);
-        Ok(Mode::Refresh { after: state.rounds })
+        Ok(Mode::Refresh(ticket))
     }
 
     /// The resource server rejected `token`: stop serving it. Returns
@@ -454,28 +447,18 @@ impl<W: Wake> Driver<W> {
         delete
     }
 
-    /// A round ended: count it, remember its outcome for `refresh()`, start
-    /// the next one afresh (provider and fleet asked again).
-    fn end_round(state: &mut State, outcome: Result<AccessToken, Error>) -> bool {
-        state.rounds += 1;
-        state.outcome = Some(outcome);
+    /// A round ended: the next one asks the provider and the fleet again.
+    /// Returns whether the fleet's `end_fetch` is due.
+    fn end_round(state: &mut State) -> bool {
         state.asked = false;
         std::mem::take(&mut state.fleet)
     }
 
-    /// Caches `token` from the provider or the fleet if it is usable now
-    /// and expires later than the cached one (a provided token never
-    /// downgrades the cache).
+    /// Caches `token` from the provider or the fleet if the core takes it:
+    /// usable now and expiring later than the cached one (a provided token
+    /// never downgrades the cache).
     fn offer(source: &mut TokenSource, now: Timestamp, token: &AccessToken) -> bool {
-        let expires = |t: &AccessToken| t.expires_at().unwrap_or(Timestamp::MAX);
-        let usable = expires(token) > now;
-        let later = source
-            .usable(now)
-            .is_none_or(|current| expires(token) > expires(current) && !current.same_token(token));
-        if usable && later {
-            source.insert_token(token.clone());
-        }
-        usable && later
+        source.offer_token(now, token.clone())
     }
 }
 
@@ -506,7 +489,7 @@ impl<W: Wake> Flight<W> {
                 match token.filter(|token| Driver::<W>::offer(&mut state.source, now, token)) {
                     Some(token) => {
                         state.source.abandon(outgoing.id);
-                        done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
+                        done.end_fetch = Driver::<W>::end_round(&mut state);
                         driver.record(&mut state, StoreChange::Save(token.clone()));
                         done.announce = Announce::Token(token);
                     }
@@ -526,7 +509,7 @@ impl<W: Wake> Flight<W> {
                     // The fleet's token is in the store already: not saved again.
                     Some(token) => {
                         state.source.abandon(outgoing.id);
-                        done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
+                        done.end_fetch = Driver::<W>::end_round(&mut state);
                         done.announce = Announce::Token(token);
                     }
                     None => return done.continue_with(&mut state, now, outgoing),
@@ -539,12 +522,12 @@ impl<W: Wake> Flight<W> {
                 };
                 match handled {
                     Ok(Event::TokenUpdated(token)) => {
-                        done.end_fetch = Driver::<W>::end_round(&mut state, Ok(token.clone()));
+                        done.end_fetch = Driver::<W>::end_round(&mut state);
                         driver.record(&mut state, StoreChange::Save(token.clone()));
                         done.announce = Announce::Token(token);
                     }
                     Ok(Event::RefreshFailed { error, .. }) => {
-                        done.end_fetch = Driver::<W>::end_round(&mut state, Err(error.clone()));
+                        done.end_fetch = Driver::<W>::end_round(&mut state);
                         done.announce = Announce::RefreshFailed(error);
                     }
                     Ok(Event::DiscoveryUpdated(_) | Event::Fallback { .. }) => {
@@ -558,7 +541,7 @@ impl<W: Wake> Flight<W> {
                     Err(Error::UnknownRequest { .. }) => {}
                     Err(error) => {
                         tracing::debug!(request = %id, %error, "client-credentials: round failed");
-                        done.end_fetch = Driver::<W>::end_round(&mut state, Err(error));
+                        done.end_fetch = Driver::<W>::end_round(&mut state);
                     }
                 }
             }

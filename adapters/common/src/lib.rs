@@ -11,7 +11,7 @@
 //! - [`discovery`]: standalone discovery, OpenID Connect then RFC 8414;
 //! - [`TokenStore`] / [`AsyncTokenStore`] (the adapters' store traits),
 //!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
-//! - [`file`]: loading and atomically saving a token file with owner-only permissions;
+//! - [`file`](mod@file): loading and atomically saving a token file with owner-only permissions;
 //! - [`proxy`]: which requests bypass proxies (plain http to loopback);
 //! - [`random_seed`], [`random_bytes`]: a per-client jitter seed and `jti` seed;
 //! - reading a client assertion file for the core (`AssertionSource::file`);

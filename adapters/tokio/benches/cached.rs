@@ -1,8 +1,10 @@
 //! The tokio adapter's costs, each against a baseline measured in the same run:
 //!
-//! - `cached/system_time_now` (baseline) vs `cached/token`: a cached
-//!   `token().await`, awaited in a loop inside one `block_on`, so the
-//!   runtime's per-`block_on` overhead is not counted per read;
+//! - `cached/system_time_now` (baseline) vs `cached/token/1 thread` and
+//!   `cached/token/2 threads`: a cached `token().await`, awaited in a loop
+//!   inside one `block_on` per thread, so the runtime's per-`block_on`
+//!   overhead is not counted per read (2 threads: wall time for each of two
+//!   threads to make the same number of calls at once);
 //! - `fetch/one_task` (baseline) vs `fetch/1000_tasks`: a fresh client (nothing
 //!   cached) against the loopback test issuer, one caller vs 1,000 spawned
 //!   tasks asking at once, which must share one token request.
@@ -13,6 +15,8 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use client_credentials::Config;
@@ -29,16 +33,13 @@ fn config(issuer: &TestIssuer) -> Config {
 
 fn cached(c: &mut Criterion) {
     let issuer = TestIssuer::start();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = current_thread();
     let client = Client::new(config(&issuer));
     runtime.block_on(client.token()).expect("first token");
 
     let mut group = c.benchmark_group("cached");
     group.bench_function("system_time_now", |b| b.iter(|| black_box(SystemTime::now())));
-    group.bench_function("token", |b| {
+    group.bench_function("token/1 thread", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
                 let start = Instant::now();
@@ -49,8 +50,43 @@ fn cached(c: &mut Criterion) {
             })
         })
     });
+    group.bench_function("token/2 threads", |b| {
+        b.iter_custom(|iters| {
+            let barrier = Arc::new(Barrier::new(3));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (client, barrier) = (client.clone(), barrier.clone());
+                    thread::spawn(move || {
+                        // Each thread awaits on a runtime of its own, as a
+                        // task on a multi-thread runtime's worker would.
+                        let runtime = current_thread();
+                        runtime.block_on(async {
+                            let _ = client.token().await;
+                            barrier.wait();
+                            for _ in 0..iters {
+                                let _ = black_box(client.token().await);
+                            }
+                        })
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let started = Instant::now();
+            for thread in threads {
+                thread.join().expect("thread");
+            }
+            started.elapsed()
+        })
+    });
     group.finish();
     assert_eq!(issuer.token_requests().len(), 1);
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn fetch(c: &mut Criterion) {

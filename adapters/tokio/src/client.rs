@@ -33,11 +33,11 @@ use crate::transport::{ReqwestTransport, Transport};
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    driver: Arc<Driver<Io>>,
+    pub(crate) driver: Arc<Driver<Io>>,
 }
 
 /// What this adapter does itself: the I/O, and waking the waiters.
-struct Io {
+pub(crate) struct Io {
     transport: Arc<dyn Transport>,
     /// Wakes callers waiting for a flight (`notify_waiters`).
     done: Notify,
@@ -318,10 +318,11 @@ impl common::Io for Io {
 async fn background(client: Weak<Driver<Io>>) {
     while let Some(driver) = client.upgrade() {
         let changed = driver.io.changed.clone();
-        let wait = match driver.refresh_due() {
-            Ok(pause) => Client { driver }.run(Mode::Token).await.map_or(Some(pause), |_| None),
-            Err(wait) => wait,
+        let Some(wait) = driver.refresh_due() else {
+            let _ = Client { driver }.run(Mode::Token).await;
+            continue;
         };
+        drop(driver);
         let notified = changed.notified();
         match wait {
             Some(wait) => drop(tokio::time::timeout(wait.min(Duration::from_secs(86_400)), notified).await),
@@ -351,5 +352,19 @@ impl Future for TokenFuture<'_> {
             },
         };
         slow.as_mut().poll(cx)
+    }
+}
+
+impl Client {
+    /// The DPoP proof (RFC 9449 §7) of a request to a resource with `token`,
+    /// with `ath` and a fresh `jti`: `None` without `.dpop(key)` in the config.
+    pub(crate) fn resource_proof(
+        &self,
+        method: &http::Method,
+        uri: &str,
+        token: &client_credentials::AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<Option<http::HeaderValue>, client_credentials::Error> {
+        self.driver.dpop_proof(method, uri, token, nonce)
     }
 }

@@ -1,6 +1,6 @@
 //! Integration suite of the `client-credentials` workspace.
 //!
-//! Every scenario in [`scenarios`] is written once, generic over [`Adapter`],
+//! Every scenario in [`scenarios`](mod@scenarios) is written once, generic over [`Adapter`],
 //! and run against both adapters ([`Blocking`], [`Tokio`]) by the test files
 //! in `tests/` (one per concern) through the [`scenarios!`] macro. They run
 //! against the in-process test issuer (`client-credentials-testkit`) with

@@ -5,4 +5,5 @@ client_credentials_suite::scenarios!(assertions:
     client_secret_jwt_is_accepted,
     an_assertion_file_is_read_and_reread_when_rotated,
     an_expired_or_missing_assertion_file_sends_nothing,
+    authorised_requests_carry_a_dpop_proof_for_the_request,
 );

@@ -6,4 +6,5 @@ client_credentials_suite::scenarios!(authorized:
     streamed_bodies_are_not_retried,
     the_token_never_reaches_another_origin,
     the_default_origins_are_the_configs_resources,
+    dpop_proofs_are_accepted_and_a_nonce_is_answered_once,
 );

@@ -6,4 +6,6 @@ client_credentials_suite::scenarios!(parity:
     a_slow_provider_is_asked_once_per_flight,
     a_provider_never_downgrades_the_cache,
     signout_racing_a_save,
+    a_huge_retry_after_is_capped,
+    a_dead_provider_for_a_simulated_minute,
 );

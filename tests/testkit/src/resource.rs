@@ -50,6 +50,7 @@ struct Shared {
     authorization_servers: Vec<String>,
     redirect_to: Option<String>,
     issuer: Option<Arc<server::Shared>>,
+    dpop: Option<Option<String>>,
     shutdown: AtomicBool,
     state: Mutex<State>,
     /// Wakes the requests held by [`TestResourceServer::gather`].
@@ -82,6 +83,7 @@ pub struct TestResourceServerBuilder {
     authorization_servers: Vec<String>,
     redirect_to: Option<String>,
     issuer: Option<Arc<server::Shared>>,
+    dpop: Option<Option<String>>,
 }
 
 impl fmt::Debug for TestResourceServerBuilder {
@@ -126,6 +128,16 @@ impl TestResourceServerBuilder {
         self
     }
 
+    /// Requires DPoP (RFC 9449 §7): `Authorization: DPoP <token>` with a
+    /// `DPoP` proof whose signature verifies with its own `jwk`, `typ`
+    /// `dpop+jwt`, `htm`/`htu` of the request and `ath` of the token; and,
+    /// with `nonce`, that nonce in the proof (else `401` with
+    /// `error="use_dpop_nonce"` and a `DPoP-Nonce` header).
+    pub fn require_dpop(mut self, nonce: Option<&str>) -> Self {
+        self.dpop = Some(nonce.map(str::to_owned));
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving.
     ///
     /// # Panics
@@ -140,6 +152,7 @@ impl TestResourceServerBuilder {
             authorization_servers: self.authorization_servers,
             redirect_to: self.redirect_to,
             issuer: self.issuer,
+            dpop: self.dpop,
             shutdown: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             gathered: Condvar::new(),
@@ -308,6 +321,18 @@ impl Shared {
             .issuer
             .as_ref()
             .is_some_and(|issuer| !issuer.state().issued.iter().any(|t| t == token));
+        if let Some(nonce) = &self.dpop {
+            if let Err((error, with_nonce)) = self.check_dpop(req, token, nonce.as_deref()) {
+                let mut response = Response::json(401, &json!({ "error": error })).with_header(
+                    "WWW-Authenticate",
+                    &format!(r#"DPoP algs="ES256 EdDSA", error="{error}""#),
+                );
+                if let Some(nonce) = with_nonce {
+                    response = response.with_header("DPoP-Nonce", nonce);
+                }
+                return (response, "rejected");
+            }
+        }
         if rejected || unknown {
             let response = Response::json(401, &json!({"error": "invalid_token"}))
                 .with_header("WWW-Authenticate", &self.challenge(Some("invalid_token")));
@@ -324,6 +349,46 @@ impl Shared {
 }
 
 impl Shared {
+    /// Checks the DPoP proof of a request carrying `token`: the error code,
+    /// and the nonce to send when the proof lacks it.
+    fn check_dpop<'n>(
+        &self,
+        req: &RawRequest,
+        token: &str,
+        nonce: Option<&'n str>,
+    ) -> Result<(), (&'static str, Option<&'n str>)> {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let invalid = Err(("invalid_dpop_proof", None));
+        let scheme = req.header("authorization").and_then(|v| v.split(' ').next());
+        if !scheme.is_some_and(|s| s.eq_ignore_ascii_case("dpop")) {
+            return Err(("invalid_token", None));
+        }
+        let Some(proof) = req.header("dpop").and_then(crate::assertion::decode) else {
+            return invalid;
+        };
+        let header = |name: &str| proof.header.get(name).and_then(serde_json::Value::as_str);
+        let claim = |name: &str| proof.claims.get(name).and_then(serde_json::Value::as_str);
+        let (Some(jwk), Some(alg)) = (proof.header.get("jwk"), header("alg")) else {
+            return invalid;
+        };
+        let path = req.target.split('?').next().unwrap_or("");
+        let ath = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(token.as_bytes()));
+        let fits = header("typ") == Some("dpop+jwt")
+            && crate::assertion::verify_signature(jwk, alg, &proof).is_ok()
+            && claim("htm") == Some(req.method.as_str())
+            && claim("htu") == Some(format!("http://{}{path}", self.addr).as_str())
+            && claim("ath") == Some(ath.as_str())
+            && claim("jti").is_some();
+        if !fits {
+            return invalid;
+        }
+        match nonce {
+            Some(nonce) if claim("nonce") != Some(nonce) => Err(("use_dpop_nonce", Some(nonce))),
+            _ => Ok(()),
+        }
+    }
+
     fn wait_for_the_wave(&self) {
         let mut state = lock(&self.state);
         let Some((expected, arrived)) = state.gate.as_mut() else {

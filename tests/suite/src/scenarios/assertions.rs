@@ -175,3 +175,58 @@ pub fn an_expired_or_missing_assertion_file_sends_nothing<A: Adapter>() {
     }
     assert!(issuer.token_requests().is_empty(), "nothing was sent");
 }
+
+/// DPoP on resource requests: every authorised HTTP client of the adapter
+/// sends `Authorization: DPoP <token>` and a fresh proof whose `htm`, `htu`
+/// (without the query) and `ath` match the request and the token.
+pub fn authorised_requests_carry_a_dpop_proof_for_the_request<A: Adapter>() {
+    use crate::authorized::{Body, Origins};
+    use base64::Engine as _;
+    use client_credentials_testkit::TestResourceServer;
+
+    let key = JwtKey::from_pem(EC_PEM, JwsAlgorithm::Es256).unwrap();
+    let issuer = TestIssuer::builder().token_type("DPoP").start();
+    let api = TestResourceServer::builder().accept_tokens_of(&issuer).start();
+    let config = crate::scenarios::config(&issuer).dpop(key.clone()).build().unwrap();
+    let client = A::build(config, Options::default());
+    let token = A::token(&client).unwrap();
+    assert_eq!(token.token_type(), "DPoP");
+    let origins = Origins::Only(vec![api.base_url()]);
+    let mut jtis = Vec::new();
+    for flavour in A::authorized(&client, &origins) {
+        api.clear_requests();
+        let url = format!("{}/things?page=2", api.resource());
+        assert_eq!(flavour.send("GET", &url, Body::Empty), Ok(200), "{}", flavour.name());
+        let request = api.requests().pop().unwrap();
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("DPoP {}", token.secret()).as_str())
+        );
+        let proof = request
+            .header("dpop")
+            .unwrap_or_else(|| panic!("{}: no DPoP header", flavour.name()));
+        let claims: serde_json::Value = {
+            let part = proof.split('.').nth(1).unwrap();
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+        };
+        assert_eq!(claims["htm"], "GET", "{}", flavour.name());
+        assert_eq!(
+            claims["htu"],
+            format!("{}/things", api.resource()),
+            "{}",
+            flavour.name()
+        );
+        assert_eq!(
+            claims["ath"],
+            client_credentials::dpop_ath(token.secret()),
+            "{}",
+            flavour.name()
+        );
+        jtis.push(claims["jti"].as_str().unwrap().to_owned());
+    }
+    assert!(!jtis.is_empty());
+    let count = jtis.len();
+    jtis.sort();
+    jtis.dedup();
+    assert_eq!(jtis.len(), count, "a fresh jti per proof");
+}

@@ -175,3 +175,39 @@ pub fn the_default_origins_are_the_configs_resources<A: Adapter>() {
         );
     }
 }
+
+/// With DPoP configured, requests carry `Authorization: DPoP …` and a proof
+/// the resource server verifies (signature, `htm`, `htu`, `ath`); its
+/// `use_dpop_nonce` challenge is answered once with its nonce.
+pub fn dpop_proofs_are_accepted_and_a_nonce_is_answered_once<A: Adapter>() {
+    use client_credentials::{JwsAlgorithm, JwtKey};
+    let issuer = TestIssuer::builder().token_type("DPoP").start();
+    let api = TestResourceServer::builder()
+        .accept_tokens_of(&issuer)
+        .require_dpop(Some("server-nonce-1"))
+        .start();
+    let key = JwtKey::from_pem(super::assertions::EC_PEM, JwsAlgorithm::Es256).unwrap();
+    let client = A::build(config(&issuer).dpop(key).build().unwrap(), Options::default());
+    for flavour in A::authorized(&client, &only(&api)) {
+        let name = flavour.name();
+        api.clear_requests();
+        let status = flavour.send(
+            "POST",
+            &format!("{}/orders?x=1", api.resource()),
+            Body::Buffered(b"{}".to_vec()),
+        );
+        let requests = api.requests();
+        assert!(
+            requests[0].header("authorization").unwrap().starts_with("DPoP "),
+            "{name}"
+        );
+        assert!(requests[0].header("dpop").is_some(), "{name}");
+        if flavour.retries() {
+            assert_eq!(status, Ok(200), "{name}");
+            assert_eq!((api.rejected(), api.accepted()), (1, 1), "{name}: one nonce retry");
+        } else {
+            assert_eq!(status, Ok(401), "{name}: ureq's middleware cannot answer the nonce");
+        }
+    }
+    assert_eq!(issuer.token_requests().len(), 1, "a nonce challenge keeps the token");
+}

@@ -1,9 +1,9 @@
 //! A token is fetched once, served from cache, refreshed ahead of expiry.
 
-use std::thread::sleep;
 use std::time::Duration;
 
 use client_credentials::ClientAuth;
+use client_credentials_blocking::ManualClock;
 use client_credentials_testkit::{AuthMethod, TestIssuer};
 
 use super::config;
@@ -44,11 +44,16 @@ pub fn authorization_header_is_bearer<A: Adapter>() {
 /// A 2 s token is refreshed at half-life (the 300 s margin is capped at lifetime / 2).
 pub fn refreshes_ahead_of_expiry<A: Adapter>() {
     let issuer = TestIssuer::builder().lifetime(2).start();
-    let client = A::build(config(&issuer).build().unwrap(), Options::default());
+    let clock = ManualClock::starting_now();
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    };
+    let client = A::build(config(&issuer).build().unwrap(), options);
     let first = A::token(&client).unwrap();
     assert_eq!(A::token(&client).unwrap().secret(), first.secret());
     assert_eq!(issuer.token_requests().len(), 1);
-    sleep(Duration::from_millis(1200));
+    clock.advance(Duration::from_millis(1200));
     let second = A::token(&client).unwrap();
     assert_ne!(second.secret(), first.secret());
     assert_eq!(issuer.token_requests().len(), 2);

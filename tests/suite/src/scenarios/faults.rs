@@ -1,6 +1,5 @@
 //! Scripted server faults: what is retried, what is final, what is refused.
 
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use client_credentials::{Error, OAuthErrorCode, TransportErrorKind};
@@ -116,9 +115,14 @@ pub fn redirects_are_not_followed<A: Adapter>() {
 /// A malformed refresh never evicts a token that has not expired.
 pub fn a_bad_refresh_keeps_the_usable_token<A: Adapter>() {
     let issuer = TestIssuer::builder().lifetime(4).start();
-    let client = A::build(config(&issuer).max_attempts(1).build().unwrap(), Options::default());
+    let clock = client_credentials_blocking::ManualClock::starting_now();
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    };
+    let client = A::build(config(&issuer).max_attempts(1).build().unwrap(), options);
     let first = A::token(&client).unwrap();
-    sleep(Duration::from_millis(2100)); // past half-life: refresh due, token still valid
+    clock.advance(Duration::from_millis(2100)); // past half-life: refresh due, token still valid
     issuer.push_fault(Fault::Malformed("{\"access_token\": ".into()));
     assert_eq!(A::token(&client).unwrap().secret(), first.secret());
     assert_eq!(issuer.token_requests().len(), 2);

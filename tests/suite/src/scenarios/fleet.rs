@@ -2,7 +2,7 @@
 //! one token request per token lifetime for the whole fleet, and every
 //! caller still gets a token when Redis or the lock holder dies. Each
 //! worker is a separate OS process (see [`crate::fleet`]) with
-//! [`THREADS`](crate::fleet::THREADS) threads calling `token()` at once.
+//! [`THREADS`] threads calling `token()` at once.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -132,14 +132,24 @@ pub fn others_recover_within_the_lock_ttl_when_the_lock_owner_dies<A: Adapter>()
     let start = SystemTime::now() + Duration::from_millis(300);
     let workers: Vec<_> = (1..PROCESSES).map(|_| fleet.spawn::<A>(&[start])).collect();
     let results: Vec<Vec<Burst>> = workers.into_iter().map(|w| w.wait()).collect();
+    // Bounded by the lock TTL: a waiting caller waits at most what is left of
+    // it (plus process start-up, on a busy machine).
     let recovered = locked_at.elapsed();
     assert!(
-        recovered < lock_ttl + Duration::from_secs(2),
+        recovered < lock_ttl + Duration::from_secs(5),
         "{}: {recovered:?}",
         A::NAME
     );
     let bursts: Vec<Burst> = results.into_iter().map(|mut r| r.remove(0)).collect();
     assert_all_served::<A>(&bursts);
+    for burst in &bursts {
+        assert!(
+            burst.slowest < lock_ttl + Duration::from_secs(1),
+            "{}: {:?}",
+            A::NAME,
+            burst.slowest
+        );
+    }
     let tokens: BTreeSet<&String> = bursts.iter().flat_map(|b| &b.tokens).collect();
     assert_eq!(tokens.len(), 1, "{}: {tokens:?}", A::NAME);
     // The dead owner's request and the one that replaced it.
