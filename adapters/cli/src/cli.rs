@@ -220,7 +220,9 @@ pub struct HttpArgs {
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_timeout)]
     pub timeout: std::time::Duration,
 
-    /// Allow plain http:// to hosts other than loopback (sends the secret in clear text).
+    /// Allow plain http:// to hosts other than loopback for `token` (sends the secret in clear text).
+    /// `discover` uses the adapters' standalone discovery, which reads metadata over https, or
+    /// plain http to loopback, only.
     #[arg(long)]
     pub allow_insecure_http: bool,
 }
