@@ -205,22 +205,6 @@ impl DiscoveryError {
     }
 }
 
-/// The metadata URL for `issuer` at `location`.
-///
-/// ```
-/// use client_credentials::{discovery_url, DiscoveryLocation::*};
-///
-/// let url = |i, l| discovery_url(i, l).unwrap().to_string();
-/// assert_eq!(url("https://id.example", OpenId), "https://id.example/.well-known/openid-configuration");
-/// assert_eq!(url("https://id.example/", OpenId), "https://id.example/.well-known/openid-configuration");
-/// assert_eq!(url("https://id.example/tenant/a", OpenId), "https://id.example/tenant/a/.well-known/openid-configuration");
-/// assert_eq!(url("https://id.example/tenant/a", Rfc8414), "https://id.example/.well-known/oauth-authorization-server/tenant/a");
-/// assert!(discovery_url("http://id.example", OpenId).is_err()); // plain http, not loopback
-/// ```
-pub fn discovery_url(issuer: &str, location: DiscoveryLocation) -> Result<Url, DiscoveryError> {
-    discovery_url_with(issuer, location, false)
-}
-
 pub(crate) fn discovery_url_with(
     issuer: &str,
     location: DiscoveryLocation,
@@ -249,39 +233,30 @@ pub(crate) fn discovery_url_with(
     Ok(url)
 }
 
-/// The `GET` request for `issuer`'s OpenID Connect Discovery document
-/// (`{issuer}/.well-known/openid-configuration`), for standalone use (a
-/// [`crate::TokenSource`] configured with an issuer emits its own).
-///
-/// Infallible by design, so it composes with any HTTP client: an issuer that
-/// is not a usable URL (relative, plain `http:` to a non-loopback host, with a
-/// query or fragment) yields a request with the bare URI `/`, which no HTTP
-/// client can send. Use [`discovery_request_at`] or [`discovery_url`] to get
-/// the reason as an error instead.
+/// The `GET` request for `issuer`'s metadata document at `location`, for
+/// standalone use (a [`crate::TokenSource`] configured with an issuer emits its
+/// own): [`DiscoveryLocation::OpenId`] is
+/// `{issuer}/.well-known/openid-configuration`, [`DiscoveryLocation::Rfc8414`]
+/// inserts `/.well-known/oauth-authorization-server` before the issuer's path.
+/// Hand the response to [`parse_discovery`]; on [`DiscoveryError::NotFound`]
+/// try the other location. The error, like `parse_discovery`'s, is an
+/// [`Error::Discovery`] naming the issuer and why it cannot be used (not a
+/// URL, plain `http:` to a non-loopback host, a query or fragment).
 ///
 /// ```
-/// let request = client_credentials::discovery_request("https://id.example/tenant");
+/// use client_credentials::{discovery_request, DiscoveryLocation};
+///
+/// let request = discovery_request("https://id.example/tenant", DiscoveryLocation::OpenId)?;
 /// assert_eq!(request.uri(), "https://id.example/tenant/.well-known/openid-configuration");
 /// assert_eq!(request.method(), "GET");
-/// assert_eq!(client_credentials::discovery_request("not a url").uri(), "/");
-/// ```
-pub fn discovery_request(issuer: impl AsRef<str>) -> Request<Vec<u8>> {
-    discovery_request_at(issuer, DiscoveryLocation::OpenId).unwrap_or_else(|_| Request::new(Vec::new()))
-}
-
-/// The `GET` request for `issuer`'s metadata at `location`, or why the
-/// issuer cannot be used.
-///
-/// ```
-/// use client_credentials::{discovery_request_at, DiscoveryLocation};
-///
-/// let request = discovery_request_at("https://id.example/tenant", DiscoveryLocation::Rfc8414)?;
+/// let request = discovery_request("https://id.example/tenant", DiscoveryLocation::Rfc8414)?;
 /// assert_eq!(request.uri(), "https://id.example/.well-known/oauth-authorization-server/tenant");
-/// assert!(discovery_request_at("http://id.example", DiscoveryLocation::OpenId).is_err());
+/// assert!(discovery_request("http://id.example", DiscoveryLocation::OpenId).is_err());
+/// assert!(discovery_request("not a url", DiscoveryLocation::OpenId).is_err());
 /// # Ok::<(), client_credentials::Error>(())
 /// ```
-pub fn discovery_request_at(issuer: impl AsRef<str>, location: DiscoveryLocation) -> Result<Request<Vec<u8>>, Error> {
-    Ok(get_json(&discovery_url(issuer.as_ref(), location)?))
+pub fn discovery_request(issuer: impl AsRef<str>, location: DiscoveryLocation) -> Result<Request<Vec<u8>>, Error> {
+    Ok(get_json(&discovery_url_with(issuer.as_ref(), location, false)?))
 }
 
 /// Validates a metadata response for `issuer` (standalone use; HTTPS required

@@ -124,8 +124,6 @@ mod config;
 mod discovery;
 mod dpop;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
 mod jose;
 mod machine;
 mod policy;
@@ -143,17 +141,14 @@ pub use assertion::{
     AssertionSource, ClientAuthError, CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE,
 };
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, ConfigError, DiscoveryOrder};
-pub use discovery::{
-    discovery_request, discovery_request_at, discovery_url, parse_discovery, DiscoveryError, DiscoveryLocation,
-    ProviderMetadata,
-};
+pub use discovery::{discovery_request, parse_discovery, DiscoveryError, DiscoveryLocation, ProviderMetadata};
 pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
 pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
 pub use jose::{JwsAlgorithm, JwtKey, SignError, Signer};
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestId, RequestKind, TokenSource};
-pub use policy::{parse_retry_after, refresh_time, RetryPolicy};
+pub use policy::{refresh_time, RetryPolicy};
 pub use resource::{parse_resource_metadata, resource_metadata_request, resource_metadata_url, ResourceMetadata};
-pub use response::{jwt_lifetime, parse_token_response, MAX_LIFETIME, MIN_LIFETIME};
+pub use response::parse_token_response;
 pub use secret::Secret;
 pub use time::Timestamp;
 pub use token::{AccessToken, AccessTokenBuilder};

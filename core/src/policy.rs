@@ -157,17 +157,7 @@ pub fn refresh_time(received_at: Timestamp, expires_at: Timestamp, margin: Durat
 /// HTTP-date (IMF-fixdate, and the obsolete RFC 850 and asctime forms).
 /// Returns how long to wait from `now` (zero for a date in the past), or
 /// `None` when the value is neither.
-///
-/// ```
-/// use client_credentials::{parse_retry_after, Timestamp};
-/// use std::time::Duration;
-///
-/// let now = Timestamp::from_unix_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-/// assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-/// assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now), Some(Duration::from_secs(60)));
-/// assert_eq!(parse_retry_after("soon", now), None);
-/// ```
-pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
         // Saturate absurdly long delays rather than failing: the server meant "a long time".

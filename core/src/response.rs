@@ -16,11 +16,11 @@ use crate::token::AccessToken;
 /// The shortest lifetime a token is given: an `expires_in` of zero or below
 /// (or an `exp` already past) counts as this, so a broken server cannot make
 /// the client refetch on every call: a token is reused for at least half of it.
-pub const MIN_LIFETIME: Duration = Duration::from_secs(1);
+pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(1);
 /// The longest lifetime a token is given: larger values (up to `1e300`) are
 /// cut to one year, so every token is refreshed at least yearly and no
 /// arithmetic overflows.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
 const EXCERPT_CHARS: usize = 200;
 
@@ -29,9 +29,10 @@ const EXCERPT_CHARS: usize = 200;
 /// `sent_at` is the time the request was sent: expiry is counted from there.
 /// Lifetime comes from `expires_in` (a number or a numeric string), else from
 /// the `exp` claim of a JWT access token (read, not verified: it only
-/// schedules refresh; see [`jwt_lifetime`]), else from
+/// schedules refresh; `exp` counts from the receive time, bounded by
+/// `exp - iat`), else from
 /// [`Config::default_lifetime`]; it is then clamped to
-/// [`MIN_LIFETIME`]..=[`MAX_LIFETIME`].
+/// 1 s ..= 366 days.
 ///
 /// ```
 /// use client_credentials::{parse_token_response, Config, Timestamp};
@@ -207,20 +208,7 @@ fn clamp_lifetime(secs: f64) -> Duration {
 /// Counting from `now` matters: a provider that hands out a cached JWT issued
 /// 50 minutes ago with a 1 h life has 10 minutes left, not 60. The `exp - iat`
 /// bound keeps a clock running behind the issuer's from stretching a lifetime.
-///
-/// ```
-/// use base64::Engine as _;
-/// use client_credentials::{jwt_lifetime, Timestamp};
-///
-/// let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-/// let jwt = format!("{}.{}.sig", b64(r#"{"alg":"none"}"#), b64(r#"{"iat":1000,"exp":4600}"#));
-/// // Issued 50 minutes before it was received: 10 minutes left.
-/// assert_eq!(jwt_lifetime(&jwt, Timestamp::from_unix_secs(4000)), Some(600.0));
-/// // A receiving clock behind the issuer's: still at most exp - iat.
-/// assert_eq!(jwt_lifetime(&jwt, Timestamp::from_unix_secs(0)), Some(3600.0));
-/// assert_eq!(jwt_lifetime("opaque-token", Timestamp::from_unix_secs(5000)), None);
-/// ```
-pub fn jwt_lifetime(token: &str, now: Timestamp) -> Option<f64> {
+pub(crate) fn jwt_lifetime(token: &str, now: Timestamp) -> Option<f64> {
     let mut parts = token.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || payload.is_empty() {

@@ -99,13 +99,8 @@ impl AccessToken {
         Arc::ptr_eq(&self.0, &other.0) || self.0.secret == other.0.secret
     }
 
-    /// A copy with its own allocation and reference count.
-    ///
-    /// Cloning an `AccessToken` bumps one shared reference count; when many
-    /// cores clone the same token at once that count bounces between their
-    /// caches. Adapters keep one detached copy per thread so their cached-read
-    /// fast path stays flat as threads are added.
-    pub fn detached_clone(&self) -> AccessToken {
+    /// A copy with its own allocation.
+    fn detached_clone(&self) -> AccessToken {
         AccessToken(Arc::new(Inner {
             secret: self.0.secret.clone(),
             token_type: self.0.token_type.clone(),

@@ -1,14 +1,15 @@
 //! Standalone discovery: URL construction and `parse_discovery`.
 
 use client_credentials::{
-    discovery_request, discovery_request_at, discovery_url, parse_discovery, ClientAuth, DiscoveryError,
+    discovery_request, parse_discovery, ClientAuth, DiscoveryError,
     DiscoveryLocation::{OpenId, Rfc8414},
     Error,
 };
 
 fn url(issuer: &str, location: client_credentials::DiscoveryLocation) -> String {
-    discovery_url(issuer, location)
+    discovery_request(issuer, location)
         .unwrap_or_else(|e| panic!("{issuer}: {e}"))
+        .uri()
         .to_string()
 }
 
@@ -70,33 +71,26 @@ fn unusable_issuers_are_clear_errors() {
         "https://user:pw@id.example",
     ] {
         for location in [OpenId, Rfc8414] {
-            let e = discovery_url(issuer, location).unwrap_err();
-            assert!(matches!(e, DiscoveryError::InvalidIssuer { .. }), "{issuer}: {e:?}");
+            let e = discovery_request(issuer, location).unwrap_err();
+            assert!(
+                matches!(e, Error::Discovery(DiscoveryError::InvalidIssuer { .. })),
+                "{issuer}: {e:?}"
+            );
             assert!(e.to_string().starts_with("issuer "), "{e}");
             assert!(!e.to_string().contains("pw@"), "{e}");
+            assert!(!e.is_retryable());
         }
-        assert_eq!(
-            discovery_request(issuer).uri(),
-            "/",
-            "{issuer}: a request no client can send"
-        );
-        let e = discovery_request_at(issuer, OpenId).unwrap_err();
-        assert!(
-            matches!(e, Error::Discovery(DiscoveryError::InvalidIssuer { .. })),
-            "{e:?}"
-        );
-        assert!(!e.is_retryable());
     }
 }
 
 #[test]
 fn requests_are_plain_gets_for_json() {
-    let request = discovery_request("https://id.example/t");
+    let request = discovery_request("https://id.example/t", OpenId).unwrap();
     assert_eq!(request.method(), http::Method::GET);
     assert_eq!(request.uri(), "https://id.example/t/.well-known/openid-configuration");
     assert_eq!(request.headers()[http::header::ACCEPT], "application/json");
     assert!(request.body().is_empty());
-    let request = discovery_request_at("https://id.example/t", Rfc8414).unwrap();
+    let request = discovery_request("https://id.example/t", Rfc8414).unwrap();
     assert_eq!(
         request.uri(),
         "https://id.example/.well-known/oauth-authorization-server/t"

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| client_credentials::fuzzing::retry_after(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| client_credentials_fuzzing::retry_after(data));

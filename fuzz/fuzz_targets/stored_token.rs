@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| client_credentials::fuzzing::stored_token(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| client_credentials_fuzzing::stored_token(data));

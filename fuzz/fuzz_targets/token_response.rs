@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| client_credentials::fuzzing::token_response(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| client_credentials_fuzzing::token_response(data));

@@ -139,13 +139,6 @@ impl ClientBuilder {
     }
 }
 
-impl fmt::Debug for Client {
-    /// The configuration (secret redacted) and whether a token is cached; never the token.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.driver.fmt(f)
-    }
-}
-
 impl Client {
     /// A client with the default transport (ureq, 30 s timeout) and no store.
     pub fn new(config: Config) -> Client {
@@ -266,5 +259,12 @@ impl Client {
         nonce: Option<&str>,
     ) -> Result<Option<http::HeaderValue>, client_credentials::Error> {
         self.driver.dpop_proof(method, uri, token, nonce)
+    }
+}
+
+impl fmt::Debug for Client {
+    /// The configuration (secret redacted) and whether a token is cached; never the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.driver.fmt(f)
     }
 }

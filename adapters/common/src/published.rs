@@ -111,7 +111,7 @@ impl Published {
         if now >= snapshot.refresh_at {
             return None;
         }
-        let copy = snapshot.token.detached_clone();
+        let copy = detached(&snapshot.token);
         // Without this thread's copies (destroyed, or busy), serve uncached.
         let _ = COPIES.try_with(|copies| {
             let Ok(mut copies) = copies.try_borrow_mut() else {
@@ -130,6 +130,27 @@ impl Published {
         });
         Some(copy)
     }
+}
+
+/// A copy of `token` with its own allocation and reference count: cloning an
+/// `AccessToken` bumps one shared count, which bounces between cores when
+/// many threads clone the same token at once. Rebuilt through the public
+/// builder (this runs once per thread and token, off the hot path).
+fn detached(token: &AccessToken) -> AccessToken {
+    let mut builder = AccessToken::builder(token.secret())
+        .token_type(token.token_type())
+        .received_at(token.received_at());
+    if let Some(at) = token.expires_at() {
+        builder = builder.expires_at(at);
+    }
+    if let Some(scope) = token.scope() {
+        builder = builder.scope(scope);
+    }
+    if let Some(refresh) = token.refresh_token() {
+        builder = builder.refresh_token(refresh.expose_secret());
+    }
+    // It was built once already, so it builds again; a shared clone otherwise.
+    builder.build().unwrap_or_else(|_| token.clone())
 }
 
 impl Drop for Published {

@@ -1,9 +1,11 @@
 //! Fuzz targets for every input the core parses from the network or a store.
 //!
 //! Each function takes raw bytes, runs the core on them and `assert!`s its
-//! invariants: a panic is a bug. They live here, not in `fuzz/`, so that
-//! `core/tests/corpus_replay.rs` replays the checked-in corpus on stable Rust
-//! and the `cargo fuzz` targets stay one line each. Not part of the API.
+//! invariants: a panic is a bug. They live in this unpublished crate, not in
+//! the core (which users compile) nor in `fuzz/` (which needs nightly), so
+//! that `tests/corpus_replay.rs` replays the checked-in corpus on stable Rust
+//! in `cargo test --workspace` and the `cargo fuzz` targets stay one line
+//! each. They use only the core's public API.
 
 use std::time::Duration;
 
@@ -11,10 +13,9 @@ use base64::Engine as _;
 use http::{HeaderValue, Response};
 use serde_json::Value;
 
-use crate::{
-    discovery_url, jwt_lifetime, parse_discovery, parse_retry_after, parse_token_response, AccessToken, Action, Config,
-    DiscoveryLocation, Error, Event, RequestId, RequestKind, Timestamp, TokenSource, TransportErrorKind, MAX_LIFETIME,
-    MIN_LIFETIME,
+use client_credentials::{
+    discovery_request, parse_discovery, parse_token_response, AccessToken, Action, Config, DiscoveryLocation, Error,
+    Event, RequestId, RequestKind, Timestamp, TokenSource, TransportErrorKind,
 };
 
 /// The client secret of every fuzzed config: no error message may contain it.
@@ -22,6 +23,10 @@ const CLIENT_SECRET: &str = "fuzz-client-secret-7Qx";
 const ISSUER: &str = "https://id.example";
 /// When requests are "sent": 2023-11-14, a realistic wall clock.
 const NOW: Timestamp = Timestamp::from_unix_secs(1_700_000_000);
+
+/// The range the core clamps token lifetimes to (1 s ..= 366 days).
+const MIN_LIFETIME: Duration = Duration::from_secs(1);
+const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// A config for the token endpoint; the builder input is fixed and valid, so
 /// a failure here is a bug in `Config::build` worth a panic.
@@ -265,7 +270,8 @@ pub fn discovery_document(data: &[u8]) {
     issuers.extend(named);
     for issuer in &issuers {
         for location in [DiscoveryLocation::OpenId, DiscoveryLocation::Rfc8414] {
-            if let Ok(url) = discovery_url(issuer, location) {
+            if let Ok(request) = discovery_request(issuer, location) {
+                let url = url::Url::parse(&request.uri().to_string()).expect("the request URI is a URL");
                 assert!(is_https_or_loopback(&url), "discovery URL {url}");
                 assert!(url.query().is_none() && url.fragment().is_none());
             }
@@ -291,7 +297,7 @@ pub fn discovery_document(data: &[u8]) {
                     let _ = metadata.preferred_auth();
                     assert_eq!(metadata.get("issuer"), Some(Value::String(issuer.clone())));
                     let stored = serde_json::to_string(&metadata).expect("metadata serialises");
-                    let back: crate::ProviderMetadata = match serde_json::from_str(&stored) {
+                    let back: client_credentials::ProviderMetadata = match serde_json::from_str(&stored) {
                         Ok(back) => back,
                         Err(e) => panic!("stored metadata does not load back: {e}"),
                     };
@@ -341,16 +347,19 @@ fn is_https_or_loopback(url: &url::Url) -> bool {
 }
 
 /// A JWT access token: the bytes as a whole token, and as the claims of one.
+/// Without `expires_in`, the token's lifetime comes from its claims, clamped.
 pub fn jwt_exp(data: &[u8]) {
     let now = NOW;
+    let config = token_config(false);
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Some(secs) = jwt_lifetime(text, now) {
-            assert!(secs.is_finite());
+        let body = serde_json::json!({ "access_token": text, "token_type": "Bearer" }).to_string();
+        match parse_token_response(&config, now, &response(200, body.as_bytes())) {
+            Ok(token) => check_token(&token, now),
+            Err(error) => check_error(&error),
         }
     }
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let jwt = format!("{}.{}.c2ln", b64(br#"{"alg":"RS256","typ":"JWT"}"#), b64(data));
-    let lifetime = jwt_lifetime(&jwt, now);
     let claims = serde_json::from_slice::<Value>(data).ok();
     let number = |name: &str| {
         claims
@@ -360,68 +369,80 @@ pub fn jwt_exp(data: &[u8]) {
             .as_f64()
             .filter(|v| v.is_finite())
     };
-    match (number("exp"), number("iat")) {
-        (Some(exp), Some(iat)) if exp > iat => assert_eq!(lifetime, Some((exp - 1_700_000_000.0).min(exp - iat))),
-        (Some(exp), _) => assert_eq!(lifetime, Some(exp - 1_700_000_000.0)),
-        (None, _) => assert_eq!(lifetime, None),
-    }
-    // Without expires_in the token's lifetime comes from the claims, clamped.
+    let expected = match (number("exp"), number("iat")) {
+        (Some(exp), Some(iat)) if exp > iat => Some((exp - 1_700_000_000.0).min(exp - iat)),
+        (Some(exp), _) => Some(exp - 1_700_000_000.0),
+        (None, _) => None,
+    };
     let body = serde_json::json!({ "access_token": jwt, "token_type": "Bearer" }).to_string();
-    let config = token_config(false);
-    match parse_token_response(&config, now, &response(200, body.as_bytes())) {
-        Ok(token) => check_token(&token, now),
-        Err(error) if body.len() > config.max_body_size() => check_error(&error),
+    let token = match parse_token_response(&config, now, &response(200, body.as_bytes())) {
+        Ok(token) => token,
+        Err(error) if body.len() > config.max_body_size() => return check_error(&error),
         Err(error) => panic!("a well-formed JWT response was rejected: {error}"),
+    };
+    check_token(&token, now);
+    let lifetime = token
+        .expires_at()
+        .expect("a parsed token expires")
+        .saturating_duration_since(now);
+    match expected {
+        Some(secs) => {
+            let want = secs.clamp(MIN_LIFETIME.as_secs_f64(), MAX_LIFETIME.as_secs_f64());
+            let got = lifetime.as_secs_f64();
+            assert!(
+                (got - want).abs() <= 0.001 + want * 1e-12,
+                "lifetime {got} s, claims say {want} s"
+            );
+        }
+        None => assert_eq!(lifetime, config.default_lifetime().clamp(MIN_LIFETIME, MAX_LIFETIME)),
     }
 }
 
-/// A `Retry-After` header value, parsed and fed to a source as a 503.
+/// A `Retry-After` header value on a 503: the retry waits at least what it
+/// says (capped by `max_retry_after`), never less than the back-off step.
 pub fn retry_after(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let trimmed = text.trim();
-        let digits = !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit());
-        for now in [Timestamp::UNIX_EPOCH, NOW, Timestamp::MAX] {
-            let parsed = parse_retry_after(text, now);
-            if digits && trimmed.len() <= 20 {
-                let secs = trimmed.parse::<u64>().unwrap_or(u64::MAX);
-                assert_eq!(parsed, Some(Duration::from_secs(secs)));
-            }
-        }
-        if !digits {
-            // An HTTP-date: the wait counts down to zero at the date itself.
-            if let Some(wait) = parse_retry_after(text, Timestamp::UNIX_EPOCH) {
-                let at = Timestamp::UNIX_EPOCH.saturating_add(wait);
-                assert_eq!(parse_retry_after(text, at), Some(Duration::ZERO));
-                if let Some(before) = at.as_unix_secs().checked_sub(10) {
-                    assert_eq!(
-                        parse_retry_after(text, Timestamp::from_unix_secs(before)),
-                        Some(Duration::from_secs(10))
-                    );
-                }
-            }
-        }
-    }
     let Ok(value) = HeaderValue::from_bytes(data) else {
         return;
     };
-    let mut source = TokenSource::new(token_config(false));
+    let config = token_config(false);
+    let cap = config.retry().max_retry_after;
+    let text = std::str::from_utf8(data).map(str::trim).unwrap_or("");
+    let seconds = (!text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| Duration::from_secs(text.parse::<u64>().unwrap_or(u64::MAX)));
+    let mut source = TokenSource::new(config);
     let Action::Send(outgoing) = source.poll(NOW) else {
         panic!("an empty source must send");
     };
     let mut reply = response(503, b"busy");
     reply.headers_mut().insert(http::header::RETRY_AFTER, value);
     let after = NOW.saturating_add(Duration::from_secs(1));
-    match source.handle_response(after, outgoing.id, reply) {
-        Ok(Event::RetryScheduled { at, .. }) => {
-            assert!(at >= after);
-            assert!(matches!(source.poll(after), Action::Wait { until: Some(_) }) || at == after);
-        }
+    let result = source.handle_response(after, outgoing.id, reply);
+    let at = match &result {
+        Ok(Event::RetryScheduled { at, .. }) => *at,
         Ok(event) => panic!("unexpected event {event:?}"),
         Err(error) => {
-            check_error(&error);
+            check_error(error);
             assert!(matches!(source.poll(after), Action::Failed(_)));
+            source.retry_at().expect("a cool-down after a failed round")
         }
+    };
+    let wait = at.saturating_duration_since(after);
+    assert!(
+        wait >= Duration::from_millis(500),
+        "under the first back-off step: {wait:?}"
+    );
+    // At most the cap plus 10 % jitter, whatever the header says.
+    assert!(
+        wait <= cap + cap / 10,
+        "a Retry-After beyond the cap was honoured: {wait:?}"
+    );
+    if let Some(seconds) = seconds {
+        assert!(wait >= seconds.min(cap), "Retry-After {seconds:?} undercut: {wait:?}");
     }
+    assert!(matches!(
+        source.poll(at.saturating_sub(Duration::from_millis(1))),
+        Action::Wait { .. } | Action::Failed(_)
+    ));
 }
 
 /// A stored token (the JSON a token store writes), loaded and served.

@@ -5,11 +5,11 @@
 use std::fs;
 use std::path::PathBuf;
 
-use client_credentials::fuzzing;
+use client_credentials_fuzzing as fuzzing;
 
 fn replay(target: &str, run: fn(&[u8])) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
+        .join("../../fuzz/corpus")
         .join(target);
     let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("corpus {} is missing: {e}", dir.display()));
     let mut files: Vec<PathBuf> = entries
