@@ -994,7 +994,7 @@ impl ConfigBuilder {
                 reason: "must be positive",
             });
         }
-        self.retry.validate()?;
+        validate_retry(&self.retry)?;
         if self.max_body_size < 1024 {
             return Err(ConfigError::BodyLimitTooSmall {
                 bytes: self.max_body_size,
@@ -1275,4 +1275,19 @@ pub enum ConfigError {
         /// The value given.
         bytes: usize,
     },
+}
+
+/// Whether the retry settings are consistent.
+fn validate_retry(retry: &RetryPolicy) -> Result<(), ConfigError> {
+    if retry.max_attempts == 0 {
+        return Err(ConfigError::InvalidRetry {
+            reason: "max_attempts must be at least 1",
+        });
+    }
+    if retry.initial_backoff > retry.max_backoff {
+        return Err(ConfigError::InvalidRetry {
+            reason: "the initial back-off exceeds the maximum back-off",
+        });
+    }
+    Ok(())
 }

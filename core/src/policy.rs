@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::config::ConfigError;
 use crate::time::{duration_millis, Timestamp};
 
 /// How a failing provider is retried and backed off.
@@ -72,20 +71,6 @@ impl RetryPolicy {
     pub fn with_max_retry_after(mut self, cap: Duration) -> Self {
         self.max_retry_after = cap;
         self
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_attempts == 0 {
-            return Err(ConfigError::InvalidRetry {
-                reason: "max_attempts must be at least 1",
-            });
-        }
-        if self.initial_backoff > self.max_backoff {
-            return Err(ConfigError::InvalidRetry {
-                reason: "the initial back-off exceeds the maximum back-off",
-            });
-        }
-        Ok(())
     }
 
     /// The un-jittered back-off step after `failures` failed attempts (1-based).
