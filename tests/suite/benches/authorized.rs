@@ -3,6 +3,7 @@
 //! (the baseline) and through each authorised client, in one run.
 //!
 //! `cargo bench -p client-credentials-suite --bench authorized -- --warm-up-time 1 --measurement-time 3`
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
 
 use std::io::Read;
 
@@ -21,8 +22,8 @@ fn blocking(c: &mut Criterion) {
     let header = client.authorization_header().unwrap();
     let url = format!("{}/things", api.resource());
     let agent = ureq::Agent::new_with_defaults();
-    let authorized = client_credentials_blocking::AuthorizedAgent::new(agent.clone(), client.clone())
-        .allow_origin(api.base_url());
+    let authorized =
+        client_credentials_blocking::AuthorizedAgent::new(agent.clone(), client.clone()).allow_origin(api.base_url());
     let mut group = c.benchmark_group("blocking loopback GET");
     group.bench_function("ureq, header by hand (baseline)", |b| {
         b.iter(|| {
@@ -65,7 +66,12 @@ fn tokio(c: &mut Criterion) {
     group.bench_function("reqwest, header by hand (baseline)", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                let response = plain.get(&url).header("authorization", header.clone()).send().await.unwrap();
+                let response = plain
+                    .get(&url)
+                    .header("authorization", header.clone())
+                    .send()
+                    .await
+                    .unwrap();
                 response.bytes().await.unwrap();
             })
         })
