@@ -7,6 +7,7 @@
 //! (`Condvar` / `Notify`) when told to. Every decision is made here or in the
 //! core, so both adapters behave the same.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -98,10 +99,11 @@ struct State {
     /// `end_fetch` is due when it ends).
     asked: bool,
     fleet: bool,
-    /// The store change not yet applied (only the latest matters: changes
-    /// are recorded under this lock in the order they happen), and whether a
-    /// caller is applying changes now ([`Driver::save_changes`]).
-    store_pending: Option<StoreChange>,
+    /// The store changes not yet applied, oldest first (recorded under this
+    /// lock in the order they happen; at most a deletion then a save, see
+    /// [`Driver::record`]), and whether a caller is applying changes now
+    /// ([`Driver::save_changes`]).
+    store_pending: VecDeque<StoreChange>,
     store_busy: bool,
     /// Numbers flights; `current` is the one running (0: none), so the
     /// result of a flight cut short by `signout()` is dropped.
@@ -245,7 +247,7 @@ impl<W: Wake> Driver<W> {
                 loading: false,
                 asked: false,
                 fleet: false,
-                store_pending: None,
+                store_pending: VecDeque::new(),
                 store_busy: false,
                 flights: 0,
                 current: 0,
@@ -336,10 +338,23 @@ impl<W: Wake> Driver<W> {
     }
 
     /// Records a store change, in the order of the state changes (this runs
-    /// under the lock that made them); it replaces any change not yet applied.
+    /// under the lock that made them). A deletion replaces every change not
+    /// yet applied; a save replaces a pending save but never a pending
+    /// deletion, which still lands first: otherwise a save applying now (of
+    /// the token the deletion dropped) would stay in the store if the later
+    /// save failed or never ran.
     fn record(&self, state: &mut State, change: StoreChange) -> bool {
         if self.settings.store.is_some() {
-            state.store_pending = Some(change);
+            let pending = &mut state.store_pending;
+            match change {
+                StoreChange::Delete => pending.clear(),
+                StoreChange::Save(_) => {
+                    if matches!(pending.back(), Some(StoreChange::Save(_))) {
+                        pending.pop_back();
+                    }
+                }
+            }
+            pending.push_back(change);
         }
         self.settings.store.is_some()
     }
@@ -840,7 +855,7 @@ impl<W: Wake> StoreTurn<'_, W> {
         if state.store_busy && !self.held {
             return None;
         }
-        let change = state.store_pending.take();
+        let change = state.store_pending.pop_front();
         state.store_busy = change.is_some();
         self.held = state.store_busy;
         change

@@ -175,6 +175,15 @@ pub fn signout_racing_a_save<A: Adapter>() {
     store.hold_saves(false);
     let token = fetching.join().unwrap().unwrap();
     let signed_out = issuer.issued_tokens()[0].clone();
+    // The caller applying the store's writes may still be at it (the tokio
+    // adapter's flights run in their own tasks): wait for the last one.
+    let last = (token.secret() != signed_out).then(|| token.secret().to_owned());
+    assert!(
+        store.wait_until(|stored| stored.map(|t| t.secret().to_owned()) == last),
+        "{}: {:?}",
+        A::NAME,
+        store.calls()
+    );
     let calls = store.calls();
     let saved = format!("save {signed_out}");
     let delete = calls.iter().position(|c| c == "delete");
