@@ -61,7 +61,7 @@
 //! ```
 //!
 //! A forced refresh (an adapter's `refresh()`) is the same loop with
-//! [`TokenSource::force_refresh`], which returns the cool-down error at once
+//! [`TokenSource::force_refresh_at`], which returns the cool-down error at once
 //! during a cool-down, and [`TokenSource::poll_refresh`], which ends with
 //! `Failed` when that round fails even though other callers keep being served
 //! the unexpired token:
@@ -70,7 +70,7 @@
 //! # use client_credentials::{AccessToken, Action, Error, Timestamp, TokenSource};
 //! # fn perform(_: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> { unimplemented!() }
 //! fn refresh(source: &mut TokenSource, now: Timestamp) -> Result<AccessToken, Error> {
-//!     let ticket = source.force_refresh(now)?;
+//!     let ticket = source.force_refresh_at(now)?;
 //!     loop {
 //!         match source.poll_refresh(now, ticket) {
 //!             Action::Ready(token) => return Ok(token.clone()),

@@ -643,7 +643,7 @@ fn besiege(crowd: &Crowd) -> Result<Vec<u64>, TestCaseError> {
         match crowd.calls[step % crowd.calls.len()] {
             Call::Token => {}
             Call::Refresh => {
-                let _ = source.force_refresh(now);
+                let _ = source.force_refresh_at(now);
             }
             Call::Invalidate => {
                 if let Some(token) = source.token().cloned() {

@@ -690,7 +690,7 @@ pub fn token_source(data: &[u8]) {
                     }
                 }
                 2 => {
-                    let _ = source.force_refresh(now);
+                    let _ = source.force_refresh_at(now);
                 }
                 3 => {
                     if let Some(outgoing) = source.signout() {
