@@ -233,9 +233,28 @@ pub(crate) fn discovery_url_with(
     Ok(url)
 }
 
-/// The `GET` request for `issuer`'s metadata document at `location`, for
-/// standalone use (a [`crate::TokenSource`] configured with an issuer emits its
-/// own): [`DiscoveryLocation::OpenId`] is
+/// The `GET` request for `issuer`'s OpenID Connect discovery document
+/// (`{issuer}/.well-known/openid-configuration`), for standalone use: hand the
+/// response to [`parse_discovery`]. The request itself, as the discovery API
+/// has always returned it; [`discovery_request_at`] is the same builder with
+/// the location as a parameter (the RFC 8414 fallback) and the typed error.
+/// An issuer that cannot be used (not a URL, plain `http:` to a non-loopback
+/// host, a query or fragment) gives a request with an empty URI that no HTTP
+/// client will send; call [`discovery_request_at`] to learn why.
+///
+/// ```
+/// use client_credentials::discovery_request;
+///
+/// let request = discovery_request("https://id.example/tenant");
+/// assert_eq!(request.uri(), "https://id.example/tenant/.well-known/openid-configuration");
+/// assert_eq!(request.method(), "GET");
+/// ```
+pub fn discovery_request(issuer: impl AsRef<str>) -> Request<Vec<u8>> {
+    discovery_request_at(issuer, DiscoveryLocation::OpenId).unwrap_or_else(|_| Request::new(Vec::new()))
+}
+
+/// The `GET` request for `issuer`'s metadata document at `location`, or why
+/// the issuer cannot be used: [`DiscoveryLocation::OpenId`] is
 /// `{issuer}/.well-known/openid-configuration`, [`DiscoveryLocation::Rfc8414`]
 /// inserts `/.well-known/oauth-authorization-server` before the issuer's path.
 /// Hand the response to [`parse_discovery`]; on [`DiscoveryError::NotFound`]
@@ -244,18 +263,18 @@ pub(crate) fn discovery_url_with(
 /// URL, plain `http:` to a non-loopback host, a query or fragment).
 ///
 /// ```
-/// use client_credentials::{discovery_request, DiscoveryLocation};
+/// use client_credentials::{discovery_request_at, DiscoveryLocation};
 ///
-/// let request = discovery_request("https://id.example/tenant", DiscoveryLocation::OpenId)?;
+/// let request = discovery_request_at("https://id.example/tenant", DiscoveryLocation::OpenId)?;
 /// assert_eq!(request.uri(), "https://id.example/tenant/.well-known/openid-configuration");
 /// assert_eq!(request.method(), "GET");
-/// let request = discovery_request("https://id.example/tenant", DiscoveryLocation::Rfc8414)?;
+/// let request = discovery_request_at("https://id.example/tenant", DiscoveryLocation::Rfc8414)?;
 /// assert_eq!(request.uri(), "https://id.example/.well-known/oauth-authorization-server/tenant");
-/// assert!(discovery_request("http://id.example", DiscoveryLocation::OpenId).is_err());
-/// assert!(discovery_request("not a url", DiscoveryLocation::OpenId).is_err());
+/// assert!(discovery_request_at("http://id.example", DiscoveryLocation::OpenId).is_err());
+/// assert!(discovery_request_at("not a url", DiscoveryLocation::OpenId).is_err());
 /// # Ok::<(), client_credentials::Error>(())
 /// ```
-pub fn discovery_request(issuer: impl AsRef<str>, location: DiscoveryLocation) -> Result<Request<Vec<u8>>, Error> {
+pub fn discovery_request_at(issuer: impl AsRef<str>, location: DiscoveryLocation) -> Result<Request<Vec<u8>>, Error> {
     Ok(get_json(&discovery_url_with(issuer.as_ref(), location, false)?))
 }
 

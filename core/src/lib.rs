@@ -61,7 +61,7 @@
 //! ```
 //!
 //! A forced refresh (an adapter's `refresh()`) is the same loop with
-//! [`TokenSource::force_refresh`], which returns the cool-down error at once
+//! [`TokenSource::force_refresh_at`], which returns the cool-down error at once
 //! during a cool-down, and [`TokenSource::poll_refresh`], which ends with
 //! `Failed` when that round fails even though other callers keep being served
 //! the unexpired token:
@@ -70,7 +70,7 @@
 //! # use client_credentials::{AccessToken, Action, Error, Timestamp, TokenSource};
 //! # fn perform(_: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> { unimplemented!() }
 //! fn refresh(source: &mut TokenSource, now: Timestamp) -> Result<AccessToken, Error> {
-//!     let ticket = source.force_refresh(now)?;
+//!     let ticket = source.force_refresh_at(now)?;
 //!     loop {
 //!         match source.poll_refresh(now, ticket) {
 //!             Action::Ready(token) => return Ok(token.clone()),
@@ -100,7 +100,7 @@
 //! - Responses: [`parse_token_response`].
 //! - Requests: [`ClientAuth`] (RFC 6749 §2.3.1 Basic by default), the JSON body
 //!   variant, the refresh-token grant when a response carried a refresh token.
-//! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`], [`parse_discovery`];
+//! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`] / [`discovery_request_at`], [`parse_discovery`];
 //!   from the resource (RFC 9728): [`ConfigBuilder::resource_server`],
 //!   [`resource_metadata_request`], [`parse_resource_metadata`].
 //!
@@ -141,7 +141,9 @@ pub use assertion::{
     AssertionSource, ClientAuthError, CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE,
 };
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, ConfigError, DiscoveryOrder};
-pub use discovery::{discovery_request, parse_discovery, DiscoveryError, DiscoveryLocation, ProviderMetadata};
+pub use discovery::{
+    discovery_request, discovery_request_at, parse_discovery, DiscoveryError, DiscoveryLocation, ProviderMetadata,
+};
 pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
 pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
 pub use jose::{JwsAlgorithm, JwtKey, SignError, Signer};

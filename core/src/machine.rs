@@ -960,6 +960,18 @@ impl TokenSource {
         }
     }
 
+    /// Asks for a new token even though the cached one is fresh, judged at the
+    /// latest `now` this source has been given (see
+    /// [`TokenSource::force_refresh_at`], which adapters that know the time
+    /// call). During a cool-down the returned ticket names the failed round,
+    /// so [`TokenSource::poll_refresh`] reports that round's error while the
+    /// unexpired token keeps being served; otherwise the next poll sends at
+    /// once.
+    pub fn force_refresh(&mut self) -> RefreshTicket {
+        let failed_round = RefreshTicket(self.rounds_started);
+        self.force_refresh_at(self.last_now).unwrap_or(failed_round)
+    }
+
     /// Asks for a new token even though the cached one is fresh (an adapter's
     /// `refresh()`).
     ///
@@ -974,7 +986,7 @@ impl TokenSource {
     ///   [`TokenSource::poll_refresh`]`(now, ticket)`: it ends with `Ready`
     ///   (the new token) or `Failed` (this round's error, while other callers
     ///   are served the unexpired token again).
-    pub fn force_refresh(&mut self, now: Timestamp) -> Result<RefreshTicket, Error> {
+    pub fn force_refresh_at(&mut self, now: Timestamp) -> Result<RefreshTicket, Error> {
         let running = matches!(self.round, Round::Running { .. });
         if let (Round::Failed, Some(error)) = (self.round, &self.last_error) {
             if now < self.not_before {

@@ -1,13 +1,13 @@
 //! Standalone discovery: URL construction and `parse_discovery`.
 
 use client_credentials::{
-    discovery_request, parse_discovery, ClientAuth, DiscoveryError,
+    discovery_request, discovery_request_at, parse_discovery, ClientAuth, DiscoveryError,
     DiscoveryLocation::{OpenId, Rfc8414},
     Error,
 };
 
 fn url(issuer: &str, location: client_credentials::DiscoveryLocation) -> String {
-    discovery_request(issuer, location)
+    discovery_request_at(issuer, location)
         .unwrap_or_else(|e| panic!("{issuer}: {e}"))
         .uri()
         .to_string()
@@ -71,7 +71,7 @@ fn unusable_issuers_are_clear_errors() {
         "https://user:pw@id.example",
     ] {
         for location in [OpenId, Rfc8414] {
-            let e = discovery_request(issuer, location).unwrap_err();
+            let e = discovery_request_at(issuer, location).unwrap_err();
             assert!(
                 matches!(e, Error::Discovery(DiscoveryError::InvalidIssuer { .. })),
                 "{issuer}: {e:?}"
@@ -85,16 +85,31 @@ fn unusable_issuers_are_clear_errors() {
 
 #[test]
 fn requests_are_plain_gets_for_json() {
-    let request = discovery_request("https://id.example/t", OpenId).unwrap();
+    let request = discovery_request_at("https://id.example/t", OpenId).unwrap();
     assert_eq!(request.method(), http::Method::GET);
     assert_eq!(request.uri(), "https://id.example/t/.well-known/openid-configuration");
     assert_eq!(request.headers()[http::header::ACCEPT], "application/json");
     assert!(request.body().is_empty());
-    let request = discovery_request("https://id.example/t", Rfc8414).unwrap();
+    let request = discovery_request_at("https://id.example/t", Rfc8414).unwrap();
     assert_eq!(
         request.uri(),
         "https://id.example/.well-known/oauth-authorization-server/t"
     );
+}
+
+#[test]
+fn the_one_argument_builder_is_the_openid_location_and_sends_nothing_for_a_bad_issuer() {
+    let request = discovery_request("https://id.example/t");
+    assert_eq!(request.uri(), "https://id.example/t/.well-known/openid-configuration");
+    assert_eq!(
+        request.uri(),
+        discovery_request_at("https://id.example/t", OpenId).unwrap().uri()
+    );
+    // Unusable issuers: no host to send to; discovery_request_at says why.
+    for bad in ["not a url", "http://id.example", "https://id.example/?q=1"] {
+        assert!(discovery_request(bad).uri().host().is_none(), "{bad}");
+        assert!(discovery_request_at(bad, OpenId).is_err(), "{bad}");
+    }
 }
 
 fn doc(status: u16, body: &str) -> http::Response<Vec<u8>> {

@@ -469,7 +469,7 @@ fn invalidate_only_evicts_the_current_token() {
 fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
     let mut source = TokenSource::new(one_attempt());
     fetch(&mut source, at(0), "old", 3600);
-    let ticket = source.force_refresh(at(10)).unwrap();
+    let ticket = source.force_refresh_at(at(10)).unwrap();
     assert_eq!(source.refresh_at(), None);
     let out = match source.poll_refresh(at(10), ticket) {
         Action::Send(out) => out,
@@ -490,7 +490,7 @@ fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
     assert!(matches!(source.poll_refresh(until, ticket), Action::Failed(_)));
 
     // A new refresh after the cool-down sends at once and ends with the new token.
-    let ticket = source.force_refresh(until).unwrap();
+    let ticket = source.force_refresh_at(until).unwrap();
     let out = match source.poll_refresh(until, ticket) {
         Action::Send(out) => out,
         other => panic!("{other:?}"),
@@ -503,8 +503,31 @@ fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
     assert_eq!(ready(&mut source, until).secret(), "new");
     // Without a token, force_refresh is harmless: the next poll fetches.
     let mut empty = source_fresh();
-    let ticket = empty.force_refresh(at(0)).unwrap();
+    let ticket = empty.force_refresh_at(at(0)).unwrap();
     assert!(matches!(empty.poll_refresh(at(0), ticket), Action::Send(_)));
+}
+
+#[test]
+fn force_refresh_without_a_time_judges_the_cool_down_at_the_latest_poll() {
+    let mut source = TokenSource::new(one_attempt());
+    fetch(&mut source, at(0), "old", 3600);
+    // Outside a cool-down: the next poll sends at once.
+    let ticket = source.force_refresh();
+    let out = match source.poll_refresh(at(10), ticket) {
+        Action::Send(out) => out,
+        other => panic!("{other:?}"),
+    };
+    source.handle_response(at(11), out.id, response(500, "")).unwrap();
+    // During the cool-down: the round's error, and the old token still served.
+    assert_eq!(ready(&mut source, at(11)).secret(), "old");
+    let ticket = source.force_refresh();
+    assert!(matches!(source.poll_refresh(at(11), ticket), Action::Failed(_)));
+    assert_eq!(ready(&mut source, at(11)).secret(), "old");
+    // After it (as the latest poll saw): sends at once.
+    let until = source.retry_at().unwrap();
+    assert_eq!(ready(&mut source, until).secret(), "old");
+    let ticket = source.force_refresh();
+    assert!(matches!(source.poll_refresh(until, ticket), Action::Send(_)));
 }
 
 #[test]
@@ -512,7 +535,7 @@ fn a_refresh_learns_the_outcome_of_a_round_another_caller_performed() {
     let mut source = source();
     fetch(&mut source, at(0), "old", 3600);
     // A caller's refresh starts; another caller performs the request.
-    let ticket = source.force_refresh(at(10)).unwrap();
+    let ticket = source.force_refresh_at(at(10)).unwrap();
     let out = send(&mut source, at(10));
     assert!(matches!(
         source.poll_refresh(at(10), ticket),
@@ -537,7 +560,7 @@ fn a_refresh_learns_the_outcome_of_a_round_another_caller_performed() {
     let mut source = source_fresh();
     fetch(&mut source, at(0), "old", 3600);
     let out = send(&mut source, at(3300));
-    let ticket = source.force_refresh(at(3300)).unwrap();
+    let ticket = source.force_refresh_at(at(3300)).unwrap();
     assert!(matches!(
         source.poll_refresh(at(3300), ticket),
         Action::Wait { until: None }
@@ -571,7 +594,7 @@ fn invalidate_during_a_cool_down_does_not_lift_it() {
     assert!(source.invalidate(&token));
     let error = failed(&mut source, at(3300));
     assert_eq!(error.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR));
-    assert_eq!(source.force_refresh(at(3300)), Err(error));
+    assert_eq!(source.force_refresh_at(at(3300)), Err(error));
     let until = source.retry_at().unwrap();
     send(&mut source, until);
 }
@@ -585,7 +608,7 @@ fn signout_revokes_the_token_and_rejects_results_in_flight() {
     let mut source = TokenSource::new(config);
     fetch(&mut source, at(0), "tok-1", 3600);
     let in_flight = {
-        source.force_refresh(at(10)).unwrap();
+        source.force_refresh_at(at(10)).unwrap();
         send(&mut source, at(10))
     };
     let revoke = source.signout().expect("a revocation request");
@@ -1084,7 +1107,7 @@ fn an_explicit_refresh_does_not_lift_the_cool_down() {
         .handle_response(at(0), out.id, oauth_error(401, "invalid_client"))
         .unwrap_err();
     // The forced refresh reports the cool-down error and changes nothing.
-    assert_eq!(source.force_refresh(at(0)), Err(error.clone()));
+    assert_eq!(source.force_refresh_at(at(0)), Err(error.clone()));
     let until = source.retry_at().expect("cool-down");
     assert_eq!(failed(&mut source, at(0)), error);
     assert_eq!(send(&mut source, until).kind, RequestKind::Token);
@@ -1094,7 +1117,7 @@ fn an_explicit_refresh_does_not_lift_the_cool_down() {
 fn a_forced_refresh_during_a_cool_down_keeps_serving_the_unexpired_token() {
     let mut source = TokenSource::new(one_attempt());
     let token = fetch(&mut source, at(0), "t1", 3600);
-    source.force_refresh(at(10)).unwrap();
+    source.force_refresh_at(at(10)).unwrap();
     let out = send(&mut source, at(10));
     assert!(matches!(
         source.handle_response(at(10), out.id, token_ok("x", 1).map(|_| b"oops".to_vec())),
@@ -1102,7 +1125,7 @@ fn a_forced_refresh_during_a_cool_down_keeps_serving_the_unexpired_token() {
     ));
     // Cooling down: the refresh reports the error, the unexpired token is
     // still served, and nothing is left forced for later.
-    let error = source.force_refresh(at(10)).unwrap_err();
+    let error = source.force_refresh_at(at(10)).unwrap_err();
     assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
     assert_eq!(ready(&mut source, at(10)).secret(), token.secret());
     assert_eq!(source.refresh_at(), Some(at(3300)));
@@ -1113,7 +1136,7 @@ fn a_forced_refresh_during_a_cool_down_keeps_serving_the_unexpired_token() {
         "not forced any more"
     );
     // After the cool-down a forced refresh goes out at once.
-    source.force_refresh(until).unwrap();
+    source.force_refresh_at(until).unwrap();
     assert_eq!(send(&mut source, until).kind, RequestKind::Token);
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use client_credentials::{
-    discovery_request, parse_discovery, parse_token_response, AccessToken, Action, Config, DiscoveryError,
+    discovery_request_at, parse_discovery, parse_token_response, AccessToken, Action, Config, DiscoveryError,
     DiscoveryLocation, Event, RequestId, Timestamp, TokenSource, TransportErrorKind,
 };
 use proptest::prelude::*;
@@ -469,7 +469,7 @@ proptest! {
         ]
     ) {
         for location in [DiscoveryLocation::OpenId, DiscoveryLocation::Rfc8414] {
-            match discovery_request(&issuer, location) {
+            match discovery_request_at(&issuer, location) {
                 Ok(request) => {
                     let url = url::Url::parse(&request.uri().to_string()).expect("a URL");
                     prop_assert!(url.scheme() == "https" || url.scheme() == "http");
@@ -643,7 +643,7 @@ fn besiege(crowd: &Crowd) -> Result<Vec<u64>, TestCaseError> {
         match crowd.calls[step % crowd.calls.len()] {
             Call::Token => {}
             Call::Refresh => {
-                let _ = source.force_refresh(now);
+                let _ = source.force_refresh_at(now);
             }
             Call::Invalidate => {
                 if let Some(token) = source.token().cloned() {

@@ -4,7 +4,7 @@
 //! until it yields the metadata or an error.
 
 use client_credentials::{
-    discovery_request, parse_discovery, DiscoveryError, DiscoveryLocation, Error, ProviderMetadata,
+    discovery_request_at, parse_discovery, DiscoveryError, DiscoveryLocation, Error, ProviderMetadata,
 };
 
 const LOCATIONS: [DiscoveryLocation; 2] = [DiscoveryLocation::OpenId, DiscoveryLocation::Rfc8414];
@@ -27,7 +27,7 @@ impl Discovery {
 
     /// The request to send now, or why the issuer cannot be used.
     pub fn request(&self) -> Result<http::Request<Vec<u8>>, Error> {
-        discovery_request(&self.issuer, LOCATIONS[self.next])
+        discovery_request_at(&self.issuer, LOCATIONS[self.next])
     }
 
     /// Hands back the answer to [`Discovery::request`]: `Some` when discovery

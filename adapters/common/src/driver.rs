@@ -442,7 +442,7 @@ impl<W: Wake> Driver<W> {
     pub fn refresh(&self) -> Result<Mode, Error> {
         let now = self.now();
         let mut state = self.lock();
-        let ticket = state.source.force_refresh(now)?;
+        let ticket = state.source.force_refresh_at(now)?;
         self.publish(&state.source);
         Ok(Mode::Refresh(ticket))
     }

@@ -14,7 +14,7 @@ use http::{HeaderValue, Response};
 use serde_json::Value;
 
 use client_credentials::{
-    discovery_request, parse_discovery, parse_token_response, AccessToken, Action, Config, DiscoveryLocation, Error,
+    discovery_request_at, parse_discovery, parse_token_response, AccessToken, Action, Config, DiscoveryLocation, Error,
     Event, RequestId, RequestKind, Timestamp, TokenSource, TransportErrorKind,
 };
 
@@ -270,7 +270,7 @@ pub fn discovery_document(data: &[u8]) {
     issuers.extend(named);
     for issuer in &issuers {
         for location in [DiscoveryLocation::OpenId, DiscoveryLocation::Rfc8414] {
-            if let Ok(request) = discovery_request(issuer, location) {
+            if let Ok(request) = discovery_request_at(issuer, location) {
                 let url = url::Url::parse(&request.uri().to_string()).expect("the request URI is a URL");
                 assert!(is_https_or_loopback(&url), "discovery URL {url}");
                 assert!(url.query().is_none() && url.fragment().is_none());
@@ -690,7 +690,7 @@ pub fn token_source(data: &[u8]) {
                     }
                 }
                 2 => {
-                    let _ = source.force_refresh(now);
+                    let _ = source.force_refresh_at(now);
                 }
                 3 => {
                     if let Some(outgoing) = source.signout() {
