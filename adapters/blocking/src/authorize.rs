@@ -2,7 +2,7 @@
 //! `middleware`) do with a response: the decisions are `client-credentials-common`'s.
 
 use client_credentials::{AccessToken, Error};
-use client_credentials_common::authorize::{set_authorization, Verdict};
+use client_credentials_common::authorize::Verdict;
 use http::{HeaderMap, Method};
 
 use crate::Client;
@@ -33,8 +33,7 @@ impl Client {
         nonce: Option<&str>,
     ) -> Result<AccessToken, Error> {
         let token = self.token()?;
-        let proof = self.resource_proof(method, uri, &token, nonce)?;
-        set_authorization(headers, &token, proof);
+        self.driver.authorize_headers(method, uri, headers, &token, nonce)?;
         Ok(token)
     }
 

@@ -248,20 +248,6 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
     }
 }
 
-impl Client {
-    /// The DPoP proof (RFC 9449 §7) of a request to a resource with `token`,
-    /// with `ath` and a fresh `jti`: `None` without `.dpop(key)` in the config.
-    pub(crate) fn resource_proof(
-        &self,
-        method: &http::Method,
-        uri: &str,
-        token: &client_credentials::AccessToken,
-        nonce: Option<&str>,
-    ) -> Result<Option<http::HeaderValue>, client_credentials::Error> {
-        self.driver.dpop_proof(method, uri, token, nonce)
-    }
-}
-
 impl fmt::Debug for Client {
     /// The configuration (secret redacted) and whether a token is cached; never the token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -412,6 +412,24 @@ impl<W: Wake> Driver<W> {
         }
     }
 
+    /// Sets `Authorization` on a resource request's headers for `token`:
+    /// `Bearer …`, or `DPoP …` with a fresh proof for `method` and `uri` when
+    /// the config has `.dpop(key)` (`nonce`: the resource server's, if it
+    /// asked for one). What each adapter's `Client::authorize` does once it
+    /// holds a token.
+    pub fn authorize_headers(
+        &self,
+        method: &http::Method,
+        uri: &str,
+        headers: &mut http::HeaderMap,
+        token: &AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<(), Error> {
+        let proof = self.dpop_proof(method, uri, token, nonce)?;
+        crate::authorize::set_authorization(headers, token, proof);
+        Ok(())
+    }
+
     /// A DPoP proof (RFC 9449 §7) for a request to a resource with `token`:
     /// `htm` = `method`, `htu` = `uri` without query and fragment, `ath` =
     /// the token's hash, a fresh `jti`; `nonce` is the resource server's, if

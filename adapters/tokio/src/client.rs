@@ -354,17 +354,3 @@ impl Future for TokenFuture<'_> {
         slow.as_mut().poll(cx)
     }
 }
-
-impl Client {
-    /// The DPoP proof (RFC 9449 §7) of a request to a resource with `token`,
-    /// with `ath` and a fresh `jti`: `None` without `.dpop(key)` in the config.
-    pub(crate) fn resource_proof(
-        &self,
-        method: &http::Method,
-        uri: &str,
-        token: &client_credentials::AccessToken,
-        nonce: Option<&str>,
-    ) -> Result<Option<http::HeaderValue>, client_credentials::Error> {
-        self.driver.dpop_proof(method, uri, token, nonce)
-    }
-}
