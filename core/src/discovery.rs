@@ -315,30 +315,7 @@ pub(crate) fn parse_discovery_with(
     url: &str,
     credentials: &Credentials,
 ) -> Result<ProviderMetadata, Error> {
-    let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
-        reason: format!("the document exceeds the {max_body}-byte limit"),
-    })?;
-    let status = response.status();
-    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-        return Err(DiscoveryError::NotFound { url: url.to_owned() }.into());
-    }
-    if !status.is_success() {
-        return Err(DiscoveryError::UnexpectedStatus {
-            status,
-            body_excerpt: excerpt(body, credentials),
-        }
-        .into());
-    }
-    let mut document = parse_json_object(body).map_err(|reason| DiscoveryError::InvalidDocument { reason })?;
-    let found = match document.remove("issuer") {
-        Some(Value::String(found)) => found,
-        _ => {
-            return Err(DiscoveryError::InvalidDocument {
-                reason: "the document has no issuer".into(),
-            }
-            .into())
-        }
-    };
+    let (mut document, found) = metadata_document(response, max_body, url, credentials, "document", "issuer")?;
     if found != issuer {
         return Err(DiscoveryError::IssuerMismatch {
             expected: issuer.to_owned(),
@@ -391,4 +368,42 @@ pub(crate) fn parse_discovery_with(
         grant_types_supported: list("grant_types_supported"),
         additional: document,
     })
+}
+
+/// The JSON object of a metadata response (RFC 8414, OpenID Connect
+/// Discovery, RFC 9728) and its identifier member `key`, which the caller
+/// compares with what it configured: the body is size-capped, 404/410 mean
+/// [`DiscoveryError::NotFound`], any other non-2xx is
+/// [`DiscoveryError::UnexpectedStatus`] (its excerpt redacted). `what` names
+/// the document in errors.
+pub(crate) fn metadata_document(
+    response: &Response<Vec<u8>>,
+    max_body: usize,
+    url: &str,
+    credentials: &Credentials,
+    what: &str,
+    key: &str,
+) -> Result<(Map<String, Value>, String), Error> {
+    let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
+        reason: format!("the {what} exceeds the {max_body}-byte limit"),
+    })?;
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+        return Err(DiscoveryError::NotFound { url: url.to_owned() }.into());
+    }
+    if !status.is_success() {
+        return Err(DiscoveryError::UnexpectedStatus {
+            status,
+            body_excerpt: excerpt(body, credentials),
+        }
+        .into());
+    }
+    let mut document = parse_json_object(body).map_err(|reason| DiscoveryError::InvalidDocument { reason })?;
+    match document.remove(key) {
+        Some(Value::String(found)) => Ok((document, found)),
+        _ => Err(DiscoveryError::InvalidDocument {
+            reason: format!("the {what} has no {key}"),
+        }
+        .into()),
+    }
 }

@@ -3,16 +3,16 @@
 
 use std::borrow::Borrow;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use serde_json::{Map, Value};
 use url::Url;
 
 use crate::config::{check_endpoint, redact_userinfo, without_userinfo};
-use crate::discovery::DiscoveryError;
+use crate::discovery::{metadata_document, DiscoveryError};
 use crate::error::Error;
 use crate::redact::Credentials;
 use crate::request::get_json;
-use crate::response::{check_size, clean, excerpt, parse_json_object};
+use crate::response::clean;
 
 /// A protected resource's metadata (RFC 9728 §2), validated: its `resource`
 /// equals the resource identifier it was fetched for, and it names at least
@@ -149,30 +149,8 @@ pub(crate) fn parse_resource_metadata_with(
     url: &str,
     credentials: &Credentials,
 ) -> Result<ResourceMetadata, Error> {
-    let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
-        reason: format!("the resource metadata exceeds the {max_body}-byte limit"),
-    })?;
-    let status = response.status();
-    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-        return Err(DiscoveryError::NotFound { url: url.to_owned() }.into());
-    }
-    if !status.is_success() {
-        return Err(DiscoveryError::UnexpectedStatus {
-            status,
-            body_excerpt: excerpt(body, credentials),
-        }
-        .into());
-    }
-    let mut document = parse_json_object(body).map_err(|reason| DiscoveryError::InvalidDocument { reason })?;
-    let found = match document.remove("resource") {
-        Some(Value::String(found)) => found,
-        _ => {
-            return Err(DiscoveryError::InvalidDocument {
-                reason: "the resource metadata has no resource".into(),
-            }
-            .into())
-        }
-    };
+    let (mut document, found) =
+        metadata_document(response, max_body, url, credentials, "resource metadata", "resource")?;
     if found != resource {
         return Err(DiscoveryError::ResourceMismatch {
             expected: resource.to_owned(),
