@@ -143,7 +143,8 @@ pub fn refresh_time(received_at: Timestamp, expires_at: Timestamp, margin: Durat
 /// Returns how long to wait from `now` (zero for a date in the past), or
 /// `None` when the value is neither.
 pub(crate) fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
-    let value = value.trim();
+    // Only HTTP's optional whitespace (SP, HTAB) surrounds a field value.
+    let value = value.trim_matches([' ', '\t']);
     if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit()) {
         // Saturate absurdly long delays rather than failing: the server meant "a long time".
         let secs = value.parse::<u64>().unwrap_or(u64::MAX);
@@ -234,6 +235,9 @@ mod tests {
             Some(Duration::from_secs(u64::MAX))
         );
         assert_eq!(parse_retry_after("-5", now), None);
+        // Only SP and HTAB are HTTP whitespace; a no-break space is not.
+        assert_eq!(parse_retry_after("\t3 ", now), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("\u{a0}\u{a0}1", now), None);
         assert_eq!(parse_retry_after("1.5", now), None);
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),

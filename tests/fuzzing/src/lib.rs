@@ -406,7 +406,8 @@ pub fn retry_after(data: &[u8]) {
     };
     let config = token_config(false);
     let cap = config.retry().max_retry_after;
-    let text = std::str::from_utf8(data).map(str::trim).unwrap_or("");
+    // The header as HTTP reads it: visible ASCII only, optional whitespace (SP, HTAB) around it.
+    let text = value.to_str().map(|v| v.trim_matches([' ', '\t'])).unwrap_or("");
     let seconds = (!text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit()))
         .then(|| Duration::from_secs(text.parse::<u64>().unwrap_or(u64::MAX)));
     let mut source = TokenSource::new(config);
