@@ -4,8 +4,9 @@ use std::fmt;
 use std::io::Read;
 use std::time::Duration;
 
-use client_credentials::{ConfigBuilder, TransportError, TransportErrorKind};
+use client_credentials::{ConfigBuilder, TransportError};
 use client_credentials_common::proxy::bypasses_proxy;
+use client_credentials_common::ureq_transport::transport_error;
 use http::{Request, Response};
 
 /// Performs one HTTP exchange for the client.
@@ -164,7 +165,7 @@ impl Transport for UreqTransport {
         } else {
             self.run(request)
         }
-        .map_err(map_error)?;
+        .map_err(transport_error)?;
         let (parts, body) = response.into_parts();
         let limit = self.max_body_size.saturating_add(1);
         // The buffer grows as bytes arrive: sized from `Content-Length`, a
@@ -174,30 +175,7 @@ impl Transport for UreqTransport {
         body.into_reader()
             .take(limit as u64)
             .read_to_end(&mut bytes)
-            .map_err(|e| map_error(ureq::Error::from(e)))?;
+            .map_err(|e| transport_error(ureq::Error::from(e)))?;
         Ok(Response::from_parts(parts, bytes))
     }
-}
-
-/// Maps ureq's error onto the core's kinds. ureq's messages name hosts and
-/// causes, never request headers or bodies.
-pub(crate) fn map_error(error: ureq::Error) -> TransportError {
-    use std::io::ErrorKind as Io;
-    use TransportErrorKind::{Connect, Io as Broken, Other, Timeout};
-    let kind = match &error {
-        ureq::Error::Timeout(_) => Timeout,
-        ureq::Error::HostNotFound
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::ConnectProxyFailed(_)
-        | ureq::Error::Tls(_)
-        | ureq::Error::Rustls(_) => Connect,
-        ureq::Error::Io(e) => match e.kind() {
-            Io::TimedOut | Io::WouldBlock => Timeout,
-            Io::ConnectionRefused | Io::AddrNotAvailable | Io::NotFound => Connect,
-            _ => Broken,
-        },
-        ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Broken,
-        _ => Other,
-    };
-    TransportError::new(kind, error.to_string())
 }
