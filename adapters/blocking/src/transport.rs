@@ -199,5 +199,5 @@ pub(crate) fn map_error(error: ureq::Error) -> TransportError {
         ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Broken,
         _ => Other,
     };
-    TransportError::new(kind, error.to_string())
+    client_credentials_common::transport_error(kind, &error)
 }
