@@ -7,7 +7,7 @@ use http::StatusCode;
 use crate::assertion::ClientAuthError;
 use crate::config::ConfigError;
 use crate::discovery::DiscoveryError;
-use crate::machine::RequestId;
+use crate::id::RequestId;
 
 /// Everything that can go wrong while getting a token.
 ///

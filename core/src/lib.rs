@@ -124,6 +124,7 @@ mod config;
 mod discovery;
 mod dpop;
 mod error;
+mod id;
 mod jose;
 mod machine;
 mod policy;
@@ -146,8 +147,9 @@ pub use discovery::{
 };
 pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
 pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
+pub use id::RequestId;
 pub use jose::{JwsAlgorithm, JwtKey, SignError, Signer};
-pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestId, RequestKind, TokenSource};
+pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
 pub use policy::{refresh_time, RetryPolicy};
 pub use resource::{parse_resource_metadata, resource_metadata_request, resource_metadata_url, ResourceMetadata};
 pub use response::parse_token_response;

@@ -15,6 +15,7 @@ use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpo
 use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryError, DiscoveryLocation, ProviderMetadata};
 use crate::dpop::{dpop_proof, DpopClaims, USE_DPOP_NONCE};
 use crate::error::{Error, OAuthErrorCode, TransportError};
+use crate::id::RequestId;
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
 use crate::redact::Credentials;
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
@@ -23,23 +24,6 @@ use crate::response::{check_size, excerpt, oauth_error, parse_json_object, parse
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
-
-/// Identifies a request the core emitted; results are handed back with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(u64);
-
-impl RequestId {
-    /// The number, for logs.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
 
 /// What a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -572,7 +556,7 @@ impl TokenSource {
     }
 
     fn next_id(&mut self) -> RequestId {
-        let id = RequestId(self.next_id);
+        let id = RequestId::new(self.next_id);
         self.next_id += 1;
         id
     }
