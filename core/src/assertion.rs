@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::jose::{b64, hs256, signing_input, JwsAlgorithm, JwtKey, SignError};
-use crate::response::clean;
+use crate::redact::clean;
 use crate::time::Timestamp;
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).

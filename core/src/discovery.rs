@@ -8,9 +8,9 @@ use url::Url;
 
 use crate::config::{check_endpoint, redact_userinfo, ClientAuth, Config, ConfigError};
 use crate::error::{retryable_status, Error};
-use crate::redact::Credentials;
+use crate::redact::{clean, excerpt, Credentials};
 use crate::request::get_json;
-use crate::response::{check_size, clean, excerpt, parse_json_object};
+use crate::response::{check_size, parse_json_object};
 
 /// Where a metadata document is looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
