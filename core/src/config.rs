@@ -7,7 +7,8 @@ use std::time::Duration;
 use url::Url;
 
 use crate::assertion::AssertionSource;
-use crate::jose::{JwsAlgorithm, JwtKey};
+use crate::error::ConfigError;
+use crate::jose::JwtKey;
 use crate::policy::RetryPolicy;
 use crate::secret::Secret;
 
@@ -1136,145 +1137,6 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
-}
-
-impl ConfigError {
-    /// The same error with `credentials` cut out of the URL it quotes (for
-    /// URLs that came from a server, which could echo anything).
-    pub(crate) fn redacted(self, credentials: &crate::redact::Credentials) -> Self {
-        let cut = |url: String| credentials.redact(&url);
-        match self {
-            ConfigError::InvalidUrl { field, url, reason } => ConfigError::InvalidUrl {
-                field,
-                url: cut(url),
-                reason,
-            },
-            ConfigError::RelativeUrl { field, url } => ConfigError::RelativeUrl { field, url: cut(url) },
-            ConfigError::UrlWithFragment { field, url } => ConfigError::UrlWithFragment { field, url: cut(url) },
-            ConfigError::InsecureUrl { field, url } => ConfigError::InsecureUrl { field, url: cut(url) },
-            other => other,
-        }
-    }
-}
-
-/// What is wrong with a configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The client id is empty.
-    #[error("the client id is empty")]
-    EmptyClientId,
-    /// A credential contains a control character (often a stray newline from a secret file).
-    #[error("the {field} contains a control character (a trailing newline from a file?)")]
-    ControlCharacter {
-        /// `client_id` or `client_secret`.
-        field: &'static str,
-    },
-    /// [`ClientAuth::BasicUnencoded`] cannot carry a client id with `:`.
-    #[error("the client id contains ':', which ClientAuth::BasicUnencoded cannot send; use ClientAuth::Basic")]
-    ColonInClientId,
-    /// Neither a token endpoint nor an issuer was given.
-    #[error("no endpoint: set .token_endpoint(url) or .issuer(url) (or .resource_server(url) to find the issuer from the resource)")]
-    MissingEndpoint,
-    /// More than one of a token endpoint, an issuer and a resource server was given.
-    #[error("more than one of .token_endpoint(..), .issuer(..) and .resource_server(..) is set; choose one")]
-    ConflictingEndpoints,
-    /// A URL does not parse or is not usable.
-    #[error("{field} {url:?} is not a usable URL: {reason}")]
-    InvalidUrl {
-        /// Which setting.
-        field: &'static str,
-        /// The value given.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// A URL is relative.
-    #[error("{field} {url:?} is relative; give an absolute https:// URL")]
-    RelativeUrl {
-        /// Which setting.
-        field: &'static str,
-        /// The value given.
-        url: String,
-    },
-    /// A URL has a fragment (RFC 6749 §3.2 forbids it for endpoints).
-    #[error("{field} {url:?} has a fragment ('#…'), which endpoints may not have (RFC 6749 §3.2)")]
-    UrlWithFragment {
-        /// Which setting.
-        field: &'static str,
-        /// The value given.
-        url: String,
-    },
-    /// Plain `http:` to a host that is not loopback.
-    #[error("{field} {url:?} uses plain http to a non-loopback host, which would send the client secret in clear text; use https, or .allow_insecure_http() on a test network")]
-    InsecureUrl {
-        /// Which setting.
-        field: &'static str,
-        /// The value given.
-        url: String,
-    },
-    /// A scope is empty or has characters RFC 6749 §3.3 forbids.
-    #[error("invalid scope {scope:?}: {reason}")]
-    InvalidScope {
-        /// The value given.
-        scope: String,
-        /// Why.
-        reason: String,
-    },
-    /// A resource indicator is not an absolute URI without fragment (RFC 8707 §2).
-    #[error("invalid resource {resource:?}: {reason}")]
-    InvalidResource {
-        /// The value given.
-        resource: String,
-        /// Why.
-        reason: String,
-    },
-    /// An extra parameter would override one the client sets.
-    #[error("parameter {name:?} is set by the client itself and cannot be overridden with .param()")]
-    ReservedParameter {
-        /// The parameter name.
-        name: String,
-    },
-    /// An extra parameter has an empty name.
-    #[error("an extra parameter has an empty name")]
-    EmptyParameterName,
-    /// A duration setting is out of range.
-    #[error("{field} {reason}")]
-    InvalidDuration {
-        /// Which setting.
-        field: &'static str,
-        /// Why.
-        reason: &'static str,
-    },
-    /// The retry settings are inconsistent.
-    #[error("invalid retry settings: {reason}")]
-    InvalidRetry {
-        /// Why.
-        reason: &'static str,
-    },
-    /// A private key does not parse or does not fit the algorithm. The key is never quoted.
-    #[error("the {alg} private key cannot be used: {reason}")]
-    InvalidKey {
-        /// The algorithm it was loaded for.
-        alg: JwsAlgorithm,
-        /// Why.
-        reason: &'static str,
-    },
-    /// A method that needs the client secret was chosen with an empty one.
-    #[error("{method} needs a client secret, and the one given is empty")]
-    MissingSecret {
-        /// The method.
-        method: &'static str,
-    },
-    /// `.assertion_typ(true)` with `.assertion_audience_token_endpoint()`.
-    #[error("typed client assertions (assertion_typ) must have the issuer as audience (RFC 10070); drop assertion_audience_token_endpoint()")]
-    TypedAssertionAudience,
-    /// The body limit is too small for any real token response.
-    #[error("max_body_size of {bytes} bytes is too small; use at least 1024")]
-    BodyLimitTooSmall {
-        /// The value given.
-        bytes: usize,
-    },
 }
 
 /// Whether the retry settings are consistent.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 #[cfg(feature = "signing")]
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// A JWS algorithm for client assertions and DPoP proofs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

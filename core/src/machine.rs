@@ -8,13 +8,13 @@ use http::Response;
 use url::Url;
 
 use crate::assertion::{
-    build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, ClientAuthError, JtiSource,
-    CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE,
+    build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, JtiSource, CLIENT_ASSERTION_TYP,
+    JWT_BEARER_ASSERTION_TYPE,
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint};
-use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryError, DiscoveryLocation, ProviderMetadata};
+use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryLocation, ProviderMetadata};
 use crate::dpop::{dpop_proof, DpopClaims, USE_DPOP_NONCE};
-use crate::error::{Error, OAuthErrorCode, TransportError};
+use crate::error::{ClientAuthError, DiscoveryError, Error, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
 use crate::redact::{excerpt, Credentials};

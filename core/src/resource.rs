@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::config::{check_endpoint, redact_userinfo, without_userinfo};
-use crate::discovery::{metadata_document, DiscoveryError};
-use crate::error::Error;
+use crate::discovery::metadata_document;
+use crate::error::{DiscoveryError, Error};
 use crate::redact::{clean, Credentials};
 use crate::request::get_json;
 
