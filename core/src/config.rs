@@ -8,7 +8,7 @@ use url::Url;
 
 use crate::assertion::AssertionSource;
 use crate::error::ConfigError;
-use crate::jose::JwtKey;
+use crate::key::JwtKey;
 use crate::policy::RetryPolicy;
 use crate::secret::Secret;
 

@@ -126,6 +126,7 @@ mod dpop;
 mod error;
 mod id;
 mod jose;
+mod key;
 mod machine;
 mod policy;
 mod redact;
@@ -146,7 +147,8 @@ pub use error::{
     ClientAuthError, ConfigError, DiscoveryError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
 };
 pub use id::RequestId;
-pub use jose::{JwsAlgorithm, JwtKey, SignError, Signer};
+pub use jose::{JwsAlgorithm, SignError, Signer};
+pub use key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
 pub use policy::{refresh_time, RetryPolicy};
 pub use resource::{parse_resource_metadata, resource_metadata_request, resource_metadata_url, ResourceMetadata};

@@ -16,6 +16,7 @@ use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryLocati
 use crate::dpop::{dpop_proof, DpopClaims, USE_DPOP_NONCE};
 use crate::error::{ClientAuthError, DiscoveryError, Error, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
+use crate::key::JwtKey;
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
 use crate::redact::{excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
@@ -351,7 +352,7 @@ impl TokenSource {
     }
 
     /// The `alg` of DPoP proofs, checked against `dpop_signing_alg_values_supported`.
-    fn dpop_alg(&self, key: &crate::JwtKey) -> Result<&'static str, Error> {
+    fn dpop_alg(&self, key: &JwtKey) -> Result<&'static str, Error> {
         let listed = self
             .metadata
             .as_ref()
