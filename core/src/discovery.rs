@@ -6,7 +6,8 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{check_endpoint, redact_userinfo, ClientAuth, Config};
+use crate::config::{ClientAuth, Config};
+use crate::endpoint::{check_endpoint, redact_userinfo};
 use crate::error::{ConfigError, DiscoveryError, Error};
 use crate::redact::{clean, excerpt, Credentials};
 use crate::request::get_json;

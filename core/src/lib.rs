@@ -123,6 +123,7 @@ mod assertion;
 mod config;
 mod discovery;
 mod dpop;
+mod endpoint;
 mod error;
 mod id;
 mod jose;

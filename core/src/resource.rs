@@ -7,8 +7,8 @@ use http::{Request, Response};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{check_endpoint, redact_userinfo, without_userinfo};
 use crate::discovery::metadata_document;
+use crate::endpoint::{check_endpoint, redact_userinfo, without_userinfo};
 use crate::error::{DiscoveryError, Error};
 use crate::redact::{clean, Credentials};
 use crate::request::get_json;
