@@ -235,16 +235,25 @@ impl common::Io for Io {
     }
 }
 
-/// Runs one of the driver's flights on this thread. Its I/O is done by the
-/// futures' first poll (this adapter's are ready at once), so it never waits.
+/// Runs one of the driver's futures on this thread. Its I/O is done by the
+/// futures' first poll (this adapter's are ready at once); the one wait,
+/// `signout()` for a store write another thread is applying, parks the
+/// thread until that thread wakes it (re-checking every millisecond).
 fn block_on<T>(future: impl Future<Output = T>) -> T {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
     let mut future = pin!(future);
-    let mut context = Context::from_waker(Waker::noop());
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(value) = future.as_mut().poll(&mut context) {
             return value;
         }
-        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_millis(1));
     }
 }
 

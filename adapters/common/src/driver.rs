@@ -13,6 +13,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use client_credentials::{
@@ -99,12 +100,18 @@ struct State {
     /// `end_fetch` is due when it ends).
     asked: bool,
     fleet: bool,
-    /// The store changes not yet applied, oldest first (recorded under this
-    /// lock in the order they happen; at most a deletion then a save, see
-    /// [`Driver::record`]), and whether a caller is applying changes now
-    /// ([`Driver::save_changes`]).
-    store_pending: VecDeque<StoreChange>,
+    /// The store changes not yet applied, oldest first, each with its
+    /// number (recorded under this lock in the order they happen; at most a
+    /// deletion then a save, see [`Driver::record`]), and whether a caller is
+    /// applying changes now ([`Driver::save_changes`]).
+    store_pending: VecDeque<(u64, StoreChange)>,
     store_busy: bool,
+    /// How many changes were recorded; every change numbered up to
+    /// `store_done` has been applied (or replaced by a later one that was).
+    store_recorded: u64,
+    store_done: u64,
+    /// Callers waiting for a change of theirs to land ([`StoreSettled`]).
+    store_waiters: Vec<Waker>,
     /// Numbers flights; `current` is the one running (0: none), so the
     /// result of a flight cut short by `signout()` is dropped.
     flights: u64,
@@ -249,6 +256,9 @@ impl<W: Wake> Driver<W> {
                 fleet: false,
                 store_pending: VecDeque::new(),
                 store_busy: false,
+                store_recorded: 0,
+                store_done: 0,
+                store_waiters: Vec::new(),
                 flights: 0,
                 current: 0,
                 assertion_file,
@@ -345,16 +355,17 @@ impl<W: Wake> Driver<W> {
     /// save failed or never ran.
     fn record(&self, state: &mut State, change: StoreChange) -> bool {
         if self.settings.store.is_some() {
+            state.store_recorded += 1;
             let pending = &mut state.store_pending;
             match change {
                 StoreChange::Delete => pending.clear(),
                 StoreChange::Save(_) => {
-                    if matches!(pending.back(), Some(StoreChange::Save(_))) {
+                    if matches!(pending.back(), Some((_, StoreChange::Save(_)))) {
                         pending.pop_back();
                     }
                 }
             }
-            pending.push_back(change);
+            pending.push_back((state.store_recorded, change));
         }
         self.settings.store.is_some()
     }
@@ -822,6 +833,7 @@ impl<W: Io> Driver<W> {
         let mut turn = StoreTurn {
             driver: self,
             held: false,
+            applying: None,
         };
         let Some(store) = &self.settings.store else { return };
         while let Some(change) = turn.next() {
@@ -837,9 +849,10 @@ impl<W: Io> Driver<W> {
 
     /// Forgets the token (in memory and in the store) and any flight under
     /// way, and revokes the token (RFC 7009) when the provider has a
-    /// revocation endpoint: the revocation's error, if any.
+    /// revocation endpoint: the revocation's error, if any. Returns once the
+    /// store's deletion has landed, even when another caller applies it.
     pub async fn signout(self: &Arc<Self>) -> Result<(), Error> {
-        let revocation = {
+        let (deletion, revocation) = {
             let mut state = self.lock();
             let outgoing = state.source.signout();
             state.current = 0;
@@ -848,11 +861,21 @@ impl<W: Io> Driver<W> {
             state.asked = false;
             state.fleet = false;
             self.publish(&state.source);
-            self.record(&mut state, StoreChange::Delete);
-            outgoing.map(|outgoing| (outgoing.request, self.flight(&mut state, Job::Revoke(outgoing.id))))
+            let deletion = self
+                .record(&mut state, StoreChange::Delete)
+                .then_some(state.store_recorded);
+            let revoke = outgoing.map(|outgoing| (outgoing.request, self.flight(&mut state, Job::Revoke(outgoing.id))));
+            (deletion, revoke)
         };
         self.io.wake();
         self.save_changes().await;
+        if let Some(seq) = deletion {
+            // Another caller may be applying changes (then it applies ours
+            // after its own): wait for it, or take over if it stopped.
+            while !(StoreSettled { driver: &**self, seq }).await {
+                self.save_changes().await;
+            }
+        }
         let Some((request, flight)) = revocation else {
             return Ok(());
         };
@@ -861,10 +884,11 @@ impl<W: Io> Driver<W> {
 }
 
 /// The right to apply store changes, given back when dropped (even by a
-/// panicking store).
+/// panicking store). `applying`: the number of the change being applied.
 struct StoreTurn<'a, W: Wake> {
     driver: &'a Driver<W>,
     held: bool,
+    applying: Option<u64>,
 }
 
 impl<W: Wake> StoreTurn<'_, W> {
@@ -873,17 +897,63 @@ impl<W: Wake> StoreTurn<'_, W> {
         if state.store_busy && !self.held {
             return None;
         }
-        let change = state.store_pending.pop_front();
+        let waiters = self.finished(&mut state);
+        let change = state.store_pending.pop_front().map(|(seq, change)| {
+            self.applying = Some(seq);
+            change
+        });
         state.store_busy = change.is_some();
         self.held = state.store_busy;
+        drop(state);
+        waiters.into_iter().for_each(Waker::wake);
         change
+    }
+
+    /// The change being applied is done (applied, failed, or its store
+    /// panicked): the waiters for it are due.
+    fn finished(&mut self, state: &mut State) -> Vec<Waker> {
+        match self.applying.take() {
+            Some(seq) => {
+                state.store_done = state.store_done.max(seq);
+                std::mem::take(&mut state.store_waiters)
+            }
+            None => Vec::new(),
+        }
     }
 }
 
 impl<W: Wake> Drop for StoreTurn<'_, W> {
     fn drop(&mut self) {
         if self.held {
-            self.driver.lock().store_busy = false;
+            let mut state = self.driver.lock();
+            state.store_busy = false;
+            let mut waiters = self.finished(&mut state);
+            waiters.append(&mut state.store_waiters);
+            drop(state);
+            waiters.into_iter().for_each(Waker::wake);
+        }
+    }
+}
+
+/// Resolves once store change `seq` has landed (`true`), or when no caller
+/// is applying changes any more (`false`: the waiter applies them itself).
+struct StoreSettled<'a, W> {
+    driver: &'a Driver<W>,
+    seq: u64,
+}
+
+impl<W: Wake> Future for StoreSettled<'_, W> {
+    type Output = bool;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut state = self.driver.lock();
+        if state.store_done >= self.seq {
+            Poll::Ready(true)
+        } else if !state.store_busy {
+            Poll::Ready(false)
+        } else {
+            state.store_waiters.push(cx.waker().clone());
+            Poll::Pending
         }
     }
 }

@@ -171,8 +171,27 @@ pub fn signout_racing_a_save<A: Adapter>() {
         thread::spawn(move || A::token(&client))
     };
     store.wait_for_held_save();
-    A::signout(&client).unwrap();
+    let signing_out = {
+        let client = client.clone();
+        thread::spawn(move || A::signout(&client))
+    };
+    // `signout()` returns once its deletion has landed: not while the save
+    // it must follow is still being written.
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        !signing_out.is_finished(),
+        "{}: signout returned before its deletion landed: {:?}",
+        A::NAME,
+        store.calls()
+    );
     store.hold_saves(false);
+    signing_out.join().unwrap().unwrap();
+    assert!(
+        store.calls().iter().any(|c| c == "delete"),
+        "{}: signout returned before its deletion landed: {:?}",
+        A::NAME,
+        store.calls()
+    );
     let token = fetching.join().unwrap().unwrap();
     let signed_out = issuer.issued_tokens()[0].clone();
     // The caller applying the store's writes may still be at it (the tokio
