@@ -83,7 +83,7 @@ impl SignError {
 
 /// A private key that signs client assertions and DPoP proofs.
 ///
-/// Implement it for keys held in an HSM or a KMS; [`JwtKey::from_pem`](crate::JwtKey::from_pem) covers
+/// Implement it for keys held in an HSM or a KMS; `JwtKey::from_pem` (feature `signing`) covers
 /// keys in files. `sign` is called synchronously while the core builds a
 /// request, so it should be quick; a signer that needs network I/O is better
 /// served by [`crate::AssertionSource::callback`] fed by the adapter's thread,

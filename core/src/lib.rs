@@ -111,7 +111,7 @@
 //!   DPoP ([`ConfigBuilder::dpop`], [`TokenSource::dpop_proof`]).
 //!
 //! ## Features
-//! - `signing` (default): [`JwtKey::from_pem`] for RS256, PS256, ES256 and
+//! - `signing` (default): `JwtKey::from_pem` for RS256, PS256, ES256 and
 //!   Ed25519 keys, on the RustCrypto crates (pure Rust, no random source
 //!   needed, builds for wasm32). Without it, implement [`Signer`].
 //!
