@@ -11,8 +11,10 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::jose::{b64, hs256, signing_input, JwsAlgorithm, JwtKey, SignError};
-use crate::response::clean;
+use crate::error::ClientAuthError;
+use crate::jose::{b64, hs256, signing_input, SignError};
+use crate::key::JwtKey;
+use crate::redact::clean;
 use crate::time::Timestamp;
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
@@ -146,50 +148,6 @@ impl std::hash::Hash for AssertionSource {
         self.path().hash(state);
         self.assertion_type.hash(state);
     }
-}
-
-/// Why a client assertion or a DPoP proof could not be made or used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientAuthError {
-    /// The provider's metadata lists signing algorithms, and not this key's.
-    #[error("the provider does not accept {alg} for {purpose} (it lists {}); use a key of a listed algorithm", .supported.join(", "))]
-    UnsupportedAlgorithm {
-        /// `client assertions` or `DPoP proofs`.
-        purpose: &'static str,
-        /// The key's algorithm.
-        alg: JwsAlgorithm,
-        /// What the provider lists.
-        supported: Vec<String>,
-    },
-    /// The signer failed.
-    #[error(transparent)]
-    Signing(#[from] SignError),
-    /// An assertion made elsewhere could not be had (unreadable file, a
-    /// callback's error, nothing provided yet).
-    #[error("no client assertion available: {reason}")]
-    AssertionUnavailable {
-        /// Why (the file's read error, the callback's error).
-        reason: String,
-    },
-    /// An assertion made elsewhere has expired: nothing was sent. Whatever
-    /// writes it (the kubelet, the SPIFFE agent) has not renewed it.
-    #[error("the client assertion expired at {expired_at:?} (unix seconds {}); it was not sent", .expired_at.as_unix_millis() / 1000)]
-    AssertionExpired {
-        /// Its `exp`.
-        expired_at: Timestamp,
-    },
-    /// An assertion made elsewhere is not a JWT whose claims can be read.
-    #[error("the client assertion is not a usable JWT: {reason}")]
-    InvalidAssertion {
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The token endpoint asked for a new DPoP nonce twice in a row (RFC 9449 §8).
-    #[error(
-        "the token endpoint asked for a new DPoP nonce again after a retry with one (use_dpop_nonce twice in a row)"
-    )]
-    DpopNonceLoop,
 }
 
 /// Unique `jti` values from a seed: SHA-256 over the seed, a counter and the

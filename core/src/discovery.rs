@@ -6,11 +6,12 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{check_endpoint, redact_userinfo, ClientAuth, Config, ConfigError};
-use crate::error::{retryable_status, Error};
-use crate::redact::Credentials;
+use crate::config::{ClientAuth, Config};
+use crate::endpoint::{check_endpoint, redact_userinfo};
+use crate::error::{ConfigError, DiscoveryError, Error};
+use crate::redact::{clean, excerpt, Credentials};
 use crate::request::get_json;
-use crate::response::{check_size, clean, excerpt, parse_json_object};
+use crate::response::{check_size, parse_json_object};
 
 /// Where a metadata document is looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,84 +125,6 @@ impl ProviderMetadata {
     /// Any member of the document, typed or not.
     pub fn get(&self, name: &str) -> Option<Value> {
         serde_json::to_value(self).ok()?.get(name).cloned()
-    }
-}
-
-/// Why discovery failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DiscoveryError {
-    /// The issuer cannot be used to build a metadata URL.
-    #[error("issuer {issuer:?} is not usable: {reason}")]
-    InvalidIssuer {
-        /// The issuer given.
-        issuer: String,
-        /// Why.
-        reason: String,
-    },
-    /// No metadata document at the location(s) tried.
-    #[error("no metadata document at {url} (HTTP 404); check the issuer URL")]
-    NotFound {
-        /// The last URL tried.
-        url: String,
-    },
-    /// A status other than 200 or 404.
-    #[error("discovery answered HTTP {}{}", .status.as_u16(), if .body_excerpt.is_empty() { String::new() } else { format!(": {}", .body_excerpt) })]
-    UnexpectedStatus {
-        /// The status.
-        status: StatusCode,
-        /// The start of the body.
-        body_excerpt: String,
-    },
-    /// The document is not a usable JSON object.
-    #[error("invalid metadata document: {reason}")]
-    InvalidDocument {
-        /// Why.
-        reason: String,
-    },
-    /// The document's `issuer` is not the configured issuer (OpenID Connect
-    /// Discovery §4.3, RFC 8414 §3.3): it is not used, and no request goes to its endpoints.
-    #[error("metadata issuer {found:?} does not match the configured issuer {expected:?}; the document was rejected")]
-    IssuerMismatch {
-        /// The configured issuer.
-        expected: String,
-        /// The document's issuer.
-        found: String,
-    },
-    /// The document has no `token_endpoint`.
-    #[error("the metadata document has no token_endpoint")]
-    MissingTokenEndpoint,
-    /// An endpoint in the document is not acceptable (not https, relative, …).
-    #[error("metadata {0}")]
-    InvalidEndpoint(ConfigError),
-    /// A resource identifier cannot be used to build its metadata URL (RFC 9728 §3.1).
-    #[error("resource {resource:?} is not usable: {reason}")]
-    InvalidResource {
-        /// The resource identifier given.
-        resource: String,
-        /// Why.
-        reason: String,
-    },
-    /// The protected resource metadata's `resource` is not the configured
-    /// resource (RFC 9728 §3.3): the document was rejected, and its
-    /// authorization servers are not contacted.
-    #[error("resource metadata names resource {found:?}, not the configured {expected:?}; the document was rejected")]
-    ResourceMismatch {
-        /// The configured resource identifier.
-        expected: String,
-        /// The document's `resource`.
-        found: String,
-    },
-    /// The protected resource metadata names no usable authorization server
-    /// (none listed, or none https with loopback aside).
-    #[error("the resource metadata names no usable authorization server (authorization_servers)")]
-    NoAuthorizationServer,
-}
-
-impl DiscoveryError {
-    /// Whether fetching again later can succeed (5xx, 429, 408).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, DiscoveryError::UnexpectedStatus { status, .. } if retryable_status(*status))
     }
 }
 

@@ -1,13 +1,17 @@
-//! The one error type, shared by the core and every adapter.
+//! The one error type, shared by the core and every adapter, and the errors
+//! it wraps: [`ConfigError`], [`DiscoveryError`], [`ClientAuthError`].
+//!
+//! They live together, below every module that returns them, so that no
+//! module imports one that imports it back: this one names only leaves.
 
 use std::fmt;
 
 use http::StatusCode;
 
-use crate::assertion::ClientAuthError;
-use crate::config::ConfigError;
-use crate::discovery::DiscoveryError;
-use crate::machine::RequestId;
+use crate::id::RequestId;
+use crate::jose::{JwsAlgorithm, SignError};
+use crate::redact::Credentials;
+use crate::time::Timestamp;
 
 /// Everything that can go wrong while getting a token.
 ///
@@ -130,6 +134,267 @@ impl Error {
 
 pub(crate) fn retryable_status(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The client id is empty.
+    #[error("the client id is empty")]
+    EmptyClientId,
+    /// A credential contains a control character (often a stray newline from a secret file).
+    #[error("the {field} contains a control character (a trailing newline from a file?)")]
+    ControlCharacter {
+        /// `client_id` or `client_secret`.
+        field: &'static str,
+    },
+    /// [`ClientAuth::BasicUnencoded`](crate::ClientAuth::BasicUnencoded) cannot carry a client id with `:`.
+    #[error("the client id contains ':', which ClientAuth::BasicUnencoded cannot send; use ClientAuth::Basic")]
+    ColonInClientId,
+    /// Neither a token endpoint nor an issuer was given.
+    #[error("no endpoint: set .token_endpoint(url) or .issuer(url) (or .resource_server(url) to find the issuer from the resource)")]
+    MissingEndpoint,
+    /// More than one of a token endpoint, an issuer and a resource server was given.
+    #[error("more than one of .token_endpoint(..), .issuer(..) and .resource_server(..) is set; choose one")]
+    ConflictingEndpoints,
+    /// A URL does not parse or is not usable.
+    #[error("{field} {url:?} is not a usable URL: {reason}")]
+    InvalidUrl {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A URL is relative.
+    #[error("{field} {url:?} is relative; give an absolute https:// URL")]
+    RelativeUrl {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        url: String,
+    },
+    /// A URL has a fragment (RFC 6749 §3.2 forbids it for endpoints).
+    #[error("{field} {url:?} has a fragment ('#…'), which endpoints may not have (RFC 6749 §3.2)")]
+    UrlWithFragment {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        url: String,
+    },
+    /// Plain `http:` to a host that is not loopback.
+    #[error("{field} {url:?} uses plain http to a non-loopback host, which would send the client secret in clear text; use https, or .allow_insecure_http() on a test network")]
+    InsecureUrl {
+        /// Which setting.
+        field: &'static str,
+        /// The value given.
+        url: String,
+    },
+    /// A scope is empty or has characters RFC 6749 §3.3 forbids.
+    #[error("invalid scope {scope:?}: {reason}")]
+    InvalidScope {
+        /// The value given.
+        scope: String,
+        /// Why.
+        reason: String,
+    },
+    /// A resource indicator is not an absolute URI without fragment (RFC 8707 §2).
+    #[error("invalid resource {resource:?}: {reason}")]
+    InvalidResource {
+        /// The value given.
+        resource: String,
+        /// Why.
+        reason: String,
+    },
+    /// An extra parameter would override one the client sets.
+    #[error("parameter {name:?} is set by the client itself and cannot be overridden with .param()")]
+    ReservedParameter {
+        /// The parameter name.
+        name: String,
+    },
+    /// An extra parameter has an empty name.
+    #[error("an extra parameter has an empty name")]
+    EmptyParameterName,
+    /// A duration setting is out of range.
+    #[error("{field} {reason}")]
+    InvalidDuration {
+        /// Which setting.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The retry settings are inconsistent.
+    #[error("invalid retry settings: {reason}")]
+    InvalidRetry {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A private key does not parse or does not fit the algorithm. The key is never quoted.
+    #[error("the {alg} private key cannot be used: {reason}")]
+    InvalidKey {
+        /// The algorithm it was loaded for.
+        alg: JwsAlgorithm,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A method that needs the client secret was chosen with an empty one.
+    #[error("{method} needs a client secret, and the one given is empty")]
+    MissingSecret {
+        /// The method.
+        method: &'static str,
+    },
+    /// `.assertion_typ(true)` with `.assertion_audience_token_endpoint()`.
+    #[error("typed client assertions (assertion_typ) must have the issuer as audience (RFC 10070); drop assertion_audience_token_endpoint()")]
+    TypedAssertionAudience,
+    /// The body limit is too small for any real token response.
+    #[error("max_body_size of {bytes} bytes is too small; use at least 1024")]
+    BodyLimitTooSmall {
+        /// The value given.
+        bytes: usize,
+    },
+}
+
+impl ConfigError {
+    /// The same error with `credentials` cut out of the URL it quotes (for
+    /// URLs that came from a server, which could echo anything).
+    pub(crate) fn redacted(self, credentials: &Credentials) -> Self {
+        let cut = |url: String| credentials.redact(&url);
+        match self {
+            ConfigError::InvalidUrl { field, url, reason } => ConfigError::InvalidUrl {
+                field,
+                url: cut(url),
+                reason,
+            },
+            ConfigError::RelativeUrl { field, url } => ConfigError::RelativeUrl { field, url: cut(url) },
+            ConfigError::UrlWithFragment { field, url } => ConfigError::UrlWithFragment { field, url: cut(url) },
+            ConfigError::InsecureUrl { field, url } => ConfigError::InsecureUrl { field, url: cut(url) },
+            other => other,
+        }
+    }
+}
+
+/// Why discovery failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// The issuer cannot be used to build a metadata URL.
+    #[error("issuer {issuer:?} is not usable: {reason}")]
+    InvalidIssuer {
+        /// The issuer given.
+        issuer: String,
+        /// Why.
+        reason: String,
+    },
+    /// No metadata document at the location(s) tried.
+    #[error("no metadata document at {url} (HTTP 404); check the issuer URL")]
+    NotFound {
+        /// The last URL tried.
+        url: String,
+    },
+    /// A status other than 200 or 404.
+    #[error("discovery answered HTTP {}{}", .status.as_u16(), if .body_excerpt.is_empty() { String::new() } else { format!(": {}", .body_excerpt) })]
+    UnexpectedStatus {
+        /// The status.
+        status: StatusCode,
+        /// The start of the body.
+        body_excerpt: String,
+    },
+    /// The document is not a usable JSON object.
+    #[error("invalid metadata document: {reason}")]
+    InvalidDocument {
+        /// Why.
+        reason: String,
+    },
+    /// The document's `issuer` is not the configured issuer (OpenID Connect
+    /// Discovery §4.3, RFC 8414 §3.3): it is not used, and no request goes to its endpoints.
+    #[error("metadata issuer {found:?} does not match the configured issuer {expected:?}; the document was rejected")]
+    IssuerMismatch {
+        /// The configured issuer.
+        expected: String,
+        /// The document's issuer.
+        found: String,
+    },
+    /// The document has no `token_endpoint`.
+    #[error("the metadata document has no token_endpoint")]
+    MissingTokenEndpoint,
+    /// An endpoint in the document is not acceptable (not https, relative, …).
+    #[error("metadata {0}")]
+    InvalidEndpoint(ConfigError),
+    /// A resource identifier cannot be used to build its metadata URL (RFC 9728 §3.1).
+    #[error("resource {resource:?} is not usable: {reason}")]
+    InvalidResource {
+        /// The resource identifier given.
+        resource: String,
+        /// Why.
+        reason: String,
+    },
+    /// The protected resource metadata's `resource` is not the configured
+    /// resource (RFC 9728 §3.3): the document was rejected, and its
+    /// authorization servers are not contacted.
+    #[error("resource metadata names resource {found:?}, not the configured {expected:?}; the document was rejected")]
+    ResourceMismatch {
+        /// The configured resource identifier.
+        expected: String,
+        /// The document's `resource`.
+        found: String,
+    },
+    /// The protected resource metadata names no usable authorization server
+    /// (none listed, or none https with loopback aside).
+    #[error("the resource metadata names no usable authorization server (authorization_servers)")]
+    NoAuthorizationServer,
+}
+
+impl DiscoveryError {
+    /// Whether fetching again later can succeed (5xx, 429, 408).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DiscoveryError::UnexpectedStatus { status, .. } if retryable_status(*status))
+    }
+}
+
+/// Why a client assertion or a DPoP proof could not be made or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientAuthError {
+    /// The provider's metadata lists signing algorithms, and not this key's.
+    #[error("the provider does not accept {alg} for {purpose} (it lists {}); use a key of a listed algorithm", .supported.join(", "))]
+    UnsupportedAlgorithm {
+        /// `client assertions` or `DPoP proofs`.
+        purpose: &'static str,
+        /// The key's algorithm.
+        alg: JwsAlgorithm,
+        /// What the provider lists.
+        supported: Vec<String>,
+    },
+    /// The signer failed.
+    #[error(transparent)]
+    Signing(#[from] SignError),
+    /// An assertion made elsewhere could not be had (unreadable file, a
+    /// callback's error, nothing provided yet).
+    #[error("no client assertion available: {reason}")]
+    AssertionUnavailable {
+        /// Why (the file's read error, the callback's error).
+        reason: String,
+    },
+    /// An assertion made elsewhere has expired: nothing was sent. Whatever
+    /// writes it (the kubelet, the SPIFFE agent) has not renewed it.
+    #[error("the client assertion expired at {expired_at:?} (unix seconds {}); it was not sent", .expired_at.as_unix_millis() / 1000)]
+    AssertionExpired {
+        /// Its `exp`.
+        expired_at: Timestamp,
+    },
+    /// An assertion made elsewhere is not a JWT whose claims can be read.
+    #[error("the client assertion is not a usable JWT: {reason}")]
+    InvalidAssertion {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The token endpoint asked for a new DPoP nonce twice in a row (RFC 9449 §8).
+    #[error(
+        "the token endpoint asked for a new DPoP nonce again after a retry with one (use_dpop_nonce twice in a row)"
+    )]
+    DpopNonceLoop,
 }
 
 /// The `error` code of an RFC 6749 §5.2 error response (plus RFC 8707's

@@ -111,7 +111,7 @@
 //!   DPoP ([`ConfigBuilder::dpop`], [`TokenSource::dpop_proof`]).
 //!
 //! ## Features
-//! - `signing` (default): [`JwtKey::from_pem`] for RS256, PS256, ES256 and
+//! - `signing` (default): `JwtKey::from_pem` for RS256, PS256, ES256 and
 //!   Ed25519 keys, on the RustCrypto crates (pure Rust, no random source
 //!   needed, builds for wasm32). Without it, implement [`Signer`].
 //!
@@ -123,8 +123,11 @@ mod assertion;
 mod config;
 mod discovery;
 mod dpop;
+mod endpoint;
 mod error;
+mod id;
 mod jose;
+mod key;
 mod machine;
 mod policy;
 mod redact;
@@ -137,17 +140,17 @@ mod sign;
 mod time;
 mod token;
 
-pub use assertion::{
-    AssertionSource, ClientAuthError, CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE,
-};
-pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, ConfigError, DiscoveryOrder};
-pub use discovery::{
-    discovery_request, discovery_request_at, parse_discovery, DiscoveryError, DiscoveryLocation, ProviderMetadata,
-};
+pub use assertion::{AssertionSource, CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
+pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, DiscoveryOrder};
+pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
 pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
-pub use error::{Error, OAuthErrorCode, TransportError, TransportErrorKind};
-pub use jose::{JwsAlgorithm, JwtKey, SignError, Signer};
-pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestId, RequestKind, TokenSource};
+pub use error::{
+    ClientAuthError, ConfigError, DiscoveryError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
+};
+pub use id::RequestId;
+pub use jose::{JwsAlgorithm, SignError, Signer};
+pub use key::JwtKey;
+pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
 pub use policy::{refresh_time, RetryPolicy};
 pub use resource::{parse_resource_metadata, resource_metadata_request, resource_metadata_url, ResourceMetadata};
 pub use response::parse_token_response;

@@ -8,38 +8,23 @@ use http::Response;
 use url::Url;
 
 use crate::assertion::{
-    build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, ClientAuthError, JtiSource,
-    CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE,
+    build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, JtiSource, CLIENT_ASSERTION_TYP,
+    JWT_BEARER_ASSERTION_TYPE,
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint};
-use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryError, DiscoveryLocation, ProviderMetadata};
+use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryLocation, ProviderMetadata};
 use crate::dpop::{dpop_proof, DpopClaims, USE_DPOP_NONCE};
-use crate::error::{Error, OAuthErrorCode, TransportError};
+use crate::error::{ClientAuthError, DiscoveryError, Error, OAuthErrorCode, TransportError};
+use crate::id::RequestId;
+use crate::key::JwtKey;
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
-use crate::redact::Credentials;
+use crate::redact::{excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
 use crate::resource::{check_resource, parse_resource_metadata_with, resource_metadata_url_with, ResourceMetadata};
-use crate::response::{check_size, excerpt, oauth_error, parse_json_object, parse_token_response_with};
+use crate::response::{check_size, oauth_error, parse_json_object, parse_token_response_with};
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
-
-/// Identifies a request the core emitted; results are handed back with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(u64);
-
-impl RequestId {
-    /// The number, for logs.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
 
 /// What a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -367,7 +352,7 @@ impl TokenSource {
     }
 
     /// The `alg` of DPoP proofs, checked against `dpop_signing_alg_values_supported`.
-    fn dpop_alg(&self, key: &crate::JwtKey) -> Result<&'static str, Error> {
+    fn dpop_alg(&self, key: &JwtKey) -> Result<&'static str, Error> {
         let listed = self
             .metadata
             .as_ref()
@@ -572,7 +557,7 @@ impl TokenSource {
     }
 
     fn next_id(&mut self) -> RequestId {
-        let id = RequestId(self.next_id);
+        let id = RequestId::new(self.next_id);
         self.next_id += 1;
         id
     }

@@ -1,4 +1,5 @@
-//! Cutting credentials out of text a server sent back.
+//! Cutting credentials out of text a server sent back, and making such text
+//! safe to quote in an error ([`clean`], [`excerpt`]).
 //!
 //! A leaf: nothing here knows about configurations or requests (the caller
 //! says which values are credentials), so every place that quotes server text
@@ -20,6 +21,9 @@ pub(crate) const REDACTED: &str = "[redacted]";
 /// Values shorter than this are not cut: they would garble ordinary text
 /// (and a credential that short protects nothing).
 pub(crate) const MIN_LEN: usize = 4;
+
+/// How many characters of a body an error message quotes.
+const EXCERPT_CHARS: usize = 200;
 
 /// The credentials a request carried (or a configuration holds), to be cut
 /// out of any text quoted from the answer.
@@ -238,6 +242,28 @@ fn decimal(digits: &[u8]) -> Option<u32> {
     digits
         .iter()
         .try_fold(0u32, |value, &d| Some(value * 10 + char::from(d).to_digit(10)?))
+}
+
+/// Keeps printable characters only, at most `max` of them.
+pub(crate) fn clean(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// The start of a body for an error message, with the credentials cut out.
+///
+/// They are cut from the whole body before it is shortened, so a credential
+/// straddling the cut cannot leave its first characters behind.
+pub(crate) fn excerpt(body: &[u8], credentials: &Credentials) -> String {
+    let text = credentials.redact(&String::from_utf8_lossy(body));
+    clean(text.trim(), EXCERPT_CHARS)
 }
 
 #[cfg(test)]

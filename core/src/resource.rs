@@ -7,12 +7,11 @@ use http::{Request, Response};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{check_endpoint, redact_userinfo, without_userinfo};
-use crate::discovery::{metadata_document, DiscoveryError};
-use crate::error::Error;
-use crate::redact::Credentials;
+use crate::discovery::metadata_document;
+use crate::endpoint::{check_endpoint, redact_userinfo, without_userinfo};
+use crate::error::{DiscoveryError, Error};
+use crate::redact::{clean, Credentials};
 use crate::request::get_json;
-use crate::response::clean;
 
 /// A protected resource's metadata (RFC 9728 §2), validated: its `resource`
 /// equals the resource identifier it was fetched for, and it names at least

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::{Error, OAuthErrorCode};
-use crate::redact::Credentials;
+use crate::redact::{clean, excerpt, Credentials};
 use crate::request::config_credentials;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
@@ -21,8 +21,6 @@ pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(1);
 /// cut to one year, so every token is refreshed at least yearly and no
 /// arithmetic overflows.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
-
-const EXCERPT_CHARS: usize = 200;
 
 /// Parses a token endpoint response into an [`AccessToken`] or an [`Error`].
 ///
@@ -231,26 +229,4 @@ pub(crate) fn jwt_lifetime(token: &str, now: Timestamp) -> Option<f64> {
         Some(iat) if exp > iat => Some(remaining.min(exp - iat)),
         _ => Some(remaining),
     }
-}
-
-/// Keeps printable characters only, at most `max` of them.
-pub(crate) fn clean(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out
-}
-
-/// The start of a body for an error message, with the credentials cut out.
-///
-/// They are cut from the whole body before it is shortened, so a credential
-/// straddling the cut cannot leave its first characters behind.
-pub(crate) fn excerpt(body: &[u8], credentials: &Credentials) -> String {
-    let text = credentials.redact(&String::from_utf8_lossy(body));
-    clean(text.trim(), EXCERPT_CHARS)
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use crate::jose::{b64, JwsAlgorithm, SignError, Signer};
 
 /// The smallest RSA modulus accepted (RFC 7518 §3.3).

@@ -1,14 +1,13 @@
 //! The client: the shared driver (`client-credentials-common`) looped around
 //! on the calling thread, waiters parked on a `Condvar`.
 
-use std::fmt;
 use std::future::{ready, Future};
 use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, ProviderMetadata, TransportError};
+use client_credentials::{AccessToken, Config, Error, TransportError};
 use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, Wake};
 
 use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
@@ -55,13 +54,6 @@ pub struct ClientBuilder {
     transport: Option<Box<dyn Transport>>,
     agent: Option<ureq::Agent>,
     timeout: Option<Duration>,
-}
-
-impl fmt::Debug for ClientBuilder {
-    /// The settings (the configuration with its secret redacted); never a token.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.settings.fmt(f)
-    }
 }
 
 impl ClientBuilder {
@@ -139,6 +131,8 @@ impl ClientBuilder {
     }
 }
 
+client_credentials_common::client_items!();
+
 impl Client {
     /// A client with the default transport (ureq, 30 s timeout) and no store.
     pub fn new(config: Config) -> Client {
@@ -199,16 +193,6 @@ impl Client {
         block_on(self.driver.signout())
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        self.driver.config()
-    }
-
-    /// The provider metadata, once discovered (with `Config::builder(..).issuer(..)`).
-    pub fn metadata(&self) -> Option<ProviderMetadata> {
-        self.driver.metadata()
-    }
-
     /// Steps the driver until it yields a result, flying the flight on
     /// this thread when this caller holds it and parking on the condvar otherwise.
     fn run(&self, mode: Mode) -> Result<AccessToken, Error> {
@@ -254,12 +238,5 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
             return value;
         }
         std::thread::park_timeout(Duration::from_millis(1));
-    }
-}
-
-impl fmt::Debug for Client {
-    /// The configuration (secret redacted) and whether a token is cached; never the token.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.driver.fmt(f)
     }
 }

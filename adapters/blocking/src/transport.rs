@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use client_credentials::{ConfigBuilder, TransportError};
 use client_credentials_common::proxy::bypasses_proxy;
-use client_credentials_common::ureq_transport::transport_error;
+use client_credentials_common::ureq_transport::map_error;
 use http::{Request, Response};
 
 /// Performs one HTTP exchange for the client.
@@ -165,7 +165,7 @@ impl Transport for UreqTransport {
         } else {
             self.run(request)
         }
-        .map_err(transport_error)?;
+        .map_err(map_error)?;
         let (parts, body) = response.into_parts();
         let limit = self.max_body_size.saturating_add(1);
         // The buffer grows as bytes arrive: sized from `Content-Length`, a
@@ -175,7 +175,7 @@ impl Transport for UreqTransport {
         body.into_reader()
             .take(limit as u64)
             .read_to_end(&mut bytes)
-            .map_err(|e| transport_error(ureq::Error::from(e)))?;
+            .map_err(|e| map_error(ureq::Error::from(e)))?;
         Ok(Response::from_parts(parts, bytes))
     }
 }

@@ -127,6 +127,17 @@ impl TimeSource {
         }
     }
 
+    /// tokio's clock anchored at the wall clock now (so a paused runtime's
+    /// `tokio::time::advance` moves it) when `enabled`, else the wall clock.
+    #[cfg(feature = "tokio")]
+    pub fn tokio(enabled: bool) -> TimeSource {
+        if !enabled {
+            return TimeSource::System;
+        }
+        let (base, start) = (now(), tokio::time::Instant::now());
+        TimeSource::Follows(Arc::new(move || base.saturating_add(start.elapsed())))
+    }
+
     /// How long to wait (in real or runtime time) for this clock to reach
     /// `until`; `None` means "until woken".
     pub fn wait_for(&self, until: Option<Timestamp>) -> Option<Duration> {

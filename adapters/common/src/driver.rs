@@ -724,6 +724,42 @@ impl<W: Wake> fmt::Debug for Driver<W> {
     }
 }
 
+/// The `Client` items both adapters share, written once: `config()`,
+/// `metadata()` and the `Debug` impls of `Client` and `ClientBuilder` (the
+/// client has a `driver` field, the builder a `settings` field). Neither
+/// `Debug` shows the secret or a token.
+#[macro_export]
+macro_rules! client_items {
+    () => {
+        impl Client {
+            /// The configuration this client was built with.
+            pub fn config(&self) -> &client_credentials::Config {
+                self.driver.config()
+            }
+
+            /// The provider metadata, once discovered (a config with
+            /// `.issuer(..)`, or `.resource_server(..)`).
+            pub fn metadata(&self) -> Option<client_credentials::ProviderMetadata> {
+                self.driver.metadata()
+            }
+        }
+
+        impl std::fmt::Debug for Client {
+            /// The configuration (secret redacted) and whether a token is cached; never the token.
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.driver.fmt(f)
+            }
+        }
+
+        impl std::fmt::Debug for ClientBuilder {
+            /// The settings (secret redacted).
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.settings.fmt(f)
+            }
+        }
+    };
+}
+
 /// The `ClientBuilder` methods both adapters share, written once: the
 /// builder has a `settings: Settings` field. `blocking` or `async` says which
 /// store trait `.store(..)` takes.

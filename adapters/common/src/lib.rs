@@ -46,6 +46,25 @@ pub use driver::{BoxFuture, Driver, ErrorCallback, Io, Mode, Provider, Settings,
 pub use published::Published;
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
 
+/// A transport failure of `kind`, described by `error` and its causes
+/// (`"error: cause: cause"`, a cause its parent already quotes left out).
+pub fn transport_error(
+    kind: client_credentials::TransportErrorKind,
+    error: &dyn std::error::Error,
+) -> client_credentials::TransportError {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    client_credentials::TransportError::new(kind, message)
+}
+
 /// 32 random bytes per client and process: the seed of the `jti` values of
 /// client assertions and DPoP proofs, which must not repeat across the
 /// processes that share a client (a provider rejects a reused `jti`).

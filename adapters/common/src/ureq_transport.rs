@@ -2,11 +2,11 @@
 
 use client_credentials::{TransportError, TransportErrorKind};
 
-/// A `ureq` error as the core's [`TransportError`]: timeouts, failures to
-/// connect (DNS, refused, TLS) and broken exchanges told apart, for the
-/// core's retry rules. ureq's messages name hosts and causes, never request
+/// A `ureq` error as the core's [`TransportError`] (with its causes): timeouts,
+/// failures to connect (DNS, refused, TLS) and broken exchanges told apart,
+/// for the core's retry rules. ureq's messages name hosts and causes, never request
 /// headers or bodies.
-pub fn transport_error(error: ureq::Error) -> TransportError {
+pub fn map_error(error: ureq::Error) -> TransportError {
     use std::io::ErrorKind as Io;
     use TransportErrorKind::{Connect, Io as Broken, Other, Timeout};
     let kind = match &error {
@@ -24,5 +24,5 @@ pub fn transport_error(error: ureq::Error) -> TransportError {
         ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Broken,
         _ => Other,
     };
-    TransportError::new(kind, error.to_string())
+    crate::transport_error(kind, &error)
 }

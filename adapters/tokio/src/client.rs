@@ -1,7 +1,6 @@
 //! The client: the shared driver (`client-credentials-common`) looped around
 //! in async code, flights run in spawned tasks, waiters woken by `Notify`.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, ProviderMetadata, TransportError, TransportErrorKind};
+use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
 use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, TimeSource, Wake};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -48,9 +47,17 @@ pub(crate) struct Io {
 }
 
 impl Io {
-    /// The runtime to spawn on: the current one, else the one the client was built in.
-    fn runtime(&self) -> Option<Handle> {
-        Handle::try_current().ok().or_else(|| self.runtime.clone())
+    /// Spawns `task` on the current runtime, else the one the client was built in.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> Result<(), TransportError> {
+        let runtime = Handle::try_current().ok().or_else(|| self.runtime.clone());
+        let runtime = runtime.ok_or_else(|| {
+            TransportError::new(
+                TransportErrorKind::Other,
+                "client-credentials-tokio needs a tokio runtime",
+            )
+        })?;
+        drop(runtime.spawn(task));
+        Ok(())
     }
 }
 
@@ -145,12 +152,7 @@ impl ClientBuilder {
     /// lock instead of the lock-free path, whose coarse wall clock would
     /// disagree. Default off.
     pub fn tokio_clock(mut self, enabled: bool) -> Self {
-        self.settings.clock = if enabled {
-            let (base, start) = (client_credentials_common::now(), tokio::time::Instant::now());
-            TimeSource::Follows(Arc::new(move || base.saturating_add(start.elapsed())))
-        } else {
-            TimeSource::System
-        };
+        self.settings.clock = TimeSource::tokio(enabled);
         self
     }
 
@@ -176,12 +178,7 @@ impl ClientBuilder {
     }
 }
 
-impl fmt::Debug for ClientBuilder {
-    /// The settings (the configuration with its secret redacted); never a token.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.settings.fmt(f)
-    }
-}
+client_credentials_common::client_items!();
 
 impl Client {
     /// A builder, to set a transport, callbacks, a store, background refresh.
@@ -235,9 +232,13 @@ impl Client {
     pub fn invalidate(&self, token: &AccessToken) {
         if self.driver.invalidate(token) {
             let driver = self.driver.clone();
-            match self.driver.io.runtime() {
-                Some(runtime) => drop(runtime.spawn(async move { driver.save_changes().await })),
-                None => tracing::warn!("client-credentials: no tokio runtime to delete the stored token"),
+            if self
+                .driver
+                .io
+                .spawn(async move { driver.save_changes().await })
+                .is_err()
+            {
+                tracing::warn!("client-credentials: no tokio runtime to delete the stored token");
             }
         }
     }
@@ -249,16 +250,6 @@ impl Client {
         self.driver.signout().await
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        self.driver.config()
-    }
-
-    /// The provider metadata, once discovery ran (with [`Config`]'s `issuer`).
-    pub fn metadata(&self) -> Option<ProviderMetadata> {
-        self.driver.metadata()
-    }
-
     /// Steps the driver until it yields a result: flights run in their own
     /// task (so dropping this future cancels nothing); waits on `Notify`.
     /// (Boxed with its `Send` bound spelled out: the background task it may
@@ -266,9 +257,7 @@ impl Client {
     fn run(&self, mode: Mode) -> BoxFuture<'_, Result<AccessToken, Error>> {
         Box::pin(async move {
             if self.driver.io.background.swap(false, Ordering::AcqRel) {
-                if let Some(runtime) = self.driver.io.runtime() {
-                    runtime.spawn(background(Arc::downgrade(&self.driver)));
-                }
+                let _ = self.driver.io.spawn(background(Arc::downgrade(&self.driver)));
             }
             loop {
                 // Register for the wake-up before stepping, so none is missed.
@@ -279,31 +268,13 @@ impl Client {
                     Step::Failed(error) => return Err(error),
                     Step::Wait(wait) => wait,
                     Step::Work(work) => {
-                        let runtime = self.driver.io.runtime().ok_or_else(|| {
-                            TransportError::new(
-                                TransportErrorKind::Other,
-                                "client-credentials-tokio needs a tokio runtime",
-                            )
-                        })?;
-                        runtime.spawn(self.driver.clone().fly(work));
+                        self.driver.io.spawn(self.driver.clone().fly(work))?;
                         None
                     }
                 };
-                match wait {
-                    // Far-future waits are capped: tokio timers cover about two
-                    // years, and waking early only means stepping again.
-                    Some(wait) => drop(tokio::time::timeout(wait.min(Duration::from_secs(86_400)), notified).await),
-                    None => notified.await,
-                }
+                woken_or(notified, wait).await;
             }
         })
-    }
-}
-
-impl fmt::Debug for Client {
-    /// The configuration (secret redacted) and whether a token is cached; never the token.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.driver.fmt(f)
     }
 }
 
@@ -323,12 +294,16 @@ async fn background(client: Weak<Driver<Io>>) {
             continue;
         };
         drop(driver);
-        let notified = changed.notified();
-        match wait {
-            Some(wait) => drop(tokio::time::timeout(wait.min(Duration::from_secs(86_400)), notified).await),
-            None => notified.await,
-        }
+        woken_or(changed.notified(), wait).await;
     }
+}
+
+/// Waits until `woken` resolves or `wait` passes (`None`: until woken).
+/// Waits are capped at a day: tokio timers cover about two years, and
+/// waking early only means stepping again.
+async fn woken_or(woken: impl Future<Output = ()>, wait: Option<Duration>) {
+    let wait = wait.unwrap_or(Duration::MAX).min(Duration::from_secs(86_400));
+    drop(tokio::time::timeout(wait, woken).await);
 }
 
 /// What [`Client::token`] returns: its first poll reads the published token

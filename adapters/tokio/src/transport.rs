@@ -1,7 +1,5 @@
 //! How requests reach the network: the [`Transport`] trait and its default, [`ReqwestTransport`].
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -10,7 +8,7 @@ use client_credentials_common::proxy::bypasses_proxy;
 
 /// A boxed, `Send` future: what [`Transport`] and [`TokenStore`](crate::TokenStore)
 /// methods return, so both traits stay object-safe.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use client_credentials_common::BoxFuture;
 
 /// Performs one HTTP exchange for the client: plug in your own HTTP stack.
 ///
@@ -198,12 +196,5 @@ fn transport_error(error: reqwest::Error) -> TransportError {
     } else {
         TransportErrorKind::Other
     };
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    TransportError::new(kind, message)
+    client_credentials_common::transport_error(kind, &error)
 }

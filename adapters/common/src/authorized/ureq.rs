@@ -8,7 +8,7 @@ use ureq::{Body, ResponseExt, SendBody};
 
 use super::{AuthMiddleware, BlockingAuthorizer};
 use crate::authorize::{copy_request, AllowedOrigins, Exchange, Origin};
-use crate::ureq_transport::transport_error;
+use crate::ureq_transport::map_error;
 
 /// ureq 3 hands a middleware a `next` it can call only once: this one sets
 /// the header and, on a `401` that rejects the token, invalidates it (the
@@ -92,7 +92,7 @@ impl<C: BlockingAuthorizer> AuthorizedAgent<C> {
         } else {
             self.send_as_is(request)
         };
-        result.map_err(|e| Error::Transport(transport_error(e)))
+        result.map_err(|e| Error::Transport(map_error(e)))
     }
 
     fn send_as_is<B: ureq::AsSendBody>(&self, request: http::Request<B>) -> Result<http::Response<Body>, ureq::Error> {

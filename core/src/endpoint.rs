@@ -1,0 +1,112 @@
+//! Endpoint URL checks, and cutting credentials out of a URL before it is
+//! quoted: one place for every URL the client will send to, whether it was
+//! configured or came from a metadata document.
+//!
+//! A leaf below `config`, `discovery` and `resource`, which all check URLs.
+
+use url::Url;
+
+use crate::error::ConfigError;
+
+/// Parses and checks an endpoint URL: absolute, no fragment, no credentials,
+/// `https` unless the host is loopback or insecure HTTP is allowed.
+pub(crate) fn check_endpoint(field: &'static str, raw: &str, allow_insecure: bool) -> Result<Url, ConfigError> {
+    // Every error below quotes the URL: never with what could be a password.
+    let url = without_userinfo(raw);
+    let parsed = match Url::parse(raw) {
+        Ok(parsed) => parsed,
+        Err(url::ParseError::RelativeUrlWithoutBase) => return Err(ConfigError::RelativeUrl { field, url }),
+        Err(e) => {
+            return Err(ConfigError::InvalidUrl {
+                field,
+                url,
+                reason: e.to_string(),
+            })
+        }
+    };
+    // Before any other check, so the error names the credentials first.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            url: redact_userinfo(&parsed),
+            reason: "credentials in the URL are not allowed; pass them to Config::builder".into(),
+        });
+    }
+    if parsed.fragment().is_some() {
+        return Err(ConfigError::UrlWithFragment { field, url });
+    }
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_insecure || is_loopback(&parsed) => {}
+        "http" => {
+            return Err(ConfigError::InsecureUrl {
+                field,
+                url: url.clone(),
+            })
+        }
+        other => {
+            return Err(ConfigError::InvalidUrl {
+                field,
+                url: url.clone(),
+                reason: format!("scheme {other:?} is not http or https"),
+            })
+        }
+    }
+    if parsed.host().is_none() {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            url: url.clone(),
+            reason: "it has no host".into(),
+        });
+    }
+    // `url` accepts some host characters (a backtick, braces) that `http::Uri`
+    // rejects; such a URL could never be requested (found by fuzzing discovery).
+    if http::Uri::try_from(parsed.as_str()).is_err() {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            url: url.clone(),
+            reason: "it is not a valid HTTP request URI".into(),
+        });
+    }
+    Ok(parsed)
+}
+
+/// `raw` with everything between the scheme and the last `@` cut out, when it
+/// has an `@`: a URL that does not parse may still carry `user:password@`,
+/// and where its authority ends is unknowable (a password may hold `/` or
+/// `#`). Cuts too much from URLs with an `@` in the path, never too little.
+pub(crate) fn without_userinfo(raw: &str) -> String {
+    let Some(at) = raw.rfind('@') else {
+        return raw.to_owned();
+    };
+    let start = match raw.find("//") {
+        Some(slashes) if slashes < at => slashes + 2,
+        _ => raw
+            .find(':')
+            .filter(|&colon| colon < at && raw[..colon].chars().all(|c| c.is_ascii_alphabetic()))
+            .map_or(0, |colon| colon + 1),
+    };
+    format!("{}[redacted]{}", &raw[..start], &raw[at..])
+}
+
+pub(crate) fn redact_userinfo(url: &Url) -> String {
+    let mut copy = url.clone();
+    let _ = copy.set_username("");
+    let _ = copy.set_password(None);
+    copy.to_string()
+}
+
+/// `localhost`, `127.0.0.0/8` and `::1`.
+///
+/// Not `*.localhost`: RFC 6761 asks resolvers to map those names to loopback,
+/// but the HTTP client's resolver, `/etc/hosts` or a proxy need not, so plain
+/// http to them could leave the machine. They need
+/// [`ConfigBuilder::allow_insecure_http`](crate::ConfigBuilder::allow_insecure_http) like any other host.
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
