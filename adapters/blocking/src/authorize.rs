@@ -62,7 +62,11 @@ pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
 /// response (as with `http_status_as_error(false)`); errors are the core's
 /// [`Error`] (I/O failures as `Error::Transport`). Redirects,
 /// if the agent follows them, never carry the header. The body is a
-/// `Vec<u8>`, so a request can always be re-sent as it was.
+/// `Vec<u8>`, so a request can always be re-sent as it was. An agent built
+/// with `http_status_as_error(false)` (and ureq's default
+/// `redirect_auth_headers`, `Never`) sends each request as it is; any other
+/// gets those two settings on each request (a copy of its configuration,
+/// about 0.1 µs).
 ///
 /// ```no_run
 /// use client_credentials_blocking::{AuthorizedAgent, Client};

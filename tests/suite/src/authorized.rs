@@ -74,7 +74,18 @@ pub fn blocking(client: &client_credentials_blocking::Client, origins: &Origins)
         client_credentials_blocking::AuthorizedAgent::new(ureq::Agent::new_with_defaults(), client.clone()),
         origins
     );
-    vec![Box::new(UreqMiddleware(agent)), Box::new(authorized_agent(authorized))]
+    // An agent that already returns statuses as responses (and keeps the
+    // header off redirects, ureq's default): its requests go out unconfigured.
+    let as_is: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let as_is = allow!(
+        client_credentials_blocking::AuthorizedAgent::new(as_is, client.clone()),
+        origins
+    );
+    vec![
+        Box::new(UreqMiddleware(agent)),
+        Box::new(authorized_agent(authorized)),
+        Box::new(authorized_agent(as_is)),
+    ]
 }
 
 struct UreqMiddleware(ureq::Agent);
@@ -174,7 +185,7 @@ impl Authorized for ReqwestMiddleware {
 
 /// `reqwest::Client` as a tower service of `http` types (no redirects).
 #[derive(Clone)]
-pub struct ReqwestService(reqwest::Client);
+pub struct ReqwestService(pub reqwest::Client);
 
 impl Service<http::Request<reqwest::Body>> for ReqwestService {
     type Response = http::Response<reqwest::Body>;

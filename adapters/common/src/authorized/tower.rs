@@ -1,6 +1,7 @@
 //! [`AuthLayer`] and [`AuthService`]: a `tower` layer (feature `tower`).
 
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -61,7 +62,9 @@ pub struct AuthLayer<C> {
 #[derive(Clone, Debug)]
 pub struct AuthService<S, C> {
     inner: S,
-    layer: AuthLayer<C>,
+    /// Shared: a service is cloned for each request (tower's way), the
+    /// allowed origins need not be.
+    layer: Arc<AuthLayer<C>>,
 }
 
 impl<C: Authorizer> AuthLayer<C> {
@@ -80,7 +83,7 @@ impl<S, C: Clone> tower_layer::Layer<S> for AuthLayer<C> {
     fn layer(&self, inner: S) -> AuthService<S, C> {
         AuthService {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
