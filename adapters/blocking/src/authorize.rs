@@ -1,9 +1,8 @@
-//! `Client::authorize`, and what the authorised HTTP clients (feature
-//! `middleware`) do with a response: the decisions are `client-credentials-common`'s.
+//! `Client::authorize`; with it, the client is what the authorised HTTP
+//! clients of `client-credentials-common` (feature `middleware`) authorise with.
 
 use client_credentials::{AccessToken, Error};
-use client_credentials_common::authorize::Verdict;
-use http::{HeaderMap, Method};
+use client_credentials_common::authorized;
 
 use crate::Client;
 
@@ -20,31 +19,59 @@ impl Client {
     /// # let _ = token; Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn authorize<B>(&self, request: &mut http::Request<B>) -> Result<AccessToken, Error> {
-        let (method, uri) = (request.method().clone(), request.uri().to_string());
-        self.authorize_headers(&method, &uri, request.headers_mut(), None)
-    }
-
-    /// [`Client::authorize`] on a request's parts, with the resource server's DPoP nonce.
-    pub(crate) fn authorize_headers(
-        &self,
-        method: &Method,
-        uri: &str,
-        headers: &mut HeaderMap,
-        nonce: Option<&str>,
-    ) -> Result<AccessToken, Error> {
-        let token = self.token()?;
-        self.driver.authorize_headers(method, uri, headers, &token, nonce)?;
-        Ok(token)
-    }
-
-    /// Acts on what a response said about the token it carried.
-    #[cfg_attr(not(feature = "middleware"), allow(dead_code))]
-    pub(crate) fn rejected(&self, verdict: &Verdict) {
-        if let Some(url) = &verdict.resource_metadata {
-            self.driver.follow_resource_metadata(url);
-        }
-        if let Some(token) = &verdict.invalidate {
-            self.invalidate(token);
-        }
+        authorized::authorize(self, request)
     }
 }
+
+client_credentials_common::authorizer!(blocking);
+
+/// A `ureq` middleware (feature `middleware`) that authorises every request
+/// to an allowed origin and, on a `401` that rejects the token, invalidates
+/// it: the next request gets a new one. ureq 3 hands a middleware a `next`
+/// it can call only once, so this one cannot re-send; [`AuthorizedAgent`] can.
+///
+/// `AuthMiddleware::new(client)`, then `.allow_origin(url)` (repeatable) or
+/// `.allow_any_origin()`. The allowed origins default to the config's
+/// resource server and resources; `.allow_origin(url)` replaces them.
+/// Requests elsewhere go out untouched. Keep ureq's `redirect_auth_headers`
+/// at its default (`Never`) so a redirect never carries the header onwards.
+/// With `http_status_as_error(false)` the `401`'s challenge is read (an
+/// `insufficient_scope` keeps the token); with ureq's default a `401` always
+/// invalidates.
+///
+/// ```no_run
+/// use client_credentials_blocking::{AuthMiddleware, Client};
+/// # let client: Client = unimplemented!();
+/// let agent: ureq::Agent = ureq::Agent::config_builder()
+///     .middleware(AuthMiddleware::new(client).allow_origin("https://api.example.com"))
+///     .build()
+///     .into();
+/// let body = agent.get("https://api.example.com/things").call()?.body_mut().read_to_string()?;
+/// # let _ = body; Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "middleware")]
+pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
+
+/// An `ureq::Agent` (feature `middleware`) whose requests carry the token,
+/// retried once with a new token after a `401` that rejects it (or with the
+/// server's DPoP nonce).
+///
+/// `AuthorizedAgent::new(agent, client)`, then `.allow_origin(url)`
+/// (repeatable) or `.allow_any_origin()`, the same origin rules as
+/// [`AuthMiddleware`]; `.run(request)` sends. Every status comes back as a
+/// response (as with `http_status_as_error(false)`); errors are the core's
+/// [`Error`] (I/O failures as `Error::Transport`). Redirects,
+/// if the agent follows them, never carry the header. The body is a
+/// `Vec<u8>`, so a request can always be re-sent as it was.
+///
+/// ```no_run
+/// use client_credentials_blocking::{AuthorizedAgent, Client};
+/// # let client: Client = unimplemented!();
+/// let api = AuthorizedAgent::new(ureq::Agent::new_with_defaults(), client)
+///     .allow_origin("https://api.example.com");
+/// let request = http::Request::post("https://api.example.com/orders").body(br#"{"n":1}"#.to_vec())?;
+/// let response = api.run(request)?;
+/// # let _ = response; Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "middleware")]
+pub type AuthorizedAgent = authorized::AuthorizedAgent<Client>;

@@ -78,15 +78,13 @@
 mod authorize;
 mod client;
 mod discovery;
-#[cfg(feature = "middleware")]
-mod middleware;
 mod transport;
 
 pub use client_credentials::{AccessToken, Config, Error};
 pub use client_credentials_common::{Clock, FileStore, FleetTurn, ManualClock, MemoryStore, TokenStore};
 
+#[cfg(feature = "middleware")]
+pub use authorize::{AuthMiddleware, AuthorizedAgent};
 pub use client::{Client, ClientBuilder};
 pub use discovery::{discover, discover_with};
-#[cfg(feature = "middleware")]
-pub use middleware::{AuthMiddleware, AuthorizedAgent};
 pub use transport::{Transport, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};

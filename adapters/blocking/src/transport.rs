@@ -4,8 +4,9 @@ use std::fmt;
 use std::io::Read;
 use std::time::Duration;
 
-use client_credentials::{ConfigBuilder, TransportError, TransportErrorKind};
+use client_credentials::{ConfigBuilder, TransportError};
 use client_credentials_common::proxy::bypasses_proxy;
+use client_credentials_common::ureq_transport::map_error;
 use http::{Request, Response};
 
 /// Performs one HTTP exchange for the client.
@@ -177,27 +178,4 @@ impl Transport for UreqTransport {
             .map_err(|e| map_error(ureq::Error::from(e)))?;
         Ok(Response::from_parts(parts, bytes))
     }
-}
-
-/// Maps ureq's error onto the core's kinds. ureq's messages name hosts and
-/// causes, never request headers or bodies.
-pub(crate) fn map_error(error: ureq::Error) -> TransportError {
-    use std::io::ErrorKind as Io;
-    use TransportErrorKind::{Connect, Io as Broken, Other, Timeout};
-    let kind = match &error {
-        ureq::Error::Timeout(_) => Timeout,
-        ureq::Error::HostNotFound
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::ConnectProxyFailed(_)
-        | ureq::Error::Tls(_)
-        | ureq::Error::Rustls(_) => Connect,
-        ureq::Error::Io(e) => match e.kind() {
-            Io::TimedOut | Io::WouldBlock => Timeout,
-            Io::ConnectionRefused | Io::AddrNotAvailable | Io::NotFound => Connect,
-            _ => Broken,
-        },
-        ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Broken,
-        _ => Other,
-    };
-    client_credentials_common::transport_error(kind, &error)
 }

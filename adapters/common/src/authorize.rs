@@ -122,8 +122,8 @@ impl AllowedOrigins {
 }
 
 /// The `allow_origin` / `allow_any_origin` builder methods of the
-/// adapters' authorised clients (each has an `origins: AllowedOrigins` field).
-#[macro_export]
+/// authorised clients (each has an `origins: AllowedOrigins` field).
+#[allow(unused_macros)] // unused when no authorised client's feature is on
 macro_rules! origin_methods {
     () => {
         /// Allows `url`'s origin (repeatable): only allowed origins ever get
@@ -141,6 +141,8 @@ macro_rules! origin_methods {
         }
     };
 }
+#[allow(unused_imports)]
+pub(crate) use origin_methods;
 
 /// Whether `a` and `b` have the same origin (both absolute `http`/`https`).
 pub fn same_origin(a: &Uri, b: &Uri) -> bool {

@@ -16,7 +16,11 @@
 //! - [`random_seed`], [`random_bytes`]: a per-client jitter seed and `jti` seed;
 //! - reading a client assertion file for the core (`AssertionSource::file`);
 //! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
-//!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping).
+//!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping);
+//! - [`authorized`]: the authorised HTTP clients themselves, generic over the
+//!   adapter's `Client` (features `ureq-middleware`, `reqwest-middleware`,
+//!   `tower`), and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
+//!   ureq errors as the core's.
 //!
 //! This crate is an implementation detail of `client-credentials-blocking` and
 //! `client-credentials-tokio` (which re-export what users name); its API may
@@ -26,6 +30,7 @@
 
 mod assertion_file;
 pub mod authorize;
+pub mod authorized;
 mod clock;
 pub mod discovery;
 mod driver;
@@ -33,6 +38,8 @@ pub mod file;
 pub mod proxy;
 mod published;
 mod store;
+#[cfg(feature = "ureq")]
+pub mod ureq_transport;
 
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
 pub use driver::{BoxFuture, Driver, ErrorCallback, Io, Mode, Provider, Settings, Step, TokenCallback, Wake, Work};

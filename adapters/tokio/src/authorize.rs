@@ -1,10 +1,9 @@
-//! `Client::authorize`, and what the authorised HTTP clients (features
-//! `reqwest-middleware`, `tower`) do with a response: the decisions are
-//! `client-credentials-common`'s.
+//! `Client::authorize`; with it, the client is what the authorised HTTP
+//! clients of `client-credentials-common` (features `reqwest-middleware`,
+//! `tower`) authorise with.
 
 use client_credentials::{AccessToken, Error};
-use client_credentials_common::authorize::Verdict;
-use http::{HeaderMap, Method};
+use client_credentials_common::authorized;
 
 use crate::Client;
 
@@ -21,31 +20,63 @@ impl Client {
     /// # let _ = token; Ok(()) }
     /// ```
     pub async fn authorize<B>(&self, request: &mut http::Request<B>) -> Result<AccessToken, Error> {
-        let (method, uri) = (request.method().clone(), request.uri().to_string());
-        self.authorize_headers(&method, &uri, request.headers_mut(), None).await
-    }
-
-    /// [`Client::authorize`] on a request's parts, with the resource server's DPoP nonce.
-    pub(crate) async fn authorize_headers(
-        &self,
-        method: &Method,
-        uri: &str,
-        headers: &mut HeaderMap,
-        nonce: Option<&str>,
-    ) -> Result<AccessToken, Error> {
-        let token = self.token().await?;
-        self.driver.authorize_headers(method, uri, headers, &token, nonce)?;
-        Ok(token)
-    }
-
-    /// Acts on what a response said about the token it carried.
-    #[cfg_attr(not(any(feature = "reqwest-middleware", feature = "tower")), allow(dead_code))]
-    pub(crate) fn rejected(&self, verdict: &Verdict) {
-        if let Some(url) = &verdict.resource_metadata {
-            self.driver.follow_resource_metadata(url);
-        }
-        if let Some(token) = &verdict.invalidate {
-            self.invalidate(token);
-        }
+        authorized::authorize_async(self, request).await
     }
 }
+
+client_credentials_common::authorizer!(async);
+
+/// A [`reqwest_middleware::Middleware`] (feature `reqwest-middleware`) that
+/// sets `Authorization` on every request to an allowed origin and, on a `401`
+/// that rejects the token, invalidates it and sends the request once more
+/// with a new one — only if the body can be cloned (a streamed body is never
+/// re-sent). Concurrent requests rejected with the same token cause one
+/// refresh. A `use_dpop_nonce` challenge is answered once with the server's
+/// nonce.
+///
+/// `AuthMiddleware::new(client)`, then `.allow_origin(url)` (repeatable) or
+/// `.allow_any_origin()`. The allowed origins default to the config's
+/// resource server and resources; `.allow_origin(url)` replaces them, and
+/// requests elsewhere go out untouched. Redirects followed by reqwest lose
+/// the header on the way to another host (reqwest's own rule).
+///
+/// ```no_run
+/// use client_credentials_tokio::{AuthMiddleware, Client};
+/// # async fn run(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(AuthMiddleware::new(client).allow_origin("https://api.example.com"))
+///     .build();
+/// let things = http.get("https://api.example.com/things").send().await?.text().await?;
+/// # let _ = things; Ok(()) }
+/// ```
+#[cfg(feature = "reqwest-middleware")]
+pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
+
+/// A [`tower_layer::Layer`] (feature `tower`) that authorises requests:
+/// [`AuthService`] sets `Authorization` on every request to an allowed
+/// origin and, on a `401` that rejects the token, invalidates it and sends
+/// the request once more with a new one (when its body is a [`ReplayBody`]
+/// that can be copied). The same rules as `AuthMiddleware` (feature
+/// `reqwest-middleware`): `AuthLayer::new(client)`, then `.allow_origin(url)`
+/// (repeatable) or `.allow_any_origin()`. Put it inside (closer to the
+/// connection than) any layer that follows redirects, so each hop is checked
+/// against the allowed origins.
+///
+/// ```no_run
+/// use client_credentials_tokio::{AuthLayer, Client};
+/// use tower_layer::Layer;
+/// # fn run<S>(client: Client, http_client: S) {
+/// let service = AuthLayer::new(client).allow_origin("https://api.example.com").layer(http_client);
+/// # let _ = service; }
+/// ```
+#[cfg(feature = "tower")]
+pub type AuthLayer = authorized::AuthLayer<Client>;
+
+/// The service of an [`AuthLayer`] around `S` (feature `tower`); its error
+/// is a [`BoxError`]: the inner service's, or the client's [`Error`] when no
+/// token could be had.
+#[cfg(feature = "tower")]
+pub type AuthService<S> = authorized::AuthService<S, Client>;
+
+#[cfg(feature = "tower")]
+pub use authorized::{BoxError, ReplayBody};

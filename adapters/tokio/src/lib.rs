@@ -91,21 +91,17 @@
 mod authorize;
 mod client;
 mod discovery;
-#[cfg(feature = "tower")]
-mod layer;
-#[cfg(feature = "reqwest-middleware")]
-mod middleware;
 mod transport;
 
+#[cfg(feature = "reqwest-middleware")]
+pub use authorize::AuthMiddleware;
+#[cfg(feature = "tower")]
+pub use authorize::{AuthLayer, AuthService, BoxError, ReplayBody};
 pub use client::{Client, ClientBuilder};
 pub use client_credentials_common::{
     AsyncTokenStore as TokenStore, Clock, FileStore, FleetTurn, ManualClock, MemoryStore,
 };
 pub use discovery::{discover, discover_with};
-#[cfg(feature = "tower")]
-pub use layer::{AuthLayer, AuthService, BoxError, ReplayBody};
-#[cfg(feature = "reqwest-middleware")]
-pub use middleware::AuthMiddleware;
 pub use transport::{BoxFuture, ReqwestTransport, Transport};
 
 pub use client_credentials::{AccessToken, Config, Error, ProviderMetadata};

@@ -1,14 +1,15 @@
-//! [`AuthLayer`]: a `tower` layer (feature `tower`).
+//! [`AuthLayer`] and [`AuthService`]: a `tower` layer (feature `tower`).
 
 use std::future::poll_fn;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use client_credentials_common::authorize::{copy_request, AllowedOrigins, Exchange};
 use http_body_util::{Empty, Full};
 use tower_service::Service;
 
-use crate::{BoxFuture, Client};
+use super::{AsyncAuthorizer, Authorizer};
+use crate::authorize::{copy_request, AllowedOrigins, Exchange};
+use crate::BoxFuture;
 
 /// The error of an [`AuthService`]: the inner service's, or the client's
 /// [`Error`](client_credentials::Error) when no token could be had.
@@ -46,48 +47,37 @@ impl ReplayBody for http_body_util::combinators::BoxBody<Bytes, BoxError> {
     }
 }
 
-/// A [`tower_layer::Layer`] that authorises requests: [`AuthService`] sets
-/// `Authorization` on every request to an allowed origin and, on a `401`
-/// that rejects the token, invalidates it and sends the request once more
-/// with a new one (when its body is a [`ReplayBody`] that can be copied).
-/// The same rules as [`AuthMiddleware`](crate::AuthMiddleware) where that
-/// feature is on. Put it inside (closer to the connection than) any layer
-/// that follows redirects, so each hop is checked against the allowed origins.
-///
-/// ```no_run
-/// use client_credentials_tokio::{AuthLayer, Client};
-/// use tower_layer::Layer;
-/// # fn run<S>(client: Client, http_client: S) {
-/// let service = AuthLayer::new(client).allow_origin("https://api.example.com").layer(http_client);
-/// # let _ = service; }
-/// ```
+/// A `tower` layer whose [`AuthService`] authorises requests.
 #[derive(Clone, Debug)]
-pub struct AuthLayer {
-    client: Client,
+pub struct AuthLayer<C> {
+    client: C,
     origins: AllowedOrigins,
 }
 
-/// The service of an [`AuthLayer`] around `S`.
+/// The service of an [`AuthLayer`] around `S`: sets `Authorization` on
+/// every request to an allowed origin and, on a `401` that rejects the
+/// token, invalidates it and sends the request once more with a new one
+/// (when its body is a [`ReplayBody`] that can be copied).
 #[derive(Clone, Debug)]
-pub struct AuthService<S> {
+pub struct AuthService<S, C> {
     inner: S,
-    layer: AuthLayer,
+    layer: AuthLayer<C>,
 }
 
-impl AuthLayer {
+impl<C: Authorizer> AuthLayer<C> {
     /// Authorises requests with `client`'s tokens.
-    pub fn new(client: Client) -> Self {
-        let origins = AllowedOrigins::for_config(client.config());
+    pub fn new(client: C) -> Self {
+        let origins = AllowedOrigins::for_config(client.driver().config());
         AuthLayer { client, origins }
     }
 
-    client_credentials_common::origin_methods!();
+    crate::authorize::origin_methods!();
 }
 
-impl<S> tower_layer::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
+impl<S, C: Clone> tower_layer::Layer<S> for AuthLayer<C> {
+    type Service = AuthService<S, C>;
 
-    fn layer(&self, inner: S) -> AuthService<S> {
+    fn layer(&self, inner: S) -> AuthService<S, C> {
         AuthService {
             inner,
             layer: self.clone(),
@@ -95,11 +85,12 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
     }
 }
 
-impl<S, B, R> Service<http::Request<B>> for AuthService<S>
+impl<S, C, B, R> Service<http::Request<B>> for AuthService<S, C>
 where
     S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
+    C: AsyncAuthorizer,
     B: ReplayBody + Send + 'static,
 {
     type Response = http::Response<R>;

@@ -1,0 +1,215 @@
+//! The authorised HTTP clients of both adapters, written once: each
+//! adapter's `Client` implements [`Authorizer`] and [`BlockingAuthorizer`] or
+//! [`AsyncAuthorizer`] (with [`authorizer!`](crate::authorizer)), and names
+//! these types with its `Client` filled in. The decisions are
+//! [`authorize`](crate::authorize)'s ([`Exchange`](crate::authorize::Exchange)); these types only move
+//! requests.
+//!
+//! - [`AuthMiddleware`]: a `ureq` middleware (feature `ureq-middleware`: the
+//!   header, and invalidation on a `401`) and a `reqwest-middleware` one
+//!   (feature `reqwest-middleware`: the header and one retry);
+//! - [`AuthorizedAgent`] (feature `ureq-middleware`): a `ureq::Agent` whose
+//!   requests carry the token, retried once;
+//! - [`AuthLayer`], [`AuthService`], [`ReplayBody`] (feature `tower`).
+
+use std::future::Future;
+
+use client_credentials::{AccessToken, Config, Error};
+use http::{HeaderMap, Method};
+
+#[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
+use crate::authorize::AllowedOrigins;
+use crate::authorize::Verdict;
+use crate::{Driver, Wake};
+
+#[cfg(feature = "reqwest-middleware")]
+mod reqwest;
+#[cfg(feature = "tower")]
+mod tower;
+#[cfg(feature = "ureq-middleware")]
+mod ureq;
+
+#[cfg(feature = "tower")]
+pub use self::tower::{AuthLayer, AuthService, BoxError, ReplayBody};
+#[cfg(feature = "ureq-middleware")]
+pub use self::ureq::AuthorizedAgent;
+
+/// What the authorised HTTP clients use of a client's [`Driver`], whatever
+/// the adapter's I/O type.
+pub trait DriverAccess: Send + Sync {
+    /// The configuration.
+    fn config(&self) -> &Config;
+    /// [`Driver::authorize_headers`].
+    fn authorize_headers(
+        &self,
+        method: &Method,
+        uri: &str,
+        headers: &mut HeaderMap,
+        token: &AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<(), Error>;
+    /// [`Driver::follow_resource_metadata`].
+    fn follow_resource_metadata(&self, url: &str) -> bool;
+}
+
+impl<W: Wake> DriverAccess for Driver<W> {
+    fn config(&self) -> &Config {
+        Driver::config(self)
+    }
+
+    fn authorize_headers(
+        &self,
+        method: &Method,
+        uri: &str,
+        headers: &mut HeaderMap,
+        token: &AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<(), Error> {
+        Driver::authorize_headers(self, method, uri, headers, token, nonce)
+    }
+
+    fn follow_resource_metadata(&self, url: &str) -> bool {
+        Driver::follow_resource_metadata(self, url)
+    }
+}
+
+/// An adapter's `Client` as the authorised HTTP clients use it, blocking or async.
+pub trait Authorizer: Clone + Send + Sync + 'static {
+    /// The client's driver.
+    fn driver(&self) -> &dyn DriverAccess;
+
+    /// `Client::invalidate`: the resource server rejected `token`.
+    fn invalidate(&self, token: &AccessToken);
+
+    /// Acts on what a response said about the token it carried: remembers
+    /// the RFC 9728 metadata URL of the challenge, evicts a rejected token.
+    fn rejected(&self, verdict: &Verdict) {
+        if let Some(url) = &verdict.resource_metadata {
+            self.driver().follow_resource_metadata(url);
+        }
+        if let Some(token) = &verdict.invalidate {
+            self.invalidate(token);
+        }
+    }
+}
+
+/// The blocking adapter's `Client`: its token, on the calling thread.
+pub trait BlockingAuthorizer: Authorizer {
+    /// `Client::token`.
+    fn token(&self) -> Result<AccessToken, Error>;
+
+    /// Sets `Authorization` (and `DPoP`) on a request's headers and returns
+    /// the token they carry; `nonce`: the resource server's DPoP nonce.
+    fn authorize_headers(
+        &self,
+        method: &Method,
+        uri: &str,
+        headers: &mut HeaderMap,
+        nonce: Option<&str>,
+    ) -> Result<AccessToken, Error> {
+        let token = self.token()?;
+        self.driver().authorize_headers(method, uri, headers, &token, nonce)?;
+        Ok(token)
+    }
+}
+
+/// The tokio adapter's `Client`: its token, as a future.
+pub trait AsyncAuthorizer: Authorizer {
+    /// `Client::token`.
+    fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_;
+
+    /// [`BlockingAuthorizer::authorize_headers`], as a future.
+    fn authorize_headers<'a>(
+        &'a self,
+        method: &'a Method,
+        uri: &'a str,
+        headers: &'a mut HeaderMap,
+        nonce: Option<&'a str>,
+    ) -> impl Future<Output = Result<AccessToken, Error>> + Send + 'a {
+        async move {
+            let token = self.token().await?;
+            self.driver().authorize_headers(method, uri, headers, &token, nonce)?;
+            Ok(token)
+        }
+    }
+}
+
+/// The blocking `Client::authorize`: sets `Authorization` on `request` and
+/// returns the token it carries.
+pub fn authorize<C: BlockingAuthorizer, B>(client: &C, request: &mut http::Request<B>) -> Result<AccessToken, Error> {
+    let (method, uri) = (request.method().clone(), request.uri().to_string());
+    client.authorize_headers(&method, &uri, request.headers_mut(), None)
+}
+
+/// The async `Client::authorize`.
+pub async fn authorize_async<C: AsyncAuthorizer, B>(
+    client: &C,
+    request: &mut http::Request<B>,
+) -> Result<AccessToken, Error> {
+    let (method, uri) = (request.method().clone(), request.uri().to_string());
+    client
+        .authorize_headers(&method, &uri, request.headers_mut(), None)
+        .await
+}
+
+/// Implements [`Authorizer`] and [`BlockingAuthorizer`] (`blocking`) or
+/// [`AsyncAuthorizer`] (`async`) for the adapter's `Client` (in scope, with
+/// a `driver: Arc<Driver<_>>` field and inherent `token` and `invalidate`).
+#[macro_export]
+macro_rules! authorizer {
+    (blocking) => {
+        $crate::authorizer!(@shared);
+
+        impl $crate::authorized::BlockingAuthorizer for Client {
+            fn token(&self) -> ::core::result::Result<::client_credentials::AccessToken, ::client_credentials::Error> {
+                Client::token(self)
+            }
+        }
+    };
+    (async) => {
+        $crate::authorizer!(@shared);
+
+        impl $crate::authorized::AsyncAuthorizer for Client {
+            fn token(
+                &self,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<::client_credentials::AccessToken, ::client_credentials::Error>,
+            > + Send
+                   + '_ {
+                Client::token(self)
+            }
+        }
+    };
+    (@shared) => {
+        impl $crate::authorized::Authorizer for Client {
+            fn driver(&self) -> &dyn $crate::authorized::DriverAccess {
+                &*self.driver
+            }
+
+            fn invalidate(&self, token: &::client_credentials::AccessToken) {
+                Client::invalidate(self, token)
+            }
+        }
+    };
+}
+
+/// A `ureq` middleware or a `reqwest-middleware` one (by the features on)
+/// that authorises every request to an allowed origin; what each does on a
+/// `401` is said where the adapter names it.
+#[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
+#[derive(Clone, Debug)]
+pub struct AuthMiddleware<C> {
+    client: C,
+    origins: AllowedOrigins,
+}
+
+#[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
+impl<C: Authorizer> AuthMiddleware<C> {
+    /// Authorises requests with `client`'s tokens.
+    pub fn new(client: C) -> Self {
+        let origins = AllowedOrigins::for_config(client.driver().config());
+        AuthMiddleware { client, origins }
+    }
+
+    crate::authorize::origin_methods!();
+}
