@@ -4,6 +4,8 @@
 # Exits non-zero when a target crashes. Skips, with a message and status 0,
 # when no nightly toolchain is installed (libFuzzer needs nightly).
 # New corpus entries go to a scratch directory, never into fuzz/corpus.
+# The run is seeded (FUZZ_SEED, default 1) so CI explores the same inputs on
+# every run and a failure reproduces; set FUZZ_SEED=0 for a random seed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,7 +32,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$scratch/$target"
     echo "fuzz: $target for ${seconds}s"
     if ! cargo +nightly fuzz run ${FUZZ_TARGET_DIR:+--target-dir "$FUZZ_TARGET_DIR"} "$target" \
-        "$scratch/$target" "corpus/$target" -- -max_total_time="$seconds" >"$scratch/$target.log" 2>&1; then
+        "$scratch/$target" "corpus/$target" -- -max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" >"$scratch/$target.log" 2>&1; then
         tail -n 60 "$scratch/$target.log"
         echo "fuzz: $target FAILED (input saved under fuzz/artifacts/$target/)"
         status=1

@@ -134,11 +134,6 @@ impl ClientBuilder {
 client_credentials_common::client_items!();
 
 impl Client {
-    /// A client with the default transport (ureq, 30 s timeout) and no store.
-    pub fn new(config: Config) -> Client {
-        Client::builder(config).build()
-    }
-
     /// Starts configuring a client.
     pub fn builder(config: Config) -> ClientBuilder {
         ClientBuilder {
@@ -223,7 +218,7 @@ impl common::Io for Io {
 /// futures' first poll (this adapter's are ready at once); the one wait,
 /// `signout()` for a store write another thread is applying, parks the
 /// thread until that thread wakes it (re-checking every millisecond).
-fn block_on<T>(future: impl Future<Output = T>) -> T {
+pub(crate) fn block_on<T>(future: impl Future<Output = T>) -> T {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: Arc<Self>) {

@@ -1,5 +1,7 @@
 //! Standalone discovery of a provider's metadata.
 
+use std::future::ready;
+
 use client_credentials::{Error, ProviderMetadata};
 use client_credentials_common::discovery::Discovery;
 
@@ -25,10 +27,5 @@ pub fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
 
 /// [`discover`] over your own transport.
 pub fn discover_with(transport: &impl Transport, issuer: &str) -> Result<ProviderMetadata, Error> {
-    let mut discovery = Discovery::new(issuer);
-    loop {
-        if let Some(result) = discovery.handle(transport.send(discovery.request()?)?) {
-            return result;
-        }
-    }
+    crate::client::block_on(Discovery::run(issuer, |request| ready(transport.send(request))))
 }

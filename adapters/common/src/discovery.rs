@@ -3,8 +3,10 @@
 //! sends [`Discovery::request`] and hands the answer to [`Discovery::handle`]
 //! until it yields the metadata or an error.
 
+use std::future::Future;
+
 use client_credentials::{
-    discovery_request_at, parse_discovery, DiscoveryError, DiscoveryLocation, Error, ProviderMetadata,
+    discovery_request_at, parse_discovery, DiscoveryError, DiscoveryLocation, Error, ProviderMetadata, TransportError,
 };
 
 const LOCATIONS: [DiscoveryLocation; 2] = [DiscoveryLocation::OpenId, DiscoveryLocation::Rfc8414];
@@ -39,6 +41,24 @@ impl Discovery {
                 None
             }
             result => Some(result),
+        }
+    }
+
+    /// Runs the whole discovery of `issuer`, each request sent with `send`
+    /// (an adapter's transport: a ready future in the blocking adapter).
+    pub async fn run<F>(
+        issuer: &str,
+        mut send: impl FnMut(http::Request<Vec<u8>>) -> F,
+    ) -> Result<ProviderMetadata, Error>
+    where
+        F: Future<Output = Result<http::Response<Vec<u8>>, TransportError>>,
+    {
+        let mut discovery = Discovery::new(issuer);
+        loop {
+            let response = send(discovery.request()?).await?;
+            if let Some(result) = discovery.handle(response) {
+                return result;
+            }
         }
     }
 }

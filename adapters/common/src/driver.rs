@@ -724,7 +724,7 @@ impl<W: Wake> fmt::Debug for Driver<W> {
     }
 }
 
-/// The `Client` items both adapters share, written once: `config()`,
+/// The `Client` items both adapters share, written once: `new()`, `config()`,
 /// `metadata()` and the `Debug` impls of `Client` and `ClientBuilder` (the
 /// client has a `driver` field, the builder a `settings` field). Neither
 /// `Debug` shows the secret or a token.
@@ -732,6 +732,12 @@ impl<W: Wake> fmt::Debug for Driver<W> {
 macro_rules! client_items {
     () => {
         impl Client {
+            /// A client with the default transport (30 s per exchange), no
+            /// store and no callbacks: `Client::builder(config).build()`.
+            pub fn new(config: client_credentials::Config) -> Client {
+                Client::builder(config).build()
+            }
+
             /// The configuration this client was built with.
             pub fn config(&self) -> &client_credentials::Config {
                 self.driver.config()

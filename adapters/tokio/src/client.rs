@@ -15,6 +15,9 @@ use tokio::sync::Notify;
 
 use crate::transport::{ReqwestTransport, Transport};
 
+/// Why a client used outside any tokio runtime cannot fetch.
+const NO_RUNTIME: &str = "client-credentials-tokio needs a tokio runtime";
+
 /// Gets, caches and refreshes tokens for one [`Config`]; cheap to clone
 /// (clones share the cache), `Send + Sync`, usable from any tokio runtime.
 ///
@@ -50,12 +53,7 @@ impl Io {
     /// Spawns `task` on the current runtime, else the one the client was built in.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> Result<(), TransportError> {
         let runtime = Handle::try_current().ok().or_else(|| self.runtime.clone());
-        let runtime = runtime.ok_or_else(|| {
-            TransportError::new(
-                TransportErrorKind::Other,
-                "client-credentials-tokio needs a tokio runtime",
-            )
-        })?;
+        let runtime = runtime.ok_or_else(|| TransportError::new(TransportErrorKind::Other, NO_RUNTIME))?;
         drop(runtime.spawn(task));
         Ok(())
     }
@@ -83,6 +81,19 @@ pub struct ClientBuilder {
     reqwest: Option<reqwest::Client>,
     timeout: Duration,
     background: bool,
+}
+
+impl Client {
+    /// A builder, to set a transport, callbacks, a store, background refresh.
+    pub fn builder(config: Config) -> ClientBuilder {
+        ClientBuilder {
+            settings: Settings::new(config),
+            timeout: ReqwestTransport::DEFAULT_TIMEOUT,
+            transport: None,
+            reqwest: None,
+            background: false,
+        }
+    }
 }
 
 impl ClientBuilder {
@@ -181,22 +192,6 @@ impl ClientBuilder {
 client_credentials_common::client_items!();
 
 impl Client {
-    /// A builder, to set a transport, callbacks, a store, background refresh.
-    pub fn builder(config: Config) -> ClientBuilder {
-        ClientBuilder {
-            settings: Settings::new(config),
-            timeout: ReqwestTransport::DEFAULT_TIMEOUT,
-            transport: None,
-            reqwest: None,
-            background: false,
-        }
-    }
-
-    /// A client with the default transport and settings.
-    pub fn new(config: Config) -> Client {
-        Client::builder(config).build()
-    }
-
     /// A fresh token: the cached one (no lock, no allocation), or the result
     /// of the one request all concurrent callers share.
     ///
@@ -204,10 +199,7 @@ impl Client {
     /// cancel the request: it runs in its own task and the next call gets its result.
     #[inline]
     pub fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
-        TokenFuture {
-            client: self,
-            slow: None,
-        }
+        TokenFuture(self, None)
     }
 
     /// Fetches a new token even if the cached one is fresh, and returns it;
@@ -232,12 +224,8 @@ impl Client {
     pub fn invalidate(&self, token: &AccessToken) {
         if self.driver.invalidate(token) {
             let driver = self.driver.clone();
-            if self
-                .driver
-                .io
-                .spawn(async move { driver.save_changes().await })
-                .is_err()
-            {
+            let deleting = async move { driver.save_changes().await };
+            if self.driver.io.spawn(deleting).is_err() {
                 tracing::warn!("client-credentials: no tokio runtime to delete the stored token");
             }
         }
@@ -307,23 +295,21 @@ async fn woken_or(woken: impl Future<Output = ()>, wait: Option<Duration>) {
 }
 
 /// What [`Client::token`] returns: its first poll reads the published token
-/// (no lock, no allocation); only a miss starts the boxed slow path.
-struct TokenFuture<'a> {
-    client: &'a Client,
-    slow: Option<BoxFuture<'a, Result<AccessToken, Error>>>,
-}
+/// (no lock, no allocation); only a miss starts the boxed slow path (the
+/// second field).
+struct TokenFuture<'a>(&'a Client, Option<BoxFuture<'a, Result<AccessToken, Error>>>);
 
 impl Future for TokenFuture<'_> {
     type Output = Result<AccessToken, Error>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let slow = match &mut this.slow {
+        let TokenFuture(client, slow) = self.get_mut();
+        let slow = match slow {
             Some(slow) => slow,
-            None => match this.client.driver.fresh() {
+            None => match client.driver.fresh() {
                 Some(token) => return Poll::Ready(Ok(token)),
-                None => this.slow.insert(this.client.run(Mode::Token)),
+                None => slow.insert(client.run(Mode::Token)),
             },
         };
         slow.as_mut().poll(cx)

@@ -25,11 +25,5 @@ pub async fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
 
 /// [`discover`] through your own [`Transport`].
 pub async fn discover_with(transport: &dyn Transport, issuer: &str) -> Result<ProviderMetadata, Error> {
-    let mut discovery = Discovery::new(issuer);
-    loop {
-        let response = transport.send(discovery.request()?).await?;
-        if let Some(result) = discovery.handle(response) {
-            return result;
-        }
-    }
+    Discovery::run(issuer, |request| transport.send(request)).await
 }

@@ -10,6 +10,9 @@ use client_credentials_common::proxy::bypasses_proxy;
 /// methods return, so both traits stay object-safe.
 pub use client_credentials_common::BoxFuture;
 
+/// Why a response from a client of the user's that follows redirects is refused.
+const FOLLOWED_REDIRECT: &str = "the HTTP client followed a redirect; disable redirects on it";
+
 /// Performs one HTTP exchange for the client: plug in your own HTTP stack.
 ///
 /// Implementations must not follow redirects (the core rejects a `3xx`
@@ -152,19 +155,14 @@ impl ReqwestTransport {
         let url = request.url().clone();
         let mut response = client.execute(request).await.map_err(transport_error)?;
         if response.url() != &url {
-            return Err(TransportError::new(
-                TransportErrorKind::Other,
-                "the HTTP client followed a redirect; disable redirects on it",
-            ));
+            return Err(TransportError::new(TransportErrorKind::Other, FOLLOWED_REDIRECT));
         }
-        let mut builder = http::Response::builder()
-            .status(response.status())
-            .version(response.version());
-        if let Some(headers) = builder.headers_mut() {
-            *headers = std::mem::take(response.headers_mut());
-        }
+        let mut reply = http::Response::new(Vec::new());
+        *reply.status_mut() = response.status();
+        *reply.version_mut() = response.version();
+        *reply.headers_mut() = std::mem::take(response.headers_mut());
         let limit = self.max_body.saturating_add(1);
-        let mut body = Vec::new();
+        let body = reply.body_mut();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             let room = limit - body.len();
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -172,9 +170,7 @@ impl ReqwestTransport {
                 break; // oversized: the core reports it; stop reading
             }
         }
-        builder
-            .body(body)
-            .map_err(|e| TransportError::new(TransportErrorKind::Other, e.to_string()))
+        Ok(reply)
     }
 }
 
