@@ -302,7 +302,7 @@ struct TokenFuture<'a>(&'a Client, Option<BoxFuture<'a, Result<AccessToken, Erro
 impl Future for TokenFuture<'_> {
     type Output = Result<AccessToken, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let TokenFuture(client, slow) = self.get_mut();
         let slow = match slow {
