@@ -220,32 +220,19 @@ pub fn parse_discovery(
     issuer: impl AsRef<str>,
     response: impl Borrow<Response<Vec<u8>>>,
 ) -> Result<ProviderMetadata, Error> {
-    parse_discovery_with(
-        issuer.as_ref(),
-        response.borrow(),
-        false,
-        crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
-        "",
-        &Credentials::default(),
-    )
+    parse_discovery_with(issuer.as_ref(), response.borrow(), &Fetched::default())
 }
 
+/// [`parse_discovery`] for a document fetched as `fetched` says.
 pub(crate) fn parse_discovery_with(
     issuer: &str,
     response: &Response<Vec<u8>>,
-    allow_insecure: bool,
-    max_body: usize,
-    url: &str,
-    credentials: &Credentials,
+    fetched: &Fetched<'_>,
 ) -> Result<ProviderMetadata, Error> {
-    let (mut document, found) = metadata_document(response, max_body, url, credentials, "document", "issuer")?;
-    if found != issuer {
-        return Err(DiscoveryError::IssuerMismatch {
-            expected: issuer.to_owned(),
-            found: clean(&credentials.redact(&found), 200),
-        }
-        .into());
-    }
+    let (mut document, found) =
+        metadata_document(response, fetched, "document", ("issuer", issuer), |expected, found| {
+            DiscoveryError::IssuerMismatch { expected, found }
+        })?;
     let token_endpoint = match document.remove("token_endpoint") {
         Some(Value::String(endpoint)) => endpoint,
         _ => return Err(DiscoveryError::MissingTokenEndpoint.into()),
@@ -255,7 +242,7 @@ pub(crate) fn parse_discovery_with(
     // could be there), whatever `allow_insecure_http` says.
     let https_issuer = Url::parse(issuer).is_ok_and(|url| url.scheme() == "https");
     let check = |field: &'static str, endpoint: &str| {
-        let url = check_endpoint(field, endpoint, allow_insecure)?;
+        let url = check_endpoint(field, endpoint, fetched.allow_insecure)?;
         if https_issuer && url.scheme() != "https" {
             return Err(ConfigError::InvalidUrl {
                 field,
@@ -265,22 +252,15 @@ pub(crate) fn parse_discovery_with(
         }
         Ok(url)
     };
-    check("token_endpoint", &token_endpoint).map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(credentials)))?;
+    check("token_endpoint", &token_endpoint)
+        .map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(fetched.credentials)))?;
     let mut string = |name: &str| match document.remove(name) {
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
     let revocation_endpoint = string("revocation_endpoint").filter(|url| check("revocation_endpoint", url).is_ok());
     let jwks_uri = string("jwks_uri");
-    let mut list = |name: &str| match document.remove(name) {
-        Some(Value::Array(items)) => Some(
-            items
-                .into_iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-        ),
-        _ => None,
-    };
+    let mut list = |name: &str| take_strings(&mut document, name);
     Ok(ProviderMetadata {
         issuer: found,
         token_endpoint,
@@ -293,40 +273,108 @@ pub(crate) fn parse_discovery_with(
     })
 }
 
+/// How a metadata document (discovery or RFC 9728) was fetched, which its
+/// checks and its errors depend on. Built once per response: by a
+/// [`crate::TokenSource`] from its configuration ([`Fetched::new`]), by the
+/// standalone parsers as [`Fetched::default`].
+pub(crate) struct Fetched<'a> {
+    /// Plain `http:` endpoints to non-loopback hosts are accepted.
+    pub(crate) allow_insecure: bool,
+    /// The largest body accepted, in bytes.
+    pub(crate) max_body: usize,
+    /// Where the document was asked for, named when it is not there (empty
+    /// when not known).
+    pub(crate) url: String,
+    /// What the request carried, cut out of any server text an error quotes.
+    pub(crate) credentials: &'a Credentials,
+}
+
+impl<'a> Fetched<'a> {
+    /// Fetched under `config` from `url` (if it is known) by a request that
+    /// carried `credentials`.
+    pub(crate) fn new(config: &Config, url: Option<Url>, credentials: &'a Credentials) -> Self {
+        Fetched {
+            allow_insecure: config.allows_insecure_http(),
+            max_body: config.max_body_size(),
+            url: url.map(String::from).unwrap_or_default(),
+            credentials,
+        }
+    }
+}
+
+impl Default for Fetched<'_> {
+    /// Standalone use: HTTPS required except to loopback hosts, bodies up to
+    /// [`crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE`], no URL known and no
+    /// credentials sent.
+    fn default() -> Self {
+        Fetched {
+            allow_insecure: false,
+            max_body: crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
+            url: String::new(),
+            credentials: Credentials::NONE,
+        }
+    }
+}
+
 /// The JSON object of a metadata response (RFC 8414, OpenID Connect
-/// Discovery, RFC 9728) and its identifier member `key`, which the caller
-/// compares with what it configured: the body is size-capped, 404/410 mean
-/// [`DiscoveryError::NotFound`], any other non-2xx is
+/// Discovery, RFC 9728) and its identifier member, which must equal what was
+/// configured (RFC 8414 §3.3, RFC 9728 §3.3): the body is size-capped,
+/// 404/410 mean [`DiscoveryError::NotFound`], any other non-2xx is
 /// [`DiscoveryError::UnexpectedStatus`] (its excerpt redacted). `what` names
-/// the document in errors.
+/// the document in errors; `(key, expected)` is the identifier member and
+/// its configured value; `mismatch` builds the error when the document's
+/// differs (from the expected and the found value, the latter redacted).
 pub(crate) fn metadata_document(
     response: &Response<Vec<u8>>,
-    max_body: usize,
-    url: &str,
-    credentials: &Credentials,
+    fetched: &Fetched<'_>,
     what: &str,
-    key: &str,
+    (key, expected): (&str, &str),
+    mismatch: fn(String, String) -> DiscoveryError,
 ) -> Result<(Map<String, Value>, String), Error> {
+    let max_body = fetched.max_body;
     let body = check_size(response.body(), max_body).map_err(|_| DiscoveryError::InvalidDocument {
         reason: format!("the {what} exceeds the {max_body}-byte limit"),
     })?;
     let status = response.status();
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-        return Err(DiscoveryError::NotFound { url: url.to_owned() }.into());
+        return Err(DiscoveryError::NotFound {
+            url: fetched.url.clone(),
+        }
+        .into());
     }
     if !status.is_success() {
         return Err(DiscoveryError::UnexpectedStatus {
             status,
-            body_excerpt: excerpt(body, credentials),
+            body_excerpt: excerpt(body, fetched.credentials),
         }
         .into());
     }
     let mut document = parse_json_object(body).map_err(|reason| DiscoveryError::InvalidDocument { reason })?;
-    match document.remove(key) {
-        Some(Value::String(found)) => Ok((document, found)),
-        _ => Err(DiscoveryError::InvalidDocument {
-            reason: format!("the {what} has no {key}"),
+    let found = match document.remove(key) {
+        Some(Value::String(found)) => found,
+        _ => {
+            return Err(DiscoveryError::InvalidDocument {
+                reason: format!("the {what} has no {key}"),
+            }
+            .into())
         }
-        .into()),
+    };
+    if found != expected {
+        return Err(mismatch(expected.to_owned(), clean(&fetched.credentials.redact(&found), 200)).into());
+    }
+    Ok((document, found))
+}
+
+/// Takes the member `name` out of `document` as a list of its strings
+/// (other items skipped); `None` when absent or not a list.
+pub(crate) fn take_strings(document: &mut Map<String, Value>, name: &str) -> Option<Vec<String>> {
+    match document.remove(name) {
+        Some(Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
     }
 }

@@ -12,7 +12,7 @@ use crate::assertion::{
     JWT_BEARER_ASSERTION_TYPE,
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint};
-use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryLocation, ProviderMetadata};
+use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};
 use crate::dpop::{dpop_proof, DpopClaims, USE_DPOP_NONCE};
 use crate::error::{ClientAuthError, DiscoveryError, Error, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
@@ -833,19 +833,9 @@ impl TokenSource {
             }
             Sent::ResourceMetadata => {
                 let resource = self.config.resource_server().unwrap_or_default().to_owned();
-                let url = self
-                    .resource_metadata_location(&resource)
-                    .map(|u| u.to_string())
-                    .unwrap_or_default();
-                let parsed = parse_resource_metadata_with(
-                    &resource,
-                    &response,
-                    self.config.allows_insecure_http(),
-                    self.config.max_body_size(),
-                    &url,
-                    &self.sent_credentials,
-                );
-                match parsed {
+                let location = self.resource_metadata_location(&resource);
+                let fetched = Fetched::new(&self.config, location, &self.sent_credentials);
+                match parse_resource_metadata_with(&resource, &response, &fetched) {
                     Ok(metadata) => {
                         self.authorization_server = Some(metadata.authorization_server().to_owned());
                         self.resource_metadata = Some(metadata.clone());
@@ -859,18 +849,9 @@ impl TokenSource {
             }
             Sent::Discovery(location) => {
                 let issuer = self.discovery_issuer().unwrap_or_default().to_owned();
-                let url = discovery_url_with(&issuer, location, self.config.allows_insecure_http())
-                    .map(|u| u.to_string())
-                    .unwrap_or_default();
-                let parsed = parse_discovery_with(
-                    &issuer,
-                    &response,
-                    self.config.allows_insecure_http(),
-                    self.config.max_body_size(),
-                    &url,
-                    &self.sent_credentials,
-                );
-                match parsed {
+                let url = discovery_url_with(&issuer, location, self.config.allows_insecure_http()).ok();
+                let fetched = Fetched::new(&self.config, url, &self.sent_credentials);
+                match parse_discovery_with(&issuer, &response, &fetched) {
                     Ok(metadata) => {
                         // Validated by parse_discovery_with; RFC 8705 §5: with
                         // a client certificate, the mTLS alias when there is one.

@@ -39,6 +39,9 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// No credentials: what the standalone parsers' requests carry.
+    pub(crate) const NONE: &'static Credentials = &Credentials { values: Vec::new() };
+
     /// Adds a value (ignored when shorter than [`MIN_LEN`] bytes or already there).
     pub(crate) fn add(&mut self, value: &str) {
         if value.len() >= MIN_LEN && !self.values.iter().any(|v| v == value) {

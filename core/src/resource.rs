@@ -7,10 +7,10 @@ use http::{Request, Response};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::discovery::metadata_document;
+use crate::discovery::{metadata_document, take_strings, Fetched};
 use crate::endpoint::{check_endpoint, redact_userinfo, without_userinfo};
 use crate::error::{DiscoveryError, Error};
-use crate::redact::{clean, Credentials};
+use crate::redact::clean;
 use crate::request::get_json;
 
 /// A protected resource's metadata (RFC 9728 §2), validated: its `resource`
@@ -130,40 +130,29 @@ pub fn parse_resource_metadata(
     resource: impl AsRef<str>,
     response: impl Borrow<Response<Vec<u8>>>,
 ) -> Result<ResourceMetadata, Error> {
-    parse_resource_metadata_with(
-        resource.as_ref(),
-        response.borrow(),
-        false,
-        crate::ConfigBuilder::DEFAULT_MAX_BODY_SIZE,
-        "",
-        &Credentials::default(),
-    )
+    parse_resource_metadata_with(resource.as_ref(), response.borrow(), &Fetched::default())
 }
 
+/// [`parse_resource_metadata`] for a document fetched as `fetched` says.
 pub(crate) fn parse_resource_metadata_with(
     resource: &str,
     response: &Response<Vec<u8>>,
-    allow_insecure: bool,
-    max_body: usize,
-    url: &str,
-    credentials: &Credentials,
+    fetched: &Fetched<'_>,
 ) -> Result<ResourceMetadata, Error> {
-    let (mut document, found) =
-        metadata_document(response, max_body, url, credentials, "resource metadata", "resource")?;
-    if found != resource {
-        return Err(DiscoveryError::ResourceMismatch {
-            expected: resource.to_owned(),
-            found: clean(&credentials.redact(&found), 200),
-        }
-        .into());
-    }
+    let (mut document, found) = metadata_document(
+        response,
+        fetched,
+        "resource metadata",
+        ("resource", resource),
+        |expected, found| DiscoveryError::ResourceMismatch { expected, found },
+    )?;
     // An issuer identifier is an https URL without query or fragment (RFC 8414 §2).
     // Metadata fetched over https may not send the client to plain http, not
     // even on loopback (as for discovered endpoints).
     let https_resource = Url::parse(resource).is_ok_and(|url| url.scheme() == "https");
     let usable = |issuer: &String| {
         !issuer.contains('?')
-            && check_endpoint("authorization_server", issuer, allow_insecure)
+            && check_endpoint("authorization_server", issuer, fetched.allow_insecure)
                 .is_ok_and(|url| !https_resource || url.scheme() == "https")
     };
     let authorization_servers: Vec<String> = match document.remove("authorization_servers") {
@@ -180,17 +169,8 @@ pub(crate) fn parse_resource_metadata_with(
     if authorization_servers.is_empty() {
         return Err(DiscoveryError::NoAuthorizationServer.into());
     }
-    let mut list = |name: &str| match document.remove(name) {
-        Some(Value::Array(items)) => Some(
-            items
-                .into_iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-        ),
-        _ => None,
-    };
-    let scopes_supported = list("scopes_supported");
-    let bearer_methods_supported = list("bearer_methods_supported");
+    let scopes_supported = take_strings(&mut document, "scopes_supported");
+    let bearer_methods_supported = take_strings(&mut document, "bearer_methods_supported");
     let dpop_bound_access_tokens_required = matches!(
         document.remove("dpop_bound_access_tokens_required"),
         Some(Value::Bool(true))
