@@ -205,7 +205,7 @@ fn entity(rest: &[u8]) -> Option<(usize, Decoded)> {
     let c = if let Some(number) = name.strip_prefix(b"#") {
         let value = match number.first()? {
             b'x' | b'X' => hex(&number[1..])?,
-            _ => decimal(number)?,
+            _ => parse_digits(number, 10, 7)?,
         };
         char::from_u32(value)?
     } else {
@@ -230,21 +230,18 @@ fn entity(rest: &[u8]) -> Option<(usize, Decoded)> {
 
 /// Hexadecimal digits, either case; `None` if empty, too long or not hex.
 fn hex(digits: &[u8]) -> Option<u32> {
-    if digits.is_empty() || digits.len() > 6 {
-        return None;
-    }
-    digits
-        .iter()
-        .try_fold(0u32, |value, &d| Some(value * 16 + char::from(d).to_digit(16)?))
+    parse_digits(digits, 16, 6)
 }
 
-fn decimal(digits: &[u8]) -> Option<u32> {
-    if digits.is_empty() || digits.len() > 7 {
+/// Digits in `radix` (letters in either case), at most `max_len` of them so
+/// the value cannot overflow; `None` if empty, too long or not such digits.
+fn parse_digits(digits: &[u8], radix: u32, max_len: usize) -> Option<u32> {
+    if digits.is_empty() || digits.len() > max_len {
         return None;
     }
     digits
         .iter()
-        .try_fold(0u32, |value, &d| Some(value * 10 + char::from(d).to_digit(10)?))
+        .try_fold(0u32, |value, &d| Some(value * radix + char::from(d).to_digit(radix)?))
 }
 
 /// Keeps printable characters only, at most `max` of them.
