@@ -714,6 +714,16 @@ fn discovering(order: Option<DiscoveryOrder>) -> TokenSource {
 
 const DISCOVERED_TOKEN_URL: &str = "https://id.example/tenant/oauth/token";
 
+/// Answers the discovery request `source` sends at `now` with metadata for
+/// `ISSUER` naming `DISCOVERED_TOKEN_URL` (and the `extra` members).
+fn discover(source: &mut TokenSource, now: Timestamp, extra: &str) -> Event {
+    let out = send(source, now);
+    assert_eq!(out.kind, RequestKind::Discovery);
+    source
+        .handle_response(now, out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
+        .unwrap()
+}
+
 #[test]
 fn discovery_tries_openid_then_rfc8414_then_requests_a_token() {
     let mut source = discovering(None);
@@ -857,20 +867,23 @@ fn a_plain_http_token_endpoint_to_a_remote_host_is_refused() {
     assert_eq!(send(&mut source, until).kind, RequestKind::Discovery);
 }
 
-#[test]
-fn metadata_is_reused_across_refreshes_and_refetched_after_its_ttl() {
+/// A source for `ISSUER` that reuses metadata for `ttl` seconds, after its
+/// discovery and a first token `t1` of `lifetime` seconds at `at(0)`.
+fn discovered_with_ttl(ttl: u64, lifetime: u64) -> TokenSource {
     let config = Config::builder(CLIENT_ID, SECRET)
         .issuer(ISSUER)
-        .discovery_ttl(Duration::from_secs(2000))
+        .discovery_ttl(Duration::from_secs(ttl))
         .build()
         .unwrap();
     let mut source = TokenSource::new(config);
-    let out = send(&mut source, at(0));
+    discover(&mut source, at(0), "");
+    fetch(&mut source, at(0), "t1", lifetime);
     source
-        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
-        .unwrap();
-    let out = send(&mut source, at(0));
-    source.handle_response(at(0), out.id, token_ok("t1", 1200)).unwrap();
+}
+
+#[test]
+fn metadata_is_reused_across_refreshes_and_refetched_after_its_ttl() {
+    let mut source = discovered_with_ttl(2000, 1200);
     // Refreshes within the TTL go straight to the token endpoint.
     let out = send(&mut source, at(900));
     assert_eq!(out.kind, RequestKind::Token);
@@ -895,18 +908,7 @@ fn metadata_is_reused_across_refreshes_and_refetched_after_its_ttl() {
 
 #[test]
 fn a_failed_rediscovery_keeps_the_previous_metadata() {
-    let config = Config::builder(CLIENT_ID, SECRET)
-        .issuer(ISSUER)
-        .discovery_ttl(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let mut source = TokenSource::new(config);
-    let out = send(&mut source, at(0));
-    source
-        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
-        .unwrap();
-    let out = send(&mut source, at(0));
-    source.handle_response(at(0), out.id, token_ok("t1", 600)).unwrap();
+    let mut source = discovered_with_ttl(60, 600);
     let out = send(&mut source, at(300));
     assert_eq!(out.kind, RequestKind::Discovery);
     let event = source
@@ -924,18 +926,12 @@ fn a_failed_rediscovery_keeps_the_previous_metadata() {
 #[test]
 fn a_404_from_the_token_endpoint_rediscovers_once_per_round() {
     let mut source = discovering(None);
-    let out = send(&mut source, at(0));
-    source
-        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
-        .unwrap();
+    discover(&mut source, at(0), "");
     fetch(&mut source, at(0), "t1", 600);
 
     for gone in [404, 410] {
         let mut source = discovering(None);
-        let out = send(&mut source, at(0));
-        source
-            .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, ""))
-            .unwrap();
+        discover(&mut source, at(0), "");
         let out = send(&mut source, at(0));
         let event = source.handle_response(at(0), out.id, response(gone, "")).unwrap();
         assert!(matches!(event, Event::Fallback { .. }), "{event:?}");
@@ -969,10 +965,7 @@ fn client_authentication_is_negotiated_from_metadata() {
     ];
     for (extra, basic) in cases {
         let mut source = discovering(None);
-        let out = send(&mut source, at(0));
-        source
-            .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
-            .unwrap();
+        discover(&mut source, at(0), extra);
         let out = send(&mut source, at(0));
         let has_basic = out.request.headers().contains_key(http::header::AUTHORIZATION);
         assert_eq!(has_basic, basic, "{extra}");
@@ -985,11 +978,8 @@ fn client_authentication_is_negotiated_from_metadata() {
         .build()
         .unwrap();
     let mut source = TokenSource::new(config);
-    let out = send(&mut source, at(0));
     let extra = r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#;
-    source
-        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
-        .unwrap();
+    discover(&mut source, at(0), extra);
     let out = send(&mut source, at(0));
     assert!(out.request.headers().contains_key(http::header::AUTHORIZATION));
 }
@@ -997,22 +987,16 @@ fn client_authentication_is_negotiated_from_metadata() {
 #[test]
 fn a_discovered_revocation_endpoint_is_used_at_signout() {
     let mut source = discovering(None);
-    let out = send(&mut source, at(0));
     let extra = r#","revocation_endpoint":"https://id.example/tenant/revoke""#;
-    source
-        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
-        .unwrap();
+    discover(&mut source, at(0), extra);
     fetch(&mut source, at(0), "t", 600);
     let revoke = source.signout().unwrap();
     assert_eq!(revoke.request.uri(), "https://id.example/tenant/revoke");
 
     // An http revocation endpoint to a remote host is dropped.
     let mut source = discovering(None);
-    let out = send(&mut source, at(0));
     let extra = r#","revocation_endpoint":"http://id.example/revoke""#;
-    source
-        .handle_response(at(0), out.id, metadata(ISSUER, DISCOVERED_TOKEN_URL, extra))
-        .unwrap();
+    discover(&mut source, at(0), extra);
     fetch(&mut source, at(0), "t", 600);
     assert!(source.signout().is_none());
 }

@@ -103,17 +103,23 @@ fn the_basic_header_value_is_redacted_in_every_form() {
     }
 }
 
+/// Fetches a first token (600 s) at `at(0)` whose response carries
+/// `REFRESH_TOKEN`, so the next refresh sends it.
+fn fetch_with_refresh_token(source: &mut client_credentials::TokenSource) {
+    let out = send(source, at(0));
+    let body = serde_json::json!({
+        "access_token": "at-1", "token_type": "Bearer", "expires_in": 600, "refresh_token": REFRESH_TOKEN,
+    });
+    source
+        .handle_response(at(0), out.id, response(200, body.to_string()))
+        .unwrap();
+}
+
 #[test]
 fn the_refresh_token_sent_in_a_refresh_grant_is_redacted_in_every_form() {
     for form in echoed_forms(REFRESH_TOKEN) {
         let mut source = source();
-        let out = send(&mut source, at(0));
-        let body = serde_json::json!({
-            "access_token": "at-1", "token_type": "Bearer", "expires_in": 600, "refresh_token": REFRESH_TOKEN,
-        });
-        source
-            .handle_response(at(0), out.id, response(200, body.to_string()))
-            .unwrap();
+        fetch_with_refresh_token(&mut source);
         let out = send(&mut source, at(500));
         assert_eq!(
             form_value(&out.request, "refresh_token").as_deref(),
@@ -133,13 +139,7 @@ fn the_refresh_token_sent_in_a_refresh_grant_is_redacted_in_every_form() {
     }
     // An error page, a transport error message, the JSON body variant.
     let mut source = client_credentials::TokenSource::new(builder().auth(ClientAuth::Json).build().unwrap());
-    let out = send(&mut source, at(0));
-    let body = serde_json::json!({
-        "access_token": "at-1", "token_type": "Bearer", "expires_in": 600, "refresh_token": REFRESH_TOKEN,
-    });
-    source
-        .handle_response(at(0), out.id, response(200, body.to_string()))
-        .unwrap();
+    fetch_with_refresh_token(&mut source);
     let out = send(&mut source, at(500));
     let event = source
         .handle_response(
