@@ -133,27 +133,12 @@ mod tests {
     use client_credentials_testkit::redis::RedisServer;
 
     use super::*;
+    use crate::fixtures::{config, config_with_secret, token};
     use crate::RedisStore;
-
-    fn config() -> Config {
-        Config::builder("fleet-client", "fleet-secret")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap()
-    }
 
     fn store(server: &RedisServer) -> RedisStore {
         RedisStore::builder(server.url())
             .lock_ttl(Duration::from_millis(400))
-            .build()
-            .unwrap()
-    }
-
-    fn token(name: &str, lifetime: Duration) -> AccessToken {
-        let now = fleet::wall_now();
-        AccessToken::builder(name)
-            .received_at(now)
-            .expires_at(now.saturating_add(lifetime))
             .build()
             .unwrap()
     }
@@ -192,10 +177,7 @@ mod tests {
             server.cli(&["del", &key]);
         }
         // Sealed for other credentials: as foreign as garbage.
-        let other = Config::builder("fleet-client", "another-secret")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap();
+        let other = config_with_secret("another-secret");
         save(shared, &other, &token("theirs", Duration::from_secs(600))).unwrap();
         assert!(load(shared, &config).unwrap().is_none());
     }

@@ -262,13 +262,7 @@ fn random_owner() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config() -> Config {
-        Config::builder("id", "secret")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap()
-    }
+    use crate::fixtures::{config, config_with_secret};
 
     fn keys() -> Keys {
         Keys::new("p:", "f")
@@ -378,10 +372,7 @@ mod tests {
         let mut round = round(&config, &keys);
         let corrupt = Value::Array(vec![Value::Int(1), Value::BulkString(b"garbage".to_vec())]);
         assert!(matches!(round.on_reply(corrupt, Duration::ZERO), Next::Send));
-        let other = Config::builder("id", "other")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap();
+        let other = config_with_secret("other");
         let foreign = Sealer::new(&other, None)
             .seal(&keys.token, &token(9_000, 13_600))
             .unwrap();

@@ -39,6 +39,8 @@
 
 #[cfg(feature = "blocking")]
 mod blocking;
+#[cfg(test)]
+mod fixtures;
 mod fleet;
 mod keys;
 mod seal;

@@ -163,22 +163,11 @@ mod tests {
     use client_credentials_testkit::redis::{RedisCluster, RedisServer};
 
     use super::*;
+    use crate::fixtures::config;
     use crate::RedisStore;
 
-    fn config() -> Config {
-        Config::builder("fleet-client", "fleet-secret")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap()
-    }
-
     fn token(name: &str) -> AccessToken {
-        let now = fleet::wall_now();
-        AccessToken::builder(name)
-            .received_at(now)
-            .expires_at(now.saturating_add(Duration::from_secs(600)))
-            .build()
-            .unwrap()
+        crate::fixtures::token(name, Duration::from_secs(600))
     }
 
     async fn one_fetches_the_others_use(stores: Vec<RedisStore>) {
