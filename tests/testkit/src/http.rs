@@ -60,7 +60,7 @@ impl Conn<'_> {
         let mut chunk = [0u8; 8192];
         loop {
             if self.shutdown.load(Ordering::SeqCst) || Instant::now() > self.deadline {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "stopped"));
+                return Err(stopped());
             }
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(false),
@@ -68,11 +68,7 @@ impl Conn<'_> {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return Ok(true);
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if is_poll_timeout(&e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -259,20 +255,31 @@ pub(crate) fn write_all(stream: &mut TcpStream, mut data: &[u8], shutdown: &Atom
     stream.set_write_timeout(Some(POLL))?;
     while !data.is_empty() {
         if shutdown.load(Ordering::SeqCst) {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "stopped"));
+            return Err(stopped());
         }
         match stream.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_poll_timeout(&e) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// The error of an I/O loop that gave up: the server stops or the peer
+/// took too long.
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "stopped")
+}
+
+/// Whether `error` only says a [`POLL`]-long wait passed (time to look at
+/// the shutdown flag, then wait again).
+fn is_poll_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// Sleeps for `duration`, returning early (with `false`) on shutdown.
