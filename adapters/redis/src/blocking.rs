@@ -7,8 +7,8 @@ use client_credentials::{AccessToken, Config, Timestamp};
 use client_credentials_common::FleetTurn;
 use redis::{Cmd, RedisResult, Value};
 
-use crate::fleet::{self, Next, Round};
-use crate::store::{io_error, Shared, Target};
+use crate::fleet::{self, Operation, Step};
+use crate::store::{Shared, Target};
 
 /// One connection per store, to a server or a cluster.
 pub(crate) type SyncConnection = Box<dyn redis::ConnectionLike + Send>;
@@ -45,59 +45,37 @@ fn query(shared: &Shared, cmd: &Cmd) -> RedisResult<Value> {
     result
 }
 
-pub(crate) fn load(shared: &Shared, config: &Config) -> io::Result<Option<AccessToken>> {
-    let keys = shared.keys(config);
-    match query(shared, &fleet::get(&keys)) {
-        Ok(reply) => Ok(fleet::open_reply(&shared.sealer(config), &keys, reply)),
-        Err(error) if fleet::is_foreign(&error) => Ok(None),
-        Err(error) => Err(io_error(error)),
+/// Runs one store call: sends the commands it asks for, sleeps when it says.
+fn run<O: Operation>(shared: &Shared, mut operation: O) -> O::Output {
+    let started = Instant::now();
+    let mut answer = None;
+    loop {
+        match operation.step(answer.take(), started.elapsed()) {
+            Step::Send(cmd) => answer = Some(query(shared, &cmd)),
+            Step::Sleep(pause) => std::thread::sleep(pause),
+            Step::Done(output) => return output,
+        }
     }
+}
+
+pub(crate) fn load(shared: &Shared, config: &Config) -> io::Result<Option<AccessToken>> {
+    run(shared, fleet::load(shared, config))
 }
 
 pub(crate) fn save(shared: &Shared, config: &Config, token: &AccessToken) -> io::Result<()> {
-    let keys = shared.keys(config);
-    let value = shared.sealer(config).seal(&keys.token, token)?;
-    match fleet::set(&keys, value, token, fleet::wall_now()) {
-        Some(cmd) => query(shared, &cmd).map(drop).map_err(io_error),
-        None => Ok(()),
-    }
+    run(shared, fleet::save(shared, config, token, fleet::wall_now()))
 }
 
 pub(crate) fn delete(shared: &Shared, config: &Config) -> io::Result<()> {
-    query(shared, &fleet::delete(&shared.keys(config)))
-        .map(drop)
-        .map_err(io_error)
+    run(shared, fleet::delete(shared, config))
 }
 
-/// `Some(token)`: another process wrote a fresh one; `None`: fetch.
-pub(crate) fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> Option<AccessToken> {
-    let keys = shared.keys(config);
-    let mut round = Round::new(config, shared.sealer(config), &keys, shared.settings, now);
-    let started = Instant::now();
-    loop {
-        let reply = match query(shared, &round.command()) {
-            Ok(reply) => reply,
-            Err(error) => {
-                tracing::debug!(%error, "no fleet coordination for this token request");
-                return None;
-            }
-        };
-        match round.on_reply(reply, started.elapsed()) {
-            Next::Send => {}
-            Next::Sleep(pause) => std::thread::sleep(pause),
-            Next::Done(turn) => return shared.finish(&keys, turn),
-        }
-    }
+pub(crate) fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> FleetTurn {
+    run(shared, fleet::begin_fetch(shared, config, now))
 }
 
 pub(crate) fn end_fetch(shared: &Shared, config: &Config) {
-    let keys = shared.keys(config);
-    if let Some(owner) = shared.take_owner(&keys) {
-        if let Err(error) = query(shared, &fleet::release(&keys, &owner)) {
-            // The lock expires by itself after its TTL.
-            tracing::debug!(%error, "could not release the fleet lock");
-        }
-    }
+    run(shared, fleet::end_fetch(shared, config));
 }
 
 impl client_credentials_common::TokenStore for crate::RedisStore {
@@ -114,10 +92,7 @@ impl client_credentials_common::TokenStore for crate::RedisStore {
     }
 
     fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
-        Ok(match begin_fetch(&self.shared, config, now) {
-            Some(token) => FleetTurn::Use(token),
-            None => FleetTurn::Fetch,
-        })
+        Ok(begin_fetch(&self.shared, config, now))
     }
 
     fn end_fetch(&self, config: &Config) {
@@ -133,14 +108,8 @@ mod tests {
     use client_credentials_testkit::redis::RedisServer;
 
     use super::*;
+    use crate::fixtures::{config, config_with_secret, token};
     use crate::RedisStore;
-
-    fn config() -> Config {
-        Config::builder("fleet-client", "fleet-secret")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap()
-    }
 
     fn store(server: &RedisServer) -> RedisStore {
         RedisStore::builder(server.url())
@@ -149,13 +118,20 @@ mod tests {
             .unwrap()
     }
 
-    fn token(name: &str, lifetime: Duration) -> AccessToken {
-        let now = fleet::wall_now();
-        AccessToken::builder(name)
-            .received_at(now)
-            .expires_at(now.saturating_add(lifetime))
-            .build()
-            .unwrap()
+    /// Asks for the fleet's turn, which must be this process's to fetch;
+    /// returns how long the answer took.
+    fn fetch_turn(shared: &Shared, config: &Config) -> Duration {
+        let started = Instant::now();
+        let turn = begin_fetch(shared, config, fleet::wall_now());
+        assert!(matches!(turn, FleetTurn::Fetch), "{turn:?}");
+        started.elapsed()
+    }
+
+    /// Two processes' stores, the first having taken the lock for `config`.
+    fn two_with_the_first_holding_the_lock(server: &RedisServer, config: &Config) -> (RedisStore, RedisStore) {
+        let (first, second) = (store(server), store(server));
+        fetch_turn(&first.shared, config);
+        (first, second)
     }
 
     #[test]
@@ -184,7 +160,7 @@ mod tests {
         for setup in [vec!["set", &key, "garbage"], vec!["hset", &key, "f", "v"]] {
             server.cli(&setup);
             assert!(load(shared, &config).unwrap().is_none());
-            assert!(begin_fetch(shared, &config, fleet::wall_now()).is_none());
+            fetch_turn(shared, &config);
             let fresh = token("replacement", Duration::from_secs(600));
             save(shared, &config, &fresh).unwrap();
             end_fetch(shared, &config);
@@ -192,10 +168,7 @@ mod tests {
             server.cli(&["del", &key]);
         }
         // Sealed for other credentials: as foreign as garbage.
-        let other = Config::builder("fleet-client", "another-secret")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap();
+        let other = config_with_secret("another-secret");
         save(shared, &other, &token("theirs", Duration::from_secs(600))).unwrap();
         assert!(load(shared, &config).unwrap().is_none());
     }
@@ -213,8 +186,8 @@ mod tests {
                 std::thread::spawn(move || {
                     barrier.wait();
                     match begin_fetch(&store.shared, &config, fleet::wall_now()) {
-                        Some(token) => token.secret().to_owned(),
-                        None => {
+                        FleetTurn::Use(token) => token.secret().to_owned(),
+                        FleetTurn::Fetch => {
                             std::thread::sleep(Duration::from_millis(50));
                             let fetched = token("the-one", Duration::from_secs(600));
                             save(&store.shared, &config, &fetched).unwrap();
@@ -235,12 +208,9 @@ mod tests {
     fn a_dead_holders_lock_is_taken_over_after_its_ttl() {
         let server = RedisServer::start();
         let config = config();
-        let (dead, alive) = (store(&server), store(&server));
-        assert!(begin_fetch(&dead.shared, &config, fleet::wall_now()).is_none());
+        let (dead, alive) = two_with_the_first_holding_the_lock(&server, &config);
         // `dead` never ends its round.
-        let started = Instant::now();
-        assert!(begin_fetch(&alive.shared, &config, fleet::wall_now()).is_none());
-        let waited = started.elapsed();
+        let waited = fetch_turn(&alive.shared, &config);
         assert!(waited >= Duration::from_millis(300), "{waited:?}");
         assert!(waited < Duration::from_millis(800), "{waited:?}");
         let key = alive.key(&config);
@@ -256,19 +226,14 @@ mod tests {
     fn a_failed_round_releases_the_lock_and_a_waiter_fetches() {
         let server = RedisServer::start();
         let config = config();
-        let (first, second) = (store(&server), store(&server));
-        assert!(begin_fetch(&first.shared, &config, fleet::wall_now()).is_none());
+        let (first, second) = two_with_the_first_holding_the_lock(&server, &config);
         let waiter = {
             let (shared, config) = (second.shared.clone(), config.clone());
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                (begin_fetch(&shared, &config, fleet::wall_now()), started.elapsed())
-            })
+            std::thread::spawn(move || fetch_turn(&shared, &config))
         };
         std::thread::sleep(Duration::from_millis(50));
         end_fetch(&first.shared, &config); // failed: nothing saved
-        let (turn, waited) = waiter.join().unwrap();
-        assert!(turn.is_none());
+        let waited = waiter.join().unwrap();
         assert!(waited < Duration::from_millis(300), "{waited:?}");
     }
 
@@ -280,37 +245,26 @@ mod tests {
         save(shared, &config, &token("before", Duration::from_secs(600))).unwrap();
 
         server.pause();
-        let started = Instant::now();
-        assert!(begin_fetch(shared, &config, fleet::wall_now()).is_none());
-        assert!(
-            started.elapsed() < Duration::from_millis(600),
-            "{:?}",
-            started.elapsed()
-        );
+        let waited = fetch_turn(shared, &config);
+        assert!(waited < Duration::from_millis(600), "{waited:?}");
         // Left alone for a while: no delay at all.
         let started = Instant::now();
         assert!(load(shared, &config).is_err());
-        assert!(begin_fetch(shared, &config, fleet::wall_now()).is_none());
+        fetch_turn(shared, &config);
         assert!(started.elapsed() < Duration::from_millis(20), "{:?}", started.elapsed());
         server.resume();
 
         server.kill();
         std::thread::sleep(Duration::from_millis(1_100));
-        let started = Instant::now();
-        assert!(begin_fetch(shared, &config, fleet::wall_now()).is_none());
-        assert!(
-            started.elapsed() < Duration::from_millis(600),
-            "{:?}",
-            started.elapsed()
-        );
+        let waited = fetch_turn(shared, &config);
+        assert!(waited < Duration::from_millis(600), "{waited:?}");
 
         server.restart();
         std::thread::sleep(Duration::from_millis(1_100));
         let shared_token = token("after", Duration::from_secs(600));
         save(shared, &config, &shared_token).unwrap();
-        assert_eq!(
-            begin_fetch(shared, &config, fleet::wall_now()),
-            Some(shared_token),
+        assert!(
+            matches!(begin_fetch(shared, &config, fleet::wall_now()), FleetTurn::Use(t) if t == shared_token),
             "sharing resumed"
         );
     }
@@ -332,8 +286,6 @@ mod tests {
         // the client fetches on its own at once.
         let untrusting = RedisStore::builder(server.url()).build().unwrap();
         assert!(load(&untrusting.shared, &config).is_err());
-        let started = Instant::now();
-        assert!(begin_fetch(&untrusting.shared, &config, fleet::wall_now()).is_none());
-        assert!(started.elapsed() < Duration::from_millis(600));
+        assert!(fetch_turn(&untrusting.shared, &config) < Duration::from_millis(600));
     }
 }

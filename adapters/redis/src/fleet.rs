@@ -10,16 +10,23 @@
 //! lock until `end_fetch`); the lock held by another process → poll again
 //! after [`Settings::poll_interval`], until the lock TTL has passed, then
 //! fetch regardless. A Redis error at any step → fetch (the drivers bound
-//! every call with a timeout). The drivers (`blocking`, `tokio`) only send
-//! commands and sleep.
+//! every call with a timeout).
+//!
+//! Every store call (`load`, `save`, `delete`, `begin_fetch`, `end_fetch`)
+//! is an [`Operation`] built here: it says which command to send next and
+//! what the answer means, so the drivers (`blocking`, `tokio`) only send
+//! commands and sleep, each in one loop.
 
+use std::io;
 use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Timestamp, TokenSource};
-use redis::{Cmd, Value};
+use client_credentials_common::FleetTurn;
+use redis::{Cmd, RedisResult, Value};
 
 use crate::keys::Keys;
 use crate::seal::Sealer;
+use crate::store::{io_error, Shared};
 
 /// `KEYS[1]` the token, `KEYS[2]` the lock; `ARGV[1]` owner, `ARGV[2]` lock
 /// TTL in ms, `ARGV[3]` the value already judged stale (empty for none).
@@ -51,6 +58,148 @@ pub(crate) struct Settings {
     pub(crate) poll_interval: Duration,
 }
 
+/// What a driver does next for a store call.
+#[derive(Debug)]
+pub(crate) enum Step<T> {
+    /// Send this command and hand its answer to the next [`Operation::step`].
+    Send(Cmd),
+    /// Sleep this long, then call [`Operation::step`] with no answer.
+    Sleep(Duration),
+    /// The call is over, with this result.
+    Done(T),
+}
+
+/// One store call, sans IO: the driver calls [`step`](Operation::step),
+/// does what it says, and calls it again until it says [`Step::Done`].
+pub(crate) trait Operation {
+    /// What the store call returns.
+    type Output;
+
+    /// The next step, given the answer to the last [`Step::Send`] (`None`
+    /// at the start and after a [`Step::Sleep`]) and the time since the call
+    /// started (a monotonic measure: the wall clock may jump).
+    fn step(&mut self, answer: Option<RedisResult<Value>>, elapsed: Duration) -> Step<Self::Output>;
+}
+
+/// A call of at most one command, and what its answer means (`None`: no
+/// command was sent).
+struct Exchange<F> {
+    command: Option<Cmd>,
+    meaning: F,
+}
+
+fn exchange<T, F>(command: Option<Cmd>, meaning: F) -> Exchange<F>
+where
+    F: FnMut(Option<RedisResult<Value>>) -> T,
+{
+    Exchange { command, meaning }
+}
+
+impl<T, F: FnMut(Option<RedisResult<Value>>) -> T> Operation for Exchange<F> {
+    type Output = T;
+
+    fn step(&mut self, answer: Option<RedisResult<Value>>, _: Duration) -> Step<T> {
+        match (answer, self.command.take()) {
+            (None, Some(command)) => Step::Send(command),
+            (answer, _) => Step::Done((self.meaning)(answer)),
+        }
+    }
+}
+
+/// `load`: the token stored for `config`, if it is one sealed for this
+/// client; a key of another type (not ours) reads as none.
+pub(crate) fn load(
+    shared: &Shared,
+    config: &Config,
+) -> impl Operation<Output = io::Result<Option<AccessToken>>> + Send {
+    let (keys, sealer) = (shared.keys(config), shared.sealer(config));
+    exchange(Some(get_token(&keys)), move |answer| match answer {
+        Some(Ok(reply)) => Ok(open_reply(&sealer, &keys, reply)),
+        Some(Err(error)) if is_foreign(&error) => Ok(None),
+        Some(Err(error)) => Err(io_error(error)),
+        // Not reached: the command is always sent.
+        None => Ok(None),
+    })
+}
+
+/// `save`: the token sealed, with its remaining life at `now` as its TTL;
+/// an expired token is not written.
+pub(crate) fn save(
+    shared: &Shared,
+    config: &Config,
+    token: &AccessToken,
+    now: Timestamp,
+) -> impl Operation<Output = io::Result<()>> + Send {
+    let keys = shared.keys(config);
+    let (command, mut failure) = match shared.sealer(config).seal(&keys.token, token) {
+        Ok(value) => (set_token(&keys, value, token, now), None),
+        Err(error) => (None, Some(error)),
+    };
+    exchange(command, move |answer| match answer {
+        Some(result) => written(result),
+        None => failure.take().map_or(Ok(()), Err),
+    })
+}
+
+/// `delete`: the token stored for `config`.
+pub(crate) fn delete(shared: &Shared, config: &Config) -> impl Operation<Output = io::Result<()>> + Send {
+    exchange(Some(delete_token(&shared.keys(config))), |answer| {
+        answer.map_or(Ok(()), written)
+    })
+}
+
+fn written(result: RedisResult<Value>) -> io::Result<()> {
+    result.map(drop).map_err(io_error)
+}
+
+/// `begin_fetch`: one [`Round`]; a Redis error means fetching without the
+/// fleet, and a lock taken is remembered for `end_fetch`.
+pub(crate) fn begin_fetch<'a>(shared: &'a Shared, config: &'a Config, now: Timestamp) -> BeginFetch<'a> {
+    BeginFetch {
+        shared,
+        round: Round::new(config, shared.sealer(config), shared.keys(config), shared.settings, now),
+    }
+}
+
+/// The [`Operation`] of `begin_fetch`.
+pub(crate) struct BeginFetch<'a> {
+    shared: &'a Shared,
+    round: Round<'a>,
+}
+
+impl Operation for BeginFetch<'_> {
+    type Output = FleetTurn;
+
+    fn step(&mut self, answer: Option<RedisResult<Value>>, elapsed: Duration) -> Step<FleetTurn> {
+        let next = match answer {
+            None => Next::Send,
+            Some(Ok(reply)) => self.round.on_reply(reply, elapsed),
+            Some(Err(error)) => {
+                tracing::debug!(%error, "no fleet coordination for this token request");
+                Next::Done(Turn::Fetch(None))
+            }
+        };
+        match next {
+            Next::Send => Step::Send(self.round.command()),
+            Next::Sleep(pause) => Step::Sleep(pause),
+            Next::Done(turn) => Step::Done(self.shared.finish(&self.round.keys, turn)),
+        }
+    }
+}
+
+/// `end_fetch`: releases the lock this process took for `config`, if it
+/// took one.
+pub(crate) fn end_fetch(shared: &Shared, config: &Config) -> impl Operation<Output = ()> + Send {
+    let keys = shared.keys(config);
+    let command = shared.take_owner(&keys).map(|owner| release_lock(&keys, &owner));
+    exchange(command, |answer| {
+        if let Some(Err(error)) = answer {
+            // The lock expires by itself after its TTL.
+            tracing::debug!(%error, "could not release the fleet lock");
+        }
+    })
+}
+
 /// What a round ended with.
 #[derive(Debug)]
 pub(crate) enum Turn {
@@ -75,7 +224,7 @@ pub(crate) enum Next {
 pub(crate) struct Round<'a> {
     config: &'a Config,
     sealer: Sealer,
-    keys: &'a Keys,
+    keys: Keys,
     settings: Settings,
     owner: String,
     started: Timestamp,
@@ -84,7 +233,7 @@ pub(crate) struct Round<'a> {
 
 impl<'a> Round<'a> {
     /// A round for `config` starting at `now` (wall clock).
-    pub(crate) fn new(config: &'a Config, sealer: Sealer, keys: &'a Keys, settings: Settings, now: Timestamp) -> Self {
+    pub(crate) fn new(config: &'a Config, sealer: Sealer, keys: Keys, settings: Settings, now: Timestamp) -> Self {
         Round {
             config,
             sealer,
@@ -181,7 +330,7 @@ pub(crate) fn is_fresh(config: &Config, token: &AccessToken, now: Timestamp) -> 
 }
 
 /// `GET token`.
-pub(crate) fn get(keys: &Keys) -> Cmd {
+fn get_token(keys: &Keys) -> Cmd {
     let mut cmd = redis::cmd("GET");
     cmd.arg(&keys.token);
     cmd
@@ -189,7 +338,7 @@ pub(crate) fn get(keys: &Keys) -> Cmd {
 
 /// `SET token value [PX ttl]`, the TTL being the token's remaining life;
 /// `None` when the token has expired at `now` (nothing to share).
-pub(crate) fn set(keys: &Keys, value: Vec<u8>, token: &AccessToken, now: Timestamp) -> Option<Cmd> {
+fn set_token(keys: &Keys, value: Vec<u8>, token: &AccessToken, now: Timestamp) -> Option<Cmd> {
     let mut cmd = redis::cmd("SET");
     cmd.arg(&keys.token).arg(value);
     if let Some(expires_at) = token.expires_at() {
@@ -203,21 +352,21 @@ pub(crate) fn set(keys: &Keys, value: Vec<u8>, token: &AccessToken, now: Timesta
 }
 
 /// `DEL token`.
-pub(crate) fn delete(keys: &Keys) -> Cmd {
+fn delete_token(keys: &Keys) -> Cmd {
     let mut cmd = redis::cmd("DEL");
     cmd.arg(&keys.token);
     cmd
 }
 
 /// The owner-checked release of the lock.
-pub(crate) fn release(keys: &Keys, owner: &str) -> Cmd {
+fn release_lock(keys: &Keys, owner: &str) -> Cmd {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(RELEASE).arg(1).arg(&keys.lock).arg(owner);
     cmd
 }
 
 /// The token in a `GET` reply, if it is one sealed for this client.
-pub(crate) fn open_reply(sealer: &Sealer, keys: &Keys, reply: Value) -> Option<AccessToken> {
+fn open_reply(sealer: &Sealer, keys: &Keys, reply: Value) -> Option<AccessToken> {
     match reply {
         Value::BulkString(bytes) => {
             let token = sealer.open(&keys.token, &bytes);
@@ -232,7 +381,7 @@ pub(crate) fn open_reply(sealer: &Sealer, keys: &Keys, reply: Value) -> Option<A
 
 /// Whether `error` says the key holds something that is not a string (so
 /// not ours): read as no token; the next save replaces it.
-pub(crate) fn is_foreign(error: &redis::RedisError) -> bool {
+fn is_foreign(error: &redis::RedisError) -> bool {
     error.code() == Some("WRONGTYPE")
 }
 
@@ -262,13 +411,7 @@ fn random_owner() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config() -> Config {
-        Config::builder("id", "secret")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap()
-    }
+    use crate::fixtures::{config, config_with_secret};
 
     fn keys() -> Keys {
         Keys::new("p:", "f")
@@ -298,14 +441,8 @@ mod tests {
         Value::Array(vec![Value::Int(code), Value::BulkString(Vec::new())])
     }
 
-    fn round<'a>(config: &'a Config, keys: &'a Keys) -> Round<'a> {
-        Round::new(
-            config,
-            Sealer::new(config, None),
-            keys,
-            settings(),
-            Timestamp::from_unix_secs(10_000),
-        )
+    fn round<'a>(config: &'a Config, keys: &Keys) -> Round<'a> {
+        round_at(config, keys, 10_000)
     }
 
     #[test]
@@ -333,11 +470,11 @@ mod tests {
         ));
     }
 
-    fn round_at<'a>(config: &'a Config, keys: &'a Keys, secs: u64) -> Round<'a> {
+    fn round_at<'a>(config: &'a Config, keys: &Keys, secs: u64) -> Round<'a> {
         Round::new(
             config,
             Sealer::new(config, None),
-            keys,
+            keys.clone(),
             settings(),
             Timestamp::from_unix_secs(secs),
         )
@@ -378,10 +515,7 @@ mod tests {
         let mut round = round(&config, &keys);
         let corrupt = Value::Array(vec![Value::Int(1), Value::BulkString(b"garbage".to_vec())]);
         assert!(matches!(round.on_reply(corrupt, Duration::ZERO), Next::Send));
-        let other = Config::builder("id", "other")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap();
+        let other = config_with_secret("other");
         let foreign = Sealer::new(&other, None)
             .seal(&keys.token, &token(9_000, 13_600))
             .unwrap();
@@ -395,6 +529,62 @@ mod tests {
         }
     }
 
+    /// Steps `operation` as a driver would, answering its commands with
+    /// `answers` in turn; returns how many commands it sent and its result.
+    fn drive<O: Operation>(mut operation: O, answers: Vec<RedisResult<Value>>) -> (usize, O::Output) {
+        let (mut answers, mut answer, mut sent) = (answers.into_iter(), None, 0);
+        loop {
+            match operation.step(answer.take(), Duration::ZERO) {
+                Step::Send(_) => {
+                    sent += 1;
+                    answer = answers.next();
+                }
+                Step::Sleep(_) => {}
+                Step::Done(output) => return (sent, output),
+            }
+        }
+    }
+
+    fn unreachable() -> RedisResult<Value> {
+        Err(redis::RedisError::from(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no answer",
+        )))
+    }
+
+    #[test]
+    fn store_calls_send_what_they_need_and_read_the_answers_the_same_for_both_drivers() {
+        let store = crate::RedisStore::builder("redis://127.0.0.1:1").build().unwrap();
+        let (shared, config) = (&*store.shared, config());
+        let now = Timestamp::from_unix_secs(1_500);
+
+        let (sent, loaded) = drive(load(shared, &config), vec![Ok(Value::Nil)]);
+        assert_eq!((sent, loaded.unwrap()), (1, None));
+        let (_, loaded) = drive(load(shared, &config), vec![unreachable()]);
+        assert_eq!(loaded.unwrap_err().kind(), io::ErrorKind::TimedOut);
+
+        let (sent, saved) = drive(save(shared, &config, &token(1_000, 2_000), now), vec![Ok(Value::Okay)]);
+        assert_eq!((sent, saved.unwrap()), (1, ()));
+        let expired = token(1_000, 1_500);
+        assert_eq!(
+            drive(save(shared, &config, &expired, now), vec![]).0,
+            0,
+            "nothing to share"
+        );
+        let (_, deleted) = drive(delete(shared, &config), vec![unreachable()]);
+        assert!(deleted.is_err());
+
+        // No lock taken: nothing to release.
+        assert_eq!(drive(end_fetch(shared, &config), vec![]).0, 0);
+        let (_, turn) = drive(begin_fetch(shared, &config, now), vec![unreachable()]);
+        assert!(matches!(turn, FleetTurn::Fetch));
+        let (_, turn) = drive(begin_fetch(shared, &config, now), vec![Ok(code(3)), Ok(code(2))]);
+        assert!(matches!(turn, FleetTurn::Fetch));
+        // The lock taken is released at the end of the round.
+        assert_eq!(drive(end_fetch(shared, &config), vec![Ok(Value::Int(1))]).0, 1);
+        assert_eq!(drive(end_fetch(shared, &config), vec![]).0, 0);
+    }
+
     #[test]
     fn owners_are_random() {
         assert_ne!(random_owner(), random_owner());
@@ -404,8 +594,8 @@ mod tests {
     #[test]
     fn an_expired_token_is_not_written() {
         let t = token(1_000, 2_000);
-        assert!(set(&keys(), vec![1], &t, Timestamp::from_unix_secs(2_000)).is_none());
-        let cmd = set(&keys(), vec![1], &t, Timestamp::from_unix_secs(1_500)).unwrap();
+        assert!(set_token(&keys(), vec![1], &t, Timestamp::from_unix_secs(2_000)).is_none());
+        let cmd = set_token(&keys(), vec![1], &t, Timestamp::from_unix_secs(1_500)).unwrap();
         assert!(cmd.get_packed_command().windows(6).any(|w| w == b"500000"));
     }
 }

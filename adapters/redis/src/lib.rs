@@ -27,18 +27,23 @@
 //!   synchronous connection.
 //! - `tokio`: implements `client_credentials_tokio::TokenStore` on an async
 //!   multiplexed connection (use the store inside a tokio runtime).
-//!
-//! Both traits are `client-credentials-common`'s (`TokenStore`,
-//! `AsyncTokenStore`), which the adapters re-export; the fleet logic itself
-//! is written once (a sans-IO round in `fleet.rs`) and only sent over the
-//! two kinds of connection.
 //! - `tls` (default): `rediss://` URLs, with rustls and the system's roots.
 //! - `cluster` (default): Redis Cluster, [`RedisStoreBuilder::cluster`].
+//!
+//! Both traits are `client-credentials-common`'s (`TokenStore`,
+//! `AsyncTokenStore`), which the adapters re-export. What every store call
+//! sends and what Redis's answer means is written once (sans-IO operations
+//! in `fleet.rs`); each kind of connection only sends and sleeps.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Without `blocking` or `tokio` no store is built, and the fleet logic they
+// share has no user: the crate still compiles, quietly.
+#![cfg_attr(not(any(feature = "blocking", feature = "tokio")), allow(dead_code, unused_imports))]
 
 #[cfg(feature = "blocking")]
 mod blocking;
+#[cfg(test)]
+mod fixtures;
 mod fleet;
 mod keys;
 mod seal;

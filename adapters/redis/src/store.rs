@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use client_credentials::Config;
+use client_credentials_common::FleetTurn;
 use redis::{ErrorKind, RedisError};
 
 use crate::fleet::{Settings, Turn};
@@ -474,9 +475,9 @@ impl Shared {
 
     /// What a finished round means for this process: remembers the lock it
     /// took, so `end_fetch` releases it.
-    pub(crate) fn finish(&self, keys: &Keys, turn: Turn) -> Option<client_credentials::AccessToken> {
+    pub(crate) fn finish(&self, keys: &Keys, turn: Turn) -> FleetTurn {
         match turn {
-            Turn::Use(token) => Some(token),
+            Turn::Use(token) => FleetTurn::Use(token),
             Turn::Fetch(owner) => {
                 if let Some(owner) = owner {
                     self.owners
@@ -484,7 +485,7 @@ impl Shared {
                         .unwrap_or_else(PoisonError::into_inner)
                         .insert(keys.token.clone(), owner);
                 }
-                None
+                FleetTurn::Fetch
             }
         }
     }

@@ -8,8 +8,8 @@ use client_credentials_common::{BoxFuture, FleetTurn};
 use redis::{Cmd, RedisError, RedisResult, Value};
 use tokio::time::Instant;
 
-use crate::fleet::{self, Next, Round};
-use crate::store::{io_error, Shared, Target};
+use crate::fleet::{self, Operation, Step};
+use crate::store::{Shared, Target};
 
 /// A multiplexed connection (cheap to clone: clones share it).
 #[derive(Clone)]
@@ -73,60 +73,37 @@ async fn query(shared: &Shared, cmd: &Cmd) -> RedisResult<Value> {
     result
 }
 
-pub(crate) async fn load(shared: &Shared, config: &Config) -> io::Result<Option<AccessToken>> {
-    let keys = shared.keys(config);
-    match query(shared, &fleet::get(&keys)).await {
-        Ok(reply) => Ok(fleet::open_reply(&shared.sealer(config), &keys, reply)),
-        Err(error) if fleet::is_foreign(&error) => Ok(None),
-        Err(error) => Err(io_error(error)),
+/// Runs one store call: sends the commands it asks for, sleeps when it says.
+async fn run<O: Operation>(shared: &Shared, mut operation: O) -> O::Output {
+    let started = Instant::now();
+    let mut answer = None;
+    loop {
+        match operation.step(answer.take(), started.elapsed()) {
+            Step::Send(cmd) => answer = Some(query(shared, &cmd).await),
+            Step::Sleep(pause) => tokio::time::sleep(pause).await,
+            Step::Done(output) => return output,
+        }
     }
+}
+
+pub(crate) async fn load(shared: &Shared, config: &Config) -> io::Result<Option<AccessToken>> {
+    run(shared, fleet::load(shared, config)).await
 }
 
 pub(crate) async fn save(shared: &Shared, config: &Config, token: &AccessToken) -> io::Result<()> {
-    let keys = shared.keys(config);
-    let value = shared.sealer(config).seal(&keys.token, token)?;
-    match fleet::set(&keys, value, token, fleet::wall_now()) {
-        Some(cmd) => query(shared, &cmd).await.map(drop).map_err(io_error),
-        None => Ok(()),
-    }
+    run(shared, fleet::save(shared, config, token, fleet::wall_now())).await
 }
 
 pub(crate) async fn delete(shared: &Shared, config: &Config) -> io::Result<()> {
-    query(shared, &fleet::delete(&shared.keys(config)))
-        .await
-        .map(drop)
-        .map_err(io_error)
+    run(shared, fleet::delete(shared, config)).await
 }
 
-/// `Some(token)`: another process wrote a fresh one; `None`: fetch.
-pub(crate) async fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> Option<AccessToken> {
-    let keys = shared.keys(config);
-    let mut round = Round::new(config, shared.sealer(config), &keys, shared.settings, now);
-    let started = Instant::now();
-    loop {
-        let reply = match query(shared, &round.command()).await {
-            Ok(reply) => reply,
-            Err(error) => {
-                tracing::debug!(%error, "no fleet coordination for this token request");
-                return None;
-            }
-        };
-        match round.on_reply(reply, started.elapsed()) {
-            Next::Send => {}
-            Next::Sleep(pause) => tokio::time::sleep(pause).await,
-            Next::Done(turn) => return shared.finish(&keys, turn),
-        }
-    }
+pub(crate) async fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> FleetTurn {
+    run(shared, fleet::begin_fetch(shared, config, now)).await
 }
 
 pub(crate) async fn end_fetch(shared: &Shared, config: &Config) {
-    let keys = shared.keys(config);
-    if let Some(owner) = shared.take_owner(&keys) {
-        if let Err(error) = query(shared, &fleet::release(&keys, &owner)).await {
-            // The lock expires by itself after its TTL.
-            tracing::debug!(%error, "could not release the fleet lock");
-        }
-    }
+    run(shared, fleet::end_fetch(shared, config)).await;
 }
 
 impl client_credentials_common::AsyncTokenStore for crate::RedisStore {
@@ -143,12 +120,7 @@ impl client_credentials_common::AsyncTokenStore for crate::RedisStore {
     }
 
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
-        Box::pin(async move {
-            Ok(match begin_fetch(&self.shared, config, now).await {
-                Some(token) => FleetTurn::Use(token),
-                None => FleetTurn::Fetch,
-            })
-        })
+        Box::pin(async move { Ok(begin_fetch(&self.shared, config, now).await) })
     }
 
     fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
@@ -163,22 +135,11 @@ mod tests {
     use client_credentials_testkit::redis::{RedisCluster, RedisServer};
 
     use super::*;
+    use crate::fixtures::config;
     use crate::RedisStore;
 
-    fn config() -> Config {
-        Config::builder("fleet-client", "fleet-secret")
-            .token_endpoint("https://auth.example.com/token")
-            .build()
-            .unwrap()
-    }
-
     fn token(name: &str) -> AccessToken {
-        let now = fleet::wall_now();
-        AccessToken::builder(name)
-            .received_at(now)
-            .expires_at(now.saturating_add(Duration::from_secs(600)))
-            .build()
-            .unwrap()
+        crate::fixtures::token(name, Duration::from_secs(600))
     }
 
     async fn one_fetches_the_others_use(stores: Vec<RedisStore>) {
@@ -191,8 +152,8 @@ mod tests {
                 tokio::spawn(async move {
                     barrier.wait().await;
                     match begin_fetch(&store.shared, &config, fleet::wall_now()).await {
-                        Some(token) => token.secret().to_owned(),
-                        None => {
+                        FleetTurn::Use(token) => token.secret().to_owned(),
+                        FleetTurn::Fetch => {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             save(&store.shared, &config, &token("the-one")).await.unwrap();
                             end_fetch(&store.shared, &config).await;
@@ -265,12 +226,10 @@ mod tests {
         save(&store.shared, &config, &token("before")).await.unwrap();
         server.pause();
         let started = Instant::now();
-        assert!(begin_fetch(&store.shared, &config, fleet::wall_now()).await.is_none());
-        assert!(
-            started.elapsed() < Duration::from_millis(600),
-            "{:?}",
-            started.elapsed()
-        );
+        let turn = begin_fetch(&store.shared, &config, fleet::wall_now()).await;
+        let waited = started.elapsed();
+        assert!(matches!(turn, FleetTurn::Fetch), "{turn:?}");
+        assert!(waited < Duration::from_millis(600), "{waited:?}");
         server.resume();
     }
 

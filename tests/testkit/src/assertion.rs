@@ -99,21 +99,11 @@ pub(crate) fn verify(
 
     let alg = jws.header.get("alg").and_then(Value::as_str).unwrap_or_default();
     let method = if alg == "HS256" {
-        let secret = expect
-            .clients
-            .iter()
-            .find(|(id, _)| id == iss)
-            .map(|(_, secret)| secret)
-            .ok_or("unknown client")?;
+        let secret = registered(expect.clients, iss).ok_or("unknown client")?;
         verify_hs256(secret, &jws)?;
         "client_secret_jwt"
     } else {
-        let jwk = expect
-            .jwks
-            .iter()
-            .find(|(id, _)| id == iss)
-            .map(|(_, jwk)| jwk)
-            .ok_or("no key registered for this client")?;
+        let jwk = registered(expect.jwks, iss).ok_or("no key registered for this client")?;
         verify_signature(jwk, alg, &jws)?;
         "private_key_jwt"
     };
@@ -125,6 +115,11 @@ pub(crate) fn verify(
         client_id: iss.to_owned(),
         method,
     })
+}
+
+/// What `list` registers for the client `client_id`.
+fn registered<'a, T>(list: &'a [(String, T)], client_id: &str) -> Option<&'a T> {
+    list.iter().find(|(id, _)| id == client_id).map(|(_, value)| value)
 }
 
 fn verify_hs256(secret: &str, jws: &Decoded) -> Result<(), String> {

@@ -1,11 +1,17 @@
 //! Minimal, defensive HTTP/1.1 request reading and response writing over a
-//! blocking [`TcpStream`]. Every I/O loop polls the issuer's shutdown flag so
-//! that dropping the issuer never waits on a stuck peer.
+//! blocking [`TcpStream`], and the threads of a test server ([`Running`]).
+//! Every I/O loop polls the server's shutdown flag so that dropping the
+//! server never waits on a stuck peer.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::lock;
 
 /// Poll interval of blocking socket operations.
 pub(crate) const POLL: Duration = Duration::from_millis(20);
@@ -30,11 +36,16 @@ pub(crate) struct RawRequest {
 
 impl RawRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
+}
+
+/// The first of `headers` named `name` (case-insensitive).
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Outcome of reading from a connection.
@@ -60,7 +71,7 @@ impl Conn<'_> {
         let mut chunk = [0u8; 8192];
         loop {
             if self.shutdown.load(Ordering::SeqCst) || Instant::now() > self.deadline {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "stopped"));
+                return Err(stopped());
             }
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(false),
@@ -68,11 +79,7 @@ impl Conn<'_> {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return Ok(true);
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if is_poll_timeout(&e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -259,20 +266,31 @@ pub(crate) fn write_all(stream: &mut TcpStream, mut data: &[u8], shutdown: &Atom
     stream.set_write_timeout(Some(POLL))?;
     while !data.is_empty() {
         if shutdown.load(Ordering::SeqCst) {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "stopped"));
+            return Err(stopped());
         }
         match stream.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_poll_timeout(&e) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// The error of an I/O loop that gave up: the server stops or the peer
+/// took too long.
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "stopped")
+}
+
+/// Whether `error` only says a [`POLL`]-long wait passed (time to look at
+/// the shutdown flag, then wait again).
+fn is_poll_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// Sleeps for `duration`, returning early (with `false`) on shutdown.
@@ -376,5 +394,102 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Status",
+    }
+}
+
+/// A test server's stop flag and the threads serving its connections.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    /// Set when the server stops; every I/O loop polls it.
+    pub(crate) shutdown: AtomicBool,
+    /// Joined when the server stops.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running test server: a thread accepting connections and one thread
+/// per connection. Dropping it stops the server and joins them all (closing
+/// the connections still open, even ones held by a fault). Dereferences to
+/// the server's shared state `S`, which holds its [`Connections`].
+pub(crate) struct Running<S: AsRef<Connections>> {
+    shared: Arc<S>,
+    addr: SocketAddr,
+    accept_thread: Option<JoinHandle<()>>,
+}
+
+impl<S: AsRef<Connections> + Send + Sync + 'static> Running<S> {
+    /// Serves `shared` on `listener`, each connection on its own thread with
+    /// `serve` (until the peer closes it or the server stops). `name` names
+    /// the threads: `{name}-{port}` accepts, `{name}-conn` serves.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the listener has no local address or the accepting thread
+    /// cannot be spawned.
+    pub(crate) fn start(listener: TcpListener, shared: S, name: &str, serve: fn(TcpStream, &S)) -> Running<S> {
+        let addr = listener.local_addr().expect("local address of listener");
+        let shared = Arc::new(shared);
+        let accept_shared = Arc::clone(&shared);
+        let connection_name = format!("{name}-conn");
+        let accept_thread = std::thread::Builder::new()
+            .name(format!("{name}-{}", addr.port()))
+            .spawn(move || accept_loop(listener, &accept_shared, &connection_name, serve))
+            .unwrap_or_else(|error| panic!("spawn the {name} thread: {error}"));
+        Running {
+            shared,
+            addr,
+            accept_thread: Some(accept_thread),
+        }
+    }
+}
+
+impl<S: AsRef<Connections>> Deref for Running<S> {
+    type Target = Arc<S>;
+
+    fn deref(&self) -> &Arc<S> {
+        &self.shared
+    }
+}
+
+impl<S: AsRef<Connections>> Drop for Running<S> {
+    fn drop(&mut self) {
+        let connections = (*self.shared).as_ref();
+        connections.shutdown.store(true, Ordering::SeqCst);
+        // Unblock `accept`.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(handle) = self.accept_thread.take() {
+            let _ = handle.join();
+        }
+        let handles = std::mem::take(&mut *lock(&connections.threads));
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn accept_loop<S: AsRef<Connections> + Send + Sync + 'static>(
+    listener: TcpListener,
+    shared: &Arc<S>,
+    connection_name: &str,
+    serve: fn(TcpStream, &S),
+) {
+    for stream in listener.incoming() {
+        let connections = (**shared).as_ref();
+        if connections.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn_shared = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name(connection_name.to_owned())
+            .spawn(move || serve(stream, &conn_shared));
+        let mut threads = lock(&connections.threads);
+        threads.retain(|h| !h.is_finished());
+        if let Ok(handle) = spawned {
+            threads.push(handle);
+        }
     }
 }

@@ -99,12 +99,11 @@ mod server;
 pub use resource::{TestResourceServer, TestResourceServerBuilder};
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use http::Running;
 use server::{Config, Kind, Shared, State};
 
 /// Default client id of a [`TestIssuer`] started without
@@ -117,8 +116,7 @@ pub const DEFAULT_CLIENT_SECRET: &str = "p@ss:w/rd+ &=%";
 /// A running test issuer. Dropping it stops the server and closes all of its
 /// connections (including ones held by [`Fault::Hang`]).
 pub struct TestIssuer {
-    shared: Arc<Shared>,
-    accept_thread: Option<JoinHandle<()>>,
+    shared: Running<Shared>,
 }
 
 impl fmt::Debug for TestIssuer {
@@ -245,21 +243,6 @@ impl TestIssuer {
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.state()
-    }
-}
-
-impl Drop for TestIssuer {
-    fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        // Unblock `accept`.
-        let _ = TcpStream::connect_timeout(&self.shared.addr, Duration::from_secs(1));
-        if let Some(handle) = self.accept_thread.take() {
-            let _ = handle.join();
-        }
-        let handles = std::mem::take(&mut *self.shared.connection_threads());
-        for handle in handles {
-            let _ = handle.join();
-        }
     }
 }
 
@@ -410,10 +393,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        http::header(&self.headers, name)
     }
 
     /// The first body parameter named `name`.
@@ -627,15 +607,9 @@ impl TestIssuerBuilder {
             jwks: self.jwks,
             accept_endpoint_audience: self.accept_endpoint_audience,
         };
-        let shared = Arc::new(Shared::new(addr, config, self.lifetime));
-        let accept_shared = Arc::clone(&shared);
-        let accept_thread = std::thread::Builder::new()
-            .name(format!("test-issuer-{}", addr.port()))
-            .spawn(move || server::accept_loop(listener, accept_shared))
-            .expect("spawn issuer thread");
+        let shared = Shared::new(addr, config, self.lifetime);
         TestIssuer {
-            shared,
-            accept_thread: Some(accept_thread),
+            shared: Running::start(listener, shared, "test-issuer", server::handle_connection),
         }
     }
 }

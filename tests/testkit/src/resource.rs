@@ -3,14 +3,12 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::http::{self, RawRequest, ReadOutcome, Response};
+use crate::http::{self, Connections, RawRequest, ReadOutcome, Response, Running};
 use crate::{lock, server, RecordedRequest, TestIssuer};
 
 /// A protected resource on `127.0.0.1:0`, real HTTP/1.1 with keep-alive, on
@@ -40,8 +38,7 @@ use crate::{lock, server, RecordedRequest, TestIssuer};
 /// assert_eq!(api.requests().len(), 0);
 /// ```
 pub struct TestResourceServer {
-    shared: Arc<Shared>,
-    accept_thread: Option<JoinHandle<()>>,
+    shared: Running<Shared>,
 }
 
 struct Shared {
@@ -51,11 +48,10 @@ struct Shared {
     redirect_to: Option<String>,
     issuer: Option<Arc<server::Shared>>,
     dpop: Option<Option<String>>,
-    shutdown: AtomicBool,
+    connections: Connections,
     state: Mutex<State>,
     /// Wakes the requests held by [`TestResourceServer::gather`].
     gathered: Condvar,
-    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -146,26 +142,19 @@ impl TestResourceServerBuilder {
     pub fn start(self) -> TestResourceServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address of listener");
-        let shared = Arc::new(Shared {
+        let shared = Shared {
             addr,
             path: self.path.unwrap_or_else(|| "/api".into()),
             authorization_servers: self.authorization_servers,
             redirect_to: self.redirect_to,
             issuer: self.issuer,
             dpop: self.dpop,
-            shutdown: AtomicBool::new(false),
+            connections: Connections::default(),
             state: Mutex::new(State::default()),
             gathered: Condvar::new(),
-            threads: Mutex::new(Vec::new()),
-        });
-        let accept_shared = Arc::clone(&shared);
-        let accept_thread = std::thread::Builder::new()
-            .name(format!("test-resource-{}", addr.port()))
-            .spawn(move || accept_loop(listener, accept_shared))
-            .expect("spawn resource server thread");
+        };
         TestResourceServer {
-            shared,
-            accept_thread: Some(accept_thread),
+            shared: Running::start(listener, shared, "test-resource", serve),
         }
     }
 }
@@ -248,20 +237,6 @@ impl TestResourceServer {
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         lock(&self.shared.state).requests.clear();
-    }
-}
-
-impl Drop for TestResourceServer {
-    fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.shared.addr, Duration::from_secs(1));
-        if let Some(handle) = self.accept_thread.take() {
-            let _ = handle.join();
-        }
-        let handles = std::mem::take(&mut *lock(&self.shared.threads));
-        for handle in handles {
-            let _ = handle.join();
-        }
     }
 }
 
@@ -411,33 +386,17 @@ impl Shared {
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.shutdown.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = stream else {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        };
-        let conn_shared = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
-            .name("test-resource-conn".into())
-            .spawn(move || serve(stream, &conn_shared));
-        let mut threads = lock(&shared.threads);
-        threads.retain(|h| !h.is_finished());
-        if let Ok(handle) = spawned {
-            threads.push(handle);
-        }
+impl AsRef<Connections> for Shared {
+    fn as_ref(&self) -> &Connections {
+        &self.connections
     }
 }
 
 /// Serves requests on one connection until the peer closes it (keep-alive,
 /// so a benchmark measures requests rather than connection set-up).
 fn serve(mut stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
     loop {
-        let req = match http::read_request(&mut stream, &shared.shutdown) {
+        let req = match http::read_request(&mut stream, &shared.connections.shutdown) {
             Ok(ReadOutcome::Request(req)) => req,
             Ok(ReadOutcome::Nothing) | Err(_) => return,
         };
@@ -463,7 +422,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         let response = response.with_header("Connection", if keep_alive { "keep-alive" } else { "close" });
         let mut bytes = response.head(false);
         bytes.extend_from_slice(&response.body);
-        if http::write_all(&mut stream, &bytes, &shared.shutdown).is_err() || !keep_alive {
+        if http::write_all(&mut stream, &bytes, &shared.connections.shutdown).is_err() || !keep_alive {
             return;
         }
     }

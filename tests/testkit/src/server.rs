@@ -2,17 +2,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::http::{self, RawRequest, ReadOutcome, Response};
+use crate::http::{self, Connections, RawRequest, ReadOutcome, Response};
 use crate::{lock, AuthMethod, DiscoveryMode, Fault, RecordedRequest, TokenFormat};
 
 /// Immutable issuer configuration.
@@ -80,9 +79,8 @@ pub(crate) struct State {
 pub(crate) struct Shared {
     pub addr: SocketAddr,
     pub config: Config,
-    pub shutdown: AtomicBool,
+    pub connections: Connections,
     state: Mutex<State>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
     seed: u64,
 }
 
@@ -98,26 +96,17 @@ impl Shared {
         Shared {
             addr,
             config,
-            shutdown: AtomicBool::new(false),
+            connections: Connections::default(),
             state: Mutex::new(State {
                 lifetime,
                 ..State::default()
             }),
-            threads: Mutex::new(Vec::new()),
             seed,
         }
     }
 
     pub fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
-    }
-
-    pub fn connection_threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
-        lock(&self.threads)
-    }
-
-    fn stopped(&self) -> bool {
-        self.shutdown.load(Ordering::SeqCst)
     }
 
     fn base_url(&self) -> String {
@@ -137,30 +126,15 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-pub(crate) fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.stopped() {
-            break;
-        }
-        let Ok(stream) = stream else {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        };
-        let conn_shared = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
-            .name("test-issuer-conn".into())
-            .spawn(move || handle_connection(stream, &conn_shared));
-        let mut threads = shared.connection_threads();
-        threads.retain(|h| !h.is_finished());
-        if let Ok(handle) = spawned {
-            threads.push(handle);
-        }
+impl AsRef<Connections> for Shared {
+    fn as_ref(&self) -> &Connections {
+        &self.connections
     }
 }
 
-fn handle_connection(mut stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
-    let req = match http::read_request(&mut stream, &shared.shutdown) {
+/// Answers one request on `stream`, then closes it.
+pub(crate) fn handle_connection(mut stream: TcpStream, shared: &Shared) {
+    let req = match http::read_request(&mut stream, &shared.connections.shutdown) {
         Ok(ReadOutcome::Request(req)) => req,
         Ok(ReadOutcome::Nothing) | Err(_) => return,
     };
@@ -178,7 +152,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
         }
     };
     let respond = || respond(shared, kind, &req, &body);
-    let stop = &shared.shutdown;
+    let stop = &shared.connections.shutdown;
     let finished = match fault {
         None => send(&mut stream, &respond(), stop),
         Some(Fault::Status { status, body, headers }) => send(

@@ -16,7 +16,7 @@
 //! - **`on_token_update`**: called once per new token.
 //!
 //! ```sh
-//! cargo run -p client-credentials-tokio --example tokio_service
+//! cargo run -p client-credentials-tokio --example service
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -18,7 +18,7 @@
 //!   one), so one new token is fetched.
 //!
 //! ```sh
-//! cargo run -p client-credentials-blocking --example blocking_service
+//! cargo run -p client-credentials-blocking --example service
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
