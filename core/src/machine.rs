@@ -222,6 +222,8 @@ pub struct TokenSource {
     failures: u32,
     /// When the first of those requests failed.
     failing_since: Option<Timestamp>,
+    /// The `Retry-After` of the last failed attempt, when it was capped.
+    retry_after_capped: Option<Duration>,
     /// The error of the last failed round, until a round succeeds.
     last_error: Option<Error>,
     /// Numbers of the last round started, and of the last that failed / succeeded.
@@ -271,6 +273,7 @@ impl TokenSource {
             not_before: Timestamp::UNIX_EPOCH,
             failures: 0,
             failing_since: None,
+            retry_after_capped: None,
             last_error: None,
             rounds_started: 0,
             last_failed_round: 0,
@@ -475,6 +478,17 @@ impl TokenSource {
             (Phase::Idle, Round::Running { .. } | Round::Failed) => Some(self.not_before),
             _ => None,
         }
+    }
+
+    /// What the provider's `Retry-After` asked for on the last failed
+    /// attempt, when that was longer than
+    /// [`RetryPolicy::max_retry_after`](crate::RetryPolicy::max_retry_after)
+    /// and the wait was capped to the maximum; `None` otherwise, and once a
+    /// token arrives. The events of a failed attempt carry the same value;
+    /// this view also covers a round that failed without a usable token (its
+    /// end is the `Err` of the call, which has no room for it).
+    pub fn retry_after_capped(&self) -> Option<Duration> {
+        self.retry_after_capped
     }
 
     fn is_fresh(&self, now: Timestamp) -> bool {
@@ -905,9 +919,14 @@ impl TokenSource {
         }
     }
 
-    /// The request `id` was cancelled (its result will never come). Nothing is
-    /// counted against the round; the next poll may send again. Returns whether
-    /// `id` was in flight.
+    /// The request `id` was never sent and never will be: a custom provider
+    /// or a fleet's store answered instead. Nothing is counted against the
+    /// round; the next poll may send again. Returns whether `id` was in flight.
+    ///
+    /// A request that *was* sent and whose answer will never come (its task
+    /// was cancelled, the HTTP client panicked) is a failed attempt: hand it
+    /// back with [`TokenSource::handle_transport_error`], so that it counts
+    /// against the round and the back-off, as a lost answer does.
     pub fn abandon(&mut self, id: RequestId) -> bool {
         self.take_in_flight(id).is_ok()
     }
@@ -997,13 +1016,27 @@ impl TokenSource {
     /// rejected). Returns the RFC 7009 revocation request to send when a
     /// revocation endpoint is configured or discovered and there was a token to revoke.
     ///
-    /// The back-off state stays: a sign-out does not lift a cool-down.
+    /// The back-off state stays: a sign-out does not lift a cool-down. A token
+    /// or discovery request in flight counts as a failed attempt (a transport
+    /// error, at the latest `now` handed to [`TokenSource::poll`]): a provider
+    /// that does not answer is backed off whether its requests time out or
+    /// sign-outs drop them, so sign-outs cannot make the client send without
+    /// pause.
     ///
     /// With a JWT client authentication the revocation request carries a
     /// fresh assertion dated at the latest `now` handed to [`TokenSource::poll`]
     /// (sign-out takes no time of its own); none is sent when no assertion can
     /// be made (an expired assertion file, a failing signer).
     pub fn signout(&mut self) -> Option<Outgoing> {
+        if let Phase::InFlight { id, sent, .. } = self.phase {
+            if sent != Sent::Revocation {
+                let dropped = TransportError::new(
+                    crate::error::TransportErrorKind::Other,
+                    "a sign-out dropped the request before its answer",
+                );
+                let _ = self.handle_transport_error(self.last_now, id, dropped);
+            }
+        }
         let token = self.token.take();
         let refresh = self.refresh_token.take();
         self.forced = false;
@@ -1046,6 +1079,7 @@ impl TokenSource {
     fn end_round(&mut self, now: Timestamp) {
         self.failures = 0;
         self.failing_since = None;
+        self.retry_after_capped = None;
         self.last_error = None;
         self.rediscovered = false;
         self.forced = false;
@@ -1118,6 +1152,7 @@ impl TokenSource {
         };
         let policy = *self.config.retry();
         let retry_after_capped = retry_after.filter(|wait| *wait > policy.max_retry_after);
+        self.retry_after_capped = retry_after_capped;
         let retry_after = retry_after.map(|wait| wait.min(policy.max_retry_after));
         let delay = self.delay(now, retry_after);
         self.not_before = now.saturating_add(delay);

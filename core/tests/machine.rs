@@ -679,6 +679,41 @@ fn signout_without_a_revocation_endpoint_or_token_sends_nothing() {
     send(&mut source, at(0));
 }
 
+/// A sign-out drops the token request in flight; the dropped request counts
+/// as a failed attempt, so a caller asking again waits out a back-off step,
+/// and once the round's attempts are spent callers get the error: sign-outs
+/// cannot make the client send without pause to a provider that never answers.
+#[test]
+fn a_token_request_dropped_by_signout_counts_as_a_failed_attempt() {
+    let mut source = source();
+    let mut now = at(0);
+    let mut gaps = Vec::new();
+    let error = loop {
+        let dropped = send(&mut source, now);
+        assert!(source.signout().is_none());
+        // Its late answer changes nothing.
+        let late = source.handle_response(now, dropped.id, token_ok("late", 3600));
+        assert_eq!(late.unwrap_err(), Error::UnknownRequest { id: dropped.id });
+        match source.poll(now) {
+            Action::Wait { until: Some(until) } => {
+                gaps.push(until.as_unix_millis() - now.as_unix_millis());
+                now = until;
+            }
+            Action::Failed(error) => break error.clone(),
+            other => panic!("expected a back-off or the round's error, got {other:?}"),
+        }
+    };
+    assert!(
+        matches!(&error, Error::Transport(e) if e.message().contains("sign-out")),
+        "{error}"
+    );
+    assert!(!gaps.is_empty() && gaps.iter().all(|gap| *gap >= 250), "{gaps:?}");
+    assert!(gaps.windows(2).all(|w| w[1] > w[0]), "the waits escalate: {gaps:?}");
+    let retry_at = source.retry_at().expect("a cool-down");
+    assert!(retry_at > now);
+    send(&mut source, retry_at);
+}
+
 #[test]
 fn a_revocation_transport_error_is_returned() {
     let config = builder()
@@ -1197,6 +1232,10 @@ fn a_huge_retry_after_is_capped_and_reported() {
         let out = send(&mut source, at(0));
         let answer = with_header(response(503, ""), "retry-after", value);
         let error = source.handle_response(at(0), out.id, answer).unwrap_err();
+        // Without a usable token the round's end is that `Err`; the view
+        // says what was asked for.
+        let asked = source.retry_after_capped().expect("the cap is reported");
+        assert!(asked > Duration::from_secs(300 * 1000), "{value}: {asked:?}");
         // Five minutes (plus at most 10 %), not ten years.
         let until = source.retry_at().unwrap();
         assert!(until >= at(300) && until <= at(330), "{value}: {until:?}");
@@ -1226,6 +1265,32 @@ fn a_huge_retry_after_is_capped_and_reported() {
     let answer = with_header(response(503, ""), "retry-after", "3600");
     source.handle_response(at(0), out.id, answer).unwrap_err();
     assert!(source.retry_at().unwrap() <= at(66));
+    assert_eq!(source.retry_after_capped(), Some(Duration::from_secs(3600)));
+    // A later failure within the cap clears it, and so does a token.
+    let until = source.retry_at().unwrap();
+    let out = send(&mut source, until);
+    let answer = with_header(response(503, ""), "retry-after", "5");
+    let event = source.handle_response(until, out.id, answer);
+    assert!(
+        matches!(
+            event,
+            Ok(Event::RetryScheduled {
+                retry_after_capped: None,
+                ..
+            })
+        ),
+        "{event:?}"
+    );
+    assert_eq!(source.retry_after_capped(), None);
+    let until = source.retry_at().unwrap();
+    let out = send(&mut source, until);
+    let answer = with_header(response(503, ""), "retry-after", "3600");
+    let _ = source.handle_response(until, out.id, answer);
+    assert_eq!(source.retry_after_capped(), Some(Duration::from_secs(3600)));
+    let until = source.retry_at().unwrap();
+    let out = send(&mut source, until);
+    source.handle_response(until, out.id, token_ok("t", 3600)).unwrap();
+    assert_eq!(source.retry_after_capped(), None);
 }
 
 #[test]

@@ -554,6 +554,8 @@ enum Call {
     Token,
     Refresh,
     Invalidate,
+    /// Drops the request in flight (its answer is rejected) and the token.
+    Signout,
 }
 
 #[derive(Debug, Clone)]
@@ -582,7 +584,12 @@ fn crowd() -> impl Strategy<Value = Crowd> {
         prop::collection::vec(prop_oneof![4 => 0u64..2_000, 1 => 2_000u64..30_000], 1..8),
         prop::collection::vec(failing(), 1..24),
         prop::collection::vec(
-            prop_oneof![8 => Just(Call::Token), 1 => Just(Call::Refresh), 1 => Just(Call::Invalidate)],
+            prop_oneof![
+                8 => Just(Call::Token),
+                1 => Just(Call::Refresh),
+                1 => Just(Call::Invalidate),
+                1 => Just(Call::Signout),
+            ],
             1..16,
         ),
     )
@@ -650,6 +657,13 @@ fn besiege(crowd: &Crowd) -> Result<Vec<u64>, TestCaseError> {
                     source.invalidate(&token);
                 }
             }
+            Call::Signout => {
+                // The revocation, if any, is not sent in this test.
+                if let Some(revocation) = source.signout() {
+                    source.abandon(revocation.id);
+                }
+                in_flight = None;
+            }
         }
         let unforced_usable = source.usable(now).is_some() && source.refresh_at().is_some();
         match source.poll(now) {
@@ -691,7 +705,8 @@ proptest! {
 
     /// A provider that fails everything gets at most 10 requests in the
     /// minute after the first and at most 2 in any later minute, however many
-    /// callers poll, refresh or invalidate, with or without a background
+    /// callers poll, refresh, invalidate or sign out (which drops the request
+    /// in flight), with or without a background
     /// refresher; never two at once; and a usable token is always served
     /// (checked inside `besiege`).
     #[test]

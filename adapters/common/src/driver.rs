@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use client_credentials::{
     AccessToken, Action, Config, Error, Event, Outgoing, ProviderMetadata, RefreshTicket, RequestId, RequestKind,
-    Timestamp, TokenSource, TransportError,
+    Timestamp, TokenSource, TransportError, TransportErrorKind,
 };
 
 use crate::assertion_file::AssertionFile;
@@ -564,6 +564,23 @@ impl<W: Wake> Flight<W> {
                     Ok(response) => state.source.handle_response(now, id, response),
                     Err(error) => state.source.handle_transport_error(now, id, error),
                 };
+                let capped = match &handled {
+                    Ok(
+                        Event::RetryScheduled { retry_after_capped, .. }
+                        | Event::RefreshFailed { retry_after_capped, .. },
+                    ) => *retry_after_capped,
+                    Ok(_) | Err(Error::UnknownRequest { .. }) => None,
+                    // The round failed without a usable token.
+                    Err(_) => state.source.retry_after_capped(),
+                };
+                if let Some(asked) = capped {
+                    tracing::warn!(
+                        request = %id,
+                        retry_after_secs = asked.as_secs(),
+                        waiting_secs = driver.config().retry().max_retry_after.as_secs(),
+                        "client-credentials: the provider's Retry-After is longer than max_retry_after; waiting the maximum"
+                    );
+                }
                 match handled {
                     Ok(Event::TokenUpdated(token)) => {
                         done.end_fetch = Driver::<W>::end_round(&mut state);
@@ -670,7 +687,18 @@ impl<W: Wake> Drop for Flight<W> {
                 Job::Held(outgoing) if current => {
                     state.source.abandon(outgoing.id);
                 }
-                Job::Sent(id) | Job::Revoke(id) => {
+                // Sent, and its answer will never come: a failed attempt,
+                // so a transport that panics or a task that is cancelled
+                // again and again is backed off like a provider that fails.
+                Job::Sent(id) => {
+                    let now = self.driver.now();
+                    let lost = TransportError::new(
+                        TransportErrorKind::Other,
+                        "the request's task ended before its answer (it panicked or was cancelled)",
+                    );
+                    let _ = state.source.handle_transport_error(now, id, lost);
+                }
+                Job::Revoke(id) => {
                     state.source.abandon(id);
                 }
                 _ => {}

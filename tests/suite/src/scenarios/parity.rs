@@ -294,3 +294,55 @@ pub fn a_dead_provider_for_a_simulated_minute<A: Adapter>() {
 fn clock_now(clock: &ManualClock) -> Timestamp {
     client_credentials_blocking::Clock::now(clock)
 }
+
+/// A provider that never answers in time, and a sign-out every simulated
+/// second: each sign-out drops the request in flight, and a dropped request
+/// counts as a failed attempt, so sign-outs cannot make the client send
+/// without pause. At most 10 requests in the simulated minute, and the
+/// callers waiting get an error instead of waiting for as long as the
+/// sign-outs go on.
+pub fn sign_outs_do_not_lift_the_back_off<A: Adapter>() {
+    let issuer = TestIssuer::start();
+    for _ in 0..100 {
+        issuer.push_fault(Fault::Delay(Duration::from_millis(1500)));
+    }
+    let clock = ManualClock::starting_now();
+    let start = clock_now(&clock);
+    let end = start.saturating_add(Duration::from_secs(60));
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    };
+    let client = A::build(config(&issuer).build().unwrap(), options);
+    let errors = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, clock, errors) = (client.clone(), clock.clone(), errors.clone());
+            thread::spawn(move || {
+                while clock_now(&clock) < end {
+                    if A::token(&client).is_err() {
+                        errors.fetch_add(1, Ordering::SeqCst);
+                    }
+                    thread::sleep(Duration::from_micros(200));
+                }
+            })
+        })
+        .collect();
+    // Ten real milliseconds per simulated second: each request in flight is
+    // dropped long before its (delayed) answer comes.
+    while clock_now(&clock) < end {
+        thread::sleep(Duration::from_millis(10));
+        A::signout(&client).unwrap();
+        clock.advance(Duration::from_secs(1));
+    }
+    let sent = issuer.token_requests().len();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    assert!(sent <= 10, "{}: {sent} requests in a simulated minute", A::NAME);
+    assert!(
+        errors.load(Ordering::SeqCst) > 0,
+        "{}: no caller was given an error while sign-outs dropped every request",
+        A::NAME
+    );
+}
