@@ -523,13 +523,20 @@ impl TokenSource {
     /// or cooling down): the unexpired token, unless a forced refresh withholds
     /// it (a failed round clears the force, so a cool-down always serves it);
     /// else the failed round's error, or a wait.
+    ///
+    /// Only the first failing round makes callers wait through its retries
+    /// (0.5 s, then 1 s, with the defaults). Once a round has failed, the
+    /// retries of later rounds wait escalated steps (up to 30 s each), so
+    /// during those back-offs callers get the latest error at once, as in a
+    /// cool-down, instead of waiting up to a minute; the retry goes out when
+    /// someone polls after the step.
     fn held(&self, now: Timestamp, in_flight: bool) -> Action<'_> {
         if !self.forced && self.usable(now).is_some() {
             return self.ready();
         }
         match (in_flight, self.round, &self.last_error) {
             (true, _, _) => Action::Wait { until: None },
-            (false, Round::Failed, Some(error)) => Action::Failed(error),
+            (false, Round::Failed | Round::Running { .. }, Some(error)) => Action::Failed(error),
             _ => Action::Wait {
                 until: Some(self.not_before),
             },
@@ -1159,6 +1166,11 @@ impl TokenSource {
         let patient = retry_after.is_none_or(|wait| wait <= policy.max_backoff);
         if error.is_retryable() && attempts < policy.max_attempts && patient {
             self.round = Round::Running { attempts };
+            if self.last_error.is_some() {
+                // A round failed before this one: callers get this attempt's
+                // error during the back-off (see `held`).
+                self.last_error = Some(error.clone());
+            }
             return Ok(Event::RetryScheduled {
                 at: self.not_before,
                 error,

@@ -8,7 +8,11 @@ use crate::time::{duration_millis, Timestamp};
 ///
 /// A round starts when a token is needed. Transport errors, HTTP 5xx, 429 and
 /// 408 are retried within the round, up to `max_attempts` requests; OAuth
-/// errors such as `invalid_client` end the round at once. Every request
+/// errors such as `invalid_client` end the round at once. Callers wait through
+/// the retries of the first failing round only: once a round has failed, the
+/// retries of later rounds wait escalated steps, and callers asking meanwhile
+/// get the latest error at once (as in a cool-down) instead of waiting up to
+/// a minute. Every request
 /// answered without a token counts, across rounds, until a token arrives.
 /// Once one of them has failed, the wait before the next request (a retry, a
 /// fallback such as the RFC 8414 location, or a new round after the
@@ -38,7 +42,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// The longest `Retry-After` honoured. Default 5 minutes: one response
     /// cannot lock the client out for longer, whatever it says; longer values
-    /// are capped and reported in the event (`retry_after_capped`).
+    /// are capped and reported in the event (`retry_after_capped`) and by
+    /// [`TokenSource::retry_after_capped`](crate::TokenSource::retry_after_capped).
     pub max_retry_after: Duration,
 }
 

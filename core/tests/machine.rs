@@ -1309,8 +1309,57 @@ fn fallbacks_wait_a_back_off_step_once_a_round_has_failed() {
     assert!(matches!(event, Event::Fallback { .. }), "{event:?}");
     let next = source.retry_at().expect("paced");
     assert!(next > until);
-    assert_eq!(wait(&mut source, until), Some(next));
+    // Meanwhile callers get the failed round's error at once (a round has
+    // failed since the last token), and the fallback goes out after the step.
+    let error = failed(&mut source, until);
+    assert!(matches!(error, Error::Discovery(_)), "{error}");
     send(&mut source, next);
+}
+
+/// Only the first failing round makes callers wait through its retries. In
+/// later rounds (until a token arrives) the retries wait escalated steps, and
+/// callers get the latest error at once instead of waiting up to a minute;
+/// each round still makes its three attempts.
+#[test]
+fn callers_wait_through_retries_of_the_first_failing_round_only() {
+    let mut source = source();
+    let mut now = at(0);
+    // First round: callers wait through the 0.5 s and 1 s steps.
+    for _ in 0..2 {
+        let out = send(&mut source, now);
+        let event = source.handle_response(now, out.id, response(503, "")).unwrap();
+        assert!(matches!(event, Event::RetryScheduled { .. }), "{event:?}");
+        let until = wait(&mut source, now).expect("a retry");
+        now = until;
+    }
+    let out = send(&mut source, now);
+    source.handle_response(now, out.id, response(502, "")).unwrap_err();
+    now = source.retry_at().unwrap();
+    // A later round: three attempts still, but callers are not held.
+    for status in [500, 504] {
+        let out = send(&mut source, now);
+        let event = source.handle_response(now, out.id, response(status, "")).unwrap();
+        assert!(matches!(event, Event::RetryScheduled { .. }), "{event:?}");
+        let error = failed(&mut source, now);
+        assert_eq!(
+            error.status().map(|s| s.as_u16()),
+            Some(status),
+            "the latest attempt's error"
+        );
+        now = source.retry_at().unwrap();
+    }
+    let out = send(&mut source, now);
+    source.handle_response(now, out.id, token_ok("t", 3600)).unwrap();
+    assert_eq!(ready(&mut source, now).secret(), "t");
+    // After a token, the next failing round is a first one again.
+    let token = ready(&mut source, now);
+    assert!(source.invalidate(&token));
+    let out = send(&mut source, now);
+    source.handle_response(now, out.id, response(503, "")).unwrap();
+    assert!(
+        wait(&mut source, now).is_some(),
+        "callers wait through a first round's retry"
+    );
 }
 
 // ------------------------------------------------------- offered tokens

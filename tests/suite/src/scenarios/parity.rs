@@ -346,3 +346,48 @@ pub fn sign_outs_do_not_lift_the_back_off<A: Adapter>() {
         A::NAME
     );
 }
+
+/// After a failed round, the retries of later rounds wait escalated steps (up
+/// to 30 s each): callers get the error at once instead of waiting through
+/// them. Time stands still here after the first round, so a caller held
+/// through a retry would never return.
+pub fn callers_are_not_held_through_escalated_retries<A: Adapter>() {
+    let issuer = TestIssuer::start();
+    for _ in 0..20 {
+        issuer.push_fault(Fault::status(503, "down"));
+    }
+    let clock = ManualClock::starting_now();
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    };
+    let client = A::build(config(&issuer).build().unwrap(), options);
+    // The first failing round: its caller waits through two short retries
+    // (simulated time runs 100 times faster than real time meanwhile).
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (clock, stop) = (clock.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(1));
+                clock.advance(Duration::from_millis(100));
+            }
+        })
+    };
+    A::token(&client).unwrap_err();
+    stop.store(true, Ordering::SeqCst);
+    ticker.join().unwrap();
+    assert_eq!(issuer.token_requests().len(), 3, "{}", A::NAME);
+    // Past the cool-down, a later round: one request, then the error at once.
+    clock.advance(Duration::from_secs(60));
+    let (done, returned) = std::sync::mpsc::channel();
+    let caller = client.clone();
+    thread::spawn(move || {
+        let _ = done.send(A::token(&caller).is_err());
+    });
+    let failed = returned
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{}: token() waited through an escalated retry", A::NAME));
+    assert!(failed, "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 4, "{}", A::NAME);
+}
