@@ -531,7 +531,11 @@ impl TokenSource {
     /// cool-down, instead of waiting up to a minute; the retry goes out when
     /// someone polls after the step.
     fn held(&self, now: Timestamp, in_flight: bool) -> Action<'_> {
-        if !self.forced && self.usable(now).is_some() {
+        // A forced refresh withholds the unexpired token while its round runs,
+        // except during a later round's back-off, which is served like a
+        // cool-down.
+        let withheld = self.forced && (in_flight || !self.retrying_late());
+        if !withheld && self.usable(now).is_some() {
             return self.ready();
         }
         match (in_flight, self.round, &self.last_error) {
@@ -543,6 +547,13 @@ impl TokenSource {
         }
     }
 
+    /// A round runs after an earlier round failed (since the last token) and
+    /// waits out a back-off step between its attempts: callers are not held
+    /// through it (see `held`).
+    fn retrying_late(&self) -> bool {
+        matches!(self.round, Round::Running { .. }) && self.last_error.is_some()
+    }
+
     /// Like [`TokenSource::poll`], for the caller of the forced refresh that
     /// returned `ticket`: once that round has failed it returns
     /// [`Action::Failed`] with the round's error, even though other callers
@@ -550,7 +561,13 @@ impl TokenSource {
     /// round fails reports that failure, whoever performed the request.
     pub fn poll_refresh(&mut self, now: Timestamp, ticket: RefreshTicket) -> Action<'_> {
         let failed = self.last_failed_round >= ticket.0 && self.last_good_round < ticket.0;
-        if failed && self.last_error.is_some() {
+        // Or this refresh's round is in a later round's back-off: its latest
+        // error now, not the unexpired token that other callers are served.
+        let backing_off = ticket.0 == self.rounds_started
+            && self.retrying_late()
+            && matches!(self.phase, Phase::Idle)
+            && now < self.not_before;
+        if (failed || backing_off) && self.last_error.is_some() {
             match &self.last_error {
                 Some(error) => Action::Failed(error),
                 None => Action::Wait { until: None },
@@ -968,10 +985,12 @@ impl TokenSource {
     /// `refresh()`).
     ///
     /// One defined outcome:
-    /// - during the cool-down after a failed round it returns that round's
-    ///   error and changes nothing: the unexpired token keeps being served, and
-    ///   no request goes out before [`TokenSource::retry_at`] (an explicit
-    ///   refresh does not lift the rate limit);
+    /// - during the cool-down after a failed round (or the back-off between
+    ///   the attempts of a later round, which is served like one) it returns
+    ///   the latest error and changes nothing: the unexpired token keeps
+    ///   being served, and no request goes out before
+    ///   [`TokenSource::retry_at`] (an explicit refresh does not lift the
+    ///   rate limit);
     /// - otherwise the next poll sends at once (or joins the round already
     ///   running), and until the new token arrives `poll` does not return the
     ///   forced-out one. Drive the round with
@@ -980,7 +999,10 @@ impl TokenSource {
     ///   are served the unexpired token again).
     pub fn force_refresh_at(&mut self, now: Timestamp) -> Result<RefreshTicket, Error> {
         let running = matches!(self.round, Round::Running { .. });
-        if let (Round::Failed, Some(error)) = (self.round, &self.last_error) {
+        // A cool-down, or a later round's back-off (served like one).
+        let cooling =
+            matches!(self.round, Round::Failed) || (self.retrying_late() && matches!(self.phase, Phase::Idle));
+        if let (true, Some(error)) = (cooling, &self.last_error) {
             if now < self.not_before {
                 return Err(error.clone());
             }

@@ -1293,6 +1293,49 @@ fn a_huge_retry_after_is_capped_and_reported() {
     assert_eq!(source.retry_after_capped(), None);
 }
 
+/// With an unexpired token, a later round's back-off is served like a
+/// cool-down: callers keep the token, a `refresh()` asked for during it gets
+/// the latest error and changes nothing, and one asked for before the round's
+/// attempt failed gets that error while the others keep the token.
+#[test]
+fn a_later_rounds_back_off_serves_the_unexpired_token_like_a_cool_down() {
+    let mut source = source();
+    let token = fetch(&mut source, at(0), "t", 3600);
+    // The refresh at 3300 s fails: three attempts, then a cool-down.
+    let mut now = at(3300);
+    loop {
+        let out = send(&mut source, now);
+        match source.handle_response(now, out.id, response(503, "")).unwrap() {
+            Event::RetryScheduled { at, .. } => now = at,
+            Event::RefreshFailed { retry_at, .. } => {
+                now = retry_at;
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A later round, forced at its start: its first attempt fails.
+    let ticket = source.force_refresh_at(now).unwrap();
+    let out = send(&mut source, now);
+    let event = source.handle_response(now, out.id, response(500, "")).unwrap();
+    assert!(matches!(event, Event::RetryScheduled { .. }), "{event:?}");
+    // Callers keep the unexpired token; the refresh gets the latest error.
+    assert_eq!(ready(&mut source, now).secret(), token.secret());
+    match source.poll_refresh(now, ticket) {
+        Action::Failed(error) => assert_eq!(error.status().map(|s| s.as_u16()), Some(500)),
+        other => panic!("expected the refresh's error, got {other:?}"),
+    }
+    // A refresh asked for during the back-off: the same error, nothing changes.
+    let error = source.force_refresh_at(now).unwrap_err();
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(500));
+    assert_eq!(ready(&mut source, now).secret(), token.secret());
+    // After the step the round's next attempt goes out, and a token ends it.
+    let until = source.retry_at().unwrap();
+    let out = send(&mut source, until);
+    source.handle_response(until, out.id, token_ok("t2", 3600)).unwrap();
+    assert_eq!(ready(&mut source, until).secret(), "t2");
+}
+
 #[test]
 fn fallbacks_wait_a_back_off_step_once_a_round_has_failed() {
     let mut source = discovering(None);
