@@ -29,16 +29,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use client_credentials::Config;
+use client_credentials_suite::scenarios::config;
 use client_credentials_testkit::TestIssuer;
 use criterion::{criterion_group, criterion_main, Criterion};
-
-fn config(issuer: &TestIssuer) -> Config {
-    Config::builder(issuer.client_id(), issuer.client_secret())
-        .token_endpoint(issuer.token_endpoint())
-        .build()
-        .expect("valid config")
-}
 
 /// `iters` awaits of `shape()` in one `block_on`, each output `black_box`ed.
 fn awaited<F: Future>(runtime: &tokio::runtime::Runtime, iters: u64, shape: impl Fn() -> F) -> Duration {
@@ -57,8 +50,8 @@ fn shapes(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let blocking = client_credentials_blocking::Client::new(config(&issuer));
-    let tokio = client_credentials_tokio::Client::new(config(&issuer));
+    let blocking = client_credentials_blocking::Client::new(config(&issuer).build().expect("valid config"));
+    let tokio = client_credentials_tokio::Client::new(config(&issuer).build().expect("valid config"));
     blocking.token().expect("first token (blocking)");
     runtime.block_on(tokio.token()).expect("first token (tokio)");
     let own = Arc::new(0u64);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Error, Timestamp};
+use client_credentials::{AccessToken, Config, Error, Timestamp};
 use client_credentials_blocking::ManualClock;
 use client_credentials_testkit::{Fault, TestIssuer};
 
@@ -42,17 +42,12 @@ pub fn refresh_after_a_failed_round_returns_its_error<A: Adapter>() {
 /// unexpired token; once the cool-down is over, `refresh()` sends at once.
 pub fn refresh_during_and_after_a_cool_down<A: Adapter>() {
     let issuer = TestIssuer::start();
-    let clock = ManualClock::starting_now();
-    let options = Options {
-        clock: Some(clock.clone()),
-        ..Options::default()
-    };
     let config = config(&issuer)
         .max_attempts(1)
         .backoff(Duration::from_secs(2), Duration::from_secs(30))
         .build()
         .unwrap();
-    let client = A::build(config, options);
+    let (client, clock) = on_manual_clock::<A>(config);
     let first = A::token(&client).unwrap();
     issuer.push_fault(Fault::status(503, "down"));
     A::refresh(&client).unwrap_err();
@@ -231,12 +226,7 @@ pub fn signout_racing_a_save<A: Adapter>() {
 /// after the cap (5 minutes by default), not in ten years.
 pub fn a_huge_retry_after_is_capped<A: Adapter>() {
     let issuer = TestIssuer::start();
-    let clock = ManualClock::starting_now();
-    let options = Options {
-        clock: Some(clock.clone()),
-        ..Options::default()
-    };
-    let client = A::build(config(&issuer).max_attempts(1).build().unwrap(), options);
+    let (client, clock) = on_manual_clock::<A>(config(&issuer).max_attempts(1).build().unwrap());
     issuer.push_fault(Fault::retry_after(503, "315360000"));
     A::token(&client).unwrap_err();
     A::token(&client).unwrap_err();
@@ -253,24 +243,9 @@ pub fn a_dead_provider_for_a_simulated_minute<A: Adapter>() {
     for _ in 0..100 {
         issuer.push_fault(Fault::status(503, "down"));
     }
-    let clock = ManualClock::starting_now();
+    let (client, clock) = on_manual_clock::<A>(config(&issuer).build().unwrap());
     let start = clock_now(&clock);
-    let options = Options {
-        clock: Some(clock.clone()),
-        ..Options::default()
-    };
-    let client = A::build(config(&issuer).build().unwrap(), options);
-    // Simulated time runs 100 times faster than real time.
-    let stop = Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let (clock, stop) = (clock.clone(), stop.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                thread::sleep(Duration::from_millis(1));
-                clock.advance(Duration::from_millis(100));
-            }
-        })
-    };
+    let ticker = Ticker::start(&clock);
     let callers: Vec<_> = (0..4)
         .map(|_| {
             let (client, clock) = (client.clone(), clock.clone());
@@ -285,10 +260,52 @@ pub fn a_dead_provider_for_a_simulated_minute<A: Adapter>() {
     for caller in callers {
         caller.join().unwrap();
     }
-    stop.store(true, Ordering::SeqCst);
-    ticker.join().unwrap();
+    drop(ticker);
     let sent = issuer.token_requests().len();
     assert!(sent <= 10, "{}: {sent} requests in a simulated minute", A::NAME);
+}
+
+/// A client of adapter `A` for `config`, on a clock that moves only by hand.
+fn on_manual_clock<A: Adapter>(config: Config) -> (A::Client, ManualClock) {
+    let clock = ManualClock::starting_now();
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    };
+    (A::build(config, options), clock)
+}
+
+/// Runs a clock 100 times faster than real time (100 ms every millisecond)
+/// until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(clock: &ManualClock) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (clock, stopped) = (clock.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(1));
+                clock.advance(Duration::from_millis(100));
+            }
+        });
+        Ticker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn clock_now(clock: &ManualClock) -> Timestamp {
@@ -306,14 +323,8 @@ pub fn sign_outs_do_not_lift_the_back_off<A: Adapter>() {
     for _ in 0..100 {
         issuer.push_fault(Fault::Delay(Duration::from_millis(1500)));
     }
-    let clock = ManualClock::starting_now();
-    let start = clock_now(&clock);
-    let end = start.saturating_add(Duration::from_secs(60));
-    let options = Options {
-        clock: Some(clock.clone()),
-        ..Options::default()
-    };
-    let client = A::build(config(&issuer).build().unwrap(), options);
+    let (client, clock) = on_manual_clock::<A>(config(&issuer).build().unwrap());
+    let end = clock_now(&clock).saturating_add(Duration::from_secs(60));
     let errors = Arc::new(AtomicUsize::new(0));
     let callers: Vec<_> = (0..4)
         .map(|_| {
@@ -356,27 +367,11 @@ pub fn callers_are_not_held_through_escalated_retries<A: Adapter>() {
     for _ in 0..20 {
         issuer.push_fault(Fault::status(503, "down"));
     }
-    let clock = ManualClock::starting_now();
-    let options = Options {
-        clock: Some(clock.clone()),
-        ..Options::default()
-    };
-    let client = A::build(config(&issuer).build().unwrap(), options);
-    // The first failing round: its caller waits through two short retries
-    // (simulated time runs 100 times faster than real time meanwhile).
-    let stop = Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let (clock, stop) = (clock.clone(), stop.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                thread::sleep(Duration::from_millis(1));
-                clock.advance(Duration::from_millis(100));
-            }
-        })
-    };
+    let (client, clock) = on_manual_clock::<A>(config(&issuer).build().unwrap());
+    // The first failing round: its caller waits through two short retries.
+    let ticker = Ticker::start(&clock);
     A::token(&client).unwrap_err();
-    stop.store(true, Ordering::SeqCst);
-    ticker.join().unwrap();
+    drop(ticker);
     assert_eq!(issuer.token_requests().len(), 3, "{}", A::NAME);
     // Past the cool-down, a later round: one request, then the error at once.
     clock.advance(Duration::from_secs(60));
