@@ -534,7 +534,7 @@ impl TokenSource {
         // A forced refresh withholds the unexpired token while its round runs,
         // except during a later round's back-off, which is served like a
         // cool-down.
-        let withheld = self.forced && (in_flight || !self.retrying_late());
+        let withheld = self.forced && !self.retrying_late();
         if !withheld && self.usable(now).is_some() {
             return self.ready();
         }
@@ -548,10 +548,10 @@ impl TokenSource {
     }
 
     /// A round runs after an earlier round failed (since the last token) and
-    /// waits out a back-off step between its attempts: callers are not held
-    /// through it (see `held`).
+    /// nothing is in flight: it waits out a back-off step between its
+    /// attempts, and callers are not held through it (see `held`).
     fn retrying_late(&self) -> bool {
-        matches!(self.round, Round::Running { .. }) && self.last_error.is_some()
+        matches!(self.round, Round::Running { .. }) && matches!(self.phase, Phase::Idle) && self.last_error.is_some()
     }
 
     /// Like [`TokenSource::poll`], for the caller of the forced refresh that
@@ -563,10 +563,7 @@ impl TokenSource {
         let failed = self.last_failed_round >= ticket.0 && self.last_good_round < ticket.0;
         // Or this refresh's round is in a later round's back-off: its latest
         // error now, not the unexpired token that other callers are served.
-        let backing_off = ticket.0 == self.rounds_started
-            && self.retrying_late()
-            && matches!(self.phase, Phase::Idle)
-            && now < self.not_before;
+        let backing_off = ticket.0 == self.rounds_started && self.retrying_late() && now < self.not_before;
         if (failed || backing_off) && self.last_error.is_some() {
             match &self.last_error {
                 Some(error) => Action::Failed(error),
@@ -1000,8 +997,7 @@ impl TokenSource {
     pub fn force_refresh_at(&mut self, now: Timestamp) -> Result<RefreshTicket, Error> {
         let running = matches!(self.round, Round::Running { .. });
         // A cool-down, or a later round's back-off (served like one).
-        let cooling =
-            matches!(self.round, Round::Failed) || (self.retrying_late() && matches!(self.phase, Phase::Idle));
+        let cooling = matches!(self.round, Round::Failed) || self.retrying_late();
         if let (true, Some(error)) = (cooling, &self.last_error) {
             if now < self.not_before {
                 return Err(error.clone());
