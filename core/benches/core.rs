@@ -53,7 +53,7 @@ fn benches(c: &mut Criterion) {
     let response = token_response();
     eprintln!("token response body: {} bytes", response.body().len());
     let config = config();
-    let mut source = TokenSource::new(config.clone());
+    let mut source = TokenSource::new(config.clone(), [7; 32]);
     let now = Timestamp::from_unix_secs(NOW);
     let Action::Send(outgoing) = source.poll(now) else {
         panic!("expected a request")
@@ -84,7 +84,7 @@ fn signed_requests(c: &mut Criterion) {
     let mut group = c.benchmark_group("token request");
     let now = Timestamp::from_unix_secs(NOW);
     let mut build = |name: &str, config: Config| {
-        let mut source = TokenSource::new(config);
+        let mut source = TokenSource::new(config, [7; 32]);
         group.bench_function(name, |b| {
             b.iter(|| match source.poll(black_box(now)) {
                 Action::Send(outgoing) => {

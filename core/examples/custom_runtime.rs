@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_body: config.max_body_size(),
     };
     let mut clock = ManualClock::start();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
 
     // 1. First token: discovery, then a 503 with Retry-After and a dropped
     //    connection, each retried after the wait the core asks for.
@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::builder(issuer.client_id(), "not-the-secret")
         .token_endpoint(issuer.token_endpoint())
         .build()?;
-    let mut wrong = TokenSource::new(config);
+    let mut wrong = TokenSource::new(config, [7; 32]);
     println!("4. a wrong secret");
     match token(&mut wrong, &clock, &http) {
         Err(error) => println!("wrong secret: {error}"),

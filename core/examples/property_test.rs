@@ -202,7 +202,7 @@ fn check(schedule: &Schedule) -> Result<(), TestCaseError> {
         .jitter_seed(schedule.jitter_seed)
         .build()
         .expect("a valid configuration");
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let mut provider = Provider::new(&schedule.answers);
     let mut now = Timestamp::from_unix_secs(1_700_000_000);
 

@@ -168,17 +168,6 @@ impl JtiSource {
         }
     }
 
-    /// A seed from a number (the configured jitter seed, in tests).
-    pub(crate) fn from_u64(seed: u64) -> Self {
-        JtiSource::new(
-            Sha256::new()
-                .chain_update(b"jti")
-                .chain_update(seed.to_le_bytes())
-                .finalize()
-                .into(),
-        )
-    }
-
     pub(crate) fn next(&self, now: Timestamp) -> String {
         let count = self.counter.fetch_add(1, Ordering::Relaxed);
         let digest = Sha256::new()

@@ -53,7 +53,7 @@
 //!     .token_endpoint("https://auth.example.com/oauth2/token")
 //!     .scope("api:read")
 //!     .build()?;
-//! let mut source = TokenSource::new(config);
+//! let mut source = TokenSource::new(config, [7; 32]);
 //! assert_eq!(token(&mut source)?, "abc");
 //! // Cached: the next poll is Ready without a request until the refresh time.
 //! assert!(matches!(source.poll(now()), Action::Ready(_)));

@@ -248,8 +248,19 @@ pub struct TokenSource {
 
 impl TokenSource {
     /// A source with nothing cached.
-    pub fn new(config: Config) -> Self {
-        let seed = config.jitter_seed().unwrap_or(0x5EED_C11E_27C2_EDE5);
+    ///
+    /// `seed` drives the retry jitter and the `jti` of client assertions and
+    /// DPoP proofs. Adapters pass fresh OS randomness, so processes sharing a
+    /// client never repeat a `jti`; tests pass a fixed value to be repeatable.
+    /// There is no default: a constant seed in production would make every
+    /// process's `jti`s collide. [`Config::jitter_seed`], when set, overrides
+    /// the jitter alone (repeatable back-off in an adapter's tests).
+    pub fn new(config: Config, seed: [u8; 32]) -> Self {
+        let jitter_seed = config.jitter_seed().unwrap_or_else(|| {
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&seed[..8]);
+            u64::from_le_bytes(first)
+        });
         let token_url = config.token_endpoint().cloned();
         TokenSource {
             config,
@@ -279,8 +290,8 @@ impl TokenSource {
             last_failed_round: 0,
             last_good_round: 0,
             next_id: 1,
-            jitter: Jitter::new(seed),
-            jti: JtiSource::from_u64(seed),
+            jitter: Jitter::new(jitter_seed),
+            jti: JtiSource::new(seed),
             provided_assertion: None,
             dpop_nonce: None,
             nonce_retried: false,
@@ -291,23 +302,11 @@ impl TokenSource {
 
     /// A source seeded with a token (from a store, a database, by hand). An
     /// expired one is refreshed on the first poll, using its refresh token if it has one.
-    pub fn with_token(config: Config, token: AccessToken) -> Self {
-        let mut source = TokenSource::new(config);
+    /// `seed` is as for [`TokenSource::new`].
+    pub fn with_token(config: Config, token: AccessToken, seed: [u8; 32]) -> Self {
+        let mut source = TokenSource::new(config, seed);
         source.insert_token(token);
         source
-    }
-
-    /// Replaces the jitter seed (adapters draw a random one unless the config sets one).
-    pub fn set_jitter_seed(&mut self, seed: u64) {
-        self.jitter = Jitter::new(seed);
-    }
-
-    /// Replaces the seed of the `jti` values of client assertions and DPoP
-    /// proofs. Without it they derive from the jitter seed (repeatable in
-    /// tests) mixed with the time; adapters always set a random one, so
-    /// processes sharing a client never repeat each other's `jti`.
-    pub fn set_jti_seed(&mut self, seed: [u8; 32]) {
-        self.jti = JtiSource::new(seed);
     }
 
     /// Hands over the content of an [`crate::AssertionSource::file`] (or why

@@ -135,7 +135,7 @@ fn private_key_jwt_signs_an_assertion_for_the_issuer_with_every_algorithm() {
             .jitter_seed(7)
             .build()
             .unwrap();
-        let mut source = TokenSource::new(config);
+        let mut source = TokenSource::new(config, [7; 32]);
         let out = discover(&mut source, json!({}));
         let request = &out.request;
         assert_eq!(request.uri(), "https://id.example/tenant/oauth/token");
@@ -181,7 +181,7 @@ fn the_token_endpoint_audience_lifetime_and_typ_are_configurable() {
         .assertion_lifetime(Duration::from_secs(120))
         .build()
         .unwrap();
-    let jws = assertion_of(&send(&mut TokenSource::new(config), at(5)).request);
+    let jws = assertion_of(&send(&mut TokenSource::new(config, [7; 32]), at(5)).request);
     assert_eq!(jws.claims["aud"], TOKEN_URL);
     assert_eq!(
         jws.claims["exp"].as_u64().unwrap() - jws.claims["iat"].as_u64().unwrap(),
@@ -194,7 +194,7 @@ fn the_token_endpoint_audience_lifetime_and_typ_are_configurable() {
         .assertion_typ(true)
         .build()
         .unwrap();
-    let jws = assertion_of(&send(&mut TokenSource::new(config), at(5)).request);
+    let jws = assertion_of(&send(&mut TokenSource::new(config, [7; 32]), at(5)).request);
     assert_eq!(jws.claims["aud"], ISSUER);
     assert_eq!(jws.header["typ"], "client-authentication+jwt");
 
@@ -203,7 +203,7 @@ fn the_token_endpoint_audience_lifetime_and_typ_are_configurable() {
         .auth(ClientAuth::PrivateKeyJwt(key(JwsAlgorithm::Es256)))
         .build()
         .unwrap();
-    let jws = assertion_of(&send(&mut TokenSource::new(config), at(5)).request);
+    let jws = assertion_of(&send(&mut TokenSource::new(config, [7; 32]), at(5)).request);
     assert_eq!(jws.claims["aud"], TOKEN_URL);
 }
 
@@ -241,7 +241,7 @@ fn every_attempt_gets_a_fresh_jti_retries_included() {
         .auth(ClientAuth::PrivateKeyJwt(key(JwsAlgorithm::Ed25519)))
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let mut seen = Vec::new();
     let mut now = at(0);
     for _ in 0..3 {
@@ -273,10 +273,7 @@ fn the_jti_sequence_is_repeatable_from_the_seed_and_differs_across_seeds() {
             .auth(ClientAuth::PrivateKeyJwt(key(JwsAlgorithm::Ed25519)))
             .build()
             .unwrap();
-        let mut source = TokenSource::new(config);
-        if let Some(seed) = seed {
-            source.set_jti_seed(seed);
-        }
+        let mut source = TokenSource::new(config, seed.unwrap_or([7; 32]));
         assertion_of(&send(&mut source, at(0)).request).claims["jti"].clone()
     };
     assert_eq!(first_jti(None), first_jti(None));
@@ -288,7 +285,7 @@ fn the_jti_sequence_is_repeatable_from_the_seed_and_differs_across_seeds() {
 fn client_secret_jwt_is_hs256_over_the_secret_which_is_never_sent() {
     use hmac::Mac as _;
     let config = builder().auth(ClientAuth::ClientSecretJwt).build().unwrap();
-    let request = send(&mut TokenSource::new(config), at(0)).request;
+    let request = send(&mut TokenSource::new(config, [7; 32]), at(0)).request;
     assert!(request.headers().get(http::header::AUTHORIZATION).is_none());
     assert_eq!(form_value(&request, "client_secret"), None);
     let body = String::from_utf8(request.body().clone()).unwrap();
@@ -318,7 +315,7 @@ fn a_callback_assertion_is_sent_as_made_and_an_expired_one_is_never_sent() {
         .jitter_seed(7)
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     assert_eq!(
         form_value(&out.request, "client_assertion").unwrap(),
@@ -352,7 +349,7 @@ fn a_callback_assertion_is_sent_as_made_and_an_expired_one_is_never_sent() {
 fn a_failing_callback_is_a_clear_error() {
     let source_fn = AssertionSource::callback(|| Err::<String, _>("token file missing"));
     let config = builder().auth(ClientAuth::Assertion(source_fn)).build().unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let error = failed(&mut source, at(0));
     assert!(matches!(
         error,
@@ -371,7 +368,7 @@ fn a_file_assertion_is_what_the_adapter_provides_with_its_assertion_type() {
         .build()
         .unwrap();
     assert_eq!(config.assertion_file().unwrap().to_str(), Some("/run/svid.jwt"));
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     source
         .handle_response(at(0), out.id, metadata_response(json!({})))
@@ -407,7 +404,7 @@ fn an_unreadable_or_malformed_file_assertion_is_a_clear_error() {
             .auth(ClientAuth::Assertion(AssertionSource::file("/t")))
             .build()
             .unwrap();
-        let mut source = TokenSource::new(config);
+        let mut source = TokenSource::new(config, [7; 32]);
         source.provide_assertion(provided);
         let error = failed(&mut source, at(0));
         match error {
@@ -426,7 +423,7 @@ fn mutual_tls_sends_the_client_id_only_and_uses_the_discovered_alias() {
         .build()
         .unwrap();
     assert!(config.uses_mutual_tls());
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = discover(
         &mut source,
         json!({"mtls_endpoint_aliases": {"token_endpoint": "https://mtls.id.example/tenant/oauth/token"}}),
@@ -442,7 +439,10 @@ fn mutual_tls_sends_the_client_id_only_and_uses_the_discovered_alias() {
     );
 
     // Without a client certificate the alias is not used.
-    let mut source = TokenSource::new(Config::builder(CLIENT_ID, SECRET).issuer(ISSUER).build().unwrap());
+    let mut source = TokenSource::new(
+        Config::builder(CLIENT_ID, SECRET).issuer(ISSUER).build().unwrap(),
+        [7; 32],
+    );
     let out = discover(
         &mut source,
         json!({"mtls_endpoint_aliases": {"token_endpoint": "https://mtls.id.example/tenant/oauth/token"}}),
@@ -453,7 +453,7 @@ fn mutual_tls_sends_the_client_id_only_and_uses_the_discovered_alias() {
 #[test]
 fn discovery_negotiates_private_key_jwt_and_mtls_when_the_credential_is_configured() {
     let negotiated = |builder: client_credentials::ConfigBuilder, methods: Value| {
-        let mut source = TokenSource::new(builder.issuer(ISSUER).build().unwrap());
+        let mut source = TokenSource::new(builder.issuer(ISSUER).build().unwrap(), [7; 32]);
         let out = discover(&mut source, json!({ "token_endpoint_auth_methods_supported": methods }));
         let has_assertion = form_value(&out.request, "client_assertion").is_some();
         let has_basic = out.request.headers().contains_key(http::header::AUTHORIZATION);
@@ -491,6 +491,7 @@ fn an_algorithm_the_provider_does_not_list_is_a_typed_error_and_eddsa_is_spoken_
             .auth(ClientAuth::PrivateKeyJwt(key(JwsAlgorithm::Es256)))
             .build()
             .unwrap(),
+        [7; 32],
     );
     let out = send(&mut source, at(0));
     let listed = json!({"token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256"]});
@@ -512,6 +513,7 @@ fn an_algorithm_the_provider_does_not_list_is_a_typed_error_and_eddsa_is_spoken_
             .auth(ClientAuth::PrivateKeyJwt(ed.clone()))
             .build()
             .unwrap(),
+        [7; 32],
     );
     let out = discover(
         &mut source,
@@ -567,6 +569,7 @@ fn signout_revokes_with_a_fresh_assertion_at_the_mtls_or_plain_endpoint() {
             .jitter_seed(7)
             .build()
             .unwrap(),
+        [7; 32],
     );
     let out = discover(
         &mut source,
@@ -589,6 +592,7 @@ fn signout_revokes_with_a_fresh_assertion_at_the_mtls_or_plain_endpoint() {
             .auth(ClientAuth::SelfSignedTlsClientAuth)
             .build()
             .unwrap(),
+        [7; 32],
     );
     let aliases = json!({
         "revocation_endpoint": "https://id.example/tenant/revoke",
@@ -614,6 +618,7 @@ fn an_mtls_alias_that_is_not_https_is_ignored() {
             .auth(ClientAuth::TlsClientAuth)
             .build()
             .unwrap(),
+        [7; 32],
     );
     let out = discover(
         &mut source,
@@ -628,7 +633,7 @@ fn the_refresh_token_grant_authenticates_with_a_new_assertion_too() {
         .auth(ClientAuth::PrivateKeyJwt(key(JwsAlgorithm::Ed25519)))
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     let first = assertion_of(&out.request).claims["jti"].clone();
     let answer = response(
@@ -684,7 +689,7 @@ fn a_signer_of_your_own_signs_assertions_and_its_failure_is_typed() {
     let key = JwtKey::from_signer(signer);
     assert_eq!(key.key_id(), Some("hsm-key-7"), "the signer's key id");
     let config = builder().auth(ClientAuth::PrivateKeyJwt(key.clone())).build().unwrap();
-    let out = send(&mut TokenSource::new(config), at(0));
+    let out = send(&mut TokenSource::new(config, [7; 32]), at(0));
     let jws = assertion_of(&out.request);
     assert_eq!(jws.header["kid"], "hsm-key-7");
     assert_eq!(jws.header["alg"], "Ed25519");
@@ -697,7 +702,7 @@ fn a_signer_of_your_own_signs_assertions_and_its_failure_is_typed() {
         fail: true,
     });
     let config = builder().auth(ClientAuth::PrivateKeyJwt(failing)).build().unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     match source.poll(at(0)) {
         client_credentials::Action::Failed(Error::ClientAuth(ClientAuthError::Signing(error))) => {
             assert_eq!(error.reason(), "the HSM is offline");
@@ -724,7 +729,7 @@ fn every_token_request_carries_a_fresh_dpop_proof() {
         .dpop(key.clone())
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     let proof = proof_of(&out.request);
     assert_eq!(proof.header["typ"], "dpop+jwt");
@@ -753,7 +758,7 @@ fn every_token_request_carries_a_fresh_dpop_proof() {
 
 #[test]
 fn use_dpop_nonce_is_answered_by_one_immediate_retry_and_the_nonce_is_kept() {
-    let mut source = TokenSource::new(dpop_config());
+    let mut source = TokenSource::new(dpop_config(), [7; 32]);
     let out = send(&mut source, at(0));
     let nonce_answer = with_header(oauth_error(400, "use_dpop_nonce"), "dpop-nonce", "n-1");
     assert!(matches!(
@@ -777,7 +782,7 @@ fn use_dpop_nonce_is_answered_by_one_immediate_retry_and_the_nonce_is_kept() {
 
 #[test]
 fn a_second_use_dpop_nonce_in_a_row_is_a_typed_error() {
-    let mut source = TokenSource::new(dpop_config());
+    let mut source = TokenSource::new(dpop_config(), [7; 32]);
     let out = send(&mut source, at(0));
     let nonce = |n: &str| with_header(oauth_error(400, "use_dpop_nonce"), "dpop-nonce", n);
     source.handle_response(at(0), out.id, nonce("n-1")).unwrap();
@@ -803,7 +808,7 @@ fn a_dpop_token_type_is_refused_unless_dpop_was_configured() {
 fn resource_proofs_bind_the_method_url_and_access_token() {
     let key = key(JwsAlgorithm::Ed25519);
     let config = builder().dpop(key.clone()).build().unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let token = fetch(&mut source, at(0), "access-token-value", 3600);
     let proof = source
         .dpop_proof(
@@ -841,7 +846,7 @@ fn a_dpop_algorithm_the_provider_does_not_list_is_a_typed_error() {
         .dpop(key(JwsAlgorithm::Ed25519))
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     let listed = json!({"dpop_signing_alg_values_supported": ["ES256", "RS256"]});
     source
@@ -900,7 +905,7 @@ mod properties {
                 .jitter_seed(start)
                 .build()
                 .unwrap();
-            let mut source = TokenSource::new(config);
+            let mut source = TokenSource::new(config, [7; 32]);
             let mut now = client_credentials::Timestamp::from_unix_secs(start);
             let mut jtis = Vec::new();
             for status in statuses {
@@ -945,7 +950,7 @@ mod properties {
             secs in 0u64..4_000_000_000,
         ) {
             let key = key(JwsAlgorithm::Ed25519);
-            let source = TokenSource::new(builder().dpop(key.clone()).build().unwrap());
+            let source = TokenSource::new(builder().dpop(key.clone()).build().unwrap(), [7; 32]);
             let base = format!("https://api.example/{path}");
             let mut url = base.clone();
             if let Some(q) = &query { url = format!("{url}?{q}"); }
@@ -979,7 +984,7 @@ mod properties {
                 .max_attempts(20)
                 .build()
                 .unwrap();
-            let mut source = TokenSource::new(config);
+            let mut source = TokenSource::new(config, [7; 32]);
             let mut now = at(0);
             let mut latest: Option<String> = None;
             let mut previous_was_nonce = false;
@@ -1034,7 +1039,7 @@ mod properties {
             let given = assertion.clone();
             let source_fn = AssertionSource::callback(move || Ok::<_, String>(given.clone()));
             let config = builder().auth(ClientAuth::Assertion(source_fn)).build().unwrap();
-            let mut source = TokenSource::new(config);
+            let mut source = TokenSource::new(config, [7; 32]);
             match source.poll(at(0)) {
                 client_credentials::Action::Send(out) => {
                     prop_assert!(as_jwt || assertion.trim().split('.').count() == 3);

@@ -294,7 +294,7 @@ fn an_https_issuer_cannot_switch_the_token_or_revocation_endpoint_to_http() {
         .allow_insecure_http()
         .build()
         .unwrap();
-    let mut source = client_credentials::TokenSource::new(config);
+    let mut source = client_credentials::TokenSource::new(config, [7; 32]);
     let now = client_credentials::Timestamp::from_unix_secs(1_700_000_000);
     let client_credentials::Action::Send(outgoing) = source.poll(now) else {
         panic!("expected discovery");

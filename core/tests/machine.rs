@@ -56,7 +56,7 @@ fn refresh_happens_at_expiry_minus_the_margin_or_half_the_lifetime() {
     ];
     for (lifetime, margin, due) in cases {
         let config = builder().refresh_margin(Duration::from_secs(margin)).build().unwrap();
-        let mut source = TokenSource::new(config);
+        let mut source = TokenSource::new(config, [7; 32]);
         fetch(&mut source, at(0), "t", lifetime);
         if due > 0 {
             ready(&mut source, at_ms(due * 1000 - 1));
@@ -85,7 +85,7 @@ fn a_due_token_is_served_while_its_refresh_is_in_flight_then_replaced() {
 #[test]
 fn a_token_without_expiry_is_served_until_invalidated() {
     let token = AccessToken::builder("forever").build().unwrap();
-    let mut source = TokenSource::with_token(config(), token.clone());
+    let mut source = TokenSource::with_token(config(), token.clone(), [7; 32]);
     assert_eq!(source.refresh_at(), Some(Timestamp::MAX));
     assert_eq!(
         ready(&mut source, Timestamp::from_unix_secs(u64::MAX / 1000)).secret(),
@@ -102,18 +102,18 @@ fn a_seeded_token_is_used_until_due_and_an_expired_one_refreshed_at_once() {
         .expires_at(at(3600))
         .build()
         .unwrap();
-    let mut source = TokenSource::with_token(config(), token.clone());
+    let mut source = TokenSource::with_token(config(), token.clone(), [7; 32]);
     assert_eq!(ready(&mut source, at(10)).secret(), "stored");
     send(&mut source, at(3300));
 
-    let mut source = TokenSource::with_token(config(), token);
+    let mut source = TokenSource::with_token(config(), token, [7; 32]);
     send(&mut source, at(4000));
 }
 
 #[test]
 fn clock_skew_moves_expiry_earlier() {
     let config = builder().clock_skew(Duration::from_secs(60)).build().unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     fetch(&mut source, at(0), "t", 3600);
     assert!(source.usable(at(3539)).is_some());
     assert!(source.usable(at(3540)).is_none());
@@ -166,7 +166,7 @@ fn source_with_ids_ahead() -> TokenSource {
 
 #[test]
 fn abandon_frees_the_slot_without_counting_an_attempt() {
-    let mut source = TokenSource::new(one_attempt());
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
     let first = send(&mut source, at(0));
     assert!(source.abandon(first.id));
     assert!(!source.abandon(first.id));
@@ -196,7 +196,7 @@ fn a_failed_or_malformed_refresh_never_evicts_a_usable_token() {
     ];
     for answer in bad_answers {
         let status = answer.status();
-        let mut source = TokenSource::new(one_attempt());
+        let mut source = TokenSource::new(one_attempt(), [7; 32]);
         fetch(&mut source, at(0), "good", 3600);
         let out = send(&mut source, at(3300));
         let event = source.handle_response(at(3301), out.id, answer).unwrap();
@@ -209,7 +209,7 @@ fn a_failed_or_malformed_refresh_never_evicts_a_usable_token() {
         assert_eq!(source.token().map(AccessToken::secret), Some("good"));
     }
     // A transport failure likewise.
-    let mut source = TokenSource::new(one_attempt());
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
     fetch(&mut source, at(0), "good", 3600);
     let out = send(&mut source, at(3300));
     let event = source.handle_transport_error(at(3301), out.id, TransportErrorKind::Timeout);
@@ -437,7 +437,7 @@ fn a_usable_token_is_served_through_back_off_and_cool_down() {
 
 #[test]
 fn when_the_token_expires_during_a_failing_round_callers_get_the_error() {
-    let mut source = TokenSource::new(one_attempt());
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
     fetch(&mut source, at(0), "good", 60);
     let out = send(&mut source, at(30));
     let error = source.handle_response(at(61), out.id, response(500, "")).unwrap_err();
@@ -467,7 +467,7 @@ fn invalidate_only_evicts_the_current_token() {
 
 #[test]
 fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
-    let mut source = TokenSource::new(one_attempt());
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
     fetch(&mut source, at(0), "old", 3600);
     let ticket = source.force_refresh_at(at(10)).unwrap();
     assert_eq!(source.refresh_at(), None);
@@ -509,7 +509,7 @@ fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
 
 #[test]
 fn force_refresh_without_a_time_judges_the_cool_down_at_the_latest_poll() {
-    let mut source = TokenSource::new(one_attempt());
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
     fetch(&mut source, at(0), "old", 3600);
     // Outside a cool-down: the next poll sends at once.
     let ticket = source.force_refresh();
@@ -571,7 +571,7 @@ fn a_refresh_learns_the_outcome_of_a_round_another_caller_performed() {
 
 #[test]
 fn without_a_usable_token_a_failed_round_is_reported_at_once_until_the_cool_down_ends() {
-    let mut source = TokenSource::new(one_attempt());
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
     let out = send(&mut source, at(0));
     let error = source.handle_response(at(0), out.id, response(503, "")).unwrap_err();
     let until = source.retry_at().unwrap();
@@ -587,7 +587,7 @@ fn without_a_usable_token_a_failed_round_is_reported_at_once_until_the_cool_down
 
 #[test]
 fn invalidate_during_a_cool_down_does_not_lift_it() {
-    let mut source = TokenSource::new(one_attempt());
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
     let token = fetch(&mut source, at(0), "old", 3600);
     let out = send(&mut source, at(3300));
     source.handle_response(at(3300), out.id, response(500, "")).unwrap();
@@ -605,7 +605,7 @@ fn signout_revokes_the_token_and_rejects_results_in_flight() {
         .revocation_endpoint("https://auth.example/oauth2/revoke")
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     fetch(&mut source, at(0), "tok-1", 3600);
     let in_flight = {
         source.force_refresh_at(at(10)).unwrap();
@@ -643,7 +643,7 @@ fn signout_revokes_the_refresh_token_when_there_is_one() {
         .revocation_endpoint("https://auth.example/revoke")
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     let body = r#"{"access_token":"at","expires_in":60,"refresh_token":"rt"}"#;
     source.handle_response(at(0), out.id, response(200, body)).unwrap();
@@ -674,7 +674,7 @@ fn signout_without_a_revocation_endpoint_or_token_sends_nothing() {
         .revocation_endpoint("https://auth.example/revoke")
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     assert!(source.signout().is_none());
     send(&mut source, at(0));
 }
@@ -720,7 +720,7 @@ fn a_revocation_transport_error_is_returned() {
         .revocation_endpoint("https://auth.example/revoke")
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     fetch(&mut source, at(0), "t", 3600);
     let revoke = source.signout().unwrap();
     let e = source
@@ -744,7 +744,7 @@ fn discovering(order: Option<DiscoveryOrder>) -> TokenSource {
     if let Some(order) = order {
         b = b.discovery_order(order);
     }
-    TokenSource::new(b.build().unwrap())
+    TokenSource::new(b.build().unwrap(), [7; 32])
 }
 
 const DISCOVERED_TOKEN_URL: &str = "https://id.example/tenant/oauth/token";
@@ -910,7 +910,7 @@ fn discovered_with_ttl(ttl: u64, lifetime: u64) -> TokenSource {
         .discovery_ttl(Duration::from_secs(ttl))
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     discover(&mut source, at(0), "");
     fetch(&mut source, at(0), "t1", lifetime);
     source
@@ -1012,7 +1012,7 @@ fn client_authentication_is_negotiated_from_metadata() {
         .auth(ClientAuth::Basic)
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let extra = r#","token_endpoint_auth_methods_supported":["client_secret_post"]"#;
     discover(&mut source, at(0), extra);
     let out = send(&mut source, at(0));
@@ -1063,7 +1063,7 @@ fn discovery_failures_are_retried_like_token_failures() {
 fn loopback_issuers_work_over_plain_http() {
     let issuer = "http://127.0.0.1:8080";
     let config = Config::builder(CLIENT_ID, SECRET).issuer(issuer).build().unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     assert_eq!(
         out.request.uri(),
@@ -1083,7 +1083,7 @@ fn oversized_discovery_documents_are_refused() {
         .max_body_size(1024)
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     let extra = format!(r#","padding":"{}""#, "x".repeat(2000));
     let e = source
@@ -1109,7 +1109,7 @@ fn action_is_a_plain_enum() {
 #[test]
 fn a_clock_skew_longer_than_the_lifetime_does_not_refetch_on_every_poll() {
     let config = builder().clock_skew(Duration::from_secs(600)).build().unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let token = fetch(&mut source, at(0), "t1", 60);
     // Skew is capped at half the lifetime: usable until 30 s, refreshed at 15 s.
     assert_eq!(ready(&mut source, at(14)).secret(), token.secret());
@@ -1120,7 +1120,7 @@ fn a_clock_skew_longer_than_the_lifetime_does_not_refetch_on_every_poll() {
 
 #[test]
 fn an_explicit_refresh_does_not_lift_the_cool_down() {
-    let mut source = TokenSource::new(one_attempt());
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
     let out = send(&mut source, at(0));
     let error = source
         .handle_response(at(0), out.id, oauth_error(401, "invalid_client"))
@@ -1134,7 +1134,7 @@ fn an_explicit_refresh_does_not_lift_the_cool_down() {
 
 #[test]
 fn a_forced_refresh_during_a_cool_down_keeps_serving_the_unexpired_token() {
-    let mut source = TokenSource::new(one_attempt());
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
     let token = fetch(&mut source, at(0), "t1", 3600);
     source.force_refresh_at(at(10)).unwrap();
     let out = send(&mut source, at(10));
@@ -1260,7 +1260,7 @@ fn a_huge_retry_after_is_capped_and_reported() {
     }
     // The cap is configurable.
     let config = builder().max_retry_after(Duration::from_secs(60)).build().unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     let answer = with_header(response(503, ""), "retry-after", "3600");
     source.handle_response(at(0), out.id, answer).unwrap_err();

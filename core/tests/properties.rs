@@ -243,7 +243,7 @@ fn respond(source: &mut TokenSource, now: Timestamp, id: RequestId, answer: &Ans
 /// Runs the first `steps` steps of a schedule; returns the source, the time
 /// reached and what happened.
 fn run(schedule: &Schedule, steps: usize) -> (TokenSource, Timestamp, Vec<Record>) {
-    let mut source = TokenSource::new(schedule.config());
+    let mut source = TokenSource::new(schedule.config(), [7; 32]);
     let mut now = common::at(0);
     let mut records = Vec::new();
     let mut in_flight: Option<RequestId> = None;
@@ -626,9 +626,9 @@ fn besiege(crowd: &Crowd) -> Result<Vec<u64>, TestCaseError> {
             if refresh {
                 token = token.refresh_token("stored-refresh");
             }
-            TokenSource::with_token(config, token.build().expect("valid token"))
+            TokenSource::with_token(config, token.build().expect("valid token"), [7; 32])
         }
-        None => TokenSource::new(config),
+        None => TokenSource::new(config, [7; 32]),
     };
     let ms = |t: Timestamp| t.as_unix_millis() - start.as_unix_millis();
     let end = start.saturating_add(Duration::from_secs(600));

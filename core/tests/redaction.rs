@@ -74,12 +74,13 @@ fn oauth_echo(status: u16, code: &str, echoed: &str) -> http::Response<Vec<u8>> 
 #[test]
 fn the_basic_header_value_is_redacted_in_every_form() {
     for auth in [ClientAuth::Basic, ClientAuth::BasicUnencoded] {
-        let mut source = client_credentials::TokenSource::new(builder().auth(auth.clone()).build().unwrap());
+        let mut source = client_credentials::TokenSource::new(builder().auth(auth.clone()).build().unwrap(), [7; 32]);
         let out = send(&mut source, at(0));
         let header = out.request.headers()["authorization"].to_str().unwrap().to_owned();
         let value = header.strip_prefix("Basic ").unwrap().to_owned();
         for form in echoed_forms(&value) {
-            let mut source = client_credentials::TokenSource::new(builder().auth(auth.clone()).build().unwrap());
+            let mut source =
+                client_credentials::TokenSource::new(builder().auth(auth.clone()).build().unwrap(), [7; 32]);
             let out = send(&mut source, at(0));
             let echo = format!("Authorization: Basic {form}");
             let error = source
@@ -138,7 +139,7 @@ fn the_refresh_token_sent_in_a_refresh_grant_is_redacted_in_every_form() {
         assert!(error.to_string().contains("[redacted]"), "{error}");
     }
     // An error page, a transport error message, the JSON body variant.
-    let mut source = client_credentials::TokenSource::new(builder().auth(ClientAuth::Json).build().unwrap());
+    let mut source = client_credentials::TokenSource::new(builder().auth(ClientAuth::Json).build().unwrap(), [7; 32]);
     fetch_with_refresh_token(&mut source);
     let out = send(&mut source, at(500));
     let event = source
@@ -170,6 +171,7 @@ fn the_token_sent_to_revocation_is_redacted_in_every_form() {
                     .revocation_endpoint("https://auth.example/revoke")
                     .build()
                     .unwrap(),
+                [7; 32],
             );
             let out = send(&mut source, at(0));
             let mut body =
@@ -206,7 +208,7 @@ fn the_token_sent_to_revocation_is_redacted_in_every_form() {
 fn the_client_secret_is_redacted_in_every_form() {
     for form in echoed_forms(SECRET) {
         for auth in [ClientAuth::Basic, ClientAuth::Post, ClientAuth::Json] {
-            let mut source = client_credentials::TokenSource::new(builder().auth(auth).build().unwrap());
+            let mut source = client_credentials::TokenSource::new(builder().auth(auth).build().unwrap(), [7; 32]);
             let out = send(&mut source, at(0));
             let error = source
                 .handle_response(at(0), out.id, error_page(400, &form))

@@ -8,7 +8,7 @@ use common::*;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
 fn first_request(config: Config) -> http::Request<Vec<u8>> {
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     assert_eq!(out.kind, RequestKind::Token);
     out.request
@@ -166,7 +166,7 @@ fn every_request_has_a_user_agent_and_accepts_json_only() {
 
 #[test]
 fn outgoing_debug_shows_no_credentials() {
-    let mut source = TokenSource::new(builder().auth(ClientAuth::Post).build().unwrap());
+    let mut source = TokenSource::new(builder().auth(ClientAuth::Post).build().unwrap(), [7; 32]);
     let out = send(&mut source, at(0));
     let debug = format!("{out:?}");
     assert!(debug.contains(TOKEN_URL), "{debug}");
@@ -177,7 +177,7 @@ fn outgoing_debug_shows_no_credentials() {
 /// A response with a refresh token makes the next refresh use RFC 6749 §6.
 #[test]
 fn a_refresh_token_is_used_for_the_next_refresh_then_dropped_on_invalid_grant() {
-    let mut source = TokenSource::new(builder().scope("read").build().unwrap());
+    let mut source = TokenSource::new(builder().scope("read").build().unwrap(), [7; 32]);
     let out = send(&mut source, at(0));
     let body = r#"{"access_token":"first","token_type":"Bearer","expires_in":600,"refresh_token":"rt-1"}"#;
     let Ok(Event::TokenUpdated(token)) = source.handle_response(at(1), out.id, response(200, body)) else {
@@ -222,7 +222,7 @@ fn a_refresh_token_is_used_for_the_next_refresh_then_dropped_on_invalid_grant() 
 #[test]
 fn refresh_grant_with_json_and_post_auth() {
     for auth in [ClientAuth::Json, ClientAuth::Post] {
-        let mut source = TokenSource::new(builder().auth(auth.clone()).build().unwrap());
+        let mut source = TokenSource::new(builder().auth(auth.clone()).build().unwrap(), [7; 32]);
         let out = send(&mut source, at(0));
         let body = r#"{"access_token":"a","expires_in":600,"refresh_token":"rt"}"#;
         source.handle_response(at(0), out.id, response(200, body)).unwrap();
@@ -236,7 +236,7 @@ fn refresh_grant_with_json_and_post_auth() {
 
 #[test]
 fn refresh_tokens_can_be_disabled() {
-    let mut source = TokenSource::new(builder().use_refresh_tokens(false).build().unwrap());
+    let mut source = TokenSource::new(builder().use_refresh_tokens(false).build().unwrap(), [7; 32]);
     let out = send(&mut source, at(0));
     let body = r#"{"access_token":"a","expires_in":600,"refresh_token":"rt"}"#;
     source.handle_response(at(0), out.id, response(200, body)).unwrap();
@@ -256,7 +256,7 @@ fn a_stored_token_with_a_refresh_token_refreshes_with_it() {
         .refresh_token("stored-rt")
         .build()
         .unwrap();
-    let mut source = TokenSource::with_token(config(), stored);
+    let mut source = TokenSource::with_token(config(), stored, [7; 32]);
     let out = send(&mut source, at(100));
     assert_eq!(form_value(&out.request, "refresh_token").as_deref(), Some("stored-rt"));
 }

@@ -64,7 +64,7 @@ fn discover(source: &mut TokenSource) -> http::Request<Vec<u8>> {
 
 #[test]
 fn the_resource_names_the_issuer_and_the_token_is_asked_for_the_resource() {
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     let request = discover(&mut source);
     let resources: Vec<_> = form(&request).into_iter().filter(|(k, _)| k == "resource").collect();
     assert_eq!(resources, [("resource".to_owned(), RESOURCE.to_owned())]);
@@ -75,7 +75,7 @@ fn the_resource_names_the_issuer_and_the_token_is_asked_for_the_resource() {
 
 #[test]
 fn a_document_for_another_resource_is_rejected_and_no_issuer_is_contacted() {
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
     let result = source.handle_response(
         at(0),
@@ -97,7 +97,7 @@ fn a_document_for_another_resource_is_rejected_and_no_issuer_is_contacted() {
 
 #[test]
 fn a_trailing_slash_is_a_different_resource() {
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
     let result = source.handle_response(
         at(0),
@@ -112,7 +112,7 @@ fn a_trailing_slash_is_a_different_resource() {
 
 #[test]
 fn plain_http_authorization_servers_are_skipped() {
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
     let servers = r#"["http://id.example", 7, "https://id.example/a?b=c", "https://id2.example"]"#;
     source
@@ -120,7 +120,7 @@ fn plain_http_authorization_servers_are_skipped() {
         .expect("one usable server");
     assert_eq!(source.discovery_issuer(), Some("https://id2.example"));
 
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
     let result = source.handle_response(at(0), out.id, resource_document(RESOURCE, r#"["http://id.example"]"#));
     assert!(matches!(
@@ -131,7 +131,7 @@ fn plain_http_authorization_servers_are_skipped() {
 
 #[test]
 fn the_issuer_must_be_the_one_the_resource_named() {
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
     source
         .handle_response(at(0), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
@@ -146,7 +146,7 @@ fn the_issuer_must_be_the_one_the_resource_named() {
 
 #[test]
 fn a_redirect_is_not_followed_but_is_an_error() {
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
     let redirect = common::with_header(response(302, ""), "location", "https://evil.example/meta");
     let result = source.handle_response(at(0), out.id, redirect);
@@ -158,7 +158,7 @@ fn a_redirect_is_not_followed_but_is_an_error() {
 
 #[test]
 fn a_challenge_names_another_metadata_url_which_is_read_in_the_next_round() {
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     discover(&mut source);
     let hint = "https://api.example/.well-known/oauth-protected-resource/tenant-b";
     assert!(source.follow_resource_metadata(hint));
@@ -183,7 +183,7 @@ fn a_challenge_names_another_metadata_url_which_is_read_in_the_next_round() {
 
 #[test]
 fn a_challenge_is_ignored_without_a_resource_server() {
-    let mut source = TokenSource::new(common::config());
+    let mut source = TokenSource::new(common::config(), [7; 32]);
     assert!(!source.follow_resource_metadata("https://api.example/.well-known/oauth-protected-resource"));
 }
 
@@ -194,7 +194,7 @@ fn rediscovery_after_the_ttl_reads_the_resource_again() {
         .discovery_ttl(std::time::Duration::from_secs(60))
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     discover(&mut source);
     let token = source.token().cloned().unwrap();
     source.invalidate(&token);
@@ -254,7 +254,7 @@ fn standalone_parsing_checks_the_same_rules() {
 
 #[test]
 fn errors_never_quote_the_client_secret() {
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
     let echo = resource_document(&format!("https://x.example/{SECRET}"), "[]");
     let error = source.handle_response(at(0), out.id, echo).unwrap_err();
@@ -276,7 +276,7 @@ fn the_fingerprint_names_the_resource_server() {
 /// to a plain-http authorization server, not even on loopback.
 #[test]
 fn an_https_resource_cannot_name_a_plain_http_loopback_authorization_server() {
-    let mut source = TokenSource::new(resource_config());
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
     let servers = r#"["http://localhost:8080", "http://127.0.0.1", "https://id2.example"]"#;
     source

@@ -89,7 +89,7 @@ fn first_token(c: &mut Criterion) {
     let issuer = TestIssuer::start();
     let config = config(&issuer);
     // The exact request the client sends (same form body, same Basic header).
-    let request = match TokenSource::new(config.clone()).poll(client_credentials_common::now()) {
+    let request = match TokenSource::new(config.clone(), [7; 32]).poll(client_credentials_common::now()) {
         Action::Send(outgoing) => outgoing.request,
         other => panic!("expected a request, got {other:?}"),
     };

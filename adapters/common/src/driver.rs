@@ -239,12 +239,8 @@ enum Announce {
 impl<W: Wake> Driver<W> {
     /// A driver for `settings`, doing its I/O and waking through `io`.
     pub fn new(settings: Settings, io: W) -> Self {
-        let mut source = TokenSource::new(settings.config.clone());
-        if settings.config.jitter_seed().is_none() {
-            source.set_jitter_seed(crate::random_seed());
-        }
         // Always random: processes sharing a client must never repeat a jti.
-        source.set_jti_seed(crate::random_bytes());
+        let source = TokenSource::new(settings.config.clone(), crate::random_bytes());
         let assertion_file = settings.config.assertion_file().map(AssertionFile::new);
         let loaded = settings.store.is_none();
         Driver {

@@ -13,7 +13,7 @@
 //!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
 //! - [`file`](mod@file): loading and atomically saving a token file with owner-only permissions;
 //! - [`proxy`]: which requests bypass proxies (plain http to loopback);
-//! - [`random_seed`], [`random_bytes`]: a per-client jitter seed and `jti` seed;
+//! - [`random_bytes`]: each client's seed (retry jitter, `jti`s) from the OS;
 //! - reading a client assertion file for the core (`AssertionSource::file`);
 //! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
 //!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping);
@@ -65,14 +65,21 @@ pub fn transport_error(
     client_credentials::TransportError::new(kind, message)
 }
 
-/// 32 random bytes per client and process: the seed of the `jti` values of
-/// client assertions and DPoP proofs, which must not repeat across the
-/// processes that share a client (a provider rejects a reused `jti`).
+/// 32 bytes from the operating system's random source, per client and
+/// process: the seed of the retry jitter and of the `jti` values of client
+/// assertions and DPoP proofs, which must not repeat across the processes
+/// that share a client (a provider rejects a reused `jti`).
+///
+/// Should the OS source fail (it does not on supported platforms), the bytes
+/// come from the standard library's randomly keyed hasher instead, mixed
+/// with the time and the process id, so they still differ per process.
 pub fn random_bytes() -> [u8; 32] {
-    use std::hash::{BuildHasher, Hasher};
     let mut seed = [0u8; 32];
+    if getrandom::getrandom(&mut seed).is_ok() {
+        return seed;
+    }
+    use std::hash::{BuildHasher, Hasher};
     for (i, chunk) in seed.chunks_mut(8).enumerate() {
-        // Each RandomState has fresh keys drawn from the OS's random source.
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_usize(i);
         hasher.write_u64(now().as_unix_millis());
@@ -80,13 +87,4 @@ pub fn random_bytes() -> [u8; 32] {
         chunk.copy_from_slice(&hasher.finish().to_le_bytes());
     }
     seed
-}
-
-/// A jitter seed that differs per client and per process, so clients started
-/// together do not retry in lockstep.
-pub fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(now().as_unix_millis());
-    hasher.finish()
 }

@@ -325,7 +325,8 @@ fn parse_acquire(reply: Value) -> Option<Acquired> {
 /// Whether `token` needs no refresh at `now` under `config`: the core's own
 /// rule (refresh margin, clock skew), asked of the core rather than copied.
 pub(crate) fn is_fresh(config: &Config, token: &AccessToken, now: Timestamp) -> bool {
-    let source = TokenSource::with_token(config.clone(), token.clone());
+    // This source never sends a request, so its seed (jitter, `jti`) is unused.
+    let source = TokenSource::with_token(config.clone(), token.clone(), [0; 32]);
     source.refresh_at().is_some_and(|at| now < at)
 }
 

@@ -36,7 +36,7 @@ pub fn config() -> Config {
 }
 
 pub fn source() -> TokenSource {
-    TokenSource::new(config())
+    TokenSource::new(config(), [7; 32])
 }
 
 pub fn response(status: u16, body: impl Into<Vec<u8>>) -> http::Response<Vec<u8>> {

@@ -313,7 +313,7 @@ pub fn discovery_document(data: &[u8]) {
         .build()
         .expect("fixed fuzz config is valid");
     for status in [200, 503] {
-        let mut source = TokenSource::new(config.clone());
+        let mut source = TokenSource::new(config.clone(), [7; 32]);
         let Action::Send(outgoing) = source.poll(NOW) else {
             panic!("an empty source must send");
         };
@@ -410,7 +410,7 @@ pub fn retry_after(data: &[u8]) {
     let text = value.to_str().map(|v| v.trim_matches([' ', '\t'])).unwrap_or("");
     let seconds = (!text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit()))
         .then(|| Duration::from_secs(text.parse::<u64>().unwrap_or(u64::MAX)));
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let Action::Send(outgoing) = source.poll(NOW) else {
         panic!("an empty source must send");
     };
@@ -454,7 +454,7 @@ pub fn stored_token(data: &[u8]) {
     let secret = token.secret();
     assert!(!secret.is_empty() && secret.bytes().all(|b| b.is_ascii_graphic()));
     check_stored_round_trip(&token);
-    let mut source = TokenSource::with_token(token_config(false), token.clone());
+    let mut source = TokenSource::with_token(token_config(false), token.clone(), [7; 32]);
     for now in [Timestamp::UNIX_EPOCH, token.received_at(), NOW, Timestamp::MAX] {
         if let Some(refresh_at) = source.refresh_at() {
             if now < refresh_at {
@@ -473,7 +473,7 @@ pub fn stored_token(data: &[u8]) {
                     assert!(source.usable(now).is_some(), "a usable stored token was lost");
                     assert!(result.is_ok());
                 }
-                source = TokenSource::with_token(token_config(false), token.clone());
+                source = TokenSource::with_token(token_config(false), token.clone(), [7; 32]);
             }
             Action::Ready(served) => assert!(served.same_token(&token)),
             Action::Wait { .. } | Action::Failed(_) => {
@@ -591,7 +591,7 @@ pub fn token_source(data: &[u8]) {
         builder = builder.use_refresh_tokens(false);
     }
     let config = builder.build().expect("fixed fuzz config is valid");
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     let mut now = NOW;
     let mut in_flight: Option<RequestId> = None;
     let mut stale: Option<RequestId> = None;
@@ -812,7 +812,7 @@ mod tests {
             .clock_skew(Duration::from_secs(30))
             .build()
             .unwrap();
-        let mut source = TokenSource::new(config);
+        let mut source = TokenSource::new(config, [7; 32]);
         let Action::Send(outgoing) = source.poll(NOW) else {
             panic!("expected a request")
         };

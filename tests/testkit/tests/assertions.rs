@@ -42,7 +42,7 @@ fn now() -> Timestamp {
 }
 
 fn token_request(config: Config) -> http::Request<Vec<u8>> {
-    let mut source = TokenSource::new(config);
+    let mut source = TokenSource::new(config, [7; 32]);
     match source.poll(now()) {
         Action::Send(outgoing) => outgoing.request,
         other => panic!("expected a request, got {other:?}"),

@@ -79,8 +79,7 @@ fn external_assertion(issuer: &TestIssuer, key: &JwtKey, lifetime: u64) -> Strin
         .auth(ClientAuth::PrivateKeyJwt(key.clone()))
         .build()
         .unwrap();
-    let mut source = TokenSource::new(config);
-    source.set_jti_seed(rand_seed(lifetime));
+    let mut source = TokenSource::new(config, rand_seed(lifetime));
     let Action::Send(outgoing) = source.poll(Timestamp::from(std::time::SystemTime::now())) else {
         panic!("a request")
     };
