@@ -413,15 +413,37 @@ impl Config {
     }
 
     /// A stable identity of what a token from this configuration is good for:
-    /// lowercase hex SHA-256 over the token endpoint (or the issuer when it is
-    /// discovered), the client id, the scopes (sorted, deduplicated), the
-    /// resources (in order), the audience and the authentication method.
+    /// the cache key of every token store. Lowercase hex SHA-256 over
+    ///
+    /// - the token endpoint, or the issuer or protected resource it is
+    ///   discovered from;
+    /// - the client id;
+    /// - the authentication method, with what identifies the credential
+    ///   without revealing it: the RFC 7638 thumbprint of the public key for
+    ///   `private_key_jwt` (and of the [`ConfigBuilder::client_assertion_key`]
+    ///   offered when the method is negotiated), the `client_assertion_type`
+    ///   of an [`AssertionSource`]; and whether the TLS client certificate is
+    ///   presented (RFC 8705 §3: a token may be bound to it);
+    /// - the scopes (a set: sorted, deduplicated), the resources (in order),
+    ///   the audience;
+    /// - every [`ConfigBuilder::param`], name and value, in the order given
+    ///   (a provider may issue another token for another `organization` or
+    ///   `tenant`; the order is kept because a server may read the first of
+    ///   two values with one name);
+    /// - the DPoP key's thumbprint, when tokens are DPoP-bound (RFC 9449 §6:
+    ///   a bound token is useless with another key).
     ///
     /// Token stores keep it with a token and ignore a token saved under another
-    /// fingerprint, so a token fetched for one client, issuer or scope set is
-    /// never served to another. The client secret is not part of it (rotating
-    /// the secret keeps cached tokens valid, and the fingerprint reveals
-    /// nothing about it); neither are timing or retry settings.
+    /// fingerprint, so a token fetched for one client, issuer, scope set or
+    /// parameter value is never served to another. The client secret is not
+    /// part of it (rotating the secret keeps cached tokens valid, and the
+    /// fingerprint reveals nothing about it); neither are timing, retry or
+    /// discovery settings, nor how the client assertion is built (its `aud`,
+    /// `typ`, lifetime): they change how a token is fetched, not which one.
+    ///
+    /// The encoding is versioned: a release that adds an input changes every
+    /// fingerprint once, so tokens stored by an older version are fetched
+    /// anew rather than served under a key that did not cover everything.
     ///
     /// ```
     /// use client_credentials::Config;
@@ -429,8 +451,13 @@ impl Config {
     /// let a = Config::builder("id", "secret").token_endpoint("https://a.example/token").build()?;
     /// let b = Config::builder("id", "other").token_endpoint("https://a.example/token").build()?;
     /// let c = Config::builder("id", "secret").token_endpoint("https://b.example/token").build()?;
+    /// let d = Config::builder("id", "secret")
+    ///     .token_endpoint("https://a.example/token")
+    ///     .param("organization", "org-b")
+    ///     .build()?;
     /// assert_eq!(a.fingerprint(), b.fingerprint());
     /// assert_ne!(a.fingerprint(), c.fingerprint());
+    /// assert_ne!(a.fingerprint(), d.fingerprint());
     /// assert_eq!(a.fingerprint().len(), 64);
     /// # Ok::<(), client_credentials::ConfigError>(())
     /// ```
@@ -449,10 +476,28 @@ impl Config {
                 field(hash, item.as_bytes());
             }
         }
+        // A key is named by its public JWK (with `kid` and `alg`), member by
+        // member in sorted order whatever order the map keeps; its RFC 7638
+        // thumbprint alone would not tell apart two keys of a custom signer
+        // whose JWK lacks the members a thumbprint covers.
+        fn key(hash: &mut Sha256, key: &JwtKey) {
+            field(hash, key.thumbprint().as_bytes());
+            let jwk = key.public_jwk();
+            let mut members: Vec<(&String, String)> = match &jwk {
+                serde_json::Value::Object(map) => map.iter().map(|(name, value)| (name, value.to_string())).collect(),
+                _ => Vec::new(),
+            };
+            members.sort_unstable();
+            hash.update((members.len() as u64).to_be_bytes());
+            for (name, value) in members {
+                field(hash, name.as_bytes());
+                field(hash, value.as_bytes());
+            }
+        }
 
         let i = &self.inner;
         let mut hash = Sha256::new();
-        field(&mut hash, b"client-credentials fingerprint v1");
+        field(&mut hash, b"client-credentials fingerprint v2");
         match &i.endpoint {
             Endpoint::Token(url) => {
                 field(&mut hash, b"token_endpoint");
@@ -494,11 +539,33 @@ impl Config {
             Some(ClientAuth::SelfSignedTlsClientAuth) => b"self_signed_tls_client_auth",
         };
         field(&mut hash, auth);
+        match &i.auth {
+            Some(ClientAuth::PrivateKeyJwt(signing)) => key(&mut hash, signing),
+            Some(ClientAuth::Assertion(source)) => field(&mut hash, source.assertion_type().as_bytes()),
+            // Negotiation may pick `private_key_jwt` with the offered key.
+            None => match &i.client_assertion_key {
+                Some(offered) => {
+                    field(&mut hash, b"client_assertion_key");
+                    key(&mut hash, offered);
+                }
+                None => field(&mut hash, b"no client_assertion_key"),
+            },
+            Some(_) => {}
+        }
+        field(&mut hash, if i.mutual_tls { b"mutual_tls" } else { b"no mutual_tls" });
+        hash.update((i.params.len() as u64).to_be_bytes());
+        for (name, value) in &i.params {
+            field(&mut hash, name.as_bytes());
+            field(&mut hash, value.as_bytes());
+        }
         // A DPoP-bound token is useless with another key (RFC 9449 §6), so
-        // the key is part of what the token is for; absent, nothing is added.
-        if let Some(key) = &i.dpop {
-            field(&mut hash, b"dpop");
-            field(&mut hash, key.thumbprint().as_bytes());
+        // the key is part of what the token is for.
+        match &i.dpop {
+            Some(dpop) => {
+                field(&mut hash, b"dpop");
+                key(&mut hash, dpop);
+            }
+            None => field(&mut hash, b"no dpop"),
         }
 
         let digest = hash.finalize();
@@ -622,15 +689,41 @@ impl fmt::Debug for ConfigBuilder {
     }
 }
 
-/// Parameters the client sets itself and [`ConfigBuilder::param`] may not override.
+/// Parameters the client sets itself, or that change what a token is for
+/// through a setting of their own, which [`ConfigBuilder::param`] may not
+/// set: the grant and client authentication (RFC 6749 §4.4, §2.3, §6;
+/// RFC 7521 §4.2), what the token is for (`scope`, RFC 8707 `resource`,
+/// `audience`), and the grant parameters of token exchange (RFC 8693 §2.1)
+/// and the JWT bearer grant (RFC 7523 §2.1), which no client credentials
+/// request carries.
 const RESERVED_PARAMS: &[&str] = &[
     "grant_type",
+    "scope",
+    "resource",
+    "audience",
     "client_id",
     "client_secret",
-    "refresh_token",
     "client_assertion",
     "client_assertion_type",
+    "refresh_token",
+    "subject_token",
+    "subject_token_type",
+    "actor_token",
+    "actor_token_type",
+    "requested_token_type",
+    "assertion",
 ];
+
+/// Whether `name` is reserved. Form decoders compare names exactly, but a
+/// server may trim or fold case, so a name that differs from a reserved one
+/// only by ASCII case or surrounding whitespace is refused too: no provider
+/// parameter is named `Scope` or ` scope`.
+fn is_reserved_param(name: &str) -> bool {
+    let name = name.trim();
+    RESERVED_PARAMS
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(name))
+}
 
 impl ConfigBuilder {
     /// Default refresh margin: a token is refreshed 300 s before it expires.
@@ -715,8 +808,31 @@ impl ConfigBuilder {
         self
     }
 
-    /// Adds an extra parameter to every token request. It may not be one the
-    /// client sets itself (`grant_type`, `client_id`, `client_secret`, `refresh_token`).
+    /// Adds an extra parameter to every token request (repeatable), such as
+    /// a provider's `organization` or `tenant`. Names and values are part of
+    /// the [fingerprint](Config::fingerprint), so stored tokens for another
+    /// value are never served.
+    ///
+    /// [`ConfigBuilder::build`] refuses, with [`ConfigError::ReservedParameter`],
+    /// a name the client sets itself or that has a setting of its own:
+    /// `grant_type`, `scope` ([`ConfigBuilder::scope`]), `resource`
+    /// ([`ConfigBuilder::resource`]), `audience` ([`ConfigBuilder::audience`]),
+    /// `client_id`, `client_secret`, `client_assertion`,
+    /// `client_assertion_type`, `refresh_token`, and the token exchange and
+    /// JWT bearer grant parameters (`subject_token`, `subject_token_type`,
+    /// `actor_token`, `actor_token_type`, `requested_token_type`,
+    /// `assertion`). Names that differ from these only by ASCII case or
+    /// surrounding whitespace are refused too, since some servers fold or
+    /// trim them.
+    ///
+    /// ```
+    /// use client_credentials::{Config, ConfigError};
+    ///
+    /// let builder = Config::builder("id", "secret").token_endpoint("https://auth.example/token");
+    /// assert!(builder.clone().param("organization", "org-a").build().is_ok());
+    /// let refused = builder.param("Scope", "admin").build();
+    /// assert!(matches!(refused, Err(ConfigError::ReservedParameter { .. })));
+    /// ```
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self
@@ -970,7 +1086,7 @@ impl ConfigBuilder {
             if name.is_empty() {
                 return Err(ConfigError::EmptyParameterName);
             }
-            if RESERVED_PARAMS.contains(&name.as_str()) {
+            if is_reserved_param(name) {
                 return Err(ConfigError::ReservedParameter { name: name.clone() });
             }
         }

@@ -10,9 +10,11 @@
 //!
 //! What a load trusts:
 //! - only a token saved under the same fingerprint: a file written for
-//!   another client, issuer, scope set, resource, audience or authentication
-//!   method (or by a version without fingerprints) reads as empty, so a
-//!   production token never reaches a staging API;
+//!   another client, issuer, scope set, resource, audience, extra parameter,
+//!   authentication method or key (or by a version with an older
+//!   fingerprint) reads as empty, so a production token never reaches a
+//!   staging API, nor one organization's token another's; a delete likewise
+//!   removes only a token saved under its own fingerprint;
 //! - on Unix, only a file owned by the user this process runs as, with no
 //!   permission for group or others: another local user could have planted
 //!   it (in `/tmp`, say) or read it. Such a file is refused with a
@@ -96,8 +98,19 @@ pub fn save(path: &Path, fingerprint: &str, token: &AccessToken) -> io::Result<(
     sync_dir(&dir)
 }
 
-/// Removes the token file; a missing file is not an error.
-pub fn delete(path: &Path) -> io::Result<()> {
+/// Removes the token at `path` if it was saved for `fingerprint`. A missing
+/// file is not an error; a file holding another configuration's token is left
+/// as it is (two configurations sharing a path do not delete each other's
+/// token); a file that is not a token, or is not trusted, is left in place
+/// with the error [`load`] gives for it.
+///
+/// The check and the removal are two steps: a token another process writes
+/// between them is removed too, which costs that process one token request
+/// and never serves a token to the wrong configuration.
+pub fn delete(path: &Path, fingerprint: &str) -> io::Result<()> {
+    if load(path, fingerprint)?.is_none() {
+        return Ok(());
+    }
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -222,8 +235,9 @@ mod tests {
             1,
             "no temp files left"
         );
-        delete(&path).unwrap();
-        delete(&path).unwrap();
+        delete(&path, FINGERPRINT).unwrap();
+        assert!(!path.exists());
+        delete(&path, FINGERPRINT).unwrap();
         fs::write(&path, b"garbage").unwrap();
         #[cfg(unix)]
         {
@@ -251,6 +265,30 @@ mod tests {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         }
         assert!(load(&path, "production").unwrap().is_none());
+    }
+
+    /// A delete removes only the token saved for its own configuration: a
+    /// file shared by two configurations keeps the other one's token, and a
+    /// file that is not a token is left for its owner to look at.
+    #[test]
+    fn delete_removes_only_the_token_saved_for_its_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        let token = AccessToken::builder("org-b-token").build().unwrap();
+        save(&path, "org-b", &token).unwrap();
+        delete(&path, "org-a").unwrap();
+        assert_eq!(load(&path, "org-b").unwrap(), Some(token));
+        delete(&path, "org-b").unwrap();
+        assert!(!path.exists());
+
+        fs::write(&path, b"garbage").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert_eq!(delete(&path, "org-a").unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert!(path.exists());
     }
 
     /// Issue 13, defect 3: a file group or others may read or change is

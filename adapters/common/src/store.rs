@@ -235,7 +235,9 @@ pub fn store_failed(what: &str, error: &std::io::Error) {
 /// The token is saved with the [`Config::fingerprint`] of the configuration
 /// it was fetched for, and served only to a client with the same one: a file
 /// shared by mistake between a production and a staging client, or between
-/// clients with different scopes, is never served to the wrong one. On Unix
+/// clients with different scopes or [`.param`](client_credentials::ConfigBuilder::param)
+/// values, is never served to the wrong one, and a client's sign-out or
+/// invalidation deletes the file only when it holds that client's token. On Unix
 /// a file owned by another user, or open to group or others, is refused
 /// with a warning and a token is fetched instead (another local user could
 /// have planted it); a file that is not a token reads as empty, with a
@@ -273,8 +275,8 @@ impl TokenStore for FileStore {
     fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
         file::save(&self.path, &config.fingerprint(), token)
     }
-    fn delete(&self, _: &Config) -> io::Result<()> {
-        file::delete(&self.path)
+    fn delete(&self, config: &Config) -> io::Result<()> {
+        file::delete(&self.path, &config.fingerprint())
     }
 }
 
