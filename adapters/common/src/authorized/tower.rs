@@ -9,7 +9,7 @@ use http_body_util::{Empty, Full};
 use tower_service::Service;
 
 use super::{AsyncAuthorizer, Authorizer};
-use crate::authorize::{copy_request, AllowedOrigins, Exchange};
+use crate::authorize::{copy_request, AllowedOrigins, Exchange, Origin};
 use crate::BoxFuture;
 
 /// The error of an [`AuthService`]: the inner service's, or the client's
@@ -46,6 +46,17 @@ impl ReplayBody for http_body_util::combinators::BoxBody<Bytes, BoxError> {
     fn replay(&self) -> Option<Self> {
         None // streamed
     }
+}
+
+/// The origin that answered, when the inner service says it followed
+/// redirects (tower-http's `FollowRedirect` names the last URI requested):
+/// a `401` from another origin says nothing about the token.
+fn answered_by<R>(response: &http::Response<R>) -> Option<Origin> {
+    let uri = &response
+        .extensions()
+        .get::<tower_http::follow_redirect::RequestUri>()?
+        .0;
+    Origin::of(uri)
 }
 
 /// A `tower` layer whose [`AuthService`] authorises requests.
@@ -129,6 +140,7 @@ where
                     poll_fn(|cx| inner.poll_ready(cx)).await.map_err(Into::into)?;
                 }
                 let response = inner.call(request).await.map_err(Into::into)?;
+                exchange.answered_by(answered_by(&response).as_ref());
                 let verdict = exchange.received(response.status(), response.headers(), spare.is_some());
                 client.rejected(&verdict);
                 match spare {
