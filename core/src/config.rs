@@ -671,10 +671,14 @@ impl ConfigBuilder {
 
     /// The protected resource the tokens are for (RFC 9728): the client reads
     /// its metadata (`/.well-known/oauth-protected-resource` inserted before
-    /// the path, or the `resource_metadata` URL of a 401 challenge, see
+    /// the path, or the `resource_metadata` URL of a 401 challenge on the
+    /// resource's own origin, see
     /// [`TokenSource::follow_resource_metadata`](crate::TokenSource::follow_resource_metadata)),
-    /// checks that the document's `resource` equals this URL exactly, takes
-    /// the first authorization server it names, discovers that issuer as
+    /// checks that the document's `resource` equals this URL exactly (for a
+    /// challenge's document: the URL requested), takes the first
+    /// authorization server it names (later: only that one or one in
+    /// [`allow_authorization_server`](ConfigBuilder::allow_authorization_server)),
+    /// discovers that issuer as
     /// [`ConfigBuilder::issuer`] does, and asks for tokens with `resource` set
     /// to this URL (RFC 8707; it is added to the [resources](ConfigBuilder::resource)).
     /// Same rules as issuer discovery: https (loopback aside), no redirects,

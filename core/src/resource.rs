@@ -22,7 +22,8 @@ use crate::request::get_json;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ResourceMetadata {
-    /// The resource identifier (RFC 9728 §1.2), identical to the one configured.
+    /// The resource identifier (RFC 9728 §1.2), identical to the one expected:
+    /// the configured resource, or the URL requested when a 401 named the document.
     pub resource: String,
     /// The issuer identifiers of the authorization servers that issue tokens
     /// for this resource; only those usable as issuers (https, loopback aside,
@@ -43,7 +44,9 @@ pub struct ResourceMetadata {
 }
 
 impl ResourceMetadata {
-    /// The authorization server the client uses: the first one listed.
+    /// The first authorization server listed: the one a client uses at first
+    /// discovery (later it keeps the server it trusts, or takes an allowed one,
+    /// see [`ConfigBuilder::allow_authorization_server`](crate::ConfigBuilder::allow_authorization_server)).
     pub fn authorization_server(&self) -> &str {
         // Never empty: parse_resource_metadata rejects a document without one.
         self.authorization_servers.first().map_or("", String::as_str)

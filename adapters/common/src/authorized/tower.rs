@@ -206,7 +206,7 @@ mod tests {
 
     impl AsyncAuthorizer for Counting {
         fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
-            std::future::ready(AccessToken::builder("t").build().map_err(Error::from))
+            std::future::ready(AccessToken::builder("t").build())
         }
     }
 
