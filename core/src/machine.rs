@@ -954,7 +954,18 @@ impl TokenSource {
                     Err(error) => {
                         // A refused hint is forgotten: the next read is at
                         // the well-known location, as at first discovery.
-                        self.resource_hint = None;
+                        let error = match (self.resource_hint.take(), error) {
+                            // The URL requested may carry a query the
+                            // application treats as private: the error (which
+                            // is logged) names it without.
+                            (Some(_), Error::Discovery(DiscoveryError::ResourceMismatch { expected, found })) => {
+                                Error::Discovery(DiscoveryError::ResourceMismatch {
+                                    expected: without_query(&expected),
+                                    found,
+                                })
+                            }
+                            (_, error) => error,
+                        };
                         self.discovery_failed(now, error, retry_after)
                     }
                 }
@@ -1287,6 +1298,15 @@ impl TokenSource {
         } else {
             Err(error)
         }
+    }
+}
+
+/// `url` without its query and fragment (`?…` marks a query cut off).
+fn without_query(url: &str) -> String {
+    match url.find(['?', '#']) {
+        Some(end) if url[end..].starts_with('?') => format!("{}?…", &url[..end]),
+        Some(end) => url[..end].to_owned(),
+        None => url.to_owned(),
     }
 }
 
