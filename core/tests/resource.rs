@@ -230,6 +230,17 @@ fn a_hint_on_another_origin_is_ignored_and_the_pinned_server_keeps_the_credentia
 }
 
 #[test]
+fn a_hint_is_not_taken_while_the_resources_metadata_is_being_read() {
+    let mut source = TokenSource::new(resource_config());
+    let out = send(&mut source, at(0));
+    // The answer in flight is checked against the location it was sent for.
+    assert!(!source.follow_resource_metadata(RESOURCE, HINT));
+    let event = source.handle_response(at(0), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)));
+    assert!(matches!(event, Ok(Event::ResourceMetadataUpdated(_))), "{event:?}");
+    assert!(source.follow_resource_metadata(RESOURCE, HINT));
+}
+
+#[test]
 fn a_hint_naming_the_well_known_url_is_the_well_known_document() {
     let mut source = TokenSource::new(resource_config());
     discover(&mut source);
