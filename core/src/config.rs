@@ -193,6 +193,7 @@ struct Inner {
     assertion_typ: bool,
     dpop: Option<JwtKey>,
     mutual_tls: bool,
+    allowed_authorization_servers: Vec<String>,
 }
 
 impl Config {
@@ -228,6 +229,7 @@ impl Config {
             assertion_typ: false,
             dpop: None,
             mutual_tls: false,
+            allowed_authorization_servers: Vec::new(),
         }
     }
 
@@ -265,6 +267,13 @@ impl Config {
             Endpoint::ResourceServer(resource) => Some(resource),
             Endpoint::Token(_) | Endpoint::Issuer(_) => None,
         }
+    }
+
+    /// The authorization servers (issuer identifiers) allowed besides the
+    /// one the resource's metadata named first, set with
+    /// [`ConfigBuilder::allow_authorization_server`].
+    pub fn allowed_authorization_servers(&self) -> &[String] {
+        &self.inner.allowed_authorization_servers
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
@@ -603,6 +612,7 @@ impl fmt::Debug for Config {
             .field("client_assertion_key", &i.client_assertion_key)
             .field("dpop", &i.dpop)
             .field("mutual_tls", &i.mutual_tls)
+            .field("allowed_authorization_servers", &i.allowed_authorization_servers)
             .finish_non_exhaustive()
     }
 }
@@ -658,6 +668,7 @@ pub struct ConfigBuilder {
     assertion_typ: bool,
     dpop: Option<JwtKey>,
     mutual_tls: bool,
+    allowed_authorization_servers: Vec<String>,
 }
 
 impl fmt::Debug for ConfigBuilder {
@@ -685,6 +696,7 @@ impl fmt::Debug for ConfigBuilder {
             .field("discovery_ttl", &self.discovery_ttl)
             .field("discovery_order", &self.discovery_order)
             .field("use_refresh_tokens", &self.use_refresh_tokens)
+            .field("allowed_authorization_servers", &self.allowed_authorization_servers)
             .finish()
     }
 }
@@ -752,10 +764,14 @@ impl ConfigBuilder {
 
     /// The protected resource the tokens are for (RFC 9728): the client reads
     /// its metadata (`/.well-known/oauth-protected-resource` inserted before
-    /// the path, or the `resource_metadata` URL of a 401 challenge, see
+    /// the path, or the `resource_metadata` URL of a 401 challenge on the
+    /// resource's own origin, see
     /// [`TokenSource::follow_resource_metadata`](crate::TokenSource::follow_resource_metadata)),
-    /// checks that the document's `resource` equals this URL exactly, takes
-    /// the first authorization server it names, discovers that issuer as
+    /// checks that the document's `resource` equals this URL exactly (for a
+    /// challenge's document: the URL requested), takes the first
+    /// authorization server it names (later: only that one or one in
+    /// [`allow_authorization_server`](ConfigBuilder::allow_authorization_server)),
+    /// discovers that issuer as
     /// [`ConfigBuilder::issuer`] does, and asks for tokens with `resource` set
     /// to this URL (RFC 8707; it is added to the [resources](ConfigBuilder::resource)).
     /// Same rules as issuer discovery: https (loopback aside), no redirects,
@@ -772,6 +788,36 @@ impl ConfigBuilder {
     /// ```
     pub fn resource_server(mut self, url: impl Into<String>) -> Self {
         self.resource_server = Some(url.into());
+        self
+    }
+
+    /// Allows `issuer` (repeatable) as an authorization server of the
+    /// [`resource_server`](ConfigBuilder::resource_server), besides the one
+    /// its metadata names at first discovery.
+    ///
+    /// The client's credentials (secret, assertions, DPoP-bound requests) go
+    /// only to the token endpoint of a server the user chose. With
+    /// `.resource_server(url)` that is the first authorization server its
+    /// well-known metadata names when the client first reads it; after that
+    /// the client follows the resource's metadata (a re-read after the
+    /// discovery TTL, or a `401` challenge's `resource_metadata` on the
+    /// resource's own origin) only to that server or to one allowed here:
+    /// a document naming only other servers is refused with
+    /// [`DiscoveryError::AuthorizationServerNotAllowed`](crate::DiscoveryError::AuthorizationServerNotAllowed),
+    /// and nothing is sent to them. Issuer identifiers compare exactly
+    /// (RFC 8414 §3.3). Only with `.resource_server(url)`: otherwise
+    /// [`ConfigError::AuthorizationServerWithoutResourceServer`].
+    ///
+    /// ```
+    /// let config = client_credentials::Config::builder("my-client", "my-secret")
+    ///     .resource_server("https://mcp.example.com/mcp")
+    ///     .allow_authorization_server("https://login.example.com/tenant-b")
+    ///     .build()?;
+    /// assert_eq!(config.allowed_authorization_servers(), ["https://login.example.com/tenant-b"]);
+    /// # Ok::<(), client_credentials::ConfigError>(())
+    /// ```
+    pub fn allow_authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.allowed_authorization_servers.push(issuer.into());
         self
     }
 
@@ -1022,18 +1068,21 @@ impl ConfigBuilder {
                 Endpoint::ResourceServer(resource)
             }
             (None, Some(issuer), None) => {
-                check_endpoint("issuer", &issuer, insecure)?;
-                if issuer.contains('?') {
-                    return Err(ConfigError::InvalidUrl {
-                        field: "issuer",
-                        url: issuer,
-                        reason: "an issuer has no query component (RFC 8414 §2)".into(),
-                    });
-                }
+                check_issuer("issuer", &issuer, insecure)?;
                 Endpoint::Issuer(issuer)
             }
             _ => return Err(ConfigError::ConflictingEndpoints),
         };
+        let mut allowed_authorization_servers: Vec<String> = Vec::new();
+        for issuer in self.allowed_authorization_servers {
+            if !matches!(endpoint, Endpoint::ResourceServer(_)) {
+                return Err(ConfigError::AuthorizationServerWithoutResourceServer);
+            }
+            check_issuer("allow_authorization_server", &issuer, insecure)?;
+            if !allowed_authorization_servers.contains(&issuer) {
+                allowed_authorization_servers.push(issuer);
+            }
+        }
         let revocation_endpoint = self
             .revocation_endpoint
             .map(|url| check_endpoint("revocation_endpoint", &url, insecure))
@@ -1148,9 +1197,24 @@ impl ConfigBuilder {
                 assertion_typ: self.assertion_typ,
                 dpop: self.dpop,
                 mutual_tls,
+                allowed_authorization_servers,
             }),
         })
     }
+}
+
+/// Checks an issuer identifier: a usable endpoint URL without a query
+/// component (RFC 8414 §2).
+fn check_issuer(field: &'static str, issuer: &str, insecure: bool) -> Result<(), ConfigError> {
+    check_endpoint(field, issuer, insecure)?;
+    if issuer.contains('?') {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            url: without_userinfo(issuer),
+            reason: "an issuer has no query component (RFC 8414 §2)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether the retry settings are consistent.

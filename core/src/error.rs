@@ -158,6 +158,11 @@ pub enum ConfigError {
     /// More than one of a token endpoint, an issuer and a resource server was given.
     #[error("more than one of .token_endpoint(..), .issuer(..) and .resource_server(..) is set; choose one")]
     ConflictingEndpoints,
+    /// [`allow_authorization_server`](crate::ConfigBuilder::allow_authorization_server)
+    /// was given without a resource server: only a client that learns its
+    /// authorization server from the resource's metadata has a choice of servers.
+    #[error(".allow_authorization_server(..) needs .resource_server(..); with .issuer(..) or .token_endpoint(..) the server is fixed")]
+    AuthorizationServerWithoutResourceServer,
     /// A URL does not parse or is not usable.
     #[error("{field} {url:?} is not a usable URL: {reason}")]
     InvalidUrl {
@@ -330,12 +335,14 @@ pub enum DiscoveryError {
         /// Why.
         reason: String,
     },
-    /// The protected resource metadata's `resource` is not the configured
-    /// resource (RFC 9728 §3.3): the document was rejected, and its
-    /// authorization servers are not contacted.
-    #[error("resource metadata names resource {found:?}, not the configured {expected:?}; the document was rejected")]
+    /// The protected resource metadata's `resource` is not the one expected
+    /// (RFC 9728 §3.3): the configured resource for its well-known metadata,
+    /// the URL of the request for a document a 401 named. The document was
+    /// rejected, and its authorization servers are not contacted.
+    #[error("resource metadata names resource {found:?}, not the expected {expected:?}; the document was rejected")]
     ResourceMismatch {
-        /// The configured resource identifier.
+        /// The resource identifier expected: the configured one, or the URL
+        /// requested when a 401's `resource_metadata` named the document.
         expected: String,
         /// The document's `resource`.
         found: String,
@@ -344,6 +351,17 @@ pub enum DiscoveryError {
     /// (none listed, or none https with loopback aside).
     #[error("the resource metadata names no usable authorization server (authorization_servers)")]
     NoAuthorizationServer,
+    /// The protected resource metadata names only authorization servers the
+    /// client may not use: neither the one the resource's metadata named at
+    /// first discovery nor one allowed with
+    /// [`allow_authorization_server`](crate::ConfigBuilder::allow_authorization_server).
+    /// The document was rejected and nothing was sent to them; if they are
+    /// legitimate, allow them in the configuration.
+    #[error("the resource metadata names authorization server(s) {named:?}, none of which is the one first discovered or allowed with .allow_authorization_server(..); the document was rejected and nothing was sent to them")]
+    AuthorizationServerNotAllowed {
+        /// The servers the document named (the first few).
+        named: Vec<String>,
+    },
 }
 
 impl DiscoveryError {

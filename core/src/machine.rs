@@ -20,7 +20,10 @@ use crate::key::JwtKey;
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
 use crate::redact::{excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
-use crate::resource::{check_resource, parse_resource_metadata_with, resource_metadata_url_with, ResourceMetadata};
+use crate::resource::{
+    check_resource, choose_authorization_server, parse_resource_metadata_with, resource_metadata_url_with,
+    ResourceMetadata,
+};
 use crate::response::{check_size, oauth_error, parse_json_object, parse_token_response_with};
 use crate::secret::Secret;
 use crate::time::Timestamp;
@@ -151,6 +154,15 @@ pub enum Event {
     Revoked,
 }
 
+/// A `resource_metadata` URL a 401 named (RFC 9728 §5.1), with the URL of
+/// the request it answered: the document read there must name that URL as
+/// its `resource` (RFC 9728 §3.3).
+#[derive(Debug, Clone, PartialEq)]
+struct ResourceHint {
+    metadata_url: Url,
+    requested: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sent {
     ResourceMetadata,
@@ -210,8 +222,12 @@ pub struct TokenSource {
     /// in the discovery round under way (then the issuer is discovered next).
     resource_metadata: Option<ResourceMetadata>,
     authorization_server: Option<String>,
-    resource_metadata_url: Option<Url>,
+    resource_hint: Option<ResourceHint>,
     resource_read: bool,
+    /// The authorization server the resource's metadata named when it was
+    /// first read: with the configured allowed ones, the only servers the
+    /// client's credentials may go to from then on.
+    trusted_authorization_server: Option<String>,
     phase: Phase,
     round: Round,
     /// No token or discovery request goes out before this (back-off, cool-down).
@@ -277,8 +293,9 @@ impl TokenSource {
             rediscovered: false,
             resource_metadata: None,
             authorization_server: None,
-            resource_metadata_url: None,
+            resource_hint: None,
             resource_read: false,
+            trusted_authorization_server: None,
             phase: Phase::Idle,
             round: Round::Done,
             not_before: Timestamp::UNIX_EPOCH,
@@ -413,34 +430,78 @@ impl TokenSource {
         self.config.issuer().or(self.authorization_server.as_deref())
     }
 
-    /// A 401 from the resource server named where its metadata is
-    /// (`WWW-Authenticate: Bearer resource_metadata="…"`, RFC 9728 §5.1):
-    /// read it there in the next discovery round, which starts with the next
-    /// token request. Only with
+    /// A 401 from the resource server to a request for `requested` named
+    /// where its metadata is (`WWW-Authenticate: Bearer
+    /// resource_metadata="…"`, RFC 9728 §5.1): read it there in the next
+    /// discovery round, which starts with the next token request.
+    ///
+    /// Followed only with
     /// [`ConfigBuilder::resource_server`](crate::ConfigBuilder::resource_server),
-    /// and only an https URL (loopback aside); the document must still name
-    /// the configured resource exactly. Returns whether anything changed
-    /// (`false` for the URL already in use, or one that is not acceptable).
-    pub fn follow_resource_metadata(&mut self, url: &str) -> bool {
-        if self.config.resource_server().is_none() {
-            return false;
-        }
-        let Ok(url) = check_resource(url, self.config.allows_insecure_http()) else {
+    /// and only when `url` and `requested` are both on the resource's own
+    /// origin (https, loopback aside): a hint elsewhere is ignored. The
+    /// document read there must name `requested` exactly as its `resource`
+    /// (RFC 9728 §3.3), and an authorization server the client may use
+    /// (see [`ConfigBuilder::allow_authorization_server`](crate::ConfigBuilder::allow_authorization_server));
+    /// otherwise it is refused with a typed error and the client keeps its
+    /// server. A hint naming the resource's well-known metadata URL means
+    /// that document, checked as at first discovery. Returns whether
+    /// anything changed (`false` for the URL already in use, one that is not
+    /// acceptable, or while the resource's metadata is being read).
+    pub fn follow_resource_metadata(&mut self, requested: &str, url: &str) -> bool {
+        let Some(resource) = self.config.resource_server() else {
             return false;
         };
-        if self.resource_metadata_url.as_ref() == Some(&url) {
+        if matches!(
+            self.phase,
+            Phase::InFlight {
+                sent: Sent::ResourceMetadata,
+                ..
+            }
+        ) {
+            // The answer in flight is checked against the hint it was sent for.
             return false;
         }
-        self.resource_metadata_url = Some(url);
+        let insecure = self.config.allows_insecure_http();
+        let (Ok(url), Ok(resource_url), Ok(requested_url)) = (
+            check_resource(url, insecure),
+            Url::parse(resource),
+            Url::parse(requested),
+        ) else {
+            return false;
+        };
+        // Only the resource itself says where its metadata is: a hint on
+        // another origin (or for a request to another origin) could name any
+        // authorization server.
+        let origin = resource_url.origin();
+        if url.origin() != origin || requested_url.origin() != origin {
+            return false;
+        }
+        let hint = match resource_metadata_url_with(resource, insecure) {
+            Ok(well_known) if well_known == url => None,
+            _ => Some(ResourceHint {
+                metadata_url: url,
+                requested: requested.to_owned(),
+            }),
+        };
+        if self.resource_hint == hint {
+            return false;
+        }
+        self.resource_hint = hint;
         self.resource_read = false;
         self.metadata_stale = true;
         true
     }
 
-    fn resource_metadata_location(&self, resource: &str) -> Option<Url> {
-        match &self.resource_metadata_url {
-            Some(url) => Some(url.clone()),
-            None => resource_metadata_url_with(resource, self.config.allows_insecure_http()).ok(),
+    /// Where the resource's metadata is read, and the `resource` the document
+    /// must name (RFC 9728 §3.3): the configured resource at its well-known
+    /// location, or the URL of the request whose 401 named another location.
+    fn resource_metadata_location(&self, resource: &str) -> (Option<Url>, String) {
+        match &self.resource_hint {
+            Some(hint) => (Some(hint.metadata_url.clone()), hint.requested.clone()),
+            None => (
+                resource_metadata_url_with(resource, self.config.allows_insecure_http()).ok(),
+                resource.to_owned(),
+            ),
         }
     }
 
@@ -734,7 +795,7 @@ impl TokenSource {
         let (sent, kind, request) = match (self.config.endpoint(), self.needs_discovery(now)) {
             (Endpoint::ResourceServer(resource), true) if !self.resource_read => {
                 // The resource was validated by Config::build, so the URL builds.
-                let request = match self.resource_metadata_location(resource) {
+                let request = match self.resource_metadata_location(resource).0 {
                     Some(url) => get_json(&url),
                     None => http::Request::new(Vec::new()),
                 };
@@ -866,19 +927,46 @@ impl TokenSource {
                 }
             }
             Sent::ResourceMetadata => {
-                let resource = self.config.resource_server().unwrap_or_default().to_owned();
-                let location = self.resource_metadata_location(&resource);
+                let resource = self.config.resource_server().unwrap_or_default();
+                let (location, expected) = self.resource_metadata_location(resource);
                 let fetched = Fetched::new(&self.config, location, &self.sent_credentials);
-                match parse_resource_metadata_with(&resource, &response, &fetched) {
-                    Ok(metadata) => {
-                        self.authorization_server = Some(metadata.authorization_server().to_owned());
+                let read = parse_resource_metadata_with(&expected, &response, &fetched).and_then(|metadata| {
+                    let server = choose_authorization_server(
+                        &metadata,
+                        self.trusted_authorization_server.as_deref(),
+                        self.authorization_server.as_deref(),
+                        self.config.allowed_authorization_servers(),
+                        &self.sent_credentials,
+                    )?;
+                    Ok((metadata, server))
+                });
+                match read {
+                    Ok((metadata, server)) => {
+                        self.trusted_authorization_server.get_or_insert_with(|| server.clone());
+                        self.authorization_server = Some(server);
                         self.resource_metadata = Some(metadata.clone());
                         self.resource_read = true;
                         self.location = 0;
                         self.pace(now);
                         Ok(Event::ResourceMetadataUpdated(metadata))
                     }
-                    Err(error) => self.discovery_failed(now, error, retry_after),
+                    Err(error) => {
+                        // A refused hint is forgotten: the next read is at
+                        // the well-known location, as at first discovery.
+                        let error = match (self.resource_hint.take(), error) {
+                            // The URL requested may carry a query the
+                            // application treats as private: the error (which
+                            // is logged) names it without.
+                            (Some(_), Error::Discovery(DiscoveryError::ResourceMismatch { expected, found })) => {
+                                Error::Discovery(DiscoveryError::ResourceMismatch {
+                                    expected: without_query(&expected),
+                                    found,
+                                })
+                            }
+                            (_, error) => error,
+                        };
+                        self.discovery_failed(now, error, retry_after)
+                    }
                 }
             }
             Sent::Discovery(location) => {
@@ -1209,6 +1297,15 @@ impl TokenSource {
         } else {
             Err(error)
         }
+    }
+}
+
+/// `url` without its query and fragment (`?…` marks a query cut off).
+fn without_query(url: &str) -> String {
+    match url.find(['?', '#']) {
+        Some(end) if url[end..].starts_with('?') => format!("{}?…", &url[..end]),
+        Some(end) => url[..end].to_owned(),
+        None => url.to_owned(),
     }
 }
 

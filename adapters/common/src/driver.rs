@@ -455,10 +455,12 @@ impl<W: Wake> Driver<W> {
         self.lock().source.dpop_proof(now, method, uri, Some(token), nonce)
     }
 
-    /// A resource server's 401 named where its RFC 9728 metadata is: read it
-    /// there at the next discovery (with `Config::builder(..).resource_server(..)`).
-    pub fn follow_resource_metadata(&self, url: &str) -> bool {
-        self.lock().source.follow_resource_metadata(url)
+    /// A resource server's 401 to a request for `requested` named where its
+    /// RFC 9728 metadata is: read it there at the next discovery (with
+    /// `Config::builder(..).resource_server(..)`, and only on the resource's
+    /// own origin; see `TokenSource::follow_resource_metadata`).
+    pub fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool {
+        self.lock().source.follow_resource_metadata(requested, url)
     }
 
     /// Forces a refresh: the mode to step in for its outcome, or the error of
