@@ -189,7 +189,11 @@ enum Round {
 /// has not expired.
 ///
 /// See the crate documentation for the whole loop.
-#[derive(Debug)]
+///
+/// Its `Debug` shows where the lifecycle stands (the configuration, the
+/// token, redacted as always, the phase and the failures), never a
+/// credential: no provided assertion, refresh token, `jti` or jitter seed,
+/// DPoP nonce, or what the request in flight carries.
 pub struct TokenSource {
     config: Config,
     token: Option<AccessToken>,
@@ -244,6 +248,19 @@ pub struct TokenSource {
     /// Every credential the request in flight carries: cut out of any server
     /// text its result quotes (errors, events).
     sent_credentials: Credentials,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("config", &self.config)
+            .field("token", &self.token)
+            .field("phase", &self.phase)
+            .field("round", &self.round)
+            .field("failures", &self.failures)
+            .field("not_before", &self.not_before)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenSource {
