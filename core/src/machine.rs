@@ -648,13 +648,14 @@ impl TokenSource {
                 .as_ref()
                 .and_then(|m| m.string_list("token_endpoint_auth_signing_alg_values_supported"))
         };
+        let (audience, typ) = self.assertion_audience(url);
         let claims = |jti| AssertionClaims {
             client_id: self.config.client_id(),
-            audience: self.assertion_audience(url),
+            audience,
             jti,
             now,
             lifetime: self.config.assertion_lifetime(),
-            typ: self.config.assertion_typ().then_some(CLIENT_ASSERTION_TYP),
+            typ,
         };
         let assertion = match auth {
             ClientAuth::PrivateKeyJwt(key) => {
@@ -711,17 +712,23 @@ impl TokenSource {
         Ok(prepared)
     }
 
-    /// The `aud` of built assertions: the issuer identifier unless the token
-    /// endpoint is asked for (or no issuer is known).
-    fn assertion_audience<'a>(&'a self, token_url: &'a Url) -> &'a str {
+    /// The `aud` of built assertions, and their `typ`: the issuer identifier
+    /// unless the token endpoint is asked for (or no issuer is known). Only
+    /// an assertion whose `aud` is the issuer is explicitly typed
+    /// (draft-ietf-oauth-rfc7523bis): one with the endpoint goes out untyped,
+    /// as RFC 7523 has it. `ConfigBuilder::build` refuses the settings that
+    /// would ask for both, so this is the rule, not a silent downgrade.
+    fn assertion_audience<'a>(&'a self, token_url: &'a Url) -> (&'a str, Option<&'static str>) {
         let issuer = self
             .config
             .assertion_issuer()
             .or_else(|| self.metadata.as_ref().map(|m| m.issuer.as_str()))
             .or_else(|| self.config.issuer());
         match (self.config.assertion_audience(), issuer) {
-            (AssertionAudience::Issuer, Some(issuer)) => issuer,
-            _ => self.token_endpoint_for_audience(token_url),
+            (AssertionAudience::Issuer, Some(issuer)) => {
+                (issuer, self.config.assertion_typ().then_some(CLIENT_ASSERTION_TYP))
+            }
+            _ => (self.token_endpoint_for_audience(token_url), None),
         }
     }
 
