@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::header::RETRY_AFTER;
 use http::Response;
 use url::Url;
+use zeroize::Zeroizing;
 
 use crate::assertion::{
     build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, JtiSource, CLIENT_ASSERTION_TYP,
@@ -238,7 +239,8 @@ pub struct TokenSource {
     jitter: Jitter,
     jti: JtiSource,
     /// The latest assertion handed over for an [`crate::AssertionSource::file`].
-    provided_assertion: Option<Result<String, String>>,
+    /// Zeroized when replaced or dropped.
+    provided_assertion: Option<Result<Zeroizing<String>, String>>,
     /// The token endpoint's latest `DPoP-Nonce` (RFC 9449 §8).
     dpop_nonce: Option<String>,
     /// The request in flight (or the last one) retried a `use_dpop_nonce` answer.
@@ -332,7 +334,7 @@ impl TokenSource {
     /// file before polling whenever it changed; the core never reads files.
     /// The assertion's `exp` is checked before each use.
     pub fn provide_assertion(&mut self, assertion: Result<String, String>) {
-        self.provided_assertion = Some(assertion);
+        self.provided_assertion = Some(assertion.map(Zeroizing::new));
     }
 
     /// The token endpoint's latest DPoP nonce, if it sent one.
@@ -666,7 +668,7 @@ impl TokenSource {
                     .map_err(|()| unsupported("client assertions", key.algorithm(), listed))?;
                 let jwt = build_assertion(AssertionKey::Private(key, alg), claims(self.jti.next(now)))
                     .map_err(|e| failed(e.into()))?;
-                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), Zeroizing::new(jwt)))
             }
             ClientAuth::ClientSecretJwt => {
                 if let Some(listed) = listed().filter(|l| !l.iter().any(|a| a == "HS256")) {
@@ -679,19 +681,26 @@ impl TokenSource {
                 let secret = self.config.client_secret().expose_secret();
                 let jwt = build_assertion(AssertionKey::Secret(secret), claims(self.jti.next(now)))
                     .map_err(|e| failed(e.into()))?;
-                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), Zeroizing::new(jwt)))
             }
             ClientAuth::Assertion(source) => {
-                let got = match source.call() {
-                    Some(result) => result,
-                    None => self.provided_assertion.clone().unwrap_or_else(|| {
-                        Err("the assertion file has not been read (the adapter hands it over with TokenSource::provide_assertion)".into())
-                    }),
+                let called;
+                let jwt: &str = match (source.call(), &self.provided_assertion) {
+                    (Some(result), _) => {
+                        called = Zeroizing::new(result.map_err(|reason| failed(unavailable(&reason)))?);
+                        &called
+                    }
+                    (None, Some(Ok(jwt))) => jwt,
+                    (None, Some(Err(reason))) => return Err(failed(unavailable(reason))),
+                    (None, None) => {
+                        return Err(failed(unavailable(
+                            "the assertion file has not been read (the adapter hands it over with TokenSource::provide_assertion)",
+                        )))
+                    }
                 };
-                let jwt = got.map_err(|reason| failed(unavailable(&reason)))?;
-                let jwt = jwt.trim().to_owned();
-                check_external(&jwt, now).map_err(failed)?;
-                Some((source.assertion_type().to_owned(), jwt))
+                let jwt = jwt.trim();
+                check_external(jwt, now).map_err(failed)?;
+                Some((source.assertion_type().to_owned(), Zeroizing::new(jwt.to_owned())))
             }
             _ => None,
         };
