@@ -236,7 +236,10 @@ fn inconsistent_assertion_settings_are_config_errors() {
         .auth(ClientAuth::PrivateKeyJwt(key(JwsAlgorithm::Es256)))
         .assertion_typ(true)
         .build();
-    assert_eq!(typed_without_issuer.unwrap_err(), ConfigError::TypedAssertionWithoutIssuer);
+    assert_eq!(
+        typed_without_issuer.unwrap_err(),
+        ConfigError::TypedAssertionWithoutIssuer
+    );
     assert!(matches!(
         builder().param("client_assertion", "x").build(),
         Err(ConfigError::ReservedParameter { .. })
@@ -303,14 +306,24 @@ fn client_secret_jwt_needs_a_secret_of_at_least_32_bytes() {
             .build()
     };
     for short in ["secret", SECRET, &"s".repeat(31)] {
-        assert_eq!(with_secret(short).unwrap_err(), ConfigError::HmacSecretTooShort, "{short}");
+        assert_eq!(
+            with_secret(short).unwrap_err(),
+            ConfigError::HmacSecretTooShort,
+            "{short}"
+        );
     }
     assert!(with_secret(&"s".repeat(32)).is_ok());
     // The error names the rule, never the secret.
     let message = with_secret("hunter2").unwrap_err().to_string();
-    assert!(message.contains("32 bytes") && !message.contains("hunter2"), "{message}");
+    assert!(
+        message.contains("32 bytes") && !message.contains("hunter2"),
+        "{message}"
+    );
     // Other methods take a short secret as before.
-    assert!(Config::builder(CLIENT_ID, "secret").token_endpoint(TOKEN_URL).build().is_ok());
+    assert!(Config::builder(CLIENT_ID, "secret")
+        .token_endpoint(TOKEN_URL)
+        .build()
+        .is_ok());
 }
 
 #[test]

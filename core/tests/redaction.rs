@@ -224,7 +224,10 @@ fn the_client_secret_is_redacted_in_every_form() {
 fn the_token_source_debug_shows_no_assertion_seed_or_token() {
     use client_credentials::{AssertionSource, TokenSource};
 
-    let assertion = jwt(&format!(r#"{{"sub":"workload","exp":{},"marker":"ASSERTION-MARKER"}}"#, START + 3600));
+    let assertion = jwt(&format!(
+        r#"{{"sub":"workload","exp":{},"marker":"ASSERTION-MARKER"}}"#,
+        START + 3600
+    ));
     let config = builder()
         .auth(ClientAuth::Assertion(AssertionSource::file("/run/token")))
         .build()
@@ -233,7 +236,10 @@ fn the_token_source_debug_shows_no_assertion_seed_or_token() {
     source.set_jti_seed([0xA5; 32]);
     source.provide_assertion(Ok(assertion.clone()));
     let out = send(&mut source, at(0));
-    assert_eq!(form_value(&out.request, "client_assertion").as_deref(), Some(assertion.as_str()));
+    assert_eq!(
+        form_value(&out.request, "client_assertion").as_deref(),
+        Some(assertion.as_str())
+    );
     let in_flight = format!("{source:?}");
     source
         .handle_response(

@@ -43,10 +43,12 @@ impl AssertionFile {
         }
         self.seen = None;
         let content = read_checked(&self.path, FileRule::Platform)
-            .map_err(|error| match error.get_ref().and_then(|e| e.downcast_ref::<RefusedFile>()) {
-                Some(refused) => refused.to_string(),
-                None => format!("cannot read {}: {}", self.path.display(), error.kind()),
-            })
+            .map_err(
+                |error| match error.get_ref().and_then(|e| e.downcast_ref::<RefusedFile>()) {
+                    Some(refused) => refused.to_string(),
+                    None => format!("cannot read {}: {}", self.path.display(), error.kind()),
+                },
+            )
             .and_then(|bytes| {
                 String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", self.path.display()))
             });

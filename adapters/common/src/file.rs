@@ -119,7 +119,11 @@ impl fmt::Display for RefusedFile {
             Refusal::SymbolicLink => write!(
                 f,
                 "{path} is a symbolic link{}; not followed (another user may have pointed it elsewhere)",
-                if private { "" } else { " not owned by this user or root, or a link to a link" }
+                if private {
+                    ""
+                } else {
+                    " not owned by this user or root, or a link to a link"
+                }
             ),
             Refusal::NotARegularFile => write!(f, "{path} is not a regular file (a FIFO, device or directory?)"),
             Refusal::Owner { uid } => write!(
@@ -172,6 +176,7 @@ pub fn read_checked(path: &Path, rule: FileRule) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+#[cfg_attr(not(unix), allow(dead_code))]
 enum Opened {
     Refused(Refusal),
     Failed(io::Error),

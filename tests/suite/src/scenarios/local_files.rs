@@ -66,14 +66,13 @@ pub fn an_unreadable_kind_of_token_file_is_refused_and_a_token_fetched<A: Adapte
         let dir = tempfile::tempdir().unwrap();
         let elsewhere = dir.path().join("elsewhere.json");
         std::fs::write(&elsewhere, b"{}").unwrap();
-        let plant: [(&str, &dyn Fn(&Path)); 3] = [
-            ("fifo", &|path| mkfifo(path)),
-            ("symlink", &|path| std::os::unix::fs::symlink(&elsewhere, path).unwrap()),
-            ("1 MiB", &|path| std::fs::write(path, vec![b' '; 1024 * 1024]).unwrap()),
-        ];
-        for (round, (what, plant)) in plant.iter().enumerate() {
+        for (round, what) in ["fifo", "symlink", "1 MiB"].into_iter().enumerate() {
             let path = dir.path().join(format!("token-{round}.json"));
-            plant(&path);
+            match what {
+                "fifo" => mkfifo(&path),
+                "symlink" => std::os::unix::fs::symlink(&elsewhere, &path).unwrap(),
+                _ => std::fs::write(&path, vec![b' '; 1024 * 1024]).unwrap(),
+            }
             let options = Options {
                 store: crate::StoreChoice::File(path.clone()),
                 ..Options::default()
@@ -83,9 +82,17 @@ pub fn an_unreadable_kind_of_token_file_is_refused_and_a_token_fetched<A: Adapte
                 .unwrap_or_else(|e| panic!("{}: {what}: {e}", A::NAME));
             assert_eq!(issuer.token_requests().len(), round + 1, "{}: {what}", A::NAME);
             let saved = std::fs::symlink_metadata(&path).unwrap();
-            assert!(saved.file_type().is_file(), "{}: {what}: replaced by the saved token", A::NAME);
+            assert!(
+                saved.file_type().is_file(),
+                "{}: {what}: replaced by the saved token",
+                A::NAME
+            );
         }
-        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"{}", "the link's target was not written");
+        assert_eq!(
+            std::fs::read(&elsewhere).unwrap(),
+            b"{}",
+            "the link's target was not written"
+        );
     }
 }
 
@@ -110,7 +117,10 @@ struct Sink(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Sink {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
         Ok(bytes.len())
     }
 
@@ -132,6 +142,10 @@ pub fn request_uris_are_logged_without_their_query<A: Adapter>() {
     assert_eq!(issuer.token_requests().len(), 1, "{}", A::NAME);
     let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     let path = issuer.token_endpoint();
-    assert!(logs.contains(&format!("{path}?…")), "{}: the request was logged: {logs}", A::NAME);
+    assert!(
+        logs.contains(&format!("{path}?…")),
+        "{}: the request was logged: {logs}",
+        A::NAME
+    );
     assert!(!logs.contains(&marker), "{}: the query was logged: {logs}", A::NAME);
 }
