@@ -115,32 +115,30 @@ impl fmt::Display for RefusedFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         let private = self.rule == FileRule::Private;
+        write!(f, "{path} is not trusted: ")?;
         match &self.refusal {
-            Refusal::SymbolicLink => write!(
-                f,
-                "{path} is a symbolic link{}; not followed (another user may have pointed it elsewhere)",
-                if private {
-                    ""
-                } else {
-                    " not owned by this user or root, or a link to a link"
-                }
-            ),
-            Refusal::NotARegularFile => write!(f, "{path} is not a regular file (a FIFO, device or directory?)"),
+            Refusal::SymbolicLink if private => {
+                f.write_str("it is a symbolic link, not followed (another user may have pointed it elsewhere)")
+            }
+            Refusal::SymbolicLink => {
+                f.write_str("it is a symbolic link not owned by this user or root, or a link to a link; not followed")
+            }
+            Refusal::NotARegularFile => f.write_str("it is not a regular file (a FIFO, device or directory?)"),
             Refusal::Owner { uid } => write!(
                 f,
-                "{path} is owned by uid {uid}, not by this process's user{}; another user may have planted it \
+                "it is owned by uid {uid}, not by this process's user{}; another user may have planted it \
                  (delete it, or keep it in a private directory)",
                 if private { "" } else { " or root" }
             ),
             Refusal::Mode { mode } if private => write!(
                 f,
-                "{path} has mode {mode:03o}, which lets group or others read or change it (chmod 600 it)"
+                "it has mode {mode:03o}, which lets group or others read or change it (chmod 600 it)"
             ),
             Refusal::Mode { mode } => write!(
                 f,
-                "{path} has mode {mode:03o}, which lets group or others change it (chmod go-w it)"
+                "it has mode {mode:03o}, which lets group or others change it (chmod go-w it)"
             ),
-            Refusal::TooLarge => write!(f, "{path} holds more than {MAX_FILE_BYTES} bytes"),
+            Refusal::TooLarge => write!(f, "it holds more than {MAX_FILE_BYTES} bytes"),
         }
     }
 }
