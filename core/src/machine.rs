@@ -55,13 +55,19 @@ pub struct Outgoing {
 }
 
 impl fmt::Debug for Outgoing {
-    /// Method and URI only: the body and headers carry credentials.
+    /// Method and URI only: the body and headers carry credentials, and the
+    /// URI's query (shown as `?…`) may carry a key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.request.uri();
+        let scheme = uri.scheme_str().map(|s| format!("{s}://")).unwrap_or_default();
+        let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+        let query = if uri.query().is_some() { "?…" } else { "" };
+        let shown = format!("{scheme}{}{port}{}{query}", uri.host().unwrap_or(""), uri.path());
         f.debug_struct("Outgoing")
             .field("id", &self.id)
             .field("kind", &self.kind)
             .field("method", self.request.method())
-            .field("uri", self.request.uri())
+            .field("uri", &format_args!("{shown}"))
             .finish_non_exhaustive()
     }
 }

@@ -267,3 +267,22 @@ fn the_token_source_debug_shows_no_assertion_seed_or_token() {
         assert!(debug.starts_with("TokenSource"), "{debug}");
     }
 }
+
+/// An `Outgoing`'s `Debug` (what an adapter may log) shows the URI without
+/// its query: a token endpoint may carry a key there.
+#[test]
+fn an_outgoing_request_debug_shows_no_query() {
+    let config = builder()
+        .token_endpoint("https://auth.example/oauth2/token?key=QUERY-MARKER")
+        .build()
+        .unwrap();
+    let out = send(&mut client_credentials::TokenSource::new(config), at(0));
+    assert_eq!(
+        out.request.uri().query(),
+        Some("key=QUERY-MARKER"),
+        "the request keeps it"
+    );
+    let debug = format!("{out:?}");
+    assert!(!debug.contains("QUERY-MARKER"), "{debug}");
+    assert!(debug.contains("https://auth.example/oauth2/token?…"), "{debug}");
+}
