@@ -251,8 +251,15 @@ pub enum ConfigError {
         method: &'static str,
     },
     /// `.assertion_typ(true)` with `.assertion_audience_token_endpoint()`.
-    #[error("typed client assertions (assertion_typ) must have the issuer as audience (RFC 10070); drop assertion_audience_token_endpoint()")]
+    #[error("typed client assertions (assertion_typ) must have the issuer as audience (draft-ietf-oauth-rfc7523bis); drop assertion_audience_token_endpoint()")]
     TypedAssertionAudience,
+    /// `.assertion_typ(true)` with a token endpoint configured directly and
+    /// no issuer identifier to put in `aud`.
+    #[error("typed client assertions (assertion_typ) carry the issuer identifier as audience (draft-ietf-oauth-rfc7523bis), and none is known: configure .issuer(..), or .assertion_audience(issuer) beside .token_endpoint(..)")]
+    TypedAssertionWithoutIssuer,
+    /// `client_secret_jwt` with a client secret shorter than 32 bytes.
+    #[error("client_secret_jwt signs with HS256, whose key must have at least 256 bits (RFC 7518 §3.2): use a client secret of 32 bytes or more, or another method")]
+    HmacSecretTooShort,
     /// The body limit is too small for any real token response.
     #[error("max_body_size of {bytes} bytes is too small; use at least 1024")]
     BodyLimitTooSmall {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::header::RETRY_AFTER;
 use http::Response;
 use url::Url;
+use zeroize::Zeroizing;
 
 use crate::assertion::{
     build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, JtiSource, CLIENT_ASSERTION_TYP,
@@ -57,13 +58,19 @@ pub struct Outgoing {
 }
 
 impl fmt::Debug for Outgoing {
-    /// Method and URI only: the body and headers carry credentials.
+    /// Method and URI only: the body and headers carry credentials, and the
+    /// URI's query (shown as `?…`) may carry a key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let uri = self.request.uri();
+        let scheme = uri.scheme_str().map(|s| format!("{s}://")).unwrap_or_default();
+        let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+        let query = if uri.query().is_some() { "?…" } else { "" };
+        let shown = format!("{scheme}{}{port}{}{query}", uri.host().unwrap_or(""), uri.path());
         f.debug_struct("Outgoing")
             .field("id", &self.id)
             .field("kind", &self.kind)
             .field("method", self.request.method())
-            .field("uri", self.request.uri())
+            .field("uri", &format_args!("{shown}"))
             .finish_non_exhaustive()
     }
 }
@@ -201,7 +208,11 @@ enum Round {
 /// has not expired.
 ///
 /// See the crate documentation for the whole loop.
-#[derive(Debug)]
+///
+/// Its `Debug` shows where the lifecycle stands (the configuration, the
+/// token, redacted as always, the phase and the failures), never a
+/// credential: no provided assertion, refresh token, `jti` or jitter seed,
+/// DPoP nonce, or what the request in flight carries.
 pub struct TokenSource {
     config: Config,
     token: Option<AccessToken>,
@@ -250,7 +261,8 @@ pub struct TokenSource {
     jitter: Jitter,
     jti: JtiSource,
     /// The latest assertion handed over for an [`crate::AssertionSource::file`].
-    provided_assertion: Option<Result<String, String>>,
+    /// Zeroized when replaced or dropped.
+    provided_assertion: Option<Result<Zeroizing<String>, String>>,
     /// The token endpoint's latest `DPoP-Nonce` (RFC 9449 §8).
     dpop_nonce: Option<String>,
     /// The request in flight (or the last one) retried a `use_dpop_nonce` answer.
@@ -260,6 +272,19 @@ pub struct TokenSource {
     /// Every credential the request in flight carries: cut out of any server
     /// text its result quotes (errors, events).
     sent_credentials: Credentials,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("config", &self.config)
+            .field("token", &self.token)
+            .field("phase", &self.phase)
+            .field("round", &self.round)
+            .field("failures", &self.failures)
+            .field("not_before", &self.not_before)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenSource {
@@ -331,7 +356,7 @@ impl TokenSource {
     /// file before polling whenever it changed; the core never reads files.
     /// The assertion's `exp` is checked before each use.
     pub fn provide_assertion(&mut self, assertion: Result<String, String>) {
-        self.provided_assertion = Some(assertion);
+        self.provided_assertion = Some(assertion.map(Zeroizing::new));
     }
 
     /// The token endpoint's latest DPoP nonce, if it sent one.
@@ -691,13 +716,14 @@ impl TokenSource {
                 .as_ref()
                 .and_then(|m| m.string_list("token_endpoint_auth_signing_alg_values_supported"))
         };
+        let (audience, typ) = self.assertion_audience(url);
         let claims = |jti| AssertionClaims {
             client_id: self.config.client_id(),
-            audience: self.assertion_audience(url),
+            audience,
             jti,
             now,
             lifetime: self.config.assertion_lifetime(),
-            typ: self.config.assertion_typ().then_some(CLIENT_ASSERTION_TYP),
+            typ,
         };
         let assertion = match auth {
             ClientAuth::PrivateKeyJwt(key) => {
@@ -708,7 +734,7 @@ impl TokenSource {
                     .map_err(|()| unsupported("client assertions", key.algorithm(), listed))?;
                 let jwt = build_assertion(AssertionKey::Private(key, alg), claims(self.jti.next(now)))
                     .map_err(|e| failed(e.into()))?;
-                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), Zeroizing::new(jwt)))
             }
             ClientAuth::ClientSecretJwt => {
                 if let Some(listed) = listed().filter(|l| !l.iter().any(|a| a == "HS256")) {
@@ -721,19 +747,26 @@ impl TokenSource {
                 let secret = self.config.client_secret().expose_secret();
                 let jwt = build_assertion(AssertionKey::Secret(secret), claims(self.jti.next(now)))
                     .map_err(|e| failed(e.into()))?;
-                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), Zeroizing::new(jwt)))
             }
             ClientAuth::Assertion(source) => {
-                let got = match source.call() {
-                    Some(result) => result,
-                    None => self.provided_assertion.clone().unwrap_or_else(|| {
-                        Err("the assertion file has not been read (the adapter hands it over with TokenSource::provide_assertion)".into())
-                    }),
+                let called;
+                let jwt: &str = match (source.call(), &self.provided_assertion) {
+                    (Some(result), _) => {
+                        called = Zeroizing::new(result.map_err(|reason| failed(unavailable(&reason)))?);
+                        &called
+                    }
+                    (None, Some(Ok(jwt))) => jwt,
+                    (None, Some(Err(reason))) => return Err(failed(unavailable(reason))),
+                    (None, None) => {
+                        return Err(failed(unavailable(
+                            "the assertion file has not been read (the adapter hands it over with TokenSource::provide_assertion)",
+                        )))
+                    }
                 };
-                let jwt = got.map_err(|reason| failed(unavailable(&reason)))?;
-                let jwt = jwt.trim().to_owned();
-                check_external(&jwt, now).map_err(failed)?;
-                Some((source.assertion_type().to_owned(), jwt))
+                let jwt = jwt.trim();
+                check_external(jwt, now).map_err(failed)?;
+                Some((source.assertion_type().to_owned(), Zeroizing::new(jwt.to_owned())))
             }
             _ => None,
         };
@@ -754,17 +787,23 @@ impl TokenSource {
         Ok(prepared)
     }
 
-    /// The `aud` of built assertions: the issuer identifier unless the token
-    /// endpoint is asked for (or no issuer is known).
-    fn assertion_audience<'a>(&'a self, token_url: &'a Url) -> &'a str {
+    /// The `aud` of built assertions, and their `typ`: the issuer identifier
+    /// unless the token endpoint is asked for (or no issuer is known). Only
+    /// an assertion whose `aud` is the issuer is explicitly typed
+    /// (draft-ietf-oauth-rfc7523bis): one with the endpoint goes out untyped,
+    /// as RFC 7523 has it. `ConfigBuilder::build` refuses the settings that
+    /// would ask for both, so this is the rule, not a silent downgrade.
+    fn assertion_audience<'a>(&'a self, token_url: &'a Url) -> (&'a str, Option<&'static str>) {
         let issuer = self
             .config
             .assertion_issuer()
             .or_else(|| self.metadata.as_ref().map(|m| m.issuer.as_str()))
             .or_else(|| self.config.issuer());
         match (self.config.assertion_audience(), issuer) {
-            (AssertionAudience::Issuer, Some(issuer)) => issuer,
-            _ => self.token_endpoint_for_audience(token_url),
+            (AssertionAudience::Issuer, Some(issuer)) => {
+                (issuer, self.config.assertion_typ().then_some(CLIENT_ASSERTION_TYP))
+            }
+            _ => (self.token_endpoint_for_audience(token_url), None),
         }
     }
 

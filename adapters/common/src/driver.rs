@@ -87,6 +87,9 @@ pub struct Driver<W> {
     state: Mutex<State>,
     published: Published,
     settings: Settings,
+    /// The client assertion file to read for the core, if the config names
+    /// one: read under its own lock, never under `state`'s.
+    assertion_file: Option<Mutex<AssertionFile>>,
     /// The adapter's I/O: its transport, store, provider and waiters.
     pub io: W,
 }
@@ -116,8 +119,6 @@ struct State {
     /// result of a flight cut short by `signout()` is dropped.
     flights: u64,
     current: u64,
-    /// The client assertion file to read for the core, if the config names one.
-    assertion_file: Option<AssertionFile>,
 }
 
 /// Which result a caller is after.
@@ -174,7 +175,7 @@ impl fmt::Debug for Task {
             Task::Load => f.write_str("Load"),
             Task::Provide(_) => f.write_str("Provide"),
             Task::BeginFetch(_) => f.write_str("BeginFetch"),
-            Task::Send(request) => write!(f, "Send({} {})", request.method(), request.uri()),
+            Task::Send(request) => write!(f, "Send({} {})", request.method(), crate::loggable_uri(request.uri())),
         }
     }
 }
@@ -241,7 +242,10 @@ impl<W: Wake> Driver<W> {
     pub fn new(settings: Settings, io: W) -> Self {
         // Always random: processes sharing a client must never repeat a jti.
         let source = TokenSource::new(settings.config.clone(), crate::random_bytes());
-        let assertion_file = settings.config.assertion_file().map(AssertionFile::new);
+        let assertion_file = settings
+            .config
+            .assertion_file()
+            .map(|path| Mutex::new(AssertionFile::new(path)));
         let loaded = settings.store.is_none();
         Driver {
             state: Mutex::new(State {
@@ -257,10 +261,10 @@ impl<W: Wake> Driver<W> {
                 store_waiters: Vec::new(),
                 flights: 0,
                 current: 0,
-                assertion_file,
             }),
             published: Published::new(),
             settings,
+            assertion_file,
             io,
         }
     }
@@ -381,13 +385,24 @@ impl<W: Wake> Driver<W> {
                 flight,
             });
         }
-        let state = &mut *state;
-        if let Some(file) = &mut state.assertion_file {
+        if let Some(file) = &self.assertion_file {
             // Only when a request may be built: a fresh token needs no assertion.
             if state.source.refresh_at().is_none_or(|at| now >= at) {
-                file.refresh(&mut state.source);
+                // Read outside the state lock: callers served from cache, and
+                // the flight's own bookkeeping, never wait for a file system.
+                // Callers that need the assertion read it one at a time, so
+                // each sees the content the one before handed over.
+                drop(state);
+                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                let content = file.read_if_changed();
+                state = self.lock();
+                drop(file);
+                if let Some(content) = content {
+                    state.source.provide_assertion(content);
+                }
             }
         }
+        let state = &mut *state;
         let action = match mode {
             Mode::Token => state.source.poll(now),
             Mode::Refresh(ticket) => state.source.poll_refresh(now, ticket),
@@ -414,7 +429,13 @@ impl<W: Wake> Driver<W> {
             (Task::BeginFetch(now), Job::Held(outgoing))
         } else {
             let Outgoing { id, kind, request } = outgoing;
-            tracing::debug!(request = %id, ?kind, method = %request.method(), uri = %request.uri(), "client-credentials: sending");
+            tracing::debug!(
+                request = %id,
+                ?kind,
+                method = %request.method(),
+                uri = %crate::loggable_uri(request.uri()),
+                "client-credentials: sending"
+            );
             (Task::Send(request), Job::Sent(id))
         }
     }
