@@ -53,5 +53,5 @@ mod tokio_store;
 
 pub use store::{
     RedisStore, RedisStoreBuilder, RedisStoreError, DEFAULT_KEY_PREFIX, DEFAULT_LOCK_TTL, DEFAULT_POLL_INTERVAL,
-    DEFAULT_TIMEOUT,
+    DEFAULT_TIMEOUT, MAX_VALUE_SIZE,
 };

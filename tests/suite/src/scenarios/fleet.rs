@@ -200,6 +200,41 @@ pub fn a_rejected_token_is_invalidated_fleet_wide<A: Adapter>() {
     assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
 }
 
+/// A process still holding a token the fleet has already replaced gets it
+/// rejected: its eviction leaves the newer token another process stored, so
+/// the fleet keeps sharing it and nothing is fetched again.
+pub fn a_stale_rejection_never_deletes_a_newer_fleet_token<A: Adapter>() {
+    let server = RedisServer::start();
+    let issuer = TestIssuer::start();
+    let (options, key) = redis_options(&server, &issuer);
+    let (one, two) = (client::<A>(&issuer, &options), client::<A>(&issuer, &options));
+    let first = A::token(&one).unwrap();
+    assert_eq!(A::token(&two).unwrap().secret(), first.secret(), "{}", A::NAME);
+    // `two` sees `first` rejected and shares its replacement.
+    A::invalidate(&two, &first);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let second = loop {
+        let token = A::token(&two).unwrap();
+        if token.secret() != first.secret() {
+            break token;
+        }
+        assert!(Instant::now() < deadline, "{}: not replaced", A::NAME);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
+    // `one` still serves `first`; its rejection comes late.
+    A::invalidate(&one, &first);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.cli(&["exists", &key]),
+        "1",
+        "{}: the newer token was deleted",
+        A::NAME
+    );
+    assert_eq!(A::token(&one).unwrap().secret(), second.secret(), "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
+}
+
 /// Something else under the key (garbage, another type) is ignored and
 /// replaced by the next token, which the fleet then shares.
 pub fn a_corrupt_or_foreign_value_is_replaced<A: Adapter>() {
