@@ -37,9 +37,8 @@ use crate::store::{io_error, store_error, RedisStoreError, Shared, MAX_VALUE_SIZ
 /// sent) reads as an empty, stale value, so the round takes the lock and
 /// the token written later replaces it.
 const ACQUIRE: &str = r"
-local value = ''
-local size = redis.pcall('STRLEN', KEYS[1])
-if type(size) == 'number' and size <= tonumber(ARGV[4]) then value = redis.call('GET', KEYS[1]) end
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' or (value and #value > tonumber(ARGV[4])) then value = '' end
 if value and value ~= ARGV[3] then return {1, value} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
 return {3, ''}
@@ -47,12 +46,15 @@ return {3, ''}
 
 /// `KEYS[1]` the token; `ARGV[1]` the size limit. The stored value; nil for
 /// none or a key of another type (not ours); an error reply `TOOLARGE` for a
-/// value over the limit, which is not sent.
+/// value over the limit, which is not sent. The scripts call only `GET`,
+/// `SET` and `DEL`, so an ACL user needs no more than those and `EVAL`.
 const LOAD: &str = r"
-local size = redis.pcall('STRLEN', KEYS[1])
-if type(size) ~= 'number' then return false end
-if size > tonumber(ARGV[1]) then return redis.error_reply('TOOLARGE the stored value exceeds the size limit') end
-return redis.call('GET', KEYS[1])
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' then return false end
+if value and #value > tonumber(ARGV[1]) then
+  return redis.error_reply('TOOLARGE the stored value exceeds the size limit')
+end
+return value
 ";
 
 /// The fenced write. `KEYS[1]` the token; `ARGV[1]` the sealed value,
@@ -65,7 +67,7 @@ return redis.call('GET', KEYS[1])
 /// are ordered too; a late writer can only ever replace a token that
 /// expires no later than its own.
 const SAVE: &str = r"
-local head = redis.pcall('GETRANGE', KEYS[1], 0, 20)
+local head = redis.pcall('GET', KEYS[1])
 if type(head) == 'string' and string.byte(head, 1) == 2 then
   local stored = tonumber(string.sub(head, 2, 21))
   if stored and stored > tonumber(ARGV[3]) then return 0 end
@@ -78,7 +80,7 @@ return 1
 /// `ARGV` the rejected token's ids (one per key that may have sealed it).
 /// Deletes the value only if its header names one of them (returns 1).
 const EVICT: &str = r"
-local head = redis.pcall('GETRANGE', KEYS[1], 0, 52)
+local head = redis.pcall('GET', KEYS[1])
 if type(head) ~= 'string' or string.byte(head, 1) ~= 2 then return 0 end
 local id = string.sub(head, 22, 53)
 for i = 1, #ARGV do
