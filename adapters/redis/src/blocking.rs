@@ -145,9 +145,10 @@ pub(crate) fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> i
 }
 
 impl crate::RedisStore {
-    /// Whether the store is reachable now: one `PING` (on a fresh
-    /// connection, bounded by the store's [`timeout`](crate::RedisStoreBuilder::timeout)),
-    /// whatever happened before. For a check at start: a store that cannot
+    /// Whether the store is reachable now: one trivial script (`EVAL`, so
+    /// an ACL user limited to the store's commands may run it) on a fresh
+    /// connection, bounded by the store's [`timeout`](crate::RedisStoreBuilder::timeout),
+    /// whatever happened before; a refused password is an error too. For a check at start: a store that cannot
     /// be reached never fails a token request, it only costs the fleet its
     /// sharing (and logs a warning naming the server). Feature `blocking`;
     /// with `tokio`, [`check_async`](Self::check_async).
@@ -163,7 +164,7 @@ impl crate::RedisStore {
         let shared = &self.shared;
         let result = SyncConnection::start(shared.target.clone(), shared.timeout)
             .map_err(RedisError::from)
-            .and_then(|connection| connection.query(&redis::cmd("PING"), shared.timeout));
+            .and_then(|connection| connection.query(&crate::fleet::probe(), shared.timeout));
         shared.record(&result);
         result.map(drop).map_err(|error| RedisStoreError::Unreachable {
             servers: shared.server_list(),
@@ -471,11 +472,25 @@ mod tests {
 
     #[test]
     fn check_reports_whether_the_store_answers_and_names_the_server_not_the_password() {
-        let mut server = RedisServer::start_with(&["--requirepass", "hunter2"]);
-        let url = server.url().replace("redis://", "redis://:hunter2@");
+        // Only an ACL user limited to what the store sends.
+        let mut server = RedisServer::start_with(&[
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "fleet",
+            "on",
+            ">hunter2",
+            "~client-credentials:*",
+            "+get",
+            "+set",
+            "+del",
+            "+eval",
+        ]);
+        let url = server.url().replace("redis://", "redis://fleet:hunter2@");
         let store = RedisStore::builder(url).build().unwrap();
         store.check().unwrap();
-        let wrong = RedisStore::builder(server.url().replace("redis://", "redis://:wrong@"))
+        let wrong = RedisStore::builder(server.url().replace("redis://", "redis://fleet:wrong@"))
             .build()
             .unwrap();
         assert!(wrong.check().is_err());

@@ -451,6 +451,15 @@ fn set_token(keys: &Keys, value: Vec<u8>, expiry: Timestamp, now: Timestamp) -> 
     Some(cmd)
 }
 
+/// What [`RedisStore::check`](crate::RedisStore::check) sends: a script
+/// touching no key, which an ACL user limited to the store's commands
+/// (`GET`, `SET`, `DEL`, `EVAL`) may run, where `PING` may be refused.
+pub(crate) fn probe() -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg("return 1").arg(0);
+    cmd
+}
+
 /// The [`EVICT`] script for a token with these ids.
 fn evict_token(keys: &Keys, ids: &[String]) -> Cmd {
     let mut cmd = redis::cmd("EVAL");

@@ -109,13 +109,13 @@ pub(crate) async fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp
 
 impl crate::RedisStore {
     /// As [`check`](Self::check), on an async connection (feature `tokio`;
-    /// call it inside a tokio runtime): one `PING` within the store's
+    /// call it inside a tokio runtime): one trivial script within the store's
     /// [`timeout`](crate::RedisStoreBuilder::timeout), on a fresh connection.
     pub async fn check_async(&self) -> Result<(), RedisStoreError> {
         let shared = &*self.shared;
         let ping = async {
             let mut connection = connect(shared).await?;
-            let cmd = redis::cmd("PING");
+            let cmd = crate::fleet::probe();
             match &mut connection {
                 AsyncConnection::Single(connection) => cmd.query_async::<Value>(connection).await,
                 #[cfg(feature = "cluster")]
@@ -255,6 +255,17 @@ mod tests {
         })
         .await
         .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn check_async_reports_whether_the_store_answers() {
+        let mut server = RedisServer::start();
+        let store = RedisStore::builder(server.url()).build().unwrap();
+        store.check_async().await.unwrap();
+        server.kill();
+        let error = store.check_async().await.unwrap_err();
+        assert!(matches!(error, RedisStoreError::Unreachable { .. }), "{error:?}");
+        assert!(error.to_string().contains(&server.port().to_string()), "{error}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
