@@ -363,3 +363,26 @@ impl AsyncTokenStore for MemoryStore {
         Box::pin(std::future::ready(TokenStore::evict(self, config, token)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicting_a_memory_store_removes_only_the_rejected_token() {
+        let config = Config::builder("id", "secret")
+            .token_endpoint("https://auth.example.com/token")
+            .build()
+            .unwrap();
+        let (stale, newer) = (
+            AccessToken::builder("stale").build().unwrap(),
+            AccessToken::builder("newer").build().unwrap(),
+        );
+        let store = MemoryStore::new();
+        store.set(Some(newer.clone()));
+        TokenStore::evict(&store, &config, &stale).unwrap();
+        assert_eq!(store.get().map(|t| t.secret().to_owned()).as_deref(), Some("newer"));
+        TokenStore::evict(&store, &config, &newer).unwrap();
+        assert!(store.get().is_none());
+    }
+}
