@@ -13,9 +13,9 @@
 //! every call with a timeout).
 //!
 //! Every store call (`load`, `save`, `delete`, `evict`, `begin_fetch`,
-//! `end_fetch`) is an [`Operation`] built here: it says which command to send next and
-//! what the answer means, so the drivers (`blocking`, `tokio`) only send
-//! commands and sleep, each in one loop.
+//! `end_fetch`) is an [`Operation`] built here: it says which command to
+//! send next and what the answer means, so the drivers (`blocking`,
+//! `tokio`) only send commands and sleep, each in one loop.
 
 use std::io;
 use std::time::Duration;
@@ -165,14 +165,13 @@ pub(crate) fn load(
         // Nothing is read for a client whose tokens cannot be sealed.
         Err(error) => (None, Err(error)),
     };
-    let mut sealer = Some(sealer);
-    exchange(command, move |answer| match (answer, sealer.take()) {
-        (_, Some(Err(error))) => Err(store_error(error)),
-        (Some(Ok(reply)), Some(Ok(sealer))) => open_reply(&sealer, &keys, reply),
-        (Some(Err(error)), _) if is_foreign(&error) => Ok(None),
-        (Some(Err(error)), _) => Err(io_error(error)),
+    exchange(command, move |answer| match (answer, &sealer) {
+        (_, Err(error)) => Err(store_error(error.clone())),
+        (Some(Ok(reply)), Ok(sealer)) => open_reply(sealer, &keys, reply),
+        (Some(Err(error)), Ok(_)) if is_foreign(&error) => Ok(None),
+        (Some(Err(error)), Ok(_)) => Err(io_error(error)),
         // Not reached: the command is sent whenever there is a sealer.
-        _ => Ok(None),
+        (None, Ok(_)) => Ok(None),
     })
 }
 

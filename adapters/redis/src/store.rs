@@ -76,9 +76,12 @@ pub const MAX_VALUE_SIZE: usize = 256 * 1024;
 ///   the process fetches on its own, leaves Redis alone for a second, and
 ///   shares again once Redis answers.
 /// - The cached read (`token()` while fresh) never touches Redis.
-/// - Replies are capped at [`MAX_VALUE_SIZE`]: a larger stored value or
-///   reply is [`RedisStoreError::TooLarge`], never read into memory by the
-///   store's scripts.
+/// - Replies are capped at [`MAX_VALUE_SIZE`]: a larger stored value is
+///   never sent by the store's scripts, and a larger reply is
+///   [`RedisStoreError::TooLarge`] and drops the connection. (A server that
+///   is not Redis can still make the redis crate buffer what it sends
+///   before the store's timeout; `rediss://` keeps a network attacker from
+///   being that server.)
 ///
 /// `Debug` shows the servers without credentials; so do its log lines.
 #[derive(Clone)]
