@@ -235,6 +235,62 @@ pub fn a_stale_rejection_never_deletes_a_newer_fleet_token<A: Adapter>() {
     assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
 }
 
+/// A client authenticating with a private key has no secret to seal its
+/// tokens with: without an encryption key the store reads and writes
+/// nothing for it (each client fetches on its own); with one, the fleet
+/// shares the sealed token.
+pub fn a_client_without_a_secret_shares_only_with_an_encryption_key<A: Adapter>() {
+    use client_credentials::{ClientAuth, JwsAlgorithm, JwtKey};
+    use client_credentials_redis::RedisStore;
+
+    let server = RedisServer::start();
+    let key = JwtKey::from_pem(super::assertions::EC_PEM, JwsAlgorithm::Es256)
+        .unwrap()
+        .with_key_id("ec-1");
+    let issuer = TestIssuer::builder()
+        .client("jwt-client", "unused-secret")
+        .client_jwk("jwt-client", key.public_jwk())
+        .auth_methods(["private_key_jwt"])
+        .start();
+    let config = client_credentials::Config::builder("jwt-client", "")
+        .issuer(issuer.issuer_url())
+        .auth(ClientAuth::PrivateKeyJwt(key))
+        .jitter_seed(7)
+        .build()
+        .unwrap();
+    let clients = |store: RedisStore| {
+        let options = crate::Options {
+            store: crate::StoreChoice::Redis(store),
+            ..crate::Options::default()
+        };
+        (
+            A::build(config.clone(), options.clone()),
+            A::build(config.clone(), options),
+        )
+    };
+    let unkeyed = RedisStore::builder(server.url()).build().unwrap();
+    let name = unkeyed.key(&config);
+    let (one, two) = clients(unkeyed);
+    A::token(&one).unwrap();
+    A::token(&two).unwrap();
+    assert_eq!(issuer.token_requests().len(), 2, "{}: nothing shared", A::NAME);
+    assert_eq!(server.cli(&["exists", &name]), "0", "{}: nothing written", A::NAME);
+
+    let keyed = RedisStore::builder(server.url())
+        .encryption_key([7u8; 32])
+        .build()
+        .unwrap();
+    let (three, four) = clients(keyed);
+    let shared = A::token(&three).unwrap();
+    assert_eq!(A::token(&four).unwrap().secret(), shared.secret(), "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 3, "{}", A::NAME);
+    assert!(
+        !server.cli(&["get", &name]).contains(shared.secret()),
+        "{}: sealed",
+        A::NAME
+    );
+}
+
 /// Something else under the key (garbage, another type) is ignored and
 /// replaced by the next token, which the fleet then shares.
 pub fn a_corrupt_or_foreign_value_is_replaced<A: Adapter>() {
