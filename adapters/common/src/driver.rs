@@ -348,8 +348,8 @@ impl<W: Wake> Driver<W> {
     }
 
     /// Records a store change, in the order of the state changes (this runs
-    /// under the lock that made them). A deletion replaces every change not
-    /// yet applied; a save replaces a pending save but never a pending
+    /// under the lock that made them). A deletion (or eviction) replaces
+    /// every change not yet applied; a save replaces a pending save but never a pending
     /// deletion, which still lands first: otherwise a save applying now (of
     /// the token the deletion dropped) would stay in the store if the later
     /// save failed or never ran.
@@ -358,7 +358,7 @@ impl<W: Wake> Driver<W> {
             state.store_recorded += 1;
             let pending = &mut state.store_pending;
             match change {
-                StoreChange::Delete => pending.clear(),
+                StoreChange::Delete | StoreChange::Evict(_) => pending.clear(),
                 StoreChange::Save(_) => {
                     if matches!(pending.back(), Some((_, StoreChange::Save(_)))) {
                         pending.pop_back();
@@ -496,15 +496,16 @@ impl<W: Wake> Driver<W> {
     }
 
     /// The resource server rejected `token`: stop serving it. Returns
-    /// whether it was the cached token and its deletion from the store is
-    /// due ([`Driver::save_changes`]).
+    /// whether it was the cached token and its eviction from the store
+    /// (deleted only if the store still holds it) is due
+    /// ([`Driver::save_changes`]).
     pub fn invalidate(&self, token: &AccessToken) -> bool {
         let mut state = self.lock();
         if !state.source.invalidate(token) {
             return false;
         }
         self.publish(&state.source);
-        let delete = self.record(&mut state, StoreChange::Delete);
+        let delete = self.record(&mut state, StoreChange::Evict(token.clone()));
         drop(state);
         self.io.wake();
         delete
@@ -929,6 +930,7 @@ impl<W: Io> Driver<W> {
             let result = match &change {
                 StoreChange::Save(token) => store.save(self.config(), token).await,
                 StoreChange::Delete => store.delete(self.config()).await,
+                StoreChange::Evict(token) => store.evict(self.config(), token).await,
             };
             if let Err(error) = result {
                 store_failed(change.verb(), &error);
