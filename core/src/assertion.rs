@@ -34,8 +34,7 @@ pub const CLIENT_ASSERTION_TYP: &str = "client-authentication+jwt";
 /// never a request with a stale assertion.
 ///
 /// The core never reads files: for [`AssertionSource::file`] the adapter reads
-/// the file (again whenever it changes) and hands the content over with
-/// [`TokenSource::provide_assertion`](crate::TokenSource::provide_assertion).
+/// the file (again whenever it changes) and hands the content to the core.
 /// A callback is called by the core while it builds the request, so it must
 /// not block: return a value your own code keeps up to date.
 ///

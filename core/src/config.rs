@@ -7,10 +7,12 @@ use std::time::Duration;
 use url::Url;
 
 use crate::assertion::AssertionSource;
+use crate::discovery::{discovery_url_with, DiscoveryLocation};
 use crate::endpoint::{check_endpoint, without_userinfo};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, DiscoveryError};
 use crate::key::JwtKey;
 use crate::policy::RetryPolicy;
+use crate::resource::resource_metadata_url_with;
 use crate::secret::Secret;
 
 /// How the client authenticates to the token endpoint.
@@ -133,12 +135,73 @@ pub enum DiscoveryOrder {
 pub(crate) enum Endpoint {
     /// Configured directly.
     Token(Url),
-    /// Discovered from this issuer (the string exactly as configured).
-    Issuer(String),
+    /// Discovered from this issuer.
+    Issuer(Issuer),
     /// Discovered from this protected resource (RFC 9728): its metadata names
-    /// the issuer, whose metadata names the token endpoint (the string exactly
-    /// as configured).
-    ResourceServer(String),
+    /// the issuer, whose metadata names the token endpoint.
+    ResourceServer(ResourceServer),
+}
+
+/// An issuer whose metadata names the token endpoint, with the URLs of its
+/// metadata documents built and checked once: every discovery request the
+/// client sends is to one of them, so none can be malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Issuer {
+    /// The identifier exactly as configured or named: a document's `issuer`
+    /// must equal it byte for byte (RFC 8414 §3.3).
+    identifier: String,
+    openid: Url,
+    rfc8414: Url,
+}
+
+impl Issuer {
+    /// Checks `identifier` and builds its metadata URLs; the error says why
+    /// it cannot be used (not a URL, plain `http:` to a non-loopback host, a
+    /// query or fragment).
+    pub(crate) fn new(identifier: String, allow_insecure: bool) -> Result<Issuer, DiscoveryError> {
+        let openid = discovery_url_with(&identifier, DiscoveryLocation::OpenId, allow_insecure)?;
+        let rfc8414 = discovery_url_with(&identifier, DiscoveryLocation::Rfc8414, allow_insecure)?;
+        Ok(Issuer {
+            identifier,
+            openid,
+            rfc8414,
+        })
+    }
+
+    /// The identifier.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.identifier
+    }
+
+    /// Where its metadata document is read at `location`.
+    pub(crate) fn metadata_url(&self, location: DiscoveryLocation) -> &Url {
+        match location {
+            DiscoveryLocation::OpenId => &self.openid,
+            DiscoveryLocation::Rfc8414 => &self.rfc8414,
+        }
+    }
+}
+
+/// A protected resource (RFC 9728), with the checked URL of its well-known
+/// metadata document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResourceServer {
+    /// The identifier exactly as configured: the document's `resource` must
+    /// equal it (RFC 9728 §3.3).
+    identifier: String,
+    metadata_url: Url,
+}
+
+impl ResourceServer {
+    /// The identifier.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.identifier
+    }
+
+    /// Where its metadata document is read, unless a `401` named another place.
+    pub(crate) fn metadata_url(&self) -> &Url {
+        &self.metadata_url
+    }
 }
 
 /// A validated configuration, cheap to clone (one `Arc`).
@@ -256,7 +319,7 @@ impl Config {
     /// issuer (not for [`Config::resource_server`], whose issuer is learned).
     pub fn issuer(&self) -> Option<&str> {
         match &self.inner.endpoint {
-            Endpoint::Issuer(issuer) => Some(issuer),
+            Endpoint::Issuer(issuer) => Some(issuer.as_str()),
             Endpoint::Token(_) | Endpoint::ResourceServer(_) => None,
         }
     }
@@ -265,7 +328,7 @@ impl Config {
     /// configured with [`ConfigBuilder::resource_server`].
     pub fn resource_server(&self) -> Option<&str> {
         match &self.inner.endpoint {
-            Endpoint::ResourceServer(resource) => Some(resource),
+            Endpoint::ResourceServer(resource) => Some(resource.as_str()),
             Endpoint::Token(_) | Endpoint::Issuer(_) => None,
         }
     }
@@ -319,7 +382,7 @@ impl Config {
     }
 
     /// The file an [`AssertionSource::file`] reads, for the adapter to read
-    /// and hand over with [`crate::TokenSource::provide_assertion`].
+    /// and hand to the core.
     pub fn assertion_file(&self) -> Option<&std::path::Path> {
         match &self.inner.auth {
             Some(ClientAuth::Assertion(source)) => source.path(),
@@ -515,12 +578,12 @@ impl Config {
             }
             Endpoint::Issuer(issuer) => {
                 field(&mut hash, b"issuer");
-                field(&mut hash, issuer.as_bytes());
+                field(&mut hash, issuer.as_str().as_bytes());
             }
             // The issuer is learned from the resource: the resource names it.
             Endpoint::ResourceServer(resource) => {
                 field(&mut hash, b"resource_server");
-                field(&mut hash, resource.as_bytes());
+                field(&mut hash, resource.as_str().as_bytes());
             }
         }
         field(&mut hash, i.client_id.as_bytes());
@@ -596,8 +659,8 @@ impl fmt::Debug for Config {
             .field("client_secret", &i.client_secret);
         match &i.endpoint {
             Endpoint::Token(url) => d.field("token_endpoint", &url.as_str()),
-            Endpoint::Issuer(issuer) => d.field("issuer", issuer),
-            Endpoint::ResourceServer(resource) => d.field("resource_server", resource),
+            Endpoint::Issuer(issuer) => d.field("issuer", &issuer.as_str()),
+            Endpoint::ResourceServer(resource) => d.field("resource_server", &resource.as_str()),
         };
         d.field("auth", &i.auth)
             .field("scopes", &i.scopes)
@@ -1074,13 +1137,26 @@ impl ConfigBuilder {
             (Some(url), None, None) => Endpoint::Token(check_endpoint("token_endpoint", &url, insecure)?),
             (None, None, Some(resource)) => {
                 check_endpoint("resource_server", &resource, insecure)?;
+                let metadata_url = resource_metadata_url_with(&resource, insecure).map_err(|e| ConfigError::InvalidUrl {
+                    field: "resource_server",
+                    url: without_userinfo(&resource),
+                    reason: e.to_string(),
+                })?;
                 // RFC 8707: the token is asked for this resource.
                 given_resources.insert(0, resource.clone());
-                Endpoint::ResourceServer(resource)
+                Endpoint::ResourceServer(ResourceServer {
+                    identifier: resource,
+                    metadata_url,
+                })
             }
             (None, Some(issuer), None) => {
                 check_issuer("issuer", &issuer, insecure)?;
-                Endpoint::Issuer(issuer)
+                let url = without_userinfo(&issuer);
+                Endpoint::Issuer(Issuer::new(issuer, insecure).map_err(|e| ConfigError::InvalidUrl {
+                    field: "issuer",
+                    url,
+                    reason: e.to_string(),
+                })?)
             }
             _ => return Err(ConfigError::ConflictingEndpoints),
         };

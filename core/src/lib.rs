@@ -31,7 +31,7 @@
 //!             Action::Ready(token) => return Ok(token.secret().to_owned()),
 //!             Action::Send(outgoing) => {
 //!                 // Perform the request: no redirects, body capped at
-//!                 // `config().max_body_size()`. Then hand the result back.
+//!                 // `Config::max_body_size`. Then hand the result back.
 //!                 let result = match perform(outgoing.request) {
 //!                     Ok(response) => source.handle_response(now(), outgoing.id, response),
 //!                     Err(kind) => source.handle_transport_error(now(), outgoing.id, kind),
@@ -60,19 +60,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A forced refresh (an adapter's `refresh()`) is the same loop with
-//! [`TokenSource::force_refresh_at`], which returns the cool-down error at once
-//! during a cool-down, and [`TokenSource::poll_refresh`], which ends with
-//! `Failed` when that round fails even though other callers keep being served
+//! A forced refresh (an adapter's `refresh()`) is the same loop after
+//! [`TokenSource::force_refresh`], which returns the cool-down error at once
+//! during a cool-down; before each poll, [`TokenSource::refresh_failed`] says
+//! whether that round failed, even though other callers keep being served
 //! the unexpired token:
 //!
 //! ```
 //! # use client_credentials::{AccessToken, Action, Error, Timestamp, TokenSource};
 //! # fn perform(_: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> { unimplemented!() }
 //! fn refresh(source: &mut TokenSource, now: Timestamp) -> Result<AccessToken, Error> {
-//!     let ticket = source.force_refresh_at(now)?;
+//!     let ticket = source.force_refresh(now)?;
 //!     loop {
-//!         match source.poll_refresh(now, ticket) {
+//!         if let Some(error) = source.refresh_failed(now, ticket) {
+//!             return Err(error.clone());
+//!         }
+//!         match source.poll(now) {
 //!             Action::Ready(token) => return Ok(token.clone()),
 //!             Action::Send(outgoing) => {
 //!                 let _ = source.handle_response(now, outgoing.id, perform(outgoing.request));
@@ -95,8 +98,8 @@
 //!   by [`ConfigBuilder::max_retry_after`]. Nothing happens because time
 //!   passes: a request only goes out from a poll, never before
 //!   [`TokenSource::retry_at`].
-//! - Provided tokens: [`TokenSource::offer_token`] takes a token from a custom
-//!   provider or a fleet store only if it is usable and expires later.
+//! - Provided tokens: a token from a custom provider or a fleet store is
+//!   taken only if it is usable and expires later than the cached one.
 //! - Responses: [`parse_token_response`].
 //! - Requests: [`ClientAuth`] (RFC 6749 §2.3.1 Basic by default), the JSON body
 //!   variant, the refresh-token grant when a response carried a refresh token.

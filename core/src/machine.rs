@@ -12,9 +12,10 @@ use crate::assertion::{
     build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, JtiSource, CLIENT_ASSERTION_TYP,
     JWT_BEARER_ASSERTION_TYPE,
 };
-use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint};
-use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};
+use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint, Issuer, ResourceServer};
+use crate::discovery::{parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};
 use crate::dpop::{dpop_proof, DpopClaims, USE_DPOP_NONCE};
+use crate::endpoint::check_endpoint;
 use crate::error::{ClientAuthError, DiscoveryError, Error, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
 use crate::key::JwtKey;
@@ -22,7 +23,7 @@ use crate::policy::{parse_retry_after, refresh_time, Jitter};
 use crate::redact::{excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
 use crate::resource::{
-    check_resource, choose_authorization_server, parse_resource_metadata_with, resource_metadata_url_with,
+    check_resource, choose_authorization_server, parse_resource_metadata_with,
     ResourceMetadata,
 };
 use crate::response::{check_size, oauth_error, parse_json_object, parse_token_response_with};
@@ -75,8 +76,7 @@ impl fmt::Debug for Outgoing {
     }
 }
 
-/// What the caller should do next, from [`TokenSource::poll`] (or
-/// [`TokenSource::poll_refresh`]).
+/// What the caller should do next, from [`TokenSource::poll`].
 ///
 /// This is all an adapter needs to decide: it matches the four variants and
 /// calls no other query.
@@ -107,7 +107,7 @@ pub enum Action<'a> {
 }
 
 /// Names the round a [`TokenSource::force_refresh`] waits for; hand it to
-/// [`TokenSource::poll_refresh`] to learn that round's outcome.
+/// [`TokenSource::refresh_failed`] to learn whether that round failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RefreshTicket(u64);
 
@@ -170,33 +170,104 @@ struct ResourceHint {
     requested: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the request in flight asked for, with what its answer is checked against.
+#[derive(Debug, Clone, PartialEq)]
 enum Sent {
-    ResourceMetadata,
-    Discovery(DiscoveryLocation),
-    Token { refresh_grant: bool },
+    /// The resource's metadata (RFC 9728), read at `url`; the document must
+    /// name `resource` (RFC 9728 §3.3).
+    ResourceMetadata { url: Url, resource: String },
+    /// `issuer`'s metadata at `location`.
+    Discovery {
+        issuer: Issuer,
+        location: DiscoveryLocation,
+    },
+    /// A token, sent at `sent_at`: its `expires_in` counts from then
+    /// (conservative by one round trip).
+    Token { refresh_grant: bool, sent_at: Timestamp },
+    /// A revocation at sign-out (RFC 7009).
     Revocation,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Idle,
-    InFlight {
-        id: RequestId,
-        sent: Sent,
-        sent_at: Timestamp,
-    },
+    InFlight { id: RequestId, sent: Sent },
 }
 
 /// Where the rounds of attempts stand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Round {
     /// No round runs; the last one succeeded (or none ran yet).
     Done,
-    /// A round runs; `attempts` of its requests have failed.
-    Running { attempts: u32 },
-    /// The last round failed (its error is `last_error`).
-    Failed,
+    /// A round runs; `attempts` of its requests have failed. `latest_error`
+    /// is set when a round has failed since the last token: the latest
+    /// error, which callers get during this round's back-off (see `held`).
+    Running {
+        attempts: u32,
+        latest_error: Option<Error>,
+    },
+    /// The last round failed with `error`; it is the callers' until a new
+    /// round starts.
+    Failed { error: Error },
+}
+
+/// The cached token with everything that belongs to it: when it is due for
+/// refresh, when it stops being usable, and whether a forced refresh
+/// withholds it. One value, so there is no refresh time without a token and
+/// no forced refresh of nothing.
+#[derive(Debug)]
+struct Cached {
+    token: AccessToken,
+    /// `None`: the token never expires.
+    expiry: Option<Expiry>,
+    /// A forced refresh is pending: the token is not served as fresh.
+    forced: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Expiry {
+    /// When the token stops being served from cache.
+    refresh_at: Timestamp,
+    /// When it stops being usable at all (expiry minus clock skew).
+    usable_until: Timestamp,
+}
+
+impl Cached {
+    fn new(config: &Config, token: AccessToken) -> Cached {
+        let expiry = token.expires_at().map(|expires_at| {
+            // The skew may shorten a token's use by at most half its
+            // lifetime: a larger one would make every poll refetch.
+            let lifetime = expires_at.saturating_duration_since(token.received_at());
+            let usable_until = expires_at.saturating_sub(config.clock_skew().min(lifetime / 2));
+            Expiry {
+                refresh_at: refresh_time(token.received_at(), usable_until, config.refresh_margin()),
+                usable_until,
+            }
+        });
+        Cached {
+            token,
+            expiry,
+            forced: false,
+        }
+    }
+
+    fn is_usable(&self, now: Timestamp) -> bool {
+        self.expiry.is_none_or(|e| now < e.usable_until)
+    }
+
+    fn is_fresh(&self, now: Timestamp) -> bool {
+        !self.forced && self.expiry.is_none_or(|e| now < e.refresh_at)
+    }
+}
+
+/// Provider metadata in use, with the endpoints it names, checked once when
+/// it was read.
+#[derive(Debug)]
+struct Discovered {
+    metadata: ProviderMetadata,
+    token_url: Url,
+    revocation_url: Option<Url>,
+    fetched_at: Timestamp,
 }
 
 /// The token lifecycle: what to fetch, when, and what to serve meanwhile.
@@ -215,16 +286,15 @@ enum Round {
 /// DPoP nonce, or what the request in flight carries.
 pub struct TokenSource {
     config: Config,
-    token: Option<AccessToken>,
-    /// When the cached token stops being served from cache (`Timestamp::MAX`: never).
-    refresh_at: Timestamp,
-    /// When the cached token stops being usable at all (expiry minus clock skew).
-    usable_until: Timestamp,
+    cached: Option<Cached>,
+    /// The refresh token the next token request uses (RFC 6749 §6). Kept
+    /// apart from the cached token because it outlives it: a token the
+    /// resource server rejected is evicted, and its refresh token still gets
+    /// the next one; one the provider refused is dropped while the token it
+    /// came with is still served.
     refresh_token: Option<Secret>,
-    forced: bool,
-    metadata: Option<ProviderMetadata>,
-    token_url: Option<Url>,
-    metadata_fetched_at: Timestamp,
+    /// With discovery: the metadata in use, once read.
+    discovered: Option<Discovered>,
     metadata_stale: bool,
     location: usize,
     rediscovered: bool,
@@ -232,7 +302,7 @@ pub struct TokenSource {
     /// read (a 401 challenge may name another URL), and whether it was read
     /// in the discovery round under way (then the issuer is discovered next).
     resource_metadata: Option<ResourceMetadata>,
-    authorization_server: Option<String>,
+    authorization_server: Option<Issuer>,
     resource_hint: Option<ResourceHint>,
     resource_read: bool,
     /// The authorization server the resource's metadata named when it was
@@ -241,8 +311,9 @@ pub struct TokenSource {
     trusted_authorization_server: Option<String>,
     phase: Phase,
     round: Round,
-    /// No token or discovery request goes out before this (back-off, cool-down).
-    not_before: Timestamp,
+    /// No token or discovery request goes out before this (back-off,
+    /// cool-down); `None` while nothing holds one back.
+    not_before: Option<Timestamp>,
     /// Requests answered without a token since the last token, across
     /// rounds: once one has failed, the back-off keeps doubling with this
     /// count until a token arrives.
@@ -251,12 +322,11 @@ pub struct TokenSource {
     failing_since: Option<Timestamp>,
     /// The `Retry-After` of the last failed attempt, when it was capped.
     retry_after_capped: Option<Duration>,
-    /// The error of the last failed round, until a round succeeds.
-    last_error: Option<Error>,
-    /// Numbers of the last round started, and of the last that failed / succeeded.
+    /// Numbers of the last round started, and of the last that failed /
+    /// succeeded (`None`: none yet).
     rounds_started: u64,
-    last_failed_round: u64,
-    last_good_round: u64,
+    last_failed_round: Option<u64>,
+    last_good_round: Option<u64>,
     next_id: u64,
     jitter: Jitter,
     jti: JtiSource,
@@ -267,8 +337,6 @@ pub struct TokenSource {
     dpop_nonce: Option<String>,
     /// The request in flight (or the last one) retried a `use_dpop_nonce` answer.
     nonce_retried: bool,
-    /// The latest `now` handed in: the time of a revocation request's assertion.
-    last_now: Timestamp,
     /// Every credential the request in flight carries: cut out of any server
     /// text its result quotes (errors, events).
     sent_credentials: Credentials,
@@ -278,7 +346,7 @@ impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSource")
             .field("config", &self.config)
-            .field("token", &self.token)
+            .field("token", &self.cached.as_ref().map(|c| &c.token))
             .field("phase", &self.phase)
             .field("round", &self.round)
             .field("failures", &self.failures)
@@ -302,17 +370,11 @@ impl TokenSource {
             first.copy_from_slice(&seed[..8]);
             u64::from_le_bytes(first)
         });
-        let token_url = config.token_endpoint().cloned();
         TokenSource {
             config,
-            token: None,
-            refresh_at: Timestamp::UNIX_EPOCH,
-            usable_until: Timestamp::UNIX_EPOCH,
+            cached: None,
             refresh_token: None,
-            forced: false,
-            metadata: None,
-            token_url,
-            metadata_fetched_at: Timestamp::UNIX_EPOCH,
+            discovered: None,
             metadata_stale: false,
             location: 0,
             rediscovered: false,
@@ -323,21 +385,19 @@ impl TokenSource {
             trusted_authorization_server: None,
             phase: Phase::Idle,
             round: Round::Done,
-            not_before: Timestamp::UNIX_EPOCH,
+            not_before: None,
             failures: 0,
             failing_since: None,
             retry_after_capped: None,
-            last_error: None,
             rounds_started: 0,
-            last_failed_round: 0,
-            last_good_round: 0,
+            last_failed_round: None,
+            last_good_round: None,
             next_id: 1,
             jitter: Jitter::new(jitter_seed),
             jti: JtiSource::new(seed),
             provided_assertion: None,
             dpop_nonce: None,
             nonce_retried: false,
-            last_now: Timestamp::UNIX_EPOCH,
             sent_credentials: Credentials::default(),
         }
     }
@@ -355,13 +415,10 @@ impl TokenSource {
     /// it could not be read), for the next token requests. Adapters read the
     /// file before polling whenever it changed; the core never reads files.
     /// The assertion's `exp` is checked before each use.
+    // For the adapters' driver only: not part of the documented API.
+    #[doc(hidden)]
     pub fn provide_assertion(&mut self, assertion: Result<String, String>) {
         self.provided_assertion = Some(assertion.map(Zeroizing::new));
-    }
-
-    /// The token endpoint's latest DPoP nonce, if it sent one.
-    pub fn dpop_nonce(&self) -> Option<&str> {
-        self.dpop_nonce.as_deref()
     }
 
     /// A DPoP proof (RFC 9449 §7) for a request to a resource: `htm` =
@@ -398,8 +455,7 @@ impl TokenSource {
     /// The `alg` of DPoP proofs, checked against `dpop_signing_alg_values_supported`.
     fn dpop_alg(&self, key: &JwtKey) -> Result<&'static str, Error> {
         let listed = self
-            .metadata
-            .as_ref()
+            .metadata()
             .and_then(|m| m.string_list("dpop_signing_alg_values_supported"));
         key.algorithm()
             .negotiate(listed.as_deref())
@@ -409,50 +465,18 @@ impl TokenSource {
     /// Caches a token obtained elsewhere unconditionally (seeding by hand).
     /// A provider or a fleet store should use [`TokenSource::offer_token`],
     /// which never replaces a token with an older one.
+    // For the adapters' driver only: not part of the documented API.
+    #[doc(hidden)]
     pub fn insert_token(&mut self, token: AccessToken) {
-        (self.refresh_at, self.usable_until) = self.validity(&token);
         self.refresh_token = token.refresh_token().cloned();
-        self.forced = false;
-        self.token = Some(token);
-    }
-
-    /// When `token` is due for refresh, and when it stops being usable.
-    fn validity(&self, token: &AccessToken) -> (Timestamp, Timestamp) {
-        match token.expires_at() {
-            None => (Timestamp::MAX, Timestamp::MAX),
-            Some(expires_at) => {
-                // The skew may shorten a token's use by at most half its
-                // lifetime: a larger one would make every poll refetch.
-                let lifetime = expires_at.saturating_duration_since(token.received_at());
-                let usable_until = expires_at.saturating_sub(self.config.clock_skew().min(lifetime / 2));
-                (
-                    refresh_time(token.received_at(), usable_until, self.config.refresh_margin()),
-                    usable_until,
-                )
-            }
-        }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+        self.cached = Some(Cached::new(&self.config, token));
     }
 
     /// The discovered metadata, if any.
+    // For the adapters' driver only: not part of the documented API.
+    #[doc(hidden)]
     pub fn metadata(&self) -> Option<&ProviderMetadata> {
-        self.metadata.as_ref()
-    }
-
-    /// The protected resource's metadata (RFC 9728), once read, with
-    /// [`ConfigBuilder::resource_server`](crate::ConfigBuilder::resource_server).
-    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
-        self.resource_metadata.as_ref()
-    }
-
-    /// The issuer whose metadata names the token endpoint: the configured
-    /// one, or the one the resource's metadata named.
-    pub fn discovery_issuer(&self) -> Option<&str> {
-        self.config.issuer().or(self.authorization_server.as_deref())
+        self.discovered.as_ref().map(|d| &d.metadata)
     }
 
     /// A 401 from the resource server to a request for `requested` named
@@ -473,13 +497,13 @@ impl TokenSource {
     /// anything changed (`false` for the URL already in use, one that is not
     /// acceptable, or while the resource's metadata is being read).
     pub fn follow_resource_metadata(&mut self, requested: &str, url: &str) -> bool {
-        let Some(resource) = self.config.resource_server() else {
+        let Endpoint::ResourceServer(resource) = self.config.endpoint() else {
             return false;
         };
         if matches!(
             self.phase,
             Phase::InFlight {
-                sent: Sent::ResourceMetadata,
+                sent: Sent::ResourceMetadata { .. },
                 ..
             }
         ) {
@@ -489,7 +513,7 @@ impl TokenSource {
         let insecure = self.config.allows_insecure_http();
         let (Ok(url), Ok(resource_url), Ok(requested_url)) = (
             check_resource(url, insecure),
-            Url::parse(resource),
+            Url::parse(resource.as_str()),
             Url::parse(requested),
         ) else {
             return false;
@@ -501,9 +525,9 @@ impl TokenSource {
         if url.origin() != origin || requested_url.origin() != origin {
             return false;
         }
-        let hint = match resource_metadata_url_with(resource, insecure) {
-            Ok(well_known) if well_known == url => None,
-            _ => Some(ResourceHint {
+        let hint = match *resource.metadata_url() == url {
+            true => None,
+            false => Some(ResourceHint {
                 metadata_url: url,
                 requested: requested.to_owned(),
             }),
@@ -520,26 +544,25 @@ impl TokenSource {
     /// Where the resource's metadata is read, and the `resource` the document
     /// must name (RFC 9728 §3.3): the configured resource at its well-known
     /// location, or the URL of the request whose 401 named another location.
-    fn resource_metadata_location(&self, resource: &str) -> (Option<Url>, String) {
+    fn resource_metadata_location(&self, resource: &ResourceServer) -> (Url, String) {
         match &self.resource_hint {
-            Some(hint) => (Some(hint.metadata_url.clone()), hint.requested.clone()),
-            None => (
-                resource_metadata_url_with(resource, self.config.allows_insecure_http()).ok(),
-                resource.to_owned(),
-            ),
+            Some(hint) => (hint.metadata_url.clone(), hint.requested.clone()),
+            None => (resource.metadata_url().clone(), resource.as_str().to_owned()),
         }
     }
 
     /// The cached token, fresh or not.
+    // For the adapters' driver only: not part of the documented API.
+    #[doc(hidden)]
     pub fn token(&self) -> Option<&AccessToken> {
-        self.token.as_ref()
+        self.cached.as_ref().map(|c| &c.token)
     }
 
     /// The cached token if it has not expired at `now` (even inside the
     /// refresh margin, during a forced refresh, or during a cool-down). A
     /// read-only view: [`TokenSource::poll`] decides what callers get.
     pub fn usable(&self, now: Timestamp) -> Option<&AccessToken> {
-        self.token.as_ref().filter(|_| now < self.usable_until)
+        self.cached.as_ref().filter(|c| c.is_usable(now)).map(|c| &c.token)
     }
 
     /// When the cached token stops being served from cache: `None` when there
@@ -547,10 +570,8 @@ impl TokenSource {
     /// without expiry. Until then [`TokenSource::poll`] returns it as `Ready`,
     /// so an adapter may publish `(token, refresh_at)` and serve reads without a lock.
     pub fn refresh_at(&self) -> Option<Timestamp> {
-        match &self.token {
-            Some(_) if !self.forced => Some(self.refresh_at),
-            _ => None,
-        }
+        let cached = self.cached.as_ref().filter(|c| !c.forced)?;
+        Some(cached.expiry.map_or(Timestamp::MAX, |e| e.refresh_at))
     }
 
     /// When the next request may go out, while a retry back-off or the
@@ -559,8 +580,8 @@ impl TokenSource {
     /// [`TokenSource::refresh_at`]). `None` when nothing holds a request back.
     /// Time passing starts nothing: only a poll at or after this time does.
     pub fn retry_at(&self) -> Option<Timestamp> {
-        match (self.phase, self.round) {
-            (Phase::Idle, Round::Running { .. } | Round::Failed) => Some(self.not_before),
+        match (&self.phase, &self.round) {
+            (Phase::Idle, Round::Running { .. } | Round::Failed { .. }) => self.not_before,
             _ => None,
         }
     }
@@ -572,42 +593,42 @@ impl TokenSource {
     /// token arrives. The events of a failed attempt carry the same value;
     /// this view also covers a round that failed without a usable token (its
     /// end is the `Err` of the call, which has no room for it).
+    // For the adapters' driver only: not part of the documented API.
+    #[doc(hidden)]
     pub fn retry_after_capped(&self) -> Option<Duration> {
         self.retry_after_capped
     }
 
-    fn is_fresh(&self, now: Timestamp) -> bool {
-        self.token.is_some() && !self.forced && now < self.refresh_at
+    /// A back-off step or a cool-down holds requests back at `now`.
+    fn held_back(&self, now: Timestamp) -> bool {
+        self.not_before.is_some_and(|at| now < at)
     }
 
     /// What to do at `now`.
     pub fn poll(&mut self, now: Timestamp) -> Action<'_> {
-        self.last_now = self.last_now.max(now);
-        if self.is_fresh(now) {
-            return self.ready();
-        }
+        let fresh = self.cached.as_ref().is_some_and(|c| c.is_fresh(now));
         let in_flight = matches!(self.phase, Phase::InFlight { .. });
-        if in_flight || now < self.not_before {
-            return self.held(now, in_flight);
-        }
-        if !matches!(self.round, Round::Running { .. }) {
-            self.start_round();
-        }
-        match self.start(now) {
-            Ok(outgoing) => Action::Send(outgoing),
-            Err(error) => {
+        if !fresh && !in_flight && !self.held_back(now) {
+            if !matches!(self.round, Round::Running { .. }) {
+                self.start_round();
+            }
+            match self.start(now) {
+                Ok(outgoing) => return Action::Send(outgoing),
                 // Nothing could be sent (an expired assertion, a key the
                 // provider does not accept): the attempt fails without a request.
-                let _ = self.fail(now, error, None);
-                self.held(now, false)
+                Err(error) => {
+                    let _ = self.fail(now, error, None);
+                }
             }
         }
+        self.held(now)
     }
 
-    /// What callers get while a refresh is under way (in flight, backing off
-    /// or cooling down): the unexpired token, unless a forced refresh withholds
-    /// it (a failed round clears the force, so a cool-down always serves it);
-    /// else the failed round's error, or a wait.
+    /// What callers get when no request is to go out: the cached token while
+    /// it is fresh, and while a refresh is under way (in flight, backing off
+    /// or cooling down) as long as it has not expired, unless a forced
+    /// refresh withholds it (a failed round clears the force, so a cool-down
+    /// always serves it); else the failed round's error, or a wait.
     ///
     /// Only the first failing round makes callers wait through its retries
     /// (0.5 s, then 1 s, with the defaults). Once a round has failed, the
@@ -615,20 +636,31 @@ impl TokenSource {
     /// during those back-offs callers get the latest error at once, as in a
     /// cool-down, instead of waiting up to a minute; the retry goes out when
     /// someone polls after the step.
-    fn held(&self, now: Timestamp, in_flight: bool) -> Action<'_> {
-        // A forced refresh withholds the unexpired token while its round runs,
-        // except during a later round's back-off, which is served like a
-        // cool-down.
-        let withheld = self.forced && !self.retrying_late();
-        if !withheld && self.usable(now).is_some() {
-            return self.ready();
+    fn held(&self, now: Timestamp) -> Action<'_> {
+        if let Some(cached) = &self.cached {
+            // A forced refresh withholds the unexpired token while its round
+            // runs, except during a later round's back-off, which is served
+            // like a cool-down.
+            let withheld = cached.forced && !self.retrying_late();
+            if !withheld && cached.is_usable(now) {
+                return Action::Ready(&cached.token);
+            }
         }
-        match (in_flight, self.round, &self.last_error) {
-            (true, _, _) => Action::Wait { until: None },
-            (false, Round::Failed | Round::Running { .. }, Some(error)) => Action::Failed(error),
-            _ => Action::Wait {
-                until: Some(self.not_before),
-            },
+        match (&self.phase, self.latest_error()) {
+            (Phase::InFlight { .. }, _) => Action::Wait { until: None },
+            (Phase::Idle, Some(error)) => Action::Failed(error),
+            (Phase::Idle, None) => Action::Wait { until: self.not_before },
+        }
+    }
+
+    /// The error callers get without a usable token: the failed round's,
+    /// or during a later round the latest attempt's; `None` while no round
+    /// has failed since the last token.
+    fn latest_error(&self) -> Option<&Error> {
+        match &self.round {
+            Round::Failed { error } => Some(error),
+            Round::Running { latest_error, .. } => latest_error.as_ref(),
+            Round::Done => None,
         }
     }
 
@@ -636,43 +668,46 @@ impl TokenSource {
     /// nothing is in flight: it waits out a back-off step between its
     /// attempts, and callers are not held through it (see `held`).
     fn retrying_late(&self) -> bool {
-        matches!(self.round, Round::Running { .. }) && matches!(self.phase, Phase::Idle) && self.last_error.is_some()
+        matches!(
+            self.round,
+            Round::Running {
+                latest_error: Some(_),
+                ..
+            }
+        ) && self.phase == Phase::Idle
     }
 
-    /// Like [`TokenSource::poll`], for the caller of the forced refresh that
-    /// returned `ticket`: once that round has failed it returns
-    /// [`Action::Failed`] with the round's error, even though other callers
-    /// keep getting the unexpired token as `Ready`. So a `refresh()` whose
-    /// round fails reports that failure, whoever performed the request.
-    pub fn poll_refresh(&mut self, now: Timestamp, ticket: RefreshTicket) -> Action<'_> {
-        let failed = self.last_failed_round >= ticket.0 && self.last_good_round < ticket.0;
+    /// The error the forced refresh that returned `ticket` ended with, once
+    /// its round has failed, even though other callers keep getting the
+    /// unexpired token as `Ready` from [`TokenSource::poll`]; or, while that
+    /// round is a later one backing off between attempts, its latest error.
+    /// `None` while it runs or once it succeeded: poll then. So a `refresh()`
+    /// whose round fails reports that failure, whoever performed the request.
+    pub fn refresh_failed(&self, now: Timestamp, ticket: RefreshTicket) -> Option<&Error> {
+        // Rounds are numbered from 1, and `None` orders before every number.
+        let round = Some(ticket.0);
+        let failed = self.last_failed_round >= round && self.last_good_round < round;
         // Or this refresh's round is in a later round's back-off: its latest
         // error now, not the unexpired token that other callers are served.
-        let backing_off = ticket.0 == self.rounds_started && self.retrying_late() && now < self.not_before;
-        if (failed || backing_off) && self.last_error.is_some() {
-            match &self.last_error {
-                Some(error) => Action::Failed(error),
-                None => Action::Wait { until: None },
-            }
-        } else {
-            self.poll(now)
-        }
-    }
-
-    fn ready(&self) -> Action<'_> {
-        match &self.token {
-            Some(token) => Action::Ready(token),
-            None => Action::Wait { until: None },
-        }
+        let backing_off = ticket.0 == self.rounds_started && self.retrying_late() && self.held_back(now);
+        self.latest_error().filter(|_| failed || backing_off)
     }
 
     fn start_round(&mut self) {
-        if self.round == Round::Failed {
-            // Try the discovery locations in order again.
-            self.location = 0;
-        }
+        let latest_error = match std::mem::replace(&mut self.round, Round::Done) {
+            Round::Failed { error } => {
+                // Try the discovery locations in order again.
+                self.location = 0;
+                Some(error)
+            }
+            Round::Running { latest_error, .. } => latest_error,
+            Round::Done => None,
+        };
         self.rounds_started += 1;
-        self.round = Round::Running { attempts: 0 };
+        self.round = Round::Running {
+            attempts: 0,
+            latest_error,
+        };
         self.rediscovered = false;
     }
 
@@ -696,7 +731,7 @@ impl TokenSource {
         if let Some(auth) = self.config.auth() {
             return auth;
         }
-        match &self.metadata {
+        match self.metadata() {
             Some(metadata) => metadata.negotiate_auth(&self.config),
             // No metadata to negotiate with: a key given for assertions is used.
             None => match self.config.client_assertion_key() {
@@ -712,8 +747,7 @@ impl TokenSource {
         let mut prepared = Prepared::default();
         let failed = |e: ClientAuthError| Error::ClientAuth(e);
         let listed = || {
-            self.metadata
-                .as_ref()
+            self.metadata()
                 .and_then(|m| m.string_list("token_endpoint_auth_signing_alg_values_supported"))
         };
         let (audience, typ) = self.assertion_audience(url);
@@ -797,7 +831,7 @@ impl TokenSource {
         let issuer = self
             .config
             .assertion_issuer()
-            .or_else(|| self.metadata.as_ref().map(|m| m.issuer.as_str()))
+            .or_else(|| self.metadata().map(|m| m.issuer.as_str()))
             .or_else(|| self.config.issuer());
         match (self.config.assertion_audience(), issuer) {
             (AssertionAudience::Issuer, Some(issuer)) => {
@@ -810,86 +844,79 @@ impl TokenSource {
     /// The token endpoint as an audience: the one in the metadata (not its
     /// mTLS alias, which names the same endpoint), else the URL requested.
     fn token_endpoint_for_audience<'a>(&'a self, token_url: &'a Url) -> &'a str {
-        match (&self.metadata, self.config.token_endpoint()) {
+        match (self.metadata(), self.config.token_endpoint()) {
             (_, Some(url)) => url.as_str(),
             (Some(metadata), None) => &metadata.token_endpoint,
             (None, None) => token_url.as_str(),
         }
     }
 
-    fn needs_discovery(&self, now: Timestamp) -> bool {
-        match self.config.endpoint() {
-            Endpoint::Token(_) => false,
-            Endpoint::Issuer(_) | Endpoint::ResourceServer(_) => {
-                self.token_url.is_none()
-                    || self.metadata_stale
-                    || now >= self.metadata_fetched_at.saturating_add(self.config.discovery_ttl())
-            }
-        }
-    }
-
-    /// Builds the next request of the round and marks it in flight.
+    /// Builds the next request of the round and marks it in flight: a token
+    /// request while the endpoint is known (configured, or discovered and
+    /// neither stale nor older than the TTL), else the next discovery step.
     fn start(&mut self, now: Timestamp) -> Result<Outgoing, Error> {
         let id = self.next_id();
-        let (sent, kind, request) = match (self.config.endpoint(), self.needs_discovery(now)) {
-            (Endpoint::ResourceServer(resource), true) if !self.resource_read => {
-                // The resource was validated by Config::build, so the URL builds.
-                let request = match self.resource_metadata_location(resource).0 {
-                    Some(url) => get_json(&url),
-                    None => http::Request::new(Vec::new()),
-                };
-                (Sent::ResourceMetadata, RequestKind::Discovery, request)
-            }
-            (Endpoint::Issuer(_) | Endpoint::ResourceServer(_), true) => {
-                let issuer = self.discovery_issuer().unwrap_or_default();
-                let location = self.locations()[self.location.min(self.locations().len() - 1)];
-                // The issuer was validated by Config::build (or, learned from
-                // the resource's metadata, by parse_resource_metadata), so the URL builds.
-                let request = match discovery_url_with(issuer, location, self.config.allows_insecure_http()) {
-                    Ok(url) => get_json(&url),
-                    Err(_) => http::Request::new(Vec::new()),
-                };
-                (Sent::Discovery(location), RequestKind::Discovery, request)
-            }
-            _ => {
-                let refresh = self.refresh_token.clone().filter(|_| self.config.uses_refresh_tokens());
-                let grant = match &refresh {
+        let ttl = self.config.discovery_ttl();
+        let current = self
+            .discovered
+            .as_ref()
+            .filter(|d| !self.metadata_stale && now < d.fetched_at.saturating_add(ttl));
+        let (sent, request) = match (self.config.endpoint(), current) {
+            (Endpoint::Token(url), _) | (_, Some(Discovered { token_url: url, .. })) => {
+                let refresh = self.refresh_token.as_ref().filter(|_| self.config.uses_refresh_tokens());
+                let grant = match refresh {
                     Some(token) => Grant::RefreshToken(token.expose_secret()),
                     None => Grant::ClientCredentials,
                 };
-                let request = match &self.token_url {
-                    Some(url) => {
-                        let auth = self.auth();
-                        let prepared = self.prepare(now, &auth, url, true)?;
-                        token_request(&self.config, url, &auth, grant, &prepared)
-                    }
-                    None => http::Request::new(Vec::new()),
+                let auth = self.auth();
+                let prepared = self.prepare(now, &auth, url, true)?;
+                let sent = Sent::Token {
+                    refresh_grant: refresh.is_some(),
+                    sent_at: now,
                 };
-                (
-                    Sent::Token {
-                        refresh_grant: refresh.is_some(),
-                    },
-                    RequestKind::Token,
-                    request,
-                )
+                (sent, token_request(&self.config, url, &auth, grant, &prepared))
             }
+            (Endpoint::Issuer(issuer), None) => self.discovery_step(issuer),
+            (Endpoint::ResourceServer(resource), None) => match (&self.authorization_server, self.resource_read) {
+                // This round read the resource's metadata: discover the
+                // issuer it named.
+                (Some(issuer), true) => self.discovery_step(issuer),
+                _ => {
+                    let (url, resource) = self.resource_metadata_location(resource);
+                    let request = get_json(&url);
+                    (Sent::ResourceMetadata { url, resource }, request)
+                }
+            },
         };
-        self.phase = Phase::InFlight { id, sent, sent_at: now };
+        let kind = match sent {
+            Sent::Token { .. } => RequestKind::Token,
+            Sent::ResourceMetadata { .. } | Sent::Discovery { .. } => RequestKind::Discovery,
+            Sent::Revocation => RequestKind::Revocation,
+        };
+        self.phase = Phase::InFlight { id, sent };
         self.sent_credentials = carried_credentials(&self.config, &request);
         Ok(Outgoing { id, kind, request })
     }
 
-    fn take_in_flight(&mut self, id: RequestId) -> Result<(Sent, Timestamp), Error> {
-        match self.phase {
-            Phase::InFlight {
-                id: current,
-                sent,
-                sent_at,
-            } if current == id => {
-                self.phase = Phase::Idle;
-                Ok((sent, sent_at))
+    /// The request for `issuer`'s metadata at the current location.
+    fn discovery_step(&self, issuer: &Issuer) -> (Sent, http::Request<Vec<u8>>) {
+        let locations = self.locations();
+        let location = locations[self.location.min(locations.len() - 1)];
+        let request = get_json(issuer.metadata_url(location));
+        let sent = Sent::Discovery {
+            issuer: issuer.clone(),
+            location,
+        };
+        (sent, request)
+    }
+
+    fn take_in_flight(&mut self, id: RequestId) -> Result<Sent, Error> {
+        match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::InFlight { id: current, sent } if current == id => Ok(sent),
+            phase => {
+                self.phase = phase;
+                Err(Error::UnknownRequest { id })
             }
-            _ => Err(Error::UnknownRequest { id }),
         }
     }
 
@@ -906,21 +933,21 @@ impl TokenSource {
         id: RequestId,
         response: Response<Vec<u8>>,
     ) -> Result<Event, Error> {
-        let (sent, sent_at) = self.take_in_flight(id)?;
+        let sent = self.take_in_flight(id)?;
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
         let nonce_retried = std::mem::take(&mut self.nonce_retried);
-        if let (Sent::Token { .. }, Some(_)) = (sent, self.config.dpop_key()) {
+        if let (Sent::Token { .. }, Some(_)) = (&sent, self.config.dpop_key()) {
             // RFC 9449 §8: the latest nonce is used until the server sends another.
             if let Some(nonce) = response.headers().get("dpop-nonce").and_then(|v| v.to_str().ok()) {
                 self.dpop_nonce = Some(nonce.to_owned());
             }
         }
         match sent {
-            Sent::Token { refresh_grant } => {
+            Sent::Token { refresh_grant, sent_at } => {
                 match parse_token_response_with(&self.config, sent_at, &response, &self.sent_credentials) {
                     Ok(token) => {
                         let token = if refresh_grant && token.refresh_token().is_none() {
@@ -965,23 +992,25 @@ impl TokenSource {
                     }
                 }
             }
-            Sent::ResourceMetadata => {
-                let resource = self.config.resource_server().unwrap_or_default();
-                let (location, expected) = self.resource_metadata_location(resource);
-                let fetched = Fetched::new(&self.config, location, &self.sent_credentials);
-                let read = parse_resource_metadata_with(&expected, &response, &fetched).and_then(|metadata| {
+            Sent::ResourceMetadata { url, resource } => {
+                let fetched = Fetched::new(&self.config, Some(url), &self.sent_credentials);
+                let read = parse_resource_metadata_with(&resource, &response, &fetched).and_then(|metadata| {
                     let server = choose_authorization_server(
                         &metadata,
                         self.trusted_authorization_server.as_deref(),
-                        self.authorization_server.as_deref(),
+                        self.authorization_server.as_ref().map(Issuer::as_str),
                         self.config.allowed_authorization_servers(),
                         &self.sent_credentials,
                     )?;
-                    Ok((metadata, server))
+                    // Its metadata URLs are built here, once: a name that
+                    // cannot form them is refused like any other.
+                    let issuer = Issuer::new(server, self.config.allows_insecure_http())?;
+                    Ok((metadata, issuer))
                 });
                 match read {
                     Ok((metadata, server)) => {
-                        self.trusted_authorization_server.get_or_insert_with(|| server.clone());
+                        self.trusted_authorization_server
+                            .get_or_insert_with(|| server.as_str().to_owned());
                         self.authorization_server = Some(server);
                         self.resource_metadata = Some(metadata.clone());
                         self.resource_read = true;
@@ -1008,23 +1037,15 @@ impl TokenSource {
                     }
                 }
             }
-            Sent::Discovery(location) => {
-                let issuer = self.discovery_issuer().unwrap_or_default().to_owned();
-                let url = discovery_url_with(&issuer, location, self.config.allows_insecure_http()).ok();
-                let fetched = Fetched::new(&self.config, url, &self.sent_credentials);
-                match parse_discovery_with(&issuer, &response, &fetched) {
-                    Ok(metadata) => {
-                        // Validated by parse_discovery_with; RFC 8705 §5: with
-                        // a client certificate, the mTLS alias when there is one.
-                        let endpoint = match self.config.uses_mutual_tls() {
-                            true => metadata
-                                .mtls_alias("token_endpoint")
-                                .unwrap_or(&metadata.token_endpoint),
-                            false => &metadata.token_endpoint,
-                        };
-                        self.token_url = Url::parse(endpoint).ok();
-                        self.metadata = Some(metadata.clone());
-                        self.metadata_fetched_at = now;
+            Sent::Discovery { issuer, location } => {
+                let url = issuer.metadata_url(location).clone();
+                let fetched = Fetched::new(&self.config, Some(url), &self.sent_credentials);
+                let read = parse_discovery_with(issuer.as_str(), &response, &fetched)
+                    .and_then(|metadata| self.checked_endpoints(metadata, now));
+                match read {
+                    Ok(discovered) => {
+                        let metadata = discovered.metadata.clone();
+                        self.discovered = Some(discovered);
                         self.metadata_stale = false;
                         // Only a token ends the escalation; until then the
                         // token request waits a back-off step like any other.
@@ -1054,14 +1075,14 @@ impl TokenSource {
         id: RequestId,
         error: impl Into<TransportError>,
     ) -> Result<Event, Error> {
-        let (sent, _) = self.take_in_flight(id)?;
+        let sent = self.take_in_flight(id)?;
         // The HTTP client's text should never hold a credential; make sure.
         let error: TransportError = error.into();
         let message = self.sent_credentials.redact(error.message());
         let error = Error::Transport(TransportError::new(error.kind(), message));
         match sent {
             Sent::Revocation => Err(error),
-            Sent::Discovery(_) | Sent::ResourceMetadata => self.discovery_failed(now, error, None),
+            Sent::Discovery { .. } | Sent::ResourceMetadata { .. } => self.discovery_failed(now, error, None),
             Sent::Token { .. } => self.fail(now, error, None),
         }
     }
@@ -1082,26 +1103,8 @@ impl TokenSource {
     /// `token` is still the cached one, so a caller holding an older token
     /// never evicts a newer one. Returns whether it evicted.
     pub fn invalidate(&mut self, token: &AccessToken) -> bool {
-        match &self.token {
-            Some(current) if current.same_token(token) => {
-                self.token = None;
-                self.forced = false;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Asks for a new token even though the cached one is fresh, judged at the
-    /// latest `now` this source has been given (see
-    /// [`TokenSource::force_refresh_at`], which adapters that know the time
-    /// call). During a cool-down the returned ticket names the failed round,
-    /// so [`TokenSource::poll_refresh`] reports that round's error while the
-    /// unexpired token keeps being served; otherwise the next poll sends at
-    /// once.
-    pub fn force_refresh(&mut self) -> RefreshTicket {
-        let failed_round = RefreshTicket(self.rounds_started);
-        self.force_refresh_at(self.last_now).unwrap_or(failed_round)
+        let current = self.cached.take_if(|cached| cached.token.same_token(token));
+        current.is_some()
     }
 
     /// Asks for a new token even though the cached one is fresh (an adapter's
@@ -1116,21 +1119,19 @@ impl TokenSource {
     ///   rate limit);
     /// - otherwise the next poll sends at once (or joins the round already
     ///   running), and until the new token arrives `poll` does not return the
-    ///   forced-out one. Drive the round with
-    ///   [`TokenSource::poll_refresh`]`(now, ticket)`: it ends with `Ready`
-    ///   (the new token) or `Failed` (this round's error, while other callers
-    ///   are served the unexpired token again).
-    pub fn force_refresh_at(&mut self, now: Timestamp) -> Result<RefreshTicket, Error> {
+    ///   forced-out one. Drive the round with [`TokenSource::poll`], asking
+    ///   [`TokenSource::refresh_failed`]`(now, ticket)` first: the refresh
+    ///   ends with `Ready` (the new token) or with that round's error, while
+    ///   other callers are served the unexpired token again.
+    pub fn force_refresh(&mut self, now: Timestamp) -> Result<RefreshTicket, Error> {
         let running = matches!(self.round, Round::Running { .. });
         // A cool-down, or a later round's back-off (served like one).
-        let cooling = matches!(self.round, Round::Failed) || self.retrying_late();
-        if let (true, Some(error)) = (cooling, &self.last_error) {
-            if now < self.not_before {
-                return Err(error.clone());
-            }
+        let cooling = matches!(self.round, Round::Failed { .. }) || self.retrying_late();
+        if let (true, Some(error)) = (cooling && self.held_back(now), self.latest_error()) {
+            return Err(error.clone());
         }
-        if self.token.is_some() {
-            self.forced = true;
+        if let Some(cached) = &mut self.cached {
+            cached.forced = true;
         }
         Ok(RefreshTicket(if running {
             self.rounds_started
@@ -1144,14 +1145,15 @@ impl TokenSource {
     /// expiring later than the cached token (a token without expiry counts as
     /// the latest). Returns whether it was taken. A provider answering with an
     /// older or already expired token never replaces a fresher one.
+    // For the adapters' driver only: not part of the documented API.
+    #[doc(hidden)]
     pub fn offer_token(&mut self, now: Timestamp, token: AccessToken) -> bool {
-        let (_, usable_until) = self.validity(&token);
-        if now >= usable_until {
+        if !Cached::new(&self.config, token.clone()).is_usable(now) {
             return false;
         }
-        let newer = match &self.token {
+        let newer = match &self.cached {
             None => true,
-            Some(current) => match (current.expires_at(), token.expires_at()) {
+            Some(Cached { token: current, .. }) => match (current.expires_at(), token.expires_at()) {
                 (None, _) => false,
                 (Some(_), None) => true,
                 (Some(old), Some(new)) => new > old,
@@ -1169,55 +1171,46 @@ impl TokenSource {
     ///
     /// The back-off state stays: a sign-out does not lift a cool-down. A token
     /// or discovery request in flight counts as a failed attempt (a transport
-    /// error, at the latest `now` handed to [`TokenSource::poll`]): a provider
-    /// that does not answer is backed off whether its requests time out or
-    /// sign-outs drop them, so sign-outs cannot make the client send without
-    /// pause.
+    /// error at `now`): a provider that does not answer is backed off whether
+    /// its requests time out or sign-outs drop them, so sign-outs cannot make
+    /// the client send without pause.
     ///
     /// With a JWT client authentication the revocation request carries a
-    /// fresh assertion dated at the latest `now` handed to [`TokenSource::poll`]
-    /// (sign-out takes no time of its own); none is sent when no assertion can
-    /// be made (an expired assertion file, a failing signer).
-    pub fn signout(&mut self) -> Option<Outgoing> {
-        if let Phase::InFlight { id, sent, .. } = self.phase {
-            if sent != Sent::Revocation {
+    /// fresh assertion dated `now`; none is sent when no assertion can be
+    /// made (an expired assertion file, a failing signer).
+    pub fn signout(&mut self, now: Timestamp) -> Option<Outgoing> {
+        if let Phase::InFlight { id, sent } = &self.phase {
+            if *sent != Sent::Revocation {
+                let id = *id;
                 let dropped = TransportError::new(
                     crate::error::TransportErrorKind::Other,
                     "a sign-out dropped the request before its answer",
                 );
-                let _ = self.handle_transport_error(self.last_now, id, dropped);
+                let _ = self.handle_transport_error(now, id, dropped);
             }
         }
-        let token = self.token.take();
+        let cached = self.cached.take();
         let refresh = self.refresh_token.take();
-        self.forced = false;
         self.phase = Phase::Idle;
-        let endpoint = self.config.revocation_endpoint().cloned().or_else(|| {
-            let metadata = self.metadata.as_ref()?;
-            let alias = metadata
-                .mtls_alias("revocation_endpoint")
-                .filter(|_| self.config.uses_mutual_tls());
-            alias
-                .or(metadata.revocation_endpoint.as_deref())
-                .and_then(|u| Url::parse(u).ok())
-        })?;
+        let endpoint = match self.config.revocation_endpoint() {
+            Some(url) => url,
+            None => self.discovered.as_ref()?.revocation_url.as_ref()?,
+        };
         // RFC 7009 §2.1: revoking the refresh token revokes its access tokens too.
-        let (value, hint) = match (&refresh, &token) {
+        let (value, hint) = match (&refresh, &cached) {
             (Some(refresh), _) => (refresh.expose_secret().to_owned(), "refresh_token"),
-            (None, Some(token)) => (token.secret().to_owned(), "access_token"),
+            (None, Some(cached)) => (cached.token.secret().to_owned(), "access_token"),
             (None, None) => return None,
         };
         let auth = self.auth();
         // Revocation is best effort: without a fresh assertion it is not sent.
-        let prepared = self.prepare(self.last_now, &auth, &endpoint, false);
-        let prepared = prepared.ok()?;
+        let prepared = self.prepare(now, &auth, endpoint, false).ok()?;
+        let request = revocation_request(&self.config, endpoint, &auth, &value, hint, &prepared);
         let id = self.next_id();
-        let request = revocation_request(&self.config, &endpoint, &auth, &value, hint, &prepared);
         self.sent_credentials = carried_credentials(&self.config, &request);
         self.phase = Phase::InFlight {
             id,
             sent: Sent::Revocation,
-            sent_at: Timestamp::UNIX_EPOCH,
         };
         Some(Outgoing {
             id,
@@ -1231,12 +1224,10 @@ impl TokenSource {
         self.failures = 0;
         self.failing_since = None;
         self.retry_after_capped = None;
-        self.last_error = None;
         self.rediscovered = false;
-        self.forced = false;
         self.round = Round::Done;
-        self.last_good_round = self.rounds_started;
-        self.not_before = now;
+        self.last_good_round = Some(self.rounds_started);
+        self.not_before = Some(now);
     }
 
     /// An answer without a token that is no failure (a fallback, metadata):
@@ -1245,8 +1236,8 @@ impl TokenSource {
     fn pace(&mut self, now: Timestamp) {
         self.failures = self.failures.saturating_add(1);
         if self.failing_since.is_some() {
-            let delay = self.delay(now, None);
-            self.not_before = self.not_before.max(now.saturating_add(delay));
+            let next = now.saturating_add(self.delay(now, None));
+            self.not_before = Some(self.not_before.map_or(next, |at| at.max(next)));
         }
     }
 
@@ -1271,6 +1262,27 @@ impl TokenSource {
         Event::Fallback { error }
     }
 
+    /// The endpoints `metadata` names, checked once, as it is taken into use:
+    /// the token endpoint (RFC 8705 §5: with a client certificate, its mTLS
+    /// alias when there is one) and the revocation endpoint, if any.
+    fn checked_endpoints(&self, metadata: ProviderMetadata, now: Timestamp) -> Result<Discovered, Error> {
+        let mtls = self.config.uses_mutual_tls();
+        let alias = |name| metadata.mtls_alias(name).filter(|_| mtls);
+        let token_endpoint = alias("token_endpoint").unwrap_or(&metadata.token_endpoint);
+        let token_url = check_endpoint("token_endpoint", token_endpoint, self.config.allows_insecure_http())
+            .map_err(|e| DiscoveryError::InvalidEndpoint(e.redacted(&self.sent_credentials)))?;
+        // An unusable revocation endpoint was dropped when the document was read.
+        let revocation_url = alias("revocation_endpoint")
+            .or(metadata.revocation_endpoint.as_deref())
+            .and_then(|url| Url::parse(url).ok());
+        Ok(Discovered {
+            metadata,
+            token_url,
+            revocation_url,
+            fetched_at: now,
+        })
+    }
+
     /// A discovery failure: with earlier metadata, keep using it (its token
     /// endpoint most likely still works, and re-discovery is tried again after
     /// the TTL); else the failure counts like a token request's.
@@ -1280,10 +1292,10 @@ impl TokenSource {
         error: Error,
         retry_after: Option<Duration>,
     ) -> Result<Event, Error> {
-        if self.metadata.is_some() && self.token_url.is_some() {
+        if let Some(discovered) = &mut self.discovered {
+            discovered.fetched_at = now;
             self.resource_read = false;
             self.metadata_stale = false;
-            self.metadata_fetched_at = now;
             return Ok(self.fallback(now, error));
         }
         self.fail(now, error, retry_after)
@@ -1297,40 +1309,42 @@ impl TokenSource {
     fn fail(&mut self, now: Timestamp, error: Error, retry_after: Option<Duration>) -> Result<Event, Error> {
         self.failures = self.failures.saturating_add(1);
         self.failing_since.get_or_insert(now);
-        let attempts = match self.round {
-            Round::Running { attempts } => attempts.saturating_add(1),
-            Round::Done | Round::Failed => 1,
+        let (attempts, failed_before) = match &self.round {
+            Round::Running { attempts, latest_error } => (attempts.saturating_add(1), latest_error.is_some()),
+            Round::Failed { .. } => (1, true),
+            Round::Done => (1, false),
         };
         let policy = *self.config.retry();
         let retry_after_capped = retry_after.filter(|wait| *wait > policy.max_retry_after);
         self.retry_after_capped = retry_after_capped;
         let retry_after = retry_after.map(|wait| wait.min(policy.max_retry_after));
-        let delay = self.delay(now, retry_after);
-        self.not_before = now.saturating_add(delay);
+        let retry_at = now.saturating_add(self.delay(now, retry_after));
+        self.not_before = Some(retry_at);
         let patient = retry_after.is_none_or(|wait| wait <= policy.max_backoff);
         if error.is_retryable() && attempts < policy.max_attempts && patient {
-            self.round = Round::Running { attempts };
-            if self.last_error.is_some() {
+            self.round = Round::Running {
+                attempts,
                 // A round failed before this one: callers get this attempt's
                 // error during the back-off (see `held`).
-                self.last_error = Some(error.clone());
-            }
+                latest_error: failed_before.then(|| error.clone()),
+            };
             return Ok(Event::RetryScheduled {
-                at: self.not_before,
+                at: retry_at,
                 error,
                 retry_after_capped,
             });
         }
-        self.round = Round::Failed;
-        self.last_failed_round = self.rounds_started;
+        self.round = Round::Failed { error: error.clone() };
+        self.last_failed_round = Some(self.rounds_started);
         self.resource_read = false;
         self.rediscovered = false;
-        self.forced = false;
-        self.last_error = Some(error.clone());
+        if let Some(cached) = &mut self.cached {
+            cached.forced = false;
+        }
         if self.usable(now).is_some() {
             Ok(Event::RefreshFailed {
                 error,
-                retry_at: self.not_before,
+                retry_at,
                 retry_after_capped,
             })
         } else {

@@ -6,13 +6,24 @@ mod common;
 use std::time::Duration;
 
 use client_credentials::{
-    AccessToken, Action, ClientAuth, Config, DiscoveryError, DiscoveryOrder, Error, Event, RequestKind, Timestamp,
-    TokenSource, TransportError, TransportErrorKind,
+    AccessToken, Action, ClientAuth, Config, DiscoveryError, DiscoveryOrder, Error, Event, RefreshTicket, RequestKind,
+    Timestamp, TokenSource, TransportError, TransportErrorKind,
 };
 use common::*;
 
 fn one_attempt() -> Config {
     builder().max_attempts(1).build().unwrap()
+}
+
+/// What the caller of a forced refresh gets, as an adapter's `refresh()`
+/// loop asks: its round's error once that round has failed, else what
+/// `poll` says.
+fn poll_refresh(source: &mut TokenSource, now: Timestamp, ticket: RefreshTicket) -> Action<'_> {
+    if source.refresh_failed(now, ticket).is_none() {
+        return source.poll(now);
+    }
+    let source = &*source;
+    Action::Failed(source.refresh_failed(now, ticket).expect("checked above"))
 }
 
 // ---------------------------------------------------------------- caching
@@ -469,9 +480,9 @@ fn invalidate_only_evicts_the_current_token() {
 fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
     let mut source = TokenSource::new(one_attempt(), [7; 32]);
     fetch(&mut source, at(0), "old", 3600);
-    let ticket = source.force_refresh_at(at(10)).unwrap();
+    let ticket = source.force_refresh(at(10)).unwrap();
     assert_eq!(source.refresh_at(), None);
-    let out = match source.poll_refresh(at(10), ticket) {
+    let out = match poll_refresh(&mut source, at(10), ticket) {
         Action::Send(out) => out,
         other => panic!("{other:?}"),
     };
@@ -481,53 +492,57 @@ fn force_refresh_fetches_now_and_falls_back_to_the_old_token_on_failure() {
     assert!(matches!(event, Event::RefreshFailed { .. }), "{event:?}");
     // Other callers get the old token again; the refresh learns its round failed.
     assert_eq!(ready(&mut source, at(11)).secret(), "old");
-    match source.poll_refresh(at(11), ticket) {
+    match poll_refresh(&mut source, at(11), ticket) {
         Action::Failed(error) => assert_eq!(error.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR)),
         other => panic!("{other:?}"),
     }
     // Still so after the cool-down: that refresh is over.
     let until = source.retry_at().unwrap();
-    assert!(matches!(source.poll_refresh(until, ticket), Action::Failed(_)));
+    assert!(matches!(poll_refresh(&mut source, until, ticket), Action::Failed(_)));
 
     // A new refresh after the cool-down sends at once and ends with the new token.
-    let ticket = source.force_refresh_at(until).unwrap();
-    let out = match source.poll_refresh(until, ticket) {
+    let ticket = source.force_refresh(until).unwrap();
+    let out = match poll_refresh(&mut source, until, ticket) {
         Action::Send(out) => out,
         other => panic!("{other:?}"),
     };
     source.handle_response(until, out.id, token_ok("new", 3600)).unwrap();
-    match source.poll_refresh(until, ticket) {
+    match poll_refresh(&mut source, until, ticket) {
         Action::Ready(token) => assert_eq!(token.secret(), "new"),
         other => panic!("{other:?}"),
     }
     assert_eq!(ready(&mut source, until).secret(), "new");
     // Without a token, force_refresh is harmless: the next poll fetches.
     let mut empty = source_fresh();
-    let ticket = empty.force_refresh_at(at(0)).unwrap();
-    assert!(matches!(empty.poll_refresh(at(0), ticket), Action::Send(_)));
+    let ticket = empty.force_refresh(at(0)).unwrap();
+    assert!(matches!(poll_refresh(&mut empty, at(0), ticket), Action::Send(_)));
 }
 
 #[test]
-fn force_refresh_without_a_time_judges_the_cool_down_at_the_latest_poll() {
+fn force_refresh_judges_the_cool_down_at_the_time_it_is_given() {
     let mut source = TokenSource::new(one_attempt(), [7; 32]);
     fetch(&mut source, at(0), "old", 3600);
     // Outside a cool-down: the next poll sends at once.
-    let ticket = source.force_refresh();
-    let out = match source.poll_refresh(at(10), ticket) {
+    let ticket = source.force_refresh(at(10)).unwrap();
+    let out = match poll_refresh(&mut source, at(10), ticket) {
         Action::Send(out) => out,
         other => panic!("{other:?}"),
     };
-    source.handle_response(at(11), out.id, response(500, "")).unwrap();
+    let event = source.handle_response(at(11), out.id, response(500, "")).unwrap();
+    let Event::RefreshFailed { error, retry_at, .. } = event else {
+        panic!("{event:?}")
+    };
     // During the cool-down: the round's error, and the old token still served.
     assert_eq!(ready(&mut source, at(11)).secret(), "old");
-    let ticket = source.force_refresh();
-    assert!(matches!(source.poll_refresh(at(11), ticket), Action::Failed(_)));
+    assert_eq!(source.force_refresh(at(11)), Err(error.clone()));
+    // Up to its last millisecond, whatever time the source saw last.
+    assert_eq!(ready(&mut source, at(20)).secret(), "old");
+    let last = Timestamp::from_unix_millis(retry_at.as_unix_millis() - 1);
+    assert_eq!(source.force_refresh(last), Err(error));
     assert_eq!(ready(&mut source, at(11)).secret(), "old");
-    // After it (as the latest poll saw): sends at once.
-    let until = source.retry_at().unwrap();
-    assert_eq!(ready(&mut source, until).secret(), "old");
-    let ticket = source.force_refresh();
-    assert!(matches!(source.poll_refresh(until, ticket), Action::Send(_)));
+    // At its end (though no poll has seen that time yet): sends at once.
+    let ticket = source.force_refresh(retry_at).unwrap();
+    assert!(matches!(poll_refresh(&mut source, retry_at, ticket), Action::Send(_)));
 }
 
 #[test]
@@ -535,10 +550,10 @@ fn a_refresh_learns_the_outcome_of_a_round_another_caller_performed() {
     let mut source = source();
     fetch(&mut source, at(0), "old", 3600);
     // A caller's refresh starts; another caller performs the request.
-    let ticket = source.force_refresh_at(at(10)).unwrap();
+    let ticket = source.force_refresh(at(10)).unwrap();
     let out = send(&mut source, at(10));
     assert!(matches!(
-        source.poll_refresh(at(10), ticket),
+        poll_refresh(&mut source, at(10), ticket),
         Action::Wait { until: None }
     ));
     // A retry within the round: still waiting, old token withheld from both.
@@ -546,13 +561,13 @@ fn a_refresh_learns_the_outcome_of_a_round_another_caller_performed() {
     let Event::RetryScheduled { at: retry_at, .. } = event else {
         panic!("{event:?}")
     };
-    assert!(matches!(source.poll_refresh(at(10), ticket), Action::Wait { until: Some(t) } if t == retry_at));
+    assert!(matches!(poll_refresh(&mut source, at(10), ticket), Action::Wait { until: Some(t) } if t == retry_at));
     let out = send(&mut source, retry_at);
     source
         .handle_response(retry_at, out.id, oauth_error(401, "invalid_client"))
         .unwrap();
     assert_eq!(ready(&mut source, retry_at).secret(), "old");
-    match source.poll_refresh(retry_at, ticket) {
+    match poll_refresh(&mut source, retry_at, ticket) {
         Action::Failed(error) => assert_eq!(error.oauth_code().map(|c| c.as_str()), Some("invalid_client")),
         other => panic!("{other:?}"),
     }
@@ -560,13 +575,13 @@ fn a_refresh_learns_the_outcome_of_a_round_another_caller_performed() {
     let mut source = source_fresh();
     fetch(&mut source, at(0), "old", 3600);
     let out = send(&mut source, at(3300));
-    let ticket = source.force_refresh_at(at(3300)).unwrap();
+    let ticket = source.force_refresh(at(3300)).unwrap();
     assert!(matches!(
-        source.poll_refresh(at(3300), ticket),
+        poll_refresh(&mut source, at(3300), ticket),
         Action::Wait { until: None }
     ));
     source.handle_response(at(3301), out.id, token_ok("new", 3600)).unwrap();
-    assert!(matches!(source.poll_refresh(at(3301), ticket), Action::Ready(t) if t.secret() == "new"));
+    assert!(matches!(poll_refresh(&mut source, at(3301), ticket), Action::Ready(t) if t.secret() == "new"));
 }
 
 #[test]
@@ -594,7 +609,7 @@ fn invalidate_during_a_cool_down_does_not_lift_it() {
     assert!(source.invalidate(&token));
     let error = failed(&mut source, at(3300));
     assert_eq!(error.status(), Some(http::StatusCode::INTERNAL_SERVER_ERROR));
-    assert_eq!(source.force_refresh_at(at(3300)), Err(error));
+    assert_eq!(source.force_refresh(at(3300)), Err(error));
     let until = source.retry_at().unwrap();
     send(&mut source, until);
 }
@@ -608,10 +623,10 @@ fn signout_revokes_the_token_and_rejects_results_in_flight() {
     let mut source = TokenSource::new(config, [7; 32]);
     fetch(&mut source, at(0), "tok-1", 3600);
     let in_flight = {
-        source.force_refresh_at(at(10)).unwrap();
+        source.force_refresh(at(10)).unwrap();
         send(&mut source, at(10))
     };
-    let revoke = source.signout().expect("a revocation request");
+    let revoke = source.signout(at(10)).expect("a revocation request");
     assert_eq!(revoke.kind, RequestKind::Revocation);
     assert_eq!(revoke.request.method(), http::Method::POST);
     assert_eq!(revoke.request.uri(), "https://auth.example/oauth2/revoke");
@@ -647,7 +662,7 @@ fn signout_revokes_the_refresh_token_when_there_is_one() {
     let out = send(&mut source, at(0));
     let body = r#"{"access_token":"at","expires_in":60,"refresh_token":"rt"}"#;
     source.handle_response(at(0), out.id, response(200, body)).unwrap();
-    let revoke = source.signout().unwrap();
+    let revoke = source.signout(at(1)).unwrap();
     let pairs = form(&revoke.request);
     assert!(pairs.contains(&("token".into(), "rt".into())), "{pairs:?}");
     assert!(
@@ -666,7 +681,7 @@ fn signout_revokes_the_refresh_token_when_there_is_one() {
 fn signout_without_a_revocation_endpoint_or_token_sends_nothing() {
     let mut source = source();
     fetch(&mut source, at(0), "t", 3600);
-    assert!(source.signout().is_none());
+    assert!(source.signout(at(1)).is_none());
     assert!(source.token().is_none());
     send(&mut source, at(1));
 
@@ -675,7 +690,7 @@ fn signout_without_a_revocation_endpoint_or_token_sends_nothing() {
         .build()
         .unwrap();
     let mut source = TokenSource::new(config, [7; 32]);
-    assert!(source.signout().is_none());
+    assert!(source.signout(at(1)).is_none());
     send(&mut source, at(0));
 }
 
@@ -690,7 +705,7 @@ fn a_token_request_dropped_by_signout_counts_as_a_failed_attempt() {
     let mut gaps = Vec::new();
     let error = loop {
         let dropped = send(&mut source, now);
-        assert!(source.signout().is_none());
+        assert!(source.signout(now).is_none());
         // Its late answer changes nothing.
         let late = source.handle_response(now, dropped.id, token_ok("late", 3600));
         assert_eq!(late.unwrap_err(), Error::UnknownRequest { id: dropped.id });
@@ -722,7 +737,7 @@ fn a_revocation_transport_error_is_returned() {
         .unwrap();
     let mut source = TokenSource::new(config, [7; 32]);
     fetch(&mut source, at(0), "t", 3600);
-    let revoke = source.signout().unwrap();
+    let revoke = source.signout(at(1)).unwrap();
     let e = source
         .handle_transport_error(at(1), revoke.id, TransportErrorKind::Connect)
         .unwrap_err();
@@ -1025,7 +1040,7 @@ fn a_discovered_revocation_endpoint_is_used_at_signout() {
     let extra = r#","revocation_endpoint":"https://id.example/tenant/revoke""#;
     discover(&mut source, at(0), extra);
     fetch(&mut source, at(0), "t", 600);
-    let revoke = source.signout().unwrap();
+    let revoke = source.signout(at(1)).unwrap();
     assert_eq!(revoke.request.uri(), "https://id.example/tenant/revoke");
 
     // An http revocation endpoint to a remote host is dropped.
@@ -1033,7 +1048,7 @@ fn a_discovered_revocation_endpoint_is_used_at_signout() {
     let extra = r#","revocation_endpoint":"http://id.example/revoke""#;
     discover(&mut source, at(0), extra);
     fetch(&mut source, at(0), "t", 600);
-    assert!(source.signout().is_none());
+    assert!(source.signout(at(1)).is_none());
 }
 
 #[test]
@@ -1126,7 +1141,7 @@ fn an_explicit_refresh_does_not_lift_the_cool_down() {
         .handle_response(at(0), out.id, oauth_error(401, "invalid_client"))
         .unwrap_err();
     // The forced refresh reports the cool-down error and changes nothing.
-    assert_eq!(source.force_refresh_at(at(0)), Err(error.clone()));
+    assert_eq!(source.force_refresh(at(0)), Err(error.clone()));
     let until = source.retry_at().expect("cool-down");
     assert_eq!(failed(&mut source, at(0)), error);
     assert_eq!(send(&mut source, until).kind, RequestKind::Token);
@@ -1136,7 +1151,7 @@ fn an_explicit_refresh_does_not_lift_the_cool_down() {
 fn a_forced_refresh_during_a_cool_down_keeps_serving_the_unexpired_token() {
     let mut source = TokenSource::new(one_attempt(), [7; 32]);
     let token = fetch(&mut source, at(0), "t1", 3600);
-    source.force_refresh_at(at(10)).unwrap();
+    source.force_refresh(at(10)).unwrap();
     let out = send(&mut source, at(10));
     assert!(matches!(
         source.handle_response(at(10), out.id, token_ok("x", 1).map(|_| b"oops".to_vec())),
@@ -1144,7 +1159,7 @@ fn a_forced_refresh_during_a_cool_down_keeps_serving_the_unexpired_token() {
     ));
     // Cooling down: the refresh reports the error, the unexpired token is
     // still served, and nothing is left forced for later.
-    let error = source.force_refresh_at(at(10)).unwrap_err();
+    let error = source.force_refresh(at(10)).unwrap_err();
     assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
     assert_eq!(ready(&mut source, at(10)).secret(), token.secret());
     assert_eq!(source.refresh_at(), Some(at(3300)));
@@ -1155,7 +1170,7 @@ fn a_forced_refresh_during_a_cool_down_keeps_serving_the_unexpired_token() {
         "not forced any more"
     );
     // After the cool-down a forced refresh goes out at once.
-    source.force_refresh_at(until).unwrap();
+    source.force_refresh(until).unwrap();
     assert_eq!(send(&mut source, until).kind, RequestKind::Token);
 }
 
@@ -1315,18 +1330,18 @@ fn a_later_rounds_back_off_serves_the_unexpired_token_like_a_cool_down() {
         }
     }
     // A later round, forced at its start: its first attempt fails.
-    let ticket = source.force_refresh_at(now).unwrap();
+    let ticket = source.force_refresh(now).unwrap();
     let out = send(&mut source, now);
     let event = source.handle_response(now, out.id, response(500, "")).unwrap();
     assert!(matches!(event, Event::RetryScheduled { .. }), "{event:?}");
     // Callers keep the unexpired token; the refresh gets the latest error.
     assert_eq!(ready(&mut source, now).secret(), token.secret());
-    match source.poll_refresh(now, ticket) {
+    match poll_refresh(&mut source, now, ticket) {
         Action::Failed(error) => assert_eq!(error.status().map(|s| s.as_u16()), Some(500)),
         other => panic!("expected the refresh's error, got {other:?}"),
     }
     // A refresh asked for during the back-off: the same error, nothing changes.
-    let error = source.force_refresh_at(now).unwrap_err();
+    let error = source.force_refresh(now).unwrap_err();
     assert_eq!(error.status().map(|s| s.as_u16()), Some(500));
     assert_eq!(ready(&mut source, now).secret(), token.secret());
     // After the step the round's next attempt goes out, and a token ends it.

@@ -650,7 +650,7 @@ fn besiege(crowd: &Crowd) -> Result<Vec<u64>, TestCaseError> {
         match crowd.calls[step % crowd.calls.len()] {
             Call::Token => {}
             Call::Refresh => {
-                let _ = source.force_refresh_at(now);
+                let _ = source.force_refresh(now);
             }
             Call::Invalidate => {
                 if let Some(token) = source.token().cloned() {
@@ -659,7 +659,7 @@ fn besiege(crowd: &Crowd) -> Result<Vec<u64>, TestCaseError> {
             }
             Call::Signout => {
                 // The revocation, if any, is not sent in this test.
-                if let Some(revocation) = source.signout() {
+                if let Some(revocation) = source.signout(now) {
                     source.abandon(revocation.id);
                 }
                 in_flight = None;

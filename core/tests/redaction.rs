@@ -182,7 +182,7 @@ fn the_token_sent_to_revocation_is_redacted_in_every_form() {
             source
                 .handle_response(at(0), out.id, response(200, body.to_string()))
                 .unwrap();
-            let out = source.signout().expect("a revocation request");
+            let out = source.signout(at(1)).expect("a revocation request");
             assert_eq!(form_value(&out.request, "token").as_deref(), Some(revoked));
             let error = source
                 .handle_response(at(1), out.id, oauth_echo(400, "invalid_request", &form))
@@ -195,7 +195,7 @@ fn the_token_sent_to_revocation_is_redacted_in_every_form() {
             source
                 .handle_response(at(10), out.id, response(200, body.to_string()))
                 .unwrap();
-            let out = source.signout().expect("a revocation request");
+            let out = source.signout(at(11)).expect("a revocation request");
             let error = source
                 .handle_response(at(11), out.id, error_page(500, &form))
                 .unwrap_err();

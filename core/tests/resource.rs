@@ -5,12 +5,13 @@ mod common;
 
 use client_credentials::{
     parse_resource_metadata, resource_metadata_url, Action, Config, ConfigError, DiscoveryError, Error, Event,
-    RequestKind, TokenSource,
+    RequestKind, ResourceMetadata, TokenSource,
 };
 use common::{at, form, response, send, token_ok, CLIENT_ID, SECRET};
 
 const RESOURCE: &str = "https://api.example/mcp";
 const AS: &str = "https://id.example/tenant";
+const AS_OPENID: &str = "https://id.example/tenant/.well-known/openid-configuration";
 
 fn resource_config() -> Config {
     Config::builder(CLIENT_ID, SECRET)
@@ -34,8 +35,9 @@ fn as_document(issuer: &str) -> http::Response<Vec<u8>> {
     )
 }
 
-/// Reads the resource metadata and the provider metadata, returning the token request.
-fn discover(source: &mut TokenSource) -> http::Request<Vec<u8>> {
+/// Reads the resource metadata and the provider metadata, returning the
+/// token request and the resource's metadata.
+fn discover(source: &mut TokenSource) -> (http::Request<Vec<u8>>, ResourceMetadata) {
     let out = send(source, at(0));
     assert_eq!(out.kind, RequestKind::Discovery);
     assert_eq!(
@@ -43,8 +45,9 @@ fn discover(source: &mut TokenSource) -> http::Request<Vec<u8>> {
         "https://api.example/.well-known/oauth-protected-resource/mcp"
     );
     let event = source.handle_response(at(0), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)));
-    assert!(matches!(event, Ok(Event::ResourceMetadataUpdated(_))), "{event:?}");
-    assert_eq!(source.discovery_issuer(), Some(AS));
+    let Ok(Event::ResourceMetadataUpdated(metadata)) = event else {
+        panic!("{event:?}")
+    };
     let out = send(source, at(0));
     assert_eq!(out.kind, RequestKind::Discovery);
     assert_eq!(
@@ -59,17 +62,16 @@ fn discover(source: &mut TokenSource) -> http::Request<Vec<u8>> {
     let request = out.request;
     let event = source.handle_response(at(0), out.id, token_ok("tok-1", 3600));
     assert!(matches!(event, Ok(Event::TokenUpdated(_))), "{event:?}");
-    request
+    (request, metadata)
 }
 
 #[test]
 fn the_resource_names_the_issuer_and_the_token_is_asked_for_the_resource() {
     let mut source = TokenSource::new(resource_config(), [7; 32]);
-    let request = discover(&mut source);
+    let (request, metadata) = discover(&mut source);
     let resources: Vec<_> = form(&request).into_iter().filter(|(k, _)| k == "resource").collect();
     assert_eq!(resources, [("resource".to_owned(), RESOURCE.to_owned())]);
     assert!(matches!(source.poll(at(1)), Action::Ready(_)));
-    let metadata = source.resource_metadata().expect("resource metadata kept");
     assert_eq!(metadata.scopes_supported.as_deref(), Some(&["tools".to_owned()][..]));
 }
 
@@ -86,13 +88,18 @@ fn a_document_for_another_resource_is_rejected_and_no_issuer_is_contacted() {
         matches!(result, Err(Error::Discovery(DiscoveryError::ResourceMismatch { .. }))),
         "{result:?}"
     );
-    assert_eq!(source.discovery_issuer(), None);
     // Not retryable: the cool-down hands the error to callers.
     assert!(matches!(
         source.poll(at(0)),
         Action::Failed(Error::Discovery(DiscoveryError::ResourceMismatch { .. }))
     ));
-    assert!(source.retry_at().is_some());
+    // After it, the resource is read again: no issuer was taken from the document.
+    let retry_at = source.retry_at().expect("a cool-down");
+    let out = send(&mut source, retry_at);
+    assert_eq!(
+        out.request.uri(),
+        "https://api.example/.well-known/oauth-protected-resource/mcp"
+    );
 }
 
 #[test]
@@ -118,7 +125,8 @@ fn plain_http_authorization_servers_are_skipped() {
     source
         .handle_response(at(0), out.id, resource_document(RESOURCE, servers))
         .expect("one usable server");
-    assert_eq!(source.discovery_issuer(), Some("https://id2.example"));
+    let out = send(&mut source, at(0));
+    assert_eq!(out.request.uri(), "https://id2.example/.well-known/openid-configuration");
 
     let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
@@ -310,7 +318,7 @@ fn a_document_naming_a_server_not_allowed_is_refused_and_nothing_is_sent_to_it()
         }) => assert_eq!(named, ["https://evil.example", "https://evil2.example"]),
         other => panic!("{other:?}"),
     }
-    assert_eq!(source.discovery_issuer(), Some(AS));
+    // The metadata of the server in use stays: the token goes there.
     let out = send(&mut source, at(5));
     assert_eq!(out.kind, RequestKind::Token);
     assert_eq!(out.request.uri(), "https://id.example/tenant/token");
@@ -389,7 +397,17 @@ fn without_usable_metadata_the_refusal_is_the_callers_error() {
         source.poll(retry_at),
         Action::Failed(Error::Discovery(DiscoveryError::AuthorizationServerNotAllowed { .. }))
     ));
-    assert_eq!(source.discovery_issuer(), Some(AS));
+    // The refusal moved nothing: the next round discovers the trusted server.
+    let next_round = source.retry_at().expect("a cool-down");
+    let out = send(&mut source, next_round);
+    let both = format!(r#"["https://evil.example", "{AS}"]"#);
+    source
+        .handle_response(next_round, out.id, resource_document(RESOURCE, &both))
+        .unwrap();
+    // After a back-off step: a round has failed since the last token.
+    let step = source.retry_at().expect("a back-off step");
+    let out = send(&mut source, step);
+    assert_eq!(out.request.uri(), AS_OPENID);
 }
 
 #[test]
@@ -404,8 +422,8 @@ fn an_allowed_second_server_is_accepted_and_the_current_one_preferred() {
     source
         .handle_response(at(5), out.id, resource_document(RESOURCE, &both))
         .unwrap();
-    assert_eq!(source.discovery_issuer(), Some(AS));
     let out = send(&mut source, at(5));
+    assert_eq!(out.request.uri(), AS_OPENID);
     source.handle_response(at(5), out.id, as_document(AS)).unwrap();
     let out = send(&mut source, at(5));
     source.handle_response(at(5), out.id, token_ok("tok-2", 3600)).unwrap();
@@ -418,8 +436,8 @@ fn an_allowed_second_server_is_accepted_and_the_current_one_preferred() {
     source
         .handle_response(at(6), out.id, resource_document(RESOURCE, &named))
         .unwrap();
-    assert_eq!(source.discovery_issuer(), Some(AS2));
     let out = send(&mut source, at(6));
+    assert_eq!(out.request.uri(), "https://id2.example/.well-known/openid-configuration");
     source.handle_response(at(6), out.id, as_document(AS2)).unwrap();
     let out = send(&mut source, at(6));
     assert_eq!(out.request.uri(), "https://id2.example/token");
@@ -431,15 +449,16 @@ fn an_allowed_second_server_is_accepted_and_the_current_one_preferred() {
     source
         .handle_response(at(7), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
         .unwrap();
-    assert_eq!(source.discovery_issuer(), Some(AS));
+    let out = send(&mut source, at(7));
+    assert_eq!(out.request.uri(), AS_OPENID);
 }
 
 #[test]
 fn the_first_discovery_trusts_the_server_the_resource_names() {
     // The allowed servers add to the one named at first discovery.
     let mut source = TokenSource::new(allowing(AS2), [7; 32]);
+    // `discover` checks that the issuer discovered is the one named, AS.
     discover(&mut source);
-    assert_eq!(source.discovery_issuer(), Some(AS));
 }
 
 #[test]
@@ -581,5 +600,6 @@ fn an_https_resource_cannot_name_a_plain_http_loopback_authorization_server() {
     source
         .handle_response(at(0), out.id, resource_document(RESOURCE, servers))
         .expect("one usable server");
-    assert_eq!(source.discovery_issuer(), Some("https://id2.example"));
+    let out = send(&mut source, at(0));
+    assert_eq!(out.request.uri(), "https://id2.example/.well-known/openid-configuration");
 }

@@ -403,11 +403,14 @@ impl<W: Wake> Driver<W> {
             }
         }
         let state = &mut *state;
-        let action = match mode {
-            Mode::Token => state.source.poll(now),
-            Mode::Refresh(ticket) => state.source.poll_refresh(now, ticket),
-        };
-        let outgoing = match action {
+        if let Mode::Refresh(ticket) = mode {
+            // The forced refresh's round failed: its caller gets the error,
+            // while others are served the unexpired token.
+            if let Some(error) = state.source.refresh_failed(now, ticket) {
+                return Step::Failed(error.clone());
+            }
+        }
+        let outgoing = match state.source.poll(now) {
             Action::Ready(token) => return Step::Ready(token.clone()),
             Action::Failed(error) => return Step::Failed(error.clone()),
             Action::Wait { until } => return Step::Wait(self.settings.clock.wait_for(until)),
@@ -490,7 +493,7 @@ impl<W: Wake> Driver<W> {
     pub fn refresh(&self) -> Result<Mode, Error> {
         let now = self.now();
         let mut state = self.lock();
-        let ticket = state.source.force_refresh_at(now)?;
+        let ticket = state.source.force_refresh(now)?;
         self.publish(&state.source);
         Ok(Mode::Refresh(ticket))
     }
@@ -943,9 +946,10 @@ impl<W: Io> Driver<W> {
     /// revocation endpoint: the revocation's error, if any. Returns once the
     /// store's deletion has landed, even when another caller applies it.
     pub async fn signout(self: &Arc<Self>) -> Result<(), Error> {
+        let now = self.now();
         let (deletion, revocation) = {
             let mut state = self.lock();
-            let outgoing = state.source.signout();
+            let outgoing = state.source.signout(now);
             state.current = 0;
             state.loading = false;
             state.loaded = true;

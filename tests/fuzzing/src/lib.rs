@@ -691,10 +691,10 @@ pub fn token_source(data: &[u8]) {
                     }
                 }
                 2 => {
-                    let _ = source.force_refresh_at(now);
+                    let _ = source.force_refresh(now);
                 }
                 3 => {
-                    if let Some(outgoing) = source.signout() {
+                    if let Some(outgoing) = source.signout(now) {
                         stale = in_flight.or(stale);
                         in_flight = Some(outgoing.id);
                         revoking = Some(outgoing.id);
