@@ -1021,15 +1021,18 @@ impl TokenSource {
         let probation = self.config.retry().max_backoff;
         let on_probation = now < current.received_at().saturating_add(probation);
         match self.rejections {
-            // A request in flight decides this round's outcome itself.
-            Some(streak) if on_probation && self.phase == Phase::Idle => {
+            Some(streak) => {
+                // The streak goes on: later failures escalate from its count
+                // and its start, whether or not this rejection is one.
                 self.failures = self.failures.max(streak.failures);
                 let since = self.failing_since.map_or(streak.since, |s| s.min(streak.since));
                 self.failing_since = Some(since);
-                // No usable token is left: the error is the callers', through `poll`.
-                let _ = self.fail(now, Error::TokenRejected, None);
+                // A request in flight decides this round's outcome itself.
+                if on_probation && self.phase == Phase::Idle {
+                    // No usable token is left: the error is the callers', through `poll`.
+                    let _ = self.fail(now, Error::TokenRejected, None);
+                }
             }
-            Some(_) => {}
             None => {
                 self.rejections = Some(Streak {
                     failures: 0,
