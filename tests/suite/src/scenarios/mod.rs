@@ -12,6 +12,7 @@ pub mod hardening;
 pub mod interop;
 pub mod parity;
 pub mod quirks;
+pub mod rejections;
 pub mod resource_server;
 pub mod single_flight;
 pub mod stores;
