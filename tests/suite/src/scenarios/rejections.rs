@@ -170,3 +170,32 @@ pub fn four_calls_to_a_nonce_demanding_resource_take_five_requests<A: Adapter>()
         }
     }
 }
+
+/// With `.dpop(key)`, a provider that issues bearer tokens is refused: the
+/// call fails with `Error::Dpop`, and nothing is cached (the next call asks
+/// again, after the back-off) or stored.
+pub fn with_dpop_a_bearer_token_is_refused_and_not_stored<A: Adapter>() {
+    use client_credentials::{DpopError, Error};
+    let issuer = TestIssuer::start();
+    let store = Arc::new(crate::RecordingStore::new());
+    let options = Options {
+        store: crate::StoreChoice::Recording(store.clone()),
+        ..Options::default()
+    };
+    let key = JwtKey::from_pem(super::assertions::EC_PEM, JwsAlgorithm::Es256).unwrap();
+    let client = A::build(config(&issuer).dpop(key).max_attempts(1).build().unwrap(), options);
+    for _ in 0..3 {
+        match A::token(&client) {
+            Err(Error::Dpop(DpopError::UnboundToken { token_type })) => assert_eq!(token_type, "Bearer"),
+            other => panic!("{}: {other:?}", A::NAME),
+        }
+    }
+    assert_eq!(issuer.token_requests().len(), 1, "{}: backed off", A::NAME);
+    assert!(store.token().is_none(), "{}: {:?}", A::NAME, store.calls());
+    assert!(
+        !store.calls().iter().any(|call| call.starts_with("save")),
+        "{}: {:?}",
+        A::NAME,
+        store.calls()
+    );
+}
