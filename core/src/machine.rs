@@ -1094,10 +1094,12 @@ impl TokenSource {
     /// store) if it is better than the cached one: usable at `now`, and
     /// expiring later than the cached token (a token without expiry counts as
     /// the latest). Returns whether it was taken. A provider answering with an
-    /// older or already expired token never replaces a fresher one.
+    /// older or already expired token never replaces a fresher one. With
+    /// DPoP configured only a DPoP-bound token is taken (RFC 9449 §5).
     pub fn offer_token(&mut self, now: Timestamp, token: AccessToken) -> bool {
         let (_, usable_until) = self.validity(&token);
-        if now >= usable_until {
+        let unbound = self.config.dpop_key().is_some() && !token.token_type().eq_ignore_ascii_case("dpop");
+        if now >= usable_until || unbound {
             return false;
         }
         let newer = match &self.token {

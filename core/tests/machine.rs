@@ -877,6 +877,23 @@ fn with_dpop_a_bearer_token_is_a_typed_error_and_nothing_is_cached() {
 }
 
 #[test]
+fn with_dpop_an_offered_bearer_token_is_not_taken() {
+    let mut source = dpop_source();
+    let offered = |token_type: &str| {
+        AccessToken::builder("provided")
+            .token_type(token_type)
+            .received_at(at(0))
+            .expires_at(at(3600))
+            .build()
+            .unwrap()
+    };
+    // From a custom provider or a fleet store: an unbound token is refused.
+    assert!(!source.offer_token(at(0), offered("Bearer")));
+    assert!(source.token().is_none());
+    assert!(source.offer_token(at(0), offered("DPoP")));
+}
+
+#[test]
 fn resource_metadata_requiring_dpop_without_a_key_is_a_typed_error() {
     let config = Config::builder(CLIENT_ID, SECRET)
         .resource_server("https://api.example/mcp")
