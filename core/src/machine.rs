@@ -1183,9 +1183,10 @@ impl TokenSource {
     /// token while on probation (see [`Streak`]).
     fn end_round(&mut self, now: Timestamp) {
         if let Some(since) = self.failing_since {
+            let earlier = self.rejections.unwrap_or(Streak { failures: 0, since });
             self.rejections = Some(Streak {
-                failures: self.failures,
-                since,
+                failures: self.failures.max(earlier.failures),
+                since: since.min(earlier.since),
             });
         }
         self.failures = 0;
