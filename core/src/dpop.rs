@@ -111,3 +111,34 @@ fn origin_of(url: &str) -> Option<String> {
     let origin = url::Url::parse(url).ok()?.origin();
     origin.is_tuple().then(|| origin.ascii_serialization())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_are_kept_per_origin_latest_first_and_bounded() {
+        let mut nonces = DpopNonces::default();
+        nonces.remember("https://a.example/x?q", "1");
+        nonces.remember("HTTPS://A.example:443/y", "2");
+        assert_eq!(
+            nonces.get("https://a.example/z"),
+            Some("2"),
+            "one origin, the latest nonce"
+        );
+        assert_eq!(nonces.get("http://a.example/z"), None, "another scheme");
+        // Nothing is kept for what has no origin, nor an empty or oversized nonce.
+        nonces.remember("data:text/plain,x", "3");
+        nonces.remember("not a url", "3");
+        nonces.remember("https://b.example/", "");
+        nonces.remember("https://b.example/", &"n".repeat(MAX_NONCE_LEN + 1));
+        assert_eq!(nonces.entries.len(), 1);
+        for i in 0..2 * MAX_NONCE_ORIGINS {
+            nonces.remember(&format!("https://r{i}.example/"), "x");
+            assert!(nonces.entries.len() <= MAX_NONCE_ORIGINS);
+        }
+        assert_eq!(nonces.get("https://a.example/"), None, "the oldest is dropped");
+        let last = format!("https://r{}.example/", 2 * MAX_NONCE_ORIGINS - 1);
+        assert_eq!(nonces.get(&last), Some("x"));
+    }
+}
