@@ -1137,11 +1137,12 @@ impl ConfigBuilder {
             (Some(url), None, None) => Endpoint::Token(check_endpoint("token_endpoint", &url, insecure)?),
             (None, None, Some(resource)) => {
                 check_endpoint("resource_server", &resource, insecure)?;
-                let metadata_url = resource_metadata_url_with(&resource, insecure).map_err(|e| ConfigError::InvalidUrl {
-                    field: "resource_server",
-                    url: without_userinfo(&resource),
-                    reason: e.to_string(),
-                })?;
+                let metadata_url =
+                    resource_metadata_url_with(&resource, insecure).map_err(|e| ConfigError::InvalidUrl {
+                        field: "resource_server",
+                        url: without_userinfo(&resource),
+                        reason: e.to_string(),
+                    })?;
                 // RFC 8707: the token is asked for this resource.
                 given_resources.insert(0, resource.clone());
                 Endpoint::ResourceServer(ResourceServer {

@@ -5,7 +5,7 @@ mod common;
 
 use client_credentials::{
     parse_resource_metadata, resource_metadata_url, Action, Config, ConfigError, DiscoveryError, Error, Event,
-    RequestKind, ResourceMetadata, TokenSource,
+    Outgoing, RequestKind, ResourceMetadata, Timestamp, TokenSource,
 };
 use common::{at, form, response, send, token_ok, CLIENT_ID, SECRET};
 
@@ -126,7 +126,10 @@ fn plain_http_authorization_servers_are_skipped() {
         .handle_response(at(0), out.id, resource_document(RESOURCE, servers))
         .expect("one usable server");
     let out = send(&mut source, at(0));
-    assert_eq!(out.request.uri(), "https://id2.example/.well-known/openid-configuration");
+    assert_eq!(
+        out.request.uri(),
+        "https://id2.example/.well-known/openid-configuration"
+    );
 
     let mut source = TokenSource::new(resource_config(), [7; 32]);
     let out = send(&mut source, at(0));
@@ -176,10 +179,22 @@ fn allowing(server: &str) -> Config {
         .expect("valid config")
 }
 
-/// Evicts the cached token, as a resource's 401 does, so the next poll sends.
-fn rejected(source: &mut TokenSource) {
+/// Polls from `now` until the source sends, waiting out back-off steps:
+/// the request, and when it went out.
+fn send_when_due(source: &mut TokenSource, mut now: Timestamp) -> (Outgoing, Timestamp) {
+    loop {
+        match source.poll(now) {
+            Action::Send(out) => return (out, now),
+            Action::Wait { until: Some(until) } if until > now => now = until,
+            other => panic!("expected Send or a back-off at {now:?}, got {other:?}"),
+        }
+    }
+}
+
+/// Evicts the cached token, as a resource's 401 at `now` does, so the next poll sends.
+fn rejected(source: &mut TokenSource, now: Timestamp) {
     let token = source.token().cloned().expect("a token");
-    assert!(source.invalidate(&token));
+    assert!(source.invalidate(now, &token));
 }
 
 #[test]
@@ -191,7 +206,7 @@ fn a_challenge_names_another_metadata_url_which_is_read_in_the_next_round() {
         !source.follow_resource_metadata(RESOURCE, HINT),
         "the same URL changes nothing"
     );
-    rejected(&mut source);
+    rejected(&mut source, at(0));
     let out = send(&mut source, at(5));
     assert_eq!(out.request.uri(), HINT);
     source
@@ -231,7 +246,7 @@ fn a_hint_on_another_origin_is_ignored_and_the_pinned_server_keeps_the_credentia
     ] {
         assert!(!source.follow_resource_metadata(requested, hint), "{requested} {hint}");
     }
-    rejected(&mut source);
+    rejected(&mut source, at(0));
     let out = send(&mut source, at(5));
     assert_eq!(out.kind, RequestKind::Token);
     assert_eq!(out.request.uri(), "https://id.example/tenant/token");
@@ -259,7 +274,7 @@ fn a_hint_naming_the_well_known_url_is_the_well_known_document() {
     );
     assert!(source.follow_resource_metadata(RESOURCE, HINT));
     assert!(source.follow_resource_metadata("https://api.example/mcp/tools/call", well_known));
-    rejected(&mut source);
+    rejected(&mut source, at(0));
     let out = send(&mut source, at(5));
     assert_eq!(out.request.uri(), well_known);
     // Checked as at first discovery: `resource` is the configured resource.
@@ -273,7 +288,7 @@ fn a_hinted_document_must_name_the_url_requested() {
     let mut source = TokenSource::new(resource_config(), [7; 32]);
     discover(&mut source);
     assert!(source.follow_resource_metadata(requested, HINT));
-    rejected(&mut source);
+    rejected(&mut source, at(0));
     let out = send(&mut source, at(5));
     assert_eq!(out.request.uri(), HINT);
     // RFC 9728 §3.3: the URL requested, not the configured resource.
@@ -293,12 +308,13 @@ fn a_hinted_document_must_name_the_url_requested() {
     assert_eq!(out.request.uri(), "https://id.example/tenant/token");
     source.handle_response(at(5), out.id, token_ok("tok-2", 3600)).unwrap();
 
-    // A document that names the URL requested is accepted.
+    // A document that names the URL requested is accepted. (The token is
+    // rejected after its probation, so a new one is fetched at once.)
     assert!(source.follow_resource_metadata(requested, HINT));
-    rejected(&mut source);
-    let out = send(&mut source, at(6));
+    rejected(&mut source, at(40));
+    let out = send(&mut source, at(40));
     assert_eq!(out.request.uri(), HINT);
-    let event = source.handle_response(at(6), out.id, resource_document(requested, &format!(r#"["{AS}"]"#)));
+    let event = source.handle_response(at(40), out.id, resource_document(requested, &format!(r#"["{AS}"]"#)));
     assert!(matches!(event, Ok(Event::ResourceMetadataUpdated(_))), "{event:?}");
 }
 
@@ -307,7 +323,7 @@ fn a_document_naming_a_server_not_allowed_is_refused_and_nothing_is_sent_to_it()
     let mut source = TokenSource::new(resource_config(), [7; 32]);
     discover(&mut source);
     assert!(source.follow_resource_metadata(RESOURCE, HINT));
-    rejected(&mut source);
+    rejected(&mut source, at(0));
     let out = send(&mut source, at(5));
     assert_eq!(out.request.uri(), HINT);
     let named = r#"["https://evil.example", "https://evil2.example"]"#;
@@ -324,7 +340,7 @@ fn a_document_naming_a_server_not_allowed_is_refused_and_nothing_is_sent_to_it()
     assert_eq!(out.request.uri(), "https://id.example/tenant/token");
     source.handle_response(at(5), out.id, token_ok("tok-2", 3600)).unwrap();
     // The refused hint is forgotten: the next read is the well-known document.
-    rejected(&mut source);
+    rejected(&mut source, at(5));
     let out = send(&mut source, at(24 * 3600 + 10));
     assert_eq!(
         out.request.uri(),
@@ -341,7 +357,7 @@ fn the_well_known_document_cannot_move_the_client_to_another_server_either() {
         .unwrap();
     let mut source = TokenSource::new(config, [7; 32]);
     discover(&mut source);
-    rejected(&mut source);
+    rejected(&mut source, at(0));
     let out = send(&mut source, at(120));
     let event = source.handle_response(
         at(120),
@@ -416,7 +432,7 @@ fn an_allowed_second_server_is_accepted_and_the_current_one_preferred() {
     discover(&mut source);
     // Both listed: the server in use stays.
     assert!(source.follow_resource_metadata(RESOURCE, HINT));
-    rejected(&mut source);
+    rejected(&mut source, at(0));
     let out = send(&mut source, at(5));
     let both = format!(r#"["{AS2}", "{AS}"]"#);
     source
@@ -427,29 +443,35 @@ fn an_allowed_second_server_is_accepted_and_the_current_one_preferred() {
     source.handle_response(at(5), out.id, as_document(AS)).unwrap();
     let out = send(&mut source, at(5));
     source.handle_response(at(5), out.id, token_ok("tok-2", 3600)).unwrap();
-    // Only the allowed one listed, after servers that are not allowed: it is taken.
+    // Only the allowed one listed, after servers that are not allowed: it is
+    // taken. (The token is rejected after its probation, so a new one is
+    // fetched in this round; the rejections pace its steps.)
     let hint_c = "https://api.example/.well-known/oauth-protected-resource/mcp/tenant-c";
     assert!(source.follow_resource_metadata(RESOURCE, hint_c));
-    rejected(&mut source);
-    let out = send(&mut source, at(6));
+    rejected(&mut source, at(40));
+    let (out, now) = send_when_due(&mut source, at(40));
     let named = format!(r#"["https://evil.example", "{AS2}"]"#);
     source
-        .handle_response(at(6), out.id, resource_document(RESOURCE, &named))
+        .handle_response(now, out.id, resource_document(RESOURCE, &named))
         .unwrap();
-    let out = send(&mut source, at(6));
-    assert_eq!(out.request.uri(), "https://id2.example/.well-known/openid-configuration");
-    source.handle_response(at(6), out.id, as_document(AS2)).unwrap();
-    let out = send(&mut source, at(6));
+    let (out, now) = send_when_due(&mut source, now);
+    assert_eq!(
+        out.request.uri(),
+        "https://id2.example/.well-known/openid-configuration"
+    );
+    source.handle_response(now, out.id, as_document(AS2)).unwrap();
+    let (out, now) = send_when_due(&mut source, now);
     assert_eq!(out.request.uri(), "https://id2.example/token");
     // The first server stays trusted: the resource may move back to it.
-    source.handle_response(at(6), out.id, token_ok("tok-3", 3600)).unwrap();
+    source.handle_response(now, out.id, token_ok("tok-3", 3600)).unwrap();
     assert!(source.follow_resource_metadata(RESOURCE, HINT));
-    rejected(&mut source);
-    let out = send(&mut source, at(7));
+    let later = now.saturating_add(std::time::Duration::from_secs(40));
+    rejected(&mut source, later);
+    let (out, now) = send_when_due(&mut source, later);
     source
-        .handle_response(at(7), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
+        .handle_response(now, out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
         .unwrap();
-    let out = send(&mut source, at(7));
+    let (out, _) = send_when_due(&mut source, now);
     assert_eq!(out.request.uri(), AS_OPENID);
 }
 
@@ -515,7 +537,7 @@ fn rediscovery_after_the_ttl_reads_the_resource_again() {
     let mut source = TokenSource::new(config, [7; 32]);
     discover(&mut source);
     let token = source.token().cloned().unwrap();
-    source.invalidate(&token);
+    source.invalidate(at(0), &token);
     let out = send(&mut source, at(120));
     assert_eq!(
         out.request.uri(),
@@ -601,5 +623,8 @@ fn an_https_resource_cannot_name_a_plain_http_loopback_authorization_server() {
         .handle_response(at(0), out.id, resource_document(RESOURCE, servers))
         .expect("one usable server");
     let out = send(&mut source, at(0));
-    assert_eq!(out.request.uri(), "https://id2.example/.well-known/openid-configuration");
+    assert_eq!(
+        out.request.uri(),
+        "https://id2.example/.well-known/openid-configuration"
+    );
 }

@@ -464,7 +464,8 @@ impl<W: Wake> Driver<W> {
     /// A DPoP proof (RFC 9449 §7) for a request to a resource with `token`:
     /// `htm` = `method`, `htu` = `uri` without query and fragment, `ath` =
     /// the token's hash, a fresh `jti`; `nonce` is the resource server's, if
-    /// it asked for one. `Ok(None)` when the config has no DPoP key.
+    /// it asked for one, else the latest kept for `uri`'s origin
+    /// ([`Driver::remember_dpop_nonce`]). `Ok(None)` when the config has no DPoP key.
     pub fn dpop_proof(
         &self,
         method: &http::Method,
@@ -477,6 +478,15 @@ impl<W: Wake> Driver<W> {
         }
         let now = self.now();
         self.lock().source.dpop_proof(now, method, uri, Some(token), nonce)
+    }
+
+    /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):
+    /// the next proof for `url`'s origin carries it, so a server that
+    /// demands nonces costs one extra request per nonce, not per call.
+    pub fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
+        if self.settings.config.dpop_key().is_some() {
+            self.lock().source.remember_dpop_nonce(url, nonce);
+        }
     }
 
     /// A resource server's 401 to a request for `requested` named where its
@@ -498,13 +508,16 @@ impl<W: Wake> Driver<W> {
         Ok(Mode::Refresh(ticket))
     }
 
-    /// The resource server rejected `token`: stop serving it. Returns
-    /// whether it was the cached token and its eviction from the store
-    /// (deleted only if the store still holds it) is due
+    /// The resource server rejected `token`: stop serving it (see
+    /// [`TokenSource::invalidate`]: a token rejected soon after it was
+    /// fetched fails the round, and callers get the back-off's error).
+    /// Returns whether it was the cached token and its eviction from the
+    /// store (deleted only if the store still holds it) is due
     /// ([`Driver::save_changes`]).
     pub fn invalidate(&self, token: &AccessToken) -> bool {
+        let now = self.now();
         let mut state = self.lock();
-        if !state.source.invalidate(token) {
+        if !state.source.invalidate(now, token) {
             return false;
         }
         self.publish(&state.source);

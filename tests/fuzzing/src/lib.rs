@@ -686,7 +686,7 @@ pub fn token_source(data: &[u8]) {
                 }
                 1 => {
                     if let Some(token) = source.token().cloned() {
-                        assert!(source.invalidate(&token));
+                        assert!(source.invalidate(now, &token));
                         assert!(source.token().is_none());
                     }
                 }
