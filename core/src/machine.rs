@@ -173,9 +173,10 @@ enum Sent {
     /// The resource's metadata (RFC 9728), read at `url`; the document must
     /// name `resource` (RFC 9728 §3.3).
     ResourceMetadata { url: Url, resource: String },
-    /// `issuer`'s metadata at `location`.
+    /// `issuer`'s metadata at `location` (boxed: an issuer with its URLs is
+    /// large, and most requests are token requests).
     Discovery {
-        issuer: Issuer,
+        issuer: Box<Issuer>,
         location: DiscoveryLocation,
     },
     /// A token, sent at `sent_at`: its `expires_in` counts from then
@@ -943,7 +944,7 @@ impl TokenSource {
         let location = locations[self.location.min(locations.len() - 1)];
         let request = get_json(issuer.metadata_url(location));
         let sent = Sent::Discovery {
-            issuer: issuer.clone(),
+            issuer: Box::new(issuer.clone()),
             location,
         };
         (sent, request)
