@@ -168,7 +168,7 @@ struct ResourceHint {
 }
 
 /// What the request in flight asked for, with what its answer is checked against.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 enum Sent {
     /// The resource's metadata (RFC 9728), read at `url`; the document must
     /// name `resource` (RFC 9728 §3.3).
@@ -184,6 +184,23 @@ enum Sent {
     Token { refresh_grant: bool, sent_at: Timestamp },
     /// A revocation at sign-out (RFC 7009).
     Revocation,
+}
+
+impl fmt::Debug for Sent {
+    /// What was asked for, without the URLs: a hinted resource URL may carry
+    /// a query the application treats as private.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sent::ResourceMetadata { .. } => f.write_str("ResourceMetadata"),
+            Sent::Discovery { location, .. } => f.debug_tuple("Discovery").field(location).finish(),
+            Sent::Token { refresh_grant, sent_at } => f
+                .debug_struct("Token")
+                .field("refresh_grant", refresh_grant)
+                .field("sent_at", sent_at)
+                .finish(),
+            Sent::Revocation => f.write_str("Revocation"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -449,8 +466,8 @@ impl TokenSource {
     /// `access_token`, a fresh `jti`, `iat` = `now`. Send it as the `DPoP`
     /// header next to `Authorization: DPoP <token>`. `Ok(None)` when DPoP is
     /// not configured. `nonce` is the resource server's, if it asked for one;
-    /// without it, the latest nonce kept for `uri`'s origin
-    /// ([`TokenSource::remember_dpop_nonce`]) is used.
+    /// without it, the latest nonce kept for `uri`'s origin (the adapters'
+    /// clients keep the resource servers' nonces) is used.
     pub fn dpop_proof(
         &self,
         now: Timestamp,

@@ -628,3 +628,18 @@ fn an_https_resource_cannot_name_a_plain_http_loopback_authorization_server() {
         "https://id2.example/.well-known/openid-configuration"
     );
 }
+
+#[test]
+fn the_source_debug_never_shows_the_url_a_hint_was_followed_for() {
+    let requested = "https://api.example/mcp/tools?session=private";
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    discover(&mut source);
+    assert!(source.follow_resource_metadata(requested, HINT));
+    rejected(&mut source, at(0));
+    let out = send(&mut source, at(5));
+    assert_eq!(out.request.uri(), HINT);
+    // The read is in flight: the source knows the URL it must name.
+    let shown = format!("{source:?}");
+    assert!(!shown.contains("session=private"), "{shown}");
+    assert!(shown.contains("ResourceMetadata"), "{shown}");
+}
