@@ -202,7 +202,7 @@ pub fn discovery_request(issuer: impl AsRef<str>) -> Request<Vec<u8>> {
 /// # Ok::<(), client_credentials::Error>(())
 /// ```
 pub fn discovery_request_at(issuer: impl AsRef<str>, location: DiscoveryLocation) -> Result<Request<Vec<u8>>, Error> {
-    Ok(get_json(&discovery_url_with(issuer.as_ref(), location, false)?))
+    get_json(&discovery_url_with(issuer.as_ref(), location, false)?)
 }
 
 /// Validates a metadata response for `issuer` (standalone use; HTTPS required

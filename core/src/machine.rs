@@ -931,16 +931,16 @@ impl TokenSource {
                     refresh_grant: refresh.is_some(),
                     sent_at: now,
                 };
-                (sent, token_request(&self.config, url, &auth, grant, &prepared))
+                (sent, token_request(&self.config, url, &auth, grant, &prepared)?)
             }
-            (Endpoint::Issuer(issuer), None) => self.discovery_step(issuer),
+            (Endpoint::Issuer(issuer), None) => self.discovery_step(issuer)?,
             (Endpoint::ResourceServer(resource), None) => match (&self.authorization_server, self.resource_read) {
                 // This round read the resource's metadata: discover the
                 // issuer it named.
-                (Some(issuer), true) => self.discovery_step(issuer),
+                (Some(issuer), true) => self.discovery_step(issuer)?,
                 _ => {
                     let (url, resource) = self.resource_metadata_location(resource);
-                    let request = get_json(&url);
+                    let request = get_json(&url)?;
                     (Sent::ResourceMetadata { url, resource }, request)
                 }
             },
@@ -956,15 +956,15 @@ impl TokenSource {
     }
 
     /// The request for `issuer`'s metadata at the current location.
-    fn discovery_step(&self, issuer: &Issuer) -> (Sent, http::Request<Vec<u8>>) {
+    fn discovery_step(&self, issuer: &Issuer) -> Result<(Sent, http::Request<Vec<u8>>), Error> {
         let locations = self.locations();
         let location = locations[self.location.min(locations.len() - 1)];
-        let request = get_json(issuer.metadata_url(location));
+        let request = get_json(issuer.metadata_url(location))?;
         let sent = Sent::Discovery {
             issuer: Box::new(issuer.clone()),
             location,
         };
-        (sent, request)
+        Ok((sent, request))
     }
 
     fn take_in_flight(&mut self, id: RequestId) -> Result<Sent, Error> {
@@ -1309,7 +1309,7 @@ impl TokenSource {
         let auth = self.auth();
         // Revocation is best effort: without a fresh assertion it is not sent.
         let prepared = self.prepare(now, &auth, endpoint, false).ok()?;
-        let request = revocation_request(&self.config, endpoint, &auth, &value, hint, &prepared);
+        let request = revocation_request(&self.config, endpoint, &auth, &value, hint, &prepared).ok()?;
         let id = self.next_id();
         self.sent_credentials = carried_credentials(&self.config, &request);
         self.phase = Phase::InFlight {

@@ -7,6 +7,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use url::Url;
 
 use crate::config::{ClientAuth, Config};
+use crate::error::{ConfigError, Error};
 use crate::redact::Credentials;
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -118,7 +119,7 @@ pub(crate) fn token_request(
     auth: &ClientAuth,
     grant: Grant<'_>,
     prepared: &Prepared,
-) -> Request<Vec<u8>> {
+) -> Result<Request<Vec<u8>>, Error> {
     let (content_type, body) = match auth {
         ClientAuth::Json => (JSON, json_body(config, grant)),
         _ => (FORM, form_body(config, auth, grant, prepared)),
@@ -130,7 +131,7 @@ pub(crate) fn token_request(
         proof.set_sensitive(true);
         builder = builder.header("DPoP", proof);
     }
-    finish(builder, body)
+    finish(builder, endpoint, body)
 }
 
 /// A `POST` to `endpoint` with the common headers and, for the Basic
@@ -163,7 +164,7 @@ pub(crate) fn revocation_request(
     token: &str,
     hint: &str,
     prepared: &Prepared,
-) -> Request<Vec<u8>> {
+) -> Result<Request<Vec<u8>>, Error> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("token", token).append_pair("token_type_hint", hint);
     // RFC 7009 §2.1: the client authenticates as at the token endpoint (a
@@ -174,24 +175,35 @@ pub(crate) fn revocation_request(
         auth
     };
     append_client_auth(&mut form, config, auth_in_form, prepared);
-    finish(post(config, endpoint, auth, FORM), form.finish().into_bytes())
+    finish(post(config, endpoint, auth, FORM), endpoint, form.finish().into_bytes())
 }
 
 /// A `GET` for a metadata document.
-pub(crate) fn get_json(url: &Url) -> Request<Vec<u8>> {
+pub(crate) fn get_json(url: &Url) -> Result<Request<Vec<u8>>, Error> {
     let builder = Request::builder()
         .method(Method::GET)
         .uri(url.as_str())
         .header(ACCEPT, JSON)
         .header(USER_AGENT, AGENT);
-    finish(builder, Vec::new())
+    finish(builder, url, Vec::new())
 }
 
-fn finish(builder: http::request::Builder, body: Vec<u8>) -> Request<Vec<u8>> {
-    // Every part was validated when the Config was built (URLs parsed by `url`,
-    // header values are constants or base64), so this cannot fail; fall back to
-    // an empty request rather than panic if it ever did.
-    builder.body(body).unwrap_or_else(|_| Request::new(Vec::new()))
+/// The request to `url`, or why it cannot be built. Every URL was checked to
+/// be a valid request URI before it got here (by `Config::build`, or when the
+/// metadata naming it was read) and header values are constants or base64,
+/// so this does not fail; if it ever did, the error says so and nothing is
+/// sent, rather than a request to nowhere.
+fn finish(builder: http::request::Builder, url: &Url, body: Vec<u8>) -> Result<Request<Vec<u8>>, Error> {
+    builder.body(body).map_err(|e| {
+        // The URL without its query, which may carry a key.
+        let mut shown = url.clone();
+        shown.set_query(None);
+        Error::Config(ConfigError::InvalidUrl {
+            field: "request",
+            url: shown.to_string(),
+            reason: e.to_string(),
+        })
+    })
 }
 
 /// The client authentication members of a form body, by method.

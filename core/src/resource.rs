@@ -107,7 +107,7 @@ pub(crate) fn check_resource(resource: &str, allow_insecure: bool) -> Result<Url
 /// # Ok::<(), client_credentials::Error>(())
 /// ```
 pub fn resource_metadata_request(resource: impl AsRef<str>) -> Result<Request<Vec<u8>>, Error> {
-    Ok(get_json(&resource_metadata_url(resource.as_ref())?))
+    get_json(&resource_metadata_url(resource.as_ref())?)
 }
 
 /// Validates a resource metadata response for `resource` (standalone use;
