@@ -49,6 +49,7 @@ client_credentials_common::authorizer!(blocking);
 /// let body = agent.get("https://api.example.com/things").call()?.body_mut().read_to_string()?;
 /// # let _ = body; Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 #[cfg(feature = "middleware")]
 pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
 
@@ -77,5 +78,6 @@ pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
 /// let response = api.run(request)?;
 /// # let _ = response; Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 #[cfg(feature = "middleware")]
 pub type AuthorizedAgent = authorized::AuthorizedAgent<Client>;

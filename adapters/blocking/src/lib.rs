@@ -73,6 +73,7 @@
 //! or in code, `env_logger::Builder::new().filter_module("ureq_proto", log::LevelFilter::Off)`.
 //! The `client-credentials` CLI installs no `log` bridge, so it never prints them.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod authorize;
@@ -80,8 +81,17 @@ mod client;
 mod discovery;
 mod transport;
 
-pub use client_credentials::{AccessToken, Config, Error};
+/// The `http` crate whose types this crate's API uses (`HeaderValue`, `Request`, `Response`).
+pub use client_credentials::http;
+pub use client_credentials::{
+    AccessToken, AssertionSource, ClientAuth, ClientAuthError, Config, ConfigBuilder, ConfigError, DiscoveryError,
+    Error, JwsAlgorithm, JwtKey, OAuthErrorCode, ProviderMetadata, Secret, Timestamp, TransportError,
+    TransportErrorKind,
+};
 pub use client_credentials_common::{Clock, FileStore, FleetTurn, ManualClock, MemoryStore, TokenStore};
+/// The `ureq` crate (3.x) this crate sends with: name `ureq::Agent` through it
+/// ([`UreqTransport::with_agent`], `AuthorizedAgent::new`) to be sure the versions match.
+pub use ureq;
 
 #[cfg(feature = "middleware")]
 pub use authorize::{AuthMiddleware, AuthorizedAgent};

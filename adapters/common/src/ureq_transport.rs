@@ -2,11 +2,12 @@
 
 use client_credentials::{TransportError, TransportErrorKind};
 
-/// A `ureq` error as the core's [`TransportError`] (with its causes): timeouts,
+/// A `ureq` error in an exchange with `url` as the core's [`TransportError`]
+/// (worded by [`transport_failure`](crate::transport_failure)): timeouts,
 /// failures to connect (DNS, refused, TLS) and broken exchanges told apart,
 /// for the core's retry rules. ureq's messages name hosts and causes, never request
 /// headers or bodies.
-pub fn map_error(error: ureq::Error) -> TransportError {
+pub fn map_error(url: &http::Uri, error: ureq::Error) -> TransportError {
     use std::io::ErrorKind as Io;
     use TransportErrorKind::{Connect, Io as Broken, Other, Timeout};
     let kind = match &error {
@@ -24,5 +25,10 @@ pub fn map_error(error: ureq::Error) -> TransportError {
         ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Broken,
         _ => Other,
     };
-    crate::transport_error(kind, &error)
+    // ureq's own wording of an I/O error ("io: …") names no cause: the
+    // I/O error itself is the innermost cause, as for the tokio adapter.
+    match &error {
+        ureq::Error::Io(io) => crate::transport_failure(kind, url, io),
+        _ => crate::transport_failure(kind, url, &error),
+    }
 }

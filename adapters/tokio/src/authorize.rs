@@ -49,6 +49,7 @@ client_credentials_common::authorizer!(async);
 /// let things = http.get("https://api.example.com/things").send().await?.text().await?;
 /// # let _ = things; Ok(()) }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 #[cfg(feature = "reqwest-middleware")]
 pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
 
@@ -69,14 +70,17 @@ pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
 /// let service = AuthLayer::new(client).allow_origin("https://api.example.com").layer(http_client);
 /// # let _ = service; }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[cfg(feature = "tower")]
 pub type AuthLayer = authorized::AuthLayer<Client>;
 
 /// The service of an [`AuthLayer`] around `S` (feature `tower`); its error
 /// is a [`BoxError`]: the inner service's, or the client's [`Error`] when no
 /// token could be had.
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[cfg(feature = "tower")]
 pub type AuthService<S> = authorized::AuthService<S, Client>;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[cfg(feature = "tower")]
 pub use authorized::{BoxError, ReplayBody};

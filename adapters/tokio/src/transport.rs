@@ -93,14 +93,48 @@ impl ReqwestTransport {
     }
 
     fn build(timeout: Duration, proxies: bool) -> Result<reqwest::Client, String> {
-        let builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let builder = Self::client_builder()
+            .map_err(|e| format!("could not set up the HTTP client: {e}"))?
             .connect_timeout(Self::DEFAULT_CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout);
         let builder = if proxies { builder } else { builder.no_proxy() };
         builder
             .build()
             .map_err(|e| format!("could not set up the HTTP client: {e}"))
+    }
+
+    /// A `reqwest::ClientBuilder` with this crate's TLS (rustls on the `ring`
+    /// provider, the platform's root certificates) and redirects off: for a
+    /// `reqwest::Client` of your own (to wrap in `AuthMiddleware`, or to hand
+    /// to [`ClientBuilder::reqwest_client`](crate::ClientBuilder::reqwest_client)).
+    ///
+    /// This crate turns on reqwest's `rustls-no-provider` feature only, so
+    /// that it needs no C toolchain; a plain `reqwest::Client::new()` then
+    /// needs a process-wide rustls provider, which reqwest's default features
+    /// (`aws-lc-rs`) or `rustls::crypto::CryptoProvider::install_default`
+    /// provide. A builder from here needs neither. Its TLS settings are
+    /// fixed (a client certificate needs a rustls configuration of your own,
+    /// passed with `tls_backend_preconfigured`).
+    ///
+    /// ```no_run
+    /// use client_credentials_tokio::ReqwestTransport;
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let http = ReqwestTransport::client_builder()?.build()?;
+    /// # let _ = http; Ok(()) }
+    /// ```
+    pub fn client_builder() -> Result<reqwest::ClientBuilder, rustls::Error> {
+        use rustls_platform_verifier::BuilderVerifierExt;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_platform_verifier()?
+            .with_no_client_auth();
+        // reqwest is built without HTTP/2 here: offer HTTP/1.1 only.
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .redirect(reqwest::redirect::Policy::none()))
     }
 
     /// A transport on your own `reqwest::Client` (proxies, an mTLS identity,
@@ -140,7 +174,8 @@ impl ReqwestTransport {
     async fn exchange(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TransportError> {
         let client = self.client_for(request.uri())?;
         let user_client = self.direct.is_none();
-        let mut request = reqwest::Request::try_from(request).map_err(transport_error)?;
+        let uri = request.uri().clone();
+        let mut request = reqwest::Request::try_from(request).map_err(|e| transport_error(&uri, e))?;
         if user_client {
             // A body reqwest cannot clone is one it cannot re-send on a
             // 307/308: the redirect comes back to us instead of carrying the
@@ -153,7 +188,7 @@ impl ReqwestTransport {
         }
         *request.timeout_mut() = Some(self.timeout);
         let url = request.url().clone();
-        let mut response = client.execute(request).await.map_err(transport_error)?;
+        let mut response = client.execute(request).await.map_err(|e| transport_error(&uri, e))?;
         if response.url() != &url {
             return Err(TransportError::new(TransportErrorKind::Other, FOLLOWED_REDIRECT));
         }
@@ -163,7 +198,7 @@ impl ReqwestTransport {
         *reply.headers_mut() = std::mem::take(response.headers_mut());
         let limit = self.max_body.saturating_add(1);
         let body = reply.body_mut();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&uri, e))? {
             let room = limit - body.len();
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if body.len() >= limit {
@@ -180,9 +215,10 @@ impl Transport for ReqwestTransport {
     }
 }
 
-/// Maps a reqwest error to the core's kinds. reqwest's messages carry the URL
-/// but never headers or bodies, so no credential reaches the text.
-fn transport_error(error: reqwest::Error) -> TransportError {
+/// Maps a reqwest error in an exchange with `url` to the core's kinds, worded
+/// like the blocking adapter's ([`transport_failure`](client_credentials_common::transport_failure)):
+/// reqwest's own text quotes the URL with its query, so it is left out.
+fn transport_error(url: &http::Uri, error: reqwest::Error) -> TransportError {
     let kind = if error.is_timeout() {
         TransportErrorKind::Timeout
     } else if error.is_connect() {
@@ -192,5 +228,5 @@ fn transport_error(error: reqwest::Error) -> TransportError {
     } else {
         TransportErrorKind::Other
     };
-    client_credentials_common::transport_error(kind, &error)
+    client_credentials_common::transport_failure(kind, url, &error.without_url())
 }

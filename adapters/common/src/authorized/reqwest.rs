@@ -21,6 +21,9 @@ impl<C: AsyncAuthorizer> Middleware for AuthMiddleware<C> {
         extensions: &mut http::Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
+        self.origins
+            .check()
+            .map_err(|error| reqwest_middleware::Error::middleware(client_credentials::Error::Config(error)))?;
         let mut exchange = Exchange::for_origin(&self.origins, origin(request.url()).as_ref());
         loop {
             let spare = if exchange.authorizes() {
