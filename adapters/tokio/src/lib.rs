@@ -80,8 +80,24 @@
 //!   retries bodies that implement `ReplayBody`.
 //!
 //! Only allowed origins ever get the token: by default the config's resource
-//! server and resources, else those given with `.allow_origin(url)`
-//! (repeatable); `.allow_any_origin()` is the explicit opt-out.
+//! server and resources, else those given with `.allow_origin(origin)`
+//! (repeatable, `scheme://host[:port]`); `.allow_any_origin()` is the
+//! explicit opt-out. A client that allows no origin, or was given a value
+//! that is not an origin, fails every request with `Error::Config`
+//! (`ConfigError::NoAllowedOrigin`, `ConfigError::InvalidUrl`) instead of
+//! sending it without the token; a bad value is also logged as a warning
+//! where it is given.
+//!
+//! ## Logs
+//! Log lines carry the target `client_credentials_tokio` (the shared driver's
+//! included): `RUST_LOG=client_credentials_tokio=debug` shows each request
+//! sent and each outcome; warnings for failing refreshes and stores.
+//!
+//! ## Versions
+//! reqwest 0.13 and reqwest-middleware 0.5, re-exported as [`reqwest`] and
+//! `reqwest_middleware` (with the `tower` feature, `tower_layer`). reqwest
+//! is built with `rustls-no-provider` only: the default transport brings its
+//! own rustls configuration on `ring`; see [`ReqwestTransport::client_builder`].
 //!
 //! Errors are the core's [`Error`] (I/O failures as `Error::Transport`), the
 //! same whichever adapter is used. No error, log line or `Debug` output
