@@ -769,8 +769,9 @@ mod tests {
     fn origins_compare_scheme_host_and_port() {
         let mut allowed = AllowedOrigins::default();
         assert!(allowed.is_empty());
-        assert!(allowed.allow("https://API.example/some/path?q=1"));
-        assert!(!allowed.allow("not a url"));
+        assert_eq!(allowed.check(), Err(ConfigError::NoAllowedOrigin));
+        assert!(allowed.allow("https://API.example/"));
+        assert_eq!(allowed.check(), Ok(()));
         let uri = |s: &str| s.parse::<Uri>().unwrap();
         assert!(allowed.allows(&uri("https://api.example/other")));
         assert!(allowed.allows(&uri("https://api.example:443/x")));
@@ -785,6 +786,34 @@ mod tests {
             &uri("http://127.0.0.1:8080/a"),
             &uri("http://127.0.0.1:8081/a")
         ));
+    }
+
+    #[test]
+    fn a_value_that_is_not_an_origin_is_a_config_error_naming_it() {
+        for (value, why) in [
+            ("127.0.0.1:8080", "no scheme"),
+            ("api.example.com", "no scheme"),
+            ("https://api.example/some/path", "a path"),
+            ("https://api.example/?q=1", "a query"),
+            ("https://user@api.example", "user info"),
+            ("ftp://api.example", "http:// or https://"),
+            ("not a url", "does not parse"),
+        ] {
+            let mut allowed = AllowedOrigins::default();
+            assert!(allowed.allow("https://good.example"));
+            assert!(!allowed.allow(value), "{value}");
+            assert!(allowed.allow("https://also-good.example"));
+            let error = allowed.check().expect_err(value).to_string();
+            assert!(error.contains(value) && error.contains(why), "{value}: {error}");
+        }
+        for origin in [
+            "https://api.example",
+            "https://api.example/",
+            "http://127.0.0.1:8080",
+            "http://[::1]:80",
+        ] {
+            assert!(Origin::parse_exact(origin).is_ok(), "{origin}");
+        }
     }
 
     #[test]
