@@ -3,7 +3,7 @@
 # and ten-line programs ("Start here"), copied into crates of their own outside
 # the workspace (a fresh dependency resolve: today's reqwest, reqwest-middleware,
 # ureq), with the adapters by path. Each must build without a warning from our
-# crates and, run against the test issuer and API on loopback, print `200`.
+# crates and, run against the test issuer and API on loopback, print `200 OK`.
 #
 #   bash tests/newcomer/run.sh
 #
@@ -85,6 +85,6 @@ for name in newcomer-blocking newcomer-tokio; do
     fail "$name: the build warns about our crates"
   fi
   output=$(cd "$dir" && timeout 60 cargo run --quiet 2>&1) || { printf '%s\n' "$output" >&2; fail "$name did not run"; }
-  [ "$output" = "200" ] || { printf '%s\n' "$output" >&2; fail "$name printed '$output', not 200"; }
-  echo "ok    $name: builds, runs, 200 ($((SECONDS - started)) s)"
+  [ "$output" = "200 OK" ] || { printf '%s\n' "$output" >&2; fail "$name printed '$output', not 200 OK"; }
+  echo "ok    $name: builds, runs, 200 OK ($((SECONDS - started)) s)"
 done

@@ -95,9 +95,9 @@
 //!
 //! ## Versions
 //! reqwest 0.13 and reqwest-middleware 0.5, re-exported as [`reqwest`] and
-//! `reqwest_middleware` (with the `tower` feature, `tower_layer`). reqwest
-//! is built with `rustls-no-provider` only: the default transport brings its
-//! own rustls configuration on `ring`; see [`ReqwestTransport::client_builder`].
+//! `reqwest_middleware` (with the `tower` feature, `tower_layer`). reqwest's
+//! TLS is its default, rustls on `aws-lc-rs` with the platform's roots, so
+//! a `reqwest::Client` of your own works beside this crate's as it is.
 //!
 //! Errors are the core's [`Error`] (I/O failures as `Error::Transport`), the
 //! same whichever adapter is used. No error, log line or `Debug` output

@@ -93,48 +93,14 @@ impl ReqwestTransport {
     }
 
     fn build(timeout: Duration, proxies: bool) -> Result<reqwest::Client, String> {
-        let builder = Self::client_builder()
-            .map_err(|e| format!("could not set up the HTTP client: {e}"))?
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Self::DEFAULT_CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout);
         let builder = if proxies { builder } else { builder.no_proxy() };
         builder
             .build()
             .map_err(|e| format!("could not set up the HTTP client: {e}"))
-    }
-
-    /// A `reqwest::ClientBuilder` with this crate's TLS (rustls on the `ring`
-    /// provider, the platform's root certificates) and redirects off: for a
-    /// `reqwest::Client` of your own (to wrap in `AuthMiddleware`, or to hand
-    /// to [`ClientBuilder::reqwest_client`](crate::ClientBuilder::reqwest_client)).
-    ///
-    /// This crate turns on reqwest's `rustls-no-provider` feature only, so
-    /// that it needs no C toolchain; a plain `reqwest::Client::new()` then
-    /// needs a process-wide rustls provider, which reqwest's default features
-    /// (`aws-lc-rs`) or `rustls::crypto::CryptoProvider::install_default`
-    /// provide. A builder from here needs neither. Its TLS settings are
-    /// fixed (a client certificate needs a rustls configuration of your own,
-    /// passed with `tls_backend_preconfigured`).
-    ///
-    /// ```no_run
-    /// use client_credentials_tokio::ReqwestTransport;
-    ///
-    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let http = ReqwestTransport::client_builder()?.build()?;
-    /// # let _ = http; Ok(()) }
-    /// ```
-    pub fn client_builder() -> Result<reqwest::ClientBuilder, rustls::Error> {
-        use rustls_platform_verifier::BuilderVerifierExt;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_platform_verifier()?
-            .with_no_client_auth();
-        // reqwest is built without HTTP/2 here: offer HTTP/1.1 only.
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .redirect(reqwest::redirect::Policy::none()))
     }
 
     /// A transport on your own `reqwest::Client` (proxies, an mTLS identity,
