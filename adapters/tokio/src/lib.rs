@@ -95,9 +95,10 @@
 //!
 //! ## Versions
 //! reqwest 0.13 and reqwest-middleware 0.5, re-exported as [`reqwest`] and
-//! `reqwest_middleware` (with the `tower` feature, `tower_layer`). reqwest's
-//! TLS is its default, rustls on `aws-lc-rs` with the platform's roots, so
-//! a `reqwest::Client` of your own works beside this crate's as it is.
+//! `reqwest_middleware` (with the `tower` feature, `tower_layer` and
+//! `tower_service`). reqwest's TLS is its default, rustls on `aws-lc-rs`
+//! with the platform's roots, so a `reqwest::Client` of your own works
+//! beside this crate's as it is.
 //!
 //! Errors are the core's [`Error`] (I/O failures as `Error::Transport`), the
 //! same whichever adapter is used. No error, log line or `Debug` output
@@ -140,3 +141,7 @@ pub use reqwest_middleware;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use tower_layer;
+/// The `tower-service` crate whose `Service` [`AuthService`] implements.
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use tower_service;

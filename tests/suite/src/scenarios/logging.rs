@@ -39,7 +39,10 @@ impl Subscriber for Recorder {
         let mut message = Message(String::new());
         event.record(&mut message);
         let target = event.metadata().target().to_owned();
-        EVENTS.lock().unwrap_or_else(|e| e.into_inner()).push((target, message.0));
+        EVENTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((target, message.0));
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
