@@ -25,10 +25,12 @@ pub fn map_error(url: &http::Uri, error: ureq::Error) -> TransportError {
         ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Broken,
         _ => Other,
     };
-    // ureq's own wording of an I/O error ("io: …") names no cause: the
-    // I/O error itself is the innermost cause, as for the tokio adapter.
+    // ureq's errors name no cause (`source()`), and its wording of an I/O or
+    // TLS error prefixes it ("io: …"): that error is the innermost cause, as
+    // reqwest reports it to the tokio adapter.
     match &error {
         ureq::Error::Io(io) => crate::transport_failure(kind, url, io),
+        ureq::Error::Rustls(tls) => crate::transport_failure(kind, url, tls),
         _ => crate::transport_failure(kind, url, &error),
     }
 }
