@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Error, TransportError};
-use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, Wake};
+use client_credentials_common::{self as common, BoxFuture, Driver, LogTarget, Mode, Settings, Step, Wake};
 
 use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
 
@@ -42,6 +42,8 @@ pub(crate) struct Io {
 }
 
 impl Wake for Io {
+    const LOG_TARGET: LogTarget = LogTarget::Blocking;
+
     fn wake(&self) {
         *self.epoch.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.changed.notify_all();

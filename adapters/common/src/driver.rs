@@ -37,6 +37,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How the driver wakes the callers an adapter has waiting.
 pub trait Wake: Send + Sync + 'static {
+    /// The `tracing` target of the driver's log lines: the adapter's crate.
+    const LOG_TARGET: crate::LogTarget = crate::LogTarget::Common;
+
     /// The state changed (a result arrived, a round ended, the token was
     /// dropped): wake every caller waiting, so it steps again.
     fn wake(&self);
@@ -429,13 +432,7 @@ impl<W: Wake> Driver<W> {
             (Task::BeginFetch(now), Job::Held(outgoing))
         } else {
             let Outgoing { id, kind, request } = outgoing;
-            tracing::debug!(
-                request = %id,
-                ?kind,
-                method = %request.method(),
-                uri = %crate::loggable_uri(request.uri()),
-                "client-credentials: sending"
-            );
+            crate::log_event!(W::LOG_TARGET, debug, request = %id, ?kind, method = %request.method(), uri = %crate::loggable_uri(request.uri()), "client-credentials: sending");
             (Task::Send(request), Job::Sent(id))
         }
     }
@@ -559,7 +556,7 @@ impl<W: Wake> Flight<W> {
                 match result {
                     Ok(Some(token)) if state.source.token().is_none() => state.source.insert_token(token),
                     Ok(_) => {}
-                    Err(error) => store_failed("load", &error),
+                    Err(error) => store_failed(W::LOG_TARGET, "load", &error),
                 }
             }
             (Job::Held(outgoing), Outcome::Provided(token)) if current => {
@@ -578,7 +575,7 @@ impl<W: Wake> Flight<W> {
                     Ok(FleetTurn::Use(token)) => Some(token),
                     Ok(FleetTurn::Fetch) => None,
                     Err(error) => {
-                        tracing::warn!(%error, "client-credentials: the store's fleet hook failed; fetching");
+                        crate::log_event!(W::LOG_TARGET, warn, %error, "client-credentials: the store's fleet hook failed; fetching");
                         None
                     }
                 };
@@ -607,7 +604,7 @@ impl<W: Wake> Flight<W> {
                     Err(_) => state.source.retry_after_capped(),
                 };
                 if let Some(asked) = capped {
-                    tracing::warn!(
+                    crate::log_event!(W::LOG_TARGET, warn,
                         request = %id,
                         retry_after_secs = asked.as_secs(),
                         waiting_secs = driver.config().retry().max_retry_after.as_secs(),
@@ -631,10 +628,12 @@ impl<W: Wake> Flight<W> {
                             return done.continue_with(&mut state, now, outgoing);
                         }
                     }
-                    Ok(event) => tracing::debug!(request = %id, ?event, "client-credentials: handled"),
+                    Ok(event) => {
+                        crate::log_event!(W::LOG_TARGET, debug, request = %id, ?event, "client-credentials: handled")
+                    }
                     Err(Error::UnknownRequest { .. }) => {}
                     Err(error) => {
-                        tracing::debug!(request = %id, %error, "client-credentials: round failed");
+                        crate::log_event!(W::LOG_TARGET, debug, request = %id, %error, "client-credentials: round failed");
                         done.end_fetch = Driver::<W>::end_round(&mut state);
                     }
                 }
@@ -694,7 +693,7 @@ impl<W: Wake> Done<W> {
                 }
             }
             Announce::RefreshFailed(error) => {
-                tracing::warn!(%error, "client-credentials: refresh failed; the cached token is served until it expires");
+                crate::log_event!(W::LOG_TARGET, warn, %error, "client-credentials: refresh failed; the cached token is served until it expires");
                 if let Some(callback) = &settings.on_error {
                     callback(error);
                 }
@@ -946,7 +945,7 @@ impl<W: Io> Driver<W> {
                 StoreChange::Evict(token) => store.evict(self.config(), token).await,
             };
             if let Err(error) = result {
-                store_failed(change.verb(), &error);
+                store_failed(W::LOG_TARGET, change.verb(), &error);
             }
         }
     }

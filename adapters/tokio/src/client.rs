@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
-use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, TimeSource, Wake};
+use client_credentials_common::{self as common, BoxFuture, Driver, LogTarget, Mode, Settings, Step, TimeSource, Wake};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
@@ -60,6 +60,8 @@ impl Io {
 }
 
 impl Wake for Io {
+    const LOG_TARGET: LogTarget = LogTarget::Tokio;
+
     fn wake(&self) {
         self.done.notify_waiters();
         self.changed.notify_one();

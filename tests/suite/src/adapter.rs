@@ -80,8 +80,7 @@ fn reqwest_client(tls: &ClientTls) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).expect("the CA certificate");
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca);
+        .tls_certs_only([ca]);
     if let Some(identity) = &tls.identity {
         let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
         builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("the client identity"));
