@@ -10,6 +10,7 @@ pub mod faults;
 pub mod fleet;
 pub mod hardening;
 pub mod interop;
+pub mod observability;
 pub mod parity;
 pub mod quirks;
 pub mod resource_server;
