@@ -6,4 +6,5 @@ client_credentials_suite::scenarios!(observability:
     each_request_is_a_span_under_the_callers_span,
     a_shared_request_is_a_child_of_the_first_callers_span,
     requests_rounds_and_the_token_are_measured,
+    fleet_turns_and_store_failures_are_counted,
 );

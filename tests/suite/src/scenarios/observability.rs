@@ -295,3 +295,34 @@ pub fn requests_rounds_and_the_token_are_measured<A: Adapter>() {
     // Nothing labelled with a token or the secret.
     assert_eq!(metrics.counter("oauth.client.requests", &[client_label]), 4);
 }
+
+/// A store's fleet turn (the default hook: this process fetches) and a
+/// store that cannot save are counted; the token is served all the same.
+pub fn fleet_turns_and_store_failures_are_counted<A: Adapter>() {
+    let metrics = metrics();
+    let id = format!("store-{}", A::NAME);
+    let client_label = ("oauth.client.id", id.as_str());
+    let issuer = issuer_for(&id);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), b"").unwrap();
+    let options = Options {
+        // Under a regular file: every load and save fails.
+        store: crate::StoreChoice::File(dir.path().join("a-file").join("token.json")),
+        ..Options::default()
+    };
+    let client = A::build(config_for(&issuer).build().unwrap(), options);
+    A::token(&client).unwrap();
+    assert_eq!(
+        metrics.counter("oauth.client.fleet.turns", &[client_label, ("turn", "won")]),
+        1
+    );
+    assert_eq!(metrics.counter("oauth.client.fleet.turns", &[client_label, ("turn", "followed")]), 0);
+    // Saves run after the callers are served (tokio: in the flight's task).
+    let started = Instant::now();
+    while metrics.counter("oauth.client.store.errors", &[("operation", "save")]) == 0
+        && started.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(metrics.counter("oauth.client.store.errors", &[("operation", "save")]) >= 1);
+}
