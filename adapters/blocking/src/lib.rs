@@ -30,7 +30,10 @@
 //! ## Contents
 //! - [`Client`], [`ClientBuilder`]: the client; single flight on a `Condvar`,
 //!   lock-free cached reads, callbacks ([`ClientBuilder::on_token_update`],
-//!   [`ClientBuilder::on_error`]) and a custom [provider](ClientBuilder::token_provider).
+//!   [`ClientBuilder::on_refresh_failed`], [`ClientBuilder::on_error`]) and a
+//!   custom [provider](ClientBuilder::token_provider). Per-call deadlines:
+//!   [`Client::token_timeout`], [`Client::authorization_header_timeout`] (the
+//!   shared refresh carries on past them).
 //! - [`Transport`], [`UreqTransport`]: the HTTP exchange (no redirects, body
 //!   capped while reading, 30 s overall and 10 s connect timeouts by default).
 //! - [`TokenStore`], [`MemoryStore`], [`FileStore`]: tokens that outlive the
@@ -51,8 +54,15 @@
 //!   Only allowed origins ever get the token: by default the config's
 //!   resource server and resources, else `.allow_origin(url)` (repeatable);
 //!   `.allow_any_origin()` is the explicit opt-out.
+//! - `metrics` (off by default): counters, histograms and gauges through the
+//!   `metrics` facade — requests by kind and outcome and their durations,
+//!   failed rounds, back-off waits, the token's expiry and refresh times,
+//!   callers waiting, fleet turns, store errors (the README's
+//!   "Observability" lists them). Nothing on the cached-read path.
 //!
 //! Errors are the core's [`Error`] (I/O failures as [`Error::Transport`]).
+//! Each request is a `tracing` span `oauth.client.request` with
+//! OpenTelemetry HTTP-client fields, a child of the calling thread's span.
 //! Requests are logged with `tracing::debug!` (method and URI only); refresh
 //! and store failures with `tracing::warn!`. No log, error or `Debug` output
 //! of this crate contains the client secret or a token.

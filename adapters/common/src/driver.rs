@@ -984,7 +984,11 @@ impl<W: Io> Driver<W> {
                     id: outgoing.id,
                     attempt: 1,
                 };
-                (outgoing.request, sent, self.flight(&mut state, Job::Revoke(outgoing.id)))
+                (
+                    outgoing.request,
+                    sent,
+                    self.flight(&mut state, Job::Revoke(outgoing.id)),
+                )
             });
             (deletion, revoke)
         };
@@ -1000,7 +1004,10 @@ impl<W: Io> Driver<W> {
         let Some((request, sent, flight)) = revocation else {
             return Ok(());
         };
-        let result = observe::send(self.config(), &flight.parent, sent, request, |request| self.io.send(request)).await;
+        let result = observe::send(self.config(), &flight.parent, sent, request, |request| {
+            self.io.send(request)
+        })
+        .await;
         flight.revoked(result)
     }
 }

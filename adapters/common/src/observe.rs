@@ -251,7 +251,10 @@ fn status_code(status: http::StatusCode) -> &'static str {
         502 => "502",
         503 => "503",
         504 => "504",
-        code => CODES.get(usize::from(code / 100).saturating_sub(1)).copied().unwrap_or("other"),
+        code => CODES
+            .get(usize::from(code / 100).saturating_sub(1))
+            .copied()
+            .unwrap_or("other"),
     }
 }
 
@@ -271,7 +274,13 @@ pub fn error_type(error: &Error) -> &'static str {
 
 /// Records one HTTP request's outcome and duration.
 #[allow(unused_variables)]
-fn record_request(config: &Config, kind: RequestKind, outcome: &'static str, error_type: &'static str, took: std::time::Duration) {
+fn record_request(
+    config: &Config,
+    kind: RequestKind,
+    outcome: &'static str,
+    error_type: &'static str,
+    took: std::time::Duration,
+) {
     #[cfg(feature = "metrics")]
     {
         let labels = [
@@ -321,7 +330,9 @@ pub(crate) fn token_times(config: &Config, source: &TokenSource, now: impl FnOnc
         let (expires_in, refresh_in) = match (expires_at, source.refresh_at()) {
             (Some(expires), refresh) => (
                 seconds_until(expires),
-                refresh.filter(|at| *at != client_credentials::Timestamp::MAX).map_or(0.0, seconds_until),
+                refresh
+                    .filter(|at| *at != client_credentials::Timestamp::MAX)
+                    .map_or(0.0, seconds_until),
             ),
             // Nothing cached, or a token without expiry: nothing to wait for.
             (None, _) => (0.0, 0.0),
@@ -405,7 +416,9 @@ mod tests {
 
     #[test]
     fn urls_lose_their_query_and_user_info() {
-        let uri: http::Uri = "https://user:pw@id.example:8443/oauth2/token?secret=1#x".parse().unwrap();
+        let uri: http::Uri = "https://user:pw@id.example:8443/oauth2/token?secret=1#x"
+            .parse()
+            .unwrap();
         assert_eq!(url_without_query(&uri), "https://id.example:8443/oauth2/token");
     }
 

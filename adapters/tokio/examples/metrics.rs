@@ -65,7 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scrape = reqwest::get(format!("http://{address}/metrics")).await?.text().await?;
     println!("\nGET http://{address}/metrics (the client's lines):\n");
     // Histograms are exported as summaries: their count and sum are enough here.
-    let lines = scrape.lines().filter(|line| line.contains("oauth_client") && !line.contains("quantile="));
+    let lines = scrape
+        .lines()
+        .filter(|line| line.contains("oauth_client") && !line.contains("quantile="));
     for line in lines {
         println!("{line}");
     }
@@ -74,7 +76,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         issuer.token_requests().len(),
         failures.load(Ordering::Relaxed)
     );
-    for expected in ["oauth_client_requests", "oauth_client_rounds_failed", "oauth_client_token_expires_in"] {
+    for expected in [
+        "oauth_client_requests",
+        "oauth_client_rounds_failed",
+        "oauth_client_token_expires_in",
+    ] {
         if !scrape.contains(expected) {
             return Err(format!("the scrape has no {expected}").into());
         }

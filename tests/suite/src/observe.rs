@@ -101,7 +101,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, context: Context<'_, S>) {
-        let Some(index) = context.span(id).and_then(|span| span.extensions().get::<Index>().map(|index| index.0))
+        let Some(index) = context
+            .span(id)
+            .and_then(|span| span.extensions().get::<Index>().map(|index| index.0))
         else {
             return;
         };

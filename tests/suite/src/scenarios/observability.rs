@@ -110,7 +110,10 @@ pub fn a_call_deadline_passes_while_the_shared_refresh_carries_on<A: Adapter>() 
         };
         let (result, took) = bounded.join().unwrap();
         assert!(is_timeout(&result), "deadline first: {deadline_first}: {result:?}");
-        assert!(took < Duration::from_millis(450), "the deadline held the caller {took:?}");
+        assert!(
+            took < Duration::from_millis(450),
+            "the deadline held the caller {took:?}"
+        );
         let token = unbounded.join().unwrap().unwrap();
         assert_eq!(issuer.token_requests().len(), 1, "deadline first: {deadline_first}");
         // The refresh's token is cached: a bounded call now returns it at once.
@@ -137,7 +140,8 @@ fn requests_of<'a>(spans: &'a [CapturedSpan], client_id: &str) -> Vec<(usize, &'
         .iter()
         .enumerate()
         .filter(|(_, span)| {
-            span.name == client_credentials_common::observe::REQUEST_SPAN && span.field("oauth.client.id") == Some(client_id)
+            span.name == client_credentials_common::observe::REQUEST_SPAN
+                && span.field("oauth.client.id") == Some(client_id)
         })
         .collect()
 }
@@ -165,7 +169,10 @@ pub fn each_request_is_a_span_under_the_callers_span<A: Adapter>() {
         .iter()
         .rposition(|span| span.field("scenario") == Some("spans") && span.field("adapter") == Some(A::NAME))
         .unwrap();
-    let kinds: Vec<_> = requests.iter().map(|(_, s)| s.field("oauth.request.kind").unwrap()).collect();
+    let kinds: Vec<_> = requests
+        .iter()
+        .map(|(_, s)| s.field("oauth.request.kind").unwrap())
+        .collect();
     assert_eq!(kinds.first(), Some(&"discovery"), "{kinds:?}");
     assert_eq!(&kinds[kinds.len() - 2..], ["token", "token"], "{kinds:?}");
     for (_, span) in &requests {
@@ -253,7 +260,10 @@ pub fn requests_rounds_and_the_token_are_measured<A: Adapter>() {
     assert!((3500.0..=3600.0).contains(&expires_in), "{expires_in}");
     assert!(refresh_in > 0.0 && refresh_in < expires_in, "{refresh_in}");
     let expires_at = metrics.gauge("oauth.client.token.expires_at", &[client_label]).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     assert!(expires_at > now + 3500.0, "{expires_at}");
 
     // A final OAuth error: one request, one failed round, both typed.
@@ -267,7 +277,10 @@ pub fn requests_rounds_and_the_token_are_measured<A: Adapter>() {
     assert!(A::token(&wrong).is_err());
     assert_eq!(by("oauth_error", "invalid_client"), 1);
     assert_eq!(
-        metrics.counter("oauth.client.rounds.failed", &[client_label, ("error.type", "invalid_client")]),
+        metrics.counter(
+            "oauth.client.rounds.failed",
+            &[client_label, ("error.type", "invalid_client")]
+        ),
         1
     );
 
@@ -291,7 +304,10 @@ pub fn requests_rounds_and_the_token_are_measured<A: Adapter>() {
     for caller in callers {
         caller.join().unwrap().unwrap();
     }
-    assert_eq!(metrics.gauge("oauth.client.callers.waiting", &[client_label]), Some(0.0));
+    assert_eq!(
+        metrics.gauge("oauth.client.callers.waiting", &[client_label]),
+        Some(0.0)
+    );
     // Nothing labelled with a token or the secret.
     assert_eq!(metrics.counter("oauth.client.requests", &[client_label]), 4);
 }
@@ -316,7 +332,10 @@ pub fn fleet_turns_and_store_failures_are_counted<A: Adapter>() {
         metrics.counter("oauth.client.fleet.turns", &[client_label, ("turn", "won")]),
         1
     );
-    assert_eq!(metrics.counter("oauth.client.fleet.turns", &[client_label, ("turn", "followed")]), 0);
+    assert_eq!(
+        metrics.counter("oauth.client.fleet.turns", &[client_label, ("turn", "followed")]),
+        0
+    );
     // Saves run after the callers are served (tokio: in the flight's task).
     let started = Instant::now();
     while metrics.counter("oauth.client.store.errors", &[("operation", "save")]) == 0
