@@ -250,7 +250,7 @@ impl Client {
                     let driver = self.driver.clone();
                     let flying = std::thread::Builder::new()
                         .name("client-credentials-refresh".into())
-                        .spawn(move || block_on(driver.clone().fly(work)));
+                        .spawn(move || block_on(driver.fly(work)));
                     if let Err(error) = flying {
                         // No thread to be had: the flight (dropped with the
                         // closure) was handed back; report it like a transport
