@@ -45,7 +45,8 @@ pub enum ClientAuth {
     /// 60 s). The client secret may be empty.
     PrivateKeyJwt(JwtKey),
     /// `client_secret_jwt`: the same assertion, signed HS256 with the client
-    /// secret, which itself is never sent.
+    /// secret, which itself is never sent. The secret must have at least
+    /// [`ConfigBuilder::MIN_HMAC_SECRET_BYTES`] bytes (RFC 7518 §3.2).
     ClientSecretJwt,
     /// A client assertion made elsewhere (workload identity, SPIFFE): see
     /// [`AssertionSource`]. The client secret may be empty.
@@ -103,8 +104,8 @@ pub enum AssertionAudience {
     /// endpoint configured directly and no issuer known, the token endpoint
     /// URL is the only identifier there is, and is used. The default: the
     /// 2025 audience-injection findings (CVE-2025-27370/27371) moved the
-    /// OpenID specifications to the issuer, and RFC 10070 makes it the only
-    /// valid `aud`.
+    /// OpenID specifications to the issuer, and draft-ietf-oauth-rfc7523bis
+    /// makes it the only valid `aud`.
     #[default]
     Issuer,
     /// The token endpoint URL, for providers that still demand it.
@@ -193,6 +194,7 @@ struct Inner {
     assertion_typ: bool,
     dpop: Option<JwtKey>,
     mutual_tls: bool,
+    allowed_authorization_servers: Vec<String>,
 }
 
 impl Config {
@@ -228,6 +230,7 @@ impl Config {
             assertion_typ: false,
             dpop: None,
             mutual_tls: false,
+            allowed_authorization_servers: Vec::new(),
         }
     }
 
@@ -265,6 +268,13 @@ impl Config {
             Endpoint::ResourceServer(resource) => Some(resource),
             Endpoint::Token(_) | Endpoint::Issuer(_) => None,
         }
+    }
+
+    /// The authorization servers (issuer identifiers) allowed besides the
+    /// one the resource's metadata named first, set with
+    /// [`ConfigBuilder::allow_authorization_server`].
+    pub fn allowed_authorization_servers(&self) -> &[String] {
+        &self.inner.allowed_authorization_servers
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
@@ -413,15 +423,37 @@ impl Config {
     }
 
     /// A stable identity of what a token from this configuration is good for:
-    /// lowercase hex SHA-256 over the token endpoint (or the issuer when it is
-    /// discovered), the client id, the scopes (sorted, deduplicated), the
-    /// resources (in order), the audience and the authentication method.
+    /// the cache key of every token store. Lowercase hex SHA-256 over
+    ///
+    /// - the token endpoint, or the issuer or protected resource it is
+    ///   discovered from;
+    /// - the client id;
+    /// - the authentication method, with what identifies the credential
+    ///   without revealing it: the RFC 7638 thumbprint of the public key for
+    ///   `private_key_jwt` (and of the [`ConfigBuilder::client_assertion_key`]
+    ///   offered when the method is negotiated), the `client_assertion_type`
+    ///   of an [`AssertionSource`]; and whether the TLS client certificate is
+    ///   presented (RFC 8705 §3: a token may be bound to it);
+    /// - the scopes (a set: sorted, deduplicated), the resources (in order),
+    ///   the audience;
+    /// - every [`ConfigBuilder::param`], name and value, in the order given
+    ///   (a provider may issue another token for another `organization` or
+    ///   `tenant`; the order is kept because a server may read the first of
+    ///   two values with one name);
+    /// - the DPoP key's thumbprint, when tokens are DPoP-bound (RFC 9449 §6:
+    ///   a bound token is useless with another key).
     ///
     /// Token stores keep it with a token and ignore a token saved under another
-    /// fingerprint, so a token fetched for one client, issuer or scope set is
-    /// never served to another. The client secret is not part of it (rotating
-    /// the secret keeps cached tokens valid, and the fingerprint reveals
-    /// nothing about it); neither are timing or retry settings.
+    /// fingerprint, so a token fetched for one client, issuer, scope set or
+    /// parameter value is never served to another. The client secret is not
+    /// part of it (rotating the secret keeps cached tokens valid, and the
+    /// fingerprint reveals nothing about it); neither are timing, retry or
+    /// discovery settings, nor how the client assertion is built (its `aud`,
+    /// `typ`, lifetime): they change how a token is fetched, not which one.
+    ///
+    /// The encoding is versioned: a release that adds an input changes every
+    /// fingerprint once, so tokens stored by an older version are fetched
+    /// anew rather than served under a key that did not cover everything.
     ///
     /// ```
     /// use client_credentials::Config;
@@ -429,8 +461,13 @@ impl Config {
     /// let a = Config::builder("id", "secret").token_endpoint("https://a.example/token").build()?;
     /// let b = Config::builder("id", "other").token_endpoint("https://a.example/token").build()?;
     /// let c = Config::builder("id", "secret").token_endpoint("https://b.example/token").build()?;
+    /// let d = Config::builder("id", "secret")
+    ///     .token_endpoint("https://a.example/token")
+    ///     .param("organization", "org-b")
+    ///     .build()?;
     /// assert_eq!(a.fingerprint(), b.fingerprint());
     /// assert_ne!(a.fingerprint(), c.fingerprint());
+    /// assert_ne!(a.fingerprint(), d.fingerprint());
     /// assert_eq!(a.fingerprint().len(), 64);
     /// # Ok::<(), client_credentials::ConfigError>(())
     /// ```
@@ -449,10 +486,28 @@ impl Config {
                 field(hash, item.as_bytes());
             }
         }
+        // A key is named by its public JWK (with `kid` and `alg`), member by
+        // member in sorted order whatever order the map keeps; its RFC 7638
+        // thumbprint alone would not tell apart two keys of a custom signer
+        // whose JWK lacks the members a thumbprint covers.
+        fn key(hash: &mut Sha256, key: &JwtKey) {
+            field(hash, key.thumbprint().as_bytes());
+            let jwk = key.public_jwk();
+            let mut members: Vec<(&String, String)> = match &jwk {
+                serde_json::Value::Object(map) => map.iter().map(|(name, value)| (name, value.to_string())).collect(),
+                _ => Vec::new(),
+            };
+            members.sort_unstable();
+            hash.update((members.len() as u64).to_be_bytes());
+            for (name, value) in members {
+                field(hash, name.as_bytes());
+                field(hash, value.as_bytes());
+            }
+        }
 
         let i = &self.inner;
         let mut hash = Sha256::new();
-        field(&mut hash, b"client-credentials fingerprint v1");
+        field(&mut hash, b"client-credentials fingerprint v2");
         match &i.endpoint {
             Endpoint::Token(url) => {
                 field(&mut hash, b"token_endpoint");
@@ -494,11 +549,33 @@ impl Config {
             Some(ClientAuth::SelfSignedTlsClientAuth) => b"self_signed_tls_client_auth",
         };
         field(&mut hash, auth);
+        match &i.auth {
+            Some(ClientAuth::PrivateKeyJwt(signing)) => key(&mut hash, signing),
+            Some(ClientAuth::Assertion(source)) => field(&mut hash, source.assertion_type().as_bytes()),
+            // Negotiation may pick `private_key_jwt` with the offered key.
+            None => match &i.client_assertion_key {
+                Some(offered) => {
+                    field(&mut hash, b"client_assertion_key");
+                    key(&mut hash, offered);
+                }
+                None => field(&mut hash, b"no client_assertion_key"),
+            },
+            Some(_) => {}
+        }
+        field(&mut hash, if i.mutual_tls { b"mutual_tls" } else { b"no mutual_tls" });
+        hash.update((i.params.len() as u64).to_be_bytes());
+        for (name, value) in &i.params {
+            field(&mut hash, name.as_bytes());
+            field(&mut hash, value.as_bytes());
+        }
         // A DPoP-bound token is useless with another key (RFC 9449 §6), so
-        // the key is part of what the token is for; absent, nothing is added.
-        if let Some(key) = &i.dpop {
-            field(&mut hash, b"dpop");
-            field(&mut hash, key.thumbprint().as_bytes());
+        // the key is part of what the token is for.
+        match &i.dpop {
+            Some(dpop) => {
+                field(&mut hash, b"dpop");
+                key(&mut hash, dpop);
+            }
+            None => field(&mut hash, b"no dpop"),
         }
 
         let digest = hash.finalize();
@@ -536,6 +613,7 @@ impl fmt::Debug for Config {
             .field("client_assertion_key", &i.client_assertion_key)
             .field("dpop", &i.dpop)
             .field("mutual_tls", &i.mutual_tls)
+            .field("allowed_authorization_servers", &i.allowed_authorization_servers)
             .finish_non_exhaustive()
     }
 }
@@ -591,6 +669,7 @@ pub struct ConfigBuilder {
     assertion_typ: bool,
     dpop: Option<JwtKey>,
     mutual_tls: bool,
+    allowed_authorization_servers: Vec<String>,
 }
 
 impl fmt::Debug for ConfigBuilder {
@@ -618,19 +697,46 @@ impl fmt::Debug for ConfigBuilder {
             .field("discovery_ttl", &self.discovery_ttl)
             .field("discovery_order", &self.discovery_order)
             .field("use_refresh_tokens", &self.use_refresh_tokens)
+            .field("allowed_authorization_servers", &self.allowed_authorization_servers)
             .finish()
     }
 }
 
-/// Parameters the client sets itself and [`ConfigBuilder::param`] may not override.
+/// Parameters the client sets itself, or that change what a token is for
+/// through a setting of their own, which [`ConfigBuilder::param`] may not
+/// set: the grant and client authentication (RFC 6749 §4.4, §2.3, §6;
+/// RFC 7521 §4.2), what the token is for (`scope`, RFC 8707 `resource`,
+/// `audience`), and the grant parameters of token exchange (RFC 8693 §2.1)
+/// and the JWT bearer grant (RFC 7523 §2.1), which no client credentials
+/// request carries.
 const RESERVED_PARAMS: &[&str] = &[
     "grant_type",
+    "scope",
+    "resource",
+    "audience",
     "client_id",
     "client_secret",
-    "refresh_token",
     "client_assertion",
     "client_assertion_type",
+    "refresh_token",
+    "subject_token",
+    "subject_token_type",
+    "actor_token",
+    "actor_token_type",
+    "requested_token_type",
+    "assertion",
 ];
+
+/// Whether `name` is reserved. Form decoders compare names exactly, but a
+/// server may trim or fold case, so a name that differs from a reserved one
+/// only by ASCII case or surrounding whitespace is refused too: no provider
+/// parameter is named `Scope` or ` scope`.
+fn is_reserved_param(name: &str) -> bool {
+    let name = name.trim();
+    RESERVED_PARAMS
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(name))
+}
 
 impl ConfigBuilder {
     /// Default refresh margin: a token is refreshed 300 s before it expires.
@@ -643,6 +749,11 @@ impl ConfigBuilder {
     pub const DEFAULT_DISCOVERY_TTL: Duration = Duration::from_secs(24 * 3600);
     /// Default lifetime of a built client assertion: 60 s.
     pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+    /// The shortest client secret `client_secret_jwt` signs with: an HS256
+    /// key needs at least 256 bits (RFC 7518 §3.2). A shorter secret is a
+    /// [`ConfigError::HmacSecretTooShort`] when the method is chosen, and
+    /// never negotiated from discovery.
+    pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 
     /// The token endpoint URL (RFC 6749 §3.2). Exclusive with [`ConfigBuilder::issuer`].
     pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
@@ -659,10 +770,14 @@ impl ConfigBuilder {
 
     /// The protected resource the tokens are for (RFC 9728): the client reads
     /// its metadata (`/.well-known/oauth-protected-resource` inserted before
-    /// the path, or the `resource_metadata` URL of a 401 challenge, see
+    /// the path, or the `resource_metadata` URL of a 401 challenge on the
+    /// resource's own origin, see
     /// [`TokenSource::follow_resource_metadata`](crate::TokenSource::follow_resource_metadata)),
-    /// checks that the document's `resource` equals this URL exactly, takes
-    /// the first authorization server it names, discovers that issuer as
+    /// checks that the document's `resource` equals this URL exactly (for a
+    /// challenge's document: the URL requested), takes the first
+    /// authorization server it names (later: only that one or one in
+    /// [`allow_authorization_server`](ConfigBuilder::allow_authorization_server)),
+    /// discovers that issuer as
     /// [`ConfigBuilder::issuer`] does, and asks for tokens with `resource` set
     /// to this URL (RFC 8707; it is added to the [resources](ConfigBuilder::resource)).
     /// Same rules as issuer discovery: https (loopback aside), no redirects,
@@ -679,6 +794,36 @@ impl ConfigBuilder {
     /// ```
     pub fn resource_server(mut self, url: impl Into<String>) -> Self {
         self.resource_server = Some(url.into());
+        self
+    }
+
+    /// Allows `issuer` (repeatable) as an authorization server of the
+    /// [`resource_server`](ConfigBuilder::resource_server), besides the one
+    /// its metadata names at first discovery.
+    ///
+    /// The client's credentials (secret, assertions, DPoP-bound requests) go
+    /// only to the token endpoint of a server the user chose. With
+    /// `.resource_server(url)` that is the first authorization server its
+    /// well-known metadata names when the client first reads it; after that
+    /// the client follows the resource's metadata (a re-read after the
+    /// discovery TTL, or a `401` challenge's `resource_metadata` on the
+    /// resource's own origin) only to that server or to one allowed here:
+    /// a document naming only other servers is refused with
+    /// [`DiscoveryError::AuthorizationServerNotAllowed`](crate::DiscoveryError::AuthorizationServerNotAllowed),
+    /// and nothing is sent to them. Issuer identifiers compare exactly
+    /// (RFC 8414 §3.3). Only with `.resource_server(url)`: otherwise
+    /// [`ConfigError::AuthorizationServerWithoutResourceServer`].
+    ///
+    /// ```
+    /// let config = client_credentials::Config::builder("my-client", "my-secret")
+    ///     .resource_server("https://mcp.example.com/mcp")
+    ///     .allow_authorization_server("https://login.example.com/tenant-b")
+    ///     .build()?;
+    /// assert_eq!(config.allowed_authorization_servers(), ["https://login.example.com/tenant-b"]);
+    /// # Ok::<(), client_credentials::ConfigError>(())
+    /// ```
+    pub fn allow_authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.allowed_authorization_servers.push(issuer.into());
         self
     }
 
@@ -715,8 +860,31 @@ impl ConfigBuilder {
         self
     }
 
-    /// Adds an extra parameter to every token request. It may not be one the
-    /// client sets itself (`grant_type`, `client_id`, `client_secret`, `refresh_token`).
+    /// Adds an extra parameter to every token request (repeatable), such as
+    /// a provider's `organization` or `tenant`. Names and values are part of
+    /// the [fingerprint](Config::fingerprint), so stored tokens for another
+    /// value are never served.
+    ///
+    /// [`ConfigBuilder::build`] refuses, with [`ConfigError::ReservedParameter`],
+    /// a name the client sets itself or that has a setting of its own:
+    /// `grant_type`, `scope` ([`ConfigBuilder::scope`]), `resource`
+    /// ([`ConfigBuilder::resource`]), `audience` ([`ConfigBuilder::audience`]),
+    /// `client_id`, `client_secret`, `client_assertion`,
+    /// `client_assertion_type`, `refresh_token`, and the token exchange and
+    /// JWT bearer grant parameters (`subject_token`, `subject_token_type`,
+    /// `actor_token`, `actor_token_type`, `requested_token_type`,
+    /// `assertion`). Names that differ from these only by ASCII case or
+    /// surrounding whitespace are refused too, since some servers fold or
+    /// trim them.
+    ///
+    /// ```
+    /// use client_credentials::{Config, ConfigError};
+    ///
+    /// let builder = Config::builder("id", "secret").token_endpoint("https://auth.example/token");
+    /// assert!(builder.clone().param("organization", "org-a").build().is_ok());
+    /// let refused = builder.param("Scope", "admin").build();
+    /// assert!(matches!(refused, Err(ConfigError::ReservedParameter { .. })));
+    /// ```
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self
@@ -829,8 +997,8 @@ impl ConfigBuilder {
 
     /// Client assertions get the token endpoint URL as `aud` instead of the
     /// issuer identifier, for providers that still demand it. Not allowed
-    /// with [`ConfigBuilder::assertion_typ`] (RFC 10070 makes the issuer the
-    /// only valid audience of a typed assertion).
+    /// with [`ConfigBuilder::assertion_typ`] (draft-ietf-oauth-rfc7523bis
+    /// makes the issuer the only valid audience of a typed assertion).
     pub fn assertion_audience_token_endpoint(mut self) -> Self {
         self.assertion_audience = AssertionAudience::TokenEndpoint;
         self
@@ -852,10 +1020,15 @@ impl ConfigBuilder {
     }
 
     /// Built client assertions carry the header `typ: client-authentication+jwt`
-    /// (RFC 10070's explicit typing). Off by default: providers that check
+    /// (explicit typing, draft-ietf-oauth-rfc7523bis §4). Off by default: providers that check
     /// `typ` against the older RFC 7523 profile reject an unknown value, and no
     /// discovery member announces support yet, so turn it on where the
     /// provider accepts (or requires) it.
+    ///
+    /// A typed assertion always carries the issuer identifier as `aud`:
+    /// with [`ConfigBuilder::token_endpoint`], name the issuer with
+    /// [`ConfigBuilder::assertion_audience`], or `build()` fails with
+    /// [`ConfigError::TypedAssertionWithoutIssuer`].
     pub fn assertion_typ(mut self, enabled: bool) -> Self {
         self.assertion_typ = enabled;
         self
@@ -906,18 +1079,21 @@ impl ConfigBuilder {
                 Endpoint::ResourceServer(resource)
             }
             (None, Some(issuer), None) => {
-                check_endpoint("issuer", &issuer, insecure)?;
-                if issuer.contains('?') {
-                    return Err(ConfigError::InvalidUrl {
-                        field: "issuer",
-                        url: issuer,
-                        reason: "an issuer has no query component (RFC 8414 §2)".into(),
-                    });
-                }
+                check_issuer("issuer", &issuer, insecure)?;
                 Endpoint::Issuer(issuer)
             }
             _ => return Err(ConfigError::ConflictingEndpoints),
         };
+        let mut allowed_authorization_servers: Vec<String> = Vec::new();
+        for issuer in self.allowed_authorization_servers {
+            if !matches!(endpoint, Endpoint::ResourceServer(_)) {
+                return Err(ConfigError::AuthorizationServerWithoutResourceServer);
+            }
+            check_issuer("allow_authorization_server", &issuer, insecure)?;
+            if !allowed_authorization_servers.contains(&issuer) {
+                allowed_authorization_servers.push(issuer);
+            }
+        }
         let revocation_endpoint = self
             .revocation_endpoint
             .map(|url| check_endpoint("revocation_endpoint", &url, insecure))
@@ -970,15 +1146,22 @@ impl ConfigBuilder {
             if name.is_empty() {
                 return Err(ConfigError::EmptyParameterName);
             }
-            if RESERVED_PARAMS.contains(&name.as_str()) {
+            if is_reserved_param(name) {
                 return Err(ConfigError::ReservedParameter { name: name.clone() });
             }
         }
 
-        if self.auth == Some(ClientAuth::ClientSecretJwt) && self.client_secret.expose_secret().is_empty() {
-            return Err(ConfigError::MissingSecret {
-                method: "client_secret_jwt",
-            });
+        if self.auth == Some(ClientAuth::ClientSecretJwt) {
+            if self.client_secret.expose_secret().is_empty() {
+                return Err(ConfigError::MissingSecret {
+                    method: "client_secret_jwt",
+                });
+            }
+            // RFC 7518 §3.2: an HS256 key shorter than the hash output is
+            // brute-forced offline from a single assertion.
+            if self.client_secret.expose_secret().len() < ConfigBuilder::MIN_HMAC_SECRET_BYTES {
+                return Err(ConfigError::HmacSecretTooShort);
+            }
         }
         if self.assertion_lifetime.is_zero() || self.assertion_lifetime > Duration::from_secs(600) {
             return Err(ConfigError::InvalidDuration {
@@ -988,6 +1171,21 @@ impl ConfigBuilder {
         }
         if self.assertion_typ && self.assertion_audience == AssertionAudience::TokenEndpoint {
             return Err(ConfigError::TypedAssertionAudience);
+        }
+        // A typed assertion's `aud` is the issuer identifier and nothing else
+        // (draft-ietf-oauth-rfc7523bis): with a token endpoint configured
+        // directly, the issuer must be named, or no assertion could be typed.
+        let builds_assertions = match &self.auth {
+            Some(ClientAuth::PrivateKeyJwt(_) | ClientAuth::ClientSecretJwt) => true,
+            None => self.client_assertion_key.is_some(),
+            Some(_) => false,
+        };
+        if self.assertion_typ
+            && builds_assertions
+            && matches!(endpoint, Endpoint::Token(_))
+            && self.assertion_issuer.is_none()
+        {
+            return Err(ConfigError::TypedAssertionWithoutIssuer);
         }
         let mutual_tls = self.mutual_tls || self.auth.as_ref().is_some_and(ClientAuth::is_mutual_tls);
         if self.default_lifetime.is_zero() {
@@ -1032,9 +1230,24 @@ impl ConfigBuilder {
                 assertion_typ: self.assertion_typ,
                 dpop: self.dpop,
                 mutual_tls,
+                allowed_authorization_servers,
             }),
         })
     }
+}
+
+/// Checks an issuer identifier: a usable endpoint URL without a query
+/// component (RFC 8414 §2).
+fn check_issuer(field: &'static str, issuer: &str, insecure: bool) -> Result<(), ConfigError> {
+    check_endpoint(field, issuer, insecure)?;
+    if issuer.contains('?') {
+        return Err(ConfigError::InvalidUrl {
+            field,
+            url: without_userinfo(issuer),
+            reason: "an issuer has no query component (RFC 8414 §2)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether the retry settings are consistent.

@@ -63,6 +63,20 @@ pub enum Error {
     /// failed signer, a DPoP nonce loop). Nothing was sent.
     #[error(transparent)]
     ClientAuth(#[from] ClientAuthError),
+    /// DPoP (RFC 9449) was required and not met: a token that is not
+    /// DPoP-bound although [`ConfigBuilder::dpop`](crate::ConfigBuilder::dpop)
+    /// is set, or metadata that requires DPoP-bound tokens without it.
+    /// Nothing was cached or stored.
+    #[error(transparent)]
+    Dpop(#[from] DpopError),
+    /// The resource server rejected a token fetched in the current round (or
+    /// while the provider was failing): fetching yet another at once would
+    /// most likely be rejected too, so the round counts as failed and the
+    /// next token is fetched after the back-off ([`TokenSource::retry_at`](crate::TokenSource::retry_at)).
+    /// Check the token's audience, scopes and binding against what the
+    /// resource expects.
+    #[error("the resource server rejected a token fetched moments before; the next is fetched after the back-off (check the token's audience, scopes and binding)")]
+    TokenRejected,
     /// A response or transport result was handed in for a request that is not
     /// the one in flight (stale, abandoned, or from before a sign-out). It was
     /// ignored and nothing changed.
@@ -104,9 +118,12 @@ impl Error {
             Error::UnexpectedStatus { status, .. } => retryable_status(*status),
             Error::Transport(_) => true,
             Error::Discovery(d) => d.is_retryable(),
-            Error::InvalidResponse { .. } | Error::Config(_) | Error::ClientAuth(_) | Error::UnknownRequest { .. } => {
-                false
-            }
+            Error::InvalidResponse { .. }
+            | Error::Config(_)
+            | Error::ClientAuth(_)
+            | Error::Dpop(_)
+            | Error::TokenRejected
+            | Error::UnknownRequest { .. } => false,
         }
     }
 
@@ -158,6 +175,11 @@ pub enum ConfigError {
     /// More than one of a token endpoint, an issuer and a resource server was given.
     #[error("more than one of .token_endpoint(..), .issuer(..) and .resource_server(..) is set; choose one")]
     ConflictingEndpoints,
+    /// [`allow_authorization_server`](crate::ConfigBuilder::allow_authorization_server)
+    /// was given without a resource server: only a client that learns its
+    /// authorization server from the resource's metadata has a choice of servers.
+    #[error(".allow_authorization_server(..) needs .resource_server(..); with .issuer(..) or .token_endpoint(..) the server is fixed")]
+    AuthorizationServerWithoutResourceServer,
     /// A URL does not parse or is not usable.
     #[error("{field} {url:?} is not a usable URL: {reason}")]
     InvalidUrl {
@@ -246,8 +268,15 @@ pub enum ConfigError {
         method: &'static str,
     },
     /// `.assertion_typ(true)` with `.assertion_audience_token_endpoint()`.
-    #[error("typed client assertions (assertion_typ) must have the issuer as audience (RFC 10070); drop assertion_audience_token_endpoint()")]
+    #[error("typed client assertions (assertion_typ) must have the issuer as audience (draft-ietf-oauth-rfc7523bis); drop assertion_audience_token_endpoint()")]
     TypedAssertionAudience,
+    /// `.assertion_typ(true)` with a token endpoint configured directly and
+    /// no issuer identifier to put in `aud`.
+    #[error("typed client assertions (assertion_typ) carry the issuer identifier as audience (draft-ietf-oauth-rfc7523bis), and none is known: configure .issuer(..), or .assertion_audience(issuer) beside .token_endpoint(..)")]
+    TypedAssertionWithoutIssuer,
+    /// `client_secret_jwt` with a client secret shorter than 32 bytes.
+    #[error("client_secret_jwt signs with HS256, whose key must have at least 256 bits (RFC 7518 §3.2): use a client secret of 32 bytes or more, or another method")]
+    HmacSecretTooShort,
     /// The body limit is too small for any real token response.
     #[error("max_body_size of {bytes} bytes is too small; use at least 1024")]
     BodyLimitTooSmall {
@@ -330,12 +359,14 @@ pub enum DiscoveryError {
         /// Why.
         reason: String,
     },
-    /// The protected resource metadata's `resource` is not the configured
-    /// resource (RFC 9728 §3.3): the document was rejected, and its
-    /// authorization servers are not contacted.
-    #[error("resource metadata names resource {found:?}, not the configured {expected:?}; the document was rejected")]
+    /// The protected resource metadata's `resource` is not the one expected
+    /// (RFC 9728 §3.3): the configured resource for its well-known metadata,
+    /// the URL of the request for a document a 401 named. The document was
+    /// rejected, and its authorization servers are not contacted.
+    #[error("resource metadata names resource {found:?}, not the expected {expected:?}; the document was rejected")]
     ResourceMismatch {
-        /// The configured resource identifier.
+        /// The resource identifier expected: the configured one, or the URL
+        /// requested when a 401's `resource_metadata` named the document.
         expected: String,
         /// The document's `resource`.
         found: String,
@@ -344,6 +375,17 @@ pub enum DiscoveryError {
     /// (none listed, or none https with loopback aside).
     #[error("the resource metadata names no usable authorization server (authorization_servers)")]
     NoAuthorizationServer,
+    /// The protected resource metadata names only authorization servers the
+    /// client may not use: neither the one the resource's metadata named at
+    /// first discovery nor one allowed with
+    /// [`allow_authorization_server`](crate::ConfigBuilder::allow_authorization_server).
+    /// The document was rejected and nothing was sent to them; if they are
+    /// legitimate, allow them in the configuration.
+    #[error("the resource metadata names authorization server(s) {named:?}, none of which is the one first discovered or allowed with .allow_authorization_server(..); the document was rejected and nothing was sent to them")]
+    AuthorizationServerNotAllowed {
+        /// The servers the document named (the first few).
+        named: Vec<String>,
+    },
 }
 
 impl DiscoveryError {
@@ -395,6 +437,33 @@ pub enum ClientAuthError {
         "the token endpoint asked for a new DPoP nonce again after a retry with one (use_dpop_nonce twice in a row)"
     )]
     DpopNonceLoop,
+}
+
+/// How DPoP (RFC 9449) was required and not met.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// With [`ConfigBuilder::dpop`](crate::ConfigBuilder::dpop), the token
+    /// endpoint answered with a token that is not DPoP-bound (RFC 9449 §5):
+    /// sent as `DPoP` it would be refused, and as a bearer token it would
+    /// lose the binding the client asked for. It was not used.
+    #[error(
+        "the token endpoint issued a token of type {token_type:?}, not a DPoP-bound one (RFC 9449 §5); it was not used"
+    )]
+    UnboundToken {
+        /// The response's `token_type` (shortened, control characters removed).
+        token_type: String,
+    },
+    /// The metadata says DPoP-bound tokens are required
+    /// (`dpop_bound_access_tokens_required`, RFC 9728 §2), and no DPoP key
+    /// is configured: set one with [`ConfigBuilder::dpop`](crate::ConfigBuilder::dpop).
+    #[error(
+        "the {metadata} metadata requires DPoP-bound tokens (dpop_bound_access_tokens_required); configure .dpop(key)"
+    )]
+    Required {
+        /// Which metadata: `protected resource`.
+        metadata: &'static str,
+    },
 }
 
 /// The `error` code of an RFC 6749 §5.2 error response (plus RFC 8707's

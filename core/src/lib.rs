@@ -102,7 +102,13 @@
 //!   variant, the refresh-token grant when a response carried a refresh token.
 //! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`] / [`discovery_request_at`], [`parse_discovery`];
 //!   from the resource (RFC 9728): [`ConfigBuilder::resource_server`],
-//!   [`resource_metadata_request`], [`parse_resource_metadata`].
+//!   [`resource_metadata_request`], [`parse_resource_metadata`]. The
+//!   authorization server the resource names at first discovery is pinned:
+//!   credentials go only to it or to one added with
+//!   [`ConfigBuilder::allow_authorization_server`]; a `401`'s
+//!   `resource_metadata` is followed only on the resource's own origin
+//!   ([`TokenSource::follow_resource_metadata`]), and its document must name
+//!   the URL requested (RFC 9728 §3.3).
 //!
 //! - Client authentication beyond secrets: [`ClientAuth::PrivateKeyJwt`] /
 //!   [`ClientAuth::ClientSecretJwt`] (RFC 7523 assertions built per attempt,
@@ -145,7 +151,7 @@ pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, Discovery
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
 pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
 pub use error::{
-    ClientAuthError, ConfigError, DiscoveryError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
+    ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
 };
 pub use id::RequestId;
 pub use jose::{JwsAlgorithm, SignError, Signer};

@@ -10,7 +10,7 @@ use url::Url;
 use crate::discovery::{metadata_document, take_strings, Fetched};
 use crate::endpoint::{check_endpoint, redact_userinfo, without_userinfo};
 use crate::error::{DiscoveryError, Error};
-use crate::redact::clean;
+use crate::redact::{clean, Credentials};
 use crate::request::get_json;
 
 /// A protected resource's metadata (RFC 9728 §2), validated: its `resource`
@@ -22,7 +22,8 @@ use crate::request::get_json;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ResourceMetadata {
-    /// The resource identifier (RFC 9728 §1.2), identical to the one configured.
+    /// The resource identifier (RFC 9728 §1.2), identical to the one expected:
+    /// the configured resource, or the URL requested when a 401 named the document.
     pub resource: String,
     /// The issuer identifiers of the authorization servers that issue tokens
     /// for this resource; only those usable as issuers (https, loopback aside,
@@ -43,7 +44,9 @@ pub struct ResourceMetadata {
 }
 
 impl ResourceMetadata {
-    /// The authorization server the client uses: the first one listed.
+    /// The first authorization server listed: the one a client uses at first
+    /// discovery (later it keeps the server it trusts, or takes an allowed one,
+    /// see [`ConfigBuilder::allow_authorization_server`](crate::ConfigBuilder::allow_authorization_server)).
     pub fn authorization_server(&self) -> &str {
         // Never empty: parse_resource_metadata rejects a document without one.
         self.authorization_servers.first().map_or("", String::as_str)
@@ -183,4 +186,41 @@ pub(crate) fn parse_resource_metadata_with(
         dpop_bound_access_tokens_required,
         additional: document,
     })
+}
+
+/// The authorization server to use of those `metadata` names.
+///
+/// The client's credentials go only to a server the user chose: before
+/// `trusted` is known (the first document read), the first one named; after
+/// that `trusted` or one of `allowed` (the configuration's
+/// [`allow_authorization_server`](crate::ConfigBuilder::allow_authorization_server)),
+/// preferring `current` while the document still names it. A document
+/// naming none of them is refused, so a resource (or whoever answers for it)
+/// cannot move the client to another server.
+pub(crate) fn choose_authorization_server(
+    metadata: &ResourceMetadata,
+    trusted: Option<&str>,
+    current: Option<&str>,
+    allowed: &[String],
+    credentials: &Credentials,
+) -> Result<String, DiscoveryError> {
+    let named = &metadata.authorization_servers;
+    let Some(trusted) = trusted else {
+        return Ok(metadata.authorization_server().to_owned());
+    };
+    let usable = |server: &&String| *server == trusted || allowed.contains(server);
+    let chosen = current
+        .and_then(|current| named.iter().find(|s| *s == current))
+        .filter(|s| usable(s))
+        .or_else(|| named.iter().find(usable));
+    match chosen {
+        Some(server) => Ok(server.clone()),
+        None => Err(DiscoveryError::AuthorizationServerNotAllowed {
+            named: named
+                .iter()
+                .take(5)
+                .map(|s| clean(&credentials.redact(s), 200))
+                .collect(),
+        }),
+    }
 }

@@ -328,10 +328,45 @@ fn resources_are_absolute_uris_without_fragment() {
 
 #[test]
 fn reserved_and_empty_parameter_names() {
-    for name in ["grant_type", "client_id", "client_secret", "refresh_token"] {
+    let reserved = [
+        "grant_type",
+        "scope",
+        "resource",
+        "audience",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "refresh_token",
+        "subject_token",
+        "subject_token_type",
+        "actor_token",
+        "actor_token_type",
+        "requested_token_type",
+        "assertion",
+    ];
+    for name in reserved {
         let e = error(builder().param(name, "x"));
         assert_eq!(e, ConfigError::ReservedParameter { name: name.into() });
         assert!(e.to_string().contains("cannot be overridden"), "{e}");
+        // A server that folds case or trims names would read these as the
+        // reserved one too.
+        for variant in [
+            name.to_ascii_uppercase(),
+            format!(" {name}"),
+            format!("{name}\t"),
+            format!("\n{name} "),
+        ] {
+            let e = error(builder().param(variant.clone(), "x"));
+            assert_eq!(e, ConfigError::ReservedParameter { name: variant });
+        }
+    }
+    // Among other parameters, after valid ones: still refused.
+    let e = error(builder().param("organization", "acme").param("Scope", "admin"));
+    assert_eq!(e, ConfigError::ReservedParameter { name: "Scope".into() });
+    // Names that only contain a reserved one are the provider's own.
+    for name in ["scope_hint", "my_audience", "resource_owner", "assertions", "subject"] {
+        assert!(builder().param(name, "x").build().is_ok(), "{name}");
     }
     let e = error(builder().param("", "x"));
     assert_eq!(e, ConfigError::EmptyParameterName);
@@ -446,7 +481,7 @@ fn fingerprint_is_stable_and_changes_with_each_field_but_not_with_the_secret() {
     assert_eq!(base().build().unwrap().fingerprint(), fingerprint);
     assert_eq!(base().build().unwrap().clone().fingerprint(), fingerprint);
     assert_eq!(
-        fingerprint, "b22d8c32e75cd1c2eb31a69d7b3b9dc3b5a824c0798f3ee2887cd648f067807d",
+        fingerprint, "e179865301c5344dc19296d4dee601d40c4127a232eca3f2cd78439c25ae66b1",
         "the fingerprint encoding changed: cached tokens of every user would be refetched"
     );
 
@@ -462,7 +497,10 @@ fn fingerprint_is_stable_and_changes_with_each_field_but_not_with_the_secret() {
             .auth(ClientAuth::Post),
         base().scope("a b").scope("a"), // scopes are a set
         base().refresh_margin(Duration::from_secs(10)).max_attempts(1),
-        base().param("extra", "value"),
+        base().jitter_seed(99).default_lifetime(Duration::from_secs(60)),
+        base()
+            .assertion_lifetime(Duration::from_secs(30))
+            .assertion_audience("https://other.example"),
     ];
     for builder in same {
         assert_eq!(builder.build().unwrap().fingerprint(), fingerprint);
@@ -479,6 +517,19 @@ fn fingerprint_is_stable_and_changes_with_each_field_but_not_with_the_secret() {
         ("audience", base().audience("other")),
         ("auth method", base().auth(ClientAuth::Json)),
         ("auth method", base().auth(ClientAuth::Basic)),
+        ("extra parameter", base().param("organization", "org-a")),
+        ("extra parameter's value", base().param("organization", "org-b")),
+        ("extra parameter's name", base().param("tenant", "org-a")),
+        (
+            "extra parameters' order",
+            base().param("tenant", "org-a").param("organization", "org-a"),
+        ),
+        (
+            "extra parameters' order",
+            base().param("organization", "org-a").param("tenant", "org-a"),
+        ),
+        ("extra parameter's boundary", base().param("organizationo", "rg-a")),
+        ("mutual TLS", base().mutual_tls()),
     ];
     let mut seen = vec![fingerprint.clone()];
     for (what, builder) in differ {

@@ -156,23 +156,38 @@ fn a_redirect_is_not_followed_but_is_an_error() {
     );
 }
 
+const HINT: &str = "https://api.example/.well-known/oauth-protected-resource/mcp/tenant-b";
+const AS2: &str = "https://id2.example";
+
+fn allowing(server: &str) -> Config {
+    Config::builder(CLIENT_ID, SECRET)
+        .resource_server(RESOURCE)
+        .allow_authorization_server(server)
+        .jitter_seed(7)
+        .build()
+        .expect("valid config")
+}
+
+/// Evicts the cached token, as a resource's 401 does, so the next poll sends.
+fn rejected(source: &mut TokenSource) {
+    let token = source.token().cloned().expect("a token");
+    assert!(source.invalidate(&token));
+}
+
 #[test]
 fn a_challenge_names_another_metadata_url_which_is_read_in_the_next_round() {
-    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    let mut source = TokenSource::new(allowing(AS2), [7; 32]);
     discover(&mut source);
-    let hint = "https://api.example/.well-known/oauth-protected-resource/tenant-b";
-    assert!(source.follow_resource_metadata(hint));
-    assert!(!source.follow_resource_metadata(hint), "the same URL changes nothing");
+    assert!(source.follow_resource_metadata(RESOURCE, HINT));
     assert!(
-        !source.follow_resource_metadata("http://evil.example/meta"),
-        "plain http refused"
+        !source.follow_resource_metadata(RESOURCE, HINT),
+        "the same URL changes nothing"
     );
-    let token = source.token().cloned().unwrap();
-    source.invalidate(&token);
+    rejected(&mut source);
     let out = send(&mut source, at(5));
-    assert_eq!(out.request.uri(), hint);
+    assert_eq!(out.request.uri(), HINT);
     source
-        .handle_response(at(5), out.id, resource_document(RESOURCE, r#"["https://id2.example"]"#))
+        .handle_response(at(5), out.id, resource_document(RESOURCE, &format!(r#"["{AS2}"]"#)))
         .unwrap();
     let out = send(&mut source, at(5));
     assert_eq!(
@@ -182,9 +197,293 @@ fn a_challenge_names_another_metadata_url_which_is_read_in_the_next_round() {
 }
 
 #[test]
+fn a_hint_on_another_origin_is_ignored_and_the_pinned_server_keeps_the_credentials() {
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    discover(&mut source);
+    for (requested, hint) in [
+        // The attack: a metadata URL on another origin.
+        (
+            RESOURCE,
+            "https://evil.example/.well-known/oauth-protected-resource/mcp",
+        ),
+        (RESOURCE, "http://evil.example/meta"),
+        // Another port, another scheme: another origin.
+        (
+            RESOURCE,
+            "https://api.example:8443/.well-known/oauth-protected-resource/mcp",
+        ),
+        // A request to another origin says nothing about this resource.
+        (
+            "https://other.example/mcp",
+            "https://other.example/.well-known/oauth-protected-resource/mcp",
+        ),
+        ("https://other.example/mcp", HINT),
+        ("not a url", HINT),
+        (RESOURCE, "/.well-known/oauth-protected-resource/mcp"),
+    ] {
+        assert!(!source.follow_resource_metadata(requested, hint), "{requested} {hint}");
+    }
+    rejected(&mut source);
+    let out = send(&mut source, at(5));
+    assert_eq!(out.kind, RequestKind::Token);
+    assert_eq!(out.request.uri(), "https://id.example/tenant/token");
+}
+
+#[test]
+fn a_hint_is_not_taken_while_the_resources_metadata_is_being_read() {
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    let out = send(&mut source, at(0));
+    // The answer in flight is checked against the location it was sent for.
+    assert!(!source.follow_resource_metadata(RESOURCE, HINT));
+    let event = source.handle_response(at(0), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)));
+    assert!(matches!(event, Ok(Event::ResourceMetadataUpdated(_))), "{event:?}");
+    assert!(source.follow_resource_metadata(RESOURCE, HINT));
+}
+
+#[test]
+fn a_hint_naming_the_well_known_url_is_the_well_known_document() {
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    discover(&mut source);
+    let well_known = "https://api.example/.well-known/oauth-protected-resource/mcp";
+    assert!(
+        !source.follow_resource_metadata("https://api.example/mcp/tools/call", well_known),
+        "already the document in use"
+    );
+    assert!(source.follow_resource_metadata(RESOURCE, HINT));
+    assert!(source.follow_resource_metadata("https://api.example/mcp/tools/call", well_known));
+    rejected(&mut source);
+    let out = send(&mut source, at(5));
+    assert_eq!(out.request.uri(), well_known);
+    // Checked as at first discovery: `resource` is the configured resource.
+    let event = source.handle_response(at(5), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)));
+    assert!(matches!(event, Ok(Event::ResourceMetadataUpdated(_))), "{event:?}");
+}
+
+#[test]
+fn a_hinted_document_must_name_the_url_requested() {
+    let requested = "https://api.example/mcp/tools?session=private";
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    discover(&mut source);
+    assert!(source.follow_resource_metadata(requested, HINT));
+    rejected(&mut source);
+    let out = send(&mut source, at(5));
+    assert_eq!(out.request.uri(), HINT);
+    // RFC 9728 §3.3: the URL requested, not the configured resource.
+    let event = source.handle_response(at(5), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)));
+    match event {
+        Ok(Event::Fallback {
+            error: Error::Discovery(DiscoveryError::ResourceMismatch { expected, found }),
+        }) => {
+            // Named without its query: the error may be logged.
+            assert_eq!(expected, "https://api.example/mcp/tools?…");
+            assert_eq!(found, RESOURCE);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The earlier metadata stays in use: the token request goes to the pinned server.
+    let out = send(&mut source, at(5));
+    assert_eq!(out.request.uri(), "https://id.example/tenant/token");
+    source.handle_response(at(5), out.id, token_ok("tok-2", 3600)).unwrap();
+
+    // A document that names the URL requested is accepted.
+    assert!(source.follow_resource_metadata(requested, HINT));
+    rejected(&mut source);
+    let out = send(&mut source, at(6));
+    assert_eq!(out.request.uri(), HINT);
+    let event = source.handle_response(at(6), out.id, resource_document(requested, &format!(r#"["{AS}"]"#)));
+    assert!(matches!(event, Ok(Event::ResourceMetadataUpdated(_))), "{event:?}");
+}
+
+#[test]
+fn a_document_naming_a_server_not_allowed_is_refused_and_nothing_is_sent_to_it() {
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    discover(&mut source);
+    assert!(source.follow_resource_metadata(RESOURCE, HINT));
+    rejected(&mut source);
+    let out = send(&mut source, at(5));
+    assert_eq!(out.request.uri(), HINT);
+    let named = r#"["https://evil.example", "https://evil2.example"]"#;
+    let event = source.handle_response(at(5), out.id, resource_document(RESOURCE, named));
+    match event {
+        Ok(Event::Fallback {
+            error: Error::Discovery(DiscoveryError::AuthorizationServerNotAllowed { named }),
+        }) => assert_eq!(named, ["https://evil.example", "https://evil2.example"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(source.discovery_issuer(), Some(AS));
+    let out = send(&mut source, at(5));
+    assert_eq!(out.kind, RequestKind::Token);
+    assert_eq!(out.request.uri(), "https://id.example/tenant/token");
+    source.handle_response(at(5), out.id, token_ok("tok-2", 3600)).unwrap();
+    // The refused hint is forgotten: the next read is the well-known document.
+    rejected(&mut source);
+    let out = send(&mut source, at(24 * 3600 + 10));
+    assert_eq!(
+        out.request.uri(),
+        "https://api.example/.well-known/oauth-protected-resource/mcp"
+    );
+}
+
+#[test]
+fn the_well_known_document_cannot_move_the_client_to_another_server_either() {
+    let config = Config::builder(CLIENT_ID, SECRET)
+        .resource_server(RESOURCE)
+        .discovery_ttl(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config, [7; 32]);
+    discover(&mut source);
+    rejected(&mut source);
+    let out = send(&mut source, at(120));
+    let event = source.handle_response(
+        at(120),
+        out.id,
+        resource_document(RESOURCE, r#"["https://evil.example"]"#),
+    );
+    assert!(
+        matches!(
+            event,
+            Ok(Event::Fallback {
+                error: Error::Discovery(DiscoveryError::AuthorizationServerNotAllowed { .. })
+            })
+        ),
+        "{event:?}"
+    );
+    let out = send(&mut source, at(120));
+    assert_eq!(out.request.uri(), "https://id.example/tenant/token");
+}
+
+#[test]
+fn without_usable_metadata_the_refusal_is_the_callers_error() {
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    // First read: the resource names AS, which is trusted from now on…
+    let out = send(&mut source, at(0));
+    source
+        .handle_response(at(0), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
+        .unwrap();
+    // …but its discovery document is refused, so the round fails.
+    let out = send(&mut source, at(0));
+    let result = source.handle_response(at(0), out.id, as_document("https://id.example/other"));
+    assert!(result.is_err(), "{result:?}");
+    // The next round reads the resource again; it now names another server.
+    let retry_at = source.retry_at().expect("a cool-down");
+    let out = send(&mut source, retry_at);
+    assert_eq!(
+        out.request.uri(),
+        "https://api.example/.well-known/oauth-protected-resource/mcp"
+    );
+    let result = source.handle_response(
+        retry_at,
+        out.id,
+        resource_document(RESOURCE, r#"["https://evil.example"]"#),
+    );
+    assert!(
+        matches!(
+            result,
+            Err(Error::Discovery(DiscoveryError::AuthorizationServerNotAllowed { .. }))
+        ),
+        "{result:?}"
+    );
+    assert!(!result.unwrap_err().is_retryable());
+    assert!(matches!(
+        source.poll(retry_at),
+        Action::Failed(Error::Discovery(DiscoveryError::AuthorizationServerNotAllowed { .. }))
+    ));
+    assert_eq!(source.discovery_issuer(), Some(AS));
+}
+
+#[test]
+fn an_allowed_second_server_is_accepted_and_the_current_one_preferred() {
+    let mut source = TokenSource::new(allowing(AS2), [7; 32]);
+    discover(&mut source);
+    // Both listed: the server in use stays.
+    assert!(source.follow_resource_metadata(RESOURCE, HINT));
+    rejected(&mut source);
+    let out = send(&mut source, at(5));
+    let both = format!(r#"["{AS2}", "{AS}"]"#);
+    source
+        .handle_response(at(5), out.id, resource_document(RESOURCE, &both))
+        .unwrap();
+    assert_eq!(source.discovery_issuer(), Some(AS));
+    let out = send(&mut source, at(5));
+    source.handle_response(at(5), out.id, as_document(AS)).unwrap();
+    let out = send(&mut source, at(5));
+    source.handle_response(at(5), out.id, token_ok("tok-2", 3600)).unwrap();
+    // Only the allowed one listed, after servers that are not allowed: it is taken.
+    let hint_c = "https://api.example/.well-known/oauth-protected-resource/mcp/tenant-c";
+    assert!(source.follow_resource_metadata(RESOURCE, hint_c));
+    rejected(&mut source);
+    let out = send(&mut source, at(6));
+    let named = format!(r#"["https://evil.example", "{AS2}"]"#);
+    source
+        .handle_response(at(6), out.id, resource_document(RESOURCE, &named))
+        .unwrap();
+    assert_eq!(source.discovery_issuer(), Some(AS2));
+    let out = send(&mut source, at(6));
+    source.handle_response(at(6), out.id, as_document(AS2)).unwrap();
+    let out = send(&mut source, at(6));
+    assert_eq!(out.request.uri(), "https://id2.example/token");
+    // The first server stays trusted: the resource may move back to it.
+    source.handle_response(at(6), out.id, token_ok("tok-3", 3600)).unwrap();
+    assert!(source.follow_resource_metadata(RESOURCE, HINT));
+    rejected(&mut source);
+    let out = send(&mut source, at(7));
+    source
+        .handle_response(at(7), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
+        .unwrap();
+    assert_eq!(source.discovery_issuer(), Some(AS));
+}
+
+#[test]
+fn the_first_discovery_trusts_the_server_the_resource_names() {
+    // The allowed servers add to the one named at first discovery.
+    let mut source = TokenSource::new(allowing(AS2), [7; 32]);
+    discover(&mut source);
+    assert_eq!(source.discovery_issuer(), Some(AS));
+}
+
+#[test]
+fn allowed_servers_need_a_resource_server_and_are_issuer_identifiers() {
+    let with_issuer = Config::builder("id", "s")
+        .issuer(AS)
+        .allow_authorization_server(AS2)
+        .build();
+    assert!(matches!(
+        with_issuer,
+        Err(ConfigError::AuthorizationServerWithoutResourceServer)
+    ));
+    let with_endpoint = Config::builder("id", "s")
+        .token_endpoint("https://id.example/token")
+        .allow_authorization_server(AS2)
+        .build();
+    assert!(matches!(
+        with_endpoint,
+        Err(ConfigError::AuthorizationServerWithoutResourceServer)
+    ));
+    for bad in [
+        "http://id2.example",
+        "https://id2.example?x=1",
+        "https://id2.example#f",
+        "id2.example",
+    ] {
+        let config = Config::builder("id", "s")
+            .resource_server(RESOURCE)
+            .allow_authorization_server(bad)
+            .build();
+        assert!(config.is_err(), "{bad}");
+    }
+    let config = allowing(AS2);
+    assert_eq!(config.allowed_authorization_servers(), [AS2]);
+    assert!(format!("{config:?}").contains(AS2));
+}
+
+#[test]
 fn a_challenge_is_ignored_without_a_resource_server() {
     let mut source = TokenSource::new(common::config(), [7; 32]);
-    assert!(!source.follow_resource_metadata("https://api.example/.well-known/oauth-protected-resource"));
+    assert!(!source.follow_resource_metadata(
+        "https://api.example/x",
+        "https://api.example/.well-known/oauth-protected-resource"
+    ));
 }
 
 #[test]

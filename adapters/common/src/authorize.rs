@@ -26,6 +26,13 @@ pub struct Origin {
     port: u16,
 }
 
+impl std::fmt::Display for Origin {
+    /// `scheme://host:port`, an absolute URL of the origin.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
 impl Origin {
     /// The origin of an absolute `http`/`https` URL, `None` for anything else.
     pub fn parse(url: &str) -> Option<Origin> {
@@ -484,6 +491,9 @@ pub fn copy_request<B>(request: &http::Request<B>, body: B) -> http::Request<B> 
 #[derive(Debug)]
 pub struct Exchange {
     origin: Option<Origin>,
+    /// The URL requested (when it may carry the token): a `401`'s
+    /// `resource_metadata` document must name it (RFC 9728 §3.3).
+    requested: String,
     allowed: bool,
     retries: u32,
     token: Option<AccessToken>,
@@ -495,23 +505,48 @@ pub struct Exchange {
 pub struct Verdict {
     /// Evict this token (`Client::invalidate`): the resource server rejected it.
     pub invalidate: Option<AccessToken>,
-    /// The RFC 9728 metadata URL the challenge named, to read at the next discovery.
-    pub resource_metadata: Option<String>,
+    /// The RFC 9728 metadata URL the challenge named, to read at the next
+    /// discovery if the core accepts it (only on the resource's own origin).
+    pub resource_metadata: Option<MetadataHint>,
     /// Send the request again (authorised anew) rather than return this response.
     pub retry: bool,
+    /// The `DPoP-Nonce` the server sent (on a `401` or a success), with its
+    /// origin: kept for the next request there (RFC 9449 §9).
+    pub dpop_nonce: Option<(Origin, HeaderValue)>,
+}
+
+/// A `401` challenge's `resource_metadata` (RFC 9728 §5.1) with the URL of
+/// the request it answered, for `TokenSource::follow_resource_metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataHint {
+    /// The URL the request went to.
+    pub requested: String,
+    /// The metadata URL the challenge named.
+    pub metadata_url: String,
 }
 
 impl Exchange {
     /// A request to `uri`: it carries the token only if `origins` allow it.
     pub fn new(origins: &AllowedOrigins, uri: &Uri) -> Exchange {
-        Exchange::for_origin(origins, Origin::of(uri).as_ref())
+        let origin = Origin::of(uri);
+        let allowed = origins.allows_origin(origin.as_ref());
+        let requested = if allowed { uri.to_string() } else { String::new() };
+        Exchange::with(origin, requested, allowed)
     }
 
-    /// The same for an origin already split up (for HTTP libraries with their own URL type).
-    pub fn for_origin(origins: &AllowedOrigins, origin: Option<&Origin>) -> Exchange {
+    /// The same for a URL already split up (for HTTP libraries with their
+    /// own URL type): its origin, and the whole URL as sent.
+    pub fn for_origin(origins: &AllowedOrigins, origin: Option<&Origin>, url: &str) -> Exchange {
+        let allowed = origins.allows_origin(origin);
+        let requested = if allowed { url.to_owned() } else { String::new() };
+        Exchange::with(origin.cloned(), requested, allowed)
+    }
+
+    fn with(origin: Option<Origin>, requested: String, allowed: bool) -> Exchange {
         Exchange {
-            origin: origin.cloned(),
-            allowed: origins.allows_origin(origin),
+            origin,
+            requested,
+            allowed,
             retries: 0,
             token: None,
             nonce: None,
@@ -552,8 +587,13 @@ impl Exchange {
                 invalidate: None,
                 resource_metadata: None,
                 retry: false,
+                dpop_nonce: None,
             };
         }
+        let dpop_nonce = headers
+            .get(DPOP_NONCE)
+            .filter(|nonce| !nonce.is_empty())
+            .and_then(|nonce| Some((self.origin.clone()?, nonce.clone())));
         let assessment = assess(status, headers);
         let retry = next_step(&assessment, self.retries, replayable) == Next::Retry;
         if retry {
@@ -562,8 +602,12 @@ impl Exchange {
         }
         Verdict {
             invalidate: sent.filter(|_| assessment.invalid_token),
-            resource_metadata: assessment.resource_metadata,
+            resource_metadata: assessment.resource_metadata.map(|metadata_url| MetadataHint {
+                requested: self.requested.clone(),
+                metadata_url,
+            }),
             retry,
+            dpop_nonce,
         }
     }
 }
@@ -779,6 +823,43 @@ mod tests {
     }
 
     #[test]
+    fn a_challenges_metadata_url_comes_with_the_url_requested_and_only_from_its_origin() {
+        let mut origins = AllowedOrigins::default();
+        origins.allow("https://api.example");
+        let uri: Uri = "https://api.example/mcp/tools?x=1".parse().unwrap();
+        let challenge = headers(&[(
+            "www-authenticate",
+            r#"Bearer error="invalid_token", resource_metadata="https://evil.example/meta""#,
+        )]);
+        let token = AccessToken::builder("t").build().unwrap();
+
+        let mut exchange = Exchange::new(&origins, &uri);
+        exchange.sending(token.clone());
+        let verdict = exchange.received(StatusCode::UNAUTHORIZED, &challenge, true);
+        // The core decides whether to follow it (only on the resource's origin).
+        assert_eq!(
+            verdict.resource_metadata,
+            Some(MetadataHint {
+                requested: "https://api.example/mcp/tools?x=1".into(),
+                metadata_url: "https://evil.example/meta".into(),
+            })
+        );
+
+        let url = "https://api.example/mcp";
+        let mut split = Exchange::for_origin(&origins, Origin::parse(url).as_ref(), url);
+        split.sending(token.clone());
+        let verdict = split.received(StatusCode::UNAUTHORIZED, &challenge, true);
+        assert_eq!(verdict.resource_metadata.unwrap().requested, url);
+
+        // Answered by another origin (after a redirect): nothing is acted on.
+        let mut redirected = Exchange::new(&origins, &uri);
+        redirected.sending(token);
+        redirected.answered_by(Origin::parse("https://evil.example/landing").as_ref());
+        let verdict = redirected.received(StatusCode::UNAUTHORIZED, &challenge, true);
+        assert!(verdict.resource_metadata.is_none() && verdict.invalidate.is_none() && !verdict.retry);
+    }
+
+    #[test]
     fn a_nonce_challenge_is_answered_once_with_its_nonce() {
         let origins = {
             let mut o = AllowedOrigins::default();
@@ -795,6 +876,29 @@ mod tests {
         let verdict = exchange.received(StatusCode::UNAUTHORIZED, &nonce, true);
         assert!(verdict.retry && verdict.invalidate.is_none());
         assert_eq!(exchange.nonce(), Some("n-1"));
+        let (origin, kept) = verdict.dpop_nonce.unwrap();
+        assert_eq!(
+            (origin.to_string().as_str(), kept.to_str().unwrap()),
+            ("https://api.example:443", "n-1")
+        );
+    }
+
+    #[test]
+    fn a_nonce_sent_with_a_success_is_kept_for_the_origin_that_sent_it() {
+        let mut origins = AllowedOrigins::default();
+        origins.allow("https://api.example");
+        let uri: Uri = "https://api.example/things".parse().unwrap();
+        let fresh = headers(&[("dpop-nonce", "n-2")]);
+        let mut exchange = Exchange::new(&origins, &uri);
+        exchange.sending(AccessToken::builder("t").build().unwrap());
+        let verdict = exchange.received(StatusCode::OK, &fresh, true);
+        assert!(!verdict.retry);
+        assert_eq!(verdict.dpop_nonce.unwrap().1, "n-2");
+        // Another origin's answer (after a redirect) is not kept for this one.
+        let mut redirected = Exchange::new(&origins, &uri);
+        redirected.sending(AccessToken::builder("t").build().unwrap());
+        redirected.answered_by(Origin::parse("https://other.example/").as_ref());
+        assert!(redirected.received(StatusCode::OK, &fresh, true).dpop_nonce.is_none());
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct Driver<W> {
     state: Mutex<State>,
     published: Published,
     settings: Settings,
+    /// The client assertion file to read for the core, if the config names
+    /// one: read under its own lock, never under `state`'s.
+    assertion_file: Option<Mutex<AssertionFile>>,
     /// The adapter's I/O: its transport, store, provider and waiters.
     pub io: W,
 }
@@ -121,8 +124,6 @@ struct State {
     /// result of a flight cut short by `signout()` is dropped.
     flights: u64,
     current: u64,
-    /// The client assertion file to read for the core, if the config names one.
-    assertion_file: Option<AssertionFile>,
     /// Numbers each round's requests for their spans.
     attempts: Attempts,
 }
@@ -181,7 +182,7 @@ impl fmt::Debug for Task {
             Task::Load => f.write_str("Load"),
             Task::Provide(_) => f.write_str("Provide"),
             Task::BeginFetch(_) => f.write_str("BeginFetch"),
-            Task::Send(request, _) => write!(f, "Send({} {})", request.method(), request.uri()),
+            Task::Send(request, _) => write!(f, "Send({} {})", request.method(), crate::loggable_uri(request.uri())),
         }
     }
 }
@@ -253,7 +254,10 @@ impl<W: Wake> Driver<W> {
     pub fn new(settings: Settings, io: W) -> Self {
         // Always random: processes sharing a client must never repeat a jti.
         let source = TokenSource::new(settings.config.clone(), crate::random_bytes());
-        let assertion_file = settings.config.assertion_file().map(AssertionFile::new);
+        let assertion_file = settings
+            .config
+            .assertion_file()
+            .map(|path| Mutex::new(AssertionFile::new(path)));
         let loaded = settings.store.is_none();
         Driver {
             state: Mutex::new(State {
@@ -269,11 +273,11 @@ impl<W: Wake> Driver<W> {
                 store_waiters: Vec::new(),
                 flights: 0,
                 current: 0,
-                assertion_file,
                 attempts: Attempts::default(),
             }),
             published: Published::new(),
             settings,
+            assertion_file,
             io,
         }
     }
@@ -359,8 +363,8 @@ impl<W: Wake> Driver<W> {
     }
 
     /// Records a store change, in the order of the state changes (this runs
-    /// under the lock that made them). A deletion replaces every change not
-    /// yet applied; a save replaces a pending save but never a pending
+    /// under the lock that made them). A deletion (or eviction) replaces
+    /// every change not yet applied; a save replaces a pending save but never a pending
     /// deletion, which still lands first: otherwise a save applying now (of
     /// the token the deletion dropped) would stay in the store if the later
     /// save failed or never ran.
@@ -369,7 +373,7 @@ impl<W: Wake> Driver<W> {
             state.store_recorded += 1;
             let pending = &mut state.store_pending;
             match change {
-                StoreChange::Delete => pending.clear(),
+                StoreChange::Delete | StoreChange::Evict(_) => pending.clear(),
                 StoreChange::Save(_) => {
                     if matches!(pending.back(), Some((_, StoreChange::Save(_)))) {
                         pending.pop_back();
@@ -396,13 +400,24 @@ impl<W: Wake> Driver<W> {
                 flight,
             });
         }
-        let state = &mut *state;
-        if let Some(file) = &mut state.assertion_file {
+        if let Some(file) = &self.assertion_file {
             // Only when a request may be built: a fresh token needs no assertion.
             if state.source.refresh_at().is_none_or(|at| now >= at) {
-                file.refresh(&mut state.source);
+                // Read outside the state lock: callers served from cache, and
+                // the flight's own bookkeeping, never wait for a file system.
+                // Callers that need the assertion read it one at a time, so
+                // each sees the content the one before handed over.
+                drop(state);
+                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                let content = file.read_if_changed();
+                state = self.lock();
+                drop(file);
+                if let Some(content) = content {
+                    state.source.provide_assertion(content);
+                }
             }
         }
+        let state = &mut *state;
         let action = match mode {
             Mode::Token => state.source.poll(now),
             Mode::Refresh(ticket) => state.source.poll_refresh(now, ticket),
@@ -429,7 +444,13 @@ impl<W: Wake> Driver<W> {
             (Task::BeginFetch(now), Job::Held(outgoing))
         } else {
             let Outgoing { id, kind, request } = outgoing;
-            tracing::debug!(request = %id, ?kind, method = %request.method(), uri = %request.uri(), "client-credentials: sending");
+            tracing::debug!(
+                request = %id,
+                ?kind,
+                method = %request.method(),
+                uri = %crate::loggable_uri(request.uri()),
+                "client-credentials: sending"
+            );
             let attempt = state.attempts.next(kind);
             (Task::Send(request, Sent { kind, id, attempt }), Job::Sent(id))
         }
@@ -456,7 +477,8 @@ impl<W: Wake> Driver<W> {
     /// A DPoP proof (RFC 9449 §7) for a request to a resource with `token`:
     /// `htm` = `method`, `htu` = `uri` without query and fragment, `ath` =
     /// the token's hash, a fresh `jti`; `nonce` is the resource server's, if
-    /// it asked for one. `Ok(None)` when the config has no DPoP key.
+    /// it asked for one, else the latest kept for `uri`'s origin
+    /// ([`Driver::remember_dpop_nonce`]). `Ok(None)` when the config has no DPoP key.
     pub fn dpop_proof(
         &self,
         method: &http::Method,
@@ -471,10 +493,21 @@ impl<W: Wake> Driver<W> {
         self.lock().source.dpop_proof(now, method, uri, Some(token), nonce)
     }
 
-    /// A resource server's 401 named where its RFC 9728 metadata is: read it
-    /// there at the next discovery (with `Config::builder(..).resource_server(..)`).
-    pub fn follow_resource_metadata(&self, url: &str) -> bool {
-        self.lock().source.follow_resource_metadata(url)
+    /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):
+    /// the next proof for `url`'s origin carries it, so a server that
+    /// demands nonces costs one extra request per nonce, not per call.
+    pub fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
+        if self.settings.config.dpop_key().is_some() {
+            self.lock().source.remember_dpop_nonce(url, nonce);
+        }
+    }
+
+    /// A resource server's 401 to a request for `requested` named where its
+    /// RFC 9728 metadata is: read it there at the next discovery (with
+    /// `Config::builder(..).resource_server(..)`, and only on the resource's
+    /// own origin; see `TokenSource::follow_resource_metadata`).
+    pub fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool {
+        self.lock().source.follow_resource_metadata(requested, url)
     }
 
     /// Forces a refresh: the mode to step in for its outcome, or the error of
@@ -488,16 +521,20 @@ impl<W: Wake> Driver<W> {
         Ok(Mode::Refresh(ticket))
     }
 
-    /// The resource server rejected `token`: stop serving it. Returns
-    /// whether it was the cached token and its deletion from the store is
-    /// due ([`Driver::save_changes`]).
+    /// The resource server rejected `token`: stop serving it (see
+    /// [`TokenSource::invalidate_at`]: a token rejected soon after it was
+    /// fetched fails the round, and callers get the back-off's error).
+    /// Returns whether it was the cached token and its eviction from the
+    /// store (deleted only if the store still holds it) is due
+    /// ([`Driver::save_changes`]).
     pub fn invalidate(&self, token: &AccessToken) -> bool {
+        let now = self.now();
         let mut state = self.lock();
-        if !state.source.invalidate(token) {
+        if !state.source.invalidate_at(now, token) {
             return false;
         }
         self.publish(&state.source);
-        let delete = self.record(&mut state, StoreChange::Delete);
+        let delete = self.record(&mut state, StoreChange::Evict(token.clone()));
         drop(state);
         self.io.wake();
         delete
@@ -954,6 +991,7 @@ impl<W: Io> Driver<W> {
             let result = match &change {
                 StoreChange::Save(token) => store.save(self.config(), token).await,
                 StoreChange::Delete => store.delete(self.config()).await,
+                StoreChange::Evict(token) => store.evict(self.config(), token).await,
             };
             if let Err(error) = result {
                 store_failed(change.verb(), &error);

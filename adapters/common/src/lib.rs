@@ -16,6 +16,7 @@
 //! - [`observe`]: what a client reports — a `tracing` span per request with
 //!   OpenTelemetry field names, parented to the caller's span, and (feature
 //!   `metrics`) counters, histograms and gauges through the `metrics` facade;
+//! - [`loggable_uri`]: a request URI as logs show it, without its query;
 //! - [`random_bytes`]: each client's seed (retry jitter, `jti`s) from the OS;
 //! - reading a client assertion file for the core (`AssertionSource::file`);
 //! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
@@ -67,6 +68,23 @@ pub fn transport_error(
         source = cause.source();
     }
     client_credentials::TransportError::new(kind, message)
+}
+
+/// A request URI as the adapters log it: `scheme://host:port/path`, with
+/// `?…` standing for a query and never any user info. A query may carry a
+/// credential (an API gateway's `?key=`, a function's `?code=`, a
+/// pre-signed URL), and debug logs reach more people than credentials do.
+///
+/// ```
+/// let uri: http::Uri = "https://user:pw@auth.example:8443/token?key=s3cr3t".parse().unwrap();
+/// assert_eq!(client_credentials_common::loggable_uri(&uri), "https://auth.example:8443/token?…");
+/// ```
+pub fn loggable_uri(uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().map(|s| format!("{s}://")).unwrap_or_default();
+    let host = uri.host().unwrap_or("");
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    let query = if uri.query().is_some() { "?…" } else { "" };
+    format!("{scheme}{host}{port}{}{query}", uri.path())
 }
 
 /// 32 bytes from the operating system's random source, per client and

@@ -54,7 +54,7 @@ pub mod names {
     pub const CALLERS_WAITING: &str = "oauth.client.callers.waiting";
     /// Counter: fleet turns, by client and `turn` (`won`: this process fetched; `followed`: it used the fleet's token).
     pub const FLEET_TURNS: &str = "oauth.client.fleet.turns";
-    /// Counter: failed store calls, by `operation` (`load`, `save`, `delete`, `begin_fetch`).
+    /// Counter: failed store calls, by `operation` (`load`, `save`, `delete`, `evict`, `begin_fetch`).
     pub const STORE_ERRORS: &str = "oauth.client.store.errors";
 }
 
@@ -372,6 +372,7 @@ pub(crate) fn store_error(operation: &str) {
             "load" => "load",
             "save" => "save",
             "delete" => "delete",
+            "evict" => "evict",
             "begin_fetch" => "begin_fetch",
             _ => "other",
         };

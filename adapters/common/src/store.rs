@@ -22,8 +22,8 @@ use crate::file;
 /// several configurations keys its entries by it, e.g. by
 /// `Config::fingerprint`). The client loads the store lazily, inside the
 /// single flight of the first call that needs a token; saves every new token
-/// before waking the callers waiting for it; and deletes it at sign-out and
-/// when the cached token is invalidated. Writes apply in the order of the
+/// before waking the callers waiting for it; deletes it at sign-out; and
+/// evicts it ([`TokenStore::evict`]) when the cached token is invalidated. Writes apply in the order of the
 /// changes that caused them: a save never lands after the sign-out or
 /// invalidation that dropped its token, and of two quick saves the later one
 /// lands last. Failures are logged with `tracing::warn!` and never fail a
@@ -39,6 +39,16 @@ pub trait TokenStore: Send + Sync + 'static {
     fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()>;
     /// Removes the stored token (nothing stored is not an error).
     fn delete(&self, config: &Config) -> io::Result<()>;
+
+    /// A resource server rejected `token`: remove it from the store, but
+    /// only if it is still the stored one. A store shared by several
+    /// processes overrides this with a compare-and-delete, so a process
+    /// holding a token the others have already replaced never deletes the
+    /// newer one. The default calls [`TokenStore::delete`].
+    fn evict(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
+        let _ = token;
+        self.delete(config)
+    }
 
     /// Called inside the single flight right before this process sends a
     /// token request: [`FleetTurn::Fetch`] lets it send (the default);
@@ -71,6 +81,13 @@ pub trait AsyncTokenStore: Send + Sync + 'static {
     /// Removes the stored token (nothing stored is not an error).
     fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>>;
 
+    /// As [`TokenStore::evict`]: removes `token` only if it is still the
+    /// stored one; the default calls [`AsyncTokenStore::delete`].
+    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        let _ = token;
+        self.delete(config)
+    }
+
     /// As [`TokenStore::begin_fetch`]: `Fetch` (the default) or `Use(token)`.
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
         let _ = (config, now);
@@ -98,6 +115,9 @@ impl AsyncTokenStore for Blocking {
     fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(std::future::ready(self.0.delete(config)))
     }
+    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(std::future::ready(self.0.evict(config, token)))
+    }
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
         Box::pin(std::future::ready(self.0.begin_fetch(config, now)))
     }
@@ -117,6 +137,9 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     fn delete(&self, config: &Config) -> io::Result<()> {
         (**self).delete(config)
     }
+    fn evict(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
+        (**self).evict(config, token)
+    }
     fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
         (**self).begin_fetch(config, now)
     }
@@ -134,6 +157,9 @@ impl<T: AsyncTokenStore + ?Sized> AsyncTokenStore for Arc<T> {
     }
     fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
         (**self).delete(config)
+    }
+    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        (**self).evict(config, token)
     }
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
         (**self).begin_fetch(config, now)
@@ -167,6 +193,8 @@ pub enum StoreChange {
     Save(AccessToken),
     /// `delete()`.
     Delete,
+    /// `evict(token)`: the token a resource server rejected.
+    Evict(AccessToken),
 }
 
 impl StoreChange {
@@ -175,6 +203,7 @@ impl StoreChange {
         match self {
             StoreChange::Save(_) => "save",
             StoreChange::Delete => "delete",
+            StoreChange::Evict(_) => "evict",
         }
     }
 }
@@ -236,7 +265,9 @@ pub fn store_failed(what: &str, error: &std::io::Error) {
 /// The token is saved with the [`Config::fingerprint`] of the configuration
 /// it was fetched for, and served only to a client with the same one: a file
 /// shared by mistake between a production and a staging client, or between
-/// clients with different scopes, is never served to the wrong one. On Unix
+/// clients with different scopes or [`.param`](client_credentials::ConfigBuilder::param)
+/// values, is never served to the wrong one, and a client's sign-out or
+/// invalidation deletes the file only when it holds that client's token. On Unix
 /// a file owned by another user, or open to group or others, is refused
 /// with a warning and a token is fetched instead (another local user could
 /// have planted it); a file that is not a token reads as empty, with a
@@ -274,8 +305,8 @@ impl TokenStore for FileStore {
     fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
         file::save(&self.path, &config.fingerprint(), token)
     }
-    fn delete(&self, _: &Config) -> io::Result<()> {
-        file::delete(&self.path)
+    fn delete(&self, config: &Config) -> io::Result<()> {
+        file::delete(&self.path, &config.fingerprint())
     }
 }
 
@@ -312,6 +343,13 @@ impl TokenStore for MemoryStore {
         self.set(None);
         Ok(())
     }
+    fn evict(&self, _: &Config, token: &AccessToken) -> io::Result<()> {
+        let mut stored = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if stored.as_ref().is_some_and(|stored| stored.same_token(token)) {
+            *stored = None;
+        }
+        Ok(())
+    }
 }
 
 impl AsyncTokenStore for MemoryStore {
@@ -323,5 +361,31 @@ impl AsyncTokenStore for MemoryStore {
     }
     fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(std::future::ready(TokenStore::delete(self, config)))
+    }
+    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(std::future::ready(TokenStore::evict(self, config, token)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicting_a_memory_store_removes_only_the_rejected_token() {
+        let config = Config::builder("id", "secret")
+            .token_endpoint("https://auth.example.com/token")
+            .build()
+            .unwrap();
+        let (stale, newer) = (
+            AccessToken::builder("stale").build().unwrap(),
+            AccessToken::builder("newer").build().unwrap(),
+        );
+        let store = MemoryStore::new();
+        store.set(Some(newer.clone()));
+        TokenStore::evict(&store, &config, &stale).unwrap();
+        assert_eq!(store.get().map(|t| t.secret().to_owned()).as_deref(), Some("newer"));
+        TokenStore::evict(&store, &config, &newer).unwrap();
+        assert!(store.get().is_none());
     }
 }

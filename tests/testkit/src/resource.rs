@@ -17,6 +17,7 @@ use crate::{lock, server, RecordedRequest, TestIssuer};
 /// | Request | Answer |
 /// |---|---|
 /// | `GET /.well-known/oauth-protected-resource{path}` | its RFC 9728 metadata (`resource` = [`resource`](Self::resource)) |
+/// | a path given to [`serve_document`](Self::serve_document) | that JSON document |
 /// | `/redirect/{rest}` | `307` to [`redirect_to`](TestResourceServerBuilder::redirect_to)`{rest}` |
 /// | anything else | `200` with `{"ok":true,"method":…,"path":…,"body":…}` for an accepted token, else `401` |
 ///
@@ -24,7 +25,9 @@ use crate::{lock, server, RecordedRequest, TestIssuer};
 /// `DPoP …`), was not [rejected](Self::reject_token) and, with
 /// [`accept_tokens_of`](TestResourceServerBuilder::accept_tokens_of), was
 /// issued by that issuer. A rejected token gets `401` with
-/// `WWW-Authenticate: Bearer error="invalid_token", resource_metadata="…"`;
+/// `WWW-Authenticate: Bearer error="invalid_token", resource_metadata="…"`
+/// (its own metadata URL, or the one given to
+/// [`challenge_metadata_url`](Self::challenge_metadata_url));
 /// a request without a token gets the challenge without an error code
 /// (RFC 6750 §3.1). Every request is recorded ([`requests`](Self::requests)).
 ///
@@ -62,6 +65,10 @@ struct State {
     gate: Option<(usize, usize)>,
     /// Each request with what became of it (`accepted`, `rejected`, …).
     requests: Vec<(RecordedRequest, &'static str)>,
+    /// The `resource_metadata` URL of the 401 challenges, when not its own.
+    challenge_metadata_url: Option<String>,
+    /// JSON documents served at a path: `(path, document)`.
+    documents: Vec<(String, serde_json::Value)>,
 }
 
 impl fmt::Debug for TestResourceServer {
@@ -234,6 +241,21 @@ impl TestResourceServer {
             .count()
     }
 
+    /// Names `url` as the `resource_metadata` of its 401 challenges from now
+    /// on (a resource, or someone in between, pointing the client elsewhere).
+    pub fn challenge_metadata_url(&self, url: impl Into<String>) {
+        lock(&self.shared.state).challenge_metadata_url = Some(url.into());
+    }
+
+    /// Serves `document` as JSON to requests for `path` (the query ignored)
+    /// from now on: another metadata document, on this origin.
+    pub fn serve_document(&self, path: impl Into<String>, document: serde_json::Value) {
+        let path = path.into();
+        let mut state = lock(&self.shared.state);
+        state.documents.retain(|(p, _)| *p != path);
+        state.documents.push((path, document));
+    }
+
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
         lock(&self.shared.state).requests.clear();
@@ -247,18 +269,27 @@ impl Shared {
     }
 
     fn challenge(&self, error: Option<&str>) -> String {
+        let url = lock(&self.state)
+            .challenge_metadata_url
+            .clone()
+            .unwrap_or_else(|| self.metadata_url());
         match error {
-            Some(error) => format!(
-                r#"Bearer realm="test", error="{error}", resource_metadata="{}""#,
-                self.metadata_url()
-            ),
-            None => format!(r#"Bearer realm="test", resource_metadata="{}""#, self.metadata_url()),
+            Some(error) => format!(r#"Bearer realm="test", error="{error}", resource_metadata="{url}""#),
+            None => format!(r#"Bearer realm="test", resource_metadata="{url}""#),
         }
     }
 
     /// The answer, and what it says about the token (recorded with the request).
     fn respond(&self, req: &RawRequest) -> (Response, &'static str) {
         let path = req.target.split('?').next().unwrap_or("");
+        let document = lock(&self.state)
+            .documents
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, d)| d.clone());
+        if let Some(document) = document {
+            return (Response::json(200, &document), "document");
+        }
         if path
             == format!(
                 "/.well-known/oauth-protected-resource{}",

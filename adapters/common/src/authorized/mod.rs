@@ -49,7 +49,9 @@ pub trait DriverAccess: Send + Sync {
         nonce: Option<&str>,
     ) -> Result<(), Error>;
     /// [`Driver::follow_resource_metadata`].
-    fn follow_resource_metadata(&self, url: &str) -> bool;
+    fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool;
+    /// [`Driver::remember_dpop_nonce`].
+    fn remember_dpop_nonce(&self, url: &str, nonce: &str);
 }
 
 impl<W: Wake> DriverAccess for Driver<W> {
@@ -68,8 +70,12 @@ impl<W: Wake> DriverAccess for Driver<W> {
         Driver::authorize_headers(self, method, uri, headers, token, nonce)
     }
 
-    fn follow_resource_metadata(&self, url: &str) -> bool {
-        Driver::follow_resource_metadata(self, url)
+    fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool {
+        Driver::follow_resource_metadata(self, requested, url)
+    }
+
+    fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
+        Driver::remember_dpop_nonce(self, url, nonce)
     }
 }
 
@@ -82,10 +88,18 @@ pub trait Authorizer: Clone + Send + Sync + 'static {
     fn invalidate(&self, token: &AccessToken);
 
     /// Acts on what a response said about the token it carried: remembers
-    /// the RFC 9728 metadata URL of the challenge, evicts a rejected token.
+    /// the server's DPoP nonce and the RFC 9728 metadata URL of the
+    /// challenge (the core follows it only on the resource's own origin),
+    /// evicts a rejected token.
     fn rejected(&self, verdict: &Verdict) {
-        if let Some(url) = &verdict.resource_metadata {
-            self.driver().follow_resource_metadata(url);
+        if let Some((origin, nonce)) = &verdict.dpop_nonce {
+            if let Ok(nonce) = nonce.to_str() {
+                self.driver().remember_dpop_nonce(&origin.to_string(), nonce);
+            }
+        }
+        if let Some(hint) = &verdict.resource_metadata {
+            self.driver()
+                .follow_resource_metadata(&hint.requested, &hint.metadata_url);
         }
         if let Some(token) = &verdict.invalidate {
             self.invalidate(token);

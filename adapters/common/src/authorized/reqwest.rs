@@ -21,7 +21,8 @@ impl<C: AsyncAuthorizer> Middleware for AuthMiddleware<C> {
         extensions: &mut http::Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let mut exchange = Exchange::for_origin(&self.origins, origin(request.url()).as_ref());
+        let url = request.url();
+        let mut exchange = Exchange::for_origin(&self.origins, origin(url).as_ref(), url.as_str());
         loop {
             let spare = if exchange.authorizes() {
                 request.try_clone()

@@ -9,7 +9,7 @@ use http_body_util::{Empty, Full};
 use tower_service::Service;
 
 use super::{AsyncAuthorizer, Authorizer};
-use crate::authorize::{copy_request, AllowedOrigins, Exchange};
+use crate::authorize::{copy_request, AllowedOrigins, Exchange, Origin};
 use crate::BoxFuture;
 
 /// The error of an [`AuthService`]: the inner service's, or the client's
@@ -46,6 +46,17 @@ impl ReplayBody for http_body_util::combinators::BoxBody<Bytes, BoxError> {
     fn replay(&self) -> Option<Self> {
         None // streamed
     }
+}
+
+/// The origin that answered, when the inner service says it followed
+/// redirects (tower-http's `FollowRedirect` names the last URI requested):
+/// a `401` from another origin says nothing about the token.
+fn answered_by<R>(response: &http::Response<R>) -> Option<Origin> {
+    let uri = &response
+        .extensions()
+        .get::<tower_http::follow_redirect::RequestUri>()?
+        .0;
+    Origin::of(uri)
 }
 
 /// A `tower` layer whose [`AuthService`] authorises requests.
@@ -129,6 +140,7 @@ where
                     poll_fn(|cx| inner.poll_ready(cx)).await.map_err(Into::into)?;
                 }
                 let response = inner.call(request).await.map_err(Into::into)?;
+                exchange.answered_by(answered_by(&response).as_ref());
                 let verdict = exchange.received(response.status(), response.headers(), spare.is_some());
                 client.rejected(&verdict);
                 match spare {
@@ -137,5 +149,149 @@ where
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use client_credentials::{AccessToken, Config, Error};
+    use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+    use http::{HeaderMap, Method, StatusCode};
+    use tower_http::follow_redirect::RequestUri;
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::authorized::DriverAccess;
+
+    /// A client that counts what the service asks of it.
+    #[derive(Clone)]
+    struct Counting {
+        config: Config,
+        followed: Arc<AtomicUsize>,
+        invalidated: Arc<AtomicUsize>,
+    }
+
+    impl DriverAccess for Counting {
+        fn config(&self) -> &Config {
+            &self.config
+        }
+        fn authorize_headers(
+            &self,
+            _: &Method,
+            _: &str,
+            headers: &mut http::HeaderMap,
+            token: &AccessToken,
+            _: Option<&str>,
+        ) -> Result<(), Error> {
+            headers.insert(AUTHORIZATION, token.authorization_header());
+            Ok(())
+        }
+        fn follow_resource_metadata(&self, _: &str, _: &str) -> bool {
+            self.followed.fetch_add(1, Ordering::SeqCst);
+            true
+        }
+        fn remember_dpop_nonce(&self, _: &str, _: &str) {}
+    }
+
+    impl Authorizer for Counting {
+        fn driver(&self) -> &dyn DriverAccess {
+            self
+        }
+        fn invalidate(&self, _: &AccessToken) {
+            self.invalidated.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl AsyncAuthorizer for Counting {
+        fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
+            std::future::ready(AccessToken::builder("t").build())
+        }
+    }
+
+    /// Answers every request `401` with a challenge naming a metadata URL,
+    /// as if it had followed redirects to `answered_by` when that is set.
+    #[derive(Clone)]
+    struct Rejecting {
+        answered_by: Option<&'static str>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Service<http::Request<Vec<u8>>> for Rejecting {
+        type Response = http::Response<()>;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<http::Response<()>, BoxError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Vec<u8>>) -> Self::Future {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut response = http::Response::new(());
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            let challenge = r#"Bearer error="invalid_token", resource_metadata="https://evil.example/m""#;
+            let mut headers = HeaderMap::new();
+            headers.insert(WWW_AUTHENTICATE, http::HeaderValue::from_static(challenge));
+            *response.headers_mut() = headers;
+            if let Some(uri) = self.answered_by {
+                response.extensions_mut().insert(RequestUri(uri.parse().unwrap()));
+            }
+            std::future::ready(Ok(response))
+        }
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+        }
+    }
+
+    /// `(inner calls, metadata hints followed, tokens invalidated)` for one
+    /// request whose `401` came from `answered_by`.
+    fn one_rejected_request(answered_by: Option<&'static str>) -> (usize, usize, usize) {
+        let client = Counting {
+            config: Config::builder("id", "secret")
+                .token_endpoint("https://id.example/token")
+                .build()
+                .unwrap(),
+            followed: Arc::default(),
+            invalidated: Arc::default(),
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let inner = Rejecting {
+            answered_by,
+            calls: Arc::clone(&calls),
+        };
+        let mut service = AuthLayer::new(client.clone())
+            .allow_origin("https://api.example")
+            .layer(inner);
+        let request = http::Request::builder()
+            .uri("https://api.example/things")
+            .body(Vec::new())
+            .unwrap();
+        let response = block_on(service.call(request)).unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        (
+            calls.load(Ordering::SeqCst),
+            client.followed.load(Ordering::SeqCst),
+            client.invalidated.load(Ordering::SeqCst),
+        )
+    }
+
+    #[test]
+    fn a_401_from_another_origin_after_redirects_is_not_acted_on() {
+        // From the origin requested: the challenge is handed to the client
+        // (whose core decides on the hint), the token evicted, one retry.
+        assert_eq!(one_rejected_request(None), (2, 2, 2));
+        assert_eq!(one_rejected_request(Some("https://api.example/moved")), (2, 2, 2));
+        // From another origin: nothing is followed, evicted or retried.
+        assert_eq!(one_rejected_request(Some("https://evil.example/landing")), (1, 0, 0));
     }
 }

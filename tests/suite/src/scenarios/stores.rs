@@ -29,6 +29,52 @@ pub fn file_store_is_shared_between_runs<A: Adapter>() {
     assert_eq!(issuer.token_requests().len(), 1);
 }
 
+/// Two clients whose configurations differ only in an extra parameter (an
+/// organization, a tenant) share a file: each gets a token of its own, since
+/// the provider may issue different tokens for them.
+pub fn file_store_keeps_configs_differing_in_a_param_apart<A: Adapter>() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    let issuer = TestIssuer::start();
+    let options = Options {
+        store: StoreChoice::File(path),
+        ..Options::default()
+    };
+    let org = |name: &str| config(&issuer).param("organization", name).build().unwrap();
+    let a = A::token(&A::build(org("org-a"), options.clone())).unwrap();
+    let b = A::token(&A::build(org("org-b"), options.clone())).unwrap();
+    assert_ne!(a.secret(), b.secret(), "org-b was served org-a's token");
+    let requests = issuer.token_requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].param("organization"), Some("org-a"));
+    assert_eq!(requests[1].param("organization"), Some("org-b"));
+    // The file now holds org-b's token, which org-b's next run reuses.
+    let again = A::token(&A::build(org("org-b"), options)).unwrap();
+    assert_eq!(again.secret(), b.secret());
+    assert_eq!(issuer.token_requests().len(), 2);
+}
+
+/// Sign-out deletes only its own configuration's token: a file holding
+/// another configuration's token keeps it.
+pub fn signout_leaves_another_configs_stored_token<A: Adapter>() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    let issuer = TestIssuer::start();
+    let options = Options {
+        store: StoreChoice::File(path.clone()),
+        ..Options::default()
+    };
+    let org = |name: &str| config(&issuer).param("organization", name).build().unwrap();
+    let a = A::build(org("org-a"), options.clone());
+    A::token(&a).unwrap();
+    let b = A::token(&A::build(org("org-b"), options.clone())).unwrap();
+    A::signout(&a).unwrap();
+    assert!(path.exists(), "org-a's sign-out deleted org-b's token");
+    let again = A::token(&A::build(org("org-b"), options)).unwrap();
+    assert_eq!(again.secret(), b.secret());
+    assert_eq!(issuer.token_requests().len(), 2);
+}
+
 /// The callback fires once per new token, not per read.
 pub fn update_callback_fires_once_per_token<A: Adapter>() {
     let issuer = TestIssuer::start();
