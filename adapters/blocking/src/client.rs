@@ -272,7 +272,7 @@ impl Client {
                 }
                 timeout = timeout.min(left);
             }
-            waiting.get_or_insert_with(|| common::observe::Waiting::new(self.driver.config()));
+            waiting.get_or_insert_with(|| self.driver.waiting());
             let epoch = io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
             let timeout = timeout.max(Duration::from_millis(1));
             drop(io.changed.wait_timeout_while(epoch, timeout, |now| *now == seen));

@@ -95,6 +95,8 @@ pub struct Driver<W> {
     /// The client assertion file to read for the core, if the config names
     /// one: read under its own lock, never under `state`'s.
     assertion_file: Option<Mutex<AssertionFile>>,
+    /// The labels of this client's metrics.
+    labels: observe::Labels,
     /// The adapter's I/O: its transport, store, provider and waiters.
     pub io: W,
 }
@@ -276,6 +278,7 @@ impl<W: Wake> Driver<W> {
                 attempts: Attempts::default(),
             }),
             published: Published::new(),
+            labels: observe::Labels::new(&settings.config),
             settings,
             assertion_file,
             io,
@@ -302,6 +305,12 @@ impl<W: Wake> Driver<W> {
     /// The clock.
     pub fn clock(&self) -> &TimeSource {
         &self.settings.clock
+    }
+
+    /// Counts a caller among this client's waiting callers until the
+    /// returned guard is dropped (see [`observe::Waiting`]).
+    pub fn waiting(&self) -> observe::Waiting {
+        observe::Waiting::new(&self.labels)
     }
 
     /// The cached token if it is fresh: the lock-free path, for clients on
@@ -346,7 +355,7 @@ impl<W: Wake> Driver<W> {
 
     fn publish(&self, source: &TokenSource) {
         self.published.publish(source.token().zip(source.refresh_at()));
-        observe::token_times(self.config(), source, || self.now());
+        observe::token_times(&self.labels, source, || self.now());
     }
 
     fn flight(self: &Arc<Self>, state: &mut State, job: Job) -> Flight<W> {
@@ -591,7 +600,7 @@ impl<W: Wake> Flight<W> {
                 }
             }
             (Job::Held(outgoing), Outcome::Turn(turn)) if current => {
-                observe::fleet_turn(driver.config(), &turn);
+                observe::fleet_turn(&driver.labels, &turn);
                 let token = match turn {
                     Ok(FleetTurn::Use(token)) => Some(token),
                     Ok(FleetTurn::Fetch) => None,
@@ -632,7 +641,7 @@ impl<W: Wake> Flight<W> {
                         "client-credentials: the provider's Retry-After is longer than max_retry_after; waiting the maximum"
                     );
                 }
-                observe::handled(driver.config(), now, &handled);
+                observe::handled(&driver.labels, now, &handled);
                 match handled {
                     Ok(Event::TokenUpdated(token)) => {
                         done.end_fetch = Driver::<W>::end_round(&mut state);
@@ -707,7 +716,7 @@ impl<W: Wake> Done<W> {
     /// `on_refresh_failed` for any failed round); dropping `self` then wakes
     /// the waiters.
     fn announce(self) {
-        let settings = &self.flight.driver.settings;
+        let (settings, labels) = (&self.flight.driver.settings, &self.flight.driver.labels);
         let failed = match &self.announce {
             Announce::Token(token) => {
                 if let Some(callback) = &settings.on_token_update {
@@ -726,7 +735,7 @@ impl<W: Wake> Done<W> {
             Announce::Nothing => None,
         };
         if let Some(error) = failed {
-            observe::round_failed(&settings.config, error);
+            observe::round_failed(labels, error);
             if let Some(callback) = &settings.on_refresh_failed {
                 callback(error);
             }
@@ -959,7 +968,8 @@ impl<W: Io> Driver<W> {
         let (config, store) = (self.config(), self.settings.store.as_deref());
         match task {
             Task::Send(request, sent) => {
-                Outcome::Response(observe::send(config, parent, sent, request, |request| self.io.send(request)).await)
+                let send = |request| self.io.send(request);
+                Outcome::Response(observe::send(config, &self.labels, parent, sent, request, send).await)
             }
             Task::Provide(last) => Outcome::Provided(match &self.settings.provider {
                 Some(provide) => provide(last).await,
@@ -1042,7 +1052,7 @@ impl<W: Io> Driver<W> {
         let Some((request, sent, flight)) = revocation else {
             return Ok(());
         };
-        let result = observe::send(self.config(), &flight.parent, sent, request, |request| {
+        let result = observe::send(self.config(), &self.labels, &flight.parent, sent, request, |request| {
             self.io.send(request)
         })
         .await;

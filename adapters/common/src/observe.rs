@@ -62,6 +62,11 @@ pub mod names {
 pub mod labels {
     /// The configured client id.
     pub const CLIENT_ID: &str = "oauth.client.id";
+    /// The first 12 hex digits of the client's cache key
+    /// ([`Config::fingerprint`](client_credentials::Config::fingerprint)): two
+    /// clients with one id and different scopes, resources or parameters
+    /// are told apart. It reveals nothing of the secret.
+    pub const KEY: &str = "oauth.client.key";
     /// `token`, `discovery` or `revocation`.
     pub const REQUEST_KIND: &str = "oauth.request.kind";
     /// `ok`, `oauth_error`, `http_status` or `transport`.
@@ -72,6 +77,40 @@ pub mod labels {
     pub const TURN: &str = "turn";
     /// The store call that failed.
     pub const OPERATION: &str = "operation";
+}
+
+/// The labels every metric of one client carries: its client id and its
+/// cache key's prefix. Computed once per client; empty without the feature
+/// `metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
+    #[cfg(feature = "metrics")]
+    pairs: [(&'static str, String); 2],
+}
+
+impl Labels {
+    /// The labels of the client with `config`.
+    #[allow(unused_variables)]
+    pub fn new(config: &Config) -> Labels {
+        #[cfg(feature = "metrics")]
+        {
+            let mut key = config.fingerprint();
+            key.truncate(12);
+            Labels {
+                pairs: [(labels::CLIENT_ID, config.client_id().to_owned()), (labels::KEY, key)],
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        Labels {}
+    }
+
+    /// These labels and `more`, for one metric.
+    #[cfg(feature = "metrics")]
+    fn with(&self, more: &[(&'static str, &'static str)]) -> Vec<metrics::Label> {
+        let own = self.pairs.iter().map(|(k, v)| metrics::Label::new(*k, v.clone()));
+        own.chain(more.iter().map(|(k, v)| metrics::Label::new(*k, *v)))
+            .collect()
+    }
 }
 
 /// One request about to be sent: what it is for, its id, and its attempt
@@ -129,6 +168,7 @@ pub fn url_without_query(uri: &http::Uri) -> String {
 /// result arrives.
 pub(crate) async fn send<F>(
     config: &Config,
+    labels: &Labels,
     parent: &Span,
     sent: Sent,
     request: http::Request<Vec<u8>>,
@@ -171,7 +211,7 @@ where
         span.record("error.type", error_type);
         span.record("otel.status_code", "ERROR");
     }
-    record_request(config, sent.kind, outcome, error_type, took);
+    record_request(labels, sent.kind, outcome, error_type, took);
     result
 }
 
@@ -275,7 +315,7 @@ pub fn error_type(error: &Error) -> &'static str {
 /// Records one HTTP request's outcome and duration.
 #[allow(unused_variables)]
 fn record_request(
-    config: &Config,
+    client: &Labels,
     kind: RequestKind,
     outcome: &'static str,
     error_type: &'static str,
@@ -283,48 +323,42 @@ fn record_request(
 ) {
     #[cfg(feature = "metrics")]
     {
-        let labels = [
-            (labels::CLIENT_ID, config.client_id().to_owned()),
-            (labels::REQUEST_KIND, kind_name(kind).to_owned()),
-            (labels::OUTCOME, outcome.to_owned()),
-            (labels::ERROR_TYPE, error_type.to_owned()),
-        ];
-        metrics::counter!(names::REQUESTS, &labels).increment(1);
-        metrics::histogram!(names::REQUEST_DURATION, &labels[..3]).record(took.as_secs_f64());
+        let timed = client.with(&[(labels::REQUEST_KIND, kind_name(kind)), (labels::OUTCOME, outcome)]);
+        let mut counted = timed.clone();
+        counted.push(metrics::Label::new(labels::ERROR_TYPE, error_type));
+        metrics::counter!(names::REQUESTS, counted).increment(1);
+        metrics::histogram!(names::REQUEST_DURATION, timed).record(took.as_secs_f64());
     }
 }
 
 /// A result the core handed back: counts the back-off waits it scheduled.
 #[allow(unused_variables)]
-pub(crate) fn handled(config: &Config, now: client_credentials::Timestamp, handled: &Result<Event, Error>) {
+pub(crate) fn handled(client: &Labels, now: client_credentials::Timestamp, handled: &Result<Event, Error>) {
     #[cfg(feature = "metrics")]
     if let Ok(Event::RetryScheduled { at, .. }) = handled {
-        let client = [(labels::CLIENT_ID, config.client_id().to_owned())];
-        metrics::counter!(names::BACKOFF_WAITS, &client).increment(1);
+        metrics::counter!(names::BACKOFF_WAITS, client.with(&[])).increment(1);
         let wait = at.saturating_duration_since(now);
-        metrics::histogram!(names::BACKOFF_DURATION, &client).record(wait.as_secs_f64());
+        metrics::histogram!(names::BACKOFF_DURATION, client.with(&[])).record(wait.as_secs_f64());
     }
 }
 
 /// A round ended without a new token.
 #[allow(unused_variables)]
-pub(crate) fn round_failed(config: &Config, error: &Error) {
+pub(crate) fn round_failed(client: &Labels, error: &Error) {
     #[cfg(feature = "metrics")]
     metrics::counter!(
         names::ROUNDS_FAILED,
-        labels::CLIENT_ID => config.client_id().to_owned(),
-        labels::ERROR_TYPE => error_type(error),
+        client.with(&[(labels::ERROR_TYPE, error_type(error))])
     )
     .increment(1);
 }
 
 /// The cached token changed (or its refresh time did): sets the gauges.
 #[allow(unused_variables)]
-pub(crate) fn token_times(config: &Config, source: &TokenSource, now: impl FnOnce() -> client_credentials::Timestamp) {
+pub(crate) fn token_times(client: &Labels, source: &TokenSource, now: impl FnOnce() -> client_credentials::Timestamp) {
     #[cfg(feature = "metrics")]
     {
         let now = now();
-        let client = [(labels::CLIENT_ID, config.client_id().to_owned())];
         let seconds_until = |at: client_credentials::Timestamp| at.saturating_duration_since(now).as_secs_f64();
         let expires_at = source.token().and_then(|token| token.expires_at());
         let (expires_in, refresh_in) = match (expires_at, source.refresh_at()) {
@@ -337,16 +371,16 @@ pub(crate) fn token_times(config: &Config, source: &TokenSource, now: impl FnOnc
             // Nothing cached, or a token without expiry: nothing to wait for.
             (None, _) => (0.0, 0.0),
         };
-        metrics::gauge!(names::TOKEN_EXPIRES_IN, &client).set(expires_in);
-        metrics::gauge!(names::TOKEN_REFRESH_IN, &client).set(refresh_in);
+        metrics::gauge!(names::TOKEN_EXPIRES_IN, client.with(&[])).set(expires_in);
+        metrics::gauge!(names::TOKEN_REFRESH_IN, client.with(&[])).set(refresh_in);
         let at = expires_at.map_or(0.0, |at| at.as_unix_millis() as f64 / 1000.0);
-        metrics::gauge!(names::TOKEN_EXPIRES_AT, &client).set(at);
+        metrics::gauge!(names::TOKEN_EXPIRES_AT, client.with(&[])).set(at);
     }
 }
 
 /// The store's fleet hook answered.
 #[allow(unused_variables)]
-pub(crate) fn fleet_turn(config: &Config, turn: &std::io::Result<FleetTurn>) {
+pub(crate) fn fleet_turn(client: &Labels, turn: &std::io::Result<FleetTurn>) {
     #[cfg(feature = "metrics")]
     {
         let turn = match turn {
@@ -354,12 +388,7 @@ pub(crate) fn fleet_turn(config: &Config, turn: &std::io::Result<FleetTurn>) {
             Ok(FleetTurn::Use(_)) => "followed",
             Err(_) => return store_error("begin_fetch"),
         };
-        metrics::counter!(
-            names::FLEET_TURNS,
-            labels::CLIENT_ID => config.client_id().to_owned(),
-            labels::TURN => turn,
-        )
-        .increment(1);
+        metrics::counter!(names::FLEET_TURNS, client.with(&[(labels::TURN, turn)])).increment(1);
     }
 }
 
@@ -390,12 +419,12 @@ pub struct Waiting {
 }
 
 impl Waiting {
-    /// One more caller of the client with `config` is waiting.
+    /// One more caller of the client with these labels is waiting.
     #[allow(unused_variables)]
-    pub fn new(config: &Config) -> Waiting {
+    pub fn new(client: &Labels) -> Waiting {
         #[cfg(feature = "metrics")]
         {
-            let gauge = metrics::gauge!(names::CALLERS_WAITING, labels::CLIENT_ID => config.client_id().to_owned());
+            let gauge = metrics::gauge!(names::CALLERS_WAITING, client.with(&[]));
             gauge.increment(1.0);
             Waiting { gauge }
         }

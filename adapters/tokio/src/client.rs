@@ -279,7 +279,7 @@ impl Client {
                         None
                     }
                 };
-                waiting.get_or_insert_with(|| common::observe::Waiting::new(self.driver.config()));
+                waiting.get_or_insert_with(|| self.driver.waiting());
                 woken_or(notified, wait).await;
             }
         })

@@ -157,6 +157,23 @@ impl Metrics {
             .map(|(_, value)| f64::from_bits(value.load(Ordering::Relaxed)))
     }
 
+    /// The values of label `label` on the gauges named `name` whose labels include `labels`.
+    pub fn gauge_label_values(&self, name: &str, labels: &[(&str, &str)], label: &str) -> Vec<String> {
+        let gauges = self.gauges.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut values: Vec<String> = gauges
+            .keys()
+            .filter(|key| matches(key, name, labels))
+            .flat_map(|key| {
+                key.labels()
+                    .filter(|l| l.key() == label)
+                    .map(|l| l.value().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        values.sort();
+        values
+    }
+
     /// Every sample of the histograms named `name` whose labels include `labels`.
     pub fn samples(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
         let histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);

@@ -266,6 +266,17 @@ pub fn requests_rounds_and_the_token_are_measured<A: Adapter>() {
         .as_secs_f64();
     assert!(expires_at > now + 3500.0, "{expires_at}");
 
+    // A second client with the same id and another scope: its own gauges,
+    // told apart by the cache key's prefix (never the token, never the secret).
+    let scoped = A::build(
+        config_for(&issuer).scope("other:read").build().unwrap(),
+        Options::default(),
+    );
+    A::token(&scoped).unwrap();
+    let keys = metrics.gauge_label_values("oauth.client.token.expires_in", &[client_label], "oauth.client.key");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys[0] != keys[1] && keys.iter().all(|key| key.len() == 12), "{keys:?}");
+
     // A final OAuth error: one request, one failed round, both typed.
     let wrong = A::build(
         Config::builder(&id, "not-the-secret")
@@ -286,7 +297,10 @@ pub fn requests_rounds_and_the_token_are_measured<A: Adapter>() {
 
     // Callers waiting for a slow request are counted while they wait.
     issuer.push_fault(Fault::Delay(Duration::from_millis(500)));
-    let slow = A::build(config_for(&issuer).build().unwrap(), Options::default());
+    let slow_config = config_for(&issuer).build().unwrap();
+    let key = slow_config.fingerprint()[..12].to_owned();
+    let slow_labels = [client_label, ("oauth.client.key", key.as_str())];
+    let slow = A::build(slow_config, Options::default());
     let barrier = Arc::new(Barrier::new(5));
     let callers: Vec<_> = (0..4)
         .map(|_| {
@@ -299,17 +313,14 @@ pub fn requests_rounds_and_the_token_are_measured<A: Adapter>() {
         .collect();
     barrier.wait();
     std::thread::sleep(Duration::from_millis(250));
-    let waiting = metrics.gauge("oauth.client.callers.waiting", &[client_label]).unwrap();
+    let waiting = metrics.gauge("oauth.client.callers.waiting", &slow_labels).unwrap();
     assert!((3.0..=4.0).contains(&waiting), "{waiting}");
     for caller in callers {
         caller.join().unwrap().unwrap();
     }
-    assert_eq!(
-        metrics.gauge("oauth.client.callers.waiting", &[client_label]),
-        Some(0.0)
-    );
+    assert_eq!(metrics.gauge("oauth.client.callers.waiting", &slow_labels), Some(0.0));
     // Nothing labelled with a token or the secret.
-    assert_eq!(metrics.counter("oauth.client.requests", &[client_label]), 4);
+    assert_eq!(metrics.counter("oauth.client.requests", &[client_label]), 5);
 }
 
 /// A store's fleet turn (the default hook: this process fetches) and a
