@@ -30,7 +30,10 @@
 //! ## Contents
 //! - [`Client`], [`ClientBuilder`]: the client; single flight on a `Condvar`,
 //!   lock-free cached reads, callbacks ([`ClientBuilder::on_token_update`],
-//!   [`ClientBuilder::on_error`]) and a custom [provider](ClientBuilder::token_provider).
+//!   [`ClientBuilder::on_refresh_failed`], [`ClientBuilder::on_error`]) and a
+//!   custom [provider](ClientBuilder::token_provider). Per-call deadlines:
+//!   [`Client::token_timeout`], [`Client::authorization_header_timeout`] (the
+//!   shared refresh carries on past them).
 //! - [`Transport`], [`UreqTransport`]: the HTTP exchange (no redirects, body
 //!   capped while reading, 30 s overall and 10 s connect timeouts by default).
 //! - [`TokenStore`], [`MemoryStore`], [`FileStore`]: tokens that outlive the
@@ -56,9 +59,16 @@
 //!   (`ConfigError::NoAllowedOrigin`, `ConfigError::InvalidUrl`) instead of
 //!   sending it without the token; a bad value is also logged as a warning
 //!   where it is given.
+//! - `metrics` (off by default): counters, histograms and gauges through the
+//!   `metrics` facade — requests by kind and outcome and their durations,
+//!   failed rounds, back-off waits, the token's expiry and refresh times,
+//!   callers waiting, fleet turns, store errors (the README's
+//!   "Observability" lists them). Nothing on the cached-read path.
 //!
 //! Errors are the core's [`Error`] (I/O failures as [`Error::Transport`]);
 //! the core's types are re-exported here, and so are [`ureq`] and [`http`].
+//! Each request is a `tracing` span `oauth.client.request` with
+//! OpenTelemetry HTTP-client fields, a child of the calling thread's span.
 //! Requests are logged with `tracing::debug!` (method and URI only); refresh
 //! and store failures with `tracing::warn!`, all with the target
 //! `client_credentials_blocking` (the shared driver's lines included), so

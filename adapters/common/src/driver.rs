@@ -23,12 +23,14 @@ use client_credentials::{
 
 use crate::assertion_file::AssertionFile;
 use crate::clock::TimeSource;
+use crate::observe::{self, Attempts, Sent};
 use crate::published::Published;
 use crate::store::{store_failed, AsyncTokenStore, Blocking, FleetTurn, StoreChange, TokenStore};
 
 /// `on_token_update`: called once for each new token.
 pub type TokenCallback = Box<dyn Fn(&AccessToken) + Send + Sync>;
 /// `on_error`: called when a refresh fails while the cached token is still served.
+/// `on_refresh_failed`: called once per failed round.
 pub type ErrorCallback = Box<dyn Fn(&Error) + Send + Sync>;
 
 /// A boxed, `Send` future, as [`Io`] methods return (the tokio adapter's
@@ -68,6 +70,9 @@ pub struct Settings {
     pub on_token_update: Option<TokenCallback>,
     /// Called when a refresh fails while the cached token is still served.
     pub on_error: Option<ErrorCallback>,
+    /// Called once per round that ends without a new token (served token
+    /// or not), after the store's changes and before the waiters are woken.
+    pub on_refresh_failed: Option<ErrorCallback>,
     /// The store, if any (loaded first, fleet hooks, ordered writes).
     pub store: Option<Box<dyn AsyncTokenStore>>,
     /// The custom token provider, if any.
@@ -93,6 +98,8 @@ pub struct Driver<W> {
     /// The client assertion file to read for the core, if the config names
     /// one: read under its own lock, never under `state`'s.
     assertion_file: Option<Mutex<AssertionFile>>,
+    /// The labels of this client's metrics.
+    labels: observe::Labels,
     /// The adapter's I/O: its transport, store, provider and waiters.
     pub io: W,
 }
@@ -122,6 +129,8 @@ struct State {
     /// result of a flight cut short by `signout()` is dropped.
     flights: u64,
     current: u64,
+    /// Numbers each round's requests for their spans.
+    attempts: Attempts,
 }
 
 /// Which result a caller is after.
@@ -169,7 +178,7 @@ enum Task {
     /// round's token request.
     BeginFetch(Timestamp),
     /// Perform this HTTP exchange.
-    Send(http::Request<Vec<u8>>),
+    Send(http::Request<Vec<u8>>, Sent),
 }
 
 impl fmt::Debug for Task {
@@ -178,7 +187,7 @@ impl fmt::Debug for Task {
             Task::Load => f.write_str("Load"),
             Task::Provide(_) => f.write_str("Provide"),
             Task::BeginFetch(_) => f.write_str("BeginFetch"),
-            Task::Send(request) => write!(f, "Send({} {})", request.method(), crate::loggable_uri(request.uri())),
+            Task::Send(request, _) => write!(f, "Send({} {})", request.method(), crate::loggable_uri(request.uri())),
         }
     }
 }
@@ -214,6 +223,9 @@ struct Flight<W: Wake> {
     driver: Arc<Driver<W>>,
     number: u64,
     job: Job,
+    /// The span of the caller that started the flight: the parent of its
+    /// requests' spans, wherever the flight runs.
+    parent: tracing::Span,
 }
 
 /// What [`Flight::finish`] leads to.
@@ -238,6 +250,8 @@ enum Announce {
     Nothing,
     Token(AccessToken),
     RefreshFailed(Error),
+    /// A round failed with no usable token (its error goes to the callers).
+    RoundFailed(Error),
 }
 
 impl<W: Wake> Driver<W> {
@@ -264,8 +278,10 @@ impl<W: Wake> Driver<W> {
                 store_waiters: Vec::new(),
                 flights: 0,
                 current: 0,
+                attempts: Attempts::default(),
             }),
             published: Published::new(),
+            labels: observe::Labels::new(&settings.config),
             settings,
             assertion_file,
             io,
@@ -292,6 +308,12 @@ impl<W: Wake> Driver<W> {
     /// The clock.
     pub fn clock(&self) -> &TimeSource {
         &self.settings.clock
+    }
+
+    /// Counts a caller among this client's waiting callers until the
+    /// returned guard is dropped (see [`observe::Waiting`]).
+    pub fn waiting(&self) -> observe::Waiting {
+        observe::Waiting::new(&self.labels)
     }
 
     /// The cached token if it is fresh: the lock-free path, for clients on
@@ -336,6 +358,7 @@ impl<W: Wake> Driver<W> {
 
     fn publish(&self, source: &TokenSource) {
         self.published.publish(source.token().zip(source.refresh_at()));
+        observe::token_times(&self.labels, source, || self.now());
     }
 
     fn flight(self: &Arc<Self>, state: &mut State, job: Job) -> Flight<W> {
@@ -347,6 +370,7 @@ impl<W: Wake> Driver<W> {
             driver: Arc::clone(self),
             number: state.current,
             job,
+            parent: tracing::Span::current(),
         }
     }
 
@@ -433,7 +457,8 @@ impl<W: Wake> Driver<W> {
         } else {
             let Outgoing { id, kind, request } = outgoing;
             crate::log_event!(W::LOG_TARGET, debug, request = %id, ?kind, method = %request.method(), uri = %crate::loggable_uri(request.uri()), "client-credentials: sending");
-            (Task::Send(request), Job::Sent(id))
+            let attempt = state.attempts.next(kind);
+            (Task::Send(request, Sent { kind, id, attempt }), Job::Sent(id))
         }
     }
 
@@ -525,6 +550,7 @@ impl<W: Wake> Driver<W> {
     /// Returns whether the fleet's `end_fetch` is due.
     fn end_round(state: &mut State) -> bool {
         state.asked = false;
+        state.attempts.reset();
         std::mem::take(&mut state.fleet)
     }
 
@@ -571,6 +597,7 @@ impl<W: Wake> Flight<W> {
                 }
             }
             (Job::Held(outgoing), Outcome::Turn(turn)) if current => {
+                observe::fleet_turn(&driver.labels, &turn);
                 let token = match turn {
                     Ok(FleetTurn::Use(token)) => Some(token),
                     Ok(FleetTurn::Fetch) => None,
@@ -611,6 +638,7 @@ impl<W: Wake> Flight<W> {
                         "client-credentials: the provider's Retry-After is longer than max_retry_after; waiting the maximum"
                     );
                 }
+                observe::handled(&driver.labels, now, &handled);
                 match handled {
                     Ok(Event::TokenUpdated(token)) => {
                         done.end_fetch = Driver::<W>::end_round(&mut state);
@@ -635,6 +663,7 @@ impl<W: Wake> Flight<W> {
                     Err(error) => {
                         crate::log_event!(W::LOG_TARGET, debug, request = %id, %error, "client-credentials: round failed");
                         done.end_fetch = Driver::<W>::end_round(&mut state);
+                        done.announce = Announce::RoundFailed(error);
                     }
                 }
             }
@@ -682,23 +711,33 @@ impl<W: Wake> Done<W> {
     }
 
     /// Runs the callbacks for the flight's outcome (`on_token_update` for a
-    /// new token, `on_error` and a warning for a failed refresh); dropping
-    /// `self` then wakes the waiters.
+    /// new token, `on_error` and a warning for a failed refresh,
+    /// `on_refresh_failed` for any failed round); dropping `self` then wakes
+    /// the waiters.
     fn announce(self) {
-        let settings = &self.flight.driver.settings;
-        match &self.announce {
+        let (settings, labels) = (&self.flight.driver.settings, &self.flight.driver.labels);
+        let failed = match &self.announce {
             Announce::Token(token) => {
                 if let Some(callback) = &settings.on_token_update {
                     callback(token);
                 }
+                None
             }
             Announce::RefreshFailed(error) => {
                 crate::log_event!(W::LOG_TARGET, warn, %error, "client-credentials: refresh failed; the cached token is served until it expires");
                 if let Some(callback) = &settings.on_error {
                     callback(error);
                 }
+                Some(error)
             }
-            Announce::Nothing => {}
+            Announce::RoundFailed(error) => Some(error),
+            Announce::Nothing => None,
+        };
+        if let Some(error) = failed {
+            observe::round_failed(labels, error);
+            if let Some(callback) = &settings.on_refresh_failed {
+                callback(error);
+            }
         }
     }
 }
@@ -752,6 +791,7 @@ impl Settings {
             clock: TimeSource::System,
             on_token_update: None,
             on_error: None,
+            on_refresh_failed: None,
             store: None,
             provider: None,
         }
@@ -877,6 +917,21 @@ macro_rules! builder_methods {
             self
         }
 
+        /// Called once for each round that ends without a new token (its
+        /// retries exhausted, a final OAuth error, a failed discovery),
+        /// whether or not a cached token is still served; beside
+        /// [`on_token_update`](ClientBuilder::on_token_update), for counting
+        /// or alerting. Runs outside the client's lock, by the caller or
+        /// task that ran the round, before the callers waiting for it are
+        /// woken. Keep it short.
+        pub fn on_refresh_failed(
+            mut self,
+            callback: impl Fn(&client_credentials::Error) + Send + Sync + 'static,
+        ) -> Self {
+            self.settings.on_refresh_failed = Some(Box::new(callback));
+            self
+        }
+
         /// Reads time from `clock` instead of the wall clock: a
         /// [`ManualClock`](crate::ManualClock) lets tests step through expiry
         /// and back-off without sleeping. Cached reads then go through the
@@ -894,7 +949,7 @@ impl<W: Io> Driver<W> {
     pub async fn fly(self: Arc<Self>, work: Work<W>) {
         let Work { mut task, mut flight } = work;
         let done = loop {
-            let outcome = self.perform(task).await;
+            let outcome = self.perform(task, &flight.parent).await;
             match flight.finish(outcome) {
                 Next::Work(next) => (task, flight) = (next.task, next.flight),
                 Next::Done(done) => break done,
@@ -908,10 +963,13 @@ impl<W: Io> Driver<W> {
     }
 
     /// Performs a flight's task with the adapter's transport, the store, the provider.
-    async fn perform(&self, task: Task) -> Outcome {
+    async fn perform(&self, task: Task, parent: &tracing::Span) -> Outcome {
         let (config, store) = (self.config(), self.settings.store.as_deref());
         match task {
-            Task::Send(request) => Outcome::Response(self.io.send(request).await),
+            Task::Send(request, sent) => {
+                let send = |request| self.io.send(request);
+                Outcome::Response(observe::send(config, &self.labels, parent, sent, request, send).await)
+            }
             Task::Provide(last) => Outcome::Provided(match &self.settings.provider {
                 Some(provide) => provide(last).await,
                 None => None,
@@ -967,7 +1025,18 @@ impl<W: Io> Driver<W> {
             let deletion = self
                 .record(&mut state, StoreChange::Delete)
                 .then_some(state.store_recorded);
-            let revoke = outgoing.map(|outgoing| (outgoing.request, self.flight(&mut state, Job::Revoke(outgoing.id))));
+            let revoke = outgoing.map(|outgoing| {
+                let sent = Sent {
+                    kind: outgoing.kind,
+                    id: outgoing.id,
+                    attempt: 1,
+                };
+                (
+                    outgoing.request,
+                    sent,
+                    self.flight(&mut state, Job::Revoke(outgoing.id)),
+                )
+            });
             (deletion, revoke)
         };
         self.io.wake();
@@ -979,10 +1048,14 @@ impl<W: Io> Driver<W> {
                 self.save_changes().await;
             }
         }
-        let Some((request, flight)) = revocation else {
+        let Some((request, sent, flight)) = revocation else {
             return Ok(());
         };
-        flight.revoked(self.io.send(request).await)
+        let result = observe::send(self.config(), &self.labels, &flight.parent, sent, request, |request| {
+            self.io.send(request)
+        })
+        .await;
+        flight.revoked(result)
     }
 }
 

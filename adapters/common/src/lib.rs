@@ -13,6 +13,9 @@
 //!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
 //! - [`file`](mod@file): loading and atomically saving a token file with owner-only permissions;
 //! - [`proxy`]: which requests bypass proxies (plain http to loopback);
+//! - [`observe`]: what a client reports — a `tracing` span per request with
+//!   OpenTelemetry field names, parented to the caller's span, and (feature
+//!   `metrics`) counters, histograms and gauges through the `metrics` facade;
 //! - [`loggable_uri`]: a request URI as logs show it, without its query;
 //! - [`random_bytes`]: each client's seed (retry jitter, `jti`s) from the OS;
 //! - reading a client assertion file for the core (`AssertionSource::file`);
@@ -37,6 +40,7 @@ mod clock;
 pub mod discovery;
 mod driver;
 pub mod file;
+pub mod observe;
 pub mod proxy;
 mod published;
 mod store;

@@ -264,6 +264,7 @@ impl fmt::Debug for MemoryStore {
 /// Logs a failed store call: a store is a cache, so its failure never fails
 /// a token request.
 pub fn store_failed(target: crate::LogTarget, what: &str, error: &std::io::Error) {
+    crate::observe::store_error(what);
     crate::log_event!(target, warn, %error, "client-credentials: could not {what} the stored token");
 }
 

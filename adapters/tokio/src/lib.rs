@@ -47,6 +47,8 @@
 //! - **Cancellation safe**: the request runs in its own spawned task. Dropping
 //!   the `token()` future that started it (a timeout, a lost `select!`) does
 //!   not cancel it; the next caller gets its result without a second request.
+//!   So `tokio::time::timeout(d, client.token())` is a per-call deadline that
+//!   leaves the shared refresh running.
 //!   Should that task panic, the request is given back to the core and the
 //!   waiters are woken (the next caller starts a new one).
 //! - **Background refresh** (opt-in, [`ClientBuilder::background_refresh`]):
@@ -67,6 +69,12 @@
 //! - **Time**: the wall clock by default; [`ClientBuilder::tokio_clock`]
 //!   follows tokio's clock instead, for tests on a paused runtime.
 //! - Works on the current-thread and the multi-thread runtime.
+//! - **Observable**: each request is a `tracing` span `oauth.client.request`
+//!   with OpenTelemetry HTTP-client fields, a child of the span of the caller
+//!   that started it (not of the spawned task's); [`ClientBuilder::on_refresh_failed`]
+//!   runs once per failed round. Feature `metrics` (off by default): counters,
+//!   histograms and gauges through the `metrics` facade, listed in the README's
+//!   "Observability"; `examples/metrics.rs` serves them to Prometheus.
 //!
 //! ## Authorised HTTP clients
 //! [`Client::authorize`] sets `Authorization` on an `http::Request` and

@@ -12,6 +12,7 @@ pub mod hardening;
 pub mod interop;
 pub mod local_files;
 pub mod logging;
+pub mod observability;
 pub mod parity;
 pub mod quirks;
 pub mod rejections;
