@@ -510,7 +510,7 @@ impl TokenSource {
     // For the adapters' driver only: not part of the documented API.
     #[doc(hidden)]
     pub fn insert_token(&mut self, token: AccessToken) {
-        self.refresh_token = token.refresh_token().cloned();
+        self.refresh_token = token.refresh_secret().cloned();
         self.cached = Some(Cached::new(&self.config, token));
     }
 

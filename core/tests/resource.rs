@@ -179,22 +179,23 @@ fn allowing(server: &str) -> Config {
         .expect("valid config")
 }
 
-/// Polls from `now` until the source sends, waiting out back-off steps:
-/// the request, and when it went out.
-fn send_when_due(source: &mut TokenSource, mut now: Timestamp) -> (Outgoing, Timestamp) {
-    loop {
-        match source.poll(now) {
-            Action::Send(out) => return (out, now),
-            Action::Wait { until: Some(until) } if until > now => now = until,
-            other => panic!("expected Send or a back-off at {now:?}, got {other:?}"),
-        }
-    }
-}
-
 /// Evicts the cached token, as a resource's 401 at `now` does, so the next poll sends.
 fn rejected(source: &mut TokenSource, now: Timestamp) {
     let token = source.token().cloned().expect("a token");
     assert!(source.invalidate(now, &token));
+}
+
+/// The next request, once any back-off step is over (`now` moves to it):
+/// inside a rejection streak the discovery answers count towards the
+/// back-off, as they do for a failing provider.
+fn send_when_due(source: &mut TokenSource, now: &mut Timestamp) -> Outgoing {
+    loop {
+        match source.poll(*now) {
+            Action::Send(outgoing) => return outgoing,
+            Action::Wait { until: Some(until) } if until > *now => *now = until,
+            other => panic!("expected a request or a back-off at {now:?}, got {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -443,35 +444,34 @@ fn an_allowed_second_server_is_accepted_and_the_current_one_preferred() {
     source.handle_response(at(5), out.id, as_document(AS)).unwrap();
     let out = send(&mut source, at(5));
     source.handle_response(at(5), out.id, token_ok("tok-2", 3600)).unwrap();
-    // Only the allowed one listed, after servers that are not allowed: it is
-    // taken. (The token is rejected after its probation, so a new one is
-    // fetched in this round; the rejections pace its steps.)
+    // Only the allowed one listed, after servers that are not allowed: it is taken.
     let hint_c = "https://api.example/.well-known/oauth-protected-resource/mcp/tenant-c";
     assert!(source.follow_resource_metadata(RESOURCE, hint_c));
-    rejected(&mut source, at(40));
-    let (out, now) = send_when_due(&mut source, at(40));
+    let mut t = at(100);
+    rejected(&mut source, t);
+    let out = send_when_due(&mut source, &mut t);
     let named = format!(r#"["https://evil.example", "{AS2}"]"#);
     source
-        .handle_response(now, out.id, resource_document(RESOURCE, &named))
+        .handle_response(t, out.id, resource_document(RESOURCE, &named))
         .unwrap();
-    let (out, now) = send_when_due(&mut source, now);
+    let out = send_when_due(&mut source, &mut t);
     assert_eq!(
         out.request.uri(),
         "https://id2.example/.well-known/openid-configuration"
     );
-    source.handle_response(now, out.id, as_document(AS2)).unwrap();
-    let (out, now) = send_when_due(&mut source, now);
+    source.handle_response(t, out.id, as_document(AS2)).unwrap();
+    let out = send_when_due(&mut source, &mut t);
     assert_eq!(out.request.uri(), "https://id2.example/token");
     // The first server stays trusted: the resource may move back to it.
-    source.handle_response(now, out.id, token_ok("tok-3", 3600)).unwrap();
+    source.handle_response(t, out.id, token_ok("tok-3", 3600)).unwrap();
     assert!(source.follow_resource_metadata(RESOURCE, HINT));
-    let later = now.saturating_add(std::time::Duration::from_secs(40));
-    rejected(&mut source, later);
-    let (out, now) = send_when_due(&mut source, later);
+    t = at(1000);
+    rejected(&mut source, t);
+    let out = send_when_due(&mut source, &mut t);
     source
-        .handle_response(now, out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
+        .handle_response(t, out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
         .unwrap();
-    let (out, _) = send_when_due(&mut source, now);
+    let out = send_when_due(&mut source, &mut t);
     assert_eq!(out.request.uri(), AS_OPENID);
 }
 
