@@ -3,7 +3,7 @@
 
 use std::borrow::Borrow;
 
-use http::{Request, Response};
+use http::Response;
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -11,7 +11,6 @@ use crate::discovery::{metadata_document, take_strings, Fetched};
 use crate::endpoint::{check_endpoint, redact_userinfo, without_userinfo};
 use crate::error::{DiscoveryError, Error};
 use crate::redact::{clean, Credentials};
-use crate::request::get_json;
 
 /// A protected resource's metadata (RFC 9728 §2), validated: its `resource`
 /// equals the resource identifier it was fetched for, and it names at least
@@ -92,22 +91,6 @@ pub(crate) fn check_resource(resource: &str, allow_insecure: bool) -> Result<Url
             reason: e.to_string(),
         }
     })
-}
-
-/// The `GET` request for `resource`'s metadata at its well-known location, or
-/// why the resource identifier cannot be used. For standalone use: a
-/// [`crate::TokenSource`] configured with
-/// [`ConfigBuilder::resource_server`](crate::ConfigBuilder::resource_server)
-/// emits its own.
-///
-/// ```
-/// let request = client_credentials::resource_metadata_request("https://api.example/v1")?;
-/// assert_eq!(request.uri(), "https://api.example/.well-known/oauth-protected-resource/v1");
-/// assert_eq!(request.method(), "GET");
-/// # Ok::<(), client_credentials::Error>(())
-/// ```
-pub fn resource_metadata_request(resource: impl AsRef<str>) -> Result<Request<Vec<u8>>, Error> {
-    Ok(get_json(&resource_metadata_url(resource.as_ref())?))
 }
 
 /// Validates a resource metadata response for `resource` (standalone use;
