@@ -134,8 +134,9 @@ pub(crate) fn parse_resource_metadata_with(
     )?;
     // An issuer identifier is an https URL without query or fragment (RFC 8414 §2).
     // Metadata fetched over https may not send the client to plain http, not
-    // even on loopback (as for discovered endpoints).
-    let https_resource = Url::parse(resource).is_ok_and(|url| url.scheme() == "https");
+    // even on loopback (as for discovered endpoints); a resource identifier
+    // that does not parse as an `http` URL counts as https.
+    let https_resource = !Url::parse(resource).is_ok_and(|url| url.scheme() == "http");
     let usable = |issuer: &String| {
         !issuer.contains('?')
             && check_endpoint("authorization_server", issuer, fetched.allow_insecure)

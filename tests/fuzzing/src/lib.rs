@@ -1222,4 +1222,22 @@ mod tests {
         }
         resource_metadata(&document(RESOURCE));
     }
+
+    /// Found by `resource_metadata`: a resource identifier that says https
+    /// but does not parse as a URL (`]` in the host) let a standalone parse
+    /// accept plain-http loopback authorization servers; discovery had the
+    /// same gap for such an issuer. Anything but a parsed `http` URL now
+    /// counts as https.
+    #[test]
+    fn an_https_identifier_that_does_not_parse_still_requires_https() {
+        let resource = "https://api.exam]ple/v0";
+        let metadata =
+            format!(r#"{{"resource":"{resource}","authorization_servers":["http://localhost","http://127.0.0.1"]}}"#);
+        assert!(parse_resource_metadata(resource, response(200, metadata.as_bytes())).is_err());
+        let issuer = "https://id.exa]mple";
+        let document = format!(r#"{{"issuer":"{issuer}","token_endpoint":"http://localhost/token"}}"#);
+        assert!(parse_discovery(issuer, response(200, document.as_bytes())).is_err());
+        resource_metadata(metadata.as_bytes());
+        discovery_document(document.as_bytes());
+    }
 }
