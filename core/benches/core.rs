@@ -108,7 +108,12 @@ fn signed_requests(c: &mut Criterion) {
     build("baseline: client_secret_basic", config());
     build(
         "client_secret_jwt (HS256)",
-        with(ClientAuth::ClientSecretJwt).build().expect("valid"),
+        Config::builder("bench-client", "bench-secret-of-32-bytes-or-more")
+            .token_endpoint("https://auth.example/oauth2/token")
+            .scope("api:read api:write")
+            .auth(ClientAuth::ClientSecretJwt)
+            .build()
+            .expect("valid"),
     );
     build(
         "private_key_jwt RS256",

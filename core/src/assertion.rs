@@ -21,7 +21,7 @@ use crate::time::Timestamp;
 pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// `client_assertion_type` of a SPIFFE JWT-SVID (draft-ietf-oauth-spiffe-client-auth).
 pub const SPIFFE_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";
-/// The `typ` header of an explicitly typed client assertion (RFC 10070).
+/// The `typ` header of an explicitly typed client assertion (draft-ietf-oauth-rfc7523bis §4).
 pub(crate) const CLIENT_ASSERTION_TYP: &str = "client-authentication+jwt";
 
 /// A client assertion made outside this client: by your code (a callback) or
@@ -78,6 +78,13 @@ impl AssertionSource {
 
     /// Assertions read from the file at `path` by the adapter, again whenever
     /// it changes (rotated tokens are picked up without a restart).
+    ///
+    /// The adapters read it only if it is a regular file (a FIFO is refused
+    /// at once, never waited on), owned by the process's user or root, not
+    /// writable by group or others, at most 64 KiB, reached through at most
+    /// one symlink owned by that user or root (the kubelet's projected-token
+    /// layout); otherwise the token request fails with
+    /// [`ClientAuthError::AssertionUnavailable`] saying why.
     pub fn file(path: impl Into<PathBuf>) -> Self {
         AssertionSource {
             origin: Origin::File(path.into()),

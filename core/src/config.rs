@@ -45,7 +45,8 @@ pub enum ClientAuth {
     /// 60 s). The client secret may be empty.
     PrivateKeyJwt(JwtKey),
     /// `client_secret_jwt`: the same assertion, signed HS256 with the client
-    /// secret, which itself is never sent.
+    /// secret, which itself is never sent. The secret must have at least
+    /// [`ConfigBuilder::MIN_HMAC_SECRET_BYTES`] bytes (RFC 7518 §3.2).
     ClientSecretJwt,
     /// A client assertion made elsewhere (workload identity, SPIFFE): see
     /// [`AssertionSource`]. The client secret may be empty.
@@ -103,8 +104,8 @@ pub enum AssertionAudience {
     /// endpoint configured directly and no issuer known, the token endpoint
     /// URL is the only identifier there is, and is used. The default: the
     /// 2025 audience-injection findings (CVE-2025-27370/27371) moved the
-    /// OpenID specifications to the issuer, and RFC 10070 makes it the only
-    /// valid `aud`.
+    /// OpenID specifications to the issuer, and draft-ietf-oauth-rfc7523bis
+    /// makes it the only valid `aud`.
     #[default]
     Issuer,
     /// The token endpoint URL, for providers that still demand it.
@@ -748,6 +749,11 @@ impl ConfigBuilder {
     pub const DEFAULT_DISCOVERY_TTL: Duration = Duration::from_secs(24 * 3600);
     /// Default lifetime of a built client assertion: 60 s.
     pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+    /// The shortest client secret `client_secret_jwt` signs with: an HS256
+    /// key needs at least 256 bits (RFC 7518 §3.2). A shorter secret is a
+    /// [`ConfigError::HmacSecretTooShort`] when the method is chosen, and
+    /// never negotiated from discovery.
+    pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 
     /// The token endpoint URL (RFC 6749 §3.2). Exclusive with [`ConfigBuilder::issuer`].
     pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
@@ -991,8 +997,8 @@ impl ConfigBuilder {
 
     /// Client assertions get the token endpoint URL as `aud` instead of the
     /// issuer identifier, for providers that still demand it. Not allowed
-    /// with [`ConfigBuilder::assertion_typ`] (RFC 10070 makes the issuer the
-    /// only valid audience of a typed assertion).
+    /// with [`ConfigBuilder::assertion_typ`] (draft-ietf-oauth-rfc7523bis
+    /// makes the issuer the only valid audience of a typed assertion).
     pub fn assertion_audience_token_endpoint(mut self) -> Self {
         self.assertion_audience = AssertionAudience::TokenEndpoint;
         self
@@ -1014,10 +1020,15 @@ impl ConfigBuilder {
     }
 
     /// Built client assertions carry the header `typ: client-authentication+jwt`
-    /// (RFC 10070's explicit typing). Off by default: providers that check
+    /// (explicit typing, draft-ietf-oauth-rfc7523bis §4). Off by default: providers that check
     /// `typ` against the older RFC 7523 profile reject an unknown value, and no
     /// discovery member announces support yet, so turn it on where the
     /// provider accepts (or requires) it.
+    ///
+    /// A typed assertion always carries the issuer identifier as `aud`:
+    /// with [`ConfigBuilder::token_endpoint`], name the issuer with
+    /// [`ConfigBuilder::assertion_audience`], or `build()` fails with
+    /// [`ConfigError::TypedAssertionWithoutIssuer`].
     pub fn assertion_typ(mut self, enabled: bool) -> Self {
         self.assertion_typ = enabled;
         self
@@ -1140,10 +1151,17 @@ impl ConfigBuilder {
             }
         }
 
-        if self.auth == Some(ClientAuth::ClientSecretJwt) && self.client_secret.expose_secret().is_empty() {
-            return Err(ConfigError::MissingSecret {
-                method: "client_secret_jwt",
-            });
+        if self.auth == Some(ClientAuth::ClientSecretJwt) {
+            if self.client_secret.expose_secret().is_empty() {
+                return Err(ConfigError::MissingSecret {
+                    method: "client_secret_jwt",
+                });
+            }
+            // RFC 7518 §3.2: an HS256 key shorter than the hash output is
+            // brute-forced offline from a single assertion.
+            if self.client_secret.expose_secret().len() < ConfigBuilder::MIN_HMAC_SECRET_BYTES {
+                return Err(ConfigError::HmacSecretTooShort);
+            }
         }
         if self.assertion_lifetime.is_zero() || self.assertion_lifetime > Duration::from_secs(600) {
             return Err(ConfigError::InvalidDuration {
@@ -1153,6 +1171,21 @@ impl ConfigBuilder {
         }
         if self.assertion_typ && self.assertion_audience == AssertionAudience::TokenEndpoint {
             return Err(ConfigError::TypedAssertionAudience);
+        }
+        // A typed assertion's `aud` is the issuer identifier and nothing else
+        // (draft-ietf-oauth-rfc7523bis): with a token endpoint configured
+        // directly, the issuer must be named, or no assertion could be typed.
+        let builds_assertions = match &self.auth {
+            Some(ClientAuth::PrivateKeyJwt(_) | ClientAuth::ClientSecretJwt) => true,
+            None => self.client_assertion_key.is_some(),
+            Some(_) => false,
+        };
+        if self.assertion_typ
+            && builds_assertions
+            && matches!(endpoint, Endpoint::Token(_))
+            && self.assertion_issuer.is_none()
+        {
+            return Err(ConfigError::TypedAssertionWithoutIssuer);
         }
         let mutual_tls = self.mutual_tls || self.auth.as_ref().is_some_and(ClientAuth::is_mutual_tls);
         if self.default_lifetime.is_zero() {

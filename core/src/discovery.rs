@@ -6,7 +6,7 @@ use http::{Request, Response, StatusCode};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{ClientAuth, Config};
+use crate::config::{ClientAuth, Config, ConfigBuilder};
 use crate::endpoint::{check_endpoint, redact_userinfo};
 use crate::error::{ConfigError, DiscoveryError, Error};
 use crate::redact::{clean, excerpt, Credentials};
@@ -57,6 +57,23 @@ pub struct ProviderMetadata {
 }
 
 impl ProviderMetadata {
+    /// The issuer identifier (the same as the public field; a method, like
+    /// [`Config::issuer`]).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The token endpoint (the same as the public field; a method, like
+    /// [`Config::token_endpoint`]).
+    pub fn token_endpoint(&self) -> &str {
+        &self.token_endpoint
+    }
+
+    /// The RFC 7009 revocation endpoint, if advertised (https only).
+    pub fn revocation_endpoint(&self) -> Option<&str> {
+        self.revocation_endpoint.as_deref()
+    }
+
     /// The client authentication method to use when the user chose none:
     /// `client_secret_basic` if listed (or nothing is listed: RFC 8414's
     /// default), else `client_secret_post` if listed, else Basic.
@@ -79,7 +96,8 @@ impl ProviderMetadata {
     /// `self_signed_tls_client_auth` when the HTTP client presents a
     /// certificate ([`crate::ConfigBuilder::mutual_tls`]) and they are listed,
     /// then the secret methods as in [`ProviderMetadata::preferred_auth`]
-    /// (`client_secret_jwt` when it is the only secret method listed).
+    /// (`client_secret_jwt` when it is the only secret method listed and the
+    /// secret has at least [`ConfigBuilder::MIN_HMAC_SECRET_BYTES`] bytes).
     pub fn negotiate_auth(&self, config: &Config) -> ClientAuth {
         let listed = |name: &str| {
             self.token_endpoint_auth_methods_supported
@@ -100,7 +118,10 @@ impl ProviderMetadata {
                 return ClientAuth::SelfSignedTlsClientAuth;
             }
         }
-        if !no_secret && listed("client_secret_jwt") && !listed("client_secret_basic") && !listed("client_secret_post")
+        // A secret too short for an HS256 key (RFC 7518 §3.2) is never used
+        // as one: the HMAC would let anyone who sees an assertion brute-force it.
+        let hmac_secret = config.client_secret().expose_secret().len() >= ConfigBuilder::MIN_HMAC_SECRET_BYTES;
+        if hmac_secret && listed("client_secret_jwt") && !listed("client_secret_basic") && !listed("client_secret_post")
         {
             return ClientAuth::ClientSecretJwt;
         }

@@ -63,6 +63,20 @@ pub enum Error {
     /// failed signer, a DPoP nonce loop). Nothing was sent.
     #[error(transparent)]
     ClientAuth(#[from] ClientAuthError),
+    /// DPoP (RFC 9449) was required and not met: a token that is not
+    /// DPoP-bound although [`ConfigBuilder::dpop`](crate::ConfigBuilder::dpop)
+    /// is set, or metadata that requires DPoP-bound tokens without it.
+    /// Nothing was cached or stored.
+    #[error(transparent)]
+    Dpop(#[from] DpopError),
+    /// The resource server rejected a token fetched in the current round (or
+    /// while the provider was failing): fetching yet another at once would
+    /// most likely be rejected too, so the round counts as failed and the
+    /// next token is fetched after the back-off ([`TokenSource::retry_at`](crate::TokenSource::retry_at)).
+    /// Check the token's audience, scopes and binding against what the
+    /// resource expects.
+    #[error("the resource server rejected a token fetched moments before; the next is fetched after the back-off (check the token's audience, scopes and binding)")]
+    TokenRejected,
     /// A response or transport result was handed in for a request that is not
     /// the one in flight (stale, abandoned, or from before a sign-out). It was
     /// ignored and nothing changed.
@@ -104,9 +118,12 @@ impl Error {
             Error::UnexpectedStatus { status, .. } => retryable_status(*status),
             Error::Transport(_) => true,
             Error::Discovery(d) => d.is_retryable(),
-            Error::InvalidResponse { .. } | Error::Config(_) | Error::ClientAuth(_) | Error::UnknownRequest { .. } => {
-                false
-            }
+            Error::InvalidResponse { .. }
+            | Error::Config(_)
+            | Error::ClientAuth(_)
+            | Error::Dpop(_)
+            | Error::TokenRejected
+            | Error::UnknownRequest { .. } => false,
         }
     }
 
@@ -189,6 +206,10 @@ pub enum ConfigError {
         /// The value given.
         url: String,
     },
+    /// An authorised HTTP client (a middleware, a layer, an agent) allows no
+    /// origin: it would send every request without the token.
+    #[error("the authorised HTTP client allows no origin, so no request would get the token; add .allow_origin(\"https://api.example.com\") (or .allow_any_origin()), or configure .resource_server(url) or .resource(uri)")]
+    NoAllowedOrigin,
     /// Plain `http:` to a host that is not loopback.
     #[error("{field} {url:?} uses plain http to a non-loopback host, which would send the client secret in clear text; use https, or .allow_insecure_http() on a test network")]
     InsecureUrl {
@@ -251,8 +272,15 @@ pub enum ConfigError {
         method: &'static str,
     },
     /// `.assertion_typ(true)` with `.assertion_audience_token_endpoint()`.
-    #[error("typed client assertions (assertion_typ) must have the issuer as audience (RFC 10070); drop assertion_audience_token_endpoint()")]
+    #[error("typed client assertions (assertion_typ) must have the issuer as audience (draft-ietf-oauth-rfc7523bis); drop assertion_audience_token_endpoint()")]
     TypedAssertionAudience,
+    /// `.assertion_typ(true)` with a token endpoint configured directly and
+    /// no issuer identifier to put in `aud`.
+    #[error("typed client assertions (assertion_typ) carry the issuer identifier as audience (draft-ietf-oauth-rfc7523bis), and none is known: configure .issuer(..), or .assertion_audience(issuer) beside .token_endpoint(..)")]
+    TypedAssertionWithoutIssuer,
+    /// `client_secret_jwt` with a client secret shorter than 32 bytes.
+    #[error("client_secret_jwt signs with HS256, whose key must have at least 256 bits (RFC 7518 §3.2): use a client secret of 32 bytes or more, or another method")]
+    HmacSecretTooShort,
     /// The body limit is too small for any real token response.
     #[error("max_body_size of {bytes} bytes is too small; use at least 1024")]
     BodyLimitTooSmall {
@@ -413,6 +441,33 @@ pub enum ClientAuthError {
         "the token endpoint asked for a new DPoP nonce again after a retry with one (use_dpop_nonce twice in a row)"
     )]
     DpopNonceLoop,
+}
+
+/// How DPoP (RFC 9449) was required and not met.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// With [`ConfigBuilder::dpop`](crate::ConfigBuilder::dpop), the token
+    /// endpoint answered with a token that is not DPoP-bound (RFC 9449 §5):
+    /// sent as `DPoP` it would be refused, and as a bearer token it would
+    /// lose the binding the client asked for. It was not used.
+    #[error(
+        "the token endpoint issued a token of type {token_type:?}, not a DPoP-bound one (RFC 9449 §5); it was not used"
+    )]
+    UnboundToken {
+        /// The response's `token_type` (shortened, control characters removed).
+        token_type: String,
+    },
+    /// The metadata says DPoP-bound tokens are required
+    /// (`dpop_bound_access_tokens_required`, RFC 9728 §2), and no DPoP key
+    /// is configured: set one with [`ConfigBuilder::dpop`](crate::ConfigBuilder::dpop).
+    #[error(
+        "the {metadata} metadata requires DPoP-bound tokens (dpop_bound_access_tokens_required); configure .dpop(key)"
+    )]
+    Required {
+        /// Which metadata: `protected resource`.
+        metadata: &'static str,
+    },
 }
 
 /// The `error` code of an RFC 6749 §5.2 error response (plus RFC 8707's

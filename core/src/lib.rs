@@ -123,6 +123,7 @@
 //!
 //! No message, error or `Debug` output contains the client secret or a token.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod assertion;
@@ -151,7 +152,7 @@ pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, Discovery
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
 pub use dpop::dpop_ath;
 pub use error::{
-    ClientAuthError, ConfigError, DiscoveryError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
+    ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
 };
 pub use id::RequestId;
 pub use jose::{JwsAlgorithm, SignError, Signer};

@@ -32,6 +32,13 @@ pub(crate) struct Credentials {
     values: Vec<String>,
 }
 
+/// They are copies of secrets: overwritten when dropped.
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.values);
+    }
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Credentials({} values)", self.values.len())

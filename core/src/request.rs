@@ -104,8 +104,9 @@ fn token68(value: &str) -> &str {
 /// DPoP proof, each made for this attempt only.
 #[derive(Default)]
 pub(crate) struct Prepared {
-    /// `client_assertion_type` and `client_assertion` (RFC 7521 §4.2).
-    pub assertion: Option<(String, String)>,
+    /// `client_assertion_type` and `client_assertion` (RFC 7521 §4.2),
+    /// zeroized when dropped.
+    pub assertion: Option<(String, zeroize::Zeroizing<String>)>,
     /// The `DPoP` header (RFC 9449 §4).
     pub dpop: Option<HeaderValue>,
 }

@@ -3,8 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
 /// A secret string (client secret, refresh token) whose `Debug` and `Display`
-/// print `[redacted]`.
+/// print `[redacted]`, and whose memory is overwritten with zeros when the
+/// last clone is dropped (`zeroize`).
 ///
 /// Read it with [`Secret::expose_secret`], which makes every place that uses
 /// the value easy to find.
@@ -17,17 +20,18 @@ use std::sync::Arc;
 /// assert_eq!(s.expose_secret(), "hunter2");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
+pub struct Secret(Arc<Zeroizing<String>>);
 
 impl Secret {
-    /// Wraps a value.
+    /// Wraps a value. A `String` is moved in, not copied, so no copy of it
+    /// is left behind unzeroized.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(Arc::from(value.into()))
+        Secret(Arc::new(Zeroizing::new(value.into())))
     }
 
     /// The value itself.
     pub fn expose_secret(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 

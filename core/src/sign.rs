@@ -6,11 +6,16 @@
 //! salt, and blinding against timing attacks) comes from a generator keyed by
 //! a hash of the private key and the message, which an attacker cannot predict
 //! without the key and which differs for every assertion (each has a fresh `jti`).
+//!
+//! Key material is overwritten when dropped: the RustCrypto keys zeroize
+//! themselves (`ZeroizeOnDrop`, checked by a test), and the bytes derived
+//! from the private key here are held in `Zeroizing` or cleared by `Drop`.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::ConfigError;
 use crate::jose::{b64, JwsAlgorithm, SignError, Signer};
@@ -39,7 +44,7 @@ struct RsaSigner {
     pkcs1v15: rsa::pkcs1v15::SigningKey<Sha256>,
     pss: rsa::pss::SigningKey<Sha256>,
     /// Keys the per-message generator; derived from the private exponent.
-    nonce_key: [u8; 32],
+    nonce_key: Zeroizing<[u8; 32]>,
     jwk: Map<String, Value>,
 }
 
@@ -66,11 +71,14 @@ impl RsaSigner {
         if key.size() * 8 < MIN_RSA_BITS {
             return Err(invalid(alg, "RSA keys must have at least 2048 bits"));
         }
-        let nonce_key = Sha256::new()
-            .chain_update(b"client-credentials rsa nonce key")
-            .chain_update(key.d().to_bytes_be())
-            .finalize()
-            .into();
+        let exponent = Zeroizing::new(key.d().to_bytes_be());
+        let nonce_key = Zeroizing::new(
+            Sha256::new()
+                .chain_update(b"client-credentials rsa nonce key")
+                .chain_update(&*exponent)
+                .finalize()
+                .into(),
+        );
         let mut jwk = Map::new();
         jwk.insert("kty".into(), "RSA".into());
         jwk.insert("n".into(), b64(&key.n().to_bytes_be()).into());
@@ -248,3 +256,27 @@ impl rand_core::RngCore for MessageRng {
 }
 
 impl rand_core::CryptoRng for MessageRng {}
+
+/// The generator's state derives from the private key: cleared when dropped.
+impl Drop for MessageRng {
+    fn drop(&mut self) {
+        self.seed.zeroize();
+        self.buffer.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The private keys the built-in signers hold overwrite themselves when
+    /// dropped; this fails to compile if a dependency's zeroizing feature is
+    /// lost.
+    #[test]
+    fn the_signing_keys_zeroize_on_drop() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroized_on_drop::<rsa::RsaPrivateKey>();
+        zeroized_on_drop::<rsa::pkcs1v15::SigningKey<sha2::Sha256>>();
+        zeroized_on_drop::<rsa::pss::SigningKey<sha2::Sha256>>();
+        zeroized_on_drop::<p256::ecdsa::SigningKey>();
+        zeroized_on_drop::<ed25519_dalek::SigningKey>();
+    }
+}

@@ -32,6 +32,9 @@ fn key(alg: JwsAlgorithm) -> JwtKey {
     JwtKey::from_pem(pem, alg).expect("test key loads")
 }
 
+/// A client secret long enough for an HS256 key (RFC 7518 §3.2: 256 bits).
+const HMAC_SECRET: &str = "hmac-secret-of-32-bytes-or-more/+";
+
 const ALGORITHMS: [JwsAlgorithm; 4] = [
     JwsAlgorithm::Rs256,
     JwsAlgorithm::Ps256,
@@ -229,6 +232,14 @@ fn inconsistent_assertion_settings_are_config_errors() {
         .auth(ClientAuth::ClientSecretJwt)
         .build();
     assert!(matches!(no_secret, Err(ConfigError::MissingSecret { .. })));
+    let typed_without_issuer = builder()
+        .auth(ClientAuth::PrivateKeyJwt(key(JwsAlgorithm::Es256)))
+        .assertion_typ(true)
+        .build();
+    assert_eq!(
+        typed_without_issuer.unwrap_err(),
+        ConfigError::TypedAssertionWithoutIssuer
+    );
     assert!(matches!(
         builder().param("client_assertion", "x").build(),
         Err(ConfigError::ReservedParameter { .. })
@@ -281,19 +292,54 @@ fn the_jti_sequence_is_repeatable_from_the_seed_and_differs_across_seeds() {
     assert_ne!(first_jti(Some([1; 32])), first_jti(Some([2; 32])));
 }
 
+/// RFC 7518 §3.2: an HS256 key has at least 256 bits. A shorter client
+/// secret would let anyone who sees one assertion brute-force it offline.
+#[test]
+fn client_secret_jwt_needs_a_secret_of_at_least_32_bytes() {
+    let with_secret = |secret: &str| {
+        Config::builder(CLIENT_ID, secret)
+            .token_endpoint(TOKEN_URL)
+            .auth(ClientAuth::ClientSecretJwt)
+            .build()
+    };
+    for short in ["secret", SECRET, &"s".repeat(31)] {
+        assert_eq!(
+            with_secret(short).unwrap_err(),
+            ConfigError::HmacSecretTooShort,
+            "{short}"
+        );
+    }
+    assert!(with_secret(&"s".repeat(32)).is_ok());
+    // The error names the rule, never the secret.
+    let message = with_secret("hunter2").unwrap_err().to_string();
+    assert!(
+        message.contains("32 bytes") && !message.contains("hunter2"),
+        "{message}"
+    );
+    // Other methods take a short secret as before.
+    assert!(Config::builder(CLIENT_ID, "secret")
+        .token_endpoint(TOKEN_URL)
+        .build()
+        .is_ok());
+}
+
 #[test]
 fn client_secret_jwt_is_hs256_over_the_secret_which_is_never_sent() {
     use hmac::Mac as _;
-    let config = builder().auth(ClientAuth::ClientSecretJwt).build().unwrap();
+    let config = Config::builder(CLIENT_ID, HMAC_SECRET)
+        .token_endpoint(TOKEN_URL)
+        .auth(ClientAuth::ClientSecretJwt)
+        .build()
+        .unwrap();
     let request = send(&mut TokenSource::new(config, [7; 32]), at(0)).request;
     assert!(request.headers().get(http::header::AUTHORIZATION).is_none());
     assert_eq!(form_value(&request, "client_secret"), None);
     let body = String::from_utf8(request.body().clone()).unwrap();
-    assert!(!body.contains("p%40ss"), "the secret is not in the body");
+    assert!(!body.contains("hmac-secret"), "the secret is not in the body");
     let jws = assertion_of(&request);
     assert_eq!(jws.header["alg"], "HS256");
     assert_eq!(jws.claims["iss"], CLIENT_ID);
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
     mac.update(jws.input.as_bytes());
     mac.verify_slice(&jws.signature).expect("HS256 over the client secret");
 }
@@ -475,7 +521,10 @@ fn discovery_negotiates_private_key_jwt_and_mtls_when_the_credential_is_configur
         negotiated(plain(), json!(["private_key_jwt", "client_secret_post"])),
         (false, false, true)
     );
-    assert_eq!(negotiated(plain(), json!(["client_secret_jwt"])), (true, false, false));
+    let hmac = || Config::builder(CLIENT_ID, HMAC_SECRET);
+    assert_eq!(negotiated(hmac(), json!(["client_secret_jwt"])), (true, false, false));
+    // A secret too short for an HS256 key is never used as one (RFC 7518 §3.2).
+    assert_eq!(negotiated(plain(), json!(["client_secret_jwt"])), (false, true, false));
     // A client certificate and tls_client_auth listed: only the client id.
     assert_eq!(
         negotiated(plain().mutual_tls(), json!(["tls_client_auth", "client_secret_basic"])),
@@ -808,8 +857,12 @@ fn a_dpop_token_type_is_refused_unless_dpop_was_configured() {
 fn resource_proofs_bind_the_method_url_and_access_token() {
     let key = key(JwsAlgorithm::Ed25519);
     let config = builder().dpop(key.clone()).build().unwrap();
-    let mut source = TokenSource::new(config, [7; 32]);
-    let token = fetch(&mut source, at(0), "access-token-value", 3600);
+    let source = TokenSource::new(config, [7; 32]);
+    // With DPoP configured only a DPoP-bound token is ever cached.
+    let token = client_credentials::AccessToken::builder("access-token-value")
+        .token_type("DPoP")
+        .build()
+        .unwrap();
     let proof = source
         .dpop_proof(
             at(10),
@@ -895,7 +948,7 @@ mod properties {
             lifetime in 1u64..=600,
             statuses in proptest::collection::vec(prop_oneof![Just(500u16), Just(503), Just(429), Just(200)], 1..8),
         ) {
-            let config = Config::builder(CLIENT_ID, SECRET)
+            let config = Config::builder(CLIENT_ID, HMAC_SECRET)
                 .token_endpoint(TOKEN_URL)
                 .assertion_audience(ISSUER)
                 .assertion_lifetime(Duration::from_secs(lifetime))
@@ -978,7 +1031,8 @@ mod properties {
         fn the_latest_nonce_is_always_sent_and_nonce_loops_end_the_round(
             answers in proptest::collection::vec((0u8..4, "[A-Za-z0-9]{4,12}"), 1..12),
         ) {
-            let config = builder()
+            let config = Config::builder(CLIENT_ID, HMAC_SECRET)
+                .token_endpoint(TOKEN_URL)
                 .auth(ClientAuth::ClientSecretJwt)
                 .dpop(key(JwsAlgorithm::Es256))
                 .max_attempts(20)

@@ -217,3 +217,73 @@ fn the_client_secret_is_redacted_in_every_form() {
         }
     }
 }
+
+/// `TokenSource`'s `Debug` shows the state of the lifecycle, never a
+/// credential: not a workload-identity assertion handed over by the adapter,
+/// not the seed the `jti` values derive from, not the token, the refresh
+/// token or anything a request in flight carries.
+#[test]
+fn the_token_source_debug_shows_no_assertion_seed_or_token() {
+    use client_credentials::{AssertionSource, TokenSource};
+
+    let assertion = jwt(&format!(
+        r#"{{"sub":"workload","exp":{},"marker":"ASSERTION-MARKER"}}"#,
+        START + 3600
+    ));
+    let config = builder()
+        .auth(ClientAuth::Assertion(AssertionSource::file("/run/token")))
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config, [0xA5; 32]);
+    source.provide_assertion(Ok(assertion.clone()));
+    let out = send(&mut source, at(0));
+    assert_eq!(
+        form_value(&out.request, "client_assertion").as_deref(),
+        Some(assertion.as_str())
+    );
+    let in_flight = format!("{source:?}");
+    source
+        .handle_response(
+            at(0),
+            out.id,
+            response(
+                200,
+                r#"{"access_token":"ACCESS-MARKER","token_type":"Bearer","expires_in":3600,"refresh_token":"REFRESH-MARKER"}"#,
+            ),
+        )
+        .unwrap();
+    let cached = format!("{source:?}");
+    for debug in [in_flight, cached] {
+        for secret in [
+            assertion.as_str(),
+            assertion.split('.').nth(1).unwrap(),
+            "ACCESS-MARKER",
+            "REFRESH-MARKER",
+            "165, 165",
+            "a5a5",
+            SECRET,
+        ] {
+            assert!(!debug.contains(secret), "{secret:?} in {debug}");
+        }
+        assert!(debug.starts_with("TokenSource"), "{debug}");
+    }
+}
+
+/// An `Outgoing`'s `Debug` (what an adapter may log) shows the URI without
+/// its query: a token endpoint may carry a key there.
+#[test]
+fn an_outgoing_request_debug_shows_no_query() {
+    let config = builder()
+        .token_endpoint("https://auth.example/oauth2/token?key=QUERY-MARKER")
+        .build()
+        .unwrap();
+    let out = send(&mut client_credentials::TokenSource::new(config, [7; 32]), at(0));
+    assert_eq!(
+        out.request.uri().query(),
+        Some("key=QUERY-MARKER"),
+        "the request keeps it"
+    );
+    let debug = format!("{out:?}");
+    assert!(!debug.contains("QUERY-MARKER"), "{debug}");
+    assert!(debug.contains("https://auth.example/oauth2/token?…"), "{debug}");
+}

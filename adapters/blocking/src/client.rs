@@ -5,10 +5,10 @@ use std::future::{ready, Future};
 use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use client_credentials::{AccessToken, Config, Error, TransportError};
-use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, Wake};
+use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
+use client_credentials_common::{self as common, BoxFuture, Driver, LogTarget, Mode, Settings, Step, Wake};
 
 use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
 
@@ -42,6 +42,8 @@ pub(crate) struct Io {
 }
 
 impl Wake for Io {
+    const LOG_TARGET: LogTarget = LogTarget::Blocking;
+
     fn wake(&self) {
         *self.epoch.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.changed.notify_all();
@@ -172,8 +174,48 @@ impl Client {
         self.token().map(|token| token.authorization_header())
     }
 
+    /// [`Client::token`], giving up after `timeout`: past it, a
+    /// [`Error::Transport`] of kind [`TransportErrorKind::Timeout`] is
+    /// returned, while the shared refresh carries on for the other callers
+    /// (and caches its token for the next call). A fresh cached token is
+    /// returned at once, as by `token()`.
+    ///
+    /// When this caller would start the request itself, the request runs
+    /// on a thread of its own, so it is neither cut short nor holds this
+    /// caller past its deadline.
+    ///
+    /// ```no_run
+    /// # let client = client_credentials_blocking::Client::new(
+    /// #     client_credentials::Config::builder("id", "s").token_endpoint("https://a.example/t").build()?);
+    /// use std::time::Duration;
+    /// use client_credentials::{Error, TransportErrorKind};
+    /// match client.token_timeout(Duration::from_millis(800)) {
+    ///     Ok(token) => { /* use it */ }
+    ///     Err(Error::Transport(e)) if e.kind() == TransportErrorKind::Timeout => {
+    ///         /* answer "try later"; the refresh goes on */
+    ///     }
+    ///     Err(error) => return Err(error.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn token_timeout(&self, timeout: Duration) -> Result<AccessToken, Error> {
+        match self.driver.fresh() {
+            Some(token) => Ok(token),
+            None => self.run_until(Mode::Token, Instant::now().checked_add(timeout)),
+        }
+    }
+
+    /// [`Client::authorization_header`] within `timeout`, as [`Client::token_timeout`].
+    pub fn authorization_header_timeout(&self, timeout: Duration) -> Result<http::HeaderValue, Error> {
+        self.token_timeout(timeout).map(|token| token.authorization_header())
+    }
+
     /// The resource server rejected `token`: stop serving it, so the next
-    /// `token()` fetches a new one. A token older than the cached one evicts
+    /// `token()` fetches a new one — unless the token was fetched moments
+    /// before, after another rejection or while the provider was failing:
+    /// then the round failed, and `token()` returns `Error::TokenRejected`
+    /// until the back-off ends. A token older than the cached one evicts
     /// nothing. The stored token is deleted when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
         if self.driver.invalidate(token) {
@@ -191,21 +233,61 @@ impl Client {
     /// Steps the driver until it yields a result, flying the flight on
     /// this thread when this caller holds it and parking on the condvar otherwise.
     fn run(&self, mode: Mode) -> Result<AccessToken, Error> {
+        self.run_until(mode, None)
+    }
+
+    /// [`Client::run`], giving up at `deadline` (if any) with a timeout
+    /// error. A caller with a deadline that is handed the flight runs it on
+    /// a thread of its own and waits for it like any other caller.
+    fn run_until(&self, mode: Mode, deadline: Option<Instant>) -> Result<AccessToken, Error> {
         let io = &self.driver.io;
+        let mut waiting = None;
         loop {
             let seen = *io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-            match self.driver.step(mode) {
+            let wait = match self.driver.step(mode) {
                 Step::Ready(token) => return Ok(token),
                 Step::Failed(error) => return Err(error),
-                Step::Work(work) => block_on(self.driver.clone().fly(work)),
-                Step::Wait(wait) => {
-                    let epoch = io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-                    let timeout = wait.unwrap_or(RECHECK).max(Duration::from_millis(1));
-                    drop(io.changed.wait_timeout_while(epoch, timeout, |now| *now == seen));
+                Step::Work(work) if deadline.is_none() => {
+                    block_on(self.driver.clone().fly(work));
+                    continue;
                 }
+                Step::Work(work) => {
+                    let driver = self.driver.clone();
+                    let flying = std::thread::Builder::new()
+                        .name("client-credentials-refresh".into())
+                        .spawn(move || block_on(driver.fly(work)));
+                    if let Err(error) = flying {
+                        // No thread to be had: the flight (dropped with the
+                        // closure) was handed back; report it like a transport
+                        // failure rather than block past the deadline.
+                        return Err(common::transport_error(TransportErrorKind::Other, &error).into());
+                    }
+                    None
+                }
+                Step::Wait(wait) => wait,
+            };
+            let mut timeout = wait.unwrap_or(RECHECK);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(deadline_passed());
+                }
+                timeout = timeout.min(left);
             }
+            waiting.get_or_insert_with(|| self.driver.waiting());
+            let epoch = io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
+            let timeout = timeout.max(Duration::from_millis(1));
+            drop(io.changed.wait_timeout_while(epoch, timeout, |now| *now == seen));
         }
     }
+}
+
+/// The error of a call whose own deadline passed before the shared refresh ended.
+fn deadline_passed() -> Error {
+    Error::Transport(TransportError::new(
+        TransportErrorKind::Timeout,
+        "the call's deadline passed; the refresh carries on for the other callers",
+    ))
 }
 
 impl common::Io for Io {

@@ -90,6 +90,10 @@ in Redis, encrypted with a key derived from the client credentials; one run fetc
 when it expires and the others reuse it. Put the Redis password in REDIS_PASSWORD
 (or the variable named by --store-password-env), not in the URL: arguments are
 visible in `ps`. Redis being down only costs a run up to half a second.
+With --private-key or --assertion-file there is no secret to derive that key from:
+give one with --store-key-file (or CLIENT_CREDENTIALS_STORE_KEY_FILE), a file of at
+least 32 bytes (e.g. `head -c 32 /dev/urandom`), the same on every machine; without
+it --store is refused.
 
 ",
     exit_codes!()
@@ -197,6 +201,13 @@ pub struct TokenArgs {
     /// on a shared Redis.
     #[arg(long, value_name = "PREFIX", requires = "store")]
     pub store_prefix: Option<String>,
+
+    /// A file holding the key that seals tokens in --store (at least 32 bytes; one
+    /// trailing line break dropped), instead of one derived from the client secret.
+    /// Required with --private-key or --assertion-file. Default: the file named by
+    /// CLIENT_CREDENTIALS_STORE_KEY_FILE, if set.
+    #[arg(long, value_name = "PATH", requires = "store")]
+    pub store_key_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub http: HttpArgs,

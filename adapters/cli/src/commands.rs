@@ -17,12 +17,16 @@ pub fn token(args: TokenArgs) -> Result<(), Failure> {
     let config = token_config(&args, secret)?;
     let transport = LoggingTransport::ureq(args.http.timeout, config.max_body_size());
     let last_request = transport.last_request();
+    let store = match &args.store {
+        Some(url) => Some(redis_store(&args, url, &config)?),
+        None => None,
+    };
     let mut builder = Client::builder(config).transport(transport);
     if let Some(path) = &args.cache {
         builder = builder.store(FileStore::new(path));
     }
-    if let Some(url) = &args.store {
-        builder = builder.store(redis_store(&args, url)?);
+    if let Some(store) = store {
+        builder = builder.store(store);
     }
     let token = builder
         .build()
@@ -48,8 +52,16 @@ pub fn token(args: TokenArgs) -> Result<(), Failure> {
     print_line(&output)
 }
 
-/// The `--store` Redis store, with the password from the environment.
-fn redis_store(args: &TokenArgs, url: &str) -> Result<RedisStore, Failure> {
+/// The environment variable naming the `--store-key-file` when the flag is absent.
+const STORE_KEY_FILE_ENV: &str = "CLIENT_CREDENTIALS_STORE_KEY_FILE";
+
+/// The largest key file read: a key is 32 bytes; anything near this is a mistake.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// The `--store` Redis store for `config`, with the password from the
+/// environment and the sealing key from `--store-key-file`; refused for a
+/// client without a secret and no key.
+fn redis_store(args: &TokenArgs, url: &str, config: &Config) -> Result<RedisStore, Failure> {
     let mut url = url::Url::parse(url).map_err(|_| Failure::usage("--store must be a redis:// or rediss:// URL"))?;
     if url.password().is_some() {
         return Err(Failure::usage(format!(
@@ -73,9 +85,50 @@ fn redis_store(args: &TokenArgs, url: &str) -> Result<RedisStore, Failure> {
             .map_err(|error| Failure::usage(format!("--store-ca-file {}: {error}", path.display())))?;
         builder = builder.tls_root_certificate(pem);
     }
-    builder
+    let key_file = args.store_key_file.clone().or_else(|| {
+        std::env::var_os(STORE_KEY_FILE_ENV)
+            .filter(|path| !path.is_empty())
+            .map(std::path::PathBuf::from)
+    });
+    if let Some(path) = &key_file {
+        builder = builder.encryption_key(read_key_file(path)?);
+    }
+    let store = builder
         .build()
-        .map_err(|error| Failure::usage(format!("--store: {error}")))
+        .map_err(|error| Failure::usage(format!("--store: {error}")))?;
+    store.check_config(config).map_err(|_| {
+        Failure::usage(
+            "--store: this client has no secret to derive the Redis sealing key from; \
+give one with --store-key-file (or CLIENT_CREDENTIALS_STORE_KEY_FILE)",
+        )
+    })?;
+    Ok(store)
+}
+
+/// The sealing key in `path`: its bytes, one trailing line break dropped.
+/// Checked to be a regular file first (a FIFO would block), and capped.
+fn read_key_file(path: &Path) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let failure =
+        |error: &dyn std::fmt::Display| Failure::usage(format!("--store-key-file {}: {error}", path.display()));
+    let metadata = std::fs::metadata(path).map_err(|error| failure(&error))?;
+    if !metadata.is_file() {
+        return Err(failure(&"not a regular file"));
+    }
+    let mut key = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_KEY_FILE + 1).read_to_end(&mut key))
+        .map_err(|error| failure(&error))?;
+    if key.len() as u64 > MAX_KEY_FILE {
+        return Err(failure(&"larger than 64 KiB: not a key"));
+    }
+    if key.ends_with(b"\n") {
+        key.pop();
+        if key.ends_with(b"\r") {
+            key.pop();
+        }
+    }
+    Ok(key)
 }
 
 fn invalid(reason: &str) -> client_credentials::Error {

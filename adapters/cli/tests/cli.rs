@@ -349,12 +349,14 @@ fn demo_runs_every_section_and_exits_0() {
         "5. retry",
         "6. wrong secret",
         "7. discovery",
+        "8. counters",
     ] {
         assert!(out.contains(section), "{section} missing from:\n{out}");
     }
     assert!(out.contains("invalid_client"), "{out}");
     assert!(out.contains("64 threads at once: 1 token request"), "{out}");
     assert!(out.contains("2 token requests"), "{out}");
+    assert!(out.contains("on_refresh_failed: 1 failed round"), "{out}");
     assert!(
         !out.contains(client_credentials_testkit::DEFAULT_CLIENT_SECRET),
         "{out}"
@@ -488,4 +490,69 @@ fn an_expired_assertion_file_is_an_error_and_nothing_is_sent() {
     let stderr = stderr_of(&mut command, 2);
     assert!(stderr.starts_with("error: ") && stderr.contains("expired"), "{stderr}");
     assert!(issuer.token_requests().is_empty());
+}
+
+/// `token` as the private-key client `jwt-client` of `issuer`.
+fn private_key_token(issuer: &TestIssuer) -> Command {
+    let mut command = cli();
+    command
+        .env_remove("CLIENT_CREDENTIALS_STORE_KEY_FILE")
+        .args(["token", "--issuer", &issuer.issuer_url(), "--client-id", "jwt-client"])
+        .args(["--private-key", EC_PEM_PATH, "--key-alg", "es256", "--key-id", "k1"]);
+    command
+}
+
+fn private_key_issuer() -> TestIssuer {
+    let pem = std::fs::read_to_string(EC_PEM_PATH).unwrap();
+    let key = client_credentials::JwtKey::from_pem(&pem, client_credentials::JwsAlgorithm::Es256).unwrap();
+    TestIssuer::builder()
+        .client("jwt-client", "unused")
+        .client_jwk("jwt-client", key.public_jwk())
+        .auth_methods(["private_key_jwt"])
+        .start()
+}
+
+#[test]
+fn a_redis_store_without_a_key_is_refused_for_a_client_without_a_secret() {
+    let issuer = private_key_issuer();
+    let stderr = stderr_of(private_key_token(&issuer).args(["--store", "redis://127.0.0.1:1"]), 2);
+    assert!(stderr.contains("--store-key-file"), "{stderr}");
+    assert!(issuer.token_requests().is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "too short\n").unwrap();
+    let stderr = stderr_of(
+        private_key_token(&issuer)
+            .args(["--store", "redis://127.0.0.1:1", "--store-key-file"])
+            .arg(&short),
+        2,
+    );
+    assert!(stderr.contains("32 bytes"), "{stderr}");
+    assert!(issuer.token_requests().is_empty());
+}
+
+#[test]
+fn a_store_key_file_seals_a_private_key_clients_tokens_in_redis() {
+    let issuer = private_key_issuer();
+    let redis = client_credentials_testkit::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("store.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let first = stdout(
+        private_key_token(&issuer)
+            .args(["--store", &redis.url(), "--store-key-file"])
+            .arg(&key),
+    );
+    // The same key from the environment: the second run reuses the token.
+    let second = stdout(
+        private_key_token(&issuer)
+            .args(["--store", &redis.url()])
+            .env("CLIENT_CREDENTIALS_STORE_KEY_FILE", &key),
+    );
+    assert_eq!(first, second);
+    assert_eq!(issuer.token_requests().len(), 1);
+    let keys = redis.cli(&["keys", "client-credentials:*"]);
+    let stored = redis.cli(&["get", keys.trim()]);
+    assert!(!stored.contains(first.trim()), "sealed");
 }

@@ -6,10 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use client_credentials::TokenSource;
-
-/// The largest assertion file read (a JWT-SVID or a projected token is a few KiB).
-const MAX_ASSERTION_BYTES: u64 = 64 * 1024;
+use crate::file::{read_checked, FileRule, RefusedFile};
 
 /// The file and what was last seen of it.
 #[derive(Debug)]
@@ -28,27 +25,37 @@ impl AssertionFile {
         }
     }
 
-    /// Hands the file's current content (or why it cannot be read) to
-    /// `source`, reading it only when it changed since the last read. A
-    /// rotated file (written in place, renamed over, or a symlink swapped as
-    /// the kubelet does) has a new modification time or length.
-    pub(crate) fn refresh(&mut self, source: &mut TokenSource) {
+    /// The file's current content (or why it cannot be used) when it
+    /// changed since the last read, for `TokenSource::provide_assertion`;
+    /// `None` when it did not. A rotated file (written in place, renamed
+    /// over, or a symlink swapped as the kubelet does) has a new
+    /// modification time, length or inode.
+    ///
+    /// The file is read under [`FileRule::Platform`]: no FIFO or device, no
+    /// link but the kubelet's one, not writable by group or others, owned by
+    /// this user or root, at most 64 KiB. The driver calls this outside its
+    /// state lock, so a slow file system holds up no caller but the ones
+    /// that need this assertion.
+    pub(crate) fn read_if_changed(&mut self) -> Option<Result<String, String>> {
         let stamp = std::fs::metadata(&self.path).ok().map(|m| Stamp::of(&m));
         if stamp.is_some() && stamp == self.seen {
-            return;
+            return None;
         }
         self.seen = None;
-        let shown = self.path.display();
-        let content = match stamp {
-            Some(Stamp { len, .. }) if len > MAX_ASSERTION_BYTES => {
-                Err(format!("{shown} is {len} bytes, more than an assertion can be"))
-            }
-            _ => std::fs::read_to_string(&self.path).map_err(|e| format!("cannot read {shown}: {}", e.kind())),
-        };
+        let content = read_checked(&self.path, FileRule::Platform)
+            .map_err(
+                |error| match error.get_ref().and_then(|e| e.downcast_ref::<RefusedFile>()) {
+                    Some(refused) => refused.to_string(),
+                    None => format!("cannot read {}: {}", self.path.display(), error.kind()),
+                },
+            )
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", self.path.display()))
+            });
         if content.is_ok() {
             self.seen = stamp;
         }
-        source.provide_assertion(content);
+        Some(content)
     }
 }
 

@@ -23,12 +23,14 @@ use client_credentials::{
 
 use crate::assertion_file::AssertionFile;
 use crate::clock::TimeSource;
+use crate::observe::{self, Attempts, Sent};
 use crate::published::Published;
 use crate::store::{store_failed, AsyncTokenStore, Blocking, FleetTurn, StoreChange, TokenStore};
 
 /// `on_token_update`: called once for each new token.
 pub type TokenCallback = Box<dyn Fn(&AccessToken) + Send + Sync>;
 /// `on_error`: called when a refresh fails while the cached token is still served.
+/// `on_refresh_failed`: called once per failed round.
 pub type ErrorCallback = Box<dyn Fn(&Error) + Send + Sync>;
 
 /// A boxed, `Send` future, as [`Io`] methods return (the tokio adapter's
@@ -37,6 +39,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How the driver wakes the callers an adapter has waiting.
 pub trait Wake: Send + Sync + 'static {
+    /// The `tracing` target of the driver's log lines: the adapter's crate.
+    const LOG_TARGET: crate::LogTarget = crate::LogTarget::Common;
+
     /// The state changed (a result arrived, a round ended, the token was
     /// dropped): wake every caller waiting, so it steps again.
     fn wake(&self);
@@ -65,6 +70,9 @@ pub struct Settings {
     pub on_token_update: Option<TokenCallback>,
     /// Called when a refresh fails while the cached token is still served.
     pub on_error: Option<ErrorCallback>,
+    /// Called once per round that ends without a new token (served token
+    /// or not), after the store's changes and before the waiters are woken.
+    pub on_refresh_failed: Option<ErrorCallback>,
     /// The store, if any (loaded first, fleet hooks, ordered writes).
     pub store: Option<Box<dyn AsyncTokenStore>>,
     /// The custom token provider, if any.
@@ -87,6 +95,11 @@ pub struct Driver<W> {
     state: Mutex<State>,
     published: Published,
     settings: Settings,
+    /// The client assertion file to read for the core, if the config names
+    /// one: read under its own lock, never under `state`'s.
+    assertion_file: Option<Mutex<AssertionFile>>,
+    /// The labels of this client's metrics.
+    labels: observe::Labels,
     /// The adapter's I/O: its transport, store, provider and waiters.
     pub io: W,
 }
@@ -116,8 +129,8 @@ struct State {
     /// result of a flight cut short by `signout()` is dropped.
     flights: u64,
     current: u64,
-    /// The client assertion file to read for the core, if the config names one.
-    assertion_file: Option<AssertionFile>,
+    /// Numbers each round's requests for their spans.
+    attempts: Attempts,
 }
 
 /// Which result a caller is after.
@@ -165,7 +178,7 @@ enum Task {
     /// round's token request.
     BeginFetch(Timestamp),
     /// Perform this HTTP exchange.
-    Send(http::Request<Vec<u8>>),
+    Send(http::Request<Vec<u8>>, Sent),
 }
 
 impl fmt::Debug for Task {
@@ -174,7 +187,7 @@ impl fmt::Debug for Task {
             Task::Load => f.write_str("Load"),
             Task::Provide(_) => f.write_str("Provide"),
             Task::BeginFetch(_) => f.write_str("BeginFetch"),
-            Task::Send(request) => write!(f, "Send({} {})", request.method(), request.uri()),
+            Task::Send(request, _) => write!(f, "Send({} {})", request.method(), crate::loggable_uri(request.uri())),
         }
     }
 }
@@ -210,6 +223,9 @@ struct Flight<W: Wake> {
     driver: Arc<Driver<W>>,
     number: u64,
     job: Job,
+    /// The span of the caller that started the flight: the parent of its
+    /// requests' spans, wherever the flight runs.
+    parent: tracing::Span,
 }
 
 /// What [`Flight::finish`] leads to.
@@ -234,6 +250,8 @@ enum Announce {
     Nothing,
     Token(AccessToken),
     RefreshFailed(Error),
+    /// A round failed with no usable token (its error goes to the callers).
+    RoundFailed(Error),
 }
 
 impl<W: Wake> Driver<W> {
@@ -241,7 +259,10 @@ impl<W: Wake> Driver<W> {
     pub fn new(settings: Settings, io: W) -> Self {
         // Always random: processes sharing a client must never repeat a jti.
         let source = TokenSource::new(settings.config.clone(), crate::random_bytes());
-        let assertion_file = settings.config.assertion_file().map(AssertionFile::new);
+        let assertion_file = settings
+            .config
+            .assertion_file()
+            .map(|path| Mutex::new(AssertionFile::new(path)));
         let loaded = settings.store.is_none();
         Driver {
             state: Mutex::new(State {
@@ -257,10 +278,12 @@ impl<W: Wake> Driver<W> {
                 store_waiters: Vec::new(),
                 flights: 0,
                 current: 0,
-                assertion_file,
+                attempts: Attempts::default(),
             }),
             published: Published::new(),
+            labels: observe::Labels::new(&settings.config),
             settings,
+            assertion_file,
             io,
         }
     }
@@ -285,6 +308,12 @@ impl<W: Wake> Driver<W> {
     /// The clock.
     pub fn clock(&self) -> &TimeSource {
         &self.settings.clock
+    }
+
+    /// Counts a caller among this client's waiting callers until the
+    /// returned guard is dropped (see [`observe::Waiting`]).
+    pub fn waiting(&self) -> observe::Waiting {
+        observe::Waiting::new(&self.labels)
     }
 
     /// The cached token if it is fresh: the lock-free path, for clients on
@@ -329,6 +358,7 @@ impl<W: Wake> Driver<W> {
 
     fn publish(&self, source: &TokenSource) {
         self.published.publish(source.token().zip(source.refresh_at()));
+        observe::token_times(&self.labels, source, || self.now());
     }
 
     fn flight(self: &Arc<Self>, state: &mut State, job: Job) -> Flight<W> {
@@ -340,12 +370,13 @@ impl<W: Wake> Driver<W> {
             driver: Arc::clone(self),
             number: state.current,
             job,
+            parent: tracing::Span::current(),
         }
     }
 
     /// Records a store change, in the order of the state changes (this runs
-    /// under the lock that made them). A deletion replaces every change not
-    /// yet applied; a save replaces a pending save but never a pending
+    /// under the lock that made them). A deletion (or eviction) replaces
+    /// every change not yet applied; a save replaces a pending save but never a pending
     /// deletion, which still lands first: otherwise a save applying now (of
     /// the token the deletion dropped) would stay in the store if the later
     /// save failed or never ran.
@@ -354,7 +385,7 @@ impl<W: Wake> Driver<W> {
             state.store_recorded += 1;
             let pending = &mut state.store_pending;
             match change {
-                StoreChange::Delete => pending.clear(),
+                StoreChange::Delete | StoreChange::Evict(_) => pending.clear(),
                 StoreChange::Save(_) => {
                     if matches!(pending.back(), Some((_, StoreChange::Save(_)))) {
                         pending.pop_back();
@@ -381,13 +412,24 @@ impl<W: Wake> Driver<W> {
                 flight,
             });
         }
-        let state = &mut *state;
-        if let Some(file) = &mut state.assertion_file {
+        if let Some(file) = &self.assertion_file {
             // Only when a request may be built: a fresh token needs no assertion.
             if state.source.refresh_at().is_none_or(|at| now >= at) {
-                file.refresh(&mut state.source);
+                // Read outside the state lock: callers served from cache, and
+                // the flight's own bookkeeping, never wait for a file system.
+                // Callers that need the assertion read it one at a time, so
+                // each sees the content the one before handed over.
+                drop(state);
+                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                let content = file.read_if_changed();
+                state = self.lock();
+                drop(file);
+                if let Some(content) = content {
+                    state.source.provide_assertion(content);
+                }
             }
         }
+        let state = &mut *state;
         let action = match mode {
             Mode::Token => state.source.poll(now),
             Mode::Refresh(ticket) => state.source.poll_refresh(now, ticket),
@@ -414,8 +456,9 @@ impl<W: Wake> Driver<W> {
             (Task::BeginFetch(now), Job::Held(outgoing))
         } else {
             let Outgoing { id, kind, request } = outgoing;
-            tracing::debug!(request = %id, ?kind, method = %request.method(), uri = %request.uri(), "client-credentials: sending");
-            (Task::Send(request), Job::Sent(id))
+            crate::log_event!(W::LOG_TARGET, debug, request = %id, ?kind, method = %request.method(), uri = %crate::loggable_uri(request.uri()), "client-credentials: sending");
+            let attempt = state.attempts.next(kind);
+            (Task::Send(request, Sent { kind, id, attempt }), Job::Sent(id))
         }
     }
 
@@ -440,7 +483,8 @@ impl<W: Wake> Driver<W> {
     /// A DPoP proof (RFC 9449 §7) for a request to a resource with `token`:
     /// `htm` = `method`, `htu` = `uri` without query and fragment, `ath` =
     /// the token's hash, a fresh `jti`; `nonce` is the resource server's, if
-    /// it asked for one. `Ok(None)` when the config has no DPoP key.
+    /// it asked for one, else the latest kept for `uri`'s origin
+    /// ([`Driver::remember_dpop_nonce`]). `Ok(None)` when the config has no DPoP key.
     pub fn dpop_proof(
         &self,
         method: &http::Method,
@@ -453,6 +497,15 @@ impl<W: Wake> Driver<W> {
         }
         let now = self.now();
         self.lock().source.dpop_proof(now, method, uri, Some(token), nonce)
+    }
+
+    /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):
+    /// the next proof for `url`'s origin carries it, so a server that
+    /// demands nonces costs one extra request per nonce, not per call.
+    pub fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
+        if self.settings.config.dpop_key().is_some() {
+            self.lock().source.remember_dpop_nonce(url, nonce);
+        }
     }
 
     /// A resource server's 401 to a request for `requested` named where its
@@ -474,16 +527,20 @@ impl<W: Wake> Driver<W> {
         Ok(Mode::Refresh(ticket))
     }
 
-    /// The resource server rejected `token`: stop serving it. Returns
-    /// whether it was the cached token and its deletion from the store is
-    /// due ([`Driver::save_changes`]).
+    /// The resource server rejected `token`: stop serving it (see
+    /// [`TokenSource::invalidate_at`]: a token rejected soon after it was
+    /// fetched fails the round, and callers get the back-off's error).
+    /// Returns whether it was the cached token and its eviction from the
+    /// store (deleted only if the store still holds it) is due
+    /// ([`Driver::save_changes`]).
     pub fn invalidate(&self, token: &AccessToken) -> bool {
+        let now = self.now();
         let mut state = self.lock();
-        if !state.source.invalidate(token) {
+        if !state.source.invalidate_at(now, token) {
             return false;
         }
         self.publish(&state.source);
-        let delete = self.record(&mut state, StoreChange::Delete);
+        let delete = self.record(&mut state, StoreChange::Evict(token.clone()));
         drop(state);
         self.io.wake();
         delete
@@ -493,6 +550,7 @@ impl<W: Wake> Driver<W> {
     /// Returns whether the fleet's `end_fetch` is due.
     fn end_round(state: &mut State) -> bool {
         state.asked = false;
+        state.attempts.reset();
         std::mem::take(&mut state.fleet)
     }
 
@@ -524,7 +582,7 @@ impl<W: Wake> Flight<W> {
                 match result {
                     Ok(Some(token)) if state.source.token().is_none() => state.source.insert_token(token),
                     Ok(_) => {}
-                    Err(error) => store_failed("load", &error),
+                    Err(error) => store_failed(W::LOG_TARGET, "load", &error),
                 }
             }
             (Job::Held(outgoing), Outcome::Provided(token)) if current => {
@@ -539,11 +597,12 @@ impl<W: Wake> Flight<W> {
                 }
             }
             (Job::Held(outgoing), Outcome::Turn(turn)) if current => {
+                observe::fleet_turn(&driver.labels, &turn);
                 let token = match turn {
                     Ok(FleetTurn::Use(token)) => Some(token),
                     Ok(FleetTurn::Fetch) => None,
                     Err(error) => {
-                        tracing::warn!(%error, "client-credentials: the store's fleet hook failed; fetching");
+                        crate::log_event!(W::LOG_TARGET, warn, %error, "client-credentials: the store's fleet hook failed; fetching");
                         None
                     }
                 };
@@ -572,13 +631,14 @@ impl<W: Wake> Flight<W> {
                     Err(_) => state.source.retry_after_capped(),
                 };
                 if let Some(asked) = capped {
-                    tracing::warn!(
+                    crate::log_event!(W::LOG_TARGET, warn,
                         request = %id,
                         retry_after_secs = asked.as_secs(),
                         waiting_secs = driver.config().retry().max_retry_after.as_secs(),
                         "client-credentials: the provider's Retry-After is longer than max_retry_after; waiting the maximum"
                     );
                 }
+                observe::handled(&driver.labels, now, &handled);
                 match handled {
                     Ok(Event::TokenUpdated(token)) => {
                         done.end_fetch = Driver::<W>::end_round(&mut state);
@@ -596,11 +656,14 @@ impl<W: Wake> Flight<W> {
                             return done.continue_with(&mut state, now, outgoing);
                         }
                     }
-                    Ok(event) => tracing::debug!(request = %id, ?event, "client-credentials: handled"),
+                    Ok(event) => {
+                        crate::log_event!(W::LOG_TARGET, debug, request = %id, ?event, "client-credentials: handled")
+                    }
                     Err(Error::UnknownRequest { .. }) => {}
                     Err(error) => {
-                        tracing::debug!(request = %id, %error, "client-credentials: round failed");
+                        crate::log_event!(W::LOG_TARGET, debug, request = %id, %error, "client-credentials: round failed");
                         done.end_fetch = Driver::<W>::end_round(&mut state);
+                        done.announce = Announce::RoundFailed(error);
                     }
                 }
             }
@@ -648,23 +711,33 @@ impl<W: Wake> Done<W> {
     }
 
     /// Runs the callbacks for the flight's outcome (`on_token_update` for a
-    /// new token, `on_error` and a warning for a failed refresh); dropping
-    /// `self` then wakes the waiters.
+    /// new token, `on_error` and a warning for a failed refresh,
+    /// `on_refresh_failed` for any failed round); dropping `self` then wakes
+    /// the waiters.
     fn announce(self) {
-        let settings = &self.flight.driver.settings;
-        match &self.announce {
+        let (settings, labels) = (&self.flight.driver.settings, &self.flight.driver.labels);
+        let failed = match &self.announce {
             Announce::Token(token) => {
                 if let Some(callback) = &settings.on_token_update {
                     callback(token);
                 }
+                None
             }
             Announce::RefreshFailed(error) => {
-                tracing::warn!(%error, "client-credentials: refresh failed; the cached token is served until it expires");
+                crate::log_event!(W::LOG_TARGET, warn, %error, "client-credentials: refresh failed; the cached token is served until it expires");
                 if let Some(callback) = &settings.on_error {
                     callback(error);
                 }
+                Some(error)
             }
-            Announce::Nothing => {}
+            Announce::RoundFailed(error) => Some(error),
+            Announce::Nothing => None,
+        };
+        if let Some(error) = failed {
+            observe::round_failed(labels, error);
+            if let Some(callback) = &settings.on_refresh_failed {
+                callback(error);
+            }
         }
     }
 }
@@ -718,6 +791,7 @@ impl Settings {
             clock: TimeSource::System,
             on_token_update: None,
             on_error: None,
+            on_refresh_failed: None,
             store: None,
             provider: None,
         }
@@ -843,6 +917,21 @@ macro_rules! builder_methods {
             self
         }
 
+        /// Called once for each round that ends without a new token (its
+        /// retries exhausted, a final OAuth error, a failed discovery),
+        /// whether or not a cached token is still served; beside
+        /// [`on_token_update`](ClientBuilder::on_token_update), for counting
+        /// or alerting. Runs outside the client's lock, by the caller or
+        /// task that ran the round, before the callers waiting for it are
+        /// woken. Keep it short.
+        pub fn on_refresh_failed(
+            mut self,
+            callback: impl Fn(&client_credentials::Error) + Send + Sync + 'static,
+        ) -> Self {
+            self.settings.on_refresh_failed = Some(Box::new(callback));
+            self
+        }
+
         /// Reads time from `clock` instead of the wall clock: a
         /// [`ManualClock`](crate::ManualClock) lets tests step through expiry
         /// and back-off without sleeping. Cached reads then go through the
@@ -860,7 +949,7 @@ impl<W: Io> Driver<W> {
     pub async fn fly(self: Arc<Self>, work: Work<W>) {
         let Work { mut task, mut flight } = work;
         let done = loop {
-            let outcome = self.perform(task).await;
+            let outcome = self.perform(task, &flight.parent).await;
             match flight.finish(outcome) {
                 Next::Work(next) => (task, flight) = (next.task, next.flight),
                 Next::Done(done) => break done,
@@ -874,10 +963,13 @@ impl<W: Io> Driver<W> {
     }
 
     /// Performs a flight's task with the adapter's transport, the store, the provider.
-    async fn perform(&self, task: Task) -> Outcome {
+    async fn perform(&self, task: Task, parent: &tracing::Span) -> Outcome {
         let (config, store) = (self.config(), self.settings.store.as_deref());
         match task {
-            Task::Send(request) => Outcome::Response(self.io.send(request).await),
+            Task::Send(request, sent) => {
+                let send = |request| self.io.send(request);
+                Outcome::Response(observe::send(config, &self.labels, parent, sent, request, send).await)
+            }
             Task::Provide(last) => Outcome::Provided(match &self.settings.provider {
                 Some(provide) => provide(last).await,
                 None => None,
@@ -908,9 +1000,10 @@ impl<W: Io> Driver<W> {
             let result = match &change {
                 StoreChange::Save(token) => store.save(self.config(), token).await,
                 StoreChange::Delete => store.delete(self.config()).await,
+                StoreChange::Evict(token) => store.evict(self.config(), token).await,
             };
             if let Err(error) = result {
-                store_failed(change.verb(), &error);
+                store_failed(W::LOG_TARGET, change.verb(), &error);
             }
         }
     }
@@ -932,7 +1025,18 @@ impl<W: Io> Driver<W> {
             let deletion = self
                 .record(&mut state, StoreChange::Delete)
                 .then_some(state.store_recorded);
-            let revoke = outgoing.map(|outgoing| (outgoing.request, self.flight(&mut state, Job::Revoke(outgoing.id))));
+            let revoke = outgoing.map(|outgoing| {
+                let sent = Sent {
+                    kind: outgoing.kind,
+                    id: outgoing.id,
+                    attempt: 1,
+                };
+                (
+                    outgoing.request,
+                    sent,
+                    self.flight(&mut state, Job::Revoke(outgoing.id)),
+                )
+            });
             (deletion, revoke)
         };
         self.io.wake();
@@ -944,10 +1048,14 @@ impl<W: Io> Driver<W> {
                 self.save_changes().await;
             }
         }
-        let Some((request, flight)) = revocation else {
+        let Some((request, sent, flight)) = revocation else {
             return Ok(());
         };
-        flight.revoked(self.io.send(request).await)
+        let result = observe::send(self.config(), &self.labels, &flight.parent, sent, request, |request| {
+            self.io.send(request)
+        })
+        .await;
+        flight.revoked(result)
     }
 }
 

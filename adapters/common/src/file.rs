@@ -15,14 +15,23 @@
 //!   fingerprint) reads as empty, so a production token never reaches a
 //!   staging API, nor one organization's token another's; a delete likewise
 //!   removes only a token saved under its own fingerprint;
-//! - on Unix, only a file owned by the user this process runs as, with no
-//!   permission for group or others: another local user could have planted
-//!   it (in `/tmp`, say) or read it. Such a file is refused with a
-//!   `PermissionDenied` error, which the clients log as a warning before
-//!   fetching a token of their own.
+//! - on Unix, only a regular file owned by the user this process runs as,
+//!   with no permission for group or others, reached without following a
+//!   symlink: another local user could have planted it (in `/tmp`, say),
+//!   pointed a link at another file, or read it. The file is opened with
+//!   `O_NOFOLLOW | O_NONBLOCK` and checked on the open handle, so what is
+//!   checked is what is read, and a FIFO at the path is refused at once
+//!   instead of blocking every caller; at most [`MAX_FILE_BYTES`] are read.
+//!   A refused file is a `PermissionDenied` (or, too large, `InvalidData`)
+//!   error holding a [`RefusedFile`], which the clients log as a warning
+//!   before fetching a token of their own.
+//!
+//! [`read_checked`] applies the same checks, with a rule of its own, to a
+//! client assertion file (see [`FileRule::Platform`]).
 //!
 //! [`Config::fingerprint`]: client_credentials::Config::fingerprint
 
+use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -30,21 +39,241 @@ use std::path::{Path, PathBuf};
 use client_credentials::AccessToken;
 use serde_json::Value;
 
+/// The most a token or assertion file may hold: a token file is a few KiB,
+/// a projected service-account token or a JWT-SVID a few more.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024;
+
+/// Who may own, change and read a file that credentials are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileRule {
+    /// The token file: owned by this process's user, no permission at all
+    /// for group or others (it holds a bearer token), never a symlink.
+    Private,
+    /// A client assertion file written by the platform: the kubelet's
+    /// projected service-account token (root-owned, mode 0644), a cloud
+    /// agent's federated token, a SPIFFE helper's JWT-SVID. Owned by this
+    /// process's user or by root; group and others may read it (the
+    /// assertion is short-lived and bound to one audience) but not write
+    /// it. The path may be a symlink owned by this user or root, followed
+    /// once (the kubelet's `token -> ..data/token`, swapped on rotation):
+    /// the file it names is opened without following a further link.
+    Platform,
+}
+
+/// Why a credential file was refused before its content was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The path is a symbolic link the rule does not follow.
+    SymbolicLink,
+    /// Not a regular file: a FIFO, a device, a socket, a directory.
+    NotARegularFile,
+    /// Owned by a user the rule does not trust.
+    Owner {
+        /// The file's owner.
+        uid: u32,
+    },
+    /// Group or others may change (or, for the token file, read) it.
+    Mode {
+        /// The permission bits.
+        mode: u32,
+    },
+    /// Larger than [`MAX_FILE_BYTES`].
+    TooLarge,
+}
+
+/// A credential file refused before its content was used: the inner error
+/// of the `io::Error` that [`load`] and [`read_checked`] return
+/// (`PermissionDenied`, or `InvalidData` when too large).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedFile {
+    path: PathBuf,
+    rule: FileRule,
+    refusal: Refusal,
+}
+
+impl RefusedFile {
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Why it was refused.
+    pub fn refusal(&self) -> &Refusal {
+        &self.refusal
+    }
+
+    fn into_io(self) -> io::Error {
+        let kind = match self.refusal {
+            Refusal::TooLarge => io::ErrorKind::InvalidData,
+            _ => io::ErrorKind::PermissionDenied,
+        };
+        io::Error::new(kind, self)
+    }
+}
+
+impl fmt::Display for RefusedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        let private = self.rule == FileRule::Private;
+        write!(f, "{path} is not trusted: ")?;
+        match &self.refusal {
+            Refusal::SymbolicLink if private => {
+                f.write_str("it is a symbolic link, not followed (another user may have pointed it elsewhere)")
+            }
+            Refusal::SymbolicLink => {
+                f.write_str("it is a symbolic link not owned by this user or root, or a link to a link; not followed")
+            }
+            Refusal::NotARegularFile => f.write_str("it is not a regular file (a FIFO, device or directory?)"),
+            Refusal::Owner { uid } => write!(
+                f,
+                "it is owned by uid {uid}, not by this process's user{}; another user may have planted it \
+                 (delete it, or keep it in a private directory)",
+                if private { "" } else { " or root" }
+            ),
+            Refusal::Mode { mode } if private => write!(
+                f,
+                "it has mode {mode:03o}, which lets group or others read or change it (chmod 600 it)"
+            ),
+            Refusal::Mode { mode } => write!(
+                f,
+                "it has mode {mode:03o}, which lets group or others change it (chmod go-w it)"
+            ),
+            Refusal::TooLarge => write!(f, "it holds more than {MAX_FILE_BYTES} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for RefusedFile {}
+
+/// Reads the file at `path` under `rule`: opened without following a
+/// symlink (beyond what the rule allows) and without blocking, checked on
+/// the open handle (a regular file, its owner, its mode), at most
+/// [`MAX_FILE_BYTES`] read. A refusal is an `io::Error` holding a
+/// [`RefusedFile`]; a missing file is `NotFound`.
+pub fn read_checked(path: &Path, rule: FileRule) -> io::Result<Vec<u8>> {
+    let refused = |refusal| RefusedFile {
+        path: path.to_owned(),
+        rule,
+        refusal,
+    };
+    let mut file = open_checked(path, rule).map_err(|e| match e {
+        Opened::Refused(refusal) => refused(refusal).into_io(),
+        Opened::Failed(error) => error,
+    })?;
+    let metadata = file.metadata()?;
+    check_handle(&metadata, rule).map_err(|refusal| refused(refusal).into_io())?;
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(refused(Refusal::TooLarge).into_io());
+    }
+    let mut bytes = Vec::new();
+    // The length may grow between the check and the read: the cap holds anyway.
+    (&mut file).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(refused(Refusal::TooLarge).into_io());
+    }
+    Ok(bytes)
+}
+
+#[cfg_attr(not(unix), allow(dead_code))]
+enum Opened {
+    Refused(Refusal),
+    Failed(io::Error),
+}
+
+/// Opens `path` read-only with `O_NOFOLLOW | O_NONBLOCK`: a symlink as the
+/// last component fails to open (it is then told apart from other
+/// failures), and a FIFO opens at once instead of waiting for a writer.
+#[cfg(unix)]
+fn open_checked(path: &Path, rule: FileRule) -> Result<fs::File, Opened> {
+    use std::os::unix::fs::MetadataExt;
+    let open = |path: &Path| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(path)
+    };
+    let is_link = |path: &Path| fs::symlink_metadata(path).ok().filter(|m| m.file_type().is_symlink());
+    match open(path) {
+        Ok(file) => Ok(file),
+        Err(error) => match (is_link(path), rule) {
+            (None, _) => Err(Opened::Failed(error)),
+            (Some(_), FileRule::Private) => Err(Opened::Refused(Refusal::SymbolicLink)),
+            (Some(link), FileRule::Platform) => {
+                // One hop, through a link only this user or root can have made.
+                if !trusted_owner(link.uid(), rule) {
+                    return Err(Opened::Refused(Refusal::SymbolicLink));
+                }
+                let target = fs::read_link(path).map_err(Opened::Failed)?;
+                let target = match path.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+                open(&target).map_err(|error| match is_link(&target) {
+                    Some(_) => Opened::Refused(Refusal::SymbolicLink),
+                    None => Opened::Failed(error),
+                })
+            }
+        },
+    }
+}
+
+#[cfg(not(unix))]
+fn open_checked(path: &Path, _: FileRule) -> Result<fs::File, Opened> {
+    fs::File::open(path).map_err(Opened::Failed)
+}
+
+/// Whether `uid` may own a file read under `rule`.
+#[cfg(unix)]
+fn trusted_owner(uid: u32, rule: FileRule) -> bool {
+    let me = process_uid();
+    uid == me || (rule == FileRule::Platform && uid == 0)
+}
+
+/// The checks made on the open handle: a regular file, owner, mode.
+#[cfg(unix)]
+fn check_handle(metadata: &fs::Metadata, rule: FileRule) -> Result<(), Refusal> {
+    use std::os::unix::fs::MetadataExt;
+    if !metadata.file_type().is_file() {
+        return Err(Refusal::NotARegularFile);
+    }
+    if !trusted_owner(metadata.uid(), rule) {
+        return Err(Refusal::Owner { uid: metadata.uid() });
+    }
+    let mode = metadata.mode() & 0o777;
+    let forbidden = match rule {
+        FileRule::Private => 0o077,
+        FileRule::Platform => 0o022,
+    };
+    if mode & forbidden != 0 {
+        return Err(Refusal::Mode { mode });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_handle(metadata: &fs::Metadata, _: FileRule) -> Result<(), Refusal> {
+    if metadata.file_type().is_file() {
+        Ok(())
+    } else {
+        Err(Refusal::NotARegularFile)
+    }
+}
+
 /// Reads the token at `path` saved for `fingerprint`: `Ok(None)` when the
 /// file does not exist or was saved for another configuration; an
 /// `InvalidData` error when it is not a token file, a `PermissionDenied`
 /// error when its owner or permissions make it untrustworthy (the caller
 /// treats both as empty, with a warning).
 pub fn load(path: &Path, fingerprint: &str) -> io::Result<Option<AccessToken>> {
-    let mut file = match fs::File::open(path) {
-        Ok(file) => file,
+    let bytes = match read_checked(path, FileRule::Private) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    // Checked on the open file, so what is checked is what is read.
-    check_trusted(path, &file.metadata()?)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
     let not_a_token = |reason: String| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -153,54 +382,10 @@ fn sync_dir(_: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Refuses a file another user owns, or that group or others may access.
+/// The user this process runs as (its effective uid).
 #[cfg(unix)]
-fn check_trusted(path: &Path, metadata: &fs::Metadata) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let refused = |why: String| {
-        io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("{} {why}: not trusted, a token is fetched instead", path.display()),
-        )
-    };
-    if let Some(uid) = process_uid() {
-        if metadata.uid() != uid {
-            return Err(refused(format!(
-                "is owned by uid {}, not by this process's user (uid {uid}); another user may have planted it \
-                 (delete it, or keep tokens in a private directory)",
-                metadata.uid()
-            )));
-        }
-    }
-    let mode = metadata.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(refused(format!(
-            "has mode {mode:03o}, which lets group or others read or change it (chmod 600 it)"
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_trusted(_: &Path, _: &fs::Metadata) -> io::Result<()> {
-    Ok(())
-}
-
-/// The uid this process creates files as, learned once from a file it
-/// creates (no `unsafe`, no libc): `None` when no file could be created
-/// (the owner check is then skipped; the permission check still runs).
-#[cfg(unix)]
-fn process_uid() -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    use std::sync::OnceLock;
-    static UID: OnceLock<Option<u32>> = OnceLock::new();
-    *UID.get_or_init(|| {
-        let probe = std::env::temp_dir().join(format!(".client-credentials-uid.{}.{}", std::process::id(), unique()));
-        let file = open_private(&probe).ok()?;
-        let uid = file.metadata().ok().map(|m| m.uid());
-        let _ = fs::remove_file(&probe);
-        uid
-    })
+fn process_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 #[cfg(test)]
@@ -224,7 +409,7 @@ mod tests {
         save(&path, FINGERPRINT, &token).unwrap();
         let back = load(&path, FINGERPRINT).unwrap().unwrap();
         assert_eq!(back, token);
-        assert_eq!(back.refresh_token().unwrap().expose_secret(), "r");
+        assert_eq!(back.refresh_token().unwrap(), "r");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -324,7 +509,7 @@ mod tests {
         let path = dir.path().join("token.json");
         let token = AccessToken::builder("planted").build().unwrap();
         save(&path, FINGERPRINT, &token).unwrap();
-        let uid = process_uid().expect("the process uid is learned");
+        let uid = process_uid();
         assert_eq!(fs::metadata(&path).unwrap().uid(), uid);
         if std::os::unix::fs::chown(&path, Some(uid.wrapping_add(4242)), None).is_err() {
             return; // not root
@@ -332,5 +517,149 @@ mod tests {
         let error = load(&path, FINGERPRINT).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
         assert!(error.to_string().contains("owned by uid"), "{error}");
+    }
+
+    /// Runs `read` on another thread and fails the test, instead of hanging
+    /// it, when no answer comes within a few seconds.
+    #[cfg(unix)]
+    fn promptly<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> T {
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || send.send(read()));
+        receive
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the read returned promptly instead of blocking")
+    }
+
+    #[cfg(unix)]
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+        assert!(status.success());
+    }
+
+    #[cfg(unix)]
+    fn refusal(error: &io::Error) -> Refusal {
+        error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<RefusedFile>())
+            .unwrap_or_else(|| panic!("not a RefusedFile: {error:?}"))
+            .refusal()
+            .clone()
+    }
+
+    /// A FIFO at the token path (planted, or left by a tool) is refused at
+    /// once: opened without O_NONBLOCK, the open waits for a writer that
+    /// never comes, and every caller waits inside the single flight.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_at_the_token_path_is_refused_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        mkfifo(&path);
+        let error = promptly(move || load(&path, FINGERPRINT).unwrap_err());
+        assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(refusal(&error), Refusal::NotARegularFile);
+    }
+
+    /// A symlink at the token path is not followed, whatever it names.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_at_the_token_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        let path = dir.path().join("token.json");
+        save(&real, FINGERPRINT, &AccessToken::builder("tok").build().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        let error = load(&path, FINGERPRINT).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(refusal(&error), Refusal::SymbolicLink);
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+    }
+
+    /// A file larger than the cap is refused without being read into memory.
+    #[cfg(unix)]
+    #[test]
+    fn a_token_file_of_one_mebibyte_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        fs::write(&path, vec![b' '; 1024 * 1024]).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let error = load(&path, FINGERPRINT).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(refusal(&error), Refusal::TooLarge);
+    }
+
+    /// A world-writable token file is refused (another user may have written it).
+    #[cfg(unix)]
+    #[test]
+    fn a_world_writable_token_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        save(&path, FINGERPRINT, &AccessToken::builder("tok").build().unwrap()).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let error = load(&path, FINGERPRINT).unwrap_err();
+        assert_eq!(refusal(&error), Refusal::Mode { mode: 0o666 });
+    }
+
+    /// The assertion file's rule: a platform's token (this user's or root's,
+    /// readable by others, as the kubelet writes it) is read, through the
+    /// kubelet's one symlink; a FIFO, a link to a link, a writable or too
+    /// large file are refused.
+    #[cfg(unix)]
+    #[test]
+    fn an_assertion_file_is_read_under_the_platform_rule() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let read = |path: &Path| read_checked(path, FileRule::Platform);
+
+        // The kubelet's layout: token -> ..data/token, ..data -> ..2026_01_01, mode 0644.
+        let data = dir.path().join("..2026_01_01");
+        fs::create_dir(&data).unwrap();
+        fs::write(data.join("token"), b"header.claims.signature").unwrap();
+        fs::set_permissions(data.join("token"), fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink("..2026_01_01", dir.path().join("..data")).unwrap();
+        let path = dir.path().join("token");
+        std::os::unix::fs::symlink("..data/token", &path).unwrap();
+        assert_eq!(read(&path).unwrap(), b"header.claims.signature");
+
+        // A link to a link: not followed further.
+        let twice = dir.path().join("twice");
+        std::os::unix::fs::symlink(&path, &twice).unwrap();
+        assert_eq!(refusal(&read(&twice).unwrap_err()), Refusal::SymbolicLink);
+
+        // Writable by others.
+        let writable = dir.path().join("writable");
+        fs::write(&writable, b"a.b.c").unwrap();
+        fs::set_permissions(&writable, fs::Permissions::from_mode(0o646)).unwrap();
+        assert_eq!(refusal(&read(&writable).unwrap_err()), Refusal::Mode { mode: 0o646 });
+
+        // 1 MiB.
+        let large = dir.path().join("large");
+        fs::write(&large, vec![b'a'; 1024 * 1024]).unwrap();
+        assert_eq!(refusal(&read(&large).unwrap_err()), Refusal::TooLarge);
+
+        // A FIFO, directly and through a link.
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let linked = dir.path().join("linked-fifo");
+        std::os::unix::fs::symlink(&fifo, &linked).unwrap();
+        for path in [fifo, linked] {
+            let error = promptly(move || read_checked(&path, FileRule::Platform).unwrap_err());
+            assert_eq!(refusal(&error), Refusal::NotARegularFile);
+        }
+
+        // A link another user made is not followed; a file another user
+        // owns is refused. Changing an owner needs root.
+        let uid = process_uid();
+        let other = if uid == 0 { 4242 } else { uid.wrapping_add(4242) };
+        let planted = dir.path().join("planted");
+        std::os::unix::fs::symlink(data.join("token"), &planted).unwrap();
+        if std::os::unix::fs::lchown(&planted, Some(other), None).is_ok() {
+            assert_eq!(refusal(&read(&planted).unwrap_err()), Refusal::SymbolicLink);
+            std::os::unix::fs::chown(&writable, Some(other), None).unwrap();
+            fs::set_permissions(&writable, fs::Permissions::from_mode(0o644)).unwrap();
+            assert_eq!(refusal(&read(&writable).unwrap_err()), Refusal::Owner { uid: other });
+        }
     }
 }

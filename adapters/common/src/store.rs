@@ -22,8 +22,8 @@ use crate::file;
 /// several configurations keys its entries by it, e.g. by
 /// `Config::fingerprint`). The client loads the store lazily, inside the
 /// single flight of the first call that needs a token; saves every new token
-/// before waking the callers waiting for it; and deletes it at sign-out and
-/// when the cached token is invalidated. Writes apply in the order of the
+/// before waking the callers waiting for it; deletes it at sign-out; and
+/// evicts it ([`TokenStore::evict`]) when the cached token is invalidated. Writes apply in the order of the
 /// changes that caused them: a save never lands after the sign-out or
 /// invalidation that dropped its token, and of two quick saves the later one
 /// lands last. Failures are logged with `tracing::warn!` and never fail a
@@ -32,6 +32,12 @@ use crate::file;
 ///
 /// A store shared by a fleet of processes can make one of them fetch and the
 /// others use its token: see [`TokenStore::begin_fetch`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a token store of the blocking adapter (`client_credentials_blocking::TokenStore`)",
+    label = "not a blocking `TokenStore`",
+    note = "`RedisStore` is one with the feature `blocking` of `client-credentials-redis`: `client-credentials-redis = {{ version = \"0.1\", features = [\"blocking\"] }}`",
+    note = "the tokio adapter's stores implement `client_credentials_tokio::TokenStore` instead"
+)]
 pub trait TokenStore: Send + Sync + 'static {
     /// The stored token, if any.
     fn load(&self, config: &Config) -> io::Result<Option<AccessToken>>;
@@ -39,6 +45,16 @@ pub trait TokenStore: Send + Sync + 'static {
     fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()>;
     /// Removes the stored token (nothing stored is not an error).
     fn delete(&self, config: &Config) -> io::Result<()>;
+
+    /// A resource server rejected `token`: remove it from the store, but
+    /// only if it is still the stored one. A store shared by several
+    /// processes overrides this with a compare-and-delete, so a process
+    /// holding a token the others have already replaced never deletes the
+    /// newer one. The default calls [`TokenStore::delete`].
+    fn evict(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
+        let _ = token;
+        self.delete(config)
+    }
 
     /// Called inside the single flight right before this process sends a
     /// token request: [`FleetTurn::Fetch`] lets it send (the default);
@@ -63,6 +79,12 @@ pub trait TokenStore: Send + Sync + 'static {
 ///
 /// Methods return [`BoxFuture`]s so `Box<dyn AsyncTokenStore>` works; write
 /// the body as `Box::pin(async move { .. })`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a token store of the tokio adapter (`client_credentials_tokio::TokenStore`)",
+    label = "not a tokio `TokenStore`",
+    note = "`RedisStore` is one with the feature `tokio` of `client-credentials-redis`: `client-credentials-redis = {{ version = \"0.1\", features = [\"tokio\"] }}`",
+    note = "the blocking adapter's stores implement `client_credentials_blocking::TokenStore` instead"
+)]
 pub trait AsyncTokenStore: Send + Sync + 'static {
     /// The stored token, `Ok(None)` when there is none.
     fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>>;
@@ -70,6 +92,13 @@ pub trait AsyncTokenStore: Send + Sync + 'static {
     fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>>;
     /// Removes the stored token (nothing stored is not an error).
     fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>>;
+
+    /// As [`TokenStore::evict`]: removes `token` only if it is still the
+    /// stored one; the default calls [`AsyncTokenStore::delete`].
+    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        let _ = token;
+        self.delete(config)
+    }
 
     /// As [`TokenStore::begin_fetch`]: `Fetch` (the default) or `Use(token)`.
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
@@ -98,6 +127,9 @@ impl AsyncTokenStore for Blocking {
     fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(std::future::ready(self.0.delete(config)))
     }
+    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(std::future::ready(self.0.evict(config, token)))
+    }
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
         Box::pin(std::future::ready(self.0.begin_fetch(config, now)))
     }
@@ -117,6 +149,9 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     fn delete(&self, config: &Config) -> io::Result<()> {
         (**self).delete(config)
     }
+    fn evict(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
+        (**self).evict(config, token)
+    }
     fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
         (**self).begin_fetch(config, now)
     }
@@ -134,6 +169,9 @@ impl<T: AsyncTokenStore + ?Sized> AsyncTokenStore for Arc<T> {
     }
     fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
         (**self).delete(config)
+    }
+    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        (**self).evict(config, token)
     }
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
         (**self).begin_fetch(config, now)
@@ -167,6 +205,8 @@ pub enum StoreChange {
     Save(AccessToken),
     /// `delete()`.
     Delete,
+    /// `evict(token)`: the token a resource server rejected.
+    Evict(AccessToken),
 }
 
 impl StoreChange {
@@ -175,6 +215,7 @@ impl StoreChange {
         match self {
             StoreChange::Save(_) => "save",
             StoreChange::Delete => "delete",
+            StoreChange::Evict(_) => "evict",
         }
     }
 }
@@ -222,8 +263,9 @@ impl fmt::Debug for MemoryStore {
 
 /// Logs a failed store call: a store is a cache, so its failure never fails
 /// a token request.
-pub fn store_failed(what: &str, error: &std::io::Error) {
-    tracing::warn!(%error, "client-credentials: could not {what} the stored token");
+pub fn store_failed(target: crate::LogTarget, what: &str, error: &std::io::Error) {
+    crate::observe::store_error(what);
+    crate::log_event!(target, warn, %error, "client-credentials: could not {what} the stored token");
 }
 
 /// A token file: JSON, written atomically (a temporary file renamed over
@@ -280,6 +322,7 @@ impl TokenStore for FileStore {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 #[cfg(feature = "tokio")]
 impl AsyncTokenStore for FileStore {
     fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
@@ -313,6 +356,13 @@ impl TokenStore for MemoryStore {
         self.set(None);
         Ok(())
     }
+    fn evict(&self, _: &Config, token: &AccessToken) -> io::Result<()> {
+        let mut stored = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if stored.as_ref().is_some_and(|stored| stored.same_token(token)) {
+            *stored = None;
+        }
+        Ok(())
+    }
 }
 
 impl AsyncTokenStore for MemoryStore {
@@ -324,5 +374,31 @@ impl AsyncTokenStore for MemoryStore {
     }
     fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
         Box::pin(std::future::ready(TokenStore::delete(self, config)))
+    }
+    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(std::future::ready(TokenStore::evict(self, config, token)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicting_a_memory_store_removes_only_the_rejected_token() {
+        let config = Config::builder("id", "secret")
+            .token_endpoint("https://auth.example.com/token")
+            .build()
+            .unwrap();
+        let (stale, newer) = (
+            AccessToken::builder("stale").build().unwrap(),
+            AccessToken::builder("newer").build().unwrap(),
+        );
+        let store = MemoryStore::new();
+        store.set(Some(newer.clone()));
+        TokenStore::evict(&store, &config, &stale).unwrap();
+        assert_eq!(store.get().map(|t| t.secret().to_owned()).as_deref(), Some("newer"));
+        TokenStore::evict(&store, &config, &newer).unwrap();
+        assert!(store.get().is_none());
     }
 }

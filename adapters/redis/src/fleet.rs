@@ -12,10 +12,10 @@
 //! fetch regardless. A Redis error at any step → fetch (the drivers bound
 //! every call with a timeout).
 //!
-//! Every store call (`load`, `save`, `delete`, `begin_fetch`, `end_fetch`)
-//! is an [`Operation`] built here: it says which command to send next and
-//! what the answer means, so the drivers (`blocking`, `tokio`) only send
-//! commands and sleep, each in one loop.
+//! Every store call (`load`, `save`, `delete`, `evict`, `begin_fetch`,
+//! `end_fetch`) is an [`Operation`] built here: it says which command to
+//! send next and what the answer means, so the drivers (`blocking`,
+//! `tokio`) only send commands and sleep, each in one loop.
 
 use std::io;
 use std::time::Duration;
@@ -26,20 +26,67 @@ use redis::{Cmd, RedisResult, Value};
 
 use crate::keys::Keys;
 use crate::seal::Sealer;
-use crate::store::{io_error, Shared};
+use crate::store::{io_error, store_error, RedisStoreError, Shared, MAX_VALUE_SIZE, TOO_LARGE};
 
 /// `KEYS[1]` the token, `KEYS[2]` the lock; `ARGV[1]` owner, `ARGV[2]` lock
-/// TTL in ms, `ARGV[3]` the value already judged stale (empty for none).
+/// TTL in ms, `ARGV[3]` the value already judged stale (empty for none),
+/// `ARGV[4]` the size limit.
 /// Returns `{1, value}`, `{2, ""}` (lock taken) or `{3, ""}` (lock held).
 /// Both keys share a hash tag, so in a cluster the script runs on one slot.
-/// A key of another type (not ours) reads as an empty, stale value, so the
-/// round takes the lock and the token written later replaces it.
+/// A key of another type (not ours) or a value over the size limit (never
+/// sent) reads as an empty, stale value, so the round takes the lock and
+/// the token written later replaces it.
 const ACQUIRE: &str = r"
 local value = redis.pcall('GET', KEYS[1])
-if type(value) == 'table' then value = '' end
+if type(value) == 'table' or (value and #value > tonumber(ARGV[4])) then value = '' end
 if value and value ~= ARGV[3] then return {1, value} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
 return {3, ''}
+";
+
+/// `KEYS[1]` the token; `ARGV[1]` the size limit. The stored value; nil for
+/// none or a key of another type (not ours); an error reply `TOOLARGE` for a
+/// value over the limit, which is not sent. The scripts call only `GET`,
+/// `SET` and `DEL`, so an ACL user needs no more than those and `EVAL`.
+const LOAD: &str = r"
+local value = redis.pcall('GET', KEYS[1])
+if type(value) == 'table' then return false end
+if value and #value > tonumber(ARGV[1]) then
+  return redis.error_reply('TOOLARGE the stored value exceeds the size limit')
+end
+return value
+";
+
+/// The fenced write. `KEYS[1]` the token; `ARGV[1]` the sealed value,
+/// `ARGV[2]` its TTL in ms, `ARGV[3]` its expiry (ms since the epoch, as in
+/// its header). Keeps a stored token of ours whose header says it expires
+/// later (returns 0); otherwise writes (returns 1). Ordering by expiry
+/// rather than fencing by the lock: a process that fetched without the
+/// lock (Redis was slow, or it waited out a lock TTL) still shares its
+/// token when nothing better is stored, and two writers without the lock
+/// are ordered too; a late writer can only ever replace a token that
+/// expires no later than its own.
+const SAVE: &str = r"
+local head = redis.pcall('GET', KEYS[1])
+if type(head) == 'string' and string.byte(head, 1) == 2 then
+  local stored = tonumber(string.sub(head, 2, 21))
+  if stored and stored > tonumber(ARGV[3]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// The compare-and-delete of a rejected token. `KEYS[1]` the token;
+/// `ARGV` the rejected token's ids (one per key that may have sealed it).
+/// Deletes the value only if its header names one of them (returns 1).
+const EVICT: &str = r"
+local head = redis.pcall('GET', KEYS[1])
+if type(head) ~= 'string' or string.byte(head, 1) ~= 2 then return 0 end
+local id = string.sub(head, 22, 53)
+for i = 1, #ARGV do
+  if id == ARGV[i] then return redis.call('DEL', KEYS[1]) end
+end
+return 0
 ";
 
 /// Deletes the lock only if `ARGV[1]` still owns it: a holder whose lock
@@ -112,18 +159,26 @@ pub(crate) fn load(
     shared: &Shared,
     config: &Config,
 ) -> impl Operation<Output = io::Result<Option<AccessToken>>> + Send {
-    let (keys, sealer) = (shared.keys(config), shared.sealer(config));
-    exchange(Some(get_token(&keys)), move |answer| match answer {
-        Some(Ok(reply)) => Ok(open_reply(&sealer, &keys, reply)),
-        Some(Err(error)) if is_foreign(&error) => Ok(None),
-        Some(Err(error)) => Err(io_error(error)),
-        // Not reached: the command is always sent.
-        None => Ok(None),
+    let keys = shared.keys(config);
+    let (command, sealer) = match shared.sealer(config) {
+        Ok(sealer) => (Some(get_token(&keys)), Ok(sealer)),
+        // Nothing is read for a client whose tokens cannot be sealed.
+        Err(error) => (None, Err(error)),
+    };
+    exchange(command, move |answer| match (answer, &sealer) {
+        (_, Err(error)) => Err(store_error(error.clone())),
+        (Some(Ok(reply)), Ok(sealer)) => open_reply(sealer, &keys, reply),
+        (Some(Err(error)), Ok(_)) if is_foreign(&error) => Ok(None),
+        (Some(Err(error)), Ok(_)) => Err(io_error(error)),
+        // Not reached: the command is sent whenever there is a sealer.
+        (None, Ok(_)) => Ok(None),
     })
 }
 
-/// `save`: the token sealed, with its remaining life at `now` as its TTL;
-/// an expired token is not written.
+/// `save`: the token sealed, with its remaining life at `now` as its TTL
+/// (a token without expiry lives the config's default lifetime from when it
+/// was received), written unless a token that expires later is stored; an
+/// expired token is not written.
 pub(crate) fn save(
     shared: &Shared,
     config: &Config,
@@ -131,12 +186,28 @@ pub(crate) fn save(
     now: Timestamp,
 ) -> impl Operation<Output = io::Result<()>> + Send {
     let keys = shared.keys(config);
-    let (command, mut failure) = match shared.sealer(config).seal(&keys.token, token) {
-        Ok(value) => (set_token(&keys, value, token, now), None),
+    let expiry = token
+        .expires_at()
+        .unwrap_or_else(|| token.received_at().saturating_add(config.default_lifetime()));
+    let sealed = shared
+        .sealer(config)
+        .map_err(store_error)
+        .and_then(|sealer| sealer.seal(&keys.token, token, expiry))
+        .and_then(|value| match value.len() <= MAX_VALUE_SIZE {
+            true => Ok(value),
+            false => Err(store_error(RedisStoreError::TooLarge { limit: MAX_VALUE_SIZE })),
+        });
+    let (command, mut failure) = match sealed {
+        Ok(value) => (set_token(&keys, value, expiry, now), None),
         Err(error) => (None, Some(error)),
     };
     exchange(command, move |answer| match answer {
-        Some(result) => written(result),
+        Some(result) => {
+            if let Ok(Value::Int(0)) = result {
+                tracing::debug!("a token that expires later is stored already; kept it");
+            }
+            written(result)
+        }
         None => failure.take().map_or(Ok(()), Err),
     })
 }
@@ -148,41 +219,64 @@ pub(crate) fn delete(shared: &Shared, config: &Config) -> impl Operation<Output 
     })
 }
 
+/// `evict`: deletes the token stored for `config` only if it is `token`.
+pub(crate) fn evict(
+    shared: &Shared,
+    config: &Config,
+    token: &AccessToken,
+) -> impl Operation<Output = io::Result<()>> + Send {
+    let (command, mut failure) = match shared.sealer(config) {
+        Ok(sealer) => (Some(evict_token(&shared.keys(config), &sealer.token_ids(token))), None),
+        Err(error) => (None, Some(store_error(error))),
+    };
+    exchange(command, move |answer| match answer {
+        Some(result) => written(result),
+        None => failure.take().map_or(Ok(()), Err),
+    })
+}
+
 fn written(result: RedisResult<Value>) -> io::Result<()> {
     result.map(drop).map_err(io_error)
 }
 
 /// `begin_fetch`: one [`Round`]; a Redis error means fetching without the
-/// fleet, and a lock taken is remembered for `end_fetch`.
+/// fleet, and a lock taken is remembered for `end_fetch`. For a client whose
+/// tokens cannot be sealed, an error and nothing sent.
 pub(crate) fn begin_fetch<'a>(shared: &'a Shared, config: &'a Config, now: Timestamp) -> BeginFetch<'a> {
     BeginFetch {
         shared,
-        round: Round::new(config, shared.sealer(config), shared.keys(config), shared.settings, now),
+        round: shared
+            .sealer(config)
+            .map(|sealer| Round::new(config, sealer, shared.keys(config), shared.settings, now)),
     }
 }
 
 /// The [`Operation`] of `begin_fetch`.
 pub(crate) struct BeginFetch<'a> {
     shared: &'a Shared,
-    round: Round<'a>,
+    round: Result<Round<'a>, RedisStoreError>,
 }
 
 impl Operation for BeginFetch<'_> {
-    type Output = FleetTurn;
+    type Output = io::Result<FleetTurn>;
 
-    fn step(&mut self, answer: Option<RedisResult<Value>>, elapsed: Duration) -> Step<FleetTurn> {
+    fn step(&mut self, answer: Option<RedisResult<Value>>, elapsed: Duration) -> Step<io::Result<FleetTurn>> {
+        let round = match &mut self.round {
+            Ok(round) => round,
+            Err(error) => return Step::Done(Err(store_error(error.clone()))),
+        };
         let next = match answer {
             None => Next::Send,
-            Some(Ok(reply)) => self.round.on_reply(reply, elapsed),
+            Some(Ok(reply)) => round.on_reply(reply, elapsed),
             Some(Err(error)) => {
                 tracing::debug!(%error, "no fleet coordination for this token request");
                 Next::Done(Turn::Fetch(None))
             }
         };
         match next {
-            Next::Send => Step::Send(self.round.command()),
+            Next::Send => Step::Send(round.command()),
             Next::Sleep(pause) => Step::Sleep(pause),
-            Next::Done(turn) => Step::Done(self.shared.finish(&self.round.keys, turn)),
+            Next::Done(turn) => Step::Done(Ok(self.shared.finish(&round.keys, turn))),
         }
     }
 }
@@ -254,7 +348,8 @@ impl<'a> Round<'a> {
             .arg(&self.keys.lock)
             .arg(&self.owner)
             .arg(millis(self.settings.lock_ttl))
-            .arg(&self.stale[..]);
+            .arg(&self.stale[..])
+            .arg(MAX_VALUE_SIZE);
         cmd
     }
 
@@ -315,6 +410,8 @@ fn parse_acquire(reply: Value) -> Option<Acquired> {
         return None;
     };
     match (code, value) {
+        // Larger than the script sends: not a reply of an honest server.
+        (1, Value::BulkString(bytes)) if bytes.len() > MAX_VALUE_SIZE => None,
         (1, Value::BulkString(bytes)) => Some(Acquired::Value(bytes)),
         (2, _) => Some(Acquired::Locked),
         (3, _) => Some(Acquired::Held),
@@ -330,26 +427,47 @@ pub(crate) fn is_fresh(config: &Config, token: &AccessToken, now: Timestamp) -> 
     source.refresh_at().is_some_and(|at| now < at)
 }
 
-/// `GET token`.
+/// The [`LOAD`] script: the stored value, up to the size limit.
 fn get_token(keys: &Keys) -> Cmd {
-    let mut cmd = redis::cmd("GET");
-    cmd.arg(&keys.token);
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(LOAD).arg(1).arg(&keys.token).arg(MAX_VALUE_SIZE);
     cmd
 }
 
-/// `SET token value [PX ttl]`, the TTL being the token's remaining life;
-/// `None` when the token has expired at `now` (nothing to share).
-fn set_token(keys: &Keys, value: Vec<u8>, token: &AccessToken, now: Timestamp) -> Option<Cmd> {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(&keys.token).arg(value);
-    if let Some(expires_at) = token.expires_at() {
-        let remaining = expires_at.saturating_duration_since(now);
-        if remaining.is_zero() {
-            return None;
-        }
-        cmd.arg("PX").arg(millis(remaining).max(1));
+/// The [`SAVE`] script: the sealed value with its remaining life at `now`
+/// (until `expiry`) as its TTL; `None` when it has expired (nothing to share).
+fn set_token(keys: &Keys, value: Vec<u8>, expiry: Timestamp, now: Timestamp) -> Option<Cmd> {
+    let remaining = expiry.saturating_duration_since(now);
+    if remaining.is_zero() {
+        return None;
     }
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(SAVE)
+        .arg(1)
+        .arg(&keys.token)
+        .arg(value)
+        .arg(millis(remaining).max(1))
+        .arg(expiry.as_unix_millis());
     Some(cmd)
+}
+
+/// What [`RedisStore::check`](crate::RedisStore::check) sends: a script
+/// touching no key, which an ACL user limited to the store's commands
+/// (`GET`, `SET`, `DEL`, `EVAL`) may run, where `PING` may be refused.
+pub(crate) fn probe() -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg("return 1").arg(0);
+    cmd
+}
+
+/// The [`EVICT`] script for a token with these ids.
+fn evict_token(keys: &Keys, ids: &[String]) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(EVICT).arg(1).arg(&keys.token);
+    for id in ids {
+        cmd.arg(id);
+    }
+    cmd
 }
 
 /// `DEL token`.
@@ -366,18 +484,57 @@ fn release_lock(keys: &Keys, owner: &str) -> Cmd {
     cmd
 }
 
-/// The token in a `GET` reply, if it is one sealed for this client.
-fn open_reply(sealer: &Sealer, keys: &Keys, reply: Value) -> Option<AccessToken> {
+/// The token in a [`LOAD`] reply, if it is one sealed for this client.
+fn open_reply(sealer: &Sealer, keys: &Keys, reply: Value) -> io::Result<Option<AccessToken>> {
     match reply {
+        // Larger than the script sends: not a reply of an honest server.
+        Value::BulkString(bytes) if bytes.len() > MAX_VALUE_SIZE => {
+            Err(store_error(RedisStoreError::TooLarge { limit: MAX_VALUE_SIZE }))
+        }
         Value::BulkString(bytes) => {
             let token = sealer.open(&keys.token, &bytes);
             if token.is_none() {
                 tracing::debug!("the stored value is not a token sealed for this client; ignoring it");
             }
-            token
+            Ok(token)
         }
-        _ => None,
+        _ => Ok(None),
     }
+}
+
+/// Roughly how many bytes `value` holds: what a driver checks against
+/// [`MAX_VALUE_SIZE`] before any operation sees a reply.
+pub(crate) fn reply_size(value: &Value) -> usize {
+    fn all(items: &[Value]) -> usize {
+        items.iter().map(reply_size).fold(items.len(), usize::saturating_add)
+    }
+    fn pairs(pairs: &[(Value, Value)]) -> usize {
+        pairs
+            .iter()
+            .map(|(key, value)| reply_size(key).saturating_add(reply_size(value)))
+            .fold(pairs.len(), usize::saturating_add)
+    }
+    match value {
+        Value::BulkString(bytes) => bytes.len(),
+        Value::SimpleString(text) | Value::VerbatimString { text, .. } => text.len(),
+        Value::Array(items) | Value::Set(items) | Value::Push { data: items, .. } => all(items),
+        Value::Map(items) => pairs(items),
+        Value::Attribute { data, attributes } => reply_size(data).saturating_add(pairs(attributes)),
+        Value::ServerError(error) => error.details().map_or(0, str::len).saturating_add(error.code().len()),
+        _ => 16,
+    }
+}
+
+/// The reply a driver hands on: `value`, or the store's `TOOLARGE` error
+/// when it exceeds [`MAX_VALUE_SIZE`] (plus room for the script's framing).
+pub(crate) fn capped(value: Value) -> RedisResult<Value> {
+    if reply_size(&value) <= MAX_VALUE_SIZE + 1024 {
+        return Ok(value);
+    }
+    Err(redis::make_extension_error(
+        TOO_LARGE.to_owned(),
+        Some("the reply exceeds the size limit".to_owned()),
+    ))
 }
 
 /// Whether `error` says the key holds something that is not a string (so
@@ -434,8 +591,14 @@ mod tests {
     }
 
     fn value(token: &AccessToken) -> Value {
-        let sealed = Sealer::new(&config(), None).seal(&keys().token, token).unwrap();
+        let sealed = sealer(&config())
+            .seal(&keys().token, token, token.expires_at().unwrap())
+            .unwrap();
         Value::Array(vec![Value::Int(1), Value::BulkString(sealed)])
+    }
+
+    fn sealer(config: &Config) -> Sealer {
+        Sealer::new(config, None, None).unwrap()
     }
 
     fn code(code: i64) -> Value {
@@ -474,7 +637,7 @@ mod tests {
     fn round_at<'a>(config: &'a Config, keys: &Keys, secs: u64) -> Round<'a> {
         Round::new(
             config,
-            Sealer::new(config, None),
+            sealer(config),
             keys.clone(),
             settings(),
             Timestamp::from_unix_secs(secs),
@@ -517,8 +680,8 @@ mod tests {
         let corrupt = Value::Array(vec![Value::Int(1), Value::BulkString(b"garbage".to_vec())]);
         assert!(matches!(round.on_reply(corrupt, Duration::ZERO), Next::Send));
         let other = config_with_secret("other");
-        let foreign = Sealer::new(&other, None)
-            .seal(&keys.token, &token(9_000, 13_600))
+        let foreign = sealer(&other)
+            .seal(&keys.token, &token(9_000, 13_600), Timestamp::from_unix_secs(13_600))
             .unwrap();
         let reply = Value::Array(vec![Value::Int(1), Value::BulkString(foreign)]);
         assert!(matches!(round.on_reply(reply, Duration::ZERO), Next::Send));
@@ -578,9 +741,9 @@ mod tests {
         // No lock taken: nothing to release.
         assert_eq!(drive(end_fetch(shared, &config), vec![]).0, 0);
         let (_, turn) = drive(begin_fetch(shared, &config, now), vec![unreachable()]);
-        assert!(matches!(turn, FleetTurn::Fetch));
+        assert!(matches!(turn, Ok(FleetTurn::Fetch)));
         let (_, turn) = drive(begin_fetch(shared, &config, now), vec![Ok(code(3)), Ok(code(2))]);
-        assert!(matches!(turn, FleetTurn::Fetch));
+        assert!(matches!(turn, Ok(FleetTurn::Fetch)));
         // The lock taken is released at the end of the round.
         assert_eq!(drive(end_fetch(shared, &config), vec![Ok(Value::Int(1))]).0, 1);
         assert_eq!(drive(end_fetch(shared, &config), vec![]).0, 0);
@@ -594,9 +757,62 @@ mod tests {
 
     #[test]
     fn an_expired_token_is_not_written() {
-        let t = token(1_000, 2_000);
-        assert!(set_token(&keys(), vec![1], &t, Timestamp::from_unix_secs(2_000)).is_none());
-        let cmd = set_token(&keys(), vec![1], &t, Timestamp::from_unix_secs(1_500)).unwrap();
+        let expiry = Timestamp::from_unix_secs(2_000);
+        assert!(set_token(&keys(), vec![1], expiry, Timestamp::from_unix_secs(2_000)).is_none());
+        let cmd = set_token(&keys(), vec![1], expiry, Timestamp::from_unix_secs(1_500)).unwrap();
         assert!(cmd.get_packed_command().windows(6).any(|w| w == b"500000"));
+    }
+
+    #[test]
+    fn a_secretless_client_sends_nothing_and_gets_the_typed_error() {
+        let store = crate::RedisStore::builder("redis://127.0.0.1:1").build().unwrap();
+        let shared = &*store.shared;
+        let config = Config::builder("fleet-client", "")
+            .token_endpoint("https://auth.example.com/token")
+            .build()
+            .unwrap();
+        let typed = |error: io::Error| {
+            error
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<RedisStoreError>())
+                .cloned()
+        };
+        let required = Some(RedisStoreError::EncryptionKeyRequired);
+        let now = Timestamp::from_unix_secs(1_500);
+        let (sent, loaded) = drive(load(shared, &config), vec![]);
+        assert_eq!((sent, typed(loaded.unwrap_err())), (0, required.clone()));
+        let (sent, saved) = drive(save(shared, &config, &token(1_000, 2_000), now), vec![]);
+        assert_eq!((sent, typed(saved.unwrap_err())), (0, required.clone()));
+        let (sent, evicted) = drive(evict(shared, &config, &token(1_000, 2_000)), vec![]);
+        assert_eq!((sent, typed(evicted.unwrap_err())), (0, required.clone()));
+        let (sent, turn) = drive(begin_fetch(shared, &config, now), vec![]);
+        assert_eq!((sent, typed(turn.unwrap_err())), (0, required));
+    }
+
+    #[test]
+    fn replies_over_the_size_limit_are_refused_whatever_the_server_sends() {
+        // Over the limit and the room left for a script's framing.
+        let huge = Value::BulkString(vec![0; MAX_VALUE_SIZE + 2048]);
+        assert!(capped(Value::BulkString(vec![0; MAX_VALUE_SIZE])).is_ok());
+        let Err(error) = capped(huge.clone()) else {
+            panic!("a huge reply passed")
+        };
+        assert!(matches!(
+            io_error(error)
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<RedisStoreError>()),
+            Some(RedisStoreError::TooLarge { .. })
+        ));
+        let nested = Value::Array(vec![Value::Int(1), Value::Array(vec![huge.clone()])]);
+        assert!(capped(nested).is_err());
+        // Past a driver's check, the operations refuse it too.
+        let (config, keys) = (config(), keys());
+        assert!(open_reply(&sealer(&config), &keys, huge.clone()).is_err());
+        let mut round = round(&config, &keys);
+        let reply = Value::Array(vec![Value::Int(1), huge]);
+        assert!(matches!(
+            round.on_reply(reply, Duration::ZERO),
+            Next::Done(Turn::Fetch(None))
+        ));
     }
 }

@@ -18,9 +18,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! See [`RedisStore`] for what is stored where and how the fleet shares one
-//! request, and the README's fleet-store section for ACLs, TLS and key
-//! prefixes on shared instances.
+//! A client without a secret (`private_key_jwt`, assertions, mutual TLS)
+//! needs [`RedisStoreBuilder::encryption_key`] (at least 32 bytes): its
+//! client id alone is public, so without a key the store reads and writes
+//! nothing for it ([`RedisStoreError::EncryptionKeyRequired`];
+//! [`RedisStore::check_config`] refuses at start).
+//!
+//! See [`RedisStore`] for what is stored where, how the fleet shares one
+//! request and how writes and evictions are fenced, and the README's
+//! fleet-store section for ACLs, TLS and key prefixes on shared instances.
 //!
 //! # Features
 //! - `blocking`: implements `client_credentials_blocking::TokenStore` on a
@@ -35,6 +41,7 @@
 //! sends and what Redis's answer means is written once (sans-IO operations
 //! in `fleet.rs`); each kind of connection only sends and sleeps.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 // Without `blocking` or `tokio` no store is built, and the fleet logic they
 // share has no user: the crate still compiles, quietly.
@@ -53,5 +60,5 @@ mod tokio_store;
 
 pub use store::{
     RedisStore, RedisStoreBuilder, RedisStoreError, DEFAULT_KEY_PREFIX, DEFAULT_LOCK_TTL, DEFAULT_POLL_INTERVAL,
-    DEFAULT_TIMEOUT,
+    DEFAULT_TIMEOUT, MAX_VALUE_SIZE,
 };

@@ -12,7 +12,7 @@ use redis::{ErrorKind, RedisError};
 
 use crate::fleet::{Settings, Turn};
 use crate::keys::Keys;
-use crate::seal::Sealer;
+use crate::seal::{self, Sealer};
 
 /// The key prefix unless [`RedisStoreBuilder::key_prefix`] sets another.
 pub const DEFAULT_KEY_PREFIX: &str = "client-credentials:";
@@ -28,6 +28,11 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// After a failed Redis call, the store leaves Redis alone this long (every
 /// call fetches or reads locally at once), then tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The largest value the store reads or writes, and the largest reply it
+/// accepts: far above any token (a token response is capped at 64 KiB by
+/// default), far below what would hurt. A larger stored value is not sent
+/// by Redis at all (the scripts check its length first).
+pub const MAX_VALUE_SIZE: usize = 256 * 1024;
 
 /// A token store on Redis (or a Redis Cluster, or any server speaking its
 /// protocol) that lets a whole fleet of processes share one token and one
@@ -38,9 +43,27 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// different configurations (each has its own key).
 ///
 /// - **Key**: `{prefix}{fingerprint}` (see [`Config::fingerprint`]); the
-///   secret never appears in it. The value is the token and its expiry,
-///   sealed with XChaCha20-Poly1305 under a key derived from the client
-///   credentials; its TTL is the token's remaining lifetime.
+///   secret never appears in it. The value is the token sealed with
+///   XChaCha20-Poly1305 under a key derived from the client secret or from
+///   [`encryption_key`](RedisStoreBuilder::encryption_key), with the key name
+///   (so the fingerprint) as associated data; its TTL is the token's
+///   remaining lifetime (the config's default lifetime for a token without
+///   expiry).
+/// - **Sealed means sealed**: a client with no secret (`private_key_jwt`, an
+///   assertion, mutual TLS, an empty secret) needs an
+///   [`encryption_key`](RedisStoreBuilder::encryption_key); without one the
+///   store reads and writes nothing for it, and every store call fails with
+///   [`RedisStoreError::EncryptionKeyRequired`] (inside the `io::Error`,
+///   logged by the client, which fetches on its own). The store cannot know
+///   at `build()` which clients it will serve: call
+///   [`check_config`](RedisStore::check_config) at start to refuse early.
+/// - **Writes are fenced**: a save is a script that keeps a stored token
+///   that expires later than the one being written, so a process whose lock
+///   expired mid-request never replaces the newer token another process
+///   wrote meanwhile. An eviction after a resource server rejected a token
+///   deletes only that token (compare-and-delete on a keyed hash of it), so
+///   a process holding a token the fleet has replaced never deletes the
+///   newer one.
 /// - **Fleet single flight**: when a process's token reaches its refresh
 ///   time it asks Redis first; if another process already wrote a fresh
 ///   token, it uses that one. Otherwise one process takes a short lock
@@ -53,8 +76,14 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 ///   the process fetches on its own, leaves Redis alone for a second, and
 ///   shares again once Redis answers.
 /// - The cached read (`token()` while fresh) never touches Redis.
+/// - Replies are capped at [`MAX_VALUE_SIZE`]: a larger stored value is
+///   never sent by the store's scripts, and a larger reply is
+///   [`RedisStoreError::TooLarge`] and drops the connection. (A server that
+///   is not Redis can still make the redis crate buffer what it sends
+///   before the store's timeout; `rediss://` keeps a network attacker from
+///   being that server.)
 ///
-/// `Debug` shows the servers without credentials.
+/// `Debug` shows the servers without credentials; so do its log lines.
 #[derive(Clone)]
 pub struct RedisStore {
     pub(crate) shared: Arc<Shared>,
@@ -86,6 +115,7 @@ impl RedisStore {
             timeout: DEFAULT_TIMEOUT,
             poll_interval: DEFAULT_POLL_INTERVAL,
             encryption_key: None,
+            previous_encryption_key: None,
             tls: Tls::default(),
         }
     }
@@ -99,6 +129,38 @@ impl RedisStore {
     /// tests; the lock is this name followed by `:lock`).
     pub fn key(&self, config: &Config) -> String {
         self.shared.keys(config).token
+    }
+
+    /// Whether this store can seal tokens for `config`: `Err`
+    /// ([`RedisStoreError::EncryptionKeyRequired`]) for a client without a
+    /// secret when no [`encryption_key`](RedisStoreBuilder::encryption_key)
+    /// is set. Call it at start to refuse a misconfiguration early; without
+    /// the check, the store refuses the same at first use and nothing is
+    /// read or written.
+    ///
+    /// ```
+    /// use client_credentials::{ClientAuth, Config};
+    /// use client_credentials_redis::{RedisStore, RedisStoreError};
+    ///
+    /// let mtls = Config::builder("my-service", "")
+    ///     .token_endpoint("https://auth.example.com/oauth/token")
+    ///     .auth(ClientAuth::TlsClientAuth)
+    ///     .build()?;
+    /// let store = RedisStore::builder("redis://127.0.0.1:6379").build()?;
+    /// assert_eq!(store.check_config(&mtls), Err(RedisStoreError::EncryptionKeyRequired));
+    /// let keyed = RedisStore::builder("redis://127.0.0.1:6379")
+    ///     .encryption_key(*b"0123456789abcdef0123456789abcdef")
+    ///     .build()?;
+    /// assert_eq!(keyed.check_config(&mtls), Ok(()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_config(&self, config: &Config) -> Result<(), RedisStoreError> {
+        self.shared.sealer(config).map(drop)
+    }
+
+    /// The servers, without credentials (as in `Debug` and the log lines).
+    pub fn servers(&self) -> &[String] {
+        &self.shared.servers
     }
 }
 
@@ -124,6 +186,7 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     poll_interval: Duration,
     encryption_key: Option<Vec<u8>>,
+    previous_encryption_key: Option<Vec<u8>>,
     tls: Tls,
 }
 
@@ -212,12 +275,25 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Seals values with a key derived from `key` instead of from the client
-    /// id and secret: for clients without a secret (private-key JWT
-    /// authentication), or to keep sharing across a secret rotation. Every
-    /// process of the fleet must use the same key.
+    /// Seals values with a key derived from `key` (at least 32 bytes, e.g.
+    /// 32 random ones) instead of from the client id and secret. Required
+    /// for clients without a secret (`private_key_jwt`, assertions, mutual
+    /// TLS), whose id alone is public; also keeps sharing across a secret
+    /// rotation. Every process of the fleet must use the same key. A shorter
+    /// key is refused by [`build`](Self::build)
+    /// ([`RedisStoreError::EncryptionKeyTooShort`]).
     pub fn encryption_key(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.encryption_key = Some(key.into());
+        self
+    }
+
+    /// The key values were sealed with before [`encryption_key`](Self::encryption_key)
+    /// changed (at least 32 bytes): values sealed under it still open, and
+    /// the next write of each token seals it under the new key. Roll the new
+    /// key out with this set, then drop it once every token has been
+    /// refreshed (one token lifetime later).
+    pub fn previous_encryption_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.previous_encryption_key = Some(key.into());
         self
     }
 
@@ -241,6 +317,14 @@ impl RedisStoreBuilder {
     pub fn build(self) -> Result<RedisStore, RedisStoreError> {
         if self.prefix.contains(['{', '}']) {
             return Err(RedisStoreError::InvalidKeyPrefix);
+        }
+        for (name, key) in [
+            ("encryption_key", &self.encryption_key),
+            ("previous_encryption_key", &self.previous_encryption_key),
+        ] {
+            if key.as_ref().is_some_and(|key| key.len() < seal::MIN_KEY_LEN) {
+                return Err(RedisStoreError::EncryptionKeyTooShort { name });
+            }
         }
         for (name, value) in [
             ("lock_ttl", self.lock_ttl),
@@ -283,6 +367,7 @@ impl RedisStoreBuilder {
                 },
                 timeout: self.timeout,
                 encryption_key: self.encryption_key,
+                previous_encryption_key: self.previous_encryption_key,
                 down_until: Mutex::new(None),
                 owners: Mutex::new(HashMap::new()),
                 #[cfg(feature = "blocking")]
@@ -302,7 +387,11 @@ fn parse_url(url: &str) -> Result<(redis::ConnectionInfo, String), RedisStoreErr
             #[cfg(feature = "tls")]
             {
                 // rustls needs one process-wide crypto provider; this crate
-                // brings only ring. Keeps any provider the program installed.
+                // brings only ring (no C toolchain, unlike aws-lc-rs). Newer
+                // rustls marks ring's provider deprecated because it lacks
+                // post-quantum key exchange: a program that wants it installs
+                // the aws-lc-rs provider first, which this keeps.
+                #[allow(deprecated)]
                 let _ = rustls::crypto::ring::default_provider().install_default();
             }
         }
@@ -394,10 +483,42 @@ pub enum RedisStoreError {
         /// Which setting.
         name: &'static str,
     },
+    /// An encryption key is shorter than 32 bytes (256 bits, the cipher's
+    /// key size): use 32 random bytes.
+    #[error("the Redis store's `{name}` must be at least 32 bytes")]
+    EncryptionKeyTooShort {
+        /// Which setting.
+        name: &'static str,
+    },
+    /// The client has no secret (`private_key_jwt`, an assertion, mutual
+    /// TLS, an empty secret), so its tokens could only be sealed under a key
+    /// derived from its public client id: set
+    /// [`RedisStoreBuilder::encryption_key`]. Nothing was read or written.
+    #[error(
+        "the Redis store needs an encryption key for a client without a secret (set RedisStoreBuilder::encryption_key); nothing was stored"
+    )]
+    EncryptionKeyRequired,
+    /// A value or reply larger than [`MAX_VALUE_SIZE`]: not read (a value
+    /// stored by someone else, or a server that is not behaving), or not
+    /// written.
+    #[error("a Redis value or reply is larger than the store's limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// [`RedisStore::check`] could not reach the store.
+    #[error("the Redis store at {servers} is unreachable: {reason}")]
+    Unreachable {
+        /// The servers, without credentials.
+        servers: String,
+        /// What failed (never a password).
+        reason: String,
+    },
 }
 
 /// Where the store connects. One per store, built once: its size does not matter.
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub(crate) enum Target {
     Single(redis::Client),
     #[cfg(feature = "cluster")]
@@ -413,11 +534,12 @@ impl Target {
 /// Everything clones of one store share.
 pub(crate) struct Shared {
     pub(crate) target: Target,
-    servers: Vec<String>,
+    pub(crate) servers: Vec<String>,
     prefix: String,
     pub(crate) settings: Settings,
     pub(crate) timeout: Duration,
     encryption_key: Option<Vec<u8>>,
+    previous_encryption_key: Option<Vec<u8>>,
     /// Set after a failed call: until then, Redis is left alone.
     down_until: Mutex<Option<Instant>>,
     /// The lock this process holds, by token key, between `begin_fetch` and
@@ -434,8 +556,19 @@ impl Shared {
         Keys::new(&self.prefix, &config.fingerprint())
     }
 
-    pub(crate) fn sealer(&self, config: &Config) -> Sealer {
-        Sealer::new(config, self.encryption_key.as_deref())
+    /// The sealer for `config`; refused for a client without a secret when
+    /// no encryption key is set.
+    pub(crate) fn sealer(&self, config: &Config) -> Result<Sealer, RedisStoreError> {
+        Sealer::new(
+            config,
+            self.encryption_key.as_deref(),
+            self.previous_encryption_key.as_deref(),
+        )
+    }
+
+    /// The servers for log lines and errors: no credentials.
+    pub(crate) fn server_list(&self) -> String {
+        self.servers.join(",")
     }
 
     /// `Err` while Redis is being left alone after a failure.
@@ -457,7 +590,7 @@ impl Shared {
         match result {
             Ok(_) => {
                 if down_until.take().is_some() {
-                    tracing::info!("Redis answers again; sharing tokens with the fleet");
+                    tracing::info!(servers = %self.server_list(), "Redis answers again; sharing tokens with the fleet");
                 }
                 false
             }
@@ -465,7 +598,11 @@ impl Shared {
             Err(error) if error.code().is_some() => false,
             Err(error) => {
                 if down_until.is_none() {
-                    tracing::warn!(%error, "Redis is unavailable; fetching tokens without the fleet until it answers");
+                    tracing::warn!(
+                        servers = %self.server_list(),
+                        %error,
+                        "Redis is unavailable; fetching tokens without the fleet until it answers"
+                    );
                 }
                 *down_until = Some(Instant::now() + RETRY_AFTER);
                 true
@@ -499,9 +636,26 @@ impl Shared {
     }
 }
 
+/// The code of the error reply a script sends for a stored value larger
+/// than [`MAX_VALUE_SIZE`], and of the error a driver makes of a larger reply.
+pub(crate) const TOO_LARGE: &str = "TOOLARGE";
+
+/// The `io::Error` for a [`RedisStoreError`]: callers find it with
+/// `error.get_ref()` and `downcast_ref::<RedisStoreError>()`.
+pub(crate) fn store_error(error: RedisStoreError) -> std::io::Error {
+    let kind = match error {
+        RedisStoreError::TooLarge { .. } => std::io::ErrorKind::InvalidData,
+        _ => std::io::ErrorKind::InvalidInput,
+    };
+    std::io::Error::new(kind, error)
+}
+
 /// The `io::Error` the store traits return for a Redis failure (its message
 /// names no credentials: the redis crate does not echo URLs).
 pub(crate) fn io_error(error: RedisError) -> std::io::Error {
+    if error.code() == Some(TOO_LARGE) {
+        return store_error(RedisStoreError::TooLarge { limit: MAX_VALUE_SIZE });
+    }
     let kind = if error.is_timeout() {
         std::io::ErrorKind::TimedOut
     } else if error.is_connection_refusal() {
@@ -539,6 +693,32 @@ mod tests {
             RedisStore::builder("redis://h").lock_ttl(Duration::ZERO).build().err(),
             Some(RedisStoreError::InvalidDuration { name: "lock_ttl" })
         );
+    }
+
+    #[test]
+    fn encryption_keys_shorter_than_32_bytes_are_refused() {
+        for short in [&b""[..], b"secret", &[7u8; 31]] {
+            assert_eq!(
+                RedisStore::builder("redis://h").encryption_key(short).build().err(),
+                Some(RedisStoreError::EncryptionKeyTooShort { name: "encryption_key" }),
+                "{} bytes",
+                short.len()
+            );
+            assert_eq!(
+                RedisStore::builder("redis://h")
+                    .encryption_key([7u8; 32])
+                    .previous_encryption_key(short)
+                    .build()
+                    .err(),
+                Some(RedisStoreError::EncryptionKeyTooShort {
+                    name: "previous_encryption_key"
+                }),
+            );
+        }
+        assert!(RedisStore::builder("redis://h")
+            .encryption_key([7u8; 32])
+            .build()
+            .is_ok());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use redis::{Cmd, RedisError, RedisResult, Value};
 use tokio::time::Instant;
 
 use crate::fleet::{self, Operation, Step};
-use crate::store::{Shared, Target};
+use crate::store::{RedisStoreError, Shared, Target, TOO_LARGE};
 
 /// A multiplexed connection (cheap to clone: clones share it).
 #[derive(Clone)]
@@ -61,13 +61,14 @@ async fn query(shared: &Shared, cmd: &Cmd) -> RedisResult<Value> {
         }
     };
     let result = match tokio::time::timeout(shared.timeout, attempt).await {
-        Ok(result) => result,
+        Ok(result) => result.and_then(fleet::capped),
         Err(_) => Err(RedisError::from(io::Error::new(
             io::ErrorKind::TimedOut,
             "Redis did not answer in time",
         ))),
     };
-    if shared.record(&result) {
+    // A reply over the limit: whatever sent it is not to be read further.
+    if shared.record(&result) || result.as_ref().is_err_and(|error| error.code() == Some(TOO_LARGE)) {
         *slot(shared) = None;
     }
     result
@@ -98,14 +99,49 @@ pub(crate) async fn delete(shared: &Shared, config: &Config) -> io::Result<()> {
     run(shared, fleet::delete(shared, config)).await
 }
 
-pub(crate) async fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> FleetTurn {
+pub(crate) async fn evict(shared: &Shared, config: &Config, token: &AccessToken) -> io::Result<()> {
+    run(shared, fleet::evict(shared, config, token)).await
+}
+
+pub(crate) async fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
     run(shared, fleet::begin_fetch(shared, config, now)).await
+}
+
+impl crate::RedisStore {
+    /// As [`check`](Self::check), on an async connection (feature `tokio`;
+    /// call it inside a tokio runtime): one trivial script within the store's
+    /// [`timeout`](crate::RedisStoreBuilder::timeout), on a fresh connection.
+    pub async fn check_async(&self) -> Result<(), RedisStoreError> {
+        let shared = &*self.shared;
+        let ping = async {
+            let mut connection = connect(shared).await?;
+            let cmd = crate::fleet::probe();
+            match &mut connection {
+                AsyncConnection::Single(connection) => cmd.query_async::<Value>(connection).await,
+                #[cfg(feature = "cluster")]
+                AsyncConnection::Cluster(connection) => cmd.query_async::<Value>(connection).await,
+            }
+        };
+        let result = match tokio::time::timeout(shared.timeout, ping).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "Redis did not answer in time",
+            ))),
+        };
+        shared.record(&result);
+        result.map(drop).map_err(|error| RedisStoreError::Unreachable {
+            servers: shared.server_list(),
+            reason: error.to_string(),
+        })
+    }
 }
 
 pub(crate) async fn end_fetch(shared: &Shared, config: &Config) {
     run(shared, fleet::end_fetch(shared, config)).await;
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl client_credentials_common::AsyncTokenStore for crate::RedisStore {
     fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
         Box::pin(load(&self.shared, config))
@@ -119,8 +155,12 @@ impl client_credentials_common::AsyncTokenStore for crate::RedisStore {
         Box::pin(delete(&self.shared, config))
     }
 
+    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(evict(&self.shared, config, token))
+    }
+
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
-        Box::pin(async move { Ok(begin_fetch(&self.shared, config, now).await) })
+        Box::pin(begin_fetch(&self.shared, config, now))
     }
 
     fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
@@ -151,7 +191,7 @@ mod tests {
                 let (config, barrier) = (config.clone(), barrier.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    match begin_fetch(&store.shared, &config, fleet::wall_now()).await {
+                    match begin_fetch(&store.shared, &config, fleet::wall_now()).await.unwrap() {
                         FleetTurn::Use(token) => token.secret().to_owned(),
                         FleetTurn::Fetch => {
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -219,6 +259,17 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn check_async_reports_whether_the_store_answers() {
+        let mut server = RedisServer::start();
+        let store = RedisStore::builder(server.url()).build().unwrap();
+        store.check_async().await.unwrap();
+        server.kill();
+        let error = store.check_async().await.unwrap_err();
+        assert!(matches!(error, RedisStoreError::Unreachable { .. }), "{error:?}");
+        assert!(error.to_string().contains(&server.port().to_string()), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_frozen_redis_delays_an_async_fetch_by_at_most_the_timeout() {
         let server = RedisServer::start();
         let store = RedisStore::builder(server.url()).build().unwrap();
@@ -228,7 +279,7 @@ mod tests {
         let started = Instant::now();
         let turn = begin_fetch(&store.shared, &config, fleet::wall_now()).await;
         let waited = started.elapsed();
-        assert!(matches!(turn, FleetTurn::Fetch), "{turn:?}");
+        assert!(matches!(turn, Ok(FleetTurn::Fetch)), "{turn:?}");
         assert!(waited < Duration::from_millis(600), "{waited:?}");
         server.resume();
     }

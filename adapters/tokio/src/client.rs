@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
-use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, TimeSource, Wake};
+use client_credentials_common::{self as common, BoxFuture, Driver, LogTarget, Mode, Settings, Step, TimeSource, Wake};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
@@ -60,6 +60,8 @@ impl Io {
 }
 
 impl Wake for Io {
+    const LOG_TARGET: LogTarget = LogTarget::Tokio;
+
     fn wake(&self) {
         self.done.notify_waiters();
         self.changed.notify_one();
@@ -197,6 +199,19 @@ impl Client {
     ///
     /// Dropping the returned future (a timeout, a lost `select!`) does not
     /// cancel the request: it runs in its own task and the next call gets its result.
+    /// So a per-call deadline is `tokio::time::timeout` around the call: the
+    /// caller gets `Elapsed` when it passes, and the shared refresh carries on
+    /// for the other callers (the blocking client's `token_timeout`):
+    ///
+    /// ```no_run
+    /// # async fn run(client: client_credentials_tokio::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// match tokio::time::timeout(Duration::from_millis(800), client.token()).await {
+    ///     Ok(token) => { let _token = token?; /* use it */ }
+    ///     Err(_elapsed) => { /* answer "try later"; the refresh goes on */ }
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[inline]
     pub fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
         TokenFuture(self, None)
@@ -219,8 +234,11 @@ impl Client {
     }
 
     /// The resource server rejected `token` (HTTP 401): stop serving it. A
-    /// token older than the cached one evicts nothing. The stored token is
-    /// deleted (in a task) when the token is evicted.
+    /// token fetched moments before, after another rejection or while the
+    /// provider was failing, fails the round: `token()` returns
+    /// `Error::TokenRejected` until the back-off ends. A token older than
+    /// the cached one evicts nothing. The stored token is deleted (in a
+    /// task) when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
         if self.driver.invalidate(token) {
             let driver = self.driver.clone();
@@ -247,6 +265,9 @@ impl Client {
             if self.driver.io.background.swap(false, Ordering::AcqRel) {
                 let _ = self.driver.io.spawn(background(Arc::downgrade(&self.driver)));
             }
+            // Counts this caller among the waiting until it returns or its
+            // future is dropped.
+            let mut waiting = None;
             loop {
                 // Register for the wake-up before stepping, so none is missed.
                 let mut notified = pin!(self.driver.io.done.notified());
@@ -260,6 +281,7 @@ impl Client {
                         None
                     }
                 };
+                waiting.get_or_insert_with(|| self.driver.waiting());
                 woken_or(notified, wait).await;
             }
         })

@@ -82,10 +82,25 @@ fn a_valid_private_key_jwt_is_accepted_and_its_replay_rejected() {
     }
 }
 
+/// A client secret long enough for an HS256 key (RFC 7518 §3.2: 256 bits).
+const HMAC_CLIENT_ID: &str = "hmac-client";
+const HMAC_SECRET: &str = "hmac-secret-of-32-bytes-or-more/+";
+
 #[test]
 fn client_secret_jwt_is_verified_with_the_secret() {
-    let issuer = issuer_with_key(Value::Null);
-    let request = token_request(config(&issuer, ClientAuth::ClientSecretJwt).build().unwrap());
+    let issuer = TestIssuer::builder()
+        .client(HMAC_CLIENT_ID, HMAC_SECRET)
+        .auth_methods(["client_secret_jwt"])
+        .start();
+    let hmac_config = |secret: &str| {
+        Config::builder(HMAC_CLIENT_ID, secret)
+            .token_endpoint(issuer.token_endpoint())
+            .assertion_audience(issuer.issuer_url())
+            .auth(ClientAuth::ClientSecretJwt)
+            .build()
+            .unwrap()
+    };
+    let request = token_request(hmac_config(HMAC_SECRET));
     let (status, body) = perform(&issuer, &request);
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -93,12 +108,7 @@ fn client_secret_jwt_is_verified_with_the_secret() {
         Some(AuthMethod::ClientSecretJwt)
     );
 
-    let wrong = Config::builder(DEFAULT_CLIENT_ID, "another secret")
-        .token_endpoint(issuer.token_endpoint())
-        .assertion_audience(issuer.issuer_url())
-        .auth(ClientAuth::ClientSecretJwt)
-        .build()
-        .unwrap();
+    let wrong = hmac_config("another-secret-of-32-bytes-or-more");
     let (status, body) = perform(&issuer, &token_request(wrong));
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
 }

@@ -29,8 +29,10 @@ mod tower;
 #[cfg(feature = "ureq-middleware")]
 mod ureq;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[cfg(feature = "tower")]
 pub use self::tower::{AuthLayer, AuthService, BoxError, ReplayBody};
+#[cfg_attr(docsrs, doc(cfg(feature = "ureq-middleware")))]
 #[cfg(feature = "ureq-middleware")]
 pub use self::ureq::AuthorizedAgent;
 
@@ -50,6 +52,8 @@ pub trait DriverAccess: Send + Sync {
     ) -> Result<(), Error>;
     /// [`Driver::follow_resource_metadata`].
     fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool;
+    /// [`Driver::remember_dpop_nonce`].
+    fn remember_dpop_nonce(&self, url: &str, nonce: &str);
 }
 
 impl<W: Wake> DriverAccess for Driver<W> {
@@ -71,10 +75,17 @@ impl<W: Wake> DriverAccess for Driver<W> {
     fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool {
         Driver::follow_resource_metadata(self, requested, url)
     }
+
+    fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
+        Driver::remember_dpop_nonce(self, url, nonce)
+    }
 }
 
 /// An adapter's `Client` as the authorised HTTP clients use it, blocking or async.
 pub trait Authorizer: Clone + Send + Sync + 'static {
+    /// The `tracing` target of the authorised clients' log lines.
+    const LOG_TARGET: crate::LogTarget = crate::LogTarget::Common;
+
     /// The client's driver.
     fn driver(&self) -> &dyn DriverAccess;
 
@@ -82,9 +93,15 @@ pub trait Authorizer: Clone + Send + Sync + 'static {
     fn invalidate(&self, token: &AccessToken);
 
     /// Acts on what a response said about the token it carried: remembers
-    /// the RFC 9728 metadata URL of the challenge (the core follows it only
-    /// on the resource's own origin), evicts a rejected token.
+    /// the server's DPoP nonce and the RFC 9728 metadata URL of the
+    /// challenge (the core follows it only on the resource's own origin),
+    /// evicts a rejected token.
     fn rejected(&self, verdict: &Verdict) {
+        if let Some((origin, nonce)) = &verdict.dpop_nonce {
+            if let Ok(nonce) = nonce.to_str() {
+                self.driver().remember_dpop_nonce(&origin.to_string(), nonce);
+            }
+        }
         if let Some(hint) = &verdict.resource_metadata {
             self.driver()
                 .follow_resource_metadata(&hint.requested, &hint.metadata_url);
@@ -160,8 +177,9 @@ pub async fn authorize_async<C: AsyncAuthorizer, B>(
 #[macro_export]
 macro_rules! authorizer {
     (blocking) => {
-        $crate::authorizer!(@shared);
+        $crate::authorizer!(@shared Blocking);
 
+        #[doc(hidden)]
         impl $crate::authorized::BlockingAuthorizer for Client {
             fn token(&self) -> ::core::result::Result<::client_credentials::AccessToken, ::client_credentials::Error> {
                 Client::token(self)
@@ -169,8 +187,9 @@ macro_rules! authorizer {
         }
     };
     (async) => {
-        $crate::authorizer!(@shared);
+        $crate::authorizer!(@shared Tokio);
 
+        #[doc(hidden)]
         impl $crate::authorized::AsyncAuthorizer for Client {
             fn token(
                 &self,
@@ -182,8 +201,12 @@ macro_rules! authorizer {
             }
         }
     };
-    (@shared) => {
+    (@shared $target:ident) => {
+        // What the authorised clients use of `Client`: not part of its API.
+        #[doc(hidden)]
         impl $crate::authorized::Authorizer for Client {
+            const LOG_TARGET: $crate::LogTarget = $crate::LogTarget::$target;
+
             fn driver(&self) -> &dyn $crate::authorized::DriverAccess {
                 &*self.driver
             }
@@ -199,6 +222,7 @@ macro_rules! authorizer {
 /// that authorises every request to an allowed origin; what each does on a
 /// `401` is said where the adapter names it.
 #[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))))]
 #[derive(Clone, Debug)]
 pub struct AuthMiddleware<C> {
     client: C,

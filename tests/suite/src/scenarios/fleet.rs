@@ -200,6 +200,97 @@ pub fn a_rejected_token_is_invalidated_fleet_wide<A: Adapter>() {
     assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
 }
 
+/// A process still holding a token the fleet has already replaced gets it
+/// rejected: its eviction leaves the newer token another process stored, so
+/// the fleet keeps sharing it and nothing is fetched again.
+pub fn a_stale_rejection_never_deletes_a_newer_fleet_token<A: Adapter>() {
+    let server = RedisServer::start();
+    let issuer = TestIssuer::start();
+    let (options, key) = redis_options(&server, &issuer);
+    let (one, two) = (client::<A>(&issuer, &options), client::<A>(&issuer, &options));
+    let first = A::token(&one).unwrap();
+    assert_eq!(A::token(&two).unwrap().secret(), first.secret(), "{}", A::NAME);
+    // `two` sees `first` rejected and shares its replacement.
+    A::invalidate(&two, &first);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let second = loop {
+        let token = A::token(&two).unwrap();
+        if token.secret() != first.secret() {
+            break token;
+        }
+        assert!(Instant::now() < deadline, "{}: not replaced", A::NAME);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
+    // `one` still serves `first`; its rejection comes late.
+    A::invalidate(&one, &first);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.cli(&["exists", &key]),
+        "1",
+        "{}: the newer token was deleted",
+        A::NAME
+    );
+    assert_eq!(A::token(&one).unwrap().secret(), second.secret(), "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
+}
+
+/// A client authenticating with a private key has no secret to seal its
+/// tokens with: without an encryption key the store reads and writes
+/// nothing for it (each client fetches on its own); with one, the fleet
+/// shares the sealed token.
+pub fn a_client_without_a_secret_shares_only_with_an_encryption_key<A: Adapter>() {
+    use client_credentials::{ClientAuth, JwsAlgorithm, JwtKey};
+    use client_credentials_redis::RedisStore;
+
+    let server = RedisServer::start();
+    let key = JwtKey::from_pem(super::assertions::EC_PEM, JwsAlgorithm::Es256)
+        .unwrap()
+        .with_key_id("ec-1");
+    let issuer = TestIssuer::builder()
+        .client("jwt-client", "unused-secret")
+        .client_jwk("jwt-client", key.public_jwk())
+        .auth_methods(["private_key_jwt"])
+        .start();
+    let config = client_credentials::Config::builder("jwt-client", "")
+        .issuer(issuer.issuer_url())
+        .auth(ClientAuth::PrivateKeyJwt(key))
+        .jitter_seed(7)
+        .build()
+        .unwrap();
+    let clients = |store: RedisStore| {
+        let options = crate::Options {
+            store: crate::StoreChoice::Redis(store),
+            ..crate::Options::default()
+        };
+        (
+            A::build(config.clone(), options.clone()),
+            A::build(config.clone(), options),
+        )
+    };
+    let unkeyed = RedisStore::builder(server.url()).build().unwrap();
+    let name = unkeyed.key(&config);
+    let (one, two) = clients(unkeyed);
+    A::token(&one).unwrap();
+    A::token(&two).unwrap();
+    assert_eq!(issuer.token_requests().len(), 2, "{}: nothing shared", A::NAME);
+    assert_eq!(server.cli(&["exists", &name]), "0", "{}: nothing written", A::NAME);
+
+    let keyed = RedisStore::builder(server.url())
+        .encryption_key([7u8; 32])
+        .build()
+        .unwrap();
+    let (three, four) = clients(keyed);
+    let shared = A::token(&three).unwrap();
+    assert_eq!(A::token(&four).unwrap().secret(), shared.secret(), "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 3, "{}", A::NAME);
+    assert!(
+        !server.cli(&["get", &name]).contains(shared.secret()),
+        "{}: sealed",
+        A::NAME
+    );
+}
+
 /// Something else under the key (garbage, another type) is ignored and
 /// replaced by the next token, which the fleet then shares.
 pub fn a_corrupt_or_foreign_value_is_replaced<A: Adapter>() {

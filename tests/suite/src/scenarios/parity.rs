@@ -266,7 +266,7 @@ pub fn a_dead_provider_for_a_simulated_minute<A: Adapter>() {
 }
 
 /// A client of adapter `A` for `config`, on a clock that moves only by hand.
-fn on_manual_clock<A: Adapter>(config: Config) -> (A::Client, ManualClock) {
+pub(crate) fn on_manual_clock<A: Adapter>(config: Config) -> (A::Client, ManualClock) {
     let clock = ManualClock::starting_now();
     let options = Options {
         clock: Some(clock.clone()),
@@ -277,13 +277,13 @@ fn on_manual_clock<A: Adapter>(config: Config) -> (A::Client, ManualClock) {
 
 /// Runs a clock 100 times faster than real time (100 ms every millisecond)
 /// until dropped.
-struct Ticker {
+pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Ticker {
-    fn start(clock: &ManualClock) -> Self {
+    pub(crate) fn start(clock: &ManualClock) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (clock, stopped) = (clock.clone(), stop.clone());
         let thread = thread::spawn(move || {
@@ -308,7 +308,7 @@ impl Drop for Ticker {
     }
 }
 
-fn clock_now(clock: &ManualClock) -> Timestamp {
+pub(crate) fn clock_now(clock: &ManualClock) -> Timestamp {
     client_credentials_blocking::Clock::now(clock)
 }
 
@@ -385,4 +385,31 @@ pub fn callers_are_not_held_through_escalated_retries<A: Adapter>() {
         .unwrap_or_else(|_| panic!("{}: token() waited through an escalated retry", A::NAME));
     assert!(failed, "{}", A::NAME);
     assert_eq!(issuer.token_requests().len(), 4, "{}", A::NAME);
+}
+
+/// The same refused connection reads the same in both adapters, word for
+/// word: the kind, the token endpoint without its query, and the operating
+/// system's own words; never the client secret or the query.
+pub fn a_refused_connection_reads_the_same<A: Adapter>() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let refused = std::net::TcpStream::connect(addr).expect_err("nothing listens there");
+    let config = Config::builder("my-client", "s3cr3t-not-in-messages")
+        .token_endpoint(format!("http://{addr}/oauth/token?tenant=query-not-in-messages"))
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let client = A::build(config, Options::default());
+    let error = A::token(&client).expect_err("nothing listens there");
+    let Error::Transport(transport) = &error else {
+        panic!("{}: a transport error, not {error:?}", A::NAME)
+    };
+    assert_eq!(transport.kind(), client_credentials::TransportErrorKind::Connect);
+    assert_eq!(
+        error.to_string(),
+        format!("could not connect: http://{addr}/oauth/token: {refused}"),
+        "{}",
+        A::NAME
+    );
 }
