@@ -1361,7 +1361,7 @@ fn action_is_a_plain_enum() {
     }
 }
 
-// ---------------------------------------------------------------- review fixes
+// --------------------------------------------- clock skew and forced refreshes
 
 #[test]
 fn a_clock_skew_longer_than_the_lifetime_does_not_refetch_on_every_poll() {
