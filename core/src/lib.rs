@@ -128,6 +128,7 @@
 mod assertion;
 mod config;
 mod discovery;
+pub mod driver;
 mod dpop;
 mod endpoint;
 mod error;
