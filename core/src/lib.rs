@@ -128,8 +128,8 @@
 mod assertion;
 mod config;
 mod discovery;
-pub mod driver;
 mod dpop;
+pub mod driver;
 mod endpoint;
 mod error;
 mod id;

@@ -457,7 +457,13 @@ impl Driver {
             return Step::Done;
         }
         match store.take_turn() {
-            Some((seq, task)) => Step::Work(Work::new(task, Job::Store { seq, tail: Tail::default() })),
+            Some((seq, task)) => Step::Work(Work::new(
+                task,
+                Job::Store {
+                    seq,
+                    tail: Tail::default(),
+                },
+            )),
             // Another caller applies them, ours included; wait for ours.
             None if seq.is_some() && store.busy() => Step::Wait { until: None },
             None => Step::Done,
