@@ -18,7 +18,7 @@ fn token(secret: &str, lifetime: u64) -> AccessToken {
         .expect("valid token")
 }
 
-fn work(step: Step) -> Work {
+fn work<T: std::fmt::Debug>(step: Step<T>) -> Work {
     match step {
         Step::Work(work) => work,
         other => panic!("expected work, got {other:?}"),
@@ -237,7 +237,7 @@ fn sign_out_cuts_the_flight_short_and_its_late_answer_changes_nothing() {
     let after = finish(&mut driver, at(2), sending, Outcome::Response(token_ok("late", 3600)));
     assert!(after.is_empty(), "{after:?}");
     assert!(driver.handle(at(2), delete.ticket, Outcome::Done).is_none());
-    assert!(matches!(driver.step(at(2), &mut signout.deletion), Step::Done));
+    assert!(matches!(driver.step(at(2), &mut signout.deletion), Step::Ready(())));
     assert!(driver.source().token().is_none());
 }
 
@@ -271,7 +271,7 @@ fn a_deletion_lands_after_the_save_under_way_and_replaces_a_pending_one() {
     ));
     let after = finish(&mut driver, at(2), delete, Outcome::Done);
     assert_eq!(after, ["EndFetch", "Report"]);
-    assert!(matches!(driver.step(at(2), &mut signout.deletion), Step::Done));
+    assert!(matches!(driver.step(at(2), &mut signout.deletion), Step::Ready(())));
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn an_invalidated_token_is_evicted_from_the_store_and_an_older_one_evicts_nothin
     let eviction = work(driver.step(at(1), &mut evict));
     assert!(matches!(&eviction.task, Task::Evict(token) if token.secret() == "t"));
     assert!(driver.handle(at(1), eviction.ticket, Outcome::Done).is_none());
-    assert!(matches!(driver.step(at(1), &mut evict), Step::Done));
+    assert!(matches!(driver.step(at(1), &mut evict), Step::Ready(())));
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! The client: the shared driver (`client-credentials-common`) looped around
-//! on the calling thread, waiters parked on a `Condvar`.
+//! on the calling thread, which performs the I/O of the jobs it is handed;
+//! waiters park on a `Condvar`.
 
-use std::future::{ready, Future};
-use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, TransportError};
-use client_credentials_common::{self as common, BoxFuture, Driver, Mode, Settings, Step, Wake};
+use client_credentials::{AccessToken, Config, Error};
+use client_credentials_common::{
+    self as common, BlockingProvider, BlockingSettings, Call, Caller, Driver, Outcome, Step, Task, TokenStore, Wake,
+};
 
 use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
 
@@ -50,7 +50,7 @@ impl Wake for Io {
 
 /// Configures a [`Client`]: transport, timeouts, store, callbacks, provider, clock.
 pub struct ClientBuilder {
-    settings: Settings,
+    settings: BlockingSettings,
     transport: Option<Box<dyn Transport>>,
     agent: Option<ureq::Agent>,
     timeout: Option<Duration>,
@@ -137,7 +137,7 @@ impl Client {
     /// Starts configuring a client.
     pub fn builder(config: Config) -> ClientBuilder {
         ClientBuilder {
-            settings: Settings::new(config),
+            settings: BlockingSettings::new(config),
             transport: None,
             agent: None,
             timeout: None,
@@ -152,7 +152,7 @@ impl Client {
     pub fn token(&self) -> Result<AccessToken, Error> {
         match self.driver.fresh() {
             Some(token) => Ok(token),
-            None => self.run(Mode::Token),
+            None => self.run(Call::token()),
         }
     }
 
@@ -163,8 +163,8 @@ impl Client {
     /// it expires. During the cool-down after a failed round nothing is sent:
     /// that round's error is returned at once.
     pub fn refresh(&self) -> Result<AccessToken, Error> {
-        let mode = self.driver.refresh()?;
-        self.run(mode)
+        let call = self.driver.refresh()?;
+        self.run(call)
     }
 
     /// `Authorization: Bearer …` for [`Client::token`], marked sensitive.
@@ -176,8 +176,8 @@ impl Client {
     /// `token()` fetches a new one. A token older than the cached one evicts
     /// nothing. The stored token is deleted when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
-        if self.driver.invalidate(token) {
-            block_on(self.driver.save_changes());
+        if let Some(eviction) = self.driver.invalidate(token) {
+            let _ = self.run(eviction);
         }
     }
 
@@ -185,19 +185,31 @@ impl Client {
     /// has a revocation endpoint (configured or discovered), revokes it
     /// (RFC 7009). The error is the revocation's; the state is cleared anyway.
     pub fn signout(&self) -> Result<(), Error> {
-        block_on(self.driver.signout())
+        let (deletion, revocation) = self.driver.signout();
+        // Returns once the store's deletion has landed, even when another
+        // caller applies it.
+        let _ = self.run(deletion);
+        match revocation {
+            Some((request, revocation)) => revocation.finish(self.driver.io.transport.send(request)),
+            None => Ok(()),
+        }
     }
 
-    /// Steps the driver until it yields a result, flying the flight on
-    /// this thread when this caller holds it and parking on the condvar otherwise.
-    fn run(&self, mode: Mode) -> Result<AccessToken, Error> {
+    /// Steps the driver until the call ends, performing the jobs it is
+    /// handed on this thread and parking on the condvar otherwise.
+    fn run<C: Caller>(&self, mut call: C) -> Result<C::Output, Error> {
         let io = &self.driver.io;
         loop {
             let seen = *io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-            match self.driver.step(mode) {
+            match self.driver.step(&mut call) {
                 Step::Ready(token) => return Ok(token),
                 Step::Failed(error) => return Err(error),
-                Step::Work(work) => block_on(self.driver.clone().fly(work)),
+                Step::Work(mut job) => {
+                    while let Some(task) = job.next_task() {
+                        let outcome = self.perform(task);
+                        job.hand_back(outcome);
+                    }
+                }
                 Step::Wait(wait) => {
                     let epoch = io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
                     let timeout = wait.unwrap_or(RECHECK).max(Duration::from_millis(1));
@@ -206,32 +218,35 @@ impl Client {
             }
         }
     }
+
+    /// Performs one task of a job: this adapter's I/O, on this thread.
+    fn perform(&self, task: Task) -> Outcome {
+        let driver = &self.driver;
+        let config = driver.config();
+        let store = driver.store();
+        match task {
+            Task::Send(outgoing) => common::exchanged(driver.io.transport.send(outgoing.request)),
+            Task::Provide(cached) => Outcome::Provided(driver.provider().and_then(|provide| provide(cached.as_ref()))),
+            Task::Load => common::loaded(store.map_or(Ok(None), |store| store.load(config))),
+            Task::TakeFleetTurn(now) => {
+                common::fleet_turn(store.map_or(Ok(common::FleetTurn::Fetch), |store| store.begin_fetch(config, now)))
+            }
+            Task::Save(token) => common::written("save", store.map_or(Ok(()), |store| store.save(config, &token))),
+            Task::Delete => common::written("delete", store.map_or(Ok(()), |store| store.delete(config))),
+            Task::Evict(token) => common::written("evict", store.map_or(Ok(()), |store| store.evict(config, &token))),
+            Task::EndFetch => {
+                if let Some(store) = store {
+                    store.end_fetch(config);
+                }
+                Outcome::Done
+            }
+            // Performed by the shell itself.
+            _ => Outcome::Done,
+        }
+    }
 }
 
 impl common::Io for Io {
-    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
-        Box::pin(ready(self.transport.send(request)))
-    }
-}
-
-/// Runs one of the driver's futures on this thread. Its I/O is done by the
-/// futures' first poll (this adapter's are ready at once); the one wait,
-/// `signout()` for a store write another thread is applying, parks the
-/// thread until that thread wakes it (re-checking every millisecond).
-pub(crate) fn block_on<T>(future: impl Future<Output = T>) -> T {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(value) = future.as_mut().poll(&mut context) {
-            return value;
-        }
-        std::thread::park_timeout(Duration::from_millis(1));
-    }
+    type Store = dyn TokenStore;
+    type Provider = BlockingProvider;
 }

@@ -1,61 +1,64 @@
-//! The client driver both adapters loop around: the core behind a lock, the
-//! published snapshot, single-flight bookkeeping with its panic-safe guard,
-//! the custom provider, the store's load and fleet turn, store sequencing,
-//! callbacks. An adapter asks [`Driver::step`] what to do, performs the
-//! [`Task`] it is handed (an HTTP exchange, a store call, the provider) with
-//! its own I/O, hands the result back with [`Flight::finish`], and waits
-//! (`Condvar` / `Notify`) when told to. Every decision is made here or in the
-//! core, so both adapters behave the same.
+//! The shell both adapters loop around, over the core's sans-IO
+//! [`client_credentials::driver`]: the lock around it, the published
+//! snapshot for lock-free cached reads, the clock, the callbacks and logs,
+//! reading the assertion file, and the guard that hands an unfinished job
+//! back. Every decision (single flight, store order, provider and fleet
+//! rounds, sign-out, background timing) is the core driver's; an adapter
+//! asks [`Driver::step`] what to do, performs its own I/O for each task of a
+//! [`Job`] outside the lock (a request, a store call, the provider), and
+//! waits (`Condvar` / `Notify`) when told to.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use client_credentials::driver::{
+    self as machine, Background, Call, Caller, Invalidated, Outcome, Report, Settle, Task, Ticket,
+};
 use client_credentials::{
-    AccessToken, Action, Config, Error, Event, Outgoing, ProviderMetadata, RefreshTicket, RequestId, RequestKind,
-    Timestamp, TokenSource, TransportError, TransportErrorKind,
+    AccessToken, Config, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource, TransportError,
 };
 
 use crate::assertion_file::AssertionFile;
 use crate::clock::TimeSource;
 use crate::published::Published;
-use crate::store::{store_failed, AsyncTokenStore, Blocking, FleetTurn, StoreChange, TokenStore};
+use crate::store::{store_failed, AsyncTokenStore, FleetTurn, TokenStore};
 
 /// `on_token_update`: called once for each new token.
 pub type TokenCallback = Box<dyn Fn(&AccessToken) + Send + Sync>;
 /// `on_error`: called when a refresh fails while the cached token is still served.
 pub type ErrorCallback = Box<dyn Fn(&Error) + Send + Sync>;
 
-/// A boxed, `Send` future, as [`Io`] methods return (the tokio adapter's
-/// `BoxFuture` is the same type).
+/// A boxed, `Send` future, as the tokio adapter's transport, store and
+/// provider return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// How the driver wakes the callers an adapter has waiting.
+/// The tokio adapter's custom token provider (see `ClientBuilder::token_provider`).
+pub type Provider = dyn Fn(Option<AccessToken>) -> BoxFuture<'static, Option<AccessToken>> + Send + Sync;
+/// The blocking adapter's custom token provider.
+pub type BlockingProvider = dyn Fn(Option<&AccessToken>) -> Option<AccessToken> + Send + Sync;
+
+/// How the shell wakes the callers an adapter has waiting.
 pub trait Wake: Send + Sync + 'static {
-    /// The state changed (a result arrived, a round ended, the token was
-    /// dropped): wake every caller waiting, so it steps again.
+    /// The state changed (a job ended, a token was dropped): wake every
+    /// caller waiting, so it steps again.
     fn wake(&self);
 }
 
-/// An adapter's transport, as a future: the tokio adapter's is a real one;
-/// the blocking adapter sends on the calling thread and returns a future
-/// that is ready at once. The flight logic around it ([`Driver::fly`],
-/// [`Driver::signout`], [`Driver::save_changes`]) is written once, here.
+/// An adapter's side of the shell: its waking, and the kinds of store and
+/// provider it calls (blocking or async).
 pub trait Io: Wake {
-    /// Performs one HTTP exchange (no redirects, body capped).
-    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>>;
+    /// The store trait object (`dyn TokenStore` or `dyn AsyncTokenStore`).
+    type Store: ?Sized + Send + Sync + 'static;
+    /// The provider (`BlockingProvider` or `Provider`).
+    type Provider: ?Sized + Send + Sync + 'static;
 }
 
-/// A custom token provider, as a future (see `ClientBuilder::token_provider`).
-pub type Provider = Box<dyn Fn(Option<AccessToken>) -> BoxFuture<'static, Option<AccessToken>> + Send + Sync>;
-
 /// What a client is built from, besides its I/O.
-pub struct Settings {
+pub struct Settings<S: ?Sized = dyn AsyncTokenStore, P: ?Sized = Provider> {
     /// The validated configuration.
     pub config: Config,
     /// Where `now` comes from.
@@ -66,12 +69,15 @@ pub struct Settings {
     /// Called when a refresh fails while the cached token is still served.
     pub on_error: Option<ErrorCallback>,
     /// The store, if any (loaded first, fleet hooks, ordered writes).
-    pub store: Option<Box<dyn AsyncTokenStore>>,
+    pub store: Option<Box<S>>,
     /// The custom token provider, if any.
-    pub provider: Option<Provider>,
+    pub provider: Option<Box<P>>,
 }
 
-impl fmt::Debug for Settings {
+/// The blocking adapter's settings.
+pub type BlockingSettings = Settings<dyn TokenStore, BlockingProvider>;
+
+impl<S: ?Sized, P: ?Sized> fmt::Debug for Settings<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("config", &self.config)
@@ -82,186 +88,99 @@ impl fmt::Debug for Settings {
     }
 }
 
+impl<S: ?Sized, P: ?Sized> Settings<S, P> {
+    /// Settings for `config`: the wall clock, no callbacks, no store, no provider.
+    pub fn new(config: Config) -> Self {
+        Settings {
+            config,
+            clock: TimeSource::System,
+            on_token_update: None,
+            on_error: None,
+            store: None,
+            provider: None,
+        }
+    }
+}
+
+impl BlockingSettings {
+    /// Uses a blocking store.
+    pub fn blocking_store(&mut self, store: impl TokenStore) {
+        self.store = Some(Box::new(store));
+    }
+
+    /// Uses a blocking provider.
+    pub fn blocking_provider(
+        &mut self,
+        provider: impl Fn(Option<&AccessToken>) -> Option<AccessToken> + Send + Sync + 'static,
+    ) {
+        self.provider = Some(Box::new(provider));
+    }
+}
+
 /// The shared state of one client (all its clones): see the module docs.
-pub struct Driver<W> {
+pub struct Driver<W: Io> {
     state: Mutex<State>,
     published: Published,
-    settings: Settings,
-    /// The client assertion file to read for the core, if the config names
-    /// one: read under its own lock, never under `state`'s.
+    settings: Settings<W::Store, W::Provider>,
+    /// The client assertion file, if the config names one: read by one
+    /// caller at a time (the core driver says which), never under `state`'s lock.
     assertion_file: Option<Mutex<AssertionFile>>,
-    /// The adapter's I/O: its transport, store, provider and waiters.
+    /// The adapter's side: its transport, waiters.
     pub io: W,
 }
 
 struct State {
-    source: TokenSource,
-    /// The store was read (or there is none); `loading`: a caller reads it now.
-    loaded: bool,
-    loading: bool,
-    /// This round asked the provider already / began a fleet turn (so
-    /// `end_fetch` is due when it ends).
-    asked: bool,
-    fleet: bool,
-    /// The store changes not yet applied, oldest first, each with its
-    /// number (recorded under this lock in the order they happen; at most a
-    /// deletion then a save, see [`Driver::record`]), and whether a caller is
-    /// applying changes now ([`Driver::save_changes`]).
-    store_pending: VecDeque<(u64, StoreChange)>,
-    store_busy: bool,
-    /// How many changes were recorded; every change numbered up to
-    /// `store_done` has been applied (or replaced by a later one that was).
-    store_recorded: u64,
-    store_done: u64,
-    /// Callers waiting for a change of theirs to land ([`StoreSettled`]).
-    store_waiters: Vec<Waker>,
-    /// Numbers flights; `current` is the one running (0: none), so the
-    /// result of a flight cut short by `signout()` is dropped.
-    flights: u64,
-    current: u64,
-}
-
-/// Which result a caller is after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// A usable token (`token()`).
-    Token,
-    /// The outcome of the forced refresh that returned this ticket
-    /// (`refresh()`): its new token, or its round's error.
-    Refresh(RefreshTicket),
+    machine: machine::Driver,
+    /// What was last published (the token and its refresh time), so an
+    /// unchanged state is not published again.
+    shown: Option<(AccessToken, Timestamp)>,
 }
 
 /// What a caller does next, from [`Driver::step`].
-#[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
-pub enum Step<W: Wake> {
-    /// Return this token.
-    Ready(AccessToken),
+pub enum Step<W: Io, T = AccessToken> {
+    /// Return this: a call's token; for a [`Settle`], its writes landed.
+    Ready(T),
     /// Return this error.
     Failed(Error),
     /// Wait until woken ([`Wake::wake`]) or for this long (`None`: until
     /// woken), then step again.
     Wait(Option<Duration>),
-    /// This caller holds the single flight: perform the task and hand its
-    /// result to `Flight::finish`.
-    Work(Work<W>),
+    /// This caller performs a job: its tasks, then step again.
+    Work(Job<W>),
 }
 
-/// A task for the caller holding the single flight, with the guard that
-/// gives the flight back if the caller panics or is cancelled.
-pub struct Work<W: Wake> {
-    task: Task,
-    flight: Flight<W>,
-}
-
-/// The I/O the driver asks an adapter to perform.
-#[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
-enum Task {
-    /// Read the store (`load(config)`): the first call that needs the core
-    /// does, inside the single flight.
-    Load,
-    /// Ask the custom provider, passing the cached token (if any). Once per
-    /// round, before the round's first request.
-    Provide(Option<AccessToken>),
-    /// Call the store's `begin_fetch(config, now)` hook, right before the
-    /// round's token request.
-    BeginFetch(Timestamp),
-    /// Perform this HTTP exchange.
-    Send(http::Request<Vec<u8>>),
-}
-
-impl fmt::Debug for Task {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Task::Load => f.write_str("Load"),
-            Task::Provide(_) => f.write_str("Provide"),
-            Task::BeginFetch(_) => f.write_str("BeginFetch"),
-            Task::Send(request) => write!(f, "Send({} {})", request.method(), crate::loggable_uri(request.uri())),
-        }
-    }
-}
-
-/// The result of a [`Task`].
-enum Outcome {
-    /// What `load` returned.
-    Loaded(io::Result<Option<AccessToken>>),
-    /// What the provider returned.
-    Provided(Option<AccessToken>),
-    /// What `begin_fetch` returned.
-    Turn(io::Result<FleetTurn>),
-    /// What the transport returned.
-    Response(Result<http::Response<Vec<u8>>, TransportError>),
-}
-
-#[allow(clippy::large_enum_variant)] // one per flight
-enum Job {
-    None,
-    Load,
-    /// The round's first request, held while the provider or the fleet hook
-    /// is asked (it stays in flight, so other callers wait or are served).
-    Held(Outgoing),
-    Sent(RequestId),
-    Revoke(RequestId),
-}
-
-/// The single flight, held by the caller performing its task. Dropped
-/// without [`Flight::finish`] (a panic, a cancelled future), it gives the
-/// flight back to the core and wakes every waiter, so one caller's failure
-/// never leaves the others waiting for a result that will not come.
-struct Flight<W: Wake> {
+/// A job for the caller performing it: [`Job::next_task`] hands out the
+/// adapter's tasks (the reports and the assertion file are performed here),
+/// [`Job::hand_back`] takes each result. Dropped unfinished (a panic, a
+/// cancelled future), it hands the job back to the core driver and wakes
+/// every waiter, so one caller's failure never leaves the others waiting for
+/// a result that will not come.
+pub struct Job<W: Io> {
     driver: Arc<Driver<W>>,
-    number: u64,
-    job: Job,
+    /// The task not yet handed out.
+    work: Option<machine::Work>,
+    /// The ticket of the task handed out, until its result is handed back.
+    ticket: Option<Ticket>,
 }
 
-/// What [`Flight::finish`] leads to.
-enum Next<W: Wake> {
-    /// The flight goes on with another task (e.g. the token request after
-    /// discovery, the request after the provider had nothing).
-    Work(Work<W>),
-    /// The flight is over: apply the store effects, then [`Done::announce`].
-    Done(Done<W>),
-}
-
-/// The end of a flight: save the store's changes, call `end_fetch` if due,
-/// then [`Done::announce`] runs the callbacks; dropping it wakes the waiters.
-struct Done<W: Wake> {
-    /// Whether to call the store's `end_fetch(config)` (after the save).
-    end_fetch: bool,
-    announce: Announce,
-    flight: Flight<W>,
-}
-
-enum Announce {
-    Nothing,
-    Token(AccessToken),
-    RefreshFailed(Error),
-}
-
-impl<W: Wake> Driver<W> {
-    /// A driver for `settings`, doing its I/O and waking through `io`.
-    pub fn new(settings: Settings, io: W) -> Self {
+impl<W: Io> Driver<W> {
+    /// A driver for `settings`, waking through `io`.
+    pub fn new(settings: Settings<W::Store, W::Provider>, io: W) -> Self {
         // Always random: processes sharing a client must never repeat a jti.
         let source = TokenSource::new(settings.config.clone(), crate::random_bytes());
+        let mut machine = machine::Driver::new(source);
+        if settings.store.is_some() {
+            machine = machine.with_store();
+        }
+        if settings.provider.is_some() {
+            machine = machine.with_provider();
+        }
         let assertion_file = settings
             .config
             .assertion_file()
             .map(|path| Mutex::new(AssertionFile::new(path)));
-        let loaded = settings.store.is_none();
         Driver {
-            state: Mutex::new(State {
-                source,
-                loaded,
-                loading: false,
-                asked: false,
-                fleet: false,
-                store_pending: VecDeque::new(),
-                store_busy: false,
-                store_recorded: 0,
-                store_done: 0,
-                store_waiters: Vec::new(),
-                flights: 0,
-                current: 0,
-            }),
+            state: Mutex::new(State { machine, shown: None }),
             published: Published::new(),
             settings,
             assertion_file,
@@ -270,10 +189,29 @@ impl<W: Wake> Driver<W> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every mutation is complete at each unlock (one core call, then
-        // bookkeeping that cannot panic): a panic elsewhere while the lock
+        // Every mutation is complete at each unlock (one driver call, then
+        // publishing, which cannot panic): a panic elsewhere while the lock
         // was held leaves a consistent state. Carry on with it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the core driver under the lock, then publishes the
+    /// cached token if it changed.
+    fn with<R>(&self, f: impl FnOnce(&mut machine::Driver, Timestamp) -> R) -> R {
+        let now = self.now();
+        let mut state = self.lock();
+        let result = f(&mut state.machine, now);
+        let current = state.machine.published();
+        let unchanged = match (&state.shown, current) {
+            (Some((shown, shown_at)), Some((token, at))) => *shown_at == at && shown.same_token(token),
+            (None, None) => true,
+            _ => false,
+        };
+        if !unchanged {
+            self.published.publish(current);
+            state.shown = current.map(|(token, at)| (token.clone(), at));
+        }
+        result
     }
 
     /// The configuration.
@@ -291,6 +229,16 @@ impl<W: Wake> Driver<W> {
         &self.settings.clock
     }
 
+    /// The store, if any.
+    pub fn store(&self) -> Option<&W::Store> {
+        self.settings.store.as_deref()
+    }
+
+    /// The custom provider, if any.
+    pub fn provider(&self) -> Option<&W::Provider> {
+        self.settings.provider.as_deref()
+    }
+
     /// The cached token if it is fresh: the lock-free path, for clients on
     /// the wall clock (others step through the lock, whose clock may differ).
     #[inline]
@@ -303,140 +251,72 @@ impl<W: Wake> Driver<W> {
 
     /// The discovered provider metadata, if any.
     pub fn metadata(&self) -> Option<ProviderMetadata> {
-        self.lock().source.metadata().cloned()
+        self.lock().machine.source().metadata().cloned()
     }
 
     /// Whether a token is cached (fresh or not), for `Debug`.
     pub fn has_token(&self) -> bool {
-        self.lock().source.token().is_some()
+        self.lock().machine.source().token().is_some()
     }
 
-    /// When the cached token is due for refresh (`None`: nothing cached).
-    pub fn refresh_at(&self) -> Option<Timestamp> {
-        self.lock().source.refresh_at()
+    /// What the caller holding `call` does next.
+    pub fn step<C: Caller>(self: &Arc<Self>, call: &mut C) -> Step<W, C::Output> {
+        match self.with(|machine, now| machine.step(now, call)) {
+            machine::Step::Ready(value) => Step::Ready(value),
+            machine::Step::Failed(error) => Step::Failed(error),
+            machine::Step::Wait { until } => Step::Wait(self.settings.clock.wait_for(until)),
+            machine::Step::Work(work) => Step::Work(Job {
+                driver: Arc::clone(self),
+                work: Some(work),
+                ticket: None,
+            }),
+        }
+    }
+
+    /// Forces a refresh: the call to step for its outcome, or the error of
+    /// the failed round whose cool-down still runs (nothing is sent then, and
+    /// `token()` keeps serving the unexpired token).
+    pub fn refresh(&self) -> Result<Call, Error> {
+        self.with(|machine, now| machine.refresh(now))
+    }
+
+    /// The resource server rejected `token`: stop serving it. Returns the
+    /// call that evicts it from the store (deleted only if the store still
+    /// holds it), when that is due.
+    pub fn invalidate(&self, token: &AccessToken) -> Option<Settle> {
+        match self.with(|machine, now| machine.invalidate(now, token)) {
+            Invalidated::NotCurrent => None,
+            Invalidated::Evicted(store) => {
+                self.io.wake();
+                store
+            }
+        }
+    }
+
+    /// Forgets the token and any flight under way, and wakes the waiters:
+    /// step the returned call to its end (the store's deletion has landed),
+    /// then send the revocation, if any, and hand its result to
+    /// [`Revocation::finish`].
+    pub fn signout(self: &Arc<Self>) -> (Settle, Option<(http::Request<Vec<u8>>, Revocation<W>)>) {
+        let signout = self.with(|machine, now| machine.signout(now));
+        self.io.wake();
+        let revocation = signout.revocation.map(|Outgoing { id, request, .. }| {
+            let guard = Revocation {
+                driver: Arc::clone(self),
+                id: Some(id),
+            };
+            (request, guard)
+        });
+        (signout.deletion, revocation)
     }
 
     /// For a background refresh task: `None` when a refresh is due now,
     /// else how long to wait before asking again (`Some(None)`: until the
-    /// state changes). Not due while a flight runs, nor before the core lets
-    /// the next request go ([`TokenSource::retry_at`]: the back-off and
-    /// cool-down after failures apply with no caller at all).
+    /// state changes).
     pub fn refresh_due(&self) -> Option<Option<Duration>> {
-        let state = self.lock();
-        let at = match state.source.refresh_at() {
-            _ if state.current != 0 => return Some(None),
-            Some(at) if at != Timestamp::MAX => at.max(state.source.retry_at().unwrap_or(at)),
-            _ => return Some(None),
-        };
-        (at > self.now()).then(|| self.settings.clock.wait_for(Some(at)))
-    }
-
-    fn publish(&self, source: &TokenSource) {
-        self.published.publish(source.token().zip(source.refresh_at()));
-    }
-
-    fn flight(self: &Arc<Self>, state: &mut State, job: Job) -> Flight<W> {
-        if state.current == 0 {
-            state.flights += 1;
-            state.current = state.flights;
-        }
-        Flight {
-            driver: Arc::clone(self),
-            number: state.current,
-            job,
-        }
-    }
-
-    /// Records a store change, in the order of the state changes (this runs
-    /// under the lock that made them). A deletion (or eviction) replaces
-    /// every change not yet applied; a save replaces a pending save but never a pending
-    /// deletion, which still lands first: otherwise a save applying now (of
-    /// the token the deletion dropped) would stay in the store if the later
-    /// save failed or never ran.
-    fn record(&self, state: &mut State, change: StoreChange) -> bool {
-        if self.settings.store.is_some() {
-            state.store_recorded += 1;
-            let pending = &mut state.store_pending;
-            match change {
-                StoreChange::Delete | StoreChange::Evict(_) => pending.clear(),
-                StoreChange::Save(_) => {
-                    if matches!(pending.back(), Some((_, StoreChange::Save(_)))) {
-                        pending.pop_back();
-                    }
-                }
-            }
-            pending.push_back((state.store_recorded, change));
-        }
-        self.settings.store.is_some()
-    }
-
-    /// What the caller in `mode` does next.
-    pub fn step(self: &Arc<Self>, mode: Mode) -> Step<W> {
-        let now = self.now();
-        let mut state = self.lock();
-        if !state.loaded {
-            if state.loading {
-                return Step::Wait(self.settings.clock.wait_for(None));
-            }
-            state.loading = true;
-            let flight = self.flight(&mut state, Job::Load);
-            return Step::Work(Work {
-                task: Task::Load,
-                flight,
-            });
-        }
-        if let Some(file) = &self.assertion_file {
-            // Only when a request may be built: a fresh token needs no assertion.
-            if state.source.refresh_at().is_none_or(|at| now >= at) {
-                // Read outside the state lock: callers served from cache, and
-                // the flight's own bookkeeping, never wait for a file system.
-                // Callers that need the assertion read it one at a time, so
-                // each sees the content the one before handed over.
-                drop(state);
-                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-                let content = file.read_if_changed();
-                state = self.lock();
-                drop(file);
-                if let Some(content) = content {
-                    state.source.provide_assertion(content);
-                }
-            }
-        }
-        let state = &mut *state;
-        let action = match mode {
-            Mode::Token => state.source.poll(now),
-            Mode::Refresh(ticket) => state.source.poll_refresh(now, ticket),
-        };
-        let outgoing = match action {
-            Action::Ready(token) => return Step::Ready(token.clone()),
-            Action::Failed(error) => return Step::Failed(error.clone()),
-            Action::Wait { until } => return Step::Wait(self.settings.clock.wait_for(until)),
-            Action::Send(outgoing) => outgoing,
-        };
-        let (task, job) = self.start(state, now, outgoing);
-        let flight = self.flight(state, job);
-        Step::Work(Work { task, flight })
-    }
-
-    /// The next task of a round for `outgoing`: ask the provider (once per
-    /// round), then the fleet (before a token request), then send.
-    fn start(&self, state: &mut State, now: Timestamp, outgoing: Outgoing) -> (Task, Job) {
-        if self.settings.provider.is_some() && !state.asked {
-            state.asked = true;
-            (Task::Provide(state.source.token().cloned()), Job::Held(outgoing))
-        } else if self.settings.store.is_some() && !state.fleet && outgoing.kind == RequestKind::Token {
-            state.fleet = true;
-            (Task::BeginFetch(now), Job::Held(outgoing))
-        } else {
-            let Outgoing { id, kind, request } = outgoing;
-            tracing::debug!(
-                request = %id,
-                ?kind,
-                method = %request.method(),
-                uri = %crate::loggable_uri(request.uri()),
-                "client-credentials: sending"
-            );
-            (Task::Send(request), Job::Sent(id))
+        match self.with(|machine, now| machine.background(now)) {
+            Background::Refresh => None,
+            Background::Sleep(until) => Some(self.settings.clock.wait_for(until)),
         }
     }
 
@@ -473,7 +353,10 @@ impl<W: Wake> Driver<W> {
             return Ok(None);
         }
         let now = self.now();
-        self.lock().source.dpop_proof(now, method, uri, Some(token), nonce)
+        self.lock()
+            .machine
+            .source()
+            .dpop_proof(now, method, uri, Some(token), nonce)
     }
 
     /// A resource server's 401 to a request for `requested` named where its
@@ -481,287 +364,167 @@ impl<W: Wake> Driver<W> {
     /// `Config::builder(..).resource_server(..)`, and only on the resource's
     /// own origin; see `TokenSource::follow_resource_metadata`).
     pub fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool {
-        self.lock().source.follow_resource_metadata(requested, url)
+        self.lock().machine.follow_resource_metadata(requested, url)
     }
 
-    /// Forces a refresh: the mode to step in for its outcome, or the error of
-    /// the failed round whose cool-down still runs (nothing is sent then, and
-    /// `token()` keeps serving the unexpired token).
-    pub fn refresh(&self) -> Result<Mode, Error> {
-        let now = self.now();
-        let mut state = self.lock();
-        let ticket = state.source.force_refresh_at(now)?;
-        self.publish(&state.source);
-        Ok(Mode::Refresh(ticket))
-    }
-
-    /// The resource server rejected `token`: stop serving it. Returns
-    /// whether it was the cached token and its eviction from the store
-    /// (deleted only if the store still holds it) is due
-    /// ([`Driver::save_changes`]).
-    pub fn invalidate(&self, token: &AccessToken) -> bool {
-        let mut state = self.lock();
-        if !state.source.invalidate(token) {
-            return false;
-        }
-        self.publish(&state.source);
-        let delete = self.record(&mut state, StoreChange::Evict(token.clone()));
-        drop(state);
-        self.io.wake();
-        delete
-    }
-
-    /// A round ended: the next one asks the provider and the fleet again.
-    /// Returns whether the fleet's `end_fetch` is due.
-    fn end_round(state: &mut State) -> bool {
-        state.asked = false;
-        std::mem::take(&mut state.fleet)
-    }
-
-    /// Caches `token` from the provider or the fleet if the core takes it:
-    /// usable now and expiring later than the cached one (a provided token
-    /// never downgrades the cache).
-    fn offer(source: &mut TokenSource, now: Timestamp, token: &AccessToken) -> bool {
-        source.offer_token(now, token.clone())
-    }
-}
-
-impl<W: Wake> Flight<W> {
-    /// Hands back the result of the task: the flight goes on, or is done.
-    fn finish(mut self, outcome: Outcome) -> Next<W> {
-        let driver = Arc::clone(&self.driver);
-        let now = driver.now();
-        let mut state = driver.lock();
-        let job = std::mem::replace(&mut self.job, Job::None);
-        let current = state.current == self.number;
-        let mut done = Done {
-            end_fetch: false,
-            announce: Announce::Nothing,
-            flight: self,
-        };
-        match (job, outcome) {
-            (Job::Load, Outcome::Loaded(result)) if current => {
-                state.loading = false;
-                state.loaded = true;
-                match result {
-                    Ok(Some(token)) if state.source.token().is_none() => state.source.insert_token(token),
-                    Ok(_) => {}
-                    Err(error) => store_failed("load", &error),
+    /// Tells the user what happened: callbacks (outside the lock) and logs.
+    fn report(&self, report: Report) {
+        match report {
+            Report::TokenUpdated(token) => {
+                if let Some(callback) = &self.settings.on_token_update {
+                    callback(&token);
                 }
             }
-            (Job::Held(outgoing), Outcome::Provided(token)) if current => {
-                match token.filter(|token| Driver::<W>::offer(&mut state.source, now, token)) {
-                    Some(token) => {
-                        state.source.abandon(outgoing.id);
-                        done.end_fetch = Driver::<W>::end_round(&mut state);
-                        driver.record(&mut state, StoreChange::Save(token.clone()));
-                        done.announce = Announce::Token(token);
-                    }
-                    None => return done.continue_with(&mut state, now, outgoing),
+            Report::RefreshFailed(error) => {
+                tracing::warn!(%error, "client-credentials: refresh failed; the cached token is served until it expires");
+                if let Some(callback) = &self.settings.on_error {
+                    callback(&error);
                 }
             }
-            (Job::Held(outgoing), Outcome::Turn(turn)) if current => {
-                let token = match turn {
-                    Ok(FleetTurn::Use(token)) => Some(token),
-                    Ok(FleetTurn::Fetch) => None,
-                    Err(error) => {
-                        tracing::warn!(%error, "client-credentials: the store's fleet hook failed; fetching");
-                        None
-                    }
-                };
-                match token.filter(|token| Driver::<W>::offer(&mut state.source, now, token)) {
-                    // The fleet's token is in the store already: not saved again.
-                    Some(token) => {
-                        state.source.abandon(outgoing.id);
-                        done.end_fetch = Driver::<W>::end_round(&mut state);
-                        done.announce = Announce::Token(token);
-                    }
-                    None => return done.continue_with(&mut state, now, outgoing),
-                }
-            }
-            (Job::Sent(id), Outcome::Response(result)) => {
-                let handled = match result {
-                    Ok(response) => state.source.handle_response(now, id, response),
-                    Err(error) => state.source.handle_transport_error(now, id, error),
-                };
-                let capped = match &handled {
-                    Ok(
-                        Event::RetryScheduled { retry_after_capped, .. }
-                        | Event::RefreshFailed { retry_after_capped, .. },
-                    ) => *retry_after_capped,
-                    Ok(_) | Err(Error::UnknownRequest { .. }) => None,
-                    // The round failed without a usable token.
-                    Err(_) => state.source.retry_after_capped(),
-                };
-                if let Some(asked) = capped {
-                    tracing::warn!(
-                        request = %id,
-                        retry_after_secs = asked.as_secs(),
-                        waiting_secs = driver.config().retry().max_retry_after.as_secs(),
-                        "client-credentials: the provider's Retry-After is longer than max_retry_after; waiting the maximum"
-                    );
-                }
-                match handled {
-                    Ok(Event::TokenUpdated(token)) => {
-                        done.end_fetch = Driver::<W>::end_round(&mut state);
-                        driver.record(&mut state, StoreChange::Save(token.clone()));
-                        done.announce = Announce::Token(token);
-                    }
-                    Ok(Event::RefreshFailed { error, .. }) => {
-                        done.end_fetch = Driver::<W>::end_round(&mut state);
-                        done.announce = Announce::RefreshFailed(error);
-                    }
-                    Ok(Event::DiscoveryUpdated(_) | Event::Fallback { .. }) => {
-                        // The round goes on at once (the token request after
-                        // discovery, the next location, the other grant).
-                        if let Action::Send(outgoing) = state.source.poll(now) {
-                            return done.continue_with(&mut state, now, outgoing);
-                        }
-                    }
-                    Ok(event) => tracing::debug!(request = %id, ?event, "client-credentials: handled"),
-                    Err(Error::UnknownRequest { .. }) => {}
-                    Err(error) => {
-                        tracing::debug!(request = %id, %error, "client-credentials: round failed");
-                        done.end_fetch = Driver::<W>::end_round(&mut state);
-                    }
-                }
-            }
-            // A flight cut short by `signout()`: its result changes nothing.
+            Report::RoundFailed(error) => tracing::debug!(%error, "client-credentials: round failed"),
+            Report::RetryAfterCapped(asked) => tracing::warn!(
+                retry_after_secs = asked.as_secs(),
+                waiting_secs = self.config().retry().max_retry_after.as_secs(),
+                "client-credentials: the provider's Retry-After is longer than max_retry_after; waiting the maximum"
+            ),
             _ => {}
         }
-        if current {
-            state.current = 0;
-        }
-        driver.publish(&state.source);
-        Next::Done(done)
     }
 
-    /// Hands back the revocation's result: `Ok` when revoked, or when
-    /// nothing was left to revoke.
-    fn revoked(mut self, result: Result<http::Response<Vec<u8>>, TransportError>) -> Result<(), Error> {
-        let Job::Revoke(id) = std::mem::replace(&mut self.job, Job::None) else {
-            return Ok(());
-        };
-        let driver = Arc::clone(&self.driver);
-        let now = driver.now();
-        let mut state = driver.lock();
-        let handled = match result {
-            Ok(response) => state.source.handle_response(now, id, response),
-            Err(error) => state.source.handle_transport_error(now, id, error),
-        };
-        if state.current == self.number {
-            state.current = 0;
-        }
-        match handled {
-            Ok(_) | Err(Error::UnknownRequest { .. }) => Ok(()),
-            Err(error) => Err(error),
-        }
+    /// Reads the assertion file if it changed, outside the state lock: callers
+    /// served from cache never wait for a file system.
+    fn read_assertion_file(&self) -> Outcome {
+        let content = self.assertion_file.as_ref().and_then(|file| {
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+            file.read_if_changed()
+        });
+        Outcome::AssertionFile(content)
     }
 }
 
-impl<W: Wake> Done<W> {
-    /// The same flight goes on with the next task for `outgoing`.
-    fn continue_with(self, state: &mut State, now: Timestamp, outgoing: Outgoing) -> Next<W> {
-        let mut flight = self.flight;
-        let (task, job) = flight.driver.start(state, now, outgoing);
-        flight.job = job;
-        flight.driver.publish(&state.source);
-        Next::Work(Work { task, flight })
-    }
-
-    /// Runs the callbacks for the flight's outcome (`on_token_update` for a
-    /// new token, `on_error` and a warning for a failed refresh); dropping
-    /// `self` then wakes the waiters.
-    fn announce(self) {
-        let settings = &self.flight.driver.settings;
-        match &self.announce {
-            Announce::Token(token) => {
-                if let Some(callback) = &settings.on_token_update {
-                    callback(token);
+impl<W: Io> Job<W> {
+    /// The next task for the adapter to perform (its result goes to
+    /// [`Job::hand_back`]), or `None` when the job is over: the waiting
+    /// callers have been woken; step again.
+    pub fn next_task(&mut self) -> Option<Task> {
+        while let Some(machine::Work { task, ticket }) = self.work.take() {
+            // Held while a report's callback runs: a panicking callback
+            // hands the job back on drop.
+            self.ticket = Some(ticket);
+            let outcome = match task {
+                Task::Report(report) => {
+                    self.driver.report(report);
+                    Outcome::Done
                 }
-            }
-            Announce::RefreshFailed(error) => {
-                tracing::warn!(%error, "client-credentials: refresh failed; the cached token is served until it expires");
-                if let Some(callback) = &settings.on_error {
-                    callback(error);
-                }
-            }
-            Announce::Nothing => {}
-        }
-    }
-}
-
-impl<W: Wake> Drop for Flight<W> {
-    fn drop(&mut self) {
-        let job = std::mem::replace(&mut self.job, Job::None);
-        if !matches!(job, Job::None) {
-            // Unfinished: the caller panicked or its future was dropped.
-            let mut state = self.driver.lock();
-            let current = state.current == self.number;
-            match job {
-                // Start without the store rather than fail again.
-                Job::Load if current => {
-                    state.loading = false;
-                    state.loaded = true;
-                }
-                Job::Held(outgoing) if current => {
-                    state.source.abandon(outgoing.id);
-                }
-                // Sent, and its answer will never come: a failed attempt,
-                // so a transport that panics or a task that is cancelled
-                // again and again is backed off like a provider that fails.
-                Job::Sent(id) => {
-                    let now = self.driver.now();
-                    let lost = TransportError::new(
-                        TransportErrorKind::Other,
-                        "the request's task ended before its answer (it panicked or was cancelled)",
+                Task::ReadAssertionFile => self.driver.read_assertion_file(),
+                Task::Send(outgoing) => {
+                    tracing::debug!(
+                        request = %outgoing.id,
+                        kind = ?outgoing.kind,
+                        method = %outgoing.request.method(),
+                        uri = %crate::loggable_uri(outgoing.request.uri()),
+                        "client-credentials: sending"
                     );
-                    let _ = state.source.handle_transport_error(now, id, lost);
+                    return Some(Task::Send(outgoing));
                 }
-                Job::Revoke(id) => {
-                    state.source.abandon(id);
-                }
-                _ => {}
-            }
-            if current {
-                state.current = 0;
-            }
-            self.driver.publish(&state.source);
+                task => return Some(task),
+            };
+            self.hand_back(outcome);
         }
-        self.driver.io.wake();
+        None
     }
-}
 
-impl Settings {
-    /// Settings for `config`: the wall clock, no callbacks, no store, no provider.
-    pub fn new(config: Config) -> Self {
-        Settings {
-            config,
-            clock: TimeSource::System,
-            on_token_update: None,
-            on_error: None,
-            store: None,
-            provider: None,
+    /// Hands back the result of the task [`Job::next_task`] gave out.
+    pub fn hand_back(&mut self, outcome: Outcome) {
+        if let Some(ticket) = self.ticket.take() {
+            self.work = self.driver.with(|machine, now| machine.handle(now, ticket, outcome));
+            if self.work.is_none() {
+                self.driver.io.wake();
+            }
         }
     }
 
-    /// Uses a blocking store (its futures are ready at once).
-    pub fn blocking_store(&mut self, store: impl TokenStore) {
-        self.store = Some(Box::new(Blocking(Box::new(store))));
-    }
-
-    /// Uses a blocking provider (its futures are ready at once).
-    pub fn blocking_provider(
-        &mut self,
-        provider: impl Fn(Option<&AccessToken>) -> Option<AccessToken> + Send + Sync + 'static,
-    ) {
-        self.provider = Some(Box::new(move |last| {
-            Box::pin(std::future::ready(provider(last.as_ref())))
-        }));
+    /// The client this job belongs to.
+    pub fn driver(&self) -> &Arc<Driver<W>> {
+        &self.driver
     }
 }
 
-impl<W: Wake> fmt::Debug for Driver<W> {
+impl<W: Io> Drop for Job<W> {
+    fn drop(&mut self) {
+        let unfinished = self.ticket.take().or_else(|| self.work.take().map(|work| work.ticket));
+        if let Some(ticket) = unfinished {
+            // Unfinished: the caller panicked or its future was dropped.
+            self.driver.with(|machine, now| machine.abandon(now, ticket));
+            self.driver.io.wake();
+        }
+    }
+}
+
+/// The sign-out's revocation, sent by the adapter: hand its result to
+/// [`Revocation::finish`]. Dropped unfinished, it is forgotten.
+pub struct Revocation<W: Io> {
+    driver: Arc<Driver<W>>,
+    id: Option<client_credentials::RequestId>,
+}
+
+impl<W: Io> Revocation<W> {
+    /// The revocation's outcome: `Ok` when revoked, or when nothing was left
+    /// to revoke.
+    pub fn finish(mut self, result: Result<http::Response<Vec<u8>>, TransportError>) -> Result<(), Error> {
+        let Some(id) = self.id.take() else { return Ok(()) };
+        self.driver
+            .with(|machine, now| machine.handle_revocation(now, id, result))
+    }
+}
+
+impl<W: Io> Drop for Revocation<W> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.driver.with(|machine, _| machine.abandon_revocation(id));
+        }
+    }
+}
+
+/// The outcome of a store's `load`: a failure is logged, and the client
+/// starts without the stored token.
+pub fn loaded(result: io::Result<Option<AccessToken>>) -> Outcome {
+    Outcome::Loaded(result.unwrap_or_else(|error| {
+        store_failed("load", &error);
+        None
+    }))
+}
+
+/// The outcome of a store's fleet hook: a failure is logged, and the client fetches.
+pub fn fleet_turn(result: io::Result<FleetTurn>) -> Outcome {
+    Outcome::FleetTurn(match result {
+        Ok(FleetTurn::Use(token)) => Some(token),
+        Ok(FleetTurn::Fetch) => None,
+        Err(error) => {
+            tracing::warn!(%error, "client-credentials: the store's fleet hook failed; fetching");
+            None
+        }
+    })
+}
+
+/// The outcome of a store write (`verb`: save, delete, evict): a failure
+/// is logged, never fatal (a store is a cache).
+pub fn written(verb: &str, result: io::Result<()>) -> Outcome {
+    if let Err(error) = result {
+        store_failed(verb, &error);
+    }
+    Outcome::Done
+}
+
+/// The outcome of an HTTP exchange.
+pub fn exchanged(result: Result<http::Response<Vec<u8>>, TransportError>) -> Outcome {
+    match result {
+        Ok(response) => Outcome::Response(response),
+        Err(error) => Outcome::TransportError(error),
+    }
+}
+
+impl<W: Io> fmt::Debug for Driver<W> {
     /// What a `Client`'s `Debug` shows: the configuration (secret redacted)
     /// and whether a token is cached; never the token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -874,177 +637,4 @@ macro_rules! builder_methods {
             self
         }
     };
-}
-
-impl<W: Io> Driver<W> {
-    /// Runs a flight to its end: its tasks, then the store's changes, the
-    /// fleet's `end_fetch`, the callbacks, and the wake-up.
-    pub async fn fly(self: Arc<Self>, work: Work<W>) {
-        let Work { mut task, mut flight } = work;
-        let done = loop {
-            let outcome = self.perform(task).await;
-            match flight.finish(outcome) {
-                Next::Work(next) => (task, flight) = (next.task, next.flight),
-                Next::Done(done) => break done,
-            }
-        };
-        self.save_changes().await;
-        if let (true, Some(store)) = (done.end_fetch, &self.settings.store) {
-            store.end_fetch(self.config()).await;
-        }
-        done.announce();
-    }
-
-    /// Performs a flight's task with the adapter's transport, the store, the provider.
-    async fn perform(&self, task: Task) -> Outcome {
-        let (config, store) = (self.config(), self.settings.store.as_deref());
-        match task {
-            Task::Send(request) => Outcome::Response(self.io.send(request).await),
-            Task::Provide(last) => Outcome::Provided(match &self.settings.provider {
-                Some(provide) => provide(last).await,
-                None => None,
-            }),
-            Task::Load => Outcome::Loaded(match store {
-                Some(store) => store.load(config).await,
-                None => Ok(None),
-            }),
-            Task::BeginFetch(now) => Outcome::Turn(match store {
-                Some(store) => store.begin_fetch(config, now).await,
-                None => Ok(FleetTurn::Fetch),
-            }),
-        }
-    }
-
-    /// Applies the store's pending changes in order: unless another caller
-    /// is applying them already (it then applies this one too, after its
-    /// own), so a save never lands after the sign-out or invalidation that
-    /// dropped its token, and two quick saves land in order.
-    pub async fn save_changes(&self) {
-        let mut turn = StoreTurn {
-            driver: self,
-            held: false,
-            applying: None,
-        };
-        let Some(store) = &self.settings.store else { return };
-        while let Some(change) = turn.next() {
-            let result = match &change {
-                StoreChange::Save(token) => store.save(self.config(), token).await,
-                StoreChange::Delete => store.delete(self.config()).await,
-                StoreChange::Evict(token) => store.evict(self.config(), token).await,
-            };
-            if let Err(error) = result {
-                store_failed(change.verb(), &error);
-            }
-        }
-    }
-
-    /// Forgets the token (in memory and in the store) and any flight under
-    /// way, and revokes the token (RFC 7009) when the provider has a
-    /// revocation endpoint: the revocation's error, if any. Returns once the
-    /// store's deletion has landed, even when another caller applies it.
-    pub async fn signout(self: &Arc<Self>) -> Result<(), Error> {
-        let (deletion, revocation) = {
-            let mut state = self.lock();
-            let outgoing = state.source.signout();
-            state.current = 0;
-            state.loading = false;
-            state.loaded = true;
-            state.asked = false;
-            state.fleet = false;
-            self.publish(&state.source);
-            let deletion = self
-                .record(&mut state, StoreChange::Delete)
-                .then_some(state.store_recorded);
-            let revoke = outgoing.map(|outgoing| (outgoing.request, self.flight(&mut state, Job::Revoke(outgoing.id))));
-            (deletion, revoke)
-        };
-        self.io.wake();
-        self.save_changes().await;
-        if let Some(seq) = deletion {
-            // Another caller may be applying changes (then it applies ours
-            // after its own): wait for it, or take over if it stopped.
-            while !(StoreSettled { driver: &**self, seq }).await {
-                self.save_changes().await;
-            }
-        }
-        let Some((request, flight)) = revocation else {
-            return Ok(());
-        };
-        flight.revoked(self.io.send(request).await)
-    }
-}
-
-/// The right to apply store changes, given back when dropped (even by a
-/// panicking store). `applying`: the number of the change being applied.
-struct StoreTurn<'a, W: Wake> {
-    driver: &'a Driver<W>,
-    held: bool,
-    applying: Option<u64>,
-}
-
-impl<W: Wake> StoreTurn<'_, W> {
-    fn next(&mut self) -> Option<StoreChange> {
-        let mut state = self.driver.lock();
-        if state.store_busy && !self.held {
-            return None;
-        }
-        let waiters = self.finished(&mut state);
-        let change = state.store_pending.pop_front().map(|(seq, change)| {
-            self.applying = Some(seq);
-            change
-        });
-        state.store_busy = change.is_some();
-        self.held = state.store_busy;
-        drop(state);
-        waiters.into_iter().for_each(Waker::wake);
-        change
-    }
-
-    /// The change being applied is done (applied, failed, or its store
-    /// panicked): the waiters for it are due.
-    fn finished(&mut self, state: &mut State) -> Vec<Waker> {
-        match self.applying.take() {
-            Some(seq) => {
-                state.store_done = state.store_done.max(seq);
-                std::mem::take(&mut state.store_waiters)
-            }
-            None => Vec::new(),
-        }
-    }
-}
-
-impl<W: Wake> Drop for StoreTurn<'_, W> {
-    fn drop(&mut self) {
-        if self.held {
-            let mut state = self.driver.lock();
-            state.store_busy = false;
-            let mut waiters = self.finished(&mut state);
-            waiters.append(&mut state.store_waiters);
-            drop(state);
-            waiters.into_iter().for_each(Waker::wake);
-        }
-    }
-}
-
-/// Resolves once store change `seq` has landed (`true`), or when no caller
-/// is applying changes any more (`false`: the waiter applies them itself).
-struct StoreSettled<'a, W> {
-    driver: &'a Driver<W>,
-    seq: u64,
-}
-
-impl<W: Wake> Future for StoreSettled<'_, W> {
-    type Output = bool;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        let mut state = self.driver.lock();
-        if state.store_done >= self.seq {
-            Poll::Ready(true)
-        } else if !state.store_busy {
-            Poll::Ready(false)
-        } else {
-            state.store_waiters.push(cx.waker().clone());
-            Poll::Pending
-        }
-    }
 }

@@ -42,8 +42,12 @@ mod store;
 #[cfg(feature = "ureq")]
 pub mod ureq_transport;
 
+pub use client_credentials::driver::{Call, Caller, Outcome, Settle, Task};
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
-pub use driver::{BoxFuture, Driver, ErrorCallback, Io, Mode, Provider, Settings, Step, TokenCallback, Wake, Work};
+pub use driver::{
+    exchanged, fleet_turn, loaded, written, BlockingProvider, BlockingSettings, BoxFuture, Driver, ErrorCallback, Io,
+    Job, Provider, Revocation, Settings, Step, TokenCallback, Wake,
+};
 pub use published::Published;
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
 

@@ -101,32 +101,6 @@ pub trait AsyncTokenStore: Send + Sync + 'static {
     }
 }
 
-/// A blocking store seen through futures that are ready at once (the
-/// blocking adapter runs the shared flight code on the calling thread).
-pub(crate) struct Blocking(pub(crate) Box<dyn TokenStore>);
-
-impl AsyncTokenStore for Blocking {
-    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
-        Box::pin(std::future::ready(self.0.load(config)))
-    }
-    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(std::future::ready(self.0.save(config, token)))
-    }
-    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(std::future::ready(self.0.delete(config)))
-    }
-    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(std::future::ready(self.0.evict(config, token)))
-    }
-    fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
-        Box::pin(std::future::ready(self.0.begin_fetch(config, now)))
-    }
-    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
-        self.0.end_fetch(config);
-        Box::pin(std::future::ready(()))
-    }
-}
-
 impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     fn load(&self, config: &Config) -> io::Result<Option<AccessToken>> {
         (**self).load(config)
@@ -184,28 +158,6 @@ pub enum FleetTurn {
     /// It replaces the cached token only if it is usable now and expires
     /// later (as a provided token does); otherwise the client fetches.
     Use(AccessToken),
-}
-
-/// A change to the stored token, applied in order by the driver.
-#[derive(Debug, Clone)]
-pub enum StoreChange {
-    /// `save(token)`.
-    Save(AccessToken),
-    /// `delete()`.
-    Delete,
-    /// `evict(token)`: the token a resource server rejected.
-    Evict(AccessToken),
-}
-
-impl StoreChange {
-    /// The store call, for messages.
-    pub fn verb(&self) -> &'static str {
-        match self {
-            StoreChange::Save(_) => "save",
-            StoreChange::Delete => "delete",
-            StoreChange::Evict(_) => "evict",
-        }
-    }
 }
 
 /// A token kept in memory; clones share it, so two clients built with clones

@@ -6,8 +6,9 @@
 //!
 //! Like the core, the driver does no I/O, takes no lock, reads no clock and
 //! runs no user code: it says what to do next and takes the result back.
-//! Each caller holds a [`Call`] and asks [`Driver::step`] what to do:
-//! return a token, return an error, wait (until a time, or until woken),
+//! Each caller holds a [`Call`] (or a [`Settle`], to apply the store's
+//! writes) and asks [`Driver::step`] what to do: return a token, return an
+//! error, wait (until a time, or until woken),
 //! or perform a [`Work`]. A `Work` is one [`Task`] — send a request, load or
 //! write the store, ask the provider, take the fleet turn, read the
 //! assertion file, run a callback — whose result goes back through
@@ -35,7 +36,6 @@
 //!     match driver.step(now, &mut call) {
 //!         Step::Ready(token) => break token,
 //!         Step::Failed(error) => return Err(error.into()),
-//!         Step::Done => unreachable!("a token call ends with a token or an error"),
 //!         Step::Wait { .. } => { /* park until woken or the time; then step again */ }
 //!         Step::Work(mut work) => loop {
 //!             // Outside the lock, if the driver is shared.
@@ -108,48 +108,70 @@ enum Hooks {
     FleetTurnTaken,
 }
 
-/// One caller of the client, held by the adapter between steps: whether
-/// it wants a token, the outcome of a forced refresh, or its store writes
-/// applied.
+/// One caller that wants a token, held by the adapter between steps: a
+/// usable token (`token()`), or the outcome of a forced refresh.
 #[derive(Debug)]
 pub struct Call {
-    mode: Mode,
+    /// `Some`: the forced refresh whose outcome this caller waits for.
+    refresh: Option<RefreshTicket>,
     /// This caller read the assertion file since it last waited.
     assertion_read: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Mode {
-    Token,
-    Refresh(RefreshTicket),
-    /// Apply the pending store writes; `Some(seq)`: and wait until write
-    /// `seq` has landed, even if another caller applies it.
-    Settle(Option<u64>),
 }
 
 impl Call {
     /// A caller that wants a usable token (`token()`).
     pub fn token() -> Call {
-        Call::new(Mode::Token)
-    }
-
-    fn new(mode: Mode) -> Call {
         Call {
-            mode,
+            refresh: None,
             assertion_read: false,
         }
     }
 }
 
+/// A caller that applies the store's pending writes (after an invalidation,
+/// or a sign-out's deletion): [`Step::Ready`] once they have landed.
+#[derive(Debug)]
+pub struct Settle {
+    /// `Some(seq)`: wait until write `seq` has landed, even if another caller
+    /// applies it; `None`: apply what is pending unless another caller is.
+    seq: Option<u64>,
+}
+
+/// What a caller holds between steps: a [`Call`] or a [`Settle`].
+pub trait Caller: sealed::Sealed {
+    /// What the caller ends with (a token, or nothing).
+    type Output;
+    /// Its next step; see [`Driver::step`].
+    fn step(&mut self, driver: &mut Driver, now: Timestamp) -> Step<Self::Output>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Call {}
+    impl Sealed for super::Settle {}
+}
+
+impl Caller for Call {
+    type Output = AccessToken;
+    fn step(&mut self, driver: &mut Driver, now: Timestamp) -> Step<AccessToken> {
+        driver.step_call(now, self)
+    }
+}
+
+impl Caller for Settle {
+    type Output = ();
+    fn step(&mut self, driver: &mut Driver, _now: Timestamp) -> Step<()> {
+        driver.settle(self.seq)
+    }
+}
+
 /// What a caller does next, from [`Driver::step`].
 #[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
-pub enum Step {
-    /// Return this token.
-    Ready(AccessToken),
+pub enum Step<T = AccessToken> {
+    /// Return this: the token of a [`Call`]; for a [`Settle`], its writes landed.
+    Ready(T),
     /// Return this error.
     Failed(Error),
-    /// The call is over (its store writes landed).
-    Done,
     /// Wait until woken, or until `until` at the latest, then step again.
     Wait {
         /// When to step again at the latest (`None`: when woken).
@@ -246,8 +268,8 @@ pub enum Outcome {
 /// What sign-out leaves to do, from [`Driver::signout`].
 #[derive(Debug)]
 pub struct SignOut {
-    /// Step this call until [`Step::Done`]: the store's deletion has landed.
-    pub deletion: Call,
+    /// Step this until [`Step::Ready`]: the store's deletion has landed.
+    pub deletion: Settle,
     /// Then send this revocation (RFC 7009) and hand its result to
     /// [`Driver::handle_revocation`].
     pub revocation: Option<Outgoing>,
@@ -258,9 +280,9 @@ pub struct SignOut {
 pub enum Invalidated {
     /// It was not the cached token: nothing changed.
     NotCurrent,
-    /// It was evicted (wake the waiting callers); step the call, if any,
-    /// until [`Step::Done`] to evict it from the store.
-    Evicted(Option<Call>),
+    /// It was evicted (wake the waiting callers); step the [`Settle`], if
+    /// any, to its end to evict it from the store.
+    Evicted(Option<Settle>),
 }
 
 /// What a background refresh task does next, from [`Driver::background`].
@@ -306,18 +328,25 @@ impl Driver {
         &self.source
     }
 
+    /// A resource server's 401 to a request for `requested` named where its
+    /// RFC 9728 metadata is: read it there at the next discovery (see
+    /// [`TokenSource::follow_resource_metadata`]).
+    pub fn follow_resource_metadata(&mut self, requested: &str, url: &str) -> bool {
+        self.source.follow_resource_metadata(requested, url)
+    }
+
     /// The cached token and its refresh time, for a lock-free snapshot.
     pub fn published(&self) -> Option<(&AccessToken, Timestamp)> {
         self.source.token().zip(self.source.refresh_at())
     }
 
-    /// What `call` does next.
-    pub fn step(&mut self, now: Timestamp, call: &mut Call) -> Step {
-        let ticket = match call.mode {
-            Mode::Settle(seq) => return self.settle(seq),
-            Mode::Token => None,
-            Mode::Refresh(ticket) => Some(ticket),
-        };
+    /// What the caller holding `call` does next.
+    pub fn step<C: Caller>(&mut self, now: Timestamp, call: &mut C) -> Step<C::Output> {
+        call.step(self, now)
+    }
+
+    fn step_call(&mut self, now: Timestamp, call: &mut Call) -> Step {
+        let ticket = call.refresh;
         match self.load {
             Load::Done => {}
             Load::Running => return Step::Wait { until: None },
@@ -372,7 +401,10 @@ impl Driver {
     /// the failed round whose cool-down still runs (nothing is sent then).
     pub fn refresh(&mut self, now: Timestamp) -> Result<Call, Error> {
         let ticket = self.source.force_refresh_at(now)?;
-        Ok(Call::new(Mode::Refresh(ticket)))
+        Ok(Call {
+            refresh: Some(ticket),
+            assertion_read: false,
+        })
     }
 
     /// The resource server rejected `token`: stop serving it, and evict it
@@ -384,7 +416,7 @@ impl Driver {
         }
         let store = self.store.as_mut().map(|store| {
             store.record(Change::Evict(token.clone()));
-            Call::new(Mode::Settle(None))
+            Settle { seq: None }
         });
         Invalidated::Evicted(store)
     }
@@ -399,7 +431,7 @@ impl Driver {
         self.hooks = Hooks::NoneAsked;
         let deletion = self.store.as_mut().map(|store| store.record(Change::Delete));
         SignOut {
-            deletion: Call::new(Mode::Settle(deletion)),
+            deletion: Settle { seq: deletion },
             revocation,
         }
     }
@@ -449,12 +481,12 @@ impl Driver {
     }
 
     /// The store's writes for a settling call.
-    fn settle(&mut self, seq: Option<u64>) -> Step {
+    fn settle(&mut self, seq: Option<u64>) -> Step<()> {
         let Some(store) = &mut self.store else {
-            return Step::Done;
+            return Step::Ready(());
         };
         if seq.is_some() && store.settled(seq) {
-            return Step::Done;
+            return Step::Ready(());
         }
         match store.take_turn() {
             Some((seq, task)) => Step::Work(Work::new(
@@ -466,7 +498,7 @@ impl Driver {
             )),
             // Another caller applies them, ours included; wait for ours.
             None if seq.is_some() && store.busy() => Step::Wait { until: None },
-            None => Step::Done,
+            None => Step::Ready(()),
         }
     }
 
@@ -502,12 +534,11 @@ impl fmt::Debug for Driver {
     }
 }
 
-impl fmt::Debug for Step {
+impl<T: fmt::Debug> fmt::Debug for Step<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::Ready(token) => f.debug_tuple("Ready").field(token).finish(),
+            Step::Ready(value) => f.debug_tuple("Ready").field(value).finish(),
             Step::Failed(error) => f.debug_tuple("Failed").field(error).finish(),
-            Step::Done => f.write_str("Done"),
             Step::Wait { until } => f.debug_struct("Wait").field("until", until).finish(),
             Step::Work(work) => f.debug_tuple("Work").field(work).finish(),
         }

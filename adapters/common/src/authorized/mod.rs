@@ -20,7 +20,7 @@ use http::{HeaderMap, Method};
 #[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
 use crate::authorize::AllowedOrigins;
 use crate::authorize::Verdict;
-use crate::{Driver, Wake};
+use crate::{Driver, Io};
 
 #[cfg(feature = "reqwest-middleware")]
 mod reqwest;
@@ -52,7 +52,7 @@ pub trait DriverAccess: Send + Sync {
     fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool;
 }
 
-impl<W: Wake> DriverAccess for Driver<W> {
+impl<W: Io> DriverAccess for Driver<W> {
     fn config(&self) -> &Config {
         Driver::config(self)
     }
