@@ -9,10 +9,11 @@ use crate::machine::{Action, Event, Outgoing, RequestKind};
 use crate::time::Timestamp;
 
 use super::store::Change;
-use super::{Driver, Hooks, Load, Outcome, Report, Task, Work};
+use super::{Background, Driver, Hooks, Load, Outcome, Report, Task, Work};
 
 /// What a [`Work`] is part of.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per task; boxing would allocate per request
 pub(super) enum Job {
     /// The flight reads the store.
     Load { flight: u64 },
@@ -38,6 +39,27 @@ pub(super) struct Tail {
 }
 
 impl Driver {
+    /// For a background refresh task: refresh now, or sleep. Not due while
+    /// a flight runs, nor before the core lets the next request go
+    /// ([`TokenSource::retry_at`]: the back-off and cool-down after failures
+    /// apply with no caller at all).
+    pub fn background(&self, now: Timestamp) -> Background {
+        if self.flight.is_some() {
+            return Background::Sleep(None);
+        }
+        match self.source.refresh_at() {
+            Some(at) if at != Timestamp::MAX => {
+                let at = at.max(self.source.retry_at().unwrap_or(at));
+                if at > now {
+                    Background::Sleep(Some(at))
+                } else {
+                    Background::Refresh
+                }
+            }
+            _ => Background::Sleep(None),
+        }
+    }
+
     /// The next task of a round for `outgoing`: ask the provider (once per
     /// round), then the fleet (before a token request), then send.
     pub(super) fn start(&mut self, now: Timestamp, flight: u64, outgoing: Outgoing) -> Work {
