@@ -190,7 +190,10 @@ impl Client {
         // caller applies it.
         let _ = self.run(deletion);
         match revocation {
-            Some((request, revocation)) => revocation.finish(self.driver.io.transport.send(request)),
+            Some(mut revocation) => match revocation.take_request() {
+                Some(request) => revocation.finish(self.driver.io.transport.send(request)),
+                None => Ok(()),
+            },
             None => Ok(()),
         }
     }

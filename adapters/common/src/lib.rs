@@ -36,19 +36,20 @@ mod clock;
 pub mod discovery;
 mod driver;
 pub mod file;
+mod job;
 pub mod proxy;
 mod published;
+mod settings;
 mod store;
 #[cfg(feature = "ureq")]
 pub mod ureq_transport;
 
 pub use client_credentials::driver::{Call, Caller, Outcome, Settle, Task};
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
-pub use driver::{
-    exchanged, fleet_turn, loaded, written, BlockingProvider, BlockingSettings, BoxFuture, Driver, ErrorCallback, Io,
-    Job, Provider, Revocation, Settings, Step, TokenCallback, Wake,
-};
+pub use driver::{Driver, Io, Wake};
+pub use job::{exchanged, fleet_turn, loaded, written, Job, Revocation, Step};
 pub use published::Published;
+pub use settings::{BlockingProvider, BlockingSettings, BoxFuture, ErrorCallback, Provider, Settings, TokenCallback};
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
 
 /// A transport failure of `kind`, described by `error` and its causes

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use client_credentials::{AccessToken, Config, Timestamp};
 
-use crate::driver::BoxFuture;
 use crate::file;
+use crate::settings::BoxFuture;
 
 /// Keeps the current token somewhere (memory shared between clients, a file,
 /// a database), so a restarted program reuses it instead of fetching a new

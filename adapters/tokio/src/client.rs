@@ -244,7 +244,10 @@ impl Client {
         // caller applies it.
         let _ = self.run(deletion).await;
         match revocation {
-            Some((request, revocation)) => revocation.finish(self.driver.io.transport.send(request).await),
+            Some(mut revocation) => match revocation.take_request() {
+                Some(request) => revocation.finish(self.driver.io.transport.send(request).await),
+                None => Ok(()),
+            },
             None => Ok(()),
         }
     }
