@@ -66,3 +66,79 @@ pub fn dpop_proof(key: &JwtKey, alg: &str, claims: DpopClaims<'_>) -> Result<Hea
     // A JWS compact serialisation is base64url and dots: always a valid header value.
     HeaderValue::try_from(proof).map_err(|_| SignError::new("the proof is not a valid header value"))
 }
+
+/// How many origins' nonces are kept: a client talking to more servers
+/// than this asks the oldest for a nonce again, nothing worse.
+const MAX_NONCE_ORIGINS: usize = 64;
+/// A longer `DPoP-Nonce` is not kept (real ones are tens of bytes).
+const MAX_NONCE_LEN: usize = 1024;
+
+/// The latest `DPoP-Nonce` of each origin (RFC 9449 §8, §9): a server's
+/// nonce is valid for its own origin only, until it sends another. At most
+/// [`MAX_NONCE_ORIGINS`] are kept, the origin heard from longest ago dropped first.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DpopNonces {
+    /// `(origin, nonce)`, the most recently heard from last.
+    entries: Vec<(String, String)>,
+}
+
+impl DpopNonces {
+    /// Keeps `nonce` for `url`'s origin (nothing for a URL without one).
+    pub(crate) fn remember(&mut self, url: &str, nonce: &str) {
+        let Some(origin) = origin_of(url) else { return };
+        if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN {
+            return;
+        }
+        self.entries.retain(|(known, _)| *known != origin);
+        if self.entries.len() >= MAX_NONCE_ORIGINS {
+            self.entries.remove(0);
+        }
+        self.entries.push((origin, nonce.to_owned()));
+    }
+
+    /// The nonce kept for `url`'s origin.
+    pub(crate) fn get(&self, url: &str) -> Option<&str> {
+        let origin = origin_of(url)?;
+        self.entries
+            .iter()
+            .find(|(known, _)| *known == origin)
+            .map(|(_, nonce)| nonce.as_str())
+    }
+}
+
+/// `scheme://host[:port]` of an absolute URL, normalised (case, default port).
+fn origin_of(url: &str) -> Option<String> {
+    let origin = url::Url::parse(url).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_are_kept_per_origin_latest_first_and_bounded() {
+        let mut nonces = DpopNonces::default();
+        nonces.remember("https://a.example/x?q", "1");
+        nonces.remember("HTTPS://A.example:443/y", "2");
+        assert_eq!(
+            nonces.get("https://a.example/z"),
+            Some("2"),
+            "one origin, the latest nonce"
+        );
+        assert_eq!(nonces.get("http://a.example/z"), None, "another scheme");
+        // Nothing is kept for what has no origin, nor an empty or oversized nonce.
+        nonces.remember("data:text/plain,x", "3");
+        nonces.remember("not a url", "3");
+        nonces.remember("https://b.example/", "");
+        nonces.remember("https://b.example/", &"n".repeat(MAX_NONCE_LEN + 1));
+        assert_eq!(nonces.entries.len(), 1);
+        for i in 0..2 * MAX_NONCE_ORIGINS {
+            nonces.remember(&format!("https://r{i}.example/"), "x");
+            assert!(nonces.entries.len() <= MAX_NONCE_ORIGINS);
+        }
+        assert_eq!(nonces.get("https://a.example/"), None, "the oldest is dropped");
+        let last = format!("https://r{}.example/", 2 * MAX_NONCE_ORIGINS - 1);
+        assert_eq!(nonces.get(&last), Some("x"));
+    }
+}

@@ -63,6 +63,20 @@ pub enum Error {
     /// failed signer, a DPoP nonce loop). Nothing was sent.
     #[error(transparent)]
     ClientAuth(#[from] ClientAuthError),
+    /// DPoP (RFC 9449) was required and not met: a token that is not
+    /// DPoP-bound although [`ConfigBuilder::dpop`](crate::ConfigBuilder::dpop)
+    /// is set, or metadata that requires DPoP-bound tokens without it.
+    /// Nothing was cached or stored.
+    #[error(transparent)]
+    Dpop(#[from] DpopError),
+    /// The resource server rejected a token fetched in the current round (or
+    /// while the provider was failing): fetching yet another at once would
+    /// most likely be rejected too, so the round counts as failed and the
+    /// next token is fetched after the back-off ([`TokenSource::retry_at`](crate::TokenSource::retry_at)).
+    /// Check the token's audience, scopes and binding against what the
+    /// resource expects.
+    #[error("the resource server rejected a token fetched moments before; the next is fetched after the back-off (check the token's audience, scopes and binding)")]
+    TokenRejected,
     /// A response or transport result was handed in for a request that is not
     /// the one in flight (stale, abandoned, or from before a sign-out). It was
     /// ignored and nothing changed.
@@ -104,9 +118,12 @@ impl Error {
             Error::UnexpectedStatus { status, .. } => retryable_status(*status),
             Error::Transport(_) => true,
             Error::Discovery(d) => d.is_retryable(),
-            Error::InvalidResponse { .. } | Error::Config(_) | Error::ClientAuth(_) | Error::UnknownRequest { .. } => {
-                false
-            }
+            Error::InvalidResponse { .. }
+            | Error::Config(_)
+            | Error::ClientAuth(_)
+            | Error::Dpop(_)
+            | Error::TokenRejected
+            | Error::UnknownRequest { .. } => false,
         }
     }
 
@@ -420,6 +437,33 @@ pub enum ClientAuthError {
         "the token endpoint asked for a new DPoP nonce again after a retry with one (use_dpop_nonce twice in a row)"
     )]
     DpopNonceLoop,
+}
+
+/// How DPoP (RFC 9449) was required and not met.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// With [`ConfigBuilder::dpop`](crate::ConfigBuilder::dpop), the token
+    /// endpoint answered with a token that is not DPoP-bound (RFC 9449 §5):
+    /// sent as `DPoP` it would be refused, and as a bearer token it would
+    /// lose the binding the client asked for. It was not used.
+    #[error(
+        "the token endpoint issued a token of type {token_type:?}, not a DPoP-bound one (RFC 9449 §5); it was not used"
+    )]
+    UnboundToken {
+        /// The response's `token_type` (shortened, control characters removed).
+        token_type: String,
+    },
+    /// The metadata says DPoP-bound tokens are required
+    /// (`dpop_bound_access_tokens_required`, RFC 9728 §2), and no DPoP key
+    /// is configured: set one with [`ConfigBuilder::dpop`](crate::ConfigBuilder::dpop).
+    #[error(
+        "the {metadata} metadata requires DPoP-bound tokens (dpop_bound_access_tokens_required); configure .dpop(key)"
+    )]
+    Required {
+        /// Which metadata: `protected resource`.
+        metadata: &'static str,
+    },
 }
 
 /// The `error` code of an RFC 6749 §5.2 error response (plus RFC 8707's

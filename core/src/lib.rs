@@ -152,7 +152,7 @@ pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, Discovery
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
 pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
 pub use error::{
-    ClientAuthError, ConfigError, DiscoveryError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
+    ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
 };
 pub use id::RequestId;
 pub use jose::{JwsAlgorithm, SignError, Signer};

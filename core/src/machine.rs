@@ -14,8 +14,8 @@ use crate::assertion::{
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint};
 use crate::discovery::{discovery_url_with, parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};
-use crate::dpop::{dpop_proof, DpopClaims, USE_DPOP_NONCE};
-use crate::error::{ClientAuthError, DiscoveryError, Error, OAuthErrorCode, TransportError};
+use crate::dpop::{dpop_proof, DpopClaims, DpopNonces, USE_DPOP_NONCE};
+use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
 use crate::key::JwtKey;
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
@@ -199,6 +199,18 @@ enum Round {
     Failed,
 }
 
+/// A failing streak that the arrival of a token did not end: the token came
+/// while the provider was failing, or after a resource rejected the one
+/// before. If a resource rejects a token on probation (fetched less than the
+/// longest back-off step ago), the streak goes on from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Streak {
+    /// Requests answered without a usable token so far.
+    failures: u32,
+    /// When the first of them failed (or the first rejection).
+    since: Timestamp,
+}
+
 /// The token lifecycle: what to fetch, when, and what to serve meanwhile.
 ///
 /// A plain struct without I/O, threads or clock reads: the caller passes `now`,
@@ -263,8 +275,12 @@ pub struct TokenSource {
     /// The latest assertion handed over for an [`crate::AssertionSource::file`].
     /// Zeroized when replaced or dropped.
     provided_assertion: Option<Result<Zeroizing<String>, String>>,
-    /// The token endpoint's latest `DPoP-Nonce` (RFC 9449 §8).
-    dpop_nonce: Option<String>,
+    /// The latest `DPoP-Nonce` of each origin (token endpoint and resource
+    /// servers, RFC 9449 §8 and §9), for the next request there.
+    dpop_nonces: DpopNonces,
+    /// Set while the tokens fetched are on probation (see [`Streak`]):
+    /// cleared when a token lives to its refresh.
+    rejections: Option<Streak>,
     /// The request in flight (or the last one) retried a `use_dpop_nonce` answer.
     nonce_retried: bool,
     /// The latest `now` handed in: the time of a revocation request's assertion.
@@ -335,7 +351,8 @@ impl TokenSource {
             jitter: Jitter::new(jitter_seed),
             jti: JtiSource::new(seed),
             provided_assertion: None,
-            dpop_nonce: None,
+            dpop_nonces: DpopNonces::default(),
+            rejections: None,
             nonce_retried: false,
             last_now: Timestamp::UNIX_EPOCH,
             sent_credentials: Credentials::default(),
@@ -361,14 +378,25 @@ impl TokenSource {
 
     /// The token endpoint's latest DPoP nonce, if it sent one.
     pub fn dpop_nonce(&self) -> Option<&str> {
-        self.dpop_nonce.as_deref()
+        self.dpop_nonces.get(self.token_url.as_ref()?.as_str())
+    }
+
+    /// Keeps `nonce`, a `DPoP-Nonce` header from a response of `url`'s
+    /// origin (a resource server's, on a `401` or a success): the next proof
+    /// for that origin from [`TokenSource::dpop_proof`] carries it, so a
+    /// server that demands nonces is not asked twice per request (RFC 9449
+    /// §9). The latest nonce of each of the last 64 origins is kept.
+    pub fn remember_dpop_nonce(&mut self, url: &str, nonce: &str) {
+        self.dpop_nonces.remember(url, nonce);
     }
 
     /// A DPoP proof (RFC 9449 §7) for a request to a resource: `htm` =
     /// `method`, `htu` = `uri` without query and fragment, `ath` = the hash of
     /// `access_token`, a fresh `jti`, `iat` = `now`. Send it as the `DPoP`
     /// header next to `Authorization: DPoP <token>`. `Ok(None)` when DPoP is
-    /// not configured; `nonce` is the resource server's, if it asked for one.
+    /// not configured. `nonce` is the resource server's, if it asked for one;
+    /// without it, the latest nonce kept for `uri`'s origin
+    /// ([`TokenSource::remember_dpop_nonce`]) is used.
     pub fn dpop_proof(
         &self,
         now: Timestamp,
@@ -387,7 +415,7 @@ impl TokenSource {
             uri,
             now,
             jti: &jti,
-            nonce,
+            nonce: nonce.or_else(|| self.dpop_nonces.get(uri)),
             access_token: access_token.map(AccessToken::secret),
         };
         dpop_proof(key, alg, claims)
@@ -667,6 +695,10 @@ impl TokenSource {
     }
 
     fn start_round(&mut self) {
+        if self.token.is_some() && !self.forced {
+            // The cached token lived to its refresh unrejected: probation is over.
+            self.rejections = None;
+        }
         if self.round == Round::Failed {
             // Try the discovery locations in order again.
             self.location = 0;
@@ -779,7 +811,7 @@ impl TokenSource {
                 uri: url.as_str(),
                 now,
                 jti: &jti,
-                nonce: self.dpop_nonce.as_deref(),
+                nonce: self.dpop_nonces.get(url.as_str()),
                 access_token: None,
             };
             prepared.dpop = Some(dpop_proof(key, alg, claims).map_err(|e| failed(e.into()))?);
@@ -913,10 +945,10 @@ impl TokenSource {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, now));
         let nonce_retried = std::mem::take(&mut self.nonce_retried);
-        if let (Sent::Token { .. }, Some(_)) = (sent, self.config.dpop_key()) {
+        if let (Sent::Token { .. }, Some(_), Some(url)) = (sent, self.config.dpop_key(), &self.token_url) {
             // RFC 9449 §8: the latest nonce is used until the server sends another.
             if let Some(nonce) = response.headers().get("dpop-nonce").and_then(|v| v.to_str().ok()) {
-                self.dpop_nonce = Some(nonce.to_owned());
+                self.dpop_nonces.remember(url.as_str(), nonce);
             }
         }
         match sent {
@@ -980,6 +1012,16 @@ impl TokenSource {
                     Ok((metadata, server))
                 });
                 match read {
+                    // RFC 9728 §2: the resource accepts only DPoP-bound tokens;
+                    // a bearer token would be refused on every call.
+                    Ok((metadata, _))
+                        if metadata.dpop_bound_access_tokens_required && self.config.dpop_key().is_none() =>
+                    {
+                        let required = DpopError::Required {
+                            metadata: "protected resource",
+                        };
+                        self.fail(now, Error::Dpop(required), None)
+                    }
                     Ok((metadata, server)) => {
                         self.trusted_authorization_server.get_or_insert_with(|| server.clone());
                         self.authorization_server = Some(server);
@@ -1078,18 +1120,55 @@ impl TokenSource {
         self.take_in_flight(id).is_ok()
     }
 
-    /// The resource server rejected `token`: stop serving it. Only evicts when
-    /// `token` is still the cached one, so a caller holding an older token
-    /// never evicts a newer one. Returns whether it evicted.
+    /// The resource server rejected `token`: stop serving it, judged at the
+    /// latest `now` this source has been given (see
+    /// [`TokenSource::invalidate_at`], which adapters that know the time call).
     pub fn invalidate(&mut self, token: &AccessToken) -> bool {
-        match &self.token {
-            Some(current) if current.same_token(token) => {
-                self.token = None;
-                self.forced = false;
-                true
+        self.invalidate_at(self.last_now, token)
+    }
+
+    /// The resource server rejected `token` at `now`: stop serving it. Only
+    /// evicts when `token` is still the cached one, so a caller holding an
+    /// older token never evicts a newer one. Returns whether it evicted.
+    ///
+    /// A rejected token that had proven itself is fetched again at once.
+    /// A rejection of a token on probation — fetched less than the longest
+    /// back-off step before, after the token before it was rejected or while
+    /// the provider was failing — counts as a failed round: callers get
+    /// [`Error::TokenRejected`] until [`TokenSource::retry_at`], and the
+    /// back-off escalates as for a provider that fails, so a resource that
+    /// rejects every token costs a few token requests, not two per call
+    /// (the bounds of [`RetryPolicy`](crate::RetryPolicy) hold). The
+    /// probation ends when a token lives to its refresh.
+    pub fn invalidate_at(&mut self, now: Timestamp, token: &AccessToken) -> bool {
+        self.last_now = self.last_now.max(now);
+        let Some(current) = self.token.take_if(|current| current.same_token(token)) else {
+            return false;
+        };
+        self.forced = false;
+        let probation = self.config.retry().max_backoff;
+        let on_probation = now < current.received_at().saturating_add(probation);
+        match self.rejections {
+            Some(streak) => {
+                // The streak goes on: later failures escalate from its count
+                // and its start, whether or not this rejection is one.
+                self.failures = self.failures.max(streak.failures);
+                let since = self.failing_since.map_or(streak.since, |s| s.min(streak.since));
+                self.failing_since = Some(since);
+                // A request in flight decides this round's outcome itself.
+                if on_probation && self.phase == Phase::Idle {
+                    // No usable token is left: the error is the callers', through `poll`.
+                    let _ = self.fail(now, Error::TokenRejected, None);
+                }
             }
-            _ => false,
+            None => {
+                self.rejections = Some(Streak {
+                    failures: 0,
+                    since: now,
+                })
+            }
         }
+        true
     }
 
     /// Asks for a new token even though the cached one is fresh, judged at the
@@ -1143,10 +1222,12 @@ impl TokenSource {
     /// store) if it is better than the cached one: usable at `now`, and
     /// expiring later than the cached token (a token without expiry counts as
     /// the latest). Returns whether it was taken. A provider answering with an
-    /// older or already expired token never replaces a fresher one.
+    /// older or already expired token never replaces a fresher one. With
+    /// DPoP configured only a DPoP-bound token is taken (RFC 9449 §5).
     pub fn offer_token(&mut self, now: Timestamp, token: AccessToken) -> bool {
         let (_, usable_until) = self.validity(&token);
-        if now >= usable_until {
+        let unbound = self.config.dpop_key().is_some() && !token.token_type().eq_ignore_ascii_case("dpop");
+        if now >= usable_until || unbound {
             return false;
         }
         let newer = match &self.token {
@@ -1226,8 +1307,16 @@ impl TokenSource {
         })
     }
 
-    /// A token arrived: the escalation ends.
+    /// A token arrived: the escalation ends, unless a resource rejects this
+    /// token while on probation (see [`Streak`]).
     fn end_round(&mut self, now: Timestamp) {
+        if let Some(since) = self.failing_since {
+            let earlier = self.rejections.unwrap_or(Streak { failures: 0, since });
+            self.rejections = Some(Streak {
+                failures: self.failures.max(earlier.failures),
+                since: since.min(earlier.since),
+            });
+        }
         self.failures = 0;
         self.failing_since = None;
         self.retry_after_capped = None;

@@ -22,6 +22,10 @@ use crate::time::{duration_millis, Timestamp};
 /// less, so the step is a floor and clients started together spread out). A
 /// `Retry-After` header is a floor too, capped at `max_retry_after`.
 ///
+/// A resource that rejects the tokens is backed off the same way: a token
+/// rejected on probation (see [`TokenSource::invalidate_at`](crate::TokenSource::invalidate_at))
+/// fails the round, and the count goes on across the tokens fetched.
+///
 /// Nothing happens because time passes: a request only goes out when a
 /// caller (or a background refresher) polls after the wait. With the defaults
 /// a provider that fails everything gets at most 10 requests in the minute

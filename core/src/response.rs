@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::error::{Error, OAuthErrorCode};
+use crate::error::{DpopError, Error, OAuthErrorCode};
 use crate::redact::{clean, excerpt, Credentials};
 use crate::request::config_credentials;
 use crate::time::Timestamp;
@@ -91,8 +91,15 @@ pub(crate) fn parse_token_response_with(
         None | Some(Value::Null) => "Bearer".to_owned(),
         Some(_) => return Err(Error::invalid("the token_type is not a string")),
     };
-    // RFC 9449 §5: a DPoP-bound token only when DPoP was asked for.
-    let dpop = config.dpop_key().is_some() && token_type.eq_ignore_ascii_case("dpop");
+    // RFC 9449 §5: a DPoP-bound token only when DPoP was asked for, and then
+    // nothing else: an unbound token sent as `DPoP` is refused, and sent as
+    // a bearer token it loses the binding the client asked for.
+    let dpop = config.dpop_key().is_some();
+    if dpop && !token_type.eq_ignore_ascii_case("dpop") {
+        return Err(Error::Dpop(DpopError::UnboundToken {
+            token_type: clean(&credentials.redact(&token_type), 40),
+        }));
+    }
     if !token_type.eq_ignore_ascii_case("bearer")
         && !dpop
         && !config

@@ -857,8 +857,12 @@ fn a_dpop_token_type_is_refused_unless_dpop_was_configured() {
 fn resource_proofs_bind_the_method_url_and_access_token() {
     let key = key(JwsAlgorithm::Ed25519);
     let config = builder().dpop(key.clone()).build().unwrap();
-    let mut source = TokenSource::new(config, [7; 32]);
-    let token = fetch(&mut source, at(0), "access-token-value", 3600);
+    let source = TokenSource::new(config, [7; 32]);
+    // With DPoP configured only a DPoP-bound token is ever cached.
+    let token = client_credentials::AccessToken::builder("access-token-value")
+        .token_type("DPoP")
+        .build()
+        .unwrap();
     let proof = source
         .dpop_proof(
             at(10),

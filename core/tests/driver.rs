@@ -363,3 +363,26 @@ fn the_assertion_file_is_read_by_one_caller_at_a_time_and_only_when_a_request_is
     // A fresh token needs no assertion: no read.
     assert_eq!(ready(driver.step(at(2), &mut second)), "t");
 }
+
+#[test]
+fn a_round_starts_only_after_the_stores_pending_writes_have_landed() {
+    let mut driver = Driver::new(TokenSource::with_token(config(), token("t", 3600), [7; 32])).with_store();
+    let mut call = Call::token();
+    let load = work(driver.step(at(0), &mut call));
+    driver.handle(at(0), load.ticket, Outcome::Loaded(None));
+    let current = driver.source().token().cloned().expect("cached");
+    let Invalidated::Evicted(Some(mut evict)) = driver.invalidate(at(1), &current) else {
+        panic!("evicted from the store")
+    };
+    // The token call applies the eviction before the fleet turn could read the evicted token back.
+    let eviction = work(driver.step(at(1), &mut call));
+    assert!(matches!(eviction.task, Task::Evict(_)));
+    assert!(matches!(driver.step(at(1), &mut evict), Step::Ready(())));
+    let mut other = Call::token();
+    assert!(matches!(driver.step(at(1), &mut other), Step::Wait { until: None }));
+    assert!(driver.handle(at(1), eviction.ticket, Outcome::Done).is_none());
+    assert!(matches!(
+        work(driver.step(at(1), &mut other)).task,
+        Task::TakeFleetTurn(_)
+    ));
+}

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use client_credentials::{
-    AccessToken, Action, ClientAuth, Config, DiscoveryError, DiscoveryOrder, Error, Event, RequestKind, Timestamp,
-    TokenSource, TransportError, TransportErrorKind,
+    AccessToken, Action, ClientAuth, Config, DiscoveryError, DiscoveryOrder, DpopError, Error, Event, RequestKind,
+    Timestamp, TokenSource, TransportError, TransportErrorKind,
 };
 use common::*;
 
@@ -730,6 +730,249 @@ fn a_revocation_transport_error_is_returned() {
     send(&mut source, at(2));
 }
 
+// ------------------------------------------------ rejections by a resource
+
+/// Fetches a token at `now` for a source that is due to send (no token, or
+/// one just rejected), returning it.
+fn refetch(source: &mut TokenSource, now: Timestamp, token: &str) -> AccessToken {
+    let out = send(source, now);
+    match source.handle_response(now, out.id, token_ok(token, 3600)) {
+        Ok(Event::TokenUpdated(token)) => token,
+        other => panic!("expected TokenUpdated, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_rejected_token_is_refetched_at_once_but_a_rejected_new_one_ends_the_round() {
+    let mut source = source();
+    let first = fetch(&mut source, at(0), "t1", 3600);
+    ready(&mut source, at(600));
+    // A token served for ten minutes, then rejected: fetched again at once.
+    assert!(source.invalidate(&first));
+    let second = refetch(&mut source, at(600), "t2");
+    // The token just fetched is rejected too: that round failed.
+    assert!(source.invalidate(&second));
+    let error = failed(&mut source, at(600));
+    assert_eq!(error, Error::TokenRejected);
+    assert!(!error.is_retryable());
+    let until = source.retry_at().expect("a back-off");
+    assert!(until >= at_ms(600_500), "{until:?}");
+    for ms in [600_000, 600_100, until.as_unix_millis() - START * 1000 - 1] {
+        assert_eq!(failed(&mut source, at_ms(ms)), error, "no request during the back-off");
+    }
+    // The back-off escalates as for a provider that fails.
+    let third = refetch(&mut source, until, "t3");
+    assert!(source.invalidate(&third));
+    let next = source.retry_at().expect("a back-off");
+    assert!(
+        next.saturating_duration_since(until) >= Duration::from_secs(1),
+        "{until:?} then {next:?}"
+    );
+}
+
+#[test]
+fn a_burst_of_rejections_costs_at_most_two_token_requests() {
+    let mut source = source();
+    let mut sent = 0;
+    // Twenty calls at one instant, each rejected by the resource and retried once.
+    for _ in 0..20 {
+        for _attempt in 0..2 {
+            let token = match source.poll(at(0)) {
+                Action::Ready(token) => token.clone(),
+                Action::Send(out) => {
+                    sent += 1;
+                    match source.handle_response(at(0), out.id, token_ok(&format!("t{sent}"), 3600)) {
+                        Ok(Event::TokenUpdated(token)) => token,
+                        other => panic!("{other:?}"),
+                    }
+                }
+                Action::Failed(_) => break,
+                Action::Wait { until } => panic!("a caller was held until {until:?}"),
+            };
+            source.invalidate(&token);
+        }
+    }
+    assert_eq!(sent, 2);
+}
+
+#[test]
+fn a_token_never_rejected_keeps_being_served() {
+    let mut source = source();
+    let first = fetch(&mut source, at(0), "t1", 3600);
+    assert!(source.invalidate(&first));
+    let second = refetch(&mut source, at(1), "t2");
+    // Callers still holding the first token report it again: nothing changes.
+    for _ in 0..10 {
+        assert!(!source.invalidate(&first));
+    }
+    assert_eq!(ready(&mut source, at(2)).secret(), second.secret());
+    assert_eq!(source.retry_at(), None);
+}
+
+#[test]
+fn a_new_token_rejected_after_the_longest_back_off_is_refetched_at_once() {
+    let mut source = source();
+    let first = fetch(&mut source, at(0), "t1", 3600);
+    assert!(source.invalidate(&first));
+    let second = refetch(&mut source, at(0), "t2");
+    // Served for longer than the longest back-off step (30 s): proven.
+    ready(&mut source, at(31));
+    assert!(source.invalidate(&second));
+    refetch(&mut source, at(31), "t3");
+}
+
+#[test]
+fn a_token_that_lived_to_its_refresh_ends_the_rejection_streak() {
+    let mut source = source();
+    let first = fetch(&mut source, at(0), "t1", 3600);
+    assert!(source.invalidate(&first));
+    refetch(&mut source, at(0), "t2");
+    // Refreshed as usual: its successor is rejected and fetched again at once.
+    let third = refetch(&mut source, at(3300), "t3");
+    assert!(source.invalidate(&third));
+    refetch(&mut source, at(3300), "t4");
+}
+
+#[test]
+fn a_token_fetched_while_the_provider_failed_is_on_probation() {
+    let mut source = TokenSource::new(one_attempt(), [7; 32]);
+    let out = send(&mut source, at(0));
+    source.handle_response(at(0), out.id, response(503, "")).unwrap_err();
+    let until = source.retry_at().unwrap();
+    let token = refetch(&mut source, until, "t1");
+    // Rejected at once: the failing streak goes on, with its back-off.
+    assert!(source.invalidate(&token));
+    assert_eq!(failed(&mut source, until), Error::TokenRejected);
+    let next = source.retry_at().unwrap();
+    assert!(
+        next.saturating_duration_since(until) >= Duration::from_secs(1),
+        "{next:?}"
+    );
+}
+
+// ------------------------------------------------------------------ DPoP
+
+fn dpop_source() -> TokenSource {
+    let key =
+        client_credentials::JwtKey::from_pem(include_str!("keys/ec.pem"), client_credentials::JwsAlgorithm::Es256)
+            .unwrap();
+    TokenSource::new(builder().dpop(key).build().unwrap(), [7; 32])
+}
+
+#[test]
+fn with_dpop_a_bearer_token_is_a_typed_error_and_nothing_is_cached() {
+    for token_type in [r#""Bearer""#, r#""bearer""#, "null", r#""N_A""#] {
+        let mut source = dpop_source();
+        let out = send(&mut source, at(0));
+        let body = format!(r#"{{"access_token":"t1","token_type":{token_type},"expires_in":60}}"#);
+        let error = source.handle_response(at(0), out.id, response(200, body)).unwrap_err();
+        assert!(
+            matches!(&error, Error::Dpop(DpopError::UnboundToken { .. })),
+            "{token_type}: {error:?}"
+        );
+        assert!(!error.is_retryable());
+        assert!(source.token().is_none(), "{token_type}: cached");
+        assert_eq!(failed(&mut source, at(0)), error);
+    }
+}
+
+#[test]
+fn with_dpop_an_offered_bearer_token_is_not_taken() {
+    let mut source = dpop_source();
+    let offered = |token_type: &str| {
+        AccessToken::builder("provided")
+            .token_type(token_type)
+            .received_at(at(0))
+            .expires_at(at(3600))
+            .build()
+            .unwrap()
+    };
+    // From a custom provider or a fleet store: an unbound token is refused.
+    assert!(!source.offer_token(at(0), offered("Bearer")));
+    assert!(source.token().is_none());
+    assert!(source.offer_token(at(0), offered("DPoP")));
+}
+
+#[test]
+fn resource_metadata_requiring_dpop_without_a_key_is_a_typed_error() {
+    let config = Config::builder(CLIENT_ID, SECRET)
+        .resource_server("https://api.example/mcp")
+        .jitter_seed(7)
+        .build()
+        .unwrap();
+    let mut source = TokenSource::new(config, [7; 32]);
+    let out = send(&mut source, at(0));
+    let document = r#"{"resource":"https://api.example/mcp","authorization_servers":["https://id.example"],
+        "dpop_bound_access_tokens_required":true}"#;
+    let error = source
+        .handle_response(at(0), out.id, response(200, document))
+        .unwrap_err();
+    assert!(matches!(&error, Error::Dpop(DpopError::Required { .. })), "{error:?}");
+    assert!(!error.is_retryable());
+    assert_eq!(failed(&mut source, at(0)), error);
+}
+
+fn proof_nonce(proof: &http::HeaderValue) -> Option<String> {
+    use base64::Engine as _;
+    let payload = proof.to_str().unwrap().split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    claims["nonce"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn the_latest_dpop_nonce_of_each_origin_is_used_there() {
+    let mut source = dpop_source();
+    let token = AccessToken::builder("t").token_type("DPoP").build().unwrap();
+    let proof = |source: &TokenSource, uri: &str| {
+        let proof = source.dpop_proof(at(0), &http::Method::GET, uri, Some(&token), None);
+        proof_nonce(&proof.unwrap().unwrap())
+    };
+    assert_eq!(proof(&source, "https://api.example/a"), None);
+    source.remember_dpop_nonce("https://api.example/a?x=1", "n-1");
+    source.remember_dpop_nonce("https://other.example/", "o-1");
+    assert_eq!(proof(&source, "https://API.example:443/b").as_deref(), Some("n-1"));
+    assert_eq!(proof(&source, "https://other.example/c").as_deref(), Some("o-1"));
+    assert_eq!(proof(&source, "https://api.example:8443/b"), None, "another origin");
+    source.remember_dpop_nonce("https://api.example/", "n-2");
+    assert_eq!(proof(&source, "https://api.example/b").as_deref(), Some("n-2"));
+    // A nonce the caller passes wins (the answer to a use_dpop_nonce challenge).
+    let given = source.dpop_proof(
+        at(0),
+        &http::Method::GET,
+        "https://api.example/b",
+        Some(&token),
+        Some("g"),
+    );
+    assert_eq!(proof_nonce(&given.unwrap().unwrap()).as_deref(), Some("g"));
+    // Bounded: the origin heard from longest ago is dropped first.
+    for i in 0..64 {
+        source.remember_dpop_nonce(&format!("https://r{i}.example/"), "x");
+    }
+    assert_eq!(proof(&source, "https://api.example/b"), None, "dropped");
+    assert_eq!(proof(&source, "https://r63.example/").as_deref(), Some("x"));
+    assert_eq!(proof(&source, "https://r0.example/").as_deref(), Some("x"));
+}
+
+#[test]
+fn the_token_endpoint_keeps_its_own_nonce() {
+    let mut source = dpop_source();
+    let out = send(&mut source, at(0));
+    let answer = with_header(
+        response(200, r#"{"access_token":"t1","token_type":"DPoP","expires_in":60}"#),
+        "dpop-nonce",
+        "as-1",
+    );
+    source.handle_response(at(0), out.id, answer).unwrap();
+    source.remember_dpop_nonce("https://api.example/", "rs-1");
+    assert_eq!(source.dpop_nonce(), Some("as-1"));
+    let out = send(&mut source, at(50));
+    let proof = out.request.headers().get("dpop").unwrap();
+    assert_eq!(proof_nonce(proof).as_deref(), Some("as-1"));
+}
+
 // -------------------------------------------------------------- discovery
 
 fn metadata(issuer: &str, token_endpoint: &str, extra: &str) -> http::Response<Vec<u8>> {
@@ -1394,7 +1637,9 @@ fn callers_wait_through_retries_of_the_first_failing_round_only() {
     let out = send(&mut source, now);
     source.handle_response(now, out.id, token_ok("t", 3600)).unwrap();
     assert_eq!(ready(&mut source, now).secret(), "t");
-    // After a token, the next failing round is a first one again.
+    // After a token, the next failing round is a first one again (the token
+    // was served past its probation, so its rejection is no failure).
+    let now = now.saturating_add(Duration::from_secs(31));
     let token = ready(&mut source, now);
     assert!(source.invalidate(&token));
     let out = send(&mut source, now);

@@ -722,3 +722,179 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------- a resource rejecting the tokens
+
+/// What the provider answers: a token (valid an hour or more, so none is
+/// refreshed in the ten minutes) or a failure.
+#[derive(Debug, Clone)]
+enum Issued {
+    Token { expires_in: u64 },
+    Failing(Failing),
+}
+
+/// What a caller does with the token, between polls.
+#[derive(Debug, Clone, Copy)]
+enum Use {
+    /// Nothing: the resource accepted it, or no request was made.
+    Accepted,
+    /// The resource rejected the current token.
+    Rejected,
+    /// A caller reports a token older than the current one as rejected.
+    RejectedStale,
+}
+
+#[derive(Debug, Clone)]
+struct Rejecting {
+    seed: u64,
+    gaps: Vec<u64>,
+    latencies: Vec<u64>,
+    answers: Vec<Issued>,
+    uses: Vec<Use>,
+}
+
+fn rejecting() -> impl Strategy<Value = Rejecting> {
+    (
+        any::<u64>(),
+        prop::collection::vec(prop_oneof![4 => 1u64..400, 1 => 400u64..40_000], 1..16),
+        prop::collection::vec(prop_oneof![4 => 0u64..2_000, 1 => 2_000u64..30_000], 1..8),
+        prop::collection::vec(
+            prop_oneof![
+                3 => (3_600u64..100_000).prop_map(|expires_in| Issued::Token { expires_in }),
+                1 => failing().prop_map(Issued::Failing),
+            ],
+            1..24,
+        ),
+        prop::collection::vec(
+            prop_oneof![
+                3 => Just(Use::Accepted),
+                4 => Just(Use::Rejected),
+                1 => Just(Use::RejectedStale),
+            ],
+            1..16,
+        ),
+    )
+        .prop_map(|(seed, gaps, latencies, answers, uses)| Rejecting {
+            seed,
+            gaps,
+            latencies,
+            answers,
+            uses,
+        })
+}
+
+/// Ten simulated minutes of callers whose tokens a resource rejects at any
+/// moment, against a provider that issues tokens (or fails); returns the
+/// send times and the time of the first rejection or failure (when the
+/// streak began), in milliseconds since the start.
+fn reject_tokens(plan: &Rejecting) -> Result<(Vec<u64>, Option<u64>), TestCaseError> {
+    let config = Config::builder(common::CLIENT_ID, common::SECRET)
+        .token_endpoint(common::TOKEN_URL)
+        .jitter_seed(plan.seed)
+        .build()
+        .expect("valid config");
+    let mut source = TokenSource::new(config, [7; 32]);
+    let start = common::at(0);
+    let ms = |t: Timestamp| t.as_unix_millis() - start.as_unix_millis();
+    let end = start.saturating_add(Duration::from_secs(600));
+    let (mut now, mut step) = (start, 0usize);
+    let mut in_flight: Option<(RequestId, Timestamp)> = None;
+    let mut sent = Vec::new();
+    let mut stale: Option<AccessToken> = None;
+    let mut streak: Option<u64> = None;
+    while now < end {
+        if let Some((id, due)) = in_flight {
+            if now >= due {
+                match &plan.answers[sent.len() % plan.answers.len()] {
+                    Issued::Token { expires_in } => {
+                        let body = format!(
+                            r#"{{"access_token":"t{}","token_type":"Bearer","expires_in":{expires_in}}}"#,
+                            sent.len()
+                        );
+                        let previous = source.token().cloned();
+                        let result = source.handle_response(now, id, common::response(200, body));
+                        prop_assert!(matches!(result, Ok(Event::TokenUpdated(_))), "{:?}", result);
+                        stale = previous.or(stale);
+                    }
+                    Issued::Failing(failing) => {
+                        let _ = failing.deliver(&mut source, now, id);
+                        streak.get_or_insert(ms(now));
+                    }
+                }
+                in_flight = None;
+            }
+        }
+        match plan.uses[step % plan.uses.len()] {
+            Use::Accepted => {}
+            Use::Rejected => {
+                if let Some(token) = source.token().cloned() {
+                    prop_assert!(source.invalidate_at(now, &token));
+                    stale = Some(token);
+                    streak.get_or_insert(ms(now));
+                }
+            }
+            Use::RejectedStale => {
+                if let Some(old) = &stale {
+                    let current = source.token().cloned();
+                    prop_assert!(
+                        !source.invalidate_at(now, old),
+                        "an older token evicted the current one"
+                    );
+                    prop_assert_eq!(
+                        source.token().map(AccessToken::secret),
+                        current.as_ref().map(AccessToken::secret)
+                    );
+                }
+            }
+        }
+        let usable = source.usable(now).is_some();
+        match source.poll(now) {
+            Action::Send(outgoing) => {
+                prop_assert!(in_flight.is_none(), "a second request while one is in flight");
+                let latency = plan.latencies[sent.len() % plan.latencies.len()];
+                in_flight = Some((outgoing.id, now.saturating_add(Duration::from_millis(latency))));
+                sent.push(ms(now));
+            }
+            Action::Ready(token) => prop_assert!(!token.is_expired(now)),
+            Action::Wait { .. } | Action::Failed(_) => {
+                prop_assert!(!usable, "a token never rejected was not served at {}", ms(now));
+            }
+        }
+        let mut next = now.saturating_add(Duration::from_millis(plan.gaps[step % plan.gaps.len()]));
+        if let Some((_, due)) = in_flight {
+            next = next.min(due);
+        }
+        now = next.max(now.saturating_add(Duration::from_millis(1)));
+        step += 1;
+    }
+    Ok((sent, streak))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    /// Whatever the interleaving of token fetches, failures and rejections
+    /// (of the current token or of older ones), once the first token was
+    /// rejected (or a request failed) the token endpoint gets at most 10
+    /// requests in the minute after and at most 2 in any later minute: a
+    /// resource that rejects every token is backed off like a provider that
+    /// fails. Before that only the first token is fetched. A token never
+    /// rejected is always served.
+    #[test]
+    fn rejections_keep_the_request_bounds(plan in rejecting()) {
+        let (sent, streak) = reject_tokens(&plan)?;
+        let Some(first) = streak else {
+            prop_assert!(sent.len() <= 1, "{:?} without a rejection", sent);
+            return Ok(());
+        };
+        prop_assert!(sent.iter().filter(|t| **t < first).count() <= 1, "{:?} before {}", sent, first);
+        let sent: Vec<u64> = sent.into_iter().filter(|t| *t >= first).collect();
+        let early = sent.iter().filter(|t| **t < first + 60_000).count();
+        prop_assert!(early <= 10, "{} requests in the first minute: {:?}", early, sent);
+        for window in sent.windows(3) {
+            if window[0] >= first + 60_000 {
+                prop_assert!(window[2] - window[0] >= 60_000, "three requests within a minute: {:?} in {:?}", window, sent);
+            }
+        }
+    }
+}

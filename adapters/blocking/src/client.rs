@@ -173,7 +173,10 @@ impl Client {
     }
 
     /// The resource server rejected `token`: stop serving it, so the next
-    /// `token()` fetches a new one. A token older than the cached one evicts
+    /// `token()` fetches a new one — unless the token was fetched moments
+    /// before, after another rejection or while the provider was failing:
+    /// then the round failed, and `token()` returns `Error::TokenRejected`
+    /// until the back-off ends. A token older than the cached one evicts
     /// nothing. The stored token is deleted when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
         if let Some(eviction) = self.driver.invalidate(token) {

@@ -26,6 +26,13 @@ pub struct Origin {
     port: u16,
 }
 
+impl std::fmt::Display for Origin {
+    /// `scheme://host:port`, an absolute URL of the origin.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
 impl Origin {
     /// The origin of an absolute `http`/`https` URL, `None` for anything else.
     pub fn parse(url: &str) -> Option<Origin> {
@@ -503,6 +510,9 @@ pub struct Verdict {
     pub resource_metadata: Option<MetadataHint>,
     /// Send the request again (authorised anew) rather than return this response.
     pub retry: bool,
+    /// The `DPoP-Nonce` the server sent (on a `401` or a success), with its
+    /// origin: kept for the next request there (RFC 9449 §9).
+    pub dpop_nonce: Option<(Origin, HeaderValue)>,
 }
 
 /// A `401` challenge's `resource_metadata` (RFC 9728 §5.1) with the URL of
@@ -577,8 +587,13 @@ impl Exchange {
                 invalidate: None,
                 resource_metadata: None,
                 retry: false,
+                dpop_nonce: None,
             };
         }
+        let dpop_nonce = headers
+            .get(DPOP_NONCE)
+            .filter(|nonce| !nonce.is_empty())
+            .and_then(|nonce| Some((self.origin.clone()?, nonce.clone())));
         let assessment = assess(status, headers);
         let retry = next_step(&assessment, self.retries, replayable) == Next::Retry;
         if retry {
@@ -592,6 +607,7 @@ impl Exchange {
                 metadata_url,
             }),
             retry,
+            dpop_nonce,
         }
     }
 }
@@ -860,6 +876,29 @@ mod tests {
         let verdict = exchange.received(StatusCode::UNAUTHORIZED, &nonce, true);
         assert!(verdict.retry && verdict.invalidate.is_none());
         assert_eq!(exchange.nonce(), Some("n-1"));
+        let (origin, kept) = verdict.dpop_nonce.unwrap();
+        assert_eq!(
+            (origin.to_string().as_str(), kept.to_str().unwrap()),
+            ("https://api.example:443", "n-1")
+        );
+    }
+
+    #[test]
+    fn a_nonce_sent_with_a_success_is_kept_for_the_origin_that_sent_it() {
+        let mut origins = AllowedOrigins::default();
+        origins.allow("https://api.example");
+        let uri: Uri = "https://api.example/things".parse().unwrap();
+        let fresh = headers(&[("dpop-nonce", "n-2")]);
+        let mut exchange = Exchange::new(&origins, &uri);
+        exchange.sending(AccessToken::builder("t").build().unwrap());
+        let verdict = exchange.received(StatusCode::OK, &fresh, true);
+        assert!(!verdict.retry);
+        assert_eq!(verdict.dpop_nonce.unwrap().1, "n-2");
+        // Another origin's answer (after a redirect) is not kept for this one.
+        let mut redirected = Exchange::new(&origins, &uri);
+        redirected.sending(AccessToken::builder("t").build().unwrap());
+        redirected.answered_by(Origin::parse("https://other.example/").as_ref());
+        assert!(redirected.received(StatusCode::OK, &fresh, true).dpop_nonce.is_none());
     }
 
     #[test]

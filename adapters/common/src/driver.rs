@@ -173,9 +173,11 @@ impl<W: Io> Driver<W> {
         self.with(|machine, now| machine.refresh(now))
     }
 
-    /// The resource server rejected `token`: stop serving it. Returns the
-    /// call that evicts it from the store (deleted only if the store still
-    /// holds it), when that is due.
+    /// The resource server rejected `token`: stop serving it (see
+    /// [`TokenSource::invalidate_at`]: a token rejected soon after it was
+    /// fetched fails the round, and callers get the back-off's error).
+    /// Returns the call that evicts it from the store (deleted only if the
+    /// store still holds it), when that is due.
     pub fn invalidate(&self, token: &AccessToken) -> Option<Settle> {
         match self.with(|machine, now| machine.invalidate(now, token)) {
             Invalidated::NotCurrent => None,
@@ -232,7 +234,8 @@ impl<W: Io> Driver<W> {
     /// A DPoP proof (RFC 9449 §7) for a request to a resource with `token`:
     /// `htm` = `method`, `htu` = `uri` without query and fragment, `ath` =
     /// the token's hash, a fresh `jti`; `nonce` is the resource server's, if
-    /// it asked for one. `Ok(None)` when the config has no DPoP key.
+    /// it asked for one, else the latest kept for `uri`'s origin
+    /// ([`Driver::remember_dpop_nonce`]). `Ok(None)` when the config has no DPoP key.
     pub fn dpop_proof(
         &self,
         method: &http::Method,
@@ -248,6 +251,15 @@ impl<W: Io> Driver<W> {
             .machine
             .source()
             .dpop_proof(now, method, uri, Some(token), nonce)
+    }
+
+    /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):
+    /// the next proof for `url`'s origin carries it, so a server that
+    /// demands nonces costs one extra request per nonce, not per call.
+    pub fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
+        if self.settings.config.dpop_key().is_some() {
+            self.lock().machine.remember_dpop_nonce(url, nonce);
+        }
     }
 
     /// A resource server's 401 to a request for `requested` named where its

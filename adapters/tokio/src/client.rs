@@ -223,8 +223,11 @@ impl Client {
     }
 
     /// The resource server rejected `token` (HTTP 401): stop serving it. A
-    /// token older than the cached one evicts nothing. The stored token is
-    /// deleted (in a task) when the token is evicted.
+    /// token fetched moments before, after another rejection or while the
+    /// provider was failing, fails the round: `token()` returns
+    /// `Error::TokenRejected` until the back-off ends. A token older than
+    /// the cached one evicts nothing. The stored token is deleted (in a
+    /// task) when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
         if let Some(eviction) = self.driver.invalidate(token) {
             let client = self.clone();

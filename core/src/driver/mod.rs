@@ -70,7 +70,7 @@ use crate::token::AccessToken;
 pub use call::{Call, Caller, Settle};
 pub use step::{Background, Invalidated, Outcome, Report, SignOut, Step, Task, Ticket, Work};
 
-use flight::Job;
+use flight::{Job, Tail};
 use store::Queue;
 
 /// The client's shared state: the core and the bookkeeping around it. One
@@ -155,6 +155,13 @@ impl Driver {
         self.source.follow_resource_metadata(requested, url)
     }
 
+    /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):
+    /// the next proof for `url`'s origin carries it (see
+    /// [`TokenSource::remember_dpop_nonce`]).
+    pub fn remember_dpop_nonce(&mut self, url: &str, nonce: &str) {
+        self.source.remember_dpop_nonce(url, nonce);
+    }
+
     /// The cached token and its refresh time, for a lock-free snapshot.
     pub fn published(&self) -> Option<(&AccessToken, Timestamp)> {
         self.source.token().zip(self.source.refresh_at())
@@ -185,6 +192,25 @@ impl Driver {
             self.reading_assertion = true;
             call.assertion_read = true;
             return Step::Work(Work::new(Task::ReadAssertionFile, Job::ReadAssertionFile));
+        }
+        // A round starts only after the store's pending writes have landed:
+        // its fleet turn must not read back a token this client just evicted
+        // or deleted.
+        if due && self.flight.is_none() {
+            if let Some(store) = &mut self.store {
+                if let Some((seq, task)) = store.take_turn() {
+                    return Step::Work(Work::new(
+                        task,
+                        Job::Store {
+                            seq,
+                            tail: Tail::default(),
+                        },
+                    ));
+                }
+                if store.busy() {
+                    return Step::Wait { until: None };
+                }
+            }
         }
         let action = match ticket {
             None => self.source.poll(now),

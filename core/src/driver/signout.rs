@@ -12,10 +12,11 @@ use super::{Driver, Hooks, Invalidated, Load, Settle, SignOut, Step, Work};
 
 impl Driver {
     /// The resource server rejected `token`: stop serving it, and evict it
-    /// from the store (only if it is still the cached one).
+    /// from the store (only if it is still the cached one). A token rejected
+    /// soon after it was fetched fails the round (see
+    /// [`TokenSource::invalidate_at`](crate::TokenSource::invalidate_at)).
     pub fn invalidate(&mut self, now: Timestamp, token: &AccessToken) -> Invalidated {
-        let _ = now;
-        if !self.source.invalidate(token) {
+        if !self.source.invalidate_at(now, token) {
             return Invalidated::NotCurrent;
         }
         let store = self.store.as_mut().map(|store| {

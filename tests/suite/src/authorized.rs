@@ -49,6 +49,23 @@ pub trait Authorized: Send + Sync {
     fn send(&self, method: &str, url: &str, body: Body) -> Result<u16, String>;
 }
 
+/// Each authorised client of adapter `A`, around a client of its own from
+/// `build`: a client remembers the tokens a resource rejected and the DPoP
+/// nonces it was given, so counts per flavour need a client per flavour.
+pub fn each<A: crate::Adapter>(
+    build: impl Fn() -> A::Client,
+    origins: &Origins,
+) -> Vec<(A::Client, Box<dyn Authorized>)> {
+    let count = A::authorized(&build(), origins).len();
+    (0..count)
+        .map(|index| {
+            let client = build();
+            let flavour = A::authorized(&client, origins).swap_remove(index);
+            (client, flavour)
+        })
+        .collect()
+}
+
 macro_rules! allow {
     ($builder:expr, $origins:expr) => {
         match $origins {

@@ -50,6 +50,8 @@ pub trait DriverAccess: Send + Sync {
     ) -> Result<(), Error>;
     /// [`Driver::follow_resource_metadata`].
     fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool;
+    /// [`Driver::remember_dpop_nonce`].
+    fn remember_dpop_nonce(&self, url: &str, nonce: &str);
 }
 
 impl<W: Io> DriverAccess for Driver<W> {
@@ -71,6 +73,10 @@ impl<W: Io> DriverAccess for Driver<W> {
     fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool {
         Driver::follow_resource_metadata(self, requested, url)
     }
+
+    fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
+        Driver::remember_dpop_nonce(self, url, nonce)
+    }
 }
 
 /// An adapter's `Client` as the authorised HTTP clients use it, blocking or async.
@@ -82,9 +88,15 @@ pub trait Authorizer: Clone + Send + Sync + 'static {
     fn invalidate(&self, token: &AccessToken);
 
     /// Acts on what a response said about the token it carried: remembers
-    /// the RFC 9728 metadata URL of the challenge (the core follows it only
-    /// on the resource's own origin), evicts a rejected token.
+    /// the server's DPoP nonce and the RFC 9728 metadata URL of the
+    /// challenge (the core follows it only on the resource's own origin),
+    /// evicts a rejected token.
     fn rejected(&self, verdict: &Verdict) {
+        if let Some((origin, nonce)) = &verdict.dpop_nonce {
+            if let Ok(nonce) = nonce.to_str() {
+                self.driver().remember_dpop_nonce(&origin.to_string(), nonce);
+            }
+        }
         if let Some(hint) = &verdict.resource_metadata {
             self.driver()
                 .follow_resource_metadata(&hint.requested, &hint.metadata_url);

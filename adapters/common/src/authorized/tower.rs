@@ -193,6 +193,7 @@ mod tests {
             self.followed.fetch_add(1, Ordering::SeqCst);
             true
         }
+        fn remember_dpop_nonce(&self, _: &str, _: &str) {}
     }
 
     impl Authorizer for Counting {

@@ -13,6 +13,7 @@ pub mod interop;
 pub mod local_files;
 pub mod parity;
 pub mod quirks;
+pub mod rejections;
 pub mod resource_server;
 pub mod single_flight;
 pub mod stores;

@@ -266,7 +266,7 @@ pub fn a_dead_provider_for_a_simulated_minute<A: Adapter>() {
 }
 
 /// A client of adapter `A` for `config`, on a clock that moves only by hand.
-fn on_manual_clock<A: Adapter>(config: Config) -> (A::Client, ManualClock) {
+pub(crate) fn on_manual_clock<A: Adapter>(config: Config) -> (A::Client, ManualClock) {
     let clock = ManualClock::starting_now();
     let options = Options {
         clock: Some(clock.clone()),
@@ -277,13 +277,13 @@ fn on_manual_clock<A: Adapter>(config: Config) -> (A::Client, ManualClock) {
 
 /// Runs a clock 100 times faster than real time (100 ms every millisecond)
 /// until dropped.
-struct Ticker {
+pub(crate) struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Ticker {
-    fn start(clock: &ManualClock) -> Self {
+    pub(crate) fn start(clock: &ManualClock) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (clock, stopped) = (clock.clone(), stop.clone());
         let thread = thread::spawn(move || {
@@ -308,7 +308,7 @@ impl Drop for Ticker {
     }
 }
 
-fn clock_now(clock: &ManualClock) -> Timestamp {
+pub(crate) fn clock_now(clock: &ManualClock) -> Timestamp {
     client_credentials_blocking::Clock::now(clock)
 }
 
