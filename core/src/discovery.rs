@@ -57,6 +57,23 @@ pub struct ProviderMetadata {
 }
 
 impl ProviderMetadata {
+    /// The issuer identifier (the same as the public field; a method, like
+    /// [`Config::issuer`]).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The token endpoint (the same as the public field; a method, like
+    /// [`Config::token_endpoint`]).
+    pub fn token_endpoint(&self) -> &str {
+        &self.token_endpoint
+    }
+
+    /// The RFC 7009 revocation endpoint, if advertised (https only).
+    pub fn revocation_endpoint(&self) -> Option<&str> {
+        self.revocation_endpoint.as_deref()
+    }
+
     /// The client authentication method to use when the user chose none:
     /// `client_secret_basic` if listed (or nothing is listed: RFC 8414's
     /// default), else `client_secret_post` if listed, else Basic.

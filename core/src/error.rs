@@ -206,6 +206,10 @@ pub enum ConfigError {
         /// The value given.
         url: String,
     },
+    /// An authorised HTTP client (a middleware, a layer, an agent) allows no
+    /// origin: it would send every request without the token.
+    #[error("the authorised HTTP client allows no origin, so no request would get the token; add .allow_origin(\"https://api.example.com\") (or .allow_any_origin()), or configure .resource_server(url) or .resource(uri)")]
+    NoAllowedOrigin,
     /// Plain `http:` to a host that is not loopback.
     #[error("{field} {url:?} uses plain http to a non-loopback host, which would send the client secret in clear text; use https, or .allow_insecure_http() on a test network")]
     InsecureUrl {

@@ -52,6 +52,7 @@ impl JwtKey {
     /// (`BEGIN EC PRIVATE KEY`) for P-256. RSA keys must have at least 2048 bits.
     ///
     /// The error never quotes the key.
+    #[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
     #[cfg(feature = "signing")]
     pub fn from_pem(pem: &str, alg: JwsAlgorithm) -> Result<JwtKey, ConfigError> {
         crate::sign::from_pem(pem, alg).map(|signer| JwtKey { signer, key_id: None })

@@ -123,6 +123,7 @@
 //!
 //! No message, error or `Debug` output contains the client secret or a token.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod assertion;

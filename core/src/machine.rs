@@ -439,7 +439,7 @@ impl TokenSource {
     /// which never replaces a token with an older one.
     pub fn insert_token(&mut self, token: AccessToken) {
         (self.refresh_at, self.usable_until) = self.validity(&token);
-        self.refresh_token = token.refresh_token().cloned();
+        self.refresh_token = token.refresh_secret().cloned();
         self.forced = false;
         self.token = Some(token);
     }

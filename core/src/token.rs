@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderValue;
 
@@ -78,9 +79,35 @@ impl AccessToken {
         self.0.scope.as_deref()
     }
 
-    /// The refresh token that came with it, if any.
-    pub fn refresh_token(&self) -> Option<&Secret> {
+    /// The refresh token that came with it, if any: a `&str`, like
+    /// [`secret`](Self::secret) (`Debug` redacts both).
+    pub fn refresh_token(&self) -> Option<&str> {
+        self.0.refresh_token.as_ref().map(Secret::expose_secret)
+    }
+
+    /// The refresh token as the core keeps it.
+    pub(crate) fn refresh_secret(&self) -> Option<&Secret> {
         self.0.refresh_token.as_ref()
+    }
+
+    /// How long the token stays unexpired from `now`: `Some(Duration::ZERO)`
+    /// once expired, `None` when its expiry is unknown (served until
+    /// invalidated).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use client_credentials::{AccessToken, Timestamp};
+    ///
+    /// let now = Timestamp::from_unix_secs(1_000);
+    /// let token = AccessToken::builder("t").expires_at(Timestamp::from_unix_secs(1_060)).build()?;
+    /// assert_eq!(token.expires_in(now), Some(Duration::from_secs(60)));
+    /// assert_eq!(token.expires_in(Timestamp::from_unix_secs(2_000)), Some(Duration::ZERO));
+    /// # Ok::<(), client_credentials::Error>(())
+    /// ```
+    pub fn expires_in(&self, now: Timestamp) -> Option<Duration> {
+        self.0
+            .expires_at
+            .map(|at| Duration::from_millis(at.as_unix_millis().saturating_sub(now.as_unix_millis())))
     }
 
     /// `Bearer <token>` as a header value marked sensitive (so HTTP libraries

@@ -54,7 +54,7 @@ fn one_caller_sends_while_the_others_wait_then_all_get_its_token() {
     let mut driver = driver();
     let (mut first, mut second) = (Call::token(), Call::token());
     let sending = work(driver.step(at(0), &mut first));
-    assert!(matches!(&sending.task, Task::Send(outgoing) if outgoing.kind == RequestKind::Token));
+    assert!(matches!(&sending.task, Task::Send(outgoing, 1) if outgoing.kind == RequestKind::Token));
     assert!(matches!(driver.step(at(0), &mut second), Step::Wait { until: None }));
     let after = finish(&mut driver, at(1), sending, Outcome::Response(token_ok("t1", 3600)));
     // The new token is reported before the job ends and the waiters are woken.
@@ -91,7 +91,7 @@ fn a_new_token_is_saved_then_the_fleet_turn_ends_then_it_is_reported() {
     let sending = driver
         .handle(at(0), turn.ticket, Outcome::FleetTurn(None))
         .expect("the request");
-    assert!(matches!(sending.task, Task::Send(_)));
+    assert!(matches!(sending.task, Task::Send(..)));
     let after = finish(&mut driver, at(1), sending, Outcome::Response(token_ok("t1", 3600)));
     assert_eq!(after, ["Save", "EndFetch", "Report"]);
 }
@@ -125,12 +125,12 @@ fn the_provider_is_asked_once_per_round_before_the_fleet_and_the_request() {
         .expect("the request");
     // A failed attempt ends the flight, not the round: the retry asks no hook again.
     let after = finish(&mut driver, at(1), sending, Outcome::Response(response(503, "")));
-    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(after, ["Report"], "the back-off is reported");
     let Step::Wait { until: Some(retry) } = driver.step(at(1), &mut call) else {
         panic!("a back-off")
     };
     let sending = work(driver.step(retry, &mut call));
-    assert!(matches!(sending.task, Task::Send(_)));
+    assert!(matches!(sending.task, Task::Send(_, 2)), "the round's second attempt");
     let after = finish(&mut driver, retry, sending, Outcome::Response(token_ok("t", 3600)));
     assert_eq!(after, ["Save", "EndFetch", "Report"]);
     // The next round (at the refresh time) asks the provider again, passing the cached token.
@@ -161,7 +161,7 @@ fn an_expired_provided_token_is_refused_and_the_round_fetches() {
     let mut call = Call::token();
     let ask = work(driver.step(at(100), &mut call));
     let next = driver.handle(at(100), ask.ticket, Outcome::Provided(Some(token("old", 50))));
-    assert!(matches!(next.map(|w| w.task), Some(Task::Send(_))));
+    assert!(matches!(next.map(|w| w.task), Some(Task::Send(..))));
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn a_sender_that_is_cancelled_counts_as_a_failed_attempt_and_wakes_the_others() 
         panic!("a back-off")
     };
     assert!(retry > at(1));
-    assert!(matches!(work(driver.step(retry, &mut second)).task, Task::Send(_)));
+    assert!(matches!(work(driver.step(retry, &mut second)).task, Task::Send(..)));
 }
 
 #[test]
@@ -352,7 +352,7 @@ fn the_assertion_file_is_read_by_one_caller_at_a_time_and_only_when_a_request_is
         .handle(at(0), read.ticket, Outcome::AssertionFile(Some(Ok(jwt.clone()))))
         .is_none());
     let sending = work(driver.step(at(0), &mut first));
-    let Task::Send(outgoing) = &sending.task else {
+    let Task::Send(outgoing, _) = &sending.task else {
         panic!("a request")
     };
     assert_eq!(

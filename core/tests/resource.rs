@@ -174,6 +174,27 @@ fn rejected(source: &mut TokenSource) {
     assert!(source.invalidate(&token));
 }
 
+/// The next request, once any back-off step is over (`now` moves to it):
+/// inside a rejection streak the discovery answers count towards the
+/// back-off, as they do for a failing provider.
+fn send_when_due(source: &mut TokenSource, now: &mut client_credentials::Timestamp) -> client_credentials::Outgoing {
+    loop {
+        match source.poll(*now) {
+            Action::Send(outgoing) => return outgoing,
+            Action::Wait { until: Some(until) } if until > *now => *now = until,
+            other => panic!("expected a request or a back-off at {now:?}, got {other:?}"),
+        }
+    }
+}
+
+/// A rejection at `now`, which the tests put over 30 s after the token was
+/// fetched: a token rejected sooner counts as a failed round (the failure
+/// policy), which is not what these tests are about.
+fn rejected_at(source: &mut TokenSource, now: client_credentials::Timestamp) {
+    let token = source.token().cloned().expect("a token");
+    assert!(source.invalidate_at(now, &token));
+}
+
 #[test]
 fn a_challenge_names_another_metadata_url_which_is_read_in_the_next_round() {
     let mut source = TokenSource::new(allowing(AS2), [7; 32]);
@@ -287,10 +308,10 @@ fn a_hinted_document_must_name_the_url_requested() {
 
     // A document that names the URL requested is accepted.
     assert!(source.follow_resource_metadata(requested, HINT));
-    rejected(&mut source);
-    let out = send(&mut source, at(6));
+    rejected_at(&mut source, at(40));
+    let out = send(&mut source, at(40));
     assert_eq!(out.request.uri(), HINT);
-    let event = source.handle_response(at(6), out.id, resource_document(requested, &format!(r#"["{AS}"]"#)));
+    let event = source.handle_response(at(40), out.id, resource_document(requested, &format!(r#"["{AS}"]"#)));
     assert!(matches!(event, Ok(Event::ResourceMetadataUpdated(_))), "{event:?}");
 }
 
@@ -412,24 +433,26 @@ fn an_allowed_second_server_is_accepted_and_the_current_one_preferred() {
     // Only the allowed one listed, after servers that are not allowed: it is taken.
     let hint_c = "https://api.example/.well-known/oauth-protected-resource/mcp/tenant-c";
     assert!(source.follow_resource_metadata(RESOURCE, hint_c));
-    rejected(&mut source);
-    let out = send(&mut source, at(6));
+    let mut t = at(100);
+    rejected_at(&mut source, t);
+    let out = send_when_due(&mut source, &mut t);
     let named = format!(r#"["https://evil.example", "{AS2}"]"#);
     source
-        .handle_response(at(6), out.id, resource_document(RESOURCE, &named))
+        .handle_response(t, out.id, resource_document(RESOURCE, &named))
         .unwrap();
     assert_eq!(source.discovery_issuer(), Some(AS2));
-    let out = send(&mut source, at(6));
-    source.handle_response(at(6), out.id, as_document(AS2)).unwrap();
-    let out = send(&mut source, at(6));
+    let out = send_when_due(&mut source, &mut t);
+    source.handle_response(t, out.id, as_document(AS2)).unwrap();
+    let out = send_when_due(&mut source, &mut t);
     assert_eq!(out.request.uri(), "https://id2.example/token");
     // The first server stays trusted: the resource may move back to it.
-    source.handle_response(at(6), out.id, token_ok("tok-3", 3600)).unwrap();
+    source.handle_response(t, out.id, token_ok("tok-3", 3600)).unwrap();
     assert!(source.follow_resource_metadata(RESOURCE, HINT));
-    rejected(&mut source);
-    let out = send(&mut source, at(7));
+    t = at(1000);
+    rejected_at(&mut source, t);
+    let out = send_when_due(&mut source, &mut t);
     source
-        .handle_response(at(7), out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
+        .handle_response(t, out.id, resource_document(RESOURCE, &format!(r#"["{AS}"]"#)))
         .unwrap();
     assert_eq!(source.discovery_issuer(), Some(AS));
 }

@@ -207,7 +207,7 @@ fn unknown_fields_are_ignored_and_refresh_tokens_kept() {
         r#"{"access_token":"a","token_type":"Bearer","expires_in":60,"id_token":"x","ext_expires_in":120,
             "not-before-policy":0,"session_state":{"a":[1,2]},"refresh_token":"rt","refresh_expires_in":1800}"#,
     );
-    assert_eq!(token.refresh_token().map(|s| s.expose_secret()), Some("rt"));
+    assert_eq!(token.refresh_token(), Some("rt"));
     assert_eq!(lifetime(&token), Duration::from_secs(60));
     // An empty or non-string refresh token is ignored.
     assert!(ok(r#"{"access_token":"a","refresh_token":""}"#)

@@ -33,7 +33,10 @@ client_credentials_common::authorizer!(blocking);
 /// `AuthMiddleware::new(client)`, then `.allow_origin(url)` (repeatable) or
 /// `.allow_any_origin()`. The allowed origins default to the config's
 /// resource server and resources; `.allow_origin(url)` replaces them.
-/// Requests elsewhere go out untouched. Keep ureq's `redirect_auth_headers`
+/// Requests elsewhere go out untouched. A client that allows no origin, or was
+/// given a value that is not an origin (`"127.0.0.1:8080"`, a URL with a
+/// path), fails every request with `Error::Config` rather than send it
+/// without the token. Keep ureq's `redirect_auth_headers`
 /// at its default (`Never`) so a redirect never carries the header onwards.
 /// With `http_status_as_error(false)` the `401`'s challenge is read (an
 /// `insufficient_scope` keeps the token); with ureq's default a `401` always
@@ -49,6 +52,7 @@ client_credentials_common::authorizer!(blocking);
 /// let body = agent.get("https://api.example.com/things").call()?.body_mut().read_to_string()?;
 /// # let _ = body; Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 #[cfg(feature = "middleware")]
 pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
 
@@ -77,5 +81,6 @@ pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
 /// let response = api.run(request)?;
 /// # let _ = response; Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "middleware")))]
 #[cfg(feature = "middleware")]
 pub type AuthorizedAgent = authorized::AuthorizedAgent<Client>;

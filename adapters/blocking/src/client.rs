@@ -3,11 +3,12 @@
 //! waiters park on a `Condvar`.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use client_credentials::{AccessToken, Config, Error};
+use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
 use client_credentials_common::{
-    self as common, BlockingProvider, BlockingSettings, Call, Caller, Driver, Outcome, Step, Task, TokenStore, Wake,
+    self as common, BlockingProvider, BlockingSettings, Call, Caller, Driver, Job, LogTarget, Outcome, Step, Task,
+    TokenStore, Wake,
 };
 
 use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
@@ -42,6 +43,8 @@ pub(crate) struct Io {
 }
 
 impl Wake for Io {
+    const LOG_TARGET: LogTarget = LogTarget::Blocking;
+
     fn wake(&self) {
         *self.epoch.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.changed.notify_all();
@@ -172,6 +175,43 @@ impl Client {
         self.token().map(|token| token.authorization_header())
     }
 
+    /// [`Client::token`], giving up after `timeout`: past it, a
+    /// [`Error::Transport`] of kind [`TransportErrorKind::Timeout`] is
+    /// returned, while the shared refresh carries on for the other callers
+    /// (and caches its token for the next call). A fresh cached token is
+    /// returned at once, as by `token()`.
+    ///
+    /// When this caller would start the request itself, the request runs
+    /// on a thread of its own, so it is neither cut short nor holds this
+    /// caller past its deadline.
+    ///
+    /// ```no_run
+    /// # let client = client_credentials_blocking::Client::new(
+    /// #     client_credentials::Config::builder("id", "s").token_endpoint("https://a.example/t").build()?);
+    /// use std::time::Duration;
+    /// use client_credentials::{Error, TransportErrorKind};
+    /// match client.token_timeout(Duration::from_millis(800)) {
+    ///     Ok(token) => { /* use it */ }
+    ///     Err(Error::Transport(e)) if e.kind() == TransportErrorKind::Timeout => {
+    ///         /* answer "try later"; the refresh goes on */
+    ///     }
+    ///     Err(error) => return Err(error.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn token_timeout(&self, timeout: Duration) -> Result<AccessToken, Error> {
+        match self.driver.fresh() {
+            Some(token) => Ok(token),
+            None => self.run_until(Call::token(), Instant::now().checked_add(timeout)),
+        }
+    }
+
+    /// [`Client::authorization_header`] within `timeout`, as [`Client::token_timeout`].
+    pub fn authorization_header_timeout(&self, timeout: Duration) -> Result<http::HeaderValue, Error> {
+        self.token_timeout(timeout).map(|token| token.authorization_header())
+    }
+
     /// The resource server rejected `token`: stop serving it, so the next
     /// `token()` fetches a new one — unless the token was fetched moments
     /// before, after another rejection or while the provider was failing:
@@ -194,7 +234,10 @@ impl Client {
         let _ = self.run(deletion);
         match revocation {
             Some(mut revocation) => match revocation.take_request() {
-                Some(request) => revocation.finish(self.driver.io.transport.send(request)),
+                Some((request, exchange)) => {
+                    let result = exchange.span().in_scope(|| self.driver.io.transport.send(request));
+                    revocation.finish(exchange, result)
+                }
                 None => Ok(()),
             },
             None => Ok(()),
@@ -203,43 +246,75 @@ impl Client {
 
     /// Steps the driver until the call ends, performing the jobs it is
     /// handed on this thread and parking on the condvar otherwise.
-    fn run<C: Caller>(&self, mut call: C) -> Result<C::Output, Error> {
-        let io = &self.driver.io;
-        loop {
-            let seen = *io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-            match self.driver.step(&mut call) {
-                Step::Ready(token) => return Ok(token),
-                Step::Failed(error) => return Err(error),
-                Step::Work(mut job) => {
-                    while let Some(task) = job.next_task() {
-                        let outcome = self.perform(task);
-                        job.hand_back(outcome);
-                    }
-                }
-                Step::Wait(wait) => {
-                    let epoch = io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-                    let timeout = wait.unwrap_or(RECHECK).max(Duration::from_millis(1));
-                    drop(io.changed.wait_timeout_while(epoch, timeout, |now| *now == seen));
-                }
-            }
-        }
+    fn run<C: Caller>(&self, call: C) -> Result<C::Output, Error> {
+        self.run_until(call, None)
     }
 
-    /// Performs one task of a job: this adapter's I/O, on this thread.
-    fn perform(&self, task: Task) -> Outcome {
-        let driver = &self.driver;
+    /// [`Client::run`], giving up at `deadline` (if any) with a timeout
+    /// error. A caller with a deadline that is handed a job runs it on a
+    /// thread of its own and waits for it like any other caller.
+    fn run_until<C: Caller>(&self, mut call: C, deadline: Option<Instant>) -> Result<C::Output, Error> {
+        let io = &self.driver.io;
+        let mut waiting = None;
+        loop {
+            let seen = *io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
+            let wait = match self.driver.step(&mut call) {
+                Step::Ready(value) => return Ok(value),
+                Step::Failed(error) => return Err(error),
+                Step::Work(job) if deadline.is_none() => {
+                    perform(job);
+                    continue;
+                }
+                Step::Work(job) => {
+                    let working = std::thread::Builder::new()
+                        .name("client-credentials-refresh".into())
+                        .spawn(move || perform(job));
+                    if let Err(error) = working {
+                        // No thread to be had: the job (dropped with the
+                        // closure) was handed back; report it like a transport
+                        // failure rather than block past the deadline.
+                        return Err(common::transport_error(TransportErrorKind::Other, &error).into());
+                    }
+                    None
+                }
+                Step::Wait(wait) => wait,
+            };
+            let mut timeout = wait.unwrap_or(RECHECK);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(deadline_passed());
+                }
+                timeout = timeout.min(left);
+            }
+            waiting.get_or_insert_with(|| self.driver.waiting());
+            let epoch = io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
+            let timeout = timeout.max(Duration::from_millis(1));
+            drop(io.changed.wait_timeout_while(epoch, timeout, |now| *now == seen));
+        }
+    }
+}
+
+/// Performs a job's tasks on this thread: this adapter's I/O.
+fn perform(mut job: Job<Io>) {
+    while let Some(task) = job.next_task() {
+        let driver = job.driver();
         let config = driver.config();
         let store = driver.store();
-        match task {
-            Task::Send(outgoing) => common::exchanged(driver.io.transport.send(outgoing.request)),
-            Task::Provide(cached) => Outcome::Provided(driver.provider().and_then(|provide| provide(cached.as_ref()))),
-            Task::Load => common::loaded(store.map_or(Ok(None), |store| store.load(config))),
-            Task::TakeFleetTurn(now) => {
-                common::fleet_turn(store.map_or(Ok(common::FleetTurn::Fetch), |store| store.begin_fetch(config, now)))
+        let outcome = match task {
+            Task::Send(outgoing, attempt) => {
+                let exchange = job.exchange(&outgoing, attempt);
+                let result = exchange.span().in_scope(|| driver.io.transport.send(outgoing.request));
+                job.exchanged(exchange, result)
             }
-            Task::Save(token) => common::written("save", store.map_or(Ok(()), |store| store.save(config, &token))),
-            Task::Delete => common::written("delete", store.map_or(Ok(()), |store| store.delete(config))),
-            Task::Evict(token) => common::written("evict", store.map_or(Ok(()), |store| store.evict(config, &token))),
+            Task::Provide(cached) => Outcome::Provided(driver.provider().and_then(|provide| provide(cached.as_ref()))),
+            Task::Load => driver.loaded(store.map_or(Ok(None), |store| store.load(config))),
+            Task::TakeFleetTurn(now) => {
+                driver.fleet_turn(store.map_or(Ok(common::FleetTurn::Fetch), |store| store.begin_fetch(config, now)))
+            }
+            Task::Save(token) => driver.written("save", store.map_or(Ok(()), |store| store.save(config, &token))),
+            Task::Delete => driver.written("delete", store.map_or(Ok(()), |store| store.delete(config))),
+            Task::Evict(token) => driver.written("evict", store.map_or(Ok(()), |store| store.evict(config, &token))),
             Task::EndFetch => {
                 if let Some(store) = store {
                     store.end_fetch(config);
@@ -248,8 +323,17 @@ impl Client {
             }
             // Performed by the shell itself.
             _ => Outcome::Done,
-        }
+        };
+        job.hand_back(outcome);
     }
+}
+
+/// The error of a call whose own deadline passed before the shared refresh ended.
+fn deadline_passed() -> Error {
+    Error::Transport(TransportError::new(
+        TransportErrorKind::Timeout,
+        "the call's deadline passed; the refresh carries on for the other callers",
+    ))
 }
 
 impl common::Io for Io {

@@ -30,7 +30,10 @@
 //! ## Contents
 //! - [`Client`], [`ClientBuilder`]: the client; single flight on a `Condvar`,
 //!   lock-free cached reads, callbacks ([`ClientBuilder::on_token_update`],
-//!   [`ClientBuilder::on_error`]) and a custom [provider](ClientBuilder::token_provider).
+//!   [`ClientBuilder::on_refresh_failed`], [`ClientBuilder::on_error`]) and a
+//!   custom [provider](ClientBuilder::token_provider). Per-call deadlines:
+//!   [`Client::token_timeout`], [`Client::authorization_header_timeout`] (the
+//!   shared refresh carries on past them).
 //! - [`Transport`], [`UreqTransport`]: the HTTP exchange (no redirects, body
 //!   capped while reading, 30 s overall and 10 s connect timeouts by default).
 //! - [`TokenStore`], [`MemoryStore`], [`FileStore`]: tokens that outlive the
@@ -49,13 +52,28 @@
 //!   `AuthMiddleware` (a `ureq` middleware: the header, and invalidation on a
 //!   `401`) and `AuthorizedAgent` (the header and one retry with a new token).
 //!   Only allowed origins ever get the token: by default the config's
-//!   resource server and resources, else `.allow_origin(url)` (repeatable);
-//!   `.allow_any_origin()` is the explicit opt-out.
+//!   resource server and resources, else `.allow_origin(origin)`
+//!   (repeatable, `scheme://host[:port]`); `.allow_any_origin()` is the
+//!   explicit opt-out. A client that allows no origin, or was given a value
+//!   that is not an origin, fails every request with `Error::Config`
+//!   (`ConfigError::NoAllowedOrigin`, `ConfigError::InvalidUrl`) instead of
+//!   sending it without the token; a bad value is also logged as a warning
+//!   where it is given.
+//! - `metrics` (off by default): counters, histograms and gauges through the
+//!   `metrics` facade — requests by kind and outcome and their durations,
+//!   failed rounds, back-off waits, the token's expiry and refresh times,
+//!   callers waiting, fleet turns, store errors (the README's
+//!   "Observability" lists them). Nothing on the cached-read path.
 //!
-//! Errors are the core's [`Error`] (I/O failures as [`Error::Transport`]).
+//! Errors are the core's [`Error`] (I/O failures as [`Error::Transport`]);
+//! the core's types are re-exported here, and so are [`ureq`] and [`http`].
+//! Each request is a `tracing` span `oauth.client.request` with
+//! OpenTelemetry HTTP-client fields, a child of the calling thread's span.
 //! Requests are logged with `tracing::debug!` (method and URI only); refresh
-//! and store failures with `tracing::warn!`. No log, error or `Debug` output
-//! of this crate contains the client secret or a token.
+//! and store failures with `tracing::warn!`, all with the target
+//! `client_credentials_blocking` (the shared driver's lines included), so
+//! `RUST_LOG=client_credentials_blocking=debug` shows them. No log, error or
+//! `Debug` output of this crate contains the client secret or a token.
 //!
 //! ## ureq's own logging: never `TRACE` for `ureq_proto`
 //!
@@ -73,6 +91,7 @@
 //! or in code, `env_logger::Builder::new().filter_module("ureq_proto", log::LevelFilter::Off)`.
 //! The `client-credentials` CLI installs no `log` bridge, so it never prints them.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod authorize;
@@ -80,8 +99,17 @@ mod client;
 mod discovery;
 mod transport;
 
-pub use client_credentials::{AccessToken, Config, Error};
+/// The `http` crate whose types this crate's API uses (`HeaderValue`, `Request`, `Response`).
+pub use client_credentials::http;
+pub use client_credentials::{
+    AccessToken, AssertionSource, ClientAuth, ClientAuthError, Config, ConfigBuilder, ConfigError, DiscoveryError,
+    Error, JwsAlgorithm, JwtKey, OAuthErrorCode, ProviderMetadata, Secret, Timestamp, TransportError,
+    TransportErrorKind,
+};
 pub use client_credentials_common::{Clock, FileStore, FleetTurn, ManualClock, MemoryStore, TokenStore};
+/// The `ureq` crate (3.x) this crate sends with: name `ureq::Agent` through it
+/// ([`UreqTransport::with_agent`], `AuthorizedAgent::new`) to be sure the versions match.
+pub use ureq;
 
 #[cfg(feature = "middleware")]
 pub use authorize::{AuthMiddleware, AuthorizedAgent};

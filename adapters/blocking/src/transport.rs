@@ -159,13 +159,14 @@ impl UreqTransport {
 
 impl Transport for UreqTransport {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
+        let url = request.uri().clone();
         // An empty body goes out without one (a GET must not carry `Content-Length`).
         let response = if request.body().is_empty() {
             self.run(request.map(|_| ()))
         } else {
             self.run(request)
         }
-        .map_err(map_error)?;
+        .map_err(|e| map_error(&url, e))?;
         let (parts, body) = response.into_parts();
         let limit = self.max_body_size.saturating_add(1);
         // The buffer grows as bytes arrive: sized from `Content-Length`, a
@@ -175,7 +176,7 @@ impl Transport for UreqTransport {
         body.into_reader()
             .take(limit as u64)
             .read_to_end(&mut bytes)
-            .map_err(|e| map_error(ureq::Error::from(e)))?;
+            .map_err(|e| map_error(&url, ureq::Error::from(e)))?;
         Ok(Response::from_parts(parts, bytes))
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,9 +28,10 @@ pub fn run() -> Result<(), Failure> {
         issuer.issuer_url()
     ));
     say("(in-process, loopback only; tokens shown as their first 6 characters)".into());
+    let counters = Counters::default();
 
     // 1. The first call fetches.
-    let client = Client::new(config(&issuer, &issuer.client_secret())?);
+    let client = counters.client(config(&issuer, &issuer.client_secret())?);
     let (token, took) = timed(|| client.token());
     let token = token?;
     say(format!(
@@ -71,7 +73,7 @@ pub fn run() -> Result<(), Failure> {
 
     // 3. A 2 s token is refreshed at half-life (min(300 s margin, lifetime / 2)).
     issuer.set_lifetime(2);
-    let client = Client::new(config(&issuer, &issuer.client_secret())?);
+    let client = counters.client(config(&issuer, &issuer.client_secret())?);
     let before = requests();
     let asked = Instant::now();
     let old = client.token()?;
@@ -103,7 +105,7 @@ pub fn run() -> Result<(), Failure> {
     // 4. Single flight: 64 threads, no token yet, one request between them.
     // The issuer answers after 100 ms so that every thread is waiting on it.
     issuer.push_fault(Fault::Delay(Duration::from_millis(100)));
-    let client = Client::new(config(&issuer, &issuer.client_secret())?);
+    let client = counters.client(config(&issuer, &issuer.client_secret())?);
     let before = requests();
     let barrier = Arc::new(Barrier::new(THREADS));
     let (results, took) = timed(|| {
@@ -133,7 +135,7 @@ pub fn run() -> Result<(), Failure> {
 
     // 5. A 503 with Retry-After: 1 is retried after (at least) 1 s.
     issuer.push_fault(Fault::retry_after(503, "1"));
-    let client = Client::new(config(&issuer, &issuer.client_secret())?);
+    let client = counters.client(config(&issuer, &issuer.client_secret())?);
     let before = requests();
     let (token, took) = timed(|| client.token());
     let token = token?;
@@ -145,7 +147,7 @@ pub fn run() -> Result<(), Failure> {
     ));
 
     // 6. A wrong secret is a typed OAuth error, not retried.
-    let client = Client::new(config(&issuer, "not-the-secret")?);
+    let client = counters.client(config(&issuer, "not-the-secret")?);
     let before = requests();
     match client.token() {
         Ok(_) => return Err(demo_failure("a wrong secret was accepted")),
@@ -172,7 +174,7 @@ pub fn run() -> Result<(), Failure> {
     let config = Config::builder(issuer.client_id(), issuer.client_secret())
         .issuer(issuer.issuer_url())
         .build()?;
-    let (token, took) = timed(|| Client::new(config).token());
+    let (token, took) = timed(|| counters.client(config).token());
     let token = token?;
     say(format!(
         "                  .issuer(..): {} in {}, {} discovery + {} token request",
@@ -182,12 +184,43 @@ pub fn run() -> Result<(), Failure> {
         requests() - before
     ));
 
+    // 8. What the clients' hooks counted (metrics: the feature `metrics`).
+    say(format!(
+        "8. counters       on_token_update: {} new tokens, on_refresh_failed: {} failed round; \
+         the issuer saw {} token requests",
+        counters.tokens.load(Ordering::Relaxed),
+        counters.failed.load(Ordering::Relaxed),
+        requests()
+    ));
+
     say(format!(
         "done in {}; {} token requests in all, every figure measured in this run",
         seconds(started.elapsed()),
         requests()
     ));
     Ok(())
+}
+
+/// What the demo's clients report through their hooks, added up.
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    tokens: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+}
+
+impl Counters {
+    /// A client for `config` whose `on_token_update` and `on_refresh_failed` count here.
+    fn client(&self, config: Config) -> Client {
+        let (tokens, failed) = (Arc::clone(&self.tokens), Arc::clone(&self.failed));
+        Client::builder(config)
+            .on_token_update(move |_| {
+                tokens.fetch_add(1, Ordering::Relaxed);
+            })
+            .on_refresh_failed(move |_| {
+                failed.fetch_add(1, Ordering::Relaxed);
+            })
+            .build()
+    }
 }
 
 fn config(issuer: &TestIssuer, secret: &str) -> Result<Config, Failure> {

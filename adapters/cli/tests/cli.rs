@@ -349,12 +349,14 @@ fn demo_runs_every_section_and_exits_0() {
         "5. retry",
         "6. wrong secret",
         "7. discovery",
+        "8. counters",
     ] {
         assert!(out.contains(section), "{section} missing from:\n{out}");
     }
     assert!(out.contains("invalid_client"), "{out}");
     assert!(out.contains("64 threads at once: 1 token request"), "{out}");
     assert!(out.contains("2 token requests"), "{out}");
+    assert!(out.contains("on_refresh_failed: 1 failed round"), "{out}");
     assert!(
         !out.contains(client_credentials_testkit::DEFAULT_CLIENT_SECRET),
         "{out}"

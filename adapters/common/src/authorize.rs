@@ -8,7 +8,7 @@
 //! for the retry, and strip with [`strip_credentials`] where they follow
 //! redirects themselves.
 
-use client_credentials::{AccessToken, Config};
+use client_credentials::{AccessToken, Config, ConfigError};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 
@@ -45,6 +45,27 @@ impl Origin {
         Origin::from_parts(uri.scheme_str()?, uri.host()?, uri.port_u16())
     }
 
+    /// The origin `url` names, when it is written as one: `http` or `https`,
+    /// a host, an optional port, nothing else (a `/` path at most). Anything
+    /// more (a missing scheme, a path, a query, user info) is an error that
+    /// says why: such a value is a mistake, not an origin.
+    pub fn parse_exact(url: &str) -> Result<Origin, String> {
+        let uri = url
+            .parse::<Uri>()
+            .map_err(|e| format!("it does not parse ({e}); an origin is scheme://host[:port]"))?;
+        if uri.scheme().is_none() {
+            return Err("it has no scheme; write https://host[:port] (or http:// for loopback)".into());
+        }
+        let origin = Origin::of(&uri).ok_or("an origin is http:// or https:// followed by a host")?;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err("it has user info; an origin is scheme://host[:port]".into());
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err("it has a path or a query; an origin is scheme://host[:port], which allows every path".into());
+        }
+        Ok(origin)
+    }
+
     /// From a URL's parts (for HTTP libraries with their own URL type).
     pub fn from_parts(scheme: &str, host: &str, port: Option<u16>) -> Option<Origin> {
         let scheme = scheme.to_ascii_lowercase();
@@ -71,11 +92,17 @@ impl Origin {
 /// them. [`allow`](AllowedOrigins::allow) replaces that default with an
 /// explicit list; [`allow_any`](AllowedOrigins::allow_any) is the explicit
 /// opt-out. A URL that does not parse adds nothing (fail closed).
+///
+/// A client that allows no origin, or was given a value that is not an
+/// origin, is misconfigured: [`check`](AllowedOrigins::check) says so, and
+/// the authorised clients fail every request with that error.
 #[derive(Debug, Clone, Default)]
 pub struct AllowedOrigins {
     any: bool,
     explicit: bool,
     origins: Vec<Origin>,
+    /// The first value given that is not an origin.
+    invalid: Option<ConfigError>,
 }
 
 impl AllowedOrigins {
@@ -86,6 +113,7 @@ impl AllowedOrigins {
             any: false,
             explicit: false,
             origins,
+            invalid: None,
         }
     }
 
@@ -96,14 +124,35 @@ impl AllowedOrigins {
             self.explicit = true;
             self.origins.clear();
         }
-        match Origin::parse(url) {
-            Some(origin) => {
+        match Origin::parse_exact(url) {
+            Ok(origin) => {
                 if !self.origins.contains(&origin) {
                     self.origins.push(origin);
                 }
                 true
             }
-            None => false,
+            Err(reason) => {
+                if self.invalid.is_none() {
+                    self.invalid = Some(ConfigError::InvalidUrl {
+                        field: "allow_origin",
+                        url: url.to_owned(),
+                        reason,
+                    });
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether these origins can be used: `Err` when a value given to
+    /// [`allow`](Self::allow) was not an origin, or when no origin at all is
+    /// allowed (nothing configured, nothing given), either of which would
+    /// send requests without the token.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match &self.invalid {
+            Some(error) => Err(error.clone()),
+            None if self.is_empty() => Err(ConfigError::NoAllowedOrigin),
+            None => Ok(()),
         }
     }
 
@@ -135,9 +184,22 @@ macro_rules! origin_methods {
     () => {
         /// Allows `url`'s origin (repeatable): only allowed origins ever get
         /// the token. The first call replaces the default (the config's
-        /// resource server and resources); an unusable URL allows nothing.
+        /// resource server and resources). `url` is an origin,
+        /// `scheme://host[:port]` (`https://api.example.com`,
+        /// `http://127.0.0.1:8080`): a value without a scheme, or with a path
+        /// or a query, is a configuration error, logged here as a warning and
+        /// returned by every request (`Error::Config`).
         pub fn allow_origin(mut self, url: impl AsRef<str>) -> Self {
-            self.origins.allow(url.as_ref());
+            if !self.origins.allow(url.as_ref()) {
+                if let Err(error) = self.origins.check() {
+                    $crate::log_event!(
+                        <C as $crate::authorized::Authorizer>::LOG_TARGET,
+                        warn,
+                        %error,
+                        "client-credentials: every request through this authorised client will fail"
+                    );
+                }
+            }
             self
         }
 
@@ -751,8 +813,9 @@ mod tests {
     fn origins_compare_scheme_host_and_port() {
         let mut allowed = AllowedOrigins::default();
         assert!(allowed.is_empty());
-        assert!(allowed.allow("https://API.example/some/path?q=1"));
-        assert!(!allowed.allow("not a url"));
+        assert_eq!(allowed.check(), Err(ConfigError::NoAllowedOrigin));
+        assert!(allowed.allow("https://API.example/"));
+        assert_eq!(allowed.check(), Ok(()));
         let uri = |s: &str| s.parse::<Uri>().unwrap();
         assert!(allowed.allows(&uri("https://api.example/other")));
         assert!(allowed.allows(&uri("https://api.example:443/x")));
@@ -767,6 +830,34 @@ mod tests {
             &uri("http://127.0.0.1:8080/a"),
             &uri("http://127.0.0.1:8081/a")
         ));
+    }
+
+    #[test]
+    fn a_value_that_is_not_an_origin_is_a_config_error_naming_it() {
+        for (value, why) in [
+            ("127.0.0.1:8080", "no scheme"),
+            ("api.example.com", "no scheme"),
+            ("https://api.example/some/path", "a path"),
+            ("https://api.example/?q=1", "a query"),
+            ("https://user@api.example", "user info"),
+            ("ftp://api.example", "http:// or https://"),
+            ("not a url", "does not parse"),
+        ] {
+            let mut allowed = AllowedOrigins::default();
+            assert!(allowed.allow("https://good.example"));
+            assert!(!allowed.allow(value), "{value}");
+            assert!(allowed.allow("https://also-good.example"));
+            let error = allowed.check().expect_err(value).to_string();
+            assert!(error.contains(value) && error.contains(why), "{value}: {error}");
+        }
+        for origin in [
+            "https://api.example",
+            "https://api.example/",
+            "http://127.0.0.1:8080",
+            "http://[::1]:80",
+        ] {
+            assert!(Origin::parse_exact(origin).is_ok(), "{origin}");
+        }
     }
 
     #[test]

@@ -18,11 +18,15 @@ use client_credentials::{AccessToken, Config, Error, Outgoing, ProviderMetadata,
 use crate::assertion_file::AssertionFile;
 use crate::clock::TimeSource;
 use crate::job::{Job, Revocation, Step};
+use crate::observe;
 use crate::published::Published;
 use crate::settings::Settings;
 
 /// How the shell wakes the callers an adapter has waiting.
 pub trait Wake: Send + Sync + 'static {
+    /// The `tracing` target of the shell's log lines: the adapter's crate.
+    const LOG_TARGET: crate::LogTarget = crate::LogTarget::Common;
+
     /// The state changed (a job ended, a token was dropped): wake every
     /// caller waiting, so it steps again.
     fn wake(&self);
@@ -45,6 +49,8 @@ pub struct Driver<W: Io> {
     /// The client assertion file, if the config names one: read by one
     /// caller at a time (the core driver says which), never under `state`'s lock.
     pub(crate) assertion_file: Option<Mutex<AssertionFile>>,
+    /// The labels of this client's metrics.
+    pub(crate) labels: observe::Labels,
     /// The adapter's side: its transport, waiters.
     pub io: W,
 }
@@ -75,6 +81,7 @@ impl<W: Io> Driver<W> {
         Driver {
             state: Mutex::new(State { machine, shown: None }),
             published: Published::new(),
+            labels: observe::Labels::new(&settings.config),
             settings,
             assertion_file,
             io,
@@ -102,6 +109,7 @@ impl<W: Io> Driver<W> {
         };
         if !unchanged {
             self.published.publish(current);
+            observe::token_times(&self.labels, state.machine.source(), || now);
             state.shown = current.map(|(token, at)| (token.clone(), at));
         }
         result
@@ -120,6 +128,12 @@ impl<W: Io> Driver<W> {
     /// The clock.
     pub fn clock(&self) -> &TimeSource {
         &self.settings.clock
+    }
+
+    /// Counts a caller among this client's waiting callers until the
+    /// returned guard is dropped (see [`observe::Waiting`]).
+    pub fn waiting(&self) -> observe::Waiting {
+        observe::Waiting::new(&self.labels)
     }
 
     /// The store, if any.
@@ -162,6 +176,7 @@ impl<W: Io> Driver<W> {
                 driver: Arc::clone(self),
                 work: Some(work),
                 ticket: None,
+                parent: tracing::Span::current(),
             }),
         }
     }
@@ -195,10 +210,12 @@ impl<W: Io> Driver<W> {
     pub fn signout(self: &Arc<Self>) -> (Settle, Option<Revocation<W>>) {
         let signout = self.with(|machine, now| machine.signout(now));
         self.io.wake();
-        let revocation = signout.revocation.map(|Outgoing { id, request, .. }| Revocation {
+        let revocation = signout.revocation.map(|Outgoing { id, kind, request }| Revocation {
             driver: Arc::clone(self),
             id: Some(id),
+            kind,
             request: Some(request),
+            parent: tracing::Span::current(),
         });
         (signout.deletion, revocation)
     }

@@ -409,7 +409,7 @@ mod tests {
         save(&path, FINGERPRINT, &token).unwrap();
         let back = load(&path, FINGERPRINT).unwrap().unwrap();
         assert_eq!(back, token);
-        assert_eq!(back.refresh_token().unwrap().expose_secret(), "r");
+        assert_eq!(back.refresh_token().unwrap(), "r");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

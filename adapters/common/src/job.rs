@@ -2,15 +2,15 @@
 //! the guard that hands an unfinished job back, the tasks the shell performs
 //! itself (reports, the assertion file), and the outcomes of the adapter's I/O.
 
-use std::io;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use client_credentials::driver::{self as machine, Outcome, Report, Task, Ticket};
-use client_credentials::{AccessToken, Error, TransportError};
+use client_credentials::driver::{self as machine, Outcome, Task, Ticket};
+use client_credentials::{AccessToken, Error, Outgoing, RequestId, RequestKind, TransportError};
+use tracing::Span;
 
 use crate::driver::{Driver, Io};
-use crate::store::{store_failed, FleetTurn};
+use crate::observe::{Exchange, Sent};
 
 /// What a caller does next, from [`Driver::step`].
 #[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per call
@@ -38,42 +38,9 @@ pub struct Job<W: Io> {
     pub(crate) work: Option<machine::Work>,
     /// The ticket of the task handed out, until its result is handed back.
     pub(crate) ticket: Option<Ticket>,
-}
-
-impl<W: Io> Driver<W> {
-    /// Tells the user what happened: callbacks (outside the lock) and logs.
-    fn report(&self, report: Report) {
-        match report {
-            Report::TokenUpdated(token) => {
-                if let Some(callback) = &self.settings.on_token_update {
-                    callback(&token);
-                }
-            }
-            Report::RefreshFailed(error) => {
-                tracing::warn!(%error, "client-credentials: refresh failed; the cached token is served until it expires");
-                if let Some(callback) = &self.settings.on_error {
-                    callback(&error);
-                }
-            }
-            Report::RoundFailed(error) => tracing::debug!(%error, "client-credentials: round failed"),
-            Report::RetryAfterCapped(asked) => tracing::warn!(
-                retry_after_secs = asked.as_secs(),
-                waiting_secs = self.config().retry().max_retry_after.as_secs(),
-                "client-credentials: the provider's Retry-After is longer than max_retry_after; waiting the maximum"
-            ),
-            _ => {}
-        }
-    }
-
-    /// Reads the assertion file if it changed, outside the state lock: callers
-    /// served from cache never wait for a file system.
-    fn read_assertion_file(&self) -> Outcome {
-        let content = self.assertion_file.as_ref().and_then(|file| {
-            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-            file.read_if_changed()
-        });
-        Outcome::AssertionFile(content)
-    }
+    /// The span of the caller that started the job: the parent of its
+    /// requests' spans, wherever the job runs.
+    pub(crate) parent: Span,
 }
 
 impl<W: Io> Job<W> {
@@ -91,15 +58,9 @@ impl<W: Io> Job<W> {
                     Outcome::Done
                 }
                 Task::ReadAssertionFile => self.driver.read_assertion_file(),
-                Task::Send(outgoing) => {
-                    tracing::debug!(
-                        request = %outgoing.id,
-                        kind = ?outgoing.kind,
-                        method = %outgoing.request.method(),
-                        uri = %crate::loggable_uri(outgoing.request.uri()),
-                        "client-credentials: sending"
-                    );
-                    return Some(Task::Send(outgoing));
+                Task::Send(outgoing, attempt) => {
+                    crate::log_event!(W::LOG_TARGET, debug, request = %outgoing.id, kind = ?outgoing.kind, method = %outgoing.request.method(), uri = %crate::loggable_uri(outgoing.request.uri()), "client-credentials: sending");
+                    return Some(Task::Send(outgoing, attempt));
                 }
                 task => return Some(task),
             };
@@ -115,6 +76,27 @@ impl<W: Io> Job<W> {
             if self.work.is_none() {
                 self.driver.io.wake();
             }
+        }
+    }
+
+    /// Begins observing the exchange of `outgoing` (its span, a child of
+    /// the span that started the job, and its metrics): send inside
+    /// [`Exchange::span`], then hand the result to [`Job::exchanged`].
+    pub fn exchange(&self, outgoing: &Outgoing, attempt: u32) -> Exchange {
+        let sent = Sent {
+            kind: outgoing.kind,
+            id: outgoing.id,
+            attempt,
+        };
+        Exchange::begin(self.driver.config(), &self.parent, sent, &outgoing.request)
+    }
+
+    /// Ends the exchange with `result`: the outcome to hand back.
+    pub fn exchanged(&self, exchange: Exchange, result: Result<http::Response<Vec<u8>>, TransportError>) -> Outcome {
+        exchange.end(&self.driver.labels, &result);
+        match result {
+            Ok(response) => Outcome::Response(response),
+            Err(error) => Outcome::TransportError(error),
         }
     }
 
@@ -139,19 +121,36 @@ impl<W: Io> Drop for Job<W> {
 /// [`Revocation::finish`]. Dropped unfinished, it is forgotten.
 pub struct Revocation<W: Io> {
     pub(crate) driver: Arc<Driver<W>>,
-    pub(crate) id: Option<client_credentials::RequestId>,
+    pub(crate) id: Option<RequestId>,
+    pub(crate) kind: RequestKind,
     pub(crate) request: Option<http::Request<Vec<u8>>>,
+    /// The span of the caller that signed out.
+    pub(crate) parent: Span,
 }
 
 impl<W: Io> Revocation<W> {
-    /// The request to send (once; it carries a credential).
-    pub fn take_request(&mut self) -> Option<http::Request<Vec<u8>>> {
-        self.request.take()
+    /// The request to send (once; it carries a credential), and the
+    /// exchange that observes it: send inside [`Exchange::span`].
+    pub fn take_request(&mut self) -> Option<(http::Request<Vec<u8>>, Exchange)> {
+        let request = self.request.take()?;
+        let id = self.id?;
+        let sent = Sent {
+            kind: self.kind,
+            id,
+            attempt: 1,
+        };
+        let exchange = Exchange::begin(self.driver.config(), &self.parent, sent, &request);
+        Some((request, exchange))
     }
 
     /// The revocation's outcome: `Ok` when revoked, or when nothing was left
     /// to revoke.
-    pub fn finish(mut self, result: Result<http::Response<Vec<u8>>, TransportError>) -> Result<(), Error> {
+    pub fn finish(
+        mut self,
+        exchange: Exchange,
+        result: Result<http::Response<Vec<u8>>, TransportError>,
+    ) -> Result<(), Error> {
+        exchange.end(&self.driver.labels, &result);
         let Some(id) = self.id.take() else { return Ok(()) };
         self.driver
             .with(|machine, now| machine.handle_revocation(now, id, result))
@@ -163,43 +162,5 @@ impl<W: Io> Drop for Revocation<W> {
         if let Some(id) = self.id.take() {
             self.driver.with(|machine, _| machine.abandon_revocation(id));
         }
-    }
-}
-
-/// The outcome of a store's `load`: a failure is logged, and the client
-/// starts without the stored token.
-pub fn loaded(result: io::Result<Option<AccessToken>>) -> Outcome {
-    Outcome::Loaded(result.unwrap_or_else(|error| {
-        store_failed("load", &error);
-        None
-    }))
-}
-
-/// The outcome of a store's fleet hook: a failure is logged, and the client fetches.
-pub fn fleet_turn(result: io::Result<FleetTurn>) -> Outcome {
-    Outcome::FleetTurn(match result {
-        Ok(FleetTurn::Use(token)) => Some(token),
-        Ok(FleetTurn::Fetch) => None,
-        Err(error) => {
-            tracing::warn!(%error, "client-credentials: the store's fleet hook failed; fetching");
-            None
-        }
-    })
-}
-
-/// The outcome of a store write (`verb`: save, delete, evict): a failure
-/// is logged, never fatal (a store is a cache).
-pub fn written(verb: &str, result: io::Result<()>) -> Outcome {
-    if let Err(error) = result {
-        store_failed(verb, &error);
-    }
-    Outcome::Done
-}
-
-/// The outcome of an HTTP exchange.
-pub fn exchanged(result: Result<http::Response<Vec<u8>>, TransportError>) -> Outcome {
-    match result {
-        Ok(response) => Outcome::Response(response),
-        Err(error) => Outcome::TransportError(error),
     }
 }

@@ -13,6 +13,9 @@
 //!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
 //! - [`file`](mod@file): loading and atomically saving a token file with owner-only permissions;
 //! - [`proxy`]: which requests bypass proxies (plain http to loopback);
+//! - [`observe`]: what a client reports — a `tracing` span per request with
+//!   OpenTelemetry field names, parented to the caller's span, and (feature
+//!   `metrics`) counters, histograms and gauges through the `metrics` facade;
 //! - [`loggable_uri`]: a request URI as logs show it, without its query;
 //! - [`random_bytes`]: each client's seed (retry jitter, `jti`s) from the OS;
 //! - reading a client assertion file for the core (`AssertionSource::file`);
@@ -27,6 +30,7 @@
 //! `client-credentials-tokio` (which re-export what users name); its API may
 //! change between releases.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod assertion_file;
@@ -37,20 +41,90 @@ pub mod discovery;
 mod driver;
 pub mod file;
 mod job;
+pub mod observe;
 pub mod proxy;
 mod published;
+mod report;
 mod settings;
 mod store;
+#[cfg_attr(docsrs, doc(cfg(feature = "ureq")))]
 #[cfg(feature = "ureq")]
 pub mod ureq_transport;
 
 pub use client_credentials::driver::{Call, Caller, Outcome, Settle, Task};
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
 pub use driver::{Driver, Io, Wake};
-pub use job::{exchanged, fleet_turn, loaded, written, Job, Revocation, Step};
+pub use job::{Job, Revocation, Step};
 pub use published::Published;
 pub use settings::{BlockingProvider, BlockingSettings, BoxFuture, ErrorCallback, Provider, Settings, TokenCallback};
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
+
+/// The crate whose name a log line of the shared code carries as its
+/// `tracing` target: the adapter's (`client_credentials_blocking`,
+/// `client_credentials_tokio`), so `RUST_LOG=client_credentials_tokio=debug`
+/// shows what the client does whichever crate the code lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// `client_credentials_blocking`.
+    Blocking,
+    /// `client_credentials_tokio`.
+    Tokio,
+    /// This crate's module path (code used without an adapter).
+    Common,
+}
+
+/// A `tracing` event (`$level`: `debug`, `warn`, …) with the target a
+/// [`LogTarget`] names (`tracing` needs the target as a constant, so each
+/// adapter's is spelt out).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! log_event {
+    ($target:expr, $level:ident, $($arg:tt)+) => {
+        match $target {
+            $crate::LogTarget::Blocking => $crate::__tracing::$level!(target: "client_credentials_blocking", $($arg)+),
+            $crate::LogTarget::Tokio => $crate::__tracing::$level!(target: "client_credentials_tokio", $($arg)+),
+            $crate::LogTarget::Common => $crate::__tracing::$level!($($arg)+),
+        }
+    };
+}
+
+#[doc(hidden)]
+pub use tracing as __tracing;
+
+/// A failed exchange with `url`, worded the same by both adapters: the URL
+/// without its query or user info (which may carry credentials), then the
+/// innermost cause the HTTP client reported, which names what went wrong
+/// below the HTTP client's own wording (`could not connect:
+/// http://127.0.0.1:9/token: Connection refused (os error 111)`).
+pub fn transport_failure(
+    kind: client_credentials::TransportErrorKind,
+    url: &http::Uri,
+    error: &dyn std::error::Error,
+) -> client_credentials::TransportError {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    client_credentials::TransportError::new(kind, format!("{}: {cause}", loggable_url(url)))
+}
+
+/// `url` as it may be shown: scheme, host, port and path; never the user
+/// info or the query.
+pub fn loggable_url(url: &http::Uri) -> String {
+    let mut text = String::new();
+    if let Some(scheme) = url.scheme_str() {
+        text.push_str(scheme);
+        text.push_str("://");
+    }
+    if let Some(host) = url.host() {
+        text.push_str(host);
+    }
+    if let Some(port) = url.port_u16() {
+        text.push_str(&format!(":{port}"));
+    }
+    text.push_str(url.path());
+    text
+}
 
 /// A transport failure of `kind`, described by `error` and its causes
 /// (`"error: cause: cause"`, a cause its parent already quotes left out).

@@ -147,7 +147,7 @@ fn detached(token: &AccessToken) -> AccessToken {
         builder = builder.scope(scope);
     }
     if let Some(refresh) = token.refresh_token() {
-        builder = builder.refresh_token(refresh.expose_secret());
+        builder = builder.refresh_token(refresh);
     }
     // It was built once already, so it builds again; a shared clone otherwise.
     builder.build().unwrap_or_else(|_| token.clone())

@@ -13,6 +13,7 @@ use crate::store::{AsyncTokenStore, TokenStore};
 /// `on_token_update`: called once for each new token.
 pub type TokenCallback = Box<dyn Fn(&AccessToken) + Send + Sync>;
 /// `on_error`: called when a refresh fails while the cached token is still served.
+/// `on_refresh_failed`: called once per failed round.
 pub type ErrorCallback = Box<dyn Fn(&Error) + Send + Sync>;
 
 /// A boxed, `Send` future, as the tokio adapter's transport, store and
@@ -35,6 +36,9 @@ pub struct Settings<S: ?Sized = dyn AsyncTokenStore, P: ?Sized = Provider> {
     pub on_token_update: Option<TokenCallback>,
     /// Called when a refresh fails while the cached token is still served.
     pub on_error: Option<ErrorCallback>,
+    /// Called once per round that ends without a new token (served token
+    /// or not), after the store's changes and before the waiters are woken.
+    pub on_refresh_failed: Option<ErrorCallback>,
     /// The store, if any (loaded first, fleet hooks, ordered writes).
     pub store: Option<Box<S>>,
     /// The custom token provider, if any.
@@ -63,6 +67,7 @@ impl<S: ?Sized, P: ?Sized> Settings<S, P> {
             clock: TimeSource::System,
             on_token_update: None,
             on_error: None,
+            on_refresh_failed: None,
             store: None,
             provider: None,
         }
@@ -174,6 +179,21 @@ macro_rules! builder_methods {
         /// by `token()` instead.
         pub fn on_error(mut self, callback: impl Fn(&client_credentials::Error) + Send + Sync + 'static) -> Self {
             self.settings.on_error = Some(Box::new(callback));
+            self
+        }
+
+        /// Called once for each round that ends without a new token (its
+        /// retries exhausted, a final OAuth error, a failed discovery),
+        /// whether or not a cached token is still served; beside
+        /// [`on_token_update`](ClientBuilder::on_token_update), for counting
+        /// or alerting. Runs outside the client's lock, by the caller or
+        /// task that ran the round, before the callers waiting for it are
+        /// woken. Keep it short.
+        pub fn on_refresh_failed(
+            mut self,
+            callback: impl Fn(&client_credentials::Error) + Send + Sync + 'static,
+        ) -> Self {
+            self.settings.on_refresh_failed = Some(Box::new(callback));
             self
         }
 

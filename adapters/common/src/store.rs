@@ -32,6 +32,12 @@ use crate::settings::BoxFuture;
 ///
 /// A store shared by a fleet of processes can make one of them fetch and the
 /// others use its token: see [`TokenStore::begin_fetch`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a token store of the blocking adapter (`client_credentials_blocking::TokenStore`)",
+    label = "not a blocking `TokenStore`",
+    note = "`RedisStore` is one with the feature `blocking` of `client-credentials-redis`: `client-credentials-redis = {{ version = \"0.1\", features = [\"blocking\"] }}`",
+    note = "the tokio adapter's stores implement `client_credentials_tokio::TokenStore` instead"
+)]
 pub trait TokenStore: Send + Sync + 'static {
     /// The stored token, if any.
     fn load(&self, config: &Config) -> io::Result<Option<AccessToken>>;
@@ -73,6 +79,12 @@ pub trait TokenStore: Send + Sync + 'static {
 ///
 /// Methods return [`BoxFuture`]s so `Box<dyn AsyncTokenStore>` works; write
 /// the body as `Box::pin(async move { .. })`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a token store of the tokio adapter (`client_credentials_tokio::TokenStore`)",
+    label = "not a tokio `TokenStore`",
+    note = "`RedisStore` is one with the feature `tokio` of `client-credentials-redis`: `client-credentials-redis = {{ version = \"0.1\", features = [\"tokio\"] }}`",
+    note = "the blocking adapter's stores implement `client_credentials_blocking::TokenStore` instead"
+)]
 pub trait AsyncTokenStore: Send + Sync + 'static {
     /// The stored token, `Ok(None)` when there is none.
     fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>>;
@@ -203,8 +215,9 @@ impl fmt::Debug for MemoryStore {
 
 /// Logs a failed store call: a store is a cache, so its failure never fails
 /// a token request.
-pub fn store_failed(what: &str, error: &std::io::Error) {
-    tracing::warn!(%error, "client-credentials: could not {what} the stored token");
+pub fn store_failed(target: crate::LogTarget, what: &str, error: &std::io::Error) {
+    crate::observe::store_error(what);
+    crate::log_event!(target, warn, %error, "client-credentials: could not {what} the stored token");
 }
 
 /// A token file: JSON, written atomically (a temporary file renamed over
@@ -261,6 +274,7 @@ impl TokenStore for FileStore {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 #[cfg(feature = "tokio")]
 impl AsyncTokenStore for FileStore {
     fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {

@@ -2,11 +2,12 @@
 
 use client_credentials::{TransportError, TransportErrorKind};
 
-/// A `ureq` error as the core's [`TransportError`] (with its causes): timeouts,
+/// A `ureq` error in an exchange with `url` as the core's [`TransportError`]
+/// (worded by [`transport_failure`](crate::transport_failure)): timeouts,
 /// failures to connect (DNS, refused, TLS) and broken exchanges told apart,
 /// for the core's retry rules. ureq's messages name hosts and causes, never request
 /// headers or bodies.
-pub fn map_error(error: ureq::Error) -> TransportError {
+pub fn map_error(url: &http::Uri, error: ureq::Error) -> TransportError {
     use std::io::ErrorKind as Io;
     use TransportErrorKind::{Connect, Io as Broken, Other, Timeout};
     let kind = match &error {
@@ -24,5 +25,12 @@ pub fn map_error(error: ureq::Error) -> TransportError {
         ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Broken,
         _ => Other,
     };
-    crate::transport_error(kind, &error)
+    // ureq's errors name no cause (`source()`), and its wording of an I/O or
+    // TLS error prefixes it ("io: …"): that error is the innermost cause, as
+    // reqwest reports it to the tokio adapter.
+    match &error {
+        ureq::Error::Io(io) => crate::transport_failure(kind, url, io),
+        ureq::Error::Rustls(tls) => crate::transport_failure(kind, url, tls),
+        _ => crate::transport_failure(kind, url, &error),
+    }
 }

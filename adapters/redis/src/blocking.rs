@@ -177,6 +177,7 @@ pub(crate) fn end_fetch(shared: &Shared, config: &Config) {
     run(shared, fleet::end_fetch(shared, config));
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 impl client_credentials_common::TokenStore for crate::RedisStore {
     fn load(&self, config: &Config) -> io::Result<Option<AccessToken>> {
         load(&self.shared, config)

@@ -41,6 +41,7 @@
 //! sends and what Redis's answer means is written once (sans-IO operations
 //! in `fleet.rs`); each kind of connection only sends and sleeps.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 // Without `blocking` or `tokio` no store is built, and the fleet logic they
 // share has no user: the crate still compiles, quietly.

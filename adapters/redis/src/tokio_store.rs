@@ -141,6 +141,7 @@ pub(crate) async fn end_fetch(shared: &Shared, config: &Config) {
     run(shared, fleet::end_fetch(shared, config)).await;
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl client_credentials_common::AsyncTokenStore for crate::RedisStore {
     fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
         Box::pin(load(&self.shared, config))

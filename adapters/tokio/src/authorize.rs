@@ -37,7 +37,10 @@ client_credentials_common::authorizer!(async);
 /// `AuthMiddleware::new(client)`, then `.allow_origin(url)` (repeatable) or
 /// `.allow_any_origin()`. The allowed origins default to the config's
 /// resource server and resources; `.allow_origin(url)` replaces them, and
-/// requests elsewhere go out untouched. Redirects followed by reqwest lose
+/// requests elsewhere go out untouched. A client that allows no origin, or was
+/// given a value that is not an origin (`"127.0.0.1:8080"`, a URL with a
+/// path), fails every request with `Error::Config` rather than send it
+/// without the token. Redirects followed by reqwest lose
 /// the header on the way to another host (reqwest's own rule).
 ///
 /// ```no_run
@@ -49,6 +52,7 @@ client_credentials_common::authorizer!(async);
 /// let things = http.get("https://api.example.com/things").send().await?.text().await?;
 /// # let _ = things; Ok(()) }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 #[cfg(feature = "reqwest-middleware")]
 pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
 
@@ -69,14 +73,17 @@ pub type AuthMiddleware = authorized::AuthMiddleware<Client>;
 /// let service = AuthLayer::new(client).allow_origin("https://api.example.com").layer(http_client);
 /// # let _ = service; }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[cfg(feature = "tower")]
 pub type AuthLayer = authorized::AuthLayer<Client>;
 
 /// The service of an [`AuthLayer`] around `S` (feature `tower`); its error
 /// is a [`BoxError`]: the inner service's, or the client's [`Error`] when no
 /// token could be had.
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[cfg(feature = "tower")]
 pub type AuthService<S> = authorized::AuthService<S, Client>;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[cfg(feature = "tower")]
 pub use authorized::{BoxError, ReplayBody};

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
 use client_credentials_common::{
-    self as common, AsyncTokenStore, BoxFuture, Call, Caller, Driver, Job, Outcome, Provider, Settings, Step, Task,
-    TimeSource, Wake,
+    self as common, AsyncTokenStore, BoxFuture, Call, Caller, Driver, Job, LogTarget, Outcome, Provider, Settings,
+    Step, Task, TimeSource, Wake,
 };
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::transport::{ReqwestTransport, Transport};
 
@@ -64,6 +65,8 @@ impl Io {
 }
 
 impl Wake for Io {
+    const LOG_TARGET: LogTarget = LogTarget::Tokio;
+
     fn wake(&self) {
         self.done.notify_waiters();
         self.changed.notify_one();
@@ -201,6 +204,19 @@ impl Client {
     ///
     /// Dropping the returned future (a timeout, a lost `select!`) does not
     /// cancel the request: it runs in its own task and the next call gets its result.
+    /// So a per-call deadline is `tokio::time::timeout` around the call: the
+    /// caller gets `Elapsed` when it passes, and the shared refresh carries on
+    /// for the other callers (the blocking client's `token_timeout`):
+    ///
+    /// ```no_run
+    /// # async fn run(client: client_credentials_tokio::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// match tokio::time::timeout(Duration::from_millis(800), client.token()).await {
+    ///     Ok(token) => { let _token = token?; /* use it */ }
+    ///     Err(_elapsed) => { /* answer "try later"; the refresh goes on */ }
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[inline]
     pub fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
         TokenFuture(self, None)
@@ -248,7 +264,16 @@ impl Client {
         let _ = self.run(deletion).await;
         match revocation {
             Some(mut revocation) => match revocation.take_request() {
-                Some(request) => revocation.finish(self.driver.io.transport.send(request).await),
+                Some((request, exchange)) => {
+                    let result = self
+                        .driver
+                        .io
+                        .transport
+                        .send(request)
+                        .instrument(exchange.span().clone())
+                        .await;
+                    revocation.finish(exchange, result)
+                }
                 None => Ok(()),
             },
             None => Ok(()),
@@ -267,6 +292,9 @@ impl Client {
             if self.driver.io.background.swap(false, Ordering::AcqRel) {
                 let _ = self.driver.io.spawn(background(Arc::downgrade(&self.driver)));
             }
+            // Counts this caller among the waiting until it returns or its
+            // future is dropped.
+            let mut waiting = None;
             loop {
                 // Register for the wake-up before stepping, so none is missed.
                 let mut notified = pin!(self.driver.io.done.notified());
@@ -280,6 +308,7 @@ impl Client {
                         None
                     }
                 };
+                waiting.get_or_insert_with(|| self.driver.waiting());
                 woken_or(notified, wait).await;
             }
         })
@@ -294,34 +323,39 @@ async fn perform(mut job: Job<Io>) {
             let config = driver.config();
             let store = driver.store();
             match task {
-                Task::Send(outgoing) => common::exchanged(driver.io.transport.send(outgoing.request).await),
+                Task::Send(outgoing, attempt) => {
+                    let exchange = job.exchange(&outgoing, attempt);
+                    let sending = driver.io.transport.send(outgoing.request);
+                    let result = sending.instrument(exchange.span().clone()).await;
+                    job.exchanged(exchange, result)
+                }
                 Task::Provide(cached) => Outcome::Provided(match driver.provider() {
                     Some(provide) => provide(cached).await,
                     None => None,
                 }),
-                Task::Load => common::loaded(match store {
+                Task::Load => driver.loaded(match store {
                     Some(store) => store.load(config).await,
                     None => Ok(None),
                 }),
-                Task::TakeFleetTurn(now) => common::fleet_turn(match store {
+                Task::TakeFleetTurn(now) => driver.fleet_turn(match store {
                     Some(store) => store.begin_fetch(config, now).await,
                     None => Ok(common::FleetTurn::Fetch),
                 }),
-                Task::Save(token) => common::written(
+                Task::Save(token) => driver.written(
                     "save",
                     match store {
                         Some(store) => store.save(config, &token).await,
                         None => Ok(()),
                     },
                 ),
-                Task::Delete => common::written(
+                Task::Delete => driver.written(
                     "delete",
                     match store {
                         Some(store) => store.delete(config).await,
                         None => Ok(()),
                     },
                 ),
-                Task::Evict(token) => common::written(
+                Task::Evict(token) => driver.written(
                     "evict",
                     match store {
                         Some(store) => store.evict(config, &token).await,

@@ -22,15 +22,16 @@
 //!     .background_refresh(true)
 //!     .build();
 //!
-//! let header = client.authorization_header().await?;
+//! let token = client.token().await?;
 //! let response = reqwest::Client::new()
 //!     .get("https://api.example.com/things")
-//!     .header(http::header::AUTHORIZATION, header)
+//!     .header(http::header::AUTHORIZATION, token.authorization_header())
 //!     .send()
 //!     .await?;
 //! if response.status() == http::StatusCode::UNAUTHORIZED {
-//!     // Revoked early: drop it so the next call fetches a new one.
-//!     client.invalidate(&client.token().await?);
+//!     // Revoked early: drop the token that was sent (not a fresh one), so
+//!     // the next call fetches a new one.
+//!     client.invalidate(&token);
 //! }
 //! # Ok(()) }
 //! ```
@@ -46,6 +47,8 @@
 //! - **Cancellation safe**: the request runs in its own spawned task. Dropping
 //!   the `token()` future that started it (a timeout, a lost `select!`) does
 //!   not cancel it; the next caller gets its result without a second request.
+//!   So `tokio::time::timeout(d, client.token())` is a per-call deadline that
+//!   leaves the shared refresh running.
 //!   Should that task panic, the request is given back to the core and the
 //!   waiters are woken (the next caller starts a new one).
 //! - **Background refresh** (opt-in, [`ClientBuilder::background_refresh`]):
@@ -66,6 +69,12 @@
 //! - **Time**: the wall clock by default; [`ClientBuilder::tokio_clock`]
 //!   follows tokio's clock instead, for tests on a paused runtime.
 //! - Works on the current-thread and the multi-thread runtime.
+//! - **Observable**: each request is a `tracing` span `oauth.client.request`
+//!   with OpenTelemetry HTTP-client fields, a child of the span of the caller
+//!   that started it (not of the spawned task's); [`ClientBuilder::on_refresh_failed`]
+//!   runs once per failed round. Feature `metrics` (off by default): counters,
+//!   histograms and gauges through the `metrics` facade, listed in the README's
+//!   "Observability"; `examples/metrics.rs` serves them to Prometheus.
 //!
 //! ## Authorised HTTP clients
 //! [`Client::authorize`] sets `Authorization` on an `http::Request` and
@@ -79,13 +88,31 @@
 //!   retries bodies that implement `ReplayBody`.
 //!
 //! Only allowed origins ever get the token: by default the config's resource
-//! server and resources, else those given with `.allow_origin(url)`
-//! (repeatable); `.allow_any_origin()` is the explicit opt-out.
+//! server and resources, else those given with `.allow_origin(origin)`
+//! (repeatable, `scheme://host[:port]`); `.allow_any_origin()` is the
+//! explicit opt-out. A client that allows no origin, or was given a value
+//! that is not an origin, fails every request with `Error::Config`
+//! (`ConfigError::NoAllowedOrigin`, `ConfigError::InvalidUrl`) instead of
+//! sending it without the token; a bad value is also logged as a warning
+//! where it is given.
+//!
+//! ## Logs
+//! Log lines carry the target `client_credentials_tokio` (the shared driver's
+//! included): `RUST_LOG=client_credentials_tokio=debug` shows each request
+//! sent and each outcome; warnings for failing refreshes and stores.
+//!
+//! ## Versions
+//! reqwest 0.13 and reqwest-middleware 0.5, re-exported as [`reqwest`] and
+//! `reqwest_middleware` (with the `tower` feature, `tower_layer` and
+//! `tower_service`). reqwest's TLS is its default, rustls on `aws-lc-rs`
+//! with the platform's roots, so a `reqwest::Client` of your own works
+//! beside this crate's as it is.
 //!
 //! Errors are the core's [`Error`] (I/O failures as `Error::Transport`), the
 //! same whichever adapter is used. No error, log line or `Debug` output
 //! contains the client secret or a token.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod authorize;
@@ -104,4 +131,25 @@ pub use client_credentials_common::{
 pub use discovery::{discover, discover_with};
 pub use transport::{BoxFuture, ReqwestTransport, Transport};
 
-pub use client_credentials::{AccessToken, Config, Error, ProviderMetadata};
+/// The `http` crate whose types this crate's API uses (`HeaderValue`, `Request`, `Response`).
+pub use client_credentials::http;
+pub use client_credentials::{
+    AccessToken, AssertionSource, ClientAuth, ClientAuthError, Config, ConfigBuilder, ConfigError, DiscoveryError,
+    Error, JwsAlgorithm, JwtKey, OAuthErrorCode, ProviderMetadata, Secret, Timestamp, TransportError,
+    TransportErrorKind,
+};
+/// The `reqwest` crate (0.13) this crate sends with: name `reqwest::Client`
+/// through it ([`ClientBuilder::reqwest_client`]) to be sure the versions match.
+pub use reqwest;
+/// The `reqwest-middleware` crate (0.5) that [`AuthMiddleware`] plugs into.
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub use reqwest_middleware;
+/// The `tower-layer` crate whose `Layer` [`AuthLayer`] implements.
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use tower_layer;
+/// The `tower-service` crate whose `Service` [`AuthService`] implements.
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use tower_service;

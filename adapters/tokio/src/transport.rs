@@ -140,7 +140,8 @@ impl ReqwestTransport {
     async fn exchange(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TransportError> {
         let client = self.client_for(request.uri())?;
         let user_client = self.direct.is_none();
-        let mut request = reqwest::Request::try_from(request).map_err(transport_error)?;
+        let uri = request.uri().clone();
+        let mut request = reqwest::Request::try_from(request).map_err(|e| transport_error(&uri, e))?;
         if user_client {
             // A body reqwest cannot clone is one it cannot re-send on a
             // 307/308: the redirect comes back to us instead of carrying the
@@ -153,7 +154,7 @@ impl ReqwestTransport {
         }
         *request.timeout_mut() = Some(self.timeout);
         let url = request.url().clone();
-        let mut response = client.execute(request).await.map_err(transport_error)?;
+        let mut response = client.execute(request).await.map_err(|e| transport_error(&uri, e))?;
         if response.url() != &url {
             return Err(TransportError::new(TransportErrorKind::Other, FOLLOWED_REDIRECT));
         }
@@ -163,7 +164,7 @@ impl ReqwestTransport {
         *reply.headers_mut() = std::mem::take(response.headers_mut());
         let limit = self.max_body.saturating_add(1);
         let body = reply.body_mut();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&uri, e))? {
             let room = limit - body.len();
             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if body.len() >= limit {
@@ -180,9 +181,10 @@ impl Transport for ReqwestTransport {
     }
 }
 
-/// Maps a reqwest error to the core's kinds. reqwest's messages carry the URL
-/// but never headers or bodies, so no credential reaches the text.
-fn transport_error(error: reqwest::Error) -> TransportError {
+/// Maps a reqwest error in an exchange with `url` to the core's kinds, worded
+/// like the blocking adapter's ([`transport_failure`](client_credentials_common::transport_failure)):
+/// reqwest's own text quotes the URL with its query, so it is left out.
+fn transport_error(url: &http::Uri, error: reqwest::Error) -> TransportError {
     let kind = if error.is_timeout() {
         TransportErrorKind::Timeout
     } else if error.is_connect() {
@@ -192,5 +194,5 @@ fn transport_error(error: reqwest::Error) -> TransportError {
     } else {
         TransportErrorKind::Other
     };
-    client_credentials_common::transport_error(kind, &error)
+    client_credentials_common::transport_failure(kind, url, &error.without_url())
 }

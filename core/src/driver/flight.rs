@@ -72,7 +72,12 @@ impl Driver {
             Work::new(Task::TakeFleetTurn(now), Job::Ask { flight, outgoing })
         } else {
             let id = outgoing.id;
-            Work::new(Task::Send(outgoing), Job::Sent { flight, id })
+            let attempt = match self.attempts {
+                Some((kind, n)) if kind == outgoing.kind => n.saturating_add(1),
+                _ => 1,
+            };
+            self.attempts = Some((outgoing.kind, attempt));
+            Work::new(Task::Send(outgoing, attempt), Job::Sent { flight, id })
         }
     }
 
@@ -157,6 +162,10 @@ impl Driver {
             Err(_) => self.source.retry_after_capped(),
         };
         tail.reports.extend(capped.map(Report::RetryAfterCapped));
+        if let Ok(Event::RetryScheduled { at, .. }) = &handled {
+            tail.reports
+                .push_back(Report::RetryScheduled(at.saturating_duration_since(now)));
+        }
         match handled {
             Ok(Event::TokenUpdated(token)) => {
                 tail.end_fetch = self.end_round().end_fetch;
@@ -208,6 +217,7 @@ impl Driver {
     /// The tail says whether the fleet's `end_fetch` is due.
     fn end_round(&mut self) -> Tail {
         let hooks = std::mem::replace(&mut self.hooks, Hooks::NoneAsked);
+        self.attempts = None;
         Tail {
             end_fetch: hooks == Hooks::FleetTurnTaken,
             reports: VecDeque::new(),

@@ -40,7 +40,7 @@
 //!         Step::Work(mut work) => loop {
 //!             // Outside the lock, if the driver is shared.
 //!             let outcome = match work.task {
-//!                 Task::Send(outgoing) => Outcome::Response(send(outgoing.request)),
+//!                 Task::Send(outgoing, _attempt) => Outcome::Response(send(outgoing.request)),
 //!                 _ => Outcome::Done,
 //!             };
 //!             match driver.handle(now, work.ticket, outcome) {
@@ -90,6 +90,8 @@ pub struct Driver {
     hooks: Hooks,
     /// A caller reads the assertion file now.
     reading_assertion: bool,
+    /// The kind of the round's last request and how many of that kind it sent.
+    attempts: Option<(crate::machine::RequestKind, u32)>,
 }
 
 /// Where reading the store stands.
@@ -126,6 +128,7 @@ impl Driver {
             flights: 0,
             hooks: Hooks::NoneAsked,
             reading_assertion: false,
+            attempts: None,
         }
     }
 

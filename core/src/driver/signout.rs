@@ -34,6 +34,7 @@ impl Driver {
         self.flight = None;
         self.load = Load::Done;
         self.hooks = Hooks::NoneAsked;
+        self.attempts = None;
         let deletion = self.store.as_mut().map(|store| store.record(Change::Delete));
         SignOut {
             deletion: Settle { seq: deletion },

@@ -57,8 +57,10 @@ pub enum Task {
     /// the round's token request: [`Outcome::FleetTurn`].
     TakeFleetTurn(Timestamp),
     /// Perform this HTTP exchange (no redirects, body capped):
-    /// [`Outcome::Response`] or [`Outcome::TransportError`].
-    Send(Outgoing),
+    /// [`Outcome::Response`] or [`Outcome::TransportError`]. The number is
+    /// its attempt in the round (1: the round's first request of its kind),
+    /// for logs and spans.
+    Send(Outgoing, u32),
     /// Save this token in the store: [`Outcome::Done`] (a failure is logged,
     /// never fatal: a store is a cache).
     Save(AccessToken),
@@ -87,6 +89,8 @@ pub enum Report {
     /// The provider's `Retry-After` was longer than `max_retry_after`: the
     /// client waits the maximum.
     RetryAfterCapped(std::time::Duration),
+    /// An attempt failed and the next one waits this long (the back-off).
+    RetryScheduled(std::time::Duration),
 }
 
 /// The result of a [`Task`].
@@ -168,7 +172,7 @@ impl fmt::Debug for Task {
             Task::ReadAssertionFile => f.write_str("ReadAssertionFile"),
             Task::Provide(_) => f.write_str("Provide"),
             Task::TakeFleetTurn(now) => f.debug_tuple("TakeFleetTurn").field(now).finish(),
-            Task::Send(outgoing) => f.debug_tuple("Send").field(outgoing).finish(),
+            Task::Send(outgoing, attempt) => f.debug_tuple("Send").field(outgoing).field(attempt).finish(),
             Task::Save(_) => f.write_str("Save"),
             Task::Delete => f.write_str("Delete"),
             Task::Evict(_) => f.write_str("Evict"),

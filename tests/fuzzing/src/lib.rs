@@ -205,8 +205,8 @@ fn check_stored_round_trip(token: &AccessToken) {
     assert_eq!(back.received_at(), token.received_at());
     assert_eq!(back.scope(), token.scope());
     assert_eq!(
-        back.refresh_token().map(|s| s.expose_secret().to_owned()),
-        token.refresh_token().map(|s| s.expose_secret().to_owned())
+        back.refresh_token().map(str::to_owned),
+        token.refresh_token().map(str::to_owned)
     );
 }
 

@@ -28,6 +28,9 @@ pub enum StoreChoice {
 /// Callback type for token updates.
 pub type OnUpdate = Arc<dyn Fn(&AccessToken) + Send + Sync>;
 
+/// Callback type for failed rounds (`on_refresh_failed`).
+pub type OnFailed = Arc<dyn Fn(&Error) + Send + Sync>;
+
 /// A custom token provider: `None` lets the client fetch.
 pub type Provider = Arc<dyn Fn() -> Option<AccessToken> + Send + Sync>;
 
@@ -42,6 +45,8 @@ pub struct Options {
     pub store: StoreChoice,
     /// `.on_token_update(..)`.
     pub on_update: Option<OnUpdate>,
+    /// `.on_refresh_failed(..)`.
+    pub on_failed: Option<OnFailed>,
     /// `.clock(..)`: simulated time.
     pub clock: Option<ManualClock>,
     /// An HTTP client of the adapter's own kind (a `ureq::Agent`, a
@@ -80,8 +85,7 @@ fn reqwest_client(tls: &ClientTls) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).expect("the CA certificate");
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca);
+        .tls_certs_only([ca]);
     if let Some(identity) = &tls.identity {
         let pem = format!("{}{}", identity.cert_pem, identity.key_pem);
         builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("the client identity"));
@@ -99,6 +103,11 @@ pub trait Adapter: 'static {
     fn build(config: Config, options: Options) -> Self::Client;
     /// `token()`.
     fn token(client: &Self::Client) -> Result<AccessToken, Error>;
+    /// `token()` with a per-call deadline: the blocking client's
+    /// `token_timeout(..)`, the tokio client's `token()` inside
+    /// `tokio::time::timeout(..)` (its `Elapsed` reported as
+    /// [`deadline_passed`]).
+    fn token_timeout(client: &Self::Client, timeout: Duration) -> Result<AccessToken, Error>;
     /// `refresh()`.
     fn refresh(client: &Self::Client) -> Result<AccessToken, Error>;
     /// `authorization_header()`.
@@ -141,6 +150,9 @@ impl Adapter for Blocking {
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
         }
+        if let Some(on_failed) = options.on_failed {
+            builder = builder.on_refresh_failed(move |e: &Error| on_failed(e));
+        }
         if let Some(provider) = options.provider {
             builder = builder.token_provider(move |_last: Option<&AccessToken>| provider());
         }
@@ -148,6 +160,9 @@ impl Adapter for Blocking {
     }
     fn token(client: &Self::Client) -> Result<AccessToken, Error> {
         client.token()
+    }
+    fn token_timeout(client: &Self::Client, timeout: Duration) -> Result<AccessToken, Error> {
+        client.token_timeout(timeout)
     }
     fn refresh(client: &Self::Client) -> Result<AccessToken, Error> {
         client.refresh()
@@ -211,6 +226,9 @@ impl Adapter for Tokio {
         if let Some(on_update) = options.on_update {
             builder = builder.on_token_update(move |t: &AccessToken| on_update(t));
         }
+        if let Some(on_failed) = options.on_failed {
+            builder = builder.on_refresh_failed(move |e: &Error| on_failed(e));
+        }
         if let Some(provider) = options.provider {
             builder = builder.token_provider(move |_last: Option<AccessToken>| {
                 let token = provider();
@@ -221,6 +239,13 @@ impl Adapter for Tokio {
     }
     fn token(client: &Self::Client) -> Result<AccessToken, Error> {
         runtime().block_on(client.token())
+    }
+    fn token_timeout(client: &Self::Client, timeout: Duration) -> Result<AccessToken, Error> {
+        runtime().block_on(async {
+            tokio::time::timeout(timeout, client.token())
+                .await
+                .unwrap_or_else(|_elapsed| Err(deadline_passed()))
+        })
     }
     fn refresh(client: &Self::Client) -> Result<AccessToken, Error> {
         runtime().block_on(client.refresh())
@@ -242,6 +267,15 @@ impl Adapter for Tokio {
     fn authorized(client: &Self::Client, origins: &Origins) -> Vec<Box<dyn Authorized>> {
         crate::authorized::tokio(client, origins)
     }
+}
+
+/// What [`Adapter::token_timeout`] returns when the deadline passes: the
+/// blocking client's own error, which the tokio harness mirrors for `Elapsed`.
+pub fn deadline_passed() -> Error {
+    Error::Transport(client_credentials::TransportError::new(
+        client_credentials::TransportErrorKind::Timeout,
+        "the call's deadline passed",
+    ))
 }
 
 /// Declares one `#[test]` per scenario per adapter: the scenario list is

@@ -12,6 +12,7 @@
 pub mod adapter;
 pub mod authorized;
 pub mod fleet;
+pub mod observe;
 pub mod oidc;
 pub mod scenarios;
 pub mod store;

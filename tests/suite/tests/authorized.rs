@@ -7,4 +7,6 @@ client_credentials_suite::scenarios!(authorized:
     the_token_never_reaches_another_origin,
     the_default_origins_are_the_configs_resources,
     dpop_proofs_are_accepted_and_a_nonce_is_answered_once,
+    a_client_that_allows_no_origin_fails_every_request,
+    an_allow_origin_that_is_not_an_origin_fails_every_request,
 );

@@ -10,4 +10,5 @@ client_credentials_suite::scenarios!(parity:
     a_dead_provider_for_a_simulated_minute,
     sign_outs_do_not_lift_the_back_off,
     callers_are_not_held_through_escalated_retries,
+    a_refused_connection_reads_the_same,
 );

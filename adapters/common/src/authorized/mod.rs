@@ -29,8 +29,10 @@ mod tower;
 #[cfg(feature = "ureq-middleware")]
 mod ureq;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[cfg(feature = "tower")]
 pub use self::tower::{AuthLayer, AuthService, BoxError, ReplayBody};
+#[cfg_attr(docsrs, doc(cfg(feature = "ureq-middleware")))]
 #[cfg(feature = "ureq-middleware")]
 pub use self::ureq::AuthorizedAgent;
 
@@ -81,6 +83,9 @@ impl<W: Io> DriverAccess for Driver<W> {
 
 /// An adapter's `Client` as the authorised HTTP clients use it, blocking or async.
 pub trait Authorizer: Clone + Send + Sync + 'static {
+    /// The `tracing` target of the authorised clients' log lines.
+    const LOG_TARGET: crate::LogTarget = crate::LogTarget::Common;
+
     /// The client's driver.
     fn driver(&self) -> &dyn DriverAccess;
 
@@ -172,8 +177,9 @@ pub async fn authorize_async<C: AsyncAuthorizer, B>(
 #[macro_export]
 macro_rules! authorizer {
     (blocking) => {
-        $crate::authorizer!(@shared);
+        $crate::authorizer!(@shared Blocking);
 
+        #[doc(hidden)]
         impl $crate::authorized::BlockingAuthorizer for Client {
             fn token(&self) -> ::core::result::Result<::client_credentials::AccessToken, ::client_credentials::Error> {
                 Client::token(self)
@@ -181,8 +187,9 @@ macro_rules! authorizer {
         }
     };
     (async) => {
-        $crate::authorizer!(@shared);
+        $crate::authorizer!(@shared Tokio);
 
+        #[doc(hidden)]
         impl $crate::authorized::AsyncAuthorizer for Client {
             fn token(
                 &self,
@@ -194,8 +201,12 @@ macro_rules! authorizer {
             }
         }
     };
-    (@shared) => {
+    (@shared $target:ident) => {
+        // What the authorised clients use of `Client`: not part of its API.
+        #[doc(hidden)]
         impl $crate::authorized::Authorizer for Client {
+            const LOG_TARGET: $crate::LogTarget = $crate::LogTarget::$target;
+
             fn driver(&self) -> &dyn $crate::authorized::DriverAccess {
                 &*self.driver
             }
@@ -211,6 +222,7 @@ macro_rules! authorizer {
 /// that authorises every request to an allowed origin; what each does on a
 /// `401` is said where the adapter names it.
 #[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))))]
 #[derive(Clone, Debug)]
 pub struct AuthMiddleware<C> {
     client: C,

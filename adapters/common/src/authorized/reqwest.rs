@@ -21,6 +21,9 @@ impl<C: AsyncAuthorizer> Middleware for AuthMiddleware<C> {
         extensions: &mut http::Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
+        self.origins
+            .check()
+            .map_err(|error| reqwest_middleware::Error::middleware(client_credentials::Error::Config(error)))?;
         let url = request.url();
         let mut exchange = Exchange::for_origin(&self.origins, origin(url).as_ref(), url.as_str());
         loop {

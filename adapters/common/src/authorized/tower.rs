@@ -121,7 +121,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let client = self.layer.client.clone();
         let mut exchange = Exchange::new(&self.layer.origins, request.uri());
+        let checked = self.layer.origins.check();
         Box::pin(async move {
+            checked.map_err(client_credentials::Error::Config)?;
             let mut ready = true;
             loop {
                 let spare = exchange.authorizes().then(|| request.body().replay()).flatten();

@@ -20,6 +20,9 @@ impl<C: BlockingAuthorizer> Middleware for AuthMiddleware<C> {
         mut request: http::Request<SendBody>,
         next: MiddlewareNext,
     ) -> Result<http::Response<Body>, ureq::Error> {
+        if let Err(error) = self.origins.check() {
+            return Err(ureq::Error::Other(Box::new(Error::Config(error))));
+        }
         let mut exchange = Exchange::new(&self.origins, request.uri());
         if exchange.authorizes() {
             let (method, uri) = (request.method().clone(), request.uri().to_string());
@@ -75,6 +78,7 @@ impl<C: BlockingAuthorizer> AuthorizedAgent<C> {
     /// more with a new one. Every status comes back as a response; errors
     /// are the client's (I/O failures as `Error::Transport`).
     pub fn run(&self, mut request: http::Request<Vec<u8>>) -> Result<http::Response<Body>, Error> {
+        self.origins.check()?;
         let client = &self.client;
         let mut exchange = Exchange::new(&self.origins, request.uri());
         loop {
@@ -97,13 +101,14 @@ impl<C: BlockingAuthorizer> AuthorizedAgent<C> {
     }
 
     fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Body>, Error> {
+        let url = request.uri().clone();
         // An empty body goes out without one (a GET must not carry `Content-Length`).
         let result = if request.body().is_empty() {
             self.send_as_is(request.map(|_| ()))
         } else {
             self.send_as_is(request)
         };
-        result.map_err(|e| Error::Transport(map_error(e)))
+        result.map_err(|e| Error::Transport(map_error(&url, e)))
     }
 
     fn send_as_is<B: ureq::AsSendBody>(&self, request: http::Request<B>) -> Result<http::Response<Body>, ureq::Error> {

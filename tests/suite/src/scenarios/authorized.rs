@@ -181,6 +181,43 @@ pub fn the_default_origins_are_the_configs_resources<A: Adapter>() {
     }
 }
 
+/// A client that allows no origin (no resource in the config, no
+/// `.allow_origin`) would send every request without the token: each
+/// request is a configuration error instead, and nothing is sent anywhere.
+pub fn a_client_that_allows_no_origin_fails_every_request<A: Adapter>() {
+    let (issuer, api, client) = setup::<A>();
+    for flavour in A::authorized(&client, &Origins::Default) {
+        let name = flavour.name();
+        let result = flavour.send("GET", &format!("{}/things", api.resource()), Body::Empty);
+        let message = result.expect_err(name);
+        assert!(message.contains("allows no origin"), "{name}: {message}");
+        assert!(message.contains(".allow_origin("), "{name}: says what to do: {message}");
+    }
+    assert!(api.requests().is_empty(), "nothing reached the API");
+    assert!(issuer.token_requests().is_empty(), "no token was fetched");
+}
+
+/// An `allow_origin` value that is not an origin (no scheme, or a path) is a
+/// configuration error on every request, which names the value and why.
+pub fn an_allow_origin_that_is_not_an_origin_fails_every_request<A: Adapter>() {
+    let (issuer, api, client) = setup::<A>();
+    let host_and_port = api.addr().to_string();
+    let with_path = api.resource();
+    for (value, why) in [(&host_and_port, "no scheme"), (&with_path, "a path")] {
+        let origins = Origins::Only(vec![api.base_url(), value.clone()]);
+        for flavour in A::authorized(&client, &origins) {
+            let name = flavour.name();
+            let result = flavour.send("GET", &format!("{}/things", api.resource()), Body::Empty);
+            let message = result.expect_err(name);
+            assert!(message.contains("allow_origin"), "{name}: {message}");
+            assert!(message.contains(value.as_str()), "{name}: quotes the value: {message}");
+            assert!(message.contains(why), "{name}: says why: {message}");
+        }
+    }
+    assert!(api.requests().is_empty(), "nothing reached the API");
+    assert!(issuer.token_requests().is_empty(), "no token was fetched");
+}
+
 /// With DPoP configured, requests carry `Authorization: DPoP …` and a proof
 /// the resource server verifies (signature, `htm`, `htu`, `ath`); its
 /// `use_dpop_nonce` challenge is answered once with its nonce.

@@ -11,6 +11,8 @@ pub mod fleet;
 pub mod hardening;
 pub mod interop;
 pub mod local_files;
+pub mod logging;
+pub mod observability;
 pub mod parity;
 pub mod quirks;
 pub mod rejections;

@@ -386,3 +386,30 @@ pub fn callers_are_not_held_through_escalated_retries<A: Adapter>() {
     assert!(failed, "{}", A::NAME);
     assert_eq!(issuer.token_requests().len(), 4, "{}", A::NAME);
 }
+
+/// The same refused connection reads the same in both adapters, word for
+/// word: the kind, the token endpoint without its query, and the operating
+/// system's own words; never the client secret or the query.
+pub fn a_refused_connection_reads_the_same<A: Adapter>() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let refused = std::net::TcpStream::connect(addr).expect_err("nothing listens there");
+    let config = Config::builder("my-client", "s3cr3t-not-in-messages")
+        .token_endpoint(format!("http://{addr}/oauth/token?tenant=query-not-in-messages"))
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let client = A::build(config, Options::default());
+    let error = A::token(&client).expect_err("nothing listens there");
+    let Error::Transport(transport) = &error else {
+        panic!("{}: a transport error, not {error:?}", A::NAME)
+    };
+    assert_eq!(transport.kind(), client_credentials::TransportErrorKind::Connect);
+    assert_eq!(
+        error.to_string(),
+        format!("could not connect: http://{addr}/oauth/token: {refused}"),
+        "{}",
+        A::NAME
+    );
+}
