@@ -84,6 +84,18 @@
 //! }
 //! ```
 //!
+//! ## The whole client: [`driver`]
+//!
+//! Around `TokenSource` sits the client's second machine, [`driver::Driver`]:
+//! single flight between many callers, which caller sends and which waits,
+//! the store's load and ordered writes, the custom provider's and the fleet's
+//! turn, re-reading the assertion file, sign-out, background-refresh timing.
+//! Each caller steps a [`driver::Call`]; a [`driver::Work`] is a task
+//! (a request, a store call, the provider) performed outside the caller's
+//! lock and handed back. Both adapters are shells around it; the
+//! [`driver`] module docs show the loop, and `examples/custom_runtime.rs`
+//! runs it with threads, a store and a socket of its own.
+//!
 //! ## Decisions, and where they are documented
 //! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`
 //!   ([`refresh_time`]); default margin 300 s. Between that time and expiry it is

@@ -15,11 +15,11 @@ use crate::observe::{Exchange, Sent};
 /// What a caller does next, from [`Driver::step`].
 #[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per call
 pub enum Step<W: Io, T = AccessToken> {
-    /// Return this: a call's token; for a [`Settle`], its writes landed.
+    /// Return this: a call's token; for a [`Settle`](client_credentials::driver::Settle), its writes landed.
     Ready(T),
     /// Return this error.
     Failed(Error),
-    /// Wait until woken ([`Wake::wake`]) or for this long (`None`: until
+    /// Wait until woken ([`Wake::wake`](crate::Wake::wake)) or for this long (`None`: until
     /// woken), then step again.
     Wait(Option<Duration>),
     /// This caller performs a job: its tasks, then step again.

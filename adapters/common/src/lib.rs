@@ -1,9 +1,12 @@
 //! Plumbing shared by the `client-credentials` adapters, written once:
 //!
-//! - [`Driver`]: the client both adapters loop around — the core behind a
-//!   lock, single flight with a panic-safe guard, the custom provider, the
-//!   store's load, fleet turn and ordered writes, callbacks. An adapter keeps
-//!   only its I/O: sending a request, calling its store, waiting, its clock;
+//! - [`Driver`]: the shell both adapters loop around, over the core's sans-IO
+//!   `client_credentials::driver` (which decides single flight, store order,
+//!   provider and fleet rounds, sign-out, background timing): the lock, the
+//!   published snapshot, the [`Job`] guard that hands an unfinished job back,
+//!   the tasks it performs itself (callbacks, logs, metrics, the assertion
+//!   file). An adapter keeps only its I/O (sending, its store, its provider),
+//!   its waiting and its clock;
 //! - [`Published`]: the token published for lock-free cached reads, with one
 //!   detached copy per thread so concurrent readers do not contend;
 //! - [`coarse_now`] / [`now`], [`Clock`], [`ManualClock`]: the clocks the

@@ -35,11 +35,11 @@ pub struct Settle {
     pub(super) seq: Option<u64>,
 }
 
-/// What a caller holds between steps: a [`Call`] or a [`Settle`].
+/// What a caller holds between steps: a [`Call`](super::Call) or a [`Settle`](super::Settle).
 pub trait Caller: sealed::Sealed {
     /// What the caller ends with (a token, or nothing).
     type Output;
-    /// Its next step; see [`Driver::step`].
+    /// Its next step; see [`Driver::step`](super::Driver::step).
     fn step(&mut self, driver: &mut Driver, now: Timestamp) -> Step<Self::Output>;
 }
 

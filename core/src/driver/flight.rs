@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 use super::store::Change;
 use super::{Background, Driver, Hooks, Load, Outcome, Report, Task, Work};
 
-/// What a [`Work`] is part of.
+/// What a [`Work`](super::Work) is part of.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per task; boxing would allocate per request
 pub(super) enum Job {
@@ -41,7 +41,7 @@ pub(super) struct Tail {
 impl Driver {
     /// For a background refresh task: refresh now, or sleep. Not due while
     /// a flight runs, nor before the core lets the next request go
-    /// ([`TokenSource::retry_at`]: the back-off and cool-down after failures
+    /// ([`TokenSource::retry_at`](crate::TokenSource::retry_at): the back-off and cool-down after failures
     /// apply with no caller at all).
     pub fn background(&self, now: Timestamp) -> Background {
         if self.flight.is_some() {

@@ -10,10 +10,10 @@ use crate::token::AccessToken;
 use super::flight::Job;
 use super::Settle;
 
-/// What a caller does next, from [`Driver::step`].
+/// What a caller does next, from [`Driver::step`](super::Driver::step).
 #[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
 pub enum Step<T = AccessToken> {
-    /// Return this: the token of a [`Call`]; for a [`Settle`], its writes landed.
+    /// Return this: the token of a [`Call`](super::Call); for a [`Settle`](super::Settle), its writes landed.
     Ready(T),
     /// Return this error.
     Failed(Error),
@@ -28,7 +28,7 @@ pub enum Step<T = AccessToken> {
 }
 
 /// A task for the caller holding a job, with the ticket to hand its result
-/// back with ([`Driver::handle`]) or to give the job up with ([`Driver::abandon`]).
+/// back with ([`Driver::handle`](super::Driver::handle)) or to give the job up with ([`Driver::abandon`](super::Driver::abandon)).
 #[derive(Debug)]
 pub struct Work {
     /// What to do, outside the lock.
@@ -37,7 +37,7 @@ pub struct Work {
     pub ticket: Ticket,
 }
 
-/// Names the job a [`Work`] belongs to; not `Clone`, so a result is handed
+/// Names the job a [`Work`](super::Work) belongs to; not `Clone`, so a result is handed
 /// back once.
 #[derive(Debug)]
 pub struct Ticket(pub(super) Job);
@@ -93,7 +93,7 @@ pub enum Report {
     RetryScheduled(std::time::Duration),
 }
 
-/// The result of a [`Task`].
+/// The result of a [`Task`](super::Task).
 #[allow(clippy::large_enum_variant)] // one per task
 pub enum Outcome {
     /// What the store's `load` returned (a failure, logged, is `None`).
@@ -114,30 +114,30 @@ pub enum Outcome {
     Done,
 }
 
-/// What sign-out leaves to do, from [`Driver::signout`].
+/// What sign-out leaves to do, from [`Driver::signout`](super::Driver::signout).
 #[derive(Debug)]
 pub struct SignOut {
     /// Step this until [`Step::Ready`]: the store's deletion has landed.
     pub deletion: Settle,
     /// Then send this revocation (RFC 7009) and hand its result to
-    /// [`Driver::handle_revocation`].
+    /// [`Driver::handle_revocation`](super::Driver::handle_revocation).
     pub revocation: Option<Outgoing>,
 }
 
-/// What invalidating a token did, from [`Driver::invalidate`].
+/// What invalidating a token did, from [`Driver::invalidate`](super::Driver::invalidate).
 #[derive(Debug)]
 pub enum Invalidated {
     /// It was not the cached token: nothing changed.
     NotCurrent,
-    /// It was evicted (wake the waiting callers); step the [`Settle`], if
+    /// It was evicted (wake the waiting callers); step the [`Settle`](super::Settle), if
     /// any, to its end to evict it from the store.
     Evicted(Option<Settle>),
 }
 
-/// What a background refresh task does next, from [`Driver::background`].
+/// What a background refresh task does next, from [`Driver::background`](super::Driver::background).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Background {
-    /// Refresh now: step a [`Call::token`] to its end.
+    /// Refresh now: step a [`Call::token`](super::Call::token) to its end.
     Refresh,
     /// Sleep until woken, or until this time (`None`: until woken).
     Sleep(Option<Timestamp>),
