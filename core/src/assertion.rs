@@ -22,7 +22,7 @@ pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assert
 /// `client_assertion_type` of a SPIFFE JWT-SVID (draft-ietf-oauth-spiffe-client-auth).
 pub const SPIFFE_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";
 /// The `typ` header of an explicitly typed client assertion (draft-ietf-oauth-rfc7523bis §4).
-pub const CLIENT_ASSERTION_TYP: &str = "client-authentication+jwt";
+pub(crate) const CLIENT_ASSERTION_TYP: &str = "client-authentication+jwt";
 
 /// A client assertion made outside this client: by your code (a callback) or
 /// by the platform (a file: a Kubernetes projected service-account token, a

@@ -260,8 +260,10 @@ pub(crate) fn parse_discovery_with(
     };
     // A document fetched over https may not move the client secret to plain
     // http, not even to loopback (a local proxy or another user's listener
-    // could be there), whatever `allow_insecure_http` says.
-    let https_issuer = Url::parse(issuer).is_ok_and(|url| url.scheme() == "https");
+    // could be there), whatever `allow_insecure_http` says. Only an issuer
+    // that parses as an `http` URL may have http endpoints: one that does not
+    // parse (a standalone caller's typo) counts as https.
+    let https_issuer = !Url::parse(issuer).is_ok_and(|url| url.scheme() == "http");
     let check = |field: &'static str, endpoint: &str| {
         let url = check_endpoint(field, endpoint, fetched.allow_insecure)?;
         if https_issuer && url.scheme() != "https" {

@@ -10,13 +10,13 @@ use crate::key::JwtKey;
 use crate::time::Timestamp;
 
 /// The `typ` header of a DPoP proof (RFC 9449 §4.2).
-pub const DPOP_TYP: &str = "dpop+jwt";
+const DPOP_TYP: &str = "dpop+jwt";
 /// The error code of a token endpoint that wants a (new) nonce (RFC 9449 §8).
-pub const USE_DPOP_NONCE: &str = "use_dpop_nonce";
+pub(crate) const USE_DPOP_NONCE: &str = "use_dpop_nonce";
 
 /// What one DPoP proof covers.
 #[derive(Debug, Clone, Copy)]
-pub struct DpopClaims<'a> {
+pub(crate) struct DpopClaims<'a> {
     /// The request's method (`htm`).
     pub method: &'a Method,
     /// The request's URI; query and fragment are dropped for `htu`.
@@ -32,7 +32,7 @@ pub struct DpopClaims<'a> {
 }
 
 /// The `htu` of a URI: without query and fragment (RFC 9449 §4.2).
-pub fn dpop_htu(uri: &str) -> &str {
+fn dpop_htu(uri: &str) -> &str {
     let end = uri.find(['?', '#']).unwrap_or(uri.len());
     &uri[..end]
 }
@@ -44,11 +44,10 @@ pub fn dpop_ath(access_token: &str) -> String {
 
 /// Builds a DPoP proof for a request, signed by `key`, with `alg` written as given.
 ///
-/// [`TokenSource`](crate::TokenSource) makes the proofs of its own token
-/// requests, and [`TokenSource::dpop_proof`](crate::TokenSource::dpop_proof)
-/// those of resource requests (with a fresh `jti` and the latest nonce): this
-/// function is the standalone form.
-pub fn dpop_proof(key: &JwtKey, alg: &str, claims: DpopClaims<'_>) -> Result<HeaderValue, SignError> {
+/// [`TokenSource`](crate::TokenSource) calls it for its own token requests,
+/// and [`TokenSource::dpop_proof`](crate::TokenSource::dpop_proof) for
+/// resource requests (with a fresh `jti` and the latest nonce).
+pub(crate) fn dpop_proof(key: &JwtKey, alg: &str, claims: DpopClaims<'_>) -> Result<HeaderValue, SignError> {
     let mut body = Map::new();
     body.insert("jti".into(), claims.jti.into());
     body.insert("htm".into(), claims.method.as_str().into());

@@ -114,7 +114,7 @@
 //!   variant, the refresh-token grant when a response carried a refresh token.
 //! - Discovery: [`ConfigBuilder::issuer`], [`discovery_request`] / [`discovery_request_at`], [`parse_discovery`];
 //!   from the resource (RFC 9728): [`ConfigBuilder::resource_server`],
-//!   [`resource_metadata_request`], [`parse_resource_metadata`]. The
+//!   [`resource_metadata_url`], [`parse_resource_metadata`]. The
 //!   authorization server the resource names at first discovery is pinned:
 //!   credentials go only to it or to one added with
 //!   [`ConfigBuilder::allow_authorization_server`]; a `401`'s
@@ -160,10 +160,10 @@ mod sign;
 mod time;
 mod token;
 
-pub use assertion::{AssertionSource, CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
+pub use assertion::{AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, DiscoveryOrder};
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
-pub use dpop::{dpop_ath, dpop_htu, dpop_proof, DpopClaims, DPOP_TYP, USE_DPOP_NONCE};
+pub use dpop::dpop_ath;
 pub use error::{
     ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
 };
@@ -172,7 +172,7 @@ pub use jose::{JwsAlgorithm, SignError, Signer};
 pub use key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
 pub use policy::{refresh_time, RetryPolicy};
-pub use resource::{parse_resource_metadata, resource_metadata_request, resource_metadata_url, ResourceMetadata};
+pub use resource::{parse_resource_metadata, resource_metadata_url, ResourceMetadata};
 pub use response::parse_token_response;
 pub use secret::Secret;
 pub use time::Timestamp;

@@ -261,6 +261,9 @@ pub struct TokenSource {
     failures: u32,
     /// When the first of those requests failed.
     failing_since: Option<Timestamp>,
+    /// When the request answered last was sent: a failing streak starts
+    /// there, not when the (perhaps slow) answer came.
+    answered_sent_at: Option<Timestamp>,
     /// The `Retry-After` of the last failed attempt, when it was capped.
     retry_after_capped: Option<Duration>,
     /// The error of the last failed round, until a round succeeds.
@@ -342,6 +345,7 @@ impl TokenSource {
             not_before: Timestamp::UNIX_EPOCH,
             failures: 0,
             failing_since: None,
+            answered_sent_at: None,
             retry_after_capped: None,
             last_error: None,
             rounds_started: 0,
@@ -919,6 +923,7 @@ impl TokenSource {
                 sent_at,
             } if current == id => {
                 self.phase = Phase::Idle;
+                self.answered_sent_at = Some(sent_at);
                 Ok((sent, sent_at))
             }
             _ => Err(Error::UnknownRequest { id }),
@@ -1385,7 +1390,11 @@ impl TokenSource {
     /// whether the next attempt is a retry within the round or a new round.
     fn fail(&mut self, now: Timestamp, error: Error, retry_after: Option<Duration>) -> Result<Event, Error> {
         self.failures = self.failures.saturating_add(1);
-        self.failing_since.get_or_insert(now);
+        // The provider has been failing since it was sent the request that
+        // failed: with slow answers, counting from the answer would let the
+        // streak's first minute (and its burst of retries) start late.
+        let started = self.answered_sent_at.map_or(now, |sent| sent.min(now));
+        self.failing_since.get_or_insert(started);
         let attempts = match self.round {
             Round::Running { attempts } => attempts.saturating_add(1),
             Round::Done | Round::Failed => 1,

@@ -3,7 +3,7 @@
 
 use std::borrow::Borrow;
 
-use http::{Request, Response};
+use http::Response;
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -11,7 +11,6 @@ use crate::discovery::{metadata_document, take_strings, Fetched};
 use crate::endpoint::{check_endpoint, redact_userinfo, without_userinfo};
 use crate::error::{DiscoveryError, Error};
 use crate::redact::{clean, Credentials};
-use crate::request::get_json;
 
 /// A protected resource's metadata (RFC 9728 §2), validated: its `resource`
 /// equals the resource identifier it was fetched for, and it names at least
@@ -94,22 +93,6 @@ pub(crate) fn check_resource(resource: &str, allow_insecure: bool) -> Result<Url
     })
 }
 
-/// The `GET` request for `resource`'s metadata at its well-known location, or
-/// why the resource identifier cannot be used. For standalone use: a
-/// [`crate::TokenSource`] configured with
-/// [`ConfigBuilder::resource_server`](crate::ConfigBuilder::resource_server)
-/// emits its own.
-///
-/// ```
-/// let request = client_credentials::resource_metadata_request("https://api.example/v1")?;
-/// assert_eq!(request.uri(), "https://api.example/.well-known/oauth-protected-resource/v1");
-/// assert_eq!(request.method(), "GET");
-/// # Ok::<(), client_credentials::Error>(())
-/// ```
-pub fn resource_metadata_request(resource: impl AsRef<str>) -> Result<Request<Vec<u8>>, Error> {
-    Ok(get_json(&resource_metadata_url(resource.as_ref())?))
-}
-
 /// Validates a resource metadata response for `resource` (standalone use;
 /// HTTPS required except to loopback hosts; bodies up to 64 KiB).
 ///
@@ -151,8 +134,9 @@ pub(crate) fn parse_resource_metadata_with(
     )?;
     // An issuer identifier is an https URL without query or fragment (RFC 8414 §2).
     // Metadata fetched over https may not send the client to plain http, not
-    // even on loopback (as for discovered endpoints).
-    let https_resource = Url::parse(resource).is_ok_and(|url| url.scheme() == "https");
+    // even on loopback (as for discovered endpoints); a resource identifier
+    // that does not parse as an `http` URL counts as https.
+    let https_resource = !Url::parse(resource).is_ok_and(|url| url.scheme() == "http");
     let usable = |issuer: &String| {
         !issuer.contains('?')
             && check_endpoint("authorization_server", issuer, fetched.allow_insecure)

@@ -599,7 +599,7 @@ fn fingerprint_is_stable_and_changes_with_each_field_but_not_with_the_secret() {
     assert_ne!(ab.fingerprint(), a_b.fingerprint());
 }
 
-/// Issue 13, defect 6: whichever check fails first, and whether or not the
+/// Whichever check fails first, and whether or not the
 /// URL parses, no configuration error quotes the password in a URL's userinfo.
 #[test]
 fn config_errors_never_quote_url_userinfo() {
@@ -638,7 +638,7 @@ fn config_errors_never_quote_url_userinfo() {
     assert!(e.to_string().contains("credentials in the URL"), "{e}");
 }
 
-/// Issue 13, defect 6: `ConfigBuilder`'s `Debug` hides `.param()` values as
+/// `ConfigBuilder`'s `Debug` hides `.param()` values as
 /// `Config`'s does (they are often API keys).
 #[test]
 fn config_builder_debug_hides_param_values() {
@@ -650,7 +650,7 @@ fn config_builder_debug_hides_param_values() {
     assert!(!debug.contains(SECRET), "{debug}");
 }
 
-/// Issue 13, defect 4: `*.localhost` names resolve through whatever resolver
+/// `*.localhost` names resolve through whatever resolver
 /// (or proxy) the HTTP client uses, which need not map them to loopback, so
 /// they do not count as loopback: plain http to them needs
 /// `.allow_insecure_http()` like any other host.

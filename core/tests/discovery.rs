@@ -265,7 +265,7 @@ fn auth_negotiation() {
     );
 }
 
-/// Issue 13, defect 4: a document fetched over https must not move the client
+/// A document fetched over https must not move the client
 /// secret to plain http, not even to a loopback address (where a local proxy
 /// or another user's listener could read it).
 #[test]

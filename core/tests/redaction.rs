@@ -1,4 +1,4 @@
-//! Issue 13, defect 2: every credential a request carried is cut out of the
+//! Every credential a request carried is cut out of the
 //! server text that errors and events quote, in every escaped form a server
 //! may echo it in.
 

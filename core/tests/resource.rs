@@ -594,7 +594,7 @@ fn the_fingerprint_names_the_resource_server() {
     assert_eq!(a.fingerprint(), resource_config().fingerprint());
 }
 
-/// Issue 13, defect 4: metadata from an https resource cannot send the client
+/// Metadata from an https resource cannot send the client
 /// to a plain-http authorization server, not even on loopback.
 #[test]
 fn an_https_resource_cannot_name_a_plain_http_loopback_authorization_server() {

@@ -126,7 +126,7 @@ fn without_expires_in_a_jwt_exp_sets_the_lifetime() {
     assert_eq!(lifetime(&t), Duration::from_secs(60));
 }
 
-/// Issue 13, defect 5: a provider handing out a cached JWT issued 50 minutes
+/// A provider handing out a cached JWT issued 50 minutes
 /// ago with a 1 h life (and no `expires_in`) has 10 minutes left, not 60.
 #[test]
 fn jwt_lifetime_counts_exp_from_the_receive_time_bounded_by_exp_minus_iat() {

@@ -1,4 +1,4 @@
-//! Issue 13, defect 1: a client built with `.agent(..)` bounds every exchange.
+//! A client built with `.agent(..)` bounds every exchange.
 
 use std::time::{Duration, Instant};
 

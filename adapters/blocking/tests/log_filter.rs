@@ -1,4 +1,4 @@
-//! Issue 13, defect 7d: at `TRACE`, ureq hex-dumps each request, credentials
+//! At `TRACE`, ureq hex-dumps each request, credentials
 //! included, under the `log` target `ureq_proto`; every other record stays
 //! clean, so the documented `ureq_proto=off` is the whole fix.
 //! A binary of its own: it installs the process-wide `log` logger.

@@ -1,4 +1,4 @@
-//! Issue 13 through the binary: the cache file is tied to its configuration
+//! Hardening through the binary: the cache file is tied to its configuration
 //! and owner, the help suggests no shared directory, and `-v` never shows a
 //! credential the server echoes.
 
@@ -24,7 +24,7 @@ fn output(command: &mut Command) -> (String, String) {
     )
 }
 
-/// Defect 3: the help no longer suggests `/tmp`, where another user can
+/// The help no longer suggests `/tmp`, where another user can
 /// plant the file.
 #[test]
 fn the_help_never_suggests_tmp_for_the_cache() {
@@ -41,7 +41,7 @@ fn the_help_never_suggests_tmp_for_the_cache() {
     }
 }
 
-/// Defect 3: a cache file group or others can read is refused with a
+/// A cache file group or others can read is refused with a
 /// warning on stderr, and a new token is fetched and cached privately.
 #[cfg(unix)]
 #[test]
@@ -64,7 +64,7 @@ fn a_cache_file_readable_by_others_is_refused_with_a_warning() {
     assert_eq!(mode, 0o600);
 }
 
-/// Defect 3: a cache written for other scopes is not served.
+/// A cache written for other scopes is not served.
 #[test]
 fn a_cache_file_for_other_scopes_is_not_served() {
     let issuer = TestIssuer::start();
@@ -79,7 +79,7 @@ fn a_cache_file_for_other_scopes_is_not_served() {
     assert_eq!(issuer.token_requests().len(), 2);
 }
 
-/// Defect 2: with `-v`, an error page echoing the Authorization header
+/// With `-v`, an error page echoing the Authorization header
 /// shows neither it nor the secret.
 #[test]
 fn verbose_output_never_shows_a_credential_the_server_echoes() {

@@ -259,6 +259,11 @@ impl Challenge {
     pub fn token68(&self) -> Option<&str> {
         self.token68.as_deref()
     }
+
+    /// Every auth-param in the order sent, as `(name, value)` (quotes removed).
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -432,7 +432,7 @@ mod tests {
         assert_eq!(load(&path, FINGERPRINT).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 
-    /// Issue 13, defect 3: a token saved for another configuration, or by a
+    /// A token saved for another configuration, or by a
     /// version that stored no fingerprint, is not served.
     #[test]
     fn a_token_saved_for_another_fingerprint_reads_as_empty() {
@@ -476,7 +476,7 @@ mod tests {
         assert!(path.exists());
     }
 
-    /// Issue 13, defect 3: a file group or others may read or change is
+    /// A file group or others may read or change is
     /// refused with a clear error (and not deleted: it may not be ours).
     #[cfg(unix)]
     #[test]
@@ -498,7 +498,7 @@ mod tests {
         assert_eq!(load(&path, FINGERPRINT).unwrap(), Some(token));
     }
 
-    /// Issue 13, defect 3: a file another user owns is refused, whatever its
+    /// A file another user owns is refused, whatever its
     /// content. Changing a file's owner needs root: elsewhere this checks
     /// only that the process's uid is learned.
     #[cfg(unix)]

@@ -192,9 +192,9 @@ mod tests {
         assert!(p.fresh().is_none(), "past refresh_at");
     }
 
-    /// Issue 13, defect 7c: `fresh()` called from another thread-local's
-    /// destructor, after this thread's copies were destroyed, serves the
-    /// token (it panicked, and a panic in a TLS destructor aborts).
+    /// `fresh()` called from another thread-local's destructor, after this
+    /// thread's copies were destroyed, serves the token rather than
+    /// panicking (a panic in a TLS destructor aborts the process).
     #[test]
     fn fresh_works_in_another_thread_locals_destructor() {
         use std::sync::atomic::AtomicBool;

@@ -1,4 +1,4 @@
-//! Issue 13, defect 7a: a user's `reqwest::Client` that follows redirects
+//! A user's `reqwest::Client` that follows redirects
 //! does not carry the credentials to the redirect target.
 
 use client_credentials::{ClientAuth, Config, Error};

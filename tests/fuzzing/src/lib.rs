@@ -1,11 +1,13 @@
-//! Fuzz targets for every input the core parses from the network or a store.
+//! Fuzz targets for every input the core parses from the network or a store,
+//! and for the `WWW-Authenticate` challenges the adapters' authorised HTTP
+//! clients read (`client-credentials-common`).
 //!
 //! Each function takes raw bytes, runs the core on them and `assert!`s its
 //! invariants: a panic is a bug. They live in this unpublished crate, not in
 //! the core (which users compile) nor in `fuzz/` (which needs nightly), so
 //! that `tests/corpus_replay.rs` replays the checked-in corpus on stable Rust
 //! in `cargo test --workspace` and the `cargo fuzz` targets stay one line
-//! each. They use only the core's public API.
+//! each. They use only public APIs.
 
 use std::time::Duration;
 
@@ -14,9 +16,14 @@ use http::{HeaderValue, Response};
 use serde_json::Value;
 
 use client_credentials::{
-    discovery_request_at, parse_discovery, parse_token_response, AccessToken, Action, Config, DiscoveryLocation, Error,
-    Event, RequestId, RequestKind, Timestamp, TokenSource, TransportErrorKind,
+    discovery_request_at, parse_discovery, parse_resource_metadata, parse_token_response, resource_metadata_url,
+    AccessToken, Action, Config, DiscoveryError, DiscoveryLocation, Error, Event, RequestId, RequestKind,
+    ResourceMetadata, Timestamp, TokenSource, TransportErrorKind,
 };
+use client_credentials_common::authorize::{
+    assess, parse_challenges, AllowedOrigins, Assessment, Challenge, Exchange, DPOP_NONCE,
+};
+use http::StatusCode;
 
 /// The client secret of every fuzzed config: no error message may contain it.
 const CLIENT_SECRET: &str = "fuzz-client-secret-7Qx";
@@ -799,6 +806,331 @@ fn after_result(
     }
 }
 
+/// The resource server of the RFC 9728 targets, and the request its 401 answers.
+const RESOURCE: &str = "https://api.example/v1";
+/// A request to the resource whose query the application treats as private.
+const REQUESTED: &str = "https://api.example/v1/items?key=fuzz-query-secret";
+/// The access token a request to the resource carries.
+const ACCESS_TOKEN: &str = "fuzz-access-token-K3v";
+
+/// A config that discovers its authorization server from [`RESOURCE`].
+fn resource_config() -> Config {
+    Config::builder("fuzz-client", CLIENT_SECRET)
+        .resource_server(RESOURCE)
+        .build()
+        .expect("fixed fuzz config is valid")
+}
+
+/// A request the core sends before it knows where credentials may go (to the
+/// resource, for its metadata, or to a discovery document) carries none.
+fn check_carries_no_credential(request: &http::Request<Vec<u8>>) {
+    assert_eq!(request.method(), http::Method::GET);
+    assert!(request.headers().get(http::header::AUTHORIZATION).is_none());
+    assert!(request.body().is_empty(), "a metadata request has a body");
+}
+
+/// The header values a fuzz input stands for: one per line, with the bytes a
+/// header value cannot hold (controls other than tab) left out, as they
+/// never reach a parser from the wire.
+fn header_values(data: &[u8]) -> Vec<HeaderValue> {
+    data.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let kept: Vec<u8> = line
+                .iter()
+                .copied()
+                .filter(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+                .collect();
+            HeaderValue::from_bytes(&kept).ok()
+        })
+        .collect()
+}
+
+/// `tchar` (RFC 9110 §5.6.2) plus `/`, which token68 also allows.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b))
+}
+
+/// The challenges written back as one header value, every param quoted.
+fn write_challenges(challenges: &[Challenge]) -> Vec<u8> {
+    let written: Vec<String> = challenges
+        .iter()
+        .map(|challenge| {
+            let mut out = challenge.scheme().to_owned();
+            if let Some(token68) = challenge.token68() {
+                out.push(' ');
+                out.push_str(token68);
+            }
+            let params: Vec<String> = challenge
+                .params()
+                .map(|(name, value)| format!("{name}=\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")))
+                .collect();
+            if !params.is_empty() {
+                out.push(' ');
+                out.push_str(&params.join(", "));
+            }
+            out
+        })
+        .collect();
+    written.join(", ").into_bytes()
+}
+
+/// `WWW-Authenticate` values (one per line) under a `401` and other
+/// statuses: the parser's output is well formed, bounded by the input and
+/// reads back the same when written out again; the 401 decisions agree with
+/// the challenges (reject the token, answer a DPoP nonce, retry once at
+/// most) and never print the token; a `resource_metadata` URL handed to a
+/// source makes it read nothing outside the resource's own origin, with no
+/// credential.
+pub fn www_authenticate(data: &[u8]) {
+    let values = header_values(data);
+    let challenges = parse_challenges(&values);
+    // Each value parses on its own: several headers are their concatenation.
+    let one_by_one: Vec<Challenge> = values.iter().flat_map(|v| parse_challenges([v])).collect();
+    assert_eq!(challenges, one_by_one);
+    // Bounded: every output byte comes from an input byte (an invalid UTF-8
+    // byte in a quoted string becomes U+FFFD, three bytes).
+    let input: usize = values.iter().map(|v| v.len()).sum();
+    assert!(challenges.len() <= input);
+    let mut output = 0;
+    for challenge in &challenges {
+        assert!(is_token(challenge.scheme()), "scheme {:?}", challenge.scheme());
+        output += challenge.scheme().len();
+        if let Some(token68) = challenge.token68() {
+            assert!(is_token(token68.trim_end_matches('=')), "token68 {token68:?}");
+            assert_eq!(challenge.params().count(), 0, "token68 and params");
+            output += token68.len();
+        }
+        for (name, value) in challenge.params() {
+            assert!(is_token(name), "param name {name:?}");
+            assert!(challenge.param(name).is_some());
+            assert!(challenge.param(&name.to_ascii_uppercase()).is_some());
+            output += name.len() + value.len();
+        }
+    }
+    assert!(output <= 3 * input, "{output} bytes out of {input}");
+    // Written out canonically, the challenges read back the same.
+    let written = write_challenges(&challenges);
+    let written = HeaderValue::from_bytes(&written).expect("the challenges write a valid header value");
+    assert_eq!(parse_challenges([&written]), challenges, "round trip of {written:?}");
+
+    let mut headers = http::HeaderMap::new();
+    for value in &values {
+        headers.append(http::header::WWW_AUTHENTICATE, value.clone());
+    }
+    for status in [StatusCode::OK, StatusCode::FORBIDDEN] {
+        assert_eq!(assess(status, &headers), Assessment::default());
+    }
+    for nonce in [None, Some("n-1")] {
+        if let Some(nonce) = nonce {
+            headers.insert(DPOP_NONCE, HeaderValue::from_static(nonce));
+        }
+        let assessment = assess(StatusCode::UNAUTHORIZED, &headers);
+        let ours: Vec<&Challenge> = challenges.iter().filter(|c| c.is("Bearer") || c.is("DPoP")).collect();
+        let named = ours.iter().find_map(|c| c.param("resource_metadata"));
+        assert_eq!(assessment.resource_metadata.as_deref(), named);
+        let asks_nonce = ours.iter().any(|c| c.param("error") == Some("use_dpop_nonce"));
+        assert_eq!(assessment.dpop_nonce.is_some(), nonce.is_some() && asks_nonce);
+        if assessment.dpop_nonce.is_some() {
+            assert_eq!(nonce, assessment.dpop_nonce.as_ref().and_then(|n| n.to_str().ok()));
+            assert!(!assessment.invalid_token, "a nonce request rejects the token");
+        } else if ours.iter().all(|c| c.param("error").is_none()) {
+            assert!(assessment.invalid_token, "a 401 without an error code keeps the token");
+        }
+        check_exchange(&headers, &assessment);
+    }
+
+    if let Some(url) = assess(StatusCode::UNAUTHORIZED, &headers).resource_metadata {
+        check_hint(&url);
+    }
+}
+
+/// One request through the authorised clients' decisions, given a 401 with
+/// `headers` (whose assessment is `assessment`).
+fn check_exchange(headers: &http::HeaderMap, assessment: &Assessment) {
+    let config = resource_config();
+    let origins = AllowedOrigins::for_config(&config);
+    let uri: http::Uri = REQUESTED.parse().expect("a fixed URI");
+    let token = AccessToken::builder(ACCESS_TOKEN)
+        .build()
+        .expect("a fixed token is valid");
+    let mut exchange = Exchange::new(&origins, &uri);
+    assert!(exchange.authorizes());
+    let mut retries = 0;
+    for attempt in 0..3 {
+        exchange.sending(token.clone());
+        let verdict = exchange.received(StatusCode::UNAUTHORIZED, headers, true);
+        assert!(
+            !format!("{verdict:?} {exchange:?}").contains(ACCESS_TOKEN),
+            "the token printed"
+        );
+        assert_eq!(verdict.invalidate.is_some(), assessment.invalid_token);
+        assert!(verdict.invalidate.iter().all(|t| t.same_token(&token)));
+        assert_eq!(verdict.retry, attempt == 0 && assessment.wants_retry());
+        if let Some(hint) = &verdict.resource_metadata {
+            assert_eq!(hint.requested, REQUESTED);
+            assert_eq!(Some(&hint.metadata_url), assessment.resource_metadata.as_ref());
+        }
+        retries += usize::from(verdict.retry);
+    }
+    assert!(retries <= 1, "retried {retries} times");
+    // Another origin never got the token: its 401 says nothing about it.
+    let elsewhere: http::Uri = "https://other.example/v1".parse().expect("a fixed URI");
+    let mut exchange = Exchange::new(&origins, &elsewhere);
+    assert!(!exchange.authorizes());
+    let verdict = exchange.received(StatusCode::UNAUTHORIZED, headers, true);
+    assert!(verdict.invalidate.is_none() && verdict.resource_metadata.is_none() && !verdict.retry);
+}
+
+/// A challenge's `resource_metadata` URL handed to a source: its next request
+/// stays on the resource's origin and carries no credential.
+fn check_hint(url: &str) {
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    let followed = source.follow_resource_metadata(REQUESTED, url);
+    let Action::Send(outgoing) = source.poll(NOW) else {
+        panic!("an empty source must send");
+    };
+    assert_eq!(outgoing.kind, RequestKind::Discovery);
+    check_carries_no_credential(&outgoing.request);
+    let sent = url::Url::parse(&outgoing.request.uri().to_string()).expect("an emitted URI parses");
+    let resource = url::Url::parse(RESOURCE).expect("a fixed URL");
+    assert_eq!(
+        sent.origin(),
+        resource.origin(),
+        "a hint {url:?} moved the metadata read to {sent}"
+    );
+    if followed {
+        assert_eq!(
+            Some(sent),
+            url::Url::parse(url).ok(),
+            "a followed hint is read where it points"
+        );
+    }
+}
+
+/// An RFC 9728 protected resource metadata document, checked for a fixed
+/// resource and for the resource it names itself, then read by a source
+/// configured with the resource (at its well-known location and where a
+/// 401 pointed): accepted metadata names the resource expected and only
+/// https authorization servers without query or fragment, round-trips
+/// through serde, and the source's next request is discovery at the first
+/// of them, without credentials; no error quotes the client secret or the
+/// query of the URL requested.
+pub fn resource_metadata(data: &[u8]) {
+    let named = serde_json::from_slice::<Value>(data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data))
+        .ok()
+        .and_then(|v| v.get("resource")?.as_str().map(str::to_owned));
+    let mut resources = vec![RESOURCE.to_owned()];
+    resources.extend(named);
+    for resource in &resources {
+        if let Ok(url) = resource_metadata_url(resource) {
+            assert!(is_https_or_loopback(&url), "metadata URL {url}");
+            assert!(url.path().starts_with("/.well-known/oauth-protected-resource"));
+            assert!(url.fragment().is_none() && url.username().is_empty() && url.password().is_none());
+            let given = url::Url::parse(resource).expect("an accepted resource parses");
+            assert_eq!(url.origin(), given.origin());
+            assert_eq!(url.query(), given.query());
+        }
+        for status in [200, 404, 500] {
+            match parse_resource_metadata(resource, response(status, data)) {
+                Ok(metadata) => {
+                    assert_eq!(status, 200);
+                    check_resource_metadata(&metadata, resource);
+                }
+                Err(error) => check_error_with(&error, false),
+            }
+        }
+    }
+    for status in [200, 503] {
+        let mut source = TokenSource::new(resource_config(), [7; 32]);
+        read_resource_metadata(&mut source, status, data, RESOURCE);
+    }
+    // The document read where a 401 pointed must name the URL requested.
+    let mut source = TokenSource::new(resource_config(), [7; 32]);
+    assert!(source.follow_resource_metadata(REQUESTED, "https://api.example/meta/items"));
+    read_resource_metadata(&mut source, 200, data, REQUESTED);
+}
+
+/// The invariants of metadata accepted for `resource`.
+fn check_resource_metadata(metadata: &ResourceMetadata, resource: &str) {
+    assert_eq!(metadata.resource, resource);
+    assert!(!metadata.authorization_servers.is_empty());
+    assert_eq!(metadata.authorization_server(), metadata.authorization_servers[0]);
+    let https = resource.starts_with("https:");
+    for server in &metadata.authorization_servers {
+        let url = url::Url::parse(server).expect("an authorization server was validated");
+        assert!(is_https_or_loopback(&url), "authorization server {url}");
+        assert!(!https || url.scheme() == "https", "authorization server {url}");
+        assert!(
+            url.query().is_none() && url.fragment().is_none(),
+            "authorization server {url}"
+        );
+    }
+    for typed in [
+        "resource",
+        "authorization_servers",
+        "scopes_supported",
+        "bearer_methods_supported",
+        "dpop_bound_access_tokens_required",
+    ] {
+        assert!(!metadata.additional.contains_key(typed), "{typed} left in additional");
+    }
+    let stored = serde_json::to_string(metadata).expect("metadata serialises");
+    let back: ResourceMetadata = match serde_json::from_str(&stored) {
+        Ok(back) => back,
+        Err(e) => panic!("stored metadata does not load back: {e}"),
+    };
+    assert_eq!(&back, metadata);
+}
+
+/// `source` reads the resource's metadata, answered with `data` under
+/// `status`; `expected` is the `resource` the document must name.
+fn read_resource_metadata(source: &mut TokenSource, status: u16, data: &[u8], expected: &str) {
+    let Action::Send(outgoing) = source.poll(NOW) else {
+        panic!("an empty source must send");
+    };
+    assert_eq!(outgoing.kind, RequestKind::Discovery);
+    check_carries_no_credential(&outgoing.request);
+    match source.handle_response(NOW, outgoing.id, response(status, data)) {
+        Ok(Event::ResourceMetadataUpdated(metadata)) => {
+            assert_eq!(status, 200);
+            check_resource_metadata(&metadata, expected);
+            let issuer = metadata.authorization_server();
+            assert_eq!(source.discovery_issuer(), Some(issuer));
+            let Action::Send(next) = source.poll(NOW) else {
+                panic!("the resource's metadata must be followed by discovery");
+            };
+            assert_eq!(next.kind, RequestKind::Discovery);
+            check_carries_no_credential(&next.request);
+            let discovery = [DiscoveryLocation::OpenId, DiscoveryLocation::Rfc8414]
+                .map(|location| discovery_request_at(issuer, location).map(|r| r.uri().to_string()).ok());
+            let sent = next.request.uri().to_string();
+            assert!(
+                discovery.contains(&Some(sent.clone())),
+                "discovery of {issuer} went to {sent}"
+            );
+        }
+        Ok(event) => {
+            // A retry scheduled after a 5xx: the error it carries is checked too.
+            assert_ne!(status, 200, "a 200 gave {event:?}");
+            assert_no_credential(&format!("{event:?}"), &[CLIENT_SECRET.to_owned()]);
+            assert!(source.resource_metadata().is_none());
+        }
+        Err(error) => {
+            check_error(&error);
+            if let Error::Discovery(DiscoveryError::ResourceMismatch { expected, .. }) = &error {
+                assert!(
+                    !expected.contains("fuzz-query-secret"),
+                    "the query requested quoted: {expected}"
+                );
+            }
+            assert!(source.resource_metadata().is_none());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,5 +1169,75 @@ mod tests {
             .build();
         assert!(config.is_err());
         discovery_document(body);
+    }
+
+    /// The `www_authenticate` oracle's premise: a challenge naming metadata
+    /// on another origin changes nothing, one on the resource's origin moves
+    /// the next metadata read there.
+    #[test]
+    fn only_a_hint_on_the_resources_origin_is_followed() {
+        let mut source = TokenSource::new(resource_config(), [7; 32]);
+        assert!(
+            !source.follow_resource_metadata(REQUESTED, "https://evil.example/.well-known/oauth-protected-resource")
+        );
+        assert!(source.follow_resource_metadata(REQUESTED, "https://api.example/meta/items"));
+        let Action::Send(outgoing) = source.poll(NOW) else {
+            panic!("expected a request")
+        };
+        assert_eq!(outgoing.request.uri(), "https://api.example/meta/items");
+        www_authenticate(br#"Bearer error="invalid_token", resource_metadata="https://evil.example/m""#);
+        www_authenticate(br#"Bearer error="invalid_token", resource_metadata="https://api.example/m""#);
+    }
+
+    /// The `resource_metadata` oracle's premise: a document read where a 401
+    /// pointed is accepted only when it names the URL requested, and a
+    /// mismatch does not quote that URL's query.
+    #[test]
+    fn a_hinted_document_must_name_the_url_requested() {
+        let document = |resource: &str| {
+            format!(r#"{{"resource":"{resource}","authorization_servers":["https://id.example"]}}"#).into_bytes()
+        };
+        for (resource, accepted) in [
+            (REQUESTED, true),
+            ("https://api.example/v1/items", false),
+            (RESOURCE, false),
+        ] {
+            let mut source = TokenSource::new(resource_config(), [7; 32]);
+            assert!(source.follow_resource_metadata(REQUESTED, "https://api.example/meta/items"));
+            let Action::Send(outgoing) = source.poll(NOW) else {
+                panic!("expected a request")
+            };
+            let result = source.handle_response(NOW, outgoing.id, response(200, &document(resource)));
+            assert_eq!(
+                matches!(result, Ok(Event::ResourceMetadataUpdated(_))),
+                accepted,
+                "{resource}: {result:?}"
+            );
+            if let Err(error) = result {
+                assert!(!error.to_string().contains("fuzz-query-secret"), "{error}");
+            }
+            let mut source = TokenSource::new(resource_config(), [7; 32]);
+            assert!(source.follow_resource_metadata(REQUESTED, "https://api.example/meta/items"));
+            read_resource_metadata(&mut source, 200, &document(resource), REQUESTED);
+        }
+        resource_metadata(&document(RESOURCE));
+    }
+
+    /// Found by `resource_metadata`: a resource identifier that says https
+    /// but does not parse as a URL (`]` in the host) let a standalone parse
+    /// accept plain-http loopback authorization servers; discovery had the
+    /// same gap for such an issuer. Anything but a parsed `http` URL now
+    /// counts as https.
+    #[test]
+    fn an_https_identifier_that_does_not_parse_still_requires_https() {
+        let resource = "https://api.exam]ple/v0";
+        let metadata =
+            format!(r#"{{"resource":"{resource}","authorization_servers":["http://localhost","http://127.0.0.1"]}}"#);
+        assert!(parse_resource_metadata(resource, response(200, metadata.as_bytes())).is_err());
+        let issuer = "https://id.exa]mple";
+        let document = format!(r#"{{"issuer":"{issuer}","token_endpoint":"http://localhost/token"}}"#);
+        assert!(parse_discovery(issuer, response(200, document.as_bytes())).is_err());
+        resource_metadata(metadata.as_bytes());
+        discovery_document(document.as_bytes());
     }
 }

@@ -60,3 +60,13 @@ fn stored_token() {
 fn token_source() {
     replay("token_source", fuzzing::token_source);
 }
+
+#[test]
+fn www_authenticate() {
+    replay("www_authenticate", fuzzing::www_authenticate);
+}
+
+#[test]
+fn resource_metadata() {
+    replay("resource_metadata", fuzzing::resource_metadata);
+}

@@ -1,4 +1,5 @@
-//! Issue 13: credentials never leave through proxies, echoes or allocations.
+//! Credentials never leave through proxies, echoes or allocations; token
+//! files are served only to the configuration and owner that wrote them.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -32,7 +33,7 @@ fn counting_proxy() -> (String, Arc<AtomicUsize>) {
     (url, count)
 }
 
-/// Defect 4: with `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` set, a plain
+/// With `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` set, a plain
 /// http token endpoint on loopback is still reached directly: through the
 /// proxy, the client secret would cross the network in clear text.
 ///
@@ -78,9 +79,9 @@ pub fn plain_http_to_loopback_bypasses_proxies<A: Adapter>() {
     );
 }
 
-/// Defect 7b: a `Content-Length` of 2^60 under a huge body cap is not
+/// A `Content-Length` of 2^60 under a huge body cap is not
 /// allocated up front: the client reads what arrives and reports the broken
-/// body (before the fix the blocking adapter aborted the process).
+/// body (allocating that much up front aborts the process).
 pub fn a_hostile_content_length_is_not_preallocated<A: Adapter>() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}/token", listener.local_addr().unwrap());
@@ -108,7 +109,7 @@ pub fn a_hostile_content_length_is_not_preallocated<A: Adapter>() {
     );
 }
 
-/// Defect 2, end to end: a server that echoes the Basic header, the refresh
+/// End to end: a server that echoes the Basic header, the refresh
 /// token or the token being revoked (escaped as it likes) never gets them
 /// into the errors either adapter returns.
 pub fn credentials_echoed_by_the_server_are_redacted<A: Adapter>() {
@@ -177,7 +178,7 @@ fn file_options(path: &std::path::Path) -> Options {
     }
 }
 
-/// Defect 3: a token file is tied to the configuration that wrote it. A
+/// A token file is tied to the configuration that wrote it. A
 /// client configured otherwise (here: the same provider through discovery
 /// rather than a direct endpoint) fetches its own token instead of serving
 /// the file's.
@@ -204,7 +205,7 @@ pub fn a_token_file_for_another_configuration_is_not_served<A: Adapter>() {
     assert_eq!(issuer.token_requests().len(), 2);
 }
 
-/// Defect 3: a token file group or others can read, or (when the test runs
+/// A token file group or others can read, or (when the test runs
 /// as root, which can give it away) one another user owns, is not trusted:
 /// the client fetches and saves a private file of its own.
 pub fn an_untrusted_token_file_is_refused_and_a_token_fetched<A: Adapter>() {
