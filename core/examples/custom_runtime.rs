@@ -95,10 +95,8 @@ impl Client {
                     Err(kind) => Outcome::TransportError(kind.into()),
                 },
                 Task::Load => Outcome::Loaded(lock(&self.store).clone()),
-                Task::Save(token) => lock(&self.store)
-                    .replace(token)
-                    .map_or(Outcome::Done, |_| Outcome::Done),
-                Task::Delete | Task::Evict(_) => lock(&self.store).take().map_or(Outcome::Done, |_| Outcome::Done),
+                Task::Save(token) => self.keep(Some(token)),
+                Task::Delete | Task::Evict(_) => self.keep(None),
                 Task::Report(_) | Task::EndFetch => Outcome::Done,
                 Task::TakeFleetTurn(_) => Outcome::FleetTurn(None),
                 Task::Provide(_) => Outcome::Provided(None),
