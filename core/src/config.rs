@@ -8,6 +8,8 @@ use url::Url;
 
 use crate::assertion::AssertionSource;
 use crate::endpoint::{check_endpoint, without_userinfo};
+// Also named through `config` by the machine, which reads the configured endpoint.
+pub(crate) use crate::endpoint::Endpoint;
 use crate::error::ConfigError;
 use crate::key::JwtKey;
 use crate::policy::RetryPolicy;
@@ -126,19 +128,6 @@ pub enum DiscoveryOrder {
     OpenIdOnly,
     /// Only RFC 8414.
     Rfc8414Only,
-}
-
-/// Where the token endpoint comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// Configured directly.
-    Token(Url),
-    /// Discovered from this issuer (the string exactly as configured).
-    Issuer(String),
-    /// Discovered from this protected resource (RFC 9728): its metadata names
-    /// the issuer, whose metadata names the token endpoint (the string exactly
-    /// as configured).
-    ResourceServer(String),
 }
 
 /// A validated configuration, cheap to clone (one `Arc`).
