@@ -132,6 +132,7 @@ mod discovery;
 mod dpop;
 mod endpoint;
 mod error;
+mod http_date;
 mod id;
 mod jose;
 mod key;
