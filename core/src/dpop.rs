@@ -5,7 +5,7 @@ use http::{HeaderValue, Method};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::jose::{b64, SignError};
+use crate::jws::{b64, SignError};
 use crate::key::JwtKey;
 use crate::time::Timestamp;
 

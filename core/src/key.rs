@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 #[cfg(feature = "signing")]
 use crate::error::ConfigError;
-use crate::jose::{b64, signing_input, JwsAlgorithm, SignError, Signer};
+use crate::jws::{b64, signing_input, JwsAlgorithm, SignError, Signer};
 
 /// A signing key for client assertions and DPoP proofs: cheap to clone.
 ///

@@ -134,7 +134,7 @@ mod endpoint;
 mod error;
 mod http_date;
 mod id;
-mod jose;
+mod jws;
 mod key;
 mod machine;
 mod policy;
@@ -156,7 +156,7 @@ pub use error::{
     ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
 };
 pub use id::RequestId;
-pub use jose::{JwsAlgorithm, SignError, Signer};
+pub use jws::{JwsAlgorithm, SignError, Signer};
 pub use key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
 pub use policy::{refresh_time, RetryPolicy};
