@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ClientAuthError;
 use crate::jws::{b64, hs256, signing_input, SignError};
-use crate::key::JwtKey;
+use crate::jwt_key::JwtKey;
 use crate::redact::clean;
 use crate::time::Timestamp;
 

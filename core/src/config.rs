@@ -11,7 +11,7 @@ use crate::endpoint::{check_endpoint, without_userinfo};
 // Also named through `config` by the machine, which reads the configured endpoint.
 pub(crate) use crate::endpoint::Endpoint;
 use crate::error::ConfigError;
-use crate::key::JwtKey;
+use crate::jwt_key::JwtKey;
 use crate::policy::RetryPolicy;
 use crate::secret::Secret;
 

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::jws::{b64, SignError};
-use crate::key::JwtKey;
+use crate::jwt_key::JwtKey;
 use crate::time::Timestamp;
 
 /// The `typ` header of a DPoP proof (RFC 9449 §4.2).

@@ -135,7 +135,7 @@ mod error;
 mod http_date;
 mod id;
 mod jws;
-mod key;
+mod jwt_key;
 mod machine;
 mod policy;
 mod redact;
@@ -148,6 +148,9 @@ mod sign;
 mod time;
 mod token;
 
+// The machine names the key by the module's former path.
+use jwt_key as key;
+
 pub use assertion::{AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, DiscoveryOrder};
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
@@ -157,7 +160,7 @@ pub use error::{
 };
 pub use id::RequestId;
 pub use jws::{JwsAlgorithm, SignError, Signer};
-pub use key::JwtKey;
+pub use jwt_key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
 pub use policy::{refresh_time, RetryPolicy};
 pub use resource::{parse_resource_metadata, resource_metadata_url, ResourceMetadata};
