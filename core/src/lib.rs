@@ -144,7 +144,7 @@ mod resource;
 mod response;
 mod secret;
 #[cfg(feature = "signing")]
-mod sign;
+mod signing;
 mod time;
 mod token;
 
