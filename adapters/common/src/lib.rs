@@ -11,7 +11,7 @@
 //! - [`discovery`]: standalone discovery, OpenID Connect then RFC 8414;
 //! - [`TokenStore`] / [`AsyncTokenStore`] (the adapters' store traits),
 //!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
-//! - [`file`](mod@file): loading and atomically saving a token file with owner-only permissions;
+//! - [`token_file`]: loading and atomically saving a token file with owner-only permissions;
 //! - [`proxy`]: which requests bypass proxies (plain http to loopback);
 //! - [`observe`]: what a client reports — a `tracing` span per request with
 //!   OpenTelemetry field names, parented to the caller's span, and (feature
@@ -39,7 +39,7 @@ pub mod authorized;
 mod clock;
 pub mod discovery;
 mod driver;
-pub mod file;
+pub mod token_file;
 pub mod observe;
 pub mod proxy;
 mod published;
