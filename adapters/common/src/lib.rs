@@ -19,10 +19,10 @@
 //! - [`loggable_uri`]: a request URI as logs show it, without its query;
 //! - [`random_bytes`]: each client's seed (retry jitter, `jti`s) from the OS;
 //! - reading a client assertion file for the core (`AssertionSource::file`);
-//! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
-//!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping);
-//! - [`authorized`]: the authorised HTTP clients themselves, generic over the
-//!   adapter's `Client` (features `ureq-middleware`, `reqwest-middleware`,
+//! - [`authorized`]: the authorised HTTP clients, generic over the
+//!   adapter's `Client`, and in [`authorized::policy`] their decisions (origin
+//!   allow-list, `WWW-Authenticate` challenges, the one-retry rule, redirect
+//!   stripping) (features `ureq-middleware`, `reqwest-middleware`,
 //!   `tower`), and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
 //!   ureq errors as the core's.
 //!
@@ -34,19 +34,21 @@
 #![warn(missing_docs)]
 
 mod assertion_file;
-pub mod authorize;
 pub mod authorized;
 mod clock;
 pub mod discovery;
 mod driver;
-pub mod token_file;
 pub mod observe;
 pub mod proxy;
 mod published;
 mod store;
+pub mod token_file;
 #[cfg_attr(docsrs, doc(cfg(feature = "ureq")))]
 #[cfg(feature = "ureq")]
 pub mod ureq_transport;
+
+// The driver names the authorised clients' decisions by their former path.
+use authorized::policy as authorize;
 
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
 pub use driver::{BoxFuture, Driver, ErrorCallback, Io, Mode, Provider, Settings, Step, TokenCallback, Wake, Work};
