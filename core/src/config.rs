@@ -8,10 +8,8 @@ use url::Url;
 
 use crate::assertion::AssertionSource;
 use crate::endpoint::{check_endpoint, without_userinfo};
-// Also named through `config` by the machine, which reads the configured endpoint.
-pub(crate) use crate::endpoint::Endpoint;
 use crate::error::ConfigError;
-use crate::jwt_key::JwtKey;
+use crate::key::JwtKey;
 use crate::policy::RetryPolicy;
 use crate::secret::Secret;
 
@@ -129,6 +127,9 @@ pub enum DiscoveryOrder {
     /// Only RFC 8414.
     Rfc8414Only,
 }
+
+// Where the token endpoint comes from; the machine names it through `config`.
+pub(crate) use crate::endpoint::Endpoint;
 
 /// A validated configuration, cheap to clone (one `Arc`).
 ///

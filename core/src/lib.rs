@@ -148,7 +148,7 @@ mod signing;
 mod time;
 mod token;
 
-// The machine names the key by the module's former path.
+// The machine and config name the key by the module's former path.
 use jwt_key as key;
 
 pub use assertion::{AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};

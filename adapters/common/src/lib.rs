@@ -20,10 +20,10 @@
 //! - [`random_bytes`]: each client's seed (retry jitter, `jti`s) from the OS;
 //! - reading a client assertion file for the core (`AssertionSource::file`);
 //! - [`authorized`]: the authorised HTTP clients, generic over the
-//!   adapter's `Client`, and in [`authorized::policy`] their decisions (origin
+//!   adapter's `Client` (features `ureq-middleware`, `reqwest-middleware`,
+//!   `tower`), with their decisions in [`authorized::policy`] (origin
 //!   allow-list, `WWW-Authenticate` challenges, the one-retry rule, redirect
-//!   stripping) (features `ureq-middleware`, `reqwest-middleware`,
-//!   `tower`), and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
+//!   stripping); and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
 //!   ureq errors as the core's.
 //!
 //! This crate is an implementation detail of `client-credentials-blocking` and
@@ -47,13 +47,14 @@ pub mod token_file;
 #[cfg(feature = "ureq")]
 pub mod ureq_transport;
 
-// The driver names the authorised clients' decisions by their former path.
-use authorized::policy as authorize;
-
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
 pub use driver::{BoxFuture, Driver, ErrorCallback, Io, Mode, Provider, Settings, Step, TokenCallback, Wake, Work};
 pub use published::Published;
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
+
+// The driver and the authorised clients' glue name the decisions by their
+// former path.
+use authorized::policy as authorize;
 
 /// The crate whose name a log line of the shared code carries as its
 /// `tracing` target: the adapter's (`client_credentials_blocking`,

@@ -18,8 +18,8 @@ use client_credentials::{AccessToken, Config, Error};
 use http::{HeaderMap, Method};
 
 #[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
-use self::policy::AllowedOrigins;
-use self::policy::Verdict;
+use crate::authorize::AllowedOrigins;
+use crate::authorize::Verdict;
 use crate::{Driver, Wake};
 
 pub mod policy;
