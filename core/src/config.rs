@@ -128,18 +128,8 @@ pub enum DiscoveryOrder {
     Rfc8414Only,
 }
 
-/// Where the token endpoint comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// Configured directly.
-    Token(Url),
-    /// Discovered from this issuer (the string exactly as configured).
-    Issuer(String),
-    /// Discovered from this protected resource (RFC 9728): its metadata names
-    /// the issuer, whose metadata names the token endpoint (the string exactly
-    /// as configured).
-    ResourceServer(String),
-}
+// Where the token endpoint comes from; the machine names it through `config`.
+pub(crate) use crate::endpoint::Endpoint;
 
 /// A validated configuration, cheap to clone (one `Arc`).
 ///

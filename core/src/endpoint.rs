@@ -1,12 +1,26 @@
-//! Endpoint URL checks, and cutting credentials out of a URL before it is
-//! quoted: one place for every URL the client will send to, whether it was
-//! configured or came from a metadata document.
+//! Where the token endpoint comes from ([`Endpoint`]), endpoint URL checks,
+//! and cutting credentials out of a URL before it is quoted: one place for
+//! every URL the client will send to, whether it was configured or came from
+//! a metadata document.
 //!
 //! A leaf below `config`, `discovery` and `resource`, which all check URLs.
 
 use url::Url;
 
 use crate::error::ConfigError;
+
+/// Where the token endpoint comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// Configured directly.
+    Token(Url),
+    /// Discovered from this issuer (the string exactly as configured).
+    Issuer(String),
+    /// Discovered from this protected resource (RFC 9728): its metadata names
+    /// the issuer, whose metadata names the token endpoint (the string exactly
+    /// as configured).
+    ResourceServer(String),
+}
 
 /// Parses and checks an endpoint URL: absolute, no fragment, no credentials,
 /// `https` unless the host is loopback or insecure HTTP is allowed.

@@ -145,9 +145,10 @@ mod dpop;
 pub mod driver;
 mod endpoint;
 mod error;
+mod http_date;
 mod id;
-mod jose;
-mod key;
+mod jws;
+mod jwt_key;
 mod machine;
 mod policy;
 mod redact;
@@ -156,9 +157,12 @@ mod resource;
 mod response;
 mod secret;
 #[cfg(feature = "signing")]
-mod sign;
+mod signing;
 mod time;
 mod token;
+
+// The machine and config name the key by the module's former path.
+use jwt_key as key;
 
 pub use assertion::{AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, DiscoveryOrder};
@@ -168,8 +172,8 @@ pub use error::{
     ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
 };
 pub use id::RequestId;
-pub use jose::{JwsAlgorithm, SignError, Signer};
-pub use key::JwtKey;
+pub use jws::{JwsAlgorithm, SignError, Signer};
+pub use jwt_key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
 pub use policy::{refresh_time, RetryPolicy};
 pub use resource::{parse_resource_metadata, resource_metadata_url, ResourceMetadata};

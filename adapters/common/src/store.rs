@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use client_credentials::{AccessToken, Config, Timestamp};
 
-use crate::file;
 use crate::settings::BoxFuture;
+use crate::token_file;
 
 /// Keeps the current token somewhere (memory shared between clients, a file,
 /// a database), so a restarted program reuses it instead of fetching a new
@@ -264,13 +264,13 @@ impl FileStore {
 
 impl TokenStore for FileStore {
     fn load(&self, config: &Config) -> io::Result<Option<AccessToken>> {
-        file::load(&self.path, &config.fingerprint())
+        token_file::load(&self.path, &config.fingerprint())
     }
     fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
-        file::save(&self.path, &config.fingerprint(), token)
+        token_file::save(&self.path, &config.fingerprint(), token)
     }
     fn delete(&self, config: &Config) -> io::Result<()> {
-        file::delete(&self.path, &config.fingerprint())
+        token_file::delete(&self.path, &config.fingerprint())
     }
 }
 

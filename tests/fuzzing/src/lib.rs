@@ -20,7 +20,7 @@ use client_credentials::{
     AccessToken, Action, Config, DiscoveryError, DiscoveryLocation, Error, Event, RequestId, RequestKind,
     ResourceMetadata, Timestamp, TokenSource, TransportErrorKind,
 };
-use client_credentials_common::authorize::{
+use client_credentials_common::authorized::policy::{
     assess, parse_challenges, AllowedOrigins, Assessment, Challenge, Exchange, DPOP_NONCE,
 };
 use http::StatusCode;

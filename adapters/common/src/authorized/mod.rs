@@ -2,7 +2,7 @@
 //! adapter's `Client` implements [`Authorizer`] and [`BlockingAuthorizer`] or
 //! [`AsyncAuthorizer`] (with [`authorizer!`](crate::authorizer)), and names
 //! these types with its `Client` filled in. The decisions are
-//! [`authorize`](crate::authorize)'s ([`Exchange`](crate::authorize::Exchange)); these types only move
+//! [`policy`]'s ([`Exchange`](policy::Exchange)); these types only move
 //! requests.
 //!
 //! - [`AuthMiddleware`]: a `ureq` middleware (feature `ureq-middleware`: the
@@ -22,6 +22,7 @@ use crate::authorize::AllowedOrigins;
 use crate::authorize::Verdict;
 use crate::{Driver, Io};
 
+pub mod policy;
 #[cfg(feature = "reqwest-middleware")]
 mod reqwest;
 #[cfg(feature = "tower")]
@@ -237,5 +238,5 @@ impl<C: Authorizer> AuthMiddleware<C> {
         AuthMiddleware { client, origins }
     }
 
-    crate::authorize::origin_methods!();
+    self::policy::origin_methods!();
 }
