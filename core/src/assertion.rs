@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::ClientAuthError;
-use crate::jose::{b64, hs256, signing_input, SignError};
-use crate::key::JwtKey;
+use crate::jws::{b64, hs256, signing_input, SignError};
+use crate::jwt_key::JwtKey;
 use crate::redact::clean;
 use crate::time::Timestamp;
 

@@ -7,12 +7,10 @@ use std::time::Duration;
 use url::Url;
 
 use crate::assertion::AssertionSource;
-use crate::discovery::{discovery_url_with, DiscoveryLocation};
 use crate::endpoint::{check_endpoint, without_userinfo};
-use crate::error::{ConfigError, DiscoveryError};
+use crate::error::ConfigError;
 use crate::key::JwtKey;
 use crate::policy::RetryPolicy;
-use crate::resource::resource_metadata_url_with;
 use crate::secret::Secret;
 
 /// How the client authenticates to the token endpoint.
@@ -130,79 +128,8 @@ pub enum DiscoveryOrder {
     Rfc8414Only,
 }
 
-/// Where the token endpoint comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// Configured directly.
-    Token(Url),
-    /// Discovered from this issuer.
-    Issuer(Issuer),
-    /// Discovered from this protected resource (RFC 9728): its metadata names
-    /// the issuer, whose metadata names the token endpoint.
-    ResourceServer(ResourceServer),
-}
-
-/// An issuer whose metadata names the token endpoint, with the URLs of its
-/// metadata documents built and checked once: every discovery request the
-/// client sends is to one of them, so none can be malformed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Issuer {
-    /// The identifier exactly as configured or named: a document's `issuer`
-    /// must equal it byte for byte (RFC 8414 §3.3).
-    identifier: String,
-    openid: Url,
-    rfc8414: Url,
-}
-
-impl Issuer {
-    /// Checks `identifier` and builds its metadata URLs; the error says why
-    /// it cannot be used (not a URL, plain `http:` to a non-loopback host, a
-    /// query or fragment).
-    pub(crate) fn new(identifier: String, allow_insecure: bool) -> Result<Issuer, DiscoveryError> {
-        let openid = discovery_url_with(&identifier, DiscoveryLocation::OpenId, allow_insecure)?;
-        let rfc8414 = discovery_url_with(&identifier, DiscoveryLocation::Rfc8414, allow_insecure)?;
-        Ok(Issuer {
-            identifier,
-            openid,
-            rfc8414,
-        })
-    }
-
-    /// The identifier.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.identifier
-    }
-
-    /// Where its metadata document is read at `location`.
-    pub(crate) fn metadata_url(&self, location: DiscoveryLocation) -> &Url {
-        match location {
-            DiscoveryLocation::OpenId => &self.openid,
-            DiscoveryLocation::Rfc8414 => &self.rfc8414,
-        }
-    }
-}
-
-/// A protected resource (RFC 9728), with the checked URL of its well-known
-/// metadata document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ResourceServer {
-    /// The identifier exactly as configured: the document's `resource` must
-    /// equal it (RFC 9728 §3.3).
-    identifier: String,
-    metadata_url: Url,
-}
-
-impl ResourceServer {
-    /// The identifier.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.identifier
-    }
-
-    /// Where its metadata document is read, unless a `401` named another place.
-    pub(crate) fn metadata_url(&self) -> &Url {
-        &self.metadata_url
-    }
-}
+// Where the token endpoint comes from; the machine names it through `config`.
+pub(crate) use crate::endpoint::{Endpoint, Issuer, ResourceServer};
 
 /// A validated configuration, cheap to clone (one `Arc`).
 ///
@@ -1137,18 +1064,15 @@ impl ConfigBuilder {
             (Some(url), None, None) => Endpoint::Token(check_endpoint("token_endpoint", &url, insecure)?),
             (None, None, Some(resource)) => {
                 check_endpoint("resource_server", &resource, insecure)?;
-                let metadata_url =
-                    resource_metadata_url_with(&resource, insecure).map_err(|e| ConfigError::InvalidUrl {
-                        field: "resource_server",
-                        url: without_userinfo(&resource),
-                        reason: e.to_string(),
-                    })?;
+                let url = without_userinfo(&resource);
+                let checked = ResourceServer::new(resource.clone(), insecure).map_err(|e| ConfigError::InvalidUrl {
+                    field: "resource_server",
+                    url,
+                    reason: e.to_string(),
+                })?;
                 // RFC 8707: the token is asked for this resource.
-                given_resources.insert(0, resource.clone());
-                Endpoint::ResourceServer(ResourceServer {
-                    identifier: resource,
-                    metadata_url,
-                })
+                given_resources.insert(0, resource);
+                Endpoint::ResourceServer(checked)
             }
             (None, Some(issuer), None) => {
                 check_issuer("issuer", &issuer, insecure)?;

@@ -5,8 +5,8 @@ use http::{HeaderValue, Method};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::jose::{b64, SignError};
-use crate::key::JwtKey;
+use crate::jws::{b64, SignError};
+use crate::jwt_key::JwtKey;
 use crate::time::Timestamp;
 
 /// The `typ` header of a DPoP proof (RFC 9449 §4.2).

@@ -1,12 +1,99 @@
-//! Endpoint URL checks, and cutting credentials out of a URL before it is
-//! quoted: one place for every URL the client will send to, whether it was
-//! configured or came from a metadata document.
+//! Where the token endpoint comes from ([`Endpoint`]), endpoint URL checks,
+//! and cutting credentials out of a URL before it is quoted: one place for
+//! every URL the client will send to, whether it was configured or came from
+//! a metadata document.
 //!
-//! A leaf below `config`, `discovery` and `resource`, which all check URLs.
+//! `config`, `discovery` and `resource` all check URLs here; the metadata
+//! URLs of an issuer or a resource are built by `discovery` and `resource`.
 
 use url::Url;
 
-use crate::error::ConfigError;
+use crate::discovery::{discovery_url_with, DiscoveryLocation};
+use crate::error::{ConfigError, DiscoveryError};
+use crate::resource::resource_metadata_url_with;
+
+/// Where the token endpoint comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// Configured directly.
+    Token(Url),
+    /// Discovered from this issuer.
+    Issuer(Issuer),
+    /// Discovered from this protected resource (RFC 9728): its metadata names
+    /// the issuer, whose metadata names the token endpoint.
+    ResourceServer(ResourceServer),
+}
+
+/// An issuer whose metadata names the token endpoint, with the URLs of its
+/// metadata documents built and checked once: every discovery request the
+/// client sends is to one of them, so none can be malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Issuer {
+    /// The identifier exactly as configured or named: a document's `issuer`
+    /// must equal it byte for byte (RFC 8414 §3.3).
+    identifier: String,
+    openid: Url,
+    rfc8414: Url,
+}
+
+impl Issuer {
+    /// Checks `identifier` and builds its metadata URLs; the error says why
+    /// it cannot be used (not a URL, plain `http:` to a non-loopback host, a
+    /// query or fragment).
+    pub(crate) fn new(identifier: String, allow_insecure: bool) -> Result<Issuer, DiscoveryError> {
+        let openid = discovery_url_with(&identifier, DiscoveryLocation::OpenId, allow_insecure)?;
+        let rfc8414 = discovery_url_with(&identifier, DiscoveryLocation::Rfc8414, allow_insecure)?;
+        Ok(Issuer {
+            identifier,
+            openid,
+            rfc8414,
+        })
+    }
+
+    /// The identifier.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.identifier
+    }
+
+    /// Where its metadata document is read at `location`.
+    pub(crate) fn metadata_url(&self, location: DiscoveryLocation) -> &Url {
+        match location {
+            DiscoveryLocation::OpenId => &self.openid,
+            DiscoveryLocation::Rfc8414 => &self.rfc8414,
+        }
+    }
+}
+
+/// A protected resource (RFC 9728), with the checked URL of its well-known
+/// metadata document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResourceServer {
+    /// The identifier exactly as configured: the document's `resource` must
+    /// equal it (RFC 9728 §3.3).
+    identifier: String,
+    metadata_url: Url,
+}
+
+impl ResourceServer {
+    /// The identifier.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.identifier
+    }
+
+    /// Where its metadata document is read, unless a `401` named another place.
+    pub(crate) fn metadata_url(&self) -> &Url {
+        &self.metadata_url
+    }
+
+    /// Checks `identifier` and builds its well-known metadata URL.
+    pub(crate) fn new(identifier: String, allow_insecure: bool) -> Result<ResourceServer, DiscoveryError> {
+        let metadata_url = resource_metadata_url_with(&identifier, allow_insecure)?;
+        Ok(ResourceServer {
+            identifier,
+            metadata_url,
+        })
+    }
+}
 
 /// Parses and checks an endpoint URL: absolute, no fragment, no credentials,
 /// `https` unless the host is loopback or insecure HTTP is allowed.

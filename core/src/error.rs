@@ -9,7 +9,7 @@ use std::fmt;
 use http::StatusCode;
 
 use crate::id::RequestId;
-use crate::jose::{JwsAlgorithm, SignError};
+use crate::jws::{JwsAlgorithm, SignError};
 use crate::redact::Credentials;
 use crate::time::Timestamp;
 

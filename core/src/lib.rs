@@ -87,6 +87,18 @@
 //! }
 //! ```
 //!
+//! ## The whole client: [`driver`]
+//!
+//! Around `TokenSource` sits the client's second machine, [`driver::Driver`]:
+//! single flight between many callers, which caller sends and which waits,
+//! the store's load and ordered writes, the custom provider's and the fleet's
+//! turn, re-reading the assertion file, sign-out, background-refresh timing.
+//! Each caller steps a [`driver::Call`]; a [`driver::Work`] is a task
+//! (a request, a store call, the provider) performed outside the caller's
+//! lock and handed back. Both adapters are shells around it; the
+//! [`driver`] module docs show the loop, and `examples/custom_runtime.rs`
+//! runs it with threads, a store and a socket of its own.
+//!
 //! ## Decisions, and where they are documented
 //! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`
 //!   ([`refresh_time`]); default margin 300 s. Between that time and expiry it is
@@ -133,11 +145,13 @@ mod assertion;
 mod config;
 mod discovery;
 mod dpop;
+pub mod driver;
 mod endpoint;
 mod error;
+mod http_date;
 mod id;
-mod jose;
-mod key;
+mod jws;
+mod jwt_key;
 mod machine;
 mod policy;
 mod redact;
@@ -146,9 +160,12 @@ mod resource;
 mod response;
 mod secret;
 #[cfg(feature = "signing")]
-mod sign;
+mod signing;
 mod time;
 mod token;
+
+// The machine and config name the key by the module's former path.
+use jwt_key as key;
 
 pub use assertion::{AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, DiscoveryOrder};
@@ -158,8 +175,8 @@ pub use error::{
     ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
 };
 pub use id::RequestId;
-pub use jose::{JwsAlgorithm, SignError, Signer};
-pub use key::JwtKey;
+pub use jws::{JwsAlgorithm, SignError, Signer};
+pub use jwt_key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
 pub use policy::{refresh_time, RetryPolicy};
 pub use resource::{parse_resource_metadata, resource_metadata_url, ResourceMetadata};

@@ -206,7 +206,12 @@ impl fmt::Debug for Sent {
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Idle,
-    InFlight { id: RequestId, sent: Sent },
+    /// `sent_at`: when it went out (a failing streak counts from then).
+    InFlight {
+        id: RequestId,
+        sent: Sent,
+        sent_at: Timestamp,
+    },
 }
 
 /// Where the rounds of attempts stand.
@@ -344,6 +349,9 @@ pub struct TokenSource {
     failures: u32,
     /// When the first of those requests failed.
     failing_since: Option<Timestamp>,
+    /// When the request answered last was sent: a failing streak starts
+    /// there, not when the (perhaps slow) answer came.
+    answered_sent_at: Option<Timestamp>,
     /// The `Retry-After` of the last failed attempt, when it was capped.
     retry_after_capped: Option<Duration>,
     /// Numbers of the last round started, and of the last that failed /
@@ -416,6 +424,7 @@ impl TokenSource {
             not_before: None,
             failures: 0,
             failing_since: None,
+            answered_sent_at: None,
             retry_after_capped: None,
             rounds_started: 0,
             last_failed_round: None,
@@ -512,6 +521,11 @@ impl TokenSource {
     pub fn insert_token(&mut self, token: AccessToken) {
         self.refresh_token = token.refresh_secret().cloned();
         self.cached = Some(Cached::new(&self.config, token));
+    }
+
+    /// The configuration.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The discovered metadata, if any.
@@ -950,7 +964,7 @@ impl TokenSource {
             Sent::ResourceMetadata { .. } | Sent::Discovery { .. } => RequestKind::Discovery,
             Sent::Revocation => RequestKind::Revocation,
         };
-        self.phase = Phase::InFlight { id, sent };
+        self.phase = Phase::InFlight { id, sent, sent_at: now };
         self.sent_credentials = carried_credentials(&self.config, &request);
         Ok(Outgoing { id, kind, request })
     }
@@ -969,7 +983,14 @@ impl TokenSource {
 
     fn take_in_flight(&mut self, id: RequestId) -> Result<Sent, Error> {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::InFlight { id: current, sent } if current == id => Ok(sent),
+            Phase::InFlight {
+                id: current,
+                sent,
+                sent_at,
+            } if current == id => {
+                self.answered_sent_at = Some(sent_at);
+                Ok(sent)
+            }
             phase => {
                 self.phase = phase;
                 Err(Error::UnknownRequest { id })
@@ -1283,7 +1304,7 @@ impl TokenSource {
     /// fresh assertion dated `now`; none is sent when no assertion can be
     /// made (an expired assertion file, a failing signer).
     pub fn signout(&mut self, now: Timestamp) -> Option<Outgoing> {
-        if let Phase::InFlight { id, sent } = &self.phase {
+        if let Phase::InFlight { id, sent, .. } = &self.phase {
             if *sent != Sent::Revocation {
                 let id = *id;
                 let dropped = TransportError::new(
@@ -1315,6 +1336,7 @@ impl TokenSource {
         self.phase = Phase::InFlight {
             id,
             sent: Sent::Revocation,
+            sent_at: now,
         };
         Some(Outgoing {
             id,
@@ -1420,7 +1442,11 @@ impl TokenSource {
     /// whether the next attempt is a retry within the round or a new round.
     fn fail(&mut self, now: Timestamp, error: Error, retry_after: Option<Duration>) -> Result<Event, Error> {
         self.failures = self.failures.saturating_add(1);
-        self.failing_since.get_or_insert(now);
+        // The provider has been failing since it was sent the request that
+        // failed: with slow answers, counting from the answer would let the
+        // streak's first minute (and its burst of retries) start late.
+        let started = self.answered_sent_at.map_or(now, |sent| sent.min(now));
+        self.failing_since.get_or_insert(started);
         let (attempts, failed_before) = match &self.round {
             Round::Running { attempts, latest_error } => (attempts.saturating_add(1), latest_error.is_some()),
             Round::Failed { .. } => (1, true),

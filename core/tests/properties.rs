@@ -895,3 +895,43 @@ proptest! {
         }
     }
 }
+
+/// A shrunk counterexample of `a_failing_provider_is_backed_off`: slow
+/// answers (25 s) before the first counted failure made the streak's first
+/// minute start when the answer came, not when the provider was first asked,
+/// so three requests went out within a minute after the first minute.
+#[test]
+fn slow_failures_count_from_when_the_request_was_sent() {
+    let status_500 = || Failing::Status {
+        status: 500,
+        retry_after: None,
+    };
+    let crowd = Crowd {
+        issuer: false,
+        seeded: Some((0, true)),
+        refresher: false,
+        seed: 0,
+        gaps: vec![1],
+        latencies: vec![25_156, 24_795, 951, 853, 0, 0],
+        answers: vec![
+            status_500(),
+            Failing::OAuth {
+                status: 400,
+                code: "invalid_grant",
+            },
+            status_500(),
+            status_500(),
+            status_500(),
+            status_500(),
+            status_500(),
+        ],
+        calls: vec![Call::Token],
+    };
+    let sent = besiege(&crowd).unwrap();
+    let first = sent[0];
+    for window in sent.windows(3) {
+        if window[0] >= first + 60_000 {
+            assert!(window[2] - window[0] >= 60_000, "{window:?} in {sent:?}");
+        }
+    }
+}

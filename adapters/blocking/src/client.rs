@@ -1,14 +1,15 @@
 //! The client: the shared driver (`client-credentials-common`) looped around
-//! on the calling thread, waiters parked on a `Condvar`.
+//! on the calling thread, which performs the I/O of the jobs it is handed;
+//! waiters park on a `Condvar`.
 
-use std::future::{ready, Future};
-use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
-use client_credentials_common::{self as common, BoxFuture, Driver, LogTarget, Mode, Settings, Step, Wake};
+use client_credentials_common::{
+    self as common, BlockingProvider, BlockingSettings, Call, Caller, Driver, Job, LogTarget, Outcome, Step, Task,
+    TokenStore, Wake,
+};
 
 use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
 
@@ -52,7 +53,7 @@ impl Wake for Io {
 
 /// Configures a [`Client`]: transport, timeouts, store, callbacks, provider, clock.
 pub struct ClientBuilder {
-    settings: Settings,
+    settings: BlockingSettings,
     transport: Option<Box<dyn Transport>>,
     agent: Option<ureq::Agent>,
     timeout: Option<Duration>,
@@ -139,7 +140,7 @@ impl Client {
     /// Starts configuring a client.
     pub fn builder(config: Config) -> ClientBuilder {
         ClientBuilder {
-            settings: Settings::new(config),
+            settings: BlockingSettings::new(config),
             transport: None,
             agent: None,
             timeout: None,
@@ -154,7 +155,7 @@ impl Client {
     pub fn token(&self) -> Result<AccessToken, Error> {
         match self.driver.fresh() {
             Some(token) => Ok(token),
-            None => self.run(Mode::Token),
+            None => self.run(Call::token()),
         }
     }
 
@@ -165,8 +166,8 @@ impl Client {
     /// it expires. During the cool-down after a failed round nothing is sent:
     /// that round's error is returned at once.
     pub fn refresh(&self) -> Result<AccessToken, Error> {
-        let mode = self.driver.refresh()?;
-        self.run(mode)
+        let call = self.driver.refresh()?;
+        self.run(call)
     }
 
     /// `Authorization: Bearer …` for [`Client::token`], marked sensitive.
@@ -202,7 +203,7 @@ impl Client {
     pub fn token_timeout(&self, timeout: Duration) -> Result<AccessToken, Error> {
         match self.driver.fresh() {
             Some(token) => Ok(token),
-            None => self.run_until(Mode::Token, Instant::now().checked_add(timeout)),
+            None => self.run_until(Call::token(), Instant::now().checked_add(timeout)),
         }
     }
 
@@ -218,8 +219,8 @@ impl Client {
     /// until the back-off ends. A token older than the cached one evicts
     /// nothing. The stored token is deleted when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
-        if self.driver.invalidate(token) {
-            block_on(self.driver.save_changes());
+        if let Some(eviction) = self.driver.invalidate(token) {
+            let _ = self.run(eviction);
         }
     }
 
@@ -227,37 +228,49 @@ impl Client {
     /// has a revocation endpoint (configured or discovered), revokes it
     /// (RFC 7009). The error is the revocation's; the state is cleared anyway.
     pub fn signout(&self) -> Result<(), Error> {
-        block_on(self.driver.signout())
+        let (deletion, revocation) = self.driver.signout();
+        // Returns once the store's deletion has landed, even when another
+        // caller applies it.
+        let _ = self.run(deletion);
+        match revocation {
+            Some(mut revocation) => match revocation.take_request() {
+                Some((request, exchange)) => {
+                    let result = exchange.span().in_scope(|| self.driver.io.transport.send(request));
+                    revocation.finish(exchange, result)
+                }
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 
-    /// Steps the driver until it yields a result, flying the flight on
-    /// this thread when this caller holds it and parking on the condvar otherwise.
-    fn run(&self, mode: Mode) -> Result<AccessToken, Error> {
-        self.run_until(mode, None)
+    /// Steps the driver until the call ends, performing the jobs it is
+    /// handed on this thread and parking on the condvar otherwise.
+    fn run<C: Caller>(&self, call: C) -> Result<C::Output, Error> {
+        self.run_until(call, None)
     }
 
     /// [`Client::run`], giving up at `deadline` (if any) with a timeout
-    /// error. A caller with a deadline that is handed the flight runs it on
-    /// a thread of its own and waits for it like any other caller.
-    fn run_until(&self, mode: Mode, deadline: Option<Instant>) -> Result<AccessToken, Error> {
+    /// error. A caller with a deadline that is handed a job runs it on a
+    /// thread of its own and waits for it like any other caller.
+    fn run_until<C: Caller>(&self, mut call: C, deadline: Option<Instant>) -> Result<C::Output, Error> {
         let io = &self.driver.io;
         let mut waiting = None;
         loop {
             let seen = *io.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-            let wait = match self.driver.step(mode) {
-                Step::Ready(token) => return Ok(token),
+            let wait = match self.driver.step(&mut call) {
+                Step::Ready(value) => return Ok(value),
                 Step::Failed(error) => return Err(error),
-                Step::Work(work) if deadline.is_none() => {
-                    block_on(self.driver.clone().fly(work));
+                Step::Work(job) if deadline.is_none() => {
+                    perform(job);
                     continue;
                 }
-                Step::Work(work) => {
-                    let driver = self.driver.clone();
-                    let flying = std::thread::Builder::new()
+                Step::Work(job) => {
+                    let working = std::thread::Builder::new()
                         .name("client-credentials-refresh".into())
-                        .spawn(move || block_on(driver.fly(work)));
-                    if let Err(error) = flying {
-                        // No thread to be had: the flight (dropped with the
+                        .spawn(move || perform(job));
+                    if let Err(error) = working {
+                        // No thread to be had: the job (dropped with the
                         // closure) was handed back; report it like a transport
                         // failure rather than block past the deadline.
                         return Err(common::transport_error(TransportErrorKind::Other, &error).into());
@@ -282,6 +295,39 @@ impl Client {
     }
 }
 
+/// Performs a job's tasks on this thread: this adapter's I/O.
+fn perform(mut job: Job<Io>) {
+    while let Some(task) = job.next_task() {
+        let driver = job.driver();
+        let config = driver.config();
+        let store = driver.store();
+        let outcome = match task {
+            Task::Send(outgoing, attempt) => {
+                let exchange = job.exchange(&outgoing, attempt);
+                let result = exchange.span().in_scope(|| driver.io.transport.send(outgoing.request));
+                job.exchanged(exchange, result)
+            }
+            Task::Provide(cached) => Outcome::Provided(driver.provider().and_then(|provide| provide(cached.as_ref()))),
+            Task::Load => driver.loaded(store.map_or(Ok(None), |store| store.load(config))),
+            Task::TakeFleetTurn(now) => {
+                driver.fleet_turn(store.map_or(Ok(common::FleetTurn::Fetch), |store| store.begin_fetch(config, now)))
+            }
+            Task::Save(token) => driver.written("save", store.map_or(Ok(()), |store| store.save(config, &token))),
+            Task::Delete => driver.written("delete", store.map_or(Ok(()), |store| store.delete(config))),
+            Task::Evict(token) => driver.written("evict", store.map_or(Ok(()), |store| store.evict(config, &token))),
+            Task::EndFetch => {
+                if let Some(store) = store {
+                    store.end_fetch(config);
+                }
+                Outcome::Done
+            }
+            // Performed by the shell itself.
+            _ => Outcome::Done,
+        };
+        job.hand_back(outcome);
+    }
+}
+
 /// The error of a call whose own deadline passed before the shared refresh ended.
 fn deadline_passed() -> Error {
     Error::Transport(TransportError::new(
@@ -291,29 +337,6 @@ fn deadline_passed() -> Error {
 }
 
 impl common::Io for Io {
-    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
-        Box::pin(ready(self.transport.send(request)))
-    }
-}
-
-/// Runs one of the driver's futures on this thread. Its I/O is done by the
-/// futures' first poll (this adapter's are ready at once); the one wait,
-/// `signout()` for a store write another thread is applying, parks the
-/// thread until that thread wakes it (re-checking every millisecond).
-pub(crate) fn block_on<T>(future: impl Future<Output = T>) -> T {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(value) = future.as_mut().poll(&mut context) {
-            return value;
-        }
-        std::thread::park_timeout(Duration::from_millis(1));
-    }
+    type Store = dyn TokenStore;
+    type Provider = BlockingProvider;
 }

@@ -1,7 +1,5 @@
 //! Standalone discovery of a provider's metadata.
 
-use std::future::ready;
-
 use client_credentials::{Error, ProviderMetadata};
 use client_credentials_common::discovery::Discovery;
 
@@ -27,5 +25,11 @@ pub fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
 
 /// [`discover`] over your own transport.
 pub fn discover_with(transport: &impl Transport, issuer: &str) -> Result<ProviderMetadata, Error> {
-    crate::client::block_on(Discovery::run(issuer, |request| ready(transport.send(request))))
+    let mut discovery = Discovery::new(issuer);
+    loop {
+        let response = transport.send(discovery.request()?)?;
+        if let Some(result) = discovery.handle(response) {
+            return result;
+        }
+    }
 }

@@ -3,16 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use client_credentials::{Config, Error};
+use client_credentials::Error;
 use client_credentials_blocking::Client;
 use client_credentials_testkit::{Fault, TestIssuer};
 
+mod common;
+
 fn client(issuer: &TestIssuer) -> Client {
-    let config = Config::builder(issuer.client_id(), issuer.client_secret())
-        .token_endpoint(issuer.token_endpoint())
-        .build()
-        .unwrap();
-    Client::new(config)
+    Client::new(common::config(issuer).build().unwrap())
 }
 
 #[test]

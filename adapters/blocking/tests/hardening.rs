@@ -2,14 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use client_credentials::{Config, ConfigBuilder, Error, TransportErrorKind};
+use client_credentials::{ConfigBuilder, Error, TransportErrorKind};
 use client_credentials_blocking::{Client, DEFAULT_TIMEOUT};
 use client_credentials_testkit::{Fault, TestIssuer};
 
+mod common;
+
+/// One attempt per round, so a timeout is the call's outcome.
 fn config(issuer: &TestIssuer) -> ConfigBuilder {
-    Config::builder(issuer.client_id(), issuer.client_secret())
-        .token_endpoint(issuer.token_endpoint())
-        .max_attempts(1)
+    common::config(issuer).max_attempts(1)
 }
 
 fn assert_timeout(result: Result<client_credentials::AccessToken, Error>) {

@@ -5,7 +5,6 @@
 
 use std::sync::Mutex;
 
-use client_credentials::Config;
 use client_credentials_blocking::Client;
 use client_credentials_testkit::TestIssuer;
 
@@ -22,6 +21,8 @@ impl log::Log for Capture {
     fn flush(&self) {}
 }
 
+mod common;
+
 static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
 
 #[test]
@@ -29,10 +30,7 @@ fn ureqs_trace_dump_is_only_under_the_target_the_docs_say_to_silence() {
     log::set_logger(&CAPTURE).unwrap();
     log::set_max_level(log::LevelFilter::Trace);
     let issuer = TestIssuer::start();
-    let config = Config::builder(issuer.client_id(), issuer.client_secret())
-        .token_endpoint(issuer.token_endpoint())
-        .build()
-        .unwrap();
+    let config = common::config(&issuer).build().unwrap();
     let token = Client::new(config).token().unwrap();
     let sent = issuer.token_requests().pop().unwrap();
     let basic = sent

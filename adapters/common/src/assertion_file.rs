@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::file::{read_checked, FileRule, RefusedFile};
+use crate::token_file::{read_checked, FileRule, RefusedFile};
 
 /// The file and what was last seen of it.
 #[derive(Debug)]

@@ -1,9 +1,12 @@
 //! Plumbing shared by the `client-credentials` adapters, written once:
 //!
-//! - [`Driver`]: the client both adapters loop around — the core behind a
-//!   lock, single flight with a panic-safe guard, the custom provider, the
-//!   store's load, fleet turn and ordered writes, callbacks. An adapter keeps
-//!   only its I/O: sending a request, calling its store, waiting, its clock;
+//! - [`Driver`]: the shell both adapters loop around, over the core's sans-IO
+//!   `client_credentials::driver` (which decides single flight, store order,
+//!   provider and fleet rounds, sign-out, background timing): the lock, the
+//!   published snapshot, the [`Job`] guard that hands an unfinished job back,
+//!   the tasks it performs itself (callbacks, logs, metrics, the assertion
+//!   file). An adapter keeps only its I/O (sending, its store, its provider),
+//!   its waiting and its clock;
 //! - [`Published`]: the token published for lock-free cached reads, with one
 //!   detached copy per thread so concurrent readers do not contend;
 //! - [`coarse_now`] / [`now`], [`Clock`], [`ManualClock`]: the clocks the
@@ -11,7 +14,7 @@
 //! - [`discovery`]: standalone discovery, OpenID Connect then RFC 8414;
 //! - [`TokenStore`] / [`AsyncTokenStore`] (the adapters' store traits),
 //!   [`FleetTurn`], [`MemoryStore`], [`FileStore`];
-//! - [`file`](mod@file): loading and atomically saving a token file with owner-only permissions;
+//! - [`token_file`]: loading and atomically saving a token file with owner-only permissions;
 //! - [`proxy`]: which requests bypass proxies (plain http to loopback);
 //! - [`observe`]: what a client reports — a `tracing` span per request with
 //!   OpenTelemetry field names, parented to the caller's span, and (feature
@@ -19,11 +22,11 @@
 //! - [`loggable_uri`]: a request URI as logs show it, without its query;
 //! - [`random_bytes`]: each client's seed (retry jitter, `jti`s) from the OS;
 //! - reading a client assertion file for the core (`AssertionSource::file`);
-//! - [`authorize`]: the authorised HTTP clients' decisions (origin allow-list,
-//!   `WWW-Authenticate` challenges, the one-retry rule, redirect stripping);
-//! - [`authorized`]: the authorised HTTP clients themselves, generic over the
+//! - [`authorized`]: the authorised HTTP clients, generic over the
 //!   adapter's `Client` (features `ureq-middleware`, `reqwest-middleware`,
-//!   `tower`), and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
+//!   `tower`), with their decisions in [`authorized::policy`] (origin
+//!   allow-list, `WWW-Authenticate` challenges, the one-retry rule, redirect
+//!   stripping); and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
 //!   ureq errors as the core's.
 //!
 //! This crate is an implementation detail of `client-credentials-blocking` and
@@ -34,24 +37,33 @@
 #![warn(missing_docs)]
 
 mod assertion_file;
-pub mod authorize;
 pub mod authorized;
 mod clock;
 pub mod discovery;
 mod driver;
-pub mod file;
+mod job;
 pub mod observe;
 pub mod proxy;
 mod published;
+mod report;
+mod settings;
 mod store;
+pub mod token_file;
 #[cfg_attr(docsrs, doc(cfg(feature = "ureq")))]
 #[cfg(feature = "ureq")]
 pub mod ureq_transport;
 
+pub use client_credentials::driver::{Call, Caller, Outcome, Settle, Task};
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
-pub use driver::{BoxFuture, Driver, ErrorCallback, Io, Mode, Provider, Settings, Step, TokenCallback, Wake, Work};
+pub use driver::{Driver, Io, Wake};
+pub use job::{Job, Revocation, Step};
 pub use published::Published;
+pub use settings::{BlockingProvider, BlockingSettings, BoxFuture, ErrorCallback, Provider, Settings, TokenCallback};
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
+
+// The driver and the authorised clients' glue name the decisions by their
+// former path.
+use authorized::policy as authorize;
 
 /// The crate whose name a log line of the shared code carries as its
 /// `tracing` target: the adapter's (`client_credentials_blocking`,

@@ -19,12 +19,11 @@
 //! `error.type` drawn from a fixed set (the RFC 6749 error codes or `other`,
 //! an HTTP status code, a transport error kind). Never a token or a secret.
 
-use std::future::Future;
 use std::time::Instant;
 
-use client_credentials::{Config, Error, Event, OAuthErrorCode, RequestId, RequestKind, TokenSource, TransportError};
+use client_credentials::{Config, Error, OAuthErrorCode, RequestId, RequestKind, TokenSource, TransportError};
 use tracing::field::Empty;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use crate::store::FleetTurn;
 
@@ -122,28 +121,6 @@ pub(crate) struct Sent {
     pub(crate) attempt: u32,
 }
 
-/// Numbers the requests of each kind within a round, for the spans'
-/// `oauth.request.attempt`.
-#[derive(Debug, Default)]
-pub(crate) struct Attempts(Option<(RequestKind, u32)>);
-
-impl Attempts {
-    /// The attempt number of the next request of `kind`.
-    pub(crate) fn next(&mut self, kind: RequestKind) -> u32 {
-        let attempt = match self.0 {
-            Some((last, n)) if last == kind => n.saturating_add(1),
-            _ => 1,
-        };
-        self.0 = Some((kind, attempt));
-        attempt
-    }
-
-    /// The round ended: the next request is a first attempt.
-    pub(crate) fn reset(&mut self) {
-        self.0 = None;
-    }
-}
-
 fn kind_name(kind: RequestKind) -> &'static str {
     match kind {
         RequestKind::Token => "token",
@@ -163,56 +140,69 @@ pub fn url_without_query(uri: &http::Uri) -> String {
     }
 }
 
-/// Sends `request` through `send` inside its span (a child of `parent`),
-/// and records the span's status fields and the request metrics when the
-/// result arrives.
-pub(crate) async fn send<F>(
-    config: &Config,
-    labels: &Labels,
-    parent: &Span,
-    sent: Sent,
-    request: http::Request<Vec<u8>>,
-    send: impl FnOnce(http::Request<Vec<u8>>) -> F,
-) -> Result<http::Response<Vec<u8>>, TransportError>
-where
-    F: Future<Output = Result<http::Response<Vec<u8>>, TransportError>>,
-{
-    let method = request.method().clone();
-    let uri = request.uri();
-    let span = tracing::info_span!(
-        parent: parent,
-        "oauth.client.request",
-        otel.name = %method,
-        otel.kind = "client",
-        otel.status_code = Empty,
-        http.request.method = %method,
-        url.full = %url_without_query(uri),
-        server.address = uri.host().unwrap_or(""),
-        server.port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 }),
-        http.request.resend_count = Empty,
-        http.response.status_code = Empty,
-        error.type = Empty,
-        oauth.client.id = config.client_id(),
-        oauth.request.kind = kind_name(sent.kind),
-        oauth.request.id = %sent.id,
-        oauth.request.attempt = sent.attempt,
-    );
-    if sent.attempt > 1 {
-        span.record("http.request.resend_count", sent.attempt - 1);
+/// One HTTP exchange being observed: its span (a child of the span of the
+/// caller that started the round) and when it started. Begun before the
+/// request is sent, ended with its result, which records the span's status
+/// fields and the request metrics. The adapter sends inside [`Exchange::span`].
+#[derive(Debug)]
+pub struct Exchange {
+    span: Span,
+    kind: RequestKind,
+    started: Instant,
+}
+
+impl Exchange {
+    /// The span for `request`, described by `sent`.
+    pub(crate) fn begin(config: &Config, parent: &Span, sent: Sent, request: &http::Request<Vec<u8>>) -> Exchange {
+        let method = request.method();
+        let uri = request.uri();
+        let span = tracing::info_span!(
+            parent: parent,
+            "oauth.client.request",
+            otel.name = %method,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            http.request.method = %method,
+            url.full = %url_without_query(uri),
+            server.address = uri.host().unwrap_or(""),
+            server.port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 }),
+            http.request.resend_count = Empty,
+            http.response.status_code = Empty,
+            error.type = Empty,
+            oauth.client.id = config.client_id(),
+            oauth.request.kind = kind_name(sent.kind),
+            oauth.request.id = %sent.id,
+            oauth.request.attempt = sent.attempt,
+        );
+        if sent.attempt > 1 {
+            span.record("http.request.resend_count", sent.attempt - 1);
+        }
+        Exchange {
+            span,
+            kind: sent.kind,
+            started: Instant::now(),
+        }
     }
-    let started = Instant::now();
-    let result = send(request).instrument(span.clone()).await;
-    let took = started.elapsed();
-    let (outcome, error_type) = classify(&result);
-    if let Ok(response) = &result {
-        span.record("http.response.status_code", response.status().as_u16());
+
+    /// The span to send the request in.
+    pub fn span(&self) -> &Span {
+        &self.span
     }
-    if outcome != "ok" {
-        span.record("error.type", error_type);
-        span.record("otel.status_code", "ERROR");
+
+    /// The exchange ended with `result`.
+    pub(crate) fn end(self, labels: &Labels, result: &Result<http::Response<Vec<u8>>, TransportError>) {
+        let took = self.started.elapsed();
+        let (outcome, error_type) = classify(result);
+        if let Ok(response) = result {
+            self.span
+                .record("http.response.status_code", response.status().as_u16());
+        }
+        if outcome != "ok" {
+            self.span.record("error.type", error_type);
+            self.span.record("otel.status_code", "ERROR");
+        }
+        record_request(labels, self.kind, outcome, error_type, took);
     }
-    record_request(labels, sent.kind, outcome, error_type, took);
-    result
 }
 
 /// The outcome of one HTTP exchange and its `error.type` (`""` when `ok`):
@@ -331,13 +321,12 @@ fn record_request(
     }
 }
 
-/// A result the core handed back: counts the back-off waits it scheduled.
+/// The core scheduled a back-off wait of `wait` after a failed attempt.
 #[allow(unused_variables)]
-pub(crate) fn handled(client: &Labels, now: client_credentials::Timestamp, handled: &Result<Event, Error>) {
+pub(crate) fn backoff(client: &Labels, wait: std::time::Duration) {
     #[cfg(feature = "metrics")]
-    if let Ok(Event::RetryScheduled { at, .. }) = handled {
+    {
         metrics::counter!(names::BACKOFF_WAITS, client.with(&[])).increment(1);
-        let wait = at.saturating_duration_since(now);
         metrics::histogram!(names::BACKOFF_DURATION, client.with(&[])).record(wait.as_secs_f64());
     }
 }
@@ -473,15 +462,5 @@ mod tests {
         assert_eq!(classify(&answer(599, "")), ("http_status", "5xx"));
         let timeout = TransportError::new(client_credentials::TransportErrorKind::Timeout, "slow");
         assert_eq!(classify(&Err(timeout)), ("transport", "timeout"));
-    }
-
-    #[test]
-    fn attempts_count_per_kind_and_restart_with_the_round() {
-        let mut attempts = Attempts::default();
-        assert_eq!(attempts.next(RequestKind::Discovery), 1);
-        assert_eq!(attempts.next(RequestKind::Token), 1);
-        assert_eq!(attempts.next(RequestKind::Token), 2);
-        attempts.reset();
-        assert_eq!(attempts.next(RequestKind::Token), 1);
     }
 }

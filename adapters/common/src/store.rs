@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use client_credentials::{AccessToken, Config, Timestamp};
 
-use crate::driver::BoxFuture;
-use crate::file;
+use crate::settings::BoxFuture;
+use crate::token_file;
 
 /// Keeps the current token somewhere (memory shared between clients, a file,
 /// a database), so a restarted program reuses it instead of fetching a new
@@ -113,32 +113,6 @@ pub trait AsyncTokenStore: Send + Sync + 'static {
     }
 }
 
-/// A blocking store seen through futures that are ready at once (the
-/// blocking adapter runs the shared flight code on the calling thread).
-pub(crate) struct Blocking(pub(crate) Box<dyn TokenStore>);
-
-impl AsyncTokenStore for Blocking {
-    fn load<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<Option<AccessToken>>> {
-        Box::pin(std::future::ready(self.0.load(config)))
-    }
-    fn save<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(std::future::ready(self.0.save(config, token)))
-    }
-    fn delete<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(std::future::ready(self.0.delete(config)))
-    }
-    fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(std::future::ready(self.0.evict(config, token)))
-    }
-    fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
-        Box::pin(std::future::ready(self.0.begin_fetch(config, now)))
-    }
-    fn end_fetch<'a>(&'a self, config: &'a Config) -> BoxFuture<'a, ()> {
-        self.0.end_fetch(config);
-        Box::pin(std::future::ready(()))
-    }
-}
-
 impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     fn load(&self, config: &Config) -> io::Result<Option<AccessToken>> {
         (**self).load(config)
@@ -196,28 +170,6 @@ pub enum FleetTurn {
     /// It replaces the cached token only if it is usable now and expires
     /// later (as a provided token does); otherwise the client fetches.
     Use(AccessToken),
-}
-
-/// A change to the stored token, applied in order by the driver.
-#[derive(Debug, Clone)]
-pub enum StoreChange {
-    /// `save(token)`.
-    Save(AccessToken),
-    /// `delete()`.
-    Delete,
-    /// `evict(token)`: the token a resource server rejected.
-    Evict(AccessToken),
-}
-
-impl StoreChange {
-    /// The store call, for messages.
-    pub fn verb(&self) -> &'static str {
-        match self {
-            StoreChange::Save(_) => "save",
-            StoreChange::Delete => "delete",
-            StoreChange::Evict(_) => "evict",
-        }
-    }
 }
 
 /// A token kept in memory; clones share it, so two clients built with clones
@@ -312,13 +264,13 @@ impl FileStore {
 
 impl TokenStore for FileStore {
     fn load(&self, config: &Config) -> io::Result<Option<AccessToken>> {
-        file::load(&self.path, &config.fingerprint())
+        token_file::load(&self.path, &config.fingerprint())
     }
     fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
-        file::save(&self.path, &config.fingerprint(), token)
+        token_file::save(&self.path, &config.fingerprint(), token)
     }
     fn delete(&self, config: &Config) -> io::Result<()> {
-        file::delete(&self.path, &config.fingerprint())
+        token_file::delete(&self.path, &config.fingerprint())
     }
 }
 

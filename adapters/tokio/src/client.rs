@@ -1,5 +1,6 @@
 //! The client: the shared driver (`client-credentials-common`) looped around
-//! in async code, flights run in spawned tasks, waiters woken by `Notify`.
+//! in async code; the jobs it hands out run in spawned tasks, which await
+//! this adapter's I/O; waiters are woken by `Notify`.
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -9,9 +10,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
-use client_credentials_common::{self as common, BoxFuture, Driver, LogTarget, Mode, Settings, Step, TimeSource, Wake};
+use client_credentials_common::{
+    self as common, AsyncTokenStore, BoxFuture, Call, Caller, Driver, Job, LogTarget, Outcome, Provider, Settings,
+    Step, Task, TimeSource, Wake,
+};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::transport::{ReqwestTransport, Transport};
 
@@ -224,8 +229,8 @@ impl Client {
     /// it expires. During the cool-down after a failed round nothing is sent:
     /// that round's error is returned at once.
     pub async fn refresh(&self) -> Result<AccessToken, Error> {
-        let mode = self.driver.refresh()?;
-        self.run(mode).await
+        let call = self.driver.refresh()?;
+        self.run(call).await
     }
 
     /// `Bearer <token>` for the `Authorization` header (marked sensitive).
@@ -240,10 +245,10 @@ impl Client {
     /// the cached one evicts nothing. The stored token is deleted (in a
     /// task) when the token is evicted.
     pub fn invalidate(&self, token: &AccessToken) {
-        if self.driver.invalidate(token) {
-            let driver = self.driver.clone();
-            let deleting = async move { driver.save_changes().await };
-            if self.driver.io.spawn(deleting).is_err() {
+        if let Some(eviction) = self.driver.invalidate(token) {
+            let client = self.clone();
+            let evicting = async move { drop(client.run(eviction).await) };
+            if self.driver.io.spawn(evicting).is_err() {
                 tracing::warn!("client-credentials: no tokio runtime to delete the stored token");
             }
         }
@@ -253,14 +258,36 @@ impl Client {
     /// has a revocation endpoint (configured or discovered), revokes it
     /// (RFC 7009). Errors come from the revocation; a store failure is logged.
     pub async fn signout(&self) -> Result<(), Error> {
-        self.driver.signout().await
+        let (deletion, revocation) = self.driver.signout();
+        // Returns once the store's deletion has landed, even when another
+        // caller applies it.
+        let _ = self.run(deletion).await;
+        match revocation {
+            Some(mut revocation) => match revocation.take_request() {
+                Some((request, exchange)) => {
+                    let result = self
+                        .driver
+                        .io
+                        .transport
+                        .send(request)
+                        .instrument(exchange.span().clone())
+                        .await;
+                    revocation.finish(exchange, result)
+                }
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 
-    /// Steps the driver until it yields a result: flights run in their own
-    /// task (so dropping this future cancels nothing); waits on `Notify`.
-    /// (Boxed with its `Send` bound spelled out: the background task it may
-    /// spawn runs it too.)
-    fn run(&self, mode: Mode) -> BoxFuture<'_, Result<AccessToken, Error>> {
+    /// Steps the driver until the call ends: jobs run in their own task (so
+    /// dropping this future cancels nothing); waits on `Notify`. (Boxed with
+    /// its `Send` bound spelled out: the background task it may spawn runs
+    /// it too.)
+    fn run<C: Caller + Send + 'static>(&self, mut call: C) -> BoxFuture<'_, Result<C::Output, Error>>
+    where
+        C::Output: Send,
+    {
         Box::pin(async move {
             if self.driver.io.background.swap(false, Ordering::AcqRel) {
                 let _ = self.driver.io.spawn(background(Arc::downgrade(&self.driver)));
@@ -272,12 +299,12 @@ impl Client {
                 // Register for the wake-up before stepping, so none is missed.
                 let mut notified = pin!(self.driver.io.done.notified());
                 notified.as_mut().enable();
-                let wait = match self.driver.step(mode) {
+                let wait = match self.driver.step(&mut call) {
                     Step::Ready(token) => return Ok(token),
                     Step::Failed(error) => return Err(error),
                     Step::Wait(wait) => wait,
-                    Step::Work(work) => {
-                        self.driver.io.spawn(self.driver.clone().fly(work))?;
+                    Step::Work(job) => {
+                        self.driver.io.spawn(perform(job))?;
                         None
                     }
                 };
@@ -288,10 +315,70 @@ impl Client {
     }
 }
 
-impl common::Io for Io {
-    fn send(&self, request: http::Request<Vec<u8>>) -> BoxFuture<'_, Result<http::Response<Vec<u8>>, TransportError>> {
-        self.transport.send(request)
+/// Runs a job to its end, awaiting this adapter's I/O for each task.
+async fn perform(mut job: Job<Io>) {
+    while let Some(task) = job.next_task() {
+        let outcome = {
+            let driver = job.driver();
+            let config = driver.config();
+            let store = driver.store();
+            match task {
+                Task::Send(outgoing, attempt) => {
+                    let exchange = job.exchange(&outgoing, attempt);
+                    let sending = driver.io.transport.send(outgoing.request);
+                    let result = sending.instrument(exchange.span().clone()).await;
+                    job.exchanged(exchange, result)
+                }
+                Task::Provide(cached) => Outcome::Provided(match driver.provider() {
+                    Some(provide) => provide(cached).await,
+                    None => None,
+                }),
+                Task::Load => driver.loaded(match store {
+                    Some(store) => store.load(config).await,
+                    None => Ok(None),
+                }),
+                Task::TakeFleetTurn(now) => driver.fleet_turn(match store {
+                    Some(store) => store.begin_fetch(config, now).await,
+                    None => Ok(common::FleetTurn::Fetch),
+                }),
+                Task::Save(token) => driver.written(
+                    "save",
+                    match store {
+                        Some(store) => store.save(config, &token).await,
+                        None => Ok(()),
+                    },
+                ),
+                Task::Delete => driver.written(
+                    "delete",
+                    match store {
+                        Some(store) => store.delete(config).await,
+                        None => Ok(()),
+                    },
+                ),
+                Task::Evict(token) => driver.written(
+                    "evict",
+                    match store {
+                        Some(store) => store.evict(config, &token).await,
+                        None => Ok(()),
+                    },
+                ),
+                Task::EndFetch => {
+                    if let Some(store) = store {
+                        store.end_fetch(config).await;
+                    }
+                    Outcome::Done
+                }
+                // Performed by the shell itself.
+                _ => Outcome::Done,
+            }
+        };
+        job.hand_back(outcome);
     }
+}
+
+impl common::Io for Io {
+    type Store = dyn AsyncTokenStore;
+    type Provider = Provider;
 }
 
 /// Sleeps until the refresh time, refreshes, repeats; holds the client only
@@ -300,7 +387,7 @@ async fn background(client: Weak<Driver<Io>>) {
     while let Some(driver) = client.upgrade() {
         let changed = driver.io.changed.clone();
         let Some(wait) = driver.refresh_due() else {
-            let _ = Client { driver }.run(Mode::Token).await;
+            let _ = Client { driver }.run(Call::token()).await;
             continue;
         };
         drop(driver);
@@ -331,7 +418,7 @@ impl Future for TokenFuture<'_> {
             Some(slow) => slow,
             None => match client.driver.fresh() {
                 Some(token) => return Poll::Ready(Ok(token)),
-                None => slow.insert(client.run(Mode::Token)),
+                None => slow.insert(client.run(Call::token())),
             },
         };
         slow.as_mut().poll(cx)

@@ -5,18 +5,15 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use client_credentials::Config;
 use client_credentials_testkit::TestIssuer;
 use client_credentials_tokio::Client;
+
+mod common;
 
 #[test]
 fn a_cached_token_costs_no_allocation() {
     let issuer = TestIssuer::start();
-    let config = Config::builder(issuer.client_id(), issuer.client_secret())
-        .token_endpoint(issuer.token_endpoint())
-        .build()
-        .unwrap();
-    let client = Client::new(config);
+    let client = Client::new(common::config(&issuer).build().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -9,6 +9,8 @@ use client_credentials::{Config, TransportError, TransportErrorKind};
 use client_credentials_testkit::TestIssuer;
 use client_credentials_tokio::{BoxFuture, Client, Transport};
 
+mod common;
+
 /// Answers every token request at once with `t<n>`, valid for 600 s.
 struct Canned(Arc<AtomicUsize>);
 
@@ -67,11 +69,7 @@ async fn refreshes_at_the_refresh_time_on_a_paused_clock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refreshes_ahead_of_expiry_in_real_time() {
     let issuer = TestIssuer::builder().lifetime(2).start();
-    let config = Config::builder(issuer.client_id(), issuer.client_secret())
-        .token_endpoint(issuer.token_endpoint())
-        .clock_skew(Duration::ZERO)
-        .build()
-        .unwrap();
+    let config = common::config(&issuer).clock_skew(Duration::ZERO).build().unwrap();
     let client = Client::builder(config).background_refresh(true).build();
     let first = client.token().await.unwrap();
     // Lifetime 2 s: refreshed at 1 s (half the lifetime, below the margin).

@@ -1,36 +1,20 @@
-//! The tokio adapter against the in-process test issuer: one scenario per test.
+//! What is particular to the tokio client, against the in-process test
+//! issuer: runtimes and tasks waiting, cancelled callers, a user's `reqwest`
+//! client, its async store and provider types, its `Debug`. What both
+//! adapters do alike is in the suite (`tests/suite`), run against each.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, ConfigBuilder, Error, OAuthErrorCode, TransportErrorKind};
+use client_credentials::{AccessToken, Config, Error, OAuthErrorCode, TransportErrorKind};
 use client_credentials_testkit::{Fault, TestIssuer};
-use client_credentials_tokio::{discover, Client, FileStore, MemoryStore, TokenStore};
+use client_credentials_tokio::{Client, MemoryStore, TokenStore};
 
-fn builder(issuer: &TestIssuer) -> ConfigBuilder {
-    Config::builder(issuer.client_id(), issuer.client_secret())
-        .token_endpoint(issuer.token_endpoint())
-        .jitter_seed(7)
-        .backoff(Duration::from_millis(50), Duration::from_secs(2))
-}
+mod common;
 
 fn config(issuer: &TestIssuer) -> Config {
-    builder(issuer).build().unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn caches_the_token() {
-    let issuer = TestIssuer::start();
-    let client = Client::new(config(&issuer));
-    let a = client.token().await.unwrap();
-    let b = client.token().await.unwrap();
-    assert_eq!(a.secret(), b.secret());
-    assert_eq!(issuer.issued_tokens(), vec![a.secret().to_owned()]);
-    assert_eq!(issuer.token_requests().len(), 1);
-    let header = client.authorization_header().await.unwrap();
-    assert_eq!(header.to_str().unwrap(), format!("Bearer {}", a.secret()));
-    assert!(header.is_sensitive());
+    common::config(issuer).build().unwrap()
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -88,21 +72,6 @@ async fn a_thousand_tasks_share_one_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_honour_retry_after() {
-    let issuer = TestIssuer::start();
-    issuer.push_fault(Fault::retry_after(503, "1"));
-    let client = Client::new(config(&issuer));
-    let started = std::time::Instant::now();
-    client.token().await.unwrap();
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(issuer.token_requests().len(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_users_reqwest_client_is_capped_and_its_redirects_refused() {
     let issuer = TestIssuer::start();
     // Redirects left on by mistake: a 307 cannot replay the body (the
@@ -125,131 +94,6 @@ async fn a_users_reqwest_client_is_capped_and_its_redirects_refused() {
         .build();
     assert!(matches!(client.token().await, Err(Error::InvalidResponse { .. })));
     assert_eq!(issuer.token_requests().len(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn final_oauth_errors_are_not_retried() {
-    let issuer = TestIssuer::start();
-    issuer.push_fault(Fault::oauth_error(400, "invalid_scope", "no such scope"));
-    // A cool-down long enough that the second call surely falls inside it.
-    let client = Client::new(
-        builder(&issuer)
-            .backoff(Duration::from_secs(5), Duration::from_secs(5))
-            .build()
-            .unwrap(),
-    );
-    let error = client.token().await.unwrap_err();
-    assert_eq!(error.oauth_code(), Some(&OAuthErrorCode::InvalidScope));
-    assert!(error.to_string().starts_with("invalid_scope"), "{error}");
-    // The cool-down gives the same error without a new request.
-    assert_eq!(client.token().await.unwrap_err(), error);
-    assert_eq!(issuer.token_requests().len(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_server_times_out() {
-    let issuer = TestIssuer::start();
-    for _ in 0..3 {
-        issuer.push_fault(Fault::Hang);
-    }
-    let client = Client::builder(config(&issuer))
-        .timeout(Duration::from_millis(200))
-        .build();
-    let error = client.token().await.unwrap_err();
-    match &error {
-        Error::Transport(e) => assert_eq!(e.kind(), TransportErrorKind::Timeout, "{error}"),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(issuer.token_requests().len(), 3, "3 attempts per round");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_bodies_are_refused() {
-    for fault in [Fault::Oversized(64 << 20), Fault::OversizedChunked(64 << 20)] {
-        let issuer = TestIssuer::start();
-        issuer.push_fault(fault);
-        let client = Client::new(config(&issuer));
-        let error = client.token().await.unwrap_err();
-        assert!(matches!(error, Error::InvalidResponse { .. }), "{error:?}");
-        assert!(!error.is_retryable());
-        assert_eq!(issuer.token_requests().len(), 1);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redirects_are_not_followed() {
-    let issuer = TestIssuer::start();
-    issuer.push_fault(Fault::Redirect(format!("{}/elsewhere", issuer.base_url())));
-    let client = Client::new(config(&issuer));
-    let error = client.token().await.unwrap_err();
-    assert_eq!(error.status().map(|s| s.as_u16()), Some(307), "{error:?}");
-    assert_eq!(issuer.requests().len(), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_refresh_keeps_the_usable_token() {
-    let issuer = TestIssuer::start();
-    let errors = Arc::new(AtomicUsize::new(0));
-    let seen = errors.clone();
-    let client = Client::builder(config(&issuer))
-        .on_error(move |_| {
-            seen.fetch_add(1, Ordering::SeqCst);
-        })
-        .build();
-    let first = client.token().await.unwrap();
-    issuer.push_fault(Fault::Malformed("{not json".into()));
-    // The refresh that failed says so; the usable token is still served.
-    client.refresh().await.unwrap_err();
-    assert_eq!(client.token().await.unwrap().secret(), first.secret());
-    assert_eq!(errors.load(Ordering::SeqCst), 1);
-    assert_eq!(issuer.token_requests().len(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refresh_fetches_a_new_token_and_notifies_once() {
-    let issuer = TestIssuer::start();
-    let updates = Arc::new(Mutex::new(Vec::new()));
-    let seen = updates.clone();
-    let client = Client::builder(config(&issuer))
-        .on_token_update(move |t| seen.lock().unwrap().push(t.secret().to_owned()))
-        .build();
-    let a = client.token().await.unwrap();
-    let _ = many_at_once(&client, 100).await;
-    let b = client.refresh().await.unwrap();
-    assert_ne!(a.secret(), b.secret());
-    assert_eq!(client.token().await.unwrap().secret(), b.secret());
-    assert_eq!(*updates.lock().unwrap(), issuer.issued_tokens());
-    assert_eq!(updates.lock().unwrap().len(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalidate_evicts_only_the_current_token() {
-    let issuer = TestIssuer::start();
-    let client = Client::new(config(&issuer));
-    let a = client.token().await.unwrap();
-    client.invalidate(&a);
-    let b = client.token().await.unwrap();
-    assert_ne!(a.secret(), b.secret());
-    client.invalidate(&a); // older: nothing happens
-    assert_eq!(client.token().await.unwrap().secret(), b.secret());
-    assert_eq!(issuer.token_requests().len(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_store_is_shared_between_clients() {
-    let issuer = TestIssuer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("token.json");
-    let first = Client::builder(config(&issuer)).store(FileStore::new(&path)).build();
-    let a = first.token().await.unwrap();
-    let second = Client::builder(config(&issuer)).store(FileStore::new(&path)).build();
-    assert_eq!(second.token().await.unwrap().secret(), a.secret());
-    assert_eq!(issuer.token_requests().len(), 1);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-    }
 }
 
 /// A store whose every operation fails.
@@ -321,25 +165,7 @@ async fn a_token_provider_is_used_when_fresh_and_falls_back_otherwise() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signout_revokes_the_token() {
-    let issuer = TestIssuer::start();
-    let client = Client::new(
-        builder(&issuer)
-            .revocation_endpoint(issuer.revocation_endpoint())
-            .build()
-            .unwrap(),
-    );
-    let a = client.token().await.unwrap();
-    client.signout().await.unwrap();
-    let revoked = issuer.revocation_requests();
-    assert_eq!(revoked.len(), 1);
-    assert_eq!(revoked[0].param("token"), Some(a.secret()));
-    let b = client.token().await.unwrap();
-    assert_ne!(a.secret(), b.secret());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discovery_through_the_issuer() {
+async fn the_discovered_metadata_is_kept_on_the_client() {
     let issuer = TestIssuer::start();
     let config = Config::builder(issuer.client_id(), issuer.client_secret())
         .issuer(issuer.issuer_url())
@@ -350,12 +176,6 @@ async fn discovery_through_the_issuer() {
     client.token().await.unwrap();
     assert_eq!(client.metadata().unwrap().token_endpoint, issuer.token_endpoint());
     assert_eq!(issuer.discovery_requests().len(), 1);
-    // The discovered revocation endpoint is used at sign-out.
-    client.signout().await.unwrap();
-    assert_eq!(issuer.revocation_requests().len(), 1);
-
-    let metadata = discover(&issuer.issuer_url()).await.unwrap();
-    assert_eq!(metadata.token_endpoint, issuer.token_endpoint());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,11 @@
 //! A user's `reqwest::Client` that follows redirects
 //! does not carry the credentials to the redirect target.
 
-use client_credentials::{ClientAuth, Config, Error};
+use client_credentials::{ClientAuth, Error};
 use client_credentials_testkit::{Fault, TestIssuer};
 use client_credentials_tokio::Client;
+
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_client_that_follows_redirects_does_not_resend_credentials() {
@@ -11,8 +13,7 @@ async fn a_user_client_that_follows_redirects_does_not_resend_credentials() {
     let elsewhere = TestIssuer::start();
     for auth in [ClientAuth::Post, ClientAuth::Json, ClientAuth::Basic] {
         issuer.push_fault(Fault::Redirect(elsewhere.token_endpoint()));
-        let config = Config::builder(issuer.client_id(), issuer.client_secret())
-            .token_endpoint(issuer.token_endpoint())
+        let config = common::config(&issuer)
             .auth(auth.clone())
             .max_attempts(1)
             .build()

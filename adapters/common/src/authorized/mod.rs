@@ -2,7 +2,7 @@
 //! adapter's `Client` implements [`Authorizer`] and [`BlockingAuthorizer`] or
 //! [`AsyncAuthorizer`] (with [`authorizer!`](crate::authorizer)), and names
 //! these types with its `Client` filled in. The decisions are
-//! [`authorize`](crate::authorize)'s ([`Exchange`](crate::authorize::Exchange)); these types only move
+//! [`policy`]'s ([`Exchange`](policy::Exchange)); these types only move
 //! requests.
 //!
 //! - [`AuthMiddleware`]: a `ureq` middleware (feature `ureq-middleware`: the
@@ -20,8 +20,9 @@ use http::{HeaderMap, Method};
 #[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
 use crate::authorize::AllowedOrigins;
 use crate::authorize::Verdict;
-use crate::{Driver, Wake};
+use crate::{Driver, Io};
 
+pub mod policy;
 #[cfg(feature = "reqwest-middleware")]
 mod reqwest;
 #[cfg(feature = "tower")]
@@ -56,7 +57,7 @@ pub trait DriverAccess: Send + Sync {
     fn remember_dpop_nonce(&self, url: &str, nonce: &str);
 }
 
-impl<W: Wake> DriverAccess for Driver<W> {
+impl<W: Io> DriverAccess for Driver<W> {
     fn config(&self) -> &Config {
         Driver::config(self)
     }
@@ -237,5 +238,5 @@ impl<C: Authorizer> AuthMiddleware<C> {
         AuthMiddleware { client, origins }
     }
 
-    crate::authorize::origin_methods!();
+    self::policy::origin_methods!();
 }

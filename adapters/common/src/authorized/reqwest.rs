@@ -4,8 +4,8 @@
 use reqwest_middleware::reqwest::{Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
 
+use super::policy::{Exchange, Origin};
 use super::{AsyncAuthorizer, AuthMiddleware};
-use crate::authorize::{Exchange, Origin};
 
 fn origin(url: &Url) -> Option<Origin> {
     Origin::from_parts(url.scheme(), url.host_str()?, url.port())

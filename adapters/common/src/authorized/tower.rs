@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http_body_util::{Empty, Full};
 use tower_service::Service;
 
+use super::policy::{copy_request, AllowedOrigins, Exchange, Origin};
 use super::{AsyncAuthorizer, Authorizer};
-use crate::authorize::{copy_request, AllowedOrigins, Exchange, Origin};
 use crate::BoxFuture;
 
 /// The error of an [`AuthService`]: the inner service's, or the client's
@@ -85,7 +85,7 @@ impl<C: Authorizer> AuthLayer<C> {
         AuthLayer { client, origins }
     }
 
-    crate::authorize::origin_methods!();
+    super::policy::origin_methods!();
 }
 
 impl<S, C: Clone> tower_layer::Layer<S> for AuthLayer<C> {

@@ -7,8 +7,8 @@ use ureq::config::RedirectAuthHeaders;
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Body, ResponseExt, SendBody};
 
+use super::policy::{copy_request, AllowedOrigins, Exchange, Origin};
 use super::{AuthMiddleware, BlockingAuthorizer};
-use crate::authorize::{copy_request, AllowedOrigins, Exchange, Origin};
 use crate::ureq_transport::map_error;
 
 /// ureq 3 hands a middleware a `next` it can call only once: this one sets
@@ -72,7 +72,7 @@ impl<C: BlockingAuthorizer> AuthorizedAgent<C> {
         }
     }
 
-    crate::authorize::origin_methods!();
+    super::policy::origin_methods!();
 
     /// Sends `request` with the token; after a `401` that rejects it, once
     /// more with a new one. Every status comes back as a response; errors

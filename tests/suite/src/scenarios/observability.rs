@@ -10,7 +10,7 @@ use client_credentials::{Config, ConfigBuilder, Error, TransportErrorKind};
 use client_credentials_blocking::ManualClock;
 use client_credentials_testkit::{Fault, TestIssuer};
 
-use super::config;
+use super::{config, discovering};
 use crate::observe::{metrics, spans, CapturedSpan};
 use crate::{Adapter, Options};
 
@@ -21,10 +21,7 @@ fn issuer_for(id: &str) -> TestIssuer {
 }
 
 fn config_for(issuer: &TestIssuer) -> ConfigBuilder {
-    Config::builder(issuer.client_id(), issuer.client_secret())
-        .token_endpoint(issuer.token_endpoint())
-        .jitter_seed(7)
-        .backoff(Duration::from_millis(20), Duration::from_millis(50))
+    config(issuer).backoff(Duration::from_millis(20), Duration::from_millis(50))
 }
 
 fn is_timeout(result: &Result<client_credentials::AccessToken, Error>) -> bool {
@@ -153,9 +150,7 @@ pub fn each_request_is_a_span_under_the_callers_span<A: Adapter>() {
     let id = format!("spans-{}", A::NAME);
     let issuer = issuer_for(&id);
     issuer.push_fault(Fault::status(503, "{}"));
-    let config = Config::builder(issuer.client_id(), issuer.client_secret())
-        .issuer(issuer.issuer_url())
-        .jitter_seed(7)
+    let config = discovering(&issuer)
         .backoff(Duration::from_millis(20), Duration::from_millis(50))
         .build()
         .unwrap();

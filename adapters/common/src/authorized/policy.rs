@@ -328,7 +328,7 @@ fn lex(input: &[u8], items: &mut Vec<Item>) {
 /// per header). Tolerant: what does not parse is skipped; never panics.
 ///
 /// ```
-/// use client_credentials_common::authorize::parse_challenges;
+/// use client_credentials_common::authorized::policy::parse_challenges;
 ///
 /// let value = http::HeaderValue::from_static(
 ///     r#"Basic realm="x", Bearer realm="api", error="invalid_token", error_description="expired""#,
@@ -449,7 +449,7 @@ impl Assessment {
 /// Reads a response's status and challenges. Anything but a `401` is left alone.
 ///
 /// ```
-/// use client_credentials_common::authorize::assess;
+/// use client_credentials_common::authorized::policy::assess;
 ///
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert("www-authenticate", r#"Bearer error="invalid_token""#.parse().unwrap());
@@ -504,7 +504,7 @@ pub enum Next {
 /// and is never re-sent half-consumed.
 ///
 /// ```
-/// use client_credentials_common::authorize::{next_step, Assessment, Next};
+/// use client_credentials_common::authorized::policy::{next_step, Assessment, Next};
 ///
 /// let rejected = Assessment { invalid_token: true, ..Assessment::default() };
 /// assert_eq!(next_step(&rejected, 0, true), Next::Retry);

@@ -1,6 +1,6 @@
 //! JSON Web Signatures for client assertions (RFC 7523) and DPoP proofs
 //! (RFC 9449): the algorithms, the [`Signer`] trait and the JWS encoding.
-//! The [`JwtKey`](crate::JwtKey) handle is in `key`, above the built-in
+//! The [`JwtKey`](crate::JwtKey) handle is in `jwt_key`, above the built-in
 //! signers; this module is a leaf that both build on.
 //!
 //! Signing never does I/O here: the built-in signers (feature `signing`,

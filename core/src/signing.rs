@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::ConfigError;
-use crate::jose::{b64, JwsAlgorithm, SignError, Signer};
+use crate::jws::{b64, JwsAlgorithm, SignError, Signer};
 
 /// The smallest RSA modulus accepted (RFC 7518 §3.3).
 const MIN_RSA_BITS: usize = 2048;

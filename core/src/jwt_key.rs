@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 #[cfg(feature = "signing")]
 use crate::error::ConfigError;
-use crate::jose::{b64, signing_input, JwsAlgorithm, SignError, Signer};
+use crate::jws::{b64, signing_input, JwsAlgorithm, SignError, Signer};
 
 /// A signing key for client assertions and DPoP proofs: cheap to clone.
 ///
@@ -55,7 +55,7 @@ impl JwtKey {
     #[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
     #[cfg(feature = "signing")]
     pub fn from_pem(pem: &str, alg: JwsAlgorithm) -> Result<JwtKey, ConfigError> {
-        crate::sign::from_pem(pem, alg).map(|signer| JwtKey { signer, key_id: None })
+        crate::signing::from_pem(pem, alg).map(|signer| JwtKey { signer, key_id: None })
     }
 
     /// Sets the key id (`kid`) sent in the JWS header (overrides the signer's).

@@ -1,0 +1,166 @@
+//! The jobs the core driver hands a caller, as an adapter performs them:
+//! the guard that hands an unfinished job back, the tasks the shell performs
+//! itself (reports, the assertion file), and the outcomes of the adapter's I/O.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use client_credentials::driver::{self as machine, Outcome, Task, Ticket};
+use client_credentials::{AccessToken, Error, Outgoing, RequestId, RequestKind, TransportError};
+use tracing::Span;
+
+use crate::driver::{Driver, Io};
+use crate::observe::{Exchange, Sent};
+
+/// What a caller does next, from [`Driver::step`].
+#[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per call
+pub enum Step<W: Io, T = AccessToken> {
+    /// Return this: a call's token; for a [`Settle`](client_credentials::driver::Settle), its writes landed.
+    Ready(T),
+    /// Return this error.
+    Failed(Error),
+    /// Wait until woken ([`Wake::wake`](crate::Wake::wake)) or for this long (`None`: until
+    /// woken), then step again.
+    Wait(Option<Duration>),
+    /// This caller performs a job: its tasks, then step again.
+    Work(Job<W>),
+}
+
+/// A job for the caller performing it: [`Job::next_task`] hands out the
+/// adapter's tasks (the reports and the assertion file are performed here),
+/// [`Job::hand_back`] takes each result. Dropped unfinished (a panic, a
+/// cancelled future), it hands the job back to the core driver and wakes
+/// every waiter, so one caller's failure never leaves the others waiting for
+/// a result that will not come.
+pub struct Job<W: Io> {
+    pub(crate) driver: Arc<Driver<W>>,
+    /// The task not yet handed out.
+    pub(crate) work: Option<machine::Work>,
+    /// The ticket of the task handed out, until its result is handed back.
+    pub(crate) ticket: Option<Ticket>,
+    /// The span of the caller that started the job: the parent of its
+    /// requests' spans, wherever the job runs.
+    pub(crate) parent: Span,
+}
+
+impl<W: Io> Job<W> {
+    /// The next task for the adapter to perform (its result goes to
+    /// [`Job::hand_back`]), or `None` when the job is over: the waiting
+    /// callers have been woken; step again.
+    pub fn next_task(&mut self) -> Option<Task> {
+        while let Some(machine::Work { task, ticket }) = self.work.take() {
+            // Held while a report's callback runs: a panicking callback
+            // hands the job back on drop.
+            self.ticket = Some(ticket);
+            let outcome = match task {
+                Task::Report(report) => {
+                    self.driver.report(report);
+                    Outcome::Done
+                }
+                Task::ReadAssertionFile => self.driver.read_assertion_file(),
+                Task::Send(outgoing, attempt) => {
+                    crate::log_event!(W::LOG_TARGET, debug, request = %outgoing.id, kind = ?outgoing.kind, method = %outgoing.request.method(), uri = %crate::loggable_uri(outgoing.request.uri()), "client-credentials: sending");
+                    return Some(Task::Send(outgoing, attempt));
+                }
+                task => return Some(task),
+            };
+            self.hand_back(outcome);
+        }
+        None
+    }
+
+    /// Hands back the result of the task [`Job::next_task`] gave out.
+    pub fn hand_back(&mut self, outcome: Outcome) {
+        if let Some(ticket) = self.ticket.take() {
+            self.work = self.driver.with(|machine, now| machine.handle(now, ticket, outcome));
+            if self.work.is_none() {
+                self.driver.io.wake();
+            }
+        }
+    }
+
+    /// Begins observing the exchange of `outgoing` (its span, a child of
+    /// the span that started the job, and its metrics): send inside
+    /// [`Exchange::span`], then hand the result to [`Job::exchanged`].
+    pub fn exchange(&self, outgoing: &Outgoing, attempt: u32) -> Exchange {
+        let sent = Sent {
+            kind: outgoing.kind,
+            id: outgoing.id,
+            attempt,
+        };
+        Exchange::begin(self.driver.config(), &self.parent, sent, &outgoing.request)
+    }
+
+    /// Ends the exchange with `result`: the outcome to hand back.
+    pub fn exchanged(&self, exchange: Exchange, result: Result<http::Response<Vec<u8>>, TransportError>) -> Outcome {
+        exchange.end(&self.driver.labels, &result);
+        match result {
+            Ok(response) => Outcome::Response(response),
+            Err(error) => Outcome::TransportError(error),
+        }
+    }
+
+    /// The client this job belongs to.
+    pub fn driver(&self) -> &Arc<Driver<W>> {
+        &self.driver
+    }
+}
+
+impl<W: Io> Drop for Job<W> {
+    fn drop(&mut self) {
+        let unfinished = self.ticket.take().or_else(|| self.work.take().map(|work| work.ticket));
+        if let Some(ticket) = unfinished {
+            // Unfinished: the caller panicked or its future was dropped.
+            self.driver.with(|machine, now| machine.abandon(now, ticket));
+            self.driver.io.wake();
+        }
+    }
+}
+
+/// The sign-out's revocation, sent by the adapter: hand its result to
+/// [`Revocation::finish`]. Dropped unfinished, it is forgotten.
+pub struct Revocation<W: Io> {
+    pub(crate) driver: Arc<Driver<W>>,
+    pub(crate) id: Option<RequestId>,
+    pub(crate) kind: RequestKind,
+    pub(crate) request: Option<http::Request<Vec<u8>>>,
+    /// The span of the caller that signed out.
+    pub(crate) parent: Span,
+}
+
+impl<W: Io> Revocation<W> {
+    /// The request to send (once; it carries a credential), and the
+    /// exchange that observes it: send inside [`Exchange::span`].
+    pub fn take_request(&mut self) -> Option<(http::Request<Vec<u8>>, Exchange)> {
+        let request = self.request.take()?;
+        let id = self.id?;
+        let sent = Sent {
+            kind: self.kind,
+            id,
+            attempt: 1,
+        };
+        let exchange = Exchange::begin(self.driver.config(), &self.parent, sent, &request);
+        Some((request, exchange))
+    }
+
+    /// The revocation's outcome: `Ok` when revoked, or when nothing was left
+    /// to revoke.
+    pub fn finish(
+        mut self,
+        exchange: Exchange,
+        result: Result<http::Response<Vec<u8>>, TransportError>,
+    ) -> Result<(), Error> {
+        exchange.end(&self.driver.labels, &result);
+        let Some(id) = self.id.take() else { return Ok(()) };
+        self.driver
+            .with(|machine, now| machine.handle_revocation(now, id, result))
+    }
+}
+
+impl<W: Io> Drop for Revocation<W> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.driver.with(|machine, _| machine.abandon_revocation(id));
+        }
+    }
+}

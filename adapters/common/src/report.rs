@@ -1,0 +1,99 @@
+//! The tasks of a job the shell performs itself (reports: callbacks, logs
+//! and metrics; reading the assertion file), and the outcomes of the
+//! adapters' store calls, logged and counted the same way by both.
+
+use std::io;
+use std::sync::PoisonError;
+
+use client_credentials::driver::{Outcome, Report};
+use client_credentials::AccessToken;
+
+use crate::driver::{Driver, Io};
+use crate::observe;
+use crate::store::{store_failed, FleetTurn};
+
+impl<W: Io> Driver<W> {
+    /// Tells the user what happened: callbacks (outside the lock), logs, metrics.
+    pub(crate) fn report(&self, report: Report) {
+        let failed = match report {
+            Report::TokenUpdated(token) => {
+                if let Some(callback) = &self.settings.on_token_update {
+                    callback(&token);
+                }
+                None
+            }
+            Report::RefreshFailed(error) => {
+                crate::log_event!(W::LOG_TARGET, warn, %error, "client-credentials: refresh failed; the cached token is served until it expires");
+                if let Some(callback) = &self.settings.on_error {
+                    callback(&error);
+                }
+                Some(error)
+            }
+            Report::RoundFailed(error) => {
+                crate::log_event!(W::LOG_TARGET, debug, %error, "client-credentials: round failed");
+                Some(error)
+            }
+            Report::RetryAfterCapped(asked) => {
+                crate::log_event!(W::LOG_TARGET, warn,
+                    retry_after_secs = asked.as_secs(),
+                    waiting_secs = self.config().retry().max_retry_after.as_secs(),
+                    "client-credentials: the provider's Retry-After is longer than max_retry_after; waiting the maximum"
+                );
+                None
+            }
+            Report::RetryScheduled(wait) => {
+                observe::backoff(&self.labels, wait);
+                None
+            }
+            _ => None,
+        };
+        if let Some(error) = failed {
+            observe::round_failed(&self.labels, &error);
+            if let Some(callback) = &self.settings.on_refresh_failed {
+                callback(&error);
+            }
+        }
+    }
+
+    /// Reads the assertion file if it changed, outside the state lock: callers
+    /// served from cache never wait for a file system.
+    pub(crate) fn read_assertion_file(&self) -> Outcome {
+        let content = self.assertion_file.as_ref().and_then(|file| {
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+            file.read_if_changed()
+        });
+        Outcome::AssertionFile(content)
+    }
+
+    /// The outcome of the store's `load`: a failure is logged, and the client
+    /// starts without the stored token.
+    pub fn loaded(&self, result: io::Result<Option<AccessToken>>) -> Outcome {
+        Outcome::Loaded(result.unwrap_or_else(|error| {
+            store_failed(W::LOG_TARGET, "load", &error);
+            None
+        }))
+    }
+
+    /// The outcome of the store's fleet hook: counted; a failure is logged,
+    /// and the client fetches.
+    pub fn fleet_turn(&self, result: io::Result<FleetTurn>) -> Outcome {
+        observe::fleet_turn(&self.labels, &result);
+        Outcome::FleetTurn(match result {
+            Ok(FleetTurn::Use(token)) => Some(token),
+            Ok(FleetTurn::Fetch) => None,
+            Err(error) => {
+                crate::log_event!(W::LOG_TARGET, warn, %error, "client-credentials: the store's fleet hook failed; fetching");
+                None
+            }
+        })
+    }
+
+    /// The outcome of a store write (`verb`: save, delete, evict): a failure
+    /// is logged, never fatal (a store is a cache).
+    pub fn written(&self, verb: &str, result: io::Result<()>) -> Outcome {
+        if let Err(error) = result {
+            store_failed(W::LOG_TARGET, verb, &error);
+        }
+        Outcome::Done
+    }
+}

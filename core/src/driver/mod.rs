@@ -1,0 +1,283 @@
+//! The client around a [`TokenSource`], as a state machine an adapter (or
+//! an embedder) loops around: single flight, which caller performs the I/O
+//! and which waits, the store's load and ordered writes, the custom
+//! provider's round, the fleet turn, re-reading the assertion file,
+//! sign-out, background-refresh timing.
+//!
+//! Like the core, the driver does no I/O, takes no lock, reads no clock and
+//! runs no user code: it says what to do next and takes the result back.
+//! Each caller holds a [`Call`] (or a [`Settle`], to apply the store's
+//! writes) and asks [`Driver::step`] what to do: return a token, return an
+//! error, wait (until a time, or until woken),
+//! or perform a [`Work`]. A `Work` is one [`Task`] — send a request, load or
+//! write the store, ask the provider, take the fleet turn, read the
+//! assertion file, run a callback — whose result goes back through
+//! [`Driver::handle`], which hands out the next task of the same job or
+//! `None` once it is over: then wake every waiting caller. A `Work` dropped
+//! unfinished (the task panicked, it was cancelled) goes back through
+//! [`Driver::abandon`], so the others never wait for a result that will
+//! not come.
+//!
+//! ```
+//! use client_credentials::driver::{Call, Driver, Outcome, Step, Task};
+//! use client_credentials::{Config, Timestamp, TokenSource};
+//!
+//! # fn send(_: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+//! #     http::Response::builder().status(200)
+//! #         .body(br#"{"access_token":"abc","token_type":"Bearer","expires_in":3600}"#.to_vec()).unwrap()
+//! # }
+//! let config = Config::builder("my-client", "my-secret")
+//!     .token_endpoint("https://auth.example.com/oauth2/token")
+//!     .build()?;
+//! let now = Timestamp::from_unix_secs(1_700_000_000);
+//! let mut driver = Driver::new(TokenSource::new(config, [7; 32]));
+//! let mut call = Call::token();
+//! let token = loop {
+//!     match driver.step(now, &mut call) {
+//!         Step::Ready(token) => break token,
+//!         Step::Failed(error) => return Err(error.into()),
+//!         Step::Wait { .. } => { /* park until woken or the time; then step again */ }
+//!         Step::Work(mut work) => loop {
+//!             // Outside the lock, if the driver is shared.
+//!             let outcome = match work.task {
+//!                 Task::Send(outgoing, _attempt) => Outcome::Response(send(outgoing.request)),
+//!                 _ => Outcome::Done,
+//!             };
+//!             match driver.handle(now, work.ticket, outcome) {
+//!                 Some(next) => work = next,
+//!                 None => break, // wake the waiting callers
+//!             }
+//!         },
+//!     }
+//! };
+//! assert_eq!(token.secret(), "abc");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod call;
+mod flight;
+mod signout;
+mod step;
+mod store;
+
+use std::fmt;
+
+use crate::error::Error;
+use crate::machine::{Action, TokenSource};
+use crate::time::Timestamp;
+use crate::token::AccessToken;
+
+pub use call::{Call, Caller, Settle};
+pub use step::{Background, Invalidated, Outcome, Report, SignOut, Step, Task, Ticket, Work};
+
+use flight::{Job, Tail};
+use store::Queue;
+
+/// The client's shared state: the core and the bookkeeping around it. One
+/// per client, behind the adapter's lock; see the [module docs](self).
+pub struct Driver {
+    source: TokenSource,
+    /// The store's writes; `None`: no store.
+    store: Option<Queue>,
+    /// Whether a custom provider is asked once per round.
+    provider: bool,
+    load: Load,
+    /// The flight running (its number), if any: a result from an older one
+    /// (cut short by a sign-out) changes nothing.
+    flight: Option<u64>,
+    flights: u64,
+    /// Which hooks the current round has asked.
+    hooks: Hooks,
+    /// A caller reads the assertion file now.
+    reading_assertion: bool,
+    /// The kind of the round's last request and how many of that kind it sent.
+    attempts: Option<(crate::machine::RequestKind, u32)>,
+}
+
+/// Where reading the store stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Not read yet: the first call that needs the core reads it.
+    Due,
+    /// A caller reads it now.
+    Running,
+    /// Read (or there is no store, or a sign-out made it moot).
+    Done,
+}
+
+/// The hooks a round asks before its first token request, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Hooks {
+    /// Neither the provider nor the fleet yet.
+    NoneAsked,
+    /// The provider had nothing usable.
+    ProviderAsked,
+    /// The fleet turn began (its end is due when the round ends).
+    FleetTurnTaken,
+}
+
+impl Driver {
+    /// A driver around `source`, with no store and no provider.
+    pub fn new(source: TokenSource) -> Driver {
+        Driver {
+            source,
+            store: None,
+            provider: false,
+            load: Load::Done,
+            flight: None,
+            flights: 0,
+            hooks: Hooks::NoneAsked,
+            reading_assertion: false,
+            attempts: None,
+        }
+    }
+
+    /// With a store: loaded by the first call that needs a token, asked for
+    /// the fleet turn before each round's token request, written in order.
+    pub fn with_store(mut self) -> Driver {
+        self.store = Some(Queue::default());
+        self.load = Load::Due;
+        self
+    }
+
+    /// With a custom provider, asked once per round before its first request.
+    pub fn with_provider(mut self) -> Driver {
+        self.provider = true;
+        self
+    }
+
+    /// The core, for queries.
+    pub fn source(&self) -> &TokenSource {
+        &self.source
+    }
+
+    /// A resource server's 401 to a request for `requested` named where its
+    /// RFC 9728 metadata is: read it there at the next discovery (see
+    /// [`TokenSource::follow_resource_metadata`]).
+    pub fn follow_resource_metadata(&mut self, requested: &str, url: &str) -> bool {
+        self.source.follow_resource_metadata(requested, url)
+    }
+
+    /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):
+    /// the next proof for `url`'s origin carries it (see
+    /// [`TokenSource::remember_dpop_nonce`]).
+    pub fn remember_dpop_nonce(&mut self, url: &str, nonce: &str) {
+        self.source.remember_dpop_nonce(url, nonce);
+    }
+
+    /// The cached token and its refresh time, for a lock-free snapshot.
+    pub fn published(&self) -> Option<(&AccessToken, Timestamp)> {
+        self.source.token().zip(self.source.refresh_at())
+    }
+
+    /// What the caller holding `call` does next.
+    pub fn step<C: Caller>(&mut self, now: Timestamp, call: &mut C) -> Step<C::Output> {
+        call.step(self, now)
+    }
+
+    fn step_call(&mut self, now: Timestamp, call: &mut Call) -> Step {
+        let ticket = call.refresh;
+        match self.load {
+            Load::Done => {}
+            Load::Running => return Step::Wait { until: None },
+            Load::Due => {
+                self.load = Load::Running;
+                let flight = self.begin_flight();
+                return Step::Work(Work::new(Task::Load, Job::Load { flight }));
+            }
+        }
+        // Only when a request may be built: a fresh token needs no assertion.
+        let due = self.source.refresh_at().is_none_or(|at| now >= at);
+        if self.source.config().assertion_file().is_some() && due && !call.assertion_read {
+            if self.reading_assertion {
+                return Step::Wait { until: None };
+            }
+            self.reading_assertion = true;
+            call.assertion_read = true;
+            return Step::Work(Work::new(Task::ReadAssertionFile, Job::ReadAssertionFile));
+        }
+        // A round starts only after the store's pending writes have landed:
+        // its fleet turn must not read back a token this client just evicted
+        // or deleted.
+        if due && self.flight.is_none() {
+            if let Some(store) = &mut self.store {
+                if let Some((seq, task)) = store.take_turn() {
+                    return Step::Work(Work::new(
+                        task,
+                        Job::Store {
+                            seq,
+                            tail: Tail::default(),
+                        },
+                    ));
+                }
+                if store.busy() {
+                    return Step::Wait { until: None };
+                }
+            }
+        }
+        if let Some(ticket) = ticket {
+            // The forced refresh's round failed: its caller gets the error,
+            // while others are served the unexpired token.
+            if let Some(error) = self.source.refresh_failed(now, ticket) {
+                return Step::Failed(error.clone());
+            }
+        }
+        match self.source.poll(now) {
+            Action::Ready(token) => Step::Ready(token.clone()),
+            Action::Failed(error) => Step::Failed(error.clone()),
+            Action::Wait { until } => {
+                call.assertion_read = false;
+                Step::Wait { until }
+            }
+            Action::Send(outgoing) => {
+                let flight = self.begin_flight();
+                Step::Work(self.start(now, flight, outgoing))
+            }
+        }
+    }
+
+    /// Hands back the result of `ticket`'s task: the job's next task, or
+    /// `None` when the job is over (wake the waiting callers).
+    pub fn handle(&mut self, now: Timestamp, ticket: Ticket, outcome: Outcome) -> Option<Work> {
+        self.resume(now, ticket.0, outcome)
+    }
+
+    /// The work of `ticket` ended without its result (the task panicked or
+    /// was cancelled): a request that was sent counts as a failed attempt,
+    /// anything else is given back. Wake the waiting callers after this.
+    pub fn abandon(&mut self, now: Timestamp, ticket: Ticket) {
+        self.give_up(now, ticket.0);
+    }
+
+    /// Forces a refresh: the call to step for its outcome, or the error of
+    /// the failed round whose cool-down still runs (nothing is sent then).
+    pub fn refresh(&mut self, now: Timestamp) -> Result<Call, Error> {
+        let ticket = self.source.force_refresh(now)?;
+        Ok(Call {
+            refresh: Some(ticket),
+            assertion_read: false,
+        })
+    }
+
+    fn begin_flight(&mut self) -> u64 {
+        self.flights += 1;
+        self.flight = Some(self.flights);
+        self.flights
+    }
+
+    fn is_current(&self, flight: u64) -> bool {
+        self.flight == Some(flight)
+    }
+}
+
+impl fmt::Debug for Driver {
+    /// Where the bookkeeping stands, and the core's own `Debug` (redacted).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("source", &self.source)
+            .field("load", &self.load)
+            .field("flight", &self.flight)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}

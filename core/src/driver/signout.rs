@@ -1,0 +1,88 @@
+//! Dropping tokens: invalidation, sign-out and its revocation, and the
+//! store writes they leave to apply.
+
+use crate::error::{Error, TransportError};
+use crate::id::RequestId;
+use crate::time::Timestamp;
+use crate::token::AccessToken;
+
+use super::flight::{Job, Tail};
+use super::store::Change;
+use super::{Driver, Hooks, Invalidated, Load, Settle, SignOut, Step, Work};
+
+impl Driver {
+    /// The resource server rejected `token`: stop serving it, and evict it
+    /// from the store (only if it is still the cached one). A token rejected
+    /// soon after it was fetched fails the round (see
+    /// [`TokenSource::invalidate`](crate::TokenSource::invalidate)).
+    pub fn invalidate(&mut self, now: Timestamp, token: &AccessToken) -> Invalidated {
+        if !self.source.invalidate(now, token) {
+            return Invalidated::NotCurrent;
+        }
+        let store = self.store.as_mut().map(|store| {
+            store.record(Change::Evict(token.clone()));
+            Settle { seq: None }
+        });
+        Invalidated::Evicted(store)
+    }
+
+    /// Forgets the token (in memory, then in the store) and any flight under
+    /// way: wake the waiting callers, then do what [`SignOut`] says.
+    pub fn signout(&mut self, now: Timestamp) -> SignOut {
+        let revocation = self.source.signout(now);
+        self.flight = None;
+        self.load = Load::Done;
+        self.hooks = Hooks::NoneAsked;
+        self.attempts = None;
+        let deletion = self.store.as_mut().map(|store| store.record(Change::Delete));
+        SignOut {
+            deletion: Settle { seq: deletion },
+            revocation,
+        }
+    }
+
+    /// Hands back the result of the sign-out's revocation: `Ok` when
+    /// revoked, or when nothing was left to revoke.
+    pub fn handle_revocation(
+        &mut self,
+        now: Timestamp,
+        revocation: RequestId,
+        result: Result<http::Response<Vec<u8>>, TransportError>,
+    ) -> Result<(), Error> {
+        let handled = match result {
+            Ok(response) => self.source.handle_response(now, revocation, response),
+            Err(error) => self.source.handle_transport_error(now, revocation, error),
+        };
+        match handled {
+            Ok(_) | Err(Error::UnknownRequest { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The revocation was not performed (cancelled): it is forgotten.
+    pub fn abandon_revocation(&mut self, revocation: RequestId) {
+        self.source.abandon(revocation);
+    }
+
+    /// The store's writes for a settling call.
+    pub(super) fn settle(&mut self, seq: Option<u64>) -> Step<()> {
+        let Some(store) = &mut self.store else {
+            return Step::Ready(());
+        };
+        if seq.is_some() && store.settled(seq) {
+            return Step::Ready(());
+        }
+        match store.take_turn() {
+            Some((seq, task)) => Step::Work(Work::new(
+                task,
+                Job::Store {
+                    seq,
+                    tail: Tail::default(),
+                },
+            )),
+            // Another caller applies them, ours included; wait for ours.
+            None if seq.is_some() && store.busy() => Step::Wait { until: None },
+            None => Step::Ready(()),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! What goes out of the driver and what comes back in.
+
+use std::fmt;
+
+use crate::error::{Error, TransportError};
+use crate::machine::Outgoing;
+use crate::time::Timestamp;
+use crate::token::AccessToken;
+
+use super::flight::Job;
+use super::Settle;
+
+/// What a caller does next, from [`Driver::step`](super::Driver::step).
+#[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
+pub enum Step<T = AccessToken> {
+    /// Return this: the token of a [`Call`](super::Call); for a [`Settle`](super::Settle), its writes landed.
+    Ready(T),
+    /// Return this error.
+    Failed(Error),
+    /// Wait until woken, or until `until` at the latest, then step again.
+    Wait {
+        /// When to step again at the latest (`None`: when woken).
+        until: Option<Timestamp>,
+    },
+    /// This caller performs the work; when its tasks are over, it wakes the
+    /// waiting callers and steps again.
+    Work(Work),
+}
+
+/// A task for the caller holding a job, with the ticket to hand its result
+/// back with ([`Driver::handle`](super::Driver::handle)) or to give the job up with ([`Driver::abandon`](super::Driver::abandon)).
+#[derive(Debug)]
+pub struct Work {
+    /// What to do, outside the lock.
+    pub task: Task,
+    /// Hand this back with the result.
+    pub ticket: Ticket,
+}
+
+/// Names the job a [`Work`](super::Work) belongs to; not `Clone`, so a result is handed
+/// back once.
+#[derive(Debug)]
+pub struct Ticket(pub(super) Job);
+
+/// The I/O (or user code) the driver asks an adapter to perform.
+#[allow(clippy::large_enum_variant)] // one per task
+pub enum Task {
+    /// Read the store: [`Outcome::Loaded`].
+    Load,
+    /// Read the client assertion file (`Config::assertion_file`) if it
+    /// changed since the last read: [`Outcome::AssertionFile`].
+    ReadAssertionFile,
+    /// Ask the custom provider, passing the cached token:
+    /// [`Outcome::Provided`]. Once per round, before its first request.
+    Provide(Option<AccessToken>),
+    /// Call the store's fleet hook (`begin_fetch(config, now)`) right before
+    /// the round's token request: [`Outcome::FleetTurn`].
+    TakeFleetTurn(Timestamp),
+    /// Perform this HTTP exchange (no redirects, body capped):
+    /// [`Outcome::Response`] or [`Outcome::TransportError`]. The number is
+    /// its attempt in the round (1: the round's first request of its kind),
+    /// for logs and spans.
+    Send(Outgoing, u32),
+    /// Save this token in the store: [`Outcome::Done`] (a failure is logged,
+    /// never fatal: a store is a cache).
+    Save(AccessToken),
+    /// Delete the stored token: [`Outcome::Done`].
+    Delete,
+    /// Delete the stored token if it is still this one: [`Outcome::Done`].
+    Evict(AccessToken),
+    /// The round the fleet turn began is over: call the store's
+    /// `end_fetch`, then [`Outcome::Done`].
+    EndFetch,
+    /// Tell the user (callbacks, logs): [`Outcome::Done`].
+    Report(Report),
+}
+
+/// What happened, for callbacks and logs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Report {
+    /// A new token: fetched, provided, or from the fleet (not one loaded
+    /// from the store). Saved before this report.
+    TokenUpdated(AccessToken),
+    /// A refresh failed while the cached token is still served.
+    RefreshFailed(Error),
+    /// A round failed without a usable token (the waiting callers get the error).
+    RoundFailed(Error),
+    /// The provider's `Retry-After` was longer than `max_retry_after`: the
+    /// client waits the maximum.
+    RetryAfterCapped(std::time::Duration),
+    /// An attempt failed and the next one waits this long (the back-off).
+    RetryScheduled(std::time::Duration),
+}
+
+/// The result of a [`Task`](super::Task).
+#[allow(clippy::large_enum_variant)] // one per task
+pub enum Outcome {
+    /// What the store's `load` returned (a failure, logged, is `None`).
+    Loaded(Option<AccessToken>),
+    /// The assertion file's content (or why it cannot be used) when it
+    /// changed; `None` when it did not.
+    AssertionFile(Option<Result<String, String>>),
+    /// What the provider returned.
+    Provided(Option<AccessToken>),
+    /// What the fleet hook returned: a token another process stored, or
+    /// `None` (fetch; also when the hook failed).
+    FleetTurn(Option<AccessToken>),
+    /// The exchange's response.
+    Response(http::Response<Vec<u8>>),
+    /// The exchange failed.
+    TransportError(TransportError),
+    /// A store write, `end_fetch` or report was performed.
+    Done,
+}
+
+/// What sign-out leaves to do, from [`Driver::signout`](super::Driver::signout).
+#[derive(Debug)]
+pub struct SignOut {
+    /// Step this until [`Step::Ready`]: the store's deletion has landed.
+    pub deletion: Settle,
+    /// Then send this revocation (RFC 7009) and hand its result to
+    /// [`Driver::handle_revocation`](super::Driver::handle_revocation).
+    pub revocation: Option<Outgoing>,
+}
+
+/// What invalidating a token did, from [`Driver::invalidate`](super::Driver::invalidate).
+#[derive(Debug)]
+pub enum Invalidated {
+    /// It was not the cached token: nothing changed.
+    NotCurrent,
+    /// It was evicted (wake the waiting callers); step the [`Settle`](super::Settle), if
+    /// any, to its end to evict it from the store.
+    Evicted(Option<Settle>),
+}
+
+/// What a background refresh task does next, from [`Driver::background`](super::Driver::background).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Background {
+    /// Refresh now: step a [`Call::token`](super::Call::token) to its end.
+    Refresh,
+    /// Sleep until woken, or until this time (`None`: until woken).
+    Sleep(Option<Timestamp>),
+}
+
+impl Work {
+    pub(super) fn new(task: Task, job: Job) -> Work {
+        Work {
+            task,
+            ticket: Ticket(job),
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Step<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Ready(value) => f.debug_tuple("Ready").field(value).finish(),
+            Step::Failed(error) => f.debug_tuple("Failed").field(error).finish(),
+            Step::Wait { until } => f.debug_struct("Wait").field("until", until).finish(),
+            Step::Work(work) => f.debug_tuple("Work").field(work).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Task {
+    /// The task's kind; a request shows as the core's `Outgoing` does
+    /// (no body, headers or query).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Task::Load => f.write_str("Load"),
+            Task::ReadAssertionFile => f.write_str("ReadAssertionFile"),
+            Task::Provide(_) => f.write_str("Provide"),
+            Task::TakeFleetTurn(now) => f.debug_tuple("TakeFleetTurn").field(now).finish(),
+            Task::Send(outgoing, attempt) => f.debug_tuple("Send").field(outgoing).field(attempt).finish(),
+            Task::Save(_) => f.write_str("Save"),
+            Task::Delete => f.write_str("Delete"),
+            Task::Evict(_) => f.write_str("Evict"),
+            Task::EndFetch => f.write_str("EndFetch"),
+            Task::Report(report) => f.debug_tuple("Report").field(report).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Loaded(_) => "Loaded",
+            Outcome::AssertionFile(_) => "AssertionFile",
+            Outcome::Provided(_) => "Provided",
+            Outcome::FleetTurn(_) => "FleetTurn",
+            Outcome::Response(_) => "Response",
+            Outcome::TransportError(_) => "TransportError",
+            Outcome::Done => "Done",
+        })
+    }
+}
