@@ -9,7 +9,7 @@ use url::Url;
 use crate::assertion::AssertionSource;
 use crate::endpoint::{check_endpoint, without_userinfo};
 use crate::error::ConfigError;
-use crate::key::JwtKey;
+use crate::jwt_key::JwtKey;
 use crate::policy::RetryPolicy;
 use crate::secret::Secret;
 

@@ -164,9 +164,6 @@ mod signing;
 mod time;
 mod token;
 
-// The machine and config name the key by the module's former path.
-use jwt_key as key;
-
 pub use assertion::{AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, DiscoveryOrder};
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};

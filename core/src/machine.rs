@@ -18,7 +18,7 @@ use crate::dpop::{dpop_proof, DpopClaims, DpopNonces, USE_DPOP_NONCE};
 use crate::endpoint::check_endpoint;
 use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
-use crate::key::JwtKey;
+use crate::jwt_key::JwtKey;
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
 use crate::redact::{excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};

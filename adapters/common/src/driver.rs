@@ -244,7 +244,7 @@ impl<W: Io> Driver<W> {
         nonce: Option<&str>,
     ) -> Result<(), Error> {
         let proof = self.dpop_proof(method, uri, token, nonce)?;
-        crate::authorize::set_authorization(headers, token, proof);
+        crate::authorized::policy::set_authorization(headers, token, proof);
         Ok(())
     }
 

@@ -61,10 +61,6 @@ pub use published::Published;
 pub use settings::{BlockingProvider, BlockingSettings, BoxFuture, ErrorCallback, Provider, Settings, TokenCallback};
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
 
-// The driver and the authorised clients' glue name the decisions by their
-// former path.
-use authorized::policy as authorize;
-
 /// The crate whose name a log line of the shared code carries as its
 /// `tracing` target: the adapter's (`client_credentials_blocking`,
 /// `client_credentials_tokio`), so `RUST_LOG=client_credentials_tokio=debug`
@@ -98,38 +94,33 @@ macro_rules! log_event {
 pub use tracing as __tracing;
 
 /// A failed exchange with `url`, worded the same by both adapters: the URL
-/// without its query or user info (which may carry credentials), then the
-/// innermost cause the HTTP client reported, which names what went wrong
-/// below the HTTP client's own wording (`could not connect:
-/// http://127.0.0.1:9/token: Connection refused (os error 111)`).
+/// as [`loggable_uri`] shows it (never its query or user info, which may
+/// carry credentials), then the innermost cause the HTTP client reported,
+/// which names what went wrong below the HTTP client's own wording
+/// (`could not connect: http://127.0.0.1:9/token: Connection refused (os
+/// error 111)`). A timeout is the kind alone (`timed out:
+/// http://127.0.0.1:9/token`): each HTTP client words its timers its own way.
+///
+/// ```
+/// use client_credentials::TransportErrorKind;
+/// let url: http::Uri = "http://127.0.0.1:9/token?tenant=a".parse().unwrap();
+/// let cause = std::io::Error::new(std::io::ErrorKind::TimedOut, "operation timed out");
+/// let error = client_credentials_common::transport_failure(TransportErrorKind::Timeout, &url, &cause);
+/// assert_eq!(error.to_string(), "timed out: http://127.0.0.1:9/token?…");
+/// ```
 pub fn transport_failure(
     kind: client_credentials::TransportErrorKind,
     url: &http::Uri,
     error: &dyn std::error::Error,
 ) -> client_credentials::TransportError {
+    if kind == client_credentials::TransportErrorKind::Timeout {
+        return client_credentials::TransportError::new(kind, loggable_uri(url));
+    }
     let mut cause = error;
     while let Some(next) = cause.source() {
         cause = next;
     }
-    client_credentials::TransportError::new(kind, format!("{}: {cause}", loggable_url(url)))
-}
-
-/// `url` as it may be shown: scheme, host, port and path; never the user
-/// info or the query.
-pub fn loggable_url(url: &http::Uri) -> String {
-    let mut text = String::new();
-    if let Some(scheme) = url.scheme_str() {
-        text.push_str(scheme);
-        text.push_str("://");
-    }
-    if let Some(host) = url.host() {
-        text.push_str(host);
-    }
-    if let Some(port) = url.port_u16() {
-        text.push_str(&format!(":{port}"));
-    }
-    text.push_str(url.path());
-    text
+    client_credentials::TransportError::new(kind, format!("{}: {cause}", loggable_uri(url)))
 }
 
 /// A transport failure of `kind`, described by `error` and its causes

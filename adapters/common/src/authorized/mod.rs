@@ -18,8 +18,8 @@ use client_credentials::{AccessToken, Config, Error};
 use http::{HeaderMap, Method};
 
 #[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
-use crate::authorize::AllowedOrigins;
-use crate::authorize::Verdict;
+use crate::authorized::policy::AllowedOrigins;
+use crate::authorized::policy::Verdict;
 use crate::{Driver, Io};
 
 pub mod policy;
