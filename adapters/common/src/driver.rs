@@ -189,7 +189,7 @@ impl<W: Io> Driver<W> {
     }
 
     /// The resource server rejected `token`: stop serving it (see
-    /// [`TokenSource::invalidate_at`]: a token rejected soon after it was
+    /// [`TokenSource::invalidate`]: a token rejected soon after it was
     /// fetched fails the round, and callers get the back-off's error).
     /// Returns the call that evicts it from the store (deleted only if the
     /// store still holds it), when that is due.

@@ -35,7 +35,7 @@ pub struct Settle {
     pub(super) seq: Option<u64>,
 }
 
-/// What a caller holds between steps: a [`Call`](super::Call) or a [`Settle`](super::Settle).
+/// What a caller holds between steps: a [`Call`] or a [`Settle`].
 pub trait Caller: sealed::Sealed {
     /// What the caller ends with (a token, or nothing).
     type Output;

@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 use super::store::Change;
 use super::{Background, Driver, Hooks, Load, Outcome, Report, Task, Work};
 
-/// What a [`Work`](super::Work) is part of.
+/// What a [`Work`] is part of.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per task; boxing would allocate per request
 pub(super) enum Job {

@@ -13,7 +13,7 @@ use super::Settle;
 /// What a caller does next, from [`Driver::step`](super::Driver::step).
 #[allow(clippy::large_enum_variant)] // short-lived; boxing would allocate per round
 pub enum Step<T = AccessToken> {
-    /// Return this: the token of a [`Call`](super::Call); for a [`Settle`](super::Settle), its writes landed.
+    /// Return this: the token of a [`Call`](super::Call); for a [`Settle`], its writes landed.
     Ready(T),
     /// Return this error.
     Failed(Error),
@@ -37,7 +37,7 @@ pub struct Work {
     pub ticket: Ticket,
 }
 
-/// Names the job a [`Work`](super::Work) belongs to; not `Clone`, so a result is handed
+/// Names the job a [`Work`] belongs to; not `Clone`, so a result is handed
 /// back once.
 #[derive(Debug)]
 pub struct Ticket(pub(super) Job);
@@ -93,7 +93,7 @@ pub enum Report {
     RetryScheduled(std::time::Duration),
 }
 
-/// The result of a [`Task`](super::Task).
+/// The result of a [`Task`].
 #[allow(clippy::large_enum_variant)] // one per task
 pub enum Outcome {
     /// What the store's `load` returned (a failure, logged, is `None`).
@@ -129,7 +129,7 @@ pub struct SignOut {
 pub enum Invalidated {
     /// It was not the cached token: nothing changed.
     NotCurrent,
-    /// It was evicted (wake the waiting callers); step the [`Settle`](super::Settle), if
+    /// It was evicted (wake the waiting callers); step the [`Settle`], if
     /// any, to its end to evict it from the store.
     Evicted(Option<Settle>),
 }
