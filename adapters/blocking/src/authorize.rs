@@ -30,13 +30,9 @@ client_credentials_common::authorizer!(blocking);
 /// it: the next request gets a new one. ureq 3 hands a middleware a `next`
 /// it can call only once, so this one cannot re-send; [`AuthorizedAgent`] can.
 ///
-/// `AuthMiddleware::new(client)`, then `.allow_origin(url)` (repeatable) or
-/// `.allow_any_origin()`. The allowed origins default to the config's
-/// resource server and resources; `.allow_origin(url)` replaces them.
-/// Requests elsewhere go out untouched. A client that allows no origin, or was
-/// given a value that is not an origin (`"127.0.0.1:8080"`, a URL with a
-/// path), fails every request with `Error::Config` rather than send it
-/// without the token. Keep ureq's `redirect_auth_headers`
+/// The origin rules (which origins get the token, and what a missing or
+/// malformed one does) are [`client_credentials_common::authorized`]'s.
+/// Keep ureq's `redirect_auth_headers`
 /// at its default (`Never`) so a redirect never carries the header onwards.
 /// With `http_status_as_error(false)` the `401`'s challenge is read (an
 /// `insufficient_scope` keeps the token); with ureq's default a `401` always

@@ -34,13 +34,9 @@ client_credentials_common::authorizer!(async);
 /// refresh. A `use_dpop_nonce` challenge is answered once with the server's
 /// nonce.
 ///
-/// `AuthMiddleware::new(client)`, then `.allow_origin(url)` (repeatable) or
-/// `.allow_any_origin()`. The allowed origins default to the config's
-/// resource server and resources; `.allow_origin(url)` replaces them, and
-/// requests elsewhere go out untouched. A client that allows no origin, or was
-/// given a value that is not an origin (`"127.0.0.1:8080"`, a URL with a
-/// path), fails every request with `Error::Config` rather than send it
-/// without the token. Redirects followed by reqwest lose
+/// The origin rules (which origins get the token, and what a missing or
+/// malformed one does) are [`client_credentials_common::authorized`]'s.
+/// Redirects followed by reqwest lose
 /// the header on the way to another host (reqwest's own rule).
 ///
 /// ```no_run

@@ -11,6 +11,16 @@
 //! - [`AuthorizedAgent`] (feature `ureq-middleware`): a `ureq::Agent` whose
 //!   requests carry the token, retried once;
 //! - [`AuthLayer`], [`AuthService`], [`ReplayBody`] (feature `tower`).
+//!
+//! # Which origins get the token
+//!
+//! Every one of them is built with `new(client)`, then `.allow_origin(url)`
+//! (repeatable) or `.allow_any_origin()`. The allowed origins default to the
+//! config's resource server and resources; `.allow_origin(url)` replaces
+//! them, and requests elsewhere go out untouched. A client that allows no
+//! origin, or was given a value that is not an origin (`"127.0.0.1:8080"`, a
+//! URL with a path), fails every request with `Error::Config` rather than
+//! send it without the token.
 
 use std::future::Future;
 
