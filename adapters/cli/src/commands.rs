@@ -55,9 +55,6 @@ pub fn token(args: TokenArgs) -> Result<(), Failure> {
 /// The environment variable naming the `--store-key-file` when the flag is absent.
 const STORE_KEY_FILE_ENV: &str = "CLIENT_CREDENTIALS_STORE_KEY_FILE";
 
-/// The largest key file read: a key is 32 bytes; anything near this is a mistake.
-const MAX_KEY_FILE: u64 = 64 * 1024;
-
 /// The `--store` Redis store for `config`, with the password from the
 /// environment and the sealing key from `--store-key-file`; refused for a
 /// client without a secret and no key.
@@ -108,20 +105,12 @@ give one with --store-key-file (or CLIENT_CREDENTIALS_STORE_KEY_FILE)",
 /// The sealing key in `path`: its bytes, one trailing line break dropped.
 /// Checked to be a regular file first (a FIFO would block), and capped.
 fn read_key_file(path: &Path) -> Result<Vec<u8>, Failure> {
-    use std::io::Read;
-    let failure =
-        |error: &dyn std::fmt::Display| Failure::usage(format!("--store-key-file {}: {error}", path.display()));
-    let metadata = std::fs::metadata(path).map_err(|error| failure(&error))?;
-    if !metadata.is_file() {
-        return Err(failure(&"not a regular file"));
-    }
-    let mut key = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_KEY_FILE + 1).read_to_end(&mut key))
-        .map_err(|error| failure(&error))?;
-    if key.len() as u64 > MAX_KEY_FILE {
-        return Err(failure(&"larger than 64 KiB: not a key"));
-    }
+    use client_credentials_common::token_file::{read_checked, FileRule};
+    // A key file is placed like an assertion file (a mounted secret may be
+    // root-owned and reached through one link): checked on the open handle,
+    // never writable by others, at most 64 KiB.
+    let mut key = read_checked(path, FileRule::Platform)
+        .map_err(|error| Failure::usage(format!("--store-key-file {}: {error}", path.display())))?;
     if key.ends_with(b"\n") {
         key.pop();
         if key.ends_with(b"\r") {

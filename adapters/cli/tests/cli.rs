@@ -556,3 +556,24 @@ fn a_store_key_file_seals_a_private_key_clients_tokens_in_redis() {
     let stored = redis.cli(&["get", keys.trim()]);
     assert!(!stored.contains(first.trim()), "sealed");
 }
+
+/// The key file is checked on its open handle like an assertion file: one
+/// that others may write is refused before anything is sent.
+#[cfg(unix)]
+#[test]
+fn a_store_key_file_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let issuer = private_key_issuer();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("store.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let stderr = stderr_of(
+        private_key_token(&issuer)
+            .args(["--store", "redis://127.0.0.1:1", "--store-key-file"])
+            .arg(&key),
+        2,
+    );
+    assert!(stderr.contains("--store-key-file"), "{stderr}");
+    assert!(issuer.token_requests().is_empty());
+}
