@@ -165,7 +165,10 @@ impl JwtKey {
         }
         let input = signing_input(&header, claims);
         if self.external {
-            return Ok(Jws::Unsigned { key: self.clone(), input });
+            return Ok(Jws::Unsigned {
+                key: self.clone(),
+                input,
+            });
         }
         let signature = self.sign(input.as_bytes())?;
         Ok(Jws::Signed(Zeroizing::new(finish_jws(&input, &signature))))

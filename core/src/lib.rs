@@ -141,6 +141,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
+// The unit tests share the scenario scaffolding of `core/tests`, which
+// names the crate by its name.
+#[cfg(test)]
+extern crate self as client_credentials;
+
 mod assertion;
 mod config;
 mod discovery;

@@ -210,7 +210,10 @@ enum Phase {
     Idle,
     /// The next request is built but for its external signatures (see
     /// [`Pending`]): it counts as in flight, so no other goes out.
-    Signing { id: RequestId, pending: Box<Pending> },
+    Signing {
+        id: RequestId,
+        pending: Box<Pending>,
+    },
     /// `sent_at`: when it went out (a failing streak counts from then).
     InFlight {
         id: RequestId,
@@ -243,7 +246,9 @@ struct Pending {
 impl fmt::Debug for Pending {
     /// What it is for, never what it carries.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pending").field("sent", &self.sent).finish_non_exhaustive()
+        f.debug_struct("Pending")
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
     }
 }
 
@@ -260,10 +265,13 @@ impl Parts {
     /// The first part that awaits an external signature: its key and signing input.
     fn unsigned(&self) -> Option<(&JwtKey, &str)> {
         let assertion = self.assertion.as_ref().map(|(_, jws)| jws);
-        [assertion, self.dpop.as_ref()].into_iter().flatten().find_map(|jws| match jws {
-            Jws::Unsigned { key, input } => Some((key, input.as_str())),
-            Jws::Signed(_) => None,
-        })
+        [assertion, self.dpop.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|jws| match jws {
+                Jws::Unsigned { key, input } => Some((key, input.as_str())),
+                Jws::Signed(_) => None,
+            })
     }
 
     /// Finishes the first unsigned part with `signature`.
@@ -616,7 +624,9 @@ impl TokenSource {
             access_token: access_token.map(AccessToken::secret),
         };
         let signing = |e: SignError| Error::ClientAuth(ClientAuthError::Signing(e));
-        let proof = dpop_proof(key, alg, claims).and_then(Jws::signed_inline).map_err(signing)?;
+        let proof = dpop_proof(key, alg, claims)
+            .and_then(Jws::signed_inline)
+            .map_err(signing)?;
         proof_header(&proof).map(Some).map_err(signing)
     }
 
@@ -1760,3 +1770,6 @@ fn revocation_result(config: &Config, response: &Response<Vec<u8>>, credentials:
         body_excerpt: excerpt(body, credentials),
     })
 }
+
+#[cfg(test)]
+mod tests;

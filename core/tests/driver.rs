@@ -3,7 +3,9 @@
 
 mod common;
 
-use client_credentials::driver::{Background, Call, Driver, Invalidated, Outcome, Report, Step, Task, Work};
+use client_credentials::driver::{
+    AssertionRole, Background, Call, Driver, Invalidated, Outcome, Report, Step, Task, Work,
+};
 use client_credentials::{AccessToken, RequestKind, TokenSource, TransportError, TransportErrorKind};
 use common::*;
 
@@ -238,7 +240,7 @@ fn sign_out_cuts_the_flight_short_and_its_late_answer_changes_nothing() {
     assert!(after.is_empty(), "{after:?}");
     assert!(driver.handle(at(2), delete.ticket, Outcome::Done).is_none());
     assert!(matches!(driver.step(at(2), &mut signout.deletion), Step::Ready(())));
-    assert!(driver.source().token().is_none());
+    assert!(driver.token().is_none());
 }
 
 #[test]
@@ -284,7 +286,7 @@ fn an_invalidated_token_is_evicted_from_the_store_and_an_older_one_evicts_nothin
         driver.invalidate(at(1), &token("other", 3600)),
         Invalidated::NotCurrent
     ));
-    let current = driver.source().token().cloned().expect("cached");
+    let current = driver.token().cloned().expect("cached");
     assert!(matches!(driver.invalidate(at(1), &current), Invalidated::Evicted(None)));
 
     let mut driver = Driver::new(TokenSource::with_token(config(), current.clone(), [7; 32])).with_store();
@@ -345,11 +347,14 @@ fn the_assertion_file_is_read_by_one_caller_at_a_time_and_only_when_a_request_is
     let mut driver = Driver::new(TokenSource::new(config, [7; 32]));
     let (mut first, mut second) = (Call::token(), Call::token());
     let read = work(driver.step(at(0), &mut first));
-    assert!(matches!(read.task, Task::ReadAssertionFile));
+    assert!(matches!(
+        &read.task,
+        Task::ReadAssertion { role: AssertionRole::ClientAssertion, source } if source.path().is_some()
+    ));
     assert!(matches!(driver.step(at(0), &mut second), Step::Wait { until: None }));
     let jwt = jwt(&format!(r#"{{"exp":{}}}"#, START + 600));
     assert!(driver
-        .handle(at(0), read.ticket, Outcome::AssertionFile(Some(Ok(jwt.clone()))))
+        .handle(at(0), read.ticket, Outcome::Assertion(Some(Ok(jwt.clone()))))
         .is_none());
     let sending = work(driver.step(at(0), &mut first));
     let Task::Send(outgoing, _) = &sending.task else {
@@ -370,7 +375,7 @@ fn a_round_starts_only_after_the_stores_pending_writes_have_landed() {
     let mut call = Call::token();
     let load = work(driver.step(at(0), &mut call));
     driver.handle(at(0), load.ticket, Outcome::Loaded(None));
-    let current = driver.source().token().cloned().expect("cached");
+    let current = driver.token().cloned().expect("cached");
     let Invalidated::Evicted(Some(mut evict)) = driver.invalidate(at(1), &current) else {
         panic!("evicted from the store")
     };

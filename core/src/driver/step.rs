@@ -240,7 +240,10 @@ impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Task::Load => f.write_str("Load"),
-            Task::ReadAssertion { role, .. } => f.debug_struct("ReadAssertion").field("role", role).finish_non_exhaustive(),
+            Task::ReadAssertion { role, .. } => f
+                .debug_struct("ReadAssertion")
+                .field("role", role)
+                .finish_non_exhaustive(),
             Task::Sign(signing) => f.debug_tuple("Sign").field(signing).finish(),
             Task::Provide(_) => f.write_str("Provide"),
             Task::TakeFleetTurn(now) => f.debug_tuple("TakeFleetTurn").field(now).finish(),

@@ -15,6 +15,12 @@ pub const ISSUER: &str = "https://id.example/tenant";
 /// The simulated epoch every scenario starts at.
 pub const START: u64 = 1_700_000_000;
 
+/// The cached token, fresh or not: `usable` at the Unix epoch, before any
+/// token of these scenarios expires.
+pub fn cached(source: &TokenSource) -> Option<AccessToken> {
+    source.usable(Timestamp::UNIX_EPOCH).cloned()
+}
+
 /// `START + secs` seconds.
 pub fn at(secs: u64) -> Timestamp {
     Timestamp::from_unix_secs(START + secs)
