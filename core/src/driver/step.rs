@@ -151,6 +151,11 @@ impl Signing {
         Signing { id, key, message }
     }
 
+    /// The request the signature is for.
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
     /// The key to sign with.
     pub fn key(&self) -> &JwtKey {
         &self.key
