@@ -154,6 +154,11 @@ pub fn b64url(data: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }
 
+/// Base64url without padding, of bytes (a JWS signature).
+pub fn b64url_bytes(data: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
 /// An unsigned JWT with these claims.
 pub fn jwt(claims: &str) -> String {
     format!(
