@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use client_credentials::driver::{Call, Driver, Outcome, Step, Task, Work};
 use client_credentials::{
     AssertionSource, ClientAuth, ClientAuthError, Config, ConfigError, Error, Event, JwsAlgorithm, JwtKey, RequestKind,
     TokenSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE,
 };
-use client_credentials::driver::{Call, Driver, Outcome, Step, Task, Work};
 use common::*;
 use serde_json::{json, Value};
 
@@ -409,12 +409,18 @@ fn a_failing_callback_is_a_clear_error() {
 /// Steps a caller at `now` to its next request, answering each assertion
 /// read the driver hands out with `read` (as an adapter reading the file
 /// would): the work that sends it, or the caller's error.
-fn driven(driver: &mut Driver, now: client_credentials::Timestamp, read: Option<Result<String, String>>) -> Result<Work, Error> {
+fn driven(
+    driver: &mut Driver,
+    now: client_credentials::Timestamp,
+    read: Option<Result<String, String>>,
+) -> Result<Work, Error> {
     let mut call = Call::token();
     loop {
         match driver.step(now, &mut call) {
             Step::Work(work) if matches!(work.task, Task::ReadAssertion { .. }) => {
-                assert!(driver.handle(now, work.ticket, Outcome::Assertion(read.clone())).is_none());
+                assert!(driver
+                    .handle(now, work.ticket, Outcome::Assertion(read.clone()))
+                    .is_none());
             }
             Step::Work(work) => return Ok(work),
             Step::Failed(error) => return Err(error),

@@ -420,7 +420,10 @@ impl Signer for Hsm {
         jwk
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        assert!(!self.inside.load(Ordering::SeqCst), "the signer was called under the lock");
+        assert!(
+            !self.inside.load(Ordering::SeqCst),
+            "the signer was called under the lock"
+        );
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.fail {
             return Err(SignError::new("the HSM is offline"));

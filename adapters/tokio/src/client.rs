@@ -380,9 +380,8 @@ async fn perform(mut job: Job<Io>) {
                 Task::ReadAssertion { role, source } => {
                     let driver = Arc::clone(driver);
                     let read = tokio::task::spawn_blocking(move || driver.read_assertion(role, &source));
-                    read.await.unwrap_or_else(|_| {
-                        Outcome::Assertion(Some(Err("the assertion callback panicked".to_owned())))
-                    })
+                    read.await
+                        .unwrap_or_else(|_| Outcome::Assertion(Some(Err("the assertion callback panicked".to_owned()))))
                 }
                 Task::Sign(signing) => Outcome::Signed(sign(&signing).await),
                 // Performed by the shell itself.

@@ -293,7 +293,11 @@ pub fn a_slow_external_signer_does_not_hold_up_cached_reads<A: Adapter>() {
     let client = A::build(config, options);
     release.send(()).unwrap();
     let first = A::token(&client).unwrap();
-    assert!(signing.try_recv().is_ok(), "{}: the first assertion was signed", A::NAME);
+    assert!(
+        signing.try_recv().is_ok(),
+        "{}: the first assertion was signed",
+        A::NAME
+    );
     // Due for refresh (the margin is 300 s), still usable.
     clock.advance(Duration::from_secs(400));
     let refreshing = {
