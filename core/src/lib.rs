@@ -181,7 +181,7 @@ mod token;
 pub use assertion::{AssertionRole, AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, DiscoveryOrder};
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
-pub use dpop::dpop_ath;
+pub use dpop::{dpop_ath, DpopProof};
 pub use error::{
     ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
 };

@@ -14,7 +14,7 @@ use crate::assertion::{
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint, Issuer, ResourceServer};
 use crate::discovery::{parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};
-use crate::dpop::{dpop_proof, proof_header, DpopClaims, DpopNonces, USE_DPOP_NONCE};
+use crate::dpop::{dpop_proof, proof_header, DpopClaims, DpopNonces, DpopProof, USE_DPOP_NONCE};
 use crate::driver::Signing;
 use crate::endpoint::check_endpoint;
 use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError};
@@ -602,14 +602,19 @@ impl TokenSource {
     /// not configured. `nonce` is the resource server's, if it asked for one;
     /// without it, the latest nonce kept for `uri`'s origin (the adapters'
     /// clients keep the resource servers' nonces) is used.
+    ///
+    /// A built-in key signs here ([`DpopProof::Signed`]); an external
+    /// [`Signer`](crate::Signer) is never called: the proof comes back
+    /// [`DpopProof::Unsigned`], to sign outside whatever lock guards this
+    /// source and finish with [`Signing::finish`].
     pub fn dpop_proof(
-        &self,
+        &mut self,
         now: Timestamp,
         method: &http::Method,
         uri: &str,
         access_token: Option<&AccessToken>,
         nonce: Option<&str>,
-    ) -> Result<Option<http::HeaderValue>, Error> {
+    ) -> Result<Option<DpopProof>, Error> {
         let Some(key) = self.config.dpop_key() else {
             return Ok(None);
         };
@@ -624,10 +629,13 @@ impl TokenSource {
             access_token: access_token.map(AccessToken::secret),
         };
         let signing = |e: SignError| Error::ClientAuth(ClientAuthError::Signing(e));
-        let proof = dpop_proof(key, alg, claims)
-            .and_then(Jws::signed_inline)
-            .map_err(signing)?;
-        proof_header(&proof).map(Some).map_err(signing)
+        match dpop_proof(key, alg, claims).map_err(signing)? {
+            Jws::Signed(proof) => proof_header(&proof).map(|p| Some(DpopProof::Signed(p))).map_err(signing),
+            Jws::Unsigned { key, input } => {
+                let id = self.next_id();
+                Ok(Some(DpopProof::Unsigned(Signing::new(id, key, input))))
+            }
+        }
     }
 
     /// The `alg` of DPoP proofs, checked against `dpop_signing_alg_values_supported`.
@@ -1153,7 +1161,7 @@ impl TokenSource {
     /// or, once every part is signed, the request itself.
     fn proceed(&mut self, now: Timestamp, id: RequestId, pending: Box<Pending>) -> Result<Started, Error> {
         if let Some((key, input)) = pending.parts.unsigned() {
-            let signing = Signing::new(id, key.clone(), input.as_bytes().to_vec());
+            let signing = Signing::new(id, key.clone(), input.to_owned());
             self.phase = Phase::Signing { id, pending };
             return Ok(Started::Sign(signing));
         }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use client_credentials::{
-    AccessToken, AssertionSource, ClientAuth, ClientAuthError, JwsAlgorithm, JwtKey, RequestKind, SignError, Signer,
-    Timestamp, TokenSource, TransportError, TransportErrorKind,
+    AccessToken, AssertionSource, ClientAuth, ClientAuthError, DpopProof, Error, JwsAlgorithm, JwtKey, RequestKind,
+    SignError, Signer, Timestamp, TokenSource, TransportError, TransportErrorKind,
 };
 use common::*;
 
@@ -451,6 +451,12 @@ impl Locked {
         self.inside.store(false, Ordering::SeqCst);
         next
     }
+    fn dpop_proof(&mut self, now: Timestamp, uri: &str, token: &AccessToken) -> DpopProof {
+        self.inside.store(true, Ordering::SeqCst);
+        let proof = self.driver.dpop_proof(now, &http::Method::GET, uri, token, None);
+        self.inside.store(false, Ordering::SeqCst);
+        proof.expect("a proof").expect("DPoP is configured")
+    }
 }
 
 /// A client authenticating with `private_key_jwt` and binding its tokens
@@ -525,6 +531,79 @@ fn an_external_signer_is_asked_through_tasks_and_never_from_inside_the_driver() 
     assert_eq!(ready(client.step(at(1), &mut second)), "t1");
     assert_eq!(ready(client.step(at(1), &mut first)), "t1");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "a cached token needs no signature");
+}
+
+/// The header and claims of a compact JWS, checked against the Ed25519 key
+/// its header carries (`jwk`, as RFC 9449 §4.2 has it).
+fn verified_proof(proof: &http::HeaderValue) -> (serde_json::Value, serde_json::Value) {
+    use base64::Engine as _;
+    use ed25519_dalek::Verifier as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = proof.to_str().unwrap().split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS");
+    let header: serde_json::Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    let x = b64.decode(header["jwk"]["x"].as_str().unwrap()).unwrap();
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
+    let signature = ed25519_dalek::Signature::from_slice(&b64.decode(parts[2]).unwrap()).unwrap();
+    let input = format!("{}.{}", parts[0], parts[1]);
+    public.verify(input.as_bytes(), &signature).expect("the proof verifies");
+    (header, claims)
+}
+
+#[test]
+fn an_external_dpop_signer_signs_resource_proofs_outside_the_driver_and_they_verify() {
+    let (mut client, calls) = hsm_client(false, false);
+    let token = AccessToken::builder("resource-token").token_type("DPoP").build().unwrap();
+    client.driver.remember_dpop_nonce("https://api.example/", "nonce-1");
+    // Built under the lock (the nonce, the jti), signed after it.
+    let DpopProof::Unsigned(signing) = client.dpop_proof(at(5), "https://api.example/items?page=2#top", &token) else {
+        panic!("an external key's proof is left to sign")
+    };
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing signed inside the driver");
+    assert_eq!(signing.key().key_id(), Some("hsm-1"));
+    let signature = signing.sign();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let proof = signing.finish(signature).expect("a DPoP header");
+    let (header, claims) = verified_proof(&proof);
+    assert_eq!(header["typ"], "dpop+jwt");
+    assert_eq!(header["alg"], "Ed25519");
+    assert_eq!(header["jwk"]["kty"], "OKP");
+    assert_eq!(header["jwk"]["crv"], "Ed25519");
+    assert_eq!(header.get("kid"), None, "the key itself, not its id");
+    assert_eq!(header["jwk"].get("d"), None, "no private member");
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["htu"], "https://api.example/items");
+    assert_eq!(claims["iat"], START + 5);
+    assert_eq!(claims["ath"], client_credentials::dpop_ath("resource-token"));
+    assert_eq!(claims["nonce"], "nonce-1", "the origin's remembered nonce");
+    let jti = claims["jti"].as_str().expect("a jti").to_owned();
+    assert!(!jti.is_empty());
+
+    // Another origin has no nonce; every proof has a fresh jti.
+    let DpopProof::Unsigned(signing) = client.dpop_proof(at(6), "https://other.example/", &token) else {
+        panic!("an external key's proof is left to sign")
+    };
+    let signature = signing.sign();
+    let (_, claims) = verified_proof(&signing.finish(signature).unwrap());
+    assert_eq!(claims.get("nonce"), None);
+    assert_ne!(claims["jti"].as_str(), Some(jti.as_str()));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_failing_external_dpop_signer_fails_the_resource_proof_with_a_typed_error() {
+    let (mut client, calls) = hsm_client(true, false);
+    let token = AccessToken::builder("resource-token").token_type("DPoP").build().unwrap();
+    let DpopProof::Unsigned(signing) = client.dpop_proof(at(0), "https://api.example/", &token) else {
+        panic!("an external key's proof is left to sign")
+    };
+    let signature = signing.sign();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        signing.finish(signature),
+        Err(Error::ClientAuth(ClientAuthError::Signing(error))) if error.reason() == "the HSM is offline"
+    ));
 }
 
 #[test]

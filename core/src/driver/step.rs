@@ -3,10 +3,11 @@
 use std::fmt;
 
 use crate::assertion::{AssertionRole, AssertionSource};
-use crate::error::{Error, TransportError};
+use crate::dpop::proof_header;
+use crate::error::{ClientAuthError, Error, TransportError};
 use crate::id::RequestId;
 use crate::jws::SignError;
-use crate::jwt_key::JwtKey;
+use crate::jwt_key::{finish_jws, JwtKey};
 use crate::machine::Outgoing;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
@@ -138,20 +139,26 @@ pub enum Outcome {
 
 /// A signature the core needs from an external [`Signer`](crate::Signer)
 /// (a key made with [`JwtKey::from_signer`]): call [`Signing::sign`]
-/// outside the lock and hand the result back ([`Outcome::Signed`]).
+/// outside the lock, then hand the result back — for a token or revocation
+/// request, to the driver ([`Outcome::Signed`]); for a resource request's
+/// DPoP proof ([`DpopProof::Unsigned`](crate::DpopProof::Unsigned)), to
+/// [`Signing::finish`], which needs no lock.
 pub struct Signing {
     /// The request the signature is for.
     pub(crate) id: RequestId,
     key: JwtKey,
-    message: Vec<u8>,
+    /// The JWS signing input, `base64url(header).base64url(claims)`.
+    input: String,
 }
 
 impl Signing {
-    pub(crate) fn new(id: RequestId, key: JwtKey, message: Vec<u8>) -> Signing {
-        Signing { id, key, message }
+    pub(crate) fn new(id: RequestId, key: JwtKey, input: String) -> Signing {
+        Signing { id, key, input }
     }
 
-    /// The request the signature is for.
+    /// The request the signature is for: a token or revocation request, or
+    /// the resource request a DPoP proof is for (numbered like the others,
+    /// for logs; the core never sends it).
     pub fn id(&self) -> RequestId {
         self.id
     }
@@ -163,14 +170,29 @@ impl Signing {
 
     /// The JWS signing input to sign.
     pub fn message(&self) -> &[u8] {
-        &self.message
+        self.input.as_bytes()
     }
 
     /// Signs [`Signing::message`] with [`Signing::key`]'s signer (see
     /// [`JwtKey::sign`]); it may wait for an HSM or a KMS, so never call it
     /// under a lock other callers need.
     pub fn sign(&self) -> Result<Vec<u8>, SignError> {
-        self.key.sign(&self.message)
+        self.key.sign(self.message())
+    }
+
+    /// Finishes a resource request's DPoP proof
+    /// ([`DpopProof::Unsigned`](crate::DpopProof::Unsigned)) with the
+    /// result of [`Signing::sign`]: the `DPoP` header's value, the JWS
+    /// `input.base64url(signature)` as the core finishes the proofs of its
+    /// own requests. A signer's error is
+    /// [`ClientAuthError::Signing`](crate::ClientAuthError::Signing): send
+    /// nothing then. (A token request's signature goes back to the driver
+    /// instead, which finishes that request.)
+    pub fn finish(self, signature: Result<Vec<u8>, SignError>) -> Result<http::HeaderValue, Error> {
+        let signing = |e: SignError| Error::ClientAuth(ClientAuthError::Signing(e));
+        let signature = signature.map_err(signing)?;
+        let proof = zeroize::Zeroizing::new(finish_jws(&self.input, &signature));
+        proof_header(&proof).map_err(signing)
     }
 }
 
@@ -180,7 +202,7 @@ impl fmt::Debug for Signing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signing")
             .field("key", &self.key)
-            .field("message_len", &self.message.len())
+            .field("message_len", &self.input.len())
             .finish()
     }
 }
