@@ -136,9 +136,12 @@
 //!   lock. An [`AssertionSource`] is read by [`driver::Task::ReadAssertion`]
 //!   (one cached value per [`AssertionRole`]), a key of your own
 //!   ([`JwtKey::from_signer`]) signs in a [`driver::Task::Sign`]; only the
-//!   built-in keys and `client_secret_jwt` sign inside the core. A
-//!   `TokenSource` polled by hand calls a callback or a signer of yours from
-//!   `poll` (it has no task to hand out).
+//!   built-in keys and `client_secret_jwt` sign inside the core. A resource
+//!   request's DPoP proof ([`TokenSource::dpop_proof`],
+//!   [`driver::Driver::dpop_proof`]) with such a key comes back
+//!   [`DpopProof::Unsigned`]: built under the lock, signed after it, finished
+//!   with [`driver::Signing::finish`]. A `TokenSource` polled by hand calls
+//!   a callback or a signer of yours from `poll` (it has no task to hand out).
 //!
 //! ## Features
 //! - `signing` (default): `JwtKey::from_pem` for RS256, PS256, ES256 and

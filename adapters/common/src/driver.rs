@@ -248,7 +248,7 @@ impl<W: Io> Driver<W> {
     /// Only building it takes the lock (the nonce and the `jti` are kept
     /// there); a built-in key signs it then and there, while an external
     /// signer's proof comes back
-    /// [`DpopProof::Unsigned`](client_credentials::DpopProof::Unsigned), for
+    /// [`DpopProof::Unsigned`], for
     /// the caller to sign after the lock is released (see
     /// [`authorized`](crate::authorized)).
     pub fn dpop_proof(

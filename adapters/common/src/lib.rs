@@ -28,7 +28,9 @@
 //!   adapter's `Client` (features `ureq-middleware`, `reqwest-middleware`,
 //!   `tower`), with their decisions in [`authorized::policy`] (origin
 //!   allow-list, `WWW-Authenticate` challenges, the one-retry rule, redirect
-//!   stripping); and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
+//!   stripping); a resource request's DPoP proof is built under the lock
+//!   and, with a key of the user's, signed after it (the tokio adapter on
+//!   its blocking pool, [`sign_on_blocking_pool`]); and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
 //!   ureq errors as the core's.
 //!
 //! This crate is an implementation detail of `client-credentials-blocking` and

@@ -121,7 +121,7 @@ pub enum Outcome {
     /// or a file's content when it changed; `None` for a file that did not.
     Assertion(Option<Result<String, String>>),
     /// The external signer's signature, or why it could not sign (the
-    /// attempt fails with [`ClientAuthError::Signing`](crate::ClientAuthError::Signing)
+    /// attempt fails with [`ClientAuthError::Signing`]
     /// and is retried by the failure policy).
     Signed(Result<Vec<u8>, SignError>),
     /// What the provider returned.
@@ -185,7 +185,7 @@ impl Signing {
     /// result of [`Signing::sign`]: the `DPoP` header's value, the JWS
     /// `input.base64url(signature)` as the core finishes the proofs of its
     /// own requests. A signer's error is
-    /// [`ClientAuthError::Signing`](crate::ClientAuthError::Signing): send
+    /// [`ClientAuthError::Signing`]: send
     /// nothing then. (A token request's signature goes back to the driver
     /// instead, which finishes that request.)
     pub fn finish(self, signature: Result<Vec<u8>, SignError>) -> Result<http::HeaderValue, Error> {

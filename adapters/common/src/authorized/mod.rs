@@ -5,6 +5,12 @@
 //! [`policy`]'s ([`Exchange`](policy::Exchange)); these types only move
 //! requests.
 //!
+//! Each request's DPoP proof (with `.dpop(key)`) is built under the client's
+//! lock ([`Driver::dpop_proof`]: the origin's nonce, a fresh `jti`) and, when
+//! the key is a `Signer` of the user's, signed after the lock is released
+//! (blocking: on the caller's thread; tokio: on its blocking pool), so a slow
+//! HSM or KMS holds up no other caller.
+//!
 //! - [`AuthMiddleware`]: a `ureq` middleware (feature `ureq-middleware`: the
 //!   header, and invalidation on a `401`) and a `reqwest-middleware` one
 //!   (feature `reqwest-middleware`: the header and one retry);
