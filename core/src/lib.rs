@@ -175,7 +175,7 @@ pub use id::RequestId;
 pub use jws::{JwsAlgorithm, SignError, Signer};
 pub use jwt_key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
-pub use policy::{refresh_time, RetryPolicy};
+pub use policy::{refresh_time, RetryPolicy, SharedBackoff};
 pub use resource::{parse_resource_metadata, resource_metadata_url, ResourceMetadata};
 pub use response::parse_token_response;
 pub use secret::Secret;

@@ -34,8 +34,8 @@ pub(super) enum Job {
 #[derive(Debug, Default)]
 pub(super) struct Tail {
     /// The store's `end_fetch` is due (the round began a fleet turn).
-    end_fetch: bool,
-    reports: VecDeque<Report>,
+    pub(super) end_fetch: bool,
+    pub(super) reports: VecDeque<Report>,
 }
 
 impl Driver {
@@ -99,6 +99,18 @@ impl Driver {
                     self.source.provide_assertion(content);
                 }
                 None
+            }
+            // Another process's rejection back-off holds: the round fails
+            // now, as if the token it would fetch had been rejected.
+            (Job::Ask { flight, outgoing }, Outcome::FleetHeldBack(backoff)) => {
+                if !self.is_current(flight) {
+                    return self.after_flight(Tail::default());
+                }
+                if !backoff.holds(now) {
+                    return Some(self.start(now, flight, outgoing));
+                }
+                let handled = self.source.hold_back(now, outgoing.id, backoff);
+                self.sent(now, flight, handled)
             }
             (Job::Ask { flight, outgoing }, outcome @ (Outcome::Provided(_) | Outcome::FleetTurn(_))) => {
                 let (token, provided) = match outcome {
@@ -205,7 +217,7 @@ impl Driver {
         }
     }
 
-    fn tail(&mut self, mut tail: Tail) -> Option<Work> {
+    pub(super) fn tail(&mut self, mut tail: Tail) -> Option<Work> {
         if std::mem::take(&mut tail.end_fetch) {
             return Some(Work::new(Task::EndFetch, Job::Tail(tail)));
         }
