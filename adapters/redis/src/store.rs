@@ -615,6 +615,7 @@ impl Shared {
     pub(crate) fn finish(&self, keys: &Keys, turn: Turn) -> FleetTurn {
         match turn {
             Turn::Use(token) => FleetTurn::Use(token),
+            Turn::HoldBack(backoff) => FleetTurn::HoldBack(backoff),
             Turn::Fetch(owner) => {
                 if let Some(owner) = owner {
                     self.owners
