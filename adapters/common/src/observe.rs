@@ -298,6 +298,7 @@ pub fn error_type(error: &Error) -> &'static str {
         Error::Discovery(_) => "discovery",
         Error::Config(_) => "config",
         Error::ClientAuth(_) => "client_auth",
+        Error::TokenRejected => "token_rejected",
         _ => "other",
     }
 }
