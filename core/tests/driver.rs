@@ -436,7 +436,10 @@ fn a_rejection_on_probation_is_reported_and_its_back_off_goes_to_the_store_with_
     assert!(backoff.holds(at(2)));
     let mut next = driver.handle(at(2), eviction.ticket, Outcome::Done);
     let report = next.take().expect("the failed round is reported");
-    assert!(matches!(report.task, Task::Report(Report::RoundFailed(Error::TokenRejected))));
+    assert!(matches!(
+        report.task,
+        Task::Report(Report::RoundFailed(Error::TokenRejected))
+    ));
     assert!(driver.handle(at(2), report.ticket, Outcome::Done).is_none());
     assert!(matches!(driver.step(at(2), &mut evict), Step::Ready(())));
     assert!(failed_with_rejection(driver.step(at(2), &mut call)));
@@ -479,7 +482,10 @@ fn the_fleets_rejection_back_off_fails_the_round_at_once_without_a_request() {
     let mut names = Vec::new();
     while let Some(work) = next {
         if let Task::Report(report) = &work.task {
-            assert!(matches!(report, Report::RoundFailed(Error::TokenRejected)), "{report:?}");
+            assert!(
+                matches!(report, Report::RoundFailed(Error::TokenRejected)),
+                "{report:?}"
+            );
         }
         names.push(task_name(&work.task));
         next = driver.handle(at(0), work.ticket, Outcome::Done);
@@ -504,7 +510,11 @@ fn what_the_fleet_imposes_is_capped_at_the_maximum_back_off_and_a_past_one_is_ig
     // Over: the request goes out.
     let turn = work(driver.step(at(10), &mut call));
     let sending = driver
-        .handle(at(10), turn.ticket, Outcome::FleetHeldBack(SharedBackoff::new(at(10), 9)))
+        .handle(
+            at(10),
+            turn.ticket,
+            Outcome::FleetHeldBack(SharedBackoff::new(at(10), 9)),
+        )
         .expect("the request");
     assert!(matches!(sending.task, Task::Send(..)));
     finish(&mut driver, at(10), sending, Outcome::Response(response(500, "")));

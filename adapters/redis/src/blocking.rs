@@ -503,7 +503,10 @@ mod tests {
         }
         // Over: the round takes the lock and fetches.
         let later = now.saturating_add(Duration::from_secs(21));
-        assert!(matches!(begin_fetch(&store.shared, &config, later), Ok(FleetTurn::Fetch)));
+        assert!(matches!(
+            begin_fetch(&store.shared, &config, later),
+            Ok(FleetTurn::Fetch)
+        ));
         end_fetch(&store.shared, &config);
 
         // A newer token stored meanwhile is served before any back-off.

@@ -246,10 +246,7 @@ pub(crate) fn evict(
     let keys = shared.keys(config);
     let command = shared.sealer(config).map_err(store_error).and_then(|sealer| {
         let held = match backoff {
-            Some(backoff) => Some((
-                sealer.seal_backoff(&keys.held, backoff)?,
-                config.retry().max_backoff,
-            )),
+            Some(backoff) => Some((sealer.seal_backoff(&keys.held, backoff)?, config.retry().max_backoff)),
             None => None,
         };
         Ok(evict_token(&keys, &sealer.token_ids(token), held))

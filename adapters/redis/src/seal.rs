@@ -367,10 +367,7 @@ mod tests {
         let backoff = SharedBackoff::new(Timestamp::from_unix_millis(1_700_000_000_123), 4);
         let value = sealer("id", "secret").seal_backoff("k:rejected", &backoff).unwrap();
         assert_eq!(value.len(), BACKOFF_LEN);
-        assert_eq!(
-            sealer("id", "secret").open_backoff("k:rejected", &value),
-            Some(backoff)
-        );
+        assert_eq!(sealer("id", "secret").open_backoff("k:rejected", &value), Some(backoff));
         assert!(sealer("id", "other").open_backoff("k:rejected", &value).is_none());
         assert!(sealer("id", "secret").open_backoff("k2:rejected", &value).is_none());
         // Never read as a token, nor a token as a back-off.

@@ -474,7 +474,13 @@ pub fn a_fleet_backs_off_a_resource_rejecting_every_token_as_one_client<A: Adapt
             .max()
             .unwrap_or(0);
         eprintln!("{name}: the fleet's token requests: {first} in the first simulated minute, at most {later} in any minute after");
-        assert!(first <= 10, "{name}: {first} token requests in the first minute: {times:?}");
-        assert!(later <= 2, "{name}: {later} token requests within a later minute: {times:?}");
+        assert!(
+            first <= 10,
+            "{name}: {first} token requests in the first minute: {times:?}"
+        );
+        assert!(
+            later <= 2,
+            "{name}: {later} token requests within a later minute: {times:?}"
+        );
     }
 }

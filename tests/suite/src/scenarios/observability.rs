@@ -96,7 +96,9 @@ pub fn a_round_failed_by_a_rejected_token_is_reported<A: Adapter>() {
     let options = Options {
         // Standing still: the back-off never ends during the scenario.
         clock: Some(ManualClock::starting_now()),
-        on_failed: Some(Arc::new(move |error: &Error| seen.lock().unwrap().push(format!("{error:?}")))),
+        on_failed: Some(Arc::new(move |error: &Error| {
+            seen.lock().unwrap().push(format!("{error:?}"))
+        })),
         ..Options::default()
     };
     let client = A::build(config_for(&issuer).build().unwrap(), options);
