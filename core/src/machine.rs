@@ -1252,10 +1252,11 @@ impl TokenSource {
     /// process's resource rejected the tokens of its streak): instead of
     /// sending request `id`, the round fails at once with
     /// [`Error::TokenRejected`], as if a token fetched now had been rejected.
-    /// The back-off escalates from at least the fleet's count and lasts at
-    /// least until the fleet's `until`, but what the fleet imposes is capped
-    /// at the policy's `max_backoff` from `now`: a store's value can never
-    /// hold this client back longer. Returns what a response would
+    /// The back-off escalates from at least the fleet's count (its step,
+    /// this client's own) and lasts at least until the fleet's `until`, but
+    /// what the fleet imposes is capped at the policy's `max_backoff` from
+    /// `now`: a store's value can never hold this client back longer than
+    /// its own longest step. Returns what a response would
     /// ([`TokenSource::handle_response`]).
     // For the adapters' driver only: not part of the documented API.
     #[doc(hidden)]

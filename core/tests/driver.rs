@@ -502,22 +502,23 @@ fn the_fleets_rejection_back_off_fails_the_round_at_once_without_a_request() {
 }
 
 #[test]
-fn what_the_fleet_imposes_is_capped_at_the_maximum_back_off_and_a_past_one_is_ignored() {
-    let mut driver = driver().with_store();
+fn what_the_fleet_imposes_is_capped_at_the_maximum_back_off() {
     let mut call = Call::token();
+    // Ended while the answer came back: the round fails all the same (the
+    // fleet's turn was not this process's), with this client's own step
+    // for the fleet's count (2: 1 s, and up to 10 % jitter).
+    let mut driver = self::driver().with_store();
     let load = work(driver.step(at(0), &mut call));
     assert!(driver.handle(at(0), load.ticket, Outcome::Loaded(None)).is_none());
-    // Over: the request goes out.
     let turn = work(driver.step(at(10), &mut call));
-    let sending = driver
-        .handle(
-            at(10),
-            turn.ticket,
-            Outcome::FleetHeldBack(SharedBackoff::new(at(10), 9)),
-        )
-        .expect("the request");
-    assert!(matches!(sending.task, Task::Send(..)));
-    finish(&mut driver, at(10), sending, Outcome::Response(response(500, "")));
+    let ended = SharedBackoff::new(at(10), 2);
+    assert_eq!(
+        finish(&mut driver, at(10), turn, Outcome::FleetHeldBack(ended)),
+        ["EndFetch", "Report"]
+    );
+    let retry_at = driver.source().retry_at().expect("held back");
+    assert!(retry_at >= at(11) && retry_at <= at_ms(11_100), "{retry_at:?}");
+    assert!(failed_with_rejection(driver.step(at(10), &mut call)));
     // Forged or from a clock far ahead: a year and a huge count.
     let mut driver = self::driver().with_store();
     let load = work(driver.step(at(0), &mut call));

@@ -100,14 +100,13 @@ impl Driver {
                 }
                 None
             }
-            // Another process's rejection back-off holds: the round fails
-            // now, as if the token it would fetch had been rejected.
+            // Another process's rejection back-off held when the store was
+            // asked: the round fails, as if the token it would fetch had been
+            // rejected. Not judged again here: it may have ended since, and
+            // fetching then would skip the fleet's turn.
             (Job::Ask { flight, outgoing }, Outcome::FleetHeldBack(backoff)) => {
                 if !self.is_current(flight) {
                     return self.after_flight(Tail::default());
-                }
-                if !backoff.holds(now) {
-                    return Some(self.start(now, flight, outgoing));
                 }
                 let handled = self.source.hold_back(now, outgoing.id, backoff);
                 self.sent(now, flight, handled)

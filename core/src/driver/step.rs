@@ -113,7 +113,10 @@ pub enum Outcome {
     /// The fleet hook says another process's rejection back-off holds: the
     /// round fails at once with [`Error::TokenRejected`] instead of fetching
     /// (see [`TokenSource::hold_back`](crate::TokenSource::hold_back); what
-    /// it imposes is capped at the policy's maximum back-off).
+    /// it imposes is capped at the policy's maximum back-off). The hook
+    /// judges whether it holds, at the time it was given; the driver does
+    /// not judge again (a back-off that ended meanwhile would otherwise let
+    /// this process fetch without the fleet's turn).
     FleetHeldBack(SharedBackoff),
     /// The exchange's response.
     Response(http::Response<Vec<u8>>),
