@@ -938,29 +938,13 @@ fn the_latest_dpop_nonce_of_each_origin_is_used_there() {
     assert_eq!(proof(&mut driver, "https://api.example/a"), None);
     driver.remember_dpop_nonce("https://api.example/a?x=1", "n-1");
     driver.remember_dpop_nonce("https://other.example/", "o-1");
-    assert_eq!(
-        proof(&mut driver, "https://API.example:443/b").as_deref(),
-        Some("n-1")
-    );
-    assert_eq!(
-        proof(&mut driver, "https://other.example/c").as_deref(),
-        Some("o-1")
-    );
-    assert_eq!(
-        proof(&mut driver, "https://api.example:8443/b"),
-        None,
-        "another origin"
-    );
+    assert_eq!(proof(&mut driver, "https://API.example:443/b").as_deref(), Some("n-1"));
+    assert_eq!(proof(&mut driver, "https://other.example/c").as_deref(), Some("o-1"));
+    assert_eq!(proof(&mut driver, "https://api.example:8443/b"), None, "another origin");
     driver.remember_dpop_nonce("https://api.example/", "n-2");
     assert_eq!(proof(&mut driver, "https://api.example/b").as_deref(), Some("n-2"));
     // A nonce the caller passes wins (the answer to a use_dpop_nonce challenge).
-    let given = driver.dpop_proof(
-        at(0),
-        &http::Method::GET,
-        "https://api.example/b",
-        &token,
-        Some("g"),
-    );
+    let given = driver.dpop_proof(at(0), &http::Method::GET, "https://api.example/b", &token, Some("g"));
     let Some(client_credentials::DpopProof::Signed(given)) = given.unwrap() else {
         panic!("a signed proof")
     };

@@ -60,9 +60,9 @@ pub mod ureq_transport;
 pub use client_credentials::driver::{Call, Caller, Outcome, Settle, Task};
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
 pub use driver::{Driver, Io, Wake};
-pub use job::{Job, Revocation, Step};
 #[cfg(feature = "tokio")]
 pub use job::sign_on_blocking_pool;
+pub use job::{Job, Revocation, Step};
 pub use published::Published;
 pub use settings::{BlockingProvider, BlockingSettings, BoxFuture, ErrorCallback, Provider, Settings, TokenCallback};
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};

@@ -386,7 +386,12 @@ pub fn a_slow_external_dpop_signer_does_not_hold_up_cached_reads<A: Adapter>() {
             "{}/{name}: a cached read waited {took:?} for the signer",
             A::NAME
         );
-        assert_eq!(sending.join().unwrap(), Ok(200), "{}/{name}: the proof is accepted", A::NAME);
+        assert_eq!(
+            sending.join().unwrap(),
+            Ok(200),
+            "{}/{name}: the proof is accepted",
+            A::NAME
+        );
     }
     assert_eq!(api.accepted(), A::authorized(&client, &origins).len(), "{}", A::NAME);
     assert_eq!(issuer.token_requests().len(), 1, "{}", A::NAME);
