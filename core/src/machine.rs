@@ -1499,9 +1499,7 @@ impl TokenSource {
     /// `now`: a store's value can never hold this client back longer than
     /// its own longest step. Returns what a response would
     /// ([`TokenSource::handle_response`]).
-    // For the adapters' driver only: not part of the documented API.
-    #[doc(hidden)]
-    pub fn hold_back(&mut self, now: Timestamp, id: RequestId, backoff: SharedBackoff) -> Result<Event, Error> {
+    pub(crate) fn hold_back(&mut self, now: Timestamp, id: RequestId, backoff: SharedBackoff) -> Result<Event, Error> {
         self.take_in_flight(id)?;
         // `fail` counts this round once more.
         self.failures = self.failures.max(backoff.failures.saturating_sub(1));
