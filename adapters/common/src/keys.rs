@@ -34,7 +34,9 @@ pub struct Keys<W: Io> {
     writer: Mutex<()>,
     /// The LRU clock: bumped each time a key is looked up through the lock
     /// or added, read (never written) by cached reads, so it bounces
-    /// between cores only when keys change.
+    /// between cores only when keys change. Keys read between two bumps
+    /// share a stamp: the order is least recently used as of the last
+    /// change, which is what choosing a key to drop needs.
     tick: AtomicU64,
     max_keys: usize,
 }
@@ -103,7 +105,9 @@ impl<W: Io> Keys<W> {
         // also runs, means an idle-looking key is never dropped while a
         // caller is about to use it.
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let tick = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
+        // Stamped with the tick before the bump: a cached read after this
+        // sees a later tick, so a key read since is more recent than this one.
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed);
         let map = self.map.load_full();
         if let Some(slot) = map.get(params) {
             slot.touch(tick);
