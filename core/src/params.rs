@@ -33,8 +33,18 @@ use crate::error::ConfigError;
 /// [`Error::Config`](crate::Error::Config).
 ///
 /// Two `TokenParams` name the same cached token when they are equal as
-/// written (same values, same order); an empty one names the client's
-/// default token. `Debug` shows parameter names, never their values.
+/// written (the same scopes, resources and parameters in the same order,
+/// the same audience, whatever order the builder methods were called in);
+/// an empty one names the client's default token. `Debug` shows parameter
+/// names, never their values.
+///
+/// Looking one up is cheap however many keys a client has: each
+/// `TokenParams` keeps a canonical encoding of its values and a 64-bit
+/// hash of it, computed by the builder methods, so [`Hash`] writes one
+/// `u64` and [`Eq`] compares the hashes, then one byte string. The hash is
+/// deterministic (the core holds no random state): a map keyed by
+/// `TokenParams` whose keys come from untrusted input should mix it with a
+/// secret of its own, as the adapters' key maps do.
 ///
 /// ```
 /// use client_credentials::{Config, ConfigError, TokenParams};
@@ -58,13 +68,32 @@ use crate::error::ConfigError;
 /// assert!(matches!(refused, Err(ConfigError::ReservedParameter { .. })));
 /// # Ok::<(), ConfigError>(())
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct TokenParams {
     scopes: Vec<String>,
     resources: Vec<String>,
     audience: Option<String>,
     params: Vec<(String, String)>,
+    /// Every field, length-prefixed in a fixed order: equal encodings are
+    /// equal params.
+    encoded: Vec<u8>,
+    /// The FNV-1a hash of `encoded`.
+    hash: u64,
+}
+
+impl PartialEq for TokenParams {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.encoded == other.encoded
+    }
+}
+
+impl Eq for TokenParams {}
+
+impl std::hash::Hash for TokenParams {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 impl TokenParams {
@@ -76,6 +105,7 @@ impl TokenParams {
     /// Adds a scope (repeatable); the scopes given replace the configured ones.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scopes.push(scope.into());
+        self.encode();
         self
     }
 
@@ -83,12 +113,14 @@ impl TokenParams {
     /// replace the configured ones.
     pub fn resource(mut self, uri: impl Into<String>) -> Self {
         self.resources.push(uri.into());
+        self.encode();
         self
     }
 
     /// Sets the `audience` parameter, replacing the configured one.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
+        self.encode();
         self
     }
 
@@ -97,7 +129,53 @@ impl TokenParams {
     /// parameters are used (see the [type docs](TokenParams)).
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
+        self.encode();
         self
+    }
+
+    /// Recomputes the canonical encoding and its hash after a change.
+    fn encode(&mut self) {
+        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        let mut out = std::mem::take(&mut self.encoded);
+        out.clear();
+        out.extend_from_slice(&(self.scopes.len() as u64).to_le_bytes());
+        for scope in &self.scopes {
+            field(&mut out, scope.as_bytes());
+        }
+        out.extend_from_slice(&(self.resources.len() as u64).to_le_bytes());
+        for resource in &self.resources {
+            field(&mut out, resource.as_bytes());
+        }
+        match &self.audience {
+            Some(audience) => {
+                out.push(1);
+                field(&mut out, audience.as_bytes());
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&(self.params.len() as u64).to_le_bytes());
+        for (name, value) in &self.params {
+            field(&mut out, name.as_bytes());
+            field(&mut out, value.as_bytes());
+        }
+        // FNV-1a, 64 bits: deterministic and short; see the type docs on
+        // mixing it with a secret for untrusted keys.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in &out {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.encoded = out;
+        self.hash = hash;
+    }
+
+    /// A 64-bit hash of these params, equal for equal params: what their
+    /// [`Hash`] writes (once computed by the builder methods).
+    pub fn key_hash(&self) -> u64 {
+        self.hash
     }
 
     /// Whether these change nothing (the client's default token).

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -29,7 +30,7 @@ use crate::driver::{Driver, Io};
 /// map grows past the bound until they settle.
 pub struct Keys<W: Io> {
     default: Arc<Driver<W>>,
-    map: ArcSwap<HashMap<TokenParams, Arc<Slot<W>>>>,
+    map: ArcSwap<HashMap<TokenParams, Arc<Slot<W>>, Mix>>,
     /// Serialises adding and dropping keys (readers never take it).
     writer: Mutex<()>,
     /// The LRU clock: bumped each time a key is looked up through the lock
@@ -39,6 +40,67 @@ pub struct Keys<W: Io> {
     /// change, which is what choosing a key to drop needs.
     tick: AtomicU64,
     max_keys: usize,
+}
+
+/// The map's hasher: [`TokenParams`] hash themselves once, when built
+/// (their [`Hash`](std::hash::Hash) writes one `u64`); this mixes that hash
+/// with a per-client random secret, so which bucket a key lands in cannot be
+/// predicted from its values (keys may come from untrusted input, a tenant
+/// name), at the cost of a multiply on each lookup.
+#[derive(Clone, Copy)]
+struct Mix {
+    secret: u64,
+}
+
+impl Mix {
+    fn random() -> Mix {
+        let bytes = crate::random_bytes();
+        let mut secret = [0u8; 8];
+        secret.copy_from_slice(&bytes[..8]);
+        Mix {
+            secret: u64::from_le_bytes(secret),
+        }
+    }
+}
+
+impl BuildHasher for Mix {
+    type Hasher = MixHasher;
+
+    fn build_hasher(&self) -> MixHasher {
+        MixHasher { state: self.secret }
+    }
+}
+
+/// See [`Mix`].
+struct MixHasher {
+    state: u64,
+}
+
+impl Hasher for MixHasher {
+    #[inline]
+    fn write_u64(&mut self, hash: u64) {
+        // A round of a 64-bit mixer (splitmix64's finaliser) over the
+        // secret-keyed hash.
+        let mut x = self.state ^ hash;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.state = x ^ (x >> 31);
+    }
+
+    /// Not used by `TokenParams`; anything else hashed here is folded in
+    /// eight bytes at a time.
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.state
+    }
 }
 
 /// One key's driver and when it was last used (a [`Keys::tick`] value).
@@ -64,7 +126,7 @@ impl<W: Io> Keys<W> {
     pub fn new(default: Arc<Driver<W>>, max_keys: usize) -> Self {
         Keys {
             default,
-            map: ArcSwap::from_pointee(HashMap::new()),
+            map: ArcSwap::from_pointee(HashMap::with_hasher(Mix::random())),
             writer: Mutex::new(()),
             tick: AtomicU64::new(0),
             max_keys,
