@@ -18,7 +18,9 @@ use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// A thread-safe OAuth 2.0 client credentials client: fetches, caches and
-/// refreshes one token for one [`Config`].
+/// refreshes the token of one [`Config`] (and, through
+/// [`Client::token_for`] / [`Client::with_params`], one more per
+/// [`TokenParams`] key).
 ///
 /// Cheap to clone (clones share the token). [`Client::token`] returns the
 /// cached token without a lock or an allocation while it is fresh; when it is

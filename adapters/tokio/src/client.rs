@@ -23,7 +23,8 @@ use crate::transport::{ReqwestTransport, Transport};
 /// Why a client used outside any tokio runtime cannot fetch.
 const NO_RUNTIME: &str = "client-credentials-tokio needs a tokio runtime";
 
-/// Gets, caches and refreshes tokens for one [`Config`]; cheap to clone
+/// Gets, caches and refreshes tokens for one [`Config`] (one more per
+/// [`TokenParams`] key: [`Client::token_for`], [`Client::with_params`]); cheap to clone
 /// (clones share the cache), `Send + Sync`, usable from any tokio runtime.
 ///
 /// ```no_run
