@@ -32,7 +32,9 @@ fn empty_params_are_the_config_itself() {
 
 #[test]
 fn scopes_given_replace_the_configured_scopes() {
-    let config = base().with_params(&TokenParams::new().scope("b.read b.write").scope("b.read")).unwrap();
+    let config = base()
+        .with_params(&TokenParams::new().scope("b.read b.write").scope("b.read"))
+        .unwrap();
     assert_eq!(config.scopes(), ["b.read", "b.write"]);
     // The rest is the configured one.
     assert_eq!(config.resources(), ["https://default.example/"]);
@@ -92,23 +94,47 @@ fn each_key_has_its_own_fingerprint_and_the_rest_of_the_config_is_shared() {
 fn the_config_builders_rules_apply_with_the_same_errors() {
     let config = base();
     let refused = |params: TokenParams| config.with_params(&params).unwrap_err();
-    for reserved in ["scope", "Grant_Type", " client_id", "resource", "audience", "client_assertion"] {
+    for reserved in [
+        "scope",
+        "Grant_Type",
+        " client_id",
+        "resource",
+        "audience",
+        "client_assertion",
+    ] {
         assert!(
             matches!(refused(TokenParams::new().param(reserved, "x")), ConfigError::ReservedParameter { ref name } if name == reserved),
             "{reserved}"
         );
     }
-    assert_eq!(refused(TokenParams::new().param("", "x")), ConfigError::EmptyParameterName);
-    assert!(matches!(refused(TokenParams::new().scope("a\"b")), ConfigError::InvalidScope { .. }));
-    assert!(matches!(refused(TokenParams::new().scope("  ")), ConfigError::InvalidScope { .. }));
-    assert!(matches!(refused(TokenParams::new().resource("/relative")), ConfigError::InvalidResource { .. }));
+    assert_eq!(
+        refused(TokenParams::new().param("", "x")),
+        ConfigError::EmptyParameterName
+    );
+    assert!(matches!(
+        refused(TokenParams::new().scope("a\"b")),
+        ConfigError::InvalidScope { .. }
+    ));
+    assert!(matches!(
+        refused(TokenParams::new().scope("  ")),
+        ConfigError::InvalidScope { .. }
+    ));
+    assert!(matches!(
+        refused(TokenParams::new().resource("/relative")),
+        ConfigError::InvalidResource { .. }
+    ));
     assert!(matches!(
         refused(TokenParams::new().resource("https://a.example/#frag")),
         ConfigError::InvalidResource { .. }
     ));
     // The builder refuses the same values with the same errors.
     let built = builder().param("Grant_Type", "x").build().unwrap_err();
-    assert_eq!(built, ConfigError::ReservedParameter { name: "Grant_Type".into() });
+    assert_eq!(
+        built,
+        ConfigError::ReservedParameter {
+            name: "Grant_Type".into()
+        }
+    );
 }
 
 #[test]

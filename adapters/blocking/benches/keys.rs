@@ -28,7 +28,11 @@ fn keys(c: &mut Criterion) {
     client.token().unwrap();
     let all: Arc<Vec<TokenParams>> = Arc::new(
         (0..10_000)
-            .map(|n| TokenParams::new().scope("api.read").param("tenant", format!("tenant-{n:05}")))
+            .map(|n| {
+                TokenParams::new()
+                    .scope("api.read")
+                    .param("tenant", format!("tenant-{n:05}"))
+            })
             .collect(),
     );
     for params in all.iter() {
@@ -51,13 +55,17 @@ fn keys(c: &mut Criterion) {
         group.bench_function(format!("token_for/{live} keys/2 threads"), move |b| {
             b.iter_custom(|iters| {
                 let (client, all) = (client.clone(), Arc::clone(&all));
-                on_two_threads(iters, move |i| black_box(client.token_for(&all[(i as usize) % live]).unwrap()))
+                on_two_threads(iters, move |i| {
+                    black_box(client.token_for(&all[(i as usize) % live]).unwrap())
+                })
             })
         });
     }
     let bound = client.with_params(all[0].clone());
     group.bench_function("token/1 thread", |b| b.iter(|| black_box(client.token().unwrap())));
-    group.bench_function("with_params(..).token/1 thread", |b| b.iter(|| black_box(bound.token().unwrap())));
+    group.bench_function("with_params(..).token/1 thread", |b| {
+        b.iter(|| black_box(bound.token().unwrap()))
+    });
     {
         let client = client.clone();
         group.bench_function("token/2 threads", move |b| {

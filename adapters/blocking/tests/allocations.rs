@@ -101,5 +101,8 @@ fn an_idle_key_keeps_at_most_a_kibibyte_beside_its_token() {
         "per idle key: {per_key} bytes of heap, of which {} the token's strings; {beside_token} beside them",
         token_bytes / KEYS
     );
-    assert!(beside_token <= 6 * 1024, "{beside_token} bytes per idle key beside its token");
+    assert!(
+        beside_token <= 6 * 1024,
+        "{beside_token} bytes per idle key beside its token"
+    );
 }

@@ -100,7 +100,12 @@ impl<W: Io> Driver<W> {
         )
     }
 
-    fn keyed(settings: Arc<Settings<W::Store, W::Provider>>, io: Arc<W>, config: Config, refused: Option<Error>) -> Self {
+    fn keyed(
+        settings: Arc<Settings<W::Store, W::Provider>>,
+        io: Arc<W>,
+        config: Config,
+        refused: Option<Error>,
+    ) -> Self {
         // Always random: processes sharing a client must never repeat a jti.
         let source = TokenSource::new(config.clone(), crate::random_bytes());
         let mut machine = machine::Driver::new(source);

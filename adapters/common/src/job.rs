@@ -88,7 +88,13 @@ impl<W: Io> Job<W> {
             id: outgoing.id,
             attempt,
         };
-        Exchange::begin(self.driver.config(), self.driver.key(), &self.parent, sent, &outgoing.request)
+        Exchange::begin(
+            self.driver.config(),
+            self.driver.key(),
+            &self.parent,
+            sent,
+            &outgoing.request,
+        )
     }
 
     /// Ends the exchange with `result`: the outcome to hand back.

@@ -117,8 +117,16 @@ pub fn beyond_max_keys_the_least_recently_used_idle_key_is_dropped<A: Adapter>()
     }
     let before = issuer.token_requests().len();
     assert_eq!(A::token(&held).unwrap().secret(), held_token.secret());
-    assert_eq!(A::token_for(&client, &tenant(10)).unwrap().secret(), held_token.secret());
-    assert_eq!(issuer.token_requests().len(), before, "{}: the held key was dropped", A::NAME);
+    assert_eq!(
+        A::token_for(&client, &tenant(10)).unwrap().secret(),
+        held_token.secret()
+    );
+    assert_eq!(
+        issuer.token_requests().len(),
+        before,
+        "{}: the held key was dropped",
+        A::NAME
+    );
 }
 
 /// A handle from `with_params` serves its key's token (the one `token_for`
@@ -137,7 +145,10 @@ pub fn a_bound_handle_serves_its_keys_token<A: Adapter>() {
     let default = A::token(&client).unwrap();
     assert_ne!(default.secret(), token.secret());
     // Empty params are the default key.
-    assert_eq!(A::token_for(&client, &TokenParams::new()).unwrap().secret(), default.secret());
+    assert_eq!(
+        A::token_for(&client, &TokenParams::new()).unwrap().secret(),
+        default.secret()
+    );
     let requests = issuer.token_requests();
     assert_eq!(requests.len(), 2, "{}", A::NAME);
     assert_eq!(requests[0].param("scope"), Some("orders"));
