@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::assertion::AssertionSource;
+use crate::assertion::{AssertionRole, AssertionSource};
 use crate::endpoint::{check_endpoint, without_userinfo};
 use crate::error::ConfigError;
 use crate::jwt_key::JwtKey;
@@ -315,6 +315,16 @@ impl Config {
             Some(ClientAuth::Assertion(source)) => source.path(),
             _ => None,
         }
+    }
+
+    /// The assertions made elsewhere that requests carry, each with the role
+    /// it is kept under: what the driver has re-read before a request.
+    pub(crate) fn assertion_sources(&self) -> impl Iterator<Item = (AssertionRole, &AssertionSource)> {
+        let client = match &self.inner.auth {
+            Some(ClientAuth::Assertion(source)) => Some((AssertionRole::ClientAssertion, source)),
+            _ => None,
+        };
+        client.into_iter()
     }
 
     /// The DPoP key (RFC 9449), when tokens are to be sender-constrained.

@@ -12,8 +12,9 @@ use super::{Driver, Step};
 pub struct Call {
     /// `Some`: the forced refresh whose outcome this caller waits for.
     pub(super) refresh: Option<RefreshTicket>,
-    /// This caller read the assertion file since it last waited.
-    pub(super) assertion_read: bool,
+    /// How many of the config's assertion sources this caller read since
+    /// it last waited (see `Config::assertion_sources`).
+    pub(super) assertions_read: usize,
 }
 
 impl Call {
@@ -21,7 +22,7 @@ impl Call {
     pub fn token() -> Call {
         Call {
             refresh: None,
-            assertion_read: false,
+            assertions_read: 0,
         }
     }
 }
