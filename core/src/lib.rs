@@ -124,6 +124,9 @@
 //!   [`TokenSource::retry_at`].
 //! - Provided tokens: a token from a custom provider or a fleet store is
 //!   taken only if it is usable and expires later than the cached one.
+//! - Rejected tokens: [`TokenSource::invalidate`]; a rejection on probation
+//!   fails the round, and a fleet shares its back-off ([`SharedBackoff`],
+//!   capped by the receiver's [`RetryPolicy`]) through its store.
 //! - Responses: [`parse_token_response`].
 //! - Requests: [`ClientAuth`] (RFC 6749 §2.3.1 Basic by default), the JSON body
 //!   variant, the refresh-token grant when a response carried a refresh token.
@@ -201,7 +204,7 @@ pub use jws::{JwsAlgorithm, SignError, Signer};
 pub use jwt_key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
 pub use params::TokenParams;
-pub use policy::{refresh_time, RetryPolicy};
+pub use policy::{refresh_time, RetryPolicy, SharedBackoff};
 pub use resource::{parse_resource_metadata, resource_metadata_url, ResourceMetadata};
 pub use response::parse_token_response;
 pub use secret::Secret;

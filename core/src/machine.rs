@@ -21,7 +21,7 @@ use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, OAuthError
 use crate::id::RequestId;
 use crate::jws::SignError;
 use crate::jwt_key::{finish_jws, Jws, JwtKey};
-use crate::policy::{parse_retry_after, refresh_time, Jitter};
+use crate::policy::{parse_retry_after, refresh_time, Jitter, SharedBackoff};
 use crate::redact::{excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
 use crate::resource::{check_resource, choose_authorization_server, parse_resource_metadata_with, ResourceMetadata};
@@ -416,6 +416,17 @@ struct Streak {
     failures: u32,
     /// When the first of them failed (or the first rejection).
     since: Timestamp,
+}
+
+/// What [`TokenSource::reject`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// The token was not the cached one: nothing changed.
+    NotCurrent,
+    /// It was evicted; the next token is fetched at once.
+    Evicted,
+    /// It was evicted and the round failed: this back-off holds.
+    Failed(SharedBackoff),
 }
 
 /// The token lifecycle: what to fetch, when, and what to serve meanwhile.
@@ -1433,8 +1444,13 @@ impl TokenSource {
     /// (the bounds of [`RetryPolicy`](crate::RetryPolicy) hold). The
     /// probation ends when a token lives to its refresh.
     pub fn invalidate(&mut self, now: Timestamp, token: &AccessToken) -> bool {
+        !matches!(self.reject(now, token), Rejection::NotCurrent)
+    }
+
+    /// [`TokenSource::invalidate`], saying what the rejection did.
+    pub(crate) fn reject(&mut self, now: Timestamp, token: &AccessToken) -> Rejection {
         let Some(current) = self.cached.take_if(|cached| cached.token.same_token(token)) else {
-            return false;
+            return Rejection::NotCurrent;
         };
         let probation = self.config.retry().max_backoff;
         let on_probation = now < current.token.received_at().saturating_add(probation);
@@ -1449,6 +1465,8 @@ impl TokenSource {
                 if on_probation && self.phase.is_idle() {
                     // No usable token is left: the error is the callers', through `poll`.
                     let _ = self.fail(now, Error::TokenRejected, None);
+                    let until = self.not_before.unwrap_or(now);
+                    return Rejection::Failed(SharedBackoff::new(until, self.failures));
                 }
             }
             None => {
@@ -1458,7 +1476,33 @@ impl TokenSource {
                 })
             }
         }
-        true
+        Rejection::Evicted
+    }
+
+    /// The fleet holds token requests back ([`SharedBackoff`]: another
+    /// process's resource rejected the tokens of its streak): instead of
+    /// sending request `id`, the round fails at once with
+    /// [`Error::TokenRejected`], as if a token fetched now had been rejected.
+    /// The back-off escalates from at least the fleet's count (its step,
+    /// this client's own) and lasts at least until the fleet's `until`, but
+    /// what the fleet imposes is capped at the policy's `max_backoff` from
+    /// `now`: a store's value can never hold this client back longer than
+    /// its own longest step. Returns what a response would
+    /// ([`TokenSource::handle_response`]).
+    pub(crate) fn hold_back(&mut self, now: Timestamp, id: RequestId, backoff: SharedBackoff) -> Result<Event, Error> {
+        self.take_in_flight(id)?;
+        // `fail` counts this round once more.
+        self.failures = self.failures.max(backoff.failures.saturating_sub(1));
+        self.failing_since.get_or_insert(now);
+        // The next token is on probation: its rejection fails the round too.
+        self.rejections.get_or_insert(Streak {
+            failures: 0,
+            since: now,
+        });
+        let result = self.fail(now, Error::TokenRejected, None);
+        let until = backoff.until.min(now.saturating_add(self.config.retry().max_backoff));
+        self.not_before = Some(self.not_before.map_or(until, |at| at.max(until)));
+        result
     }
 
     /// Asks for a new token even though the cached one is fresh (an adapter's

@@ -429,10 +429,10 @@ async fn perform(mut job: Job<Io>) {
                         None => Ok(()),
                     },
                 ),
-                Task::Evict(token) => driver.written(
+                Task::Evict(token, backoff) => driver.written(
                     "evict",
                     match store {
-                        Some(store) => store.evict(config, &token).await,
+                        Some(store) => store.evict_rejected(config, &token, backoff.as_ref()).await,
                         None => Ok(()),
                     },
                 ),

@@ -8,6 +8,7 @@ use crate::id::RequestId;
 use crate::jws::SignError;
 use crate::jwt_key::JwtKey;
 use crate::machine::Outgoing;
+use crate::policy::SharedBackoff;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
 
@@ -84,8 +85,11 @@ pub enum Task {
     Save(AccessToken),
     /// Delete the stored token: [`Outcome::Done`].
     Delete,
-    /// Delete the stored token if it is still this one: [`Outcome::Done`].
-    Evict(AccessToken),
+    /// A resource server rejected this token: delete the stored token if it
+    /// is still this one, and, when the rejection failed the round, share
+    /// its back-off with the fleet (a fleet store's `evict_rejected`):
+    /// [`Outcome::Done`].
+    Evict(AccessToken, Option<SharedBackoff>),
     /// The round the fleet turn began is over: call the store's
     /// `end_fetch`, then [`Outcome::Done`].
     EndFetch,
@@ -128,6 +132,14 @@ pub enum Outcome {
     /// What the fleet hook returned: a token another process stored, or
     /// `None` (fetch; also when the hook failed).
     FleetTurn(Option<AccessToken>),
+    /// The fleet hook says another process's rejection back-off holds: the
+    /// round fails at once with [`Error::TokenRejected`] instead of fetching
+    /// (see [`TokenSource::hold_back`](crate::TokenSource::hold_back); what
+    /// it imposes is capped at the policy's maximum back-off). The hook
+    /// judges whether it holds, at the time it was given; the driver does
+    /// not judge again (a back-off that ended meanwhile would otherwise let
+    /// this process fetch without the fleet's turn).
+    FleetHeldBack(SharedBackoff),
     /// The exchange's response.
     Response(http::Response<Vec<u8>>),
     /// The exchange failed.
@@ -206,7 +218,8 @@ pub enum Invalidated {
     /// It was not the cached token: nothing changed.
     NotCurrent,
     /// It was evicted (wake the waiting callers); step the [`Settle`], if
-    /// any, to its end to evict it from the store.
+    /// any, to its end: it evicts the token from the store and reports the
+    /// round the rejection failed.
     Evicted(Option<Settle>),
 }
 
@@ -255,7 +268,7 @@ impl fmt::Debug for Task {
             Task::Send(outgoing, attempt) => f.debug_tuple("Send").field(outgoing).field(attempt).finish(),
             Task::Save(_) => f.write_str("Save"),
             Task::Delete => f.write_str("Delete"),
-            Task::Evict(_) => f.write_str("Evict"),
+            Task::Evict(..) => f.write_str("Evict"),
             Task::EndFetch => f.write_str("EndFetch"),
             Task::Report(report) => f.debug_tuple("Report").field(report).finish(),
         }
@@ -270,6 +283,7 @@ impl fmt::Debug for Outcome {
             Outcome::Signed(_) => "Signed",
             Outcome::Provided(_) => "Provided",
             Outcome::FleetTurn(_) => "FleetTurn",
+            Outcome::FleetHeldBack(_) => "FleetHeldBack",
             Outcome::Response(_) => "Response",
             Outcome::TransportError(_) => "TransportError",
             Outcome::Done => "Done",
