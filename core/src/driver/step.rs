@@ -134,7 +134,7 @@ pub enum Outcome {
     FleetTurn(Option<AccessToken>),
     /// The fleet hook says another process's rejection back-off holds: the
     /// round fails at once with [`Error::TokenRejected`] instead of fetching
-    /// (see [`TokenSource::hold_back`](crate::TokenSource::hold_back); what
+    /// (see `TokenSource::hold_back`, crate-private; what
     /// it imposes is capped at the policy's maximum back-off). The hook
     /// judges whether it holds, at the time it was given; the driver does
     /// not judge again (a back-off that ended meanwhile would otherwise let
