@@ -588,6 +588,41 @@ impl Config {
     }
 }
 
+impl Config {
+    /// This configuration with what the token is for replaced: `scopes`,
+    /// `resources` and `audience` replace the configured ones when given,
+    /// `params` replace configured parameters of the same name (compared as
+    /// [`ConfigBuilder::param`] compares reserved names) and add the others.
+    /// Everything else (and so the [fingerprint](Config::fingerprint)'s
+    /// other inputs) is shared. The inputs were checked by the caller.
+    pub(crate) fn merged(
+        &self,
+        scopes: Option<Vec<String>>,
+        resources: Option<Vec<String>>,
+        audience: Option<String>,
+        params: &[(String, String)],
+    ) -> Config {
+        let mut inner = Inner::clone(&self.inner);
+        if let Some(scopes) = scopes {
+            inner.scopes = scopes;
+        }
+        if let Some(resources) = resources {
+            inner.resources = resources;
+        }
+        if audience.is_some() {
+            inner.audience = audience;
+        }
+        if !params.is_empty() {
+            let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+            inner
+                .params
+                .retain(|(name, _)| !params.iter().any(|(given, _)| same(given, name)));
+            inner.params.extend(params.iter().cloned());
+        }
+        Config { inner: Arc::new(inner) }
+    }
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
@@ -1111,57 +1146,9 @@ impl ConfigBuilder {
             .map(|url| check_endpoint("revocation_endpoint", &url, insecure))
             .transpose()?;
 
-        let mut scopes: Vec<String> = Vec::new();
-        for given in &self.scopes {
-            if given.trim().is_empty() {
-                return Err(ConfigError::InvalidScope {
-                    scope: given.clone(),
-                    reason: "a scope may not be empty".into(),
-                });
-            }
-            for scope in given.split(' ').filter(|s| !s.is_empty()) {
-                // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-                if let Some(bad) = scope
-                    .chars()
-                    .find(|&c| !matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
-                {
-                    return Err(ConfigError::InvalidScope {
-                        scope: given.clone(),
-                        reason: format!(
-                            "{bad:?} is not allowed in a scope (RFC 6749 §3.3: printable ASCII except '\"' and '\\')"
-                        ),
-                    });
-                }
-                if !scopes.iter().any(|s| s == scope) {
-                    scopes.push(scope.to_owned());
-                }
-            }
-        }
-
-        let mut resources: Vec<String> = Vec::new();
-        for resource in given_resources {
-            let reason = match Url::parse(&resource) {
-                Err(url::ParseError::RelativeUrlWithoutBase) => Some("it is not an absolute URI".to_owned()),
-                Err(e) => Some(e.to_string()),
-                Ok(_) if resource.contains('#') => Some("it has a fragment (RFC 8707 §2)".to_owned()),
-                Ok(_) => None,
-            };
-            if let Some(reason) = reason {
-                return Err(ConfigError::InvalidResource { resource, reason });
-            }
-            if !resources.contains(&resource) {
-                resources.push(resource);
-            }
-        }
-
-        for (name, _) in &self.params {
-            if name.is_empty() {
-                return Err(ConfigError::EmptyParameterName);
-            }
-            if is_reserved_param(name) {
-                return Err(ConfigError::ReservedParameter { name: name.clone() });
-            }
-        }
+        let scopes = checked_scopes(&self.scopes)?;
+        let resources = checked_resources(given_resources)?;
+        check_params(&self.params)?;
 
         if self.auth == Some(ClientAuth::ClientSecretJwt) {
             if self.client_secret.expose_secret().is_empty() {
@@ -1246,6 +1233,72 @@ impl ConfigBuilder {
             }),
         })
     }
+}
+
+/// The scopes as given (each value may hold several, space-separated),
+/// checked against RFC 6749 §3.3 and deduplicated in order.
+pub(crate) fn checked_scopes(given_scopes: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut scopes: Vec<String> = Vec::new();
+    for given in given_scopes {
+        if given.trim().is_empty() {
+            return Err(ConfigError::InvalidScope {
+                scope: given.clone(),
+                reason: "a scope may not be empty".into(),
+            });
+        }
+        for scope in given.split(' ').filter(|s| !s.is_empty()) {
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            if let Some(bad) = scope
+                .chars()
+                .find(|&c| !matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
+            {
+                return Err(ConfigError::InvalidScope {
+                    scope: given.clone(),
+                    reason: format!(
+                        "{bad:?} is not allowed in a scope (RFC 6749 §3.3: printable ASCII except '\"' and '\\')"
+                    ),
+                });
+            }
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+    }
+    Ok(scopes)
+}
+
+/// The RFC 8707 resource indicators, each an absolute URI without a
+/// fragment, deduplicated in order.
+pub(crate) fn checked_resources(given: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut resources: Vec<String> = Vec::new();
+    for resource in given {
+        let reason = match Url::parse(&resource) {
+            Err(url::ParseError::RelativeUrlWithoutBase) => Some("it is not an absolute URI".to_owned()),
+            Err(e) => Some(e.to_string()),
+            Ok(_) if resource.contains('#') => Some("it has a fragment (RFC 8707 §2)".to_owned()),
+            Ok(_) => None,
+        };
+        if let Some(reason) = reason {
+            return Err(ConfigError::InvalidResource { resource, reason });
+        }
+        if !resources.contains(&resource) {
+            resources.push(resource);
+        }
+    }
+    Ok(resources)
+}
+
+/// Extra parameters have a name, and not one the client sets itself.
+pub(crate) fn check_params(params: &[(String, String)]) -> Result<(), ConfigError> {
+    for (name, _) in params {
+        if name.is_empty() {
+            return Err(ConfigError::EmptyParameterName);
+        }
+        if is_reserved_param(name) {
+            return Err(ConfigError::ReservedParameter { name: name.clone() });
+        }
+    }
+    Ok(())
 }
 
 /// Checks an issuer identifier: a usable endpoint URL without a query

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod fleet;
 pub mod hardening;
 pub mod interop;
+pub mod keys;
 pub mod local_files;
 pub mod logging;
 pub mod observability;
