@@ -155,17 +155,34 @@ pub struct Config {
     inner: Arc<Inner>,
 }
 
+/// What [`TokenParams`](crate::TokenParams) may change, beside the rest
+/// (shared): the keys of one client each keep their own `Inner` and share
+/// one `Shared`, so a key costs its own values, not a copy of every setting.
 #[derive(Clone)]
 struct Inner {
+    shared: Arc<Shared>,
+    scopes: Vec<String>,
+    resources: Vec<String>,
+    audience: Option<String>,
+    params: Vec<(String, String)>,
+}
+
+/// Settings reach `Shared`'s fields as `inner.field`.
+impl std::ops::Deref for Inner {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// Every setting but the ones [`TokenParams`](crate::TokenParams) change.
+struct Shared {
     client_id: String,
     client_secret: Secret,
     endpoint: Endpoint,
     revocation_endpoint: Option<Url>,
     auth: Option<ClientAuth>,
-    scopes: Vec<String>,
-    resources: Vec<String>,
-    audience: Option<String>,
-    params: Vec<(String, String)>,
     refresh_margin: Duration,
     clock_skew: Duration,
     default_lifetime: Duration,
@@ -1202,15 +1219,16 @@ impl ConfigBuilder {
 
         Ok(Config {
             inner: Arc::new(Inner {
+                scopes,
+                resources,
+                audience: self.audience,
+                params: self.params,
+                shared: Arc::new(Shared {
                 client_id: self.client_id,
                 client_secret: self.client_secret,
                 endpoint,
                 revocation_endpoint,
                 auth: self.auth,
-                scopes,
-                resources,
-                audience: self.audience,
-                params: self.params,
                 refresh_margin: self.refresh_margin,
                 clock_skew: self.clock_skew,
                 default_lifetime: self.default_lifetime,
@@ -1230,6 +1248,7 @@ impl ConfigBuilder {
                 dpop: self.dpop,
                 mutual_tls,
                 allowed_authorization_servers,
+                }),
             }),
         })
     }

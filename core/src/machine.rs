@@ -453,16 +453,18 @@ pub struct TokenSource {
     /// came with is still served.
     refresh_token: Option<Secret>,
     /// With discovery: the metadata in use, once read.
-    discovered: Option<Discovered>,
+    /// (Boxed, as the other discovery state below: most keys never use
+    /// it, and an idle key's state is kept small.)
+    discovered: Option<Box<Discovered>>,
     metadata_stale: bool,
     location: usize,
     rediscovered: bool,
     /// RFC 9728: the resource's metadata, the issuer it names, where it is
     /// read (a 401 challenge may name another URL), and whether it was read
     /// in the discovery round under way (then the issuer is discovered next).
-    resource_metadata: Option<ResourceMetadata>,
-    authorization_server: Option<Issuer>,
-    resource_hint: Option<ResourceHint>,
+    resource_metadata: Option<Box<ResourceMetadata>>,
+    authorization_server: Option<Box<Issuer>>,
+    resource_hint: Option<Box<ResourceHint>>,
     resource_read: bool,
     /// The authorization server the resource's metadata named when it was
     /// first read: with the configured allowed ones, the only servers the
@@ -727,10 +729,10 @@ impl TokenSource {
         }
         let hint = match *resource.metadata_url() == url {
             true => None,
-            false => Some(ResourceHint {
+            false => Some(Box::new(ResourceHint {
                 metadata_url: url,
                 requested: requested.to_owned(),
-            }),
+            })),
         };
         if self.resource_hint == hint {
             return false;
@@ -1132,7 +1134,7 @@ impl TokenSource {
         let ttl = self.config.discovery_ttl();
         let current = self
             .discovered
-            .as_ref()
+            .as_deref()
             .filter(|d| !self.metadata_stale && now < d.fetched_at.saturating_add(ttl));
         let (sent, request) = match (self.config.endpoint(), current) {
             (Endpoint::Token(url), _) | (_, Some(Discovered { token_url: url, .. })) => {
@@ -1325,7 +1327,7 @@ impl TokenSource {
                     let server = choose_authorization_server(
                         &metadata,
                         self.trusted_authorization_server.as_deref(),
-                        self.authorization_server.as_ref().map(Issuer::as_str),
+                        self.authorization_server.as_deref().map(Issuer::as_str),
                         self.config.allowed_authorization_servers(),
                         &self.sent_credentials,
                     )?;
@@ -1348,8 +1350,8 @@ impl TokenSource {
                     Ok((metadata, server)) => {
                         self.trusted_authorization_server
                             .get_or_insert_with(|| server.as_str().to_owned());
-                        self.authorization_server = Some(server);
-                        self.resource_metadata = Some(metadata.clone());
+                        self.authorization_server = Some(Box::new(server));
+                        self.resource_metadata = Some(Box::new(metadata.clone()));
                         self.resource_read = true;
                         self.location = 0;
                         self.pace(now);
@@ -1382,7 +1384,7 @@ impl TokenSource {
                 match read {
                     Ok(discovered) => {
                         let metadata = discovered.metadata.clone();
-                        self.discovered = Some(discovered);
+                        self.discovered = Some(Box::new(discovered));
                         self.metadata_stale = false;
                         // Only a token ends the escalation; until then the
                         // token request waits a back-off step like any other.

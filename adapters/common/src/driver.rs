@@ -10,11 +10,14 @@
 //! (`Condvar` / `Notify`) when told to.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use client_credentials::driver::{self as machine, AssertionRole, Background, Call, Caller, Invalidated, Settle};
-use client_credentials::{AccessToken, Config, DpopProof, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource};
+use client_credentials::{
+    AccessToken, Config, DpopProof, Error, Outgoing, ProviderMetadata, Timestamp, TokenParams, TokenSource,
+};
 
 use crate::clock::TimeSource;
 use crate::job::{Job, Revocation, Step};
@@ -48,16 +51,17 @@ pub trait Io: Wake {
 ///
 /// [`TokenParams`]: client_credentials::TokenParams
 pub struct Driver<W: Io> {
+    /// What a cached read touches, kept together.
+    front: Front,
     state: Mutex<State>,
-    published: Published,
     /// This key's configuration (the client's own, or with a key's params).
     config: Config,
     /// The first 8 hex digits of the config's fingerprint: names the key in
     /// logs and spans without revealing what it is for.
     key: String,
     /// Why this key can fetch nothing (its params were refused): every call
-    /// that reaches the lock returns it.
-    refused: Option<Error>,
+    /// that reaches the lock returns it. (Boxed: most keys have none.)
+    refused: Option<Box<Error>>,
     pub(crate) settings: Arc<Settings<W::Store, W::Provider>>,
     /// The assertion files read so far, each with what was last seen of it,
     /// by role: read by one caller at a time (the core driver says which),
@@ -67,6 +71,20 @@ pub struct Driver<W: Io> {
     pub(crate) labels: observe::Labels,
     /// The adapter's side: its transport, waiters (shared by every key).
     pub io: Arc<W>,
+}
+
+/// The fields of a [`Driver`] a cached read of its key touches, side by
+/// side (a driver is over a kilobyte; a read at many keys pays a cache miss
+/// per line it touches).
+#[repr(C)]
+struct Front {
+    published: Published,
+    /// The client is on the wall clock: cached reads skip the lock.
+    wall_clock: bool,
+    /// When the key was last used, in its [`Keys`](crate::Keys)' ticks.
+    last_used: AtomicU64,
+    /// The key's params (empty: the client's default key).
+    params: TokenParams,
 }
 
 struct State {
@@ -80,14 +98,14 @@ impl<W: Io> Driver<W> {
     /// A driver for `settings`, waking through `io`.
     pub fn new(settings: Settings<W::Store, W::Provider>, io: W) -> Self {
         let config = settings.config.clone();
-        Driver::keyed(Arc::new(settings), Arc::new(io), config, None)
+        Driver::keyed(Arc::new(settings), Arc::new(io), config, TokenParams::new(), None)
     }
 
-    /// A driver for another key of the same client: `config` (from
-    /// `Config::with_params`), sharing this one's settings and I/O, with its
-    /// own token, single flight and failure state.
-    pub fn for_key(&self, config: Config) -> Self {
-        Driver::keyed(Arc::clone(&self.settings), Arc::clone(&self.io), config, None)
+    /// A driver for another key of the same client: `params`, whose config
+    /// (from `Config::with_params`) is `config`, sharing this one's settings
+    /// and I/O, with its own token, single flight and failure state.
+    pub fn for_key(&self, config: Config, params: TokenParams) -> Self {
+        Driver::keyed(Arc::clone(&self.settings), Arc::clone(&self.io), config, params, None)
     }
 
     /// A driver for a key whose params were refused: every call that misses
@@ -97,7 +115,8 @@ impl<W: Io> Driver<W> {
             Arc::clone(&self.settings),
             Arc::clone(&self.io),
             self.config.clone(),
-            Some(error),
+            TokenParams::new(),
+            Some(Box::new(error)),
         )
     }
 
@@ -105,7 +124,8 @@ impl<W: Io> Driver<W> {
         settings: Arc<Settings<W::Store, W::Provider>>,
         io: Arc<W>,
         config: Config,
-        refused: Option<Error>,
+        params: TokenParams,
+        refused: Option<Box<Error>>,
     ) -> Self {
         // Always random: processes sharing a client must never repeat a jti.
         let source = TokenSource::new(config.clone(), crate::random_bytes());
@@ -119,8 +139,13 @@ impl<W: Io> Driver<W> {
         let mut key = config.fingerprint();
         key.truncate(8);
         Driver {
+            front: Front {
+                published: Published::new(),
+                wall_clock: matches!(settings.clock, TimeSource::System),
+                last_used: AtomicU64::new(0),
+                params,
+            },
             state: Mutex::new(State { machine, shown: None }),
-            published: Published::new(),
             labels: observe::Labels::new(&config),
             key,
             refused,
@@ -163,7 +188,7 @@ impl<W: Io> Driver<W> {
             _ => false,
         };
         if !unchanged {
-            self.published.publish(current);
+            self.front.published.publish(current);
             observe::token_times(&self.labels, &state.machine, || now);
             state.shown = current.map(|(token, at)| (token.clone(), at));
         }
@@ -205,9 +230,9 @@ impl<W: Io> Driver<W> {
     /// the wall clock (others step through the lock, whose clock may differ).
     #[inline]
     pub fn fresh(&self) -> Option<AccessToken> {
-        match self.settings.clock {
-            TimeSource::System => self.published.fresh(),
-            _ => None,
+        match self.front.wall_clock {
+            true => self.front.published.fresh(),
+            false => None,
         }
     }
 
@@ -216,9 +241,30 @@ impl<W: Io> Driver<W> {
     /// reads spread over many keys, where per-thread copies would mostly miss.
     #[inline]
     pub fn fresh_shared(&self) -> Option<AccessToken> {
-        match self.settings.clock {
-            TimeSource::System => self.published.fresh_shared(),
-            _ => None,
+        match self.front.wall_clock {
+            true => self.front.published.fresh_shared(),
+            false => None,
+        }
+    }
+
+    /// The params of this driver's key (empty: the client's default key).
+    #[inline]
+    pub fn params(&self) -> &TokenParams {
+        &self.front.params
+    }
+
+    /// When this key was last used, as stamped by [`Driver::touch`].
+    pub fn last_used(&self) -> u64 {
+        self.front.last_used.load(Ordering::Relaxed)
+    }
+
+    /// Stamps the key used at `tick` (an LRU clock's value): a write only
+    /// when the stamp changes, so a key read over and over by many threads
+    /// keeps its cache line shared between their cores.
+    #[inline]
+    pub fn touch(&self, tick: u64) {
+        if self.front.last_used.load(Ordering::Relaxed) != tick {
+            self.front.last_used.store(tick, Ordering::Relaxed);
         }
     }
 
@@ -235,7 +281,7 @@ impl<W: Io> Driver<W> {
     /// What the caller holding `call` does next.
     pub fn step<C: Caller>(self: &Arc<Self>, call: &mut C) -> Step<W, C::Output> {
         if let Some(error) = &self.refused {
-            return Step::Failed(error.clone());
+            return Step::Failed(Error::clone(error));
         }
         match self.with(|machine, now| machine.step(now, call)) {
             machine::Step::Ready(value) => Step::Ready(value),
@@ -255,7 +301,7 @@ impl<W: Io> Driver<W> {
     /// `token()` keeps serving the unexpired token).
     pub fn refresh(&self) -> Result<Call, Error> {
         if let Some(error) = &self.refused {
-            return Err(error.clone());
+            return Err(Error::clone(error));
         }
         self.with(|machine, now| machine.refresh(now))
     }

@@ -2,7 +2,6 @@
 //! the client's settings and I/O, found without a lock on the cached read
 //! and bounded by an LRU of idle keys.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,19 +17,21 @@ use crate::driver::{Driver, Io};
 /// failure state and refresh time, all sharing the client's transport,
 /// credentials, clock, store, callbacks and background refresher.
 ///
-/// The cached read ([`Keys::fresh`]) takes no lock and allocates nothing:
-/// one atomic load of the current map (an immutable `HashMap`, replaced
-/// whole when a key is added or dropped), one lookup by `&TokenParams`, one
-/// atomic load of the key's published token and a reference count bump.
-/// Adding or dropping a key copies the map under a mutex, off the read path.
+/// The cached read ([`Keys::fresh`]) takes no lock, allocates nothing and
+/// writes nothing another thread reads, but for the token's reference
+/// count: one atomic load of the current [`Table`] (immutable, replaced
+/// whole when a key is added or dropped), one probe comparing the stored
+/// hash before the key, then the key's published token from the front of
+/// its driver. Adding or dropping a key builds the table again under a
+/// mutex, off the read path.
 ///
 /// At most `max_keys` keys besides the default are kept: adding one more
 /// drops the least recently used **idle** key (no caller waiting, no
 /// request under way, no bound handle alive); when every key is busy the
-/// map grows past the bound until they settle.
+/// table grows past the bound until they settle.
 pub struct Keys<W: Io> {
     default: Arc<Driver<W>>,
-    map: ArcSwap<HashMap<TokenParams, Arc<Slot<W>>, Mix>>,
+    table: ArcSwap<Table<W>>,
     /// Serialises adding and dropping keys (readers never take it).
     writer: Mutex<()>,
     /// The LRU clock: bumped each time a key is looked up through the lock
@@ -40,6 +41,69 @@ pub struct Keys<W: Io> {
     /// change, which is what choosing a key to drop needs.
     tick: AtomicU64,
     max_keys: usize,
+}
+
+/// The keys' drivers in a flat open-addressing table (linear probing, at
+/// most half full): one 16-byte entry per bucket, holding the key's mixed
+/// hash beside its driver, so a probe reads one line of the table and
+/// compares params only when the hashes match. Built whole, never changed.
+struct Table<W: Io> {
+    entries: Box<[Entry<W>]>,
+    /// `entries.len() - 1` (a power of two minus one).
+    mask: usize,
+    len: usize,
+    mix: Mix,
+}
+
+struct Entry<W: Io> {
+    hash: u64,
+    driver: Option<Arc<Driver<W>>>,
+}
+
+impl<W: Io> Table<W> {
+    fn new(mix: Mix, drivers: Vec<Arc<Driver<W>>>) -> Self {
+        let buckets = drivers.len().saturating_mul(2).max(8).next_power_of_two();
+        let mut entries: Box<[Entry<W>]> = (0..buckets).map(|_| Entry { hash: 0, driver: None }).collect();
+        let mask = buckets - 1;
+        let len = drivers.len();
+        for driver in drivers {
+            let hash = mix.hash_one(driver.params());
+            // Truncation intended: the low bits pick the bucket.
+            let mut at = (hash as usize) & mask;
+            while entries[at].driver.is_some() {
+                at = (at + 1) & mask;
+            }
+            entries[at] = Entry {
+                hash,
+                driver: Some(driver),
+            };
+        }
+        Table {
+            entries,
+            mask,
+            len,
+            mix,
+        }
+    }
+
+    #[inline]
+    fn get(&self, params: &TokenParams) -> Option<&Arc<Driver<W>>> {
+        let hash = self.mix.hash_one(params);
+        let mut at = (hash as usize) & self.mask;
+        // At most half full: an empty bucket ends every probe.
+        loop {
+            let entry = self.entries.get(at)?;
+            let driver = entry.driver.as_ref()?;
+            if entry.hash == hash && driver.params() == params {
+                return Some(driver);
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    fn drivers(&self) -> impl Iterator<Item = &Arc<Driver<W>>> {
+        self.entries.iter().filter_map(|entry| entry.driver.as_ref())
+    }
 }
 
 /// The map's hasher: [`TokenParams`] hash themselves once, when built
@@ -103,30 +167,13 @@ impl Hasher for MixHasher {
     }
 }
 
-/// One key's driver and when it was last used (a [`Keys::tick`] value).
-struct Slot<W: Io> {
-    driver: Arc<Driver<W>>,
-    last_used: AtomicU64,
-}
-
-impl<W: Io> Slot<W> {
-    /// Marks the slot used at `tick`: a write only when the tick moved, so a
-    /// key read over and over by many threads keeps its cache line shared.
-    #[inline]
-    fn touch(&self, tick: u64) {
-        if self.last_used.load(Ordering::Relaxed) != tick {
-            self.last_used.store(tick, Ordering::Relaxed);
-        }
-    }
-}
-
 impl<W: Io> Keys<W> {
     /// The keys of a client whose default key is `default`, keeping at most
     /// `max_keys` more.
     pub fn new(default: Arc<Driver<W>>, max_keys: usize) -> Self {
         Keys {
             default,
-            map: ArcSwap::from_pointee(HashMap::with_hasher(Mix::random())),
+            table: ArcSwap::from_pointee(Table::new(Mix::random(), Vec::new())),
             writer: Mutex::new(()),
             tick: AtomicU64::new(0),
             max_keys,
@@ -145,10 +192,10 @@ impl<W: Io> Keys<W> {
         if params.is_empty() {
             return self.default.fresh();
         }
-        let map = self.map.load();
-        let slot = map.get(params)?;
-        slot.touch(self.tick.load(Ordering::Relaxed));
-        slot.driver.fresh_shared()
+        let table = self.table.load();
+        let driver = table.get(params)?;
+        driver.touch(self.tick.load(Ordering::Relaxed));
+        driver.fresh_shared()
     }
 
     /// The driver of `params`' key, added if new (dropping the least
@@ -170,36 +217,39 @@ impl<W: Io> Keys<W> {
         // Stamped with the tick before the bump: a cached read after this
         // sees a later tick, so a key read since is more recent than this one.
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
-        let map = self.map.load_full();
-        if let Some(slot) = map.get(params) {
-            slot.touch(tick);
-            return Ok(Arc::clone(&slot.driver));
+        let table = self.table.load_full();
+        if let Some(driver) = table.get(params) {
+            driver.touch(tick);
+            return Ok(Arc::clone(driver));
         }
         let config = self.default.config().with_params(params)?;
-        let driver = Arc::new(self.default.for_key(config));
-        let mut next = HashMap::clone(&map);
-        drop(map);
-        while next.len() >= self.max_keys {
-            let idle = next
-                .iter()
-                .filter(|(_, slot)| slot.driver.is_idle(1))
-                .min_by_key(|(_, slot)| slot.last_used.load(Ordering::Relaxed))
-                .map(|(params, _)| params.clone());
-            match idle {
-                Some(params) => {
-                    next.remove(&params);
-                }
-                None => break,
+        let driver = Arc::new(self.default.for_key(config, params.clone()));
+        driver.touch(tick);
+        // The keys to drop: the least recently used idle ones beyond the
+        // bound. Idle is judged on the current table, whose entry is then
+        // each driver's only holder.
+        let excess = (table.len + 1).saturating_sub(self.max_keys);
+        let mut dropped: Vec<&Arc<Driver<W>>> = Vec::new();
+        if excess > 0 {
+            let mut idle: Vec<&Arc<Driver<W>>> = table.drivers().filter(|d| d.is_idle(1)).collect();
+            if idle.len() > excess {
+                idle.select_nth_unstable_by_key(excess - 1, |d| d.last_used());
+                idle.truncate(excess);
             }
+            dropped = idle;
         }
-        next.insert(
-            params.clone(),
-            Arc::new(Slot {
-                driver: Arc::clone(&driver),
-                last_used: AtomicU64::new(tick),
-            }),
+        let mut kept: Vec<Arc<Driver<W>>> = Vec::with_capacity(table.len + 1 - dropped.len());
+        kept.extend(
+            table
+                .drivers()
+                .filter(|d| !dropped.iter().any(|gone| Arc::ptr_eq(gone, d)))
+                .cloned(),
         );
-        self.map.store(Arc::new(next));
+        kept.push(Arc::clone(&driver));
+        let next = Table::new(table.mix, kept);
+        drop(dropped);
+        drop(table);
+        self.table.store(Arc::new(next));
         Ok(driver)
     }
 
@@ -215,16 +265,16 @@ impl<W: Io> Keys<W> {
 
     /// Every key's driver, the default first: for the background refresher.
     pub fn drivers(&self) -> Vec<Arc<Driver<W>>> {
-        let map = self.map.load();
-        let mut drivers = Vec::with_capacity(map.len() + 1);
+        let table = self.table.load();
+        let mut drivers = Vec::with_capacity(table.len + 1);
         drivers.push(Arc::clone(&self.default));
-        drivers.extend(map.values().map(|slot| Arc::clone(&slot.driver)));
+        drivers.extend(table.drivers().cloned());
         drivers
     }
 
     /// How many keys are kept besides the default one.
     pub fn len(&self) -> usize {
-        self.map.load().len()
+        self.table.load().len
     }
 
     /// Whether no key besides the default one is kept.
