@@ -217,7 +217,8 @@ enum Phase {
     /// `sent_at`: when it went out (a failing streak counts from then).
     InFlight {
         id: RequestId,
-        sent: Sent,
+        /// (Boxed: an idle phase, every idle key's, stays small.)
+        sent: Box<Sent>,
         sent_at: Timestamp,
     },
 }
@@ -702,13 +703,7 @@ impl TokenSource {
         let Endpoint::ResourceServer(resource) = self.config.endpoint() else {
             return false;
         };
-        if matches!(
-            self.phase,
-            Phase::InFlight {
-                sent: Sent::ResourceMetadata { .. },
-                ..
-            }
-        ) {
+        if matches!(&self.phase, Phase::InFlight { sent, .. } if matches!(**sent, Sent::ResourceMetadata { .. })) {
             // The answer in flight is checked against the hint it was sent for.
             return false;
         }
@@ -1214,7 +1209,11 @@ impl TokenSource {
             Sent::ResourceMetadata { .. } | Sent::Discovery { .. } => RequestKind::Discovery,
             Sent::Revocation => RequestKind::Revocation,
         };
-        self.phase = Phase::InFlight { id, sent, sent_at: now };
+        self.phase = Phase::InFlight {
+            id,
+            sent: Box::new(sent),
+            sent_at: now,
+        };
         self.sent_credentials = carried_credentials(&self.config, &request);
         Outgoing { id, kind, request }
     }
@@ -1239,7 +1238,7 @@ impl TokenSource {
                 sent_at,
             } if current == id => {
                 self.answered_sent_at = Some(sent_at);
-                Ok(sent)
+                Ok(*sent)
             }
             phase => {
                 self.phase = phase;
@@ -1606,7 +1605,7 @@ impl TokenSource {
     /// signature (`inline`: as in [`TokenSource::prepare`]).
     pub(crate) fn sign_out(&mut self, now: Timestamp, inline: bool) -> Option<Started> {
         if let Phase::InFlight { id, sent, .. } = &self.phase {
-            if *sent != Sent::Revocation {
+            if **sent != Sent::Revocation {
                 let id = *id;
                 let dropped = TransportError::new(
                     crate::error::TransportErrorKind::Other,

@@ -77,14 +77,56 @@ pub struct TokenParams {
     params: Vec<(String, String)>,
     /// Every field, length-prefixed in a fixed order: equal encodings are
     /// equal params.
-    encoded: Vec<u8>,
+    encoded: Encoded,
     /// The FNV-1a hash of `encoded`.
     hash: u64,
 }
 
+/// Encodings up to this long are kept inline (a scope and a tenant fit).
+const INLINE: usize = 46;
+
+/// A [`TokenParams`]' encoding, inline when short: comparing two params
+/// (a key lookup, after their hashes matched) then reads no memory beyond
+/// the two structs, where a heap copy would cost a cache miss at many keys.
+#[derive(Clone)]
+enum Encoded {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Default for Encoded {
+    fn default() -> Self {
+        Encoded::Inline {
+            len: 0,
+            bytes: [0; INLINE],
+        }
+    }
+}
+
+impl Encoded {
+    fn new(encoded: &[u8]) -> Encoded {
+        match u8::try_from(encoded.len()) {
+            Ok(len) if encoded.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..encoded.len()].copy_from_slice(encoded);
+                Encoded::Inline { len, bytes }
+            }
+            _ => Encoded::Heap(encoded.into()),
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Encoded::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Encoded::Heap(bytes) => bytes,
+        }
+    }
+}
+
 impl PartialEq for TokenParams {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.encoded == other.encoded
+        self.hash == other.hash && self.encoded.as_slice() == other.encoded.as_slice()
     }
 }
 
@@ -135,17 +177,26 @@ impl TokenParams {
 
     /// Recomputes the canonical encoding and its hash after a change.
     fn encode(&mut self) {
+        /// LEB128: short, and no encoding is a prefix of another.
+        fn len(out: &mut Vec<u8>, len: usize) {
+            let mut n = len as u64;
+            while n >= 0x80 {
+                // Truncation intended: the low seven bits, flagged.
+                out.push((n as u8 & 0x7f) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
+        }
         fn field(out: &mut Vec<u8>, bytes: &[u8]) {
-            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            len(out, bytes.len());
             out.extend_from_slice(bytes);
         }
-        let mut out = std::mem::take(&mut self.encoded);
-        out.clear();
-        out.extend_from_slice(&(self.scopes.len() as u64).to_le_bytes());
+        let mut out = Vec::new();
+        len(&mut out, self.scopes.len());
         for scope in &self.scopes {
             field(&mut out, scope.as_bytes());
         }
-        out.extend_from_slice(&(self.resources.len() as u64).to_le_bytes());
+        len(&mut out, self.resources.len());
         for resource in &self.resources {
             field(&mut out, resource.as_bytes());
         }
@@ -156,7 +207,7 @@ impl TokenParams {
             }
             None => out.push(0),
         }
-        out.extend_from_slice(&(self.params.len() as u64).to_le_bytes());
+        len(&mut out, self.params.len());
         for (name, value) in &self.params {
             field(&mut out, name.as_bytes());
             field(&mut out, value.as_bytes());
@@ -168,7 +219,7 @@ impl TokenParams {
             hash ^= u64::from(*byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
-        self.encoded = out;
+        self.encoded = Encoded::new(&out);
         self.hash = hash;
     }
 

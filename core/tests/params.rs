@@ -155,6 +155,35 @@ fn equal_params_are_one_key() {
     assert_eq!(map.get(&TokenParams::new().scope("x")), None);
 }
 
+/// Builds params from raw parts: scopes, then parameters.
+fn params_of(scopes: &[String], pairs: &[(String, String)]) -> TokenParams {
+    let with_scopes = scopes.iter().fold(TokenParams::new(), |p, s| p.scope(s.as_str()));
+    pairs.iter().fold(with_scopes, |p, (k, v)| p.param(k.as_str(), v.as_str()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Params are equal exactly when their values are: however the values
+    /// split into fields (the encoding is length-prefixed), short ones
+    /// (encoded inline) and long ones (on the heap) alike.
+    #[test]
+    fn params_are_equal_exactly_when_their_values_are(
+        scopes_a in proptest::collection::vec("[ab]{0,3}", 0..3),
+        pairs_a in proptest::collection::vec(("[ab]{0,2}", "[ab]{0,40}"), 0..3),
+        scopes_b in proptest::collection::vec("[ab]{0,3}", 0..3),
+        pairs_b in proptest::collection::vec(("[ab]{0,2}", "[ab]{0,40}"), 0..3),
+    ) {
+        let (a, b) = (params_of(&scopes_a, &pairs_a), params_of(&scopes_b, &pairs_b));
+        let same = scopes_a == scopes_b && pairs_a == pairs_b;
+        prop_assert_eq!(a == b, same);
+        prop_assert_eq!(a == a.clone(), true);
+        if same {
+            prop_assert_eq!(a.key_hash(), b.key_hash());
+        }
+    }
+}
+
 /// One caller of one key in the simulation: its call and the work it
 /// holds, if any.
 struct Caller {

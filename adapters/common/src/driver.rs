@@ -138,6 +138,7 @@ impl<W: Io> Driver<W> {
         }
         let mut key = config.fingerprint();
         key.truncate(8);
+        key.shrink_to_fit();
         Driver {
             front: Front {
                 published: Published::new(),
