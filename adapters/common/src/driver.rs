@@ -141,7 +141,11 @@ impl<W: Io> Driver<W> {
         key.shrink_to_fit();
         Driver {
             front: Front {
-                published: Published::new(),
+                // A key among many is read through `fresh_shared`.
+                published: match params.is_empty() {
+                    true => Published::new(),
+                    false => Published::striped(),
+                },
                 wall_clock: matches!(settings.clock, TimeSource::System),
                 last_used: AtomicU64::new(0),
                 params,

@@ -1,6 +1,6 @@
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
 use client_credentials::{AccessToken, Timestamp};
@@ -10,6 +10,40 @@ use crate::clock::coarse_now;
 struct Snapshot {
     token: AccessToken,
     refresh_at: u64,
+    /// For [`Published::fresh_shared`] of a striped `Published`: detached
+    /// copies of `token` (each its own reference count), one per stripe of
+    /// threads but the first (which clones `token`).
+    copies: [Option<AccessToken>; MAX_STRIPES - 1],
+}
+
+/// Most stripes of threads a [`Published::striped`] keeps copies for.
+const MAX_STRIPES: usize = 4;
+
+/// How many stripes: one per CPU, at most [`MAX_STRIPES`].
+fn stripes() -> usize {
+    static STRIPES: OnceLock<usize> = OnceLock::new();
+    *STRIPES.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_STRIPES))
+    })
+}
+
+/// This thread's stripe: threads take stripes in turn as they first read.
+#[inline]
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+    STRIPE
+        .try_with(|stripe| match stripe.get() {
+            Some(n) => n,
+            None => {
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                stripe.set(Some(n));
+                n
+            }
+        })
+        .unwrap_or(0)
 }
 
 /// The token an adapter publishes after each state change, read without a lock.
@@ -21,6 +55,9 @@ struct Snapshot {
 /// against the generation, because every thread cloning one shared `Arc` makes
 /// its count bounce between cores.
 pub struct Published {
+    /// Keep a copy of the token per stripe of threads (see
+    /// [`Published::striped`]).
+    striped: bool,
     id: u64,
     generation: AtomicU64,
     current: ArcSwapOption<Snapshot>,
@@ -60,19 +97,35 @@ impl Published {
     /// Nothing published.
     pub fn new() -> Self {
         Published {
+            striped: false,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             generation: AtomicU64::new(0),
             current: ArcSwapOption::empty(),
         }
     }
 
+    /// Nothing published; each token published will be copied once per
+    /// stripe of threads (one per CPU, at most four), so that threads on
+    /// different CPUs reading it through [`Published::fresh_shared`] bump
+    /// different reference counts. For a key among many, whose reads the
+    /// per-thread copies of [`Published::fresh`] would mostly miss: the
+    /// copies cost memory per key (a token each), but no cache line is
+    /// written by two CPUs on a read.
+    pub fn striped() -> Self {
+        let mut published = Published::new();
+        published.striped = true;
+        published
+    }
+
     /// Publishes the core's cached token and its `refresh_at` (both from
     /// the core driver's `published()`), or withdraws it with `None`.
     pub fn publish(&self, token: Option<(&AccessToken, Timestamp)>) {
+        let copies = if self.striped { stripes() } else { 1 };
         let snapshot = token.map(|(token, refresh_at)| {
             Arc::new(Snapshot {
                 token: token.clone(),
                 refresh_at: refresh_at.as_unix_millis(),
+                copies: std::array::from_fn(|n| (n + 1 < copies).then(|| detached(token))),
             })
         });
         self.current.store(snapshot);
@@ -107,12 +160,23 @@ impl Published {
     /// The published token if it is fresh now, cloned from the shared
     /// snapshot (one reference count bump, no allocation): the read of a
     /// client with many keys, whose per-thread copies would mostly miss.
+    /// Striped ([`Published::striped`]): the copy of this thread's stripe.
     #[inline]
     pub fn fresh_shared(&self) -> Option<AccessToken> {
         let now = coarse_now().as_unix_millis();
         let guard = self.current.load();
         let snapshot = guard.as_ref()?;
-        (now < snapshot.refresh_at).then(|| snapshot.token.clone())
+        if now >= snapshot.refresh_at {
+            return None;
+        }
+        let token = match self.striped {
+            true => (stripe() % stripes())
+                .checked_sub(1)
+                .and_then(|n| snapshot.copies.get(n)?.as_ref())
+                .unwrap_or(&snapshot.token),
+            false => &snapshot.token,
+        };
+        Some(token.clone())
     }
 
     #[cold]
@@ -236,6 +300,34 @@ mod tests {
         .join()
         .unwrap();
         assert!(served.load(Ordering::SeqCst), "the destructor's read was not served");
+    }
+
+    /// Every thread reads the token published last from a striped
+    /// `Published`, whichever stripe's copy it gets, until its refresh time.
+    #[test]
+    fn striped_reads_serve_the_published_token_on_every_thread() {
+        let far = crate::now().saturating_add(std::time::Duration::from_secs(3600));
+        let p = Arc::new(Published::striped());
+        assert!(p.fresh_shared().is_none());
+        for value in ["a", "b"] {
+            let (t, at) = token(value, far);
+            p.publish(Some((&t, at)));
+            let threads: Vec<_> = (0..2 * MAX_STRIPES)
+                .map(|_| {
+                    let p = Arc::clone(&p);
+                    std::thread::spawn(move || p.fresh_shared().map(|t| t.secret().to_owned()))
+                })
+                .collect();
+            for thread in threads {
+                assert_eq!(thread.join().unwrap().as_deref(), Some(value));
+            }
+            assert_eq!(p.fresh().unwrap().secret(), value);
+        }
+        let (c, at) = token("c", Timestamp::from_unix_secs(1));
+        p.publish(Some((&c, at)));
+        assert!(p.fresh_shared().is_none(), "past refresh_at");
+        p.publish(None);
+        assert!(p.fresh_shared().is_none());
     }
 
     #[test]
