@@ -74,7 +74,9 @@ fn a_cached_token_for_costs_no_allocation_across_many_keys() {
 /// the net heap growth of adding 1,000 keys (each fetched, then idle),
 /// divided by 1,000, minus the token's strings. Printed for BENCHMARKS.md
 /// (`cargo test -p client-credentials-blocking --test allocations -- --nocapture`);
-/// the bound is the documented target, 1 KiB.
+/// the bound keeps what was measured (2.3–2.9 KiB from run to run, as the
+/// transport's buffers come and go; the 1 KiB target is not met, see
+/// BENCHMARKS.md).
 #[test]
 fn an_idle_key_keeps_at_most_a_kibibyte_beside_its_token() {
     use client_credentials::TokenParams;
@@ -102,7 +104,7 @@ fn an_idle_key_keeps_at_most_a_kibibyte_beside_its_token() {
         token_bytes / KEYS
     );
     assert!(
-        beside_token <= 6 * 1024,
+        beside_token <= 3 * 1024,
         "{beside_token} bytes per idle key beside its token"
     );
 }
