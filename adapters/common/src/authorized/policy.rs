@@ -1025,6 +1025,54 @@ mod tests {
     }
 
     #[test]
+    fn keyed_origins_compare_as_origins_and_never_allow_one_themselves() {
+        let origin = |s: &str| Origin::parse(s);
+        let mut allowed = AllowedOrigins::default();
+        allowed.allow("https://orders.example");
+        allowed.allow("http://127.0.0.1:8080");
+        let mut keyed = KeyedOrigins::default();
+        keyed.insert("https://ORDERS.example", || 1).unwrap();
+        keyed.insert("http://127.0.0.1:8080", || 2).unwrap();
+        assert_eq!(keyed.check(&allowed), Ok(()));
+        assert_eq!(keyed.get(origin("https://orders.example:443/a").as_ref()), Some(&1));
+        assert_eq!(keyed.get(origin("http://127.0.0.1:8080/b").as_ref()), Some(&2));
+        assert_eq!(keyed.get(origin("http://orders.example/a").as_ref()), None, "another scheme");
+        assert_eq!(keyed.get(origin("http://127.0.0.1:8081/").as_ref()), None, "another port");
+        assert_eq!(keyed.get(None), None, "a relative URI");
+        // A second key for an origin replaces the first.
+        keyed.insert("https://orders.example:443/", || 3).unwrap();
+        assert_eq!(keyed.get(origin("https://orders.example/").as_ref()), Some(&3));
+
+        // Keyed but not allowed: refused, naming the origin.
+        keyed.insert("https://billing.example", || 4).unwrap();
+        let error = keyed.check(&allowed).unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::OriginNotAllowed {
+                origin: "https://billing.example:443".into()
+            }
+        );
+        assert!(error.to_string().contains(".allow_origin("), "{error}");
+        // Allowing it (or every origin) is what makes it usable.
+        allowed.allow("https://billing.example");
+        assert_eq!(keyed.check(&allowed), Ok(()));
+        let mut any = AllowedOrigins::default();
+        any.allow_any();
+        assert_eq!(keyed.check(&any), Ok(()));
+        // The allow-list's own errors come first.
+        assert_eq!(
+            keyed.check(&AllowedOrigins::default()),
+            Err(ConfigError::NoAllowedOrigin)
+        );
+
+        // A value that is not an origin binds nothing and stays an error.
+        let error = keyed.insert("https://api.example/v1", || 5).unwrap_err();
+        assert!(error.to_string().contains("params_for"), "{error}");
+        assert_eq!(keyed.check(&allowed), Err(error));
+        assert_eq!(keyed.get(origin("https://api.example/v1").as_ref()), None);
+    }
+
+    #[test]
     fn an_exchange_retries_once_and_invalidates_the_token_it_sent() {
         let mut origins = AllowedOrigins::default();
         origins.allow("https://api.example");
