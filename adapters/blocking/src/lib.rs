@@ -60,7 +60,7 @@
 //!   sending it without the token; a bad value is also logged as a warning
 //!   where it is given.
 //!   `.params_for(origin, params)` gives an allowed origin its own token
-//!   key ([`TokenParams`]: audience, resource, scopes); a `401` there evicts
+//!   key ([`TokenParams`](client_credentials::TokenParams): audience, resource, scopes); a `401` there evicts
 //!   only that key's token. It does not allow the origin: a keyed origin
 //!   that is not allowed fails every request with
 //!   `ConfigError::OriginNotAllowed`.

@@ -287,9 +287,18 @@ fn the_cache_keeps_a_token_per_scope_audience_and_resource() {
     assert_ne!(read, write);
     assert_eq!(run(&["--scope", "orders:read"]), read);
     assert_eq!(run(&["--scope", "orders:write"]), write);
-    assert_eq!(issuer.token_requests().len(), 2, "one request per scope, not one per run");
+    assert_eq!(
+        issuer.token_requests().len(),
+        2,
+        "one request per scope, not one per run"
+    );
 
-    let billing = ["--audience", "https://billing.example", "--resource", "https://billing.example/api"];
+    let billing = [
+        "--audience",
+        "https://billing.example",
+        "--resource",
+        "https://billing.example/api",
+    ];
     let for_billing = run(&billing);
     assert_eq!(run(&billing), for_billing);
     assert_eq!(run(&["--scope", "orders:read"]), read);

@@ -633,7 +633,10 @@ mod tests {
         let document: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(document["tokens"].as_array().unwrap().len(), MAX_TOKENS);
         let last = MAX_TOKENS as u64 - 1;
-        assert!(load(&path, &format!("key-{last}")).unwrap().is_some(), "the token saved is kept");
+        assert!(
+            load(&path, &format!("key-{last}")).unwrap().is_some(),
+            "the token saved is kept"
+        );
         assert!(
             load(&path, &format!("key-{}", last - 1)).unwrap().is_none(),
             "the soonest-expiring other token was dropped"

@@ -80,9 +80,9 @@ fn allow<B: Route>(builder: B, origins: &Origins) -> B {
         Origins::Default => builder,
         Origins::Only(urls) => urls.iter().fold(builder, |b, url| b.allow_origin(url)),
         Origins::Any => builder.allow_any_origin(),
-        Origins::Keyed(origins, keyed) => keyed
-            .iter()
-            .fold(allow(builder, origins), |b, (origin, params)| b.params_for(origin, params.clone())),
+        Origins::Keyed(origins, keyed) => keyed.iter().fold(allow(builder, origins), |b, (origin, params)| {
+            b.params_for(origin, params.clone())
+        }),
     }
 }
 
@@ -123,7 +123,7 @@ pub fn each<A: crate::Adapter>(
 pub fn blocking(client: &client_credentials_blocking::Client, origins: &Origins) -> Vec<Box<dyn Authorized>> {
     let middleware = allow(
         client_credentials_blocking::AuthMiddleware::new(client.clone()),
-        origins
+        origins,
     );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .middleware(middleware)
@@ -132,14 +132,14 @@ pub fn blocking(client: &client_credentials_blocking::Client, origins: &Origins)
         .into();
     let authorized = allow(
         client_credentials_blocking::AuthorizedAgent::new(ureq::Agent::new_with_defaults(), client.clone()),
-        origins
+        origins,
     );
     // An agent that already returns statuses as responses (and keeps the
     // header off redirects, ureq's default): its requests go out unconfigured.
     let as_is: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let as_is = allow(
         client_credentials_blocking::AuthorizedAgent::new(as_is, client.clone()),
-        origins
+        origins,
     );
     vec![
         Box::new(UreqMiddleware(agent)),

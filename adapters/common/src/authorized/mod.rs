@@ -46,9 +46,9 @@ use client_credentials::driver::Signing;
 use client_credentials::{AccessToken, Config, DpopProof, Error, SignError, TokenParams};
 use http::{HeaderMap, Method};
 
+use crate::authorized::policy::{set_authorization, Verdict};
 #[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
 use crate::authorized::policy::{AllowedOrigins, KeyedOrigins};
-use crate::authorized::policy::{set_authorization, Verdict};
 use crate::{Driver, Io};
 
 pub mod policy;

@@ -1036,8 +1036,16 @@ mod tests {
         assert_eq!(keyed.check(&allowed), Ok(()));
         assert_eq!(keyed.get(origin("https://orders.example:443/a").as_ref()), Some(&1));
         assert_eq!(keyed.get(origin("http://127.0.0.1:8080/b").as_ref()), Some(&2));
-        assert_eq!(keyed.get(origin("http://orders.example/a").as_ref()), None, "another scheme");
-        assert_eq!(keyed.get(origin("http://127.0.0.1:8081/").as_ref()), None, "another port");
+        assert_eq!(
+            keyed.get(origin("http://orders.example/a").as_ref()),
+            None,
+            "another scheme"
+        );
+        assert_eq!(
+            keyed.get(origin("http://127.0.0.1:8081/").as_ref()),
+            None,
+            "another port"
+        );
         assert_eq!(keyed.get(None), None, "a relative URI");
         // A second key for an origin replaces the first.
         keyed.insert("https://orders.example:443/", || 3).unwrap();

@@ -347,18 +347,31 @@ pub fn each_origin_with_params_for_gets_its_own_keys_token<A: Adapter>() {
                 assert_eq!(status, Ok(200), "{name}: {}", api.resource());
             }
         }
-        assert_eq!(apis.issuer.token_requests().len() - from, 3, "{name}: one per key, then cached");
+        assert_eq!(
+            apis.issuer.token_requests().len() - from,
+            3,
+            "{name}: one per key, then cached"
+        );
         assert_eq!(apis.fetched(from, Some(ORDERS_AUDIENCE), None), 1, "{name}");
         assert_eq!(apis.fetched(from, None, Some(BILLING_RESOURCE)), 1, "{name}");
         assert_eq!(apis.fetched(from, None, None), 1, "{name}");
         // Each API saw its own key's token (cached reads: nothing fetched).
         let expect = [
-            (&apis.orders, A::token_for(&client, &ThreeApis::orders_params()).unwrap()),
-            (&apis.billing, A::token_for(&client, &ThreeApis::billing_params()).unwrap()),
+            (
+                &apis.orders,
+                A::token_for(&client, &ThreeApis::orders_params()).unwrap(),
+            ),
+            (
+                &apis.billing,
+                A::token_for(&client, &ThreeApis::billing_params()).unwrap(),
+            ),
             (&apis.plain, A::token(&client).unwrap()),
         ];
         for (api, token) in expect {
-            let seen = api.requests().last().and_then(|r| r.header("authorization").map(str::to_owned));
+            let seen = api
+                .requests()
+                .last()
+                .and_then(|r| r.header("authorization").map(str::to_owned));
             assert_eq!(seen, Some(bearer(&token)), "{name}: {}", api.resource());
         }
         assert_eq!(apis.issuer.token_requests().len() - from, 3, "{name}");
@@ -373,7 +386,11 @@ pub fn a_401_from_one_origin_evicts_only_its_keys_token<A: Adapter>() {
     for (client, flavour) in each::<A>(|| apis.client::<A>(), &apis.origins()) {
         let name = flavour.name();
         for api in [&apis.orders, &apis.billing, &apis.plain] {
-            assert_eq!(flavour.send("GET", &ThreeApis::url(api), Body::Empty), Ok(200), "{name}");
+            assert_eq!(
+                flavour.send("GET", &ThreeApis::url(api), Body::Empty),
+                Ok(200),
+                "{name}"
+            );
         }
         let billing = A::token_for(&client, &ThreeApis::billing_params()).unwrap();
         let default = A::token(&client).unwrap();
@@ -385,15 +402,31 @@ pub fn a_401_from_one_origin_evicts_only_its_keys_token<A: Adapter>() {
             assert_eq!(status, Ok(200), "{name}: retried with a new orders token");
         } else {
             assert_eq!(status, Ok(401), "{name}");
-            assert_eq!(apis.issuer.token_requests().len(), from, "{name}: invalidated, not refetched");
+            assert_eq!(
+                apis.issuer.token_requests().len(),
+                from,
+                "{name}: invalidated, not refetched"
+            );
             let status = flavour.send("GET", &ThreeApis::url(&apis.orders), Body::Empty);
             assert_eq!(status, Ok(200), "{name}");
         }
-        assert_eq!(apis.fetched(from, Some(ORDERS_AUDIENCE), None), 1, "{name}: orders refetched once");
+        assert_eq!(
+            apis.fetched(from, Some(ORDERS_AUDIENCE), None),
+            1,
+            "{name}: orders refetched once"
+        );
         for api in [&apis.billing, &apis.plain] {
-            assert_eq!(flavour.send("GET", &ThreeApis::url(api), Body::Empty), Ok(200), "{name}");
+            assert_eq!(
+                flavour.send("GET", &ThreeApis::url(api), Body::Empty),
+                Ok(200),
+                "{name}"
+            );
         }
-        assert_eq!(apis.issuer.token_requests().len() - from, 1, "{name}: nothing else refetched");
+        assert_eq!(
+            apis.issuer.token_requests().len() - from,
+            1,
+            "{name}: nothing else refetched"
+        );
         let kept = A::token_for(&client, &ThreeApis::billing_params()).unwrap();
         assert_eq!(kept.secret(), billing.secret(), "{name}: billing kept its token");
         assert_eq!(A::token(&client).unwrap().secret(), default.secret(), "{name}");
@@ -444,7 +477,10 @@ pub fn params_for_an_origin_not_allowed_or_with_refused_params_fails_and_sends_n
         let message = flavour
             .send("GET", &ThreeApis::url(&apis.orders), Body::Empty)
             .expect_err(name);
-        assert!(message.contains("params_for") && message.contains("a path"), "{name}: {message}");
+        assert!(
+            message.contains("params_for") && message.contains("a path"),
+            "{name}: {message}"
+        );
     }
     for api in [&apis.orders, &apis.plain] {
         assert!(api.requests().is_empty(), "nothing reached {}", api.resource());
