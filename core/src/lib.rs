@@ -148,6 +148,7 @@ mod dpop;
 pub mod driver;
 mod endpoint;
 mod error;
+mod grant;
 mod http_date;
 mod id;
 mod jws;
@@ -164,13 +165,14 @@ mod signing;
 mod time;
 mod token;
 
-pub use assertion::{AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
+pub use assertion::{AssertionRole, AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, DiscoveryOrder};
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
 pub use dpop::dpop_ath;
 pub use error::{
-    ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
+    ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, GrantError, OAuthErrorCode, TransportError, TransportErrorKind,
 };
+pub use grant::{token_type, Grant, TokenExchange, JWT_BEARER_GRANT_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
 pub use id::RequestId;
 pub use jws::{JwsAlgorithm, SignError, Signer};
 pub use jwt_key::JwtKey;

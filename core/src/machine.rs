@@ -9,6 +9,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::assertion::{
+    expiry, unverified_claims, AssertionRole,
     build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, JtiSource, CLIENT_ASSERTION_TYP,
     JWT_BEARER_ASSERTION_TYPE,
 };
@@ -16,14 +17,14 @@ use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpo
 use crate::discovery::{parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};
 use crate::dpop::{dpop_proof, DpopClaims, DpopNonces, USE_DPOP_NONCE};
 use crate::endpoint::check_endpoint;
-use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError};
+use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, GrantError, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
 use crate::jwt_key::JwtKey;
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
-use crate::redact::{excerpt, Credentials};
+use crate::redact::{clean, excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
 use crate::resource::{check_resource, choose_authorization_server, parse_resource_metadata_with, ResourceMetadata};
-use crate::response::{check_size, oauth_error, parse_json_object, parse_token_response_with};
+use crate::response::{check_size, oauth_error, parse_json_object, parse_token_response_with, Expected};
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
@@ -181,7 +182,13 @@ enum Sent {
     },
     /// A token, sent at `sent_at`: its `expires_in` counts from then
     /// (conservative by one round trip).
-    Token { refresh_grant: bool, sent_at: Timestamp },
+    /// `subject_expires_at`: the `exp` of the grant's subject token, which
+    /// bounds the lifetime of an opaque token issued without `expires_in`.
+    Token {
+        refresh_grant: bool,
+        sent_at: Timestamp,
+        subject_expires_at: Option<Timestamp>,
+    },
     /// A revocation at sign-out (RFC 7009).
     Revocation,
 }
@@ -193,10 +200,15 @@ impl fmt::Debug for Sent {
         match self {
             Sent::ResourceMetadata { .. } => f.write_str("ResourceMetadata"),
             Sent::Discovery { location, .. } => f.debug_tuple("Discovery").field(location).finish(),
-            Sent::Token { refresh_grant, sent_at } => f
+            Sent::Token {
+                refresh_grant,
+                sent_at,
+                subject_expires_at,
+            } => f
                 .debug_struct("Token")
                 .field("refresh_grant", refresh_grant)
                 .field("sent_at", sent_at)
+                .field("subject_expires_at", subject_expires_at)
                 .finish(),
             Sent::Revocation => f.write_str("Revocation"),
         }
@@ -362,9 +374,9 @@ pub struct TokenSource {
     next_id: u64,
     jitter: Jitter,
     jti: JtiSource,
-    /// The latest assertion handed over for an [`crate::AssertionSource::file`].
-    /// Zeroized when replaced or dropped.
-    provided_assertion: Option<Result<Zeroizing<String>, String>>,
+    /// The latest token handed over for each [`crate::AssertionSource::file`]
+    /// (by [`AssertionRole`] index). Zeroized when replaced or dropped.
+    provided: [Option<Result<Zeroizing<String>, String>>; 3],
     /// The latest `DPoP-Nonce` of each origin (token endpoint and resource
     /// servers, RFC 9449 §8 and §9), for the next request there.
     dpop_nonces: DpopNonces,
@@ -432,7 +444,7 @@ impl TokenSource {
             next_id: 1,
             jitter: Jitter::new(jitter_seed),
             jti: JtiSource::new(seed),
-            provided_assertion: None,
+            provided: Default::default(),
             dpop_nonces: DpopNonces::default(),
             rejections: None,
             nonce_retried: false,
@@ -456,7 +468,85 @@ impl TokenSource {
     // For the adapters' driver only: not part of the documented API.
     #[doc(hidden)]
     pub fn provide_assertion(&mut self, assertion: Result<String, String>) {
-        self.provided_assertion = Some(assertion.map(Zeroizing::new));
+        self.provide_token(AssertionRole::ClientAssertion, assertion);
+    }
+
+    /// Hands over the content of the [`crate::AssertionSource::file`] that
+    /// supplies `role` (or why it could not be read), as
+    /// [`TokenSource::provide_assertion`] does for the client assertion.
+    // For the adapters' driver only: not part of the documented API.
+    #[doc(hidden)]
+    pub fn provide_token(&mut self, role: AssertionRole, token: Result<String, String>) {
+        self.provided[role.index()] = Some(token.map(Zeroizing::new));
+    }
+
+    /// The `exp` of the grant's subject token last handed over, when it is
+    /// a JWT with one: the driver reads the subject again before a refresh
+    /// due after it.
+    pub(crate) fn subject_expires_at(&self) -> Option<Timestamp> {
+        let provided = self.provided[AssertionRole::Subject.index()].as_ref()?.as_ref().ok()?;
+        unverified_claims(provided).as_ref().and_then(expiry)
+    }
+
+    /// The token of `role` for the request being built, from its callback
+    /// or the content handed over, with the `exp` it carries: never an empty
+    /// or expired one (a typed error naming the source instead).
+    fn external_token(
+        &self,
+        role: AssertionRole,
+        source: &crate::AssertionSource,
+        now: Timestamp,
+        must_be_jwt: bool,
+    ) -> Result<(Zeroizing<String>, Option<Timestamp>), Error> {
+        let source_name = || source.describe();
+        let token = match (source.call(), &self.provided[role.index()]) {
+            (Some(result), _) => Zeroizing::new(result.map_err(|reason| GrantError::Unavailable {
+                role,
+                source_name: source_name(),
+                reason: clean(&reason, 200),
+            })?),
+            (None, Some(Ok(token))) => token.clone(),
+            (None, Some(Err(reason))) => {
+                return Err(GrantError::Unavailable {
+                    role,
+                    source_name: source_name(),
+                    reason: clean(reason, 200),
+                }
+                .into())
+            }
+            (None, None) => {
+                return Err(GrantError::Unavailable {
+                    role,
+                    source_name: source_name(),
+                    reason: "the file has not been read yet".into(),
+                }
+                .into())
+            }
+        };
+        let token = Zeroizing::new(token.trim().to_owned());
+        let invalid = |reason| GrantError::Invalid {
+            role,
+            source_name: source_name(),
+            reason,
+        };
+        if token.is_empty() {
+            return Err(invalid("it is empty").into());
+        }
+        let claims = unverified_claims(&token);
+        if must_be_jwt && claims.is_none() {
+            return Err(invalid("it is not a JWT with readable claims").into());
+        }
+        let expires_at = claims.as_ref().and_then(expiry);
+        if let Some(expired_at) = expires_at.filter(|at| *at <= now) {
+            return Err(GrantError::Expired {
+                role,
+                source_name: source_name(),
+                expired_at,
+            }
+            .into());
+        }
+        self.config.observe_token(role, &token);
+        Ok((token, expires_at))
     }
 
     /// Keeps `nonce`, a `DPoP-Nonce` header from a response of `url`'s
@@ -845,7 +935,7 @@ impl TokenSource {
             }
             ClientAuth::Assertion(source) => {
                 let called;
-                let jwt: &str = match (source.call(), &self.provided_assertion) {
+                let jwt: &str = match (source.call(), &self.provided[AssertionRole::ClientAssertion.index()]) {
                     (Some(result), _) => {
                         called = Zeroizing::new(result.map_err(|reason| failed(unavailable(&reason)))?);
                         &called
@@ -865,6 +955,17 @@ impl TokenSource {
             _ => None,
         };
         prepared.assertion = assertion;
+        if let Some(subject) = self.config.grant().subject() {
+            // RFC 7523 §2.1: the JWT bearer grant's assertion is a JWT.
+            let must_be_jwt = self.config.grant().as_jwt_bearer().is_some();
+            let (token, expires_at) = self.external_token(AssertionRole::Subject, subject, now, must_be_jwt)?;
+            prepared.subject = Some(token);
+            prepared.subject_expires_at = expires_at;
+        }
+        if let Some(actor) = self.config.grant().actor() {
+            let (token, _) = self.external_token(AssertionRole::Actor, actor, now, false)?;
+            prepared.actor = Some(token);
+        }
         if let (true, Some(key)) = (dpop, self.config.dpop_key()) {
             let alg = self.dpop_alg(key)?;
             let jti = self.jti.next(now);
@@ -934,16 +1035,17 @@ impl TokenSource {
                 let refresh = self
                     .refresh_token
                     .as_ref()
-                    .filter(|_| self.config.uses_refresh_tokens());
+                    .filter(|_| self.config.uses_refresh_tokens() && self.config.grant().is_client_credentials());
                 let grant = match refresh {
                     Some(token) => Grant::RefreshToken(token.expose_secret()),
-                    None => Grant::ClientCredentials,
+                    None => Grant::Configured,
                 };
                 let auth = self.auth();
                 let prepared = self.prepare(now, &auth, url, true)?;
                 let sent = Sent::Token {
                     refresh_grant: refresh.is_some(),
                     sent_at: now,
+                    subject_expires_at: prepared.subject_expires_at,
                 };
                 (sent, token_request(&self.config, url, &auth, grant, &prepared)?)
             }
@@ -1026,8 +1128,13 @@ impl TokenSource {
             }
         }
         match sent {
-            Sent::Token { refresh_grant, sent_at } => {
-                match parse_token_response_with(&self.config, sent_at, &response, &self.sent_credentials) {
+            Sent::Token {
+                refresh_grant,
+                sent_at,
+                subject_expires_at,
+            } => {
+                let expected = Expected { subject_expires_at };
+                match parse_token_response_with(&self.config, sent_at, &response, &self.sent_credentials, &expected) {
                     Ok(token) => {
                         let token = if refresh_grant && token.refresh_token().is_none() {
                             // RFC 6749 §6: without a new refresh token, the old one stays valid.
