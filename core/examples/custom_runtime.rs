@@ -100,7 +100,7 @@ impl Client {
                 Task::Report(_) | Task::EndFetch => Outcome::Done,
                 Task::TakeFleetTurn(_) => Outcome::FleetTurn(None),
                 Task::Provide(_) => Outcome::Provided(None),
-                Task::ReadAssertionFile => Outcome::AssertionFile(None),
+                Task::ReadAssertionFile(_) => Outcome::AssertionFile(None),
             };
             match lock(&self.driver).handle(self.now(), work.ticket, outcome) {
                 Some(next) => work = next,

@@ -9,8 +9,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::assertion::{
-    expiry, unverified_claims, AssertionRole,
-    build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, JtiSource, CLIENT_ASSERTION_TYP,
+    build_assertion, expiry, unverified_claims, AssertionRole, check_external, unavailable, AssertionClaims, AssertionKey, JtiSource, CLIENT_ASSERTION_TYP,
     JWT_BEARER_ASSERTION_TYPE,
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint, Issuer, ResourceServer};
@@ -478,14 +477,6 @@ impl TokenSource {
     #[doc(hidden)]
     pub fn provide_token(&mut self, role: AssertionRole, token: Result<String, String>) {
         self.provided[role.index()] = Some(token.map(Zeroizing::new));
-    }
-
-    /// The `exp` of the grant's subject token last handed over, when it is
-    /// a JWT with one: the driver reads the subject again before a refresh
-    /// due after it.
-    pub(crate) fn subject_expires_at(&self) -> Option<Timestamp> {
-        let provided = self.provided[AssertionRole::Subject.index()].as_ref()?.as_ref().ok()?;
-        unverified_claims(provided).as_ref().and_then(expiry)
     }
 
     /// The token of `role` for the request being built, from its callback

@@ -345,7 +345,7 @@ fn the_assertion_file_is_read_by_one_caller_at_a_time_and_only_when_a_request_is
     let mut driver = Driver::new(TokenSource::new(config, [7; 32]));
     let (mut first, mut second) = (Call::token(), Call::token());
     let read = work(driver.step(at(0), &mut first));
-    assert!(matches!(read.task, Task::ReadAssertionFile));
+    assert!(matches!(read.task, Task::ReadAssertionFile(_)));
     assert!(matches!(driver.step(at(0), &mut second), Step::Wait { until: None }));
     let jwt = jwt(&format!(r#"{{"exp":{}}}"#, START + 600));
     assert!(driver

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use client_credentials::driver::{self as machine, Background, Call, Caller, Invalidated, Settle};
-use client_credentials::{AccessToken, Config, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource};
+use client_credentials::{AccessToken, AssertionRole, Config, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource};
 
 use crate::assertion_file::AssertionFile;
 use crate::clock::TimeSource;
@@ -46,9 +46,10 @@ pub struct Driver<W: Io> {
     state: Mutex<State>,
     published: Published,
     pub(crate) settings: Settings<W::Store, W::Provider>,
-    /// The client assertion file, if the config names one: read by one
-    /// caller at a time (the core driver says which), never under `state`'s lock.
-    pub(crate) assertion_file: Option<Mutex<AssertionFile>>,
+    /// The files of the config's assertion sources (client assertion,
+    /// grant subject and actor), by role: each read by one caller at a time
+    /// (the core driver says which), never under `state`'s lock.
+    pub(crate) assertion_files: Vec<(AssertionRole, Mutex<AssertionFile>)>,
     /// The labels of this client's metrics.
     pub(crate) labels: observe::Labels,
     /// The adapter's side: its transport, waiters.
@@ -74,16 +75,19 @@ impl<W: Io> Driver<W> {
         if settings.provider.is_some() {
             machine = machine.with_provider();
         }
-        let assertion_file = settings
-            .config
-            .assertion_file()
-            .map(|path| Mutex::new(AssertionFile::new(path)));
+        let assertion_files = AssertionRole::ALL
+            .into_iter()
+            .filter_map(|role| {
+                let path = settings.config.assertion_source(role)?.path()?;
+                Some((role, Mutex::new(AssertionFile::new(path))))
+            })
+            .collect();
         Driver {
             state: Mutex::new(State { machine, shown: None }),
             published: Published::new(),
             labels: observe::Labels::new(&settings.config),
             settings,
-            assertion_file,
+            assertion_files,
             io,
         }
     }

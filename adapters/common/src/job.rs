@@ -57,7 +57,7 @@ impl<W: Io> Job<W> {
                     self.driver.report(report);
                     Outcome::Done
                 }
-                Task::ReadAssertionFile => self.driver.read_assertion_file(),
+                Task::ReadAssertionFile(role) => self.driver.read_assertion_file(role),
                 Task::Send(outgoing, attempt) => {
                     crate::log_event!(W::LOG_TARGET, debug, request = %outgoing.id, kind = ?outgoing.kind, method = %outgoing.request.method(), uri = %crate::loggable_uri(outgoing.request.uri()), "client-credentials: sending");
                     return Some(Task::Send(outgoing, attempt));

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::PoisonError;
 
 use client_credentials::driver::{Outcome, Report};
-use client_credentials::AccessToken;
+use client_credentials::{AccessToken, AssertionRole};
 
 use crate::driver::{Driver, Io};
 use crate::observe;
@@ -55,13 +55,18 @@ impl<W: Io> Driver<W> {
         }
     }
 
-    /// Reads the assertion file if it changed, outside the state lock: callers
-    /// served from cache never wait for a file system.
-    pub(crate) fn read_assertion_file(&self) -> Outcome {
-        let content = self.assertion_file.as_ref().and_then(|file| {
-            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-            file.read_if_changed()
-        });
+    /// Reads the file of `role` (the client assertion, the grant's subject
+    /// or actor) if it changed, outside the state lock: callers served from
+    /// cache never wait for a file system.
+    pub(crate) fn read_assertion_file(&self, role: AssertionRole) -> Outcome {
+        let content = self
+            .assertion_files
+            .iter()
+            .find(|(r, _)| *r == role)
+            .and_then(|(_, file)| {
+                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                file.read_if_changed()
+            });
         Outcome::AssertionFile(content)
     }
 

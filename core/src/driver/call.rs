@@ -12,8 +12,9 @@ use super::{Driver, Step};
 pub struct Call {
     /// `Some`: the forced refresh whose outcome this caller waits for.
     pub(super) refresh: Option<RefreshTicket>,
-    /// This caller read the assertion file since it last waited.
-    pub(super) assertion_read: bool,
+    /// Which files (by [`AssertionRole`](crate::AssertionRole) index) this
+    /// caller read since it last waited.
+    pub(super) assertion_read: [bool; 3],
 }
 
 impl Call {
@@ -21,7 +22,7 @@ impl Call {
     pub fn token() -> Call {
         Call {
             refresh: None,
-            assertion_read: false,
+            assertion_read: [false; 3],
         }
     }
 }

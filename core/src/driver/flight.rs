@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crate::assertion::AssertionRole;
 use crate::error::{Error, TransportError, TransportErrorKind};
 use crate::id::RequestId;
 use crate::machine::{Action, Event, Outgoing, RequestKind};
@@ -17,8 +18,8 @@ use super::{Background, Driver, Hooks, Load, Outcome, Report, Task, Work};
 pub(super) enum Job {
     /// The flight reads the store.
     Load { flight: u64 },
-    /// A caller reads the assertion file (one at a time).
-    ReadAssertionFile,
+    /// A caller reads the file of this role (one file at a time).
+    ReadAssertionFile(AssertionRole),
     /// The flight's request, held (still in flight for the core, so others
     /// wait or are served) while the provider or the fleet hook is asked.
     Ask { flight: u64, outgoing: Outgoing },
@@ -93,10 +94,10 @@ impl Driver {
                 }
                 None
             }
-            (Job::ReadAssertionFile, Outcome::AssertionFile(content)) => {
+            (Job::ReadAssertionFile(role), Outcome::AssertionFile(content)) => {
                 self.reading_assertion = false;
                 if let Some(content) = content {
-                    self.source.provide_assertion(content);
+                    self.source.provide_token(role, content);
                 }
                 None
             }
@@ -240,7 +241,7 @@ impl Driver {
                 }
                 Some(flight)
             }
-            Job::ReadAssertionFile => {
+            Job::ReadAssertionFile(_) => {
                 self.reading_assertion = false;
                 None
             }

@@ -1,7 +1,8 @@
 //! The client around a [`TokenSource`], as a state machine an adapter (or
 //! an embedder) loops around: single flight, which caller performs the I/O
 //! and which waits, the store's load and ordered writes, the custom
-//! provider's round, the fleet turn, re-reading the assertion file,
+//! provider's round, the fleet turn, re-reading the assertion, subject and
+//! actor files,
 //! sign-out, background-refresh timing.
 //!
 //! Like the core, the driver does no I/O, takes no lock, reads no clock and
@@ -62,6 +63,7 @@ mod store;
 
 use std::fmt;
 
+use crate::assertion::AssertionRole;
 use crate::error::Error;
 use crate::machine::{Action, TokenSource};
 use crate::time::Timestamp;
@@ -88,7 +90,7 @@ pub struct Driver {
     flights: u64,
     /// Which hooks the current round has asked.
     hooks: Hooks,
-    /// A caller reads the assertion file now.
+    /// A caller reads an assertion, subject or actor file now.
     reading_assertion: bool,
     /// The kind of the round's last request and how many of that kind it sent.
     attempts: Option<(crate::machine::RequestKind, u32)>,
@@ -177,6 +179,28 @@ impl Driver {
 
     fn step_call(&mut self, now: Timestamp, call: &mut Call) -> Step {
         let ticket = call.refresh;
+        // Only when a request may be built: a fresh token needs no
+        // assertion. The files are read before the store is loaded, since
+        // whom the grant's subject speaks for is part of the store's key
+        // (`Config::fingerprint`).
+        let due = self.source.refresh_at().is_none_or(|at| now >= at);
+        if due {
+            for role in AssertionRole::ALL {
+                let is_file = self
+                    .source
+                    .config()
+                    .assertion_source(role)
+                    .is_some_and(|source| source.path().is_some());
+                if is_file && !call.assertion_read[role.index()] {
+                    if self.reading_assertion {
+                        return Step::Wait { until: None };
+                    }
+                    self.reading_assertion = true;
+                    call.assertion_read[role.index()] = true;
+                    return Step::Work(Work::new(Task::ReadAssertionFile(role), Job::ReadAssertionFile(role)));
+                }
+            }
+        }
         match self.load {
             Load::Done => {}
             Load::Running => return Step::Wait { until: None },
@@ -185,16 +209,6 @@ impl Driver {
                 let flight = self.begin_flight();
                 return Step::Work(Work::new(Task::Load, Job::Load { flight }));
             }
-        }
-        // Only when a request may be built: a fresh token needs no assertion.
-        let due = self.source.refresh_at().is_none_or(|at| now >= at);
-        if self.source.config().assertion_file().is_some() && due && !call.assertion_read {
-            if self.reading_assertion {
-                return Step::Wait { until: None };
-            }
-            self.reading_assertion = true;
-            call.assertion_read = true;
-            return Step::Work(Work::new(Task::ReadAssertionFile, Job::ReadAssertionFile));
         }
         // A round starts only after the store's pending writes have landed:
         // its fleet turn must not read back a token this client just evicted
@@ -226,7 +240,7 @@ impl Driver {
             Action::Ready(token) => Step::Ready(token.clone()),
             Action::Failed(error) => Step::Failed(error.clone()),
             Action::Wait { until } => {
-                call.assertion_read = false;
+                call.assertion_read = [false; 3];
                 Step::Wait { until }
             }
             Action::Send(outgoing) => {
@@ -255,7 +269,7 @@ impl Driver {
         let ticket = self.source.force_refresh(now)?;
         Ok(Call {
             refresh: Some(ticket),
-            assertion_read: false,
+            assertion_read: [false; 3],
         })
     }
 

@@ -47,9 +47,11 @@ pub struct Ticket(pub(super) Job);
 pub enum Task {
     /// Read the store: [`Outcome::Loaded`].
     Load,
-    /// Read the client assertion file (`Config::assertion_file`) if it
-    /// changed since the last read: [`Outcome::AssertionFile`].
-    ReadAssertionFile,
+    /// Read the file of the [`AssertionSource`](crate::AssertionSource)
+    /// in this role (`Config::assertion_source(role)`: the client
+    /// assertion, the grant's subject or actor) if it changed since the last
+    /// read: [`Outcome::AssertionFile`].
+    ReadAssertionFile(crate::AssertionRole),
     /// Ask the custom provider, passing the cached token:
     /// [`Outcome::Provided`]. Once per round, before its first request.
     Provide(Option<AccessToken>),
@@ -169,7 +171,7 @@ impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Task::Load => f.write_str("Load"),
-            Task::ReadAssertionFile => f.write_str("ReadAssertionFile"),
+            Task::ReadAssertionFile(role) => f.debug_tuple("ReadAssertionFile").field(role).finish(),
             Task::Provide(_) => f.write_str("Provide"),
             Task::TakeFleetTurn(now) => f.debug_tuple("TakeFleetTurn").field(now).finish(),
             Task::Send(outgoing, attempt) => f.debug_tuple("Send").field(outgoing).field(attempt).finish(),
