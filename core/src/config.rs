@@ -573,7 +573,7 @@ impl Config {
 
         let i = &self.inner;
         let mut hash = Sha256::new();
-        field(&mut hash, b"client-credentials fingerprint v3");
+        field(&mut hash, b"client-credentials fingerprint v2");
         match &i.endpoint {
             Endpoint::Token(url) => {
                 field(&mut hash, b"token_endpoint");
@@ -663,11 +663,18 @@ impl Config {
                 None => field(hash, b"not read"),
             }
         }
-        field(&mut hash, i.grant.grant_type().as_bytes());
+        // The client credentials grant adds nothing, so the keys of tokens
+        // stored before grants existed stay valid; the others add their
+        // fields after every field above (length-prefixed), so no encoding
+        // of one grant is that of another.
         match i.grant.kind() {
             GrantKind::ClientCredentials => {}
-            GrantKind::JwtBearer(assertion) => source(&mut hash, assertion, seen.subject),
+            GrantKind::JwtBearer(assertion) => {
+                field(&mut hash, i.grant.grant_type().as_bytes());
+                source(&mut hash, assertion, seen.subject);
+            }
             GrantKind::TokenExchange(exchange) => {
+                field(&mut hash, i.grant.grant_type().as_bytes());
                 source(&mut hash, exchange.subject(), seen.subject);
                 field(&mut hash, exchange.subject_token_type().as_bytes());
                 match exchange.actor_source() {

@@ -476,6 +476,10 @@ impl TokenSource {
     // For the adapters' driver only: not part of the documented API.
     #[doc(hidden)]
     pub fn provide_token(&mut self, role: AssertionRole, token: Result<String, String>) {
+        // The store key covers whom the subject speaks for from the moment it is read.
+        if let Ok(token) = &token {
+            self.config.observe_token(role, token);
+        }
         self.provided[role.index()] = Some(token.map(Zeroizing::new));
     }
 
