@@ -130,12 +130,9 @@ pub(crate) fn parse_token_response_with(
     // RFC 8693 §2.2.1: `N_A` says the issued token is not an access token
     // (a JWT authorization grant for identity chaining). Accepted only when
     // a type other than an access token was asked for.
-    let not_access_token = token_type.eq_ignore_ascii_case("n_a");
-    if not_access_token && !exchange.is_some_and(|e| e.allows_non_access_token()) {
-        return Err(Error::invalid(
-            "token_type N_A (not an access token) was issued, and no other token type was asked for with TokenExchange::requested_token_type",
-        ));
-    }
+    // Otherwise it is refused below like any type that is not an access token.
+    let not_access_token =
+        token_type.eq_ignore_ascii_case("n_a") && exchange.is_some_and(|e| e.allows_non_access_token());
     // RFC 9449 §5: a DPoP-bound token only when DPoP was asked for, and then
     // nothing else: an unbound token sent as `DPoP` is refused, and sent as
     // a bearer token it loses the binding the client asked for.
