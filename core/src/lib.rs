@@ -131,6 +131,14 @@
 //!   workload identity files, SPIFFE), mutual TLS ([`ClientAuth::TlsClientAuth`]),
 //!   DPoP ([`ConfigBuilder::dpop`], [`TokenSource::dpop_proof`]).
 //!
+//! - Grants: [`ConfigBuilder::grant`] with [`Grant::client_credentials`] (the
+//!   default), [`Grant::token_exchange`] ([`TokenExchange`], RFC 8693; the
+//!   [`token_type`] URNs) or [`Grant::jwt_bearer`] (RFC 7523 §2.1). Subject
+//!   and actor tokens come from an [`AssertionSource`] (a file the driver
+//!   reads in its [`AssertionRole`], or a callback); what cannot be read is a
+//!   [`GrantError`] naming its source. Client authentication is independent
+//!   of the grant ([`ClientAuth::None`] for a public STS).
+//!
 //! ## Features
 //! - `signing` (default): `JwtKey::from_pem` for RS256, PS256, ES256 and
 //!   Ed25519 keys, on the RustCrypto crates (pure Rust, no random source
