@@ -286,7 +286,11 @@ pub enum AssertionRole {
 
 impl AssertionRole {
     /// Every role, in the order the driver reads their files.
-    pub const ALL: [AssertionRole; 3] = [AssertionRole::ClientAssertion, AssertionRole::Subject, AssertionRole::Actor];
+    pub const ALL: [AssertionRole; 3] = [
+        AssertionRole::ClientAssertion,
+        AssertionRole::Subject,
+        AssertionRole::Actor,
+    ];
 
     pub(crate) fn index(self) -> usize {
         match self {

@@ -7,9 +7,9 @@ use std::time::Duration;
 use url::Url;
 
 use crate::assertion::{token_identity, AssertionRole, AssertionSource};
-use crate::grant::{is_uri, Grant, GrantKind};
 use crate::endpoint::{check_endpoint, without_userinfo};
 use crate::error::ConfigError;
+use crate::grant::{is_uri, Grant, GrantKind};
 use crate::jwt_key::JwtKey;
 use crate::policy::RetryPolicy;
 use crate::secret::Secret;
@@ -694,7 +694,12 @@ impl Config {
                 }
                 list(&mut hash, exchange.audiences().iter().map(String::as_str));
                 list(&mut hash, exchange.resources().iter().map(String::as_str));
-                let mut scopes: Vec<&str> = exchange.scopes().iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()).collect();
+                let mut scopes: Vec<&str> = exchange
+                    .scopes()
+                    .iter()
+                    .flat_map(|s| s.split(' '))
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 scopes.sort_unstable();
                 scopes.dedup();
                 list(&mut hash, scopes.into_iter());

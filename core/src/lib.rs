@@ -178,7 +178,8 @@ pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, Discovery
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
 pub use dpop::dpop_ath;
 pub use error::{
-    ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, GrantError, OAuthErrorCode, TransportError, TransportErrorKind,
+    ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, GrantError, OAuthErrorCode, TransportError,
+    TransportErrorKind,
 };
 pub use grant::{token_type, Grant, TokenExchange, JWT_BEARER_GRANT_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
 pub use id::RequestId;

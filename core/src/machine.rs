@@ -9,8 +9,8 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::assertion::{
-    build_assertion, expiry, unverified_claims, AssertionRole, check_external, unavailable, AssertionClaims, AssertionKey, JtiSource, CLIENT_ASSERTION_TYP,
-    JWT_BEARER_ASSERTION_TYPE,
+    build_assertion, check_external, expiry, unavailable, unverified_claims, AssertionClaims, AssertionKey,
+    AssertionRole, JtiSource, CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE,
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint, Issuer, ResourceServer};
 use crate::discovery::{parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};

@@ -164,7 +164,10 @@ pub(crate) fn parse_token_response_with(
             None => match expected.subject_expires_at {
                 Some(subject_expires_at) => {
                     let remaining = subject_expires_at.saturating_duration_since(sent_at);
-                    config.default_lifetime().min(remaining).clamp(MIN_LIFETIME, MAX_LIFETIME)
+                    config
+                        .default_lifetime()
+                        .min(remaining)
+                        .clamp(MIN_LIFETIME, MAX_LIFETIME)
                 }
                 None => config.default_lifetime().clamp(MIN_LIFETIME, MAX_LIFETIME),
             },

@@ -193,7 +193,13 @@ impl GrantChoice {
         match (self, role) {
             (GrantChoice::Exchange { subject, .. }, AssertionRole::Subject) => file(subject),
             (GrantChoice::JwtBearer(subject), AssertionRole::Subject) => file(subject),
-            (GrantChoice::Exchange { actor: Some((actor, _)), .. }, AssertionRole::Actor) => file(actor),
+            (
+                GrantChoice::Exchange {
+                    actor: Some((actor, _)),
+                    ..
+                },
+                AssertionRole::Actor,
+            ) => file(actor),
             _ => None,
         }
     }
@@ -202,7 +208,15 @@ impl GrantChoice {
     fn identity(&self) -> impl PartialEq + std::fmt::Debug {
         match self {
             GrantChoice::ClientCredentials => (0, None, None, None, Vec::new(), Vec::new(), Vec::new()),
-            GrantChoice::JwtBearer(source) => (1, Some(source.identity()), None, None, Vec::new(), Vec::new(), Vec::new()),
+            GrantChoice::JwtBearer(source) => (
+                1,
+                Some(source.identity()),
+                None,
+                None,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ),
             GrantChoice::Exchange {
                 subject,
                 subject_type,
@@ -603,7 +617,10 @@ impl Change {
                     GrantChoice::Exchange { subject, .. } | GrantChoice::JwtBearer(subject) => Some(subject),
                     GrantChoice::ClientCredentials => None,
                 };
-                if let Some(SourceChoice::File { read: Some((_, old)), .. }) = subject {
+                if let Some(SourceChoice::File {
+                    read: Some((_, old)), ..
+                }) = subject
+                {
                     *old = exp;
                 }
             }

@@ -36,7 +36,11 @@ fn work<T: std::fmt::Debug>(step: Step<T>) -> Work {
 }
 
 fn values(request: &http::Request<Vec<u8>>, name: &str) -> Vec<String> {
-    form(request).into_iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect()
+    form(request)
+        .into_iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .collect()
 }
 
 #[test]
@@ -56,11 +60,20 @@ fn a_token_exchange_sends_the_rfc_8693_members() {
     let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
     let request = &out.request;
-    assert_eq!(form_value(request, "grant_type").as_deref(), Some(TOKEN_EXCHANGE_GRANT_TYPE));
+    assert_eq!(
+        form_value(request, "grant_type").as_deref(),
+        Some(TOKEN_EXCHANGE_GRANT_TYPE)
+    );
     assert_eq!(form_value(request, "subject_token").as_deref(), Some(subject.as_str()));
-    assert_eq!(form_value(request, "subject_token_type").as_deref(), Some(token_type::JWT));
+    assert_eq!(
+        form_value(request, "subject_token_type").as_deref(),
+        Some(token_type::JWT)
+    );
     assert_eq!(form_value(request, "actor_token").as_deref(), Some("actor-token"));
-    assert_eq!(form_value(request, "actor_token_type").as_deref(), Some(token_type::ACCESS_TOKEN));
+    assert_eq!(
+        form_value(request, "actor_token_type").as_deref(),
+        Some(token_type::ACCESS_TOKEN)
+    );
     assert_eq!(
         form_value(request, "requested_token_type").as_deref(),
         Some(token_type::ACCESS_TOKEN)
@@ -116,7 +129,8 @@ fn every_client_authentication_combines_with_every_grant() {
                 member("subject_token")
             };
             assert_eq!(carried.as_deref(), Some(subject.as_str()), "{auth:?}");
-            let has_secret = members.contains_key("client_secret") || out.request.headers().contains_key("authorization");
+            let has_secret =
+                members.contains_key("client_secret") || out.request.headers().contains_key("authorization");
             assert_eq!(
                 has_secret,
                 matches!(auth, ClientAuth::Basic | ClientAuth::Post | ClientAuth::Json),
@@ -142,8 +156,14 @@ fn the_jwt_bearer_grant_sends_a_jwt_as_its_assertion_and_refuses_anything_else()
         .unwrap();
     let mut source = TokenSource::new(config, [7; 32]);
     let out = send(&mut source, at(0));
-    assert_eq!(form_value(&out.request, "grant_type").as_deref(), Some(JWT_BEARER_GRANT_TYPE));
-    assert_eq!(form_value(&out.request, "assertion").as_deref(), Some(assertion.as_str()));
+    assert_eq!(
+        form_value(&out.request, "grant_type").as_deref(),
+        Some(JWT_BEARER_GRANT_TYPE)
+    );
+    assert_eq!(
+        form_value(&out.request, "assertion").as_deref(),
+        Some(assertion.as_str())
+    );
     assert_eq!(form_value(&out.request, "scope").as_deref(), Some("api"));
 
     let config = builder().grant(Grant::jwt_bearer(fixed("opaque"))).build().unwrap();
@@ -162,7 +182,13 @@ fn a_subject_that_cannot_be_read_is_an_error_naming_its_source_and_nothing_is_se
     let mut source = TokenSource::new(exchange_config(exchange).build().unwrap(), [7; 32]);
     let error = failed(&mut source, at(0));
     assert!(error.to_string().contains("file /run/tokens/sts"), "{error}");
-    assert!(matches!(error, Error::Grant(GrantError::Unavailable { role: AssertionRole::Subject, .. })));
+    assert!(matches!(
+        error,
+        Error::Grant(GrantError::Unavailable {
+            role: AssertionRole::Subject,
+            ..
+        })
+    ));
 
     // A callback that fails, and one that returns nothing.
     let failing = AssertionSource::callback(|| Err::<String, _>("the upstream client is down"));
@@ -198,7 +224,10 @@ fn an_opaque_actor_token_is_sent_as_it_is() {
         .actor(fixed("opaque-actor"), token_type::ACCESS_TOKEN);
     let mut source = TokenSource::new(exchange_config(exchange).build().unwrap(), [7; 32]);
     let out = send(&mut source, at(0));
-    assert_eq!(form_value(&out.request, "subject_token").as_deref(), Some("opaque-subject"));
+    assert_eq!(
+        form_value(&out.request, "subject_token").as_deref(),
+        Some("opaque-subject")
+    );
     assert_eq!(form_value(&out.request, "actor_token").as_deref(), Some("opaque-actor"));
 }
 
@@ -213,7 +242,10 @@ fn an_issued_token_type_other_than_the_one_asked_for_is_refused_and_nothing_cach
     let mut source = TokenSource::new(exchange_config(exchange).build().unwrap(), [7; 32]);
     let error = answer(
         &mut source,
-        &format!(r#"{{"access_token":"t","token_type":"N_A","issued_token_type":"{}"}}"#, token_type::ID_TOKEN),
+        &format!(
+            r#"{{"access_token":"t","token_type":"N_A","issued_token_type":"{}"}}"#,
+            token_type::ID_TOKEN
+        ),
     )
     .unwrap_err();
     assert!(
@@ -277,7 +309,8 @@ fn an_opaque_token_issued_without_expires_in_lives_no_longer_than_its_subject() 
     let subject = subject_jwt("https://k8s.example", "app", 600);
     let exchange = TokenExchange::new(fixed(&subject), token_type::JWT);
     let mut source = TokenSource::new(exchange_config(exchange).build().unwrap(), [7; 32]);
-    let Ok(Event::TokenUpdated(token)) = answer(&mut source, r#"{"access_token":"opaque","token_type":"Bearer"}"#) else {
+    let Ok(Event::TokenUpdated(token)) = answer(&mut source, r#"{"access_token":"opaque","token_type":"Bearer"}"#)
+    else {
         panic!("a token")
     };
     assert_eq!(token.expires_at(), Some(at(600)));
@@ -285,7 +318,8 @@ fn an_opaque_token_issued_without_expires_in_lives_no_longer_than_its_subject() 
     // An opaque subject says nothing: the default lifetime applies.
     let exchange = TokenExchange::new(fixed("opaque-subject"), token_type::ACCESS_TOKEN);
     let mut source = TokenSource::new(exchange_config(exchange).build().unwrap(), [7; 32]);
-    let Ok(Event::TokenUpdated(token)) = answer(&mut source, r#"{"access_token":"opaque","token_type":"Bearer"}"#) else {
+    let Ok(Event::TokenUpdated(token)) = answer(&mut source, r#"{"access_token":"opaque","token_type":"Bearer"}"#)
+    else {
         panic!("a token")
     };
     assert_eq!(token.expires_at(), Some(at(3600)));
@@ -299,13 +333,21 @@ fn a_refresh_token_from_an_exchange_is_not_used_every_refresh_is_a_new_exchange(
     let body = r#"{"access_token":"t1","token_type":"Bearer","expires_in":600,"refresh_token":"r1"}"#;
     source.handle_response(at(0), out.id, response(200, body)).unwrap();
     let out = send(&mut source, at(600));
-    assert_eq!(form_value(&out.request, "grant_type").as_deref(), Some(TOKEN_EXCHANGE_GRANT_TYPE));
+    assert_eq!(
+        form_value(&out.request, "grant_type").as_deref(),
+        Some(TOKEN_EXCHANGE_GRANT_TYPE)
+    );
     assert_eq!(form_value(&out.request, "refresh_token"), None);
 }
 
 /// Steps a driver caller through the subject file read (answering with
 /// `content`) to the token request it sends.
-fn read_then_send(driver: &mut Driver, now: client_credentials::Timestamp, call: &mut Call, content: Option<&str>) -> Work {
+fn read_then_send(
+    driver: &mut Driver,
+    now: client_credentials::Timestamp,
+    call: &mut Call,
+    content: Option<&str>,
+) -> Work {
     let read = work(driver.step(now, call));
     assert!(
         matches!(read.task, Task::ReadAssertionFile(AssertionRole::Subject)),
@@ -355,7 +397,9 @@ fn a_subject_that_expires_before_the_refresh_is_read_again_before_the_refresh() 
     // Not rotated: the expired subject is not sent, and the error names the file.
     let mut call = Call::token();
     let read = work(driver.step(at(7000), &mut call));
-    assert!(driver.handle(at(7000), read.ticket, Outcome::AssertionFile(None)).is_none());
+    assert!(driver
+        .handle(at(7000), read.ticket, Outcome::AssertionFile(None))
+        .is_none());
     match driver.step(at(7000), &mut call) {
         Step::Failed(Error::Grant(GrantError::Expired { source_name, .. })) => {
             assert_eq!(source_name, "file /run/tokens/sts");
@@ -408,15 +452,24 @@ fn token_exchange_settings_are_checked_when_built() {
     let refused = |exchange: TokenExchange| exchange_config(exchange).build().unwrap_err();
     assert!(matches!(
         refused(TokenExchange::new(fixed("s"), "jwt")),
-        ConfigError::InvalidTokenType { field: "subject_token_type", .. }
+        ConfigError::InvalidTokenType {
+            field: "subject_token_type",
+            ..
+        }
     ));
     assert!(matches!(
         refused(TokenExchange::new(fixed("s"), token_type::JWT).actor(fixed("a"), "")),
-        ConfigError::InvalidTokenType { field: "actor_token_type", .. }
+        ConfigError::InvalidTokenType {
+            field: "actor_token_type",
+            ..
+        }
     ));
     assert!(matches!(
         refused(TokenExchange::new(fixed("s"), token_type::JWT).requested_token_type("access token")),
-        ConfigError::InvalidTokenType { field: "requested_token_type", .. }
+        ConfigError::InvalidTokenType {
+            field: "requested_token_type",
+            ..
+        }
     ));
     assert!(matches!(
         refused(TokenExchange::new(fixed("s"), token_type::JWT).resource("https://api.example/#x")),
@@ -458,8 +511,15 @@ fn subject_and_actor_tokens_never_show_in_debug_output_or_errors() {
     let mut source = TokenSource::new(config.clone(), [7; 32]);
     let out = send(&mut source, at(0));
     let echoed = format!(r#"{{"error":"invalid_grant","error_description":"bad {subject} actor-secret"}}"#);
-    let error = source.handle_response(at(0), out.id, response(400, echoed)).unwrap_err();
-    for shown in [format!("{error}"), format!("{error:?}"), format!("{config:?}"), format!("{source:?}")] {
+    let error = source
+        .handle_response(at(0), out.id, response(400, echoed))
+        .unwrap_err();
+    for shown in [
+        format!("{error}"),
+        format!("{error:?}"),
+        format!("{config:?}"),
+        format!("{source:?}"),
+    ] {
         assert!(!shown.contains(&subject), "{shown}");
         assert!(!shown.contains("actor-secret"), "{shown}");
     }

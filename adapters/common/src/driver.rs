@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use client_credentials::driver::{self as machine, Background, Call, Caller, Invalidated, Settle};
-use client_credentials::{AccessToken, AssertionRole, Config, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource};
+use client_credentials::{
+    AccessToken, AssertionRole, Config, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource,
+};
 
 use crate::assertion_file::AssertionFile;
 use crate::clock::TimeSource;

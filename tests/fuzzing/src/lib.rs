@@ -16,10 +16,9 @@ use http::{HeaderValue, Response};
 use serde_json::Value;
 
 use client_credentials::{
-    token_type, AssertionSource, Grant, GrantError, TokenExchange,
     discovery_request_at, parse_discovery, parse_resource_metadata, parse_token_response, resource_metadata_url,
-    AccessToken, Action, Config, DiscoveryError, DiscoveryLocation, Error, Event, RequestId, RequestKind,
-    ResourceMetadata, Timestamp, TokenSource, TransportErrorKind,
+    token_type, AccessToken, Action, AssertionSource, Config, DiscoveryError, DiscoveryLocation, Error, Event, Grant,
+    GrantError, RequestId, RequestKind, ResourceMetadata, Timestamp, TokenExchange, TokenSource, TransportErrorKind,
 };
 use client_credentials_common::authorized::policy::{
     assess, parse_challenges, AllowedOrigins, Assessment, Challenge, Exchange, DPOP_NONCE,
@@ -235,7 +234,8 @@ pub fn token_response(data: &[u8]) {
 /// The subject token of the exchange fuzz configs: a JWT expiring 10
 /// minutes after `NOW`, the bound of an opaque token issued without `expires_in`.
 const SUBJECT_EXP: u64 = 1_700_000_600;
-const SUBJECT_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2s4cy5leGFtcGxlIiwic3ViIjoiYXBwIiwiZXhwIjoxNzAwMDAwNjAwfQ.c2ln";
+const SUBJECT_TOKEN: &str =
+    "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2s4cy5leGFtcGxlIiwic3ViIjoiYXBwIiwiZXhwIjoxNzAwMDAwNjAwfQ.c2ln";
 
 /// A token exchange's success body (RFC 8693 §2.2.1), answered to a token
 /// exchange that asked for nothing, for an access token, and for a JWT
@@ -246,7 +246,10 @@ const SUBJECT_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2s4cy5leG
 /// subject token or the secret in an error.
 pub fn exchange_response(data: &[u8]) {
     let body: Option<serde_json::Map<String, Value>> = serde_json::from_slice(data).ok();
-    let issued = body.as_ref().and_then(|b| b.get("issued_token_type")).and_then(Value::as_str);
+    let issued = body
+        .as_ref()
+        .and_then(|b| b.get("issued_token_type"))
+        .and_then(Value::as_str);
     for requested in [None, Some(token_type::ACCESS_TOKEN), Some(token_type::JWT)] {
         let subject = AssertionSource::callback(|| Ok::<_, String>(SUBJECT_TOKEN.to_owned()));
         let mut exchange = TokenExchange::new(subject, token_type::JWT);
@@ -274,10 +277,16 @@ pub fn exchange_response(data: &[u8]) {
                     assert!(expected, "issued_token_type {issued:?} accepted for {requested:?}");
                 }
                 if token.token_type().eq_ignore_ascii_case("n_a") {
-                    assert_eq!(requested, Some(token_type::JWT), "N_A accepted without asking for a JWT");
+                    assert_eq!(
+                        requested,
+                        Some(token_type::JWT),
+                        "N_A accepted without asking for a JWT"
+                    );
                 }
                 let opaque = token.secret().split('.').count() != 3;
-                let no_expires_in = body.as_ref().is_some_and(|b| b.get("expires_in").is_none_or(Value::is_null));
+                let no_expires_in = body
+                    .as_ref()
+                    .is_some_and(|b| b.get("expires_in").is_none_or(Value::is_null));
                 if opaque && no_expires_in {
                     assert!(
                         token.expires_at() <= Some(Timestamp::from_unix_secs(SUBJECT_EXP)),

@@ -545,8 +545,9 @@ fn discovery(shared: &Shared, req: &RawRequest) -> Response {
 fn authenticate(shared: &Shared, req: &RawRequest, body: &Body) -> Result<String, Response> {
     let invalid = |description: &str| oauth_error(401, "invalid_client", description);
     // A public client (RFC 6749 §2.1) names itself, for any grant but client credentials.
-    let unauthenticated =
-        !body.has_assertion() && body.param("client_secret").is_none() && matches!(basic_credentials(req), Basic::Absent);
+    let unauthenticated = !body.has_assertion()
+        && body.param("client_secret").is_none()
+        && matches!(basic_credentials(req), Basic::Absent);
     if unauthenticated && body.param("grant_type") != Some("client_credentials") {
         if let Some(id) = body
             .param("client_id")
@@ -672,11 +673,15 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
         Some("client_credentials") => {}
         Some(TOKEN_EXCHANGE) => {
             // RFC 8693 §2.1.
-            let (Some(token), Some(token_type)) = (body.param("subject_token"), body.param("subject_token_type")) else {
+            let (Some(token), Some(token_type)) = (body.param("subject_token"), body.param("subject_token_type"))
+            else {
                 return error("invalid_request", "subject_token and subject_token_type are required");
             };
             if token.is_empty() || !token_type.contains(':') {
-                return error("invalid_request", "subject_token is empty or subject_token_type is not a URI");
+                return error(
+                    "invalid_request",
+                    "subject_token is empty or subject_token_type is not a URI",
+                );
             }
             if body.param("actor_token").is_some() != body.param("actor_token_type").is_some() {
                 return error("invalid_request", "actor_token and actor_token_type go together");
@@ -684,7 +689,10 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
             subject = Some(subject_of(token, now).map_err(|reason| oauth_error(400, "invalid_grant", &reason))?);
             let requested = body.param("requested_token_type").unwrap_or(ACCESS_TOKEN_TYPE);
             if requested != ACCESS_TOKEN_TYPE && requested != JWT_TYPE {
-                return error("invalid_request", &format!("requested_token_type {requested} is not issued here"));
+                return error(
+                    "invalid_request",
+                    &format!("requested_token_type {requested} is not issued here"),
+                );
             }
             let issued = state.issued_token_type.clone().unwrap_or_else(|| requested.to_owned());
             exchanged = Some((issued, requested == ACCESS_TOKEN_TYPE));

@@ -19,7 +19,10 @@ use crate::{Adapter, Options, StoreChoice};
 pub fn subject_jwt(iss: &str, sub: &str, secs: u64) -> String {
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let claims = format!(r#"{{"iss":"{iss}","sub":"{sub}","exp":{}}}"#, now + secs);
     format!("{}.{}.c2ln", b64(r#"{"alg":"RS256","kid":"k8s"}"#), b64(&claims))
 }
@@ -96,7 +99,9 @@ pub fn a_jwt_bearer_grant_sends_its_assertion<A: Adapter>() {
     let sent = assertion.clone();
     let config = Config::builder(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
         .token_endpoint(issuer.token_endpoint())
-        .grant(Grant::jwt_bearer(AssertionSource::callback(move || Ok::<_, String>(sent.clone()))))
+        .grant(Grant::jwt_bearer(AssertionSource::callback(move || {
+            Ok::<_, String>(sent.clone())
+        })))
         .build()
         .unwrap();
     let client = A::build(config, Options::default());
@@ -118,9 +123,12 @@ pub fn an_identity_chain_exchanges_at_one_issuer_and_presents_the_grant_at_anoth
     let config_a = Config::builder("client-a", "secret-a")
         .token_endpoint(domain_a.token_endpoint())
         .grant(Grant::token_exchange(
-            TokenExchange::new(AssertionSource::callback(move || Ok::<_, String>(user.clone())), token_type::JWT)
-                .requested_token_type(token_type::JWT)
-                .audience(domain_b.issuer_url()),
+            TokenExchange::new(
+                AssertionSource::callback(move || Ok::<_, String>(user.clone())),
+                token_type::JWT,
+            )
+            .requested_token_type(token_type::JWT)
+            .audience(domain_b.issuer_url()),
         ))
         .build()
         .unwrap();
@@ -166,8 +174,11 @@ pub fn an_issued_token_type_other_than_the_one_asked_for_is_refused<A: Adapter>(
         .token_endpoint(issuer.token_endpoint())
         .max_attempts(1)
         .grant(Grant::token_exchange(
-            TokenExchange::new(AssertionSource::callback(move || Ok::<_, String>(subject.clone())), token_type::JWT)
-                .requested_token_type(token_type::ACCESS_TOKEN),
+            TokenExchange::new(
+                AssertionSource::callback(move || Ok::<_, String>(subject.clone())),
+                token_type::JWT,
+            )
+            .requested_token_type(token_type::ACCESS_TOKEN),
         ))
         .build()
         .unwrap();
@@ -203,6 +214,11 @@ pub fn the_store_key_differs_per_subject<A: Adapter>() {
     assert_ne!(first, other, "{}: another subject gets its own token", A::NAME);
     assert_eq!(issuer.token_requests().len(), 2);
     let rotated = run(&subject_jwt("https://k8s.example", "system:serviceaccount:ns:b", 900));
-    assert_eq!(rotated, other, "{}: a rotated token for the same subject keeps the key", A::NAME);
+    assert_eq!(
+        rotated,
+        other,
+        "{}: a rotated token for the same subject keeps the key",
+        A::NAME
+    );
     assert_eq!(issuer.token_requests().len(), 2);
 }
