@@ -529,7 +529,7 @@ fn discovery(shared: &Shared, req: &RawRequest) -> Response {
         "token_endpoint_auth_methods_supported".into(),
         json!(config.auth_methods),
     );
-    let mut grants = vec!["client_credentials", TOKEN_EXCHANGE, JWT_BEARER];
+    let mut grants = vec!["client_credentials"];
     if config.issue_refresh_tokens {
         grants.push("refresh_token");
     }
