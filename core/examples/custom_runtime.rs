@@ -34,15 +34,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     issuer.push_fault(Fault::retry_after(503, "1"));
     let spawn = |c: Arc<Client>| std::thread::spawn(move || c.run(Call::token()));
     let threads: Vec<_> = (0..8).map(|_| spawn(Arc::clone(&client))).collect();
-    let tokens: Result<Vec<_>, _> = threads.into_iter().map(|t| t.join().expect("a caller")).collect();
-    let tokens = tokens?;
+    let joined = threads.into_iter().map(|t| t.join().expect("a caller"));
+    let tokens = joined.collect::<Result<Vec<_>, _>>()?;
     let first = tokens[0].clone();
     assert!(tokens.iter().all(|token| token.same_token(&first)), "one token for all");
     assert_eq!(issuer.token_requests().len(), 2, "one request and its retry for all");
-    assert!(
-        lock(&client.store).clone().is_some_and(|s| s.same_token(&first)),
-        "saved"
-    );
+    let saved = lock(&client.store).clone();
+    assert!(saved.is_some_and(|s| s.same_token(&first)), "saved");
     let refresh_at = lock(&client.driver).source().refresh_at().ok_or("an expiry")?;
     let skip = refresh_at.saturating_duration_since(client.now()) + Duration::from_secs(1);
     *lock(&client.skipped) += skip;
@@ -51,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let signout = lock(&client.driver).signout(client.now());
     client.changed.notify_all();
     client.run(signout.deletion)?;
-    if let Some(outgoing) = signout.revocation {
+    let signed = signout.signing.map(|s| (s.sign(), s)); // an external key signs outside the lock
+    let signed = signed.and_then(|(signature, s)| lock(&client.driver).revocation_signed(client.now(), s, signature));
+    if let Some(outgoing) = signout.revocation.or(signed) {
         let result = send(&outgoing.request).map_err(Into::into);
         lock(&client.driver).handle_revocation(client.now(), outgoing.id, result)?;
     }
@@ -86,7 +86,7 @@ impl Client {
         }
     }
 
-    /// Performs a job's tasks (no callbacks, fleet, provider or assertion file here).
+    /// Performs a job's tasks (this client has no fleet, provider or assertion file).
     fn perform(&self, mut work: Work) {
         loop {
             let outcome = match work.task {
@@ -100,7 +100,9 @@ impl Client {
                 Task::Report(_) | Task::EndFetch => Outcome::Done,
                 Task::TakeFleetTurn(_) => Outcome::FleetTurn(None),
                 Task::Provide(_) => Outcome::Provided(None),
-                Task::ReadAssertionFile(_) => Outcome::AssertionFile(None),
+                // A callback's assertion, a key of your own (HSM, KMS): outside the lock too.
+                Task::ReadAssertion { source, .. } => Outcome::Assertion(source.call()),
+                Task::Sign(signing) => Outcome::Signed(signing.sign()),
             };
             match lock(&self.driver).handle(self.now(), work.ticket, outcome) {
                 Some(next) => work = next,

@@ -13,9 +13,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ClientAuthError;
 use crate::jws::{b64, hs256, signing_input, SignError};
-use crate::jwt_key::JwtKey;
+use crate::jwt_key::{finish_jws, Jws, JwtKey};
 use crate::redact::clean;
 use crate::time::Timestamp;
+use zeroize::Zeroizing;
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
 pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -33,10 +34,14 @@ pub(crate) const CLIENT_ASSERTION_TYP: &str = "client-authentication+jwt";
 /// unreadable assertion is an [`Error::ClientAuth`](crate::Error::ClientAuth),
 /// never a request with a stale assertion.
 ///
-/// The core never reads files: for [`AssertionSource::file`] the adapter reads
-/// the file (again whenever it changes) and hands the content to the core.
-/// A callback is called by the core while it builds the request, so it must
-/// not block: return a value your own code keeps up to date.
+/// The core never reads files nor calls the callback: the
+/// [`driver`](crate::driver) hands out a
+/// [`Task::ReadAssertion`](crate::driver::Task::ReadAssertion) before a
+/// request is due, and the adapter reads the file (again whenever it
+/// changes) or calls the callback outside its lock, so a callback may block
+/// (the tokio adapter runs it on its blocking pool). (A
+/// [`TokenSource`](crate::TokenSource) polled by hand, without the driver,
+/// calls a callback from `poll` and cannot read a file.)
 ///
 /// ```
 /// use client_credentials::{AssertionSource, ClientAuth, Config};
@@ -115,8 +120,11 @@ impl AssertionSource {
         }
     }
 
-    /// Calls the callback (`None` for a file source).
-    pub(crate) fn call(&self) -> Option<Result<String, String>> {
+    /// Calls the callback: the assertion, or the callback's error as text.
+    /// `None` for a file source, which the adapter reads itself. What an
+    /// adapter does for a [`Task::ReadAssertion`](crate::driver::Task::ReadAssertion)
+    /// of a callback source, outside its lock.
+    pub fn call(&self) -> Option<Result<String, String>> {
         match &self.origin {
             Origin::Callback(callback) => Some(callback()),
             Origin::File(_) => None,
@@ -203,8 +211,9 @@ pub(crate) struct AssertionClaims<'a> {
     pub typ: Option<&'static str>,
 }
 
-/// Builds and signs a client assertion (RFC 7523 §3).
-pub(crate) fn build_assertion(key: AssertionKey<'_>, claims: AssertionClaims<'_>) -> Result<String, SignError> {
+/// Builds a client assertion (RFC 7523 §3): signed, or for an external
+/// signer waiting for its signature.
+pub(crate) fn build_assertion(key: AssertionKey<'_>, claims: AssertionClaims<'_>) -> Result<Jws, SignError> {
     let iat = claims.now.as_unix_millis() / 1000;
     let mut body = Map::new();
     body.insert("iss".into(), claims.client_id.into());
@@ -214,7 +223,7 @@ pub(crate) fn build_assertion(key: AssertionKey<'_>, claims: AssertionClaims<'_>
     body.insert("iat".into(), iat.into());
     body.insert("exp".into(), (iat + claims.lifetime.as_secs().max(1)).into());
     match key {
-        AssertionKey::Private(key, alg) => key.sign_jwt(alg, claims.typ, None, true, &body),
+        AssertionKey::Private(key, alg) => key.jwt(alg, claims.typ, None, true, &body),
         AssertionKey::Secret(secret) => {
             let mut header = Map::new();
             header.insert("alg".into(), "HS256".into());
@@ -223,7 +232,7 @@ pub(crate) fn build_assertion(key: AssertionKey<'_>, claims: AssertionClaims<'_>
             }
             let input = signing_input(&header, &body);
             let mac = hs256(secret.as_bytes(), &input);
-            Ok(format!("{input}.{}", b64(&mac)))
+            Ok(Jws::Signed(Zeroizing::new(finish_jws(&input, &mac))))
         }
     }
 }
@@ -269,10 +278,11 @@ pub(crate) fn unavailable(reason: &str) -> ClientAuthError {
     }
 }
 
-/// Which token an [`AssertionSource`] supplies: the client assertion, or the
-/// grant's subject or actor. Names the source in errors, and tells an
-/// adapter which file a read is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which assertion a [`Task::ReadAssertion`](crate::driver::Task::ReadAssertion)
+/// reads: the client assertion, or the grant's subject or actor. The core
+/// keeps the latest value read for each role, re-read the same way whatever
+/// its source (a file, a callback); errors name the role and the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum AssertionRole {
     /// The client assertion of [`ClientAuth::Assertion`](crate::ClientAuth::Assertion).
@@ -285,20 +295,12 @@ pub enum AssertionRole {
 }
 
 impl AssertionRole {
-    /// Every role, in the order the driver reads their files.
+    /// Every role, in the order the driver reads them.
     pub const ALL: [AssertionRole; 3] = [
         AssertionRole::ClientAssertion,
         AssertionRole::Subject,
         AssertionRole::Actor,
     ];
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            AssertionRole::ClientAssertion => 0,
-            AssertionRole::Subject => 1,
-            AssertionRole::Actor => 2,
-        }
-    }
 }
 
 impl fmt::Display for AssertionRole {

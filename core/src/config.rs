@@ -369,6 +369,15 @@ impl Config {
         }
     }
 
+    /// The assertions made elsewhere that requests carry, each with the role
+    /// it is kept under: what the driver has re-read before a request (the
+    /// client assertion, then the grant's subject and actor).
+    pub(crate) fn assertion_sources(&self) -> impl Iterator<Item = (AssertionRole, &AssertionSource)> {
+        AssertionRole::ALL
+            .into_iter()
+            .filter_map(|role| Some((role, self.assertion_source(role)?)))
+    }
+
     /// The DPoP key (RFC 9449), when tokens are to be sender-constrained.
     pub fn dpop_key(&self) -> Option<&JwtKey> {
         self.inner.dpop.as_ref()

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::jws::{b64, SignError};
-use crate::jwt_key::JwtKey;
+use crate::jwt_key::{Jws, JwtKey};
 use crate::time::Timestamp;
 
 /// The `typ` header of a DPoP proof (RFC 9449 §4.2).
@@ -42,12 +42,14 @@ pub fn dpop_ath(access_token: &str) -> String {
     b64(&Sha256::digest(access_token.as_bytes()))
 }
 
-/// Builds a DPoP proof for a request, signed by `key`, with `alg` written as given.
+/// Builds a DPoP proof for a request, for `key`, with `alg` written as given:
+/// signed by a built-in key, left unsigned for an external signer (see
+/// [`Jws`]); [`proof_header`] makes the header of the signed proof.
 ///
 /// [`TokenSource`](crate::TokenSource) calls it for its own token requests,
 /// and [`TokenSource::dpop_proof`](crate::TokenSource::dpop_proof) for
 /// resource requests (with a fresh `jti` and the latest nonce).
-pub(crate) fn dpop_proof(key: &JwtKey, alg: &str, claims: DpopClaims<'_>) -> Result<HeaderValue, SignError> {
+pub(crate) fn dpop_proof(key: &JwtKey, alg: &str, claims: DpopClaims<'_>) -> Result<Jws, SignError> {
     let mut body = Map::new();
     body.insert("jti".into(), claims.jti.into());
     body.insert("htm".into(), claims.method.as_str().into());
@@ -61,7 +63,11 @@ pub(crate) fn dpop_proof(key: &JwtKey, alg: &str, claims: DpopClaims<'_>) -> Res
     }
     let jwk = Value::Object(key.bare_jwk());
     // RFC 9449 §4.2: the header carries the public key itself, not a `kid`.
-    let proof = key.sign_jwt(alg, Some(DPOP_TYP), Some(("jwk", jwk)), false, &body)?;
+    key.jwt(alg, Some(DPOP_TYP), Some(("jwk", jwk)), false, &body)
+}
+
+/// The `DPoP` header of a signed proof.
+pub(crate) fn proof_header(proof: &str) -> Result<HeaderValue, SignError> {
     // A JWS compact serialisation is base64url and dots: always a valid header value.
     HeaderValue::try_from(proof).map_err(|_| SignError::new("the proof is not a valid header value"))
 }

@@ -4,8 +4,8 @@
 //! signers; this module is a leaf that both build on.
 //!
 //! Signing never does I/O here: the built-in signers (feature `signing`,
-//! default on) are pure computation, and a [`Signer`] you implement is called
-//! synchronously while a request is built.
+//! default on) are pure computation, and a [`Signer`] you implement is
+//! called by the adapter, outside its lock (a [`crate::driver::Task::Sign`]).
 
 use std::fmt;
 
@@ -84,10 +84,12 @@ impl SignError {
 /// A private key that signs client assertions and DPoP proofs.
 ///
 /// Implement it for keys held in an HSM or a KMS; `JwtKey::from_pem` (feature `signing`) covers
-/// keys in files. `sign` is called synchronously while the core builds a
-/// request, so it should be quick; a signer that needs network I/O is better
-/// served by [`crate::AssertionSource::callback`] fed by the adapter's thread,
-/// since the core itself never waits for anything.
+/// keys in files. The core never calls it: it builds the JWS signing input
+/// and the driver hands it out as a [`Task::Sign`](crate::driver::Task::Sign),
+/// which the adapters perform outside their lock (the blocking client on
+/// the caller's thread, the tokio client on its blocking pool), so `sign` may
+/// do network I/O. Its error fails the attempt with
+/// [`ClientAuthError::Signing`](crate::ClientAuthError::Signing).
 pub trait Signer: Send + Sync + 'static {
     /// The algorithm this key signs with.
     fn algorithm(&self) -> JwsAlgorithm;

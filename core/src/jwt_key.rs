@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 #[cfg(feature = "signing")]
 use crate::error::ConfigError;
@@ -35,15 +36,28 @@ use crate::jws::{b64, signing_input, JwsAlgorithm, SignError, Signer};
 pub struct JwtKey {
     signer: Arc<dyn Signer>,
     key_id: Option<String>,
+    /// Backed by a [`Signer`] of the user's (`from_signer`): it may do I/O,
+    /// so the driver has it called outside the lock ([`crate::driver::Task::Sign`]).
+    /// The built-in signers are pure computation and sign inside the core.
+    external: bool,
 }
 
 impl JwtKey {
     /// A key backed by your own [`Signer`] (HSM, KMS, …).
+    ///
+    /// The core never calls it: the [`driver`](crate::driver) hands each
+    /// signature out as a [`Task::Sign`](crate::driver::Task::Sign), which
+    /// the adapter performs outside its lock (the blocking adapter on the
+    /// caller's thread, the tokio adapter on its blocking pool), so a signer
+    /// that waits for an HSM or a KMS holds up no other caller. (A
+    /// [`TokenSource`](crate::TokenSource) polled by hand, without the driver,
+    /// calls it from `poll`.)
     pub fn from_signer(signer: impl Signer) -> Self {
         let key_id = signer.key_id().map(str::to_owned);
         JwtKey {
             signer: Arc::new(signer),
             key_id,
+            external: true,
         }
     }
 
@@ -55,7 +69,11 @@ impl JwtKey {
     #[cfg_attr(docsrs, doc(cfg(feature = "signing")))]
     #[cfg(feature = "signing")]
     pub fn from_pem(pem: &str, alg: JwsAlgorithm) -> Result<JwtKey, ConfigError> {
-        crate::signing::from_pem(pem, alg).map(|signer| JwtKey { signer, key_id: None })
+        crate::signing::from_pem(pem, alg).map(|signer| JwtKey {
+            signer,
+            key_id: None,
+            external: false,
+        })
     }
 
     /// Sets the key id (`kid`) sent in the JWS header (overrides the signer's).
@@ -72,6 +90,17 @@ impl JwtKey {
     /// The key id, if any.
     pub fn key_id(&self) -> Option<&str> {
         self.key_id.as_deref()
+    }
+
+    /// Signs `message` (a JWS signing input) with the key's signer: what an
+    /// adapter does for a [`Task::Sign`](crate::driver::Task::Sign), outside
+    /// its lock. An empty signature is refused as a [`SignError`]: no JWS
+    /// goes out without one.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        match self.signer.sign(message)? {
+            signature if signature.is_empty() => Err(SignError::new("the signer returned an empty signature")),
+            signature => Ok(signature),
+        }
     }
 
     /// The public key as a JWK (with `kid` and `alg` when known), e.g. to
@@ -112,16 +141,17 @@ impl JwtKey {
         self.signer.public_jwk()
     }
 
-    /// Signs a JWT: header members `alg` (as given), `typ` (if any), `kid`
-    /// (when set and `with_kid`) plus `extra`, then the claims.
-    pub(crate) fn sign_jwt(
+    /// A JWT: header members `alg` (as given), `typ` (if any), `kid` (when
+    /// set and `with_kid`) plus `extra`, then the claims. Signed at once by
+    /// a built-in key; left [`Jws::Unsigned`] for an external signer.
+    pub(crate) fn jwt(
         &self,
         alg: &str,
         typ: Option<&str>,
         extra: Option<(&str, Value)>,
         with_kid: bool,
         claims: &Map<String, Value>,
-    ) -> Result<String, SignError> {
+    ) -> Result<Jws, SignError> {
         let mut header = Map::new();
         header.insert("alg".into(), alg.into());
         if let Some(typ) = typ {
@@ -134,9 +164,42 @@ impl JwtKey {
             header.insert(name.into(), value);
         }
         let input = signing_input(&header, claims);
-        let signature = self.signer.sign(input.as_bytes())?;
-        Ok(format!("{input}.{}", b64(&signature)))
+        if self.external {
+            return Ok(Jws::Unsigned {
+                key: self.clone(),
+                input,
+            });
+        }
+        let signature = self.sign(input.as_bytes())?;
+        Ok(Jws::Signed(Zeroizing::new(finish_jws(&input, &signature))))
     }
+}
+
+/// A JWS the core made: signed, or waiting for an external signer's signature.
+#[derive(Clone)]
+pub(crate) enum Jws {
+    /// The compact serialisation (a credential: zeroized when dropped).
+    Signed(Zeroizing<String>),
+    /// The signing input, for `key`'s signer.
+    Unsigned { key: JwtKey, input: String },
+}
+
+impl Jws {
+    /// Signs an unsigned JWS now, on this thread (a source polled by hand).
+    pub(crate) fn signed_inline(self) -> Result<Zeroizing<String>, SignError> {
+        match self {
+            Jws::Signed(jws) => Ok(jws),
+            Jws::Unsigned { key, input } => {
+                let signature = key.sign(input.as_bytes())?;
+                Ok(Zeroizing::new(finish_jws(&input, &signature)))
+            }
+        }
+    }
+}
+
+/// `input.base64url(signature)`.
+pub(crate) fn finish_jws(input: &str, signature: &[u8]) -> String {
+    format!("{input}.{}", b64(signature))
 }
 
 impl fmt::Debug for JwtKey {

@@ -92,7 +92,9 @@
 //! Around `TokenSource` sits the client's second machine, [`driver::Driver`]:
 //! single flight between many callers, which caller sends and which waits,
 //! the store's load and ordered writes, the custom provider's and the fleet's
-//! turn, re-reading the assertion file, sign-out, background-refresh timing.
+//! turn, re-reading the assertions made elsewhere (files, callbacks), the
+//! signatures of keys of your own (HSM, KMS), sign-out, background-refresh
+//! timing.
 //! Each caller steps a [`driver::Call`]; a [`driver::Work`] is a task
 //! (a request, a store call, the provider) performed outside the caller's
 //! lock and handed back. Both adapters are shells around it; the
@@ -130,6 +132,13 @@
 //!   `aud` = the issuer), [`ClientAuth::Assertion`] ([`AssertionSource`]:
 //!   workload identity files, SPIFFE), mutual TLS ([`ClientAuth::TlsClientAuth`]),
 //!   DPoP ([`ConfigBuilder::dpop`], [`TokenSource::dpop_proof`]).
+//! - Calling out: the driver never runs user code or I/O under its caller's
+//!   lock. An [`AssertionSource`] is read by [`driver::Task::ReadAssertion`]
+//!   (one cached value per [`AssertionRole`]), a key of your own
+//!   ([`JwtKey::from_signer`]) signs in a [`driver::Task::Sign`]; only the
+//!   built-in keys and `client_secret_jwt` sign inside the core. A
+//!   `TokenSource` polled by hand calls a callback or a signer of yours from
+//!   `poll` (it has no task to hand out).
 //!
 //! - Grants: [`ConfigBuilder::grant`] with [`Grant::client_credentials`] (the
 //!   default), [`Grant::token_exchange`] ([`TokenExchange`], RFC 8693; the
@@ -148,6 +157,11 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
+
+// The unit tests share the scenario scaffolding of `core/tests`, which
+// names the crate by its name.
+#[cfg(test)]
+extern crate self as client_credentials;
 
 mod assertion;
 mod config;

@@ -14,11 +14,13 @@ use crate::assertion::{
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint, Issuer, ResourceServer};
 use crate::discovery::{parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};
-use crate::dpop::{dpop_proof, DpopClaims, DpopNonces, USE_DPOP_NONCE};
+use crate::dpop::{dpop_proof, proof_header, DpopClaims, DpopNonces, USE_DPOP_NONCE};
+use crate::driver::Signing;
 use crate::endpoint::check_endpoint;
 use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, GrantError, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
-use crate::jwt_key::JwtKey;
+use crate::jws::SignError;
+use crate::jwt_key::{finish_jws, Jws, JwtKey};
 use crate::policy::{parse_retry_after, refresh_time, Jitter};
 use crate::redact::{clean, excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
@@ -214,15 +216,141 @@ impl fmt::Debug for Sent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 enum Phase {
     Idle,
+    /// The next request is built but for its external signatures (see
+    /// [`Pending`]): it counts as in flight, so no other goes out.
+    Signing {
+        id: RequestId,
+        pending: Box<Pending>,
+    },
     /// `sent_at`: when it went out (a failing streak counts from then).
     InFlight {
         id: RequestId,
         sent: Sent,
         sent_at: Timestamp,
     },
+}
+
+impl Phase {
+    fn is_idle(&self) -> bool {
+        matches!(self, Phase::Idle)
+    }
+}
+
+/// A token or revocation request built but for the JWS parts an external
+/// signer has to sign ([`Signing`]): everything needed to finish it once the
+/// signatures are in, made when it was started (so its `jti`, `iat` and
+/// DPoP nonce are those of the signing input).
+struct Pending {
+    sent: Sent,
+    url: Url,
+    auth: ClientAuth,
+    /// The refresh token of a refresh-token grant.
+    refresh_token: Option<Secret>,
+    /// For a revocation: the token revoked and its `token_type_hint`.
+    revoked: Option<(Zeroizing<String>, &'static str)>,
+    parts: Parts,
+}
+
+impl fmt::Debug for Pending {
+    /// What it is for, never what it carries.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request's per-attempt credentials, each signed or awaiting a signature.
+#[derive(Default)]
+struct Parts {
+    /// `client_assertion_type` and the assertion.
+    assertion: Option<(String, Jws)>,
+    /// The DPoP proof.
+    dpop: Option<Jws>,
+    /// The grant's subject token and its `exp`, and the actor token.
+    subject: Option<Zeroizing<String>>,
+    subject_expires_at: Option<Timestamp>,
+    actor: Option<Zeroizing<String>>,
+}
+
+impl Parts {
+    /// The first part that awaits an external signature: its key and signing input.
+    fn unsigned(&self) -> Option<(&JwtKey, &str)> {
+        let assertion = self.assertion.as_ref().map(|(_, jws)| jws);
+        [assertion, self.dpop.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|jws| match jws {
+                Jws::Unsigned { key, input } => Some((key, input.as_str())),
+                Jws::Signed(_) => None,
+            })
+    }
+
+    /// Finishes the first unsigned part with `signature`.
+    fn sign(&mut self, signature: &[u8]) {
+        let assertion = self.assertion.as_mut().map(|(_, jws)| jws);
+        let first = [assertion, self.dpop.as_mut()]
+            .into_iter()
+            .flatten()
+            .find(|jws| matches!(jws, Jws::Unsigned { .. }));
+        if let Some(jws) = first {
+            if let Jws::Unsigned { input, .. } = jws {
+                *jws = Jws::Signed(Zeroizing::new(finish_jws(input, signature)));
+            }
+        }
+    }
+
+    /// The request's credentials, once every part is signed (`None` before).
+    fn finished(self) -> Result<Option<Prepared>, Error> {
+        let signed = |jws| match jws {
+            Jws::Signed(jws) => Some(jws),
+            Jws::Unsigned { .. } => None,
+        };
+        let assertion = match self.assertion {
+            Some((kind, jws)) => match signed(jws) {
+                Some(jws) => Some((kind, jws)),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let dpop = match self.dpop.map(signed) {
+            Some(None) => return Ok(None),
+            Some(Some(proof)) => Some(proof_header(&proof).map_err(|e| Error::ClientAuth(e.into()))?),
+            None => None,
+        };
+        Ok(Some(Prepared {
+            assertion,
+            dpop,
+            subject: self.subject,
+            actor: self.actor,
+        }))
+    }
+}
+
+/// The next step of a request being started: send it, or first sign.
+pub(crate) enum Started {
+    Send(Outgoing),
+    Sign(Signing),
+}
+
+/// What the driver does next, from [`TokenSource::next`]: what [`Action`]
+/// says, or a signature for an external signer (which `poll` performs itself).
+pub(crate) enum Next<'a> {
+    Act(Action<'a>),
+    Sign(Signing),
+}
+
+/// What a signature handed back with [`TokenSource::signed`] led to.
+pub(crate) enum Signed {
+    /// The request's next signature, or the request to send.
+    Started(Started),
+    /// The signer failed (the attempt failed: the result is as a failed
+    /// exchange's), or the request is no longer pending
+    /// ([`Error::UnknownRequest`]).
+    Failed(Result<Event, Error>),
 }
 
 /// Where the rounds of attempts stand.
@@ -373,9 +501,10 @@ pub struct TokenSource {
     next_id: u64,
     jitter: Jitter,
     jti: JtiSource,
-    /// The latest token handed over for each [`crate::AssertionSource::file`]
-    /// (by [`AssertionRole`] index). Zeroized when replaced or dropped.
-    provided: [Option<Result<Zeroizing<String>, String>>; 3],
+    /// The latest assertion read for each role (by the driver's
+    /// `Task::ReadAssertion`), or why it could not be. Zeroized when
+    /// replaced or dropped.
+    assertions: Vec<(AssertionRole, Result<Zeroizing<String>, String>)>,
     /// The latest `DPoP-Nonce` of each origin (token endpoint and resource
     /// servers, RFC 9449 §8 and §9), for the next request there.
     dpop_nonces: DpopNonces,
@@ -443,7 +572,7 @@ impl TokenSource {
             next_id: 1,
             jitter: Jitter::new(jitter_seed),
             jti: JtiSource::new(seed),
-            provided: Default::default(),
+            assertions: Vec::new(),
             dpop_nonces: DpopNonces::default(),
             rejections: None,
             nonce_retried: false,
@@ -460,31 +589,29 @@ impl TokenSource {
         source
     }
 
-    /// Hands over the content of an [`crate::AssertionSource::file`] (or why
-    /// it could not be read), for the next token requests. Adapters read the
-    /// file before polling whenever it changed; the core never reads files.
-    /// The assertion's `exp` is checked before each use.
-    // For the adapters' driver only: not part of the documented API.
-    #[doc(hidden)]
-    pub fn provide_assertion(&mut self, assertion: Result<String, String>) {
-        self.provide_token(AssertionRole::ClientAssertion, assertion);
-    }
-
-    /// Hands over the content of the [`crate::AssertionSource::file`] that
-    /// supplies `role` (or why it could not be read), as
-    /// [`TokenSource::provide_assertion`] does for the client assertion.
-    // For the adapters' driver only: not part of the documented API.
-    #[doc(hidden)]
-    pub fn provide_token(&mut self, role: AssertionRole, token: Result<String, String>) {
-        // The store key covers whom the subject speaks for from the moment it is read.
-        if let Ok(token) = &token {
+    /// Keeps the assertion read for `role` (or why it could not be read),
+    /// for the next requests: the driver reads files and calls callbacks
+    /// before a request is due, outside its lock. The assertion's `exp` is
+    /// checked before each use.
+    pub(crate) fn provide_assertion(&mut self, role: AssertionRole, assertion: Result<String, String>) {
+        // The store key covers whom a subject speaks for from the moment it is read.
+        if let Ok(token) = &assertion {
             self.config.observe_token(role, token);
         }
-        self.provided[role.index()] = Some(token.map(Zeroizing::new));
+        let assertion = assertion.map(Zeroizing::new);
+        match self.assertions.iter_mut().find(|(kept, _)| *kept == role) {
+            Some((_, kept)) => *kept = assertion,
+            None => self.assertions.push((role, assertion)),
+        }
     }
 
-    /// The token of `role` for the request being built, from its callback
-    /// or the content handed over, with the `exp` it carries: never an empty
+    /// The latest assertion read for `role`.
+    fn assertion(&self, role: AssertionRole) -> Option<&Result<Zeroizing<String>, String>> {
+        self.assertions.iter().find(|(kept, _)| *kept == role).map(|(_, a)| a)
+    }
+
+    /// The token of `role` for the request being built, as last read by
+    /// the driver, with the `exp` it carries: never an empty
     /// or expired one (a typed error naming the source instead).
     fn external_token(
         &self,
@@ -492,9 +619,11 @@ impl TokenSource {
         source: &crate::AssertionSource,
         now: Timestamp,
         must_be_jwt: bool,
+        inline: bool,
     ) -> Result<(Zeroizing<String>, Option<Timestamp>), Error> {
         let source_name = || source.describe();
-        let token = match (source.call(), &self.provided[role.index()]) {
+        let called = if inline { source.call() } else { None };
+        let token = match (called, self.assertion(role)) {
             (Some(result), _) => Zeroizing::new(result.map_err(|reason| GrantError::Unavailable {
                 role,
                 source_name: source_name(),
@@ -513,7 +642,7 @@ impl TokenSource {
                 return Err(GrantError::Unavailable {
                     role,
                     source_name: source_name(),
-                    reason: "the file has not been read yet".into(),
+                    reason: "it has not been read yet".into(),
                 }
                 .into())
             }
@@ -549,9 +678,7 @@ impl TokenSource {
     /// for that origin from [`TokenSource::dpop_proof`] carries it, so a
     /// server that demands nonces is not asked twice per request (RFC 9449
     /// §9). The latest nonce of each of the last 64 origins is kept.
-    // For the adapters' driver only: not part of the documented API.
-    #[doc(hidden)]
-    pub fn remember_dpop_nonce(&mut self, url: &str, nonce: &str) {
+    pub(crate) fn remember_dpop_nonce(&mut self, url: &str, nonce: &str) {
         self.dpop_nonces.remember(url, nonce);
     }
 
@@ -583,9 +710,11 @@ impl TokenSource {
             nonce: nonce.or_else(|| self.dpop_nonces.get(uri)),
             access_token: access_token.map(AccessToken::secret),
         };
-        dpop_proof(key, alg, claims)
-            .map(Some)
-            .map_err(|e| Error::ClientAuth(ClientAuthError::Signing(e)))
+        let signing = |e: SignError| Error::ClientAuth(ClientAuthError::Signing(e));
+        let proof = dpop_proof(key, alg, claims)
+            .and_then(Jws::signed_inline)
+            .map_err(signing)?;
+        proof_header(&proof).map(Some).map_err(signing)
     }
 
     /// The `alg` of DPoP proofs, checked against `dpop_signing_alg_values_supported`.
@@ -601,9 +730,7 @@ impl TokenSource {
     /// Caches a token obtained elsewhere unconditionally (seeding by hand).
     /// A provider or a fleet store should use [`TokenSource::offer_token`],
     /// which never replaces a token with an older one.
-    // For the adapters' driver only: not part of the documented API.
-    #[doc(hidden)]
-    pub fn insert_token(&mut self, token: AccessToken) {
+    pub(crate) fn insert_token(&mut self, token: AccessToken) {
         self.refresh_token = token.refresh_secret().cloned();
         self.cached = Some(Cached::new(&self.config, token));
     }
@@ -614,9 +741,7 @@ impl TokenSource {
     }
 
     /// The discovered metadata, if any.
-    // For the adapters' driver only: not part of the documented API.
-    #[doc(hidden)]
-    pub fn metadata(&self) -> Option<&ProviderMetadata> {
+    pub(crate) fn metadata(&self) -> Option<&ProviderMetadata> {
         self.discovered.as_ref().map(|d| &d.metadata)
     }
 
@@ -693,9 +818,7 @@ impl TokenSource {
     }
 
     /// The cached token, fresh or not.
-    // For the adapters' driver only: not part of the documented API.
-    #[doc(hidden)]
-    pub fn token(&self) -> Option<&AccessToken> {
+    pub(crate) fn token(&self) -> Option<&AccessToken> {
         self.cached.as_ref().map(|c| &c.token)
     }
 
@@ -734,9 +857,7 @@ impl TokenSource {
     /// token arrives. The events of a failed attempt carry the same value;
     /// this view also covers a round that failed without a usable token (its
     /// end is the `Err` of the call, which has no room for it).
-    // For the adapters' driver only: not part of the documented API.
-    #[doc(hidden)]
-    pub fn retry_after_capped(&self) -> Option<Duration> {
+    pub(crate) fn retry_after_capped(&self) -> Option<Duration> {
         self.retry_after_capped
     }
 
@@ -746,23 +867,83 @@ impl TokenSource {
     }
 
     /// What to do at `now`.
+    ///
+    /// Polled by hand, without the [`driver`](crate::driver), the source
+    /// calls an [`AssertionSource::callback`](crate::AssertionSource::callback)
+    /// and an external [`Signer`](crate::Signer) itself, from here; the driver
+    /// hands both out as tasks instead, performed outside its lock.
     pub fn poll(&mut self, now: Timestamp) -> Action<'_> {
-        let fresh = self.cached.as_ref().is_some_and(|c| c.is_fresh(now));
-        let in_flight = matches!(self.phase, Phase::InFlight { .. });
-        if !fresh && !in_flight && !self.held_back(now) {
-            if !matches!(self.round, Round::Running { .. }) {
-                self.start_round();
-            }
-            match self.start(now) {
-                Ok(outgoing) => return Action::Send(outgoing),
-                // Nothing could be sent (an expired assertion, a key the
-                // provider does not accept): the attempt fails without a request.
-                Err(error) => {
-                    let _ = self.fail(now, error, None);
+        let mut started = self.begin(now, true);
+        while let Some(step) = started.take() {
+            match step {
+                Started::Send(outgoing) => return Action::Send(outgoing),
+                Started::Sign(signing) => {
+                    let signature = signing.sign();
+                    if let Signed::Started(next) = self.signed(now, signing.id, signature) {
+                        started = Some(next);
+                    }
                 }
             }
         }
         self.held(now)
+    }
+
+    /// [`TokenSource::poll`] for the driver: an external signature is a
+    /// step of its own, and the assertions made elsewhere are the ones the
+    /// driver read (`provide_assertion`), so nothing here calls out.
+    pub(crate) fn next(&mut self, now: Timestamp) -> Next<'_> {
+        match self.begin(now, false) {
+            Some(Started::Send(outgoing)) => Next::Act(Action::Send(outgoing)),
+            Some(Started::Sign(signing)) => Next::Sign(signing),
+            None => Next::Act(self.held(now)),
+        }
+    }
+
+    /// Starts the next request when one is due at `now` (`inline`: calling
+    /// assertion callbacks here); `None` when none is, or it could not be
+    /// built (the attempt failed).
+    fn begin(&mut self, now: Timestamp, inline: bool) -> Option<Started> {
+        let fresh = self.cached.as_ref().is_some_and(|c| c.is_fresh(now));
+        if fresh || !self.phase.is_idle() || self.held_back(now) {
+            return None;
+        }
+        if !matches!(self.round, Round::Running { .. }) {
+            self.start_round();
+        }
+        match self.start(now, inline) {
+            Ok(started) => Some(started),
+            // Nothing could be sent (an expired assertion, a key the
+            // provider does not accept): the attempt fails without a request.
+            Err(error) => {
+                let _ = self.fail(now, error, None);
+                None
+            }
+        }
+    }
+
+    /// Hands back the external signature asked for by the [`Signing`] of
+    /// request `id`: the request's next signature, or the request to send;
+    /// a failed signature fails the attempt (retried as the failure policy
+    /// says), and a revocation is then not sent.
+    pub(crate) fn signed(&mut self, now: Timestamp, id: RequestId, signature: Result<Vec<u8>, SignError>) -> Signed {
+        let mut pending = match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Signing { id: current, pending } if current == id => pending,
+            phase => {
+                self.phase = phase;
+                return Signed::Failed(Err(Error::UnknownRequest { id }));
+            }
+        };
+        let revocation = pending.sent == Sent::Revocation;
+        let started = signature.map_err(|e| Error::ClientAuth(ClientAuthError::Signing(e)));
+        let started = started.and_then(|signature| {
+            pending.parts.sign(&signature);
+            self.proceed(now, id, pending)
+        });
+        match started {
+            Ok(started) => Signed::Started(started),
+            Err(error) if revocation => Signed::Failed(Err(error)),
+            Err(error) => Signed::Failed(self.fail(now, error, None)),
+        }
     }
 
     /// What callers get when no request is to go out: the cached token while
@@ -788,9 +969,9 @@ impl TokenSource {
             }
         }
         match (&self.phase, self.latest_error()) {
-            (Phase::InFlight { .. }, _) => Action::Wait { until: None },
             (Phase::Idle, Some(error)) => Action::Failed(error),
             (Phase::Idle, None) => Action::Wait { until: self.not_before },
+            (Phase::Signing { .. } | Phase::InFlight { .. }, _) => Action::Wait { until: None },
         }
     }
 
@@ -815,7 +996,7 @@ impl TokenSource {
                 latest_error: Some(_),
                 ..
             }
-        ) && self.phase == Phase::Idle
+        ) && self.phase.is_idle()
     }
 
     /// The error the forced refresh that returned `ticket` ended with, once
@@ -887,9 +1068,12 @@ impl TokenSource {
     }
 
     /// Makes the per-attempt credentials of a request to `url`: a fresh client
-    /// assertion for the JWT methods, a fresh DPoP proof for token requests.
-    fn prepare(&self, now: Timestamp, auth: &ClientAuth, url: &Url, dpop: bool) -> Result<Prepared, Error> {
-        let mut prepared = Prepared::default();
+    /// assertion for the JWT methods, a fresh DPoP proof for token requests;
+    /// the parts an external signer signs are left for it. `inline`: an
+    /// assertion callback is called here (a source polled by hand), else
+    /// the assertion the driver read is used.
+    fn prepare(&self, now: Timestamp, auth: &ClientAuth, url: &Url, dpop: bool, inline: bool) -> Result<Parts, Error> {
+        let mut prepared = Parts::default();
         let failed = |e: ClientAuthError| Error::ClientAuth(e);
         let listed = || {
             self.metadata()
@@ -913,7 +1097,7 @@ impl TokenSource {
                     .map_err(|()| unsupported("client assertions", key.algorithm(), listed))?;
                 let jwt = build_assertion(AssertionKey::Private(key, alg), claims(self.jti.next(now)))
                     .map_err(|e| failed(e.into()))?;
-                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), Zeroizing::new(jwt)))
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
             }
             ClientAuth::ClientSecretJwt => {
                 if let Some(listed) = listed().filter(|l| !l.iter().any(|a| a == "HS256")) {
@@ -926,11 +1110,12 @@ impl TokenSource {
                 let secret = self.config.client_secret().expose_secret();
                 let jwt = build_assertion(AssertionKey::Secret(secret), claims(self.jti.next(now)))
                     .map_err(|e| failed(e.into()))?;
-                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), Zeroizing::new(jwt)))
+                Some((JWT_BEARER_ASSERTION_TYPE.to_owned(), jwt))
             }
             ClientAuth::Assertion(source) => {
                 let called;
-                let jwt: &str = match (source.call(), &self.provided[AssertionRole::ClientAssertion.index()]) {
+                let calling = if inline { source.call() } else { None };
+                let jwt: &str = match (calling, self.assertion(AssertionRole::ClientAssertion)) {
                     (Some(result), _) => {
                         called = Zeroizing::new(result.map_err(|reason| failed(unavailable(&reason)))?);
                         &called
@@ -939,13 +1124,14 @@ impl TokenSource {
                     (None, Some(Err(reason))) => return Err(failed(unavailable(reason))),
                     (None, None) => {
                         return Err(failed(unavailable(
-                            "the assertion file has not been read (the adapter hands it over with TokenSource::provide_assertion)",
+                            "the assertion has not been read (the driver's Task::ReadAssertion hands it over)",
                         )))
                     }
                 };
                 let jwt = jwt.trim();
                 check_external(jwt, now).map_err(failed)?;
-                Some((source.assertion_type().to_owned(), Zeroizing::new(jwt.to_owned())))
+                let jwt = Jws::Signed(Zeroizing::new(jwt.to_owned()));
+                Some((source.assertion_type().to_owned(), jwt))
             }
             _ => None,
         };
@@ -953,12 +1139,12 @@ impl TokenSource {
         if let Some(subject) = self.config.grant().subject() {
             // RFC 7523 §2.1: the JWT bearer grant's assertion is a JWT.
             let must_be_jwt = self.config.grant().as_jwt_bearer().is_some();
-            let (token, expires_at) = self.external_token(AssertionRole::Subject, subject, now, must_be_jwt)?;
+            let (token, expires_at) = self.external_token(AssertionRole::Subject, subject, now, must_be_jwt, inline)?;
             prepared.subject = Some(token);
             prepared.subject_expires_at = expires_at;
         }
         if let Some(actor) = self.config.grant().actor() {
-            let (token, _) = self.external_token(AssertionRole::Actor, actor, now, false)?;
+            let (token, _) = self.external_token(AssertionRole::Actor, actor, now, false, inline)?;
             prepared.actor = Some(token);
         }
         if let (true, Some(key)) = (dpop, self.config.dpop_key()) {
@@ -1018,7 +1204,7 @@ impl TokenSource {
     /// Builds the next request of the round and marks it in flight: a token
     /// request while the endpoint is known (configured, or discovered and
     /// neither stale nor older than the TTL), else the next discovery step.
-    fn start(&mut self, now: Timestamp) -> Result<Outgoing, Error> {
+    fn start(&mut self, now: Timestamp, inline: bool) -> Result<Started, Error> {
         let id = self.next_id();
         let ttl = self.config.discovery_ttl();
         let current = self
@@ -1031,18 +1217,21 @@ impl TokenSource {
                     .refresh_token
                     .as_ref()
                     .filter(|_| self.config.uses_refresh_tokens() && self.config.grant().is_client_credentials());
-                let grant = match refresh {
-                    Some(token) => Grant::RefreshToken(token.expose_secret()),
-                    None => Grant::Configured,
-                };
                 let auth = self.auth();
-                let prepared = self.prepare(now, &auth, url, true)?;
-                let sent = Sent::Token {
-                    refresh_grant: refresh.is_some(),
-                    sent_at: now,
-                    subject_expires_at: prepared.subject_expires_at,
+                let parts = self.prepare(now, &auth, url, true, inline)?;
+                let pending = Pending {
+                    sent: Sent::Token {
+                        refresh_grant: refresh.is_some(),
+                        sent_at: now,
+                        subject_expires_at: parts.subject_expires_at,
+                    },
+                    url: url.clone(),
+                    auth,
+                    refresh_token: refresh.cloned(),
+                    revoked: None,
+                    parts,
                 };
-                (sent, token_request(&self.config, url, &auth, grant, &prepared)?)
+                return self.proceed(now, id, Box::new(pending));
             }
             (Endpoint::Issuer(issuer), None) => self.discovery_step(issuer)?,
             (Endpoint::ResourceServer(resource), None) => match (&self.authorization_server, self.resource_read) {
@@ -1056,6 +1245,46 @@ impl TokenSource {
                 }
             },
         };
+        Ok(Started::Send(self.mark_sent(now, id, sent, request)))
+    }
+
+    /// A token or revocation request goes on: its next external signature,
+    /// or, once every part is signed, the request itself.
+    fn proceed(&mut self, now: Timestamp, id: RequestId, pending: Box<Pending>) -> Result<Started, Error> {
+        if let Some((key, input)) = pending.parts.unsigned() {
+            let signing = Signing::new(id, key.clone(), input.as_bytes().to_vec());
+            self.phase = Phase::Signing { id, pending };
+            return Ok(Started::Sign(signing));
+        }
+        let Pending {
+            sent,
+            url,
+            auth,
+            refresh_token,
+            revoked,
+            parts,
+        } = *pending;
+        let Some(prepared) = parts.finished()? else {
+            // Every part was signed above: nothing is left unsigned.
+            return Err(Error::ClientAuth(ClientAuthError::Signing(SignError::new(
+                "a part of the request was left unsigned",
+            ))));
+        };
+        let request = match &revoked {
+            Some((value, hint)) => revocation_request(&self.config, &url, &auth, value, hint, &prepared)?,
+            None => {
+                let grant = match &refresh_token {
+                    Some(token) => Grant::RefreshToken(token.expose_secret()),
+                    None => Grant::Configured,
+                };
+                token_request(&self.config, &url, &auth, grant, &prepared)?
+            }
+        };
+        Ok(Started::Send(self.mark_sent(now, id, sent, request)))
+    }
+
+    /// Marks `request` in flight as request `id`.
+    fn mark_sent(&mut self, now: Timestamp, id: RequestId, sent: Sent, request: http::Request<Vec<u8>>) -> Outgoing {
         let kind = match sent {
             Sent::Token { .. } => RequestKind::Token,
             Sent::ResourceMetadata { .. } | Sent::Discovery { .. } => RequestKind::Discovery,
@@ -1063,7 +1292,7 @@ impl TokenSource {
         };
         self.phase = Phase::InFlight { id, sent, sent_at: now };
         self.sent_credentials = carried_credentials(&self.config, &request);
-        Ok(Outgoing { id, kind, request })
+        Outgoing { id, kind, request }
     }
 
     /// The request for `issuer`'s metadata at the current location.
@@ -1287,6 +1516,10 @@ impl TokenSource {
     /// back with [`TokenSource::handle_transport_error`], so that it counts
     /// against the round and the back-off, as a lost answer does.
     pub fn abandon(&mut self, id: RequestId) -> bool {
+        if matches!(&self.phase, Phase::Signing { id: current, .. } if *current == id) {
+            self.phase = Phase::Idle;
+            return true;
+        }
         self.take_in_flight(id).is_ok()
     }
 
@@ -1317,7 +1550,7 @@ impl TokenSource {
                 let since = self.failing_since.map_or(streak.since, |s| s.min(streak.since));
                 self.failing_since = Some(since);
                 // A request in flight decides this round's outcome itself.
-                if on_probation && self.phase == Phase::Idle {
+                if on_probation && self.phase.is_idle() {
                     // No usable token is left: the error is the callers', through `poll`.
                     let _ = self.fail(now, Error::TokenRejected, None);
                 }
@@ -1371,9 +1604,7 @@ impl TokenSource {
     /// the latest). Returns whether it was taken. A provider answering with an
     /// older or already expired token never replaces a fresher one. With
     /// DPoP configured only a DPoP-bound token is taken (RFC 9449 §5).
-    // For the adapters' driver only: not part of the documented API.
-    #[doc(hidden)]
-    pub fn offer_token(&mut self, now: Timestamp, token: AccessToken) -> bool {
+    pub(crate) fn offer_token(&mut self, now: Timestamp, token: AccessToken) -> bool {
         let unbound = self.config.dpop_key().is_some() && !token.token_type().eq_ignore_ascii_case("dpop");
         if unbound || !Cached::new(&self.config, token.clone()).is_usable(now) {
             return false;
@@ -1406,6 +1637,22 @@ impl TokenSource {
     /// fresh assertion dated `now`; none is sent when no assertion can be
     /// made (an expired assertion file, a failing signer).
     pub fn signout(&mut self, now: Timestamp) -> Option<Outgoing> {
+        match self.sign_out(now, true)? {
+            Started::Send(outgoing) => Some(outgoing),
+            Started::Sign(signing) => {
+                // Polled by hand: the external signer is called here.
+                let signature = signing.sign();
+                match self.signed(now, signing.id, signature) {
+                    Signed::Started(Started::Send(outgoing)) => Some(outgoing),
+                    Signed::Started(Started::Sign(_)) | Signed::Failed(_) => None,
+                }
+            }
+        }
+    }
+
+    /// [`TokenSource::signout`], whose revocation may first need an external
+    /// signature (`inline`: as in [`TokenSource::prepare`]).
+    pub(crate) fn sign_out(&mut self, now: Timestamp, inline: bool) -> Option<Started> {
         if let Phase::InFlight { id, sent, .. } = &self.phase {
             if *sent != Sent::Revocation {
                 let id = *id;
@@ -1431,20 +1678,17 @@ impl TokenSource {
         };
         let auth = self.auth();
         // Revocation is best effort: without a fresh assertion it is not sent.
-        let prepared = self.prepare(now, &auth, endpoint, false).ok()?;
-        let request = revocation_request(&self.config, endpoint, &auth, &value, hint, &prepared).ok()?;
-        let id = self.next_id();
-        self.sent_credentials = carried_credentials(&self.config, &request);
-        self.phase = Phase::InFlight {
-            id,
+        let parts = self.prepare(now, &auth, endpoint, false, inline).ok()?;
+        let pending = Pending {
             sent: Sent::Revocation,
-            sent_at: now,
+            url: endpoint.clone(),
+            auth,
+            refresh_token: None,
+            revoked: Some((Zeroizing::new(value), hint)),
+            parts,
         };
-        Some(Outgoing {
-            id,
-            kind: RequestKind::Revocation,
-            request,
-        })
+        let id = self.next_id();
+        self.proceed(now, id, Box::new(pending)).ok()
     }
 
     /// A token arrived: the escalation ends, unless a resource rejects this
@@ -1630,3 +1874,6 @@ fn revocation_result(config: &Config, response: &Response<Vec<u8>>, credentials:
         body_excerpt: excerpt(body, credentials),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -48,7 +48,7 @@ pub struct RetryPolicy {
     /// The longest `Retry-After` honoured. Default 5 minutes: one response
     /// cannot lock the client out for longer, whatever it says; longer values
     /// are capped and reported in the event (`retry_after_capped`) and by
-    /// [`TokenSource::retry_after_capped`](crate::TokenSource::retry_after_capped).
+    /// the driver ([`Report::RetryAfterCapped`](crate::driver::Report::RetryAfterCapped)).
     pub max_retry_after: Duration,
 }
 

@@ -125,8 +125,6 @@ pub(crate) struct Prepared {
     pub subject: Option<zeroize::Zeroizing<String>>,
     /// A token exchange's `actor_token`.
     pub actor: Option<zeroize::Zeroizing<String>>,
-    /// The subject token's `exp`, when it is a JWT with one.
-    pub subject_expires_at: Option<crate::time::Timestamp>,
 }
 
 /// A token request (RFC 6749 §4.4.2 or §6) to `endpoint`.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use client_credentials::driver::{Call, Driver, Outcome, Step, Task, Work};
 use client_credentials::{
     AssertionSource, ClientAuth, ClientAuthError, Config, ConfigError, Error, Event, JwsAlgorithm, JwtKey, RequestKind,
     TokenSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE,
@@ -405,6 +406,36 @@ fn a_failing_callback_is_a_clear_error() {
     assert!(!error.is_retryable());
 }
 
+/// Steps a caller at `now` to its next request, answering each assertion
+/// read the driver hands out with `read` (as an adapter reading the file
+/// would): the work that sends it, or the caller's error.
+fn driven(
+    driver: &mut Driver,
+    now: client_credentials::Timestamp,
+    read: Option<Result<String, String>>,
+) -> Result<Work, Error> {
+    let mut call = Call::token();
+    loop {
+        match driver.step(now, &mut call) {
+            Step::Work(work) if matches!(work.task, Task::ReadAssertion { .. }) => {
+                assert!(driver
+                    .handle(now, work.ticket, Outcome::Assertion(read.clone()))
+                    .is_none());
+            }
+            Step::Work(work) => return Ok(work),
+            Step::Failed(error) => return Err(error),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn sent(work: &Work) -> &http::Request<Vec<u8>> {
+    match &work.task {
+        Task::Send(outgoing, _) => &outgoing.request,
+        other => panic!("not a request: {other:?}"),
+    }
+}
+
 #[test]
 fn a_file_assertion_is_what_the_adapter_provides_with_its_assertion_type() {
     let config = Config::builder("spiffe://example.org/w", "")
@@ -414,29 +445,28 @@ fn a_file_assertion_is_what_the_adapter_provides_with_its_assertion_type() {
         .build()
         .unwrap();
     assert_eq!(config.assertion_file().unwrap().to_str(), Some("/run/svid.jwt"));
-    let mut source = TokenSource::new(config, [7; 32]);
-    let out = send(&mut source, at(0));
-    source
-        .handle_response(at(0), out.id, metadata_response(json!({})))
-        .unwrap();
-
+    let mut driver = Driver::new(TokenSource::new(config, [7; 32]));
+    // Nothing read yet (`None`: the file did not change): discovery needs no
+    // assertion, the token request cannot be made.
+    let discovery = driven(&mut driver, at(0), None).unwrap();
+    assert!(driver
+        .handle(at(0), discovery.ticket, Outcome::Response(metadata_response(json!({}))))
+        .is_none());
     // Nothing provided yet: a clear error, no request.
     assert!(matches!(
-        failed(&mut source, at(0)),
-        Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. })
+        driven(&mut driver, at(0), None),
+        Err(Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. }))
     ));
 
-    source.provide_assertion(Ok(format!("{}\n", unsigned_assertion(START + 3600))));
-    let out = send(&mut source, at(60));
+    let read = Some(Ok(format!("{}\n", unsigned_assertion(START + 3600))));
+    let work = driven(&mut driver, at(60), read).unwrap();
+    let out = sent(&work);
     assert_eq!(
-        form_value(&out.request, "client_assertion").unwrap(),
+        form_value(out, "client_assertion").unwrap(),
         unsigned_assertion(START + 3600)
     );
-    assert_eq!(
-        form_value(&out.request, "client_assertion_type").unwrap(),
-        SPIFFE_ASSERTION_TYPE
-    );
-    assert_eq!(form_value(&out.request, "client_secret"), None);
+    assert_eq!(form_value(out, "client_assertion_type").unwrap(), SPIFFE_ASSERTION_TYPE);
+    assert_eq!(form_value(out, "client_secret"), None);
 }
 
 #[test]
@@ -450,10 +480,8 @@ fn an_unreadable_or_malformed_file_assertion_is_a_clear_error() {
             .auth(ClientAuth::Assertion(AssertionSource::file("/t")))
             .build()
             .unwrap();
-        let mut source = TokenSource::new(config, [7; 32]);
-        source.provide_assertion(provided);
-        let error = failed(&mut source, at(0));
-        match error {
+        let mut driver = Driver::new(TokenSource::new(config, [7; 32]));
+        match driven(&mut driver, at(0), Some(provided)).map(|_| ()).unwrap_err() {
             Error::ClientAuth(ClientAuthError::AssertionUnavailable { .. }) => assert!(expect_unavailable),
             Error::ClientAuth(ClientAuthError::InvalidAssertion { .. }) => assert!(!expect_unavailable),
             other => panic!("unexpected {other:?}"),

@@ -3,8 +3,16 @@
 
 mod common;
 
-use client_credentials::driver::{Background, Call, Driver, Invalidated, Outcome, Report, Step, Task, Work};
-use client_credentials::{AccessToken, RequestKind, TokenSource, TransportError, TransportErrorKind};
+use client_credentials::driver::{
+    AssertionRole, Background, Call, Driver, Invalidated, Outcome, Report, Step, Task, Work,
+};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use client_credentials::{
+    AccessToken, AssertionSource, ClientAuth, ClientAuthError, JwsAlgorithm, JwtKey, RequestKind, SignError, Signer,
+    Timestamp, TokenSource, TransportError, TransportErrorKind,
+};
 use common::*;
 
 fn driver() -> Driver {
@@ -238,7 +246,7 @@ fn sign_out_cuts_the_flight_short_and_its_late_answer_changes_nothing() {
     assert!(after.is_empty(), "{after:?}");
     assert!(driver.handle(at(2), delete.ticket, Outcome::Done).is_none());
     assert!(matches!(driver.step(at(2), &mut signout.deletion), Step::Ready(())));
-    assert!(driver.source().token().is_none());
+    assert!(driver.token().is_none());
 }
 
 #[test]
@@ -284,7 +292,7 @@ fn an_invalidated_token_is_evicted_from_the_store_and_an_older_one_evicts_nothin
         driver.invalidate(at(1), &token("other", 3600)),
         Invalidated::NotCurrent
     ));
-    let current = driver.source().token().cloned().expect("cached");
+    let current = driver.token().cloned().expect("cached");
     assert!(matches!(driver.invalidate(at(1), &current), Invalidated::Evicted(None)));
 
     let mut driver = Driver::new(TokenSource::with_token(config(), current.clone(), [7; 32])).with_store();
@@ -345,11 +353,14 @@ fn the_assertion_file_is_read_by_one_caller_at_a_time_and_only_when_a_request_is
     let mut driver = Driver::new(TokenSource::new(config, [7; 32]));
     let (mut first, mut second) = (Call::token(), Call::token());
     let read = work(driver.step(at(0), &mut first));
-    assert!(matches!(read.task, Task::ReadAssertionFile(_)));
+    assert!(matches!(
+        &read.task,
+        Task::ReadAssertion { role: AssertionRole::ClientAssertion, source } if source.path().is_some()
+    ));
     assert!(matches!(driver.step(at(0), &mut second), Step::Wait { until: None }));
     let jwt = jwt(&format!(r#"{{"exp":{}}}"#, START + 600));
     assert!(driver
-        .handle(at(0), read.ticket, Outcome::AssertionFile(Some(Ok(jwt.clone()))))
+        .handle(at(0), read.ticket, Outcome::Assertion(Some(Ok(jwt.clone()))))
         .is_none());
     let sending = work(driver.step(at(0), &mut first));
     let Task::Send(outgoing, _) = &sending.task else {
@@ -370,7 +381,7 @@ fn a_round_starts_only_after_the_stores_pending_writes_have_landed() {
     let mut call = Call::token();
     let load = work(driver.step(at(0), &mut call));
     driver.handle(at(0), load.ticket, Outcome::Loaded(None));
-    let current = driver.source().token().cloned().expect("cached");
+    let current = driver.token().cloned().expect("cached");
     let Invalidated::Evicted(Some(mut evict)) = driver.invalidate(at(1), &current) else {
         panic!("evicted from the store")
     };
@@ -385,4 +396,262 @@ fn a_round_starts_only_after_the_stores_pending_writes_have_landed() {
         work(driver.step(at(1), &mut other)).task,
         Task::TakeFleetTurn(_)
     ));
+}
+
+// ------------------------------------------------ calling out, outside the lock
+
+/// An HSM stand-in: signs with the Ed25519 test key, counts its calls, and
+/// panics if it is called while `inside` says a driver call runs (the
+/// adapter's lock would be held).
+struct Hsm {
+    inner: JwtKey,
+    inside: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+    fail: bool,
+}
+
+impl Signer for Hsm {
+    fn algorithm(&self) -> JwsAlgorithm {
+        self.inner.algorithm()
+    }
+    fn public_jwk(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut jwk = self.inner.public_jwk().as_object().cloned().unwrap_or_default();
+        jwk.remove("alg");
+        jwk
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        assert!(
+            !self.inside.load(Ordering::SeqCst),
+            "the signer was called under the lock"
+        );
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.fail {
+            return Err(SignError::new("the HSM is offline"));
+        }
+        self.inner.sign(message)
+    }
+}
+
+/// A driver whose calls set `inside` while they run.
+struct Locked {
+    driver: Driver,
+    inside: Arc<AtomicBool>,
+}
+
+impl Locked {
+    fn step(&mut self, now: Timestamp, call: &mut Call) -> Step {
+        self.inside.store(true, Ordering::SeqCst);
+        let step = self.driver.step(now, call);
+        self.inside.store(false, Ordering::SeqCst);
+        step
+    }
+    fn handle(&mut self, now: Timestamp, work: Work, outcome: Outcome) -> Option<Work> {
+        self.inside.store(true, Ordering::SeqCst);
+        let next = self.driver.handle(now, work.ticket, outcome);
+        self.inside.store(false, Ordering::SeqCst);
+        next
+    }
+}
+
+/// A client authenticating with `private_key_jwt` and binding its tokens
+/// with DPoP, both with the external key; the signer's call counter.
+fn hsm_client(fail: bool, revocation: bool) -> (Locked, Arc<AtomicUsize>) {
+    let inside = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let hsm = Hsm {
+        inner: JwtKey::from_pem(include_str!("keys/ed25519.pem"), JwsAlgorithm::Ed25519).unwrap(),
+        inside: inside.clone(),
+        calls: calls.clone(),
+        fail,
+    };
+    let key = JwtKey::from_signer(hsm).with_key_id("hsm-1");
+    let mut builder = builder().auth(ClientAuth::PrivateKeyJwt(key.clone())).dpop(key);
+    if revocation {
+        builder = builder.revocation_endpoint("https://auth.example/oauth2/revoke");
+    }
+    let driver = Driver::new(TokenSource::new(builder.build().unwrap(), [7; 32]));
+    (Locked { driver, inside }, calls)
+}
+
+fn dpop_token_ok(token: &str) -> http::Response<Vec<u8>> {
+    response(
+        200,
+        format!(r#"{{"access_token":"{token}","token_type":"DPoP","expires_in":3600}}"#),
+    )
+}
+
+/// The signature part of a compact JWS.
+fn signature_of(jws: &str) -> String {
+    jws.rsplit('.').next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn an_external_signer_is_asked_through_tasks_and_never_from_inside_the_driver() {
+    let (mut client, calls) = hsm_client(false, false);
+    let (mut first, mut second) = (Call::token(), Call::token());
+    // The client assertion first: the core built it, the adapter signs it.
+    let signing = work(client.step(at(0), &mut first));
+    let Task::Sign(assertion) = &signing.task else {
+        panic!("a signature first, got {:?}", signing.task)
+    };
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing signed inside the step");
+    assert_eq!(assertion.key().key_id(), Some("hsm-1"));
+    let assertion_signature = assertion.sign().unwrap();
+    // Another caller waits for the flight meanwhile.
+    assert!(matches!(client.step(at(0), &mut second), Step::Wait { until: None }));
+    // Then the DPoP proof of the token request, then the request itself.
+    let signing = client
+        .handle(at(0), signing, Outcome::Signed(Ok(assertion_signature.clone())))
+        .expect("the DPoP proof's signature");
+    let Task::Sign(proof) = &signing.task else {
+        panic!("the proof's signature, got {:?}", signing.task)
+    };
+    let proof_signature = proof.sign().unwrap();
+    let sending = client
+        .handle(at(0), signing, Outcome::Signed(Ok(proof_signature.clone())))
+        .expect("the request");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let Task::Send(outgoing, 1) = &sending.task else {
+        panic!("the token request, got {:?}", sending.task)
+    };
+    let sent_assertion = form_value(&outgoing.request, "client_assertion").unwrap();
+    assert_eq!(signature_of(&sent_assertion), b64url_bytes(&assertion_signature));
+    let sent_proof = outgoing.request.headers()["dpop"].to_str().unwrap().to_owned();
+    assert_eq!(signature_of(&sent_proof), b64url_bytes(&proof_signature));
+    let mut next = client.handle(at(1), sending, Outcome::Response(dpop_token_ok("t1")));
+    while let Some(work) = next {
+        next = client.handle(at(1), work, Outcome::Done);
+    }
+    assert_eq!(ready(client.step(at(1), &mut second)), "t1");
+    assert_eq!(ready(client.step(at(1), &mut first)), "t1");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "a cached token needs no signature");
+}
+
+#[test]
+fn a_failing_external_signer_fails_the_attempt_with_a_typed_error_and_sends_nothing() {
+    let (mut client, calls) = hsm_client(true, false);
+    let mut call = Call::token();
+    let signing = work(client.step(at(0), &mut call));
+    let Task::Sign(assertion) = &signing.task else {
+        panic!("a signature first")
+    };
+    let signature = assertion.sign();
+    assert!(signature.is_err());
+    let reports = {
+        let mut names = Vec::new();
+        let mut next = client.handle(at(0), signing, Outcome::Signed(signature));
+        while let Some(work) = next {
+            names.push(task_name(&work.task));
+            next = client.handle(at(0), work, Outcome::Done);
+        }
+        names
+    };
+    assert_eq!(reports, ["Report"], "the round's failure is reported; nothing is sent");
+    match client.step(at(0), &mut call) {
+        Step::Failed(client_credentials::Error::ClientAuth(ClientAuthError::Signing(error))) => {
+            assert_eq!(error.reason(), "the HSM is offline")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // A failed attempt like any other: the next one waits for the back-off.
+    let retry_at = client.driver.source().retry_at().expect("a cool-down");
+    assert!(retry_at > at(0));
+    assert!(matches!(client.step(retry_at, &mut Call::token()), Step::Work(_)));
+}
+
+#[test]
+fn a_signing_task_dropped_unfinished_is_a_failed_attempt_not_a_stuck_flight() {
+    let (mut client, calls) = hsm_client(false, false);
+    let mut call = Call::token();
+    let signing = work(client.step(at(0), &mut call));
+    assert!(matches!(signing.task, Task::Sign(_)));
+    // The signer panicked, or the task was cancelled.
+    client.driver.abandon(at(0), signing.ticket);
+    assert!(matches!(
+        client.step(at(0), &mut call),
+        Step::Failed(client_credentials::Error::ClientAuth(ClientAuthError::Signing(_)))
+    ));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_sign_outs_revocation_is_signed_outside_the_driver_too() {
+    let (mut client, calls) = hsm_client(false, true);
+    let mut call = Call::token();
+    let mut next = Some(work(client.step(at(0), &mut call)));
+    while let Some(work) = next.take() {
+        let outcome = match &work.task {
+            Task::Sign(signing) => Outcome::Signed(signing.sign()),
+            Task::Send(..) => Outcome::Response(dpop_token_ok("t1")),
+            _ => Outcome::Done,
+        };
+        next = client.handle(at(0), work, outcome);
+    }
+    assert_eq!(ready(client.step(at(0), &mut call)), "t1");
+    let before = calls.load(Ordering::SeqCst);
+    client.inside.store(true, Ordering::SeqCst);
+    let signout = client.driver.signout(at(1));
+    client.inside.store(false, Ordering::SeqCst);
+    assert!(signout.revocation.is_none(), "not before its assertion is signed");
+    let signing = signout.signing.expect("the revocation's assertion");
+    assert_eq!(calls.load(Ordering::SeqCst), before);
+    let signature = signing.sign();
+    let revocation = client
+        .driver
+        .revocation_signed(at(1), signing, signature)
+        .expect("the revocation");
+    assert_eq!(revocation.kind, RequestKind::Revocation);
+    assert_eq!(form_value(&revocation.request, "token").as_deref(), Some("t1"));
+    assert!(form_value(&revocation.request, "client_assertion").is_some());
+    let answer = Ok(response(200, ""));
+    assert!(client.driver.handle_revocation(at(1), revocation.id, answer).is_ok());
+}
+
+#[test]
+fn an_assertion_callback_runs_through_its_task_and_never_from_inside_the_driver() {
+    let inside = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (watch, count) = (inside.clone(), calls.clone());
+    let assertion = jwt(&format!(r#"{{"sub":"w","exp":{}}}"#, START + 600));
+    let given = assertion.clone();
+    let source = AssertionSource::callback(move || {
+        assert!(!watch.load(Ordering::SeqCst), "the callback was called under the lock");
+        count.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, String>(given.clone())
+    });
+    let config = builder().auth(ClientAuth::Assertion(source)).build().unwrap();
+    let mut client = Locked {
+        driver: Driver::new(TokenSource::new(config, [7; 32])),
+        inside,
+    };
+    let (mut first, mut second) = (Call::token(), Call::token());
+    let read = work(client.step(at(0), &mut first));
+    let Task::ReadAssertion {
+        role: AssertionRole::ClientAssertion,
+        source,
+    } = &read.task
+    else {
+        panic!("the assertion is read first, got {:?}", read.task)
+    };
+    assert!(source.path().is_none(), "a callback source");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // One reader at a time.
+    assert!(matches!(client.step(at(0), &mut second), Step::Wait { until: None }));
+    let outcome = Outcome::Assertion(source.call());
+    assert!(client.handle(at(0), read, outcome).is_none());
+    let sending = work(client.step(at(0), &mut first));
+    let Task::Send(outgoing, _) = &sending.task else {
+        panic!("a request")
+    };
+    assert_eq!(
+        form_value(&outgoing.request, "client_assertion").as_deref(),
+        Some(assertion.as_str())
+    );
+    let mut next = client.handle(at(1), sending, Outcome::Response(token_ok("t", 3600)));
+    while let Some(work) = next {
+        next = client.handle(at(1), work, Outcome::Done);
+    }
+    assert_eq!(ready(client.step(at(2), &mut second)), "t");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a fresh token needs no assertion");
 }

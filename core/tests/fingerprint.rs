@@ -338,7 +338,7 @@ impl Inputs {
         };
         let files = AssertionRole::ALL
             .into_iter()
-            .filter(|role| config.assertion_source(*role).is_some_and(|s| s.path().is_some()))
+            .filter(|role| config.assertion_source(*role).is_some())
             .count();
         let mut driver = Driver::new(TokenSource::new(config.clone(), [7; 32]));
         let mut call = Call::token();
@@ -347,14 +347,14 @@ impl Inputs {
             let Step::Work(work) = driver.step(now, &mut call) else {
                 panic!("a file read")
             };
-            let Task::ReadAssertionFile(role) = work.task else {
+            let Task::ReadAssertion { role, .. } = work.task else {
                 panic!("a file read, got {:?}", work.task)
             };
             let content = match role {
                 AssertionRole::ClientAssertion => Some(Ok(subject_token(0, 0))),
                 role => self.grant.read(role).map(|(sub, exp)| Ok(subject_token(sub, exp))),
             };
-            driver.handle(now, work.ticket, Outcome::AssertionFile(content));
+            driver.handle(now, work.ticket, Outcome::Assertion(content));
         }
         config.fingerprint()
     }

@@ -253,7 +253,7 @@ fn an_issued_token_type_other_than_the_one_asked_for_is_refused_and_nothing_cach
             if expected == token_type::JWT && issued == token_type::ID_TOKEN),
         "{error:?}"
     );
-    assert!(source.token().is_none());
+    assert!(source.usable(at(1)).is_none());
 
     // Nothing asked for: an access token (or a JWT) is what may come back.
     let exchange = TokenExchange::new(fixed("subject"), token_type::ACCESS_TOKEN);
@@ -350,11 +350,17 @@ fn read_then_send(
 ) -> Work {
     let read = work(driver.step(now, call));
     assert!(
-        matches!(read.task, Task::ReadAssertionFile(AssertionRole::Subject)),
+        matches!(
+            read.task,
+            Task::ReadAssertion {
+                role: AssertionRole::Subject,
+                ..
+            }
+        ),
         "{:?}",
         read.task
     );
-    let outcome = Outcome::AssertionFile(content.map(|c| Ok(c.to_owned())));
+    let outcome = Outcome::Assertion(content.map(|c| Ok(c.to_owned())));
     assert!(driver.handle(now, read.ticket, outcome).is_none());
     work(driver.step(now, call))
 }
@@ -397,9 +403,7 @@ fn a_subject_that_expires_before_the_refresh_is_read_again_before_the_refresh() 
     // Not rotated: the expired subject is not sent, and the error names the file.
     let mut call = Call::token();
     let read = work(driver.step(at(7000), &mut call));
-    assert!(driver
-        .handle(at(7000), read.ticket, Outcome::AssertionFile(None))
-        .is_none());
+    assert!(driver.handle(at(7000), read.ticket, Outcome::Assertion(None)).is_none());
     match driver.step(at(7000), &mut call) {
         Step::Failed(Error::Grant(GrantError::Expired { source_name, .. })) => {
             assert_eq!(source_name, "file /run/tokens/sts");
@@ -416,9 +420,15 @@ fn the_subject_file_is_read_before_the_store_is_loaded() {
     let mut driver = Driver::new(TokenSource::new(config.clone(), [7; 32])).with_store();
     let mut call = Call::token();
     let read = work(driver.step(at(0), &mut call));
-    assert!(matches!(read.task, Task::ReadAssertionFile(AssertionRole::Subject)));
+    assert!(matches!(
+        read.task,
+        Task::ReadAssertion {
+            role: AssertionRole::Subject,
+            ..
+        }
+    ));
     let subject = subject_jwt("https://k8s.example", "app", 600);
-    driver.handle(at(0), read.ticket, Outcome::AssertionFile(Some(Ok(subject))));
+    driver.handle(at(0), read.ticket, Outcome::Assertion(Some(Ok(subject))));
     let load = work(driver.step(at(0), &mut call));
     assert!(matches!(load.task, Task::Load), "{:?}", load.task);
     // The store is keyed by whom the subject speaks for.

@@ -181,7 +181,7 @@ fn allowing(server: &str) -> Config {
 
 /// Evicts the cached token, as a resource's 401 at `now` does, so the next poll sends.
 fn rejected(source: &mut TokenSource, now: Timestamp) {
-    let token = source.token().cloned().expect("a token");
+    let token = source.usable(now).cloned().expect("a token");
     assert!(source.invalidate(now, &token));
 }
 
@@ -536,7 +536,7 @@ fn rediscovery_after_the_ttl_reads_the_resource_again() {
         .unwrap();
     let mut source = TokenSource::new(config, [7; 32]);
     discover(&mut source);
-    let token = source.token().cloned().unwrap();
+    let token = source.usable(at(0)).cloned().unwrap();
     source.invalidate(at(0), &token);
     let out = send(&mut source, at(120));
     assert_eq!(

@@ -232,14 +232,19 @@ impl Client {
         // Returns once the store's deletion has landed, even when another
         // caller applies it.
         let _ = self.run(deletion);
-        match revocation {
-            Some(mut revocation) => match revocation.take_request() {
-                Some((request, exchange)) => {
-                    let result = exchange.span().in_scope(|| self.driver.io.transport.send(request));
-                    revocation.finish(exchange, result)
-                }
-                None => Ok(()),
-            },
+        let Some(mut revocation) = revocation else {
+            return Ok(());
+        };
+        // An external signer signs the revocation's assertion first, here.
+        if let Some(signing) = revocation.take_signing() {
+            let signature = signing.sign();
+            revocation.signed(signing, signature);
+        }
+        match revocation.take_request() {
+            Some((request, exchange)) => {
+                let result = exchange.span().in_scope(|| self.driver.io.transport.send(request));
+                revocation.finish(exchange, result)
+            }
             None => Ok(()),
         }
     }
@@ -321,6 +326,9 @@ fn perform(mut job: Job<Io>) {
                 }
                 Outcome::Done
             }
+            // User code and file I/O, on this thread, outside the lock.
+            Task::ReadAssertion { role, source } => driver.read_assertion(role, &source),
+            Task::Sign(signing) => Outcome::Signed(signing.sign()),
             // Performed by the shell itself.
             _ => Outcome::Done,
         };

@@ -26,7 +26,7 @@ impl AssertionFile {
     }
 
     /// The file's current content (or why it cannot be used) when it
-    /// changed since the last read, for `TokenSource::provide_assertion`;
+    /// changed since the last read, for the driver's `Task::ReadAssertion`;
     /// `None` when it did not. A rotated file (written in place, renamed
     /// over, or a symlink swapped as the kubelet does) has a new
     /// modification time, length or inode.

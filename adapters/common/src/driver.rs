@@ -1,23 +1,21 @@
 //! The shell both adapters loop around, over the core's sans-IO
 //! [`client_credentials::driver`]: the lock around it, the published
 //! snapshot for lock-free cached reads, the clock, the callbacks and logs,
-//! reading the assertion file, and the guard that hands an unfinished job
-//! back. Every decision (single flight, store order, provider and fleet
-//! rounds, sign-out, background timing) is the core driver's; an adapter
-//! asks [`Driver::step`] what to do, performs its own I/O for each task of a
-//! [`Job`] outside the lock (a request, a store call, the provider), and
-//! waits (`Condvar` / `Notify`) when told to.
+//! reading the assertions (files, callbacks), and the guard that hands an
+//! unfinished job back. Every decision (single flight, store order, provider
+//! and fleet rounds, sign-out, background timing) is the core driver's; an
+//! adapter asks [`Driver::step`] what to do, performs its own I/O for each
+//! task of a [`Job`] outside the lock (a request, a store call, the
+//! provider, an assertion read, an external signature), and waits
+//! (`Condvar` / `Notify`) when told to.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use client_credentials::driver::{self as machine, Background, Call, Caller, Invalidated, Settle};
-use client_credentials::{
-    AccessToken, AssertionRole, Config, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource,
-};
+use client_credentials::driver::{self as machine, AssertionRole, Background, Call, Caller, Invalidated, Settle};
+use client_credentials::{AccessToken, Config, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource};
 
-use crate::assertion_file::AssertionFile;
 use crate::clock::TimeSource;
 use crate::job::{Job, Revocation, Step};
 use crate::observe;
@@ -48,10 +46,10 @@ pub struct Driver<W: Io> {
     state: Mutex<State>,
     published: Published,
     pub(crate) settings: Settings<W::Store, W::Provider>,
-    /// The files of the config's assertion sources (client assertion,
-    /// grant subject and actor), by role: each read by one caller at a time
-    /// (the core driver says which), never under `state`'s lock.
-    pub(crate) assertion_files: Vec<(AssertionRole, Mutex<AssertionFile>)>,
+    /// The assertion files read so far, each with what was last seen of it,
+    /// by role: read by one caller at a time (the core driver says which),
+    /// never under `state`'s lock.
+    pub(crate) assertion_files: Mutex<Vec<(AssertionRole, crate::assertion_file::AssertionFile)>>,
     /// The labels of this client's metrics.
     pub(crate) labels: observe::Labels,
     /// The adapter's side: its transport, waiters.
@@ -77,19 +75,12 @@ impl<W: Io> Driver<W> {
         if settings.provider.is_some() {
             machine = machine.with_provider();
         }
-        let assertion_files = AssertionRole::ALL
-            .into_iter()
-            .filter_map(|role| {
-                let path = settings.config.assertion_source(role)?.path()?;
-                Some((role, Mutex::new(AssertionFile::new(path))))
-            })
-            .collect();
         Driver {
             state: Mutex::new(State { machine, shown: None }),
             published: Published::new(),
             labels: observe::Labels::new(&settings.config),
             settings,
-            assertion_files,
+            assertion_files: Mutex::new(Vec::new()),
             io,
         }
     }
@@ -115,7 +106,7 @@ impl<W: Io> Driver<W> {
         };
         if !unchanged {
             self.published.publish(current);
-            observe::token_times(&self.labels, state.machine.source(), || now);
+            observe::token_times(&self.labels, &state.machine, || now);
             state.shown = current.map(|(token, at)| (token.clone(), at));
         }
         result
@@ -164,12 +155,12 @@ impl<W: Io> Driver<W> {
 
     /// The discovered provider metadata, if any.
     pub fn metadata(&self) -> Option<ProviderMetadata> {
-        self.lock().machine.source().metadata().cloned()
+        self.lock().machine.metadata().cloned()
     }
 
     /// Whether a token is cached (fresh or not), for `Debug`.
     pub fn has_token(&self) -> bool {
-        self.lock().machine.source().token().is_some()
+        self.lock().machine.token().is_some()
     }
 
     /// What the caller holding `call` does next.
@@ -216,14 +207,25 @@ impl<W: Io> Driver<W> {
     pub fn signout(self: &Arc<Self>) -> (Settle, Option<Revocation<W>>) {
         let signout = self.with(|machine, now| machine.signout(now));
         self.io.wake();
+        let signing = signout.signing.map(|signing| Revocation {
+            driver: Arc::clone(self),
+            id: None,
+            kind: client_credentials::RequestKind::Revocation,
+            request: None,
+            signing: Some(signing),
+            unsigned: None,
+            parent: tracing::Span::current(),
+        });
         let revocation = signout.revocation.map(|Outgoing { id, kind, request }| Revocation {
             driver: Arc::clone(self),
             id: Some(id),
             kind,
             request: Some(request),
+            signing: None,
+            unsigned: None,
             parent: tracing::Span::current(),
         });
-        (signout.deletion, revocation)
+        (signout.deletion, revocation.or(signing))
     }
 
     /// For a background refresh task: `None` when a refresh is due now,

@@ -1,12 +1,12 @@
 //! The jobs the core driver hands a caller, as an adapter performs them:
 //! the guard that hands an unfinished job back, the tasks the shell performs
-//! itself (reports, the assertion file), and the outcomes of the adapter's I/O.
+//! itself (reports), and the outcomes of the adapter's I/O.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use client_credentials::driver::{self as machine, Outcome, Task, Ticket};
-use client_credentials::{AccessToken, Error, Outgoing, RequestId, RequestKind, TransportError};
+use client_credentials::driver::{self as machine, Outcome, Signing, Task, Ticket};
+use client_credentials::{AccessToken, Error, Outgoing, RequestId, RequestKind, SignError, TransportError};
 use tracing::Span;
 
 use crate::driver::{Driver, Io};
@@ -27,7 +27,7 @@ pub enum Step<W: Io, T = AccessToken> {
 }
 
 /// A job for the caller performing it: [`Job::next_task`] hands out the
-/// adapter's tasks (the reports and the assertion file are performed here),
+/// adapter's tasks (the reports are performed here),
 /// [`Job::hand_back`] takes each result. Dropped unfinished (a panic, a
 /// cancelled future), it hands the job back to the core driver and wakes
 /// every waiter, so one caller's failure never leaves the others waiting for
@@ -57,7 +57,6 @@ impl<W: Io> Job<W> {
                     self.driver.report(report);
                     Outcome::Done
                 }
-                Task::ReadAssertionFile(role) => self.driver.read_assertion_file(role),
                 Task::Send(outgoing, attempt) => {
                     crate::log_event!(W::LOG_TARGET, debug, request = %outgoing.id, kind = ?outgoing.kind, method = %outgoing.request.method(), uri = %crate::loggable_uri(outgoing.request.uri()), "client-credentials: sending");
                     return Some(Task::Send(outgoing, attempt));
@@ -118,17 +117,50 @@ impl<W: Io> Drop for Job<W> {
 }
 
 /// The sign-out's revocation, sent by the adapter: hand its result to
-/// [`Revocation::finish`]. Dropped unfinished, it is forgotten.
+/// [`Revocation::finish`]. When its client assertion needs an external
+/// signer, sign [`Revocation::take_signing`]'s message first (outside the
+/// lock) and hand it to [`Revocation::signed`]. Dropped unfinished, it is
+/// forgotten.
 pub struct Revocation<W: Io> {
     pub(crate) driver: Arc<Driver<W>>,
     pub(crate) id: Option<RequestId>,
     pub(crate) kind: RequestKind,
     pub(crate) request: Option<http::Request<Vec<u8>>>,
+    /// The external signature it needs first, not yet handed out.
+    pub(crate) signing: Option<Signing>,
+    /// The request whose signature was handed out and not yet handed back.
+    pub(crate) unsigned: Option<RequestId>,
     /// The span of the caller that signed out.
     pub(crate) parent: Span,
 }
 
 impl<W: Io> Revocation<W> {
+    /// The external signature the revocation needs before it can be sent,
+    /// if any: sign it outside the lock ([`Signing::sign`]) and hand the
+    /// result to [`Revocation::signed`].
+    pub fn take_signing(&mut self) -> Option<Signing> {
+        let signing = self.signing.take()?;
+        self.unsigned = Some(signing.id());
+        Some(signing)
+    }
+
+    /// Hands back the signature of [`Revocation::take_signing`]: the
+    /// revocation can then be sent ([`Revocation::take_request`]), unless
+    /// the signer failed (revocation is best effort: it is not sent).
+    pub fn signed(&mut self, signing: Signing, signature: Result<Vec<u8>, SignError>) {
+        self.unsigned = None;
+        let outgoing = self
+            .driver
+            .with(|machine, now| machine.revocation_signed(now, signing, signature));
+        // Callers that waited for the revocation's signing step again.
+        self.driver.io.wake();
+        if let Some(outgoing) = outgoing {
+            self.id = Some(outgoing.id);
+            self.kind = outgoing.kind;
+            self.request = Some(outgoing.request);
+        }
+    }
+
     /// The request to send (once; it carries a credential), and the
     /// exchange that observes it: send inside [`Exchange::span`].
     pub fn take_request(&mut self) -> Option<(http::Request<Vec<u8>>, Exchange)> {
@@ -159,7 +191,8 @@ impl<W: Io> Revocation<W> {
 
 impl<W: Io> Drop for Revocation<W> {
     fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
+        let unsigned = self.unsigned.take().or_else(|| self.signing.take().map(|s| s.id()));
+        if let Some(id) = self.id.take().or(unsigned) {
             self.driver.with(|machine, _| machine.abandon_revocation(id));
         }
     }

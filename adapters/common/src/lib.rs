@@ -4,9 +4,10 @@
 //!   `client_credentials::driver` (which decides single flight, store order,
 //!   provider and fleet rounds, sign-out, background timing): the lock, the
 //!   published snapshot, the [`Job`] guard that hands an unfinished job back,
-//!   the tasks it performs itself (callbacks, logs, metrics, the assertion
-//!   file). An adapter keeps only its I/O (sending, its store, its provider),
-//!   its waiting and its clock;
+//!   the tasks it performs itself (callbacks, logs, metrics). An adapter
+//!   keeps only its I/O (sending, its store, its provider, reading an
+//!   assertion with [`Driver::read_assertion`], an external signature), its
+//!   waiting and its clock;
 //! - [`Published`]: the token published for lock-free cached reads, with one
 //!   detached copy per thread so concurrent readers do not contend;
 //! - [`coarse_now`] / [`now`], [`Clock`], [`ManualClock`]: the clocks the
@@ -21,7 +22,8 @@
 //!   `metrics`) counters, histograms and gauges through the `metrics` facade;
 //! - [`loggable_uri`]: a request URI as logs show it, without its query;
 //! - [`random_bytes`]: each client's seed (retry jitter, `jti`s) from the OS;
-//! - reading a client assertion file for the core (`AssertionSource::file`);
+//! - reading the assertions the core asks for (`AssertionSource::file`, re-read
+//!   when it changes, or a callback), outside the lock;
 //! - [`authorized`]: the authorised HTTP clients, generic over the
 //!   adapter's `Client` (features `ureq-middleware`, `reqwest-middleware`,
 //!   `tower`), with their decisions in [`authorized::policy`] (origin

@@ -21,7 +21,7 @@
 
 use std::time::Instant;
 
-use client_credentials::{Config, Error, OAuthErrorCode, RequestId, RequestKind, TokenSource, TransportError};
+use client_credentials::{Config, Error, OAuthErrorCode, RequestId, RequestKind, TransportError};
 use tracing::field::Empty;
 use tracing::Span;
 
@@ -344,13 +344,17 @@ pub(crate) fn round_failed(client: &Labels, error: &Error) {
 
 /// The cached token changed (or its refresh time did): sets the gauges.
 #[allow(unused_variables)]
-pub(crate) fn token_times(client: &Labels, source: &TokenSource, now: impl FnOnce() -> client_credentials::Timestamp) {
+pub(crate) fn token_times(
+    client: &Labels,
+    driver: &client_credentials::driver::Driver,
+    now: impl FnOnce() -> client_credentials::Timestamp,
+) {
     #[cfg(feature = "metrics")]
     {
         let now = now();
         let seconds_until = |at: client_credentials::Timestamp| at.saturating_duration_since(now).as_secs_f64();
-        let expires_at = source.token().and_then(|token| token.expires_at());
-        let (expires_in, refresh_in) = match (expires_at, source.refresh_at()) {
+        let expires_at = driver.token().and_then(|token| token.expires_at());
+        let (expires_in, refresh_in) = match (expires_at, driver.source().refresh_at()) {
             (Some(expires), refresh) => (
                 seconds_until(expires),
                 refresh

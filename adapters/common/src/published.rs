@@ -67,7 +67,7 @@ impl Published {
     }
 
     /// Publishes the core's cached token and its `refresh_at` (both from
-    /// `TokenSource::token()` / `refresh_at()`), or withdraws it with `None`.
+    /// the core driver's `published()`), or withdraws it with `None`.
     pub fn publish(&self, token: Option<(&AccessToken, Timestamp)>) {
         let snapshot = token.map(|(token, refresh_at)| {
             Arc::new(Snapshot {

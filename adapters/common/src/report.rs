@@ -1,13 +1,14 @@
 //! The tasks of a job the shell performs itself (reports: callbacks, logs
-//! and metrics; reading the assertion file), and the outcomes of the
-//! adapters' store calls, logged and counted the same way by both.
+//! and metrics), reading the assertions and the outcomes of the adapters'
+//! store calls, logged and counted the same way by both.
 
 use std::io;
 use std::sync::PoisonError;
 
-use client_credentials::driver::{Outcome, Report};
-use client_credentials::{AccessToken, AssertionRole};
+use client_credentials::driver::{AssertionRole, Outcome, Report};
+use client_credentials::{AccessToken, AssertionSource};
 
+use crate::assertion_file::AssertionFile;
 use crate::driver::{Driver, Io};
 use crate::observe;
 use crate::store::{store_failed, FleetTurn};
@@ -55,19 +56,24 @@ impl<W: Io> Driver<W> {
         }
     }
 
-    /// Reads the file of `role` (the client assertion, the grant's subject
-    /// or actor) if it changed, outside the state lock: callers served from
-    /// cache never wait for a file system.
-    pub(crate) fn read_assertion_file(&self, role: AssertionRole) -> Outcome {
-        let content = self
-            .assertion_files
-            .iter()
-            .find(|(r, _)| *r == role)
-            .and_then(|(_, file)| {
-                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-                file.read_if_changed()
-            });
-        Outcome::AssertionFile(content)
+    /// Reads the assertion `source` holds for `role`, for a
+    /// `Task::ReadAssertion`: calls its callback, or reads its file if it
+    /// changed since this role's last read. Outside the state lock, so
+    /// callers served from cache never wait for a file system or a callback;
+    /// it may block (the tokio adapter runs it on its blocking pool).
+    pub fn read_assertion(&self, role: AssertionRole, source: &AssertionSource) -> Outcome {
+        let Some(path) = source.path() else {
+            return Outcome::Assertion(source.call());
+        };
+        let mut files = self.assertion_files.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = match files.iter().position(|(read, _)| *read == role) {
+            Some(index) => index,
+            None => {
+                files.push((role, AssertionFile::new(path)));
+                files.len() - 1
+            }
+        };
+        Outcome::Assertion(files[index].1.read_if_changed())
     }
 
     /// The outcome of the store's `load`: a failure is logged, and the client

@@ -9,7 +9,8 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
+use client_credentials::driver::Signing;
+use client_credentials::{AccessToken, Config, Error, SignError, TransportError, TransportErrorKind};
 use client_credentials_common::{
     self as common, AsyncTokenStore, BoxFuture, Call, Caller, Driver, Job, LogTarget, Outcome, Provider, Settings,
     Step, Task, TimeSource, Wake,
@@ -262,20 +263,26 @@ impl Client {
         // Returns once the store's deletion has landed, even when another
         // caller applies it.
         let _ = self.run(deletion).await;
-        match revocation {
-            Some(mut revocation) => match revocation.take_request() {
-                Some((request, exchange)) => {
-                    let result = self
-                        .driver
-                        .io
-                        .transport
-                        .send(request)
-                        .instrument(exchange.span().clone())
-                        .await;
-                    revocation.finish(exchange, result)
-                }
-                None => Ok(()),
-            },
+        let Some(mut revocation) = revocation else {
+            return Ok(());
+        };
+        // An external signer signs the revocation's assertion first, on the
+        // blocking pool.
+        if let Some(signing) = revocation.take_signing() {
+            let signature = sign(&signing).await;
+            revocation.signed(signing, signature);
+        }
+        match revocation.take_request() {
+            Some((request, exchange)) => {
+                let result = self
+                    .driver
+                    .io
+                    .transport
+                    .send(request)
+                    .instrument(exchange.span().clone())
+                    .await;
+                revocation.finish(exchange, result)
+            }
             None => Ok(()),
         }
     }
@@ -368,12 +375,32 @@ async fn perform(mut job: Job<Io>) {
                     }
                     Outcome::Done
                 }
+                // User code (a callback, a `Signer`) and file I/O are
+                // synchronous: on the blocking pool, never on the runtime.
+                Task::ReadAssertion { role, source } => {
+                    let driver = Arc::clone(driver);
+                    let read = tokio::task::spawn_blocking(move || driver.read_assertion(role, &source));
+                    read.await
+                        .unwrap_or_else(|_| Outcome::Assertion(Some(Err("the assertion callback panicked".to_owned()))))
+                }
+                Task::Sign(signing) => Outcome::Signed(sign(&signing).await),
                 // Performed by the shell itself.
                 _ => Outcome::Done,
             }
         };
         job.hand_back(outcome);
     }
+}
+
+/// Signs with an external signer on the blocking pool: the `Signer` trait
+/// is synchronous, and an HSM or a KMS may take a while. A signer that
+/// panics fails the attempt like one that returns an error.
+async fn sign(signing: &Signing) -> Result<Vec<u8>, SignError> {
+    let (key, message) = (signing.key().clone(), signing.message().to_vec());
+    let signed = tokio::task::spawn_blocking(move || key.sign(&message));
+    signed
+        .await
+        .unwrap_or_else(|_| Err(SignError::new("the signer panicked")))
 }
 
 impl common::Io for Io {

@@ -12,9 +12,9 @@ use super::{Driver, Step};
 pub struct Call {
     /// `Some`: the forced refresh whose outcome this caller waits for.
     pub(super) refresh: Option<RefreshTicket>,
-    /// Which files (by [`AssertionRole`](crate::AssertionRole) index) this
-    /// caller read since it last waited.
-    pub(super) assertion_read: [bool; 3],
+    /// How many of the config's assertion sources this caller read since
+    /// it last waited (see `Config::assertion_sources`).
+    pub(super) assertions_read: usize,
 }
 
 impl Call {
@@ -22,7 +22,7 @@ impl Call {
     pub fn token() -> Call {
         Call {
             refresh: None,
-            assertion_read: [false; 3],
+            assertions_read: 0,
         }
     }
 }

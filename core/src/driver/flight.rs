@@ -6,11 +6,12 @@ use std::collections::VecDeque;
 use crate::assertion::AssertionRole;
 use crate::error::{Error, TransportError, TransportErrorKind};
 use crate::id::RequestId;
-use crate::machine::{Action, Event, Outgoing, RequestKind};
+use crate::jws::SignError;
+use crate::machine::{Action, Event, Next, Outgoing, RequestKind, Signed, Started};
 use crate::time::Timestamp;
 
 use super::store::Change;
-use super::{Background, Driver, Hooks, Load, Outcome, Report, Task, Work};
+use super::{Background, Driver, Hooks, Load, Outcome, Report, Signing, Task, Work};
 
 /// What a [`Work`] is part of.
 #[derive(Debug)]
@@ -18,8 +19,10 @@ use super::{Background, Driver, Hooks, Load, Outcome, Report, Task, Work};
 pub(super) enum Job {
     /// The flight reads the store.
     Load { flight: u64 },
-    /// A caller reads the file of this role (one file at a time).
-    ReadAssertionFile(AssertionRole),
+    /// A caller reads the assertion of this role (one at a time).
+    ReadAssertion(AssertionRole),
+    /// The flight's request `id` waits for an external signature.
+    Sign { flight: u64, id: RequestId },
     /// The flight's request, held (still in flight for the core, so others
     /// wait or are served) while the provider or the fleet hook is asked.
     Ask { flight: u64, outgoing: Outgoing },
@@ -94,13 +97,14 @@ impl Driver {
                 }
                 None
             }
-            (Job::ReadAssertionFile(role), Outcome::AssertionFile(content)) => {
+            (Job::ReadAssertion(role), Outcome::Assertion(content)) => {
                 self.reading_assertion = false;
                 if let Some(content) = content {
-                    self.source.provide_token(role, content);
+                    self.source.provide_assertion(role, content);
                 }
                 None
             }
+            (Job::Sign { flight, id }, Outcome::Signed(signature)) => self.signed(now, flight, id, signature),
             (Job::Ask { flight, outgoing }, outcome @ (Outcome::Provided(_) | Outcome::FleetTurn(_))) => {
                 let (token, provided) = match outcome {
                     Outcome::Provided(token) => (token, true),
@@ -180,8 +184,10 @@ impl Driver {
             Ok(Event::DiscoveryUpdated(_) | Event::Fallback { .. }) if self.is_current(flight) => {
                 // The round goes on at once (the token request after
                 // discovery, the next location, the other grant).
-                if let Action::Send(outgoing) = self.source.poll(now) {
-                    return Some(self.start(now, flight, outgoing));
+                match self.source.next(now) {
+                    Next::Act(Action::Send(outgoing)) => return Some(self.start(now, flight, outgoing)),
+                    Next::Sign(signing) => return Some(self.sign(flight, signing)),
+                    Next::Act(_) => {}
                 }
             }
             Ok(_) | Err(Error::UnknownRequest { .. }) => {}
@@ -194,6 +200,29 @@ impl Driver {
             self.flight = None;
         }
         self.after_flight(tail)
+    }
+
+    /// The flight's request needs an external signature first.
+    pub(super) fn sign(&mut self, flight: u64, signing: Signing) -> Work {
+        let id = signing.id;
+        Work::new(Task::Sign(signing), Job::Sign { flight, id })
+    }
+
+    /// The external signature for the flight's request `id`: its next
+    /// signature, or the request (asking the provider and the fleet first,
+    /// as for any request); a failed signature is a failed attempt.
+    fn signed(
+        &mut self,
+        now: Timestamp,
+        flight: u64,
+        id: RequestId,
+        signature: Result<Vec<u8>, SignError>,
+    ) -> Option<Work> {
+        match self.source.signed(now, id, signature) {
+            Signed::Started(Started::Send(outgoing)) => Some(self.start(now, flight, outgoing)),
+            Signed::Started(Started::Sign(signing)) => Some(self.sign(flight, signing)),
+            Signed::Failed(handled) => self.sent(now, flight, handled),
+        }
     }
 
     /// A flight is over: apply the store's writes (unless another caller
@@ -241,9 +270,17 @@ impl Driver {
                 }
                 Some(flight)
             }
-            Job::ReadAssertionFile(_) => {
+            Job::ReadAssertion(_) => {
                 self.reading_assertion = false;
                 None
+            }
+            // The signer panicked or its task was cancelled: a failed
+            // attempt, so a signer that does so again and again is backed
+            // off like one that fails.
+            Job::Sign { flight, id } => {
+                let lost = SignError::new("the signing task ended before its signature (it panicked or was cancelled)");
+                let _ = self.source.signed(now, id, Err(lost));
+                Some(flight)
             }
             Job::Ask { flight, outgoing } => {
                 if self.is_current(flight) {

@@ -1,18 +1,23 @@
 //! The client around a [`TokenSource`], as a state machine an adapter (or
 //! an embedder) loops around: single flight, which caller performs the I/O
 //! and which waits, the store's load and ordered writes, the custom
-//! provider's round, the fleet turn, re-reading the assertion, subject and
-//! actor files,
-//! sign-out, background-refresh timing.
+//! provider's round, the fleet turn, re-reading the assertions made
+//! elsewhere (files, callbacks), external signatures, sign-out,
+//! background-refresh timing.
 //!
 //! Like the core, the driver does no I/O, takes no lock, reads no clock and
 //! runs no user code: it says what to do next and takes the result back.
+//! Neither calls out: an assertion callback, an assertion file and a
+//! [`Signer`](crate::Signer) of the user's (an HSM, a KMS) are tasks the
+//! adapter performs outside its lock ([`Task::ReadAssertion`],
+//! [`Task::Sign`]); only built-in keys and `client_secret_jwt` sign inside
+//! the core.
 //! Each caller holds a [`Call`] (or a [`Settle`], to apply the store's
 //! writes) and asks [`Driver::step`] what to do: return a token, return an
 //! error, wait (until a time, or until woken),
 //! or perform a [`Work`]. A `Work` is one [`Task`] — send a request, load or
-//! write the store, ask the provider, take the fleet turn, read the
-//! assertion file, run a callback — whose result goes back through
+//! write the store, ask the provider, take the fleet turn, read an
+//! assertion, sign with an external key, run a callback — whose result goes back through
 //! [`Driver::handle`], which hands out the next task of the same job or
 //! `None` once it is over: then wake every waiting caller. A `Work` dropped
 //! unfinished (the task panicked, it was cancelled) goes back through
@@ -42,6 +47,9 @@
 //!             // Outside the lock, if the driver is shared.
 //!             let outcome = match work.task {
 //!                 Task::Send(outgoing, _attempt) => Outcome::Response(send(outgoing.request)),
+//!                 // A callback's assertion, a key of your own: performed here too.
+//!                 Task::ReadAssertion { source, .. } => Outcome::Assertion(source.call()),
+//!                 Task::Sign(signing) => Outcome::Signed(signing.sign()),
 //!                 _ => Outcome::Done,
 //!             };
 //!             match driver.handle(now, work.ticket, outcome) {
@@ -63,14 +71,15 @@ mod store;
 
 use std::fmt;
 
-use crate::assertion::AssertionRole;
+use crate::discovery::ProviderMetadata;
 use crate::error::Error;
-use crate::machine::{Action, TokenSource};
+use crate::machine::{Action, Next, TokenSource};
 use crate::time::Timestamp;
 use crate::token::AccessToken;
 
+pub use crate::assertion::AssertionRole;
 pub use call::{Call, Caller, Settle};
-pub use step::{Background, Invalidated, Outcome, Report, SignOut, Step, Task, Ticket, Work};
+pub use step::{Background, Invalidated, Outcome, Report, SignOut, Signing, Step, Task, Ticket, Work};
 
 use flight::{Job, Tail};
 use store::Queue;
@@ -90,7 +99,7 @@ pub struct Driver {
     flights: u64,
     /// Which hooks the current round has asked.
     hooks: Hooks,
-    /// A caller reads an assertion, subject or actor file now.
+    /// A caller reads an assertion (a file, a callback) now.
     reading_assertion: bool,
     /// The kind of the round's last request and how many of that kind it sent.
     attempts: Option<(crate::machine::RequestKind, u32)>,
@@ -153,6 +162,16 @@ impl Driver {
         &self.source
     }
 
+    /// The cached token, fresh or not (`None`: none is cached).
+    pub fn token(&self) -> Option<&AccessToken> {
+        self.source.token()
+    }
+
+    /// The provider metadata in use, once discovered.
+    pub fn metadata(&self) -> Option<&ProviderMetadata> {
+        self.source.metadata()
+    }
+
     /// A resource server's 401 to a request for `requested` named where its
     /// RFC 9728 metadata is: read it there at the next discovery (see
     /// [`TokenSource::follow_resource_metadata`]).
@@ -161,8 +180,10 @@ impl Driver {
     }
 
     /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):
-    /// the next proof for `url`'s origin carries it (see
-    /// [`TokenSource::remember_dpop_nonce`]).
+    /// the next proof for `url`'s origin from
+    /// [`TokenSource::dpop_proof`] carries it, so a server that demands
+    /// nonces is not asked twice per request. The latest nonce of each of
+    /// the last 64 origins is kept.
     pub fn remember_dpop_nonce(&mut self, url: &str, nonce: &str) {
         self.source.remember_dpop_nonce(url, nonce);
     }
@@ -179,26 +200,26 @@ impl Driver {
 
     fn step_call(&mut self, now: Timestamp, call: &mut Call) -> Step {
         let ticket = call.refresh;
-        // Only when a request may be built: a fresh token needs no
-        // assertion. The files are read before the store is loaded, since
-        // whom the grant's subject speaks for is part of the store's key
-        // (`Config::fingerprint`).
+        // Only when a request may be built: a fresh token needs no assertion.
+        // Each caller re-reads each assertion once before it polls (again
+        // after it waited), one reader at a time: the core then uses the
+        // latest value read, and never calls out itself. They are read before
+        // the store is loaded: whom a grant's subject speaks for is part of
+        // the store's key (`Config::fingerprint`).
         let due = self.source.refresh_at().is_none_or(|at| now >= at);
         if due {
-            for role in AssertionRole::ALL {
-                let is_file = self
-                    .source
-                    .config()
-                    .assertion_source(role)
-                    .is_some_and(|source| source.path().is_some());
-                if is_file && !call.assertion_read[role.index()] {
-                    if self.reading_assertion {
-                        return Step::Wait { until: None };
-                    }
-                    self.reading_assertion = true;
-                    call.assertion_read[role.index()] = true;
-                    return Step::Work(Work::new(Task::ReadAssertionFile(role), Job::ReadAssertionFile(role)));
+            let unread = self.source.config().assertion_sources().nth(call.assertions_read);
+            if let Some((role, source)) = unread {
+                if self.reading_assertion {
+                    return Step::Wait { until: None };
                 }
+                self.reading_assertion = true;
+                call.assertions_read += 1;
+                let task = Task::ReadAssertion {
+                    role,
+                    source: source.clone(),
+                };
+                return Step::Work(Work::new(task, Job::ReadAssertion(role)));
             }
         }
         match self.load {
@@ -236,16 +257,20 @@ impl Driver {
                 return Step::Failed(error.clone());
             }
         }
-        match self.source.poll(now) {
-            Action::Ready(token) => Step::Ready(token.clone()),
-            Action::Failed(error) => Step::Failed(error.clone()),
-            Action::Wait { until } => {
-                call.assertion_read = [false; 3];
+        match self.source.next(now) {
+            Next::Act(Action::Ready(token)) => Step::Ready(token.clone()),
+            Next::Act(Action::Failed(error)) => Step::Failed(error.clone()),
+            Next::Act(Action::Wait { until }) => {
+                call.assertions_read = 0;
                 Step::Wait { until }
             }
-            Action::Send(outgoing) => {
+            Next::Act(Action::Send(outgoing)) => {
                 let flight = self.begin_flight();
                 Step::Work(self.start(now, flight, outgoing))
+            }
+            Next::Sign(signing) => {
+                let flight = self.begin_flight();
+                Step::Work(self.sign(flight, signing))
             }
         }
     }
@@ -269,7 +294,7 @@ impl Driver {
         let ticket = self.source.force_refresh(now)?;
         Ok(Call {
             refresh: Some(ticket),
-            assertion_read: [false; 3],
+            assertions_read: 0,
         })
     }
 

@@ -3,12 +3,14 @@
 
 use crate::error::{Error, TransportError};
 use crate::id::RequestId;
+use crate::jws::SignError;
+use crate::machine::{Outgoing, Signed, Started};
 use crate::time::Timestamp;
 use crate::token::AccessToken;
 
 use super::flight::{Job, Tail};
 use super::store::Change;
-use super::{Driver, Hooks, Invalidated, Load, Settle, SignOut, Step, Work};
+use super::{Driver, Hooks, Invalidated, Load, Settle, SignOut, Signing, Step, Work};
 
 impl Driver {
     /// The resource server rejected `token`: stop serving it, and evict it
@@ -29,7 +31,11 @@ impl Driver {
     /// Forgets the token (in memory, then in the store) and any flight under
     /// way: wake the waiting callers, then do what [`SignOut`] says.
     pub fn signout(&mut self, now: Timestamp) -> SignOut {
-        let revocation = self.source.signout(now);
+        let (revocation, signing) = match self.source.sign_out(now, false) {
+            Some(Started::Send(outgoing)) => (Some(outgoing), None),
+            Some(Started::Sign(signing)) => (None, Some(signing)),
+            None => (None, None),
+        };
         self.flight = None;
         self.load = Load::Done;
         self.hooks = Hooks::NoneAsked;
@@ -38,6 +44,28 @@ impl Driver {
         SignOut {
             deletion: Settle { seq: deletion },
             revocation,
+            signing,
+        }
+    }
+
+    /// Hands back the signature of the sign-out's [`SignOut::signing`]: the
+    /// revocation to send, as [`SignOut::revocation`]. `None` when the
+    /// signer failed or another sign-out came first (revocation is best
+    /// effort: without a fresh assertion it is not sent).
+    pub fn revocation_signed(
+        &mut self,
+        now: Timestamp,
+        signing: Signing,
+        signature: Result<Vec<u8>, SignError>,
+    ) -> Option<Outgoing> {
+        match self.source.signed(now, signing.id, signature) {
+            Signed::Started(Started::Send(outgoing)) => Some(outgoing),
+            // A revocation carries one signature at most (no DPoP proof).
+            Signed::Started(Started::Sign(signing)) => {
+                self.source.abandon(signing.id);
+                None
+            }
+            Signed::Failed(_) => None,
         }
     }
 

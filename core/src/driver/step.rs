@@ -2,7 +2,11 @@
 
 use std::fmt;
 
+use crate::assertion::{AssertionRole, AssertionSource};
 use crate::error::{Error, TransportError};
+use crate::id::RequestId;
+use crate::jws::SignError;
+use crate::jwt_key::JwtKey;
 use crate::machine::Outgoing;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
@@ -47,11 +51,23 @@ pub struct Ticket(pub(super) Job);
 pub enum Task {
     /// Read the store: [`Outcome::Loaded`].
     Load,
-    /// Read the file of the [`AssertionSource`](crate::AssertionSource)
-    /// in this role (`Config::assertion_source(role)`: the client
-    /// assertion, the grant's subject or actor) if it changed since the last
-    /// read: [`Outcome::AssertionFile`].
-    ReadAssertionFile(crate::AssertionRole),
+    /// Read the assertion `source` holds for `role`, outside the lock:
+    /// call its callback ([`AssertionSource::call`]), or read its file if it
+    /// changed since the last read for this role: [`Outcome::Assertion`].
+    /// Handed out before a request is due, so the core never calls out.
+    ReadAssertion {
+        /// Which assertion it is (the core keeps the latest of each).
+        role: AssertionRole,
+        /// Where it comes from.
+        source: AssertionSource,
+    },
+    /// Sign with an external [`Signer`](crate::Signer) (a key made with
+    /// [`JwtKey::from_signer`]), outside the lock:
+    /// [`Outcome::Signed`]`(signing.sign())`. The core built the JWS and
+    /// finishes it with the signature (a client assertion, a DPoP proof);
+    /// the request goes out once every signature is in. Built-in keys sign
+    /// inside the core and never make this task.
+    Sign(Signing),
     /// Ask the custom provider, passing the cached token:
     /// [`Outcome::Provided`]. Once per round, before its first request.
     Provide(Option<AccessToken>),
@@ -100,9 +116,13 @@ pub enum Report {
 pub enum Outcome {
     /// What the store's `load` returned (a failure, logged, is `None`).
     Loaded(Option<AccessToken>),
-    /// The assertion file's content (or why it cannot be used) when it
-    /// changed; `None` when it did not.
-    AssertionFile(Option<Result<String, String>>),
+    /// The assertion read (or why it cannot be used): a callback's value,
+    /// or a file's content when it changed; `None` for a file that did not.
+    Assertion(Option<Result<String, String>>),
+    /// The external signer's signature, or why it could not sign (the
+    /// attempt fails with [`ClientAuthError::Signing`](crate::ClientAuthError::Signing)
+    /// and is retried by the failure policy).
+    Signed(Result<Vec<u8>, SignError>),
     /// What the provider returned.
     Provided(Option<AccessToken>),
     /// What the fleet hook returned: a token another process stored, or
@@ -116,6 +136,55 @@ pub enum Outcome {
     Done,
 }
 
+/// A signature the core needs from an external [`Signer`](crate::Signer)
+/// (a key made with [`JwtKey::from_signer`]): call [`Signing::sign`]
+/// outside the lock and hand the result back ([`Outcome::Signed`]).
+pub struct Signing {
+    /// The request the signature is for.
+    pub(crate) id: RequestId,
+    key: JwtKey,
+    message: Vec<u8>,
+}
+
+impl Signing {
+    pub(crate) fn new(id: RequestId, key: JwtKey, message: Vec<u8>) -> Signing {
+        Signing { id, key, message }
+    }
+
+    /// The request the signature is for.
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// The key to sign with.
+    pub fn key(&self) -> &JwtKey {
+        &self.key
+    }
+
+    /// The JWS signing input to sign.
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// Signs [`Signing::message`] with [`Signing::key`]'s signer (see
+    /// [`JwtKey::sign`]); it may wait for an HSM or a KMS, so never call it
+    /// under a lock other callers need.
+    pub fn sign(&self) -> Result<Vec<u8>, SignError> {
+        self.key.sign(&self.message)
+    }
+}
+
+impl fmt::Debug for Signing {
+    /// The key (algorithm and key id) and the message's length: the message
+    /// holds a client assertion's claims.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signing")
+            .field("key", &self.key)
+            .field("message_len", &self.message.len())
+            .finish()
+    }
+}
+
 /// What sign-out leaves to do, from [`Driver::signout`](super::Driver::signout).
 #[derive(Debug)]
 pub struct SignOut {
@@ -124,6 +193,11 @@ pub struct SignOut {
     /// Then send this revocation (RFC 7009) and hand its result to
     /// [`Driver::handle_revocation`](super::Driver::handle_revocation).
     pub revocation: Option<Outgoing>,
+    /// Or, when the revocation's client assertion needs an external
+    /// signer, sign this first (outside the lock) and hand it to
+    /// [`Driver::revocation_signed`](super::Driver::revocation_signed) for
+    /// the revocation to send.
+    pub signing: Option<Signing>,
 }
 
 /// What invalidating a token did, from [`Driver::invalidate`](super::Driver::invalidate).
@@ -171,7 +245,11 @@ impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Task::Load => f.write_str("Load"),
-            Task::ReadAssertionFile(role) => f.debug_tuple("ReadAssertionFile").field(role).finish(),
+            Task::ReadAssertion { role, .. } => f
+                .debug_struct("ReadAssertion")
+                .field("role", role)
+                .finish_non_exhaustive(),
+            Task::Sign(signing) => f.debug_tuple("Sign").field(signing).finish(),
             Task::Provide(_) => f.write_str("Provide"),
             Task::TakeFleetTurn(now) => f.debug_tuple("TakeFleetTurn").field(now).finish(),
             Task::Send(outgoing, attempt) => f.debug_tuple("Send").field(outgoing).field(attempt).finish(),
@@ -188,7 +266,8 @@ impl fmt::Debug for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Outcome::Loaded(_) => "Loaded",
-            Outcome::AssertionFile(_) => "AssertionFile",
+            Outcome::Assertion(_) => "Assertion",
+            Outcome::Signed(_) => "Signed",
             Outcome::Provided(_) => "Provided",
             Outcome::FleetTurn(_) => "FleetTurn",
             Outcome::Response(_) => "Response",

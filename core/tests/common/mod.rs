@@ -15,6 +15,12 @@ pub const ISSUER: &str = "https://id.example/tenant";
 /// The simulated epoch every scenario starts at.
 pub const START: u64 = 1_700_000_000;
 
+/// The cached token, fresh or not: `usable` at the Unix epoch, before any
+/// token of these scenarios expires.
+pub fn cached(source: &TokenSource) -> Option<AccessToken> {
+    source.usable(Timestamp::UNIX_EPOCH).cloned()
+}
+
 /// `START + secs` seconds.
 pub fn at(secs: u64) -> Timestamp {
     Timestamp::from_unix_secs(START + secs)
@@ -145,6 +151,11 @@ pub fn basic_decoded(request: &http::Request<Vec<u8>>) -> (String, String) {
 }
 
 pub fn b64url(data: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+/// Base64url without padding, of bytes (a JWS signature).
+pub fn b64url_bytes(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }
 

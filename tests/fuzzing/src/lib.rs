@@ -674,7 +674,7 @@ pub fn token_source(data: &[u8]) {
         builder = builder.use_refresh_tokens(false);
     }
     let config = builder.build().expect("fixed fuzz config is valid");
-    let mut source = TokenSource::new(config, [7; 32]);
+    let mut source = TokenSource::new(config.clone(), [7; 32]);
     let mut now = NOW;
     let mut in_flight: Option<RequestId> = None;
     let mut stale: Option<RequestId> = None;
@@ -688,7 +688,7 @@ pub fn token_source(data: &[u8]) {
             1 => now = now.saturating_sub(Duration::from_millis(u64::from(schedule.byte()) * 100)),
             2 | 3 => {
                 let fresh = source.refresh_at().filter(|at| now < *at).is_some();
-                let cached = source.token().cloned();
+                let cached = cached(&source);
                 match source.poll(now) {
                     Action::Ready(token) => {
                         assert!(!token.is_expired(now), "an expired token was served");
@@ -768,9 +768,9 @@ pub fn token_source(data: &[u8]) {
                     }
                 }
                 1 => {
-                    if let Some(token) = source.token().cloned() {
+                    if let Some(token) = cached(&source) {
                         assert!(source.invalidate(now, &token));
-                        assert!(source.token().is_none());
+                        assert!(cached(&source).is_none());
                     }
                 }
                 2 => {
@@ -785,7 +785,7 @@ pub fn token_source(data: &[u8]) {
                     } else if in_flight.is_some() {
                         stale = in_flight.take();
                     }
-                    assert!(source.token().is_none());
+                    assert!(cached(&source).is_none());
                 }
                 _ => {
                     let token = AccessToken::builder("inserted-token")
@@ -793,11 +793,20 @@ pub fn token_source(data: &[u8]) {
                         .expires_at(now.saturating_add(Duration::from_secs(600)))
                         .build()
                         .expect("a fixed token is valid");
-                    source.insert_token(token);
+                    // Seeded by hand, as from a store: a new source, so
+                    // nothing is in flight.
+                    source = TokenSource::with_token(config.clone(), token, [7; 32]);
+                    (in_flight, stale, revoking) = (None, None, None);
                 }
             },
         }
     }
+}
+
+/// The cached token, fresh or not: `usable` at the Unix epoch, before any
+/// token of these schedules expires.
+fn cached(source: &TokenSource) -> Option<AccessToken> {
+    source.usable(Timestamp::UNIX_EPOCH).cloned()
 }
 
 /// Neither the error nor the event (as printed or debugged) quotes a credential.
@@ -862,7 +871,7 @@ fn after_result(
         }
         Ok(Event::RefreshFailed { .. }) => assert!(source.usable(now).is_some()),
         Ok(Event::TokenUpdated(token)) => {
-            assert!(source.token().is_some_and(|t| t.same_token(token)));
+            assert!(cached(source).is_some_and(|t| t.same_token(token)));
             // Clock skew must not eat a new token's whole lifetime: at the
             // moment it was requested it is usable, else every poll refetches.
             assert!(

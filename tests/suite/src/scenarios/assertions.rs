@@ -229,3 +229,95 @@ pub fn authorised_requests_carry_a_dpop_proof_for_the_request<A: Adapter>() {
     jtis.dedup();
     assert_eq!(jtis.len(), count, "a fresh jti per proof");
 }
+
+/// A key in an HSM stand-in whose signing pauses until the scenario lets it
+/// go (at most 2 s): signing runs outside the client's lock, so callers
+/// served the cached token meanwhile never wait for it.
+struct SlowSigner {
+    inner: JwtKey,
+    started: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl client_credentials::Signer for SlowSigner {
+    fn algorithm(&self) -> JwsAlgorithm {
+        self.inner.algorithm()
+    }
+    fn public_jwk(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut jwk = self.inner.public_jwk().as_object().cloned().unwrap_or_default();
+        jwk.remove("alg");
+        jwk
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, client_credentials::SignError> {
+        let _ = self.started.try_send(());
+        let release = self.release.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = release.recv_timeout(std::time::Duration::from_secs(2));
+        self.inner.sign(message)
+    }
+}
+
+/// `private_key_jwt` with a `Signer` of the user's that takes its time (an
+/// HSM, a KMS): while it signs a refresh's assertion, another caller gets
+/// the cached, still usable token at once (a signer running under the
+/// client's lock would hold it for as long as the signer takes).
+pub fn a_slow_external_signer_does_not_hold_up_cached_reads<A: Adapter>() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let key = JwtKey::from_pem(ED_PEM, JwsAlgorithm::Ed25519).unwrap();
+    let issuer = TestIssuer::builder()
+        .client("jwt-client", "a-client-secret-of-32-bytes-or-more")
+        .client_jwk("jwt-client", key.public_jwk())
+        .auth_methods(["private_key_jwt"])
+        .lifetime(600)
+        .start();
+    let (started, signing) = mpsc::sync_channel(8);
+    let (release, released) = mpsc::channel();
+    let signer = SlowSigner {
+        inner: key,
+        started,
+        release: std::sync::Mutex::new(released),
+    };
+    let config = Config::builder("jwt-client", "")
+        .issuer(issuer.issuer_url())
+        .auth(ClientAuth::PrivateKeyJwt(JwtKey::from_signer(signer)))
+        .build()
+        .unwrap();
+    // A manual clock: every call goes through the client's lock (the
+    // lock-free read is for the wall clock only).
+    let clock = client_credentials_blocking::ManualClock::starting_now();
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    };
+    let client = A::build(config, options);
+    release.send(()).unwrap();
+    let first = A::token(&client).unwrap();
+    assert!(
+        signing.try_recv().is_ok(),
+        "{}: the first assertion was signed",
+        A::NAME
+    );
+    // Due for refresh (the margin is 300 s), still usable.
+    clock.advance(Duration::from_secs(400));
+    let refreshing = {
+        let client = client.clone();
+        std::thread::spawn(move || A::token(&client))
+    };
+    signing
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the refresh's assertion is being signed");
+    let asked = Instant::now();
+    let cached = A::token(&client).unwrap();
+    let took = asked.elapsed();
+    release.send(()).unwrap();
+    assert_eq!(cached.secret(), first.secret(), "{}", A::NAME);
+    assert!(
+        took < Duration::from_secs(1),
+        "{}: a cached read waited {took:?} for the signer",
+        A::NAME
+    );
+    let refreshed = refreshing.join().unwrap().unwrap();
+    assert_ne!(refreshed.secret(), first.secret(), "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
+}
