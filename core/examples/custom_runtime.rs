@@ -96,7 +96,7 @@ impl Client {
                 },
                 Task::Load => Outcome::Loaded(lock(&self.store).clone()),
                 Task::Save(token) => self.keep(Some(token)),
-                Task::Delete | Task::Evict(_) => self.keep(None),
+                Task::Delete | Task::Evict(..) => self.keep(None),
                 Task::Report(_) | Task::EndFetch => Outcome::Done,
                 Task::TakeFleetTurn(_) => Outcome::FleetTurn(None),
                 Task::Provide(_) => Outcome::Provided(None),

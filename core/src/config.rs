@@ -1192,8 +1192,9 @@ impl ConfigBuilder {
     /// Sender-constrains tokens with DPoP (RFC 9449): every token request
     /// carries a proof signed by `key`, a `use_dpop_nonce` answer is retried
     /// once with the server's nonce, and `token_type: DPoP` is accepted. Use
-    /// [`crate::TokenSource::dpop_proof`] (or the adapters' `authorize`) for
-    /// the proofs of resource requests.
+    /// [`crate::driver::Driver::dpop_proof`] (or the adapters' `authorize`)
+    /// for the proofs of resource requests: a key of your own signs those
+    /// outside the lock too ([`crate::DpopProof::Unsigned`]).
     pub fn dpop(mut self, key: JwtKey) -> Self {
         self.dpop = Some(key);
         self

@@ -5,6 +5,7 @@ use http::{HeaderValue, Method};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::driver::Signing;
 use crate::jws::{b64, SignError};
 use crate::jwt_key::{Jws, JwtKey};
 use crate::time::Timestamp;
@@ -40,6 +41,42 @@ fn dpop_htu(uri: &str) -> &str {
 /// `ath`: base64url of the SHA-256 of the access token (RFC 9449 §4.2).
 pub fn dpop_ath(access_token: &str) -> String {
     b64(&Sha256::digest(access_token.as_bytes()))
+}
+
+/// A DPoP proof (RFC 9449 §7) for a request to a resource, from
+/// [`TokenSource::dpop_proof`](crate::TokenSource::dpop_proof) or
+/// [`Driver::dpop_proof`](crate::driver::Driver::dpop_proof): send it as
+/// the `DPoP` header next to `Authorization: DPoP <token>`.
+///
+/// A built-in key (`JwtKey::from_pem`) signs in place, so the proof comes
+/// out [`Signed`](DpopProof::Signed). A key of your own
+/// ([`JwtKey::from_signer`](crate::JwtKey::from_signer), an HSM or a KMS)
+/// is never called by the core: the proof comes out
+/// [`Unsigned`](DpopProof::Unsigned), its claims fixed (`jti`, `iat`, the
+/// nonce), and you sign it where a slow signer holds up no one — outside
+/// the lock you keep the source or driver behind — then finish it.
+///
+/// ```
+/// use client_credentials::{DpopProof, Error};
+///
+/// fn header(proof: DpopProof) -> Result<http::HeaderValue, Error> {
+///     match proof {
+///         DpopProof::Signed(header) => Ok(header),
+///         // Outside the lock: the signer may wait for an HSM.
+///         DpopProof::Unsigned(signing) => {
+///             let signature = signing.sign();
+///             signing.finish(signature)
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub enum DpopProof {
+    /// Signed by a built-in key: the `DPoP` header's value.
+    Signed(HeaderValue),
+    /// To be signed by an external signer ([`Signing::sign`], outside any
+    /// lock), then finished with [`Signing::finish`].
+    Unsigned(Signing),
 }
 
 /// Builds a DPoP proof for a request, for `key`, with `alg` written as given:

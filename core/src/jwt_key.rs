@@ -184,19 +184,6 @@ pub(crate) enum Jws {
     Unsigned { key: JwtKey, input: String },
 }
 
-impl Jws {
-    /// Signs an unsigned JWS now, on this thread (a source polled by hand).
-    pub(crate) fn signed_inline(self) -> Result<Zeroizing<String>, SignError> {
-        match self {
-            Jws::Signed(jws) => Ok(jws),
-            Jws::Unsigned { key, input } => {
-                let signature = key.sign(input.as_bytes())?;
-                Ok(Zeroizing::new(finish_jws(&input, &signature)))
-            }
-        }
-    }
-}
-
 /// `input.base64url(signature)`.
 pub(crate) fn finish_jws(input: &str, signature: &[u8]) -> String {
     format!("{input}.{}", b64(signature))

@@ -114,6 +114,9 @@
 //!   [`TokenSource::retry_at`].
 //! - Provided tokens: a token from a custom provider or a fleet store is
 //!   taken only if it is usable and expires later than the cached one.
+//! - Rejected tokens: [`TokenSource::invalidate`]; a rejection on probation
+//!   fails the round, and a fleet shares its back-off ([`SharedBackoff`],
+//!   capped by the receiver's [`RetryPolicy`]) through its store.
 //! - Responses: [`parse_token_response`].
 //! - Requests: [`ClientAuth`] (RFC 6749 §2.3.1 Basic by default), the JSON body
 //!   variant, the refresh-token grant when a response carried a refresh token.
@@ -136,9 +139,12 @@
 //!   lock. An [`AssertionSource`] is read by [`driver::Task::ReadAssertion`]
 //!   (one cached value per [`AssertionRole`]), a key of your own
 //!   ([`JwtKey::from_signer`]) signs in a [`driver::Task::Sign`]; only the
-//!   built-in keys and `client_secret_jwt` sign inside the core. A
-//!   `TokenSource` polled by hand calls a callback or a signer of yours from
-//!   `poll` (it has no task to hand out).
+//!   built-in keys and `client_secret_jwt` sign inside the core. A resource
+//!   request's DPoP proof ([`TokenSource::dpop_proof`],
+//!   [`driver::Driver::dpop_proof`]) with such a key comes back
+//!   [`DpopProof::Unsigned`]: built under the lock, signed after it, finished
+//!   with [`driver::Signing::finish`]. A `TokenSource` polled by hand calls
+//!   a callback or a signer of yours from `poll` (it has no task to hand out).
 //!
 //! - Grants: [`ConfigBuilder::grant`] with [`Grant::client_credentials`] (the
 //!   default), [`Grant::token_exchange`] ([`TokenExchange`], RFC 8693; the
@@ -190,7 +196,7 @@ mod token;
 pub use assertion::{AssertionRole, AssertionSource, JWT_BEARER_ASSERTION_TYPE, SPIFFE_ASSERTION_TYPE};
 pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, DiscoveryOrder};
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
-pub use dpop::dpop_ath;
+pub use dpop::{dpop_ath, DpopProof};
 pub use error::{
     ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, GrantError, OAuthErrorCode, TransportError,
     TransportErrorKind,
@@ -200,7 +206,7 @@ pub use id::RequestId;
 pub use jws::{JwsAlgorithm, SignError, Signer};
 pub use jwt_key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
-pub use policy::{refresh_time, RetryPolicy};
+pub use policy::{refresh_time, RetryPolicy, SharedBackoff};
 pub use resource::{parse_resource_metadata, resource_metadata_url, ResourceMetadata};
 pub use response::parse_token_response;
 pub use secret::Secret;

@@ -14,14 +14,14 @@ use crate::assertion::{
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint, Issuer, ResourceServer};
 use crate::discovery::{parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};
-use crate::dpop::{dpop_proof, proof_header, DpopClaims, DpopNonces, USE_DPOP_NONCE};
+use crate::dpop::{dpop_proof, proof_header, DpopClaims, DpopNonces, DpopProof, USE_DPOP_NONCE};
 use crate::driver::Signing;
 use crate::endpoint::check_endpoint;
 use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, GrantError, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
 use crate::jws::SignError;
 use crate::jwt_key::{finish_jws, Jws, JwtKey};
-use crate::policy::{parse_retry_after, refresh_time, Jitter};
+use crate::policy::{parse_retry_after, refresh_time, Jitter, SharedBackoff};
 use crate::redact::{clean, excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
 use crate::resource::{check_resource, choose_authorization_server, parse_resource_metadata_with, ResourceMetadata};
@@ -438,6 +438,17 @@ struct Streak {
     since: Timestamp,
 }
 
+/// What [`TokenSource::reject`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// The token was not the cached one: nothing changed.
+    NotCurrent,
+    /// It was evicted; the next token is fetched at once.
+    Evicted,
+    /// It was evicted and the round failed: this back-off holds.
+    Failed(SharedBackoff),
+}
+
 /// The token lifecycle: what to fetch, when, and what to serve meanwhile.
 ///
 /// A plain struct without I/O, threads or clock reads: the caller passes `now`,
@@ -689,14 +700,19 @@ impl TokenSource {
     /// not configured. `nonce` is the resource server's, if it asked for one;
     /// without it, the latest nonce kept for `uri`'s origin (the adapters'
     /// clients keep the resource servers' nonces) is used.
+    ///
+    /// A built-in key signs here ([`DpopProof::Signed`]); an external
+    /// [`Signer`](crate::Signer) is never called: the proof comes back
+    /// [`DpopProof::Unsigned`], to sign outside whatever lock guards this
+    /// source and finish with [`Signing::finish`].
     pub fn dpop_proof(
-        &self,
+        &mut self,
         now: Timestamp,
         method: &http::Method,
         uri: &str,
         access_token: Option<&AccessToken>,
         nonce: Option<&str>,
-    ) -> Result<Option<http::HeaderValue>, Error> {
+    ) -> Result<Option<DpopProof>, Error> {
         let Some(key) = self.config.dpop_key() else {
             return Ok(None);
         };
@@ -711,10 +727,15 @@ impl TokenSource {
             access_token: access_token.map(AccessToken::secret),
         };
         let signing = |e: SignError| Error::ClientAuth(ClientAuthError::Signing(e));
-        let proof = dpop_proof(key, alg, claims)
-            .and_then(Jws::signed_inline)
-            .map_err(signing)?;
-        proof_header(&proof).map(Some).map_err(signing)
+        match dpop_proof(key, alg, claims).map_err(signing)? {
+            Jws::Signed(proof) => proof_header(&proof)
+                .map(|p| Some(DpopProof::Signed(p)))
+                .map_err(signing),
+            Jws::Unsigned { key, input } => {
+                let id = self.next_id();
+                Ok(Some(DpopProof::Unsigned(Signing::new(id, key, input))))
+            }
+        }
     }
 
     /// The `alg` of DPoP proofs, checked against `dpop_signing_alg_values_supported`.
@@ -1252,7 +1273,7 @@ impl TokenSource {
     /// or, once every part is signed, the request itself.
     fn proceed(&mut self, now: Timestamp, id: RequestId, pending: Box<Pending>) -> Result<Started, Error> {
         if let Some((key, input)) = pending.parts.unsigned() {
-            let signing = Signing::new(id, key.clone(), input.as_bytes().to_vec());
+            let signing = Signing::new(id, key.clone(), input.to_owned());
             self.phase = Phase::Signing { id, pending };
             return Ok(Started::Sign(signing));
         }
@@ -1537,8 +1558,13 @@ impl TokenSource {
     /// (the bounds of [`RetryPolicy`](crate::RetryPolicy) hold). The
     /// probation ends when a token lives to its refresh.
     pub fn invalidate(&mut self, now: Timestamp, token: &AccessToken) -> bool {
+        !matches!(self.reject(now, token), Rejection::NotCurrent)
+    }
+
+    /// [`TokenSource::invalidate`], saying what the rejection did.
+    pub(crate) fn reject(&mut self, now: Timestamp, token: &AccessToken) -> Rejection {
         let Some(current) = self.cached.take_if(|cached| cached.token.same_token(token)) else {
-            return false;
+            return Rejection::NotCurrent;
         };
         let probation = self.config.retry().max_backoff;
         let on_probation = now < current.token.received_at().saturating_add(probation);
@@ -1553,6 +1579,8 @@ impl TokenSource {
                 if on_probation && self.phase.is_idle() {
                     // No usable token is left: the error is the callers', through `poll`.
                     let _ = self.fail(now, Error::TokenRejected, None);
+                    let until = self.not_before.unwrap_or(now);
+                    return Rejection::Failed(SharedBackoff::new(until, self.failures));
                 }
             }
             None => {
@@ -1562,7 +1590,33 @@ impl TokenSource {
                 })
             }
         }
-        true
+        Rejection::Evicted
+    }
+
+    /// The fleet holds token requests back ([`SharedBackoff`]: another
+    /// process's resource rejected the tokens of its streak): instead of
+    /// sending request `id`, the round fails at once with
+    /// [`Error::TokenRejected`], as if a token fetched now had been rejected.
+    /// The back-off escalates from at least the fleet's count (its step,
+    /// this client's own) and lasts at least until the fleet's `until`, but
+    /// what the fleet imposes is capped at the policy's `max_backoff` from
+    /// `now`: a store's value can never hold this client back longer than
+    /// its own longest step. Returns what a response would
+    /// ([`TokenSource::handle_response`]).
+    pub(crate) fn hold_back(&mut self, now: Timestamp, id: RequestId, backoff: SharedBackoff) -> Result<Event, Error> {
+        self.take_in_flight(id)?;
+        // `fail` counts this round once more.
+        self.failures = self.failures.max(backoff.failures.saturating_sub(1));
+        self.failing_since.get_or_insert(now);
+        // The next token is on probation: its rejection fails the round too.
+        self.rejections.get_or_insert(Streak {
+            failures: 0,
+            since: now,
+        });
+        let result = self.fail(now, Error::TokenRejected, None);
+        let until = backoff.until.min(now.saturating_add(self.config.retry().max_backoff));
+        self.not_before = Some(self.not_before.map_or(until, |at| at.max(until)));
+        result
     }
 
     /// Asks for a new token even though the cached one is fresh (an adapter's

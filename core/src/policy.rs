@@ -124,6 +124,48 @@ impl Jitter {
     }
 }
 
+/// A rejection back-off one client shares with the others of its fleet
+/// through a store: the resource servers rejected the tokens fetched since
+/// the streak began, so no token request goes out before `until`.
+///
+/// A client whose resource rejected a token on probation (see
+/// [`TokenSource::invalidate`](crate::TokenSource::invalidate)) hands it to
+/// its store with the eviction; a fleet store answers it to the others'
+/// fleet turns while it holds, and they fail the round at once with
+/// [`Error::TokenRejected`](crate::Error::TokenRejected) instead of
+/// fetching. What it can impose is capped by the receiver's own
+/// [`RetryPolicy`]: at most `max_backoff` from when it is read, so a
+/// forged or replayed value delays fetches by no more than that.
+///
+/// ```
+/// use client_credentials::{SharedBackoff, Timestamp};
+///
+/// let backoff = SharedBackoff::new(Timestamp::from_unix_secs(1_030), 4);
+/// assert!(backoff.holds(Timestamp::from_unix_secs(1_000)));
+/// assert!(!backoff.holds(Timestamp::from_unix_secs(1_030)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedBackoff {
+    /// No token request goes out before this.
+    pub until: Timestamp,
+    /// How many requests of the streak ended without a usable token: the
+    /// receiver's back-off escalates from at least this count.
+    pub failures: u32,
+}
+
+impl SharedBackoff {
+    /// A back-off until `until`, after `failures` failures.
+    pub fn new(until: Timestamp, failures: u32) -> Self {
+        SharedBackoff { until, failures }
+    }
+
+    /// Whether it still holds requests back at `now`.
+    pub fn holds(&self, now: Timestamp) -> bool {
+        now < self.until
+    }
+}
+
 /// When a token received with this lifetime should be refreshed:
 /// `expires_at - min(margin, lifetime / 2)`.
 ///

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use client_credentials::{
-    AccessToken, AssertionSource, ClientAuth, ClientAuthError, JwsAlgorithm, JwtKey, RequestKind, SignError, Signer,
-    Timestamp, TokenSource, TransportError, TransportErrorKind,
+    AccessToken, AssertionSource, ClientAuth, ClientAuthError, DpopProof, Error, JwsAlgorithm, JwtKey, RequestKind,
+    SharedBackoff, SignError, Signer, Timestamp, TokenSource, TransportError, TransportErrorKind,
 };
 use common::*;
 
@@ -300,7 +300,7 @@ fn an_invalidated_token_is_evicted_from_the_store_and_an_older_one_evicts_nothin
         panic!("evicted from the store")
     };
     let eviction = work(driver.step(at(1), &mut evict));
-    assert!(matches!(&eviction.task, Task::Evict(token) if token.secret() == "t"));
+    assert!(matches!(&eviction.task, Task::Evict(token, None) if token.secret() == "t"));
     assert!(driver.handle(at(1), eviction.ticket, Outcome::Done).is_none());
     assert!(matches!(driver.step(at(1), &mut evict), Step::Ready(())));
 }
@@ -387,13 +387,161 @@ fn a_round_starts_only_after_the_stores_pending_writes_have_landed() {
     };
     // The token call applies the eviction before the fleet turn could read the evicted token back.
     let eviction = work(driver.step(at(1), &mut call));
-    assert!(matches!(eviction.task, Task::Evict(_)));
+    assert!(matches!(eviction.task, Task::Evict(..)));
     assert!(matches!(driver.step(at(1), &mut evict), Step::Ready(())));
     let mut other = Call::token();
     assert!(matches!(driver.step(at(1), &mut other), Step::Wait { until: None }));
     assert!(driver.handle(at(1), eviction.ticket, Outcome::Done).is_none());
     assert!(matches!(
         work(driver.step(at(1), &mut other)).task,
+        Task::TakeFleetTurn(_)
+    ));
+}
+
+/// Steps `call` through a fleet turn answered `Fetch` and a request
+/// answered with `secret`; returns the token cached after it.
+fn fetch_through_the_fleet(driver: &mut Driver, now: Timestamp, call: &mut Call, secret: &str) -> AccessToken {
+    let turn = work(driver.step(now, call));
+    assert!(matches!(turn.task, Task::TakeFleetTurn(_)), "{:?}", turn.task);
+    let sending = driver
+        .handle(now, turn.ticket, Outcome::FleetTurn(None))
+        .expect("the request");
+    finish(driver, now, sending, Outcome::Response(token_ok(secret, 3600)));
+    driver.token().cloned().expect("cached")
+}
+
+fn failed_with_rejection<T: std::fmt::Debug>(step: Step<T>) -> bool {
+    matches!(step, Step::Failed(Error::TokenRejected))
+}
+
+#[test]
+fn a_rejection_on_probation_is_reported_and_its_back_off_goes_to_the_store_with_the_eviction() {
+    let mut driver = driver().with_store();
+    let mut call = Call::token();
+    let load = work(driver.step(at(0), &mut call));
+    assert!(driver.handle(at(0), load.ticket, Outcome::Loaded(None)).is_none());
+    let first = fetch_through_the_fleet(&mut driver, at(0), &mut call, "t1");
+    // A first rejection: evicted with no back-off, nothing reported.
+    let Invalidated::Evicted(Some(mut evict)) = driver.invalidate(at(1), &first) else {
+        panic!("evicted from the store")
+    };
+    let eviction = work(driver.step(at(1), &mut evict));
+    assert!(matches!(&eviction.task, Task::Evict(token, None) if token.secret() == "t1"));
+    assert!(finish(&mut driver, at(1), eviction, Outcome::Done).is_empty());
+    assert!(matches!(driver.step(at(1), &mut evict), Step::Ready(())));
+
+    // The next token is on probation: its rejection fails the round.
+    let second = fetch_through_the_fleet(&mut driver, at(1), &mut call, "t2");
+    let Invalidated::Evicted(Some(mut evict)) = driver.invalidate(at(2), &second) else {
+        panic!("evicted from the store")
+    };
+    let eviction = work(driver.step(at(2), &mut evict));
+    let Task::Evict(token, Some(backoff)) = &eviction.task else {
+        panic!("the back-off goes with the eviction: {:?}", eviction.task)
+    };
+    assert_eq!(token.secret(), "t2");
+    assert_eq!(backoff.failures, 1);
+    assert_eq!(Some(backoff.until), driver.source().retry_at());
+    assert!(backoff.holds(at(2)));
+    let mut next = driver.handle(at(2), eviction.ticket, Outcome::Done);
+    let report = next.take().expect("the failed round is reported");
+    assert!(matches!(
+        report.task,
+        Task::Report(Report::RoundFailed(Error::TokenRejected))
+    ));
+    assert!(driver.handle(at(2), report.ticket, Outcome::Done).is_none());
+    assert!(matches!(driver.step(at(2), &mut evict), Step::Ready(())));
+    assert!(failed_with_rejection(driver.step(at(2), &mut call)));
+}
+
+#[test]
+fn without_a_store_a_round_failed_by_a_rejection_is_reported_too() {
+    let mut driver = driver();
+    let mut call = Call::token();
+    let sending = work(driver.step(at(0), &mut call));
+    finish(&mut driver, at(0), sending, Outcome::Response(token_ok("t1", 3600)));
+    let first = driver.token().cloned().expect("cached");
+    assert!(matches!(driver.invalidate(at(1), &first), Invalidated::Evicted(None)));
+    let sending = work(driver.step(at(1), &mut call));
+    finish(&mut driver, at(1), sending, Outcome::Response(token_ok("t2", 3600)));
+    let second = driver.token().cloned().expect("cached");
+    let Invalidated::Evicted(Some(mut report)) = driver.invalidate(at(2), &second) else {
+        panic!("a report is due")
+    };
+    let reporting = work(driver.step(at(2), &mut report));
+    assert!(matches!(
+        reporting.task,
+        Task::Report(Report::RoundFailed(Error::TokenRejected))
+    ));
+    assert!(driver.handle(at(2), reporting.ticket, Outcome::Done).is_none());
+    assert!(matches!(driver.step(at(2), &mut report), Step::Ready(())));
+    assert!(failed_with_rejection(driver.step(at(2), &mut call)));
+}
+
+#[test]
+fn the_fleets_rejection_back_off_fails_the_round_at_once_without_a_request() {
+    let mut driver = driver().with_store();
+    let (mut call, mut other) = (Call::token(), Call::token());
+    let load = work(driver.step(at(0), &mut call));
+    assert!(driver.handle(at(0), load.ticket, Outcome::Loaded(None)).is_none());
+    let turn = work(driver.step(at(0), &mut call));
+    assert!(matches!(driver.step(at(0), &mut other), Step::Wait { until: None }));
+    let held = Outcome::FleetHeldBack(SharedBackoff::new(at(20), 3));
+    let mut next = driver.handle(at(0), turn.ticket, held);
+    let mut names = Vec::new();
+    while let Some(work) = next {
+        if let Task::Report(report) = &work.task {
+            assert!(
+                matches!(report, Report::RoundFailed(Error::TokenRejected)),
+                "{report:?}"
+            );
+        }
+        names.push(task_name(&work.task));
+        next = driver.handle(at(0), work.ticket, Outcome::Done);
+    }
+    assert_eq!(names, ["EndFetch", "Report"], "no request");
+    // Every caller gets the error at once, until the fleet's time.
+    assert!(failed_with_rejection(driver.step(at(0), &mut call)));
+    assert!(failed_with_rejection(driver.step(at(19), &mut other)));
+    assert_eq!(driver.source().retry_at(), Some(at(20)));
+    assert!(matches!(
+        work(driver.step(at(20), &mut call)).task,
+        Task::TakeFleetTurn(_)
+    ));
+}
+
+#[test]
+fn what_the_fleet_imposes_is_capped_at_the_maximum_back_off() {
+    let mut call = Call::token();
+    // Ended while the answer came back: the round fails all the same (the
+    // fleet's turn was not this process's), with this client's own step
+    // for the fleet's count (2: 1 s, and up to 10 % jitter).
+    let mut driver = self::driver().with_store();
+    let load = work(driver.step(at(0), &mut call));
+    assert!(driver.handle(at(0), load.ticket, Outcome::Loaded(None)).is_none());
+    let turn = work(driver.step(at(10), &mut call));
+    let ended = SharedBackoff::new(at(10), 2);
+    assert_eq!(
+        finish(&mut driver, at(10), turn, Outcome::FleetHeldBack(ended)),
+        ["EndFetch", "Report"]
+    );
+    let retry_at = driver.source().retry_at().expect("held back");
+    assert!(retry_at >= at(11) && retry_at <= at_ms(11_100), "{retry_at:?}");
+    assert!(failed_with_rejection(driver.step(at(10), &mut call)));
+    // Forged or from a clock far ahead: a year and a huge count.
+    let mut driver = self::driver().with_store();
+    let load = work(driver.step(at(0), &mut call));
+    assert!(driver.handle(at(0), load.ticket, Outcome::Loaded(None)).is_none());
+    let turn = work(driver.step(at(0), &mut call));
+    let forged = SharedBackoff::new(at(365 * 24 * 3600), u32::MAX);
+    finish(&mut driver, at(0), turn, Outcome::FleetHeldBack(forged));
+    let retry_at = driver.source().retry_at().expect("held back");
+    let max = config().retry().max_backoff;
+    // The maximum step, and at most its 10 % jitter on top.
+    assert!(retry_at <= at(0).saturating_add(max * 11 / 10), "{retry_at:?}");
+    assert!(failed_with_rejection(driver.step(at(0), &mut call)));
+    assert!(matches!(
+        work(driver.step(retry_at, &mut call)).task,
         Task::TakeFleetTurn(_)
     ));
 }
@@ -450,6 +598,12 @@ impl Locked {
         let next = self.driver.handle(now, work.ticket, outcome);
         self.inside.store(false, Ordering::SeqCst);
         next
+    }
+    fn dpop_proof(&mut self, now: Timestamp, uri: &str, token: &AccessToken) -> DpopProof {
+        self.inside.store(true, Ordering::SeqCst);
+        let proof = self.driver.dpop_proof(now, &http::Method::GET, uri, token, None);
+        self.inside.store(false, Ordering::SeqCst);
+        proof.expect("a proof").expect("DPoP is configured")
     }
 }
 
@@ -525,6 +679,85 @@ fn an_external_signer_is_asked_through_tasks_and_never_from_inside_the_driver() 
     assert_eq!(ready(client.step(at(1), &mut second)), "t1");
     assert_eq!(ready(client.step(at(1), &mut first)), "t1");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "a cached token needs no signature");
+}
+
+/// The header and claims of a compact JWS, checked against the Ed25519 key
+/// its header carries (`jwk`, as RFC 9449 §4.2 has it).
+fn verified_proof(proof: &http::HeaderValue) -> (serde_json::Value, serde_json::Value) {
+    use base64::Engine as _;
+    use ed25519_dalek::Verifier as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = proof.to_str().unwrap().split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS");
+    let header: serde_json::Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    let x = b64.decode(header["jwk"]["x"].as_str().unwrap()).unwrap();
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
+    let signature = ed25519_dalek::Signature::from_slice(&b64.decode(parts[2]).unwrap()).unwrap();
+    let input = format!("{}.{}", parts[0], parts[1]);
+    public.verify(input.as_bytes(), &signature).expect("the proof verifies");
+    (header, claims)
+}
+
+#[test]
+fn an_external_dpop_signer_signs_resource_proofs_outside_the_driver_and_they_verify() {
+    let (mut client, calls) = hsm_client(false, false);
+    let token = AccessToken::builder("resource-token")
+        .token_type("DPoP")
+        .build()
+        .unwrap();
+    client.driver.remember_dpop_nonce("https://api.example/", "nonce-1");
+    // Built under the lock (the nonce, the jti), signed after it.
+    let DpopProof::Unsigned(signing) = client.dpop_proof(at(5), "https://api.example/items?page=2#top", &token) else {
+        panic!("an external key's proof is left to sign")
+    };
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing signed inside the driver");
+    assert_eq!(signing.key().key_id(), Some("hsm-1"));
+    let signature = signing.sign();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let proof = signing.finish(signature).expect("a DPoP header");
+    let (header, claims) = verified_proof(&proof);
+    assert_eq!(header["typ"], "dpop+jwt");
+    assert_eq!(header["alg"], "Ed25519");
+    assert_eq!(header["jwk"]["kty"], "OKP");
+    assert_eq!(header["jwk"]["crv"], "Ed25519");
+    assert_eq!(header.get("kid"), None, "the key itself, not its id");
+    assert_eq!(header["jwk"].get("d"), None, "no private member");
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["htu"], "https://api.example/items");
+    assert_eq!(claims["iat"], START + 5);
+    assert_eq!(claims["ath"], client_credentials::dpop_ath("resource-token"));
+    assert_eq!(claims["nonce"], "nonce-1", "the origin's remembered nonce");
+    let jti = claims["jti"].as_str().expect("a jti").to_owned();
+    assert!(!jti.is_empty());
+
+    // Another origin has no nonce; every proof has a fresh jti.
+    let DpopProof::Unsigned(signing) = client.dpop_proof(at(6), "https://other.example/", &token) else {
+        panic!("an external key's proof is left to sign")
+    };
+    let signature = signing.sign();
+    let (_, claims) = verified_proof(&signing.finish(signature).unwrap());
+    assert_eq!(claims.get("nonce"), None);
+    assert_ne!(claims["jti"].as_str(), Some(jti.as_str()));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_failing_external_dpop_signer_fails_the_resource_proof_with_a_typed_error() {
+    let (mut client, calls) = hsm_client(true, false);
+    let token = AccessToken::builder("resource-token")
+        .token_type("DPoP")
+        .build()
+        .unwrap();
+    let DpopProof::Unsigned(signing) = client.dpop_proof(at(0), "https://api.example/", &token) else {
+        panic!("an external key's proof is left to sign")
+    };
+    let signature = signing.sign();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        signing.finish(signature),
+        Err(Error::ClientAuth(ClientAuthError::Signing(error))) if error.reason() == "the HSM is offline"
+    ));
 }
 
 #[test]

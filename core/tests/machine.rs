@@ -928,44 +928,34 @@ fn the_latest_dpop_nonce_of_each_origin_is_used_there() {
     // adapters' authorised clients keep them there).
     let mut driver = client_credentials::driver::Driver::new(dpop_source());
     let token = AccessToken::builder("t").token_type("DPoP").build().unwrap();
-    let proof = |source: &TokenSource, uri: &str| {
-        let proof = source.dpop_proof(at(0), &http::Method::GET, uri, Some(&token), None);
-        proof_nonce(&proof.unwrap().unwrap())
+    let proof = |driver: &mut client_credentials::driver::Driver, uri: &str| {
+        let proof = driver.dpop_proof(at(0), &http::Method::GET, uri, &token, None);
+        match proof.unwrap().unwrap() {
+            client_credentials::DpopProof::Signed(proof) => proof_nonce(&proof),
+            client_credentials::DpopProof::Unsigned(_) => panic!("a built-in key signs in place"),
+        }
     };
-    assert_eq!(proof(driver.source(), "https://api.example/a"), None);
+    assert_eq!(proof(&mut driver, "https://api.example/a"), None);
     driver.remember_dpop_nonce("https://api.example/a?x=1", "n-1");
     driver.remember_dpop_nonce("https://other.example/", "o-1");
-    assert_eq!(
-        proof(driver.source(), "https://API.example:443/b").as_deref(),
-        Some("n-1")
-    );
-    assert_eq!(
-        proof(driver.source(), "https://other.example/c").as_deref(),
-        Some("o-1")
-    );
-    assert_eq!(
-        proof(driver.source(), "https://api.example:8443/b"),
-        None,
-        "another origin"
-    );
+    assert_eq!(proof(&mut driver, "https://API.example:443/b").as_deref(), Some("n-1"));
+    assert_eq!(proof(&mut driver, "https://other.example/c").as_deref(), Some("o-1"));
+    assert_eq!(proof(&mut driver, "https://api.example:8443/b"), None, "another origin");
     driver.remember_dpop_nonce("https://api.example/", "n-2");
-    assert_eq!(proof(driver.source(), "https://api.example/b").as_deref(), Some("n-2"));
+    assert_eq!(proof(&mut driver, "https://api.example/b").as_deref(), Some("n-2"));
     // A nonce the caller passes wins (the answer to a use_dpop_nonce challenge).
-    let given = driver.source().dpop_proof(
-        at(0),
-        &http::Method::GET,
-        "https://api.example/b",
-        Some(&token),
-        Some("g"),
-    );
-    assert_eq!(proof_nonce(&given.unwrap().unwrap()).as_deref(), Some("g"));
+    let given = driver.dpop_proof(at(0), &http::Method::GET, "https://api.example/b", &token, Some("g"));
+    let Some(client_credentials::DpopProof::Signed(given)) = given.unwrap() else {
+        panic!("a signed proof")
+    };
+    assert_eq!(proof_nonce(&given).as_deref(), Some("g"));
     // Bounded: the origin heard from longest ago is dropped first.
     for i in 0..64 {
         driver.remember_dpop_nonce(&format!("https://r{i}.example/"), "x");
     }
-    assert_eq!(proof(driver.source(), "https://api.example/b"), None, "dropped");
-    assert_eq!(proof(driver.source(), "https://r63.example/").as_deref(), Some("x"));
-    assert_eq!(proof(driver.source(), "https://r0.example/").as_deref(), Some("x"));
+    assert_eq!(proof(&mut driver, "https://api.example/b"), None, "dropped");
+    assert_eq!(proof(&mut driver, "https://r63.example/").as_deref(), Some("x"));
+    assert_eq!(proof(&mut driver, "https://r0.example/").as_deref(), Some("x"));
 }
 
 // -------------------------------------------------------------- discovery

@@ -319,7 +319,10 @@ fn perform(mut job: Job<Io>) {
             }
             Task::Save(token) => driver.written("save", store.map_or(Ok(()), |store| store.save(config, &token))),
             Task::Delete => driver.written("delete", store.map_or(Ok(()), |store| store.delete(config))),
-            Task::Evict(token) => driver.written("evict", store.map_or(Ok(()), |store| store.evict(config, &token))),
+            Task::Evict(token, backoff) => driver.written(
+                "evict",
+                store.map_or(Ok(()), |store| store.evict_rejected(config, &token, backoff.as_ref())),
+            ),
             Task::EndFetch => {
                 if let Some(store) = store {
                     store.end_fetch(config);

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use client_credentials::driver::{self as machine, AssertionRole, Background, Call, Caller, Invalidated, Settle};
-use client_credentials::{AccessToken, Config, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource};
+use client_credentials::{AccessToken, Config, DpopProof, Error, Outgoing, ProviderMetadata, Timestamp, TokenSource};
 
 use crate::clock::TimeSource;
 use crate::job::{Job, Revocation, Step};
@@ -238,44 +238,31 @@ impl<W: Io> Driver<W> {
         }
     }
 
-    /// Sets `Authorization` on a resource request's headers for `token`:
-    /// `Bearer …`, or `DPoP …` with a fresh proof for `method` and `uri` when
-    /// the config has `.dpop(key)` (`nonce`: the resource server's, if it
-    /// asked for one). What each adapter's `Client::authorize` does once it
-    /// holds a token.
-    pub fn authorize_headers(
-        &self,
-        method: &http::Method,
-        uri: &str,
-        headers: &mut http::HeaderMap,
-        token: &AccessToken,
-        nonce: Option<&str>,
-    ) -> Result<(), Error> {
-        let proof = self.dpop_proof(method, uri, token, nonce)?;
-        crate::authorized::policy::set_authorization(headers, token, proof);
-        Ok(())
-    }
-
     /// A DPoP proof (RFC 9449 §7) for a request to a resource with `token`:
     /// `htm` = `method`, `htu` = `uri` without query and fragment, `ath` =
     /// the token's hash, a fresh `jti`; `nonce` is the resource server's, if
     /// it asked for one, else the latest kept for `uri`'s origin
-    /// ([`Driver::remember_dpop_nonce`]). `Ok(None)` when the config has no DPoP key.
+    /// ([`Driver::remember_dpop_nonce`]). `Ok(None)` when the config has no
+    /// DPoP key.
+    ///
+    /// Only building it takes the lock (the nonce and the `jti` are kept
+    /// there); a built-in key signs it then and there, while an external
+    /// signer's proof comes back
+    /// [`DpopProof::Unsigned`], for
+    /// the caller to sign after the lock is released (see
+    /// [`authorized`](crate::authorized)).
     pub fn dpop_proof(
         &self,
         method: &http::Method,
         uri: &str,
         token: &AccessToken,
         nonce: Option<&str>,
-    ) -> Result<Option<http::HeaderValue>, Error> {
+    ) -> Result<Option<DpopProof>, Error> {
         if self.settings.config.dpop_key().is_none() {
             return Ok(None);
         }
         let now = self.now();
-        self.lock()
-            .machine
-            .source()
-            .dpop_proof(now, method, uri, Some(token), nonce)
+        self.lock().machine.dpop_proof(now, method, uri, token, nonce)
     }
 
     /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):

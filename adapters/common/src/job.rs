@@ -197,3 +197,18 @@ impl<W: Io> Drop for Revocation<W> {
         }
     }
 }
+
+/// Signs with an external signer on tokio's blocking pool, outside the
+/// client's lock: the [`Signer`](client_credentials::Signer) trait is
+/// synchronous, and an HSM or a KMS may take a while. A signer that panics
+/// fails like one that returns an error. The tokio adapter signs its
+/// requests' assertions and proofs, and its resource requests' DPoP proofs,
+/// with it.
+#[cfg(feature = "tokio")]
+pub async fn sign_on_blocking_pool(signing: &Signing) -> Result<Vec<u8>, SignError> {
+    let (key, message) = (signing.key().clone(), signing.message().to_vec());
+    let signed = tokio::task::spawn_blocking(move || key.sign(&message));
+    signed
+        .await
+        .unwrap_or_else(|_| Err(SignError::new("the signer panicked")))
+}

@@ -28,7 +28,9 @@
 //!   adapter's `Client` (features `ureq-middleware`, `reqwest-middleware`,
 //!   `tower`), with their decisions in [`authorized::policy`] (origin
 //!   allow-list, `WWW-Authenticate` challenges, the one-retry rule, redirect
-//!   stripping); and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
+//!   stripping); a resource request's DPoP proof is built under the lock
+//!   and, with a key of the user's, signed after it (the tokio adapter on
+//!   its blocking pool, [`sign_on_blocking_pool`]); and [`ureq_transport`](mod@ureq_transport) (feature `ureq`):
 //!   ureq errors as the core's.
 //!
 //! This crate is an implementation detail of `client-credentials-blocking` and
@@ -58,6 +60,8 @@ pub mod ureq_transport;
 pub use client_credentials::driver::{Call, Caller, Outcome, Settle, Task};
 pub use clock::{coarse_now, now, Clock, ManualClock, TimeSource};
 pub use driver::{Driver, Io, Wake};
+#[cfg(feature = "tokio")]
+pub use job::sign_on_blocking_pool;
 pub use job::{Job, Revocation, Step};
 pub use published::Published;
 pub use settings::{BlockingProvider, BlockingSettings, BoxFuture, ErrorCallback, Provider, Settings, TokenCallback};

@@ -51,7 +51,7 @@ pub mod names {
     pub const TOKEN_EXPIRES_AT: &str = "oauth.client.token.expires_at";
     /// Gauge: callers waiting for a flight (a request, the store, the provider).
     pub const CALLERS_WAITING: &str = "oauth.client.callers.waiting";
-    /// Counter: fleet turns, by client and `turn` (`won`: this process fetched; `followed`: it used the fleet's token).
+    /// Counter: fleet turns, by client and `turn` (`won`: this process fetched; `followed`: it used the fleet's token; `held_back`: the fleet's rejection back-off failed the round without a request).
     pub const FLEET_TURNS: &str = "oauth.client.fleet.turns";
     /// Counter: failed store calls, by `operation` (`load`, `save`, `delete`, `evict`, `begin_fetch`).
     pub const STORE_ERRORS: &str = "oauth.client.store.errors";
@@ -72,7 +72,7 @@ pub mod labels {
     pub const OUTCOME: &str = "outcome";
     /// What went wrong, from a bounded set (see [`error_type`](super::error_type)).
     pub const ERROR_TYPE: &str = "error.type";
-    /// `won` or `followed`.
+    /// `won`, `followed` or `held_back`.
     pub const TURN: &str = "turn";
     /// The store call that failed.
     pub const OPERATION: &str = "operation";
@@ -298,6 +298,7 @@ pub fn error_type(error: &Error) -> &'static str {
         Error::Discovery(_) => "discovery",
         Error::Config(_) => "config",
         Error::ClientAuth(_) => "client_auth",
+        Error::TokenRejected => "token_rejected",
         _ => "other",
     }
 }
@@ -379,6 +380,7 @@ pub(crate) fn fleet_turn(client: &Labels, turn: &std::io::Result<FleetTurn>) {
         let turn = match turn {
             Ok(FleetTurn::Fetch) => "won",
             Ok(FleetTurn::Use(_)) => "followed",
+            Ok(FleetTurn::HoldBack(_)) => "held_back",
             Err(_) => return store_error("begin_fetch"),
         };
         metrics::counter!(names::FLEET_TURNS, client.with(&[(labels::TURN, turn)])).increment(1);

@@ -90,6 +90,7 @@ impl<W: Io> Driver<W> {
     pub fn fleet_turn(&self, result: io::Result<FleetTurn>) -> Outcome {
         observe::fleet_turn(&self.labels, &result);
         Outcome::FleetTurn(match result {
+            Ok(FleetTurn::HoldBack(backoff)) => return Outcome::FleetHeldBack(backoff),
             Ok(FleetTurn::Use(token)) => Some(token),
             Ok(FleetTurn::Fetch) => None,
             Err(error) => {

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use client_credentials::{AccessToken, Config, Timestamp};
+use client_credentials::{AccessToken, Config, SharedBackoff, Timestamp};
 
 use crate::settings::BoxFuture;
 use crate::token_file;
@@ -56,12 +56,25 @@ pub trait TokenStore: Send + Sync + 'static {
         self.delete(config)
     }
 
+    /// What the client calls for a rejected token: [`TokenStore::evict`],
+    /// and with `backoff` (the rejection failed the round: the tokens of this
+    /// streak are all rejected) a store shared by a fleet also records the
+    /// back-off, in the same atomic step, so that [`TokenStore::begin_fetch`]
+    /// answers [`FleetTurn::HoldBack`] to the other processes while it holds
+    /// and the fleet backs off as one client. The default evicts only (each
+    /// process backs off alone).
+    fn evict_rejected(&self, config: &Config, token: &AccessToken, backoff: Option<&SharedBackoff>) -> io::Result<()> {
+        let _ = backoff;
+        self.evict(config, token)
+    }
+
     /// Called inside the single flight right before this process sends a
     /// token request: [`FleetTurn::Fetch`] lets it send (the default);
     /// [`FleetTurn::Use`] hands it a token another process stored meanwhile
     /// (used if it is usable now and expires later than the cached one), and
-    /// nothing is sent. Bound any waiting here yourself; an error is logged
-    /// and the client fetches.
+    /// nothing is sent; [`FleetTurn::HoldBack`] fails the round at once with
+    /// another process's rejection back-off. Bound any waiting here
+    /// yourself; an error is logged and the client fetches.
     fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
         let _ = (config, now);
         Ok(FleetTurn::Fetch)
@@ -100,7 +113,20 @@ pub trait AsyncTokenStore: Send + Sync + 'static {
         self.delete(config)
     }
 
-    /// As [`TokenStore::begin_fetch`]: `Fetch` (the default) or `Use(token)`.
+    /// As [`TokenStore::evict_rejected`]: the default calls
+    /// [`AsyncTokenStore::evict`].
+    fn evict_rejected<'a>(
+        &'a self,
+        config: &'a Config,
+        token: &'a AccessToken,
+        backoff: Option<&'a SharedBackoff>,
+    ) -> BoxFuture<'a, io::Result<()>> {
+        let _ = backoff;
+        self.evict(config, token)
+    }
+
+    /// As [`TokenStore::begin_fetch`]: `Fetch` (the default), `Use(token)`
+    /// or `HoldBack(backoff)`.
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
         let _ = (config, now);
         Box::pin(async { Ok(FleetTurn::Fetch) })
@@ -126,6 +152,9 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     fn evict(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
         (**self).evict(config, token)
     }
+    fn evict_rejected(&self, config: &Config, token: &AccessToken, backoff: Option<&SharedBackoff>) -> io::Result<()> {
+        (**self).evict_rejected(config, token, backoff)
+    }
     fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
         (**self).begin_fetch(config, now)
     }
@@ -147,6 +176,14 @@ impl<T: AsyncTokenStore + ?Sized> AsyncTokenStore for Arc<T> {
     fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
         (**self).evict(config, token)
     }
+    fn evict_rejected<'a>(
+        &'a self,
+        config: &'a Config,
+        token: &'a AccessToken,
+        backoff: Option<&'a SharedBackoff>,
+    ) -> BoxFuture<'a, io::Result<()>> {
+        (**self).evict_rejected(config, token, backoff)
+    }
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
         (**self).begin_fetch(config, now)
     }
@@ -160,8 +197,9 @@ impl<T: AsyncTokenStore + ?Sized> AsyncTokenStore for Arc<T> {
 /// A store shared by a fleet of processes (Redis, a database) uses it so that
 /// one process fetches and the others pick the token up: it answers `Fetch`
 /// to the process that won the turn and, to the others, `Use(token)` once the
-/// winner has saved a fresh token (bounding any waiting itself). Stores with
-/// no fleet keep the default, `Fetch`.
+/// winner has saved a fresh token (bounding any waiting itself), or
+/// `HoldBack` while a back-off recorded by [`TokenStore::evict_rejected`]
+/// holds. Stores with no fleet keep the default, `Fetch`.
 #[derive(Debug, Clone)]
 pub enum FleetTurn {
     /// Send the token request.
@@ -170,6 +208,12 @@ pub enum FleetTurn {
     /// It replaces the cached token only if it is usable now and expires
     /// later (as a provided token does); otherwise the client fetches.
     Use(AccessToken),
+    /// Another process's resource rejected the tokens of its streak: fail
+    /// the round at once with `Error::TokenRejected` and send nothing. The
+    /// client waits until `backoff.until`, but never longer than its retry
+    /// policy's `max_backoff` from now, whatever the store says; a back-off
+    /// that no longer holds lets it fetch.
+    HoldBack(SharedBackoff),
 }
 
 /// A token kept in memory; clones share it, so two clients built with clones

@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use client_credentials::{AccessToken, Config, Timestamp};
+use client_credentials::{AccessToken, Config, SharedBackoff, Timestamp};
 use client_credentials_common::FleetTurn;
 use redis::{Cmd, RedisError, RedisResult, Value};
 
@@ -136,8 +136,13 @@ pub(crate) fn delete(shared: &Shared, config: &Config) -> io::Result<()> {
     run(shared, fleet::delete(shared, config))
 }
 
-pub(crate) fn evict(shared: &Shared, config: &Config, token: &AccessToken) -> io::Result<()> {
-    run(shared, fleet::evict(shared, config, token))
+pub(crate) fn evict(
+    shared: &Shared,
+    config: &Config,
+    token: &AccessToken,
+    backoff: Option<&SharedBackoff>,
+) -> io::Result<()> {
+    run(shared, fleet::evict(shared, config, token, backoff))
 }
 
 pub(crate) fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
@@ -192,7 +197,11 @@ impl client_credentials_common::TokenStore for crate::RedisStore {
     }
 
     fn evict(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
-        evict(&self.shared, config, token)
+        evict(&self.shared, config, token, None)
+    }
+
+    fn evict_rejected(&self, config: &Config, token: &AccessToken, backoff: Option<&SharedBackoff>) -> io::Result<()> {
+        evict(&self.shared, config, token, backoff)
     }
 
     fn begin_fetch(&self, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
@@ -298,6 +307,7 @@ mod tests {
                             end_fetch(&store.shared, &config);
                             "fetched".to_owned()
                         }
+                        FleetTurn::HoldBack(backoff) => panic!("no rejection: {backoff:?}"),
                     }
                 })
             })
@@ -443,7 +453,7 @@ mod tests {
         assert_eq!(load(&rotating.shared, &config).unwrap(), Some(before.clone()));
         assert_eq!(load(&new.shared, &config).unwrap(), None);
         // A token sealed under the old key is evicted by a rotating process.
-        evict(&rotating.shared, &config, &before).unwrap();
+        evict(&rotating.shared, &config, &before, None).unwrap();
         assert_eq!(server.cli(&["exists", &rotating.key(&config)]), "0");
 
         save(&old.shared, &config, &before).unwrap();
@@ -461,14 +471,82 @@ mod tests {
         let stale = token("stale", Duration::from_secs(300));
         let newer = token("newer", Duration::from_secs(600));
         save(&store.shared, &config, &newer).unwrap();
-        evict(&store.shared, &config, &stale).unwrap();
+        evict(&store.shared, &config, &stale, None).unwrap();
         assert_eq!(server.cli(&["exists", &key]), "1", "the newer token stays");
-        evict(&store.shared, &config, &newer).unwrap();
+        evict(&store.shared, &config, &newer, None).unwrap();
         assert_eq!(server.cli(&["exists", &key]), "0");
         // Anything else under the key is left for the next save to replace.
         server.cli(&["set", &key, "garbage"]);
-        evict(&store.shared, &config, &newer).unwrap();
+        evict(&store.shared, &config, &newer, None).unwrap();
         assert_eq!(server.cli(&["get", &key]), "garbage");
+    }
+
+    #[test]
+    fn a_rejection_back_off_is_written_with_the_eviction_and_held_by_the_fleet_turn() {
+        let server = RedisServer::start();
+        let (store, config) = (store(&server), config());
+        let (key, held) = (store.key(&config), format!("{}:rejected", store.key(&config)));
+        let now = fleet::wall_now();
+        let backoff = SharedBackoff::new(now.saturating_add(Duration::from_secs(20)), 2);
+        let rejected = token("rejected", Duration::from_secs(300));
+        save(&store.shared, &config, &rejected).unwrap();
+        evict(&store.shared, &config, &rejected, Some(&backoff)).unwrap();
+        // One script: the token gone and the back-off there, sealed.
+        assert_eq!(server.cli(&["exists", &key]), "0");
+        assert_eq!(server.cli(&["exists", &held]), "1");
+        // Bounded by the longest back-off any process obeys.
+        let ttl: u64 = server.cli(&["pttl", &held]).parse().unwrap();
+        assert!(ttl > 0 && ttl <= 30_000, "{ttl}");
+        match begin_fetch(&store.shared, &config, now) {
+            Ok(FleetTurn::HoldBack(read)) => assert_eq!(read, backoff),
+            other => panic!("{other:?}"),
+        }
+        // Over: the round takes the lock and fetches.
+        let later = now.saturating_add(Duration::from_secs(21));
+        assert!(matches!(
+            begin_fetch(&store.shared, &config, later),
+            Ok(FleetTurn::Fetch)
+        ));
+        end_fetch(&store.shared, &config);
+
+        // A newer token stored meanwhile is served before any back-off.
+        let newer = token("newer", Duration::from_secs(600));
+        save(&store.shared, &config, &newer).unwrap();
+        evict(&store.shared, &config, &rejected, Some(&backoff)).unwrap();
+        assert_eq!(server.cli(&["exists", &key]), "1", "the newer token stays");
+        assert!(matches!(begin_fetch(&store.shared, &config, now), Ok(FleetTurn::Use(t)) if t == newer));
+    }
+
+    #[test]
+    fn a_forged_or_garbage_back_off_holds_nothing_back() {
+        let server = RedisServer::start();
+        let (store, config) = (store(&server), config());
+        let held = format!("{}:rejected", store.key(&config));
+        let now = fleet::wall_now();
+        // Sealed for another client (a writer without this client's key).
+        let other = RedisStore::builder(server.url()).build().unwrap();
+        let forged = SharedBackoff::new(now.saturating_add(Duration::from_secs(3_600)), u32::MAX);
+        let other_config = config_with_secret("another-secret");
+        let victim = token("victim", Duration::from_secs(300));
+        save(&other.shared, &other_config, &victim).unwrap();
+        evict(&other.shared, &other_config, &victim, Some(&forged)).unwrap();
+        let forged_key = format!("{}:rejected", other.key(&other_config));
+        assert_eq!(server.cli(&["rename", &forged_key, &held]), "OK");
+        assert!(matches!(begin_fetch(&store.shared, &config, now), Ok(FleetTurn::Fetch)));
+        end_fetch(&store.shared, &config);
+        for value in ["garbage", &"x".repeat(4_000)] {
+            server.cli(&["set", &held, value]);
+            assert!(
+                matches!(begin_fetch(&store.shared, &config, now), Ok(FleetTurn::Fetch)),
+                "{value:.20}"
+            );
+            end_fetch(&store.shared, &config);
+        }
+        // A key of another type.
+        server.cli(&["del", &held]);
+        server.cli(&["rpush", &held, "x"]);
+        assert!(matches!(begin_fetch(&store.shared, &config, now), Ok(FleetTurn::Fetch)));
+        end_fetch(&store.shared, &config);
     }
 
     #[test]

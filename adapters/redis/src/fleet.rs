@@ -4,9 +4,12 @@
 //! A round ([`Round`]) starts when this process is about to send a token
 //! request. Each step sends one script ([`Round::command`]) that, atomically
 //! on the server, either returns the stored value (when it differs from the
-//! one this round has already judged stale) or tries to take the lock
-//! (`SET lock owner NX PX ttl`). The reply ([`Round::on_reply`]) decides:
-//! a fresh token → use it; the lock taken → fetch (this process owns the
+//! one this round has already judged stale), or the fleet's rejection
+//! back-off (when there is one this round has not judged over or forged),
+//! or tries to take the lock (`SET lock owner NX PX ttl`). The reply
+//! ([`Round::on_reply`]) decides: a fresh token → use it; a back-off sealed
+//! for this client that still holds → fail the round at once
+//! ([`FleetTurn::HoldBack`]); the lock taken → fetch (this process owns the
 //! lock until `end_fetch`); the lock held by another process → poll again
 //! after [`Settings::poll_interval`], until the lock TTL has passed, then
 //! fetch regardless. A Redis error at any step → fetch (the drivers bound
@@ -20,7 +23,7 @@
 use std::io;
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Timestamp, TokenSource};
+use client_credentials::{AccessToken, Config, SharedBackoff, Timestamp, TokenSource};
 use client_credentials_common::FleetTurn;
 use redis::{Cmd, RedisResult, Value};
 
@@ -28,18 +31,22 @@ use crate::keys::Keys;
 use crate::seal::Sealer;
 use crate::store::{io_error, store_error, RedisStoreError, Shared, MAX_VALUE_SIZE, TOO_LARGE};
 
-/// `KEYS[1]` the token, `KEYS[2]` the lock; `ARGV[1]` owner, `ARGV[2]` lock
-/// TTL in ms, `ARGV[3]` the value already judged stale (empty for none),
-/// `ARGV[4]` the size limit.
-/// Returns `{1, value}`, `{2, ""}` (lock taken) or `{3, ""}` (lock held).
-/// Both keys share a hash tag, so in a cluster the script runs on one slot.
-/// A key of another type (not ours) or a value over the size limit (never
-/// sent) reads as an empty, stale value, so the round takes the lock and
-/// the token written later replaces it.
+/// `KEYS[1]` the token, `KEYS[2]` the lock, `KEYS[3]` the rejection
+/// back-off; `ARGV[1]` owner, `ARGV[2]` lock TTL in ms, `ARGV[3]` the value
+/// already judged stale (empty for none), `ARGV[4]` the size limit,
+/// `ARGV[5]` the back-off already judged over or not ours (empty for none).
+/// Returns `{1, value}`, `{2, ""}` (lock taken), `{3, ""}` (lock held) or
+/// `{4, back-off}`. The keys share a hash tag, so in a cluster the script
+/// runs on one slot. A key of another type (not ours) or a value over the
+/// size limit (never sent) reads as an empty, stale value, so the round
+/// takes the lock and the token written later replaces it; a back-off of
+/// another type or longer than any sealed one reads as none.
 const ACQUIRE: &str = r"
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' or (value and #value > tonumber(ARGV[4])) then value = '' end
 if value and value ~= ARGV[3] then return {1, value} end
+local held = redis.pcall('GET', KEYS[3])
+if type(held) == 'string' and #held <= 128 and held ~= ARGV[5] then return {4, held} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
 return {3, ''}
 ";
@@ -76,14 +83,21 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
-/// The compare-and-delete of a rejected token. `KEYS[1]` the token;
-/// `ARGV` the rejected token's ids (one per key that may have sealed it).
-/// Deletes the value only if its header names one of them (returns 1).
+/// The compare-and-delete of a rejected token, and the fleet's rejection
+/// back-off written in the same step. `KEYS[1]` the token, `KEYS[2]` the
+/// back-off; `ARGV[1]` the sealed back-off (empty for none), `ARGV[2]` its
+/// TTL in ms, then the rejected token's ids (one per key that may have
+/// sealed it). Deletes the value only if its header names one of them
+/// (returns 1); writes the back-off whether or not (a newer token stored
+/// meanwhile is still served first: the round reads the token before the
+/// back-off). Atomic: no process sees the token gone and the back-off not
+/// yet written, so none fetches in between.
 const EVICT: &str = r"
+if ARGV[1] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
 local head = redis.pcall('GET', KEYS[1])
 if type(head) ~= 'string' or string.byte(head, 1) ~= 2 then return 0 end
 local id = string.sub(head, 22, 53)
-for i = 1, #ARGV do
+for i = 3, #ARGV do
   if id == ARGV[i] then return redis.call('DEL', KEYS[1]) end
 end
 return 0
@@ -219,15 +233,27 @@ pub(crate) fn delete(shared: &Shared, config: &Config) -> impl Operation<Output 
     })
 }
 
-/// `evict`: deletes the token stored for `config` only if it is `token`.
+/// `evict` and `evict_rejected`: deletes the token stored for `config` only
+/// if it is `token`, and with `backoff` writes it, sealed, for the fleet's
+/// turns: its TTL is the policy's maximum back-off, the longest any process
+/// obeys one.
 pub(crate) fn evict(
     shared: &Shared,
     config: &Config,
     token: &AccessToken,
+    backoff: Option<&SharedBackoff>,
 ) -> impl Operation<Output = io::Result<()>> + Send {
-    let (command, mut failure) = match shared.sealer(config) {
-        Ok(sealer) => (Some(evict_token(&shared.keys(config), &sealer.token_ids(token))), None),
-        Err(error) => (None, Some(store_error(error))),
+    let keys = shared.keys(config);
+    let command = shared.sealer(config).map_err(store_error).and_then(|sealer| {
+        let held = match backoff {
+            Some(backoff) => Some((sealer.seal_backoff(&keys.held, backoff)?, config.retry().max_backoff)),
+            None => None,
+        };
+        Ok(evict_token(&keys, &sealer.token_ids(token), held))
+    });
+    let (command, mut failure) = match command {
+        Ok(command) => (Some(command), None),
+        Err(error) => (None, Some(error)),
     };
     exchange(command, move |answer| match answer {
         Some(result) => written(result),
@@ -299,6 +325,8 @@ pub(crate) fn end_fetch(shared: &Shared, config: &Config) -> impl Operation<Outp
 pub(crate) enum Turn {
     /// Use this token, written by another process; send nothing.
     Use(AccessToken),
+    /// The fleet's rejection back-off holds: fail the round; send nothing.
+    HoldBack(SharedBackoff),
     /// Send the token request; `Some(owner)` when this process holds the lock.
     Fetch(Option<String>),
 }
@@ -323,6 +351,8 @@ pub(crate) struct Round<'a> {
     owner: String,
     started: Timestamp,
     stale: Vec<u8>,
+    /// The back-off judged over, or not sealed for this client.
+    held: Vec<u8>,
 }
 
 impl<'a> Round<'a> {
@@ -336,6 +366,7 @@ impl<'a> Round<'a> {
             owner: random_owner(),
             started: now,
             stale: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -343,13 +374,15 @@ impl<'a> Round<'a> {
     pub(crate) fn command(&self) -> Cmd {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(ACQUIRE)
-            .arg(2)
+            .arg(3)
             .arg(&self.keys.token)
             .arg(&self.keys.lock)
+            .arg(&self.keys.held)
             .arg(&self.owner)
             .arg(millis(self.settings.lock_ttl))
             .arg(&self.stale[..])
-            .arg(MAX_VALUE_SIZE);
+            .arg(MAX_VALUE_SIZE)
+            .arg(&self.held[..]);
         cmd
     }
 
@@ -369,6 +402,18 @@ impl<'a> Round<'a> {
                 // Stale, corrupt or foreign: ask again for the lock, unless a
                 // newer value has replaced this one meanwhile.
                 self.stale = value;
+                self.after_wait(elapsed, Duration::ZERO)
+            }
+            Some(Acquired::HeldBack(value)) => {
+                // Only a back-off sealed for this client counts: one a Redis
+                // writer without the key made opens to nothing. What it may
+                // impose is capped by the core (the policy's maximum back-off).
+                match self.sealer.open_backoff(&self.keys.held, &value) {
+                    Some(backoff) if backoff.holds(now) => return Next::Done(Turn::HoldBack(backoff)),
+                    Some(_) => {}
+                    None => tracing::debug!("the stored back-off is not one sealed for this client; ignoring it"),
+                }
+                self.held = value;
                 self.after_wait(elapsed, Duration::ZERO)
             }
             Some(Acquired::Locked) => Next::Done(Turn::Fetch(Some(std::mem::take(&mut self.owner)))),
@@ -401,6 +446,7 @@ enum Acquired {
     Value(Vec<u8>),
     Locked,
     Held,
+    HeldBack(Vec<u8>),
 }
 
 fn parse_acquire(reply: Value) -> Option<Acquired> {
@@ -415,6 +461,7 @@ fn parse_acquire(reply: Value) -> Option<Acquired> {
         (1, Value::BulkString(bytes)) => Some(Acquired::Value(bytes)),
         (2, _) => Some(Acquired::Locked),
         (3, _) => Some(Acquired::Held),
+        (4, Value::BulkString(bytes)) if bytes.len() <= 128 => Some(Acquired::HeldBack(bytes)),
         _ => None,
     }
 }
@@ -460,10 +507,15 @@ pub(crate) fn probe() -> Cmd {
     cmd
 }
 
-/// The [`EVICT`] script for a token with these ids.
-fn evict_token(keys: &Keys, ids: &[String]) -> Cmd {
+/// The [`EVICT`] script for a token with these ids, and the sealed
+/// back-off with its TTL, if any.
+fn evict_token(keys: &Keys, ids: &[String], held: Option<(Vec<u8>, Duration)>) -> Cmd {
     let mut cmd = redis::cmd("EVAL");
-    cmd.arg(EVICT).arg(1).arg(&keys.token);
+    cmd.arg(EVICT).arg(2).arg(&keys.token).arg(&keys.held);
+    match held {
+        Some((value, ttl)) => cmd.arg(value).arg(millis(ttl).max(1)),
+        None => cmd.arg("").arg(0),
+    };
     for id in ids {
         cmd.arg(id);
     }
@@ -693,6 +745,49 @@ mod tests {
         }
     }
 
+    fn held_back(config: &Config, keys: &Keys, until: u64, failures: u32) -> Value {
+        let backoff = SharedBackoff::new(Timestamp::from_unix_secs(until), failures);
+        let sealed = sealer(config).seal_backoff(&keys.held, &backoff).unwrap();
+        Value::Array(vec![Value::Int(4), Value::BulkString(sealed)])
+    }
+
+    #[test]
+    fn a_back_off_sealed_for_this_client_fails_the_round_while_it_holds() {
+        let (config, keys) = (config(), keys());
+        let mut round = round(&config, &keys);
+        assert!(matches!(
+            round.on_reply(held_back(&config, &keys, 10_020, 3), Duration::ZERO),
+            Next::Done(Turn::HoldBack(b)) if b.until == Timestamp::from_unix_secs(10_020) && b.failures == 3
+        ));
+        // Judged at the time it arrives: over by then, so the lock is asked
+        // for next, past this back-off.
+        let mut round = self::round(&config, &keys);
+        let reply = held_back(&config, &keys, 10_000, 3);
+        assert!(matches!(round.on_reply(reply, Duration::from_millis(1)), Next::Send));
+        assert!(!round.held.is_empty());
+        let args = round.command().get_packed_command();
+        assert!(args.windows(round.held.len()).any(|w| w == round.held));
+    }
+
+    #[test]
+    fn a_forged_or_foreign_back_off_is_passed_over() {
+        let (config, keys) = (config(), keys());
+        let mut round = round(&config, &keys);
+        let garbage = Value::Array(vec![Value::Int(4), Value::BulkString(b"garbage".to_vec())]);
+        assert!(matches!(round.on_reply(garbage, Duration::ZERO), Next::Send));
+        let other = config_with_secret("other");
+        assert!(matches!(
+            round.on_reply(held_back(&other, &keys, 99_999, u32::MAX), Duration::ZERO),
+            Next::Send
+        ));
+        // Longer than any sealed one: not an honest server's reply.
+        let huge = Value::Array(vec![Value::Int(4), Value::BulkString(vec![3; 129])]);
+        assert!(matches!(
+            round.on_reply(huge, Duration::ZERO),
+            Next::Done(Turn::Fetch(None))
+        ));
+    }
+
     /// Steps `operation` as a driver would, answering its commands with
     /// `answers` in turn; returns how many commands it sent and its result.
     fn drive<O: Operation>(mut operation: O, answers: Vec<RedisResult<Value>>) -> (usize, O::Output) {
@@ -783,7 +878,7 @@ mod tests {
         assert_eq!((sent, typed(loaded.unwrap_err())), (0, required.clone()));
         let (sent, saved) = drive(save(shared, &config, &token(1_000, 2_000), now), vec![]);
         assert_eq!((sent, typed(saved.unwrap_err())), (0, required.clone()));
-        let (sent, evicted) = drive(evict(shared, &config, &token(1_000, 2_000)), vec![]);
+        let (sent, evicted) = drive(evict(shared, &config, &token(1_000, 2_000), None), vec![]);
         assert_eq!((sent, typed(evicted.unwrap_err())), (0, required.clone()));
         let (sent, turn) = drive(begin_fetch(shared, &config, now), vec![]);
         assert_eq!((sent, typed(turn.unwrap_err())), (0, required));

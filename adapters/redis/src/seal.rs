@@ -27,12 +27,18 @@
 //! writer never replaces a token that lives longer); the token id, a keyed
 //! hash of the token, lets a process delete exactly the token it saw rejected
 //! and reveals nothing about the token without the key.
+//!
+//! A fleet's rejection back-off ([`SharedBackoff`]) is sealed the same way
+//! under its own key name: `BACKOFF_VERSION (1 byte) | nonce (24) |
+//! ciphertext and tag`, the plaintext being its end (ms since the epoch,
+//! 8 bytes big-endian) and its failure count (4 bytes). A process that
+//! cannot seal (no key) cannot make a value the fleet would obey.
 
 use std::io;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use client_credentials::{AccessToken, Config, Timestamp};
+use client_credentials::{AccessToken, Config, SharedBackoff, Timestamp};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
@@ -40,6 +46,10 @@ use crate::store::RedisStoreError;
 
 /// The format version written first in every value.
 pub(crate) const VERSION: u8 = 2;
+/// The format version of a sealed back-off.
+const BACKOFF_VERSION: u8 = 3;
+/// A sealed back-off: version, nonce, 12 bytes of plaintext and the tag.
+pub(crate) const BACKOFF_LEN: usize = 1 + NONCE_LEN + 12 + 16;
 /// Digits of the expiry in the header (a `u64` has at most 20).
 const EXPIRY_LEN: usize = 20;
 /// Hex digits of the token id in the header (128 bits).
@@ -103,11 +113,13 @@ impl Cipher {
     }
 
     fn open(&self, aad: &[u8], nonce: &[u8], sealed: &[u8]) -> Option<AccessToken> {
-        let plaintext = self
-            .aead
+        serde_json::from_slice(&self.decrypt(aad, nonce, sealed)?).ok()
+    }
+
+    fn decrypt(&self, aad: &[u8], nonce: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        self.aead
             .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
-            .ok()?;
-        serde_json::from_slice(&plaintext).ok()
+            .ok()
     }
 }
 
@@ -180,6 +192,51 @@ impl Sealer {
         self.current
             .open(&aad, nonce, sealed)
             .or_else(|| self.previous.as_ref()?.open(&aad, nonce, sealed))
+    }
+
+    /// The sealed value of a rejection back-off stored under the key `name`.
+    pub(crate) fn seal_backoff(&self, name: &str, backoff: &SharedBackoff) -> io::Result<Vec<u8>> {
+        let mut plaintext = [0u8; 12];
+        plaintext[..8].copy_from_slice(&backoff.until.as_unix_millis().to_be_bytes());
+        plaintext[8..].copy_from_slice(&backoff.failures.to_be_bytes());
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::getrandom(&mut nonce)
+            .map_err(|error| io::Error::other(format!("no randomness for a nonce: {error}")))?;
+        let sealed = self
+            .current
+            .aead
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plaintext,
+                    aad: &aad(name, &[BACKOFF_VERSION]),
+                },
+            )
+            .map_err(|_| io::Error::other("could not seal the back-off"))?;
+        let mut value = Vec::with_capacity(BACKOFF_LEN);
+        value.push(BACKOFF_VERSION);
+        value.extend_from_slice(&nonce);
+        value.extend_from_slice(&sealed);
+        Ok(value)
+    }
+
+    /// The back-off sealed in `value` under `name` (with the current or the
+    /// previous key); `None` for anything else: garbage, a forgery, another
+    /// key name, tampering.
+    pub(crate) fn open_backoff(&self, name: &str, value: &[u8]) -> Option<SharedBackoff> {
+        if value.len() != BACKOFF_LEN || value[0] != BACKOFF_VERSION {
+            return None;
+        }
+        let (nonce, sealed) = value[1..].split_at(NONCE_LEN);
+        let aad = aad(name, &[BACKOFF_VERSION]);
+        let plaintext = self
+            .current
+            .decrypt(&aad, nonce, sealed)
+            .or_else(|| self.previous.as_ref()?.decrypt(&aad, nonce, sealed))?;
+        let (until, failures) = plaintext.split_at_checked(8)?;
+        let until = u64::from_be_bytes(until.try_into().ok()?);
+        let failures = u32::from_be_bytes(failures.try_into().ok()?);
+        Some(SharedBackoff::new(Timestamp::from_unix_millis(until), failures))
     }
 
     /// The ids `token` has in a value header under the current and the
@@ -303,6 +360,37 @@ mod tests {
         ] {
             assert!(sealer.open("k", value).is_none());
         }
+    }
+
+    #[test]
+    fn a_sealed_back_off_opens_only_under_its_key_name_and_credentials() {
+        let backoff = SharedBackoff::new(Timestamp::from_unix_millis(1_700_000_000_123), 4);
+        let value = sealer("id", "secret").seal_backoff("k:rejected", &backoff).unwrap();
+        assert_eq!(value.len(), BACKOFF_LEN);
+        assert_eq!(sealer("id", "secret").open_backoff("k:rejected", &value), Some(backoff));
+        assert!(sealer("id", "other").open_backoff("k:rejected", &value).is_none());
+        assert!(sealer("id", "secret").open_backoff("k2:rejected", &value).is_none());
+        // Never read as a token, nor a token as a back-off.
+        assert!(sealer("id", "secret").open("k:rejected", &value).is_none());
+        let token = seal(&sealer("id", "secret"), "k:rejected");
+        assert!(sealer("id", "secret").open_backoff("k:rejected", &token).is_none());
+        for i in 0..value.len() {
+            let mut bad = value.clone();
+            bad[i] ^= 1;
+            assert!(
+                sealer("id", "secret").open_backoff("k:rejected", &bad).is_none(),
+                "flipped byte {i}"
+            );
+        }
+        for garbage in [&b""[..], b"\x03", &[3u8; BACKOFF_LEN], &[3u8; 200]] {
+            assert!(sealer("id", "secret").open_backoff("k:rejected", garbage).is_none());
+        }
+        // Rotation: a back-off sealed under the previous key still opens.
+        let old = keyed(&[1; 32], None).seal_backoff("k:rejected", &backoff).unwrap();
+        assert_eq!(
+            keyed(&[2; 32], Some(&[1; 32])).open_backoff("k:rejected", &old),
+            Some(backoff)
+        );
     }
 
     #[test]

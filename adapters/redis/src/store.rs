@@ -71,6 +71,15 @@ pub const MAX_VALUE_SIZE: usize = 256 * 1024;
 ///   poll every few milliseconds and pick it up. If the holder dies, its
 ///   lock expires after [`lock_ttl`](RedisStoreBuilder::lock_ttl) and
 ///   another process takes over.
+/// - **One back-off for the fleet**: when a resource rejects a token on
+///   probation, the eviction's script also writes the round's back-off
+///   (its end and failure count, sealed, TTL the policy's maximum back-off)
+///   under `…:rejected`; the other processes' fleet turns read it and fail
+///   their rounds at once (`FleetTurn::HoldBack`) while it holds, so a
+///   resource that rejects every token sees the request bounds of one
+///   client, not one per process. A value that does not open is passed
+///   over, and the client caps what a genuine one imposes at its maximum
+///   back-off.
 /// - **Redis trouble never fails a token request**: each call is bounded by
 ///   [`timeout`](RedisStoreBuilder::timeout) (500 ms by default); on an error
 ///   the process fetches on its own, leaves Redis alone for a second, and
@@ -615,6 +624,7 @@ impl Shared {
     pub(crate) fn finish(&self, keys: &Keys, turn: Turn) -> FleetTurn {
         match turn {
             Turn::Use(token) => FleetTurn::Use(token),
+            Turn::HoldBack(backoff) => FleetTurn::HoldBack(backoff),
             Turn::Fetch(owner) => {
                 if let Some(owner) = owner {
                     self.owners

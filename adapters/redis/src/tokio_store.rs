@@ -3,7 +3,7 @@
 use std::io;
 use std::sync::PoisonError;
 
-use client_credentials::{AccessToken, Config, Timestamp};
+use client_credentials::{AccessToken, Config, SharedBackoff, Timestamp};
 use client_credentials_common::{BoxFuture, FleetTurn};
 use redis::{Cmd, RedisError, RedisResult, Value};
 use tokio::time::Instant;
@@ -99,8 +99,13 @@ pub(crate) async fn delete(shared: &Shared, config: &Config) -> io::Result<()> {
     run(shared, fleet::delete(shared, config)).await
 }
 
-pub(crate) async fn evict(shared: &Shared, config: &Config, token: &AccessToken) -> io::Result<()> {
-    run(shared, fleet::evict(shared, config, token)).await
+pub(crate) async fn evict(
+    shared: &Shared,
+    config: &Config,
+    token: &AccessToken,
+    backoff: Option<&SharedBackoff>,
+) -> io::Result<()> {
+    run(shared, fleet::evict(shared, config, token, backoff)).await
 }
 
 pub(crate) async fn begin_fetch(shared: &Shared, config: &Config, now: Timestamp) -> io::Result<FleetTurn> {
@@ -156,7 +161,16 @@ impl client_credentials_common::AsyncTokenStore for crate::RedisStore {
     }
 
     fn evict<'a>(&'a self, config: &'a Config, token: &'a AccessToken) -> BoxFuture<'a, io::Result<()>> {
-        Box::pin(evict(&self.shared, config, token))
+        Box::pin(evict(&self.shared, config, token, None))
+    }
+
+    fn evict_rejected<'a>(
+        &'a self,
+        config: &'a Config,
+        token: &'a AccessToken,
+        backoff: Option<&'a SharedBackoff>,
+    ) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(evict(&self.shared, config, token, backoff))
     }
 
     fn begin_fetch<'a>(&'a self, config: &'a Config, now: Timestamp) -> BoxFuture<'a, io::Result<FleetTurn>> {
@@ -199,6 +213,7 @@ mod tests {
                             end_fetch(&store.shared, &config).await;
                             "fetched".to_owned()
                         }
+                        FleetTurn::HoldBack(backoff) => panic!("no rejection: {backoff:?}"),
                     }
                 })
             })

@@ -9,8 +9,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use client_credentials::driver::Signing;
-use client_credentials::{AccessToken, Config, Error, SignError, TransportError, TransportErrorKind};
+use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
 use client_credentials_common::{
     self as common, AsyncTokenStore, BoxFuture, Call, Caller, Driver, Job, LogTarget, Outcome, Provider, Settings,
     Step, Task, TimeSource, Wake,
@@ -269,7 +268,7 @@ impl Client {
         // An external signer signs the revocation's assertion first, on the
         // blocking pool.
         if let Some(signing) = revocation.take_signing() {
-            let signature = sign(&signing).await;
+            let signature = common::sign_on_blocking_pool(&signing).await;
             revocation.signed(signing, signature);
         }
         match revocation.take_request() {
@@ -362,10 +361,10 @@ async fn perform(mut job: Job<Io>) {
                         None => Ok(()),
                     },
                 ),
-                Task::Evict(token) => driver.written(
+                Task::Evict(token, backoff) => driver.written(
                     "evict",
                     match store {
-                        Some(store) => store.evict(config, &token).await,
+                        Some(store) => store.evict_rejected(config, &token, backoff.as_ref()).await,
                         None => Ok(()),
                     },
                 ),
@@ -383,24 +382,13 @@ async fn perform(mut job: Job<Io>) {
                     read.await
                         .unwrap_or_else(|_| Outcome::Assertion(Some(Err("the assertion callback panicked".to_owned()))))
                 }
-                Task::Sign(signing) => Outcome::Signed(sign(&signing).await),
+                Task::Sign(signing) => Outcome::Signed(common::sign_on_blocking_pool(&signing).await),
                 // Performed by the shell itself.
                 _ => Outcome::Done,
             }
         };
         job.hand_back(outcome);
     }
-}
-
-/// Signs with an external signer on the blocking pool: the `Signer` trait
-/// is synchronous, and an HSM or a KMS may take a while. A signer that
-/// panics fails the attempt like one that returns an error.
-async fn sign(signing: &Signing) -> Result<Vec<u8>, SignError> {
-    let (key, message) = (signing.key().clone(), signing.message().to_vec());
-    let signed = tokio::task::spawn_blocking(move || key.sign(&message));
-    signed
-        .await
-        .unwrap_or_else(|_| Err(SignError::new("the signer panicked")))
 }
 
 impl common::Io for Io {

@@ -4,7 +4,7 @@ use crate::machine::RefreshTicket;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
 
-use super::{Driver, Step};
+use super::{Driver, Report, Step};
 
 /// One caller that wants a token, held by the adapter between steps: a
 /// usable token (`token()`), or the outcome of a forced refresh.
@@ -34,6 +34,9 @@ pub struct Settle {
     /// `Some(seq)`: wait until write `seq` has landed, even if another caller
     /// applies it; `None`: apply what is pending unless another caller is.
     pub(super) seq: Option<u64>,
+    /// What to report once its writes are applied (a round an invalidation
+    /// failed), until it is handed out.
+    pub(super) report: Option<Report>,
 }
 
 /// What a caller holds between steps: a [`Call`] or a [`Settle`].
@@ -60,6 +63,6 @@ impl Caller for Call {
 impl Caller for Settle {
     type Output = ();
     fn step(&mut self, driver: &mut Driver, _now: Timestamp) -> Step<()> {
-        driver.settle(self.seq)
+        driver.settle(self)
     }
 }

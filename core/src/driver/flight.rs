@@ -38,8 +38,8 @@ pub(super) enum Job {
 #[derive(Debug, Default)]
 pub(super) struct Tail {
     /// The store's `end_fetch` is due (the round began a fleet turn).
-    end_fetch: bool,
-    reports: VecDeque<Report>,
+    pub(super) end_fetch: bool,
+    pub(super) reports: VecDeque<Report>,
 }
 
 impl Driver {
@@ -103,6 +103,17 @@ impl Driver {
                     self.source.provide_assertion(role, content);
                 }
                 None
+            }
+            // Another process's rejection back-off held when the store was
+            // asked: the round fails, as if the token it would fetch had been
+            // rejected. Not judged again here: it may have ended since, and
+            // fetching then would skip the fleet's turn.
+            (Job::Ask { flight, outgoing }, Outcome::FleetHeldBack(backoff)) => {
+                if !self.is_current(flight) {
+                    return self.after_flight(Tail::default());
+                }
+                let handled = self.source.hold_back(now, outgoing.id, backoff);
+                self.sent(now, flight, handled)
             }
             (Job::Sign { flight, id }, Outcome::Signed(signature)) => self.signed(now, flight, id, signature),
             (Job::Ask { flight, outgoing }, outcome @ (Outcome::Provided(_) | Outcome::FleetTurn(_))) => {
@@ -235,7 +246,7 @@ impl Driver {
         }
     }
 
-    fn tail(&mut self, mut tail: Tail) -> Option<Work> {
+    pub(super) fn tail(&mut self, mut tail: Tail) -> Option<Work> {
         if std::mem::take(&mut tail.end_fetch) {
             return Some(Work::new(Task::EndFetch, Job::Tail(tail)));
         }

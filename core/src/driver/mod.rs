@@ -179,11 +179,28 @@ impl Driver {
         self.source.follow_resource_metadata(requested, url)
     }
 
+    /// A DPoP proof for a resource request with `token` (see
+    /// [`TokenSource::dpop_proof`]): built here, under the lock that guards
+    /// the driver, with the nonce kept for `uri`'s origin and a fresh `jti`.
+    /// A built-in key signs it at once; an external signer's proof comes
+    /// back [`DpopProof::Unsigned`](crate::DpopProof::Unsigned): sign it
+    /// after releasing the lock, then [`Signing::finish`] it (no lock
+    /// needed). `Ok(None)` without DPoP.
+    pub fn dpop_proof(
+        &mut self,
+        now: Timestamp,
+        method: &http::Method,
+        uri: &str,
+        token: &AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<Option<crate::DpopProof>, Error> {
+        self.source.dpop_proof(now, method, uri, Some(token), nonce)
+    }
+
     /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):
-    /// the next proof for `url`'s origin from
-    /// [`TokenSource::dpop_proof`] carries it, so a server that demands
-    /// nonces is not asked twice per request. The latest nonce of each of
-    /// the last 64 origins is kept.
+    /// the next proof for `url`'s origin from [`Driver::dpop_proof`]
+    /// carries it, so a server that demands nonces is not asked twice per
+    /// request. The latest nonce of each of the last 64 origins is kept.
     pub fn remember_dpop_nonce(&mut self, url: &str, nonce: &str) {
         self.source.remember_dpop_nonce(url, nonce);
     }

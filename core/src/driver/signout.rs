@@ -1,31 +1,40 @@
 //! Dropping tokens: invalidation, sign-out and its revocation, and the
 //! store writes they leave to apply.
 
+use std::collections::VecDeque;
+
 use crate::error::{Error, TransportError};
 use crate::id::RequestId;
 use crate::jws::SignError;
-use crate::machine::{Outgoing, Signed, Started};
+use crate::machine::{Outgoing, Rejection, Signed, Started};
 use crate::time::Timestamp;
 use crate::token::AccessToken;
 
 use super::flight::{Job, Tail};
 use super::store::Change;
-use super::{Driver, Hooks, Invalidated, Load, Settle, SignOut, Signing, Step, Work};
+use super::{Driver, Hooks, Invalidated, Load, Report, Settle, SignOut, Signing, Step, Work};
 
 impl Driver {
     /// The resource server rejected `token`: stop serving it, and evict it
     /// from the store (only if it is still the cached one). A token rejected
     /// soon after it was fetched fails the round (see
-    /// [`TokenSource::invalidate`](crate::TokenSource::invalidate)).
+    /// [`TokenSource::invalidate`](crate::TokenSource::invalidate)): the
+    /// round is reported like any failed one, and its back-off goes to the
+    /// store with the eviction, for the rest of the fleet.
     pub fn invalidate(&mut self, now: Timestamp, token: &AccessToken) -> Invalidated {
-        if !self.source.invalidate(now, token) {
-            return Invalidated::NotCurrent;
+        let (backoff, report) = match self.source.reject(now, token) {
+            Rejection::NotCurrent => return Invalidated::NotCurrent,
+            Rejection::Evicted => (None, None),
+            Rejection::Failed(backoff) => (Some(backoff), Some(Report::RoundFailed(Error::TokenRejected))),
+        };
+        let seq = self
+            .store
+            .as_mut()
+            .map(|store| store.record(Change::Evict(token.clone(), backoff)));
+        if seq.is_none() && report.is_none() {
+            return Invalidated::Evicted(None);
         }
-        let store = self.store.as_mut().map(|store| {
-            store.record(Change::Evict(token.clone()));
-            Settle { seq: None }
-        });
-        Invalidated::Evicted(store)
+        Invalidated::Evicted(Some(Settle { seq: None, report }))
     }
 
     /// Forgets the token (in memory, then in the store) and any flight under
@@ -42,7 +51,10 @@ impl Driver {
         self.attempts = None;
         let deletion = self.store.as_mut().map(|store| store.record(Change::Delete));
         SignOut {
-            deletion: Settle { seq: deletion },
+            deletion: Settle {
+                seq: deletion,
+                report: None,
+            },
             revocation,
             signing,
         }
@@ -92,25 +104,31 @@ impl Driver {
         self.source.abandon(revocation);
     }
 
-    /// The store's writes for a settling call.
-    pub(super) fn settle(&mut self, seq: Option<u64>) -> Step<()> {
+    /// The store's writes for a settling call, then its report (after the
+    /// writes it applies itself; at once when another caller applies them).
+    pub(super) fn settle(&mut self, settle: &mut Settle) -> Step<()> {
+        let tail = Tail {
+            end_fetch: false,
+            reports: VecDeque::from_iter(settle.report.take()),
+        };
+        let seq = settle.seq;
         let Some(store) = &mut self.store else {
-            return Step::Ready(());
+            return self.tail(tail).map_or(Step::Ready(()), Step::Work);
         };
         if seq.is_some() && store.settled(seq) {
-            return Step::Ready(());
+            return self.tail(tail).map_or(Step::Ready(()), Step::Work);
         }
         match store.take_turn() {
-            Some((seq, task)) => Step::Work(Work::new(
-                task,
-                Job::Store {
-                    seq,
-                    tail: Tail::default(),
-                },
-            )),
-            // Another caller applies them, ours included; wait for ours.
-            None if seq.is_some() && store.busy() => Step::Wait { until: None },
-            None => Step::Ready(()),
+            Some((seq, task)) => Step::Work(Work::new(task, Job::Store { seq, tail })),
+            None => {
+                // Another caller applies them, ours included; wait for ours.
+                let busy = seq.is_some() && store.busy();
+                match self.tail(tail) {
+                    Some(work) => Step::Work(work),
+                    None if busy => Step::Wait { until: None },
+                    None => Step::Ready(()),
+                }
+            }
         }
     }
 }

@@ -3,11 +3,13 @@
 use std::fmt;
 
 use crate::assertion::{AssertionRole, AssertionSource};
-use crate::error::{Error, TransportError};
+use crate::dpop::proof_header;
+use crate::error::{ClientAuthError, Error, TransportError};
 use crate::id::RequestId;
 use crate::jws::SignError;
-use crate::jwt_key::JwtKey;
+use crate::jwt_key::{finish_jws, JwtKey};
 use crate::machine::Outgoing;
+use crate::policy::SharedBackoff;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
 
@@ -84,8 +86,11 @@ pub enum Task {
     Save(AccessToken),
     /// Delete the stored token: [`Outcome::Done`].
     Delete,
-    /// Delete the stored token if it is still this one: [`Outcome::Done`].
-    Evict(AccessToken),
+    /// A resource server rejected this token: delete the stored token if it
+    /// is still this one, and, when the rejection failed the round, share
+    /// its back-off with the fleet (a fleet store's `evict_rejected`):
+    /// [`Outcome::Done`].
+    Evict(AccessToken, Option<SharedBackoff>),
     /// The round the fleet turn began is over: call the store's
     /// `end_fetch`, then [`Outcome::Done`].
     EndFetch,
@@ -120,7 +125,7 @@ pub enum Outcome {
     /// or a file's content when it changed; `None` for a file that did not.
     Assertion(Option<Result<String, String>>),
     /// The external signer's signature, or why it could not sign (the
-    /// attempt fails with [`ClientAuthError::Signing`](crate::ClientAuthError::Signing)
+    /// attempt fails with [`ClientAuthError::Signing`]
     /// and is retried by the failure policy).
     Signed(Result<Vec<u8>, SignError>),
     /// What the provider returned.
@@ -128,6 +133,14 @@ pub enum Outcome {
     /// What the fleet hook returned: a token another process stored, or
     /// `None` (fetch; also when the hook failed).
     FleetTurn(Option<AccessToken>),
+    /// The fleet hook says another process's rejection back-off holds: the
+    /// round fails at once with [`Error::TokenRejected`] instead of fetching
+    /// (see `TokenSource::hold_back`, crate-private; what
+    /// it imposes is capped at the policy's maximum back-off). The hook
+    /// judges whether it holds, at the time it was given; the driver does
+    /// not judge again (a back-off that ended meanwhile would otherwise let
+    /// this process fetch without the fleet's turn).
+    FleetHeldBack(SharedBackoff),
     /// The exchange's response.
     Response(http::Response<Vec<u8>>),
     /// The exchange failed.
@@ -138,20 +151,26 @@ pub enum Outcome {
 
 /// A signature the core needs from an external [`Signer`](crate::Signer)
 /// (a key made with [`JwtKey::from_signer`]): call [`Signing::sign`]
-/// outside the lock and hand the result back ([`Outcome::Signed`]).
+/// outside the lock, then hand the result back — for a token or revocation
+/// request, to the driver ([`Outcome::Signed`]); for a resource request's
+/// DPoP proof ([`DpopProof::Unsigned`](crate::DpopProof::Unsigned)), to
+/// [`Signing::finish`], which needs no lock.
 pub struct Signing {
     /// The request the signature is for.
     pub(crate) id: RequestId,
     key: JwtKey,
-    message: Vec<u8>,
+    /// The JWS signing input, `base64url(header).base64url(claims)`.
+    input: String,
 }
 
 impl Signing {
-    pub(crate) fn new(id: RequestId, key: JwtKey, message: Vec<u8>) -> Signing {
-        Signing { id, key, message }
+    pub(crate) fn new(id: RequestId, key: JwtKey, input: String) -> Signing {
+        Signing { id, key, input }
     }
 
-    /// The request the signature is for.
+    /// The request the signature is for: a token or revocation request, or
+    /// the resource request a DPoP proof is for (numbered like the others,
+    /// for logs; the core never sends it).
     pub fn id(&self) -> RequestId {
         self.id
     }
@@ -163,14 +182,29 @@ impl Signing {
 
     /// The JWS signing input to sign.
     pub fn message(&self) -> &[u8] {
-        &self.message
+        self.input.as_bytes()
     }
 
     /// Signs [`Signing::message`] with [`Signing::key`]'s signer (see
     /// [`JwtKey::sign`]); it may wait for an HSM or a KMS, so never call it
     /// under a lock other callers need.
     pub fn sign(&self) -> Result<Vec<u8>, SignError> {
-        self.key.sign(&self.message)
+        self.key.sign(self.message())
+    }
+
+    /// Finishes a resource request's DPoP proof
+    /// ([`DpopProof::Unsigned`](crate::DpopProof::Unsigned)) with the
+    /// result of [`Signing::sign`]: the `DPoP` header's value, the JWS
+    /// `input.base64url(signature)` as the core finishes the proofs of its
+    /// own requests. A signer's error is
+    /// [`ClientAuthError::Signing`]: send
+    /// nothing then. (A token request's signature goes back to the driver
+    /// instead, which finishes that request.)
+    pub fn finish(self, signature: Result<Vec<u8>, SignError>) -> Result<http::HeaderValue, Error> {
+        let signing = |e: SignError| Error::ClientAuth(ClientAuthError::Signing(e));
+        let signature = signature.map_err(signing)?;
+        let proof = zeroize::Zeroizing::new(finish_jws(&self.input, &signature));
+        proof_header(&proof).map_err(signing)
     }
 }
 
@@ -180,7 +214,7 @@ impl fmt::Debug for Signing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signing")
             .field("key", &self.key)
-            .field("message_len", &self.message.len())
+            .field("message_len", &self.input.len())
             .finish()
     }
 }
@@ -206,7 +240,8 @@ pub enum Invalidated {
     /// It was not the cached token: nothing changed.
     NotCurrent,
     /// It was evicted (wake the waiting callers); step the [`Settle`], if
-    /// any, to its end to evict it from the store.
+    /// any, to its end: it evicts the token from the store and reports the
+    /// round the rejection failed.
     Evicted(Option<Settle>),
 }
 
@@ -255,7 +290,7 @@ impl fmt::Debug for Task {
             Task::Send(outgoing, attempt) => f.debug_tuple("Send").field(outgoing).field(attempt).finish(),
             Task::Save(_) => f.write_str("Save"),
             Task::Delete => f.write_str("Delete"),
-            Task::Evict(_) => f.write_str("Evict"),
+            Task::Evict(..) => f.write_str("Evict"),
             Task::EndFetch => f.write_str("EndFetch"),
             Task::Report(report) => f.debug_tuple("Report").field(report).finish(),
         }
@@ -270,6 +305,7 @@ impl fmt::Debug for Outcome {
             Outcome::Signed(_) => "Signed",
             Outcome::Provided(_) => "Provided",
             Outcome::FleetTurn(_) => "FleetTurn",
+            Outcome::FleetHeldBack(_) => "FleetHeldBack",
             Outcome::Response(_) => "Response",
             Outcome::TransportError(_) => "TransportError",
             Outcome::Done => "Done",

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use crate::policy::SharedBackoff;
 use crate::token::AccessToken;
 
 use super::Task;
@@ -12,7 +13,7 @@ use super::Task;
 pub(super) enum Change {
     Save(AccessToken),
     Delete,
-    Evict(AccessToken),
+    Evict(AccessToken, Option<SharedBackoff>),
 }
 
 impl Change {
@@ -20,7 +21,7 @@ impl Change {
         match self {
             Change::Save(token) => Task::Save(token),
             Change::Delete => Task::Delete,
-            Change::Evict(token) => Task::Evict(token),
+            Change::Evict(token, backoff) => Task::Evict(token, backoff),
         }
     }
 }
@@ -47,7 +48,7 @@ impl Queue {
     pub(super) fn record(&mut self, change: Change) -> u64 {
         self.recorded += 1;
         match change {
-            Change::Delete | Change::Evict(_) => self.pending.clear(),
+            Change::Delete | Change::Evict(..) => self.pending.clear(),
             Change::Save(_) => {
                 if matches!(self.pending.back(), Some((_, Change::Save(_)))) {
                     self.pending.pop_back();

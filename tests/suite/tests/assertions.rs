@@ -7,4 +7,5 @@ client_credentials_suite::scenarios!(assertions:
     an_expired_or_missing_assertion_file_sends_nothing,
     authorised_requests_carry_a_dpop_proof_for_the_request,
     a_slow_external_signer_does_not_hold_up_cached_reads,
+    a_slow_external_dpop_signer_does_not_hold_up_cached_reads,
 );

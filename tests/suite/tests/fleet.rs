@@ -6,6 +6,7 @@ client_credentials_suite::scenarios!(fleet:
     others_recover_within_the_lock_ttl_when_the_lock_owner_dies,
     a_rejected_token_is_invalidated_fleet_wide,
     a_stale_rejection_never_deletes_a_newer_fleet_token,
+    a_fleet_backs_off_a_resource_rejecting_every_token_as_one_client,
     a_client_without_a_secret_shares_only_with_an_encryption_key,
     a_corrupt_or_foreign_value_is_replaced,
     a_frozen_redis_delays_a_request_by_at_most_the_timeout,

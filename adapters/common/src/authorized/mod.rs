@@ -5,6 +5,12 @@
 //! [`policy`]'s ([`Exchange`](policy::Exchange)); these types only move
 //! requests.
 //!
+//! Each request's DPoP proof (with `.dpop(key)`) is built under the client's
+//! lock ([`Driver::dpop_proof`]: the origin's nonce, a fresh `jti`) and, when
+//! the key is a `Signer` of the user's, signed after the lock is released
+//! (blocking: on the caller's thread; tokio: on its blocking pool), so a slow
+//! HSM or KMS holds up no other caller.
+//!
 //! - [`AuthMiddleware`]: a `ureq` middleware (feature `ureq-middleware`: the
 //!   header, and invalidation on a `401`) and a `reqwest-middleware` one
 //!   (feature `reqwest-middleware`: the header and one retry);
@@ -24,12 +30,13 @@
 
 use std::future::Future;
 
-use client_credentials::{AccessToken, Config, Error};
+use client_credentials::driver::Signing;
+use client_credentials::{AccessToken, Config, DpopProof, Error, SignError};
 use http::{HeaderMap, Method};
 
 #[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
 use crate::authorized::policy::AllowedOrigins;
-use crate::authorized::policy::Verdict;
+use crate::authorized::policy::{set_authorization, Verdict};
 use crate::{Driver, Io};
 
 pub mod policy;
@@ -52,15 +59,14 @@ pub use self::ureq::AuthorizedAgent;
 pub trait DriverAccess: Send + Sync {
     /// The configuration.
     fn config(&self) -> &Config;
-    /// [`Driver::authorize_headers`].
-    fn authorize_headers(
+    /// [`Driver::dpop_proof`].
+    fn dpop_proof(
         &self,
         method: &Method,
         uri: &str,
-        headers: &mut HeaderMap,
         token: &AccessToken,
         nonce: Option<&str>,
-    ) -> Result<(), Error>;
+    ) -> Result<Option<DpopProof>, Error>;
     /// [`Driver::follow_resource_metadata`].
     fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool;
     /// [`Driver::remember_dpop_nonce`].
@@ -72,15 +78,14 @@ impl<W: Io> DriverAccess for Driver<W> {
         Driver::config(self)
     }
 
-    fn authorize_headers(
+    fn dpop_proof(
         &self,
         method: &Method,
         uri: &str,
-        headers: &mut HeaderMap,
         token: &AccessToken,
         nonce: Option<&str>,
-    ) -> Result<(), Error> {
-        Driver::authorize_headers(self, method, uri, headers, token, nonce)
+    ) -> Result<Option<DpopProof>, Error> {
+        Driver::dpop_proof(self, method, uri, token, nonce)
     }
 
     fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool {
@@ -129,7 +134,9 @@ pub trait BlockingAuthorizer: Authorizer {
     fn token(&self) -> Result<AccessToken, Error>;
 
     /// Sets `Authorization` (and `DPoP`) on a request's headers and returns
-    /// the token they carry; `nonce`: the resource server's DPoP nonce.
+    /// the token they carry; `nonce`: the resource server's DPoP nonce. An
+    /// external signer signs the proof on this thread, after the client's
+    /// lock was released.
     fn authorize_headers(
         &self,
         method: &Method,
@@ -138,7 +145,15 @@ pub trait BlockingAuthorizer: Authorizer {
         nonce: Option<&str>,
     ) -> Result<AccessToken, Error> {
         let token = self.token()?;
-        self.driver().authorize_headers(method, uri, headers, &token, nonce)?;
+        let proof = match self.driver().dpop_proof(method, uri, &token, nonce)? {
+            Some(DpopProof::Unsigned(signing)) => {
+                let signature = signing.sign();
+                Some(signing.finish(signature)?)
+            }
+            Some(DpopProof::Signed(proof)) => Some(proof),
+            None => None,
+        };
+        set_authorization(headers, &token, proof);
         Ok(token)
     }
 }
@@ -148,7 +163,13 @@ pub trait AsyncAuthorizer: Authorizer {
     /// `Client::token`.
     fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_;
 
-    /// [`BlockingAuthorizer::authorize_headers`], as a future.
+    /// Signs a resource request's DPoP proof with an external signer, off
+    /// the runtime's worker threads and outside the client's lock (the
+    /// tokio adapter: [`sign_on_blocking_pool`](crate::sign_on_blocking_pool)).
+    fn sign<'a>(&'a self, signing: &'a Signing) -> impl Future<Output = Result<Vec<u8>, SignError>> + Send + 'a;
+
+    /// [`BlockingAuthorizer::authorize_headers`], as a future; an external
+    /// signer signs through [`AsyncAuthorizer::sign`].
     fn authorize_headers<'a>(
         &'a self,
         method: &'a Method,
@@ -158,7 +179,15 @@ pub trait AsyncAuthorizer: Authorizer {
     ) -> impl Future<Output = Result<AccessToken, Error>> + Send + 'a {
         async move {
             let token = self.token().await?;
-            self.driver().authorize_headers(method, uri, headers, &token, nonce)?;
+            let proof = match self.driver().dpop_proof(method, uri, &token, nonce)? {
+                Some(DpopProof::Unsigned(signing)) => {
+                    let signature = self.sign(&signing).await;
+                    Some(signing.finish(signature)?)
+                }
+                Some(DpopProof::Signed(proof)) => Some(proof),
+                None => None,
+            };
+            set_authorization(headers, &token, proof);
             Ok(token)
         }
     }
@@ -209,6 +238,16 @@ macro_rules! authorizer {
             > + Send
                    + '_ {
                 Client::token(self)
+            }
+
+            fn sign<'a>(
+                &'a self,
+                signing: &'a ::client_credentials::driver::Signing,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<::std::vec::Vec<u8>, ::client_credentials::SignError>,
+            > + Send
+                   + 'a {
+                $crate::sign_on_blocking_pool(signing)
             }
         }
     };

@@ -160,7 +160,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use client_credentials::{AccessToken, Config, Error};
-    use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+    use http::header::WWW_AUTHENTICATE;
     use http::{HeaderMap, Method, StatusCode};
     use tower_http::follow_redirect::RequestUri;
     use tower_layer::Layer;
@@ -180,16 +180,14 @@ mod tests {
         fn config(&self) -> &Config {
             &self.config
         }
-        fn authorize_headers(
+        fn dpop_proof(
             &self,
             _: &Method,
             _: &str,
-            headers: &mut http::HeaderMap,
-            token: &AccessToken,
+            _: &AccessToken,
             _: Option<&str>,
-        ) -> Result<(), Error> {
-            headers.insert(AUTHORIZATION, token.authorization_header());
-            Ok(())
+        ) -> Result<Option<client_credentials::DpopProof>, Error> {
+            Ok(None)
         }
         fn follow_resource_metadata(&self, _: &str, _: &str) -> bool {
             self.followed.fetch_add(1, Ordering::SeqCst);
@@ -210,6 +208,12 @@ mod tests {
     impl AsyncAuthorizer for Counting {
         fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
             std::future::ready(AccessToken::builder("t").build())
+        }
+        fn sign<'a>(
+            &'a self,
+            signing: &'a client_credentials::driver::Signing,
+        ) -> impl Future<Output = Result<Vec<u8>, client_credentials::SignError>> + Send + 'a {
+            std::future::ready(signing.sign())
         }
     }
 

@@ -321,3 +321,78 @@ pub fn a_slow_external_signer_does_not_hold_up_cached_reads<A: Adapter>() {
     assert_ne!(refreshed.secret(), first.secret(), "{}", A::NAME);
     assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
 }
+
+/// DPoP with a `Signer` of the user's that takes its time: while it signs
+/// the proof of a resource request being authorised (by each authorised
+/// HTTP client of the adapter), another caller gets the cached token at
+/// once — the proof is built under the client's lock and signed after it —
+/// and the finished proof is one the resource server accepts.
+pub fn a_slow_external_dpop_signer_does_not_hold_up_cached_reads<A: Adapter>() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use crate::authorized::{Body, Origins};
+    use client_credentials_testkit::TestResourceServer;
+
+    let key = JwtKey::from_pem(ED_PEM, JwsAlgorithm::Ed25519).unwrap();
+    let issuer = TestIssuer::builder().token_type("DPoP").lifetime(3600).start();
+    let api = TestResourceServer::builder()
+        .accept_tokens_of(&issuer)
+        .require_dpop(None)
+        .start();
+    let (started, signing) = mpsc::sync_channel(8);
+    let (release, released) = mpsc::channel();
+    let signer = SlowSigner {
+        inner: key,
+        started,
+        release: std::sync::Mutex::new(released),
+    };
+    let config = crate::scenarios::config(&issuer)
+        .dpop(JwtKey::from_signer(signer))
+        .build()
+        .unwrap();
+    // A manual clock: every token() goes through the client's lock (the
+    // lock-free read is for the wall clock only).
+    let clock = client_credentials_blocking::ManualClock::starting_now();
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    };
+    let client = A::build(config, options);
+    // The token request's own proof.
+    release.send(()).unwrap();
+    let first = A::token(&client).unwrap();
+    assert_eq!(first.token_type(), "DPoP");
+    signing
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the token request's proof was signed");
+    let origins = Origins::Only(vec![api.base_url()]);
+    let flavours = A::authorized(&client, &origins);
+    assert!(!flavours.is_empty());
+    for flavour in flavours {
+        let name = flavour.name();
+        let url = format!("{}/things", api.resource());
+        let sending = std::thread::spawn(move || flavour.send("GET", &url, Body::Empty));
+        signing
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("{}/{name}: the resource proof is being signed", A::NAME));
+        let asked = Instant::now();
+        let cached = A::token(&client).unwrap();
+        let took = asked.elapsed();
+        release.send(()).unwrap();
+        assert_eq!(cached.secret(), first.secret(), "{}/{name}", A::NAME);
+        assert!(
+            took < Duration::from_secs(1),
+            "{}/{name}: a cached read waited {took:?} for the signer",
+            A::NAME
+        );
+        assert_eq!(
+            sending.join().unwrap(),
+            Ok(200),
+            "{}/{name}: the proof is accepted",
+            A::NAME
+        );
+    }
+    assert_eq!(api.accepted(), A::authorized(&client, &origins).len(), "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 1, "{}", A::NAME);
+}

@@ -352,3 +352,146 @@ pub fn requests_per_lifetime<A: Adapter>(processes: usize, with_store: bool) -> 
     }
     (cold, issuer.token_requests().len() - cold)
 }
+
+/// Two processes on one Redis store call a resource that answers `401
+/// invalid_token` to every token, on one simulated clock: the fleet backs
+/// off as one client. 20 calls in a burst through each process's authorised
+/// client cost at most 3 token requests for the fleet, every call returning
+/// at once with the `401` or the back-off's error; callers that keep
+/// calling in both processes cost at most 10 token requests in the first
+/// simulated minute and 2 in any minute after, for the whole fleet. The
+/// process whose resource rejects a token on probation writes its back-off
+/// with the eviction; the other's fleet turn reads it and fails the round
+/// without a request.
+pub fn a_fleet_backs_off_a_resource_rejecting_every_token_as_one_client<A: Adapter>() {
+    use std::sync::{mpsc, Arc, Mutex};
+
+    use client_credentials::{AccessToken, Timestamp};
+    use client_credentials_blocking::ManualClock;
+    use client_credentials_testkit::TestResourceServer;
+
+    use super::parity::{clock_now, Ticker};
+    use crate::authorized::{Authorized, Body, Origins};
+
+    let server = RedisServer::start();
+    let issuer = TestIssuer::start();
+    let api = TestResourceServer::builder().accept_tokens_of(&issuer).start();
+    api.reject_all(true);
+    let origins = Origins::Only(vec![api.base_url()]);
+    let url = format!("{}/things", api.resource());
+    let flavours = A::authorized(&client::<A>(&issuer, &crate::Options::default()), &origins).len();
+    for flavour in 0..flavours {
+        server.cli(&["flushall"]);
+        let before = issuer.token_requests().len();
+        let clock = ManualClock::starting_now();
+        // Each token the fleet fetched, at the simulated time a process
+        // first saw it (the clock stands still, or nearly, during a request).
+        let fetched: Arc<Mutex<Vec<(String, Timestamp)>>> = Arc::default();
+        let (seen, at) = (fetched.clone(), clock.clone());
+        let options = crate::Options {
+            clock: Some(clock.clone()),
+            on_update: Some(Arc::new(move |token: &AccessToken| {
+                let mut seen = seen.lock().unwrap();
+                if !seen.iter().any(|(secret, _)| secret == token.secret()) {
+                    seen.push((token.secret().to_owned(), clock_now(&at)));
+                }
+            })),
+            ..crate::Options::default()
+        };
+        // Two processes: their own clients and connections, one Redis. A
+        // generous timeout and lock TTL: on a loaded machine a slow answer
+        // must not count as Redis trouble, after which a process fetches
+        // on its own.
+        let processes: Vec<(A::Client, Arc<dyn Authorized>)> = (0..2)
+            .map(|_| {
+                let store = client_credentials_redis::RedisStore::builder(server.url())
+                    .timeout(Duration::from_secs(10))
+                    .lock_ttl(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let options = crate::Options {
+                    store: crate::StoreChoice::Redis(store),
+                    ..options.clone()
+                };
+                let client = client::<A>(&issuer, &options);
+                let authorized = Arc::from(A::authorized(&client, &origins).swap_remove(flavour));
+                (client, authorized)
+            })
+            .collect();
+        let name = format!("{} {}", A::NAME, processes[0].1.name());
+
+        // 20 calls each, one after another in each process, both at once,
+        // at one simulated instant: a call held for a back-off never returns.
+        let (done, results) = mpsc::channel();
+        for (_, authorized) in &processes {
+            let (done, authorized, url) = (done.clone(), authorized.clone(), url.clone());
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    let _ = done.send(authorized.send("GET", &url, Body::Empty));
+                }
+            });
+        }
+        for _ in 0..40 {
+            let result = results
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("{name}: a call was held"));
+            match result {
+                Ok(401) => {}
+                Err(error) if error.contains("rejected") => {}
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let burst = issuer.token_requests().len() - before;
+        eprintln!("{name}: 2 processes × 20 calls in a burst, {burst} token requests");
+        assert!(burst <= 3, "{name}: {burst} token requests for the fleet's 40 calls");
+
+        // Four callers in each process keep calling for three simulated minutes.
+        let start = clock_now(&clock);
+        let minute = move |n: u64| start.saturating_add(Duration::from_secs(60 * n));
+        let ticker = Ticker::start(&clock);
+        let callers: Vec<_> = processes
+            .iter()
+            .flat_map(|(_, authorized)| std::iter::repeat_n(authorized, 4))
+            .map(|authorized| {
+                let (authorized, clock, url) = (authorized.clone(), clock.clone(), url.clone());
+                std::thread::spawn(move || {
+                    while clock_now(&clock) < minute(3) {
+                        let _ = authorized.send("GET", &url, Body::Empty);
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        drop(ticker);
+        let times: Vec<Timestamp> = fetched.lock().unwrap().iter().map(|(_, at)| *at).collect();
+        assert_eq!(
+            times.len(),
+            issuer.token_requests().len() - before,
+            "{name}: every token request is seen"
+        );
+        let first = times.iter().filter(|t| **t < minute(1)).count();
+        let later = times
+            .iter()
+            .filter(|t| **t >= minute(1))
+            .map(|t| {
+                times
+                    .iter()
+                    .filter(|u| *u >= t && **u < t.saturating_add(Duration::from_secs(60)))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        eprintln!("{name}: the fleet's token requests: {first} in the first simulated minute, at most {later} in any minute after");
+        assert!(
+            first <= 10,
+            "{name}: {first} token requests in the first minute: {times:?}"
+        );
+        assert!(
+            later <= 2,
+            "{name}: {later} token requests within a later minute: {times:?}"
+        );
+    }
+}

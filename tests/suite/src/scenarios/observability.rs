@@ -82,6 +82,43 @@ pub fn on_refresh_failed_is_called_once_per_failed_round<A: Adapter>() {
     assert_eq!((failed.load(Ordering::SeqCst), updated.load(Ordering::SeqCst)), (1, 1));
 }
 
+/// A round a rejected token fails (the resource rejected the token fetched
+/// after a first rejection) reaches `on_refresh_failed` and the
+/// failed-rounds metric like any failed round, typed `token_rejected`; the
+/// first rejection, whose replacement is fetched at once, does not.
+pub fn a_round_failed_by_a_rejected_token_is_reported<A: Adapter>() {
+    let metrics = metrics();
+    let id = format!("rejected-{}", A::NAME);
+    let labels = [("oauth.client.id", id.as_str()), ("error.type", "token_rejected")];
+    let issuer = issuer_for(&id);
+    let failures: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&failures);
+    let options = Options {
+        // Standing still: the back-off never ends during the scenario.
+        clock: Some(ManualClock::starting_now()),
+        on_failed: Some(Arc::new(move |error: &Error| {
+            seen.lock().unwrap().push(format!("{error:?}"))
+        })),
+        ..Options::default()
+    };
+    let client = A::build(config_for(&issuer).build().unwrap(), options);
+    let first = A::token(&client).unwrap();
+    A::invalidate(&client, &first);
+    let second = A::token(&client).unwrap();
+    assert_ne!(second.secret(), first.secret());
+    assert!(failures.lock().unwrap().is_empty(), "{failures:?}");
+    A::invalidate(&client, &second);
+    // The tokio client reports from the eviction's task.
+    let started = Instant::now();
+    while failures.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(matches!(A::token(&client), Err(Error::TokenRejected)));
+    assert_eq!(*failures.lock().unwrap(), ["TokenRejected"], "{}", A::NAME);
+    assert_eq!(metrics.counter("oauth.client.rounds.failed", &labels), 1, "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 2);
+}
+
 /// A caller with a short deadline gets a timeout while the token endpoint
 /// is slow; a caller without one gets the token; one token request between
 /// them. Whichever of the two starts the request.
