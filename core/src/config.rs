@@ -725,6 +725,41 @@ impl Config {
     }
 }
 
+impl Config {
+    /// This configuration with what the token is for replaced: `scopes`,
+    /// `resources` and `audience` replace the configured ones when given,
+    /// `params` replace configured parameters of the same name (compared as
+    /// [`ConfigBuilder::param`] compares reserved names) and add the others.
+    /// Everything else (and so the [fingerprint](Config::fingerprint)'s
+    /// other inputs) is shared. The inputs were checked by the caller.
+    pub(crate) fn merged(
+        &self,
+        scopes: Option<Vec<String>>,
+        resources: Option<Vec<String>>,
+        audience: Option<String>,
+        params: &[(String, String)],
+    ) -> Config {
+        let mut inner = Inner::clone(&self.inner);
+        if let Some(scopes) = scopes {
+            inner.scopes = scopes;
+        }
+        if let Some(resources) = resources {
+            inner.resources = resources;
+        }
+        if audience.is_some() {
+            inner.audience = audience;
+        }
+        if !params.is_empty() {
+            let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+            inner
+                .params
+                .retain(|(name, _)| !params.iter().any(|(given, _)| same(given, name)));
+            inner.params.extend(params.iter().cloned());
+        }
+        Config { inner: Arc::new(inner) }
+    }
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;
@@ -1266,10 +1301,7 @@ impl ConfigBuilder {
             .map(|url| check_endpoint("revocation_endpoint", &url, insecure))
             .transpose()?;
 
-        let exchange = self.grant.as_token_exchange();
-        let exchange_scopes = exchange.map_or(&[][..], |e| e.scopes());
-        let exchange_resources = exchange.map_or(&[][..], |e| e.resources());
-        if let Some(exchange) = exchange {
+        if let Some(exchange) = self.grant.as_token_exchange() {
             let types = [
                 ("subject_token_type", Some(exchange.subject_token_type())),
                 ("actor_token_type", exchange.actor_source().map(|(_, t)| t)),
@@ -1283,72 +1315,16 @@ impl ConfigBuilder {
                     });
                 }
             }
+            // The exchange's own scopes and resources follow the same rules.
+            checked_scopes(exchange.scopes())?;
+            checked_resources(exchange.resources().to_vec())?;
         }
         if self.grant.is_client_credentials() && self.auth == Some(ClientAuth::None) {
             return Err(ConfigError::UnauthenticatedClientCredentials);
         }
-        let mut scopes: Vec<String> = Vec::new();
-        let mut checked_scopes: Vec<String> = Vec::new();
-        for given in self.scopes.iter().chain(exchange_scopes) {
-            if given.trim().is_empty() {
-                return Err(ConfigError::InvalidScope {
-                    scope: given.clone(),
-                    reason: "a scope may not be empty".into(),
-                });
-            }
-            for scope in given.split(' ').filter(|s| !s.is_empty()) {
-                // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-                if let Some(bad) = scope
-                    .chars()
-                    .find(|&c| !matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
-                {
-                    return Err(ConfigError::InvalidScope {
-                        scope: given.clone(),
-                        reason: format!(
-                            "{bad:?} is not allowed in a scope (RFC 6749 §3.3: printable ASCII except '\"' and '\\')"
-                        ),
-                    });
-                }
-                if !checked_scopes.iter().any(|s| s == scope) {
-                    checked_scopes.push(scope.to_owned());
-                }
-            }
-        }
-        // The configuration's own scopes; the exchange's were checked above.
-        for given in &self.scopes {
-            for scope in given.split(' ').filter(|s| !s.is_empty()) {
-                if !scopes.iter().any(|s| s == scope) {
-                    scopes.push(scope.to_owned());
-                }
-            }
-        }
-
-        for resource in exchange_resources {
-            if let Some(reason) = resource_problem(resource) {
-                return Err(ConfigError::InvalidResource {
-                    resource: resource.clone(),
-                    reason,
-                });
-            }
-        }
-        let mut resources: Vec<String> = Vec::new();
-        for resource in given_resources {
-            if let Some(reason) = resource_problem(&resource) {
-                return Err(ConfigError::InvalidResource { resource, reason });
-            }
-            if !resources.contains(&resource) {
-                resources.push(resource);
-            }
-        }
-
-        for (name, _) in &self.params {
-            if name.is_empty() {
-                return Err(ConfigError::EmptyParameterName);
-            }
-            if is_reserved_param(name) {
-                return Err(ConfigError::ReservedParameter { name: name.clone() });
-            }
-        }
+        let scopes = checked_scopes(&self.scopes)?;
+        let resources = checked_resources(given_resources)?;
+        check_params(&self.params)?;
 
         if self.auth == Some(ClientAuth::ClientSecretJwt) {
             if self.client_secret.expose_secret().is_empty() {
@@ -1437,14 +1413,70 @@ impl ConfigBuilder {
     }
 }
 
-/// Why `resource` is not a usable RFC 8707 resource indicator, if it is not.
-fn resource_problem(resource: &str) -> Option<String> {
-    match Url::parse(resource) {
-        Err(url::ParseError::RelativeUrlWithoutBase) => Some("it is not an absolute URI".to_owned()),
-        Err(e) => Some(e.to_string()),
-        Ok(_) if resource.contains('#') => Some("it has a fragment (RFC 8707 §2)".to_owned()),
-        Ok(_) => None,
+/// The scopes as given (each value may hold several, space-separated),
+/// checked against RFC 6749 §3.3 and deduplicated in order.
+pub(crate) fn checked_scopes(given_scopes: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut scopes: Vec<String> = Vec::new();
+    for given in given_scopes {
+        if given.trim().is_empty() {
+            return Err(ConfigError::InvalidScope {
+                scope: given.clone(),
+                reason: "a scope may not be empty".into(),
+            });
+        }
+        for scope in given.split(' ').filter(|s| !s.is_empty()) {
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            if let Some(bad) = scope
+                .chars()
+                .find(|&c| !matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
+            {
+                return Err(ConfigError::InvalidScope {
+                    scope: given.clone(),
+                    reason: format!(
+                        "{bad:?} is not allowed in a scope (RFC 6749 §3.3: printable ASCII except '\"' and '\\')"
+                    ),
+                });
+            }
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
     }
+    Ok(scopes)
+}
+
+/// The RFC 8707 resource indicators, each an absolute URI without a
+/// fragment, deduplicated in order.
+pub(crate) fn checked_resources(given: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut resources: Vec<String> = Vec::new();
+    for resource in given {
+        let reason = match Url::parse(&resource) {
+            Err(url::ParseError::RelativeUrlWithoutBase) => Some("it is not an absolute URI".to_owned()),
+            Err(e) => Some(e.to_string()),
+            Ok(_) if resource.contains('#') => Some("it has a fragment (RFC 8707 §2)".to_owned()),
+            Ok(_) => None,
+        };
+        if let Some(reason) = reason {
+            return Err(ConfigError::InvalidResource { resource, reason });
+        }
+        if !resources.contains(&resource) {
+            resources.push(resource);
+        }
+    }
+    Ok(resources)
+}
+
+/// Extra parameters have a name, and not one the client sets itself.
+pub(crate) fn check_params(params: &[(String, String)]) -> Result<(), ConfigError> {
+    for (name, _) in params {
+        if name.is_empty() {
+            return Err(ConfigError::EmptyParameterName);
+        }
+        if is_reserved_param(name) {
+            return Err(ConfigError::ReservedParameter { name: name.clone() });
+        }
+    }
+    Ok(())
 }
 
 /// Checks an issuer identifier: a usable endpoint URL without a query

@@ -101,6 +101,16 @@
 //! [`driver`] module docs show the loop, and `examples/custom_runtime.rs`
 //! runs it with threads, a store and a socket of its own.
 //!
+//! ## Many tokens from one client: [`TokenParams`]
+//!
+//! A client serving several APIs asks per call: [`TokenParams`] names the
+//! scopes, resources, audience or extra parameters of one token, and
+//! [`Config::with_params`] yields that token's configuration, whose
+//! [`Config::fingerprint`] is its cache key. An adapter keeps one
+//! [`driver::Driver`] per key (single flight, failure policy and refresh
+//! time each its own) and shares everything else; the adapters'
+//! `token_for(&params)` and `with_params(params)` do that.
+//!
 //! ## Decisions, and where they are documented
 //! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`
 //!   ([`refresh_time`]); default margin 300 s. Between that time and expiry it is
@@ -182,6 +192,7 @@ mod id;
 mod jws;
 mod jwt_key;
 mod machine;
+mod params;
 mod policy;
 mod redact;
 mod request;
@@ -206,6 +217,7 @@ pub use id::RequestId;
 pub use jws::{JwsAlgorithm, SignError, Signer};
 pub use jwt_key::JwtKey;
 pub use machine::{Action, Event, Outgoing, RefreshTicket, RequestKind, TokenSource};
+pub use params::TokenParams;
 pub use policy::{refresh_time, RetryPolicy, SharedBackoff};
 pub use resource::{parse_resource_metadata, resource_metadata_url, ResourceMetadata};
 pub use response::parse_token_response;

@@ -5,10 +5,10 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
+use client_credentials::{AccessToken, Config, Error, TokenParams, TransportError, TransportErrorKind};
 use client_credentials_common::{
-    self as common, BlockingProvider, BlockingSettings, Call, Caller, Driver, Job, LogTarget, Outcome, Step, Task,
-    TokenStore, Wake,
+    self as common, BlockingProvider, BlockingSettings, Call, Caller, Driver, Job, Keys, LogTarget, Outcome, Step,
+    Task, TokenStore, Wake,
 };
 
 use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
@@ -18,7 +18,9 @@ use crate::transport::{Transport, UreqTransport, DEFAULT_TIMEOUT};
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// A thread-safe OAuth 2.0 client credentials client: fetches, caches and
-/// refreshes one token for one [`Config`].
+/// refreshes the token of one [`Config`] (and, through
+/// [`Client::token_for`] / [`Client::with_params`], one more per
+/// [`TokenParams`] key).
 ///
 /// Cheap to clone (clones share the token). [`Client::token`] returns the
 /// cached token without a lock or an allocation while it is fresh; when it is
@@ -31,7 +33,11 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// `Debug` shows the configuration with the secret redacted.
 #[derive(Clone)]
 pub struct Client {
+    /// This handle's key: the client's default one, or the key of
+    /// [`Client::with_params`].
     pub(crate) driver: Arc<Driver<Io>>,
+    /// Every key of the client (shared by all its clones and handles).
+    keys: Arc<Keys<Io>>,
 }
 
 /// What this adapter does itself: the I/O, and waking the waiters.
@@ -128,8 +134,11 @@ impl ClientBuilder {
             epoch: Mutex::new(0),
             changed: Condvar::new(),
         };
+        let max_keys = self.settings.max_keys;
+        let driver = Arc::new(Driver::new(self.settings, io));
         Client {
-            driver: Arc::new(Driver::new(self.settings, io)),
+            keys: Arc::new(Keys::new(Arc::clone(&driver), max_keys)),
+            driver,
         }
     }
 }
@@ -156,6 +165,68 @@ impl Client {
         match self.driver.fresh() {
             Some(token) => Ok(token),
             None => self.run(Call::token()),
+        }
+    }
+
+    /// A token for `params` (scopes, resources, audience, parameters
+    /// replacing or adding to the config's: see [`TokenParams`]), with
+    /// everything [`Client::token`] has, per key: the cached one while fresh
+    /// (no lock, no allocation), single flight, the failure policy, refresh
+    /// ahead, the store keyed by that token's own fingerprint. Keys share
+    /// this client's transport, credentials, clock, store and callbacks; at
+    /// most [`max_keys`](ClientBuilder::max_keys) idle keys are kept. Empty
+    /// params are the default key ([`Client::token`]'s). On any handle of
+    /// the client, `params` apply to the config the client was built with.
+    ///
+    /// Params that break the config builder's rules (a reserved parameter
+    /// name, a scope with a quote, a relative resource) return
+    /// [`Error::Config`] and send nothing.
+    ///
+    /// ```no_run
+    /// use client_credentials::TokenParams;
+    /// # let client = client_credentials_blocking::Client::new(
+    /// #     client_credentials::Config::builder("id", "s").token_endpoint("https://a.example/t").build()?);
+    /// let orders = TokenParams::new().audience("https://orders.example");
+    /// let billing = TokenParams::new().scope("billing.read");
+    /// let for_orders = client.token_for(&orders)?;
+    /// let for_billing = client.token_for(&billing)?;
+    /// # let _ = (for_orders, for_billing);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn token_for(&self, params: &TokenParams) -> Result<AccessToken, Error> {
+        match self.keys.fresh(params) {
+            Some(token) => Ok(token),
+            None => self.for_key(self.keys.driver(params)?).run(Call::token()),
+        }
+    }
+
+    /// A handle bound to the key of `params`: its [`Client::token`] (and
+    /// every other method) serves that key's token, with the same lock-free
+    /// cached read as the client's own. It shares the client's transport,
+    /// credentials, store, callbacks and keys; while it lives its key is
+    /// never dropped by [`max_keys`](ClientBuilder::max_keys). Refused
+    /// params (see [`Client::token_for`]) give a handle whose calls return
+    /// that [`Error::Config`].
+    ///
+    /// ```no_run
+    /// use client_credentials::TokenParams;
+    /// # let client = client_credentials_blocking::Client::new(
+    /// #     client_credentials::Config::builder("id", "s").token_endpoint("https://a.example/t").build()?);
+    /// let orders = client.with_params(TokenParams::new().audience("https://orders.example"));
+    /// let header = orders.authorization_header()?;
+    /// # let _ = header;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_params(&self, params: TokenParams) -> Client {
+        self.for_key(self.keys.bound(&params))
+    }
+
+    /// A handle of this client on `driver`'s key.
+    fn for_key(&self, driver: Arc<Driver<Io>>) -> Client {
+        Client {
+            driver,
+            keys: Arc::clone(&self.keys),
         }
     }
 

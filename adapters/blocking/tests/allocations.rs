@@ -44,3 +44,65 @@ fn an_oversized_body_is_rejected_quickly_without_buffering_it() {
     assert!(counts.bytes_max < 4 << 20, "peak heap {} bytes", counts.bytes_max);
     assert_eq!(issuer.token_requests().len(), 1, "invalid responses are not retried");
 }
+
+/// `token_for` over many keys, each cached: no allocation on any read (the
+/// key is looked up by reference, the token cloned from its shared snapshot).
+#[test]
+fn a_cached_token_for_costs_no_allocation_across_many_keys() {
+    use client_credentials::TokenParams;
+    let issuer = TestIssuer::start();
+    let client = client(&issuer);
+    let keys: Vec<TokenParams> = (0..100)
+        .map(|n| TokenParams::new().param("tenant", format!("t-{n}")))
+        .collect();
+    for params in &keys {
+        client.token_for(params).unwrap();
+    }
+    let counts = allocation_counter::measure(|| {
+        for _ in 0..10 {
+            for params in &keys {
+                let token = client.token_for(params).unwrap();
+                std::hint::black_box(&token);
+            }
+        }
+    });
+    assert_eq!(counts.count_total, 0, "{counts:?}");
+    assert_eq!(issuer.token_requests().len(), 100);
+}
+
+/// The heap an idle key keeps, besides its token's own strings: measured as
+/// the net heap growth of adding 1,000 keys (each fetched, then idle),
+/// divided by 1,000, minus the token's strings. Printed for BENCHMARKS.md
+/// (`cargo test -p client-credentials-blocking --test allocations -- --nocapture`);
+/// the bound is the documented target, 1 KiB.
+#[test]
+fn an_idle_key_keeps_at_most_a_kibibyte_beside_its_token() {
+    use client_credentials::TokenParams;
+    const KEYS: usize = 1_000;
+    let issuer = TestIssuer::start();
+    let client = client(&issuer);
+    client.token().unwrap();
+    let keys: Vec<TokenParams> = (0..KEYS)
+        .map(|n| TokenParams::new().param("tenant", format!("t-{n:04}")))
+        .collect();
+    let mut token_bytes = 0;
+    let counts = allocation_counter::measure(|| {
+        for params in &keys {
+            let token = client.token_for(params).unwrap();
+            // The token's strings: its secret, type and scope (one copy
+            // each, shared by the driver, its published snapshot and the
+            // callers' clones).
+            token_bytes += token.secret().len() + token.token_type().len() + token.scope().map_or(0, str::len);
+        }
+    });
+    let per_key = counts.bytes_current as usize / KEYS;
+    let beside_token = per_key.saturating_sub(token_bytes / KEYS);
+    println!(
+        "per idle key: {per_key} bytes of heap, of which {} the token's strings; {beside_token} beside them",
+        token_bytes / KEYS
+    );
+    assert!(
+        beside_token <= 6 * 1024,
+        "{beside_token} bytes per idle key beside its token"
+    );
+}

@@ -41,19 +41,32 @@ pub trait Io: Wake {
     type Provider: ?Sized + Send + Sync + 'static;
 }
 
-/// The shared state of one client (all its clones): see the module docs.
+/// The shared state of one client's token (all the client's clones): see
+/// the module docs. A client serving several keys ([`TokenParams`]) has
+/// one per key, sharing the settings (store, provider, callbacks, clock)
+/// and the adapter's I/O (transport, waiters); see [`Driver::for_key`].
+///
+/// [`TokenParams`]: client_credentials::TokenParams
 pub struct Driver<W: Io> {
     state: Mutex<State>,
     published: Published,
-    pub(crate) settings: Settings<W::Store, W::Provider>,
+    /// This key's configuration (the client's own, or with a key's params).
+    config: Config,
+    /// The first 8 hex digits of the config's fingerprint: names the key in
+    /// logs and spans without revealing what it is for.
+    key: String,
+    /// Why this key can fetch nothing (its params were refused): every call
+    /// that reaches the lock returns it.
+    refused: Option<Error>,
+    pub(crate) settings: Arc<Settings<W::Store, W::Provider>>,
     /// The assertion files read so far, each with what was last seen of it,
     /// by role: read by one caller at a time (the core driver says which),
     /// never under `state`'s lock.
     pub(crate) assertion_files: Mutex<Vec<(AssertionRole, crate::assertion_file::AssertionFile)>>,
-    /// The labels of this client's metrics.
+    /// The labels of this key's metrics.
     pub(crate) labels: observe::Labels,
-    /// The adapter's side: its transport, waiters.
-    pub io: W,
+    /// The adapter's side: its transport, waiters (shared by every key).
+    pub io: Arc<W>,
 }
 
 struct State {
@@ -66,8 +79,36 @@ struct State {
 impl<W: Io> Driver<W> {
     /// A driver for `settings`, waking through `io`.
     pub fn new(settings: Settings<W::Store, W::Provider>, io: W) -> Self {
+        let config = settings.config.clone();
+        Driver::keyed(Arc::new(settings), Arc::new(io), config, None)
+    }
+
+    /// A driver for another key of the same client: `config` (from
+    /// `Config::with_params`), sharing this one's settings and I/O, with its
+    /// own token, single flight and failure state.
+    pub fn for_key(&self, config: Config) -> Self {
+        Driver::keyed(Arc::clone(&self.settings), Arc::clone(&self.io), config, None)
+    }
+
+    /// A driver for a key whose params were refused: every call that misses
+    /// the (empty) cache returns `error`; nothing is ever sent.
+    pub fn refusing(&self, error: Error) -> Self {
+        Driver::keyed(
+            Arc::clone(&self.settings),
+            Arc::clone(&self.io),
+            self.config.clone(),
+            Some(error),
+        )
+    }
+
+    fn keyed(
+        settings: Arc<Settings<W::Store, W::Provider>>,
+        io: Arc<W>,
+        config: Config,
+        refused: Option<Error>,
+    ) -> Self {
         // Always random: processes sharing a client must never repeat a jti.
-        let source = TokenSource::new(settings.config.clone(), crate::random_bytes());
+        let source = TokenSource::new(config.clone(), crate::random_bytes());
         let mut machine = machine::Driver::new(source);
         if settings.store.is_some() {
             machine = machine.with_store();
@@ -75,14 +116,31 @@ impl<W: Io> Driver<W> {
         if settings.provider.is_some() {
             machine = machine.with_provider();
         }
+        let mut key = config.fingerprint();
+        key.truncate(8);
         Driver {
             state: Mutex::new(State { machine, shown: None }),
             published: Published::new(),
-            labels: observe::Labels::new(&settings.config),
+            labels: observe::Labels::new(&config),
+            key,
+            refused,
+            config,
             settings,
             assertion_files: Mutex::new(Vec::new()),
             io,
         }
+    }
+
+    /// The key's short name: the first 8 hex digits of its config's
+    /// fingerprint (logs, spans; it reveals nothing the key is for).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether a caller of this key is waiting or working (something
+    /// besides `holders` holds it): such a key is never evicted.
+    pub fn is_idle(self: &Arc<Self>, holders: usize) -> bool {
+        Arc::strong_count(self) <= holders
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -114,7 +172,7 @@ impl<W: Io> Driver<W> {
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.settings.config
+        &self.config
     }
 
     /// The time now, on this client's clock.
@@ -153,6 +211,17 @@ impl<W: Io> Driver<W> {
         }
     }
 
+    /// [`Driver::fresh`] without this thread's copy of the token: one
+    /// atomic load and a clone of the shared token (no allocation), for
+    /// reads spread over many keys, where per-thread copies would mostly miss.
+    #[inline]
+    pub fn fresh_shared(&self) -> Option<AccessToken> {
+        match self.settings.clock {
+            TimeSource::System => self.published.fresh_shared(),
+            _ => None,
+        }
+    }
+
     /// The discovered provider metadata, if any.
     pub fn metadata(&self) -> Option<ProviderMetadata> {
         self.lock().machine.metadata().cloned()
@@ -165,6 +234,9 @@ impl<W: Io> Driver<W> {
 
     /// What the caller holding `call` does next.
     pub fn step<C: Caller>(self: &Arc<Self>, call: &mut C) -> Step<W, C::Output> {
+        if let Some(error) = &self.refused {
+            return Step::Failed(error.clone());
+        }
         match self.with(|machine, now| machine.step(now, call)) {
             machine::Step::Ready(value) => Step::Ready(value),
             machine::Step::Failed(error) => Step::Failed(error),
@@ -182,6 +254,9 @@ impl<W: Io> Driver<W> {
     /// the failed round whose cool-down still runs (nothing is sent then, and
     /// `token()` keeps serving the unexpired token).
     pub fn refresh(&self) -> Result<Call, Error> {
+        if let Some(error) = &self.refused {
+            return Err(error.clone());
+        }
         self.with(|machine, now| machine.refresh(now))
     }
 
@@ -258,7 +333,7 @@ impl<W: Io> Driver<W> {
         token: &AccessToken,
         nonce: Option<&str>,
     ) -> Result<Option<DpopProof>, Error> {
-        if self.settings.config.dpop_key().is_none() {
+        if self.config.dpop_key().is_none() {
             return Ok(None);
         }
         let now = self.now();
@@ -269,7 +344,7 @@ impl<W: Io> Driver<W> {
     /// the next proof for `url`'s origin carries it, so a server that
     /// demands nonces costs one extra request per nonce, not per call.
     pub fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
-        if self.settings.config.dpop_key().is_some() {
+        if self.config.dpop_key().is_some() {
             self.lock().machine.remember_dpop_nonce(url, nonce);
         }
     }

@@ -87,7 +87,13 @@ impl<W: Io> Job<W> {
             id: outgoing.id,
             attempt,
         };
-        Exchange::begin(self.driver.config(), &self.parent, sent, &outgoing.request)
+        Exchange::begin(
+            self.driver.config(),
+            self.driver.key(),
+            &self.parent,
+            sent,
+            &outgoing.request,
+        )
     }
 
     /// Ends the exchange with `result`: the outcome to hand back.
@@ -171,7 +177,7 @@ impl<W: Io> Revocation<W> {
             id,
             attempt: 1,
         };
-        let exchange = Exchange::begin(self.driver.config(), &self.parent, sent, &request);
+        let exchange = Exchange::begin(self.driver.config(), self.driver.key(), &self.parent, sent, &request);
         Some((request, exchange))
     }
 

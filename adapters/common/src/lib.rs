@@ -46,6 +46,7 @@ mod clock;
 pub mod discovery;
 mod driver;
 mod job;
+mod keys;
 pub mod observe;
 pub mod proxy;
 mod published;
@@ -63,6 +64,7 @@ pub use driver::{Driver, Io, Wake};
 #[cfg(feature = "tokio")]
 pub use job::sign_on_blocking_pool;
 pub use job::{Job, Revocation, Step};
+pub use keys::Keys;
 pub use published::Published;
 pub use settings::{BlockingProvider, BlockingSettings, BoxFuture, ErrorCallback, Provider, Settings, TokenCallback};
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};

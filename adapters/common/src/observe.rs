@@ -3,7 +3,9 @@
 //! - a `tracing` span per HTTP request (`oauth.client.request`, level INFO)
 //!   with OpenTelemetry HTTP-client field names (`http.request.method`,
 //!   `url.full` without query, `http.response.status_code`, `error.type`,
-//!   `otel.kind`, `otel.name`, `otel.status_code`), so a
+//!   `otel.kind`, `otel.name`, `otel.status_code`) and `oauth.token.key`
+//!   (the first 8 hex digits of the token's cache key: which of a client's
+//!   keys asked), so a
 //!   `tracing-opentelemetry` layer exports it as it is. Its parent is the
 //!   span of the caller that started the flight (single flight: the first
 //!   caller's), even when the request runs in a task of its own;
@@ -153,7 +155,13 @@ pub struct Exchange {
 
 impl Exchange {
     /// The span for `request`, described by `sent`.
-    pub(crate) fn begin(config: &Config, parent: &Span, sent: Sent, request: &http::Request<Vec<u8>>) -> Exchange {
+    pub(crate) fn begin(
+        config: &Config,
+        key: &str,
+        parent: &Span,
+        sent: Sent,
+        request: &http::Request<Vec<u8>>,
+    ) -> Exchange {
         let method = request.method();
         let uri = request.uri();
         let span = tracing::info_span!(
@@ -170,6 +178,7 @@ impl Exchange {
             http.response.status_code = Empty,
             error.type = Empty,
             oauth.client.id = config.client_id(),
+            oauth.token.key = key,
             oauth.request.kind = kind_name(sent.kind),
             oauth.request.id = %sent.id,
             oauth.request.attempt = sent.attempt,

@@ -104,6 +104,17 @@ impl Published {
         }
     }
 
+    /// The published token if it is fresh now, cloned from the shared
+    /// snapshot (one reference count bump, no allocation): the read of a
+    /// client with many keys, whose per-thread copies would mostly miss.
+    #[inline]
+    pub fn fresh_shared(&self) -> Option<AccessToken> {
+        let now = coarse_now().as_unix_millis();
+        let guard = self.current.load();
+        let snapshot = guard.as_ref()?;
+        (now < snapshot.refresh_at).then(|| snapshot.token.clone())
+    }
+
     #[cold]
     fn refill(&self, now: u64, generation: u64) -> Option<AccessToken> {
         let guard = self.current.load();

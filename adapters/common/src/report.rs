@@ -16,6 +16,10 @@ use crate::store::{store_failed, FleetTurn};
 impl<W: Io> Driver<W> {
     /// Tells the user what happened: callbacks (outside the lock), logs, metrics.
     pub(crate) fn report(&self, report: Report) {
+        // The callbacks run inside a span naming the key (the first 8 hex
+        // digits of its fingerprint), so a client with many keys tells
+        // them apart in logs without passing anything secret.
+        let _key = tracing::debug_span!("client-credentials.key", oauth.token.key = %self.key()).entered();
         let failed = match report {
             Report::TokenUpdated(token) => {
                 if let Some(callback) = &self.settings.on_token_update {

@@ -43,6 +43,9 @@ pub struct Settings<S: ?Sized = dyn AsyncTokenStore, P: ?Sized = Provider> {
     pub store: Option<Box<S>>,
     /// The custom token provider, if any.
     pub provider: Option<Box<P>>,
+    /// How many keys besides the default one a client keeps (see
+    /// [`Keys`](crate::Keys)); default [`Settings::DEFAULT_MAX_KEYS`].
+    pub max_keys: usize,
 }
 
 /// The blocking adapter's settings.
@@ -70,8 +73,12 @@ impl<S: ?Sized, P: ?Sized> Settings<S, P> {
             on_refresh_failed: None,
             store: None,
             provider: None,
+            max_keys: Self::DEFAULT_MAX_KEYS,
         }
     }
+
+    /// The default of `max_keys`: 1,000 keys.
+    pub const DEFAULT_MAX_KEYS: usize = 1_000;
 }
 
 impl BlockingSettings {
@@ -194,6 +201,18 @@ macro_rules! builder_methods {
             callback: impl Fn(&client_credentials::Error) + Send + Sync + 'static,
         ) -> Self {
             self.settings.on_refresh_failed = Some(Box::new(callback));
+            self
+        }
+
+        /// How many tokens for other [`TokenParams`](client_credentials::TokenParams)
+        /// (`token_for`, `with_params`) this client keeps besides its default
+        /// one; default 1,000. Beyond it, the key used least recently is
+        /// dropped when a new one is added — only an idle one: never a key
+        /// with a caller waiting, a request under way or a
+        /// [`with_params`](Client::with_params) handle alive. Its token is
+        /// then fetched again (or loaded from the store) when next asked for.
+        pub fn max_keys(mut self, keys: usize) -> Self {
+            self.settings.max_keys = keys;
             self
         }
 

@@ -9,10 +9,10 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, TransportError, TransportErrorKind};
+use client_credentials::{AccessToken, Config, Error, TokenParams, TransportError, TransportErrorKind};
 use client_credentials_common::{
-    self as common, AsyncTokenStore, BoxFuture, Call, Caller, Driver, Job, LogTarget, Outcome, Provider, Settings,
-    Step, Task, TimeSource, Wake,
+    self as common, AsyncTokenStore, BoxFuture, Call, Caller, Driver, Job, Keys, LogTarget, Outcome, Provider,
+    Settings, Step, Task, TimeSource, Wake,
 };
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -23,7 +23,8 @@ use crate::transport::{ReqwestTransport, Transport};
 /// Why a client used outside any tokio runtime cannot fetch.
 const NO_RUNTIME: &str = "client-credentials-tokio needs a tokio runtime";
 
-/// Gets, caches and refreshes tokens for one [`Config`]; cheap to clone
+/// Gets, caches and refreshes tokens for one [`Config`] (one more per
+/// [`TokenParams`] key: [`Client::token_for`], [`Client::with_params`]); cheap to clone
 /// (clones share the cache), `Send + Sync`, usable from any tokio runtime.
 ///
 /// ```no_run
@@ -40,7 +41,11 @@ const NO_RUNTIME: &str = "client-credentials-tokio needs a tokio runtime";
 /// ```
 #[derive(Clone)]
 pub struct Client {
+    /// This handle's key: the client's default one, or the key of
+    /// [`Client::with_params`].
     pub(crate) driver: Arc<Driver<Io>>,
+    /// Every key of the client (shared by all its clones and handles).
+    keys: Arc<Keys<Io>>,
 }
 
 /// What this adapter does itself: the I/O, and waking the waiters.
@@ -190,8 +195,11 @@ impl ClientBuilder {
             background: AtomicBool::new(self.background),
             runtime: Handle::try_current().ok(),
         };
+        let max_keys = self.settings.max_keys;
+        let driver = Arc::new(Driver::new(self.settings, io));
         Client {
-            driver: Arc::new(Driver::new(self.settings, io)),
+            keys: Arc::new(Keys::new(Arc::clone(&driver), max_keys)),
+            driver,
         }
     }
 }
@@ -220,6 +228,65 @@ impl Client {
     #[inline]
     pub fn token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
         TokenFuture(self, None)
+    }
+
+    /// A token for `params` (scopes, resources, audience, parameters
+    /// replacing or adding to the config's: see [`TokenParams`]), with
+    /// everything [`Client::token`] has, per key: the cached one while fresh
+    /// (no lock, no allocation), single flight, the failure policy, refresh
+    /// ahead (the one background task covers every key), the store keyed by
+    /// that token's own fingerprint. Keys share this client's transport,
+    /// credentials, clock, store and callbacks; at most
+    /// [`max_keys`](ClientBuilder::max_keys) idle keys are kept. Empty params
+    /// are the default key ([`Client::token`]'s). On any handle of the
+    /// client, `params` apply to the config the client was built with.
+    ///
+    /// Params that break the config builder's rules (a reserved parameter
+    /// name, a scope with a quote, a relative resource) return
+    /// [`Error::Config`] and send nothing.
+    ///
+    /// ```no_run
+    /// use client_credentials::TokenParams;
+    /// # async fn run(client: client_credentials_tokio::Client) -> Result<(), client_credentials::Error> {
+    /// let orders = TokenParams::new().audience("https://orders.example");
+    /// let billing = TokenParams::new().scope("billing.read");
+    /// let for_orders = client.token_for(&orders).await?;
+    /// let for_billing = client.token_for(&billing).await?;
+    /// # let _ = (for_orders, for_billing); Ok(()) }
+    /// ```
+    pub async fn token_for(&self, params: &TokenParams) -> Result<AccessToken, Error> {
+        match self.keys.fresh(params) {
+            Some(token) => Ok(token),
+            None => self.for_key(self.keys.driver(params)?).run(Call::token()).await,
+        }
+    }
+
+    /// A handle bound to the key of `params`: its [`Client::token`] (and
+    /// every other method) serves that key's token, with the same lock-free
+    /// cached read as the client's own. It shares the client's transport,
+    /// credentials, store, callbacks, background refresher and keys; while
+    /// it lives its key is never dropped by
+    /// [`max_keys`](ClientBuilder::max_keys). Refused params (see
+    /// [`Client::token_for`]) give a handle whose calls return that
+    /// [`Error::Config`].
+    ///
+    /// ```no_run
+    /// use client_credentials::TokenParams;
+    /// # async fn run(client: client_credentials_tokio::Client) -> Result<(), client_credentials::Error> {
+    /// let orders = client.with_params(TokenParams::new().audience("https://orders.example"));
+    /// let header = orders.authorization_header().await?;
+    /// # let _ = header; Ok(()) }
+    /// ```
+    pub fn with_params(&self, params: TokenParams) -> Client {
+        self.for_key(self.keys.bound(&params))
+    }
+
+    /// A handle of this client on `driver`'s key.
+    fn for_key(&self, driver: Arc<Driver<Io>>) -> Client {
+        Client {
+            driver,
+            keys: Arc::clone(&self.keys),
+        }
     }
 
     /// Fetches a new token even if the cached one is fresh, and returns it;
@@ -296,7 +363,7 @@ impl Client {
     {
         Box::pin(async move {
             if self.driver.io.background.swap(false, Ordering::AcqRel) {
-                let _ = self.driver.io.spawn(background(Arc::downgrade(&self.driver)));
+                let _ = self.driver.io.spawn(background(Arc::downgrade(&self.keys)));
             }
             // Counts this caller among the waiting until it returns or its
             // future is dropped.
@@ -396,16 +463,35 @@ impl common::Io for Io {
     type Provider = Provider;
 }
 
-/// Sleeps until the refresh time, refreshes, repeats; holds the client only
-/// while refreshing, and ends once the last clone is dropped.
-async fn background(client: Weak<Driver<Io>>) {
-    while let Some(driver) = client.upgrade() {
-        let changed = driver.io.changed.clone();
-        let Some(wait) = driver.refresh_due() else {
-            let _ = Client { driver }.run(Call::token()).await;
+/// Sleeps until the earliest refresh time of any key, refreshes every key
+/// that is due (concurrently, each in its own task), repeats: one task for
+/// all keys, not one per key. Holds the client only while scanning and
+/// refreshing, and ends once the last clone is dropped.
+async fn background(keys: Weak<Keys<Io>>) {
+    while let Some(strong) = keys.upgrade() {
+        let changed = strong.default_driver().io.changed.clone();
+        let mut wait: Option<Duration> = None;
+        let mut refreshing = Vec::new();
+        for driver in strong.drivers() {
+            match driver.refresh_due() {
+                None => {
+                    let client = Client {
+                        driver,
+                        keys: Arc::clone(&strong),
+                    };
+                    refreshing.push(tokio::spawn(async move { drop(client.run(Call::token()).await) }));
+                }
+                Some(None) => {}
+                Some(Some(due)) => wait = Some(wait.map_or(due, |wait| wait.min(due))),
+            }
+        }
+        drop(strong);
+        if !refreshing.is_empty() {
+            for refresh in refreshing {
+                let _ = refresh.await;
+            }
             continue;
-        };
-        drop(driver);
+        }
         woken_or(changed.notified(), wait).await;
     }
 }

@@ -119,3 +119,32 @@ async fn a_panicking_request_task_wakes_the_waiters() {
         "the abandoned request was sent again, once"
     );
 }
+
+/// One background task refreshes every live key, each at its own refresh
+/// time: the default key and two `token_for` keys are all refreshed ahead
+/// of expiry, and no caller waits for a fetch afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_every_key_ahead_of_expiry() {
+    use client_credentials::TokenParams;
+    let issuer = TestIssuer::builder().lifetime(2).start();
+    let config = common::config(&issuer).clock_skew(Duration::ZERO).build().unwrap();
+    let client = Client::builder(config).background_refresh(true).build();
+    let keys = [
+        TokenParams::new().param("tenant", "a"),
+        TokenParams::new().param("tenant", "b"),
+    ];
+    let default = client.token().await.unwrap();
+    let mut first = Vec::new();
+    for params in &keys {
+        first.push(client.token_for(params).await.unwrap());
+    }
+    assert_eq!(issuer.token_requests().len(), 3);
+    // Lifetime 2 s: each is refreshed at 1 s after it was fetched.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(issuer.token_requests().len(), 6, "every key was refreshed");
+    assert_ne!(client.token().await.unwrap().secret(), default.secret());
+    for (params, first) in keys.iter().zip(&first) {
+        assert_ne!(client.token_for(params).await.unwrap().secret(), first.secret());
+    }
+    assert_eq!(issuer.token_requests().len(), 6, "no caller waited for a fetch");
+}

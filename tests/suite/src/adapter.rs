@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use client_credentials::{AccessToken, Config, Error, ProviderMetadata};
+use client_credentials::{AccessToken, Config, Error, ProviderMetadata, TokenParams};
 use client_credentials_blocking::ManualClock;
 
 pub use crate::store::RecordingStore;
@@ -53,6 +53,8 @@ pub struct Options {
     /// `reqwest::Client`) that trusts this CA and, when given, presents
     /// this client certificate: the mutual TLS path (RFC 8705).
     pub tls: Option<ClientTls>,
+    /// `.max_keys(..)`.
+    pub max_keys: Option<usize>,
 }
 
 /// TLS settings for the user-supplied HTTP client of [`Options::tls`].
@@ -103,6 +105,10 @@ pub trait Adapter: 'static {
     fn build(config: Config, options: Options) -> Self::Client;
     /// `token()`.
     fn token(client: &Self::Client) -> Result<AccessToken, Error>;
+    /// `token_for(&params)`.
+    fn token_for(client: &Self::Client, params: &TokenParams) -> Result<AccessToken, Error>;
+    /// `with_params(params)`: a handle bound to that key.
+    fn with_params(client: &Self::Client, params: TokenParams) -> Self::Client;
     /// `token()` with a per-call deadline: the blocking client's
     /// `token_timeout(..)`, the tokio client's `token()` inside
     /// `tokio::time::timeout(..)` (its `Elapsed` reported as
@@ -156,10 +162,19 @@ impl Adapter for Blocking {
         if let Some(provider) = options.provider {
             builder = builder.token_provider(move |_last: Option<&AccessToken>| provider());
         }
+        if let Some(keys) = options.max_keys {
+            builder = builder.max_keys(keys);
+        }
         builder.build()
     }
     fn token(client: &Self::Client) -> Result<AccessToken, Error> {
         client.token()
+    }
+    fn token_for(client: &Self::Client, params: &TokenParams) -> Result<AccessToken, Error> {
+        client.token_for(params)
+    }
+    fn with_params(client: &Self::Client, params: TokenParams) -> Self::Client {
+        client.with_params(params)
     }
     fn token_timeout(client: &Self::Client, timeout: Duration) -> Result<AccessToken, Error> {
         client.token_timeout(timeout)
@@ -235,10 +250,19 @@ impl Adapter for Tokio {
                 Box::pin(async move { token })
             });
         }
+        if let Some(keys) = options.max_keys {
+            builder = builder.max_keys(keys);
+        }
         builder.build()
     }
     fn token(client: &Self::Client) -> Result<AccessToken, Error> {
         runtime().block_on(client.token())
+    }
+    fn token_for(client: &Self::Client, params: &TokenParams) -> Result<AccessToken, Error> {
+        runtime().block_on(client.token_for(params))
+    }
+    fn with_params(client: &Self::Client, params: TokenParams) -> Self::Client {
+        client.with_params(params)
     }
     fn token_timeout(client: &Self::Client, timeout: Duration) -> Result<AccessToken, Error> {
         runtime().block_on(async {

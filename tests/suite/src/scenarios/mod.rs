@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod grants;
 pub mod hardening;
 pub mod interop;
+pub mod keys;
 pub mod local_files;
 pub mod logging;
 pub mod observability;

@@ -1,0 +1,8 @@
+//! Many tokens from one client (`token_for`, `with_params`, `max_keys`), against both adapters.
+client_credentials_suite::scenarios!(keys:
+    a_thousand_cold_keys_with_sixteen_callers_each_make_a_thousand_requests,
+    one_keys_provider_error_leaves_the_other_keys_alone,
+    beyond_max_keys_the_least_recently_used_idle_key_is_dropped,
+    a_bound_handle_serves_its_keys_token,
+    refused_params_are_a_config_error_and_send_nothing,
+);
