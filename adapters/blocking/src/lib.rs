@@ -106,10 +106,11 @@ mod transport;
 
 /// The `http` crate whose types this crate's API uses (`HeaderValue`, `Request`, `Response`).
 pub use client_credentials::http;
+pub use client_credentials::token_type;
 pub use client_credentials::{
     AccessToken, AssertionSource, ClientAuth, ClientAuthError, Config, ConfigBuilder, ConfigError, DiscoveryError,
-    Error, JwsAlgorithm, JwtKey, OAuthErrorCode, ProviderMetadata, Secret, Timestamp, TransportError,
-    TransportErrorKind,
+    Error, Grant, GrantError, JwsAlgorithm, JwtKey, OAuthErrorCode, ProviderMetadata, Secret, Timestamp, TokenExchange,
+    TransportError, TransportErrorKind,
 };
 pub use client_credentials_common::{Clock, FileStore, FleetTurn, ManualClock, MemoryStore, TokenStore};
 /// The `ureq` crate (3.x) this crate sends with: name `ureq::Agent` through it

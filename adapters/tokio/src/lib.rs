@@ -138,10 +138,11 @@ pub use transport::{BoxFuture, ReqwestTransport, Transport};
 
 /// The `http` crate whose types this crate's API uses (`HeaderValue`, `Request`, `Response`).
 pub use client_credentials::http;
+pub use client_credentials::token_type;
 pub use client_credentials::{
     AccessToken, AssertionSource, ClientAuth, ClientAuthError, Config, ConfigBuilder, ConfigError, DiscoveryError,
-    Error, JwsAlgorithm, JwtKey, OAuthErrorCode, ProviderMetadata, Secret, Timestamp, TransportError,
-    TransportErrorKind,
+    Error, Grant, GrantError, JwsAlgorithm, JwtKey, OAuthErrorCode, ProviderMetadata, Secret, Timestamp, TokenExchange,
+    TransportError, TransportErrorKind,
 };
 /// The `reqwest` crate (0.13) this crate sends with: name `reqwest::Client`
 /// through it ([`ClientBuilder::reqwest_client`]) to be sure the versions match.
