@@ -13,7 +13,7 @@ seconds="${1:-${FUZZ_SECONDS:-30}}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(token_response error_response discovery_document jwt_exp retry_after stored_token token_source www_authenticate resource_metadata)
+    targets=(token_response exchange_response error_response discovery_document jwt_exp retry_after stored_token token_source www_authenticate resource_metadata)
 fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then

@@ -164,16 +164,6 @@ impl std::hash::Hash for AssertionSource {
     }
 }
 
-/// Which assertion a [`Task::ReadAssertion`](crate::driver::Task::ReadAssertion)
-/// reads: the core keeps the latest value read for each role, re-read the
-/// same way whatever its source (a file, a callback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum AssertionRole {
-    /// The client assertion of [`ClientAuth::Assertion`](crate::ClientAuth::Assertion).
-    ClientAssertion,
-}
-
 /// Unique `jti` values from a seed: SHA-256 over the seed, a counter and the
 /// time, cut to 128 bits. Repeatable in tests; adapters seed it randomly.
 /// The time is mixed in so that two processes that were given the same seed
@@ -286,4 +276,99 @@ pub(crate) fn unavailable(reason: &str) -> ClientAuthError {
     ClientAuthError::AssertionUnavailable {
         reason: clean(reason, 200),
     }
+}
+
+/// Which assertion a [`Task::ReadAssertion`](crate::driver::Task::ReadAssertion)
+/// reads: the client assertion, or the grant's subject or actor. The core
+/// keeps the latest value read for each role, re-read the same way whatever
+/// its source (a file, a callback); errors name the role and the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum AssertionRole {
+    /// The client assertion of [`ClientAuth::Assertion`](crate::ClientAuth::Assertion).
+    ClientAssertion,
+    /// The grant's subject: a token exchange's `subject_token`, or the JWT
+    /// bearer grant's `assertion`.
+    Subject,
+    /// A token exchange's `actor_token`.
+    Actor,
+}
+
+impl AssertionRole {
+    /// Every role, in the order the driver reads them.
+    pub const ALL: [AssertionRole; 3] = [
+        AssertionRole::ClientAssertion,
+        AssertionRole::Subject,
+        AssertionRole::Actor,
+    ];
+}
+
+impl fmt::Display for AssertionRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AssertionRole::ClientAssertion => "client assertion",
+            AssertionRole::Subject => "subject token",
+            AssertionRole::Actor => "actor token",
+        })
+    }
+}
+
+impl AssertionSource {
+    /// Where the source reads from, for messages: `file <path>` or `callback`.
+    pub fn describe(&self) -> String {
+        match &self.origin {
+            Origin::File(path) => format!("file {}", path.display()),
+            Origin::Callback(_) => "callback".to_owned(),
+        }
+    }
+}
+
+/// The claims of a JWT, read without verifying it; `None` for anything that
+/// is not three dot-separated parts with a JSON object in the middle.
+pub(crate) fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
+    let mut parts = token.trim().split('.');
+    let (Some(_), Some(claims), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(claims) => Some(claims),
+        _ => None,
+    }
+}
+
+/// A JWT's `exp`, when it has a numeric one.
+pub(crate) fn expiry(claims: &Map<String, Value>) -> Option<Timestamp> {
+    let exp = claims.get("exp")?.as_f64().filter(|e| e.is_finite() && *e >= 0.0)?;
+    Some(Timestamp::from_unix_millis((exp.min(1e13) * 1000.0) as u64))
+}
+
+/// Who a subject or actor token speaks for, for the cache key: the `iss`
+/// and `sub` of a JWT (read, not verified: a token for another subject
+/// must not be served from this one's cache entry, and a rotated token for
+/// the same subject keeps the entry), else a SHA-256 of the token itself.
+pub(crate) fn token_identity(token: &str) -> [u8; 32] {
+    let claims = unverified_claims(token);
+    let named = claims.as_ref().and_then(|claims| {
+        let iss = claims.get("iss")?.as_str()?;
+        let sub = claims.get("sub")?.as_str()?;
+        Some((iss, sub))
+    });
+    let mut hash = Sha256::new();
+    match named {
+        Some((iss, sub)) => {
+            hash.update(b"jwt iss sub");
+            hash.update((iss.len() as u64).to_be_bytes());
+            hash.update(iss.as_bytes());
+            hash.update((sub.len() as u64).to_be_bytes());
+            hash.update(sub.as_bytes());
+        }
+        None => {
+            hash.update(b"token sha-256");
+            hash.update(token.trim().as_bytes());
+        }
+    }
+    hash.finalize().into()
 }

@@ -1,14 +1,15 @@
 //! Validated client configuration.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use url::Url;
 
-use crate::assertion::{AssertionRole, AssertionSource};
+use crate::assertion::{token_identity, AssertionRole, AssertionSource};
 use crate::endpoint::{check_endpoint, without_userinfo};
 use crate::error::ConfigError;
+use crate::grant::{is_uri, Grant, GrantKind};
 use crate::jwt_key::JwtKey;
 use crate::policy::RetryPolicy;
 use crate::secret::Secret;
@@ -60,6 +61,12 @@ pub enum ClientAuth {
     /// `self_signed_tls_client_auth` (RFC 8705 §2.2): as [`ClientAuth::TlsClientAuth`]
     /// with a self-signed certificate registered with the provider.
     SelfSignedTlsClientAuth,
+    /// No client authentication (`none`, RFC 8414; a public client, RFC 6749
+    /// §2.1): only `client_id` goes in the body. For a security token
+    /// service that takes a token exchange or JWT bearer grant from anyone
+    /// holding the subject token; the client credentials grant refuses it
+    /// ([`ConfigError::UnauthenticatedClientCredentials`]). Never negotiated.
+    None,
 }
 
 impl ClientAuth {
@@ -73,6 +80,7 @@ impl ClientAuth {
             ClientAuth::ClientSecretJwt => "client_secret_jwt",
             ClientAuth::TlsClientAuth => "tls_client_auth",
             ClientAuth::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+            ClientAuth::None => "none",
         }
     }
 
@@ -202,6 +210,17 @@ struct Shared {
     dpop: Option<JwtKey>,
     mutual_tls: bool,
     allowed_authorization_servers: Vec<String>,
+    grant: Grant,
+    /// Who the grant's subject and actor tokens last read speak for (see
+    /// [`Config::fingerprint`]), shared by every clone of this configuration.
+    seen_tokens: Arc<Mutex<SeenTokens>>,
+}
+
+/// The identities of the subject and actor tokens last read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct SeenTokens {
+    subject: Option<[u8; 32]>,
+    actor: Option<[u8; 32]>,
 }
 
 impl Config {
@@ -238,6 +257,7 @@ impl Config {
             dpop: None,
             mutual_tls: false,
             allowed_authorization_servers: Vec::new(),
+            grant: Grant::client_credentials(),
         }
     }
 
@@ -334,14 +354,45 @@ impl Config {
         }
     }
 
+    /// The grant tokens are asked for with ([`ConfigBuilder::grant`]).
+    pub fn grant(&self) -> &Grant {
+        &self.inner.grant
+    }
+
+    /// The source of the token in `role`, if this configuration has one:
+    /// the [`ClientAuth::Assertion`] source, the grant's subject (a token
+    /// exchange's subject token or a JWT bearer grant's assertion), or the
+    /// exchange's actor.
+    pub fn assertion_source(&self, role: AssertionRole) -> Option<&AssertionSource> {
+        match role {
+            AssertionRole::ClientAssertion => match &self.inner.auth {
+                Some(ClientAuth::Assertion(source)) => Some(source),
+                _ => None,
+            },
+            AssertionRole::Subject => self.inner.grant.subject(),
+            AssertionRole::Actor => self.inner.grant.actor(),
+        }
+    }
+
+    /// Records who the subject or actor `token` about to be sent speaks
+    /// for, so that the [fingerprint](Config::fingerprint) covers it.
+    pub(crate) fn observe_token(&self, role: AssertionRole, token: &str) {
+        let identity = Some(token_identity(token));
+        let mut seen = self.inner.seen_tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        match role {
+            AssertionRole::Subject => seen.subject = identity,
+            AssertionRole::Actor => seen.actor = identity,
+            AssertionRole::ClientAssertion => {}
+        }
+    }
+
     /// The assertions made elsewhere that requests carry, each with the role
-    /// it is kept under: what the driver has re-read before a request.
+    /// it is kept under: what the driver has re-read before a request (the
+    /// client assertion, then the grant's subject and actor).
     pub(crate) fn assertion_sources(&self) -> impl Iterator<Item = (AssertionRole, &AssertionSource)> {
-        let client = match &self.inner.auth {
-            Some(ClientAuth::Assertion(source)) => Some((AssertionRole::ClientAssertion, source)),
-            _ => None,
-        };
-        client.into_iter()
+        AssertionRole::ALL
+            .into_iter()
+            .filter_map(|role| Some((role, self.assertion_source(role)?)))
     }
 
     /// The DPoP key (RFC 9449), when tokens are to be sender-constrained.
@@ -367,6 +418,19 @@ impl Config {
         } else {
             Some(self.inner.scopes.join(" "))
         }
+    }
+
+    /// The `scope` a token request for the configured grant sends: the
+    /// configuration's scopes, then a token exchange's, deduplicated.
+    pub(crate) fn requested_scope(&self) -> Option<String> {
+        let exchange = self.inner.grant.as_token_exchange().map_or(&[][..], |e| e.scopes());
+        let mut scopes: Vec<&str> = self.inner.scopes.iter().map(String::as_str).collect();
+        for scope in exchange.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()) {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        (!scopes.is_empty()).then(|| scopes.join(" "))
     }
 
     /// The RFC 8707 resource indicators.
@@ -458,7 +522,18 @@ impl Config {
     ///   `tenant`; the order is kept because a server may read the first of
     ///   two values with one name);
     /// - the DPoP key's thumbprint, when tokens are DPoP-bound (RFC 9449 §6:
-    ///   a bound token is useless with another key).
+    ///   a bound token is useless with another key);
+    /// - the [grant](ConfigBuilder::grant): its type; for a token exchange the
+    ///   subject and actor (where each is read from, its token type, and who
+    ///   the token last read speaks for: the `iss` and `sub` of a JWT, read
+    ///   without verifying, else a SHA-256 of the token), the requested
+    ///   token type, and the exchange's audiences, resources and scopes; for
+    ///   the JWT bearer grant the assertion's source and who it speaks for.
+    ///   Until a subject is first read, its identity is "not read": the
+    ///   driver reads subject and actor files before it loads the store, so
+    ///   a token stored for one workload is never served to another that
+    ///   reads the same path, while a rotated token for the same subject
+    ///   keeps the key.
     ///
     /// Token stores keep it with a token and ignore a token saved under another
     /// fingerprint, so a token fetched for one client, issuer, scope set or
@@ -564,6 +639,7 @@ impl Config {
             Some(ClientAuth::Assertion(_)) => b"private_key_jwt external",
             Some(ClientAuth::TlsClientAuth) => b"tls_client_auth",
             Some(ClientAuth::SelfSignedTlsClientAuth) => b"self_signed_tls_client_auth",
+            Some(ClientAuth::None) => b"none",
         };
         field(&mut hash, auth);
         match &i.auth {
@@ -593,6 +669,67 @@ impl Config {
                 key(&mut hash, dpop);
             }
             None => field(&mut hash, b"no dpop"),
+        }
+        // The grant, and whom its subject and actor tokens speak for: a
+        // token exchanged for one workload is never served to another.
+        let seen = *i.seen_tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        fn source(hash: &mut Sha256, source: &AssertionSource, seen: Option<[u8; 32]>) {
+            match source.path() {
+                Some(path) => {
+                    field(hash, b"file");
+                    field(hash, path.to_string_lossy().as_bytes());
+                }
+                None => field(hash, b"callback"),
+            }
+            match seen {
+                Some(identity) => {
+                    field(hash, b"read");
+                    field(hash, &identity);
+                }
+                None => field(hash, b"not read"),
+            }
+        }
+        // The client credentials grant adds nothing, so the keys of tokens
+        // stored before grants existed stay valid; the others add their
+        // fields after every field above (length-prefixed), so no encoding
+        // of one grant is that of another.
+        match i.grant.kind() {
+            GrantKind::ClientCredentials => {}
+            GrantKind::JwtBearer(assertion) => {
+                field(&mut hash, i.grant.grant_type().as_bytes());
+                source(&mut hash, assertion, seen.subject);
+            }
+            GrantKind::TokenExchange(exchange) => {
+                field(&mut hash, i.grant.grant_type().as_bytes());
+                source(&mut hash, exchange.subject(), seen.subject);
+                field(&mut hash, exchange.subject_token_type().as_bytes());
+                match exchange.actor_source() {
+                    Some((actor, actor_type)) => {
+                        field(&mut hash, b"actor");
+                        source(&mut hash, actor, seen.actor);
+                        field(&mut hash, actor_type.as_bytes());
+                    }
+                    None => field(&mut hash, b"no actor"),
+                }
+                match exchange.requested_type() {
+                    Some(requested) => {
+                        field(&mut hash, b"requested_token_type");
+                        field(&mut hash, requested.as_bytes());
+                    }
+                    None => field(&mut hash, b"no requested_token_type"),
+                }
+                list(&mut hash, exchange.audiences().iter().map(String::as_str));
+                list(&mut hash, exchange.resources().iter().map(String::as_str));
+                let mut scopes: Vec<&str> = exchange
+                    .scopes()
+                    .iter()
+                    .flat_map(|s| s.split(' '))
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                scopes.sort_unstable();
+                scopes.dedup();
+                list(&mut hash, scopes.into_iter());
+            }
         }
 
         let digest = hash.finalize();
@@ -666,6 +803,7 @@ impl fmt::Debug for Config {
             .field("dpop", &i.dpop)
             .field("mutual_tls", &i.mutual_tls)
             .field("allowed_authorization_servers", &i.allowed_authorization_servers)
+            .field("grant", &i.grant)
             .finish_non_exhaustive()
     }
 }
@@ -722,6 +860,7 @@ pub struct ConfigBuilder {
     dpop: Option<JwtKey>,
     mutual_tls: bool,
     allowed_authorization_servers: Vec<String>,
+    grant: Grant,
 }
 
 impl fmt::Debug for ConfigBuilder {
@@ -750,6 +889,7 @@ impl fmt::Debug for ConfigBuilder {
             .field("discovery_order", &self.discovery_order)
             .field("use_refresh_tokens", &self.use_refresh_tokens)
             .field("allowed_authorization_servers", &self.allowed_authorization_servers)
+            .field("grant", &self.grant)
             .finish()
     }
 }
@@ -890,6 +1030,21 @@ impl ConfigBuilder {
     /// metadata, else [`ClientAuth::Basic`].
     pub fn auth(mut self, auth: ClientAuth) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// How tokens are asked for: [`Grant::client_credentials`] (the
+    /// default), [`Grant::token_exchange`] (RFC 8693) or
+    /// [`Grant::jwt_bearer`] (RFC 7523 §2.1). Client authentication
+    /// ([`ConfigBuilder::auth`]) is chosen independently. With another grant
+    /// than client credentials, a `refresh_token` in a response is not used:
+    /// every refresh is a new grant with the subject read afresh.
+    ///
+    /// `build()` checks the exchange's token types are URIs
+    /// ([`ConfigError::InvalidTokenType`]), and its resources and scopes as
+    /// [`ConfigBuilder::resource`] and [`ConfigBuilder::scope`] do.
+    pub fn grant(mut self, grant: Grant) -> Self {
+        self.grant = grant;
         self
     }
 
@@ -1163,6 +1318,27 @@ impl ConfigBuilder {
             .map(|url| check_endpoint("revocation_endpoint", &url, insecure))
             .transpose()?;
 
+        if let Some(exchange) = self.grant.as_token_exchange() {
+            let types = [
+                ("subject_token_type", Some(exchange.subject_token_type())),
+                ("actor_token_type", exchange.actor_source().map(|(_, t)| t)),
+                ("requested_token_type", exchange.requested_type()),
+            ];
+            for (field, value) in types {
+                if let Some(value) = value.filter(|v| !is_uri(v)) {
+                    return Err(ConfigError::InvalidTokenType {
+                        field,
+                        value: value.to_owned(),
+                    });
+                }
+            }
+            // The exchange's own scopes and resources follow the same rules.
+            checked_scopes(exchange.scopes())?;
+            checked_resources(exchange.resources().to_vec())?;
+        }
+        if self.grant.is_client_credentials() && self.auth == Some(ClientAuth::None) {
+            return Err(ConfigError::UnauthenticatedClientCredentials);
+        }
         let scopes = checked_scopes(&self.scopes)?;
         let resources = checked_resources(given_resources)?;
         check_params(&self.params)?;
@@ -1248,6 +1424,8 @@ impl ConfigBuilder {
                 dpop: self.dpop,
                 mutual_tls,
                 allowed_authorization_servers,
+                grant: self.grant,
+                seen_tokens: Arc::default(),
                 }),
             }),
         })

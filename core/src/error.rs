@@ -8,6 +8,7 @@ use std::fmt;
 
 use http::StatusCode;
 
+use crate::assertion::AssertionRole;
 use crate::id::RequestId;
 use crate::jws::{JwsAlgorithm, SignError};
 use crate::redact::Credentials;
@@ -69,6 +70,12 @@ pub enum Error {
     /// Nothing was cached or stored.
     #[error(transparent)]
     Dpop(#[from] DpopError),
+    /// The grant could not be made or its answer does not match it (a token
+    /// exchange's subject or actor token, a JWT bearer grant's assertion;
+    /// an `issued_token_type` other than the one asked for). Nothing was
+    /// sent, or nothing was cached.
+    #[error(transparent)]
+    Grant(#[from] GrantError),
     /// The resource server rejected a token fetched in the current round (or
     /// while the provider was failing): fetching yet another at once would
     /// most likely be rejected too, so the round counts as failed and the
@@ -122,6 +129,7 @@ impl Error {
             | Error::Config(_)
             | Error::ClientAuth(_)
             | Error::Dpop(_)
+            | Error::Grant(_)
             | Error::TokenRejected
             | Error::UnknownRequest { .. } => false,
         }
@@ -210,6 +218,14 @@ pub enum ConfigError {
     /// origin: it would send every request without the token.
     #[error("the authorised HTTP client allows no origin, so no request would get the token; add .allow_origin(\"https://api.example.com\") (or .allow_any_origin()), or configure .resource_server(url) or .resource(uri)")]
     NoAllowedOrigin,
+    /// An authorised HTTP client was given `.params_for(origin, params)` for
+    /// an origin it does not allow: `params_for` picks which token an
+    /// allowed origin gets, it never allows one by itself.
+    #[error("params_for({origin:?}, ..) names an origin the authorised HTTP client does not allow, so it would never get that token; params_for allows nothing by itself: add .allow_origin({origin:?}) (or .allow_any_origin())")]
+    OriginNotAllowed {
+        /// The origin given to `params_for`, as `scheme://host:port`.
+        origin: String,
+    },
     /// Plain `http:` to a host that is not loopback.
     #[error("{field} {url:?} uses plain http to a non-loopback host, which would send the client secret in clear text; use https, or .allow_insecure_http() on a test network")]
     InsecureUrl {
@@ -281,6 +297,19 @@ pub enum ConfigError {
     /// `client_secret_jwt` with a client secret shorter than 32 bytes.
     #[error("client_secret_jwt signs with HS256, whose key must have at least 256 bits (RFC 7518 §3.2): use a client secret of 32 bytes or more, or another method")]
     HmacSecretTooShort,
+    /// A token type identifier of a token exchange is not an absolute URI
+    /// (RFC 8693 §3): use one of [`token_type`](crate::token_type)'s.
+    #[error("the token exchange's {field} {value:?} is not a URI; use one of client_credentials::token_type's (urn:ietf:params:oauth:token-type:…)")]
+    InvalidTokenType {
+        /// `subject_token_type`, `actor_token_type` or `requested_token_type`.
+        field: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// [`ClientAuth::None`](crate::ClientAuth::None) with the client
+    /// credentials grant, which only a confidential client may use (RFC 6749 §4.4).
+    #[error("the client credentials grant needs client authentication (RFC 6749 §4.4); ClientAuth::None is for another grant (token exchange, JWT bearer) at a public endpoint")]
+    UnauthenticatedClientCredentials,
     /// The body limit is too small for any real token response.
     #[error("max_body_size of {bytes} bytes is too small; use at least 1024")]
     BodyLimitTooSmall {
@@ -441,6 +470,56 @@ pub enum ClientAuthError {
         "the token endpoint asked for a new DPoP nonce again after a retry with one (use_dpop_nonce twice in a row)"
     )]
     DpopNonceLoop,
+}
+
+/// Why a token exchange or JWT bearer grant could not be made, or its
+/// answer was refused. The source is named (`file <path>` or `callback`);
+/// the token itself never is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// The token could not be had (an unreadable file, a callback's error,
+    /// a file not read yet): nothing was sent, never an empty token.
+    #[error("the {role} from {source_name} is not available: {reason}")]
+    Unavailable {
+        /// Which token.
+        role: AssertionRole,
+        /// `file <path>` or `callback`.
+        source_name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The token is a JWT whose `exp` has passed: whatever writes it has
+    /// not renewed it. Nothing was sent.
+    #[error("the {role} from {source_name} expired at unix seconds {}; it was not sent", .expired_at.as_unix_millis() / 1000)]
+    Expired {
+        /// Which token.
+        role: AssertionRole,
+        /// `file <path>` or `callback`.
+        source_name: String,
+        /// Its `exp`.
+        expired_at: Timestamp,
+    },
+    /// The token cannot be sent: empty, or (for the JWT bearer grant's
+    /// assertion) not a JWT.
+    #[error("the {role} from {source_name} is not usable: {reason}")]
+    Invalid {
+        /// Which token.
+        role: AssertionRole,
+        /// `file <path>` or `callback`.
+        source_name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The server issued another type of token than the one asked for
+    /// (RFC 8693 §2.2.1 `issued_token_type`). Nothing was cached.
+    #[error("the token exchange asked for {expected} and the server issued {issued}; the token was not used")]
+    IssuedTokenType {
+        /// What was asked for (or, when nothing was, an access token or JWT).
+        expected: String,
+        /// The response's `issued_token_type`.
+        issued: String,
+    },
 }
 
 /// How DPoP (RFC 9449) was required and not met.

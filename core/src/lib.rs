@@ -156,6 +156,14 @@
 //!   with [`driver::Signing::finish`]. A `TokenSource` polled by hand calls
 //!   a callback or a signer of yours from `poll` (it has no task to hand out).
 //!
+//! - Grants: [`ConfigBuilder::grant`] with [`Grant::client_credentials`] (the
+//!   default), [`Grant::token_exchange`] ([`TokenExchange`], RFC 8693; the
+//!   [`token_type`] URNs) or [`Grant::jwt_bearer`] (RFC 7523 §2.1). Subject
+//!   and actor tokens come from an [`AssertionSource`] (a file the driver
+//!   reads in its [`AssertionRole`], or a callback); what cannot be read is a
+//!   [`GrantError`] naming its source. Client authentication is independent
+//!   of the grant ([`ClientAuth::None`] for a public STS).
+//!
 //! ## Features
 //! - `signing` (default): `JwtKey::from_pem` for RS256, PS256, ES256 and
 //!   Ed25519 keys, on the RustCrypto crates (pure Rust, no random source
@@ -178,6 +186,7 @@ mod dpop;
 pub mod driver;
 mod endpoint;
 mod error;
+mod grant;
 mod http_date;
 mod id;
 mod jws;
@@ -200,8 +209,10 @@ pub use config::{AssertionAudience, ClientAuth, Config, ConfigBuilder, Discovery
 pub use discovery::{discovery_request, discovery_request_at, parse_discovery, DiscoveryLocation, ProviderMetadata};
 pub use dpop::{dpop_ath, DpopProof};
 pub use error::{
-    ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError, TransportErrorKind,
+    ClientAuthError, ConfigError, DiscoveryError, DpopError, Error, GrantError, OAuthErrorCode, TransportError,
+    TransportErrorKind,
 };
+pub use grant::{token_type, Grant, TokenExchange, JWT_BEARER_GRANT_TYPE, TOKEN_EXCHANGE_GRANT_TYPE};
 pub use id::RequestId;
 pub use jws::{JwsAlgorithm, SignError, Signer};
 pub use jwt_key::JwtKey;

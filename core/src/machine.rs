@@ -9,23 +9,23 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::assertion::{
-    build_assertion, check_external, unavailable, AssertionClaims, AssertionKey, AssertionRole, JtiSource,
-    CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE,
+    build_assertion, check_external, expiry, unavailable, unverified_claims, AssertionClaims, AssertionKey,
+    AssertionRole, JtiSource, CLIENT_ASSERTION_TYP, JWT_BEARER_ASSERTION_TYPE,
 };
 use crate::config::{AssertionAudience, ClientAuth, Config, DiscoveryOrder, Endpoint, Issuer, ResourceServer};
 use crate::discovery::{parse_discovery_with, DiscoveryLocation, Fetched, ProviderMetadata};
 use crate::dpop::{dpop_proof, proof_header, DpopClaims, DpopNonces, DpopProof, USE_DPOP_NONCE};
 use crate::driver::Signing;
 use crate::endpoint::check_endpoint;
-use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, OAuthErrorCode, TransportError};
+use crate::error::{ClientAuthError, DiscoveryError, DpopError, Error, GrantError, OAuthErrorCode, TransportError};
 use crate::id::RequestId;
 use crate::jws::SignError;
 use crate::jwt_key::{finish_jws, Jws, JwtKey};
 use crate::policy::{parse_retry_after, refresh_time, Jitter, SharedBackoff};
-use crate::redact::{excerpt, Credentials};
+use crate::redact::{clean, excerpt, Credentials};
 use crate::request::{carried_credentials, get_json, revocation_request, token_request, Grant, Prepared};
 use crate::resource::{check_resource, choose_authorization_server, parse_resource_metadata_with, ResourceMetadata};
-use crate::response::{check_size, oauth_error, parse_json_object, parse_token_response_with};
+use crate::response::{check_size, oauth_error, parse_json_object, parse_token_response_with, Expected};
 use crate::secret::Secret;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
@@ -183,7 +183,13 @@ enum Sent {
     },
     /// A token, sent at `sent_at`: its `expires_in` counts from then
     /// (conservative by one round trip).
-    Token { refresh_grant: bool, sent_at: Timestamp },
+    /// `subject_expires_at`: the `exp` of the grant's subject token, which
+    /// bounds the lifetime of an opaque token issued without `expires_in`.
+    Token {
+        refresh_grant: bool,
+        sent_at: Timestamp,
+        subject_expires_at: Option<Timestamp>,
+    },
     /// A revocation at sign-out (RFC 7009).
     Revocation,
 }
@@ -195,10 +201,15 @@ impl fmt::Debug for Sent {
         match self {
             Sent::ResourceMetadata { .. } => f.write_str("ResourceMetadata"),
             Sent::Discovery { location, .. } => f.debug_tuple("Discovery").field(location).finish(),
-            Sent::Token { refresh_grant, sent_at } => f
+            Sent::Token {
+                refresh_grant,
+                sent_at,
+                subject_expires_at,
+            } => f
                 .debug_struct("Token")
                 .field("refresh_grant", refresh_grant)
                 .field("sent_at", sent_at)
+                .field("subject_expires_at", subject_expires_at)
                 .finish(),
             Sent::Revocation => f.write_str("Revocation"),
         }
@@ -260,6 +271,10 @@ struct Parts {
     assertion: Option<(String, Jws)>,
     /// The DPoP proof.
     dpop: Option<Jws>,
+    /// The grant's subject token and its `exp`, and the actor token.
+    subject: Option<Zeroizing<String>>,
+    subject_expires_at: Option<Timestamp>,
+    actor: Option<Zeroizing<String>>,
 }
 
 impl Parts {
@@ -307,7 +322,12 @@ impl Parts {
             Some(Some(proof)) => Some(proof_header(&proof).map_err(|e| Error::ClientAuth(e.into()))?),
             None => None,
         };
-        Ok(Some(Prepared { assertion, dpop }))
+        Ok(Some(Prepared {
+            assertion,
+            dpop,
+            subject: self.subject,
+            actor: self.actor,
+        }))
     }
 }
 
@@ -588,6 +608,10 @@ impl TokenSource {
     /// before a request is due, outside its lock. The assertion's `exp` is
     /// checked before each use.
     pub(crate) fn provide_assertion(&mut self, role: AssertionRole, assertion: Result<String, String>) {
+        // The store key covers whom a subject speaks for from the moment it is read.
+        if let Ok(token) = &assertion {
+            self.config.observe_token(role, token);
+        }
         let assertion = assertion.map(Zeroizing::new);
         match self.assertions.iter_mut().find(|(kept, _)| *kept == role) {
             Some((_, kept)) => *kept = assertion,
@@ -598,6 +622,69 @@ impl TokenSource {
     /// The latest assertion read for `role`.
     fn assertion(&self, role: AssertionRole) -> Option<&Result<Zeroizing<String>, String>> {
         self.assertions.iter().find(|(kept, _)| *kept == role).map(|(_, a)| a)
+    }
+
+    /// The token of `role` for the request being built, as last read by
+    /// the driver, with the `exp` it carries: never an empty
+    /// or expired one (a typed error naming the source instead).
+    fn external_token(
+        &self,
+        role: AssertionRole,
+        source: &crate::AssertionSource,
+        now: Timestamp,
+        must_be_jwt: bool,
+        inline: bool,
+    ) -> Result<(Zeroizing<String>, Option<Timestamp>), Error> {
+        let source_name = || source.describe();
+        let called = if inline { source.call() } else { None };
+        let token = match (called, self.assertion(role)) {
+            (Some(result), _) => Zeroizing::new(result.map_err(|reason| GrantError::Unavailable {
+                role,
+                source_name: source_name(),
+                reason: clean(&reason, 200),
+            })?),
+            (None, Some(Ok(token))) => token.clone(),
+            (None, Some(Err(reason))) => {
+                return Err(GrantError::Unavailable {
+                    role,
+                    source_name: source_name(),
+                    reason: clean(reason, 200),
+                }
+                .into())
+            }
+            (None, None) => {
+                return Err(GrantError::Unavailable {
+                    role,
+                    source_name: source_name(),
+                    reason: "it has not been read yet".into(),
+                }
+                .into())
+            }
+        };
+        let token = Zeroizing::new(token.trim().to_owned());
+        let invalid = |reason| GrantError::Invalid {
+            role,
+            source_name: source_name(),
+            reason,
+        };
+        if token.is_empty() {
+            return Err(invalid("it is empty").into());
+        }
+        let claims = unverified_claims(&token);
+        if must_be_jwt && claims.is_none() {
+            return Err(invalid("it is not a JWT with readable claims").into());
+        }
+        let expires_at = claims.as_ref().and_then(expiry);
+        if let Some(expired_at) = expires_at.filter(|at| *at <= now) {
+            return Err(GrantError::Expired {
+                role,
+                source_name: source_name(),
+                expired_at,
+            }
+            .into());
+        }
+        self.config.observe_token(role, &token);
+        Ok((token, expires_at))
     }
 
     /// Keeps `nonce`, a `DPoP-Nonce` header from a response of `url`'s
@@ -1067,6 +1154,17 @@ impl TokenSource {
             _ => None,
         };
         prepared.assertion = assertion;
+        if let Some(subject) = self.config.grant().subject() {
+            // RFC 7523 §2.1: the JWT bearer grant's assertion is a JWT.
+            let must_be_jwt = self.config.grant().as_jwt_bearer().is_some();
+            let (token, expires_at) = self.external_token(AssertionRole::Subject, subject, now, must_be_jwt, inline)?;
+            prepared.subject = Some(token);
+            prepared.subject_expires_at = expires_at;
+        }
+        if let Some(actor) = self.config.grant().actor() {
+            let (token, _) = self.external_token(AssertionRole::Actor, actor, now, false, inline)?;
+            prepared.actor = Some(token);
+        }
         if let (true, Some(key)) = (dpop, self.config.dpop_key()) {
             let alg = self.dpop_alg(key)?;
             let jti = self.jti.next(now);
@@ -1136,13 +1234,14 @@ impl TokenSource {
                 let refresh = self
                     .refresh_token
                     .as_ref()
-                    .filter(|_| self.config.uses_refresh_tokens());
+                    .filter(|_| self.config.uses_refresh_tokens() && self.config.grant().is_client_credentials());
                 let auth = self.auth();
                 let parts = self.prepare(now, &auth, url, true, inline)?;
                 let pending = Pending {
                     sent: Sent::Token {
                         refresh_grant: refresh.is_some(),
                         sent_at: now,
+                        subject_expires_at: parts.subject_expires_at,
                     },
                     url: url.clone(),
                     auth,
@@ -1194,7 +1293,7 @@ impl TokenSource {
             None => {
                 let grant = match &refresh_token {
                     Some(token) => Grant::RefreshToken(token.expose_secret()),
-                    None => Grant::ClientCredentials,
+                    None => Grant::Configured,
                 };
                 token_request(&self.config, &url, &auth, grant, &prepared)?
             }
@@ -1275,8 +1374,13 @@ impl TokenSource {
             }
         }
         match sent {
-            Sent::Token { refresh_grant, sent_at } => {
-                match parse_token_response_with(&self.config, sent_at, &response, &self.sent_credentials) {
+            Sent::Token {
+                refresh_grant,
+                sent_at,
+                subject_expires_at,
+            } => {
+                let expected = Expected { subject_expires_at };
+                match parse_token_response_with(&self.config, sent_at, &response, &self.sent_credentials, &expected) {
                     Ok(token) => {
                         let token = if refresh_grant && token.refresh_token().is_none() {
                             // RFC 6749 §6: without a new refresh token, the old one stays valid.

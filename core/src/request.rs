@@ -17,8 +17,10 @@ const AGENT: &str = concat!("client-credentials/", env!("CARGO_PKG_VERSION"));
 /// Which grant a token request uses.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Grant<'a> {
-    /// RFC 6749 §4.4.
-    ClientCredentials,
+    /// The configured grant ([`Config::grant`]): client credentials
+    /// (RFC 6749 §4.4), token exchange (RFC 8693 §2.1) or the JWT bearer
+    /// grant (RFC 7523 §2.1).
+    Configured,
     /// RFC 6749 §6, with this refresh token.
     RefreshToken(&'a str),
 }
@@ -63,7 +65,15 @@ pub(crate) fn config_credentials(config: &Config) -> Credentials {
 }
 
 /// The body members that carry a credential, in any request the core builds.
-const CREDENTIAL_PARAMS: &[&str] = &["client_secret", "refresh_token", "token", "client_assertion"];
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "client_secret",
+    "refresh_token",
+    "token",
+    "client_assertion",
+    "subject_token",
+    "actor_token",
+    "assertion",
+];
 
 /// Every credential `request` carries, read from the request itself so that
 /// nothing added to requests later is missed: the configuration's, every
@@ -110,6 +120,11 @@ pub(crate) struct Prepared {
     pub assertion: Option<(String, zeroize::Zeroizing<String>)>,
     /// The `DPoP` header (RFC 9449 §4).
     pub dpop: Option<HeaderValue>,
+    /// The grant's subject token (RFC 8693 `subject_token`, RFC 7523
+    /// `assertion`), read for this request.
+    pub subject: Option<zeroize::Zeroizing<String>>,
+    /// A token exchange's `actor_token`.
+    pub actor: Option<zeroize::Zeroizing<String>>,
 }
 
 /// A token request (RFC 6749 §4.4.2 or §6) to `endpoint`.
@@ -121,7 +136,7 @@ pub(crate) fn token_request(
     prepared: &Prepared,
 ) -> Result<Request<Vec<u8>>, Error> {
     let (content_type, body) = match auth {
-        ClientAuth::Json => (JSON, json_body(config, grant)),
+        ClientAuth::Json => (JSON, json_body(config, grant, prepared)),
         _ => (FORM, form_body(config, auth, grant, prepared)),
     };
     let mut builder = post(config, endpoint, auth, content_type);
@@ -228,32 +243,85 @@ fn append_client_auth(
             }
         }
         // RFC 8705 §2: the certificate authenticates; client_id names the client.
-        ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth => {
+        // RFC 6749 §3.2.1 (and RFC 8693 §2.1): a public client names itself.
+        ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth | ClientAuth::None => {
             form.append_pair("client_id", config.client_id());
         }
         ClientAuth::Basic | ClientAuth::BasicUnencoded | ClientAuth::Json => {}
     }
 }
 
-fn form_body(config: &Config, auth: &ClientAuth, grant: Grant<'_>, prepared: &Prepared) -> Vec<u8> {
-    let mut form = form_urlencoded::Serializer::new(String::new());
+/// The grant members of a token request, in order, with the `scope`,
+/// `resource` and `audience` values it asks for.
+fn grant_members<'a>(config: &'a Config, grant: Grant<'a>, prepared: &'a Prepared) -> Vec<(&'static str, String)> {
+    let mut members: Vec<(&'static str, String)> = Vec::new();
+    let secret = |value: &Option<zeroize::Zeroizing<String>>| value.as_ref().map(|v| v.as_str().to_owned());
+    let configured = config.grant();
     match grant {
-        Grant::ClientCredentials => {
-            form.append_pair("grant_type", "client_credentials");
-            if let Some(scope) = config.scope() {
-                form.append_pair("scope", &scope);
-            }
-        }
         // RFC 6749 §6: scope omitted means "as originally granted".
         Grant::RefreshToken(token) => {
-            form.append_pair("grant_type", "refresh_token")
-                .append_pair("refresh_token", token);
+            members.push(("grant_type", "refresh_token".to_owned()));
+            members.push(("refresh_token", token.to_owned()));
+        }
+        Grant::Configured => {
+            members.push(("grant_type", configured.grant_type().to_owned()));
+            if let Some(exchange) = configured.as_token_exchange() {
+                // RFC 8693 §2.1: the machine never builds a request without
+                // the subject (an unreadable one fails the attempt first).
+                if let Some(subject) = secret(&prepared.subject) {
+                    members.push(("subject_token", subject));
+                }
+                members.push(("subject_token_type", exchange.subject_token_type().to_owned()));
+                if let (Some((_, actor_type)), Some(actor)) = (exchange.actor_source(), secret(&prepared.actor)) {
+                    members.push(("actor_token", actor));
+                    members.push(("actor_token_type", actor_type.to_owned()));
+                }
+                if let Some(requested) = exchange.requested_type() {
+                    members.push(("requested_token_type", requested.to_owned()));
+                }
+            } else if configured.as_jwt_bearer().is_some() {
+                if let Some(assertion) = secret(&prepared.subject) {
+                    members.push(("assertion", assertion));
+                }
+            }
+            if let Some(scope) = config.requested_scope() {
+                members.push(("scope", scope));
+            }
         }
     }
-    for resource in config.resources() {
+    members
+}
+
+/// The `resource` values of a token request: the configuration's, then a
+/// token exchange's.
+fn resources(config: &Config) -> impl Iterator<Item = &str> {
+    let exchange = config.grant().as_token_exchange();
+    config
+        .resources()
+        .iter()
+        .chain(exchange.map_or(&[][..], |e| e.resources()))
+        .map(String::as_str)
+}
+
+/// The `audience` values of a token request: the configuration's, then a
+/// token exchange's.
+fn audiences(config: &Config) -> impl Iterator<Item = &str> {
+    let exchange = config.grant().as_token_exchange();
+    config
+        .audience()
+        .into_iter()
+        .chain(exchange.map_or(&[][..], |e| e.audiences()).iter().map(String::as_str))
+}
+
+fn form_body(config: &Config, auth: &ClientAuth, grant: Grant<'_>, prepared: &Prepared) -> Vec<u8> {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in grant_members(config, grant, prepared) {
+        form.append_pair(name, &value);
+    }
+    for resource in resources(config) {
         form.append_pair("resource", resource);
     }
-    if let Some(audience) = config.audience() {
+    for audience in audiences(config) {
         form.append_pair("audience", audience);
     }
     for (name, value) in config.params() {
@@ -263,27 +331,26 @@ fn form_body(config: &Config, auth: &ClientAuth, grant: Grant<'_>, prepared: &Pr
     form.finish().into_bytes()
 }
 
-fn json_body(config: &Config, grant: Grant<'_>) -> Vec<u8> {
+fn json_body(config: &Config, grant: Grant<'_>, prepared: &Prepared) -> Vec<u8> {
     let mut body = serde_json::Map::new();
-    match grant {
-        Grant::ClientCredentials => {
-            body.insert("grant_type".into(), "client_credentials".into());
-            if let Some(scope) = config.scope() {
-                body.insert("scope".into(), scope.into());
-            }
-        }
-        Grant::RefreshToken(token) => {
-            body.insert("grant_type".into(), "refresh_token".into());
-            body.insert("refresh_token".into(), token.into());
-        }
+    for (name, value) in grant_members(config, grant, prepared) {
+        body.insert(name.into(), value.into());
     }
     body.insert("client_id".into(), config.client_id().into());
     body.insert("client_secret".into(), config.client_secret().expose_secret().into());
-    if !config.resources().is_empty() {
-        body.insert("resource".into(), config.resources().to_vec().into());
+    let resources: Vec<&str> = resources(config).collect();
+    if !resources.is_empty() {
+        body.insert("resource".into(), resources.into());
     }
-    if let Some(audience) = config.audience() {
-        body.insert("audience".into(), audience.into());
+    let audiences: Vec<&str> = audiences(config).collect();
+    match audiences.as_slice() {
+        [] => {}
+        [one] => {
+            body.insert("audience".into(), (*one).into());
+        }
+        many => {
+            body.insert("audience".into(), many.to_vec().into());
+        }
     }
     for (name, value) in config.params() {
         body.insert(name.clone(), value.clone().into());

@@ -7,7 +7,8 @@ use http::{Response, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::error::{DpopError, Error, OAuthErrorCode};
+use crate::error::{DpopError, Error, GrantError, OAuthErrorCode};
+use crate::grant::token_type;
 use crate::redact::{clean, excerpt, Credentials};
 use crate::request::config_credentials;
 use crate::time::Timestamp;
@@ -49,7 +50,21 @@ pub fn parse_token_response(
     sent_at: Timestamp,
     response: &Response<Vec<u8>>,
 ) -> Result<AccessToken, Error> {
-    parse_token_response_with(config, sent_at, response, &config_credentials(config))
+    parse_token_response_with(
+        config,
+        sent_at,
+        response,
+        &config_credentials(config),
+        &Expected::default(),
+    )
+}
+
+/// What the machine knows about a token request beyond the configuration.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Expected {
+    /// The `exp` of the grant's subject token: the lifetime of an opaque
+    /// token issued without `expires_in` ends there at the latest.
+    pub subject_expires_at: Option<Timestamp>,
 }
 
 /// [`parse_token_response`], cutting `credentials` (those the request
@@ -59,6 +74,7 @@ pub(crate) fn parse_token_response_with(
     sent_at: Timestamp,
     response: &Response<Vec<u8>>,
     credentials: &Credentials,
+    expected: &Expected,
 ) -> Result<AccessToken, Error> {
     let body = check_size(response.body(), config.max_body_size())?;
     let status = response.status();
@@ -91,17 +107,44 @@ pub(crate) fn parse_token_response_with(
         None | Some(Value::Null) => "Bearer".to_owned(),
         Some(_) => return Err(Error::invalid("the token_type is not a string")),
     };
+    let exchange = config.grant().as_token_exchange();
+    // RFC 8693 §2.2.1: `issued_token_type` says what the server issued. It
+    // must be what was asked for; when nothing was, an access token (or a
+    // JWT, which RFC 8693 §3 allows as one): anything else would be used as
+    // an access token it is not.
+    if let (Some(exchange), Some(issued)) = (exchange, object.get("issued_token_type")) {
+        let Value::String(issued) = issued else {
+            return Err(Error::invalid("the issued_token_type is not a string"));
+        };
+        let matches = match exchange.requested_type() {
+            Some(requested) => issued == requested,
+            None => issued == token_type::ACCESS_TOKEN || issued == token_type::JWT,
+        };
+        if !matches {
+            return Err(Error::Grant(GrantError::IssuedTokenType {
+                expected: exchange.requested_type().unwrap_or(token_type::ACCESS_TOKEN).to_owned(),
+                issued: clean(&credentials.redact(issued), 120),
+            }));
+        }
+    }
+    // RFC 8693 §2.2.1: `N_A` says the issued token is not an access token
+    // (a JWT authorization grant for identity chaining). Accepted only when
+    // a type other than an access token was asked for.
+    // Otherwise it is refused below like any type that is not an access token.
+    let not_access_token =
+        token_type.eq_ignore_ascii_case("n_a") && exchange.is_some_and(|e| e.allows_non_access_token());
     // RFC 9449 §5: a DPoP-bound token only when DPoP was asked for, and then
     // nothing else: an unbound token sent as `DPoP` is refused, and sent as
     // a bearer token it loses the binding the client asked for.
     let dpop = config.dpop_key().is_some();
-    if dpop && !token_type.eq_ignore_ascii_case("dpop") {
+    if dpop && !not_access_token && !token_type.eq_ignore_ascii_case("dpop") {
         return Err(Error::Dpop(DpopError::UnboundToken {
             token_type: clean(&credentials.redact(&token_type), 40),
         }));
     }
     if !token_type.eq_ignore_ascii_case("bearer")
         && !dpop
+        && !not_access_token
         && !config
             .accepted_token_types()
             .iter()
@@ -116,7 +159,18 @@ pub(crate) fn parse_token_response_with(
         Some(secs) => clamp_lifetime(secs),
         None => match jwt_lifetime(&secret, sent_at) {
             Some(secs) => clamp_lifetime(secs),
-            None => config.default_lifetime().clamp(MIN_LIFETIME, MAX_LIFETIME),
+            // An opaque token issued for a subject lives no longer than the
+            // subject token did (RFC 8693 leaves `expires_in` optional).
+            None => match expected.subject_expires_at {
+                Some(subject_expires_at) => {
+                    let remaining = subject_expires_at.saturating_duration_since(sent_at);
+                    config
+                        .default_lifetime()
+                        .min(remaining)
+                        .clamp(MIN_LIFETIME, MAX_LIFETIME)
+                }
+                None => config.default_lifetime().clamp(MIN_LIFETIME, MAX_LIFETIME),
+            },
         },
     };
     let scope = match object.get("scope") {

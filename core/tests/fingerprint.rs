@@ -3,12 +3,19 @@
 //! token. Two configurations that differ in any one input that changes the
 //! token (client id, endpoint, authentication method and its key or
 //! assertion type, mutual TLS, scopes, resources, audience, any extra
-//! parameter, the DPoP key) get different fingerprints; the secret, timing and
-//! retry settings, and the order and repetition of scopes, change nothing.
+//! parameter, the DPoP key, the grant with its subject, actor, requested
+//! type, audiences, resources and scopes, and whom a subject or actor token
+//! read speaks for) get different fingerprints; the secret, timing and retry
+//! settings, the order and repetition of scopes, and a rotated subject token
+//! for the same subject change nothing.
 
 use std::time::Duration;
 
-use client_credentials::{AssertionSource, ClientAuth, Config, ConfigBuilder, JwsAlgorithm, JwtKey, SignError, Signer};
+use client_credentials::driver::{Call, Driver, Outcome, Step, Task};
+use client_credentials::{
+    token_type, AssertionRole, AssertionSource, ClientAuth, Config, ConfigBuilder, Grant, JwsAlgorithm, JwtKey,
+    SignError, Signer, Timestamp, TokenExchange, TokenSource,
+};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -81,6 +88,161 @@ enum AuthChoice {
     SelfSignedTlsClientAuth,
 }
 
+/// Where a subject or actor token comes from, and (for a file) the token
+/// the driver read from it, if it was read: the JWT of `sub-{sub}`,
+/// expiring `exp` hours from now (a rotation: the same subject).
+#[derive(Debug, Clone, PartialEq)]
+enum SourceChoice {
+    File { path: u8, read: Option<(u8, u8)> },
+    Callback,
+}
+
+impl SourceChoice {
+    fn source(&self) -> AssertionSource {
+        match self {
+            SourceChoice::File { path, .. } => AssertionSource::file(format!("/run/tokens/{path}")),
+            SourceChoice::Callback => AssertionSource::callback(|| Ok::<_, String>("never called".into())),
+        }
+    }
+
+    /// What the cache key covers: the path, and whom the token read speaks for.
+    fn identity(&self) -> Option<(u8, Option<u8>)> {
+        match self {
+            SourceChoice::File { path, read } => Some((*path, read.map(|(sub, _)| sub))),
+            SourceChoice::Callback => None,
+        }
+    }
+}
+
+fn subject_token(sub: u8, exp: u8) -> String {
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let claims = format!(
+        r#"{{"iss":"https://k8s.example","sub":"sub-{sub}","exp":{}}}"#,
+        2_000_000_000 + u64::from(exp) * 3600
+    );
+    format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64(&claims))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum GrantChoice {
+    ClientCredentials,
+    Exchange {
+        subject: SourceChoice,
+        subject_type: u8,
+        actor: Option<(SourceChoice, u8)>,
+        requested: Option<u8>,
+        audiences: Vec<u8>,
+        resources: Vec<u8>,
+        scopes: Vec<String>,
+    },
+    JwtBearer(SourceChoice),
+}
+
+const TOKEN_TYPES: [&str; 5] = [
+    token_type::ACCESS_TOKEN,
+    token_type::JWT,
+    token_type::ID_TOKEN,
+    token_type::REFRESH_TOKEN,
+    token_type::SAML2,
+];
+
+impl GrantChoice {
+    fn grant(&self) -> Grant {
+        match self {
+            GrantChoice::ClientCredentials => Grant::client_credentials(),
+            GrantChoice::JwtBearer(source) => Grant::jwt_bearer(source.source()),
+            GrantChoice::Exchange {
+                subject,
+                subject_type,
+                actor,
+                requested,
+                audiences,
+                resources,
+                scopes,
+            } => {
+                let mut exchange = TokenExchange::new(subject.source(), TOKEN_TYPES[usize::from(*subject_type)]);
+                if let Some((actor, actor_type)) = actor {
+                    exchange = exchange.actor(actor.source(), TOKEN_TYPES[usize::from(*actor_type)]);
+                }
+                if let Some(requested) = requested {
+                    exchange = exchange.requested_token_type(TOKEN_TYPES[usize::from(*requested)]);
+                }
+                for audience in audiences {
+                    exchange = exchange.audience(format!("aud-{audience}"));
+                }
+                for resource in resources {
+                    exchange = exchange.resource(format!("https://rs{resource}.example/"));
+                }
+                for scope in scopes {
+                    exchange = exchange.scope(scope.clone());
+                }
+                Grant::token_exchange(exchange)
+            }
+        }
+    }
+
+    /// The token each file role hands the driver when it is read.
+    fn read(&self, role: AssertionRole) -> Option<(u8, u8)> {
+        let file = |source: &SourceChoice| match source {
+            SourceChoice::File { read, .. } => *read,
+            SourceChoice::Callback => None,
+        };
+        match (self, role) {
+            (GrantChoice::Exchange { subject, .. }, AssertionRole::Subject) => file(subject),
+            (GrantChoice::JwtBearer(subject), AssertionRole::Subject) => file(subject),
+            (
+                GrantChoice::Exchange {
+                    actor: Some((actor, _)),
+                    ..
+                },
+                AssertionRole::Actor,
+            ) => file(actor),
+            _ => None,
+        }
+    }
+
+    /// What the documentation says the key covers of the grant.
+    fn identity(&self) -> impl PartialEq + std::fmt::Debug {
+        match self {
+            GrantChoice::ClientCredentials => (0, None, None, None, Vec::new(), Vec::new(), Vec::new()),
+            GrantChoice::JwtBearer(source) => (
+                1,
+                Some(source.identity()),
+                None,
+                None,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ),
+            GrantChoice::Exchange {
+                subject,
+                subject_type,
+                actor,
+                requested,
+                audiences,
+                resources,
+                scopes,
+            } => {
+                let mut scopes: Vec<&str> = scopes.iter().flat_map(|s| s.split(' ')).collect();
+                scopes.sort_unstable();
+                scopes.dedup();
+                (
+                    2,
+                    Some(subject.identity()),
+                    Some((*subject_type, actor.as_ref().map(|(a, t)| (a.identity(), *t)))),
+                    Some(*requested),
+                    audiences.clone(),
+                    resources.clone(),
+                    scopes.into_iter().map(str::to_owned).collect(),
+                )
+            }
+        }
+    }
+}
+
 /// Everything that decides the fingerprint, plus settings that must not.
 #[derive(Debug, Clone)]
 struct Inputs {
@@ -96,6 +258,7 @@ struct Inputs {
     audience: Option<String>,
     params: Vec<(String, String)>,
     dpop: Option<KeyChoice>,
+    grant: GrantChoice,
     // Not part of the fingerprint.
     secret: u8,
     refresh_margin_secs: u64,
@@ -156,6 +319,7 @@ impl Inputs {
         if let Some(key) = &self.dpop {
             builder = builder.dpop(key.key());
         }
+        builder = builder.grant(self.grant.grant());
         builder = builder
             .refresh_margin(Duration::from_secs(self.refresh_margin_secs))
             .max_attempts(self.max_attempts);
@@ -165,11 +329,34 @@ impl Inputs {
         builder
     }
 
+    /// The fingerprint once the driver has read the files the choices say
+    /// were read (and nothing else: no request is built, no callback runs).
     fn fingerprint(&self) -> String {
-        match self.builder().build() {
-            Ok(config) => config.fingerprint(),
+        let config = match self.builder().build() {
+            Ok(config) => config,
             Err(error) => panic!("generated configurations are valid: {error} for {self:?}"),
+        };
+        let files = AssertionRole::ALL
+            .into_iter()
+            .filter(|role| config.assertion_source(*role).is_some())
+            .count();
+        let mut driver = Driver::new(TokenSource::new(config.clone(), [7; 32]));
+        let mut call = Call::token();
+        let now = Timestamp::from_unix_secs(1_700_000_000);
+        for _ in 0..files {
+            let Step::Work(work) = driver.step(now, &mut call) else {
+                panic!("a file read")
+            };
+            let Task::ReadAssertion { role, .. } = work.task else {
+                panic!("a file read, got {:?}", work.task)
+            };
+            let content = match role {
+                AssertionRole::ClientAssertion => Some(Ok(subject_token(0, 0))),
+                role => self.grant.read(role).map(|(sub, exp)| Ok(subject_token(sub, exp))),
+            };
+            driver.handle(now, work.ticket, Outcome::Assertion(content));
         }
+        config.fingerprint()
     }
 
     /// What the documentation says the fingerprint covers, written out: two
@@ -217,6 +404,7 @@ impl Inputs {
                 self.params.clone(),
                 self.dpop.clone(),
             ),
+            self.grant.identity(),
         )
     }
 }
@@ -271,6 +459,41 @@ fn params() -> impl Strategy<Value = Vec<(String, String)>> {
     prop::collection::vec((name, value).prop_map(|(n, v)| (n.to_owned(), v.to_owned())), 0..4)
 }
 
+fn source_choice() -> impl Strategy<Value = SourceChoice> {
+    prop_oneof![
+        (0u8..2, prop::option::of((0u8..3, 0u8..3))).prop_map(|(path, read)| SourceChoice::File { path, read }),
+        Just(SourceChoice::Callback),
+    ]
+}
+
+fn grant_choice() -> impl Strategy<Value = GrantChoice> {
+    let exchange = (
+        source_choice(),
+        0u8..5,
+        prop::option::of((source_choice(), 0u8..5)),
+        prop::option::of(0u8..5),
+        prop::collection::vec(0u8..3, 0..3),
+        prop::collection::vec(0u8..3, 0..3),
+        scopes(),
+    )
+        .prop_map(
+            |(subject, subject_type, actor, requested, audiences, resources, scopes)| GrantChoice::Exchange {
+                subject,
+                subject_type,
+                actor,
+                requested,
+                audiences,
+                resources,
+                scopes,
+            },
+        );
+    prop_oneof![
+        Just(GrantChoice::ClientCredentials),
+        exchange,
+        source_choice().prop_map(GrantChoice::JwtBearer),
+    ]
+}
+
 fn inputs() -> impl Strategy<Value = Inputs> {
     (
         (
@@ -288,13 +511,16 @@ fn inputs() -> impl Strategy<Value = Inputs> {
             prop::option::of(key_choice()),
         ),
         (0u8..3, 0u64..600, 1u32..5, prop::option::of(any::<u64>())),
+        grant_choice(),
     )
         .prop_map(
             |(
                 (client_id, endpoint, auth, assertion_key, mutual_tls),
                 (scopes, resources, audience, params, dpop),
                 (secret, refresh_margin_secs, max_attempts, jitter_seed),
+                grant,
             )| Inputs {
+                grant,
                 client_id,
                 endpoint,
                 auth,
@@ -329,6 +555,9 @@ enum Change {
     /// One more parameter (another organization, a second value).
     AddParam(String, String),
     Dpop(Option<KeyChoice>),
+    Grant(GrantChoice),
+    /// The subject file holds a rotated token for the same subject.
+    RotateSubject(u8),
     /// The scopes in another order, some repeated.
     ReorderScopes(prop::sample::Index),
     /// Secret, timing, retry and jitter settings.
@@ -353,6 +582,8 @@ fn change() -> impl Strategy<Value = Change> {
         params().prop_map(Change::Params),
         ("[a-z_]{1,12}", ".{0,8}").prop_map(|(n, v)| Change::AddParam(n, v)),
         prop::option::of(key_choice()).prop_map(Change::Dpop),
+        grant_choice().prop_map(Change::Grant),
+        (0u8..3).prop_map(Change::RotateSubject),
         any::<prop::sample::Index>().prop_map(Change::ReorderScopes),
         (0u8..3, 0u64..600, 1u32..5, prop::option::of(any::<u64>())).prop_map(
             |(secret, refresh_margin_secs, max_attempts, jitter_seed)| Change::Unrelated {
@@ -380,6 +611,19 @@ impl Change {
             Change::Params(params) => changed.params = params,
             Change::AddParam(name, value) => changed.params.push((name, value)),
             Change::Dpop(key) => changed.dpop = key,
+            Change::Grant(grant) => changed.grant = grant,
+            Change::RotateSubject(exp) => {
+                let subject = match &mut changed.grant {
+                    GrantChoice::Exchange { subject, .. } | GrantChoice::JwtBearer(subject) => Some(subject),
+                    GrantChoice::ClientCredentials => None,
+                };
+                if let Some(SourceChoice::File {
+                    read: Some((_, old)), ..
+                }) = subject
+                {
+                    *old = exp;
+                }
+            }
             Change::ReorderScopes(index) => {
                 if !changed.scopes.is_empty() {
                     let at = index.index(changed.scopes.len());

@@ -95,6 +95,11 @@
 //! (`ConfigError::NoAllowedOrigin`, `ConfigError::InvalidUrl`) instead of
 //! sending it without the token; a bad value is also logged as a warning
 //! where it is given.
+//! `.params_for(origin, params)` gives an allowed origin its own token
+//! key ([`TokenParams`](client_credentials::TokenParams): audience, resource, scopes); a `401` there evicts
+//! only that key's token. It does not allow the origin: a keyed origin
+//! that is not allowed fails every request with
+//! `ConfigError::OriginNotAllowed`.
 //!
 //! ## Logs
 //! Log lines carry the target `client_credentials_tokio` (the shared driver's
@@ -133,10 +138,11 @@ pub use transport::{BoxFuture, ReqwestTransport, Transport};
 
 /// The `http` crate whose types this crate's API uses (`HeaderValue`, `Request`, `Response`).
 pub use client_credentials::http;
+pub use client_credentials::token_type;
 pub use client_credentials::{
     AccessToken, AssertionSource, ClientAuth, ClientAuthError, Config, ConfigBuilder, ConfigError, DiscoveryError,
-    Error, JwsAlgorithm, JwtKey, OAuthErrorCode, ProviderMetadata, Secret, Timestamp, TransportError,
-    TransportErrorKind,
+    Error, Grant, GrantError, JwsAlgorithm, JwtKey, OAuthErrorCode, ProviderMetadata, Secret, Timestamp, TokenExchange,
+    TransportError, TransportErrorKind,
 };
 /// The `reqwest` crate (0.13) this crate sends with: name `reqwest::Client`
 /// through it ([`ClientBuilder::reqwest_client`]) to be sure the versions match.

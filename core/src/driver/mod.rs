@@ -217,19 +217,12 @@ impl Driver {
 
     fn step_call(&mut self, now: Timestamp, call: &mut Call) -> Step {
         let ticket = call.refresh;
-        match self.load {
-            Load::Done => {}
-            Load::Running => return Step::Wait { until: None },
-            Load::Due => {
-                self.load = Load::Running;
-                let flight = self.begin_flight();
-                return Step::Work(Work::new(Task::Load, Job::Load { flight }));
-            }
-        }
         // Only when a request may be built: a fresh token needs no assertion.
         // Each caller re-reads each assertion once before it polls (again
         // after it waited), one reader at a time: the core then uses the
-        // latest value read, and never calls out itself.
+        // latest value read, and never calls out itself. They are read before
+        // the store is loaded: whom a grant's subject speaks for is part of
+        // the store's key (`Config::fingerprint`).
         let due = self.source.refresh_at().is_none_or(|at| now >= at);
         if due {
             let unread = self.source.config().assertion_sources().nth(call.assertions_read);
@@ -244,6 +237,15 @@ impl Driver {
                     source: source.clone(),
                 };
                 return Step::Work(Work::new(task, Job::ReadAssertion(role)));
+            }
+        }
+        match self.load {
+            Load::Done => {}
+            Load::Running => return Step::Wait { until: None },
+            Load::Due => {
+                self.load = Load::Running;
+                let flight = self.begin_flight();
+                return Step::Work(Work::new(Task::Load, Job::Load { flight }));
             }
         }
         // A round starts only after the store's pending writes have landed:

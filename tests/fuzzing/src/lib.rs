@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use client_credentials::{
     discovery_request_at, parse_discovery, parse_resource_metadata, parse_token_response, resource_metadata_url,
-    AccessToken, Action, Config, DiscoveryError, DiscoveryLocation, Error, Event, RequestId, RequestKind,
-    ResourceMetadata, Timestamp, TokenSource, TransportErrorKind,
+    token_type, AccessToken, Action, AssertionSource, Config, DiscoveryError, DiscoveryLocation, Error, Event, Grant,
+    GrantError, RequestId, RequestKind, ResourceMetadata, Timestamp, TokenExchange, TokenSource, TransportErrorKind,
 };
 use client_credentials_common::authorized::policy::{
     assess, parse_challenges, AllowedOrigins, Assessment, Challenge, Exchange, DPOP_NONCE,
@@ -227,6 +227,82 @@ pub fn token_response(data: &[u8]) {
                 check_token(&token, NOW);
             }
             Err(error) => check_error(&error),
+        }
+    }
+}
+
+/// The subject token of the exchange fuzz configs: a JWT expiring 10
+/// minutes after `NOW`, the bound of an opaque token issued without `expires_in`.
+const SUBJECT_EXP: u64 = 1_700_000_600;
+const SUBJECT_TOKEN: &str =
+    "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2s4cy5leGFtcGxlIiwic3ViIjoiYXBwIiwiZXhwIjoxNzAwMDAwNjAwfQ.c2ln";
+
+/// A token exchange's success body (RFC 8693 §2.2.1), answered to a token
+/// exchange that asked for nothing, for an access token, and for a JWT
+/// (identity chaining): a token only when `issued_token_type` (if a string)
+/// is the type asked for (without a request, an access token or a JWT);
+/// `token_type` `N_A` only when a JWT was asked for; an opaque token
+/// without `expires_in` lives no longer than the subject; never the
+/// subject token or the secret in an error.
+pub fn exchange_response(data: &[u8]) {
+    let body: Option<serde_json::Map<String, Value>> = serde_json::from_slice(data).ok();
+    let issued = body
+        .as_ref()
+        .and_then(|b| b.get("issued_token_type"))
+        .and_then(Value::as_str);
+    for requested in [None, Some(token_type::ACCESS_TOKEN), Some(token_type::JWT)] {
+        let subject = AssertionSource::callback(|| Ok::<_, String>(SUBJECT_TOKEN.to_owned()));
+        let mut exchange = TokenExchange::new(subject, token_type::JWT);
+        if let Some(requested) = requested {
+            exchange = exchange.requested_token_type(requested);
+        }
+        let config = Config::builder("fuzz-client", CLIENT_SECRET)
+            .token_endpoint("https://sts.example/token")
+            .grant(Grant::token_exchange(exchange))
+            .build()
+            .expect("fixed fuzz config is valid");
+        let mut source = TokenSource::new(config, [3; 32]);
+        let id = match source.poll(NOW) {
+            Action::Send(outgoing) => outgoing.id,
+            other => panic!("a token exchange is sent first, got {other:?}"),
+        };
+        match source.handle_response(NOW, id, response(200, data)) {
+            Ok(Event::TokenUpdated(token)) => {
+                check_token(&token, NOW);
+                if let Some(issued) = issued {
+                    let expected = match requested {
+                        Some(requested) => issued == requested,
+                        None => issued == token_type::ACCESS_TOKEN || issued == token_type::JWT,
+                    };
+                    assert!(expected, "issued_token_type {issued:?} accepted for {requested:?}");
+                }
+                if token.token_type().eq_ignore_ascii_case("n_a") {
+                    assert_eq!(
+                        requested,
+                        Some(token_type::JWT),
+                        "N_A accepted without asking for a JWT"
+                    );
+                }
+                let opaque = token.secret().split('.').count() != 3;
+                let no_expires_in = body
+                    .as_ref()
+                    .is_some_and(|b| b.get("expires_in").is_none_or(Value::is_null));
+                if opaque && no_expires_in {
+                    assert!(
+                        token.expires_at() <= Some(Timestamp::from_unix_secs(SUBJECT_EXP)),
+                        "an opaque token outlives its subject"
+                    );
+                }
+            }
+            Ok(other) => panic!("a token response gives a token or an error, got {other:?}"),
+            Err(error) => {
+                check_error(&error);
+                let message = error.to_string();
+                assert!(!message.contains(SUBJECT_TOKEN), "subject token in error: {message}");
+                if let Error::Grant(GrantError::IssuedTokenType { issued: shown, .. }) = &error {
+                    assert!(issued.is_some(), "an issued_token_type error without one: {shown}");
+                }
+            }
         }
     }
 }

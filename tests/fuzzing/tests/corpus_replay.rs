@@ -32,6 +32,11 @@ fn token_response() {
 }
 
 #[test]
+fn exchange_response() {
+    replay("exchange_response", fuzzing::exchange_response);
+}
+
+#[test]
 fn error_response() {
     replay("error_response", fuzzing::error_response);
 }

@@ -222,6 +222,13 @@ impl TestIssuer {
         self.recorded(Kind::is_discovery)
     }
 
+    /// Answers every token exchange from now on with this
+    /// `issued_token_type` (`None`: the type asked for), to script a
+    /// mismatch.
+    pub fn set_issued_token_type(&self, issued: Option<&str>) {
+        self.state().issued_token_type = issued.map(str::to_owned);
+    }
+
     /// Forgets all recorded requests.
     pub fn clear_requests(&self) {
         self.state().requests.clear();
@@ -429,6 +436,7 @@ pub struct TestIssuerBuilder {
     token_type: String,
     jwks: Vec<(String, serde_json::Value)>,
     accept_endpoint_audience: bool,
+    public_clients: Vec<String>,
 }
 
 impl Default for TestIssuerBuilder {
@@ -449,6 +457,7 @@ impl Default for TestIssuerBuilder {
             token_type: "Bearer".into(),
             jwks: Vec::new(),
             accept_endpoint_audience: false,
+            public_clients: Vec::new(),
         }
     }
 }
@@ -572,6 +581,14 @@ impl TestIssuerBuilder {
         self
     }
 
+    /// Lets `client_id` use the token exchange and JWT bearer grants
+    /// without authenticating (repeatable): a public security token
+    /// service. The client credentials grant still needs authentication.
+    pub fn public_client(mut self, client_id: impl Into<String>) -> Self {
+        self.public_clients.push(client_id.into());
+        self
+    }
+
     /// The `token_type` value sent (default `"Bearer"`).
     pub fn token_type(mut self, token_type: impl Into<String>) -> Self {
         self.token_type = token_type.into();
@@ -606,6 +623,7 @@ impl TestIssuerBuilder {
             token_type: self.token_type,
             jwks: self.jwks,
             accept_endpoint_audience: self.accept_endpoint_audience,
+            public_clients: self.public_clients,
         };
         let shared = Shared::new(addr, config, self.lifetime);
         TestIssuer {

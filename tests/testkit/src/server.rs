@@ -31,6 +31,9 @@ pub(crate) struct Config {
     pub token_type: String,
     pub jwks: Vec<(String, Value)>,
     pub accept_endpoint_audience: bool,
+    /// Clients that may use a grant other than client credentials without
+    /// authenticating (`client_id` only: a public security token service).
+    pub public_clients: Vec<String>,
 }
 
 /// What a request was addressed to.
@@ -68,10 +71,15 @@ pub(crate) struct State {
     pub lifetime: i64,
     pub requests: Vec<(Kind, RecordedRequest)>,
     pub issued: Vec<String>,
+    /// Each issued access token's targets: the `audience` and `resource`
+    /// values of the request that got it.
+    pub targets: HashMap<String, Vec<String>>,
     refresh_tokens: HashMap<String, RefreshGrant>,
     counter: u64,
     /// Client assertion `jti`s already used, per client.
     seen_jtis: std::collections::HashSet<(String, String)>,
+    /// When set, the `issued_token_type` of every token exchange answer.
+    pub issued_token_type: Option<String>,
 }
 
 /// State shared between the [`crate::TestIssuer`] handle and its threads.
@@ -539,6 +547,18 @@ fn discovery(shared: &Shared, req: &RawRequest) -> Response {
 /// Validates client authentication; returns the authenticated client id.
 fn authenticate(shared: &Shared, req: &RawRequest, body: &Body) -> Result<String, Response> {
     let invalid = |description: &str| oauth_error(401, "invalid_client", description);
+    // A public client (RFC 6749 §2.1) names itself, for any grant but client credentials.
+    let unauthenticated = !body.has_assertion()
+        && body.param("client_secret").is_none()
+        && matches!(basic_credentials(req), Basic::Absent);
+    if unauthenticated && body.param("grant_type") != Some("client_credentials") {
+        if let Some(id) = body
+            .param("client_id")
+            .filter(|id| shared.config.public_clients.iter().any(|p| p == id))
+        {
+            return Ok(id.to_owned());
+        }
+    }
     if body.has_assertion() {
         if body.param("client_secret").is_some() || !matches!(basic_credentials(req), Basic::Absent) {
             return Err(invalid("more than one client authentication method used"));
@@ -642,10 +662,54 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
     }
     let mut scope = requested_scope.filter(|s| !s.is_empty()).map(|s| s.join(" "));
 
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // For the token exchange and JWT bearer grants: whom the token is for,
+    // and (for an exchange) the issued type and whether it is an access token.
+    let mut subject: Option<String> = None;
+    let mut exchanged: Option<(String, bool)> = None;
     let mut state = shared.state();
     match body.param("grant_type") {
         None => return error("invalid_request", "grant_type is required"),
         Some("client_credentials") => {}
+        Some(TOKEN_EXCHANGE) => {
+            // RFC 8693 §2.1.
+            let (Some(token), Some(token_type)) = (body.param("subject_token"), body.param("subject_token_type"))
+            else {
+                return error("invalid_request", "subject_token and subject_token_type are required");
+            };
+            if token.is_empty() || !token_type.contains(':') {
+                return error(
+                    "invalid_request",
+                    "subject_token is empty or subject_token_type is not a URI",
+                );
+            }
+            if body.param("actor_token").is_some() != body.param("actor_token_type").is_some() {
+                return error("invalid_request", "actor_token and actor_token_type go together");
+            }
+            subject = Some(subject_of(token, now).map_err(|reason| oauth_error(400, "invalid_grant", &reason))?);
+            let requested = body.param("requested_token_type").unwrap_or(ACCESS_TOKEN_TYPE);
+            if requested != ACCESS_TOKEN_TYPE && requested != JWT_TYPE {
+                return error(
+                    "invalid_request",
+                    &format!("requested_token_type {requested} is not issued here"),
+                );
+            }
+            let issued = state.issued_token_type.clone().unwrap_or_else(|| requested.to_owned());
+            exchanged = Some((issued, requested == ACCESS_TOKEN_TYPE));
+        }
+        Some(JWT_BEARER) => {
+            // RFC 7523 §2.1, §3: a JWT, not expired.
+            let Some(assertion) = body.param("assertion") else {
+                return error("invalid_request", "assertion is required");
+            };
+            if crate::assertion::decode(assertion).is_none() {
+                return error("invalid_grant", "the assertion is not a JWT");
+            }
+            subject = Some(subject_of(assertion, now).map_err(|reason| oauth_error(400, "invalid_grant", &reason))?);
+        }
         Some("refresh_token") if config.issue_refresh_tokens => {
             let Some(refresh_token) = body.param("refresh_token") else {
                 return error("invalid_request", "refresh_token is required");
@@ -684,15 +748,29 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
     state.counter += 1;
     let n = state.counter;
     let lifetime = state.lifetime;
+    let sub = subject.as_deref().unwrap_or(&client_id);
+    // A JWT authorization grant (identity chaining): for the audience asked for.
+    let grant_jwt = exchanged.as_ref().is_some_and(|(_, access)| !access);
     let access_token = match config.token_format {
+        _ if grant_jwt => {
+            let audience: Vec<String> = body.params("audience").into_iter().map(str::to_owned).collect();
+            jwt(shared, n, sub, &client_id, scope.as_deref(), &audience, lifetime)
+        }
         TokenFormat::Opaque => format!("tk-{n}-{:016x}", mix(shared.seed ^ n)),
-        TokenFormat::Jwt => jwt(shared, n, &client_id, scope.as_deref(), &resources, lifetime),
+        TokenFormat::Jwt => jwt(shared, n, sub, &client_id, scope.as_deref(), &resources, lifetime),
     };
     state.issued.push(access_token.clone());
+    let targets = body.params("audience").into_iter().map(str::to_owned);
+    let targets = targets.chain(resources.iter().cloned()).collect();
+    state.targets.insert(access_token.clone(), targets);
 
     let mut response = Map::new();
     response.insert("access_token".into(), access_token.into());
-    response.insert("token_type".into(), config.token_type.clone().into());
+    let token_type = if grant_jwt { "N_A" } else { config.token_type.as_str() };
+    response.insert("token_type".into(), token_type.into());
+    if let Some((issued, _)) = &exchanged {
+        response.insert("issued_token_type".into(), issued.clone().into());
+    }
     if !config.omit_expires_in {
         let value = if config.expires_in_as_string {
             lifetime.to_string().into()
@@ -704,7 +782,7 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
     if let Some(scope) = &scope {
         response.insert("scope".into(), scope.clone().into());
     }
-    if config.issue_refresh_tokens {
+    if config.issue_refresh_tokens && subject.is_none() {
         let refresh_token = format!("rt-{n}-{:016x}", mix(!shared.seed ^ n));
         state.refresh_tokens.insert(
             refresh_token.clone(),
@@ -719,7 +797,40 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
     Ok(Response::json(200, &Value::Object(response)).with_header("Cache-Control", "no-store"))
 }
 
-fn jwt(shared: &Shared, n: u64, client_id: &str, scope: Option<&str>, resources: &[String], lifetime: i64) -> String {
+/// `grant_type` of token exchange (RFC 8693 §2.1).
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// `grant_type` of the JWT bearer grant (RFC 7523 §2.1).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// Whom a subject token or assertion speaks for: a JWT's `sub` (refused
+/// when its `exp` has passed), else `opaque:` and the token itself.
+fn subject_of(token: &str, now: u64) -> Result<String, String> {
+    match crate::assertion::decode(token) {
+        Some(decoded) => {
+            if let Some(exp) = decoded.claims.get("exp").and_then(Value::as_u64) {
+                if exp <= now {
+                    return Err("the subject token has expired".into());
+                }
+            }
+            let sub = decoded.claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+            Ok(sub.to_owned())
+        }
+        None => Ok(format!("opaque:{token}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn jwt(
+    shared: &Shared,
+    n: u64,
+    sub: &str,
+    client_id: &str,
+    scope: Option<&str>,
+    resources: &[String],
+    lifetime: i64,
+) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -727,7 +838,7 @@ fn jwt(shared: &Shared, n: u64, client_id: &str, scope: Option<&str>, resources:
     let header = json!({ "alg": "HS256", "typ": "at+jwt", "kid": "testkit" });
     let mut payload = Map::new();
     payload.insert("iss".into(), shared.issuer_url().into());
-    payload.insert("sub".into(), client_id.into());
+    payload.insert("sub".into(), sub.into());
     payload.insert("client_id".into(), client_id.into());
     match resources {
         [] => {}

@@ -8,6 +8,7 @@ pub mod caching;
 pub mod discovery;
 pub mod faults;
 pub mod fleet;
+pub mod grants;
 pub mod hardening;
 pub mod interop;
 pub mod keys;
