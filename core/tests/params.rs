@@ -158,7 +158,9 @@ fn equal_params_are_one_key() {
 /// Builds params from raw parts: scopes, then parameters.
 fn params_of(scopes: &[String], pairs: &[(String, String)]) -> TokenParams {
     let with_scopes = scopes.iter().fold(TokenParams::new(), |p, s| p.scope(s.as_str()));
-    pairs.iter().fold(with_scopes, |p, (k, v)| p.param(k.as_str(), v.as_str()))
+    pairs
+        .iter()
+        .fold(with_scopes, |p, (k, v)| p.param(k.as_str(), v.as_str()))
 }
 
 proptest! {

@@ -19,7 +19,7 @@ use crate::driver::{Driver, Io};
 ///
 /// The cached read ([`Keys::fresh`]) takes no lock, allocates nothing and
 /// writes nothing another thread reads, but for the token's reference
-/// count: one atomic load of the current [`Table`] (immutable, replaced
+/// count: one atomic load of the current table (immutable, replaced
 /// whole when a key is added or dropped), one probe comparing the stored
 /// hash before the key, then the key's published token from the front of
 /// its driver. Adding or dropping a key builds the table again under a

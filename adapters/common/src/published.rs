@@ -22,9 +22,7 @@ const MAX_STRIPES: usize = 4;
 /// How many stripes: one per CPU, at most [`MAX_STRIPES`].
 fn stripes() -> usize {
     static STRIPES: OnceLock<usize> = OnceLock::new();
-    *STRIPES.get_or_init(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_STRIPES))
-    })
+    *STRIPES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_STRIPES)))
 }
 
 /// This thread's stripe: threads take stripes in turn as they first read.
