@@ -18,8 +18,9 @@ use crate::driver::{Driver, Io};
 /// credentials, clock, store, callbacks and background refresher.
 ///
 /// The cached read ([`Keys::fresh`]) takes no lock, allocates nothing and
-/// writes nothing another thread reads, but for the token's reference
-/// count: one atomic load of the current table (immutable, replaced
+/// writes nothing but the reference count of the token copy kept for its
+/// thread's stripe (see [`Published::striped`](crate::Published::striped)):
+/// one atomic load of the current table (immutable, replaced
 /// whole when a key is added or dropped), one probe comparing the stored
 /// hash before the key, then the key's published token from the front of
 /// its driver. Adding or dropping a key builds the table again under a
