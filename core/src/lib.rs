@@ -109,7 +109,10 @@
 //! [`Config::fingerprint`] is its cache key. An adapter keeps one
 //! [`driver::Driver`] per key (single flight, failure policy and refresh
 //! time each its own) and shares everything else; the adapters'
-//! `token_for(&params)` and `with_params(params)` do that.
+//! `token_for(&params)` and `with_params(params)` do that. A key's config
+//! shares every setting but its own values with the config it came from
+//! (one `Arc`), and a `TokenParams` keeps its canonical encoding inline
+//! when short, so comparing two keys reads no other memory.
 //!
 //! ## Decisions, and where they are documented
 //! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`
