@@ -92,8 +92,8 @@ token. --scope, --resource and --audience go with every grant: with a token
 exchange they name the token's target (RFC 8693 section 2.1). A public security
 token service takes no client authentication: --no-client-auth sends only
 --client-id, and is refused with --grant client-credentials.
-  client-credentials token --token-url https://sts.example.com/v1/token --client-id workload \
-    --no-client-auth --grant token-exchange --audience https://api.example.com \
+  client-credentials token --token-url https://sts.example.com/v1/token --client-id workload \\
+    --no-client-auth --grant token-exchange --audience https://api.example.com \\
     --subject-token-file /var/run/secrets/tokens/sts-token --subject-token-type jwt
 
 With --cache, separate runs share one token file (mode 0600): a script calling this
