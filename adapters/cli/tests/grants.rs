@@ -220,7 +220,10 @@ fn the_cache_keeps_one_subjects_token_from_another() {
     let second = stdout(exchange(&issuer, &bob).arg("--cache").arg(&cache));
     assert_ne!(first, second, "bob got alice's token");
     assert_eq!(issuer.token_requests().len(), 2);
-    assert_eq!(issuer.token_requests()[1].param("subject_token"), Some(jwt_of(&bob).as_str()));
+    assert_eq!(
+        issuer.token_requests()[1].param("subject_token"),
+        Some(jwt_of(&bob).as_str())
+    );
 
     // Bob again: his token is reused.
     let third = stdout(exchange(&issuer, &bob).arg("--cache").arg(&cache));
@@ -243,7 +246,13 @@ fn grant_flags_are_checked_before_anything_is_sent() {
     let issuer = sts();
     let dir = tempfile::tempdir().unwrap();
     let subject = token_file(dir.path(), "sts-token", &jwt("alice"));
-    let endpoint = ["token", "--token-url", &issuer.token_endpoint(), "--client-id", WORKLOAD];
+    let endpoint = [
+        "token",
+        "--token-url",
+        &issuer.token_endpoint(),
+        "--client-id",
+        WORKLOAD,
+    ];
 
     // No client authentication with the client credentials grant: loud.
     let stderr = stderr_of(cli().args(endpoint).arg("--no-client-auth"), 2);
@@ -300,6 +309,9 @@ fn grant_flags_are_checked_before_anything_is_sent() {
             .arg(&subject),
         2,
     );
-    assert!(stderr.contains("CLIENT_SECRET") && stderr.contains("--no-client-auth"), "{stderr}");
+    assert!(
+        stderr.contains("CLIENT_SECRET") && stderr.contains("--no-client-auth"),
+        "{stderr}"
+    );
     assert!(issuer.requests().is_empty());
 }
