@@ -218,6 +218,14 @@ pub enum ConfigError {
     /// origin: it would send every request without the token.
     #[error("the authorised HTTP client allows no origin, so no request would get the token; add .allow_origin(\"https://api.example.com\") (or .allow_any_origin()), or configure .resource_server(url) or .resource(uri)")]
     NoAllowedOrigin,
+    /// An authorised HTTP client was given `.params_for(origin, params)` for
+    /// an origin it does not allow: `params_for` picks which token an
+    /// allowed origin gets, it never allows one by itself.
+    #[error("params_for({origin:?}, ..) names an origin the authorised HTTP client does not allow, so it would never get that token; params_for allows nothing by itself: add .allow_origin({origin:?}) (or .allow_any_origin())")]
+    OriginNotAllowed {
+        /// The origin given to `params_for`, as `scheme://host:port`.
+        origin: String,
+    },
     /// Plain `http:` to a host that is not loopback.
     #[error("{field} {url:?} uses plain http to a non-loopback host, which would send the client secret in clear text; use https, or .allow_insecure_http() on a test network")]
     InsecureUrl {

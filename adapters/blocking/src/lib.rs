@@ -59,6 +59,11 @@
 //!   (`ConfigError::NoAllowedOrigin`, `ConfigError::InvalidUrl`) instead of
 //!   sending it without the token; a bad value is also logged as a warning
 //!   where it is given.
+//!   `.params_for(origin, params)` gives an allowed origin its own token
+//!   key ([`TokenParams`](client_credentials::TokenParams): audience, resource, scopes); a `401` there evicts
+//!   only that key's token. It does not allow the origin: a keyed origin
+//!   that is not allowed fails every request with
+//!   `ConfigError::OriginNotAllowed`.
 //! - `metrics` (off by default): counters, histograms and gauges through the
 //!   `metrics` facade — requests by kind and outcome and their durations,
 //!   failed rounds, back-off waits, the token's expiry and refresh times,

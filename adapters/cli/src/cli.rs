@@ -99,8 +99,11 @@ token service takes no client authentication: --no-client-auth sends only
 With --cache, separate runs share one token file (mode 0600): a script calling this
 1,000 times asks the provider once per token lifetime. The file records which
 provider, client, scopes, resources, audience, authentication (method, key or
-assertion type) and grant (with whom its subject token speaks for) it was fetched
-for, and is used only by the same configuration. Keep it in a directory only you can write
+assertion type) and grant (with whom its subject token speaks for) each token was
+fetched for, and serves it only to the same configuration; it keeps one token per
+configuration (up to 64, dropping those that expire soonest), so runs with other
+--scope, --resource, --audience or subject values do not overwrite each other's
+token. Keep it in a directory only you can write
 to, not a shared temporary one: a file another user owns, or that group or others may
 read, is refused with a warning (and a new token is fetched).
 

@@ -274,6 +274,40 @@ fn the_cache_makes_the_second_run_network_free() {
     assert_eq!(second, format!("Bearer {first}"));
 }
 
+/// The cache keeps one token per configuration: runs with other scopes,
+/// audiences or resources do not overwrite each other's token.
+#[test]
+fn the_cache_keeps_a_token_per_scope_audience_and_resource() {
+    let issuer = TestIssuer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("token.json");
+    let run = |extra: &[&str]| stdout(token(&issuer).args(extra).arg("--cache").arg(&cache));
+    let read = run(&["--scope", "orders:read"]);
+    let write = run(&["--scope", "orders:write"]);
+    assert_ne!(read, write);
+    assert_eq!(run(&["--scope", "orders:read"]), read);
+    assert_eq!(run(&["--scope", "orders:write"]), write);
+    assert_eq!(
+        issuer.token_requests().len(),
+        2,
+        "one request per scope, not one per run"
+    );
+
+    let billing = [
+        "--audience",
+        "https://billing.example",
+        "--resource",
+        "https://billing.example/api",
+    ];
+    let for_billing = run(&billing);
+    assert_eq!(run(&billing), for_billing);
+    assert_eq!(run(&["--scope", "orders:read"]), read);
+    assert_eq!(issuer.token_requests().len(), 3);
+    let last = issuer.token_requests().pop().unwrap();
+    assert_eq!(last.param("audience"), Some("https://billing.example"));
+    assert_eq!(last.param("resource"), Some("https://billing.example/api"));
+}
+
 #[test]
 fn the_cache_works_with_discovery_too() {
     let issuer = TestIssuer::start();

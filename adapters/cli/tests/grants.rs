@@ -225,9 +225,12 @@ fn the_cache_keeps_one_subjects_token_from_another() {
         Some(jwt_of(&bob).as_str())
     );
 
-    // Bob again: his token is reused.
+    // Bob again, then alice again: each gets back their own token, kept side
+    // by side in the one cache file.
     let third = stdout(exchange(&issuer, &bob).arg("--cache").arg(&cache));
     assert_eq!(third, second);
+    let again = stdout(exchange(&issuer, &alice).arg("--cache").arg(&cache));
+    assert_eq!(again, first);
     assert_eq!(issuer.token_requests().len(), 2);
 
     // Another subject written over bob's file: a new exchange, not bob's token.

@@ -266,16 +266,25 @@ pub fn store_failed(target: crate::LogTarget, what: &str, error: &std::io::Error
 
 /// A token file: JSON, written atomically (a temporary file renamed over
 /// the target, then the directory flushed) with mode `0600` on Unix, so
-/// separate runs of a program share one token and a reader never sees half a
-/// token. It holds the token's secret: keep it somewhere private. The tokio
+/// separate runs of a program share their tokens and a reader never sees
+/// half a token. It holds the tokens' secrets: keep it somewhere private. The tokio
 /// adapter does its file I/O on tokio's blocking pool.
 ///
-/// The token is saved with the [`Config::fingerprint`] of the configuration
+/// Each token is saved with the [`Config::fingerprint`] of the configuration
 /// it was fetched for, and served only to a client with the same one: a file
 /// shared by mistake between a production and a staging client, or between
 /// clients with different scopes or [`.param`](client_credentials::ConfigBuilder::param)
-/// values, is never served to the wrong one, and a client's sign-out or
-/// invalidation deletes the file only when it holds that client's token. On Unix
+/// values, is never served to the wrong one. The file keeps one token per
+/// fingerprint, so the keys of one client (`token_for`, `with_params`) and
+/// runs of a program with different scopes or audiences each find their
+/// own: `{"tokens": [{"fingerprint": …, "token": …}, …]}`, at most
+/// [`MAX_TOKENS`](crate::token_file::MAX_TOKENS) of them within
+/// [`MAX_FILE_BYTES`](crate::token_file::MAX_FILE_BYTES) (a save drops the
+/// others that expire soonest). A client's sign-out or invalidation removes
+/// only its own token. Saves from one process (the clones of one
+/// `FileStore`) are serialised; two processes saving other fingerprints at
+/// the same moment may drop one of the two, which costs one token request,
+/// never a wrong token. On Unix
 /// a file owned by another user, or open to group or others, is refused
 /// with a warning and a token is fetched instead (another local user could
 /// have planted it); a file that is not a token reads as empty, with a
@@ -290,6 +299,9 @@ pub fn store_failed(target: crate::LogTarget, what: &str, error: &std::io::Error
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: Arc<Path>,
+    /// Serialises this process's read-modify-write of the file, so two
+    /// keys saving at once both land.
+    writing: Arc<Mutex<()>>,
 }
 
 impl FileStore {
@@ -297,10 +309,11 @@ impl FileStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileStore {
             path: path.into().into(),
+            writing: Arc::default(),
         }
     }
 
-    /// Where the token is kept.
+    /// Where the tokens are kept.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -311,9 +324,11 @@ impl TokenStore for FileStore {
         token_file::load(&self.path, &config.fingerprint())
     }
     fn save(&self, config: &Config, token: &AccessToken) -> io::Result<()> {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         token_file::save(&self.path, &config.fingerprint(), token)
     }
     fn delete(&self, config: &Config) -> io::Result<()> {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         token_file::delete(&self.path, &config.fingerprint())
     }
 }

@@ -1,8 +1,12 @@
 //! A token file: loaded at start, replaced atomically on each new token.
 //!
-//! The file holds `{"fingerprint": …, "token": …}`: the token's JSON
-//! (`AccessToken`'s serde form) with the [`Config::fingerprint`] of the
-//! configuration it was fetched for. Writes go to a temporary file in the
+//! The file holds `{"tokens": [{"fingerprint": …, "token": …}, …]}`: each
+//! token's JSON (`AccessToken`'s serde form) with the
+//! [`Config::fingerprint`] of the configuration it was fetched for, one
+//! entry per fingerprint (a client's keys, or runs of a program with other
+//! scopes), at most [`MAX_TOKENS`] of them (a save drops those that expire
+//! soonest). The one-token `{"fingerprint": …, "token": …}` of earlier
+//! versions is read too. Writes go to a temporary file in the
 //! same directory, created with mode `0600` on Unix, flushed to disk, renamed
 //! over the target, and the directory is flushed too, so a reader never sees
 //! a half-written token, a crash never loses the rename, and separate runs of
@@ -263,50 +267,144 @@ fn check_handle(metadata: &fs::Metadata, _: FileRule) -> Result<(), Refusal> {
     }
 }
 
+/// The most tokens one token file keeps, one per configuration
+/// fingerprint (a client's keys, or separate runs of a program with other
+/// scopes or audiences): past it, or past [`MAX_FILE_BYTES`], a save drops
+/// the tokens that expire soonest.
+pub const MAX_TOKENS: usize = 64;
+
+/// One token of a token file, its JSON kept as read (parsed only when
+/// served or ranked).
+struct Entry {
+    fingerprint: String,
+    token: Value,
+}
+
+impl Entry {
+    /// Which entry a full file drops first: a token that does not parse,
+    /// then the soonest to expire; a token without an expiry last.
+    fn keep_rank(&self) -> (u8, u64) {
+        match serde_json::from_value::<AccessToken>(self.token.clone()) {
+            Err(_) => (0, 0),
+            Ok(token) => match token.expires_at() {
+                Some(at) => (1, at.as_unix_secs()),
+                None => (2, 0),
+            },
+        }
+    }
+}
+
+fn not_a_token(path: &Path, reason: impl fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{} is not a token file: {reason}", path.display()),
+    )
+}
+
+/// The entries of the token file at `path` (none when it does not exist).
+/// Both formats are read: `{"tokens": [{"fingerprint", "token"}, …]}`, and
+/// the one-token `{"fingerprint", "token"}` of earlier versions; an entry
+/// without a fingerprint is skipped (it belongs to no known configuration).
+fn read_entries(path: &Path) -> io::Result<Vec<Entry>> {
+    let bytes = match read_checked(path, FileRule::Private) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let entry = |item: Value| {
+        let Value::Object(mut object) = item else { return None };
+        let fingerprint = object.get("fingerprint")?.as_str()?.to_owned();
+        Some(Entry {
+            fingerprint,
+            token: object.remove("token")?,
+        })
+    };
+    let mut object = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => return Err(not_a_token(path, "not a JSON object")),
+        Err(e) => return Err(not_a_token(path, e)),
+    };
+    match object.remove("tokens") {
+        Some(Value::Array(items)) => Ok(items.into_iter().filter_map(entry).collect()),
+        Some(_) => Err(not_a_token(path, "\"tokens\" is not a list")),
+        None if !object.contains_key("fingerprint") => Ok(Vec::new()),
+        None if !object.contains_key("token") => Err(not_a_token(path, "no token")),
+        None => Ok(entry(Value::Object(object)).into_iter().collect()),
+    }
+}
+
 /// Reads the token at `path` saved for `fingerprint`: `Ok(None)` when the
-/// file does not exist or was saved for another configuration; an
+/// file does not exist or holds no token for that configuration; an
 /// `InvalidData` error when it is not a token file, a `PermissionDenied`
 /// error when its owner or permissions make it untrustworthy (the caller
 /// treats both as empty, with a warning).
 pub fn load(path: &Path, fingerprint: &str) -> io::Result<Option<AccessToken>> {
-    let bytes = match read_checked(path, FileRule::Private) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let entries = read_entries(path)?;
+    let Some(entry) = entries.into_iter().find(|e| e.fingerprint == fingerprint) else {
+        tracing::debug!(
+            path = %path.display(),
+            "client-credentials: the token file holds no token for this configuration"
+        );
+        return Ok(None);
     };
-    let not_a_token = |reason: String| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is not a token file: {reason}", path.display()),
-        )
-    };
-    let mut object = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(object)) => object,
-        Ok(_) => return Err(not_a_token("not a JSON object".into())),
-        Err(e) => return Err(not_a_token(e.to_string())),
-    };
-    match object.get("fingerprint").and_then(Value::as_str) {
-        Some(saved) if saved == fingerprint => {}
-        saved => {
-            tracing::debug!(
-                path = %path.display(),
-                "client-credentials: the stored token was saved for {}; ignored",
-                if saved.is_some() { "another configuration" } else { "no known configuration" }
-            );
-            return Ok(None);
-        }
-    }
-    let token = object.remove("token").ok_or_else(|| not_a_token("no token".into()))?;
-    serde_json::from_value(token)
+    serde_json::from_value(entry.token)
         .map(Some)
-        .map_err(|e| not_a_token(e.to_string()))
+        .map_err(|e| not_a_token(path, e))
 }
 
-/// Writes `token` to `path` for `fingerprint`, atomically, with owner-only
-/// permissions, and flushes the directory so the rename survives a crash.
+/// Writes `token` to `path` for `fingerprint` beside the tokens saved there
+/// for other fingerprints (replacing this fingerprint's), atomically, with
+/// owner-only permissions, and flushes the directory so the rename survives
+/// a crash. At most [`MAX_TOKENS`] tokens and [`MAX_FILE_BYTES`] are kept:
+/// the others that expire soonest are dropped. A file that cannot be read
+/// (not a token file, or not trusted) is replaced.
+///
+/// Saving reads the file, then renames a new one over it: two processes
+/// saving at once for different fingerprints may drop one of the two
+/// tokens, which costs that configuration one token request and never
+/// serves a token to the wrong one (callers in one process serialise
+/// saves, as [`FileStore`](crate::FileStore) does).
 pub fn save(path: &Path, fingerprint: &str, token: &AccessToken) -> io::Result<()> {
-    let document = serde_json::json!({ "fingerprint": fingerprint, "token": token });
-    let json = serde_json::to_vec(&document).map_err(io::Error::other)?;
+    let mut entries = read_entries(path).unwrap_or_default();
+    entries.retain(|e| e.fingerprint != fingerprint);
+    let token = serde_json::to_value(token).map_err(io::Error::other)?;
+    entries.insert(
+        0,
+        Entry {
+            fingerprint: fingerprint.to_owned(),
+            token,
+        },
+    );
+    loop {
+        let json = serialize(&entries)?;
+        let fits = entries.len() <= MAX_TOKENS && json.len() as u64 <= MAX_FILE_BYTES;
+        // The new token (first) is always kept.
+        let drop = entries
+            .iter()
+            .enumerate()
+            .skip(1)
+            .min_by_key(|(_, e)| e.keep_rank())
+            .map(|(i, _)| i);
+        match drop {
+            Some(index) if !fits => {
+                entries.remove(index);
+            }
+            _ => return write_atomically(path, &json),
+        }
+    }
+}
+
+fn serialize(entries: &[Entry]) -> io::Result<Vec<u8>> {
+    let tokens: Vec<Value> = entries
+        .iter()
+        .map(|e| serde_json::json!({ "fingerprint": e.fingerprint, "token": e.token }))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "tokens": tokens })).map_err(io::Error::other)
+}
+
+/// Replaces `path` with `json`: a temporary file in the same directory,
+/// created private, flushed, renamed over it, the directory flushed.
+fn write_atomically(path: &Path, json: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -316,7 +414,7 @@ pub fn save(path: &Path, fingerprint: &str, token: &AccessToken) -> io::Result<(
     let temp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
     let result = (|| {
         let mut file = open_private(&temp)?;
-        file.write_all(&json)?;
+        file.write_all(json)?;
         file.sync_all()?;
         fs::rename(&temp, path)
     })();
@@ -327,18 +425,23 @@ pub fn save(path: &Path, fingerprint: &str, token: &AccessToken) -> io::Result<(
     sync_dir(&dir)
 }
 
-/// Removes the token at `path` if it was saved for `fingerprint`. A missing
-/// file is not an error; a file holding another configuration's token is left
-/// as it is (two configurations sharing a path do not delete each other's
-/// token); a file that is not a token, or is not trusted, is left in place
-/// with the error [`load`] gives for it.
+/// Removes the token saved at `path` for `fingerprint`, keeping the other
+/// fingerprints' tokens (the file goes when none is left). A missing file or
+/// token is not an error; a file that is not a token file, or is not
+/// trusted, is left in place with the error [`load`] gives for it.
 ///
-/// The check and the removal are two steps: a token another process writes
-/// between them is removed too, which costs that process one token request
+/// The read and the rewrite are two steps: a token another process saves
+/// between them may be dropped, which costs that process one token request
 /// and never serves a token to the wrong configuration.
 pub fn delete(path: &Path, fingerprint: &str) -> io::Result<()> {
-    if load(path, fingerprint)?.is_none() {
+    let mut entries = read_entries(path)?;
+    let before = entries.len();
+    entries.retain(|e| e.fingerprint != fingerprint);
+    if entries.len() == before {
         return Ok(());
+    }
+    if !entries.is_empty() {
+        return write_atomically(path, &serialize(&entries)?);
     }
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -474,6 +577,100 @@ mod tests {
         }
         assert_eq!(delete(&path, "org-a").unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert!(path.exists());
+    }
+
+    fn expiring(secret: &str, at: u64) -> AccessToken {
+        AccessToken::builder(secret)
+            .expires_at(Timestamp::from_unix_secs(at))
+            .build()
+            .unwrap()
+    }
+
+    /// One token per fingerprint: saving one keeps the others, a second
+    /// save for a fingerprint replaces its token, a delete removes only its
+    /// own, and the file goes with the last one.
+    #[test]
+    fn a_token_file_keeps_one_token_per_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        let (read, write) = (expiring("read", 100), expiring("write", 200));
+        save(&path, "scope=read", &read).unwrap();
+        save(&path, "scope=write", &write).unwrap();
+        assert_eq!(load(&path, "scope=read").unwrap(), Some(read));
+        assert_eq!(load(&path, "scope=write").unwrap(), Some(write.clone()));
+        assert!(load(&path, "scope=admin").unwrap().is_none());
+        let newer = expiring("read-2", 300);
+        save(&path, "scope=read", &newer).unwrap();
+        assert_eq!(load(&path, "scope=read").unwrap(), Some(newer));
+        let document: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(document["tokens"].as_array().unwrap().len(), 2);
+        delete(&path, "scope=read").unwrap();
+        assert!(load(&path, "scope=read").unwrap().is_none());
+        assert_eq!(load(&path, "scope=write").unwrap(), Some(write));
+        delete(&path, "scope=write").unwrap();
+        assert!(!path.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            save(&path, "a", &expiring("a", 1)).unwrap();
+            save(&path, "b", &expiring("b", 1)).unwrap();
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    /// Past [`MAX_TOKENS`] (or [`MAX_FILE_BYTES`]) a save drops the tokens
+    /// that expire soonest, never the one it saves.
+    #[test]
+    fn a_full_token_file_drops_the_soonest_expiring_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        let lasting = AccessToken::builder("no-expiry").build().unwrap();
+        save(&path, "lasting", &lasting).unwrap();
+        for n in 0..MAX_TOKENS as u64 {
+            // Saved latest-expiring first: the soonest are the newest entries.
+            save(&path, &format!("key-{n}"), &expiring(&format!("t-{n}"), 10_000 - n)).unwrap();
+        }
+        let document: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(document["tokens"].as_array().unwrap().len(), MAX_TOKENS);
+        let last = MAX_TOKENS as u64 - 1;
+        assert!(
+            load(&path, &format!("key-{last}")).unwrap().is_some(),
+            "the token saved is kept"
+        );
+        assert!(
+            load(&path, &format!("key-{}", last - 1)).unwrap().is_none(),
+            "the soonest-expiring other token was dropped"
+        );
+        assert!(load(&path, "key-0").unwrap().is_some());
+        assert_eq!(load(&path, "lasting").unwrap(), Some(lasting));
+
+        // Large tokens: bounded by bytes before the count.
+        let big = |n: usize| expiring(&"x".repeat(20 * 1024 + n), 5_000 + n as u64);
+        for n in 0..4 {
+            save(&path, &format!("big-{n}"), &big(n)).unwrap();
+        }
+        assert!(fs::metadata(&path).unwrap().len() <= MAX_FILE_BYTES);
+        assert!(load(&path, "big-3").unwrap().is_some());
+    }
+
+    /// The one-token file of earlier versions is read, and kept beside the
+    /// next token saved.
+    #[test]
+    fn a_one_token_file_of_an_earlier_version_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.json");
+        let old = expiring("old", 100);
+        let document = serde_json::json!({ "fingerprint": FINGERPRINT, "token": old });
+        fs::write(&path, serde_json::to_vec(&document).unwrap()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert_eq!(load(&path, FINGERPRINT).unwrap(), Some(old.clone()));
+        save(&path, "other", &expiring("other", 200)).unwrap();
+        assert_eq!(load(&path, FINGERPRINT).unwrap(), Some(old));
+        assert!(load(&path, "other").unwrap().is_some());
     }
 
     /// A file group or others may read or change is

@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use client_credentials::TokenParams;
+
 use crate::adapter::runtime;
 
 /// A request body.
@@ -31,6 +33,57 @@ pub enum Origins {
     Only(Vec<String>),
     /// `.allow_any_origin()`.
     Any,
+    /// These origins, then `.params_for(origin, params)` for each pair.
+    Keyed(Box<Origins>, Vec<(String, TokenParams)>),
+}
+
+impl Origins {
+    /// `origins`, each origin of `keyed` with its own token key.
+    pub fn keyed(origins: Origins, keyed: Vec<(String, TokenParams)>) -> Origins {
+        Origins::Keyed(Box::new(origins), keyed)
+    }
+}
+
+/// The origin builder methods every authorised client has.
+trait Route: Sized {
+    fn allow_origin(self, url: &str) -> Self;
+    fn allow_any_origin(self) -> Self;
+    fn params_for(self, origin: &str, params: TokenParams) -> Self;
+}
+
+macro_rules! route {
+    ($($client:ty),*) => {$(
+        impl Route for $client {
+            fn allow_origin(self, url: &str) -> Self {
+                <$client>::allow_origin(self, url)
+            }
+            fn allow_any_origin(self) -> Self {
+                <$client>::allow_any_origin(self)
+            }
+            fn params_for(self, origin: &str, params: TokenParams) -> Self {
+                <$client>::params_for(self, origin, params)
+            }
+        }
+    )*};
+}
+
+route!(
+    client_credentials_blocking::AuthMiddleware,
+    client_credentials_blocking::AuthorizedAgent,
+    client_credentials_tokio::AuthMiddleware,
+    client_credentials_tokio::AuthLayer
+);
+
+/// `builder` configured with `origins`.
+fn allow<B: Route>(builder: B, origins: &Origins) -> B {
+    match origins {
+        Origins::Default => builder,
+        Origins::Only(urls) => urls.iter().fold(builder, |b, url| b.allow_origin(url)),
+        Origins::Any => builder.allow_any_origin(),
+        Origins::Keyed(origins, keyed) => keyed.iter().fold(allow(builder, origins), |b, (origin, params)| {
+            b.params_for(origin, params.clone())
+        }),
+    }
 }
 
 /// One authorised HTTP client, driven through blocking calls.
@@ -66,37 +119,27 @@ pub fn each<A: crate::Adapter>(
         .collect()
 }
 
-macro_rules! allow {
-    ($builder:expr, $origins:expr) => {
-        match $origins {
-            Origins::Default => $builder,
-            Origins::Only(urls) => urls.iter().fold($builder, |b, url| b.allow_origin(url)),
-            Origins::Any => $builder.allow_any_origin(),
-        }
-    };
-}
-
 /// The blocking adapter's authorised clients.
 pub fn blocking(client: &client_credentials_blocking::Client, origins: &Origins) -> Vec<Box<dyn Authorized>> {
-    let middleware = allow!(
+    let middleware = allow(
         client_credentials_blocking::AuthMiddleware::new(client.clone()),
-        origins
+        origins,
     );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .middleware(middleware)
         .http_status_as_error(false)
         .build()
         .into();
-    let authorized = allow!(
+    let authorized = allow(
         client_credentials_blocking::AuthorizedAgent::new(ureq::Agent::new_with_defaults(), client.clone()),
-        origins
+        origins,
     );
     // An agent that already returns statuses as responses (and keeps the
     // header off redirects, ureq's default): its requests go out unconfigured.
     let as_is: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let as_is = allow!(
+    let as_is = allow(
         client_credentials_blocking::AuthorizedAgent::new(as_is, client.clone()),
-        origins
+        origins,
     );
     vec![
         Box::new(UreqMiddleware(agent)),
@@ -158,11 +201,11 @@ fn authorized_agent(agent: client_credentials_blocking::AuthorizedAgent) -> impl
 
 /// The tokio adapter's authorised clients.
 pub fn tokio(client: &client_credentials_tokio::Client, origins: &Origins) -> Vec<Box<dyn Authorized>> {
-    let middleware = allow!(client_credentials_tokio::AuthMiddleware::new(client.clone()), origins);
+    let middleware = allow(client_credentials_tokio::AuthMiddleware::new(client.clone()), origins);
     let with_middleware = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(middleware)
         .build();
-    let layer = allow!(client_credentials_tokio::AuthLayer::new(client.clone()), origins);
+    let layer = allow(client_credentials_tokio::AuthLayer::new(client.clone()), origins);
     let inner = ReqwestService(
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

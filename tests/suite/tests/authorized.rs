@@ -9,4 +9,7 @@ client_credentials_suite::scenarios!(authorized:
     dpop_proofs_are_accepted_and_a_nonce_is_answered_once,
     a_client_that_allows_no_origin_fails_every_request,
     an_allow_origin_that_is_not_an_origin_fails_every_request,
+    each_origin_with_params_for_gets_its_own_keys_token,
+    a_401_from_one_origin_evicts_only_its_keys_token,
+    params_for_an_origin_not_allowed_or_with_refused_params_fails_and_sends_nothing,
 );

@@ -24,7 +24,9 @@ use crate::{lock, server, RecordedRequest, TestIssuer};
 /// A token is accepted when it comes as `Authorization: Bearer …` (or
 /// `DPoP …`), was not [rejected](Self::reject_token) and, with
 /// [`accept_tokens_of`](TestResourceServerBuilder::accept_tokens_of), was
-/// issued by that issuer. A rejected token gets `401` with
+/// issued by that issuer (and, with
+/// [`require_audience`](TestResourceServerBuilder::require_audience), for
+/// that audience). A rejected token gets `401` with
 /// `WWW-Authenticate: Bearer error="invalid_token", resource_metadata="…"`
 /// (its own metadata URL, or the one given to
 /// [`challenge_metadata_url`](Self::challenge_metadata_url));
@@ -51,6 +53,7 @@ struct Shared {
     redirect_to: Option<String>,
     issuer: Option<Arc<server::Shared>>,
     dpop: Option<Option<String>>,
+    audience: Option<String>,
     connections: Connections,
     state: Mutex<State>,
     /// Wakes the requests held by [`TestResourceServer::gather`].
@@ -87,6 +90,7 @@ pub struct TestResourceServerBuilder {
     redirect_to: Option<String>,
     issuer: Option<Arc<server::Shared>>,
     dpop: Option<Option<String>>,
+    audience: Option<String>,
 }
 
 impl fmt::Debug for TestResourceServerBuilder {
@@ -141,6 +145,17 @@ impl TestResourceServerBuilder {
         self
     }
 
+    /// Accepts only tokens the issuer of
+    /// [`accept_tokens_of`](Self::accept_tokens_of) (or
+    /// [`authorization_server`](Self::authorization_server)) issued for
+    /// `audience`: to a token request with `audience={audience}` or
+    /// `resource={audience}`. Any other token gets `401` with
+    /// `error="invalid_token"`, as a resource server checking `aud` answers.
+    pub fn require_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving.
     ///
     /// # Panics
@@ -156,6 +171,7 @@ impl TestResourceServerBuilder {
             redirect_to: self.redirect_to,
             issuer: self.issuer,
             dpop: self.dpop,
+            audience: self.audience,
             connections: Connections::default(),
             state: Mutex::new(State::default()),
             gathered: Condvar::new(),
@@ -323,10 +339,16 @@ impl Shared {
             let state = lock(&self.state);
             state.reject_all || state.rejected.contains(token)
         };
-        let unknown = self
-            .issuer
-            .as_ref()
-            .is_some_and(|issuer| !issuer.state().issued.iter().any(|t| t == token));
+        let unknown = self.issuer.as_ref().is_some_and(|issuer| {
+            let state = issuer.state();
+            let for_another = self.audience.as_ref().is_some_and(|audience| {
+                !state
+                    .targets
+                    .get(token)
+                    .is_some_and(|targets| targets.contains(audience))
+            });
+            for_another || !state.issued.iter().any(|t| t == token)
+        });
         if let Some(nonce) = &self.dpop {
             if let Err((error, with_nonce)) = self.check_dpop(req, token, nonce.as_deref()) {
                 let mut response = Response::json(401, &json!({ "error": error })).with_header(

@@ -71,6 +71,9 @@ pub(crate) struct State {
     pub lifetime: i64,
     pub requests: Vec<(Kind, RecordedRequest)>,
     pub issued: Vec<String>,
+    /// Each issued access token's targets: the `audience` and `resource`
+    /// values of the request that got it.
+    pub targets: HashMap<String, Vec<String>>,
     refresh_tokens: HashMap<String, RefreshGrant>,
     counter: u64,
     /// Client assertion `jti`s already used, per client.
@@ -757,6 +760,9 @@ fn token(shared: &Shared, req: &RawRequest, body: &Body) -> Result<Response, Res
         TokenFormat::Jwt => jwt(shared, n, sub, &client_id, scope.as_deref(), &resources, lifetime),
     };
     state.issued.push(access_token.clone());
+    let targets = body.params("audience").into_iter().map(str::to_owned);
+    let targets = targets.chain(resources.iter().cloned()).collect();
+    state.targets.insert(access_token.clone(), targets);
 
     let mut response = Map::new();
     response.insert("access_token".into(), access_token.into());

@@ -27,16 +27,28 @@
 //! origin, or was given a value that is not an origin (`"127.0.0.1:8080"`, a
 //! URL with a path), fails every request with `Error::Config` rather than
 //! send it without the token.
+//!
+//! # Which token each origin gets
+//!
+//! `.params_for(origin, params)` (repeatable) gives an allowed origin its
+//! own token key ([`TokenParams`]: an audience, a resource, scopes), through
+//! a handle of the client bound to that key (`Client::with_params`): requests
+//! there carry that key's token, a `401` there evicts only that key's token,
+//! and the retry uses that key. Other allowed origins get the client's
+//! default token. `params_for` never allows an origin by itself (the
+//! allow-list stays the one place that says where tokens go): a keyed origin
+//! that is not allowed fails every request with
+//! `ConfigError::OriginNotAllowed` ([`policy::KeyedOrigins`]).
 
 use std::future::Future;
 
 use client_credentials::driver::Signing;
-use client_credentials::{AccessToken, Config, DpopProof, Error, SignError};
+use client_credentials::{AccessToken, Config, DpopProof, Error, SignError, TokenParams};
 use http::{HeaderMap, Method};
 
-#[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
-use crate::authorized::policy::AllowedOrigins;
 use crate::authorized::policy::{set_authorization, Verdict};
+#[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
+use crate::authorized::policy::{AllowedOrigins, KeyedOrigins};
 use crate::{Driver, Io};
 
 pub mod policy;
@@ -107,6 +119,10 @@ pub trait Authorizer: Clone + Send + Sync + 'static {
 
     /// `Client::invalidate`: the resource server rejected `token`.
     fn invalidate(&self, token: &AccessToken);
+
+    /// `Client::with_params`: a handle of this client bound to `params`'
+    /// key (for `.params_for(origin, params)`).
+    fn with_params(&self, params: TokenParams) -> Self;
 
     /// Acts on what a response said about the token it carried: remembers
     /// the server's DPoP nonce and the RFC 9728 metadata URL of the
@@ -264,6 +280,10 @@ macro_rules! authorizer {
             fn invalidate(&self, token: &::client_credentials::AccessToken) {
                 Client::invalidate(self, token)
             }
+
+            fn with_params(&self, params: ::client_credentials::TokenParams) -> Self {
+                Client::with_params(self, params)
+            }
         }
     };
 }
@@ -277,6 +297,7 @@ macro_rules! authorizer {
 pub struct AuthMiddleware<C> {
     client: C,
     origins: AllowedOrigins,
+    keyed: KeyedOrigins<C>,
 }
 
 #[cfg(any(feature = "ureq-middleware", feature = "reqwest-middleware"))]
@@ -284,7 +305,11 @@ impl<C: Authorizer> AuthMiddleware<C> {
     /// Authorises requests with `client`'s tokens.
     pub fn new(client: C) -> Self {
         let origins = AllowedOrigins::for_config(client.driver().config());
-        AuthMiddleware { client, origins }
+        AuthMiddleware {
+            client,
+            origins,
+            keyed: KeyedOrigins::default(),
+        }
     }
 
     self::policy::origin_methods!();

@@ -177,8 +177,109 @@ impl AllowedOrigins {
     }
 }
 
-/// The `allow_origin` / `allow_any_origin` builder methods of the
-/// authorised clients (each has an `origins: AllowedOrigins` field).
+/// The origins given a token key of their own (`.params_for(origin,
+/// params)`), each with its handle `C` of the client bound to that key:
+/// requests to such an origin carry that key's token, and a `401` there
+/// evicts only that key's token. Every other allowed origin gets the
+/// client's default key.
+///
+/// `params_for` never allows an origin by itself: the allow-list
+/// ([`AllowedOrigins`]) stays the one place that says which origins get a
+/// token, so a key given to an origin the list does not name is a
+/// configuration error ([`check`](KeyedOrigins::check)) rather than a
+/// silent widening of where tokens go, or a silent drop of the header.
+/// Origins compare as in [`AllowedOrigins`] (scheme, host, port, with the
+/// scheme's default port); giving one origin a second key replaces the first.
+///
+/// ```
+/// use client_credentials_common::authorized::policy::{AllowedOrigins, KeyedOrigins, Origin};
+///
+/// let mut allowed = AllowedOrigins::default();
+/// allowed.allow("https://orders.example");
+/// allowed.allow("https://billing.example");
+/// let mut keyed = KeyedOrigins::default();
+/// assert!(keyed.insert("https://orders.example:443", || "orders key").is_ok());
+/// assert_eq!(keyed.check(&allowed), Ok(()));
+/// let orders = Origin::parse("https://orders.example/v1/orders");
+/// assert_eq!(keyed.get(orders.as_ref()), Some(&"orders key"));
+/// // No key of its own: the caller uses the default one.
+/// assert_eq!(keyed.get(Origin::parse("https://billing.example/").as_ref()), None);
+///
+/// // A key for an origin that is not allowed is refused, not allowed.
+/// keyed.insert("https://other.example", || "other key").unwrap();
+/// assert!(keyed.check(&allowed).is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyedOrigins<C> {
+    keyed: Vec<(Origin, C)>,
+    /// The first value given that is not an origin.
+    invalid: Option<ConfigError>,
+}
+
+impl<C> Default for KeyedOrigins<C> {
+    fn default() -> Self {
+        KeyedOrigins {
+            keyed: Vec::new(),
+            invalid: None,
+        }
+    }
+}
+
+impl<C> KeyedOrigins<C> {
+    /// Gives `url`'s origin the handle `bind()` makes (replacing one given
+    /// before). `Err` when `url` is not an origin (`scheme://host[:port]`):
+    /// nothing is bound, and [`check`](Self::check) fails from then on.
+    pub fn insert(&mut self, url: &str, bind: impl FnOnce() -> C) -> Result<(), ConfigError> {
+        match Origin::parse_exact(url) {
+            Ok(origin) => {
+                let client = bind();
+                match self.keyed.iter_mut().find(|(o, _)| *o == origin) {
+                    Some(entry) => entry.1 = client,
+                    None => self.keyed.push((origin, client)),
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                let error = ConfigError::InvalidUrl {
+                    field: "params_for",
+                    url: url.to_owned(),
+                    reason,
+                };
+                self.invalid.get_or_insert_with(|| error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// The handle bound to `origin`'s key, `None` for an origin without
+    /// one (use the default key).
+    pub fn get(&self, origin: Option<&Origin>) -> Option<&C> {
+        let origin = origin?;
+        self.keyed.iter().find(|(o, _)| o == origin).map(|(_, c)| c)
+    }
+
+    /// Whether an authorised client with these keys and `allowed` origins
+    /// can be used: [`AllowedOrigins::check`], then `Err` for a value given
+    /// to [`insert`](Self::insert) that was not an origin, or for a keyed
+    /// origin that `allowed` does not allow
+    /// ([`ConfigError::OriginNotAllowed`]).
+    pub fn check(&self, allowed: &AllowedOrigins) -> Result<(), ConfigError> {
+        allowed.check()?;
+        if let Some(error) = &self.invalid {
+            return Err(error.clone());
+        }
+        match self.keyed.iter().find(|(o, _)| !allowed.allows_origin(Some(o))) {
+            Some((origin, _)) => Err(ConfigError::OriginNotAllowed {
+                origin: origin.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The `allow_origin` / `allow_any_origin` / `params_for` builder methods of
+/// the authorised clients (each has `client: C`, `origins: AllowedOrigins`
+/// and `keyed: KeyedOrigins<C>` fields).
 #[allow(unused_macros)] // unused when no authorised client's feature is on
 macro_rules! origin_methods {
     () => {
@@ -207,6 +308,43 @@ macro_rules! origin_methods {
         pub fn allow_any_origin(mut self) -> Self {
             self.origins.allow_any();
             self
+        }
+
+        /// Requests to `origin` carry the token of `params`' key (its own
+        /// audience, resource, scopes: see
+        /// [`TokenParams`](client_credentials::TokenParams)), `Bearer` or
+        /// DPoP as configured; a `401` there evicts only that key's token,
+        /// and the retry uses that key. Other allowed origins get the
+        /// client's default token. Repeatable, one key per origin (a second
+        /// call for the same origin replaces the first).
+        ///
+        /// `params_for` does **not** allow `origin`: only
+        /// [`allow_origin`](Self::allow_origin), `allow_any_origin` or the
+        /// config's default origins do, so the list of origins that get a
+        /// token stays in one place. An `origin` they do not allow fails every
+        /// request with `ConfigError::OriginNotAllowed`; a value that is not
+        /// an origin (`scheme://host[:port]`), with `ConfigError::InvalidUrl`
+        /// (logged here as a warning). Params that break the config
+        /// builder's rules fail the requests to that origin with their
+        /// `Error::Config`, sending nothing to the token endpoint.
+        pub fn params_for(mut self, origin: impl AsRef<str>, params: client_credentials::TokenParams) -> Self {
+            let client = &self.client;
+            let bind = || $crate::authorized::Authorizer::with_params(client, params);
+            if let Err(error) = self.keyed.insert(origin.as_ref(), bind) {
+                $crate::log_event!(
+                    <C as $crate::authorized::Authorizer>::LOG_TARGET,
+                    warn,
+                    %error,
+                    "client-credentials: every request through this authorised client will fail"
+                );
+            }
+            self
+        }
+
+        /// The client handle for a request to `origin`: the one bound by
+        /// [`params_for`](Self::params_for), else the client's own.
+        fn client_for(&self, origin: Option<&$crate::authorized::policy::Origin>) -> &C {
+            self.keyed.get(origin).unwrap_or(&self.client)
         }
     };
 }
@@ -620,6 +758,11 @@ impl Exchange {
         }
     }
 
+    /// The origin requested, if it has one (an absolute `http`/`https` URL).
+    pub fn origin(&self) -> Option<&Origin> {
+        self.origin.as_ref()
+    }
+
     /// Whether this request may carry the token (else: send it untouched, and
     /// hand its response back as it is).
     pub fn authorizes(&self) -> bool {
@@ -879,6 +1022,62 @@ mod tests {
         allowed.allow("https://only.example");
         assert!(!allowed.allows(&uri("https://api.example/v2")));
         assert!(allowed.allows(&uri("https://only.example/v2")));
+    }
+
+    #[test]
+    fn keyed_origins_compare_as_origins_and_never_allow_one_themselves() {
+        let origin = |s: &str| Origin::parse(s);
+        let mut allowed = AllowedOrigins::default();
+        allowed.allow("https://orders.example");
+        allowed.allow("http://127.0.0.1:8080");
+        let mut keyed = KeyedOrigins::default();
+        keyed.insert("https://ORDERS.example", || 1).unwrap();
+        keyed.insert("http://127.0.0.1:8080", || 2).unwrap();
+        assert_eq!(keyed.check(&allowed), Ok(()));
+        assert_eq!(keyed.get(origin("https://orders.example:443/a").as_ref()), Some(&1));
+        assert_eq!(keyed.get(origin("http://127.0.0.1:8080/b").as_ref()), Some(&2));
+        assert_eq!(
+            keyed.get(origin("http://orders.example/a").as_ref()),
+            None,
+            "another scheme"
+        );
+        assert_eq!(
+            keyed.get(origin("http://127.0.0.1:8081/").as_ref()),
+            None,
+            "another port"
+        );
+        assert_eq!(keyed.get(None), None, "a relative URI");
+        // A second key for an origin replaces the first.
+        keyed.insert("https://orders.example:443/", || 3).unwrap();
+        assert_eq!(keyed.get(origin("https://orders.example/").as_ref()), Some(&3));
+
+        // Keyed but not allowed: refused, naming the origin.
+        keyed.insert("https://billing.example", || 4).unwrap();
+        let error = keyed.check(&allowed).unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::OriginNotAllowed {
+                origin: "https://billing.example:443".into()
+            }
+        );
+        assert!(error.to_string().contains(".allow_origin("), "{error}");
+        // Allowing it (or every origin) is what makes it usable.
+        allowed.allow("https://billing.example");
+        assert_eq!(keyed.check(&allowed), Ok(()));
+        let mut any = AllowedOrigins::default();
+        any.allow_any();
+        assert_eq!(keyed.check(&any), Ok(()));
+        // The allow-list's own errors come first.
+        assert_eq!(
+            keyed.check(&AllowedOrigins::default()),
+            Err(ConfigError::NoAllowedOrigin)
+        );
+
+        // A value that is not an origin binds nothing and stays an error.
+        let error = keyed.insert("https://api.example/v1", || 5).unwrap_err();
+        assert!(error.to_string().contains("params_for"), "{error}");
+        assert_eq!(keyed.check(&allowed), Err(error));
+        assert_eq!(keyed.get(origin("https://api.example/v1").as_ref()), None);
     }
 
     #[test]

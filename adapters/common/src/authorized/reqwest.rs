@@ -21,11 +21,12 @@ impl<C: AsyncAuthorizer> Middleware for AuthMiddleware<C> {
         extensions: &mut http::Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        self.origins
-            .check()
+        self.keyed
+            .check(&self.origins)
             .map_err(|error| reqwest_middleware::Error::middleware(client_credentials::Error::Config(error)))?;
         let url = request.url();
         let mut exchange = Exchange::for_origin(&self.origins, origin(url).as_ref(), url.as_str());
+        let client = self.client_for(exchange.origin());
         loop {
             let spare = if exchange.authorizes() {
                 request.try_clone()
@@ -34,8 +35,7 @@ impl<C: AsyncAuthorizer> Middleware for AuthMiddleware<C> {
             };
             if exchange.authorizes() {
                 let (method, uri) = (request.method().clone(), request.url().to_string());
-                let token = self
-                    .client
+                let token = client
                     .authorize_headers(&method, &uri, request.headers_mut(), exchange.nonce())
                     .await
                     .map_err(reqwest_middleware::Error::middleware)?;
@@ -44,7 +44,7 @@ impl<C: AsyncAuthorizer> Middleware for AuthMiddleware<C> {
             let response = next.clone().run(request, extensions).await?;
             exchange.answered_by(origin(response.url()).as_ref());
             let verdict = exchange.received(response.status(), response.headers(), spare.is_some());
-            self.client.rejected(&verdict);
+            client.rejected(&verdict);
             match spare {
                 Some(spare) if verdict.retry => request = spare,
                 _ => return Ok(response),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{Empty, Full};
 use tower_service::Service;
 
-use super::policy::{copy_request, AllowedOrigins, Exchange, Origin};
+use super::policy::{copy_request, AllowedOrigins, Exchange, KeyedOrigins, Origin};
 use super::{AsyncAuthorizer, Authorizer};
 use crate::BoxFuture;
 
@@ -64,6 +64,7 @@ fn answered_by<R>(response: &http::Response<R>) -> Option<Origin> {
 pub struct AuthLayer<C> {
     client: C,
     origins: AllowedOrigins,
+    keyed: KeyedOrigins<C>,
 }
 
 /// The service of an [`AuthLayer`] around `S`: sets `Authorization` on
@@ -82,7 +83,11 @@ impl<C: Authorizer> AuthLayer<C> {
     /// Authorises requests with `client`'s tokens.
     pub fn new(client: C) -> Self {
         let origins = AllowedOrigins::for_config(client.driver().config());
-        AuthLayer { client, origins }
+        AuthLayer {
+            client,
+            origins,
+            keyed: KeyedOrigins::default(),
+        }
     }
 
     super::policy::origin_methods!();
@@ -119,9 +124,9 @@ where
         // The service made ready is the one called (tower's contract).
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
-        let client = self.layer.client.clone();
         let mut exchange = Exchange::new(&self.layer.origins, request.uri());
-        let checked = self.layer.origins.check();
+        let client = self.layer.client_for(exchange.origin()).clone();
+        let checked = self.layer.keyed.check(&self.layer.origins);
         Box::pin(async move {
             checked.map_err(client_credentials::Error::Config)?;
             let mut ready = true;
@@ -202,6 +207,9 @@ mod tests {
         }
         fn invalidate(&self, _: &AccessToken) {
             self.invalidated.fetch_add(1, Ordering::SeqCst);
+        }
+        fn with_params(&self, _: client_credentials::TokenParams) -> Self {
+            self.clone()
         }
     }
 

@@ -7,7 +7,7 @@ use ureq::config::RedirectAuthHeaders;
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Body, ResponseExt, SendBody};
 
-use super::policy::{copy_request, AllowedOrigins, Exchange, Origin};
+use super::policy::{copy_request, AllowedOrigins, Exchange, KeyedOrigins, Origin};
 use super::{AuthMiddleware, BlockingAuthorizer};
 use crate::ureq_transport::map_error;
 
@@ -20,14 +20,14 @@ impl<C: BlockingAuthorizer> Middleware for AuthMiddleware<C> {
         mut request: http::Request<SendBody>,
         next: MiddlewareNext,
     ) -> Result<http::Response<Body>, ureq::Error> {
-        if let Err(error) = self.origins.check() {
+        if let Err(error) = self.keyed.check(&self.origins) {
             return Err(ureq::Error::Other(Box::new(Error::Config(error))));
         }
         let mut exchange = Exchange::new(&self.origins, request.uri());
+        let client = self.client_for(exchange.origin());
         if exchange.authorizes() {
             let (method, uri) = (request.method().clone(), request.uri().to_string());
-            let token = self
-                .client
+            let token = client
                 .authorize_headers(&method, &uri, request.headers_mut(), None)
                 .map_err(|e| ureq::Error::Other(Box::new(e)))?;
             exchange.sending(token);
@@ -41,7 +41,7 @@ impl<C: BlockingAuthorizer> Middleware for AuthMiddleware<C> {
             Err(ureq::Error::StatusCode(401)) => (StatusCode::UNAUTHORIZED, &HeaderMap::new()),
             Err(_) => return result,
         };
-        self.client.rejected(&exchange.received(status, headers, false));
+        client.rejected(&exchange.received(status, headers, false));
         result
     }
 }
@@ -53,6 +53,7 @@ pub struct AuthorizedAgent<C> {
     agent: ureq::Agent,
     client: C,
     origins: AllowedOrigins,
+    keyed: KeyedOrigins<C>,
     /// The agent already returns statuses as responses and keeps the header
     /// off redirects: requests need no configuration of their own.
     as_is: bool,
@@ -68,6 +69,7 @@ impl<C: BlockingAuthorizer> AuthorizedAgent<C> {
             agent,
             client,
             origins,
+            keyed: KeyedOrigins::default(),
             as_is,
         }
     }
@@ -78,9 +80,9 @@ impl<C: BlockingAuthorizer> AuthorizedAgent<C> {
     /// more with a new one. Every status comes back as a response; errors
     /// are the client's (I/O failures as `Error::Transport`).
     pub fn run(&self, mut request: http::Request<Vec<u8>>) -> Result<http::Response<Body>, Error> {
-        self.origins.check()?;
-        let client = &self.client;
+        self.keyed.check(&self.origins)?;
         let mut exchange = Exchange::new(&self.origins, request.uri());
+        let client = self.client_for(exchange.origin());
         loop {
             let spare = exchange
                 .authorizes()

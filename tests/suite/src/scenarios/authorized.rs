@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Barrier};
 
+use client_credentials::TokenParams;
 use client_credentials_testkit::{TestIssuer, TestResourceServer};
 
 use super::config;
@@ -257,4 +258,232 @@ pub fn dpop_proofs_are_accepted_and_a_nonce_is_answered_once<A: Adapter>() {
         flavours.len(),
         "a nonce challenge keeps the token"
     );
+}
+
+/// Two APIs that each accept only tokens for their own audience (`orders`
+/// by `audience`, `billing` by RFC 8707 `resource`), and a third, `plain`,
+/// that accepts any token of the issuer and has no `params_for`.
+struct ThreeApis {
+    issuer: TestIssuer,
+    orders: TestResourceServer,
+    billing: TestResourceServer,
+    plain: TestResourceServer,
+}
+
+const ORDERS_AUDIENCE: &str = "https://orders.example";
+const BILLING_RESOURCE: &str = "https://billing.example/api";
+
+impl ThreeApis {
+    fn start() -> ThreeApis {
+        let issuer = TestIssuer::start();
+        let api = |audience: Option<&str>| {
+            let builder = TestResourceServer::builder().accept_tokens_of(&issuer);
+            match audience {
+                Some(audience) => builder.require_audience(audience).start(),
+                None => builder.start(),
+            }
+        };
+        let (orders, billing, plain) = (api(Some(ORDERS_AUDIENCE)), api(Some(BILLING_RESOURCE)), api(None));
+        ThreeApis {
+            issuer,
+            orders,
+            billing,
+            plain,
+        }
+    }
+
+    fn orders_params() -> TokenParams {
+        TokenParams::new().audience(ORDERS_AUDIENCE)
+    }
+
+    fn billing_params() -> TokenParams {
+        TokenParams::new().resource(BILLING_RESOURCE)
+    }
+
+    /// All three allowed; `orders` and `billing` with a key of their own.
+    fn origins(&self) -> Origins {
+        let allowed = vec![self.orders.base_url(), self.billing.base_url(), self.plain.base_url()];
+        Origins::keyed(
+            Origins::Only(allowed),
+            vec![
+                (self.orders.base_url(), Self::orders_params()),
+                (self.billing.base_url(), Self::billing_params()),
+            ],
+        )
+    }
+
+    fn client<A: Adapter>(&self) -> A::Client {
+        A::build(config(&self.issuer).build().unwrap(), Options::default())
+    }
+
+    fn url(api: &TestResourceServer) -> String {
+        format!("{}/things", api.resource())
+    }
+
+    /// The token requests since `from` asking for `audience`/`resource`
+    /// (`None`, `None`: the default key's).
+    fn fetched(&self, from: usize, audience: Option<&str>, resource: Option<&str>) -> usize {
+        self.issuer.token_requests()[from..]
+            .iter()
+            .filter(|r| r.param("audience") == audience && r.param("resource") == resource)
+            .count()
+    }
+}
+
+fn bearer(token: &client_credentials::AccessToken) -> String {
+    format!("Bearer {}", token.secret())
+}
+
+/// Each API with `params_for` gets its own key's token (one request per
+/// key, then cached), and an origin without params gets the default key's.
+pub fn each_origin_with_params_for_gets_its_own_keys_token<A: Adapter>() {
+    let apis = ThreeApis::start();
+    for (client, flavour) in each::<A>(|| apis.client::<A>(), &apis.origins()) {
+        let name = flavour.name();
+        let from = apis.issuer.token_requests().len();
+        for _ in 0..2 {
+            for api in [&apis.orders, &apis.billing, &apis.plain] {
+                let status = flavour.send("GET", &ThreeApis::url(api), Body::Empty);
+                assert_eq!(status, Ok(200), "{name}: {}", api.resource());
+            }
+        }
+        assert_eq!(
+            apis.issuer.token_requests().len() - from,
+            3,
+            "{name}: one per key, then cached"
+        );
+        assert_eq!(apis.fetched(from, Some(ORDERS_AUDIENCE), None), 1, "{name}");
+        assert_eq!(apis.fetched(from, None, Some(BILLING_RESOURCE)), 1, "{name}");
+        assert_eq!(apis.fetched(from, None, None), 1, "{name}");
+        // Each API saw its own key's token (cached reads: nothing fetched).
+        let expect = [
+            (
+                &apis.orders,
+                A::token_for(&client, &ThreeApis::orders_params()).unwrap(),
+            ),
+            (
+                &apis.billing,
+                A::token_for(&client, &ThreeApis::billing_params()).unwrap(),
+            ),
+            (&apis.plain, A::token(&client).unwrap()),
+        ];
+        for (api, token) in expect {
+            let seen = api
+                .requests()
+                .last()
+                .and_then(|r| r.header("authorization").map(str::to_owned));
+            assert_eq!(seen, Some(bearer(&token)), "{name}: {}", api.resource());
+        }
+        assert_eq!(apis.issuer.token_requests().len() - from, 3, "{name}");
+    }
+}
+
+/// A `401` from one keyed API evicts only that key's token: the retry (or,
+/// for ureq's middleware, the next request) fetches that key again, while
+/// the other key and the default key keep their tokens.
+pub fn a_401_from_one_origin_evicts_only_its_keys_token<A: Adapter>() {
+    let apis = ThreeApis::start();
+    for (client, flavour) in each::<A>(|| apis.client::<A>(), &apis.origins()) {
+        let name = flavour.name();
+        for api in [&apis.orders, &apis.billing, &apis.plain] {
+            assert_eq!(
+                flavour.send("GET", &ThreeApis::url(api), Body::Empty),
+                Ok(200),
+                "{name}"
+            );
+        }
+        let billing = A::token_for(&client, &ThreeApis::billing_params()).unwrap();
+        let default = A::token(&client).unwrap();
+        let stale = A::token_for(&client, &ThreeApis::orders_params()).unwrap();
+        apis.orders.reject_token(stale.secret());
+        let from = apis.issuer.token_requests().len();
+        let status = flavour.send("GET", &ThreeApis::url(&apis.orders), Body::Empty);
+        if flavour.retries() {
+            assert_eq!(status, Ok(200), "{name}: retried with a new orders token");
+        } else {
+            assert_eq!(status, Ok(401), "{name}");
+            assert_eq!(
+                apis.issuer.token_requests().len(),
+                from,
+                "{name}: invalidated, not refetched"
+            );
+            let status = flavour.send("GET", &ThreeApis::url(&apis.orders), Body::Empty);
+            assert_eq!(status, Ok(200), "{name}");
+        }
+        assert_eq!(
+            apis.fetched(from, Some(ORDERS_AUDIENCE), None),
+            1,
+            "{name}: orders refetched once"
+        );
+        for api in [&apis.billing, &apis.plain] {
+            assert_eq!(
+                flavour.send("GET", &ThreeApis::url(api), Body::Empty),
+                Ok(200),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            apis.issuer.token_requests().len() - from,
+            1,
+            "{name}: nothing else refetched"
+        );
+        let kept = A::token_for(&client, &ThreeApis::billing_params()).unwrap();
+        assert_eq!(kept.secret(), billing.secret(), "{name}: billing kept its token");
+        assert_eq!(A::token(&client).unwrap().secret(), default.secret(), "{name}");
+        let fresh = A::token_for(&client, &ThreeApis::orders_params()).unwrap();
+        assert_ne!(fresh.secret(), stale.secret(), "{name}");
+    }
+}
+
+/// `params_for` allows nothing by itself: a keyed origin the client does not
+/// allow fails every request with a config error naming it, and params the
+/// config builder refuses fail the requests to their origin with that
+/// error; either way nothing reaches the APIs or the token endpoint.
+pub fn params_for_an_origin_not_allowed_or_with_refused_params_fails_and_sends_nothing<A: Adapter>() {
+    let apis = ThreeApis::start();
+    let client = apis.client::<A>();
+    let not_allowed = Origins::keyed(
+        Origins::Only(vec![apis.plain.base_url()]),
+        vec![(apis.orders.base_url(), ThreeApis::orders_params())],
+    );
+    for flavour in A::authorized(&client, &not_allowed) {
+        let name = flavour.name();
+        for api in [&apis.orders, &apis.plain] {
+            let message = flavour.send("GET", &ThreeApis::url(api), Body::Empty).expect_err(name);
+            assert!(message.contains("params_for"), "{name}: {message}");
+            assert!(message.contains(".allow_origin("), "{name}: says what to do: {message}");
+        }
+    }
+    let refused = Origins::keyed(
+        Origins::Only(vec![apis.orders.base_url()]),
+        vec![(
+            apis.orders.base_url(),
+            TokenParams::new().param("client_id", "someone-else"),
+        )],
+    );
+    for flavour in A::authorized(&client, &refused) {
+        let name = flavour.name();
+        let message = flavour
+            .send("GET", &ThreeApis::url(&apis.orders), Body::Empty)
+            .expect_err(name);
+        assert!(message.contains("client_id"), "{name}: {message}");
+    }
+    let not_an_origin = Origins::keyed(
+        Origins::Only(vec![apis.orders.base_url()]),
+        vec![(apis.orders.resource(), ThreeApis::orders_params())],
+    );
+    for flavour in A::authorized(&client, &not_an_origin) {
+        let name = flavour.name();
+        let message = flavour
+            .send("GET", &ThreeApis::url(&apis.orders), Body::Empty)
+            .expect_err(name);
+        assert!(
+            message.contains("params_for") && message.contains("a path"),
+            "{name}: {message}"
+        );
+    }
+    for api in [&apis.orders, &apis.plain] {
+        assert!(api.requests().is_empty(), "nothing reached {}", api.resource());
+    }
+    assert!(apis.issuer.token_requests().is_empty(), "no token was fetched");
 }
