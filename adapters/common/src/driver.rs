@@ -246,6 +246,7 @@ impl<W: Io> Driver<W> {
                 work: Some(work),
                 ticket: None,
                 parent: tracing::Span::current(),
+                wake_when_dropped: None,
             }),
         }
     }

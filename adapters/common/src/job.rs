@@ -41,12 +41,26 @@ pub struct Job<W: Io> {
     /// The span of the caller that started the job: the parent of its
     /// requests' spans, wherever the job runs.
     pub(crate) parent: Span,
+    /// Set when the job is over: wakes the waiting callers when the job is
+    /// dropped. Declared last, so it runs after `driver` is released: a
+    /// woken caller never finds its key still held by a finished job (a key
+    /// held looks busy and is never the one dropped beyond `max_keys`).
+    pub(crate) wake_when_dropped: Option<WakeOnDrop<W>>,
+}
+
+/// Wakes every waiting caller when dropped.
+pub(crate) struct WakeOnDrop<W: Io>(Arc<W>);
+
+impl<W: Io> Drop for WakeOnDrop<W> {
+    fn drop(&mut self) {
+        self.0.wake();
+    }
 }
 
 impl<W: Io> Job<W> {
     /// The next task for the adapter to perform (its result goes to
-    /// [`Job::hand_back`]), or `None` when the job is over: the waiting
-    /// callers have been woken; step again.
+    /// [`Job::hand_back`]), or `None` when the job is over: drop the job
+    /// (which wakes the waiting callers), then step again.
     pub fn next_task(&mut self) -> Option<Task> {
         while let Some(machine::Work { task, ticket }) = self.work.take() {
             // Held while a report's callback runs: a panicking callback
@@ -73,7 +87,7 @@ impl<W: Io> Job<W> {
         if let Some(ticket) = self.ticket.take() {
             self.work = self.driver.with(|machine, now| machine.handle(now, ticket, outcome));
             if self.work.is_none() {
-                self.driver.io.wake();
+                self.wake_when_dropped = Some(WakeOnDrop(Arc::clone(&self.driver.io)));
             }
         }
     }
