@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use client_credentials::token_type;
 
 /// The exit codes, as listed in `--help` (and the README); a macro so it can be
 /// `concat!`ed into the help texts.
@@ -12,7 +13,8 @@ macro_rules! exit_codes {
         "Exit codes:
   0  success
   1  the output could not be written
-  2  usage or configuration error (bad flags, missing secret, invalid URL, unusable key or assertion)
+  2  usage or configuration error (bad flags, missing secret, invalid URL, unusable key,
+     assertion or subject token)
   3  the provider refused the request with an OAuth error (invalid_client, invalid_scope, ...)
   4  network, transport or server error (connect, timeout, 5xx, invalid response)
   5  discovery failed (no metadata document, issuer mismatch, invalid document)"
@@ -68,8 +70,8 @@ const TOKEN_AFTER_HELP: &str = concat!(
 The client secret is read from the environment variable named by --client-secret-env
 (default CLIENT_SECRET) or from --client-secret-file. It is never accepted as an
 argument: arguments are visible to every user in `ps` and are kept in shell history.
-With --private-key (private_key_jwt) or --assertion-file (workload identity) no secret
-is needed.
+With --private-key (private_key_jwt), --assertion-file (workload identity) or
+--no-client-auth no secret is needed.
 
 Examples:
   CLIENT_SECRET=... client-credentials token --token-url https://auth.example.com/oauth2/token --client-id my-client
@@ -78,13 +80,30 @@ Examples:
        https://api.example.com/orders
   client-credentials token --json --issuer https://auth.example.com --client-id my-client --scope a --scope b
 
+Grants (--grant): client-credentials, the default, asks for the client's own token.
+token-exchange (RFC 8693) trades the token in --subject-token-file, of type
+--subject-token-type (access_token, jwt, id_token, refresh_token, saml1, saml2, or
+a URI), for a new one; --actor-token-file/--actor-token-type add an actor
+(delegation), --requested-token-type asks for a type. jwt-bearer (RFC 7523) sends
+the JWT in --grant-assertion-file as the grant; --assertion-file stays client
+authentication. The files are read on every run, checked like --assertion-file
+(not writable by others, at most 64 KiB); errors name the file, never print the
+token. --scope, --resource and --audience go with every grant: with a token
+exchange they name the token's target (RFC 8693 section 2.1). A public security
+token service takes no client authentication: --no-client-auth sends only
+--client-id, and is refused with --grant client-credentials.
+  client-credentials token --token-url https://sts.example.com/v1/token --client-id workload \\
+    --no-client-auth --grant token-exchange --audience https://api.example.com \\
+    --subject-token-file /var/run/secrets/tokens/sts-token --subject-token-type jwt
+
 With --cache, separate runs share one token file (mode 0600): a script calling this
 1,000 times asks the provider once per token lifetime. The file records which
-provider, client, scopes, resources, audience and authentication (method, key or
-assertion type) each token was fetched for, and serves it only to the same
-configuration; it keeps one token per configuration (up to 64, dropping those that
-expire soonest), so runs with other --scope, --resource or --audience values do not
-overwrite each other's token. Keep it in a directory only you can write
+provider, client, scopes, resources, audience, authentication (method, key or
+assertion type) and grant (with whom its subject token speaks for) each token was
+fetched for, and serves it only to the same configuration; it keeps one token per
+configuration (up to 64, dropping those that expire soonest), so runs with other
+--scope, --resource, --audience or subject values do not overwrite each other's
+token. Keep it in a directory only you can write
 to, not a shared temporary one: a file another user owns, or that group or others may
 read, is refused with a warning (and a new token is fetched).
 
@@ -93,10 +112,10 @@ in Redis, encrypted with a key derived from the client credentials; one run fetc
 when it expires and the others reuse it. Put the Redis password in REDIS_PASSWORD
 (or the variable named by --store-password-env), not in the URL: arguments are
 visible in `ps`. Redis being down only costs a run up to half a second.
-With --private-key or --assertion-file there is no secret to derive that key from:
-give one with --store-key-file (or CLIENT_CREDENTIALS_STORE_KEY_FILE), a file of at
-least 32 bytes (e.g. `head -c 32 /dev/urandom`), the same on every machine; without
-it --store is refused.
+With --private-key, --assertion-file or --no-client-auth there is no secret to
+derive that key from: give one with --store-key-file (or
+CLIENT_CREDENTIALS_STORE_KEY_FILE), a file of at least 32 bytes (e.g. `head -c 32
+/dev/urandom`), the same on every machine; without it --store is refused.
 
 ",
     exit_codes!()
@@ -142,6 +161,11 @@ pub struct TokenArgs {
     #[arg(long, value_enum, value_name = "METHOD", conflicts_with_all = ["private_key", "assertion_file"])]
     pub auth: Option<AuthArg>,
 
+    /// Send no client authentication, only --client-id: a public client of a
+    /// security token service. Only with --grant token-exchange or jwt-bearer.
+    #[arg(long, conflicts_with_all = ["auth", "private_key", "assertion_file", "client_secret_file"])]
+    pub no_client_auth: bool,
+
     /// A private key (PEM) to authenticate with a signed assertion instead of
     /// a secret (private_key_jwt, RFC 7523); no client secret is needed.
     #[arg(long, value_name = "PATH", conflicts_with = "assertion_file")]
@@ -170,6 +194,49 @@ pub struct TokenArgs {
     /// Send --assertion-file as a SPIFFE JWT-SVID (client_assertion_type jwt-spiffe).
     #[arg(long, requires = "assertion_file")]
     pub spiffe: bool,
+
+    /// How the token is asked for: the client's own (client-credentials), in
+    /// exchange for the token in --subject-token-file (token-exchange, RFC 8693),
+    /// or for the JWT in --grant-assertion-file (jwt-bearer, RFC 7523).
+    #[arg(long, value_enum, value_name = "GRANT", default_value = "client-credentials")]
+    pub grant: GrantArg,
+
+    /// With --grant token-exchange: the file holding the subject token, the
+    /// token traded in (read on every run, checked like --assertion-file,
+    /// never printed).
+    #[arg(long, value_name = "PATH", required_if_eq("grant", "token-exchange"))]
+    pub subject_token_file: Option<PathBuf>,
+
+    /// The type of --subject-token-file: access_token, jwt, id_token,
+    /// refresh_token, saml1, saml2, or a token type URI.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        value_parser = parse_token_type,
+        required_if_eq("grant", "token-exchange"),
+        requires = "subject_token_file"
+    )]
+    pub subject_token_type: Option<String>,
+
+    /// With --grant token-exchange: the file holding an actor token, to act on
+    /// behalf of the subject (delegation); read like --subject-token-file.
+    #[arg(long, value_name = "PATH", requires = "actor_token_type")]
+    pub actor_token_file: Option<PathBuf>,
+
+    /// The type of --actor-token-file (as for --subject-token-type).
+    #[arg(long, value_name = "TYPE", value_parser = parse_token_type, requires = "actor_token_file")]
+    pub actor_token_type: Option<String>,
+
+    /// With --grant token-exchange: the type of token to ask for (as for
+    /// --subject-token-type). Another than access_token (e.g. jwt, for
+    /// identity chaining) is not an access token: it is printed bare or with --json.
+    #[arg(long, value_name = "TYPE", value_parser = parse_token_type)]
+    pub requested_token_type: Option<String>,
+
+    /// With --grant jwt-bearer: the file holding the JWT sent as the grant
+    /// (`assertion`). Not client authentication: that is --assertion-file.
+    #[arg(long, value_name = "PATH", required_if_eq("grant", "jwt-bearer"))]
+    pub grant_assertion_file: Option<PathBuf>,
 
     /// Print `Bearer <token>`, for an Authorization header.
     #[arg(long, conflicts_with = "json")]
@@ -207,8 +274,8 @@ pub struct TokenArgs {
 
     /// A file holding the key that seals tokens in --store (at least 32 bytes; one
     /// trailing line break dropped), instead of one derived from the client secret.
-    /// Required with --private-key or --assertion-file. Default: the file named by
-    /// CLIENT_CREDENTIALS_STORE_KEY_FILE, if set.
+    /// Required with --private-key, --assertion-file or --no-client-auth.
+    /// Default: the file named by CLIENT_CREDENTIALS_STORE_KEY_FILE, if set.
     #[arg(long, value_name = "PATH", requires = "store")]
     pub store_key_file: Option<PathBuf>,
 
@@ -252,6 +319,47 @@ pub enum AuthArg {
     Json,
     /// An HS256 assertion signed with the secret (client_secret_jwt, RFC 7523).
     ClientSecretJwt,
+}
+
+/// `--grant` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GrantArg {
+    /// The client credentials grant (RFC 6749 §4.4): the client's own token.
+    ClientCredentials,
+    /// Token exchange (RFC 8693): --subject-token-file traded for a new token.
+    TokenExchange,
+    /// The JWT bearer grant (RFC 7523 §2.1): --grant-assertion-file sent as the grant.
+    JwtBearer,
+}
+
+/// The short names `--subject-token-type` and the other token type flags
+/// take, and the RFC 8693 §3 URIs they stand for.
+pub const TOKEN_TYPE_NAMES: [(&str, &str); 6] = [
+    ("access_token", token_type::ACCESS_TOKEN),
+    ("jwt", token_type::JWT),
+    ("id_token", token_type::ID_TOKEN),
+    ("refresh_token", token_type::REFRESH_TOKEN),
+    ("saml1", token_type::SAML1),
+    ("saml2", token_type::SAML2),
+];
+
+/// A token type: one of [`TOKEN_TYPE_NAMES`]' short names, or a URI given as
+/// is (anything with a `:`; the configuration checks it is a URI).
+fn parse_token_type(value: &str) -> Result<String, String> {
+    if value.contains(':') {
+        return Ok(value.to_owned());
+    }
+    TOKEN_TYPE_NAMES
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, uri)| (*uri).to_owned())
+        .ok_or_else(|| {
+            let names: Vec<&str> = TOKEN_TYPE_NAMES.iter().map(|(name, _)| *name).collect();
+            format!(
+                "{value:?} is not a token type: use one of {} or a URI",
+                names.join(", ")
+            )
+        })
 }
 
 /// `--key-alg` values.
@@ -320,6 +428,22 @@ mod tests {
             "X"
         ])));
         assert!(!passes_secret_as_argument(&args(&["cc", "--", "--client-secret"])));
+    }
+
+    #[test]
+    fn token_types_are_short_names_or_uris() {
+        assert_eq!(parse_token_type("jwt").as_deref(), Ok(token_type::JWT));
+        assert_eq!(parse_token_type("saml2").as_deref(), Ok(token_type::SAML2));
+        assert_eq!(
+            parse_token_type("access_token").as_deref(),
+            Ok(token_type::ACCESS_TOKEN)
+        );
+        assert_eq!(
+            parse_token_type("urn:example:token-type:custom").as_deref(),
+            Ok("urn:example:token-type:custom")
+        );
+        let error = parse_token_type("JWT").unwrap_err();
+        assert!(error.contains("id_token") && error.contains("URI"), "{error}");
     }
 
     #[test]

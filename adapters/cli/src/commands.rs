@@ -3,16 +3,19 @@
 use std::io::Write;
 use std::path::Path;
 
-use client_credentials::{AssertionSource, ClientAuth, Config, ConfigBuilder, JwsAlgorithm, JwtKey, Timestamp};
+use client_credentials::{
+    AssertionSource, ClientAuth, Config, ConfigBuilder, Grant, JwsAlgorithm, JwtKey, Timestamp, TokenExchange,
+};
 use client_credentials_blocking::{Client, FileStore};
 use client_credentials_redis::RedisStore;
 
-use crate::cli::{AuthArg, DiscoverArgs, KeyAlg, TokenArgs};
+use crate::cli::{AuthArg, DiscoverArgs, GrantArg, KeyAlg, TokenArgs};
 use crate::failure::Failure;
 use crate::transport::LoggingTransport;
 
 /// `client-credentials token`: fetch (or reuse from `--cache`) a token and print it.
 pub fn token(args: TokenArgs) -> Result<(), Failure> {
+    check_grant_flags(&args)?;
     let secret = read_secret(&args)?;
     let config = token_config(&args, secret)?;
     let transport = LoggingTransport::ureq(args.http.timeout, config.max_body_size());
@@ -33,6 +36,14 @@ pub fn token(args: TokenArgs) -> Result<(), Failure> {
         .token()
         .map_err(|e| Failure::from(e).after(last_request.get()))?;
     let output = if args.header {
+        // RFC 8693 §2.2.1: `N_A` is a token that is not an access token (a JWT
+        // authorization grant for identity chaining): no use in a header.
+        if token.token_type().eq_ignore_ascii_case("n_a") {
+            return Err(Failure::usage(
+                "the token exchange issued a token that is not an access token (token_type N_A); \
+                 print it bare or with --json, not with --header",
+            ));
+        }
         let header = token.authorization_header();
         let value = header
             .to_str()
@@ -172,7 +183,66 @@ fn token_config(args: &TokenArgs, secret: String) -> Result<Config, Failure> {
             source
         }));
     }
+    if args.no_client_auth {
+        builder = builder.auth(ClientAuth::None);
+    }
+    builder = builder.grant(grant(args));
     Ok(insecure(builder, args.http.allow_insecure_http).build()?)
+}
+
+/// The `--grant` with its files. The subject, actor and assertion files are
+/// read by the client, under the same checks as `--assertion-file`
+/// (`token_file::read_checked`, `FileRule::Platform`), before anything is sent.
+fn grant(args: &TokenArgs) -> Grant {
+    match args.grant {
+        GrantArg::ClientCredentials => Grant::client_credentials(),
+        GrantArg::TokenExchange => {
+            // clap requires both with --grant token-exchange; an empty type is
+            // refused by the configuration as not a URI.
+            let subject = AssertionSource::file(args.subject_token_file.clone().unwrap_or_default());
+            let mut exchange = TokenExchange::new(subject, args.subject_token_type.clone().unwrap_or_default());
+            if let (Some(path), Some(kind)) = (&args.actor_token_file, &args.actor_token_type) {
+                exchange = exchange.actor(AssertionSource::file(path), kind);
+            }
+            if let Some(kind) = &args.requested_token_type {
+                exchange = exchange.requested_token_type(kind);
+            }
+            Grant::token_exchange(exchange)
+        }
+        GrantArg::JwtBearer => Grant::jwt_bearer(AssertionSource::file(
+            args.grant_assertion_file.clone().unwrap_or_default(),
+        )),
+    }
+}
+
+/// Refuses grant flags that the `--grant` given does not use (clap cannot say
+/// "only with this value"), and `--no-client-auth` with the client
+/// credentials grant: before any secret or file is read.
+fn check_grant_flags(args: &TokenArgs) -> Result<(), Failure> {
+    let exchange_flags = [
+        ("--subject-token-file", args.subject_token_file.is_some()),
+        ("--subject-token-type", args.subject_token_type.is_some()),
+        ("--actor-token-file", args.actor_token_file.is_some()),
+        ("--actor-token-type", args.actor_token_type.is_some()),
+        ("--requested-token-type", args.requested_token_type.is_some()),
+    ];
+    if args.grant != GrantArg::TokenExchange {
+        if let Some((flag, _)) = exchange_flags.iter().find(|(_, given)| *given) {
+            return Err(Failure::usage(format!("{flag} needs --grant token-exchange")));
+        }
+    }
+    if args.grant != GrantArg::JwtBearer && args.grant_assertion_file.is_some() {
+        return Err(Failure::usage(
+            "--grant-assertion-file needs --grant jwt-bearer (client authentication with an assertion is --assertion-file)",
+        ));
+    }
+    if args.grant == GrantArg::ClientCredentials && args.no_client_auth {
+        return Err(Failure::usage(
+            "--no-client-auth is refused with the client credentials grant: the client must authenticate \
+             (a secret, --private-key or --assertion-file); a public client needs --grant token-exchange or jwt-bearer",
+        ));
+    }
+    Ok(())
 }
 
 fn insecure(builder: ConfigBuilder, allow: bool) -> ConfigBuilder {
@@ -187,7 +257,7 @@ fn insecure(builder: ConfigBuilder, allow: bool) -> ConfigBuilder {
 /// the environment variable `--client-secret-env` names.
 fn read_secret(args: &TokenArgs) -> Result<String, Failure> {
     // A signed or external assertion replaces the secret.
-    let secretless = args.private_key.is_some() || args.assertion_file.is_some();
+    let secretless = args.private_key.is_some() || args.assertion_file.is_some() || args.no_client_auth;
     if secretless && args.client_secret_file.is_none() {
         return Ok(String::new());
     }
@@ -198,10 +268,15 @@ fn read_secret(args: &TokenArgs) -> Result<String, Failure> {
             match std::env::var(name) {
                 Ok(value) => value,
                 Err(std::env::VarError::NotPresent) => {
+                    let public = if args.grant == GrantArg::ClientCredentials {
+                        ""
+                    } else {
+                        " (or --no-client-auth for a public client)"
+                    };
                     return Err(Failure::usage(format!(
                         "no client secret: the environment variable {name} is not set; \
-                         set it, name another with --client-secret-env VAR, or use --client-secret-file PATH"
-                    )))
+                         set it, name another with --client-secret-env VAR, or use --client-secret-file PATH{public}"
+                    )));
                 }
                 Err(std::env::VarError::NotUnicode(_)) => {
                     return Err(Failure::usage(format!(

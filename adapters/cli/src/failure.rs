@@ -2,14 +2,15 @@
 
 use std::fmt;
 
-use client_credentials::{Error, OAuthErrorCode};
+use client_credentials::{Error, GrantError, OAuthErrorCode};
 
 /// Success.
 pub const OK: u8 = 0;
 /// The output could not be written (stdout closed).
 pub const OUTPUT: u8 = 1;
-/// Usage or configuration error, including a key or client assertion that
-/// cannot be used (clap's own usage errors exit with 2 too).
+/// Usage or configuration error, including a key, client assertion, subject
+/// token or grant assertion that cannot be used (clap's own usage errors exit
+/// with 2 too).
 pub const USAGE: u8 = 2;
 /// The provider answered with an OAuth error (`invalid_client`, `invalid_scope`, …).
 pub const OAUTH: u8 = 3;
@@ -76,6 +77,12 @@ pub fn exit_code(error: &Error) -> u8 {
     match error {
         // A key, an assertion or a DPoP setting that cannot be used: ours to fix.
         Error::Config(_) | Error::ClientAuth(_) => USAGE,
+        // A token exchange's answer of another type than asked for: the
+        // server's doing, like any other unusable response.
+        Error::Grant(GrantError::IssuedTokenType { .. }) => TRANSPORT,
+        // A subject, actor or grant assertion file that cannot be read or
+        // used (missing, expired, not a JWT): ours to fix; nothing was sent.
+        Error::Grant(_) => USAGE,
         // `temporarily_unavailable` and friends sent with a 5xx are server trouble.
         Error::OAuth { status, .. } if status.is_server_error() => TRANSPORT,
         Error::OAuth { .. } => OAUTH,
@@ -90,6 +97,7 @@ fn hint(error: &Error) -> &'static str {
         Some(OAuthErrorCode::InvalidClient) => " (check --client-id, the client secret and --auth)",
         Some(OAuthErrorCode::InvalidScope) => " (check --scope)",
         Some(OAuthErrorCode::InvalidTarget) => " (check --resource)",
+        Some(OAuthErrorCode::InvalidGrant) => " (check --subject-token-file or --grant-assertion-file)",
         _ => "",
     }
 }
@@ -139,6 +147,21 @@ mod tests {
         assert_eq!(
             exit_code(&Error::Config(client_credentials::ConfigError::EmptyClientId)),
             USAGE
+        );
+        assert_eq!(
+            exit_code(&Error::Grant(GrantError::Unavailable {
+                role: client_credentials::AssertionRole::Subject,
+                source_name: "file /run/token".into(),
+                reason: "not found".into(),
+            })),
+            USAGE
+        );
+        assert_eq!(
+            exit_code(&Error::Grant(GrantError::IssuedTokenType {
+                expected: "a".into(),
+                issued: "b".into(),
+            })),
+            TRANSPORT
         );
     }
 

@@ -3,7 +3,8 @@
 //! - `client-credentials demo` — an offline tour of the blocking client against an
 //!   in-process test issuer, with timings measured in that run.
 //! - `client-credentials token` — a token for shell scripts (`--header` for curl,
-//!   `--json`, `--cache FILE` to reuse it across runs).
+//!   `--json`, `--cache FILE` to reuse it across runs), by the client credentials
+//!   grant or, with `--grant`, by token exchange or the JWT bearer grant.
 //! - `client-credentials discover ISSUER` — the provider's validated metadata as JSON.
 //!
 //! Errors are one line on stderr; the exit code says which kind (see `--help`).
