@@ -1359,6 +1359,14 @@ impl TokenSource {
         id: RequestId,
         response: Response<Vec<u8>>,
     ) -> Result<Event, Error> {
+        let result = self.response_event(now, id, response);
+        self.forget_sent_credentials();
+        result
+    }
+
+    /// [`TokenSource::handle_response`] but for forgetting the request's
+    /// credentials.
+    fn response_event(&mut self, now: Timestamp, id: RequestId, response: Response<Vec<u8>>) -> Result<Event, Error> {
         let sent = self.take_in_flight(id)?;
         let retry_after = response
             .headers()
@@ -1522,10 +1530,21 @@ impl TokenSource {
         let error: TransportError = error.into();
         let message = self.sent_credentials.redact(error.message());
         let error = Error::Transport(TransportError::new(error.kind(), message));
-        match sent {
+        let result = match sent {
             Sent::Revocation => Err(error),
             Sent::Discovery { .. } | Sent::ResourceMetadata { .. } => self.discovery_failed(now, error, None),
             Sent::Token { .. } => self.fail(now, error, None),
+        };
+        self.forget_sent_credentials();
+        result
+    }
+
+    /// Drops (zeroizing) the credentials of the last request once its
+    /// answer is handled and nothing is in flight: they only redact that
+    /// request's answer, and an idle key keeps no copy of a secret.
+    fn forget_sent_credentials(&mut self) {
+        if !matches!(self.phase, Phase::InFlight { .. }) {
+            self.sent_credentials = Credentials::default();
         }
     }
 

@@ -57,8 +57,9 @@ pub struct Driver<W: Io> {
     /// This key's configuration (the client's own, or with a key's params).
     config: Config,
     /// The first 8 hex digits of the config's fingerprint: names the key in
-    /// logs and spans without revealing what it is for.
-    key: String,
+    /// logs and spans without revealing what it is for. (Inline: every key
+    /// has one, and 8 ASCII bytes need no allocation.)
+    key: [u8; 8],
     /// Why this key can fetch nothing (its params were refused): every call
     /// that reaches the lock returns it. (Boxed: most keys have none.)
     refused: Option<Box<Error>>,
@@ -136,9 +137,11 @@ impl<W: Io> Driver<W> {
         if settings.provider.is_some() {
             machine = machine.with_provider();
         }
-        let mut key = config.fingerprint();
-        key.truncate(8);
-        key.shrink_to_fit();
+        // The fingerprint is 64 hex digits: its first 8 are ASCII.
+        let mut key = [b'0'; 8];
+        for (byte, digit) in key.iter_mut().zip(config.fingerprint().bytes()) {
+            *byte = digit;
+        }
         Driver {
             front: Front {
                 // A key among many is read through `fresh_shared`.
@@ -164,7 +167,7 @@ impl<W: Io> Driver<W> {
     /// The key's short name: the first 8 hex digits of its config's
     /// fingerprint (logs, spans; it reveals nothing the key is for).
     pub fn key(&self) -> &str {
-        &self.key
+        std::str::from_utf8(&self.key).unwrap_or("")
     }
 
     /// Whether a caller of this key is waiting or working (something

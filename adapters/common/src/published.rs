@@ -12,8 +12,10 @@ struct Snapshot {
     refresh_at: u64,
     /// For [`Published::fresh_shared`] of a striped `Published`: detached
     /// copies of `token` (each its own reference count), one per stripe of
-    /// threads but the first (which clones `token`).
-    copies: [Option<AccessToken>; MAX_STRIPES - 1],
+    /// threads but the first (which clones `token`), each made when a
+    /// thread of its stripe first reads this token: a key read from one
+    /// stripe only (or not read since it was fetched) keeps no copy.
+    copies: [OnceLock<AccessToken>; MAX_STRIPES - 1],
 }
 
 /// Most stripes of threads a [`Published::striped`] keeps copies for.
@@ -103,7 +105,8 @@ impl Published {
     }
 
     /// Nothing published; each token published will be copied once per
-    /// stripe of threads (one per CPU, at most four), so that threads on
+    /// stripe of threads that reads it (one stripe per CPU, at most four;
+    /// the copy is made on the stripe's first read), so that threads on
     /// different CPUs reading it through [`Published::fresh_shared`] bump
     /// different reference counts. For a key among many, whose reads the
     /// per-thread copies of [`Published::fresh`] would mostly miss: the
@@ -118,12 +121,11 @@ impl Published {
     /// Publishes the core's cached token and its `refresh_at` (both from
     /// the core driver's `published()`), or withdraws it with `None`.
     pub fn publish(&self, token: Option<(&AccessToken, Timestamp)>) {
-        let copies = if self.striped { stripes() } else { 1 };
         let snapshot = token.map(|(token, refresh_at)| {
             Arc::new(Snapshot {
                 token: token.clone(),
                 refresh_at: refresh_at.as_unix_millis(),
-                copies: std::array::from_fn(|n| (n + 1 < copies).then(|| detached(token))),
+                copies: Default::default(),
             })
         });
         self.current.store(snapshot);
@@ -167,12 +169,14 @@ impl Published {
         if now >= snapshot.refresh_at {
             return None;
         }
-        let token = match self.striped {
-            true => (stripe() % stripes())
-                .checked_sub(1)
-                .and_then(|n| snapshot.copies.get(n)?.as_ref())
-                .unwrap_or(&snapshot.token),
-            false => &snapshot.token,
+        let copy = match self.striped {
+            true => (stripe() % stripes()).checked_sub(1).and_then(|n| snapshot.copies.get(n)),
+            false => None,
+        };
+        let token = match copy {
+            // Made on this stripe's first read of this token (allocates once).
+            Some(copy) => copy.get_or_init(|| detached(&snapshot.token)),
+            None => &snapshot.token,
         };
         Some(token.clone())
     }
