@@ -362,10 +362,15 @@ enum Round {
     /// A round runs; `attempts` of its requests have failed. `latest_error`
     /// is set when a round has failed since the last token: the latest
     /// error, which callers get during this round's back-off (see `held`).
-    Running { attempts: u32, latest_error: Option<Error> },
+    /// (The errors are boxed: a healthy key has none, and keeps its state
+    /// small.)
+    Running {
+        attempts: u32,
+        latest_error: Option<Box<Error>>,
+    },
     /// The last round failed with `error`; it is the callers' until a new
     /// round starts.
-    Failed { error: Error },
+    Failed { error: Box<Error> },
 }
 
 /// The cached token with everything that belongs to it: when it is due for
@@ -999,7 +1004,7 @@ impl TokenSource {
     fn latest_error(&self) -> Option<&Error> {
         match &self.round {
             Round::Failed { error } => Some(error),
-            Round::Running { latest_error, .. } => latest_error.as_ref(),
+            Round::Running { latest_error, .. } => latest_error.as_deref(),
             Round::Done => None,
         }
     }
@@ -1884,7 +1889,7 @@ impl TokenSource {
                 attempts,
                 // A round failed before this one: callers get this attempt's
                 // error during the back-off (see `held`).
-                latest_error: failed_before.then(|| error.clone()),
+                latest_error: failed_before.then(|| Box::new(error.clone())),
             };
             return Ok(Event::RetryScheduled {
                 at: retry_at,
@@ -1892,7 +1897,9 @@ impl TokenSource {
                 retry_after_capped,
             });
         }
-        self.round = Round::Failed { error: error.clone() };
+        self.round = Round::Failed {
+            error: Box::new(error.clone()),
+        };
         self.last_failed_round = Some(self.rounds_started);
         self.resource_read = false;
         self.rediscovered = false;
