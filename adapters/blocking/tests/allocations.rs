@@ -80,11 +80,11 @@ fn a_cached_token_for_costs_no_allocation_across_many_keys() {
 /// the net heap growth of adding 1,000 keys (each fetched, then idle),
 /// divided by 1,000, minus the token's strings. Printed for BENCHMARKS.md
 /// (`cargo test -p client-credentials-blocking --test allocations -- --nocapture`);
-/// the bound keeps what was measured (2.3–2.9 KiB from run to run, as the
+/// the bound keeps what was measured (1.7–2.2 KiB from run to run, as the
 /// transport's buffers come and go; the 1 KiB target is not met, see
 /// BENCHMARKS.md).
 #[test]
-fn an_idle_key_keeps_at_most_three_kibibytes_beside_its_token() {
+fn an_idle_key_keeps_at_most_two_and_a_half_kibibytes_beside_its_token() {
     use client_credentials::TokenParams;
     const KEYS: usize = 1_000;
     let issuer = TestIssuer::start();
@@ -110,7 +110,7 @@ fn an_idle_key_keeps_at_most_three_kibibytes_beside_its_token() {
         token_bytes / KEYS
     );
     assert!(
-        beside_token <= 3 * 1024,
+        beside_token <= 5 * 1024 / 2,
         "{beside_token} bytes per idle key beside its token"
     );
 }
