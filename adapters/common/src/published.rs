@@ -170,7 +170,9 @@ impl Published {
             return None;
         }
         let copy = match self.striped {
-            true => (stripe() % stripes()).checked_sub(1).and_then(|n| snapshot.copies.get(n)),
+            true => (stripe() % stripes())
+                .checked_sub(1)
+                .and_then(|n| snapshot.copies.get(n)),
             false => None,
         };
         let token = match copy {
