@@ -5,8 +5,11 @@
 //! elsewhere (files, callbacks), external signatures, sign-out,
 //! background-refresh timing.
 //!
-//! Like the core, the driver does no I/O, takes no lock, reads no clock and
-//! runs no user code: it says what to do next and takes the result back.
+//! Like the core, the driver does no I/O, reads no clock and runs no user
+//! code, and it waits on nothing: it says what to do next and takes the
+//! result back. (The one lock it touches is the configuration's record of
+//! whom a grant's subject token speaks for, part of the cache key: held only
+//! to copy two hashes, never across a call.)
 //! Neither calls out: an assertion callback, an assertion file and a
 //! [`Signer`](crate::Signer) of the user's (an HSM, a KMS) are tasks the
 //! adapter performs outside its lock ([`Task::ReadAssertion`],
