@@ -138,6 +138,11 @@ impl DpopNonces {
         self.entries.push((origin, nonce.to_owned()));
     }
 
+    /// Whether no nonce is kept.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The nonce kept for `url`'s origin.
     pub(crate) fn get(&self, url: &str) -> Option<&str> {
         let origin = origin_of(url)?;

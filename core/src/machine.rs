@@ -1956,5 +1956,8 @@ fn revocation_result(config: &Config, response: &Response<Vec<u8>>, credentials:
     })
 }
 
+mod rest;
+pub(crate) use rest::RestingSource;
+
 #[cfg(test)]
 mod tests;

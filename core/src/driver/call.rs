@@ -4,7 +4,7 @@ use crate::machine::RefreshTicket;
 use crate::time::Timestamp;
 use crate::token::AccessToken;
 
-use super::{Driver, Report, Step};
+use super::{Driver, Report, Resting, Step};
 
 /// One caller that wants a token, held by the adapter between steps: a
 /// usable token (`token()`), or the outcome of a forced refresh.
@@ -45,6 +45,9 @@ pub trait Caller: sealed::Sealed {
     type Output;
     /// Its next step; see [`Driver::step`](super::Driver::step).
     fn step(&mut self, driver: &mut Driver, now: Timestamp) -> Step<Self::Output>;
+    /// Its next step from a driver at rest, when that needs no waking; see
+    /// [`Resting::step`](super::Resting::step).
+    fn step_resting(&mut self, resting: &Resting, now: Timestamp) -> Option<Step<Self::Output>>;
 }
 
 mod sealed {
@@ -58,11 +61,18 @@ impl Caller for Call {
     fn step(&mut self, driver: &mut Driver, now: Timestamp) -> Step<AccessToken> {
         driver.step_call(now, self)
     }
+    fn step_resting(&mut self, resting: &Resting, now: Timestamp) -> Option<Step<AccessToken>> {
+        resting.step_call(now, self)
+    }
 }
 
 impl Caller for Settle {
     type Output = ();
     fn step(&mut self, driver: &mut Driver, _now: Timestamp) -> Step<()> {
         driver.settle(self)
+    }
+    /// Settling is rare (after an invalidation, a sign-out): it wakes the driver.
+    fn step_resting(&mut self, _resting: &Resting, _now: Timestamp) -> Option<Step<()>> {
+        None
     }
 }

@@ -68,6 +68,7 @@
 
 mod call;
 mod flight;
+mod rest;
 mod signout;
 mod step;
 mod store;
@@ -82,6 +83,7 @@ use crate::token::AccessToken;
 
 pub use crate::assertion::AssertionRole;
 pub use call::{Call, Caller, Settle};
+pub use rest::Resting;
 pub use step::{Background, Invalidated, Outcome, Report, SignOut, Signing, Step, Task, Ticket, Work};
 
 use flight::{Job, Tail};

@@ -98,6 +98,27 @@ impl Queue {
         self.busy
     }
 
+    /// Whether every change recorded has landed: none pending, no caller
+    /// holding the turn (what a resting driver requires).
+    pub(super) fn is_settled(&self) -> bool {
+        self.pending.is_empty() && !self.busy && self.done == self.recorded
+    }
+
+    /// How many changes were recorded.
+    pub(super) fn recorded(&self) -> u64 {
+        self.recorded
+    }
+
+    /// A settled queue after `recorded` changes, all landed (a driver waking).
+    pub(super) fn settled_at(recorded: u64) -> Queue {
+        Queue {
+            pending: VecDeque::new(),
+            busy: false,
+            recorded,
+            done: recorded,
+        }
+    }
+
     fn next_change(&mut self) -> Option<(u64, Task)> {
         let next = self.pending.pop_front();
         self.busy = next.is_some();
