@@ -89,10 +89,83 @@ struct Front {
 }
 
 struct State {
-    machine: machine::Driver,
+    /// The core driver while it works: boxed, as it is large and most of a
+    /// client's keys are idle, [resting](machine::Resting) instead. Exactly
+    /// one of `live` and `resting` is set between calls.
+    live: Option<Box<machine::Driver>>,
+    resting: Option<machine::Resting>,
     /// What was last published (the token and its refresh time), so an
     /// unchanged state is not published again.
     shown: Option<(AccessToken, Timestamp)>,
+}
+
+impl State {
+    fn new(machine: machine::Driver) -> State {
+        State {
+            live: Some(Box::new(machine)),
+            resting: None,
+            shown: None,
+        }
+    }
+
+    /// The live core driver, woken if it rests (it then stays live until a
+    /// job of its ends and it rests again).
+    fn live(&mut self, config: &Config) -> &mut machine::Driver {
+        if let Some(resting) = self.resting.take() {
+            self.live = Some(Box::new(resting.wake()));
+        }
+        // Never empty: one of the two is set between calls, and nothing
+        // between the `take` and the wake above can fail. Were it empty,
+        // the key would start afresh rather than fail.
+        self.live
+            .get_or_insert_with(|| Box::new(machine::Driver::new(TokenSource::new(config.clone(), crate::random_bytes()))))
+    }
+
+    /// Rests the core driver if it can (see [`machine::Driver::rest`]).
+    fn rest(&mut self) {
+        if let Some(live) = self.live.take() {
+            match live.rest() {
+                Ok(resting) => self.resting = Some(resting),
+                Err(live) => self.live = Some(live),
+            }
+        }
+    }
+
+    /// The cached token and its refresh time, live or at rest.
+    fn published(&self) -> Option<(&AccessToken, Timestamp)> {
+        match (&self.live, &self.resting) {
+            (Some(live), _) => live.published(),
+            (None, Some(resting)) => resting.published(),
+            (None, None) => None,
+        }
+    }
+
+    /// The cached token, fresh or not, live or at rest.
+    fn token(&self) -> Option<&AccessToken> {
+        match (&self.live, &self.resting) {
+            (Some(live), _) => live.token(),
+            (None, Some(resting)) => resting.token(),
+            (None, None) => None,
+        }
+    }
+
+    /// The metadata in use, live or at rest.
+    fn metadata(&self) -> Option<&ProviderMetadata> {
+        match (&self.live, &self.resting) {
+            (Some(live), _) => live.metadata(),
+            (None, Some(resting)) => resting.metadata(),
+            (None, None) => None,
+        }
+    }
+
+    /// For a background refresh task, live or at rest.
+    fn background(&self, now: Timestamp) -> Background {
+        match (&self.live, &self.resting) {
+            (Some(live), _) => live.background(now),
+            (None, Some(resting)) => resting.background(now),
+            (None, None) => Background::Sleep(None),
+        }
+    }
 }
 
 impl<W: Io> Driver<W> {
@@ -153,7 +226,7 @@ impl<W: Io> Driver<W> {
                 last_used: AtomicU64::new(0),
                 params,
             },
-            state: Mutex::new(State { machine, shown: None }),
+            state: Mutex::new(State::new(machine)),
             labels: observe::Labels::new(&config),
             key,
             refused,
@@ -188,8 +261,31 @@ impl<W: Io> Driver<W> {
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut machine::Driver, Timestamp) -> R) -> R {
         let now = self.now();
         let mut state = self.lock();
-        let result = f(&mut state.machine, now);
-        let current = state.machine.published();
+        let result = f(state.live(&self.config), now);
+        self.publish(&mut state, now);
+        result
+    }
+
+    /// Hands back the result of a job's task: [`Driver::with`], and when
+    /// the job is over, a keyed driver rests if it can (one of many keys,
+    /// mostly idle; the default key, one per client, stays live). Only here,
+    /// at a job's end, not after each call through the lock: a key used
+    /// through the lock is served at rest without waking, and one woken
+    /// for anything else stays live until its next job ends.
+    pub(crate) fn handle(&self, ticket: machine::Ticket, outcome: machine::Outcome) -> Option<machine::Work> {
+        let now = self.now();
+        let mut state = self.lock();
+        let next = state.live(&self.config).handle(now, ticket, outcome);
+        self.publish(&mut state, now);
+        if next.is_none() && !self.front.params.is_empty() {
+            state.rest();
+        }
+        next
+    }
+
+    /// Publishes the cached token if it changed since it was last shown.
+    fn publish(&self, state: &mut State, now: Timestamp) {
+        let current = state.published();
         let unchanged = match (&state.shown, current) {
             (Some((shown, shown_at)), Some((token, at))) => *shown_at == at && shown.same_token(token),
             (None, None) => true,
@@ -197,10 +293,11 @@ impl<W: Io> Driver<W> {
         };
         if !unchanged {
             self.front.published.publish(current);
-            observe::token_times(&self.labels, &state.machine, || now);
+            if let Some(live) = &state.live {
+                observe::token_times(&self.labels, live, || now);
+            }
             state.shown = current.map(|(token, at)| (token.clone(), at));
         }
-        result
     }
 
     /// The configuration.
@@ -278,12 +375,12 @@ impl<W: Io> Driver<W> {
 
     /// The discovered provider metadata, if any.
     pub fn metadata(&self) -> Option<ProviderMetadata> {
-        self.lock().machine.metadata().cloned()
+        self.lock().metadata().cloned()
     }
 
     /// Whether a token is cached (fresh or not), for `Debug`.
     pub fn has_token(&self) -> bool {
-        self.lock().machine.token().is_some()
+        self.lock().token().is_some()
     }
 
     /// What the caller holding `call` does next.
@@ -291,7 +388,7 @@ impl<W: Io> Driver<W> {
         if let Some(error) = &self.refused {
             return Step::Failed(Error::clone(error));
         }
-        match self.with(|machine, now| machine.step(now, call)) {
+        match self.step_core(call) {
             machine::Step::Ready(value) => Step::Ready(value),
             machine::Step::Failed(error) => Step::Failed(error),
             machine::Step::Wait { until } => Step::Wait(self.settings.clock.wait_for(until)),
@@ -303,6 +400,19 @@ impl<W: Io> Driver<W> {
                 wake_when_dropped: None,
             }),
         }
+    }
+
+    /// The core's step for `call`: answered at rest when the call needs
+    /// nothing else (a fresh token), else by the live driver.
+    fn step_core<C: Caller>(&self, call: &mut C) -> machine::Step<C::Output> {
+        let now = self.now();
+        let mut state = self.lock();
+        if let Some(step) = state.resting.as_ref().and_then(|resting| resting.step(now, call)) {
+            return step;
+        }
+        let step = state.live(&self.config).step(now, call);
+        self.publish(&mut state, now);
+        step
     }
 
     /// Forces a refresh: the call to step for its outcome, or the error of
@@ -362,7 +472,10 @@ impl<W: Io> Driver<W> {
     /// else how long to wait before asking again (`Some(None)`: until the
     /// state changes).
     pub fn refresh_due(&self) -> Option<Option<Duration>> {
-        match self.with(|machine, now| machine.background(now)) {
+        // Asked of every key by the background refresher: answered at rest.
+        let now = self.now();
+        let background = self.lock().background(now);
+        match background {
             Background::Refresh => None,
             Background::Sleep(until) => Some(self.settings.clock.wait_for(until)),
         }
@@ -392,7 +505,7 @@ impl<W: Io> Driver<W> {
             return Ok(None);
         }
         let now = self.now();
-        self.lock().machine.dpop_proof(now, method, uri, token, nonce)
+        self.lock().live(&self.config).dpop_proof(now, method, uri, token, nonce)
     }
 
     /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):
@@ -400,7 +513,7 @@ impl<W: Io> Driver<W> {
     /// demands nonces costs one extra request per nonce, not per call.
     pub fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
         if self.config.dpop_key().is_some() {
-            self.lock().machine.remember_dpop_nonce(url, nonce);
+            self.lock().live(&self.config).remember_dpop_nonce(url, nonce);
         }
     }
 
@@ -409,7 +522,7 @@ impl<W: Io> Driver<W> {
     /// `Config::builder(..).resource_server(..)`, and only on the resource's
     /// own origin; see `TokenSource::follow_resource_metadata`).
     pub fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool {
-        self.lock().machine.follow_resource_metadata(requested, url)
+        self.lock().live(&self.config).follow_resource_metadata(requested, url)
     }
 }
 
@@ -421,5 +534,33 @@ impl<W: Io> fmt::Debug for Driver<W> {
             .field("config", self.config())
             .field("has_token", &self.has_token())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Quiet;
+
+    impl Wake for Quiet {
+        fn wake(&self) {}
+    }
+
+    impl Io for Quiet {
+        type Store = ();
+        type Provider = ();
+    }
+
+    /// What each key's driver takes inline (its heap, as keys are kept in
+    /// `Arc`s): the state holds a boxed live core driver or a resting one.
+    #[test]
+    fn a_keys_driver_is_small_inline() {
+        let driver = std::mem::size_of::<Driver<Quiet>>();
+        let state = std::mem::size_of::<Mutex<State>>();
+        let live = std::mem::size_of::<machine::Driver>();
+        let resting = std::mem::size_of::<machine::Resting>();
+        println!("Driver<W>: {driver} bytes inline, of which the state {state} (a live core driver, boxed: {live}; at rest, inline: {resting})");
+        assert!(state < live, "{state} bytes");
     }
 }

@@ -85,7 +85,7 @@ impl<W: Io> Job<W> {
     /// Hands back the result of the task [`Job::next_task`] gave out.
     pub fn hand_back(&mut self, outcome: Outcome) {
         if let Some(ticket) = self.ticket.take() {
-            self.work = self.driver.with(|machine, now| machine.handle(now, ticket, outcome));
+            self.work = self.driver.handle(ticket, outcome);
             if self.work.is_none() {
                 self.wake_when_dropped = Some(WakeOnDrop(Arc::clone(&self.driver.io)));
             }

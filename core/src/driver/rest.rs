@@ -71,10 +71,10 @@ impl Driver {
     /// The driver: no flight, the store loaded and its writes all landed
     /// (none pending, no caller applying them), no round's hooks asked, no
     /// assertion being read, no request's attempts counted. The core: no
-    /// request in flight or being signed, no round running or failed (no
-    /// error to hand out), no failing streak or back-off, no probation after
-    /// a rejected token, no capped `Retry-After`, no request's credentials
-    /// kept to redact.
+    /// request in flight or being signed, no round with failed attempts
+    /// running and none failed (no error to hand out), no failing streak or
+    /// back-off, no probation after a rejected token, no capped
+    /// `Retry-After`.
     pub fn can_rest(&self) -> bool {
         self.flight.is_none()
             && self.load == Load::Done
@@ -218,7 +218,7 @@ mod tests {
     fn a_resting_driver_is_small() {
         let size = std::mem::size_of::<Resting>();
         println!("Resting: {size} bytes; Driver: {} bytes", std::mem::size_of::<Driver>());
-        assert!(size <= 200, "{size} bytes");
+        assert!(size <= 208, "{size} bytes");
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub(crate) struct RestingSource {
     /// (an assertion that expired) counts its streak from there.
     answered_sent_at: Option<Timestamp>,
     rounds: Rounds,
+    /// The round was left open by a token that came from a custom provider
+    /// or the fleet instead of its request (nothing failed in it): the next
+    /// request goes on with it, as in the live source.
+    round_open: bool,
     next_id: u64,
     jitter: Jitter,
     /// With its counter: a fixed seed never repeats a `jti` across rests.
@@ -102,23 +106,32 @@ impl TokenSource {
     /// [`TokenSource::rest`] requires, field by field.
     pub(crate) fn can_rest(&self) -> bool {
         // Nothing under way: no request in flight or being signed, no
-        // round running (its attempts, its error), none failed whose error
+        // round with attempts or an error running, none failed whose error
         // callers are still handed.
         matches!(self.phase, Phase::Idle)
-            && matches!(self.round, Round::Done)
+            && matches!(
+                self.round,
+                Round::Done
+                    | Round::Running {
+                        attempts: 0,
+                        latest_error: None
+                    }
+            )
             // No failing streak, no probation, no capped `Retry-After`.
             && self.failures == 0
             && self.failing_since.is_none()
             && self.rejections.is_none()
             && self.retry_after_capped.is_none()
-            // No request's credentials to redact from an answer.
-            && self.sent_credentials == *Credentials::NONE
             && round_number(self.last_failed_round).is_ok()
             && round_number(self.last_good_round).is_ok()
     }
 
     /// The source at rest, or itself when it cannot rest (see
     /// [`TokenSource::can_rest`]).
+    ///
+    /// The credentials of the last request sent are dropped (zeroized):
+    /// they only redact the answer to a request in flight, and the next
+    /// request sent carries its own.
     pub(crate) fn rest(self) -> Result<RestingSource, TokenSource> {
         let (Ok(last_failed), Ok(last_good)) = (
             round_number(self.last_failed_round),
@@ -154,6 +167,7 @@ impl TokenSource {
                 last_failed,
                 last_good,
             },
+            round_open: matches!(self.round, Round::Running { .. }),
             next_id: self.next_id,
             jitter: self.jitter,
             jti: self.jti,
@@ -180,7 +194,13 @@ impl RestingSource {
             resource_read: false,
             trusted_authorization_server: None,
             phase: Phase::Idle,
-            round: Round::Done,
+            round: match self.round_open {
+                true => Round::Running {
+                    attempts: 0,
+                    latest_error: None,
+                },
+                false => Round::Done,
+            },
             not_before: self.not_before,
             failures: 0,
             failing_since: None,
@@ -312,8 +332,14 @@ mod tests {
     fn a_round_running_or_failed_refuses_to_rest() {
         refused(|source| {
             source.round = Round::Running {
-                attempts: 0,
+                attempts: 1,
                 latest_error: None,
+            }
+        });
+        refused(|source| {
+            source.round = Round::Running {
+                attempts: 0,
+                latest_error: Some(Box::new(Error::TokenRejected)),
             }
         });
         refused(|source| {
@@ -345,7 +371,23 @@ mod tests {
     }
 
     #[test]
-    fn credentials_to_redact_refuse_to_rest() {
-        refused(|source| source.sent_credentials.add("a-credential-long-enough"));
+    fn a_round_left_open_by_a_provided_token_rests_and_stays_open() {
+        let mut source = source();
+        source.round = Round::Running {
+            attempts: 0,
+            latest_error: None,
+        };
+        source.rounds_started = 1;
+        source.sent_credentials.add("a-credential-long-enough");
+        let source = source.rest().ok().expect("rests").wake();
+        assert!(matches!(
+            source.round,
+            Round::Running {
+                attempts: 0,
+                latest_error: None
+            }
+        ));
+        assert_eq!(source.rounds_started, 1);
+        assert!(source.sent_credentials == *Credentials::NONE, "dropped at rest");
     }
 }
