@@ -5,4 +5,5 @@ client_credentials_suite::scenarios!(keys:
     beyond_max_keys_the_least_recently_used_idle_key_is_dropped,
     a_bound_handle_serves_its_keys_token,
     refused_params_are_a_config_error_and_send_nothing,
+    a_key_at_rest_keeps_its_refresh_token_and_discovered_endpoint,
 );

@@ -3,11 +3,14 @@
 
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 use client_credentials::{ConfigError, Error, OAuthErrorCode, TokenParams};
 use client_credentials_testkit::TestIssuer;
 
-use super::config;
+use client_credentials_blocking::ManualClock;
+
+use super::{config, discovering};
 use crate::{Adapter, Options};
 
 fn tenant(n: usize) -> TokenParams {
@@ -176,4 +179,47 @@ pub fn refused_params_are_a_config_error_and_send_nothing<A: Adapter>() {
         Err(Error::Config(ConfigError::InvalidResource { .. }))
     ));
     assert!(issuer.token_requests().is_empty(), "{}", A::NAME);
+}
+
+/// A key rests between its jobs, keeping only what it must, and behaves as
+/// before: while fresh its token is served without a request (through the
+/// lock, on a simulated clock), and once due it is refreshed with the
+/// refresh token and the discovered token endpoint it had before resting;
+/// invalidated through a bound handle, it is fetched afresh.
+pub fn a_key_at_rest_keeps_its_refresh_token_and_discovered_endpoint<A: Adapter>() {
+    let issuer = TestIssuer::builder().issue_refresh_tokens(true).lifetime(2).start();
+    let clock = ManualClock::starting_now();
+    let options = Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    };
+    let client = A::build(discovering(&issuer).build().unwrap(), options);
+    let key = tenant(1);
+    let first = A::token_for(&client, &key).expect("a token");
+    assert!(first.refresh_token().is_some(), "{}", A::NAME);
+    for _ in 0..3 {
+        let again = A::token_for(&client, &key).expect("the cached token");
+        assert_eq!(again.secret(), first.secret(), "{}", A::NAME);
+    }
+    assert_eq!(issuer.token_requests().len(), 1, "{}", A::NAME);
+    // Lifetime 2 s: due for refresh at 1 s.
+    clock.advance(Duration::from_millis(1200));
+    let second = A::token_for(&client, &key).expect("a refreshed token");
+    assert_ne!(second.secret(), first.secret(), "{}", A::NAME);
+    let grants: Vec<_> = issuer
+        .token_requests()
+        .iter()
+        .map(|r| r.grant_type.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(grants, ["client_credentials", "refresh_token"], "{}", A::NAME);
+    assert_eq!(issuer.discovery_requests().len(), 1, "{}: discovered once", A::NAME);
+    let bound = A::with_params(&client, key.clone());
+    assert_eq!(A::token(&bound).expect("the cached token").secret(), second.secret());
+    A::invalidate(&bound, &second);
+    let third = A::token_for(&client, &key).expect("a new token");
+    assert_ne!(third.secret(), second.secret(), "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 3, "{}", A::NAME);
+    // The default key is apart: fetched once, with its own grant.
+    A::token(&client).expect("the default token");
+    assert_eq!(issuer.token_requests().len(), 4, "{}", A::NAME);
 }
