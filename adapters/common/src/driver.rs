@@ -100,12 +100,19 @@ struct State {
 }
 
 impl State {
-    fn new(machine: machine::Driver) -> State {
-        State {
+    /// The state of a new driver: at rest when `keyed` and it can (a key
+    /// made by `with_params` may stay unused for long; without a store
+    /// to load, a new driver can rest).
+    fn new(machine: machine::Driver, keyed: bool) -> State {
+        let mut state = State {
             live: Some(Box::new(machine)),
             resting: None,
             shown: None,
+        };
+        if keyed {
+            state.rest();
         }
+        state
     }
 
     /// The live core driver, woken if it rests (it then stays live until a
@@ -210,6 +217,7 @@ impl<W: Io> Driver<W> {
         if settings.provider.is_some() {
             machine = machine.with_provider();
         }
+        let keyed = !params.is_empty();
         // The fingerprint is 64 hex digits: its first 8 are ASCII.
         let mut key = [b'0'; 8];
         for (byte, digit) in key.iter_mut().zip(config.fingerprint().bytes()) {
@@ -218,15 +226,15 @@ impl<W: Io> Driver<W> {
         Driver {
             front: Front {
                 // A key among many is read through `fresh_shared`.
-                published: match params.is_empty() {
-                    true => Published::new(),
-                    false => Published::striped(),
+                published: match keyed {
+                    false => Published::new(),
+                    true => Published::striped(),
                 },
                 wall_clock: matches!(settings.clock, TimeSource::System),
                 last_used: AtomicU64::new(0),
                 params,
             },
-            state: Mutex::new(State::new(machine)),
+            state: Mutex::new(State::new(machine, keyed)),
             labels: observe::Labels::new(&config),
             key,
             refused,

@@ -222,6 +222,29 @@ mod tests {
     }
 
     #[test]
+    fn a_driver_that_fetched_a_token_rests_without_a_boxed_part_and_serves_it() {
+        let mut driver = driver();
+        let mut call = Call::token();
+        let Step::Work(work) = driver.step(now(), &mut call) else {
+            panic!("a request is due");
+        };
+        let response = http::Response::builder()
+            .status(200)
+            .body(br#"{"access_token":"abc","token_type":"Bearer","expires_in":3600}"#.to_vec())
+            .expect("a response");
+        let mut next = driver.handle(now(), work.ticket, Outcome::Response(response));
+        while let Some(work) = next {
+            next = driver.handle(now(), work.ticket, Outcome::Done);
+        }
+        let resting = Box::new(driver).rest().expect("a healthy driver rests");
+        assert!(!resting.source.has_rare(), "nothing rare to keep");
+        let Some(Step::Ready(token)) = resting.step(now(), &mut call) else {
+            panic!("served at rest");
+        };
+        assert_eq!(token.secret(), "abc");
+    }
+
+    #[test]
     fn a_flight_refuses_to_rest() {
         refused(|driver| driver.flight = Some(1));
     }
