@@ -27,6 +27,11 @@
 //! [`Driver::abandon`], so the others never wait for a result that will
 //! not come.
 //!
+//! A driver with nothing under way and no failure to remember can
+//! [rest](Driver::rest) between jobs: a [`Resting`] driver, kept by a
+//! client with many idle keys, holds only what it must and
+//! [wakes](Resting::wake) into the same driver.
+//!
 //! ```
 //! use client_credentials::driver::{Call, Driver, Outcome, Step, Task};
 //! use client_credentials::{Config, Timestamp, TokenSource};
