@@ -76,6 +76,34 @@ fn a_cached_token_for_costs_no_allocation_across_many_keys() {
     assert_eq!(issuer.token_requests().len(), 100);
 }
 
+/// On a simulated clock every read goes through the key's lock: a key at
+/// rest serves its fresh token from there without waking (no allocation).
+#[test]
+fn a_cached_token_for_at_rest_through_the_lock_costs_no_allocation() {
+    use client_credentials::TokenParams;
+    let issuer = TestIssuer::start();
+    let clock = client_credentials_blocking::ManualClock::starting_now();
+    let client = Client::builder(common::config(&issuer).build().unwrap())
+        .clock(clock)
+        .build();
+    let keys: Vec<TokenParams> = (0..100)
+        .map(|n| TokenParams::new().param("tenant", format!("t-{n}")))
+        .collect();
+    for params in &keys {
+        client.token_for(params).unwrap();
+    }
+    let counts = allocation_counter::measure(|| {
+        for _ in 0..10 {
+            for params in &keys {
+                let token = client.token_for(params).unwrap();
+                std::hint::black_box(&token);
+            }
+        }
+    });
+    assert_eq!(counts.count_total, 0, "{counts:?}");
+    assert_eq!(issuer.token_requests().len(), 100);
+}
+
 /// The heap an idle key keeps, besides its token's own strings: measured as
 /// the net heap growth of adding 1,000 keys (each fetched, then idle),
 /// divided by 1,000, minus the token's strings. Printed for BENCHMARKS.md
