@@ -133,15 +133,20 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(store, provider, jwt, dpop, discovery)| Setup {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(store, provider, jwt, dpop, discovery)| Setup {
             store,
             provider,
             jwt,
             dpop,
             discovery,
-        },
-    )
+        })
 }
 
 /// The driver that rests whenever it can.
@@ -153,8 +158,7 @@ enum Rester {
 impl Rester {
     fn live(&mut self) -> &mut Driver {
         if let Rester::Resting(_) = self {
-            let Rester::Resting(resting) = std::mem::replace(self, Rester::Live(Box::new(Setup::placeholder())))
-            else {
+            let Rester::Resting(resting) = std::mem::replace(self, Rester::Live(Box::new(Setup::placeholder()))) else {
                 unreachable!("matched above")
             };
             *self = Rester::Live(Box::new(resting.wake()));
@@ -330,7 +334,9 @@ fn send_outcome(setup: &Setup, kind: RequestKind, answer: &Answer, serial: u64) 
         }
         (RequestKind::Discovery, Answer::Token(_) | Answer::Nothing) => response(
             200,
-            format!(r#"{{"issuer":"{ISSUER}","token_endpoint":"{DISCOVERED_TOKEN_URL}","revocation_endpoint":"{ISSUER}/revoke"}}"#),
+            format!(
+                r#"{{"issuer":"{ISSUER}","token_endpoint":"{DISCOVERED_TOKEN_URL}","revocation_endpoint":"{ISSUER}/revoke"}}"#
+            ),
         ),
         (RequestKind::Token, Answer::Token(lifetime)) => response(
             200,
@@ -384,7 +390,10 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(usize, usize), TestCaseError> {
                     Held::Settle(a, b) => {
                         let step_a = rester.step(now, a);
                         let step_b = plain.step(now, b);
-                        prop_assert_eq!(step_text(&step_a, |_| String::new()), step_text(&step_b, |_| String::new()));
+                        prop_assert_eq!(
+                            step_text(&step_a, |_| String::new()),
+                            step_text(&step_b, |_| String::new())
+                        );
                         (is_over(&step_a), step_a.into_work().zip(step_b.into_work()))
                     }
                 };
@@ -418,8 +427,10 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(usize, usize), TestCaseError> {
                     let a = rester.live().invalidate(now, &token);
                     let b = plain.invalidate(now, &token);
                     prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
-                    if let (client_credentials::driver::Invalidated::Evicted(Some(a)),
-                        client_credentials::driver::Invalidated::Evicted(Some(b))) = (a, b)
+                    if let (
+                        client_credentials::driver::Invalidated::Evicted(Some(a)),
+                        client_credentials::driver::Invalidated::Evicted(Some(b)),
+                    ) = (a, b)
                     {
                         if let Some(slot) = held.iter_mut().find(|h| h.is_none()) {
                             *slot = Some(Held::Settle(a, b));
@@ -465,7 +476,10 @@ fn run(setup: &Setup, ops: &[Op]) -> Result<(usize, usize), TestCaseError> {
             }
         }
         // What an idle key answers without waking.
-        prop_assert_eq!(format!("{:?}", rester.background(now)), format!("{:?}", plain.background(now)));
+        prop_assert_eq!(
+            format!("{:?}", rester.background(now)),
+            format!("{:?}", plain.background(now))
+        );
         prop_assert_eq!(
             rester.published().map(|(t, at)| (token_text(&t), at)),
             plain.published().map(|(t, at)| (token_text(t), at))

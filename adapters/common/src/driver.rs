@@ -124,8 +124,12 @@ impl State {
         // Never empty: one of the two is set between calls, and nothing
         // between the `take` and the wake above can fail. Were it empty,
         // the key would start afresh rather than fail.
-        self.live
-            .get_or_insert_with(|| Box::new(machine::Driver::new(TokenSource::new(config.clone(), crate::random_bytes()))))
+        self.live.get_or_insert_with(|| {
+            Box::new(machine::Driver::new(TokenSource::new(
+                config.clone(),
+                crate::random_bytes(),
+            )))
+        })
     }
 
     /// Rests the core driver if it can (see [`machine::Driver::rest`]).
@@ -513,7 +517,9 @@ impl<W: Io> Driver<W> {
             return Ok(None);
         }
         let now = self.now();
-        self.lock().live(&self.config).dpop_proof(now, method, uri, token, nonce)
+        self.lock()
+            .live(&self.config)
+            .dpop_proof(now, method, uri, token, nonce)
     }
 
     /// A resource server sent `nonce` as its `DPoP-Nonce` (RFC 9449 §9):

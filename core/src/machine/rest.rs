@@ -132,11 +132,13 @@ impl TokenSource {
     /// The credentials of the last request sent are dropped (zeroized):
     /// they only redact the answer to a request in flight, and the next
     /// request sent carries its own.
+    // The source comes back whole when it cannot rest: moved once, only
+    // when the caller did not ask `can_rest` first (the driver does).
+    #[allow(clippy::result_large_err)]
     pub(crate) fn rest(self) -> Result<RestingSource, TokenSource> {
-        let (Ok(last_failed), Ok(last_good)) = (
-            round_number(self.last_failed_round),
-            round_number(self.last_good_round),
-        ) else {
+        let (Ok(last_failed), Ok(last_good)) =
+            (round_number(self.last_failed_round), round_number(self.last_good_round))
+        else {
             return Err(self);
         };
         if !self.can_rest() {
@@ -297,7 +299,9 @@ mod tests {
 
     #[test]
     fn a_new_source_rests_without_a_boxed_part_and_wakes_as_it_was() {
-        let resting = source().rest().ok().expect("a new source rests");
+        let Ok(resting) = source().rest() else {
+            panic!("a new source rests")
+        };
         assert!(!resting.has_rare());
         let source = resting.wake();
         assert_eq!(source.next_id, 1);
@@ -310,7 +314,7 @@ mod tests {
         let mut source = source();
         source.remember_dpop_nonce("https://api.example/x", "n-1");
         source.location = 1;
-        let resting = source.rest().ok().expect("rests");
+        let Ok(resting) = source.rest() else { panic!("rests") };
         assert!(resting.has_rare());
         let source = resting.wake();
         assert_eq!(source.dpop_nonces.get("https://api.example/y"), Some("n-1"));
@@ -379,7 +383,8 @@ mod tests {
         };
         source.rounds_started = 1;
         source.sent_credentials.add("a-credential-long-enough");
-        let source = source.rest().ok().expect("rests").wake();
+        let Ok(resting) = source.rest() else { panic!("rests") };
+        let source = resting.wake();
         assert!(matches!(
             source.round,
             Round::Running {
