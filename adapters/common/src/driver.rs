@@ -117,19 +117,14 @@ impl State {
 
     /// The live core driver, woken if it rests (it then stays live until a
     /// job of its ends and it rests again).
-    fn live(&mut self, config: &Config) -> &mut machine::Driver {
+    fn live(&mut self, fresh: impl FnOnce() -> machine::Driver) -> &mut machine::Driver {
         if let Some(resting) = self.resting.take() {
             self.live = Some(Box::new(resting.wake()));
         }
         // Never empty: one of the two is set between calls, and nothing
         // between the `take` and the wake above can fail. Were it empty,
-        // the key would start afresh rather than fail.
-        self.live.get_or_insert_with(|| {
-            Box::new(machine::Driver::new(TokenSource::new(
-                config.clone(),
-                crate::random_bytes(),
-            )))
-        })
+        // the key would start afresh (`fresh`) rather than fail.
+        self.live.get_or_insert_with(|| Box::new(fresh()))
     }
 
     /// Rests the core driver if it can (see [`machine::Driver::rest`]).
@@ -179,6 +174,20 @@ impl State {
     }
 }
 
+/// A new core driver for `config`, with the client's store and provider.
+fn fresh_machine<S: ?Sized, P: ?Sized>(config: &Config, settings: &Settings<S, P>) -> machine::Driver {
+    // Always random: processes sharing a client must never repeat a jti.
+    let source = TokenSource::new(config.clone(), crate::random_bytes());
+    let mut machine = machine::Driver::new(source);
+    if settings.store.is_some() {
+        machine = machine.with_store();
+    }
+    if settings.provider.is_some() {
+        machine = machine.with_provider();
+    }
+    machine
+}
+
 impl<W: Io> Driver<W> {
     /// A driver for `settings`, waking through `io`.
     pub fn new(settings: Settings<W::Store, W::Provider>, io: W) -> Self {
@@ -212,15 +221,7 @@ impl<W: Io> Driver<W> {
         params: TokenParams,
         refused: Option<Box<Error>>,
     ) -> Self {
-        // Always random: processes sharing a client must never repeat a jti.
-        let source = TokenSource::new(config.clone(), crate::random_bytes());
-        let mut machine = machine::Driver::new(source);
-        if settings.store.is_some() {
-            machine = machine.with_store();
-        }
-        if settings.provider.is_some() {
-            machine = machine.with_provider();
-        }
+        let machine = fresh_machine(&config, &settings);
         let keyed = !params.is_empty();
         // The fingerprint is 64 hex digits: its first 8 are ASCII.
         let mut key = [b'0'; 8];
@@ -273,7 +274,7 @@ impl<W: Io> Driver<W> {
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut machine::Driver, Timestamp) -> R) -> R {
         let now = self.now();
         let mut state = self.lock();
-        let result = f(state.live(&self.config), now);
+        let result = f(state.live(|| fresh_machine(&self.config, &self.settings)), now);
         self.publish(&mut state, now);
         result
     }
@@ -287,7 +288,9 @@ impl<W: Io> Driver<W> {
     pub(crate) fn handle(&self, ticket: machine::Ticket, outcome: machine::Outcome) -> Option<machine::Work> {
         let now = self.now();
         let mut state = self.lock();
-        let next = state.live(&self.config).handle(now, ticket, outcome);
+        let next = state
+            .live(|| fresh_machine(&self.config, &self.settings))
+            .handle(now, ticket, outcome);
         self.publish(&mut state, now);
         if next.is_none() && !self.front.params.is_empty() {
             state.rest();
@@ -422,7 +425,9 @@ impl<W: Io> Driver<W> {
         if let Some(step) = state.resting.as_ref().and_then(|resting| resting.step(now, call)) {
             return step;
         }
-        let step = state.live(&self.config).step(now, call);
+        let step = state
+            .live(|| fresh_machine(&self.config, &self.settings))
+            .step(now, call);
         self.publish(&mut state, now);
         step
     }
@@ -518,7 +523,7 @@ impl<W: Io> Driver<W> {
         }
         let now = self.now();
         self.lock()
-            .live(&self.config)
+            .live(|| fresh_machine(&self.config, &self.settings))
             .dpop_proof(now, method, uri, token, nonce)
     }
 
@@ -527,7 +532,9 @@ impl<W: Io> Driver<W> {
     /// demands nonces costs one extra request per nonce, not per call.
     pub fn remember_dpop_nonce(&self, url: &str, nonce: &str) {
         if self.config.dpop_key().is_some() {
-            self.lock().live(&self.config).remember_dpop_nonce(url, nonce);
+            self.lock()
+                .live(|| fresh_machine(&self.config, &self.settings))
+                .remember_dpop_nonce(url, nonce);
         }
     }
 
@@ -536,7 +543,9 @@ impl<W: Io> Driver<W> {
     /// `Config::builder(..).resource_server(..)`, and only on the resource's
     /// own origin; see `TokenSource::follow_resource_metadata`).
     pub fn follow_resource_metadata(&self, requested: &str, url: &str) -> bool {
-        self.lock().live(&self.config).follow_resource_metadata(requested, url)
+        self.lock()
+            .live(|| fresh_machine(&self.config, &self.settings))
+            .follow_resource_metadata(requested, url)
     }
 }
 
