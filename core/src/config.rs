@@ -773,6 +773,11 @@ impl Config {
                 .retain(|(name, _)| !params.iter().any(|(given, _)| same(given, name)));
             inner.params.extend(params.iter().cloned());
         }
+        // A client with many keys keeps one of these per key: no spare
+        // capacity (the builders above push one by one).
+        inner.scopes.shrink_to_fit();
+        inner.resources.shrink_to_fit();
+        inner.params.shrink_to_fit();
         Config { inner: Arc::new(inner) }
     }
 }
@@ -1434,12 +1439,13 @@ impl ConfigBuilder {
 
 /// The scopes as given (each value may hold several, space-separated),
 /// checked against RFC 6749 §3.3 and deduplicated in order.
-pub(crate) fn checked_scopes(given_scopes: &[String]) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn checked_scopes<S: AsRef<str>>(given_scopes: &[S]) -> Result<Vec<String>, ConfigError> {
     let mut scopes: Vec<String> = Vec::new();
     for given in given_scopes {
+        let given = given.as_ref();
         if given.trim().is_empty() {
             return Err(ConfigError::InvalidScope {
-                scope: given.clone(),
+                scope: given.to_owned(),
                 reason: "a scope may not be empty".into(),
             });
         }
@@ -1450,7 +1456,7 @@ pub(crate) fn checked_scopes(given_scopes: &[String]) -> Result<Vec<String>, Con
                 .find(|&c| !matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
             {
                 return Err(ConfigError::InvalidScope {
-                    scope: given.clone(),
+                    scope: given.to_owned(),
                     reason: format!(
                         "{bad:?} is not allowed in a scope (RFC 6749 §3.3: printable ASCII except '\"' and '\\')"
                     ),
