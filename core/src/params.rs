@@ -389,7 +389,9 @@ impl Config {
         let resources = if parts.resources.is_empty() {
             None
         } else {
-            Some(checked_resources(parts.resources.iter().map(|r| (*r).to_owned()).collect())?)
+            Some(checked_resources(
+                parts.resources.iter().map(|r| (*r).to_owned()).collect(),
+            )?)
         };
         let pairs: Vec<(String, String)> = parts
             .params
