@@ -111,14 +111,15 @@
 //! time each its own) and shares everything else; the adapters'
 //! `token_for(&params)` and `with_params(params)` do that. A key's config
 //! shares every setting but its own values with the config it came from
-//! (one `Arc`), and a `TokenParams` keeps its canonical encoding inline
-//! when short, so comparing two keys reads no other memory. An idle,
-//! healthy key's driver [rests](driver::Driver::rest): a
-//! [`driver::Resting`] keeps its token, refresh time, counters and `jti`
-//! state in a fraction of the room (anything rarely set boxed apart),
-//! answers a call while the token is fresh and the background refresher's
-//! question without waking, and [wakes](driver::Resting::wake) into exactly
-//! the driver that rested.
+//! (one `Arc`), and a `TokenParams` is only its canonical encoding and
+//! its hash (64 bytes, the encoding inline when short; the values are
+//! decoded when read), so comparing two keys reads no other memory and a
+//! short key allocates nothing. An idle, healthy key's driver
+//! [rests](driver::Driver::rest): a [`driver::Resting`] keeps its token,
+//! refresh time, counters and `jti` state in a fraction of the room
+//! (anything rarely set boxed apart), answers a call while the token is
+//! fresh and the background refresher's question without waking, and
+//! [wakes](driver::Resting::wake) into exactly the driver that rested.
 //!
 //! ## Decisions, and where they are documented
 //! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`

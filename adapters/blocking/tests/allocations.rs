@@ -108,9 +108,9 @@ fn a_cached_token_for_at_rest_through_the_lock_costs_no_allocation() {
 /// the net heap growth of adding 1,000 keys (each fetched, then idle),
 /// divided by 1,000, minus the token's strings. Printed for BENCHMARKS.md
 /// (`cargo test -p client-credentials-blocking --test allocations -- --nocapture`);
-/// the bound keeps what was measured (1.8–1.9 KiB from run to run, as the
-/// transport's buffers come and go; the 1 KiB target is not met, see
-/// BENCHMARKS.md).
+/// it varies from run to run as the transport's buffers come and go (the
+/// token provider variant below is exact). The 1 KiB target is not met
+/// (see BENCHMARKS.md); the bound is 2.5 KiB for now.
 #[test]
 fn an_idle_key_keeps_at_most_two_and_a_half_kibibytes_beside_its_token() {
     use client_credentials::TokenParams;
@@ -143,13 +143,15 @@ fn an_idle_key_keeps_at_most_two_and_a_half_kibibytes_beside_its_token() {
     );
 }
 
-/// The heap an idle key keeps with a token provider (no HTTP round trip,
-/// so no transport buffers: the count is exact from run to run), besides
-/// its token's strings: a key made by `with_params`, then fetched once
-/// through `token_for`, and idle. Printed for BENCHMARKS.md; the key's
-/// driver rests between jobs, its core state at its smallest.
+/// The same measure without a transport: every key's token comes from a
+/// token provider, so no thread but this one allocates and the count is
+/// exact (the HTTP variant above also counts the transport's buffers as
+/// they come and go). Printed for BENCHMARKS.md
+/// (`cargo test -p client-credentials-blocking --test allocations -- --nocapture`).
+/// Exact, so bound at the 1 KiB target: the key's driver rests between
+/// jobs (825 bytes measured, 849 with `metrics`).
 #[test]
-fn an_idle_key_fed_by_a_provider_keeps_at_most_one_and_a_half_kibibytes_beside_its_token() {
+fn an_idle_key_from_a_token_provider_keeps_at_most_one_kibibyte_beside_its_token() {
     use client_credentials::{AccessToken, Config, Timestamp, TokenParams};
     const KEYS: usize = 1_000;
     let config = Config::builder("my-client-id", "secret")
@@ -158,12 +160,14 @@ fn an_idle_key_fed_by_a_provider_keeps_at_most_one_and_a_half_kibibytes_beside_i
         .unwrap();
     let client = Client::builder(config)
         .token_provider(|_| {
-            let now = Timestamp::from(std::time::SystemTime::now());
-            let token = AccessToken::builder("0123456789abcdef0123")
-                .expires_at(now.saturating_add(Duration::from_secs(3600)))
-                .received_at(now)
-                .build();
-            token.ok()
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            AccessToken::builder("0123456789abcdef0123")
+                .received_at(Timestamp::from_unix_secs(now))
+                .expires_at(Timestamp::from_unix_secs(now + 3600))
+                .build()
+                .ok()
         })
         .max_keys(2 * KEYS)
         .build();
@@ -175,18 +179,18 @@ fn an_idle_key_fed_by_a_provider_keeps_at_most_one_and_a_half_kibibytes_beside_i
     let counts = allocation_counter::measure(|| {
         for params in &keys {
             let token = client.token_for(params).unwrap();
-            token_bytes += token.secret().len() + token.token_type().len();
+            token_bytes += token.secret().len() + token.token_type().len() + token.scope().map_or(0, str::len);
         }
     });
     let per_key = counts.bytes_current as usize / KEYS;
     let beside_token = per_key.saturating_sub(token_bytes / KEYS);
     println!(
-        "per idle key fed by a provider: {per_key} bytes of heap in {:.1} allocations, of which {} the token's strings; {beside_token} beside them",
+        "blocking, token provider: per idle key {per_key} bytes of heap in {:.1} allocations, of which {} the token's strings; {beside_token} beside them",
         counts.count_current as f64 / KEYS as f64,
         token_bytes / KEYS
     );
     assert!(
-        beside_token <= 3 * 1024 / 2,
+        beside_token <= 1024,
         "{beside_token} bytes per idle key beside its token"
     );
 }
