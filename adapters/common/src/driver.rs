@@ -188,7 +188,11 @@ impl<W: Io> Driver<W> {
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut machine::Driver, Timestamp) -> R) -> R {
         let now = self.now();
         let mut state = self.lock();
-        let result = f(&mut state.machine, now);
+        let result = match state.machine.discovers() {
+            false => f(&mut state.machine, now),
+            // The keys of one client discover once (see `SharedDiscovery`).
+            true => self.settings.discovery.around(&mut state.machine, now, f),
+        };
         let current = state.machine.published();
         let unchanged = match (&state.shown, current) {
             (Some((shown, shown_at)), Some((token, at))) => *shown_at == at && shown.same_token(token),
@@ -276,9 +280,13 @@ impl<W: Io> Driver<W> {
         }
     }
 
-    /// The discovered provider metadata, if any.
+    /// The discovered provider metadata, if any: this key's, or the
+    /// client's latest (another key may have discovered it).
     pub fn metadata(&self) -> Option<ProviderMetadata> {
-        self.lock().machine.metadata().cloned()
+        if let Some(metadata) = self.lock().machine.metadata() {
+            return Some(metadata.clone());
+        }
+        self.settings.discovery.latest()?.metadata().cloned()
     }
 
     /// Whether a token is cached (fresh or not), for `Debug`.

@@ -4,8 +4,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use client_credentials::{AccessToken, Config, Error};
+use client_credentials::driver::{self as machine, Discovery};
+use client_credentials::{AccessToken, Config, Error, Timestamp};
 
 use crate::clock::TimeSource;
 use crate::store::{AsyncTokenStore, TokenStore};
@@ -46,6 +48,71 @@ pub struct Settings<S: ?Sized = dyn AsyncTokenStore, P: ?Sized = Provider> {
     /// How many keys besides the default one a client keeps (see
     /// [`Keys`](crate::Keys)); default [`Settings::DEFAULT_MAX_KEYS`].
     pub max_keys: usize,
+    /// The client's latest discovery result, shared by its keys.
+    pub discovery: SharedDiscovery,
+}
+
+/// The latest discovery result of a client (see
+/// [`Discovery`]), shared by its keys so they discover once, hold one copy
+/// of the metadata and one pinned authorization server: a key adopts it
+/// before it steps and publishes its own after (see [`SharedDiscovery::around`]).
+/// What is usable, and which result is kept, the core decides.
+#[derive(Default)]
+pub struct SharedDiscovery {
+    latest: Mutex<Option<Discovery>>,
+}
+
+impl SharedDiscovery {
+    fn lock(&self) -> MutexGuard<'_, Option<Discovery>> {
+        // Only whole values are stored: a panic elsewhere leaves one intact.
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The latest result, if any key has discovered.
+    pub fn latest(&self) -> Option<Discovery> {
+        self.lock().clone()
+    }
+
+    /// Runs `f` on a key's core driver (held under the key's lock) between
+    /// adopting the client's latest result and publishing the key's own,
+    /// when it replaces the latest. A key about to pin the client's
+    /// authorization server (a resource server's first read) runs `f`
+    /// under this lock: the first document read pins one server for every
+    /// key, and a sibling's later read is checked against that pin.
+    pub fn around<R>(
+        &self,
+        machine: &mut machine::Driver,
+        now: Timestamp,
+        f: impl FnOnce(&mut machine::Driver, Timestamp) -> R,
+    ) -> R {
+        let mut latest = self.lock();
+        if let Some(discovery) = latest.as_ref() {
+            machine.adopt_discovery(discovery, now);
+        }
+        if machine.pins_next() {
+            let result = f(machine, now);
+            Self::publish(&mut latest, machine);
+            return result;
+        }
+        drop(latest);
+        let result = f(machine, now);
+        Self::publish(&mut self.lock(), machine);
+        result
+    }
+
+    fn publish(latest: &mut Option<Discovery>, machine: &machine::Driver) {
+        if let Some(discovery) = machine.discovery() {
+            if discovery.replaces(latest.as_ref()) {
+                *latest = Some(discovery);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SharedDiscovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedDiscovery").field("latest", &*self.lock()).finish()
+    }
 }
 
 /// The blocking adapter's settings.
@@ -74,6 +141,7 @@ impl<S: ?Sized, P: ?Sized> Settings<S, P> {
             store: None,
             provider: None,
             max_keys: Self::DEFAULT_MAX_KEYS,
+            discovery: SharedDiscovery::default(),
         }
     }
 

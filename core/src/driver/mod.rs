@@ -81,6 +81,7 @@ use crate::time::Timestamp;
 use crate::token::AccessToken;
 
 pub use crate::assertion::AssertionRole;
+pub use crate::machine::Discovery;
 pub use call::{Call, Caller, Settle};
 pub use step::{Background, Invalidated, Outcome, Report, SignOut, Signing, Step, Task, Ticket, Work};
 
@@ -173,6 +174,33 @@ impl Driver {
     /// The provider metadata in use, once discovered.
     pub fn metadata(&self) -> Option<&ProviderMetadata> {
         self.source.metadata()
+    }
+
+    /// What this key learnt by discovery, for the client's other keys (see
+    /// [`Discovery`] and [`TokenSource::discovery`]).
+    pub fn discovery(&self) -> Option<Discovery> {
+        self.source.discovery()
+    }
+
+    /// Takes another key's discovery result when it is usable here (see
+    /// [`TokenSource::adopt_discovery`]); returns whether anything changed.
+    /// An adapter serving several keys of one client adopts the client's
+    /// latest before a key steps and keeps what the key exports after
+    /// ([`Discovery::replaces`]).
+    pub fn adopt_discovery(&mut self, discovery: &Discovery, now: Timestamp) -> bool {
+        self.source.adopt_discovery(discovery, now)
+    }
+
+    /// Whether this key discovers, and so shares a [`Discovery`] with its
+    /// siblings (see [`TokenSource::discovers`]).
+    pub fn discovers(&self) -> bool {
+        self.source.discovers()
+    }
+
+    /// Whether this key would pin the client's authorization server with
+    /// its next resource document (see [`TokenSource::pins_next`]).
+    pub fn pins_next(&self) -> bool {
+        self.source.pins_next()
     }
 
     /// A resource server's 401 to a request for `requested` named where its
