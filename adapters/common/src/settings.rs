@@ -111,7 +111,9 @@ impl SharedDiscovery {
 
 impl fmt::Debug for SharedDiscovery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedDiscovery").field("latest", &*self.lock()).finish()
+        f.debug_struct("SharedDiscovery")
+            .field("latest", &*self.lock())
+            .finish()
     }
 }
 

@@ -1,0 +1,276 @@
+//! One discovery per client: a key's `Discovery` adopted by its siblings,
+//! under the core's rules (same issuer and resource, within the TTL, newer
+//! than the key's own, never stale, never another pinned server).
+
+mod common;
+
+use std::time::Duration;
+
+use client_credentials::driver::Discovery;
+use client_credentials::{Config, DiscoveryError, Error, Event, RequestKind, Timestamp, TokenParams, TokenSource};
+use common::{at, response, send, CLIENT_ID, ISSUER, SECRET};
+
+const TTL: u64 = 600;
+
+fn issuer_config(issuer: &str) -> Config {
+    Config::builder(CLIENT_ID, SECRET)
+        .issuer(issuer)
+        .discovery_ttl(Duration::from_secs(TTL))
+        .jitter_seed(7)
+        .build()
+        .expect("valid config")
+}
+
+/// Another key of the client configured by `config`: an audience of its own.
+fn key(config: &Config, n: u32) -> TokenSource {
+    let params = TokenParams::new().audience(format!("https://api{n}.example"));
+    TokenSource::new(config.with_params(&params).expect("valid params"), [n as u8; 32])
+}
+
+fn metadata(issuer: &str, token_endpoint: &str) -> http::Response<Vec<u8>> {
+    response(
+        200,
+        format!(r#"{{"issuer":"{issuer}","token_endpoint":"{token_endpoint}"}}"#),
+    )
+}
+
+/// Discovers `issuer` at `now`, its metadata naming `token_endpoint`.
+fn discover(source: &mut TokenSource, now: Timestamp, issuer: &str, token_endpoint: &str) {
+    let out = send(source, now);
+    assert_eq!(out.kind, RequestKind::Discovery);
+    let event = source.handle_response(now, out.id, metadata(issuer, token_endpoint));
+    assert!(matches!(event, Ok(Event::DiscoveryUpdated(_))), "{event:?}");
+}
+
+fn discovered_at(now: Timestamp) -> (Config, TokenSource, Discovery) {
+    let config = issuer_config(ISSUER);
+    let mut first = TokenSource::new(config.clone(), [1; 32]);
+    discover(&mut first, now, ISSUER, "https://id.example/tenant/token");
+    let discovery = first.discovery().expect("a discovery to share");
+    (config, first, discovery)
+}
+
+#[test]
+fn a_key_that_adopts_its_siblings_discovery_sends_its_token_request_at_once() {
+    let (config, _, discovery) = discovered_at(at(0));
+    assert_eq!(discovery.fetched_at(), Some(at(0)));
+    assert_eq!(discovery.metadata().map(|m| m.issuer.as_str()), Some(ISSUER));
+    for n in 2..5 {
+        let mut sibling = key(&config, n);
+        assert!(sibling.adopt_discovery(&discovery, at(10)));
+        let out = send(&mut sibling, at(10));
+        assert_eq!(out.kind, RequestKind::Token);
+        assert_eq!(out.request.uri(), "https://id.example/tenant/token");
+        // Adopting the same result again changes nothing.
+        assert!(!sibling.adopt_discovery(&discovery, at(10)));
+    }
+}
+
+#[test]
+fn a_discovery_of_another_issuer_is_refused() {
+    let (_, _, discovery) = discovered_at(at(0));
+    let mut other = TokenSource::new(issuer_config("https://other.example"), [2; 32]);
+    assert!(!other.adopt_discovery(&discovery, at(0)));
+    assert_eq!(send(&mut other, at(0)).kind, RequestKind::Discovery);
+}
+
+#[test]
+fn a_discovery_past_its_ttl_is_refused() {
+    let (config, _, discovery) = discovered_at(at(0));
+    let mut sibling = key(&config, 2);
+    assert!(!sibling.adopt_discovery(&discovery, at(TTL)));
+    assert_eq!(send(&mut sibling, at(TTL)).kind, RequestKind::Discovery);
+}
+
+#[test]
+fn an_older_discovery_is_refused_and_a_newer_one_adopted() {
+    let (config, _, older) = discovered_at(at(0));
+    let mut sibling = key(&config, 2);
+    discover(&mut sibling, at(100), ISSUER, "https://id.example/tenant/v2/token");
+    assert!(!sibling.adopt_discovery(&older, at(100)));
+    assert_eq!(
+        send(&mut sibling, at(100)).request.uri(),
+        "https://id.example/tenant/v2/token"
+    );
+
+    let newer = sibling.discovery().unwrap();
+    assert!(newer.replaces(Some(&older)));
+    assert!(!older.replaces(Some(&newer)));
+    assert!(!newer.replaces(Some(&newer)));
+    let mut third = key(&config, 3);
+    assert!(third.adopt_discovery(&older, at(100)));
+    assert!(third.adopt_discovery(&newer, at(100)));
+    assert_eq!(
+        send(&mut third, at(100)).request.uri(),
+        "https://id.example/tenant/v2/token"
+    );
+}
+
+#[test]
+fn stale_metadata_is_not_shared_and_a_stale_key_takes_only_metadata_read_since() {
+    let (config, mut first, before) = discovered_at(at(0));
+    // The token endpoint is gone: the metadata is stale, and not shared.
+    let out = send(&mut first, at(50));
+    let event = first.handle_response(at(50), out.id, response(404, "")).unwrap();
+    assert!(matches!(event, Event::Fallback { .. }), "{event:?}");
+    assert!(first.discovery().is_none());
+    // Metadata read before the request that found it gone is not taken.
+    let mut sibling = key(&config, 2);
+    discover(&mut sibling, at(40), ISSUER, "https://id.example/tenant/token");
+    assert!(!first.adopt_discovery(&sibling.discovery().unwrap(), at(50)));
+    assert!(!first.adopt_discovery(&before, at(50)));
+    // Read since, it is: the stale key sends its token request there.
+    let mut third = key(&config, 3);
+    discover(&mut third, at(60), ISSUER, "https://id.example/tenant/moved");
+    assert!(first.adopt_discovery(&third.discovery().unwrap(), at(60)));
+    let out = send(&mut first, at(60));
+    assert_eq!(out.kind, RequestKind::Token);
+    assert_eq!(out.request.uri(), "https://id.example/tenant/moved");
+}
+
+#[test]
+fn a_failed_rediscovery_shares_the_kept_metadata_for_another_ttl() {
+    let (config, mut first, discovery) = discovered_at(at(0));
+    let out = send(&mut first, at(TTL + 1));
+    assert_eq!(out.kind, RequestKind::Discovery);
+    let event = first.handle_response(at(TTL + 1), out.id, response(503, "")).unwrap();
+    assert!(matches!(event, Event::Fallback { .. }), "{event:?}");
+    let kept = first.discovery().unwrap();
+    assert_eq!(kept.fetched_at(), Some(at(TTL + 1)));
+    assert!(kept.replaces(Some(&discovery)));
+    let mut sibling = key(&config, 2);
+    assert!(sibling.adopt_discovery(&kept, at(TTL + 2)));
+    assert_eq!(send(&mut sibling, at(TTL + 2)).kind, RequestKind::Token);
+}
+
+#[test]
+fn a_token_endpoint_config_has_nothing_to_share() {
+    let mut source = common::source();
+    assert!(!source.discovers());
+    assert!(source.discovery().is_none());
+    let (_, _, discovery) = discovered_at(at(0));
+    assert!(!source.adopt_discovery(&discovery, at(0)));
+}
+
+// ------------------------------------------------------------ RFC 9728
+
+const RESOURCE: &str = "https://api.example/mcp";
+const AS: &str = "https://id.example/tenant";
+const OTHER_AS: &str = "https://other.example";
+
+fn resource_config() -> Config {
+    Config::builder(CLIENT_ID, SECRET)
+        .resource_server(RESOURCE)
+        .discovery_ttl(Duration::from_secs(TTL))
+        .jitter_seed(7)
+        .build()
+        .expect("valid config")
+}
+
+fn resource_document(server: &str) -> http::Response<Vec<u8>> {
+    response(
+        200,
+        format!(r#"{{"resource":"{RESOURCE}","authorization_servers":["{server}"]}}"#),
+    )
+}
+
+/// Reads the resource's document (naming `server`), then `server`'s metadata.
+fn discover_resource(source: &mut TokenSource, now: Timestamp, server: &str) {
+    let out = send(source, now);
+    assert!(out
+        .request
+        .uri()
+        .path()
+        .starts_with("/.well-known/oauth-protected-resource"));
+    let event = source.handle_response(now, out.id, resource_document(server));
+    assert!(matches!(event, Ok(Event::ResourceMetadataUpdated(_))), "{event:?}");
+    discover(source, now, server, &format!("{server}/token"));
+}
+
+#[test]
+fn the_resource_discovery_and_its_pin_are_adopted_together() {
+    let config = resource_config();
+    let mut first = key(&config, 1);
+    assert!(first.pins_next());
+    discover_resource(&mut first, at(0), AS);
+    assert!(!first.pins_next());
+    let discovery = first.discovery().unwrap();
+    assert_eq!(discovery.authorization_server(), Some(AS));
+
+    let mut sibling = key(&config, 2);
+    assert!(sibling.adopt_discovery(&discovery, at(1)));
+    assert!(!sibling.pins_next());
+    let out = send(&mut sibling, at(1));
+    assert_eq!(out.kind, RequestKind::Token);
+    assert_eq!(out.request.uri(), format!("{AS}/token").as_str());
+}
+
+/// The resource's document names another server after the first key pinned
+/// one: a new key, past the TTL of the shared metadata, takes the pin and
+/// refuses the document, as the first key itself does; nothing goes to the
+/// other server.
+#[test]
+fn a_new_key_holds_to_the_pin_when_the_resource_names_another_server() {
+    let config = resource_config();
+    let mut first = key(&config, 1);
+    discover_resource(&mut first, at(0), AS);
+    let discovery = first.discovery().unwrap();
+    for mut source in [key(&config, 2), first] {
+        source.adopt_discovery(&discovery, at(TTL + 1));
+        assert!(!source.pins_next(), "the pin is taken past the TTL too");
+        let out = send(&mut source, at(TTL + 1));
+        assert!(out
+            .request
+            .uri()
+            .path()
+            .starts_with("/.well-known/oauth-protected-resource"));
+        let read = source.handle_response(at(TTL + 1), out.id, resource_document(OTHER_AS));
+        let refused = match read {
+            Err(error) => error,
+            Ok(Event::Fallback { error }) => error,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            matches!(
+                refused,
+                Error::Discovery(DiscoveryError::AuthorizationServerNotAllowed { .. })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(
+            source
+                .discovery()
+                .and_then(|d| d.authorization_server().map(str::to_owned))
+                .as_deref(),
+            Some(AS)
+        );
+    }
+}
+
+#[test]
+fn a_discovery_pinning_another_server_is_refused_whole() {
+    let config = resource_config();
+    let mut first = key(&config, 1);
+    discover_resource(&mut first, at(0), AS);
+    let mut other = key(&config, 2);
+    discover_resource(&mut other, at(10), OTHER_AS);
+    let (pinned, elsewhere) = (first.discovery().unwrap(), other.discovery().unwrap());
+    assert!(!elsewhere.replaces(Some(&pinned)), "a client keeps its first pin");
+    assert!(!first.adopt_discovery(&elsewhere, at(20)));
+    assert_eq!(send(&mut first, at(20)).request.uri(), format!("{AS}/token").as_str());
+}
+
+#[test]
+fn a_key_following_a_hint_neither_shares_nor_adopts() {
+    let config = resource_config();
+    let mut first = key(&config, 1);
+    discover_resource(&mut first, at(0), AS);
+    let discovery = first.discovery().unwrap();
+    let mut hinted = key(&config, 2);
+    assert!(hinted.follow_resource_metadata(
+        "https://api.example/mcp/tools",
+        "https://api.example/.well-known/oauth-protected-resource/mcp/tools",
+    ));
+    assert!(!hinted.adopt_discovery(&discovery, at(1)));
+    assert!(hinted.discovery().is_none());
+}
