@@ -5,4 +5,7 @@ client_credentials_suite::scenarios!(keys:
     beyond_max_keys_the_least_recently_used_idle_key_is_dropped,
     a_bound_handle_serves_its_keys_token,
     refused_params_are_a_config_error_and_send_nothing,
+    the_keys_of_a_discovering_client_discover_once,
+    the_keys_of_a_resource_server_client_read_its_metadata_once,
+    a_new_key_keeps_the_clients_pinned_authorization_server,
 );
