@@ -114,6 +114,16 @@
 //! (one `Arc`), and a `TokenParams` keeps its canonical encoding inline
 //! when short, so comparing two keys reads no other memory.
 //!
+//! The keys of one client discover once: a key's [`driver::Discovery`]
+//! (exported by [`driver::Driver::discovery`], the metadata behind an `Arc`)
+//! is adopted by its siblings with [`driver::Driver::adopt_discovery`],
+//! which takes it only for the same issuer and resource, within the
+//! discovery TTL, newer than the key's own and never stale, and refuses
+//! one that pins another authorization server than the key's
+//! ([`TokenSource::adopt_discovery`]); [`driver::Discovery::replaces`] says
+//! which result a client keeps. The adapters keep the client's latest,
+//! adopt it before a key steps and keep the key's after.
+//!
 //! ## Decisions, and where they are documented
 //! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`
 //!   ([`refresh_time`]); default margin 300 s. Between that time and expiry it is
