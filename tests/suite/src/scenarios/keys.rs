@@ -283,3 +283,32 @@ pub fn a_new_key_keeps_the_clients_pinned_authorization_server<A: Adapter>() {
     assert_eq!(issuer.token_requests().len(), 3, "{}", A::NAME);
     assert!(other.requests().is_empty(), "{}: {:?}", A::NAME, other.requests());
 }
+
+/// Cold keys of a discovering client asked for by 8 callers at once: each
+/// caller discovers at most once (only keys whose first step comes before
+/// any discovery ended read the metadata), and every key is fetched once.
+pub fn cold_keys_asked_for_at_once_discover_at_most_once_per_caller<A: Adapter>() {
+    const KEYS: usize = 200;
+    const CALLERS: usize = 8;
+    let issuer = TestIssuer::start();
+    let client = A::build(discovering(&issuer).build().unwrap(), Options::default());
+    let barrier = Arc::new(Barrier::new(CALLERS));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let (client, barrier) = (client.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for i in 0..KEYS {
+                    let key = (i + caller * KEYS / CALLERS) % KEYS;
+                    A::token_for(&client, &tenant(key)).expect("a token");
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    let discoveries = issuer.discovery_requests().len();
+    assert!((1..=CALLERS).contains(&discoveries), "{}: {discoveries}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), KEYS, "{}", A::NAME);
+}
