@@ -274,3 +274,148 @@ fn a_key_following_a_hint_neither_shares_nor_adopts() {
     assert!(!hinted.adopt_discovery(&discovery, at(1)));
     assert!(hinted.discovery().is_none());
 }
+
+// ------------------------------------------------------------ schedules
+
+use client_credentials::Action;
+use proptest::prelude::*;
+
+/// One turn of a schedule: after `advance` seconds, key `key` is stepped
+/// until it is served, fails or waits; its discovery requests get a 503
+/// when `discovery_fails`, its token requests a 404 when `token_gone`.
+#[derive(Debug, Clone)]
+struct Turn {
+    key: usize,
+    advance: u64,
+    discovery_fails: bool,
+    token_gone: bool,
+}
+
+fn turns() -> impl Strategy<Value = Vec<Turn>> {
+    let turn = (
+        0..4usize,
+        0..400u64,
+        prop::bool::weighted(0.2),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(|(key, advance, discovery_fails, token_gone)| Turn {
+            key,
+            advance,
+            discovery_fails,
+            token_gone,
+        });
+    prop::collection::vec(turn, 1..40)
+}
+
+proptest! {
+    /// Four keys of one client, stepped one at a time through the shared
+    /// discovery as the adapters use it (adopt before a step, publish
+    /// after): a key reads the metadata only when the client has no usable
+    /// result (none, past its TTL), or when its token endpoint answered
+    /// 404 to a request sent no earlier than the client's result was read.
+    #[test]
+    fn a_key_discovers_only_when_the_client_has_no_usable_result(schedule in turns()) {
+        let config = issuer_config(ISSUER);
+        let mut keys: Vec<TokenSource> = (0..4).map(|n| key(&config, n)).collect();
+        let mut latest: Option<Discovery> = None;
+        // When each key's token endpoint last answered 404 (sent then).
+        let mut gone_at: Vec<Option<Timestamp>> = vec![None; 4];
+        let mut now = at(0);
+        for turn in schedule {
+            now = now.saturating_add(Duration::from_secs(turn.advance));
+            let source = &mut keys[turn.key];
+            if let Some(discovery) = &latest {
+                source.adopt_discovery(discovery, now);
+            }
+            for _ in 0..6 {
+                let out = match source.poll(now) {
+                    Action::Send(out) => out,
+                    _ => break,
+                };
+                let answer = match out.kind {
+                    RequestKind::Discovery => {
+                        let usable = latest.as_ref().and_then(Discovery::fetched_at).filter(|fetched| {
+                            now < fetched.saturating_add(Duration::from_secs(TTL))
+                        });
+                        if let Some(fetched) = usable {
+                            let gone_since = gone_at[turn.key].is_some_and(|gone| fetched <= gone);
+                            prop_assert!(gone_since, "{:?} discovered at {now:?} with the client's result of {fetched:?}", turn);
+                        }
+                        match turn.discovery_fails {
+                            true => response(503, ""),
+                            false => metadata(ISSUER, "https://id.example/tenant/token"),
+                        }
+                    }
+                    _ => {
+                        prop_assert_eq!(out.request.uri(), "https://id.example/tenant/token");
+                        if turn.token_gone {
+                            gone_at[turn.key] = Some(now);
+                            response(404, "")
+                        } else {
+                            common::token_ok("t", 900)
+                        }
+                    }
+                };
+                let _ = source.handle_response(now, out.id, answer);
+                if let Some(discovery) = source.discovery() {
+                    if discovery.replaces(latest.as_ref()) {
+                        latest = Some(discovery);
+                    }
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Four keys of a resource-server client, stepped one at a time through
+    /// the shared discovery, while the resource's document names one server
+    /// or another from turn to turn: every token request of every key goes
+    /// to the server the client's first document named.
+    #[test]
+    fn every_key_holds_to_the_server_the_client_pinned_first(
+        schedule in turns(),
+        names_other in prop::collection::vec(any::<bool>(), 40),
+    ) {
+        let config = resource_config();
+        let mut keys: Vec<TokenSource> = (0..4).map(|n| key(&config, n)).collect();
+        let mut latest: Option<Discovery> = None;
+        let mut pinned: Option<&str> = None;
+        let mut now = at(0);
+        for (turn, other) in schedule.iter().zip(names_other) {
+            now = now.saturating_add(Duration::from_secs(turn.advance));
+            let source = &mut keys[turn.key];
+            if let Some(discovery) = &latest {
+                source.adopt_discovery(discovery, now);
+            }
+            for _ in 0..6 {
+                let out = match source.poll(now) {
+                    Action::Send(out) => out,
+                    _ => break,
+                };
+                let uri = out.request.uri().to_string();
+                let answer = if uri.contains("/.well-known/oauth-protected-resource") {
+                    let named = if other { OTHER_AS } else { AS };
+                    resource_document(named)
+                } else if uri.contains("/.well-known/") {
+                    let server = if uri.starts_with(OTHER_AS) { OTHER_AS } else { AS };
+                    metadata(server, &format!("{server}/token"))
+                } else {
+                    let server = pinned.expect("a token request after a document was read");
+                    prop_assert!(uri.starts_with(server), "{uri} while {server} is pinned");
+                    common::token_ok("t", 900)
+                };
+                let event = source.handle_response(now, out.id, answer);
+                if let Ok(Event::ResourceMetadataUpdated(metadata)) = &event {
+                    let named = if metadata.authorization_server() == OTHER_AS { OTHER_AS } else { AS };
+                    pinned.get_or_insert(named);
+                }
+                if let Some(discovery) = source.discovery() {
+                    if discovery.replaces(latest.as_ref()) {
+                        latest = Some(discovery);
+                    }
+                }
+            }
+        }
+    }
+}

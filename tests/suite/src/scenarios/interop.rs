@@ -344,8 +344,10 @@ pub fn the_keys_of_a_client_discover_once<A: Adapter>() {
     secrets.sort_unstable();
     secrets.dedup();
     assert_eq!(secrets.len(), 1 + keys.len(), "{}: a token per key", A::NAME);
-    let fingerprints = std::iter::once(config.fingerprint())
-        .chain(keys.iter().map(|params| config.with_params(params).unwrap().fingerprint()));
+    let fingerprints = std::iter::once(config.fingerprint()).chain(
+        keys.iter()
+            .map(|params| config.with_params(params).unwrap().fingerprint()),
+    );
     let discoveries: u64 = fingerprints
         .map(|fingerprint| {
             let labels = [
