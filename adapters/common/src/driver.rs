@@ -191,7 +191,12 @@ impl<W: Io> Driver<W> {
         let result = match state.machine.discovers() {
             false => f(&mut state.machine, now),
             // The keys of one client discover once (see `SharedDiscovery`).
-            true => self.settings.discovery.around(&mut state.machine, now, f),
+            true => {
+                // This key's identity among the client's keys: its address,
+                // stable while it lives (behind its `Arc`), never dereferenced.
+                let key = std::ptr::from_ref(self) as usize;
+                self.settings.discovery.around(&mut state.machine, now, key, f)
+            }
         };
         let current = state.machine.published();
         let unchanged = match (&state.shown, current) {

@@ -14,7 +14,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Discovered, TokenSource};
+use super::{Discovered, Phase, Sent, TokenSource};
 use crate::config::{Endpoint, Issuer};
 use crate::discovery::ProviderMetadata;
 use crate::resource::ResourceMetadata;
@@ -229,6 +229,32 @@ impl TokenSource {
     /// client pins one server, the first read.
     pub fn pins_next(&self) -> bool {
         matches!(self.config.endpoint(), Endpoint::ResourceServer(_)) && self.trusted_authorization_server.is_none()
+    }
+
+    /// Whether a poll at `now` would send a metadata request (discovery, or
+    /// the resource's RFC 9728 document): a request is due (no fresh token,
+    /// nothing in flight, no back-off holding it) and the metadata in use is
+    /// missing, stale or older than the TTL. An adapter lets one key of a
+    /// client read the metadata at a time (see
+    /// [`driver::Driver::hold_discovery`](crate::driver::Driver::hold_discovery)).
+    pub fn discovery_due(&self, now: Timestamp) -> bool {
+        let fresh = self.cached.as_ref().is_some_and(|c| c.is_fresh(now));
+        if !self.discovers() || fresh || !self.phase.is_idle() || self.held_back(now) {
+            return false;
+        }
+        let ttl = self.config.discovery_ttl();
+        let current = self
+            .discovered
+            .as_deref()
+            .is_some_and(|d| !self.metadata_stale && now < d.fetched_at.saturating_add(ttl));
+        !current
+    }
+
+    /// Whether a metadata request (discovery, or the resource's RFC 9728
+    /// document) is in flight.
+    pub fn is_discovering(&self) -> bool {
+        matches!(&self.phase, Phase::InFlight { sent, .. }
+            if matches!(**sent, Sent::Discovery { .. } | Sent::ResourceMetadata { .. }))
     }
 
     /// Whether this source discovers (an issuer or a resource server is

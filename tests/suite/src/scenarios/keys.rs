@@ -312,3 +312,39 @@ pub fn cold_keys_asked_for_at_once_discover_at_most_once_per_caller<A: Adapter>(
     assert!((1..=CALLERS).contains(&discoveries), "{}: {discoveries}", A::NAME);
     assert_eq!(issuer.token_requests().len(), KEYS, "{}", A::NAME);
 }
+
+/// Past the discovery TTL and the tokens' lifetime, 8 callers refresh the
+/// 50 keys of a discovering client at once: the client reads the metadata
+/// again once (the other keys wait for that read and take its result), and
+/// every key fetches one new token.
+pub fn keys_refreshing_at_once_past_the_ttl_rediscover_once<A: Adapter>() {
+    const KEYS: usize = 50;
+    const CALLERS: usize = 8;
+    let issuer = TestIssuer::builder().lifetime(TOKEN_LIFETIME).start();
+    let (options, clock) = on_manual_clock(KEYS);
+    let config = discovering(&issuer).discovery_ttl(DISCOVERY_TTL).build().unwrap();
+    let client = A::build(config, options);
+    for key in 0..KEYS {
+        A::token_for(&client, &tenant(key)).unwrap();
+    }
+    assert_eq!(issuer.discovery_requests().len(), 1, "{}", A::NAME);
+    clock.advance(Duration::from_secs(2 * TOKEN_LIFETIME as u64));
+    let barrier = Arc::new(Barrier::new(CALLERS));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let (client, barrier) = (client.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for i in 0..KEYS {
+                    let key = (i + caller * KEYS / CALLERS) % KEYS;
+                    A::token_for(&client, &tenant(key)).expect("a token");
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    assert_eq!(issuer.discovery_requests().len(), 2, "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 2 * KEYS, "{}", A::NAME);
+}
