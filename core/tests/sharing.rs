@@ -419,3 +419,70 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------ the driver
+
+use client_credentials::driver::{Background, Call, Driver, Outcome, Step};
+
+/// A driver of a sibling key, discovered at 0 with a token fetched then
+/// (lifetime 1200 s: refreshed from 900 s, usable until 1200 s).
+fn discovered_driver(config: &Config) -> Driver {
+    let mut driver = Driver::new(key(config, 5));
+    let mut call = Call::token();
+    loop {
+        let mut next = match driver.step(at(0), &mut call) {
+            Step::Ready(_) => return driver,
+            Step::Work(work) => Some(work),
+            other => panic!("{other:?}"),
+        };
+        while let Some(work) = next {
+            let outcome = match work.task {
+                client_credentials::driver::Task::Send(outgoing, _) => Outcome::Response(match outgoing.kind {
+                    RequestKind::Discovery => metadata(ISSUER, "https://id.example/tenant/token"),
+                    _ => common::token_ok("t", 1200),
+                }),
+                _ => Outcome::Done,
+            };
+            next = driver.handle(at(0), work.ticket, outcome);
+        }
+    }
+}
+
+#[test]
+fn a_held_key_is_served_its_unexpired_token_and_its_refresher_sleeps() {
+    let config = issuer_config(ISSUER);
+    let mut driver = discovered_driver(&config);
+    // Past the TTL and the refresh time, the token still usable.
+    let now = at(TTL + 400);
+    assert!(driver.discovery_due(now));
+    assert_eq!(driver.background(now), Background::Refresh);
+    driver.hold_discovery(true);
+    assert_eq!(driver.background(now), Background::Sleep(None));
+    assert!(matches!(driver.step(now, &mut Call::token()), Step::Ready(token) if token.secret() == "t"));
+    // A forced refresh is not served the token: it waits for the other read.
+    let mut forced = driver.refresh(now).unwrap();
+    assert!(matches!(driver.step(now, &mut forced), Step::Wait { until: None }));
+    // Released, the key reads the metadata itself.
+    driver.hold_discovery(false);
+    let Step::Work(work) = driver.step(now, &mut forced) else {
+        panic!("work")
+    };
+    assert!(driver.is_discovering(), "{:?}", work.task);
+}
+
+#[test]
+fn a_held_key_without_a_usable_token_waits_until_woken() {
+    let config = issuer_config(ISSUER);
+    let mut driver = discovered_driver(&config);
+    let now = at(TTL + 1200);
+    driver.hold_discovery(true);
+    assert!(matches!(
+        driver.step(now, &mut Call::token()),
+        Step::Wait { until: None }
+    ));
+    // Within the TTL, or with a fresh token, the hold changes nothing.
+    let mut fresh = discovered_driver(&config);
+    fresh.hold_discovery(true);
+    assert!(!fresh.discovery_due(at(10)));
+    assert!(matches!(fresh.step(at(10), &mut Call::token()), Step::Ready(_)));
+}
