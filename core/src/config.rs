@@ -169,10 +169,12 @@ pub struct Config {
 #[derive(Clone)]
 struct Inner {
     shared: Arc<Shared>,
-    scopes: Vec<String>,
-    resources: Vec<String>,
-    audience: Option<String>,
-    params: Vec<(String, String)>,
+    // Boxed: a client with many keys keeps one `Inner` per key, and these
+    // never grow once built.
+    scopes: Box<[String]>,
+    resources: Box<[String]>,
+    audience: Option<Box<str>>,
+    params: Box<[(String, String)]>,
 }
 
 /// Settings reach `Shared`'s fields as `inner.field`.
@@ -757,21 +759,24 @@ impl Config {
         params: &[(String, String)],
     ) -> Config {
         let mut inner = Inner::clone(&self.inner);
+        // Boxed slices: a client with many keys keeps one of these per key,
+        // with no spare capacity (the checks that built them push one by one).
         if let Some(scopes) = scopes {
-            inner.scopes = scopes;
+            inner.scopes = scopes.into_boxed_slice();
         }
         if let Some(resources) = resources {
-            inner.resources = resources;
+            inner.resources = resources.into_boxed_slice();
         }
-        if audience.is_some() {
-            inner.audience = audience;
+        if let Some(audience) = audience {
+            inner.audience = Some(audience.into_boxed_str());
         }
         if !params.is_empty() {
             let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
-            inner
+            let kept = inner
                 .params
-                .retain(|(name, _)| !params.iter().any(|(given, _)| same(given, name)));
-            inner.params.extend(params.iter().cloned());
+                .iter()
+                .filter(|(name, _)| !params.iter().any(|(given, _)| same(given, name)));
+            inner.params = kept.chain(params).cloned().collect();
         }
         Config { inner: Arc::new(inner) }
     }
@@ -1395,10 +1400,10 @@ impl ConfigBuilder {
 
         Ok(Config {
             inner: Arc::new(Inner {
-                scopes,
-                resources,
-                audience: self.audience,
-                params: self.params,
+                scopes: scopes.into_boxed_slice(),
+                resources: resources.into_boxed_slice(),
+                audience: self.audience.map(String::into_boxed_str),
+                params: self.params.into_boxed_slice(),
                 shared: Arc::new(Shared {
                     client_id: self.client_id,
                     client_secret: self.client_secret,
@@ -1434,12 +1439,13 @@ impl ConfigBuilder {
 
 /// The scopes as given (each value may hold several, space-separated),
 /// checked against RFC 6749 §3.3 and deduplicated in order.
-pub(crate) fn checked_scopes(given_scopes: &[String]) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn checked_scopes<S: AsRef<str>>(given_scopes: &[S]) -> Result<Vec<String>, ConfigError> {
     let mut scopes: Vec<String> = Vec::new();
     for given in given_scopes {
+        let given = given.as_ref();
         if given.trim().is_empty() {
             return Err(ConfigError::InvalidScope {
-                scope: given.clone(),
+                scope: given.to_owned(),
                 reason: "a scope may not be empty".into(),
             });
         }
@@ -1450,7 +1456,7 @@ pub(crate) fn checked_scopes(given_scopes: &[String]) -> Result<Vec<String>, Con
                 .find(|&c| !matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E'))
             {
                 return Err(ConfigError::InvalidScope {
-                    scope: given.clone(),
+                    scope: given.to_owned(),
                     reason: format!(
                         "{bad:?} is not allowed in a scope (RFC 6749 §3.3: printable ASCII except '\"' and '\\')"
                     ),

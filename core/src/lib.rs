@@ -111,8 +111,10 @@
 //! time each its own) and shares everything else; the adapters'
 //! `token_for(&params)` and `with_params(params)` do that. A key's config
 //! shares every setting but its own values with the config it came from
-//! (one `Arc`), and a `TokenParams` keeps its canonical encoding inline
-//! when short, so comparing two keys reads no other memory.
+//! (one `Arc`), and a `TokenParams` is only its canonical encoding and
+//! its hash (64 bytes, the encoding inline when short; the values are
+//! decoded when read), so comparing two keys reads no other memory and a
+//! short key allocates nothing.
 //!
 //! The keys of one client discover once: a key's [`driver::Discovery`]
 //! (exported by [`driver::Driver::discovery`], the metadata behind an `Arc`)

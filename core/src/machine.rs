@@ -1569,7 +1569,10 @@ impl TokenSource {
             self.phase = Phase::Idle;
             return true;
         }
-        self.take_in_flight(id).is_ok()
+        let abandoned = self.take_in_flight(id).is_ok();
+        // Never sent, so never answered: its credentials redact nothing.
+        self.forget_sent_credentials();
+        abandoned
     }
 
     /// The resource server rejected `token` at `now`: stop serving it. Only
@@ -1633,6 +1636,8 @@ impl TokenSource {
     /// ([`TokenSource::handle_response`]).
     pub(crate) fn hold_back(&mut self, now: Timestamp, id: RequestId, backoff: SharedBackoff) -> Result<Event, Error> {
         self.take_in_flight(id)?;
+        // Never sent: its credentials redact nothing.
+        self.forget_sent_credentials();
         // `fail` counts this round once more.
         self.failures = self.failures.max(backoff.failures.saturating_sub(1));
         self.failing_since.get_or_insert(now);

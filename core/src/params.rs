@@ -71,19 +71,19 @@ use crate::error::ConfigError;
 #[derive(Clone, Default)]
 #[must_use]
 pub struct TokenParams {
-    scopes: Vec<String>,
-    resources: Vec<String>,
-    audience: Option<String>,
-    params: Vec<(String, String)>,
     /// Every field, length-prefixed in a fixed order: equal encodings are
-    /// equal params.
+    /// equal params. The only copy of the values: the accessors and
+    /// [`Config::with_params`] decode them, so a key's params cost no
+    /// allocation when short (a client with many keys keeps one per key).
+    /// Empty for [`TokenParams::new`].
     encoded: Encoded,
     /// The FNV-1a hash of `encoded`.
     hash: u64,
 }
 
-/// Encodings up to this long are kept inline (a scope and a tenant fit).
-const INLINE: usize = 46;
+/// Encodings up to this long are kept inline (a scope and a tenant fit),
+/// keeping a `TokenParams` at 64 bytes.
+const INLINE: usize = 54;
 
 /// A [`TokenParams`]' encoding, inline when short: comparing two params
 /// (a key lookup, after their hashes matched) then reads no memory beyond
@@ -124,6 +124,137 @@ impl Encoded {
     }
 }
 
+/// The values of a [`TokenParams`], borrowed from its encoding (or from the
+/// builder's arguments, while one is being added).
+#[derive(Default)]
+struct Parts<'a> {
+    scopes: Vec<&'a str>,
+    resources: Vec<&'a str>,
+    audience: Option<&'a str>,
+    params: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Parts<'a> {
+    fn is_empty(&self) -> bool {
+        self.scopes.is_empty() && self.resources.is_empty() && self.audience.is_none() && self.params.is_empty()
+    }
+
+    /// The params with these values: their canonical encoding and its hash
+    /// (no changes: [`TokenParams::new`]).
+    fn encode(&self) -> TokenParams {
+        /// LEB128: short, and no encoding is a prefix of another.
+        fn len(out: &mut Vec<u8>, len: usize) {
+            let mut n = len as u64;
+            while n >= 0x80 {
+                // Truncation intended: the low seven bits, flagged.
+                out.push((n as u8 & 0x7f) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
+        }
+        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+            len(out, bytes.len());
+            out.extend_from_slice(bytes);
+        }
+        if self.is_empty() {
+            return TokenParams::default();
+        }
+        let mut out = Vec::new();
+        len(&mut out, self.scopes.len());
+        for scope in &self.scopes {
+            field(&mut out, scope.as_bytes());
+        }
+        len(&mut out, self.resources.len());
+        for resource in &self.resources {
+            field(&mut out, resource.as_bytes());
+        }
+        match self.audience {
+            Some(audience) => {
+                out.push(1);
+                field(&mut out, audience.as_bytes());
+            }
+            None => out.push(0),
+        }
+        len(&mut out, self.params.len());
+        for (name, value) in &self.params {
+            field(&mut out, name.as_bytes());
+            field(&mut out, value.as_bytes());
+        }
+        // FNV-1a, 64 bits: deterministic and short; see the type docs on
+        // mixing it with a secret for untrusted keys.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in &out {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        TokenParams {
+            encoded: Encoded::new(&out),
+            hash,
+        }
+    }
+
+    /// The values [`Parts::encode`] wrote into `bytes` (empty: none), or
+    /// `None` if `bytes` are not such an encoding.
+    fn decode(bytes: &'a [u8]) -> Option<Parts<'a>> {
+        struct Reader<'a>(&'a [u8]);
+        impl<'a> Reader<'a> {
+            fn byte(&mut self) -> Option<u8> {
+                let (&first, rest) = self.0.split_first()?;
+                self.0 = rest;
+                Some(first)
+            }
+            fn len(&mut self) -> Option<usize> {
+                let mut n: u64 = 0;
+                for shift in (0..64).step_by(7) {
+                    let byte = self.byte()?;
+                    n |= u64::from(byte & 0x7f) << shift;
+                    if byte & 0x80 == 0 {
+                        return usize::try_from(n).ok();
+                    }
+                }
+                None
+            }
+            fn field(&mut self) -> Option<&'a str> {
+                let len = self.len()?;
+                let (field, rest) = self.0.split_at_checked(len)?;
+                self.0 = rest;
+                std::str::from_utf8(field).ok()
+            }
+            fn list(&mut self) -> Option<Vec<&'a str>> {
+                // At most one entry per remaining byte: a bad count cannot
+                // reserve more than the encoding's length.
+                let count = self.len()?;
+                let mut list = Vec::with_capacity(count.min(self.0.len()));
+                for _ in 0..count {
+                    list.push(self.field()?);
+                }
+                Some(list)
+            }
+        }
+        if bytes.is_empty() {
+            return Some(Parts::default());
+        }
+        let mut reader = Reader(bytes);
+        let scopes = reader.list()?;
+        let resources = reader.list()?;
+        let audience = match reader.byte()? {
+            0 => None,
+            _ => Some(reader.field()?),
+        };
+        let count = reader.len()?;
+        let mut params = Vec::with_capacity(count.min(reader.0.len()));
+        for _ in 0..count {
+            params.push((reader.field()?, reader.field()?));
+        }
+        Some(Parts {
+            scopes,
+            resources,
+            audience,
+            params,
+        })
+    }
+}
+
 impl PartialEq for TokenParams {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && self.encoded.as_slice() == other.encoded.as_slice()
@@ -144,83 +275,46 @@ impl TokenParams {
         TokenParams::default()
     }
 
+    /// The values, decoded from the encoding.
+    fn parts(&self) -> Parts<'_> {
+        // Only `Parts::encode` writes `encoded`, from `&str`s, so it always
+        // decodes; the empty default is never reached.
+        Parts::decode(self.encoded.as_slice()).unwrap_or_default()
+    }
+
     /// Adds a scope (repeatable); the scopes given replace the configured ones.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scopes.push(scope.into());
-        self.encode();
-        self
+    pub fn scope(self, scope: impl Into<String>) -> Self {
+        let scope = scope.into();
+        let mut parts = self.parts();
+        parts.scopes.push(&scope);
+        parts.encode()
     }
 
     /// Adds an RFC 8707 resource indicator (repeatable); the resources given
     /// replace the configured ones.
-    pub fn resource(mut self, uri: impl Into<String>) -> Self {
-        self.resources.push(uri.into());
-        self.encode();
-        self
+    pub fn resource(self, uri: impl Into<String>) -> Self {
+        let uri = uri.into();
+        let mut parts = self.parts();
+        parts.resources.push(&uri);
+        parts.encode()
     }
 
     /// Sets the `audience` parameter, replacing the configured one.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
-        self.encode();
-        self
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        let audience = audience.into();
+        let mut parts = self.parts();
+        parts.audience = Some(&audience);
+        parts.encode()
     }
 
     /// Sets an extra token request parameter (repeatable), replacing a
     /// configured one of the same name. Reserved names are refused when the
     /// parameters are used (see the [type docs](TokenParams)).
-    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
-        self.encode();
-        self
-    }
-
-    /// Recomputes the canonical encoding and its hash after a change.
-    fn encode(&mut self) {
-        /// LEB128: short, and no encoding is a prefix of another.
-        fn len(out: &mut Vec<u8>, len: usize) {
-            let mut n = len as u64;
-            while n >= 0x80 {
-                // Truncation intended: the low seven bits, flagged.
-                out.push((n as u8 & 0x7f) | 0x80);
-                n >>= 7;
-            }
-            out.push(n as u8);
-        }
-        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
-            len(out, bytes.len());
-            out.extend_from_slice(bytes);
-        }
-        let mut out = Vec::new();
-        len(&mut out, self.scopes.len());
-        for scope in &self.scopes {
-            field(&mut out, scope.as_bytes());
-        }
-        len(&mut out, self.resources.len());
-        for resource in &self.resources {
-            field(&mut out, resource.as_bytes());
-        }
-        match &self.audience {
-            Some(audience) => {
-                out.push(1);
-                field(&mut out, audience.as_bytes());
-            }
-            None => out.push(0),
-        }
-        len(&mut out, self.params.len());
-        for (name, value) in &self.params {
-            field(&mut out, name.as_bytes());
-            field(&mut out, value.as_bytes());
-        }
-        // FNV-1a, 64 bits: deterministic and short; see the type docs on
-        // mixing it with a secret for untrusted keys.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in &out {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.encoded = Encoded::new(&out);
-        self.hash = hash;
+    pub fn param(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let (name, value) = (name.into(), value.into());
+        let mut parts = self.parts();
+        parts.params.push((&name, &value));
+        parts.encode()
     }
 
     /// A 64-bit hash of these params, equal for equal params: what their
@@ -231,27 +325,27 @@ impl TokenParams {
 
     /// Whether these change nothing (the client's default token).
     pub fn is_empty(&self) -> bool {
-        self.scopes.is_empty() && self.resources.is_empty() && self.audience.is_none() && self.params.is_empty()
+        self.encoded.as_slice().is_empty()
     }
 
     /// The scopes given, as written.
-    pub fn scopes(&self) -> &[String] {
-        &self.scopes
+    pub fn scopes(&self) -> Vec<&str> {
+        self.parts().scopes
     }
 
     /// The resources given, as written.
-    pub fn resources(&self) -> &[String] {
-        &self.resources
+    pub fn resources(&self) -> Vec<&str> {
+        self.parts().resources
     }
 
     /// The audience given.
     pub fn audience_value(&self) -> Option<&str> {
-        self.audience.as_deref()
+        self.parts().audience
     }
 
     /// The extra parameters given, in order.
-    pub fn params(&self) -> &[(String, String)] {
-        &self.params
+    pub fn params(&self) -> Vec<(&str, &str)> {
+        self.parts().params
     }
 }
 
@@ -259,11 +353,12 @@ impl fmt::Debug for TokenParams {
     /// Scopes, resources and audience; parameter names only (their values
     /// may be sensitive, as with [`Config`]'s `Debug`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.params.iter().map(|(name, _)| name.as_str()).collect();
+        let parts = self.parts();
+        let names: Vec<&str> = parts.params.iter().map(|(name, _)| *name).collect();
         f.debug_struct("TokenParams")
-            .field("scopes", &self.scopes)
-            .field("resources", &self.resources)
-            .field("audience", &self.audience)
+            .field("scopes", &parts.scopes)
+            .field("resources", &parts.resources)
+            .field("audience", &parts.audience)
             .field("params", &names)
             .finish()
     }
@@ -285,17 +380,25 @@ impl Config {
         if params.is_empty() {
             return Ok(self.clone());
         }
-        let scopes = if params.scopes.is_empty() {
+        let parts = params.parts();
+        let scopes = if parts.scopes.is_empty() {
             None
         } else {
-            Some(checked_scopes(&params.scopes)?)
+            Some(checked_scopes(&parts.scopes)?)
         };
-        let resources = if params.resources.is_empty() {
+        let resources = if parts.resources.is_empty() {
             None
         } else {
-            Some(checked_resources(params.resources.clone())?)
+            Some(checked_resources(
+                parts.resources.iter().map(|r| (*r).to_owned()).collect(),
+            )?)
         };
-        check_params(&params.params)?;
-        Ok(self.merged(scopes, resources, params.audience.clone(), &params.params))
+        let pairs: Vec<(String, String)> = parts
+            .params
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        check_params(&pairs)?;
+        Ok(self.merged(scopes, resources, parts.audience.map(str::to_owned), &pairs))
     }
 }

@@ -29,14 +29,19 @@ use crate::time::Timestamp;
 #[derive(Clone)]
 pub struct AccessToken(Arc<Inner>);
 
+/// Kept once per cached token (a client with many keys keeps one per key),
+/// so kept small: the strings are exact-sized, and the token type is not
+/// stored apart but read from the start of the header it begins.
 struct Inner {
-    secret: String,
-    token_type: String,
+    secret: Box<str>,
     expires_at: Option<Timestamp>,
     received_at: Timestamp,
-    scope: Option<String>,
+    scope: Option<Box<str>>,
     refresh_token: Option<Secret>,
+    /// `<token type> <secret>`, marked sensitive.
     header: HeaderValue,
+    /// How many bytes of `header` the token type takes.
+    type_len: u32,
 }
 
 impl AccessToken {
@@ -59,7 +64,15 @@ impl AccessToken {
 
     /// The token type, `Bearer` (normalised) for bearer tokens.
     pub fn token_type(&self) -> &str {
-        &self.0.token_type
+        let len = usize::try_from(self.0.type_len).unwrap_or(usize::MAX);
+        // `build` checked the type: ASCII letters, digits and `-_.`, so
+        // these bytes are valid UTF-8 and the fallback is never taken.
+        self.0
+            .header
+            .as_bytes()
+            .get(..len)
+            .and_then(|scheme| std::str::from_utf8(scheme).ok())
+            .unwrap_or_default()
     }
 
     /// When the token expires, if known. A token without expiry is served until
@@ -130,12 +143,12 @@ impl AccessToken {
     fn detached_clone(&self) -> AccessToken {
         AccessToken(Arc::new(Inner {
             secret: self.0.secret.clone(),
-            token_type: self.0.token_type.clone(),
             expires_at: self.0.expires_at,
             received_at: self.0.received_at,
             scope: self.0.scope.clone(),
             refresh_token: self.0.refresh_token.clone(),
             header: self.0.header.clone(),
+            type_len: self.0.type_len,
         }))
     }
 
@@ -153,7 +166,7 @@ impl AccessToken {
 
 impl PartialEq for AccessToken {
     fn eq(&self, other: &Self) -> bool {
-        self.same_token(other) && self.0.expires_at == other.0.expires_at && self.0.token_type == other.0.token_type
+        self.same_token(other) && self.0.expires_at == other.0.expires_at && self.token_type() == other.token_type()
     }
 }
 
@@ -163,7 +176,7 @@ impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
             .field("token", &"[redacted]")
-            .field("token_type", &self.0.token_type)
+            .field("token_type", &self.token_type())
             .field("expires_at", &self.0.expires_at)
             .field("received_at", &self.0.received_at)
             .field("scope", &self.0.scope)
@@ -253,17 +266,19 @@ impl AccessTokenBuilder {
                 "the token_type is not a valid authentication scheme name",
             ));
         }
+        let type_len = u32::try_from(token_type.len())
+            .map_err(|_| crate::Error::invalid("the token_type is not a valid authentication scheme name"))?;
         let mut header = HeaderValue::from_str(&format!("{token_type} {}", self.secret))
             .map_err(|_| crate::Error::invalid("the access_token cannot be sent in an Authorization header"))?;
         header.set_sensitive(true);
         Ok(AccessToken(Arc::new(Inner {
-            secret: self.secret,
-            token_type,
+            secret: self.secret.into_boxed_str(),
             expires_at: self.expires_at,
             received_at: self.received_at,
-            scope: self.scope,
+            scope: self.scope.map(String::into_boxed_str),
             refresh_token: self.refresh_token.map(Secret::new),
             header,
+            type_len,
         })))
     }
 }
@@ -286,11 +301,11 @@ struct Stored {
 impl serde::Serialize for AccessToken {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Stored {
-            access_token: self.0.secret.clone(),
-            token_type: self.0.token_type.clone(),
+            access_token: self.0.secret.to_string(),
+            token_type: self.token_type().to_owned(),
             expires_at: self.0.expires_at,
             received_at: self.0.received_at,
-            scope: self.0.scope.clone(),
+            scope: self.0.scope.as_deref().map(str::to_owned),
             refresh_token: self.0.refresh_token.as_ref().map(|s| s.expose_secret().to_owned()),
         }
         .serialize(serializer)

@@ -155,6 +155,33 @@ fn equal_params_are_one_key() {
     assert_eq!(map.get(&TokenParams::new().scope("x")), None);
 }
 
+/// A key's params are one small value (its canonical encoding, inline when
+/// short): a client keeps one per key.
+#[test]
+fn short_params_fit_in_64_bytes() {
+    assert!(std::mem::size_of::<TokenParams>() <= 64);
+}
+
+#[test]
+fn the_values_given_read_back_as_written_short_or_long() {
+    let long = format!("https://api.example/{}", "é".repeat(200));
+    let params = TokenParams::new()
+        .resource("https://a.example/")
+        .scope("x y")
+        .audience("first")
+        .resource(long.as_str())
+        .audience("ünï")
+        .param("tenant", "t-1");
+    assert_eq!(params.scopes(), ["x y"]);
+    assert_eq!(params.resources(), ["https://a.example/", long.as_str()]);
+    assert_eq!(params.audience_value(), Some("ünï"));
+    assert_eq!(params.params(), [("tenant", "t-1")]);
+    assert!(!params.is_empty());
+    let empty = TokenParams::new();
+    assert!(empty.is_empty() && empty.scopes().is_empty() && empty.params().is_empty());
+    assert_eq!(empty.audience_value(), None);
+}
+
 /// Builds params from raw parts: scopes, then parameters.
 fn params_of(scopes: &[String], pairs: &[(String, String)]) -> TokenParams {
     let with_scopes = scopes.iter().fold(TokenParams::new(), |p, s| p.scope(s.as_str()));
@@ -180,6 +207,11 @@ proptest! {
         let same = scopes_a == scopes_b && pairs_a == pairs_b;
         prop_assert_eq!(a == b, same);
         prop_assert_eq!(a == a.clone(), true);
+        // The values read back as written (decoded from the encoding).
+        let scopes: Vec<&str> = scopes_a.iter().map(String::as_str).collect();
+        prop_assert_eq!(a.scopes(), scopes);
+        let pairs: Vec<(&str, &str)> = pairs_a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        prop_assert_eq!(a.params(), pairs);
         if same {
             prop_assert_eq!(a.key_hash(), b.key_hash());
         }

@@ -81,12 +81,25 @@ pub mod labels {
 }
 
 /// The labels every metric of one client carries: its client id and its
-/// cache key's prefix. Computed once per client; empty without the feature
-/// `metrics`.
+/// cache key's prefix. Made once per key, and small: a client with many
+/// keys keeps one per key, so the client id is not copied (it is read from
+/// the key's config, which shares it with every key of the client, when a
+/// metric is recorded) and the key's prefix is kept inline. Empty without
+/// the feature `metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct Labels {
+    /// `None` only for [`Labels::default`]: no labels.
     #[cfg(feature = "metrics")]
-    pairs: [(&'static str, String); 2],
+    client: Option<LabelSource>,
+}
+
+/// What a key's labels are made from when a metric is recorded.
+#[cfg(feature = "metrics")]
+#[derive(Debug, Clone)]
+struct LabelSource {
+    config: Config,
+    /// The first 12 hex digits of the config's fingerprint (ASCII).
+    key: [u8; 12],
 }
 
 impl Labels {
@@ -95,10 +108,15 @@ impl Labels {
     pub fn new(config: &Config) -> Labels {
         #[cfg(feature = "metrics")]
         {
-            let mut key = config.fingerprint();
-            key.truncate(12);
+            let mut key = [b'0'; 12];
+            for (to, from) in key.iter_mut().zip(config.fingerprint().bytes()) {
+                *to = from;
+            }
             Labels {
-                pairs: [(labels::CLIENT_ID, config.client_id().to_owned()), (labels::KEY, key)],
+                client: Some(LabelSource {
+                    config: config.clone(),
+                    key,
+                }),
             }
         }
         #[cfg(not(feature = "metrics"))]
@@ -108,7 +126,14 @@ impl Labels {
     /// These labels and `more`, for one metric.
     #[cfg(feature = "metrics")]
     fn with(&self, more: &[(&'static str, &'static str)]) -> Vec<metrics::Label> {
-        let own = self.pairs.iter().map(|(k, v)| metrics::Label::new(*k, v.clone()));
+        let own = self.client.iter().flat_map(|client| {
+            // The fingerprint is hex digits: ASCII, so valid UTF-8.
+            let key = std::str::from_utf8(&client.key).unwrap_or_default();
+            [
+                metrics::Label::new(labels::CLIENT_ID, client.config.client_id().to_owned()),
+                metrics::Label::new(labels::KEY, key.to_owned()),
+            ]
+        });
         own.chain(more.iter().map(|(k, v)| metrics::Label::new(*k, *v)))
             .collect()
     }

@@ -13,9 +13,12 @@ struct Snapshot {
     /// For [`Published::fresh_shared`] of a striped `Published`: detached
     /// copies of `token` (each its own reference count), one per stripe of
     /// threads but the first (which clones `token`), each made when a
-    /// thread of its stripe first reads this token: a key read from one
-    /// stripe only (or not read since it was fetched) keeps no copy.
-    copies: [OnceLock<AccessToken>; MAX_STRIPES - 1],
+    /// thread of its stripe first reads this token. The slots themselves
+    /// are allocated on the first read from a stripe but the first, sized
+    /// for the stripes there are: a key read from one stripe only (or not
+    /// read since it was fetched, or on a one-CPU machine) keeps neither
+    /// slots nor copies.
+    copies: OnceLock<Box<[OnceLock<AccessToken>]>>,
 }
 
 /// Most stripes of threads a [`Published::striped`] keeps copies for.
@@ -170,9 +173,13 @@ impl Published {
             return None;
         }
         let copy = match self.striped {
-            true => (stripe() % stripes())
-                .checked_sub(1)
-                .and_then(|n| snapshot.copies.get(n)),
+            true => (stripe() % stripes()).checked_sub(1).and_then(|n| {
+                // Made on the first read from a stripe but the first (allocates once).
+                let copies = snapshot
+                    .copies
+                    .get_or_init(|| (1..stripes()).map(|_| OnceLock::new()).collect());
+                copies.get(n)
+            }),
             false => None,
         };
         let token = match copy {

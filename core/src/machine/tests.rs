@@ -141,6 +141,19 @@ fn a_huge_retry_after_is_capped_and_reported() {
     assert_eq!(source.retry_after_capped(), None);
 }
 
+/// A request a provider or a fleet answered instead was never sent: the
+/// copies of the credentials it carried (kept to redact its answer) are
+/// dropped with it, so an idle key keeps no copy of a secret.
+#[test]
+fn a_request_answered_by_a_provider_keeps_no_copy_of_its_credentials() {
+    let mut source = source();
+    let out = send(&mut source, at(0));
+    assert_ne!(source.sent_credentials, crate::redact::Credentials::default());
+    assert!(source.offer_token(at(0), token_expiring("provided", 0, 3600)));
+    assert!(source.abandon(out.id));
+    assert_eq!(source.sent_credentials, crate::redact::Credentials::default());
+}
+
 #[test]
 fn an_offered_token_replaces_the_cached_one_only_if_usable_and_later() {
     let mut source = source();

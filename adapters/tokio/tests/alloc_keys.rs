@@ -1,0 +1,63 @@
+//! The heap an idle key keeps. Its own test binary: `allocation-counter`
+//! installs a counting global allocator (counts are per thread), and a
+//! `current_thread` runtime keeps every task on this thread, so the count
+//! is exact.
+
+use client_credentials::{AccessToken, Config, Timestamp, TokenParams};
+use client_credentials_tokio::Client;
+
+/// The net heap growth of adding 1,000 keys, each fetched from a token
+/// provider (no transport), then idle, divided by 1,000, minus the token's
+/// strings. Printed for BENCHMARKS.md
+/// (`cargo test -p client-credentials-tokio --test alloc_keys -- --nocapture`).
+#[test]
+fn an_idle_key_from_a_token_provider_keeps_at_most_two_and_a_half_kibibytes_beside_its_token() {
+    const KEYS: usize = 1_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Config::builder("my-client-id", "secret")
+        .token_endpoint("https://auth.example/token")
+        .build()
+        .unwrap();
+    let client = Client::builder(config)
+        .token_provider(|_| {
+            Box::pin(async {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                AccessToken::builder("0123456789abcdef0123")
+                    .received_at(Timestamp::from_unix_secs(now))
+                    .expires_at(Timestamp::from_unix_secs(now + 3600))
+                    .build()
+                    .ok()
+            })
+        })
+        .max_keys(2 * KEYS)
+        .build();
+    runtime.block_on(client.token()).unwrap();
+    let keys: Vec<TokenParams> = (0..KEYS)
+        .map(|n| TokenParams::new().param("tenant", format!("t-{n:04}")))
+        .collect();
+    let mut token_bytes = 0;
+    let counts = allocation_counter::measure(|| {
+        runtime.block_on(async {
+            for params in &keys {
+                let token = client.token_for(params).await.unwrap();
+                token_bytes += token.secret().len() + token.token_type().len() + token.scope().map_or(0, str::len);
+            }
+        })
+    });
+    let per_key = counts.bytes_current as usize / KEYS;
+    let beside_token = per_key.saturating_sub(token_bytes / KEYS);
+    println!(
+        "tokio, token provider: per idle key {per_key} bytes of heap in {:.1} allocations, of which {} the token's strings; {beside_token} beside them",
+        counts.count_current as f64 / KEYS as f64,
+        token_bytes / KEYS
+    );
+    assert!(
+        beside_token <= 5 * 1024 / 2,
+        "{beside_token} bytes per idle key beside its token"
+    );
+}
