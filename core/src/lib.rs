@@ -121,6 +121,18 @@
 //! fresh and the background refresher's question without waking, and
 //! [wakes](driver::Resting::wake) into exactly the driver that rested.
 //!
+//! The keys of one client discover once: a key's [`driver::Discovery`]
+//! (exported by [`driver::Driver::discovery`], the metadata behind an `Arc`)
+//! is adopted by its siblings with [`driver::Driver::adopt_discovery`],
+//! which takes it only for the same issuer and resource, within the
+//! discovery TTL, newer than the key's own and never stale, and refuses
+//! one that pins another authorization server than the key's
+//! ([`TokenSource::adopt_discovery`]); [`driver::Discovery::replaces`] says
+//! which result a client keeps. The adapters keep the client's latest,
+//! adopt it before a key steps and keep the key's after; while one key
+//! reads the metadata again, its siblings' discovery is held
+//! ([`driver::Driver::hold_discovery`]), so a client rediscovers once.
+//!
 //! ## Decisions, and where they are documented
 //! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`
 //!   ([`refresh_time`]); default margin 300 s. Between that time and expiry it is

@@ -1,6 +1,7 @@
 //! `TokenSource`: the token lifecycle as a state machine driven by the caller.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::RETRY_AFTER;
@@ -423,8 +424,9 @@ impl Cached {
 }
 
 /// Provider metadata in use, with the endpoints it names, checked once when
-/// it was read.
-#[derive(Debug)]
+/// it was read. Held in an `Arc`: the keys of one client share one copy
+/// (see [`Discovery`]).
+#[derive(Debug, Clone)]
 struct Discovered {
     metadata: ProviderMetadata,
     token_url: Url,
@@ -479,16 +481,17 @@ pub struct TokenSource {
     /// came with is still served.
     refresh_token: Option<Secret>,
     /// With discovery: the metadata in use, once read.
-    /// (Boxed, as the other discovery state below: most keys never use
-    /// it, and an idle key's state is kept small.)
-    discovered: Option<Box<Discovered>>,
+    /// (Behind an `Arc`, shared with the client's other keys, see
+    /// [`Discovery`]; the other discovery state below is boxed: most keys
+    /// never use it, and an idle key's state is kept small.)
+    discovered: Option<Arc<Discovered>>,
     metadata_stale: bool,
     location: usize,
     rediscovered: bool,
     /// RFC 9728: the resource's metadata, the issuer it names, where it is
     /// read (a 401 challenge may name another URL), and whether it was read
     /// in the discovery round under way (then the issuer is discovered next).
-    resource_metadata: Option<Box<ResourceMetadata>>,
+    resource_metadata: Option<Arc<ResourceMetadata>>,
     authorization_server: Option<Box<Issuer>>,
     resource_hint: Option<Box<ResourceHint>>,
     resource_read: bool,
@@ -1467,7 +1470,7 @@ impl TokenSource {
                         self.trusted_authorization_server
                             .get_or_insert_with(|| server.as_str().to_owned());
                         self.authorization_server = Some(Box::new(server));
-                        self.resource_metadata = Some(Box::new(metadata.clone()));
+                        self.resource_metadata = Some(Arc::new(metadata.clone()));
                         self.resource_read = true;
                         self.location = 0;
                         self.pace(now);
@@ -1500,7 +1503,7 @@ impl TokenSource {
                 match read {
                     Ok(discovered) => {
                         let metadata = discovered.metadata.clone();
-                        self.discovered = Some(Box::new(discovered));
+                        self.discovered = Some(Arc::new(discovered));
                         self.metadata_stale = false;
                         // Only a token ends the escalation; until then the
                         // token request waits a back-off step like any other.
@@ -1857,7 +1860,9 @@ impl TokenSource {
         retry_after: Option<Duration>,
     ) -> Result<Event, Error> {
         if let Some(discovered) = &mut self.discovered {
-            discovered.fetched_at = now;
+            // A copy of its own when the metadata is shared: the other
+            // keys see the later time when this key publishes it.
+            Arc::make_mut(discovered).fetched_at = now;
             self.resource_read = false;
             self.metadata_stale = false;
             return Ok(self.fallback(now, error));
@@ -1962,7 +1967,10 @@ fn revocation_result(config: &Config, response: &Response<Vec<u8>>, credentials:
 }
 
 mod rest;
+mod sharing;
+
 pub(crate) use rest::RestingSource;
+pub use sharing::Discovery;
 
 #[cfg(test)]
 mod tests;

@@ -104,19 +104,53 @@ fn a_cached_token_for_at_rest_through_the_lock_costs_no_allocation() {
     assert_eq!(issuer.token_requests().len(), 100);
 }
 
-/// The heap an idle key keeps, besides its token's own strings: measured as
+/// The heap an idle key keeps, besides its token's own strings, over HTTP:
 /// the net heap growth of adding 1,000 keys (each fetched, then idle),
 /// divided by 1,000, minus the token's strings. Printed for BENCHMARKS.md
-/// (`cargo test -p client-credentials-blocking --test allocations -- --nocapture`);
-/// it varies from run to run as the transport's buffers come and go (the
-/// token provider variant below is exact). The 1 KiB target is not met
-/// (see BENCHMARKS.md); the bound is 2.5 KiB for now.
+/// (`cargo test -p client-credentials-blocking --test allocations -- --nocapture --test-threads 1`).
+/// Indicative, not exact: `allocation-counter` counts per thread, and ureq
+/// resolves each request's host on a thread of its own when a deadline is
+/// set, so what this thread allocates for that thread and that thread frees
+/// counts here (about 140 bytes per request; more when other tests run
+/// beside it). The exact figures, bound at the 1 KiB target: the token
+/// provider variant below, and the tokio adapter's HTTP variant (one
+/// thread), 861 bytes.
 #[test]
-fn an_idle_key_keeps_at_most_two_and_a_half_kibibytes_beside_its_token() {
+fn an_idle_key_fetched_over_http_keeps_at_most_two_kibibytes_beside_its_token() {
+    let issuer = TestIssuer::start();
+    let beside_token = bytes_per_idle_key(&client(&issuer), "a token endpoint");
+    assert!(
+        beside_token <= 2 * 1024,
+        "{beside_token} bytes per idle key beside its token"
+    );
+}
+
+/// The same with `.issuer(..)`: the keys share the client's discovered
+/// metadata (one copy, discovered once), so an idle key of a discovering
+/// client keeps no more than one of a client with a token endpoint (it kept
+/// its own copy of the metadata before, 3.6 KiB in all). Indicative, as
+/// above.
+#[test]
+fn an_idle_key_of_a_discovering_client_keeps_no_copy_of_the_metadata() {
+    let issuer = TestIssuer::start();
+    let config = client_credentials::Config::builder(issuer.client_id(), issuer.client_secret())
+        .issuer(issuer.issuer_url())
+        .build()
+        .unwrap();
+    let beside_token = bytes_per_idle_key(&Client::new(config), "an issuer");
+    assert_eq!(issuer.discovery_requests().len(), 1);
+    assert!(
+        beside_token <= 2 * 1024,
+        "{beside_token} bytes per idle key beside its token"
+    );
+}
+
+/// The net heap growth of adding 1,000 keys to `client` (each fetched,
+/// then idle), per key, minus the token's strings; printed with `what` the
+/// client is configured with.
+fn bytes_per_idle_key(client: &Client, what: &str) -> usize {
     use client_credentials::TokenParams;
     const KEYS: usize = 1_000;
-    let issuer = TestIssuer::start();
-    let client = client(&issuer);
     client.token().unwrap();
     let keys: Vec<TokenParams> = (0..KEYS)
         .map(|n| TokenParams::new().param("tenant", format!("t-{n:04}")))
@@ -134,22 +168,18 @@ fn an_idle_key_keeps_at_most_two_and_a_half_kibibytes_beside_its_token() {
     let per_key = counts.bytes_current as usize / KEYS;
     let beside_token = per_key.saturating_sub(token_bytes / KEYS);
     println!(
-        "per idle key: {per_key} bytes of heap, of which {} the token's strings; {beside_token} beside them",
+        "with {what}: per idle key: {per_key} bytes of heap, of which {} the token's strings; {beside_token} beside them",
         token_bytes / KEYS
     );
-    assert!(
-        beside_token <= 5 * 1024 / 2,
-        "{beside_token} bytes per idle key beside its token"
-    );
+    beside_token
 }
 
 /// The same measure without a transport: every key's token comes from a
 /// token provider, so no thread but this one allocates and the count is
-/// exact (the HTTP variant above also counts the transport's buffers as
-/// they come and go). Printed for BENCHMARKS.md
+/// exact. Printed for BENCHMARKS.md
 /// (`cargo test -p client-credentials-blocking --test allocations -- --nocapture`).
 /// Exact, so bound at the 1 KiB target: the key's driver rests between
-/// jobs (825 bytes measured, 849 with `metrics`).
+/// jobs (833 bytes measured, 857 with `metrics`).
 #[test]
 fn an_idle_key_from_a_token_provider_keeps_at_most_one_kibibyte_beside_its_token() {
     use client_credentials::{AccessToken, Config, Timestamp, TokenParams};

@@ -274,9 +274,26 @@ impl<W: Io> Driver<W> {
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut machine::Driver, Timestamp) -> R) -> R {
         let now = self.now();
         let mut state = self.lock();
-        let result = f(state.live(|| fresh_machine(&self.config, &self.settings)), now);
+        let result = self.run(&mut state, now, f);
         self.publish(&mut state, now);
         result
+    }
+
+    /// Runs `f` on the live core driver (woken if it rests), between
+    /// adopting the client's latest discovery and publishing the key's own
+    /// when it discovers (see `SharedDiscovery`).
+    fn run<R>(&self, state: &mut State, now: Timestamp, f: impl FnOnce(&mut machine::Driver, Timestamp) -> R) -> R {
+        let machine = state.live(|| fresh_machine(&self.config, &self.settings));
+        match machine.discovers() {
+            false => f(machine, now),
+            // The keys of one client discover once (see `SharedDiscovery`).
+            true => {
+                // This key's identity among the client's keys: its address,
+                // stable while it lives (behind its `Arc`), never dereferenced.
+                let key = std::ptr::from_ref(self) as usize;
+                self.settings.discovery.around(machine, now, key, f)
+            }
+        }
     }
 
     /// Hands back the result of a job's task: [`Driver::with`], and when
@@ -288,9 +305,7 @@ impl<W: Io> Driver<W> {
     pub(crate) fn handle(&self, ticket: machine::Ticket, outcome: machine::Outcome) -> Option<machine::Work> {
         let now = self.now();
         let mut state = self.lock();
-        let next = state
-            .live(|| fresh_machine(&self.config, &self.settings))
-            .handle(now, ticket, outcome);
+        let next = self.run(&mut state, now, |machine, now| machine.handle(now, ticket, outcome));
         self.publish(&mut state, now);
         if next.is_none() && !self.front.params.is_empty() {
             state.rest();
@@ -388,9 +403,13 @@ impl<W: Io> Driver<W> {
         }
     }
 
-    /// The discovered provider metadata, if any.
+    /// The discovered provider metadata, if any: this key's, or the
+    /// client's latest (another key may have discovered it).
     pub fn metadata(&self) -> Option<ProviderMetadata> {
-        self.lock().metadata().cloned()
+        if let Some(metadata) = self.lock().metadata() {
+            return Some(metadata.clone());
+        }
+        self.settings.discovery.latest()?.metadata().cloned()
     }
 
     /// Whether a token is cached (fresh or not), for `Debug`.
@@ -425,9 +444,7 @@ impl<W: Io> Driver<W> {
         if let Some(step) = state.resting.as_ref().and_then(|resting| resting.step(now, call)) {
             return step;
         }
-        let step = state
-            .live(|| fresh_machine(&self.config, &self.settings))
-            .step(now, call);
+        let step = self.run(&mut state, now, |machine, now| machine.step(now, call));
         self.publish(&mut state, now);
         step
     }

@@ -66,7 +66,9 @@ pub use job::sign_on_blocking_pool;
 pub use job::{Job, Revocation, Step};
 pub use keys::Keys;
 pub use published::Published;
-pub use settings::{BlockingProvider, BlockingSettings, BoxFuture, ErrorCallback, Provider, Settings, TokenCallback};
+pub use settings::{
+    BlockingProvider, BlockingSettings, BoxFuture, ErrorCallback, Provider, Settings, SharedDiscovery, TokenCallback,
+};
 pub use store::{AsyncTokenStore, FileStore, FleetTurn, MemoryStore, TokenStore};
 
 /// The crate whose name a log line of the shared code carries as its

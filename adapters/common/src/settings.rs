@@ -4,8 +4,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use client_credentials::{AccessToken, Config, Error};
+use client_credentials::driver::{self as machine, Discovery};
+use client_credentials::{AccessToken, Config, Error, Timestamp};
 
 use crate::clock::TimeSource;
 use crate::store::{AsyncTokenStore, TokenStore};
@@ -46,6 +48,101 @@ pub struct Settings<S: ?Sized = dyn AsyncTokenStore, P: ?Sized = Provider> {
     /// How many keys besides the default one a client keeps (see
     /// [`Keys`](crate::Keys)); default [`Settings::DEFAULT_MAX_KEYS`].
     pub max_keys: usize,
+    /// The client's latest discovery result, shared by its keys.
+    pub discovery: SharedDiscovery,
+}
+
+/// The latest discovery result of a client (see [`Discovery`]), shared by
+/// its keys so they discover once, hold one copy of the metadata and one
+/// pinned authorization server: a key adopts it before it steps and
+/// publishes its own after (see [`SharedDiscovery::around`]). What is
+/// usable, and which result is kept, the core decides.
+#[derive(Default)]
+pub struct SharedDiscovery {
+    latest: Mutex<Latest>,
+}
+
+#[derive(Default)]
+struct Latest {
+    discovery: Option<Discovery>,
+    /// The key reading the metadata now (its driver's address, an identity
+    /// only), if any.
+    discovering: Option<usize>,
+}
+
+impl SharedDiscovery {
+    fn lock(&self) -> MutexGuard<'_, Latest> {
+        // Only whole values are stored: a panic elsewhere leaves one intact.
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The latest result, if any key has discovered.
+    pub fn latest(&self) -> Option<Discovery> {
+        self.lock().discovery.clone()
+    }
+
+    /// Runs `f` on the core driver of key `key` (held under the key's lock)
+    /// between adopting the client's latest result and publishing the
+    /// key's own, when it replaces the latest.
+    ///
+    /// While another key reads the metadata again (the client has a result,
+    /// past its TTL or stale), this key's discovery is held
+    /// ([`machine::Driver::hold_discovery`]): its callers wait for that
+    /// result, woken when that key's job ends, so a client rediscovers once
+    /// however many keys refresh then. (Cold keys asked for at once each
+    /// read the metadata: were that read to fail, every key waiting on it
+    /// would wait out one more failure per sibling.) A key about to send a
+    /// metadata request, or to pin the client's authorization server (a
+    /// resource server's first read), runs `f` under this lock: no other
+    /// key starts a read meanwhile, and the first document read pins one
+    /// server for every key.
+    pub fn around<R>(
+        &self,
+        machine: &mut machine::Driver,
+        now: Timestamp,
+        key: usize,
+        f: impl FnOnce(&mut machine::Driver, Timestamp) -> R,
+    ) -> R {
+        let mut latest = self.lock();
+        if let Some(discovery) = &latest.discovery {
+            machine.adopt_discovery(discovery, now);
+        }
+        let rediscovering = latest.discovering.is_some_and(|other| other != key)
+            && latest.discovery.as_ref().is_some_and(|d| d.metadata().is_some());
+        machine.hold_discovery(rediscovering);
+        if machine.pins_next() || (!rediscovering && machine.discovery_due(now)) {
+            let result = f(machine, now);
+            Self::publish(&mut latest, machine, key);
+            return result;
+        }
+        drop(latest);
+        let result = f(machine, now);
+        Self::publish(&mut self.lock(), machine, key);
+        result
+    }
+
+    fn publish(latest: &mut Latest, machine: &machine::Driver, key: usize) {
+        if let Some(discovery) = machine.discovery() {
+            if discovery.replaces(latest.discovery.as_ref()) {
+                latest.discovery = Some(discovery);
+            }
+        }
+        if machine.is_discovering() {
+            latest.discovering.get_or_insert(key);
+        } else if latest.discovering == Some(key) {
+            latest.discovering = None;
+        }
+    }
+}
+
+impl fmt::Debug for SharedDiscovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let latest = self.lock();
+        f.debug_struct("SharedDiscovery")
+            .field("latest", &latest.discovery)
+            .field("discovering", &latest.discovering.is_some())
+            .finish()
+    }
 }
 
 /// The blocking adapter's settings.
@@ -74,6 +171,7 @@ impl<S: ?Sized, P: ?Sized> Settings<S, P> {
             store: None,
             provider: None,
             max_keys: Self::DEFAULT_MAX_KEYS,
+            discovery: SharedDiscovery::default(),
         }
     }
 

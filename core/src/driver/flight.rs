@@ -48,7 +48,9 @@ impl Driver {
     /// ([`TokenSource::retry_at`](crate::TokenSource::retry_at): the back-off and cool-down after failures
     /// apply with no caller at all).
     pub fn background(&self, now: Timestamp) -> Background {
-        if self.flight.is_some() {
+        // Another key of the client reads the metadata: its result is
+        // adopted when it ends (and the refresher is woken then).
+        if self.flight.is_some() || (self.discovery_held && self.source.discovery_due(now)) {
             return Background::Sleep(None);
         }
         match self.source.refresh_at() {

@@ -87,6 +87,7 @@ use crate::time::Timestamp;
 use crate::token::AccessToken;
 
 pub use crate::assertion::AssertionRole;
+pub use crate::machine::Discovery;
 pub use call::{Call, Caller, Settle};
 pub use rest::Resting;
 pub use step::{Background, Invalidated, Outcome, Report, SignOut, Signing, Step, Task, Ticket, Work};
@@ -113,6 +114,9 @@ pub struct Driver {
     reading_assertion: bool,
     /// The kind of the round's last request and how many of that kind it sent.
     attempts: Option<(crate::machine::RequestKind, u32)>,
+    /// Another key of the client is reading the metadata: see
+    /// [`Driver::hold_discovery`].
+    discovery_held: bool,
 }
 
 /// Where reading the store stands.
@@ -150,6 +154,7 @@ impl Driver {
             hooks: Hooks::NoneAsked,
             reading_assertion: false,
             attempts: None,
+            discovery_held: false,
         }
     }
 
@@ -180,6 +185,56 @@ impl Driver {
     /// The provider metadata in use, once discovered.
     pub fn metadata(&self) -> Option<&ProviderMetadata> {
         self.source.metadata()
+    }
+
+    /// What this key learnt by discovery, for the client's other keys (see
+    /// [`Discovery`] and [`TokenSource::discovery`]).
+    pub fn discovery(&self) -> Option<Discovery> {
+        self.source.discovery()
+    }
+
+    /// Takes another key's discovery result when it is usable here (see
+    /// [`TokenSource::adopt_discovery`]); returns whether anything changed.
+    /// An adapter serving several keys of one client adopts the client's
+    /// latest before a key steps and keeps what the key exports after
+    /// ([`Discovery::replaces`]).
+    pub fn adopt_discovery(&mut self, discovery: &Discovery, now: Timestamp) -> bool {
+        self.source.adopt_discovery(discovery, now)
+    }
+
+    /// Whether this key discovers, and so shares a [`Discovery`] with its
+    /// siblings (see [`TokenSource::discovers`]).
+    pub fn discovers(&self) -> bool {
+        self.source.discovers()
+    }
+
+    /// Whether this key would pin the client's authorization server with
+    /// its next resource document (see [`TokenSource::pins_next`]).
+    pub fn pins_next(&self) -> bool {
+        self.source.pins_next()
+    }
+
+    /// Whether a call stepped at `now` would send a metadata request (see
+    /// [`TokenSource::discovery_due`]).
+    pub fn discovery_due(&self, now: Timestamp) -> bool {
+        self.source.discovery_due(now)
+    }
+
+    /// Whether this key has a metadata request in flight (see
+    /// [`TokenSource::is_discovering`]).
+    pub fn is_discovering(&self) -> bool {
+        self.source.is_discovering()
+    }
+
+    /// Another key of the same client is reading the metadata again
+    /// (`true`), or none is (`false`): while held, a call whose next request
+    /// would be a metadata request is served the unexpired token (unless it
+    /// forces a refresh) or waits until woken (the other key's job ends, and
+    /// its result is adopted), instead of sending one of its own, and the
+    /// background refresh of this key sleeps until woken. An adapter serving
+    /// several keys sets this before each step.
+    pub fn hold_discovery(&mut self, held: bool) {
+        self.discovery_held = held;
     }
 
     /// A resource server's 401 to a request for `requested` named where its
@@ -283,6 +338,16 @@ impl Driver {
             if let Some(error) = self.source.refresh_failed(now, ticket) {
                 return Step::Failed(error.clone());
             }
+        }
+        if self.discovery_held && self.source.discovery_due(now) {
+            // Another key of the client reads the same metadata: this one
+            // adopts its result once woken, instead of reading it again.
+            // Meanwhile an unexpired token is served, unless a forced
+            // refresh withholds it (then `refresh_at` is `None`).
+            if let (Some(token), Some(_)) = (self.source.usable(now), self.source.refresh_at()) {
+                return Step::Ready(token.clone());
+            }
+            return Step::Wait { until: None };
         }
         match self.source.next(now) {
             Next::Act(Action::Ready(token)) => Step::Ready(token.clone()),

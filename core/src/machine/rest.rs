@@ -41,6 +41,9 @@ pub(crate) struct RestingSource {
     jitter: Jitter,
     /// With its counter: a fixed seed never repeats a `jti` across rests.
     jti: JtiSource,
+    /// With discovery: the metadata in use (inline, not in [`Rare`]: every
+    /// key of a discovering client has it, shared with its siblings).
+    discovered: Option<std::sync::Arc<Discovered>>,
     /// `None` for a plain healthy source.
     rare: Option<Box<Rare>>,
 }
@@ -59,11 +62,10 @@ struct Rounds {
 /// discovery and RFC 9728 state, the assertions read, the DPoP nonces.
 struct Rare {
     refresh_token: Option<Secret>,
-    discovered: Option<Box<Discovered>>,
     metadata_stale: bool,
     location: usize,
     rediscovered: bool,
-    resource_metadata: Option<Box<ResourceMetadata>>,
+    resource_metadata: Option<std::sync::Arc<ResourceMetadata>>,
     authorization_server: Option<Box<Issuer>>,
     resource_hint: Option<Box<ResourceHint>>,
     resource_read: bool,
@@ -77,7 +79,6 @@ impl Rare {
     /// Whether it holds nothing a new source would not have.
     fn is_empty(&self) -> bool {
         self.refresh_token.is_none()
-            && self.discovered.is_none()
             && !self.metadata_stale
             && self.location == 0
             && !self.rediscovered
@@ -146,7 +147,6 @@ impl TokenSource {
         }
         let rare = Rare {
             refresh_token: self.refresh_token,
-            discovered: self.discovered,
             metadata_stale: self.metadata_stale,
             location: self.location,
             rediscovered: self.rediscovered,
@@ -173,6 +173,7 @@ impl TokenSource {
             next_id: self.next_id,
             jitter: self.jitter,
             jti: self.jti,
+            discovered: self.discovered,
             rare: (!rare.is_empty()).then(|| Box::new(rare)),
         })
     }
@@ -186,7 +187,7 @@ impl RestingSource {
             config: self.config,
             cached: self.cached,
             refresh_token: None,
-            discovered: None,
+            discovered: self.discovered,
             metadata_stale: false,
             location: 0,
             rediscovered: false,
@@ -222,7 +223,6 @@ impl RestingSource {
         };
         if let Some(rare) = rare {
             source.refresh_token = rare.refresh_token;
-            source.discovered = rare.discovered;
             source.metadata_stale = rare.metadata_stale;
             source.location = rare.location;
             source.rediscovered = rare.rediscovered;
@@ -245,7 +245,7 @@ impl RestingSource {
 
     /// As [`TokenSource::metadata`].
     pub(crate) fn metadata(&self) -> Option<&ProviderMetadata> {
-        let discovered = self.rare.as_ref()?.discovered.as_ref()?;
+        let discovered = self.discovered.as_ref()?;
         Some(&discovered.metadata)
     }
 

@@ -116,6 +116,8 @@ pub trait Adapter: 'static {
     fn token_timeout(client: &Self::Client, timeout: Duration) -> Result<AccessToken, Error>;
     /// `refresh()`.
     fn refresh(client: &Self::Client) -> Result<AccessToken, Error>;
+    /// `metadata()`: the provider metadata, once discovered.
+    fn metadata(client: &Self::Client) -> Option<ProviderMetadata>;
     /// `authorization_header()`.
     fn authorization_header(client: &Self::Client) -> Result<http::HeaderValue, Error>;
     /// `invalidate(..)`.
@@ -181,6 +183,9 @@ impl Adapter for Blocking {
     }
     fn refresh(client: &Self::Client) -> Result<AccessToken, Error> {
         client.refresh()
+    }
+    fn metadata(client: &Self::Client) -> Option<ProviderMetadata> {
+        client.metadata()
     }
     fn authorization_header(client: &Self::Client) -> Result<http::HeaderValue, Error> {
         client.authorization_header()
@@ -273,6 +278,9 @@ impl Adapter for Tokio {
     }
     fn refresh(client: &Self::Client) -> Result<AccessToken, Error> {
         runtime().block_on(client.refresh())
+    }
+    fn metadata(client: &Self::Client) -> Option<ProviderMetadata> {
+        client.metadata()
     }
     fn authorization_header(client: &Self::Client) -> Result<http::HeaderValue, Error> {
         runtime().block_on(client.authorization_header())

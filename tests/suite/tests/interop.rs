@@ -15,4 +15,5 @@ client_credentials_suite::scenarios!(interop:
     dpop_bound_token_with_nonce,
     mtls_tls_client_auth_negotiated,
     mtls_self_signed,
+    the_keys_of_a_client_discover_once,
 );

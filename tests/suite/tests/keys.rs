@@ -6,4 +6,9 @@ client_credentials_suite::scenarios!(keys:
     a_bound_handle_serves_its_keys_token,
     refused_params_are_a_config_error_and_send_nothing,
     a_key_at_rest_keeps_its_refresh_token_and_discovered_endpoint,
+    the_keys_of_a_discovering_client_discover_once,
+    the_keys_of_a_resource_server_client_read_its_metadata_once,
+    a_new_key_keeps_the_clients_pinned_authorization_server,
+    cold_keys_asked_for_at_once_discover_at_most_once_per_caller,
+    keys_refreshing_at_once_past_the_ttl_rediscover_once,
 );

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::Duration;
 
-use client_credentials::{ClientAuth, Config, ConfigBuilder, Error, JwsAlgorithm, JwtKey, OAuthErrorCode, Timestamp};
+use client_credentials::{
+    ClientAuth, Config, ConfigBuilder, Error, JwsAlgorithm, JwtKey, OAuthErrorCode, Timestamp, TokenParams,
+};
 
 use crate::{Adapter, OidcPeer, Options};
 
@@ -313,4 +315,48 @@ pub fn mtls_self_signed<A: Adapter>() {
         .unwrap();
     let error = A::token(&A::build(config, mtls_options(pki, Some(&pki.client)))).unwrap_err();
     assert_eq!(error.oauth_code(), Some(&OAuthErrorCode::InvalidClient), "{error:?}");
+}
+
+/// Four keys of one discovering client (the default, two scopes, a
+/// resource indicator) against the real provider: each gets its own token,
+/// and the client reads the discovery document once, counted by the
+/// requests metric of each key (a parameter naming the adapter keeps the
+/// keys apart from the other scenarios').
+pub fn the_keys_of_a_client_discover_once<A: Adapter>() {
+    let metrics = crate::observe::metrics();
+    let peer = peer();
+    let config = basic_client(peer)
+        .scope("api:read")
+        .scope("api:write")
+        .param("x-suite-adapter", A::NAME)
+        .build()
+        .unwrap();
+    let keys = [
+        TokenParams::new().scope("api:read"),
+        TokenParams::new().scope("api:write"),
+        TokenParams::new().scope("api:read").resource(OidcPeer::RESOURCE),
+    ];
+    let client = A::build(config.clone(), Options::default());
+    let mut secrets = vec![A::token(&client).unwrap().secret().to_owned()];
+    for params in &keys {
+        secrets.push(A::token_for(&client, params).unwrap().secret().to_owned());
+    }
+    secrets.sort_unstable();
+    secrets.dedup();
+    assert_eq!(secrets.len(), 1 + keys.len(), "{}: a token per key", A::NAME);
+    let fingerprints = std::iter::once(config.fingerprint()).chain(
+        keys.iter()
+            .map(|params| config.with_params(params).unwrap().fingerprint()),
+    );
+    let discoveries: u64 = fingerprints
+        .map(|fingerprint| {
+            let labels = [
+                ("oauth.client.id", OidcPeer::BASIC_CLIENT_ID),
+                ("oauth.client.key", &fingerprint[..12]),
+                ("oauth.request.kind", "discovery"),
+            ];
+            metrics.counter("oauth.client.requests", &labels)
+        })
+        .sum();
+    assert_eq!(discoveries, 1, "{}", A::NAME);
 }

@@ -5,10 +5,10 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use client_credentials::{ConfigError, Error, OAuthErrorCode, TokenParams};
-use client_credentials_testkit::TestIssuer;
-
+use client_credentials::{Config, ConfigError, DiscoveryError, Error, OAuthErrorCode, TokenParams};
 use client_credentials_blocking::ManualClock;
+use client_credentials_testkit::{TestIssuer, TestResourceServer};
+use serde_json::json;
 
 use super::{config, discovering};
 use crate::{Adapter, Options};
@@ -222,4 +222,172 @@ pub fn a_key_at_rest_keeps_its_refresh_token_and_discovered_endpoint<A: Adapter>
     // The default key is apart: fetched once, with its own grant.
     A::token(&client).expect("the default token");
     assert_eq!(issuer.token_requests().len(), 4, "{}", A::NAME);
+}
+
+/// The keys of a discovering client on a simulated clock, whose discovered
+/// metadata lives `DISCOVERY_TTL` and whose tokens `TOKEN_LIFETIME`.
+const DISCOVERY_TTL: Duration = Duration::from_secs(600);
+const TOKEN_LIFETIME: i64 = 3600;
+
+fn on_manual_clock(max_keys: usize) -> (Options, ManualClock) {
+    let clock = ManualClock::starting_now();
+    let options = Options {
+        clock: Some(clock.clone()),
+        max_keys: Some(max_keys),
+        ..Options::default()
+    };
+    (options, clock)
+}
+
+/// A client with `.issuer(..)` and 100 keys besides its default discovers
+/// once: every key takes the client's metadata. Past the discovery TTL, the
+/// refreshes of all keys read the metadata again once.
+pub fn the_keys_of_a_discovering_client_discover_once<A: Adapter>() {
+    const KEYS: usize = 100;
+    let issuer = TestIssuer::builder().lifetime(TOKEN_LIFETIME).start();
+    let (options, clock) = on_manual_clock(KEYS);
+    let config = discovering(&issuer).discovery_ttl(DISCOVERY_TTL).build().unwrap();
+    let client = A::build(config, options);
+    A::token(&client).unwrap();
+    for key in 0..KEYS {
+        A::token_for(&client, &tenant(key)).unwrap();
+    }
+    assert_eq!(issuer.discovery_requests().len(), 1, "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), KEYS + 1, "{}", A::NAME);
+    // A key that never discovered reads the client's metadata too.
+    let bound = A::with_params(&client, tenant(0));
+    assert_eq!(A::metadata(&bound).map(|m| m.issuer), Some(issuer.issuer_url()));
+
+    // Past the TTL and the tokens' refresh time: one rediscovery for all.
+    clock.advance(Duration::from_secs(TOKEN_LIFETIME as u64));
+    A::token(&client).unwrap();
+    for key in 0..KEYS {
+        A::token_for(&client, &tenant(key)).unwrap();
+    }
+    assert_eq!(issuer.discovery_requests().len(), 2, "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 2 * (KEYS + 1), "{}", A::NAME);
+}
+
+/// A client with `.resource_server(..)` and 20 keys reads the resource's
+/// metadata once and discovers the server it names once.
+pub fn the_keys_of_a_resource_server_client_read_its_metadata_once<A: Adapter>() {
+    const KEYS: usize = 20;
+    let issuer = TestIssuer::start();
+    let api = TestResourceServer::builder().authorization_server(&issuer).start();
+    let config = Config::builder(issuer.client_id(), issuer.client_secret())
+        .resource_server(api.resource())
+        .build()
+        .unwrap();
+    let client = A::build(config, Options::default());
+    for key in 0..KEYS {
+        A::token_for(&client, &tenant(key)).unwrap();
+    }
+    A::token(&client).unwrap();
+    assert_eq!(api.requests().len(), 1, "{}", A::NAME);
+    assert_eq!(issuer.discovery_requests().len(), 1, "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), KEYS + 1, "{}", A::NAME);
+}
+
+/// The resource's metadata names another authorization server after the
+/// client's first key pinned one: a new key keeps to the client's pin, as
+/// the first key does. Within the discovery TTL it uses the client's
+/// metadata; past it, it reads the document and refuses it; nothing ever
+/// reaches the other server.
+pub fn a_new_key_keeps_the_clients_pinned_authorization_server<A: Adapter>() {
+    let issuer = TestIssuer::builder().lifetime(TOKEN_LIFETIME).start();
+    let other = TestIssuer::start();
+    let api = TestResourceServer::builder().authorization_server(&issuer).start();
+    let (options, clock) = on_manual_clock(10);
+    let config = Config::builder(issuer.client_id(), issuer.client_secret())
+        .resource_server(api.resource())
+        .discovery_ttl(DISCOVERY_TTL)
+        .build()
+        .unwrap();
+    let client = A::build(config, options);
+    A::token(&client).unwrap();
+    api.serve_document(
+        "/.well-known/oauth-protected-resource/api",
+        json!({"resource": api.resource(), "authorization_servers": [other.issuer_url()]}),
+    );
+    A::token_for(&client, &tenant(1)).unwrap();
+    assert_eq!(api.requests().len(), 1, "{}: the client's metadata was used", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 2, "{}", A::NAME);
+
+    clock.advance(DISCOVERY_TTL + Duration::from_secs(1));
+    match A::token_for(&client, &tenant(2)) {
+        Err(Error::Discovery(DiscoveryError::AuthorizationServerNotAllowed { named })) => {
+            assert_eq!(named, [other.issuer_url()], "{}", A::NAME);
+        }
+        other => panic!("{}: {other:?}", A::NAME),
+    }
+    assert_eq!(api.requests().len(), 2, "{}: the new key read the document", A::NAME);
+    // The first key, refreshing, refuses it too and keeps its server.
+    A::refresh(&client).unwrap();
+    assert_eq!(issuer.token_requests().len(), 3, "{}", A::NAME);
+    assert!(other.requests().is_empty(), "{}: {:?}", A::NAME, other.requests());
+}
+
+/// Cold keys of a discovering client asked for by 8 callers at once: each
+/// caller discovers at most once (only keys whose first step comes before
+/// any discovery ended read the metadata), and every key is fetched once.
+pub fn cold_keys_asked_for_at_once_discover_at_most_once_per_caller<A: Adapter>() {
+    const KEYS: usize = 200;
+    const CALLERS: usize = 8;
+    let issuer = TestIssuer::start();
+    let client = A::build(discovering(&issuer).build().unwrap(), Options::default());
+    let barrier = Arc::new(Barrier::new(CALLERS));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let (client, barrier) = (client.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for i in 0..KEYS {
+                    let key = (i + caller * KEYS / CALLERS) % KEYS;
+                    A::token_for(&client, &tenant(key)).expect("a token");
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    let discoveries = issuer.discovery_requests().len();
+    assert!((1..=CALLERS).contains(&discoveries), "{}: {discoveries}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), KEYS, "{}", A::NAME);
+}
+
+/// Past the discovery TTL and the tokens' lifetime, 8 callers refresh the
+/// 50 keys of a discovering client at once: the client reads the metadata
+/// again once (the other keys wait for that read and take its result), and
+/// every key fetches one new token.
+pub fn keys_refreshing_at_once_past_the_ttl_rediscover_once<A: Adapter>() {
+    const KEYS: usize = 50;
+    const CALLERS: usize = 8;
+    let issuer = TestIssuer::builder().lifetime(TOKEN_LIFETIME).start();
+    let (options, clock) = on_manual_clock(KEYS);
+    let config = discovering(&issuer).discovery_ttl(DISCOVERY_TTL).build().unwrap();
+    let client = A::build(config, options);
+    for key in 0..KEYS {
+        A::token_for(&client, &tenant(key)).unwrap();
+    }
+    assert_eq!(issuer.discovery_requests().len(), 1, "{}", A::NAME);
+    clock.advance(Duration::from_secs(2 * TOKEN_LIFETIME as u64));
+    let barrier = Arc::new(Barrier::new(CALLERS));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let (client, barrier) = (client.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for i in 0..KEYS {
+                    let key = (i + caller * KEYS / CALLERS) % KEYS;
+                    A::token_for(&client, &tenant(key)).expect("a token");
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    assert_eq!(issuer.discovery_requests().len(), 2, "{}", A::NAME);
+    assert_eq!(issuer.token_requests().len(), 2 * KEYS, "{}", A::NAME);
 }
