@@ -130,8 +130,10 @@
 //! ([`TokenSource::adopt_discovery`]); [`driver::Discovery::replaces`] says
 //! which result a client keeps. The adapters keep the client's latest,
 //! adopt it before a key steps and keep the key's after; while one key
-//! reads the metadata again, its siblings' discovery is held
-//! ([`driver::Driver::hold_discovery`]), so a client rediscovers once.
+//! reads the metadata (first, or again), its siblings' discovery is held
+//! ([`driver::Driver::hold_discovery`]), so a client discovers and
+//! rediscovers once (should its first read fail, cold keys read for
+//! themselves until one succeeds).
 //!
 //! ## Decisions, and where they are documented
 //! - Freshness: a token is refreshed at `expires_at - min(refresh_margin, lifetime / 2)`

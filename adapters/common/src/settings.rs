@@ -68,6 +68,10 @@ struct Latest {
     /// The key reading the metadata now (its driver's address, an identity
     /// only), if any.
     discovering: Option<usize>,
+    /// A read ended without metadata before the client had any: from then
+    /// on, until one succeeds, cold keys read for themselves (see
+    /// [`SharedDiscovery::around`]).
+    first_read_failed: bool,
 }
 
 impl SharedDiscovery {
@@ -85,17 +89,19 @@ impl SharedDiscovery {
     /// between adopting the client's latest result and publishing the
     /// key's own, when it replaces the latest.
     ///
-    /// While another key reads the metadata again (the client has a result,
-    /// past its TTL or stale), this key's discovery is held
-    /// ([`machine::Driver::hold_discovery`]): its callers wait for that
-    /// result, woken when that key's job ends, so a client rediscovers once
-    /// however many keys refresh then. (Cold keys asked for at once each
-    /// read the metadata: were that read to fail, every key waiting on it
-    /// would wait out one more failure per sibling.) A key about to send a
-    /// metadata request, or to pin the client's authorization server (a
-    /// resource server's first read), runs `f` under this lock: no other
-    /// key starts a read meanwhile, and the first document read pins one
-    /// server for every key.
+    /// While another key reads the metadata (the client's first read, or a
+    /// read again past the TTL or once stale), this key's discovery is held
+    /// ([`machine::Driver::hold_discovery`]): its callers are served an
+    /// unexpired token or wait for that result, woken when that key's job
+    /// ends, so a client discovers once however many cold keys are asked
+    /// for at once, and rediscovers once however many keys refresh then.
+    /// Should the client's first read fail, cold keys are no longer held
+    /// until one succeeds: each reads for itself, as it would alone, rather
+    /// than every waiting key wait out one more failure per sibling. A key
+    /// about to send a metadata request, or to pin the client's
+    /// authorization server (a resource server's first read), runs `f`
+    /// under this lock: no other key starts a read meanwhile, and the first
+    /// document read pins one server for every key.
     pub fn around<R>(
         &self,
         machine: &mut machine::Driver,
@@ -107,10 +113,10 @@ impl SharedDiscovery {
         if let Some(discovery) = &latest.discovery {
             machine.adopt_discovery(discovery, now);
         }
-        let rediscovering = latest.discovering.is_some_and(|other| other != key)
-            && latest.discovery.as_ref().is_some_and(|d| d.metadata().is_some());
-        machine.hold_discovery(rediscovering);
-        if machine.pins_next() || (!rediscovering && machine.discovery_due(now)) {
+        let read_before = latest.discovery.as_ref().is_some_and(|d| d.metadata().is_some());
+        let held = latest.discovering.is_some_and(|other| other != key) && (read_before || !latest.first_read_failed);
+        machine.hold_discovery(held);
+        if machine.pins_next() || (!held && machine.discovery_due(now)) {
             let result = f(machine, now);
             Self::publish(&mut latest, machine, key);
             return result;
@@ -127,10 +133,13 @@ impl SharedDiscovery {
                 latest.discovery = Some(discovery);
             }
         }
+        let read = latest.discovery.as_ref().is_some_and(|d| d.metadata().is_some());
         if machine.is_discovering() {
             latest.discovering.get_or_insert(key);
         } else if latest.discovering == Some(key) {
             latest.discovering = None;
+            // The read this key made ended; without metadata, it failed.
+            latest.first_read_failed = !read;
         }
     }
 }

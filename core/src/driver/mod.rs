@@ -226,8 +226,8 @@ impl Driver {
         self.source.is_discovering()
     }
 
-    /// Another key of the same client is reading the metadata again
-    /// (`true`), or none is (`false`): while held, a call whose next request
+    /// Another key of the same client is reading the metadata (`true`), or
+    /// none is (`false`): while held, a call whose next request
     /// would be a metadata request is served the unexpired token (unless it
     /// forces a refresh) or waits until woken (the other key's job ends, and
     /// its result is adopted), instead of sending one of its own, and the

@@ -9,6 +9,7 @@ client_credentials_suite::scenarios!(keys:
     the_keys_of_a_discovering_client_discover_once,
     the_keys_of_a_resource_server_client_read_its_metadata_once,
     a_new_key_keeps_the_clients_pinned_authorization_server,
-    cold_keys_asked_for_at_once_discover_at_most_once_per_caller,
+    cold_keys_asked_for_at_once_discover_once,
+    a_failed_first_discovery_leaves_cold_keys_to_read_for_themselves,
     keys_refreshing_at_once_past_the_ttl_rediscover_once,
 );
