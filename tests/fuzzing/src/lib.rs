@@ -242,8 +242,9 @@ const SUBJECT_TOKEN: &str =
 /// (identity chaining): a token only when `issued_token_type` (if a string)
 /// is the type asked for (without a request, an access token or a JWT);
 /// `token_type` `N_A` only when a JWT was asked for; an opaque token
-/// without `expires_in` lives no longer than the subject; never the
-/// subject token or the secret in an error.
+/// without `expires_in` lives no longer than the subject; a retryable
+/// error schedules a retry; never the subject token or the secret in an
+/// error.
 pub fn exchange_response(data: &[u8]) {
     let body: Option<serde_json::Map<String, Value>> = serde_json::from_slice(data).ok();
     let issued = body
@@ -294,7 +295,15 @@ pub fn exchange_response(data: &[u8]) {
                     );
                 }
             }
-            Ok(other) => panic!("a token response gives a token or an error, got {other:?}"),
+            // A retryable error (`temporarily_unavailable`, even with a
+            // 200) schedules the next attempt: checked as any error.
+            Ok(Event::RetryScheduled { at, error, .. }) => {
+                assert!(at >= NOW, "a retry scheduled in the past: {at:?}");
+                check_error(&error);
+                let message = error.to_string();
+                assert!(!message.contains(SUBJECT_TOKEN), "subject token in error: {message}");
+            }
+            Ok(other) => panic!("a token response gives a token, an error or a retry, got {other:?}"),
             Err(error) => {
                 check_error(&error);
                 let message = error.to_string();
