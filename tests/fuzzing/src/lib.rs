@@ -246,7 +246,10 @@ const SUBJECT_TOKEN: &str =
 /// error schedules a retry; never the subject token or the secret in an
 /// error.
 pub fn exchange_response(data: &[u8]) {
-    let body: Option<serde_json::Map<String, Value>> = serde_json::from_slice(data).ok();
+    // Read as the core reads a token response: a leading UTF-8 BOM is
+    // skipped.
+    let json = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let body: Option<serde_json::Map<String, Value>> = serde_json::from_slice(json).ok();
     let issued = body
         .as_ref()
         .and_then(|b| b.get("issued_token_type"))
